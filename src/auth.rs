@@ -1,0 +1,473 @@
+//! Authentication: JWT verification (and minting for `lookout token`), identities and roles.
+//!
+//! The algorithm is fixed by configuration, never taken from a token's header; `exp` and `sub`
+//! are required, `iss`/`aud` when configured. This module knows nothing about channels or
+//! sockets: it turns a token into an [`Identity`] or an [`AuthError`].
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, JwtAlgorithm};
+
+/// Why a token was refused, or why keys could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No token in the header, query string or frame.
+    #[error("missing token")]
+    Missing,
+    /// Not a JWT, or its claims are not the expected shape.
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// `exp` is in the past.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// The signature does not verify with the configured key.
+    #[error("invalid token signature")]
+    BadSignature,
+    /// Signed with another algorithm than the configured one (including `none`).
+    #[error("token algorithm not accepted")]
+    WrongAlgorithm,
+    /// `iss` or `aud` do not match the configuration.
+    #[error("token issuer or audience not accepted")]
+    WrongIssuerOrAudience,
+    /// A required claim is absent or empty.
+    #[error("token lacks required claim `{0}`")]
+    MissingClaim(&'static str),
+    /// The key material could not be read or created.
+    #[error("JWT key: {0}")]
+    Key(String),
+}
+
+/// The roles of the design. A token may carry several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A guard in the field.
+    Guard,
+    /// Watches the guards of its org.
+    Supervisor,
+    /// Global administrator, not bound to an org.
+    Admin,
+    /// A back-end service of an org.
+    Service,
+}
+
+impl Role {
+    /// Every role, in a stable order.
+    pub const ALL: [Role; 4] = [Role::Guard, Role::Supervisor, Role::Admin, Role::Service];
+
+    /// The claim value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Guard => "guard",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+            Role::Service => "service",
+        }
+    }
+
+    /// Parses a claim value; unknown roles are `None`.
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// A small set of roles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Roles(u8);
+
+impl Roles {
+    /// Whether the set holds `role`.
+    pub fn has(self, role: Role) -> bool {
+        self.0 & role.bit() != 0
+    }
+    /// Adds a role.
+    pub fn insert(&mut self, role: Role) {
+        self.0 |= role.bit();
+    }
+    /// The roles as claim strings.
+    pub fn names(self) -> Vec<&'static str> {
+        Role::ALL
+            .into_iter()
+            .filter(|r| self.has(*r))
+            .map(Role::as_str)
+            .collect()
+    }
+}
+
+impl FromIterator<Role> for Roles {
+    fn from_iter<T: IntoIterator<Item = Role>>(iter: T) -> Self {
+        let mut roles = Roles::default();
+        for r in iter {
+            roles.insert(r);
+        }
+        roles
+    }
+}
+
+/// Who is on the other end, as proven by a verified token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `sub`.
+    pub user: Arc<str>,
+    /// `org`; only an admin may have none.
+    pub org: Option<Arc<str>>,
+    /// `roles`.
+    pub roles: Roles,
+    /// `name`, for display.
+    pub name: Option<String>,
+    /// `exp`, seconds since the Unix epoch.
+    pub exp: u64,
+}
+
+impl Identity {
+    /// Whether the identity holds `role`.
+    pub fn is(&self, role: Role) -> bool {
+        self.roles.has(role)
+    }
+    /// Whether the identity belongs to `org`.
+    pub fn in_org(&self, org: &str) -> bool {
+        self.org.as_deref() == Some(org)
+    }
+}
+
+// Never print the token or claims beyond what a log line needs.
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("user", &self.user)
+            .field("org", &self.org)
+            .field("roles", &self.roles.names())
+            .finish()
+    }
+}
+
+/// The claims Lookout reads and writes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id.
+    pub sub: String,
+    /// Organization id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// Role names.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Issued at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Issuer, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audience, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// Verifies tokens (and mints them when a signing key is at hand).
+pub struct Authenticator {
+    decoding: DecodingKey,
+    encoding: Option<EncodingKey>,
+    validation: Validation,
+    algorithm: Algorithm,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Authenticator {
+    /// Loads the keys the configuration names. For HS256 without a configured secret, the secret
+    /// lives in `<data_dir>/jwt.secret` and is created (mode 0600) when absent.
+    pub fn from_config(config: &Config) -> Result<Self, AuthError> {
+        let jwt = &config.jwt;
+        let (algorithm, decoding, encoding) = match jwt.algorithm {
+            JwtAlgorithm::HS256 => {
+                let secret = match (&jwt.secret, &jwt.secret_file) {
+                    (Some(s), _) => s.as_bytes().to_vec(),
+                    (None, Some(file)) => read_secret(file)?,
+                    (None, None) => load_or_create_secret(&default_secret_path(config))?,
+                };
+                (
+                    Algorithm::HS256,
+                    DecodingKey::from_secret(&secret),
+                    Some(EncodingKey::from_secret(&secret)),
+                )
+            }
+            JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => {
+                let rsa = jwt.algorithm == JwtAlgorithm::RS256;
+                let public = jwt
+                    .public_key
+                    .as_ref()
+                    .ok_or_else(|| AuthError::Key("jwt.public_key is required".into()))?;
+                let pem = read_file(public)?;
+                let decoding = if rsa {
+                    DecodingKey::from_rsa_pem(&pem)
+                } else {
+                    DecodingKey::from_ec_pem(&pem)
+                }
+                .map_err(|e| AuthError::Key(format!("{}: {e}", public.display())))?;
+                let encoding = match &jwt.private_key {
+                    Some(path) => {
+                        let pem = read_file(path)?;
+                        let key = if rsa {
+                            EncodingKey::from_rsa_pem(&pem)
+                        } else {
+                            EncodingKey::from_ec_pem(&pem)
+                        }
+                        .map_err(|e| AuthError::Key(format!("{}: {e}", path.display())))?;
+                        Some(key)
+                    }
+                    None => None,
+                };
+                let alg = if rsa {
+                    Algorithm::RS256
+                } else {
+                    Algorithm::ES256
+                };
+                (alg, decoding, encoding)
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = jwt.leeway.as_secs();
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        if let Some(iss) = &jwt.issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        if let Some(aud) = &jwt.audience {
+            validation.set_audience(&[aud]);
+            required.push("aud");
+        } else {
+            // A token minted for another audience must not pass just because we set none.
+            validation.validate_aud = false;
+        }
+        validation.set_required_spec_claims(&required);
+        Ok(Authenticator {
+            decoding,
+            encoding,
+            validation,
+            algorithm,
+            issuer: jwt.issuer.clone(),
+            audience: jwt.audience.clone(),
+        })
+    }
+
+    /// Verifies a token and returns who it proves.
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::InvalidAlgorithm
+                | ErrorKind::InvalidAlgorithmName
+                | ErrorKind::MissingAlgorithm => AuthError::WrongAlgorithm,
+                ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => {
+                    AuthError::WrongIssuerOrAudience
+                }
+                ErrorKind::MissingRequiredClaim(c) => match c.as_str() {
+                    "exp" => AuthError::MissingClaim("exp"),
+                    "iss" => AuthError::MissingClaim("iss"),
+                    "aud" => AuthError::MissingClaim("aud"),
+                    _ => AuthError::MissingClaim("sub"),
+                },
+                // `alg: none` fails to parse as a header algorithm: refuse it as an algorithm.
+                ErrorKind::Json(_) if header_says_none(token) => AuthError::WrongAlgorithm,
+                other => AuthError::Malformed(format!("{other:?}")),
+            })?;
+        identity_from_claims(data.claims)
+    }
+
+    /// Mints a token for `sub` in `org` with `roles`, valid for `ttl`.
+    pub fn mint(
+        &self,
+        sub: &str,
+        org: Option<&str>,
+        roles: &[Role],
+        ttl: Duration,
+        name: Option<&str>,
+    ) -> Result<String, AuthError> {
+        let key = self.encoding.as_ref().ok_or_else(|| {
+            AuthError::Key("no signing key configured (set jwt.private_key)".into())
+        })?;
+        let now = now_secs();
+        let claims = Claims {
+            sub: sub.to_string(),
+            org: org.map(str::to_string),
+            roles: roles.iter().map(|r| r.as_str().to_string()).collect(),
+            exp: now + ttl.as_secs(),
+            iat: Some(now),
+            name: name.map(str::to_string),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+        };
+        jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key)
+            .map_err(|e| AuthError::Key(e.to_string()))
+    }
+}
+
+fn header_says_none(token: &str) -> bool {
+    use base64::Engine;
+    let Some(head) = token.split('.').next() else {
+        return false;
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("alg").and_then(|a| a.as_str()).map(str::to_lowercase))
+        .is_some_and(|alg| alg == "none")
+}
+
+fn identity_from_claims(claims: Claims) -> Result<Identity, AuthError> {
+    if claims.sub.trim().is_empty() {
+        return Err(AuthError::MissingClaim("sub"));
+    }
+    let roles: Roles = claims.roles.iter().filter_map(|r| Role::parse(r)).collect();
+    let org = claims.org.filter(|o| !o.trim().is_empty());
+    if org.is_none() && !roles.has(Role::Admin) {
+        return Err(AuthError::MissingClaim("org"));
+    }
+    Ok(Identity {
+        user: claims.sub.into(),
+        org: org.map(Into::into),
+        roles,
+        name: claims.name,
+        exp: claims.exp,
+    })
+}
+
+/// Where the generated HS256 secret lives.
+pub fn default_secret_path(config: &Config) -> PathBuf {
+    config.data_dir.join("jwt.secret")
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, AuthError> {
+    fs::read(path).map_err(|e| AuthError::Key(format!("{}: {e}", path.display())))
+}
+
+fn read_secret(path: &Path) -> Result<Vec<u8>, AuthError> {
+    let raw = read_file(path)?;
+    let trimmed = String::from_utf8_lossy(&raw).trim().as_bytes().to_vec();
+    if trimmed.len() < 32 {
+        return Err(AuthError::Key(format!(
+            "{}: an HS256 secret must be at least 32 bytes",
+            path.display()
+        )));
+    }
+    Ok(trimmed)
+}
+
+fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, AuthError> {
+    if path.exists() {
+        return read_secret(path);
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    write_private_file(path, secret.as_bytes())
+        .map_err(|e| AuthError::Key(format!("{}: {e}", path.display())))?;
+    tracing::info!(path = %path.display(), "generated a new HS256 secret");
+    Ok(secret.into_bytes())
+}
+
+/// Writes a file readable by its owner only (0600), creating parent directories.
+/// Fails rather than overwrite: a secret or key is never replaced silently.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hs(secret: &str) -> Authenticator {
+        let mut config = Config::default();
+        config.jwt.secret = Some(secret.into());
+        Authenticator::from_config(&config).expect("keys")
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_minted_token_verifies_to_its_identity() {
+        let auth = hs(SECRET);
+        let t = auth
+            .mint("alice", Some("acme"), &[Role::Guard], Duration::from_secs(60), None)
+            .expect("mint");
+        let id = auth.verify(&t).expect("verify");
+        assert_eq!(&*id.user, "alice");
+        assert!(id.in_org("acme"));
+        assert!(id.is(Role::Guard) && !id.is(Role::Admin));
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_refused() {
+        let t = hs("another-secret-another-secret-xx")
+            .mint("a", Some("o"), &[Role::Guard], Duration::from_secs(60), None)
+            .expect("mint");
+        assert!(matches!(hs(SECRET).verify(&t), Err(AuthError::BadSignature)));
+    }
+
+    #[test]
+    fn a_non_admin_without_org_is_refused() {
+        let auth = hs(SECRET);
+        let t = auth
+            .mint("a", None, &[Role::Supervisor], Duration::from_secs(60), None)
+            .expect("mint");
+        assert!(matches!(auth.verify(&t), Err(AuthError::MissingClaim("org"))));
+        let admin = auth
+            .mint("root", None, &[Role::Admin], Duration::from_secs(60), None)
+            .expect("mint");
+        assert!(auth.verify(&admin).is_ok());
+    }
+}

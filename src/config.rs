@@ -1,0 +1,414 @@
+//! Configuration: every setting Lookout reads, its safe default and its documentation.
+//!
+//! Sources, later ones winning: built-in defaults, an optional TOML file (`lookout.toml` in the
+//! working directory, or `--config FILE`), `LOOKOUT_*` environment variables (nested keys joined
+//! with `__`, e.g. `LOOKOUT_LIMITS__MAX_CONNECTIONS_PER_USER=3`), then command-line flags.
+//!
+//! This module only describes and loads settings; it never opens files other than the config
+//! file itself and never creates anything (that is the job of `transport::tls` and `auth`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Where the configuration could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A source held a value of the wrong type, an unknown key, or a file could not be read.
+    #[error("{0}")]
+    Invalid(#[from] Box<figment::Error>),
+    /// The values parsed but contradict each other.
+    #[error("{key}: {message}")]
+    Inconsistent {
+        /// The dotted key at fault.
+        key: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// The whole configuration of one Lookout process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// TLS listener address.
+    pub listen: SocketAddr,
+    /// Optional plain-HTTP listener, only for use behind a TLS-terminating proxy.
+    pub plain_listen: Option<SocketAddr>,
+    /// Data directory (certificate, secret and, later, the store).
+    pub data_dir: PathBuf,
+    /// Browser origins allowed to open a WebSocket.
+    pub allowed_origins: Vec<String>,
+    /// TLS certificate settings.
+    pub tls: TlsConfig,
+    /// JWT verification settings.
+    pub jwt: JwtConfig,
+    /// Limits and timeouts.
+    pub limits: Limits,
+}
+
+/// TLS certificate and key. Both unset: a self-signed pair is generated in the data directory.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+/// The JWT signature algorithms Lookout accepts; one is chosen by configuration, never by a token.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with a shared secret.
+    HS256,
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    RS256,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+}
+
+/// How tokens are verified (and minted by `lookout token`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Signature algorithm.
+    pub algorithm: JwtAlgorithm,
+    /// HS256 secret given inline.
+    pub secret: Option<String>,
+    /// File holding the HS256 secret. Neither set: `<data_dir>/jwt.secret`, created on first run.
+    pub secret_file: Option<PathBuf>,
+    /// RS256/ES256 public key (PEM) used to verify.
+    pub public_key: Option<PathBuf>,
+    /// RS256/ES256 private key (PEM), only needed by `lookout token`.
+    pub private_key: Option<PathBuf>,
+    /// Required `iss` claim, when set.
+    pub issuer: Option<String>,
+    /// Required `aud` claim, when set.
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp`/`nbf`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+/// Limits, all with the defaults of the design.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// How often the server pings each WebSocket.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// A connection that sent nothing (no pong, no frame) for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub dead_peer_timeout: Duration,
+    /// A connection with no subscription is closed after this long.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// How long before the idle close the client gets a notice.
+    #[serde(with = "humantime_serde")]
+    pub idle_notice: Duration,
+    /// TLS handshake plus the HTTP upgrade request must finish within this.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// One frame write may take this long before the peer is considered stuck and dropped.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Graceful shutdown waits this long for connections to drain.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// WebSocket connections per user.
+    pub max_connections_per_user: usize,
+    /// WebSocket connections in total.
+    pub max_connections: usize,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions_per_connection: usize,
+    /// Messages per second per user (sustained), video excluded.
+    pub messages_per_second: u32,
+    /// Messages per user allowed in a burst.
+    pub message_burst: u32,
+    /// Video frames per second per user.
+    pub video_frames_per_second: u32,
+    /// Largest text/JSON message (bytes); larger closes the connection with 1009.
+    pub max_message_size: usize,
+    /// Largest video frame payload (bytes) on `lookout.msgpack`.
+    pub max_video_frame: usize,
+    /// Messages waiting for one slow connection before the overflow policy applies.
+    pub outbound_queue: usize,
+    /// Messages kept per channel by the in-memory log, for `since` replay.
+    pub history_per_channel: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            plain_listen: None,
+            data_dir: PathBuf::from("lookout-data"),
+            allowed_origins: Vec::new(),
+            tls: TlsConfig::default(),
+            jwt: JwtConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            algorithm: JwtAlgorithm::HS256,
+            secret: None,
+            secret_file: None,
+            public_key: None,
+            private_key: None,
+            issuer: None,
+            audience: None,
+            leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            ping_interval: Duration::from_secs(20),
+            dead_peer_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(300),
+            idle_notice: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(4),
+            max_connections_per_user: 5,
+            max_connections: 10_000,
+            max_subscriptions_per_connection: 256,
+            messages_per_second: 20,
+            message_burst: 40,
+            video_frames_per_second: 30,
+            max_message_size: 64 * 1024,
+            max_video_frame: 256 * 1024,
+            outbound_queue: 1024,
+            history_per_channel: 1000,
+        }
+    }
+}
+
+/// Each key, with its documentation: the text `lookout serve --help` prints.
+/// A unit test keeps this list and the `Config` struct in step.
+pub const KEYS: &[(&str, &str)] = &[
+    ("listen", "TLS listener address (port 0 picks a free port)"),
+    ("plain_listen", "plain-HTTP listener, only behind a TLS-terminating proxy"),
+    ("data_dir", "data directory: certificate, JWT secret, store"),
+    ("allowed_origins", "browser Origins allowed to open a WebSocket; empty: same host only; \"*\": any"),
+    ("tls.cert", "PEM certificate chain; unset: self-signed, generated in data_dir/tls"),
+    ("tls.key", "PEM private key for tls.cert"),
+    ("jwt.algorithm", "HS256, RS256 or ES256; tokens signed otherwise are refused"),
+    ("jwt.secret", "HS256 secret given inline"),
+    ("jwt.secret_file", "file with the HS256 secret; unset: data_dir/jwt.secret, created on first run"),
+    ("jwt.public_key", "RS256/ES256 public key (PEM) used to verify tokens"),
+    ("jwt.private_key", "RS256/ES256 private key (PEM), only for `lookout token`"),
+    ("jwt.issuer", "required `iss` claim, when set"),
+    ("jwt.audience", "required `aud` claim, when set"),
+    ("jwt.leeway", "clock skew tolerated on exp/nbf"),
+    ("limits.ping_interval", "server WebSocket ping interval"),
+    ("limits.dead_peer_timeout", "close a connection that sent nothing (no pong, no frame) for this long"),
+    ("limits.idle_timeout", "close a connection without subscriptions after this long"),
+    ("limits.idle_notice", "send an idle notice this long before the idle close"),
+    ("limits.handshake_timeout", "TLS handshake + HTTP upgrade request deadline"),
+    ("limits.write_timeout", "drop a peer whose single frame write takes longer"),
+    ("limits.shutdown_grace", "how long shutdown waits for connections to drain"),
+    ("limits.max_connections_per_user", "WebSocket connections per user"),
+    ("limits.max_connections", "WebSocket connections in total"),
+    ("limits.max_subscriptions_per_connection", "subscriptions per connection"),
+    ("limits.messages_per_second", "messages per second per user, video excluded"),
+    ("limits.message_burst", "message burst per user"),
+    ("limits.video_frames_per_second", "video frames per second per user"),
+    ("limits.max_message_size", "largest text/JSON message in bytes (larger: close 1009)"),
+    ("limits.max_video_frame", "largest video frame payload in bytes"),
+    ("limits.outbound_queue", "messages queued for one connection before the overflow policy applies"),
+    ("limits.history_per_channel", "messages kept per channel for `since` replay"),
+];
+
+/// The help text listing every key, its environment variable and its default.
+pub fn keys_help() -> String {
+    let defaults = default_values();
+    let mut out = String::from(
+        "Configuration keys (lookout.toml key / LOOKOUT_* variable, default):\n",
+    );
+    for (key, doc) in KEYS {
+        let env = format!("LOOKOUT_{}", key.replace('.', "__").to_uppercase());
+        let default = defaults
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        out.push_str(&format!("  {key}  ({env}, default {default})\n      {doc}\n"));
+    }
+    out
+}
+
+/// The default configuration as dotted key → display value.
+pub fn default_values() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    match serde_json::to_value(Config::default()) {
+        Ok(v) => flatten("", &v, &mut out),
+        Err(e) => out.push(("<error>".into(), e.to_string())),
+    }
+    out
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        serde_json::Value::Null => out.push((prefix.to_string(), "unset".into())),
+        serde_json::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+/// Values given on the command line; they override every other source.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    /// `--listen`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Assembles the configuration from defaults, the file, the environment and the flags.
+///
+/// `file`: an explicit `--config`; it must exist. Without it, `./lookout.toml` is read if present.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    match file {
+        Some(path) => {
+            if !path.exists() {
+                return Err(ConfigError::Inconsistent {
+                    key: "config",
+                    message: format!("config file {} does not exist", path.display()),
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        None => figment = figment.merge(Toml::file_exact("lookout.toml")),
+    }
+    let config: Config = figment
+        .merge(
+            Env::prefixed("LOOKOUT_")
+                .split("__")
+                // Variables that steer the CLI or logging, not configuration keys.
+                .ignore(&["config", "log", "log_format"]),
+        )
+        .merge(Serialized::defaults(overrides))
+        .extract()
+        .map_err(Box::new)?;
+    config.validate()?;
+    Ok(config)
+}
+
+impl Config {
+    /// Rejects combinations that would only fail later, naming the key at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, message: &str| {
+            Err(ConfigError::Inconsistent {
+                key,
+                message: message.to_string(),
+            })
+        };
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return bad("tls.cert", "tls.cert and tls.key must be given together");
+        }
+        match self.jwt.algorithm {
+            JwtAlgorithm::HS256 => {
+                if self.jwt.secret.as_deref().is_some_and(|s| s.len() < 32) {
+                    return bad("jwt.secret", "an HS256 secret must be at least 32 bytes");
+                }
+            }
+            JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => {
+                if self.jwt.public_key.is_none() {
+                    return bad(
+                        "jwt.public_key",
+                        "RS256/ES256 need jwt.public_key (PEM) to verify tokens",
+                    );
+                }
+            }
+        }
+        let l = &self.limits;
+        let positive: [(&'static str, bool); 12] = [
+            ("limits.ping_interval", l.ping_interval.is_zero()),
+            ("limits.dead_peer_timeout", l.dead_peer_timeout.is_zero()),
+            ("limits.idle_timeout", l.idle_timeout.is_zero()),
+            ("limits.handshake_timeout", l.handshake_timeout.is_zero()),
+            ("limits.write_timeout", l.write_timeout.is_zero()),
+            ("limits.max_connections_per_user", l.max_connections_per_user == 0),
+            ("limits.max_connections", l.max_connections == 0),
+            ("limits.messages_per_second", l.messages_per_second == 0),
+            ("limits.message_burst", l.message_burst == 0),
+            ("limits.video_frames_per_second", l.video_frames_per_second == 0),
+            ("limits.max_message_size", l.max_message_size < 256),
+            ("limits.outbound_queue", l.outbound_queue == 0),
+        ];
+        for (key, is_bad) in positive {
+            if is_bad {
+                return bad(key, "must be greater than zero (max_message_size: at least 256)");
+            }
+        }
+        if l.idle_notice >= l.idle_timeout {
+            return bad("limits.idle_notice", "must be shorter than limits.idle_timeout");
+        }
+        if l.dead_peer_timeout <= l.ping_interval {
+            return bad(
+                "limits.dead_peer_timeout",
+                "must be longer than limits.ping_interval, or healthy peers are dropped",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_config_key_is_documented_and_every_documented_key_exists() {
+        let actual: Vec<String> = default_values().into_iter().map(|(k, _)| k).collect();
+        let documented: Vec<String> = KEYS.iter().map(|(k, _)| k.to_string()).collect();
+        for key in &actual {
+            assert!(documented.contains(key), "undocumented config key {key}");
+        }
+        for key in &documented {
+            assert!(actual.contains(key), "documented key {key} is not in Config");
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_designs_and_valid() {
+        let c = Config::default();
+        c.validate().expect("defaults validate");
+        assert_eq!(c.limits.max_connections_per_user, 5);
+        assert_eq!(c.limits.max_message_size, 64 * 1024);
+        assert_eq!(c.listen.port(), 8443);
+    }
+
+    #[test]
+    fn a_half_given_certificate_is_refused_with_its_key() {
+        let mut c = Config::default();
+        c.tls.cert = Some("x.pem".into());
+        let err = c.validate().expect_err("must fail");
+        assert!(err.to_string().starts_with("tls.cert"), "{err}");
+    }
+}

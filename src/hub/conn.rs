@@ -1,0 +1,227 @@
+//! What the hub knows of one connection ([`ConnHandle`]) and what it hands to it ([`Outbound`],
+//! [`Delivery`]).
+//!
+//! A delivery is one published message shared by every subscriber: its frames are encoded at
+//! most once per (encoding, view) and the bytes are shared. The handle never blocks: the hub only
+//! `try_send`s into the connection's bounded queue.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Notify};
+
+use crate::auth::Identity;
+use crate::protocol::{DialectFrame, Encoding, MessageFrame};
+use crate::store::StoredMessage;
+
+use super::channel::ChannelKind;
+
+/// How a subscription wants its messages rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// `{"type":"message",…}` frames.
+    Native,
+    /// The job-status dialect: `job_status_update`, `job_completed`, `system_notification`.
+    JobStatus,
+}
+
+impl View {
+    const COUNT: usize = 2;
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One message on its way to subscribers.
+pub struct Delivery {
+    /// The channel as subscribers name it.
+    pub channel: Arc<str>,
+    /// The channel's kind.
+    pub kind: ChannelKind,
+    /// The message.
+    pub message: Arc<StoredMessage>,
+    frames: [[OnceLock<Result<Vec<Bytes>, String>>; Encoding::COUNT]; View::COUNT],
+}
+
+impl Delivery {
+    /// Wraps a stored message for delivery on `channel`.
+    pub fn new(channel: Arc<str>, kind: ChannelKind, message: Arc<StoredMessage>) -> Self {
+        Delivery {
+            channel,
+            kind,
+            message,
+            frames: Default::default(),
+        }
+    }
+
+    /// The frames for one encoding and view, encoded on first use and shared afterwards.
+    pub fn frames(&self, encoding: Encoding, view: View) -> Result<&[Bytes], &str> {
+        self.frames[view.index()][encoding.index()]
+            .get_or_init(|| self.encode(encoding, view).map_err(|e| e.to_string()))
+            .as_deref()
+            .map_err(String::as_str)
+    }
+
+    fn encode(
+        &self,
+        encoding: Encoding,
+        view: View,
+    ) -> Result<Vec<Bytes>, crate::protocol::EncodeError> {
+        let m = &self.message;
+        let native = || {
+            encoding.encode(&MessageFrame {
+                kind: "message",
+                channel: &self.channel,
+                seq: m.seq,
+                timestamp: m.timestamp,
+                data: &m.data,
+                ack_required: m.ack_required,
+            })
+        };
+        if view == View::Native {
+            return Ok(vec![native()?]);
+        }
+        let field = |name: &str| -> Option<&rmpv::Value> {
+            m.data.as_map().and_then(|entries| {
+                entries
+                    .iter()
+                    .find(|(k, _)| k.as_str() == Some(name))
+                    .map(|(_, v)| v)
+            })
+        };
+        let dialect = |kind: &'static str, job_id: Option<&str>, status: Option<&str>| {
+            encoding.encode(&DialectFrame {
+                kind,
+                job_id,
+                status,
+                progress: field("progress"),
+                message: field("message"),
+                channel: &self.channel,
+                seq: m.seq,
+                timestamp: m.timestamp,
+                data: &m.data,
+            })
+        };
+        match self.kind {
+            ChannelKind::Job => {
+                let job = self.channel.strip_prefix("/topic/job/");
+                match field("status").and_then(|s| s.as_str()) {
+                    Some(status) => {
+                        let mut frames = vec![dialect("job_status_update", job, Some(status))?];
+                        if matches!(status, "completed" | "failed") {
+                            frames.push(dialect("job_completed", job, Some(status))?);
+                        }
+                        Ok(frames)
+                    }
+                    None => Ok(vec![native()?]),
+                }
+            }
+            ChannelKind::System => Ok(vec![dialect("system_notification", None, None)?]),
+            _ => Ok(vec![native()?]),
+        }
+    }
+}
+
+/// What a connection's writer task receives.
+pub enum Outbound {
+    /// A channel message, rendered for `View`.
+    Deliver(Arc<Delivery>, View),
+    /// A frame already encoded for this connection (reply, error, notice).
+    Frame(Bytes),
+    /// A WebSocket pong answering the peer's ping.
+    Pong(Bytes),
+}
+
+/// The shared state of one connection: its queue, its close request and its liveness clocks.
+pub struct ConnHandle {
+    /// Process-unique id.
+    pub id: u64,
+    /// Session id sent to the client.
+    pub session_id: String,
+    /// The identity the connection authenticated with.
+    pub identity: Identity,
+    /// The encoding it speaks.
+    pub encoding: Encoding,
+    /// Peer address, for logs and status.
+    pub peer: std::net::SocketAddr,
+    /// When it connected, ms since the Unix epoch.
+    pub connected_at: u64,
+    tx: mpsc::Sender<Outbound>,
+    closing: OnceLock<(u16, String)>,
+    /// Woken when a close is requested or a deadline moves.
+    pub wake: Notify,
+    /// Last time anything arrived from the peer, ms since the Unix epoch.
+    pub last_seen: AtomicU64,
+    /// Token expiry, seconds since the Unix epoch; moved forward by a refresh.
+    pub exp: AtomicU64,
+    /// Number of subscriptions held.
+    pub subscriptions: AtomicUsize,
+    /// Since when the connection has had no subscription, ms since the Unix epoch.
+    pub idle_since: AtomicU64,
+}
+
+impl ConnHandle {
+    /// A handle and the receiving end of its queue (`capacity` messages).
+    pub fn new(
+        id: u64,
+        identity: Identity,
+        encoding: Encoding,
+        peer: std::net::SocketAddr,
+        capacity: usize,
+    ) -> (Arc<Self>, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let now = crate::protocol::now_millis();
+        let exp = identity.exp;
+        let handle = Arc::new(ConnHandle {
+            id,
+            session_id: uuid::Uuid::new_v4().to_string(),
+            identity,
+            encoding,
+            peer,
+            connected_at: now,
+            tx,
+            closing: OnceLock::new(),
+            wake: Notify::new(),
+            last_seen: AtomicU64::new(now),
+            exp: AtomicU64::new(exp),
+            subscriptions: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(now),
+        });
+        (handle, rx)
+    }
+
+    /// Queues without waiting. `Err` hands the item back when the queue is full or closed.
+    pub fn try_send(&self, item: Outbound) -> Result<(), mpsc::error::TrySendError<Outbound>> {
+        self.tx.try_send(item)
+    }
+
+    /// Queues, waiting for room: only the connection's own reader uses this (its replies), so
+    /// a full queue slows down only the client that caused it.
+    pub async fn send(&self, item: Outbound) -> bool {
+        self.tx.send(item).await.is_ok()
+    }
+
+    /// Asks the writer to close the connection with `code`; the first request wins.
+    pub fn close(&self, code: u16, reason: impl Into<String>) {
+        if self.closing.set((code, reason.into())).is_ok() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The close requested, if any.
+    pub fn close_requested(&self) -> Option<&(u16, String)> {
+        self.closing.get()
+    }
+
+    /// Records that the peer sent something.
+    pub fn touch(&self) {
+        self.last_seen
+            .store(crate::protocol::now_millis(), Ordering::Relaxed);
+    }
+
+    /// Messages waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}

@@ -1,0 +1,33 @@
+//! Lookout: a self-hosted real-time hub for field teams.
+//!
+//! Guards' phones and supervisors' dashboards connect over TLS WebSockets with a JWT; services
+//! publish over REST; every message lives on a channel named like a STOMP destination.
+//!
+//! # Layout
+//! The data path reads top to bottom: socket → session → hub → channel log → subscribers.
+//! - [`transport`]: TCP accept loop, TLS, HTTP/1.1, routing and the WebSocket upgrade.
+//! - [`session`]: one WebSocket connection: reader and writer tasks, clocks and limits.
+//! - [`protocol`]: the native wire protocol (JSON and MessagePack envelopes, error and close codes).
+//! - [`hub`]: channels, rights ([`hub::channel`]), subscribers, admission and fan-out.
+//! - [`store`]: sequence numbers, message logs and the user directory behind one interface.
+//! - [`auth`]: JWT verification and minting, identities and roles.
+//! - [`api`]: the REST routes.
+//! - [`metrics`]: counters for stats.
+//! - [`config`]: every setting with its default and documentation.
+//! - [`server`]: wiring, start-up and ordered shutdown.
+//! - [`cli`]: the `lookout` command line.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod hub;
+pub mod metrics;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod transport;
+
+pub use config::Config;
+pub use server::Server;

@@ -1,0 +1,499 @@
+//! The native wire protocol: client requests, server frames, error codes and close codes.
+//!
+//! One envelope, two encodings: `lookout.json` (text frames) and `lookout.msgpack` (binary
+//! frames, maps with named fields). Application data is carried as an [`rmpv::Value`] so that
+//! MessagePack bytes (video) survive untouched. This module only encodes and decodes; it never
+//! touches a socket or the hub.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Opaque request id echoed in replies.
+pub type RequestId = rmpv::Value;
+
+/// Which encoding a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// `lookout.json`, text frames.
+    Json,
+    /// `lookout.msgpack`, binary frames.
+    MsgPack,
+}
+
+impl Encoding {
+    /// The WebSocket subprotocol name.
+    pub fn subprotocol(self) -> &'static str {
+        match self {
+            Encoding::Json => "lookout.json",
+            Encoding::MsgPack => "lookout.msgpack",
+        }
+    }
+
+    /// Index into per-encoding caches.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Number of encodings, for per-encoding caches.
+    pub const COUNT: usize = 2;
+
+    /// Encodes one server frame.
+    pub fn encode<T: Serialize>(self, value: &T) -> Result<Bytes, EncodeError> {
+        match self {
+            Encoding::Json => serde_json::to_vec(value)
+                .map(Bytes::from)
+                .map_err(|e| EncodeError(e.to_string())),
+            Encoding::MsgPack => rmp_serde::to_vec_named(value)
+                .map(Bytes::from)
+                .map_err(|e| EncodeError(e.to_string())),
+        }
+    }
+
+    /// Decodes one client frame.
+    pub fn decode<'de, T: Deserialize<'de>>(self, bytes: &'de [u8]) -> Result<T, DecodeError> {
+        match self {
+            Encoding::Json => serde_json::from_slice(bytes).map_err(|e| DecodeError(e.to_string())),
+            Encoding::MsgPack => {
+                rmp_serde::from_slice(bytes).map_err(|e| DecodeError(e.to_string()))
+            }
+        }
+    }
+}
+
+/// A server frame could not be encoded (e.g. a MessagePack map with non-string keys to JSON).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode frame: {0}")]
+pub struct EncodeError(pub String);
+
+/// A client frame could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode frame: {0}")]
+pub struct DecodeError(pub String);
+
+/// The stable error codes of the design, shared by WebSocket replies and REST bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed or invalid.
+    BadRequest,
+    /// No or bad credentials.
+    Unauthorized,
+    /// Credentials fine, action not allowed.
+    Forbidden,
+    /// No such thing.
+    NotFound,
+    /// Over a rate or count limit.
+    RateLimited,
+    /// Over a size limit.
+    TooLarge,
+    /// Conflicts with existing state.
+    Conflict,
+    /// A fault of the server.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status for a REST response.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    /// The code as a string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// WebSocket close codes Lookout sends, each with the situation that causes it.
+pub mod close {
+    /// Normal closure (answering a client's close).
+    pub const NORMAL: u16 = 1000;
+    /// Server shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// WebSocket protocol violation by the peer.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// Text frame that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// Message larger than the configured limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// Server fault.
+    pub const INTERNAL: u16 = 1011;
+    /// The token expired and was not refreshed.
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    /// The outbound queue overflowed on a logged channel: resubscribe with `since` to resume.
+    pub const SLOW_CONSUMER: u16 = 4002;
+    /// No subscription for `limits.idle_timeout`.
+    pub const IDLE: u16 = 4003;
+    /// Nothing received (not even a pong) for `limits.dead_peer_timeout`.
+    pub const DEAD_PEER: u16 = 4004;
+}
+
+/// A client request (both encodings).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// Subscribe to a channel, optionally resuming after `since`.
+    Subscribe {
+        /// Echoed id.
+        #[serde(default)]
+        id: Option<RequestId>,
+        /// Channel name.
+        channel: String,
+        /// Resume after this seq.
+        #[serde(default)]
+        since: Option<u64>,
+        /// The epoch `since` belongs to.
+        #[serde(default)]
+        epoch: Option<String>,
+    },
+    /// Stop receiving a channel.
+    Unsubscribe {
+        /// Echoed id.
+        #[serde(default)]
+        id: Option<RequestId>,
+        /// Channel name.
+        channel: String,
+    },
+    /// Publish `data` to a channel.
+    Publish {
+        /// Echoed id.
+        #[serde(default)]
+        id: Option<RequestId>,
+        /// Channel name.
+        channel: String,
+        /// Application payload.
+        #[serde(default = "nil")]
+        data: rmpv::Value,
+        /// Recipients must acknowledge the message.
+        #[serde(default)]
+        ack: bool,
+        /// Recipient user, for `/user/queue/*`.
+        #[serde(default)]
+        to: Option<String>,
+        /// Owner of a job, on its first publish.
+        #[serde(default)]
+        owner: Option<String>,
+    },
+    /// Acknowledge an `ack_required` message.
+    Ack {
+        /// Echoed id.
+        #[serde(default)]
+        id: Option<RequestId>,
+        /// Channel name.
+        channel: String,
+        /// Seq acknowledged.
+        seq: u64,
+    },
+    /// Application-level ping.
+    Ping {
+        /// Echoed id.
+        #[serde(default)]
+        id: Option<RequestId>,
+    },
+    /// Replace the connection's token before it expires.
+    Refresh {
+        /// Echoed id.
+        #[serde(default)]
+        id: Option<RequestId>,
+        /// The new JWT.
+        token: String,
+    },
+    /// Job-status dialect: follow one job.
+    SubscribeJob {
+        /// Echoed id.
+        #[serde(default)]
+        id: Option<RequestId>,
+        /// Job id.
+        #[serde(rename = "jobId")]
+        job_id: String,
+    },
+    /// Job-status dialect: stop following one job.
+    UnsubscribeJob {
+        /// Echoed id.
+        #[serde(default)]
+        id: Option<RequestId>,
+        /// Job id.
+        #[serde(rename = "jobId")]
+        job_id: String,
+    },
+    /// Job-status dialect: follow any channel, with dialect frames.
+    SubscribeChannel {
+        /// Echoed id.
+        #[serde(default)]
+        id: Option<RequestId>,
+        /// Channel name.
+        channel: String,
+    },
+}
+
+/// The payload of a publish without `data`.
+pub fn nil() -> rmpv::Value {
+    rmpv::Value::Nil
+}
+
+/// Enough of a malformed request to echo its id in the error.
+#[derive(Debug, Default, Deserialize)]
+pub struct IdOnly {
+    /// The id, if it could be read.
+    #[serde(default)]
+    pub id: Option<RequestId>,
+}
+
+/// `connection_established`, the first frame on every connection.
+#[derive(Debug, Serialize)]
+pub struct Established<'a> {
+    /// Always `connection_established`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The authenticated user.
+    #[serde(rename = "userId")]
+    pub user_id: &'a str,
+    /// This connection's session id.
+    #[serde(rename = "sessionId")]
+    pub session_id: &'a str,
+    /// The store's epoch.
+    pub epoch: &'a str,
+    /// Server time, ms since the Unix epoch.
+    pub timestamp: u64,
+}
+
+/// A channel message as delivered.
+#[derive(Debug, Serialize)]
+pub struct MessageFrame<'a> {
+    /// Always `message`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Channel name as the subscriber knows it.
+    pub channel: &'a str,
+    /// Per-channel sequence number.
+    pub seq: u64,
+    /// Publish time, ms since the Unix epoch.
+    pub timestamp: u64,
+    /// Application payload.
+    pub data: &'a rmpv::Value,
+    /// The recipient must acknowledge it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ack_required: bool,
+}
+
+/// Job-status dialect frames (`job_status_update`, `job_completed`, `system_notification`).
+#[derive(Debug, Serialize)]
+pub struct DialectFrame<'a> {
+    /// The dialect frame type.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The job, for job frames.
+    #[serde(rename = "jobId", skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<&'a str>,
+    /// `data.status`, for job frames.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'a str>,
+    /// `data.progress`, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<&'a rmpv::Value>,
+    /// `data.message`, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'a rmpv::Value>,
+    /// Channel name.
+    pub channel: &'a str,
+    /// Per-channel sequence number.
+    pub seq: u64,
+    /// Publish time.
+    pub timestamp: u64,
+    /// The whole payload.
+    pub data: &'a rmpv::Value,
+}
+
+/// A successful reply; `fields` carries what the request type adds (channel, seq, head, …).
+#[derive(Debug, Serialize)]
+pub struct Reply<'a> {
+    /// Always `reply`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Echoed request id.
+    pub id: Option<&'a RequestId>,
+    /// Always true.
+    pub ok: bool,
+    /// Request-specific fields.
+    #[serde(flatten)]
+    pub fields: ReplyFields<'a>,
+}
+
+/// Fields a reply may carry.
+#[derive(Debug, Default, Serialize)]
+pub struct ReplyFields<'a> {
+    /// Channel concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<&'a str>,
+    /// Seq given to a published message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Store epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<&'a str>,
+    /// Channel head at subscribe time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<u64>,
+    /// With `since`: whether every missed message was replayed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    /// New expiry after a refresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+}
+
+/// An error reply.
+#[derive(Debug, Serialize)]
+pub struct ErrorFrame<'a> {
+    /// Always `error`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Echoed request id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a RequestId>,
+    /// Stable code.
+    pub code: ErrorCode,
+    /// Human-readable detail.
+    pub message: &'a str,
+}
+
+/// `pong` or a `notice`.
+#[derive(Debug, Serialize)]
+pub struct Simple<'a> {
+    /// `pong` or `notice`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Echoed request id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a RequestId>,
+    /// For notices: a stable code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'a str>,
+    /// For notices: detail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'a str>,
+}
+
+impl<'a> Reply<'a> {
+    /// A reply with the given fields.
+    pub fn new(id: Option<&'a RequestId>, fields: ReplyFields<'a>) -> Self {
+        Reply {
+            kind: "reply",
+            id,
+            ok: true,
+            fields,
+        }
+    }
+}
+
+impl<'a> ErrorFrame<'a> {
+    /// An error frame.
+    pub fn new(id: Option<&'a RequestId>, code: ErrorCode, message: &'a str) -> Self {
+        ErrorFrame {
+            kind: "error",
+            id,
+            code,
+            message,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_publish_decodes_from_json_and_msgpack_alike() {
+        let json = br#"{"type":"publish","id":7,"channel":"/topic/system","data":{"a":1},"ack":true}"#;
+        let m: ClientMsg = Encoding::Json.decode(json).expect("json");
+        let value: serde_json::Value = serde_json::from_slice(json).expect("value");
+        let packed = rmp_serde::to_vec_named(&value).expect("pack");
+        let n: ClientMsg = Encoding::MsgPack.decode(&packed).expect("msgpack");
+        for msg in [m, n] {
+            match msg {
+                ClientMsg::Publish {
+                    channel, ack, data, ..
+                } => {
+                    assert_eq!(channel, "/topic/system");
+                    assert!(ack);
+                    assert_eq!(data["a"], rmpv::Value::from(1));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn msgpack_binary_data_stays_bytes() {
+        #[derive(Serialize)]
+        struct P<'a> {
+            r#type: &'a str,
+            channel: &'a str,
+            #[serde(with = "serde_bytes_shim")]
+            data: &'a [u8],
+        }
+        mod serde_bytes_shim {
+            pub fn serialize<S: serde::Serializer>(b: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(b)
+            }
+        }
+        let packed = rmp_serde::to_vec_named(&P {
+            r#type: "publish",
+            channel: "/topic/video/g1",
+            data: &[0xff, 0xd8, 0x00],
+        })
+        .expect("pack");
+        match Encoding::MsgPack.decode::<ClientMsg>(&packed).expect("decode") {
+            ClientMsg::Publish { data, .. } => {
+                assert_eq!(data, rmpv::Value::Binary(vec![0xff, 0xd8, 0x00]))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_reply_flattens_its_fields() {
+        let id = rmpv::Value::from("r1");
+        let bytes = Encoding::Json
+            .encode(&Reply::new(
+                Some(&id),
+                ReplyFields {
+                    channel: Some("/topic/system"),
+                    seq: Some(3),
+                    ..Default::default()
+                },
+            ))
+            .expect("encode");
+        let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"reply","id":"r1","ok":true,"channel":"/topic/system","seq":3})
+        );
+    }
+}
