@@ -303,7 +303,10 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        None => figment = figment.merge(Toml::file_exact("lookout.toml")),
+        None if Path::new("lookout.toml").exists() => {
+            figment = figment.merge(Toml::file_exact("lookout.toml"))
+        }
+        None => {}
     }
     let config: Config = figment
         .merge(

@@ -1,0 +1,348 @@
+//! Test harness: a real Lookout server in-process on 127.0.0.1:0 over TLS with a temporary data
+//! directory, and WebSocket clients built on tokio-tungstenite (not the server's library).
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use lookout::auth::{Authenticator, Role};
+use lookout::server::AppState;
+use lookout::{Config, Server};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+/// The HS256 secret every test server uses, so tests can also sign odd tokens themselves.
+pub const SECRET: &str = "test-secret-test-secret-test-secret!";
+
+/// How long a test waits for something that should happen; generous for a loaded machine.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    pub auth: Authenticator,
+    pub cert_pem: Vec<u8>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.data_dir = dir.to_path_buf();
+    config.jwt.secret = Some(SECRET.into());
+    config
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        let auth = Authenticator::from_config(&config).expect("auth");
+        let server = Server::bind(config).await.expect("bind");
+        let addr = server.local_addr();
+        let state = server.state().clone();
+        let cert_pem = std::fs::read(&server.certificate.path).expect("cert");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            state,
+            auth,
+            cert_pem,
+            stop: Some(tx),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    pub fn token(&self, sub: &str, org: Option<&str>, roles: &[Role]) -> String {
+        self.auth
+            .mint(sub, org, roles, Duration::from_secs(3600), None)
+            .expect("mint")
+    }
+
+    pub fn url(&self) -> String {
+        format!("wss://{}/ws", self.addr)
+    }
+
+    pub fn https(&self, path: &str) -> String {
+        format!("https://{}{}", self.addr, path)
+    }
+
+    pub fn http(&self) -> reqwest::Client {
+        http_client(&self.cert_pem)
+    }
+
+    /// Connects with `token` in the Authorization header and reads `connection_established`.
+    pub async fn connect(&self, token: &str) -> Client {
+        self.connect_as(token, None).await.expect("connect")
+    }
+
+    pub async fn connect_as(
+        &self,
+        token: &str,
+        subprotocol: Option<&str>,
+    ) -> Result<Client, tungstenite::Error> {
+        let mut req = self.url().into_client_request()?;
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().expect("header"));
+        if let Some(p) = subprotocol {
+            req.headers_mut()
+                .insert("sec-websocket-protocol", p.parse().expect("header"));
+        }
+        connect_request(&self.cert_pem, req, subprotocol == Some("lookout.msgpack")).await
+    }
+
+    pub async fn stats(&self) -> Value {
+        let admin = self.token("stats-admin", None, &[Role::Admin]);
+        self.http()
+            .get(self.https("/api/v1/websocket/stats"))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("stats json")
+    }
+
+    /// Waits until `check` holds on the stats, or fails after PATIENCE.
+    pub async fn wait_stats(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let s = self.stats().await;
+            if check(&s) {
+                return s;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {s}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+pub fn client_tls(cert_pem: &[u8]) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem) {
+        roots.add(cert.expect("pem")).expect("root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+pub fn http_client(cert_pem: &[u8]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem).expect("cert"))
+        .tls_built_in_root_certs(false)
+        .timeout(PATIENCE)
+        .build()
+        .expect("client")
+}
+
+pub async fn connect_request(
+    cert_pem: &[u8],
+    req: tungstenite::handshake::client::Request,
+    msgpack: bool,
+) -> Result<Client, tungstenite::Error> {
+    let (ws, _response) = tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        None,
+        true,
+        Some(Connector::Rustls(client_tls(cert_pem))),
+    )
+    .await?;
+    let mut client = Client {
+        ws,
+        inbox: VecDeque::new(),
+        next_id: 0,
+        msgpack,
+        established: Value::Null,
+    };
+    let first = client.next_frame().await;
+    assert_eq!(first["type"], "connection_established", "{first}");
+    client.established = first;
+    Ok(client)
+}
+
+/// The body of an HTTP refusal at the upgrade, as tungstenite reports it.
+pub fn refusal(err: tungstenite::Error) -> (u16, Value) {
+    match err {
+        tungstenite::Error::Http(response) => {
+            let status = response.status().as_u16();
+            let body = response
+                .body()
+                .as_ref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            (status, body)
+        }
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    }
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Channel messages read while waiting for a reply.
+    pub inbox: VecDeque<Value>,
+    next_id: u64,
+    msgpack: bool,
+    pub established: Value,
+}
+
+/// How a connection ended, as the client saw it.
+#[derive(Debug)]
+pub enum Ended {
+    Closed(u16, String),
+    /// The TCP/TLS stream ended without a close frame.
+    Dropped,
+}
+
+impl Client {
+    pub async fn send(&mut self, v: Value) {
+        let msg = if self.msgpack {
+            Message::Binary(rmp_serde::to_vec_named(&v).expect("pack").into())
+        } else {
+            Message::Text(v.to_string().into())
+        };
+        self.ws.send(msg).await.expect("send");
+    }
+
+    /// The next application frame, decoded; panics on close or after PATIENCE.
+    pub async fn next_frame(&mut self) -> Value {
+        match tokio::time::timeout(PATIENCE, self.read_frame()).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(end)) => panic!("connection ended: {end:?}"),
+            Err(_) => panic!("no frame within {PATIENCE:?}"),
+        }
+    }
+
+    async fn read_frame(&mut self) -> Result<Value, Ended> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    return Ok(serde_json::from_str(&t).expect("server sent invalid JSON"))
+                }
+                Some(Ok(Message::Binary(b))) => {
+                    return Ok(rmp_serde::from_slice(&b).expect("server sent invalid msgpack"))
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(match frame {
+                        Some(CloseFrame { code, reason }) => {
+                            Ended::Closed(u16::from(code), reason.to_string())
+                        }
+                        None => Ended::Closed(1005, String::new()),
+                    })
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(Ended::Dropped),
+            }
+        }
+    }
+
+    /// Sends `v` with a fresh id and returns the reply, error or pong carrying that id.
+    pub async fn request(&mut self, mut v: Value) -> Value {
+        self.next_id += 1;
+        let id = format!("r{}", self.next_id);
+        v["id"] = json!(id);
+        self.send(v).await;
+        loop {
+            let frame = self.next_frame().await;
+            if frame["id"] == json!(id) {
+                return frame;
+            }
+            self.inbox.push_back(frame);
+        }
+    }
+
+    pub async fn subscribe(&mut self, channel: &str) -> Value {
+        self.request(json!({"type": "subscribe", "channel": channel})).await
+    }
+
+    pub async fn publish(&mut self, channel: &str, data: Value) -> Value {
+        self.request(json!({"type": "publish", "channel": channel, "data": data}))
+            .await
+    }
+
+    /// The next `message` frame (from the inbox first).
+    pub async fn next_message(&mut self) -> Value {
+        if let Some(pos) = self.inbox.iter().position(|f| f["type"] == "message") {
+            return self.inbox.remove(pos).expect("present");
+        }
+        loop {
+            let frame = self.next_frame().await;
+            if frame["type"] == "message" {
+                return frame;
+            }
+            self.inbox.push_back(frame);
+        }
+    }
+
+    /// Reads until the connection ends and reports how.
+    pub async fn ended(&mut self) -> Ended {
+        match tokio::time::timeout(PATIENCE, async {
+            loop {
+                if let Err(end) = self.read_frame().await {
+                    return end;
+                }
+            }
+        })
+        .await
+        {
+            Ok(end) => end,
+            Err(_) => panic!("connection still open after {PATIENCE:?}"),
+        }
+    }
+
+    /// Everything that arrives within `window`, after the inbox.
+    pub async fn drain(&mut self, window: Duration) -> Vec<Value> {
+        let mut out: Vec<Value> = self.inbox.drain(..).collect();
+        let deadline = tokio::time::Instant::now() + window;
+        while let Ok(Ok(v)) = tokio::time::timeout_at(deadline, self.read_frame()).await {
+            out.push(v);
+        }
+        out
+    }
+}
+
+pub fn ok(reply: &Value) -> bool {
+    reply["type"] == "reply" && reply["ok"] == true
+}
+
+pub fn error_code(reply: &Value) -> &str {
+    if reply["type"] == "error" {
+        reply["code"].as_str().unwrap_or("?")
+    } else {
+        "ok"
+    }
+}
