@@ -132,13 +132,20 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
             code: ErrorCode::BadRequest,
             message: format!("method {method} not allowed here"),
         }),
-        _ => Err(ApiError::new(ErrorCode::NotFound, format!("no route {path}"))),
+        _ => Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no route {path}"),
+        )),
     }
 }
 
 fn authenticate<B>(state: &AppState, req: &Request<B>) -> Result<Identity, ApiError> {
     let fail = |message: String| {
-        state.hub.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+        state
+            .hub
+            .stats
+            .auth_failures
+            .fetch_add(1, Ordering::Relaxed);
         ApiError::new(ErrorCode::Unauthorized, message)
     };
     let token = token_from(req).ok_or_else(|| fail("missing token".into()))?;
@@ -260,7 +267,9 @@ fn stats(state: &AppState, req: &Request<Incoming>) -> Result<Response<Body>, Ap
         return Err(ApiError::new(ErrorCode::Forbidden, "stats are for admins"));
     }
     let hub = &state.hub;
-    let snapshot = hub.stats.snapshot(hub.users_online(), hub.active_channels());
+    let snapshot = hub
+        .stats
+        .snapshot(hub.users_online(), hub.active_channels());
     #[derive(Serialize)]
     struct Stats<'a> {
         epoch: &'a str,

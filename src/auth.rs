@@ -442,7 +442,13 @@ mod tests {
     fn a_minted_token_verifies_to_its_identity() {
         let auth = hs(SECRET);
         let t = auth
-            .mint("alice", Some("acme"), &[Role::Guard], Duration::from_secs(60), None)
+            .mint(
+                "alice",
+                Some("acme"),
+                &[Role::Guard],
+                Duration::from_secs(60),
+                None,
+            )
             .expect("mint");
         let id = auth.verify(&t).expect("verify");
         assert_eq!(&*id.user, "alice");
@@ -453,18 +459,36 @@ mod tests {
     #[test]
     fn a_token_signed_with_another_secret_is_refused() {
         let t = hs("another-secret-another-secret-xx")
-            .mint("a", Some("o"), &[Role::Guard], Duration::from_secs(60), None)
+            .mint(
+                "a",
+                Some("o"),
+                &[Role::Guard],
+                Duration::from_secs(60),
+                None,
+            )
             .expect("mint");
-        assert!(matches!(hs(SECRET).verify(&t), Err(AuthError::BadSignature)));
+        assert!(matches!(
+            hs(SECRET).verify(&t),
+            Err(AuthError::BadSignature)
+        ));
     }
 
     #[test]
     fn a_non_admin_without_org_is_refused() {
         let auth = hs(SECRET);
         let t = auth
-            .mint("a", None, &[Role::Supervisor], Duration::from_secs(60), None)
+            .mint(
+                "a",
+                None,
+                &[Role::Supervisor],
+                Duration::from_secs(60),
+                None,
+            )
             .expect("mint");
-        assert!(matches!(auth.verify(&t), Err(AuthError::MissingClaim("org"))));
+        assert!(matches!(
+            auth.verify(&t),
+            Err(AuthError::MissingClaim("org"))
+        ));
         let admin = auth
             .mint("root", None, &[Role::Admin], Duration::from_secs(60), None)
             .expect("mint");

@@ -121,7 +121,10 @@ fn init_logging(format: LogFormat) {
 }
 
 fn serve(config: Config) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("lookout: cannot start the runtime: {e}");
@@ -143,7 +146,11 @@ fn serve(config: Config) -> ExitCode {
             "certificate {} (SHA-256 {}){}",
             cert.path.display(),
             cert.fingerprint,
-            if cert.generated { ", generated now" } else { "" }
+            if cert.generated {
+                ", generated now"
+            } else {
+                ""
+            }
         );
         println!(
             "mint a token: lookout token --data-dir {} --sub alice --org demo --role supervisor",
@@ -164,7 +171,13 @@ fn token(config: &Config, args: &TokenArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let minted = Authenticator::from_config(config).and_then(|auth| {
-        auth.mint(&args.sub, args.org.as_deref(), &args.roles, args.ttl, args.name.as_deref())
+        auth.mint(
+            &args.sub,
+            args.org.as_deref(),
+            &args.roles,
+            args.ttl,
+            args.name.as_deref(),
+        )
     });
     match minted {
         Ok(token) => {

@@ -199,44 +199,106 @@ impl Default for Limits {
 /// A unit test keeps this list and the `Config` struct in step.
 pub const KEYS: &[(&str, &str)] = &[
     ("listen", "TLS listener address (port 0 picks a free port)"),
-    ("plain_listen", "plain-HTTP listener, only behind a TLS-terminating proxy"),
+    (
+        "plain_listen",
+        "plain-HTTP listener, only behind a TLS-terminating proxy",
+    ),
     ("data_dir", "data directory: certificate, JWT secret, store"),
-    ("allowed_origins", "browser Origins allowed to open a WebSocket; empty: same host only; \"*\": any"),
-    ("tls.cert", "PEM certificate chain; unset: self-signed, generated in data_dir/tls"),
+    (
+        "allowed_origins",
+        "browser Origins allowed to open a WebSocket; empty: same host only; \"*\": any",
+    ),
+    (
+        "tls.cert",
+        "PEM certificate chain; unset: self-signed, generated in data_dir/tls",
+    ),
     ("tls.key", "PEM private key for tls.cert"),
-    ("jwt.algorithm", "HS256, RS256 or ES256; tokens signed otherwise are refused"),
+    (
+        "jwt.algorithm",
+        "HS256, RS256 or ES256; tokens signed otherwise are refused",
+    ),
     ("jwt.secret", "HS256 secret given inline"),
-    ("jwt.secret_file", "file with the HS256 secret; unset: data_dir/jwt.secret, created on first run"),
-    ("jwt.public_key", "RS256/ES256 public key (PEM) used to verify tokens"),
-    ("jwt.private_key", "RS256/ES256 private key (PEM), only for `lookout token`"),
+    (
+        "jwt.secret_file",
+        "file with the HS256 secret; unset: data_dir/jwt.secret, created on first run",
+    ),
+    (
+        "jwt.public_key",
+        "RS256/ES256 public key (PEM) used to verify tokens",
+    ),
+    (
+        "jwt.private_key",
+        "RS256/ES256 private key (PEM), only for `lookout token`",
+    ),
     ("jwt.issuer", "required `iss` claim, when set"),
     ("jwt.audience", "required `aud` claim, when set"),
     ("jwt.leeway", "clock skew tolerated on exp/nbf"),
     ("limits.ping_interval", "server WebSocket ping interval"),
-    ("limits.dead_peer_timeout", "close a connection that sent nothing (no pong, no frame) for this long"),
-    ("limits.idle_timeout", "close a connection without subscriptions after this long"),
-    ("limits.idle_notice", "send an idle notice this long before the idle close"),
-    ("limits.handshake_timeout", "TLS handshake + HTTP upgrade request deadline"),
-    ("limits.write_timeout", "drop a peer whose single frame write takes longer"),
-    ("limits.shutdown_grace", "how long shutdown waits for connections to drain"),
-    ("limits.max_connections_per_user", "WebSocket connections per user"),
+    (
+        "limits.dead_peer_timeout",
+        "close a connection that sent nothing (no pong, no frame) for this long",
+    ),
+    (
+        "limits.idle_timeout",
+        "close a connection without subscriptions after this long",
+    ),
+    (
+        "limits.idle_notice",
+        "send an idle notice this long before the idle close",
+    ),
+    (
+        "limits.handshake_timeout",
+        "TLS handshake + HTTP upgrade request deadline",
+    ),
+    (
+        "limits.write_timeout",
+        "drop a peer whose single frame write takes longer",
+    ),
+    (
+        "limits.shutdown_grace",
+        "how long shutdown waits for connections to drain",
+    ),
+    (
+        "limits.max_connections_per_user",
+        "WebSocket connections per user",
+    ),
     ("limits.max_connections", "WebSocket connections in total"),
-    ("limits.max_subscriptions_per_connection", "subscriptions per connection"),
-    ("limits.messages_per_second", "messages per second per user, video excluded"),
+    (
+        "limits.max_subscriptions_per_connection",
+        "subscriptions per connection",
+    ),
+    (
+        "limits.messages_per_second",
+        "messages per second per user, video excluded",
+    ),
     ("limits.message_burst", "message burst per user"),
-    ("limits.video_frames_per_second", "video frames per second per user"),
-    ("limits.max_message_size", "largest text/JSON message in bytes (larger: close 1009)"),
-    ("limits.max_video_frame", "largest video frame payload in bytes"),
-    ("limits.outbound_queue", "messages queued for one connection before the overflow policy applies"),
-    ("limits.history_per_channel", "messages kept per channel for `since` replay"),
+    (
+        "limits.video_frames_per_second",
+        "video frames per second per user",
+    ),
+    (
+        "limits.max_message_size",
+        "largest text/JSON message in bytes (larger: close 1009)",
+    ),
+    (
+        "limits.max_video_frame",
+        "largest video frame payload in bytes",
+    ),
+    (
+        "limits.outbound_queue",
+        "messages queued for one connection before the overflow policy applies",
+    ),
+    (
+        "limits.history_per_channel",
+        "messages kept per channel for `since` replay",
+    ),
 ];
 
 /// The help text listing every key, its environment variable and its default.
 pub fn keys_help() -> String {
     let defaults = default_values();
-    let mut out = String::from(
-        "Configuration keys (lookout.toml key / LOOKOUT_* variable, default):\n",
-    );
+    let mut out =
+        String::from("Configuration keys (lookout.toml key / LOOKOUT_* variable, default):\n");
     for (key, doc) in KEYS {
         let env = format!("LOOKOUT_{}", key.replace('.', "__").to_uppercase());
         let default = defaults
@@ -244,7 +306,9 @@ pub fn keys_help() -> String {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
             .unwrap_or("");
-        out.push_str(&format!("  {key}  ({env}, default {default})\n      {doc}\n"));
+        out.push_str(&format!(
+            "  {key}  ({env}, default {default})\n      {doc}\n"
+        ));
     }
     out
 }
@@ -356,21 +420,33 @@ impl Config {
             ("limits.idle_timeout", l.idle_timeout.is_zero()),
             ("limits.handshake_timeout", l.handshake_timeout.is_zero()),
             ("limits.write_timeout", l.write_timeout.is_zero()),
-            ("limits.max_connections_per_user", l.max_connections_per_user == 0),
+            (
+                "limits.max_connections_per_user",
+                l.max_connections_per_user == 0,
+            ),
             ("limits.max_connections", l.max_connections == 0),
             ("limits.messages_per_second", l.messages_per_second == 0),
             ("limits.message_burst", l.message_burst == 0),
-            ("limits.video_frames_per_second", l.video_frames_per_second == 0),
+            (
+                "limits.video_frames_per_second",
+                l.video_frames_per_second == 0,
+            ),
             ("limits.max_message_size", l.max_message_size < 256),
             ("limits.outbound_queue", l.outbound_queue == 0),
         ];
         for (key, is_bad) in positive {
             if is_bad {
-                return bad(key, "must be greater than zero (max_message_size: at least 256)");
+                return bad(
+                    key,
+                    "must be greater than zero (max_message_size: at least 256)",
+                );
             }
         }
         if l.idle_notice >= l.idle_timeout {
-            return bad("limits.idle_notice", "must be shorter than limits.idle_timeout");
+            return bad(
+                "limits.idle_notice",
+                "must be shorter than limits.idle_timeout",
+            );
         }
         if l.dead_peer_timeout <= l.ping_interval {
             return bad(
@@ -394,7 +470,10 @@ mod tests {
             assert!(documented.contains(key), "undocumented config key {key}");
         }
         for key in &documented {
-            assert!(actual.contains(key), "documented key {key} is not in Config");
+            assert!(
+                actual.contains(key),
+                "documented key {key} is not in Config"
+            );
         }
     }
 

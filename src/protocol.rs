@@ -430,7 +430,8 @@ mod tests {
 
     #[test]
     fn a_publish_decodes_from_json_and_msgpack_alike() {
-        let json = br#"{"type":"publish","id":7,"channel":"/topic/system","data":{"a":1},"ack":true}"#;
+        let json =
+            br#"{"type":"publish","id":7,"channel":"/topic/system","data":{"a":1},"ack":true}"#;
         let m: ClientMsg = Encoding::Json.decode(json).expect("json");
         let value: serde_json::Value = serde_json::from_slice(json).expect("value");
         let packed = rmp_serde::to_vec_named(&value).expect("pack");
@@ -469,7 +470,10 @@ mod tests {
             data: &[0xff, 0xd8, 0x00],
         })
         .expect("pack");
-        match Encoding::MsgPack.decode::<ClientMsg>(&packed).expect("decode") {
+        match Encoding::MsgPack
+            .decode::<ClientMsg>(&packed)
+            .expect("decode")
+        {
             ClientMsg::Publish { data, .. } => {
                 assert_eq!(data, rmpv::Value::Binary(vec![0xff, 0xd8, 0x00]))
             }

@@ -95,12 +95,13 @@ impl Server {
         })?;
         let material = tls::load_or_generate(&config)?;
         let auth = Arc::new(Authenticator::from_config(&config)?);
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let plain = match config.plain_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -172,7 +173,10 @@ impl Server {
         housekeeping.abort();
         state.tracker.close();
         let grace = state.config.limits.shutdown_grace;
-        if tokio::time::timeout(grace, state.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(grace, state.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 remaining = state.tracker.len(),
                 "connections still open after the grace period"
@@ -195,7 +199,10 @@ pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}

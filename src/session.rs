@@ -13,16 +13,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite};
+use fastwebsockets::{
+    Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{now_secs, Authenticator};
-use crate::hub::{
-    Admission, ConnHandle, Hub, HubError, Outbound, Publish, Target, View,
-};
+use crate::hub::{Admission, ConnHandle, Hub, HubError, Outbound, Publish, Target, View};
 use crate::protocol::{
     close, now_millis, ClientMsg, Encoding, ErrorCode, ErrorFrame, Established, IdOnly, Reply,
     ReplyFields, RequestId, Simple,
@@ -72,7 +72,9 @@ pub async fn run<S>(
         Ok(bytes) => {
             let _ = conn.try_send(Outbound::Frame(bytes));
         }
-        Err(e) => conn.close(close::INTERNAL, e.to_string()),
+        Err(e) => {
+            conn.close(close::INTERNAL, e.to_string());
+        }
     }
 
     let reader_done = CancellationToken::new();
@@ -180,7 +182,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
         tracing::debug!(code, %reason, "closing");
         let sent = timeout(CLOSE_HANDSHAKE, async {
-            ws.write_frame(Frame::close(code, reason.as_bytes())).await?;
+            ws.write_frame(Frame::close(code, reason.as_bytes()))
+                .await?;
             ws.flush().await
         })
         .await;
@@ -284,7 +287,10 @@ fn check_clocks(conn: &ConnHandle, limits: &ConnLimits, idle_noticed: &mut bool)
     let now = now_millis();
     let silent = now.saturating_sub(conn.last_seen.load(Ordering::Relaxed));
     if silent >= limits.dead_peer_timeout.as_millis() as u64 {
-        return Clock::Close(close::DEAD_PEER, "no frame or pong within dead_peer_timeout");
+        return Clock::Close(
+            close::DEAD_PEER,
+            "no frame or pong within dead_peer_timeout",
+        );
     }
     if now_secs() >= conn.exp.load(Ordering::Relaxed) {
         return Clock::Close(close::TOKEN_EXPIRED, "token expired");
@@ -355,9 +361,12 @@ enum Flow {
 }
 
 impl Reader<'_> {
-    async fn run<R: AsyncRead + Unpin>(&mut self, ws: &mut WebSocketRead<R>, stop: &CancellationToken) {
-        let mut no_obligations =
-            |_: Frame<'_>| async { Ok::<(), std::convert::Infallible>(()) };
+    async fn run<R: AsyncRead + Unpin>(
+        &mut self,
+        ws: &mut WebSocketRead<R>,
+        stop: &CancellationToken,
+    ) {
+        let mut no_obligations = |_: Frame<'_>| async { Ok::<(), std::convert::Infallible>(()) };
         loop {
             let frame = tokio::select! {
                 biased;
@@ -379,18 +388,27 @@ impl Reader<'_> {
                         1 => close::PROTOCOL_ERROR,
                         _ => u16::from_be_bytes([frame.payload[0], frame.payload[1]]),
                     };
-                    let echo = if (1000..5000).contains(&code) { code } else { close::PROTOCOL_ERROR };
+                    let echo = if (1000..5000).contains(&code) {
+                        code
+                    } else {
+                        close::PROTOCOL_ERROR
+                    };
                     self.conn.close(echo, "");
                     Flow::Stop
                 }
                 OpCode::Ping => {
-                    let _ = self.conn.try_send(Outbound::Pong(Bytes::copy_from_slice(&frame.payload)));
+                    let _ = self
+                        .conn
+                        .try_send(Outbound::Pong(Bytes::copy_from_slice(&frame.payload)));
                     Flow::Continue
                 }
                 OpCode::Pong => Flow::Continue,
                 OpCode::Text | OpCode::Binary => {
                     if self.fragments.is_some() {
-                        self.conn.close(close::PROTOCOL_ERROR, "new message before the last one finished");
+                        self.conn.close(
+                            close::PROTOCOL_ERROR,
+                            "new message before the last one finished",
+                        );
                         Flow::Stop
                     } else if frame.fin {
                         self.message(frame.opcode, &frame.payload).await
@@ -408,14 +426,21 @@ impl Reader<'_> {
     }
 
     fn read_error(&self, e: WebSocketError) {
-        match e {
-            WebSocketError::FrameTooLarge => self.conn.close(close::TOO_BIG, "message too large"),
-            WebSocketError::InvalidUTF8 => self.conn.close(close::INVALID_PAYLOAD, "text frame is not valid UTF-8"),
-            WebSocketError::UnexpectedEOF | WebSocketError::IoError(_) | WebSocketError::ConnectionClosed => {
+        let (code, reason) = match e {
+            WebSocketError::FrameTooLarge => (close::TOO_BIG, "message too large".to_string()),
+            WebSocketError::InvalidUTF8 => (
+                close::INVALID_PAYLOAD,
+                "text frame is not valid UTF-8".to_string(),
+            ),
+            WebSocketError::UnexpectedEOF
+            | WebSocketError::IoError(_)
+            | WebSocketError::ConnectionClosed => {
                 tracing::debug!(error = %e, "peer went away");
+                return;
             }
-            other => self.conn.close(close::PROTOCOL_ERROR, other.to_string()),
-        }
+            other => (close::PROTOCOL_ERROR, other.to_string()),
+        };
+        self.conn.close(code, reason);
     }
 
     /// Reassembles fragments, enforcing the message limit across all of them (fastwebsockets
@@ -423,7 +448,8 @@ impl Reader<'_> {
     async fn continuation(&mut self, fin: bool, payload: &[u8]) -> Flow {
         let limit = frame_limit(self.conn.encoding, self.ctx.hub.limits());
         let Some((opcode, buf)) = self.fragments.as_mut() else {
-            self.conn.close(close::PROTOCOL_ERROR, "continuation without a message");
+            self.conn
+                .close(close::PROTOCOL_ERROR, "continuation without a message");
             return Flow::Stop;
         };
         if buf.len() + payload.len() > limit {
@@ -439,7 +465,8 @@ impl Reader<'_> {
             return Flow::Continue;
         };
         if opcode == OpCode::Text && std::str::from_utf8(&buf).is_err() {
-            self.conn.close(close::INVALID_PAYLOAD, "text message is not valid UTF-8");
+            self.conn
+                .close(close::INVALID_PAYLOAD, "text message is not valid UTF-8");
             return Flow::Stop;
         }
         self.message(opcode, &buf).await
@@ -460,7 +487,9 @@ impl Reader<'_> {
             Ok(msg) => msg,
             Err(e) => {
                 let id = encoding.decode::<IdOnly>(bytes).unwrap_or_default().id;
-                return self.error(id.as_ref(), ErrorCode::BadRequest, &e.to_string()).await;
+                return self
+                    .error(id.as_ref(), ErrorCode::BadRequest, &e.to_string())
+                    .await;
             }
         };
         let limits = self.ctx.hub.limits();
@@ -472,28 +501,50 @@ impl Reader<'_> {
         let exempt = matches!(msg, ClientMsg::Ping { .. } | ClientMsg::Refresh { .. });
         if !exempt && !self.ctx.hub.allow_message(&self.conn.identity.user, video) {
             let id = request_id(&msg);
-            return self.error(id, ErrorCode::RateLimited, "message rate exceeded; slow down").await;
+            return self
+                .error(
+                    id,
+                    ErrorCode::RateLimited,
+                    "message rate exceeded; slow down",
+                )
+                .await;
         }
         self.dispatch(msg).await
     }
 
     async fn dispatch(&mut self, msg: ClientMsg) -> Flow {
         match msg {
-            ClientMsg::Subscribe { id, channel, since, epoch } => {
-                self.subscribe(id.as_ref(), &channel, View::Native, since, epoch.as_deref()).await
+            ClientMsg::Subscribe {
+                id,
+                channel,
+                since,
+                epoch,
+            } => {
+                self.subscribe(id.as_ref(), &channel, View::Native, since, epoch.as_deref())
+                    .await
             }
             ClientMsg::SubscribeChannel { id, channel } => {
-                self.subscribe(id.as_ref(), &channel, View::JobStatus, None, None).await
+                self.subscribe(id.as_ref(), &channel, View::JobStatus, None, None)
+                    .await
             }
             ClientMsg::SubscribeJob { id, job_id } => {
                 let channel = format!("/topic/job/{job_id}");
-                self.subscribe(id.as_ref(), &channel, View::JobStatus, None, None).await
+                self.subscribe(id.as_ref(), &channel, View::JobStatus, None, None)
+                    .await
             }
             ClientMsg::Unsubscribe { id, channel } => self.unsubscribe(id.as_ref(), &channel).await,
             ClientMsg::UnsubscribeJob { id, job_id } => {
-                self.unsubscribe(id.as_ref(), &format!("/topic/job/{job_id}")).await
+                self.unsubscribe(id.as_ref(), &format!("/topic/job/{job_id}"))
+                    .await
             }
-            ClientMsg::Publish { id, channel, data, ack, to, owner } => {
+            ClientMsg::Publish {
+                id,
+                channel,
+                data,
+                ack,
+                to,
+                owner,
+            } => {
                 let request = Publish {
                     channel: &channel,
                     to: to.as_deref(),
@@ -515,11 +566,20 @@ impl Reader<'_> {
                 }
             }
             ClientMsg::Ack { id, channel, seq } => {
-                let fields = ReplyFields { channel: Some(&channel), seq: Some(seq), ..Default::default() };
+                let fields = ReplyFields {
+                    channel: Some(&channel),
+                    seq: Some(seq),
+                    ..Default::default()
+                };
                 self.reply(id.as_ref(), fields).await
             }
             ClientMsg::Ping { id } => {
-                let pong = Simple { kind: "pong", id: id.as_ref(), code: None, message: None };
+                let pong = Simple {
+                    kind: "pong",
+                    id: id.as_ref(),
+                    code: None,
+                    message: None,
+                };
                 self.send_encoded(&pong).await
             }
             ClientMsg::Refresh { id, token } => self.refresh(id.as_ref(), &token).await,
@@ -540,24 +600,31 @@ impl Reader<'_> {
         };
         let public = target.public_name();
         if self.subscriptions.contains_key(&public) {
-            return self.hub_error(id, HubError::AlreadySubscribed(public)).await;
+            return self
+                .hub_error(id, HubError::AlreadySubscribed(public))
+                .await;
         }
         let max = self.ctx.hub.limits().max_subscriptions_per_connection;
         if self.subscriptions.len() >= max {
-            return self.hub_error(id, HubError::TooManySubscriptions(max)).await;
+            return self
+                .hub_error(id, HubError::TooManySubscriptions(max))
+                .await;
         }
         let encoding = self.conn.encoding;
         let hub_epoch = self.ctx.hub.epoch().to_string();
-        let result = self.ctx.hub.subscribe(self.conn, &target, view, since, epoch, |head, recovered| {
-            let fields = ReplyFields {
-                channel: Some(&public),
-                epoch: Some(&hub_epoch),
-                head: Some(head),
-                recovered,
-                ..Default::default()
-            };
-            encoding.encode(&Reply::new(id, fields)).ok()
-        });
+        let result =
+            self.ctx
+                .hub
+                .subscribe(self.conn, &target, view, since, epoch, |head, recovered| {
+                    let fields = ReplyFields {
+                        channel: Some(&public),
+                        epoch: Some(&hub_epoch),
+                        head: Some(head),
+                        recovered,
+                        ..Default::default()
+                    };
+                    encoding.encode(&Reply::new(id, fields)).ok()
+                });
         match result {
             Ok(sub) => {
                 self.subscriptions.insert(public, sub.channel);
@@ -582,7 +649,10 @@ impl Reader<'_> {
             self.conn.idle_since.store(now_millis(), Ordering::Relaxed);
             self.conn.wake.notify_one();
         }
-        let fields = ReplyFields { channel: Some(&public), ..Default::default() };
+        let fields = ReplyFields {
+            channel: Some(&public),
+            ..Default::default()
+        };
         self.reply(id, fields).await
     }
 
@@ -591,11 +661,24 @@ impl Reader<'_> {
             Ok(new) if new.user == self.conn.identity.user && new.org == self.conn.identity.org => {
                 self.conn.exp.store(new.exp, Ordering::Relaxed);
                 self.conn.wake.notify_one();
-                let fields = ReplyFields { exp: Some(new.exp), ..Default::default() };
+                let fields = ReplyFields {
+                    exp: Some(new.exp),
+                    ..Default::default()
+                };
                 self.reply(id, fields).await
             }
-            Ok(_) => self.error(id, ErrorCode::Forbidden, "a refresh token must be for the same user and org").await,
-            Err(e) => self.error(id, ErrorCode::Unauthorized, &e.to_string()).await,
+            Ok(_) => {
+                self.error(
+                    id,
+                    ErrorCode::Forbidden,
+                    "a refresh token must be for the same user and org",
+                )
+                .await
+            }
+            Err(e) => {
+                self.error(id, ErrorCode::Unauthorized, &e.to_string())
+                    .await
+            }
         }
     }
 

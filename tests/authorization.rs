@@ -30,15 +30,43 @@ const ACME_MEMBERS: &[&str] = &["g1", "g3", "s1", "svc1"];
 fn table() -> Vec<(&'static str, Vec<&'static str>, Vec<&'static str>)> {
     let members_and_admin = [ACME_MEMBERS, &["ad"]].concat();
     vec![
-        ("/topic/location/g1", vec!["g1", "s1", "ad"], vec!["g1", "svc1"]),
-        ("/topic/video/g1", vec!["g1", "s1", "ad"], vec!["g1", "svc1"]),
-        ("/topic/emergency/g1", vec!["g1", "s1", "ad"], vec!["g1", "svc1"]),
+        (
+            "/topic/location/g1",
+            vec!["g1", "s1", "ad"],
+            vec!["g1", "svc1"],
+        ),
+        (
+            "/topic/video/g1",
+            vec!["g1", "s1", "ad"],
+            vec!["g1", "svc1"],
+        ),
+        (
+            "/topic/emergency/g1",
+            vec!["g1", "s1", "ad"],
+            vec!["g1", "svc1"],
+        ),
         ("/topic/org/acme/alerts", vec!["s1", "ad"], vec![]),
         ("/topic/org/acme/locations", vec!["s1", "ad"], vec![]),
-        ("/topic/org/acme/tasks", members_and_admin.clone(), vec!["svc1", "ad"]),
-        ("/topic/org/acme/presence", members_and_admin.clone(), vec![]),
-        ("/topic/org/acme/room/ops", members_and_admin.clone(), ACME_MEMBERS.to_vec()),
-        ("/topic/org/acme/role/supervisor", vec!["s1", "ad"], vec!["s1", "svc1", "ad"]),
+        (
+            "/topic/org/acme/tasks",
+            members_and_admin.clone(),
+            vec!["svc1", "ad"],
+        ),
+        (
+            "/topic/org/acme/presence",
+            members_and_admin.clone(),
+            vec![],
+        ),
+        (
+            "/topic/org/acme/room/ops",
+            members_and_admin.clone(),
+            ACME_MEMBERS.to_vec(),
+        ),
+        (
+            "/topic/org/acme/role/supervisor",
+            vec!["s1", "ad"],
+            vec!["s1", "svc1", "ad"],
+        ),
         ("/topic/job/job1", vec!["g1", "ad"], vec!["svc1"]),
         (
             "/topic/system",
@@ -76,7 +104,11 @@ async fn every_channel_kind_role_and_org_follows_the_rights_table_and_nothing_cr
     let mut allowed_subscribers: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for (channel, subscribers, _) in table() {
         for (actor, ..) in ACTORS {
-            let reply = clients.get_mut(actor).expect("client").subscribe(channel).await;
+            let reply = clients
+                .get_mut(actor)
+                .expect("client")
+                .subscribe(channel)
+                .await;
             let expected = subscribers.contains(actor);
             assert_eq!(
                 ok(&reply),
@@ -84,7 +116,11 @@ async fn every_channel_kind_role_and_org_follows_the_rights_table_and_nothing_cr
                 "{actor} subscribing to {channel}: {reply}"
             );
             if !expected {
-                assert_eq!(error_code(&reply), "forbidden", "{actor} on {channel}: {reply}");
+                assert_eq!(
+                    error_code(&reply),
+                    "forbidden",
+                    "{actor} on {channel}: {reply}"
+                );
             }
         }
         allowed_subscribers.insert(channel, subscribers.into_iter().collect());
@@ -99,11 +135,19 @@ async fn every_channel_kind_role_and_org_follows_the_rights_table_and_nothing_cr
                 .publish(channel, json!({"from": actor}))
                 .await;
             let expected = publishers.contains(actor);
-            assert_eq!(ok(&reply), expected, "{actor} publishing to {channel}: {reply}");
+            assert_eq!(
+                ok(&reply),
+                expected,
+                "{actor} publishing to {channel}: {reply}"
+            );
             if expected {
                 *published.entry(channel).or_default() += 1;
             } else {
-                assert_eq!(error_code(&reply), "forbidden", "{actor} on {channel}: {reply}");
+                assert_eq!(
+                    error_code(&reply),
+                    "forbidden",
+                    "{actor} on {channel}: {reply}"
+                );
             }
         }
     }
@@ -125,7 +169,11 @@ async fn every_channel_kind_role_and_org_follows_the_rights_table_and_nothing_cr
                 .request(json!({"type":"publish","channel":queue,"to":"g1","data":{"from":actor}}))
                 .await;
             let expected = publishers.contains(actor);
-            assert_eq!(ok(&reply), expected, "{actor} writing to g1's {queue}: {reply}");
+            assert_eq!(
+                ok(&reply),
+                expected,
+                "{actor} writing to g1's {queue}: {reply}"
+            );
             if expected {
                 *published.entry(queue).or_default() += 1;
             }
@@ -162,7 +210,11 @@ async fn every_channel_kind_role_and_org_follows_the_rights_table_and_nothing_cr
                 0
             }
         };
-        assert_eq!(queue_msgs("/user/queue/jobs"), g1_expected("/user/queue/jobs"), "{actor}");
+        assert_eq!(
+            queue_msgs("/user/queue/jobs"),
+            g1_expected("/user/queue/jobs"),
+            "{actor}"
+        );
         assert_eq!(
             queue_msgs("/user/queue/messages"),
             g1_expected("/user/queue/messages"),
@@ -172,7 +224,10 @@ async fn every_channel_kind_role_and_org_follows_the_rights_table_and_nothing_cr
             // globex actors: nothing from acme, ever.
             for f in &frames {
                 let text = f.to_string();
-                assert!(!text.contains("acme") && !text.contains("\"g1\""), "{actor} saw {text}");
+                assert!(
+                    !text.contains("acme") && !text.contains("\"g1\""),
+                    "{actor} saw {text}"
+                );
             }
         }
     }
@@ -182,7 +237,9 @@ async fn every_channel_kind_role_and_org_follows_the_rights_table_and_nothing_cr
 #[tokio::test]
 async fn a_user_registered_in_one_org_cannot_connect_claiming_another() {
     let server = TestServer::start().await;
-    let _first = server.connect(&server.token("dana", Some("acme"), &[Role::Guard])).await;
+    let _first = server
+        .connect(&server.token("dana", Some("acme"), &[Role::Guard]))
+        .await;
     let err = server
         .connect_as(&server.token("dana", Some("globex"), &[Role::Guard]), None)
         .await
@@ -197,8 +254,12 @@ async fn a_user_registered_in_one_org_cannot_connect_claiming_another() {
 #[tokio::test]
 async fn a_job_owner_cannot_be_changed_and_a_first_publish_must_name_one() {
     let server = TestServer::start().await;
-    let _owner = server.connect(&server.token("alice", Some("acme"), &[Role::Guard])).await;
-    let _other = server.connect(&server.token("bob", Some("acme"), &[Role::Guard])).await;
+    let _owner = server
+        .connect(&server.token("alice", Some("acme"), &[Role::Guard]))
+        .await;
+    let _other = server
+        .connect(&server.token("bob", Some("acme"), &[Role::Guard]))
+        .await;
     let svc = server.token("svc", Some("acme"), &[Role::Service]);
     let http = server.http();
     let post = |body: Value| {
@@ -207,7 +268,9 @@ async fn a_job_owner_cannot_be_changed_and_a_first_publish_must_name_one() {
             .json(&body)
             .send()
     };
-    let r = post(json!({"channel":"/topic/job/j9","data":{"status":"queued"}})).await.expect("post");
+    let r = post(json!({"channel":"/topic/job/j9","data":{"status":"queued"}}))
+        .await
+        .expect("post");
     assert_eq!(r.status(), 400);
     let r = post(json!({"channel":"/topic/job/j9","owner":"alice","data":{"status":"queued"}}))
         .await
@@ -219,7 +282,9 @@ async fn a_job_owner_cannot_be_changed_and_a_first_publish_must_name_one() {
     assert_eq!(r.status(), 409);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["error"]["code"], "conflict");
-    let r = post(json!({"channel":"/topic/job/j9","data":{"status":"running"}})).await.expect("post");
+    let r = post(json!({"channel":"/topic/job/j9","data":{"status":"running"}}))
+        .await
+        .expect("post");
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["seq"], 2);
@@ -254,15 +319,27 @@ async fn every_kind_of_bad_token_is_refused_with_401_before_the_upgrade() {
         ),
         (
             "wrong signature",
-            Some(sign(Header::new(Algorithm::HS256), good.clone(), b"some-other-secret-some-other-secret")),
+            Some(sign(
+                Header::new(Algorithm::HS256),
+                good.clone(),
+                b"some-other-secret-some-other-secret",
+            )),
         ),
         (
             "wrong algorithm (HS384)",
-            Some(sign(Header::new(Algorithm::HS384), good.clone(), SECRET.as_bytes())),
+            Some(sign(
+                Header::new(Algorithm::HS384),
+                good.clone(),
+                SECRET.as_bytes(),
+            )),
         ),
         (
             "alg none",
-            Some(format!("{}.{}.", b64(&json!({"alg":"none","typ":"JWT"})), b64(&good))),
+            Some(format!(
+                "{}.{}.",
+                b64(&json!({"alg":"none","typ":"JWT"})),
+                b64(&good)
+            )),
         ),
         (
             "no exp",
@@ -307,7 +384,8 @@ async fn every_kind_of_bad_token_is_refused_with_401_before_the_upgrade() {
             use tokio_tungstenite::tungstenite::client::IntoClientRequest;
             let mut req = url.into_client_request().expect("request");
             if let Some(h) = auth_header {
-                req.headers_mut().insert("authorization", h.parse().expect("header"));
+                req.headers_mut()
+                    .insert("authorization", h.parse().expect("header"));
             }
             let err = connect_request(&server.cert_pem, req, false)
                 .await
@@ -319,8 +397,14 @@ async fn every_kind_of_bad_token_is_refused_with_401_before_the_upgrade() {
         }
     }
     let stats = server.stats().await;
-    assert!(stats["auth_failures"].as_u64().expect("count") >= 11, "{stats}");
-    assert_eq!(stats["connections_accepted"], 0, "no bad token reached a WebSocket");
+    assert!(
+        stats["auth_failures"].as_u64().expect("count") >= 11,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["connections_accepted"], 0,
+        "no bad token reached a WebSocket"
+    );
     server.stop().await;
 }
 
@@ -343,11 +427,19 @@ async fn issuer_and_audience_are_required_when_configured() {
         sign(Header::new(Algorithm::HS256), c, SECRET.as_bytes())
     };
     for (what, token, accepted) in [
-        ("both right", claims(Some("lookout-test"), Some("site-7")), true),
+        (
+            "both right",
+            claims(Some("lookout-test"), Some("site-7")),
+            true,
+        ),
         ("no iss", claims(None, Some("site-7")), false),
         ("no aud", claims(Some("lookout-test"), None), false),
         ("wrong iss", claims(Some("evil"), Some("site-7")), false),
-        ("wrong aud", claims(Some("lookout-test"), Some("site-8")), false),
+        (
+            "wrong aud",
+            claims(Some("lookout-test"), Some("site-8")),
+            false,
+        ),
     ] {
         let result = server.connect_as(&token, None).await;
         match (accepted, result) {

@@ -25,14 +25,23 @@ async fn a_topic_message_reaches_every_subscriber_once_in_order_with_consecutive
     for i in 0..20 {
         let token = server.token(&format!("m{i}"), Some("acme"), &[Role::Guard]);
         // Every fourth subscriber speaks MessagePack: same messages, same seqs.
-        let proto = if i % 4 == 0 { "lookout.msgpack" } else { "lookout.json" };
-        let mut c = server.connect_as(&token, Some(proto)).await.expect("connect");
+        let proto = if i % 4 == 0 {
+            "lookout.msgpack"
+        } else {
+            "lookout.json"
+        };
+        let mut c = server
+            .connect_as(&token, Some(proto))
+            .await
+            .expect("connect");
         let reply = c.subscribe(room).await;
         assert!(ok(&reply), "{reply}");
         assert_eq!(reply["head"], 0);
         subscribers.push(c);
     }
-    let mut publisher = server.connect(&server.token("pub", Some("acme"), &[Role::Supervisor])).await;
+    let mut publisher = server
+        .connect(&server.token("pub", Some("acme"), &[Role::Supervisor]))
+        .await;
     const N: u64 = 200;
     for i in 1..=N {
         let reply = publisher.publish(room, json!({"n": i})).await;
@@ -46,7 +55,10 @@ async fn a_topic_message_reaches_every_subscriber_once_in_order_with_consecutive
             assert_eq!(m["data"]["n"], expected, "subscriber {i}");
         }
         let extra = s.drain(Duration::from_millis(200)).await;
-        assert!(extra.iter().all(|f| f["type"] != "message"), "duplicates: {extra:?}");
+        assert!(
+            extra.iter().all(|f| f["type"] != "message"),
+            "duplicates: {extra:?}"
+        );
     }
     server.stop().await;
 }
@@ -83,7 +95,10 @@ async fn a_user_queue_reaches_every_connection_of_that_user_and_no_one_else() {
     for c in alices.iter_mut() {
         for n in 1..=3 {
             let m = c.next_message().await;
-            assert_eq!(m["channel"], "/user/queue/jobs", "the queue never names its user");
+            assert_eq!(
+                m["channel"], "/user/queue/jobs",
+                "the queue never names its user"
+            );
             assert_eq!(m["data"]["job"], n);
             assert_eq!(m["seq"], n);
         }
@@ -91,16 +106,25 @@ async fn a_user_queue_reaches_every_connection_of_that_user_and_no_one_else() {
         assert!(extra.iter().all(|f| f["type"] != "message"), "{extra:?}");
     }
     let bob_frames = bobs.drain(Duration::from_millis(300)).await;
-    assert!(bob_frames.iter().all(|f| f["type"] != "message"), "bob got {bob_frames:?}");
+    assert!(
+        bob_frames.iter().all(|f| f["type"] != "message"),
+        "bob got {bob_frames:?}"
+    );
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_private_message_is_addressed_with_to_and_stays_in_the_org() {
     let server = fast_server().await;
-    let mut alice = server.connect(&server.token("alice", Some("acme"), &[Role::Guard])).await;
-    let mut bob = server.connect(&server.token("bob", Some("acme"), &[Role::Supervisor])).await;
-    let mut eve = server.connect(&server.token("eve", Some("globex"), &[Role::Supervisor])).await;
+    let mut alice = server
+        .connect(&server.token("alice", Some("acme"), &[Role::Guard]))
+        .await;
+    let mut bob = server
+        .connect(&server.token("bob", Some("acme"), &[Role::Supervisor]))
+        .await;
+    let mut eve = server
+        .connect(&server.token("eve", Some("globex"), &[Role::Supervisor]))
+        .await;
     assert!(ok(&alice.subscribe("/user/queue/messages").await));
     let r = bob
         .request(json!({"type":"publish","channel":"/user/queue/messages","to":"alice","data":{"text":"hi"}}))
@@ -113,7 +137,9 @@ async fn a_private_message_is_addressed_with_to_and_stays_in_the_org() {
         .await;
     assert_eq!(error_code(&r), "forbidden");
     let r = bob
-        .request(json!({"type":"publish","channel":"/user/queue/messages","data":{"text":"to whom?"}}))
+        .request(
+            json!({"type":"publish","channel":"/user/queue/messages","data":{"text":"to whom?"}}),
+        )
         .await;
     assert_eq!(error_code(&r), "bad_request", "{r}");
     server.stop().await;
@@ -122,7 +148,9 @@ async fn a_private_message_is_addressed_with_to_and_stays_in_the_org() {
 #[tokio::test]
 async fn job_status_dialect_clients_get_status_updates_completion_and_system_notices() {
     let server = fast_server().await;
-    let mut alice = server.connect(&server.token("alice", Some("acme"), &[Role::Guard])).await;
+    let mut alice = server
+        .connect(&server.token("alice", Some("acme"), &[Role::Guard]))
+        .await;
     let svc = server.token("svc", Some("acme"), &[Role::Service]);
     let http = server.http();
     let publish = |body: Value| {
@@ -135,7 +163,9 @@ async fn job_status_dialect_clients_get_status_updates_completion_and_system_not
         .await
         .expect("post");
     assert_eq!(r.status(), 200);
-    let reply = alice.request(json!({"type":"subscribe_job","jobId":"j1"})).await;
+    let reply = alice
+        .request(json!({"type":"subscribe_job","jobId":"j1"}))
+        .await;
     assert!(ok(&reply), "{reply}");
     assert_eq!(reply["head"], 1);
     let reply = alice
@@ -157,7 +187,10 @@ async fn job_status_dialect_clients_get_status_updates_completion_and_system_not
         .await
         .expect("post");
     let f = alice.next_frame().await;
-    assert_eq!((f["type"].as_str(), f["status"].as_str()), (Some("job_status_update"), Some("completed")));
+    assert_eq!(
+        (f["type"].as_str(), f["status"].as_str()),
+        (Some("job_status_update"), Some("completed"))
+    );
     let f = alice.next_frame().await;
     assert_eq!(f["type"], "job_completed", "{f}");
     assert_eq!(f["seq"], 3);
@@ -176,7 +209,9 @@ async fn job_status_dialect_clients_get_status_updates_completion_and_system_not
     assert_eq!(f["data"]["kind"], "maintenance");
     assert_eq!(f["message"], "restart at 02:00");
 
-    let reply = alice.request(json!({"type":"unsubscribe_job","jobId":"j1"})).await;
+    let reply = alice
+        .request(json!({"type":"unsubscribe_job","jobId":"j1"}))
+        .await;
     assert!(ok(&reply), "{reply}");
     server.stop().await;
 }
@@ -185,11 +220,15 @@ async fn job_status_dialect_clients_get_status_updates_completion_and_system_not
 async fn a_subscribe_with_since_replays_what_was_missed_then_goes_live() {
     let server = fast_server().await;
     let room = "/topic/org/acme/room/ops";
-    let mut publisher = server.connect(&server.token("pub", Some("acme"), &[Role::Supervisor])).await;
+    let mut publisher = server
+        .connect(&server.token("pub", Some("acme"), &[Role::Supervisor]))
+        .await;
     for n in 1..=10 {
         assert!(ok(&publisher.publish(room, json!({"n": n})).await));
     }
-    let mut late = server.connect(&server.token("late", Some("acme"), &[Role::Guard])).await;
+    let mut late = server
+        .connect(&server.token("late", Some("acme"), &[Role::Guard]))
+        .await;
     let epoch = late.established["epoch"].clone();
     let reply = late
         .request(json!({"type":"subscribe","channel":room,"since":4,"epoch":epoch}))
@@ -202,25 +241,38 @@ async fn a_subscribe_with_since_replays_what_was_missed_then_goes_live() {
         assert_eq!(late.next_message().await["seq"], expected);
     }
 
-    let mut stranger = server.connect(&server.token("s", Some("acme"), &[Role::Guard])).await;
+    let mut stranger = server
+        .connect(&server.token("s", Some("acme"), &[Role::Guard]))
+        .await;
     let reply = stranger
         .request(json!({"type":"subscribe","channel":room,"since":4,"epoch":"another-epoch"}))
         .await;
-    assert_eq!(reply["recovered"], false, "a foreign epoch cannot be resumed: {reply}");
+    assert_eq!(
+        reply["recovered"], false,
+        "a foreign epoch cannot be resumed: {reply}"
+    );
     server.stop().await;
 }
 
 #[tokio::test]
 async fn subscribing_twice_conflicts_and_unsubscribing_stops_delivery() {
     let server = fast_server().await;
-    let mut c = server.connect(&server.token("a", Some("acme"), &[Role::Guard])).await;
+    let mut c = server
+        .connect(&server.token("a", Some("acme"), &[Role::Guard]))
+        .await;
     assert!(ok(&c.subscribe("/topic/system").await));
     assert_eq!(error_code(&c.subscribe("/topic/system").await), "conflict");
-    let r = c.request(json!({"type":"unsubscribe","channel":"/topic/system"})).await;
+    let r = c
+        .request(json!({"type":"unsubscribe","channel":"/topic/system"}))
+        .await;
     assert!(ok(&r), "{r}");
-    let r = c.request(json!({"type":"unsubscribe","channel":"/topic/system"})).await;
+    let r = c
+        .request(json!({"type":"unsubscribe","channel":"/topic/system"}))
+        .await;
     assert_eq!(error_code(&r), "not_found");
-    let mut svc = server.connect(&server.token("svc", Some("acme"), &[Role::Service])).await;
+    let mut svc = server
+        .connect(&server.token("svc", Some("acme"), &[Role::Service]))
+        .await;
     assert!(ok(&svc.publish("/topic/system", json!("after")).await));
     let frames = c.drain(Duration::from_millis(300)).await;
     assert!(frames.iter().all(|f| f["type"] != "message"), "{frames:?}");

@@ -47,7 +47,10 @@ async fn a_client_that_stops_answering_pings_is_closed_within_the_dead_peer_time
         .wait_stats("the silent client to be dropped", |s| s["connections"] == 1)
         .await;
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(900), "closed too early: {waited:?} {stats}");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed too early: {waited:?} {stats}"
+    );
     match silent.ended().await {
         Ended::Closed(code, _) => assert_eq!(code, 4004),
         Ended::Dropped => {}
@@ -68,20 +71,33 @@ async fn the_sixth_connection_of_a_user_is_refused_and_the_total_is_capped() {
     for _ in 0..5 {
         five.push(server.connect(&token).await);
     }
-    let (status, body) = refusal(server.connect_as(&token, None).await.err().expect("refused"));
+    let (status, body) = refusal(
+        server
+            .connect_as(&token, None)
+            .await
+            .err()
+            .expect("refused"),
+    );
     assert_eq!(status, 429);
     assert_eq!(body["error"]["code"], "rate_limited");
     // Another user is unaffected, until the server-wide cap.
     let _b1 = server.connect(&guard(&server, "bob")).await;
     let _b2 = server.connect(&guard(&server, "bob")).await;
-    let (status, _) =
-        refusal(server.connect_as(&guard(&server, "carol"), None).await.err().expect("refused"));
+    let (status, _) = refusal(
+        server
+            .connect_as(&guard(&server, "carol"), None)
+            .await
+            .err()
+            .expect("refused"),
+    );
     assert_eq!(status, 503);
     // A slot frees up when a connection closes.
     let mut first = five.remove(0);
     first.ws.close(None).await.expect("close");
     let _ = first.ended().await;
-    server.wait_stats("a slot to free", |s| s["connections"] == 6).await;
+    server
+        .wait_stats("a slot to free", |s| s["connections"] == 6)
+        .await;
     server.connect(&token).await;
     server.stop().await;
 }
@@ -93,7 +109,9 @@ async fn a_client_over_its_rate_gets_rate_limited_and_keeps_its_connection() {
         c.limits.message_burst = 5;
     })
     .await;
-    let mut c = server.connect(&server.token("s", Some("acme"), &[Role::Supervisor])).await;
+    let mut c = server
+        .connect(&server.token("s", Some("acme"), &[Role::Supervisor]))
+        .await;
     let mut outcomes = Vec::new();
     for n in 0..12 {
         let r = c.publish("/topic/org/acme/room/ops", json!({"n": n})).await;
@@ -126,9 +144,13 @@ async fn an_oversized_message_closes_with_1009_even_when_fragmented() {
     // Four fragments, each well under the limit, together over it.
     let mut c = server.connect(&guard(&server, "b")).await;
     let part = vec![b' '; limit / 3];
-    c.ws.send(Message::Frame(Frame::message(part.clone(), OpCode::Data(Data::Text), false)))
-        .await
-        .expect("send");
+    c.ws.send(Message::Frame(Frame::message(
+        part.clone(),
+        OpCode::Data(Data::Text),
+        false,
+    )))
+    .await
+    .expect("send");
     for last in [false, false, true] {
         let frame = Frame::message(part.clone(), OpCode::Data(Data::Continue), last);
         if c.ws.send(Message::Frame(frame)).await.is_err() {
@@ -142,7 +164,9 @@ async fn an_oversized_message_closes_with_1009_even_when_fragmented() {
 
     // A message exactly at the limit is fine (and, being whitespace, malformed JSON).
     let mut c = server.connect(&guard(&server, "c")).await;
-    c.ws.send(Message::Text(" ".repeat(limit).into())).await.expect("send");
+    c.ws.send(Message::Text(" ".repeat(limit).into()))
+        .await
+        .expect("send");
     let f = c.next_frame().await;
     assert_eq!(f["code"], "bad_request", "{f}");
     server.stop().await;
@@ -152,9 +176,13 @@ async fn an_oversized_message_closes_with_1009_even_when_fragmented() {
 async fn invalid_utf8_closes_with_1007_whole_or_fragmented() {
     let server = TestServer::start().await;
     let mut c = server.connect(&guard(&server, "a")).await;
-    c.ws.send(Message::Frame(Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true)))
-        .await
-        .expect("send");
+    c.ws.send(Message::Frame(Frame::message(
+        vec![b'{', 0xff, 0xfe, b'}'],
+        OpCode::Data(Data::Text),
+        true,
+    )))
+    .await
+    .expect("send");
     match c.ended().await {
         Ended::Closed(code, _) => assert_eq!(code, 1007),
         other => panic!("{other:?}"),
@@ -163,19 +191,35 @@ async fn invalid_utf8_closes_with_1007_whole_or_fragmented() {
     let mut c = server.connect(&guard(&server, "b")).await;
     let text = "{\"type\":\"ping\",\"id\":\"é\"}".as_bytes().to_vec();
     let split = text.iter().position(|b| *b >= 0x80).expect("multibyte") + 1;
-    c.ws.send(Message::Frame(Frame::message(text[..split].to_vec(), OpCode::Data(Data::Text), false)))
-        .await
-        .expect("send");
-    c.ws.send(Message::Frame(Frame::message(text[split..].to_vec(), OpCode::Data(Data::Continue), true)))
-        .await
-        .expect("send");
+    c.ws.send(Message::Frame(Frame::message(
+        text[..split].to_vec(),
+        OpCode::Data(Data::Text),
+        false,
+    )))
+    .await
+    .expect("send");
+    c.ws.send(Message::Frame(Frame::message(
+        text[split..].to_vec(),
+        OpCode::Data(Data::Continue),
+        true,
+    )))
+    .await
+    .expect("send");
     assert_eq!(c.next_frame().await["type"], "pong");
-    c.ws.send(Message::Frame(Frame::message(b"{\"a\":\"".to_vec(), OpCode::Data(Data::Text), false)))
-        .await
-        .expect("send");
-    c.ws.send(Message::Frame(Frame::message(vec![0xc3, b'"', b'}'], OpCode::Data(Data::Continue), true)))
-        .await
-        .expect("send");
+    c.ws.send(Message::Frame(Frame::message(
+        b"{\"a\":\"".to_vec(),
+        OpCode::Data(Data::Text),
+        false,
+    )))
+    .await
+    .expect("send");
+    c.ws.send(Message::Frame(Frame::message(
+        vec![0xc3, b'"', b'}'],
+        OpCode::Data(Data::Continue),
+        true,
+    )))
+    .await
+    .expect("send");
     match c.ended().await {
         Ended::Closed(code, _) => assert_eq!(code, 1007),
         other => panic!("{other:?}"),
@@ -200,10 +244,16 @@ async fn malformed_requests_get_bad_request_and_the_connection_stays() {
         assert_eq!(f["code"], "bad_request", "{bad}: {f}");
     }
     // The id is echoed when it could be read.
-    c.ws.send(Message::Text("{\"type\":\"teleport\",\"id\":\"t9\"}".into())).await.expect("send");
+    c.ws.send(Message::Text(
+        "{\"type\":\"teleport\",\"id\":\"t9\"}".into(),
+    ))
+    .await
+    .expect("send");
     assert_eq!(c.next_frame().await["id"], "t9");
     // Binary frames are for lookout.msgpack.
-    c.ws.send(Message::Binary(vec![1, 2, 3].into())).await.expect("send");
+    c.ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .expect("send");
     assert_eq!(c.next_frame().await["code"], "bad_request");
     assert_eq!(c.request(json!({"type":"ping"})).await["type"], "pong");
 
@@ -211,7 +261,9 @@ async fn malformed_requests_get_bad_request_and_the_connection_stays() {
         .connect_as(&guard(&server, "m"), Some("lookout.msgpack"))
         .await
         .expect("msgpack");
-    m.ws.send(Message::Binary(vec![0xc1, 0x00].into())).await.expect("send");
+    m.ws.send(Message::Binary(vec![0xc1, 0x00].into()))
+        .await
+        .expect("send");
     assert_eq!(m.next_frame().await["code"], "bad_request");
     assert_eq!(m.request(json!({"type":"ping"})).await["type"], "pong");
     server.stop().await;
@@ -226,15 +278,25 @@ async fn origins_outside_the_allowlist_get_403_at_the_upgrade() {
     let token = guard(&server, "a");
     let attempt = |origin: &'static str| {
         let mut req = server.url().into_client_request().expect("req");
-        req.headers_mut().insert("origin", origin.parse().expect("origin"));
         req.headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().expect("auth"));
+            .insert("origin", origin.parse().expect("origin"));
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("auth"),
+        );
         connect_request(&server.cert_pem, req, false)
     };
-    let (status, body) = refusal(attempt("https://evil.example").await.err().expect("refused"));
+    let (status, body) = refusal(
+        attempt("https://evil.example")
+            .await
+            .err()
+            .expect("refused"),
+    );
     assert_eq!(status, 403);
     assert_eq!(body["error"]["code"], "forbidden");
-    attempt("https://dashboard.site.local").await.expect("allowed origin");
+    attempt("https://dashboard.site.local")
+        .await
+        .expect("allowed origin");
     server.stop().await;
 
     // With no list, only the server's own origin is allowed.
@@ -243,9 +305,12 @@ async fn origins_outside_the_allowlist_get_403_at_the_upgrade() {
     let own = format!("https://{}", server.addr);
     for (origin, allowed) in [(own.as_str(), true), ("https://evil.example", false)] {
         let mut req = server.url().into_client_request().expect("req");
-        req.headers_mut().insert("origin", origin.parse().expect("origin"));
         req.headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().expect("auth"));
+            .insert("origin", origin.parse().expect("origin"));
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("auth"),
+        );
         let result = connect_request(&server.cert_pem, req, false).await;
         assert_eq!(result.is_ok(), allowed, "{origin}");
     }
@@ -256,10 +321,18 @@ async fn origins_outside_the_allowlist_get_403_at_the_upgrade() {
 async fn subprotocols_are_negotiated_and_unknown_ones_refused() {
     let server = TestServer::start().await;
     let token = guard(&server, "a");
-    let mut m = server.connect_as(&token, Some("lookout.msgpack")).await.expect("msgpack");
+    let mut m = server
+        .connect_as(&token, Some("lookout.msgpack"))
+        .await
+        .expect("msgpack");
     assert_eq!(m.request(json!({"type":"ping"})).await["type"], "pong");
-    let (status, body) =
-        refusal(server.connect_as(&token, Some("mqtt")).await.err().expect("refused"));
+    let (status, body) = refusal(
+        server
+            .connect_as(&token, Some("mqtt"))
+            .await
+            .err()
+            .expect("refused"),
+    );
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "bad_request");
     server.stop().await;
@@ -294,7 +367,13 @@ async fn an_expired_token_closes_with_4001_unless_refreshed() {
     let short = |sub: &str| {
         server
             .auth
-            .mint(sub, Some("acme"), &[Role::Guard], Duration::from_secs(2), None)
+            .mint(
+                sub,
+                Some("acme"),
+                &[Role::Guard],
+                Duration::from_secs(2),
+                None,
+            )
             .expect("mint")
     };
     let mut expiring = server.connect(&short("x")).await;
@@ -310,7 +389,9 @@ async fn an_expired_token_closes_with_4001_unless_refreshed() {
         .request(json!({"type":"refresh","token": guard(&server, "z")}))
         .await;
     assert_eq!(error_code(&r), "forbidden");
-    let r = refreshed.request(json!({"type":"refresh","token": "junk"})).await;
+    let r = refreshed
+        .request(json!({"type":"refresh","token": "junk"}))
+        .await;
     assert_eq!(error_code(&r), "unauthorized");
 
     match expiring.ended().await {
@@ -320,25 +401,68 @@ async fn an_expired_token_closes_with_4001_unless_refreshed() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(refreshed.request(json!({"type":"ping"})).await["type"], "pong");
+    assert_eq!(
+        refreshed.request(json!({"type":"ping"})).await["type"],
+        "pong"
+    );
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_connection_that_never_finishes_its_handshake_is_dropped() {
-    let server = TestServer::start_with(|c| c.limits.handshake_timeout = Duration::from_millis(700)).await;
+    let server =
+        TestServer::start_with(|c| c.limits.handshake_timeout = Duration::from_millis(700)).await;
     // TCP only, no TLS ClientHello.
-    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.expect("tcp");
+    let mut tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("tcp");
     let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(PATIENCE, tcp.read(&mut buf)).await.expect("dropped in time");
+    let read = tokio::time::timeout(PATIENCE, tcp.read(&mut buf))
+        .await
+        .expect("dropped in time");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 
     // TLS done, HTTP request never sent (slowloris).
     let connector = tokio_rustls::TlsConnector::from(client_tls(&server.cert_pem));
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.expect("tcp");
+    let tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("tcp");
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
     let mut tls = connector.connect(name, tcp).await.expect("tls");
-    let read = tokio::time::timeout(PATIENCE, tls.read(&mut buf)).await.expect("dropped in time");
+    let read = tokio::time::timeout(PATIENCE, tls.read(&mut buf))
+        .await
+        .expect("dropped in time");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_plain_http_listener_exists_only_when_configured_and_authenticates_the_same() {
+    let server = TestServer::start().await;
+    assert!(server.plain_addr.is_none());
+    server.stop().await;
+
+    let server =
+        TestServer::start_with(|c| c.plain_listen = Some("127.0.0.1:0".parse().expect("addr")))
+            .await;
+    let plain = server.plain_addr.expect("plain listener");
+    let token = guard(&server, "behind-proxy");
+    let mut req = format!("ws://{plain}/ws")
+        .into_client_request()
+        .expect("req");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("auth"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("plain upgrade");
+    let first = ws.next().await.expect("frame").expect("ok");
+    let v: serde_json::Value = serde_json::from_str(first.to_text().expect("text")).expect("json");
+    assert_eq!(v["type"], "connection_established");
+    let err = tokio_tungstenite::connect_async(format!("ws://{plain}/ws"))
+        .await
+        .expect_err("no token, no upgrade");
+    assert_eq!(refusal(err).0, 401);
     server.stop().await;
 }

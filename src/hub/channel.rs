@@ -137,8 +137,7 @@ const MAX_SEGMENT: usize = 128;
 fn segment(s: &str, whole: &str) -> Result<String, NameError> {
     let ok = !s.is_empty()
         && s.len() <= MAX_SEGMENT
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@' | b':'));
     if ok {
         Ok(s.to_string())
@@ -262,9 +261,9 @@ impl Target {
     pub fn org(&self, dir: &dyn Directory) -> Option<Arc<str>> {
         match self {
             Target::User { user, .. } | Target::UserQueue { user, .. } => dir.user_org(user),
-            Target::Org { org, .. } | Target::Room { org, .. } | Target::RoleBroadcast { org, .. } => {
-                Some(Arc::from(org.as_str()))
-            }
+            Target::Org { org, .. }
+            | Target::Room { org, .. }
+            | Target::RoleBroadcast { org, .. } => Some(Arc::from(org.as_str())),
             Target::Job { job } => dir.job_owner(job).and_then(|owner| dir.user_org(&owner)),
             Target::System => None,
         }

@@ -33,6 +33,10 @@ impl View {
     }
 }
 
+/// The frames of one delivery in one (encoding, view), rendered by the first writer that needs
+/// them; an error is kept too so it is not retried per subscriber.
+type RenderedOnce = OnceLock<Result<Vec<Bytes>, String>>;
+
 /// One message on its way to subscribers.
 pub struct Delivery {
     /// The channel as subscribers name it.
@@ -41,7 +45,7 @@ pub struct Delivery {
     pub kind: ChannelKind,
     /// The message.
     pub message: Arc<StoredMessage>,
-    frames: [[OnceLock<Result<Vec<Bytes>, String>>; Encoding::COUNT]; View::COUNT],
+    frames: [[RenderedOnce; Encoding::COUNT]; View::COUNT],
 }
 
 impl Delivery {
@@ -202,11 +206,14 @@ impl ConnHandle {
         self.tx.send(item).await.is_ok()
     }
 
-    /// Asks the writer to close the connection with `code`; the first request wins.
-    pub fn close(&self, code: u16, reason: impl Into<String>) {
-        if self.closing.set((code, reason.into())).is_ok() {
+    /// Asks the writer to close the connection with `code`; the first request wins and is the
+    /// only one that returns true.
+    pub fn close(&self, code: u16, reason: impl Into<String>) -> bool {
+        let first = self.closing.set((code, reason.into())).is_ok();
+        if first {
             self.wake.notify_one();
         }
+        first
     }
 
     /// The close requested, if any.

@@ -257,7 +257,14 @@ impl Hub {
         identity: Identity,
         encoding: Encoding,
         peer: std::net::SocketAddr,
-    ) -> Result<(Arc<ConnHandle>, tokio::sync::mpsc::Receiver<Outbound>, Admission), Refusal> {
+    ) -> Result<
+        (
+            Arc<ConnHandle>,
+            tokio::sync::mpsc::Receiver<Outbound>,
+            Admission,
+        ),
+        Refusal,
+    > {
         if let Some(org) = &identity.org {
             if let Remembered::Conflict(_) = self.store.remember_user(&identity.user, org)? {
                 return Err(Refusal::OrgConflict);
@@ -281,8 +288,7 @@ impl Hub {
             return Err(Refusal::PerUser(self.limits.max_connections_per_user));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (conn, rx) =
-            ConnHandle::new(id, identity, encoding, peer, self.limits.outbound_queue);
+        let (conn, rx) = ConnHandle::new(id, identity, encoding, peer, self.limits.outbound_queue);
         entry.conns.push(conn.clone());
         entry.last_seen = now_millis();
         drop(users);
@@ -359,17 +365,21 @@ impl Hub {
                 None => (self.store.head(&stored), None, Vec::new()),
             };
             if let Some(reply) = on_subscribed(head, recovered) {
-                if conn.try_send(Outbound::Frame(reply)).is_err() {
-                    conn.close(close::SLOW_CONSUMER, "outbound queue full");
+                if conn.try_send(Outbound::Frame(reply)).is_err()
+                    && conn.close(close::SLOW_CONSUMER, "outbound queue full")
+                {
+                    self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
                 }
             }
             for message in replay {
                 let d = Arc::new(Delivery::new(channel.public.clone(), channel.kind, message));
                 if conn.try_send(Outbound::Deliver(d, view)).is_err() {
-                    conn.close(
+                    if conn.close(
                         close::SLOW_CONSUMER,
                         "outbound queue full during replay; resubscribe with since",
-                    );
+                    ) {
+                        self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                    }
                     break;
                 }
             }
@@ -470,12 +480,16 @@ impl Hub {
         let channels = self.channels.read();
         let entry = channels.get(stored.as_str());
         let Some(channel) = entry else {
-            let msg = self.store.append(&stored, logged, now, data, ack_required)?;
+            let msg = self
+                .store
+                .append(&stored, logged, now, data, ack_required)?;
             self.stats.published(kind);
             return Ok(msg.seq);
         };
         let subs = channel.subscribers.lock();
-        let msg = self.store.append(&stored, logged, now, data, ack_required)?;
+        let msg = self
+            .store
+            .append(&stored, logged, now, data, ack_required)?;
         self.stats.published(kind);
         let seq = msg.seq;
         let delivery = Arc::new(Delivery::new(channel.public.clone(), kind, msg));
@@ -485,11 +499,12 @@ impl Hub {
                     self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(tokio::sync::mpsc::error::TrySendError::Full(_)) if logged => {
-                    self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
-                    conn.close(
+                    if conn.close(
                         close::SLOW_CONSUMER,
                         "slow consumer: outbound queue full; resubscribe with since",
-                    );
+                    ) {
+                        self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
                     self.stats.dropped_live.fetch_add(1, Ordering::Relaxed);

@@ -99,8 +99,7 @@ impl Store for MemoryStore {
             .cloned()
             .collect();
         let complete = since >= log.head
-            || (since + 1 >= first_kept
-                && messages.last().is_some_and(|m| m.seq == log.head));
+            || (since + 1 >= first_kept && messages.last().is_some_and(|m| m.seq == log.head));
         Ok(Replay {
             messages,
             complete,
@@ -144,7 +143,10 @@ mod tests {
             assert_eq!(m.seq, i);
         }
         let r = s.read_after("/topic/system", 2, 100).expect("read");
-        assert_eq!(r.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(
+            r.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
         assert!(r.complete);
         let r = s.read_after("/topic/system", 1, 100).expect("read");
         assert!(!r.complete, "seq 2 was trimmed");

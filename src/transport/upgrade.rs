@@ -42,14 +42,22 @@ pub async fn handle(
     let token = match token_from(&req) {
         Some(t) => t,
         None => {
-            state.hub.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+            state
+                .hub
+                .stats
+                .auth_failures
+                .fetch_add(1, Ordering::Relaxed);
             return error_response(401, ErrorCode::Unauthorized, "missing token");
         }
     };
     let identity = match state.auth.verify(&token) {
         Ok(id) => id,
         Err(e) => {
-            state.hub.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+            state
+                .hub
+                .stats
+                .auth_failures
+                .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, error = %e, "upgrade refused");
             return error_response(401, ErrorCode::Unauthorized, &e.to_string());
         }
@@ -125,7 +133,10 @@ fn origin_allowed(allowed: &[String], req: &Request<Incoming>) -> bool {
     let Some(origin) = req.headers().get(ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
-    if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin)) {
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
         return true;
     }
     if !allowed.is_empty() {
@@ -139,7 +150,11 @@ fn origin_allowed(allowed: &[String], req: &Request<Incoming>) -> bool {
 
 /// The token from `Authorization: Bearer …`, else from `?token=…`.
 pub fn token_from<B>(req: &Request<B>) -> Option<String> {
-    if let Some(value) = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(value) = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let mut parts = value.splitn(2, ' ');
         if let (Some(scheme), Some(token)) = (parts.next(), parts.next()) {
             if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {

@@ -26,6 +26,7 @@ pub const PATIENCE: Duration = Duration::from_secs(15);
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub plain_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
     pub auth: Authenticator,
     pub cert_pem: Vec<u8>,
@@ -35,9 +36,11 @@ pub struct TestServer {
 }
 
 pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().expect("addr");
-    config.data_dir = dir.to_path_buf();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
     config.jwt.secret = Some(SECRET.into());
     config
 }
@@ -54,6 +57,7 @@ impl TestServer {
         let auth = Authenticator::from_config(&config).expect("auth");
         let server = Server::bind(config).await.expect("bind");
         let addr = server.local_addr();
+        let plain_addr = server.plain_addr();
         let state = server.state().clone();
         let cert_pem = std::fs::read(&server.certificate.path).expect("cert");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -62,6 +66,7 @@ impl TestServer {
         }));
         TestServer {
             addr,
+            plain_addr,
             state,
             auth,
             cert_pem,
@@ -100,8 +105,10 @@ impl TestServer {
         subprotocol: Option<&str>,
     ) -> Result<Client, tungstenite::Error> {
         let mut req = self.url().into_client_request()?;
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().expect("header"));
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
         if let Some(p) = subprotocol {
             req.headers_mut()
                 .insert("sec-websocket-protocol", p.parse().expect("header"));
@@ -130,7 +137,10 @@ impl TestServer {
             if check(&s) {
                 return s;
             }
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {s}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {s}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -286,7 +296,8 @@ impl Client {
     }
 
     pub async fn subscribe(&mut self, channel: &str) -> Value {
-        self.request(json!({"type": "subscribe", "channel": channel})).await
+        self.request(json!({"type": "subscribe", "channel": channel}))
+            .await
     }
 
     pub async fn publish(&mut self, channel: &str, data: Value) -> Value {
@@ -345,4 +356,163 @@ pub fn error_code(reply: &Value) -> &str {
     } else {
         "ok"
     }
+}
+
+/// A `lookout` process started from the built binary.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub data_dir: std::path::PathBuf,
+    pub stdout_lines: Vec<String>,
+}
+
+impl Binary {
+    /// Runs `lookout serve --listen 127.0.0.1:0 --data-dir DIR` with `env`, waits for the
+    /// listening line.
+    pub fn serve(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Binary {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .current_dir(data_dir.parent().unwrap_or(data_dir))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn lookout");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut seen = Vec::new();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("lookout exited before listening")
+                .expect("read stdout");
+            seen.push(line.clone());
+            if let Some(url) = line.strip_prefix("lookout listening on https://") {
+                break url.trim().parse().expect("address in listening line");
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Binary {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            stdout_lines: seen,
+        }
+    }
+
+    pub fn cert_pem(&self) -> Vec<u8> {
+        std::fs::read(self.data_dir.join("tls/cert.pem")).expect("cert")
+    }
+
+    /// Mints a token with the binary's generated secret, as `lookout token` does.
+    pub fn token(&self, sub: &str, org: Option<&str>, roles: &[Role]) -> String {
+        let config = Config {
+            data_dir: self.data_dir.clone(),
+            ..Config::default()
+        };
+        Authenticator::from_config(&config)
+            .expect("auth")
+            .mint(sub, org, roles, Duration::from_secs(3600), None)
+            .expect("mint")
+    }
+
+    pub async fn connect(&self, token: &str) -> Client {
+        let url = format!("wss://{}/ws", self.addr);
+        let mut req = url.into_client_request().expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        connect_request(&self.cert_pem(), req, false)
+            .await
+            .expect("connect")
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{sig}"), self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads one decoded frame or how the connection ended, without a timeout.
+pub trait NextFrameOrEnd {
+    fn next_frame_or_end(&mut self) -> impl std::future::Future<Output = Result<Value, Ended>>;
+}
+
+impl NextFrameOrEnd for WebSocketStream<MaybeTlsStream<TcpStream>> {
+    async fn next_frame_or_end(&mut self) -> Result<Value, Ended> {
+        loop {
+            match self.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    return Ok(serde_json::from_str(&t).expect("server sent invalid JSON"))
+                }
+                Some(Ok(Message::Binary(b))) => {
+                    return Ok(rmp_serde::from_slice(&b).expect("server sent invalid msgpack"))
+                }
+                Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
+                    return Err(Ended::Closed(u16::from(code), reason.to_string()))
+                }
+                Some(Ok(Message::Close(None))) => return Err(Ended::Closed(1005, String::new())),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(Ended::Dropped),
+            }
+        }
+    }
+}
+
+/// Connects a client whose TCP receive buffer is tiny, so that once it stops reading the
+/// server's writes back up at once instead of filling megabytes of loopback buffers.
+pub async fn connect_stalled(cert_pem: &[u8], addr: SocketAddr, token: &str) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = socket.connect(addr).await.expect("connect");
+    let mut req = format!("wss://{addr}/ws")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let (ws, _) = tokio_tungstenite::client_async_tls_with_config(
+        req,
+        stream,
+        None,
+        Some(Connector::Rustls(client_tls(cert_pem))),
+    )
+    .await
+    .expect("handshake");
+    let mut client = Client {
+        ws,
+        inbox: VecDeque::new(),
+        next_id: 0,
+        msgpack: false,
+        established: Value::Null,
+    };
+    client.established = client.next_frame().await;
+    client
 }

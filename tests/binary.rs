@@ -1,0 +1,189 @@
+//! The real `lookout` binary: the embedded default on a fresh data directory, `lookout token`,
+//! graceful shutdown on SIGTERM, and the CLI's refusals.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use lookout::auth::Role;
+
+fn lookout() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lookout"))
+}
+
+#[tokio::test]
+async fn with_no_configuration_it_serves_tls_and_a_token_from_lookout_token_connects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = Binary::serve(&data, &[]);
+
+    // It created its data directory with a certificate and a private secret.
+    for file in ["tls/cert.pem", "tls/key.pem", "jwt.secret"] {
+        assert!(data.join(file).exists(), "{file} missing");
+    }
+    #[cfg(unix)]
+    for file in ["tls/key.pem", "jwt.secret"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join(file))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    // It printed the certificate fingerprint and how to mint a token.
+    let printed = server.stdout_lines.join("\n");
+    let pem = server.cert_pem();
+    let der: rustls::pki_types::CertificateDer<'static> =
+        rustls::pki_types::pem::PemObject::from_pem_slice(&pem).expect("pem");
+    let fingerprint = lookout::transport::tls::fingerprint(&der);
+    assert!(printed.contains(&fingerprint), "{printed}");
+    assert!(printed.contains("lookout token"), "{printed}");
+
+    let out = lookout()
+        .args(["token", "--data-dir"])
+        .arg(&data)
+        .args([
+            "--sub", "alice", "--org", "demo", "--role", "guard", "--ttl", "1h",
+        ])
+        .output()
+        .expect("lookout token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
+
+    let client = server.connect(&token).await;
+    assert_eq!(client.established["type"], "connection_established");
+    assert_eq!(client.established["userId"], "alice");
+    assert!(client.established["sessionId"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+    assert!(client.established["epoch"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+}
+
+#[tokio::test]
+async fn sigterm_closes_every_client_with_1001_and_exits_0_within_5_seconds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Binary::serve(&dir.path().join("data"), &[]);
+    let mut clients = Vec::new();
+    for i in 0..100 {
+        let mut c = server
+            .connect(&server.token(&format!("u{i}"), Some("acme"), &[Role::Guard]))
+            .await;
+        assert!(ok(&c.subscribe("/topic/system").await));
+        clients.push(c);
+    }
+    let sent = Instant::now();
+    server.signal("TERM");
+    let mut codes = Vec::new();
+    for c in clients.iter_mut() {
+        codes.push(match c.ended().await {
+            Ended::Closed(code, _) => code,
+            Ended::Dropped => 0,
+        });
+    }
+    let status = loop {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    assert!(sent.elapsed() < Duration::from_secs(5));
+    assert!(codes.iter().all(|c| *c == 1001), "close codes: {codes:?}");
+}
+
+#[test]
+fn check_config_names_the_bad_key_and_exits_non_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("lookout.toml");
+    std::fs::write(&file, "[limits]\nmax_connections_per_user = \"many\"\n").expect("write");
+    let out = lookout()
+        .arg("--config")
+        .arg(&file)
+        .arg("check-config")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_connections_per_user"), "{err}");
+
+    std::fs::write(&file, "[limits]\nidle_notice = \"10m\"\n").expect("write");
+    let out = lookout()
+        .arg("--config")
+        .arg(&file)
+        .arg("check-config")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("limits.idle_notice"));
+
+    std::fs::write(&file, "lissen = \"0.0.0.0:1\"\n").expect("write");
+    let out = lookout()
+        .arg("--config")
+        .arg(&file)
+        .arg("check-config")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lissen"));
+
+    std::fs::write(&file, "[limits]\nmax_connections_per_user = 3\n").expect("write");
+    let out = lookout()
+        .arg("--config")
+        .arg(&file)
+        .arg("check-config")
+        .env("LOOKOUT_LIMITS__PING_INTERVAL", "5s")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn serve_help_documents_every_configuration_key() {
+    let out = lookout().args(["serve", "--help"]).output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (key, _) in lookout::config::KEYS {
+        assert!(help.contains(key), "{key} not in help");
+    }
+    assert!(help.contains("LOOKOUT_LIMITS__MAX_CONNECTIONS_PER_USER"));
+}
+
+#[test]
+fn token_refuses_a_non_admin_without_org() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = lookout()
+        .args(["token", "--data-dir"])
+        .arg(dir.path())
+        .args(["--sub", "a", "--role", "guard"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--org"));
+}
+
+#[test]
+fn the_readme_documents_every_configuration_key() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    for (key, _) in lookout::config::KEYS {
+        assert!(readme.contains(&format!("`{key}`")), "README lacks `{key}`");
+    }
+}

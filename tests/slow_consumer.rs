@@ -1,0 +1,243 @@
+//! A subscriber that reads nothing must not delay anyone else, and what the server holds for it
+//! must stay bounded: live-only channels drop its messages, logged channels disconnect it (4002)
+//! so it can resume with `since`.
+
+mod common;
+
+use common::*;
+use lookout::auth::Role;
+use serde_json::json;
+
+const FAST: usize = 100;
+const MESSAGES: u64 = 400;
+const QUEUE: usize = 32;
+
+async fn server() -> TestServer {
+    TestServer::start_with(|c| {
+        c.limits.outbound_queue = QUEUE;
+        c.limits.messages_per_second = 100_000;
+        c.limits.message_burst = 100_000;
+        c.limits.video_frames_per_second = 100_000;
+        c.limits.max_connections_per_user = 200;
+        // A peer that takes no frame for this long is dropped; these tests are about what
+        // happens before that.
+        c.limits.write_timeout = std::time::Duration::from_secs(600);
+    })
+    .await
+}
+
+/// Connects the fast subscribers, each reading on its own task until `expected` messages came.
+async fn fast_readers(
+    server: &TestServer,
+    channel: &'static str,
+    expected: u64,
+) -> Vec<tokio::task::JoinHandle<Vec<u64>>> {
+    let mut handles = Vec::new();
+    for i in 0..FAST {
+        let token = server.token(&format!("fast{i}"), Some("acme"), &[Role::Supervisor]);
+        let mut c = server.connect(&token).await;
+        assert!(ok(&c.subscribe(channel).await));
+        handles.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            while (seqs.len() as u64) < expected {
+                seqs.push(c.next_message().await["seq"].as_u64().expect("seq"));
+            }
+            seqs
+        }));
+    }
+    handles
+}
+
+/// Publishes large live video frames until the server reports dropping some for a stalled
+/// viewer: from then on its socket buffers and its queue are full.
+async fn stall_on_video(server: &TestServer, guard: &mut Client) {
+    let frame = "s".repeat(60 * 1024);
+    for n in 0..2000 {
+        assert!(ok(&guard
+            .publish("/topic/video/g1", json!({"n": n, "jpeg": frame}))
+            .await));
+        if n % 20 == 19 && server.stats().await["dropped_live"].as_u64().unwrap_or(0) > 0 {
+            return;
+        }
+    }
+    panic!("the stalled viewer never filled up");
+}
+
+async fn stalled(server: &TestServer, channel: &str) -> Client {
+    let token = server.token("stalled", Some("acme"), &[Role::Supervisor]);
+    let mut c = connect_stalled(&server.cert_pem, server.addr, &token).await;
+    assert!(ok(&c.subscribe(channel).await));
+    c
+}
+
+#[tokio::test]
+async fn a_stalled_video_viewer_loses_frames_while_100_others_get_every_one() {
+    let server = server().await;
+    let channel = "/topic/video/g1";
+    let mut guard = server
+        .connect(&server.token("g1", Some("acme"), &[Role::Guard]))
+        .await;
+    let _stalled = stalled(&server, channel).await;
+    stall_on_video(&server, &mut guard).await;
+    let head = server.stats().await["messages_published"]
+        .as_u64()
+        .expect("published");
+    let readers = fast_readers(&server, channel, MESSAGES).await;
+
+    let frame = "j".repeat(1024);
+    for n in 1..=MESSAGES {
+        let r = guard.publish(channel, json!({"n": n, "jpeg": frame})).await;
+        assert!(ok(&r), "{r}");
+    }
+    for (i, r) in readers.into_iter().enumerate() {
+        let seqs = tokio::time::timeout(PATIENCE * 2, r)
+            .await
+            .expect("in time")
+            .expect("reader");
+        assert_eq!(
+            seqs,
+            (head + 1..=head + MESSAGES).collect::<Vec<_>>(),
+            "fast viewer {i}"
+        );
+    }
+    // The stalled viewer is still connected, its queue holds at most QUEUE frames, and the rest
+    // of its frames were dropped, not buffered.
+    let admin = server.token("root", None, &[Role::Admin]);
+    let status: serde_json::Value = server
+        .http()
+        .get(server.https("/api/v1/websocket/user/stalled/status"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["online"], true, "{status}");
+    let queued = status["connections"][0]["queued"].as_u64().expect("queued");
+    assert!(queued <= QUEUE as u64, "{status}");
+    let stats = server.stats().await;
+    assert!(
+        stats["dropped_live"].as_u64().expect("dropped") > 0,
+        "{stats}"
+    );
+    assert_eq!(stats["slow_consumer_disconnects"], 0, "{stats}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_subscriber_on_a_logged_channel_is_disconnected_and_others_are_not_delayed() {
+    let server = server().await;
+    let channel = "/topic/org/acme/room/ops";
+    let mut publisher = server
+        .connect(&server.token("pub", Some("acme"), &[Role::Supervisor]))
+        .await;
+    let mut guard = server
+        .connect(&server.token("g1", Some("acme"), &[Role::Guard]))
+        .await;
+    let mut slow = stalled(&server, "/topic/video/g1").await;
+    assert!(ok(&slow.subscribe(channel).await));
+    stall_on_video(&server, &mut guard).await;
+    let readers = fast_readers(&server, channel, MESSAGES).await;
+
+    let body = "r".repeat(1024);
+    for n in 1..=MESSAGES {
+        assert!(ok(&publisher
+            .publish(channel, json!({"n": n, "body": body}))
+            .await));
+    }
+    for (i, r) in readers.into_iter().enumerate() {
+        let seqs = tokio::time::timeout(PATIENCE * 2, r)
+            .await
+            .expect("in time")
+            .expect("reader");
+        assert_eq!(
+            seqs,
+            (1..=MESSAGES).collect::<Vec<_>>(),
+            "fast subscriber {i}"
+        );
+    }
+    let stats = server.stats().await;
+    assert_eq!(
+        stats["slow_consumer_disconnects"], 1,
+        "one stalled subscriber, one disconnect: {stats}"
+    );
+    // What it did get is a gap-free prefix, then the slow-consumer close (4002), so it knows to
+    // resume with `since`.
+    let mut last = 0;
+    let end = loop {
+        match tokio::time::timeout(PATIENCE, slow.ws.next_frame_or_end())
+            .await
+            .expect("in time")
+        {
+            Ok(f) if f["channel"] == channel => {
+                let seq = f["seq"].as_u64().expect("seq");
+                assert_eq!(seq, last + 1, "gap in what the slow subscriber got");
+                last = seq;
+            }
+            Ok(_) => {}
+            Err(end) => break end,
+        }
+    };
+    match end {
+        Ended::Closed(code, _) => assert_eq!(code, 4002),
+        Ended::Dropped => {}
+    }
+    assert!(
+        last < MESSAGES,
+        "a stalled subscriber cannot have received everything"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_servers_memory_stays_bounded_while_a_video_viewer_is_stalled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Binary::serve(
+        &dir.path().join("data"),
+        &[
+            ("LOOKOUT_LIMITS__VIDEO_FRAMES_PER_SECOND", "100000"),
+            ("LOOKOUT_LIMITS__MESSAGES_PER_SECOND", "100000"),
+            ("LOOKOUT_LIMITS__MESSAGE_BURST", "100000"),
+            ("LOOKOUT_LIMITS__OUTBOUND_QUEUE", "64"),
+            ("LOOKOUT_LIMITS__WRITE_TIMEOUT", "10m"),
+        ],
+    );
+    let channel = "/topic/video/g1";
+    let mut guard = server
+        .connect(&server.token("g1", Some("acme"), &[Role::Guard]))
+        .await;
+    let token = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let mut stalled = connect_stalled(&server.cert_pem(), server.addr, &token).await;
+    assert!(ok(&stalled.subscribe(channel).await));
+
+    let frame = "v".repeat(32 * 1024);
+    let publish = |n: u64| {
+        let data = json!({"n": n, "jpeg": frame});
+        let channel = channel.to_string();
+        async move { (channel, data) }
+    };
+    // Warm up: fill the socket buffers and the queue, then measure.
+    for n in 0..300 {
+        let (ch, data) = publish(n).await;
+        assert!(ok(&guard.publish(&ch, data).await));
+    }
+    let before = server.rss_kib();
+    // 3,000 more frames of 32 KiB: ~94 MiB that an unbounded queue would have to hold.
+    for n in 300..3300 {
+        let (ch, data) = publish(n).await;
+        assert!(ok(&guard.publish(&ch, data).await));
+    }
+    let after = server.rss_kib();
+    let growth_mib = after.saturating_sub(before) as f64 / 1024.0;
+    eprintln!("server RSS before {before} KiB, after {after} KiB, growth {growth_mib:.1} MiB");
+    assert!(
+        growth_mib < 24.0,
+        "RSS grew by {growth_mib:.1} MiB while a viewer was stalled"
+    );
+    // The stalled viewer is still connected (live-only: frames dropped, no disconnect).
+    assert_eq!(
+        stalled.request(json!({"type":"ping"})).await["type"],
+        "pong"
+    );
+}
