@@ -106,54 +106,45 @@ async fn sigterm_closes_every_client_with_1001_and_exits_0_within_5_seconds() {
     assert!(codes.iter().all(|c| *c == 1001), "close codes: {codes:?}");
 }
 
-#[test]
-fn check_config_names_the_bad_key_and_exits_non_zero() {
+/// Runs `lookout --config FILE check-config` on `contents`, with extra environment.
+fn check_config(contents: &str, env: &[(&str, &str)]) -> (bool, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("lookout.toml");
-    std::fs::write(&file, "[limits]\nmax_connections_per_user = \"many\"\n").expect("write");
-    let out = lookout()
-        .arg("--config")
-        .arg(&file)
-        .arg("check-config")
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("max_connections_per_user"), "{err}");
-
-    std::fs::write(&file, "[limits]\nidle_notice = \"10m\"\n").expect("write");
-    let out = lookout()
-        .arg("--config")
-        .arg(&file)
-        .arg("check-config")
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("limits.idle_notice"));
-
-    std::fs::write(&file, "lissen = \"0.0.0.0:1\"\n").expect("write");
-    let out = lookout()
-        .arg("--config")
-        .arg(&file)
-        .arg("check-config")
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("lissen"));
-
-    std::fs::write(&file, "[limits]\nmax_connections_per_user = 3\n").expect("write");
-    let out = lookout()
-        .arg("--config")
-        .arg(&file)
-        .arg("check-config")
-        .env("LOOKOUT_LIMITS__PING_INTERVAL", "5s")
-        .output()
-        .expect("run");
-    assert!(
+    std::fs::write(&file, contents).expect("write");
+    let mut cmd = lookout();
+    cmd.arg("--config").arg(&file).arg("check-config");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run");
+    (
         out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_names_the_bad_key_and_exits_non_zero() {
+    for (contents, key) in [
+        (
+            "[limits]\nmax_connections_per_user = \"many\"\n",
+            "max_connections_per_user",
+        ),
+        ("[limits]\nidle_notice = \"10m\"\n", "limits.idle_notice"),
+        ("lissen = \"0.0.0.0:1\"\n", "lissen"),
+        ("[tls]\ncert = \"/nonexistent/cert.pem\"\n", "tls.cert"),
+    ] {
+        let (ok, stderr) = check_config(contents, &[]);
+        assert!(!ok, "{contents} passed");
+        assert!(stderr.contains(key), "{contents}: {stderr}");
+    }
+    let (ok, stderr) = check_config(
+        "[limits]\nmax_connections_per_user = 3\n",
+        &[("LOOKOUT_LIMITS__PING_INTERVAL", "5s")],
     );
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = check_config("", &[("LOOKOUT_LIMITS__PING_INTERVAL", "soon")]);
+    assert!(!ok && stderr.to_lowercase().contains("ping_interval"), "{stderr}");
 }
 
 #[test]

@@ -63,6 +63,21 @@ async fn stall_on_video(server: &TestServer, guard: &mut Client) {
     panic!("the stalled viewer never filled up");
 }
 
+/// Waits for every fast reader and checks it got exactly `seqs`, in order.
+async fn assert_all_received(
+    readers: Vec<tokio::task::JoinHandle<Vec<u64>>>,
+    seqs: std::ops::RangeInclusive<u64>,
+) {
+    let expected: Vec<u64> = seqs.collect();
+    for (i, r) in readers.into_iter().enumerate() {
+        let got = tokio::time::timeout(PATIENCE * 2, r)
+            .await
+            .expect("in time")
+            .expect("reader");
+        assert_eq!(got, expected, "fast subscriber {i}");
+    }
+}
+
 async fn stalled(server: &TestServer, channel: &str) -> Client {
     let token = server.token("stalled", Some("acme"), &[Role::Supervisor]);
     let mut c = connect_stalled(&server.cert_pem, server.addr, &token).await;
@@ -89,17 +104,7 @@ async fn a_stalled_video_viewer_loses_frames_while_100_others_get_every_one() {
         let r = guard.publish(channel, json!({"n": n, "jpeg": frame})).await;
         assert!(ok(&r), "{r}");
     }
-    for (i, r) in readers.into_iter().enumerate() {
-        let seqs = tokio::time::timeout(PATIENCE * 2, r)
-            .await
-            .expect("in time")
-            .expect("reader");
-        assert_eq!(
-            seqs,
-            (head + 1..=head + MESSAGES).collect::<Vec<_>>(),
-            "fast viewer {i}"
-        );
-    }
+    assert_all_received(readers, head + 1..=head + MESSAGES).await;
     // The stalled viewer is still connected, its queue holds at most QUEUE frames, and the rest
     // of its frames were dropped, not buffered.
     let admin = server.token("root", None, &[Role::Admin]);
@@ -146,17 +151,7 @@ async fn a_stalled_subscriber_on_a_logged_channel_is_disconnected_and_others_are
             .publish(channel, json!({"n": n, "body": body}))
             .await));
     }
-    for (i, r) in readers.into_iter().enumerate() {
-        let seqs = tokio::time::timeout(PATIENCE * 2, r)
-            .await
-            .expect("in time")
-            .expect("reader");
-        assert_eq!(
-            seqs,
-            (1..=MESSAGES).collect::<Vec<_>>(),
-            "fast subscriber {i}"
-        );
-    }
+    assert_all_received(readers, 1..=MESSAGES).await;
     let stats = server.stats().await;
     assert_eq!(
         stats["slow_consumer_disconnects"], 1,

@@ -258,26 +258,7 @@ impl Client {
     }
 
     async fn read_frame(&mut self) -> Result<Value, Ended> {
-        loop {
-            match self.ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    return Ok(serde_json::from_str(&t).expect("server sent invalid JSON"))
-                }
-                Some(Ok(Message::Binary(b))) => {
-                    return Ok(rmp_serde::from_slice(&b).expect("server sent invalid msgpack"))
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    return Err(match frame {
-                        Some(CloseFrame { code, reason }) => {
-                            Ended::Closed(u16::from(code), reason.to_string())
-                        }
-                        None => Ended::Closed(1005, String::new()),
-                    })
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return Err(Ended::Dropped),
-            }
-        }
+        self.ws.next_frame_or_end().await
     }
 
     /// Sends `v` with a fresh id and returns the reply, error or pong carrying that id.
