@@ -89,7 +89,7 @@ pub struct CertificateInfo {
 impl Server {
     /// Prepares the data directory, keys and certificate, and binds the listeners.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+        create_private_dir(&config.data_dir).map_err(|source| ServerError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
@@ -184,6 +184,18 @@ impl Server {
         }
         tracing::info!("stopped");
     }
+}
+
+/// Creates the data directory readable by its owner only; an existing one is left as it is.
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
 }
 
 async fn housekeeping(state: Arc<AppState>) {

@@ -24,13 +24,14 @@ async fn with_no_configuration_it_serves_tls_and_a_token_from_lookout_token_conn
         assert!(data.join(file).exists(), "{file} missing");
     }
     #[cfg(unix)]
-    for file in ["tls/key.pem", "jwt.secret"] {
+    for file in ["", "tls/key.pem", "jwt.secret"] {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(data.join(file))
             .expect("meta")
             .permissions()
             .mode();
-        assert_eq!(mode & 0o777, 0o600, "{file}");
+        let expected = if file.is_empty() { 0o700 } else { 0o600 };
+        assert_eq!(mode & 0o777, expected, "{file}");
     }
     // It printed the certificate fingerprint and how to mint a token.
     let printed = server.stdout_lines.join("\n");
@@ -144,7 +145,10 @@ fn check_config_names_the_bad_key_and_exits_non_zero() {
     );
     assert!(ok, "{stderr}");
     let (ok, stderr) = check_config("", &[("LOOKOUT_LIMITS__PING_INTERVAL", "soon")]);
-    assert!(!ok && stderr.to_lowercase().contains("ping_interval"), "{stderr}");
+    assert!(
+        !ok && stderr.to_lowercase().contains("ping_interval"),
+        "{stderr}"
+    );
 }
 
 #[test]
