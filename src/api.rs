@@ -106,7 +106,18 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
     match (method.clone(), segments.as_slice()) {
-        (Method::GET, ["healthz"]) => Ok(json_response(200, &serde_json::json!({"status": "ok"}))),
+        (Method::GET, ["healthz"]) => {
+            if state.hub.store().healthy() {
+                Ok(json_response(200, &serde_json::json!({"status": "ok"})))
+            } else {
+                Ok(json_response(
+                    503,
+                    &serde_json::json!({"status": "store failed"}),
+                ))
+            }
+        }
+        (Method::GET, ["api", "v1", "channels", "history"]) => history(state, &req),
+        (Method::GET, ["api", "v1", "poll"]) => poll(state, &req).await,
         (Method::POST, ["api", "v1", "publish"]) => publish(state, req).await,
         (Method::POST, ["api", "v1", "broadcast", "system"]) => broadcast(state, req, false).await,
         (Method::POST, ["api", "v1", "broadcast", "maintenance"]) => {
@@ -127,6 +138,8 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
         | (_, ["api", "v1", "publish"])
         | (_, ["api", "v1", "broadcast", _])
         | (_, ["api", "v1", "websocket", "stats"])
+        | (_, ["api", "v1", "channels", "history"])
+        | (_, ["api", "v1", "poll"])
         | (_, ["api", "v1", "websocket", "user", _, "status"]) => Err(ApiError {
             status: 405,
             code: ErrorCode::BadRequest,
@@ -203,16 +216,19 @@ async fn publish(state: &AppState, req: Request<Incoming>) -> Result<Response<Bo
     }
     let body: PublishBody = read_json(state, req).await?;
     let recipient = body.user.as_deref().or(body.to.as_deref());
-    let published = state.hub.publish(
-        &who,
-        Publish {
-            channel: &body.channel,
-            to: recipient,
-            owner: body.owner.as_deref(),
-            data: body.data,
-            ack_required: body.ack_required,
-        },
-    )?;
+    let published = state
+        .hub
+        .publish(
+            &who,
+            Publish {
+                channel: &body.channel,
+                to: recipient,
+                owner: body.owner.as_deref(),
+                data: body.data,
+                ack_required: body.ack_required,
+            },
+        )
+        .await?;
     Ok(published_response(&published))
 }
 
@@ -248,16 +264,19 @@ async fn broadcast(
     }
     let data = rmpv::ext::to_value(&data)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid data: {e}")))?;
-    let published = state.hub.publish(
-        &who,
-        Publish {
-            channel: "/topic/system",
-            to: None,
-            owner: None,
-            data,
-            ack_required: false,
-        },
-    )?;
+    let published = state
+        .hub
+        .publish(
+            &who,
+            Publish {
+                channel: "/topic/system",
+                to: None,
+                owner: None,
+                data,
+                ack_required: false,
+            },
+        )
+        .await?;
     Ok(published_response(&published))
 }
 
@@ -284,5 +303,96 @@ fn stats(state: &AppState, req: &Request<Incoming>) -> Result<Response<Body>, Ap
             uptime_seconds: state.started.elapsed().as_secs(),
             counters: snapshot,
         },
+    ))
+}
+
+/// Query parameters as a map; a repeated key keeps its last value.
+fn query(req: &Request<Incoming>) -> std::collections::HashMap<String, String> {
+    req.uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn number<T: std::str::FromStr>(
+    params: &std::collections::HashMap<String, String>,
+    name: &str,
+    default: T,
+) -> Result<T, ApiError> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("`{name}` must be a non-negative integer"),
+            )
+        }),
+    }
+}
+
+/// Largest page a history or poll request returns per channel.
+const MAX_PAGE: usize = 1000;
+/// Longest a long-poll request may wait.
+const MAX_POLL: u64 = 60;
+
+fn history(state: &AppState, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let who = authenticate(state, req)?;
+    let params = query(req);
+    let channel = params
+        .get("channel")
+        .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "`channel` is required"))?;
+    let since = number(&params, "since", 0u64)?;
+    let limit = number(&params, "limit", 100usize)?.clamp(1, MAX_PAGE);
+    let history = state.hub.history(&who, channel, since, limit)?;
+    Ok(json_response(200, &history))
+}
+
+async fn poll(state: &AppState, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let who = authenticate(state, req)?;
+    let params = query(req);
+    let names: Vec<String> = params
+        .get("channels")
+        .map(|c| {
+            c.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() || names.len() > 32 {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "`channels` must name 1 to 32 channels, comma-separated",
+        ));
+    }
+    // `since` is one seq for every channel, or one per channel in the same order.
+    let sinces: Vec<u64> = match params.get("since") {
+        None => vec![0; names.len()],
+        Some(s) => s
+            .split(',')
+            .map(|v| v.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| ApiError::new(ErrorCode::BadRequest, "`since` must be seqs"))?,
+    };
+    let sinces = match sinces.len() {
+        1 => vec![sinces[0]; names.len()],
+        n if n == names.len() => sinces,
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "`since` must be one seq or one per channel",
+            ))
+        }
+    };
+    let wait = number(&params, "timeout", 25u64)?.min(MAX_POLL);
+    let limit = number(&params, "limit", 100usize)?.clamp(1, MAX_PAGE);
+    let channels: Vec<(String, u64)> = names.into_iter().zip(sinces).collect();
+    let result = state
+        .hub
+        .poll(&who, &channels, std::time::Duration::from_secs(wait), limit)
+        .await?;
+    Ok(json_response(
+        200,
+        &serde_json::json!({ "channels": result }),
     ))
 }

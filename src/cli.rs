@@ -48,6 +48,19 @@ pub enum Command {
     Token(TokenArgs),
     /// Validate the configuration and the keys it names, then exit.
     CheckConfig,
+    /// Write the data directory (store, certificate, secret) to one file. The server must be
+    /// stopped.
+    Backup {
+        /// The backup file to write.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into an empty data directory.
+    Restore {
+        /// The backup file to read.
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 /// `serve` flags.
@@ -105,6 +118,36 @@ pub fn main() -> ExitCode {
         Command::Serve(_) => serve(config),
         Command::Token(args) => token(&config, &args),
         Command::CheckConfig => check_config(&config),
+        Command::Backup { to } => match crate::store::backup::backup(&config.data_dir, &to) {
+            Ok(m) => {
+                println!(
+                    "backed up {} entries and {} files to {}",
+                    m.entries,
+                    m.files,
+                    to.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("lookout: backup failed: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Restore { from } => match crate::store::backup::restore(&from, &config.data_dir) {
+            Ok(m) => {
+                println!(
+                    "restored {} entries and {} files into {}",
+                    m.entries,
+                    m.files,
+                    config.data_dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("lookout: restore failed: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -160,8 +203,13 @@ fn serve(config: Config) -> ExitCode {
             println!("plain HTTP (behind a TLS proxy only) on http://{plain}");
         }
         println!("lookout listening on https://{addr}");
-        server.run(shutdown_signal()).await;
-        ExitCode::SUCCESS
+        match server.run(shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lookout: {e}");
+                ExitCode::FAILURE
+            }
+        }
     })
 }
 

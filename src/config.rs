@@ -49,6 +49,76 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// Limits and timeouts.
     pub limits: Limits,
+    /// How long channel logs are kept.
+    pub retention: Retention,
+}
+
+/// How many messages, and for how long, one channel's log keeps.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRule {
+    /// Newest messages kept per channel.
+    pub max_messages: usize,
+    /// Messages older than this are removed.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+/// Retention of the channel logs, done in the background.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// How often the logs are trimmed.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// The rule for every kind not listed in `kinds`.
+    pub default: RetentionRule,
+    /// Rules per channel kind: location, emergency, alerts, tasks, room, role, queue, job, system.
+    pub kinds: std::collections::BTreeMap<String, RetentionRule>,
+}
+
+/// Channel kind names as `retention.kinds` knows them (live-only kinds have no log).
+pub const RETENTION_KINDS: [&str; 9] = [
+    "location",
+    "emergency",
+    "alerts",
+    "tasks",
+    "room",
+    "role",
+    "queue",
+    "job",
+    "system",
+];
+
+const DAY: u64 = 24 * 3600;
+
+impl Default for Retention {
+    fn default() -> Self {
+        let alerts = RetentionRule {
+            max_messages: 100_000,
+            max_age: Duration::from_secs(30 * DAY),
+        };
+        Retention {
+            interval: Duration::from_secs(60),
+            default: RetentionRule {
+                max_messages: 10_000,
+                max_age: Duration::from_secs(7 * DAY),
+            },
+            kinds: [
+                ("emergency".to_string(), alerts),
+                ("alerts".to_string(), alerts),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
+}
+
+impl Retention {
+    /// The rule for a kind name.
+    pub fn rule(&self, kind: &str) -> RetentionRule {
+        self.kinds.get(kind).copied().unwrap_or(self.default)
+    }
 }
 
 /// TLS certificate and key. Both unset: a self-signed pair is generated in the data directory.
@@ -138,8 +208,6 @@ pub struct Limits {
     pub max_video_frame: usize,
     /// Messages waiting for one slow connection before the overflow policy applies.
     pub outbound_queue: usize,
-    /// Messages kept per channel by the in-memory log, for `since` replay.
-    pub history_per_channel: usize,
 }
 
 impl Default for Config {
@@ -152,6 +220,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             jwt: JwtConfig::default(),
             limits: Limits::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -190,7 +259,6 @@ impl Default for Limits {
             max_message_size: 64 * 1024,
             max_video_frame: 256 * 1024,
             outbound_queue: 1024,
-            history_per_channel: 1000,
         }
     }
 }
@@ -289,8 +357,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "messages queued for one connection before the overflow policy applies",
     ),
     (
-        "limits.history_per_channel",
-        "messages kept per channel for `since` replay",
+        "retention.interval",
+        "how often channel logs are trimmed (in the background)",
+    ),
+    ("retention.default.max_messages", "newest messages kept per channel"),
+    ("retention.default.max_age", "messages older than this are trimmed"),
+    (
+        "retention.kinds",
+        "per-kind rules {max_messages, max_age}: location, emergency, alerts, tasks, room, role, queue, job, system",
     ),
 ];
 
@@ -324,6 +398,11 @@ pub fn default_values() -> Vec<(String, String)> {
 }
 
 fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    // A map keyed by channel kind is one documented key.
+    if prefix == "retention.kinds" {
+        out.push((prefix.to_string(), value.to_string()));
+        return;
+    }
     match value {
         serde_json::Value::Object(map) => {
             for (k, v) in map {
@@ -441,6 +520,29 @@ impl Config {
                     "must be greater than zero (max_message_size: at least 256)",
                 );
             }
+        }
+        for kind in self.retention.kinds.keys() {
+            if !RETENTION_KINDS.contains(&kind.as_str()) {
+                return Err(ConfigError::Inconsistent {
+                    key: "retention.kinds",
+                    message: format!(
+                        "unknown channel kind `{kind}` (one of {})",
+                        RETENTION_KINDS.join(", ")
+                    ),
+                });
+            }
+        }
+        let rules = std::iter::once(&self.retention.default).chain(self.retention.kinds.values());
+        for rule in rules {
+            if rule.max_messages == 0 || rule.max_age.is_zero() {
+                return bad(
+                    "retention",
+                    "max_messages and max_age must be greater than zero",
+                );
+            }
+        }
+        if self.retention.interval.is_zero() {
+            return bad("retention.interval", "must be greater than zero");
         }
         if l.idle_notice >= l.idle_timeout {
             return bad(

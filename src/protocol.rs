@@ -355,6 +355,13 @@ pub struct ReplyFields<'a> {
     /// With `since`: whether every missed message was replayed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovered: Option<bool>,
+    /// When not recovered: `epoch` (reload state, subscribe without `since`) or `trimmed`
+    /// (retention removed messages after `since`; replay starts at `first`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reset: Option<&'a str>,
+    /// The oldest seq still in the channel's log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first: Option<u64>,
     /// New expiry after a refresh.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::store::MemoryStore;
+use crate::store::{Store, StoreError, StoreOptions};
 use crate::transport::{self, tls};
 
 /// Start-up failed.
@@ -39,6 +39,9 @@ pub enum ServerError {
     /// JWT keys are missing or invalid.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The store could not be opened, or failed while running.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -110,7 +113,15 @@ impl Server {
             ),
             None => None,
         };
-        let store = Arc::new(MemoryStore::new(config.limits.history_per_channel));
+        let (store, report) = Store::open(&config.data_dir, StoreOptions::default())?;
+        tracing::info!(
+            epoch = %report.epoch,
+            channels = report.channels,
+            messages = report.messages,
+            created = report.created,
+            "store opened"
+        );
+        let store = Arc::new(store);
         let hub = Hub::new(store, config.limits.clone());
         let state = Arc::new(AppState {
             config: Arc::new(config),
@@ -150,9 +161,13 @@ impl Server {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then drains within `limits.shutdown_grace`.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    /// Serves until `shutdown` completes (or the store fails), then drains within
+    /// `limits.shutdown_grace` and flushes the store.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let state = self.state.clone();
+        let store = state.hub.store().clone();
+        let flusher = store.spawn_flusher();
+        let retention = tokio::spawn(retention(state.clone()));
         let tls_loop = tokio::spawn(transport::accept_loop(
             state.clone(),
             self.listener,
@@ -163,7 +178,10 @@ impl Server {
             .map(|l| tokio::spawn(transport::accept_loop(state.clone(), l, None)));
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
 
-        shutdown.await;
+        let store_failed = tokio::select! {
+            _ = shutdown => false,
+            _ = store.fatal.cancelled() => true,
+        };
         tracing::info!("shutting down: closing connections");
         state.shutdown.cancel();
         let _ = tls_loop.await;
@@ -171,6 +189,7 @@ impl Server {
             let _ = plain.await;
         }
         housekeeping.abort();
+        retention.abort();
         state.tracker.close();
         let grace = state.config.limits.shutdown_grace;
         if tokio::time::timeout(grace, state.tracker.wait())
@@ -182,7 +201,43 @@ impl Server {
                 "connections still open after the grace period"
             );
         }
+        if store_failed || !store.healthy() {
+            flusher.abort();
+            return Err(ServerError::Store(StoreError::Unhealthy));
+        }
+        store.flush().await?;
+        flusher.abort();
         tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Trims the channel logs every `retention.interval`, off the async workers so that publish and
+/// delivery never wait for it.
+async fn retention(state: Arc<AppState>) {
+    let config = state.config.retention.clone();
+    let mut tick = tokio::time::interval(config.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let store = state.hub.store().clone();
+        let config = config.clone();
+        let trimmed = tokio::task::spawn_blocking(move || {
+            let now = crate::protocol::now_millis();
+            store.trim(|name| {
+                let kind = crate::hub::ChannelKind::of_stored(name).map_or("system", |k| k.name());
+                let rule = config.rule(kind);
+                let cutoff = now.saturating_sub(rule.max_age.as_millis() as u64);
+                (rule.max_messages, cutoff)
+            })
+        })
+        .await;
+        match trimmed {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(trimmed = n, "retention"),
+            Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
+            Err(e) => tracing::error!(error = %e, "retention task failed"),
+        }
     }
 }
 

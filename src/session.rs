@@ -552,7 +552,7 @@ impl Reader<'_> {
                     data,
                     ack_required: ack,
                 };
-                match self.ctx.hub.publish(&self.conn.identity, request) {
+                match self.ctx.hub.publish(&self.conn.identity, request).await {
                     Ok(p) => {
                         let fields = ReplyFields {
                             channel: Some(&p.channel),
@@ -566,12 +566,22 @@ impl Reader<'_> {
                 }
             }
             ClientMsg::Ack { id, channel, seq } => {
-                let fields = ReplyFields {
-                    channel: Some(&channel),
-                    seq: Some(seq),
-                    ..Default::default()
-                };
-                self.reply(id.as_ref(), fields).await
+                match self
+                    .ctx
+                    .hub
+                    .acknowledge(&self.conn.identity, &channel, seq)
+                    .await
+                {
+                    Ok(()) => {
+                        let fields = ReplyFields {
+                            channel: Some(&channel),
+                            seq: Some(seq),
+                            ..Default::default()
+                        };
+                        self.reply(id.as_ref(), fields).await
+                    }
+                    Err(e) => self.hub_error(id.as_ref(), e).await,
+                }
             }
             ClientMsg::Ping { id } => {
                 let pong = Simple {
@@ -612,19 +622,22 @@ impl Reader<'_> {
         }
         let encoding = self.conn.encoding;
         let hub_epoch = self.ctx.hub.epoch().to_string();
-        let result =
-            self.ctx
-                .hub
-                .subscribe(self.conn, &target, view, since, epoch, |head, recovered| {
-                    let fields = ReplyFields {
-                        channel: Some(&public),
-                        epoch: Some(&hub_epoch),
-                        head: Some(head),
-                        recovered,
-                        ..Default::default()
-                    };
-                    encoding.encode(&Reply::new(id, fields)).ok()
-                });
+        let result = self
+            .ctx
+            .hub
+            .subscribe(self.conn, &target, view, since, epoch, |info| {
+                let fields = ReplyFields {
+                    channel: Some(&public),
+                    epoch: Some(&hub_epoch),
+                    head: Some(info.head),
+                    recovered: info.recovered,
+                    reset: info.reset,
+                    first: info.first,
+                    ..Default::default()
+                };
+                encoding.encode(&Reply::new(id, fields)).ok()
+            })
+            .await;
         match result {
             Ok(sub) => {
                 self.subscriptions.insert(public, sub.channel);
@@ -687,6 +700,9 @@ impl Reader<'_> {
     }
 
     async fn hub_error(&self, id: Option<&RequestId>, e: HubError) -> Flow {
+        if let HubError::Gone = e {
+            return Flow::Stop;
+        }
         if let HubError::Store(inner) = &e {
             tracing::error!(error = %inner, "store failure");
             return self.error(id, ErrorCode::Internal, "internal error").await;

@@ -54,6 +54,33 @@ impl ChannelKind {
         )
     }
 
+    /// The kind's name, as retention rules and metrics name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChannelKind::Location => "location",
+            ChannelKind::Video => "video",
+            ChannelKind::Emergency => "emergency",
+            ChannelKind::OrgAlerts => "alerts",
+            ChannelKind::OrgLocations => "locations",
+            ChannelKind::OrgTasks => "tasks",
+            ChannelKind::OrgPresence => "presence",
+            ChannelKind::OrgRoom => "room",
+            ChannelKind::OrgRole => "role",
+            ChannelKind::UserQueue => "queue",
+            ChannelKind::Job => "job",
+            ChannelKind::System => "system",
+        }
+    }
+
+    /// The kind of a stored channel name (user queues as `/user/{user}/queue/{name}`).
+    pub fn of_stored(name: &str) -> Option<ChannelKind> {
+        let parts: Vec<&str> = name.split('/').collect();
+        if let ["", "user", _, "queue", _] = parts.as_slice() {
+            return Some(ChannelKind::UserQueue);
+        }
+        Target::parse(name, None).ok().map(|t| t.kind())
+    }
+
     /// Every kind, for exhaustive tests and stats.
     pub const ALL: [ChannelKind; 12] = [
         ChannelKind::Location,

@@ -1,35 +1,48 @@
 //! The hub: channels, their subscribers, connection admission and fan-out.
 //!
-//! Data path: a session asks the hub to publish → the hub checks the rights table
-//! ([`channel`]), takes the next seq from the [`Store`] and hands one shared [`Delivery`] to
-//! every subscriber's bounded queue with `try_send`. The hub never awaits and never writes to a
-//! socket, so a slow client can only hurt itself. When a queue is full the policy is:
-//! live-only channels drop the message for that subscriber; logged channels close that
-//! connection with 4002 (`slow consumer`) so the client resumes with `since` and loses nothing.
+//! Data path of a publish on a logged channel: check the rights table ([`channel`]) → under the
+//! channel's lock, take the next seq and append to the [`Store`] (one atomic batch) and queue the
+//! message as pending → wait for the group-commit flush → deliver the channel's durable prefix,
+//! in seq order, to every subscriber's bounded queue with `try_send` → acknowledge the publisher.
+//! Live-only channels (video, org locations, presence) skip the store.
 //!
-//! Lock order, never reversed: the channel registry, then one channel's subscriber list.
-//! Both are synchronous locks held for short, non-blocking sections.
+//! The hub never writes to a socket and never waits on a client, so a slow client can only hurt
+//! itself. When a queue is full: live-only channels drop the message for that subscriber;
+//! logged channels close that connection with 4002 (`slow consumer`) so the client resumes
+//! with `since` and loses nothing.
+//!
+//! Lock order, never reversed: the channel registry, then one channel's state. Both are
+//! synchronous locks held for short sections and never across an await.
 
 pub mod channel;
 pub mod conn;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::auth::{Identity, Role};
 use crate::config::Limits;
 use crate::metrics::Stats;
 use crate::protocol::{close, now_millis, Encoding, ErrorCode};
-use crate::store::{Remembered, Store, StoreError};
+use crate::store::{Remembered, Store, StoreError, StoredMessage, Ticket};
 
 pub use channel::{ChannelKind, Target};
 pub use conn::{ConnHandle, Delivery, Outbound, View};
+
+/// Replay reads the log in pages of this many messages, waiting for the client between pages.
+const REPLAY_PAGE: usize = 256;
+/// A subscribe switches to live delivery once fewer than this many messages remain to replay;
+/// those are queued without waiting, under the channel lock.
+const SWITCH_TAIL: u64 = 64;
 
 /// Why the hub refused a request; each maps to one stable error code.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +62,17 @@ pub enum HubError {
     /// Too many subscriptions on one connection.
     #[error("subscription limit ({0}) reached")]
     TooManySubscriptions(usize),
+    /// No such message to acknowledge.
+    #[error("no message {seq} on {channel}")]
+    NoSuchMessage {
+        /// Channel named.
+        channel: String,
+        /// Seq named.
+        seq: u64,
+    },
+    /// The connection went away while the request was served.
+    #[error("connection closed")]
+    Gone,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -63,9 +87,9 @@ impl HubError {
             HubError::Denied(channel::Denied::BadRequest(_)) => ErrorCode::BadRequest,
             HubError::Denied(channel::Denied::Conflict(_)) => ErrorCode::Conflict,
             HubError::AlreadySubscribed(_) => ErrorCode::Conflict,
-            HubError::NotSubscribed(_) => ErrorCode::NotFound,
+            HubError::NotSubscribed(_) | HubError::NoSuchMessage { .. } => ErrorCode::NotFound,
             HubError::TooManySubscriptions(_) => ErrorCode::RateLimited,
-            HubError::Store(_) => ErrorCode::Internal,
+            HubError::Gone | HubError::Store(_) => ErrorCode::Internal,
         }
     }
 }
@@ -87,7 +111,7 @@ pub enum Refusal {
     Store(#[from] StoreError),
 }
 
-/// One channel with live subscribers.
+/// One channel that has subscribers or messages on their way to durability.
 pub struct Channel {
     /// Stored (unique) name.
     pub name: Arc<str>,
@@ -95,13 +119,16 @@ pub struct Channel {
     pub public: Arc<str>,
     /// Kind.
     pub kind: ChannelKind,
-    subscribers: Mutex<Subscribers>,
+    state: Mutex<ChannelState>,
 }
 
-#[derive(Default)]
-struct Subscribers {
-    by_conn: HashMap<u64, (Arc<ConnHandle>, View)>,
-    // Set when the registry dropped this entry; holders must look the channel up again.
+struct ChannelState {
+    subscribers: HashMap<u64, (Arc<ConnHandle>, View)>,
+    /// Appended to the log, waiting for a flush; in seq order.
+    pending: VecDeque<(Ticket, Arc<StoredMessage>)>,
+    /// The last seq handed to subscribers: the durable head as far as readers are concerned.
+    delivered: u64,
+    /// Set when the registry dropped this entry; holders must look the channel up again.
     removed: bool,
 }
 
@@ -129,20 +156,63 @@ pub struct Published {
     pub seq: u64,
     /// Store epoch.
     pub epoch: String,
-    /// Whether the channel is logged.
-    #[serde(skip)]
-    pub logged: bool,
 }
 
-/// What a successful subscribe reports.
+/// What a subscriber is told before any message: where the channel stands and whether the
+/// resume it asked for is complete.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscribeInfo {
+    /// The channel's durable head when the subscription started.
+    pub head: u64,
+    /// With `since` (or an offline queue): whether every message after it is replayed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    /// When not recovered, why: `epoch` (the seqs belong to another data directory: reload
+    /// state, e.g. from history, and subscribe without `since`) or `trimmed` (retention removed
+    /// messages after `since`: what is still in the log is replayed, from `first`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reset: Option<&'static str>,
+    /// The oldest seq still in the log, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first: Option<u64>,
+}
+
+/// What a successful subscribe returns.
 #[derive(Clone)]
 pub struct Subscribed {
     /// The channel entry, to unsubscribe later.
     pub channel: Arc<Channel>,
-    /// Head at subscribe time.
+    /// What the subscriber was told.
+    pub info: SubscribeInfo,
+}
+
+/// A read of a channel's log: history and long-poll.
+#[derive(Debug, Serialize)]
+pub struct History {
+    /// Channel as the caller named it.
+    pub channel: String,
+    /// Store epoch.
+    pub epoch: String,
+    /// Durable head.
     pub head: u64,
-    /// With `since`: whether every missed message was replayed.
-    pub recovered: Option<bool>,
+    /// Whether nothing after `since` was trimmed.
+    pub recovered: bool,
+    /// The messages, oldest first.
+    pub messages: Vec<HistoryMessage>,
+}
+
+/// One message in a [`History`].
+#[derive(Debug, Serialize)]
+pub struct HistoryMessage {
+    /// Seq.
+    pub seq: u64,
+    /// Publish time.
+    pub timestamp: u64,
+    /// Payload.
+    pub data: rmpv::Value,
+    /// Whether recipients must acknowledge it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ack_required: bool,
 }
 
 /// A user's live connections, for limits and status.
@@ -198,14 +268,18 @@ impl Drop for Admission {
 
 /// The channel hub.
 pub struct Hub {
-    store: Arc<dyn Store>,
+    store: Arc<Store>,
     limits: Limits,
     channels: RwLock<HashMap<Arc<str>, Arc<Channel>>>,
+    /// Seqs of live-only channels, which the store does not keep.
+    live_heads: Mutex<HashMap<Arc<str>, u64>>,
     users: Mutex<HashMap<Arc<str>, UserEntry>>,
     total: AtomicUsize,
     next_id: AtomicU64,
     messages: DefaultKeyedRateLimiter<Arc<str>>,
     video: DefaultKeyedRateLimiter<Arc<str>>,
+    /// Bumped whenever messages become readable; long-poll requests wait on it.
+    released: watch::Sender<u64>,
     /// Counters for stats and metrics.
     pub stats: Stats,
 }
@@ -217,7 +291,7 @@ fn quota(per_second: u32, burst: u32) -> Quota {
 
 impl Hub {
     /// A hub over `store` with `limits`.
-    pub fn new(store: Arc<dyn Store>, limits: Limits) -> Arc<Self> {
+    pub fn new(store: Arc<Store>, limits: Limits) -> Arc<Self> {
         let messages = RateLimiter::keyed(quota(limits.messages_per_second, limits.message_burst));
         let video = RateLimiter::keyed(quota(
             limits.video_frames_per_second,
@@ -227,11 +301,13 @@ impl Hub {
             store,
             limits,
             channels: RwLock::default(),
+            live_heads: Mutex::default(),
             users: Mutex::default(),
             total: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             messages,
             video,
+            released: watch::channel(0).0,
             stats: Stats::default(),
         })
     }
@@ -241,8 +317,8 @@ impl Hub {
         self.store.epoch()
     }
 
-    /// The store, for read-only REST queries.
-    pub fn store(&self) -> &Arc<dyn Store> {
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
@@ -266,7 +342,10 @@ impl Hub {
         Refusal,
     > {
         if let Some(org) = &identity.org {
-            if let Remembered::Conflict(_) = self.store.remember_user(&identity.user, org)? {
+            if let Remembered::Conflict(_) =
+                self.store
+                    .remember_user(&identity.user, org, now_millis())?
+            {
                 return Err(Refusal::OrgConflict);
             }
         }
@@ -330,70 +409,6 @@ impl Hub {
         self.video.retain_recent();
     }
 
-    /// Subscribes `conn` to `target`. `on_subscribed` builds the reply, which is queued before
-    /// any replayed message so the client learns the head first; replay and the switch to live
-    /// delivery happen under the channel's lock, so nothing is missed or doubled at the switch.
-    pub fn subscribe(
-        &self,
-        conn: &Arc<ConnHandle>,
-        target: &Target,
-        view: View,
-        since: Option<u64>,
-        epoch: Option<&str>,
-        on_subscribed: impl FnOnce(u64, Option<bool>) -> Option<bytes::Bytes>,
-    ) -> Result<Subscribed, HubError> {
-        channel::can_subscribe(&conn.identity, target, &*self.store)?;
-        let stored = target.stored_name();
-        loop {
-            let channel = self.channel_entry(target, &stored);
-            let mut subs = channel.subscribers.lock();
-            if subs.removed {
-                continue;
-            }
-            if subs.by_conn.contains_key(&conn.id) {
-                return Err(HubError::AlreadySubscribed(target.public_name()));
-            }
-            let same_epoch = epoch.is_none_or(|e| e == self.store.epoch());
-            let (head, recovered, replay) = match since {
-                Some(since) if channel.kind.is_logged() && same_epoch => {
-                    let r = self
-                        .store
-                        .read_after(&stored, since, self.limits.outbound_queue)?;
-                    (r.head, Some(r.complete), r.messages)
-                }
-                Some(_) => (self.store.head(&stored), Some(false), Vec::new()),
-                None => (self.store.head(&stored), None, Vec::new()),
-            };
-            if let Some(reply) = on_subscribed(head, recovered) {
-                if conn.try_send(Outbound::Frame(reply)).is_err()
-                    && conn.close(close::SLOW_CONSUMER, "outbound queue full")
-                {
-                    self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            for message in replay {
-                let d = Arc::new(Delivery::new(channel.public.clone(), channel.kind, message));
-                if conn.try_send(Outbound::Deliver(d, view)).is_err() {
-                    if conn.close(
-                        close::SLOW_CONSUMER,
-                        "outbound queue full during replay; resubscribe with since",
-                    ) {
-                        self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
-                    }
-                    break;
-                }
-            }
-            subs.by_conn.insert(conn.id, (conn.clone(), view));
-            drop(subs);
-            self.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
-            return Ok(Subscribed {
-                channel,
-                head,
-                recovered,
-            });
-        }
-    }
-
     fn channel_entry(&self, target: &Target, stored: &str) -> Arc<Channel> {
         if let Some(ch) = self.channels.read().get(stored) {
             return ch.clone();
@@ -402,37 +417,191 @@ impl Hub {
         channels
             .entry(Arc::from(stored))
             .or_insert_with(|| {
+                // No entry means nothing is pending: everything appended so far is durable and
+                // was delivered by the entry that existed then, so the head is the durable head.
                 Arc::new(Channel {
                     name: Arc::from(stored),
                     public: Arc::from(target.public_name()),
                     kind: target.kind(),
-                    subscribers: Mutex::default(),
+                    state: Mutex::new(ChannelState {
+                        subscribers: HashMap::new(),
+                        pending: VecDeque::new(),
+                        delivered: self.store.head(stored),
+                        removed: false,
+                    }),
                 })
             })
             .clone()
     }
 
-    /// Removes `conn`'s subscription; drops the channel entry when nobody is left.
-    pub fn unsubscribe(&self, conn: &ConnHandle, channel: &Arc<Channel>) {
-        let now_empty = {
-            let mut subs = channel.subscribers.lock();
-            if subs.by_conn.remove(&conn.id).is_some() {
-                self.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
+    /// Drops the entry when it has no subscriber and nothing pending.
+    fn maybe_remove(&self, channel: &Arc<Channel>) {
+        {
+            let st = channel.state.lock();
+            if !st.subscribers.is_empty() || !st.pending.is_empty() || st.removed {
+                return;
             }
-            subs.by_conn.is_empty()
-        };
-        if now_empty {
-            let mut channels = self.channels.write();
-            let mut subs = channel.subscribers.lock();
-            if subs.by_conn.is_empty() && !subs.removed {
-                subs.removed = true;
-                channels.remove(&channel.name);
-            }
+        }
+        let mut channels = self.channels.write();
+        let mut st = channel.state.lock();
+        if st.subscribers.is_empty() && st.pending.is_empty() && !st.removed {
+            st.removed = true;
+            channels.remove(&channel.name);
         }
     }
 
-    /// Publishes on behalf of `who`, after checking the rights table.
-    pub fn publish(&self, who: &Identity, req: Publish<'_>) -> Result<Published, HubError> {
+    /// The last seq readers may see on a stored channel.
+    fn durable_head(&self, stored: &str) -> u64 {
+        let channels = self.channels.read();
+        match channels.get(stored) {
+            Some(ch) => ch.state.lock().delivered,
+            None => self.store.head(stored),
+        }
+    }
+
+    /// Subscribes `conn` to `target`.
+    ///
+    /// First `reply` is queued with where the channel stands; then, waiting for the client
+    /// between pages, the messages it asked to resume (`since`, or its offline queue, plus any
+    /// `ack_required` message it has not acknowledged); finally, under the channel's lock, the
+    /// few messages published meanwhile and the registration for live delivery — so nothing is
+    /// missed or doubled at the switch, while publishing goes on.
+    pub async fn subscribe(
+        &self,
+        conn: &Arc<ConnHandle>,
+        target: &Target,
+        view: View,
+        since: Option<u64>,
+        epoch: Option<&str>,
+        reply: impl FnOnce(&SubscribeInfo) -> Option<Bytes>,
+    ) -> Result<Subscribed, HubError> {
+        channel::can_subscribe(&conn.identity, target, &*self.store)?;
+        let stored = target.stored_name();
+        let kind = target.kind();
+        let user = &*conn.identity.user;
+        let head = self.durable_head(&stored);
+
+        let mut info = SubscribeInfo {
+            head,
+            recovered: None,
+            reset: None,
+            first: None,
+        };
+        let mut replay_from: Option<u64> = None;
+        let mut redeliver: Vec<u64> = Vec::new();
+        if kind.is_logged() {
+            let same_epoch = epoch.is_none_or(|e| e == self.store.epoch());
+            let resume = match since {
+                Some(_) if !same_epoch => None,
+                Some(s) => Some(s),
+                // A user's own queue resumes where the user last acknowledged: the offline queue.
+                None if kind == ChannelKind::UserQueue => Some(self.store.cursor(user, &stored)?),
+                None => None,
+            };
+            info.first = self.store.first_retained(&stored)?;
+            if since.is_some() && !same_epoch {
+                info.recovered = Some(false);
+                info.reset = Some("epoch");
+            } else if let Some(from) = resume {
+                let complete = from >= head || info.first.is_some_and(|f| f <= from + 1);
+                info.recovered = Some(complete);
+                if !complete {
+                    info.reset = Some("trimmed");
+                }
+                replay_from = Some(from.min(head));
+            }
+            if kind != ChannelKind::UserQueue {
+                let upto = replay_from.unwrap_or(head);
+                redeliver = self.store.unacknowledged(user, &stored, upto)?;
+            }
+        }
+
+        if let Some(frame) = reply(&info) {
+            if !conn.send(Outbound::Frame(frame)).await {
+                return Err(HubError::Gone);
+            }
+        }
+        let public: Arc<str> = Arc::from(target.public_name());
+        for seq in redeliver {
+            if let Some(message) = self.store.get(&stored, seq)? {
+                let d = Arc::new(Delivery::new(public.clone(), kind, message));
+                if !conn.send(Outbound::Deliver(d, view)).await {
+                    return Err(HubError::Gone);
+                }
+            }
+        }
+        // Phase 1: replay page by page, waiting for the client, until little is left. Without a
+        // resume point a logged channel still gets everything after the head it was told.
+        let mut last = match replay_from {
+            None if kind.is_logged() => Some(head),
+            other => other,
+        };
+        if let Some(mut after) = replay_from {
+            loop {
+                let upto = self.durable_head(&stored);
+                if upto.saturating_sub(after) < SWITCH_TAIL {
+                    break;
+                }
+                let page = self.store.read(&stored, after, upto, REPLAY_PAGE)?;
+                if page.is_empty() {
+                    break;
+                }
+                for message in page {
+                    after = message.seq;
+                    let d = Arc::new(Delivery::new(public.clone(), kind, message));
+                    if !conn.send(Outbound::Deliver(d, view)).await {
+                        return Err(HubError::Gone);
+                    }
+                }
+            }
+            last = Some(after);
+        }
+        // Phase 2: the tail and the switch to live delivery, atomically.
+        loop {
+            let channel = self.channel_entry(target, &stored);
+            let mut st = channel.state.lock();
+            if st.removed {
+                continue;
+            }
+            if st.subscribers.contains_key(&conn.id) {
+                return Err(HubError::AlreadySubscribed(target.public_name()));
+            }
+            if let Some(after) = last {
+                for message in self.store.read(&stored, after, st.delivered, usize::MAX)? {
+                    let d = Arc::new(Delivery::new(channel.public.clone(), kind, message));
+                    if conn.try_send(Outbound::Deliver(d, view)).is_err() {
+                        self.slow(
+                            conn,
+                            "outbound queue full during replay; resubscribe with since",
+                        );
+                        break;
+                    }
+                }
+            }
+            st.subscribers.insert(conn.id, (conn.clone(), view));
+            drop(st);
+            self.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
+            return Ok(Subscribed { channel, info });
+        }
+    }
+
+    fn slow(&self, conn: &ConnHandle, reason: &str) {
+        if conn.close(close::SLOW_CONSUMER, reason) {
+            self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Removes `conn`'s subscription; drops the channel entry when nobody is left.
+    pub fn unsubscribe(&self, conn: &ConnHandle, channel: &Arc<Channel>) {
+        if channel.state.lock().subscribers.remove(&conn.id).is_some() {
+            self.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.maybe_remove(channel);
+    }
+
+    /// Publishes on behalf of `who`, after checking the rights table. Returns once the message
+    /// is durable (logged channels) and queued to every subscriber.
+    pub async fn publish(&self, who: &Identity, req: Publish<'_>) -> Result<Published, HubError> {
         let addressee = match req.to {
             Some(to) => Some(to),
             None if req.channel.starts_with("/user/queue/") => None,
@@ -453,18 +622,19 @@ impl Hub {
                 }
             }
         }
-        let seq = self.publish_as_lookout(&target, req.data, req.ack_required)?;
+        let seq = self
+            .publish_as_lookout(&target, req.data, req.ack_required)
+            .await?;
         Ok(Published {
             channel: target.public_name(),
             seq,
             epoch: self.store.epoch().to_string(),
-            logged: target.kind().is_logged(),
         })
     }
 
     /// Publishes without a rights check: for messages Lookout itself writes (alerts, presence,
-    /// fan-in) and for already-authorized requests. Returns the seq.
-    pub fn publish_as_lookout(
+    /// fan-in) and for already-authorized requests. Returns the seq once the message is durable.
+    pub async fn publish_as_lookout(
         &self,
         target: &Target,
         data: rmpv::Value,
@@ -472,48 +642,195 @@ impl Hub {
     ) -> Result<u64, HubError> {
         let stored = target.stored_name();
         let kind = target.kind();
-        let logged = kind.is_logged();
+        if !kind.is_logged() {
+            return Ok(self.publish_live(target, &stored, data));
+        }
         let now = now_millis();
-        // The registry read lock is held while the seq is taken so that a subscriber creating
-        // the channel entry (under the write lock) sees either this message in the log or the
-        // live delivery, never neither.
-        let channels = self.channels.read();
-        let entry = channels.get(stored.as_str());
-        let Some(channel) = entry else {
-            let msg = self
-                .store
-                .append(&stored, logged, now, data, ack_required)?;
-            self.stats.published(kind);
-            return Ok(msg.seq);
+        let (channel, seq, ticket) = loop {
+            let channel = self.channel_entry(target, &stored);
+            let mut st = channel.state.lock();
+            if st.removed {
+                continue;
+            }
+            let (message, ticket) = self.store.append(&stored, now, data, ack_required)?;
+            let seq = message.seq;
+            st.pending.push_back((ticket, message));
+            drop(st);
+            break (channel, seq, ticket);
         };
-        let subs = channel.subscribers.lock();
-        let msg = self
-            .store
-            .append(&stored, logged, now, data, ack_required)?;
         self.stats.published(kind);
-        let seq = msg.seq;
-        let delivery = Arc::new(Delivery::new(channel.public.clone(), kind, msg));
-        for (conn, view) in subs.by_conn.values() {
+        let durable = self.store.durable(ticket).await;
+        self.release(&channel);
+        durable?;
+        Ok(seq)
+    }
+
+    fn publish_live(&self, target: &Target, stored: &str, data: rmpv::Value) -> u64 {
+        let seq = {
+            let mut heads = self.live_heads.lock();
+            let head = heads.entry(Arc::from(stored)).or_insert(0);
+            *head += 1;
+            *head
+        };
+        self.stats.published(target.kind());
+        let channels = self.channels.read();
+        if let Some(channel) = channels.get(stored) {
+            let st = channel.state.lock();
+            let message = Arc::new(StoredMessage {
+                seq,
+                timestamp: now_millis(),
+                data,
+                ack_required: false,
+            });
+            let d = Arc::new(Delivery::new(channel.public.clone(), channel.kind, message));
+            self.fan_out(&st, &d, false);
+        }
+        seq
+    }
+
+    /// Delivers the durable prefix of `channel`'s pending messages, in seq order.
+    fn release(&self, channel: &Arc<Channel>) {
+        let mut released = false;
+        {
+            let mut st = channel.state.lock();
+            while let Some((ticket, _)) = st.pending.front() {
+                if !self.store.is_durable(*ticket) {
+                    break;
+                }
+                let Some((_, message)) = st.pending.pop_front() else {
+                    break;
+                };
+                st.delivered = message.seq;
+                let d = Arc::new(Delivery::new(channel.public.clone(), channel.kind, message));
+                self.fan_out(&st, &d, true);
+                released = true;
+            }
+        }
+        if released {
+            self.released.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        self.maybe_remove(channel);
+    }
+
+    fn fan_out(&self, st: &ChannelState, delivery: &Arc<Delivery>, logged: bool) {
+        use tokio::sync::mpsc::error::TrySendError;
+        for (conn, view) in st.subscribers.values() {
             match conn.try_send(Outbound::Deliver(delivery.clone(), *view)) {
                 Ok(()) => {
                     self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) if logged => {
-                    if conn.close(
-                        close::SLOW_CONSUMER,
+                Err(TrySendError::Full(_)) if logged => {
+                    self.slow(
+                        conn,
                         "slow consumer: outbound queue full; resubscribe with since",
-                    ) {
-                        self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
-                    }
+                    );
                 }
-                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                Err(TrySendError::Full(_)) => {
                     self.stats.dropped_live.fetch_add(1, Ordering::Relaxed);
                 }
                 // The connection is going away; its reader will unsubscribe.
-                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
+                Err(TrySendError::Closed(_)) => {}
             }
         }
-        Ok(seq)
+    }
+
+    /// Records `who`'s acknowledgement of `seq` on `channel`, durably. On the user's own queue it
+    /// acknowledges everything up to `seq`; elsewhere the one `ack_required` message.
+    pub async fn acknowledge(
+        &self,
+        who: &Identity,
+        channel: &str,
+        seq: u64,
+    ) -> Result<(), HubError> {
+        let target = Target::parse(channel, Some(&who.user))?;
+        channel::can_subscribe(who, &target, &*self.store)?;
+        let stored = target.stored_name();
+        let cumulative = target.kind() == ChannelKind::UserQueue;
+        let missing = || HubError::NoSuchMessage {
+            channel: target.public_name(),
+            seq,
+        };
+        if seq > self.durable_head(&stored) {
+            return Err(missing());
+        }
+        if !cumulative
+            && !self
+                .store
+                .get(&stored, seq)?
+                .is_some_and(|m| m.ack_required)
+        {
+            return Err(missing());
+        }
+        let ticket = self
+            .store
+            .acknowledge(&who.user, &stored, seq, cumulative)?
+            .ok_or_else(missing)?;
+        self.store.durable(ticket).await?;
+        Ok(())
+    }
+
+    /// Messages on `channel` after `since`, at most `limit`, with the same rights as subscribe.
+    pub fn history(
+        &self,
+        who: &Identity,
+        channel: &str,
+        since: u64,
+        limit: usize,
+    ) -> Result<History, HubError> {
+        let target = Target::parse(channel, Some(&who.user))?;
+        channel::can_subscribe(who, &target, &*self.store)?;
+        let stored = target.stored_name();
+        let head = self.durable_head(&stored);
+        let first = self.store.first_retained(&stored)?;
+        let messages = self
+            .store
+            .read(&stored, since, head, limit)?
+            .into_iter()
+            .map(|m| HistoryMessage {
+                seq: m.seq,
+                timestamp: m.timestamp,
+                data: m.data.clone(),
+                ack_required: m.ack_required,
+            })
+            .collect();
+        Ok(History {
+            channel: target.public_name(),
+            epoch: self.store.epoch().to_string(),
+            head,
+            recovered: since >= head || first.is_some_and(|f| f <= since + 1),
+            messages,
+        })
+    }
+
+    /// Long-poll: waits up to `wait` until any of `channels` (name, since) has messages, then
+    /// returns what each has (at most `limit` per channel).
+    pub async fn poll(
+        &self,
+        who: &Identity,
+        channels: &[(String, u64)],
+        wait: Duration,
+        limit: usize,
+    ) -> Result<Vec<History>, HubError> {
+        for (name, _) in channels {
+            let target = Target::parse(name, Some(&who.user))?;
+            channel::can_subscribe(who, &target, &*self.store)?;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut released = self.released.subscribe();
+        loop {
+            released.borrow_and_update();
+            let mut out = Vec::with_capacity(channels.len());
+            for (name, since) in channels {
+                out.push(self.history(who, name, *since, limit)?);
+            }
+            if out.iter().any(|h| !h.messages.is_empty()) {
+                return Ok(out);
+            }
+            match tokio::time::timeout_at(deadline, released.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Status of one user's connections.
@@ -538,7 +855,9 @@ impl Hub {
             user_id: user.to_string(),
             online: !connections.is_empty(),
             connections,
-            last_seen: entry.map(|e| e.last_seen),
+            last_seen: entry
+                .map(|e| e.last_seen)
+                .or_else(|| self.store.last_seen(user)),
         }
     }
 
@@ -551,7 +870,7 @@ impl Hub {
             .count()
     }
 
-    /// Channels with at least one subscriber.
+    /// Channel entries (with subscribers or pending messages).
     pub fn active_channels(&self) -> usize {
         self.channels.read().len()
     }
@@ -564,6 +883,7 @@ impl Hub {
     /// Whether `who` may ask for `user`'s status: itself, an admin, or a supervisor or service of
     /// the user's org.
     pub fn may_see_user(&self, who: &Identity, user: &str) -> bool {
+        use channel::Directory;
         if *who.user == *user || who.is(Role::Admin) {
             return true;
         }

@@ -1,24 +1,82 @@
-//! The storage interface the hub relies on: per-channel sequence numbers and message logs, the
-//! user directory (user → org) and job owners.
+//! The durable store: everything that must survive a restart, in sled.
 //!
-//! [`MemoryStore`] keeps it all in memory (bounded per channel); the durable sled store
-//! implements the same trait. Nothing outside this module decides how messages are kept.
-//! The store never delivers anything and never checks rights: that is the hub's job.
+//! What lives here: the epoch (random, fixed when the data directory is created), the schema
+//! version, the channel registry (name → id, head seq), the message logs, the index of messages
+//! that need acknowledgement and who acknowledged them, per-user delivery cursors, the user
+//! directory (user → org, last seen) and job owners. [`keys`] is the only place that knows how
+//! keys are laid out; nothing outside this module touches sled.
+//!
+//! Durability discipline (sled 0.34 is beta software):
+//! - a message, its channel's head and its index entries are written in one atomic batch;
+//! - a write is acknowledged only after a `flush_async()` that started after it returned Ok;
+//!   one flusher task runs flushes back to back, so concurrent writers share them (group commit);
+//! - a failed flush is never retried: the store turns unhealthy, refuses every later
+//!   acknowledgement and fires [`Store::fatal`] so the process exits;
+//! - the data directory is locked so a second process cannot open it.
+//!
+//! The store never delivers messages and never checks rights: that is the hub's job.
 
-mod memory;
+pub mod backup;
+pub mod keys;
 
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-pub use memory::MemoryStore;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
 
 use crate::hub::channel::Directory;
 
-/// Storage failed; the hub reports `internal` and logs the detail.
+/// The on-disk format this binary reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The sled database's directory inside the data directory.
+pub const STORE_DIR: &str = "store";
+/// The lock file inside the data directory.
+pub const LOCK_FILE: &str = "lookout.lock";
+
+/// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The backing store failed.
-    #[error("store failure: {0}")]
-    Backend(String),
+    /// Another process holds the data directory.
+    #[error("data directory {0} is in use by another lookout process")]
+    Locked(PathBuf),
+    /// The directory holds something that is not a Lookout store.
+    #[error("{0} is not a Lookout store (refusing to touch it)")]
+    Foreign(PathBuf),
+    /// Written by another format version.
+    #[error("store schema version {found}, this lookout understands {expected}")]
+    Schema {
+        /// Version on disk.
+        found: u32,
+        /// Version of this binary.
+        expected: u32,
+    },
+    /// The store could not be read: damaged files or missing metadata.
+    #[error("store in {path} is damaged: {message}")]
+    Corrupt {
+        /// The store directory.
+        path: PathBuf,
+        /// What was found wrong.
+        message: String,
+    },
+    /// sled reported an error.
+    #[error("store I/O: {0}")]
+    Sled(#[from] sled::Error),
+    /// A file around the store could not be read or written.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A record could not be encoded or decoded.
+    #[error("store record: {0}")]
+    Codec(String),
+    /// A flush failed earlier; nothing more is acknowledged.
+    #[error("store is unhealthy after a failed flush; not acknowledging")]
+    Unhealthy,
 }
 
 /// One message as kept in a channel log (and shared by every delivery of it).
@@ -34,17 +92,6 @@ pub struct StoredMessage {
     pub ack_required: bool,
 }
 
-/// What a replay after `since` found.
-#[derive(Debug, Default)]
-pub struct Replay {
-    /// Messages after `since`, in seq order.
-    pub messages: Vec<Arc<StoredMessage>>,
-    /// Whether every message after `since` was still in the log.
-    pub complete: bool,
-    /// The channel's head when read.
-    pub head: u64,
-}
-
 /// A user's org as remembered, compared with what a new token claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Remembered {
@@ -54,25 +101,697 @@ pub enum Remembered {
     Conflict(Arc<str>),
 }
 
-/// The hub's storage interface.
-pub trait Store: Directory + Send + Sync + 'static {
+/// Proof of a write; [`Store::durable`] waits until a flush covers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(u64);
+
+/// How the store makes writes durable.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// Share flushes among concurrent writers (the default). Off: every acknowledgement waits
+    /// for a flush of its own, one at a time — only for comparing in the benchmark.
+    pub group_commit: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { group_commit: true }
+    }
+}
+
+/// What opening found, for the start-up log line.
+#[derive(Debug, Clone)]
+pub struct OpenReport {
+    /// The store's epoch.
+    pub epoch: String,
+    /// Whether this open created the store.
+    pub created: bool,
+    /// Channels in the registry.
+    pub channels: usize,
+    /// Messages in the logs.
+    pub messages: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct ChannelRecord {
+    id: u64,
+    head: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LogRecord {
+    ts: u64,
+    ack: bool,
+    data: rmpv::Value,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UserRecord {
+    org: String,
+    last_seen: u64,
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec(value).map_err(|e| StoreError::Codec(e.to_string()))
+}
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, StoreError> {
+    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Codec(e.to_string()))
+}
+
+/// The durable store.
+pub struct Store {
+    db: sled::Db,
+    path: PathBuf,
+    epoch: String,
+    /// Registry cache; the lock also orders seq assignment with ticket numbers.
+    channels: Mutex<HashMap<String, ChannelRecord>>,
+    next_channel_id: AtomicU64,
+    /// Ticket of the last applied write.
+    written: AtomicU64,
+    /// Highest ticket a completed flush covers.
+    durable: watch::Sender<u64>,
+    kick: Notify,
+    failed: AtomicBool,
+    group_commit: bool,
+    serial_flush: tokio::sync::Mutex<()>,
+    /// Fires when a flush failed: the process must stop.
+    pub fatal: CancellationToken,
+    _lock: File,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks `data_dir` for this process; released when the file is dropped.
+pub fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data_dir.join(LOCK_FILE))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(data_dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `data_dir`, locking the directory.
+    pub fn open(data_dir: &Path, options: StoreOptions) -> Result<(Store, OpenReport), StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let lock = lock_data_dir(data_dir)?;
+        let path = data_dir.join(STORE_DIR);
+        if path.exists() && !path.join("db").exists() && std::fs::read_dir(&path)?.next().is_some()
+        {
+            return Err(StoreError::Foreign(path));
+        }
+        let db = open_sled(&path)?;
+        let created = match db.get(keys::meta("schema"))? {
+            None if db.is_empty() => {
+                let epoch = hex::encode(rand::random::<[u8; 8]>());
+                let mut batch = sled::Batch::default();
+                batch.insert(keys::meta("schema"), &SCHEMA_VERSION.to_be_bytes());
+                batch.insert(keys::meta("epoch"), epoch.as_bytes());
+                batch.insert(keys::meta("next_channel_id"), &1u64.to_be_bytes());
+                db.apply_batch(batch)?;
+                db.flush()?;
+                true
+            }
+            None => return Err(StoreError::Foreign(path)),
+            Some(raw) => {
+                let found = <[u8; 4]>::try_from(raw.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| corrupt(&path, "schema version unreadable"))?;
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::Schema {
+                        found,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+                false
+            }
+        };
+        let epoch = db
+            .get(keys::meta("epoch"))?
+            .and_then(|e| String::from_utf8(e.to_vec()).ok())
+            .ok_or_else(|| corrupt(&path, "no epoch"))?;
+        let next_channel_id = db
+            .get(keys::meta("next_channel_id"))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| corrupt(&path, "no channel id counter"))?;
+        let mut channels = HashMap::new();
+        for entry in db.scan_prefix([keys::CHANNEL]) {
+            let (k, v) = entry?;
+            let name = String::from_utf8(k[1..].to_vec())
+                .map_err(|_| corrupt(&path, "channel name is not UTF-8"))?;
+            let record: ChannelRecord = decode(&v)?;
+            channels.insert(name, record);
+        }
+        let messages = db.scan_prefix([keys::LOG]).keys().count() as u64;
+        let report = OpenReport {
+            epoch: epoch.clone(),
+            created,
+            channels: channels.len(),
+            messages,
+        };
+        let (durable, _) = watch::channel(0);
+        Ok((
+            Store {
+                db,
+                path,
+                epoch,
+                channels: Mutex::new(channels),
+                next_channel_id: AtomicU64::new(next_channel_id),
+                written: AtomicU64::new(0),
+                durable,
+                kick: Notify::new(),
+                failed: AtomicBool::new(false),
+                group_commit: options.group_commit,
+                serial_flush: tokio::sync::Mutex::new(()),
+                fatal: CancellationToken::new(),
+                _lock: lock,
+            },
+            report,
+        ))
+    }
+
+    /// Runs the group-commit flusher until it is aborted or a flush fails: each flush covers
+    /// every write applied before it started, so writers waiting meanwhile share the next one.
+    pub fn spawn_flusher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                store.kick.notified().await;
+                if store.flush_once().await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    async fn flush_once(&self) -> Result<(), StoreError> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(StoreError::Unhealthy);
+        }
+        let target = self.written.load(Ordering::Acquire);
+        if target <= *self.durable.borrow() {
+            return Ok(());
+        }
+        match self.db.flush_async().await {
+            Ok(_) => {
+                self.durable.send_modify(|d| *d = (*d).max(target));
+                Ok(())
+            }
+            Err(e) => {
+                // Never retry an fsync and carry on: what the kernel dropped is unknown.
+                tracing::error!(error = %e, "store flush failed; refusing further acknowledgements and stopping");
+                self.failed.store(true, Ordering::Release);
+                self.fatal.cancel();
+                self.durable.send_modify(|_| {});
+                Err(StoreError::Sled(e))
+            }
+        }
+    }
+
+    /// Waits until a flush covers `ticket`.
+    pub async fn durable(&self, ticket: Ticket) -> Result<(), StoreError> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(StoreError::Unhealthy);
+        }
+        if !self.group_commit {
+            let _one_at_a_time = self.serial_flush.lock().await;
+            let target = self.written.load(Ordering::Acquire);
+            self.db.flush_async().await?;
+            self.durable.send_modify(|d| *d = (*d).max(target));
+            return Ok(());
+        }
+        let mut rx = self.durable.subscribe();
+        if *rx.borrow_and_update() >= ticket.0 {
+            return Ok(());
+        }
+        self.kick.notify_one();
+        loop {
+            if rx.changed().await.is_err() {
+                return Err(StoreError::Unhealthy);
+            }
+            if self.failed.load(Ordering::Acquire) {
+                return Err(StoreError::Unhealthy);
+            }
+            if *rx.borrow_and_update() >= ticket.0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Whether a completed flush covers `ticket`.
+    pub fn is_durable(&self, ticket: Ticket) -> bool {
+        *self.durable.borrow() >= ticket.0
+    }
+
+    /// Whether every flush so far succeeded.
+    pub fn healthy(&self) -> bool {
+        !self.failed.load(Ordering::Acquire)
+    }
+
+    /// Flushes everything written so far (shutdown, tools).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.kick.notify_one();
+        let ticket = Ticket(self.written.load(Ordering::Acquire));
+        if self.group_commit && ticket.0 > *self.durable.borrow() {
+            self.db.flush_async().await?;
+            self.durable.send_modify(|d| *d = (*d).max(ticket.0));
+            return Ok(());
+        }
+        self.durable(ticket).await
+    }
+
+    fn applied(&self) -> Ticket {
+        Ticket(self.written.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+
     /// The random id of this data directory; seqs never repeat within it.
-    fn epoch(&self) -> &str;
-    /// Assigns the next seq of `channel` and, when `logged`, appends the message to its log.
-    fn append(
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// Appends a message to `channel`'s log with the next seq, in one atomic batch with the new
+    /// head. Not yet durable: wait on the ticket before acknowledging or delivering.
+    pub fn append(
         &self,
         channel: &str,
-        logged: bool,
         timestamp: u64,
         data: rmpv::Value,
         ack_required: bool,
-    ) -> Result<Arc<StoredMessage>, StoreError>;
-    /// The last seq given on `channel` (0 when none).
-    fn head(&self, channel: &str) -> u64;
-    /// Messages after `since`, at most `limit`.
-    fn read_after(&self, channel: &str, since: u64, limit: usize) -> Result<Replay, StoreError>;
-    /// Records `user → org`, or says which other org the user belongs to.
-    fn remember_user(&self, user: &str, org: &str) -> Result<Remembered, StoreError>;
+    ) -> Result<(Arc<StoredMessage>, Ticket), StoreError> {
+        let mut channels = self.channels.lock();
+        let mut batch = sled::Batch::default();
+        let record = match channels.get(channel) {
+            Some(r) => *r,
+            None => {
+                let id = self.next_channel_id.fetch_add(1, Ordering::AcqRel);
+                batch.insert(keys::meta("next_channel_id"), &(id + 1).to_be_bytes());
+                ChannelRecord { id, head: 0 }
+            }
+        };
+        let seq = record.head + 1;
+        let log = LogRecord {
+            ts: timestamp,
+            ack: ack_required,
+            data,
+        };
+        batch.insert(&keys::log(record.id, seq), encode(&log)?);
+        let updated = ChannelRecord {
+            id: record.id,
+            head: seq,
+        };
+        batch.insert(keys::channel(channel), encode(&updated)?);
+        if ack_required {
+            batch.insert(&keys::ack_required(record.id, seq), &[]);
+        }
+        self.db.apply_batch(batch)?;
+        channels.insert(channel.to_string(), updated);
+        // Taken under the registry lock: per channel, ticket order is seq order.
+        let ticket = self.applied();
+        drop(channels);
+        let message = StoredMessage {
+            seq,
+            timestamp,
+            data: log.data,
+            ack_required,
+        };
+        Ok((Arc::new(message), ticket))
+    }
+
+    fn channel_record(&self, channel: &str) -> Option<ChannelRecord> {
+        self.channels.lock().get(channel).copied()
+    }
+
+    /// The last seq given on `channel` (0 when none), durable or not.
+    pub fn head(&self, channel: &str) -> u64 {
+        self.channel_record(channel).map_or(0, |r| r.head)
+    }
+
+    /// The oldest seq still in `channel`'s log.
+    pub fn first_retained(&self, channel: &str) -> Result<Option<u64>, StoreError> {
+        let Some(record) = self.channel_record(channel) else {
+            return Ok(None);
+        };
+        match self
+            .db
+            .scan_prefix(keys::log_prefix(record.id))
+            .keys()
+            .next()
+        {
+            Some(k) => Ok(keys::seq_of(&k?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Messages with `after < seq <= upto`, at most `limit`, in seq order.
+    pub fn read(
+        &self,
+        channel: &str,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<StoredMessage>>, StoreError> {
+        let Some(record) = self.channel_record(channel) else {
+            return Ok(Vec::new());
+        };
+        if upto <= after {
+            return Ok(Vec::new());
+        }
+        let range = keys::log(record.id, after + 1)..=keys::log(record.id, upto);
+        let mut out = Vec::new();
+        for entry in self.db.range(range).take(limit) {
+            let (k, v) = entry?;
+            let seq = keys::seq_of(&k).ok_or_else(|| corrupt(&self.path, "bad log key"))?;
+            out.push(Arc::new(self.message(seq, &v)?));
+        }
+        Ok(out)
+    }
+
+    fn message(&self, seq: u64, raw: &[u8]) -> Result<StoredMessage, StoreError> {
+        let r: LogRecord = decode(raw)?;
+        Ok(StoredMessage {
+            seq,
+            timestamp: r.ts,
+            data: r.data,
+            ack_required: r.ack,
+        })
+    }
+
+    /// One message by seq, if still in the log.
+    pub fn get(&self, channel: &str, seq: u64) -> Result<Option<Arc<StoredMessage>>, StoreError> {
+        let Some(record) = self.channel_record(channel) else {
+            return Ok(None);
+        };
+        match self.db.get(keys::log(record.id, seq))? {
+            Some(v) => Ok(Some(Arc::new(self.message(seq, &v)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Seqs `<= upto` on `channel` sent with `ack_required` that `user` has not acknowledged.
+    pub fn unacknowledged(
+        &self,
+        user: &str,
+        channel: &str,
+        upto: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let Some(record) = self.channel_record(channel) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for key in self
+            .db
+            .scan_prefix(keys::ack_required_prefix(record.id))
+            .keys()
+        {
+            let Some(seq) = keys::seq_of(&key?) else {
+                continue;
+            };
+            if seq > upto {
+                break;
+            }
+            if !self.db.contains_key(keys::acked(user, record.id, seq))? {
+                out.push(seq);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that `user` acknowledged `seq` on `channel`: a single `ack_required` message, or,
+    /// with `cumulative`, everything up to `seq` (a user's own queue).
+    pub fn acknowledge(
+        &self,
+        user: &str,
+        channel: &str,
+        seq: u64,
+        cumulative: bool,
+    ) -> Result<Option<Ticket>, StoreError> {
+        let Some(record) = self.channel_record(channel) else {
+            return Ok(None);
+        };
+        if seq == 0 || seq > record.head {
+            return Ok(None);
+        }
+        if cumulative {
+            let key = keys::cursor(user, record.id);
+            self.db.fetch_and_update(&key, |old| {
+                let old = old
+                    .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                    .map_or(0, u64::from_be_bytes);
+                Some(old.max(seq).to_be_bytes().to_vec())
+            })?;
+        } else {
+            self.db.insert(keys::acked(user, record.id, seq), &[])?;
+        }
+        Ok(Some(self.applied()))
+    }
+
+    /// The last seq `user` acknowledged on one of its queues (0 when none).
+    pub fn cursor(&self, user: &str, channel: &str) -> Result<u64, StoreError> {
+        let Some(record) = self.channel_record(channel) else {
+            return Ok(0);
+        };
+        Ok(self
+            .db
+            .get(keys::cursor(user, record.id))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// Records `user → org` and the time, or says which other org the user belongs to.
+    pub fn remember_user(&self, user: &str, org: &str, now: u64) -> Result<Remembered, StoreError> {
+        let key = keys::user(user);
+        if let Some(raw) = self.db.get(&key)? {
+            let known: UserRecord = decode(&raw)?;
+            if known.org != org {
+                return Ok(Remembered::Conflict(Arc::from(known.org)));
+            }
+        }
+        let record = UserRecord {
+            org: org.to_string(),
+            last_seen: now,
+        };
+        self.db.insert(key, encode(&record)?)?;
+        self.applied();
+        Ok(Remembered::Same)
+    }
+
+    /// When the user was last seen connecting.
+    pub fn last_seen(&self, user: &str) -> Option<u64> {
+        let raw = self.db.get(keys::user(user)).ok()??;
+        decode::<UserRecord>(&raw).ok().map(|r| r.last_seen)
+    }
+
     /// Stores the owner of a job if it has none; returns the owner now stored.
-    fn claim_job(&self, job: &str, owner: &str) -> Result<Arc<str>, StoreError>;
+    pub fn claim_job(&self, job: &str, owner: &str) -> Result<Arc<str>, StoreError> {
+        let key = keys::job(job);
+        let result =
+            self.db
+                .compare_and_swap(&key, None as Option<&[u8]>, Some(owner.as_bytes()))?;
+        let stored = match result {
+            Ok(()) => {
+                self.applied();
+                owner.to_string()
+            }
+            Err(current) => current
+                .current
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_default(),
+        };
+        Ok(Arc::from(stored))
+    }
+
+    /// Deletes messages beyond `keep` per channel or older than `older_than` (ms since the
+    /// Unix epoch), as `rule` says per stored channel name. Returns how many were deleted.
+    pub fn trim(&self, rule: impl Fn(&str) -> (usize, u64)) -> Result<u64, StoreError> {
+        let channels: Vec<(String, ChannelRecord)> = self
+            .channels
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let mut deleted = 0;
+        for (name, record) in channels {
+            let (keep, older_than) = rule(&name);
+            let mut batch = sled::Batch::default();
+            let mut in_batch = 0;
+            for entry in self.db.scan_prefix(keys::log_prefix(record.id)) {
+                let (k, v) = entry?;
+                let Some(seq) = keys::seq_of(&k) else {
+                    continue;
+                };
+                let too_many = record.head.saturating_sub(seq) >= keep as u64;
+                let too_old = decode::<LogRecord>(&v).is_ok_and(|r| r.ts < older_than);
+                if !(too_many || too_old) {
+                    break;
+                }
+                batch.remove(k);
+                batch.remove(&keys::ack_required(record.id, seq));
+                in_batch += 1;
+                if in_batch == 1000 {
+                    self.db.apply_batch(std::mem::take(&mut batch))?;
+                    deleted += in_batch;
+                    in_batch = 0;
+                }
+            }
+            if in_batch > 0 {
+                self.db.apply_batch(batch)?;
+                deleted += in_batch;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Every key and value, for backups.
+    pub(crate) fn entries(
+        &self,
+    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), sled::Error>> {
+        self.db.iter()
+    }
+}
+
+fn corrupt(path: &Path, message: &str) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+fn open_sled(path: &Path) -> Result<sled::Db, StoreError> {
+    // sled panics on some kinds of damage instead of returning an error; either way the
+    // operator must get a clear message, never a silent reset.
+    let opened = std::panic::catch_unwind(|| sled::Config::new().path(path).open());
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            Err(StoreError::Locked(path.to_path_buf()))
+        }
+        Ok(Err(e)) => Err(corrupt(path, &e.to_string())),
+        Err(_) => Err(corrupt(path, "sled could not read it")),
+    }
+}
+
+impl Directory for Store {
+    fn user_org(&self, user: &str) -> Option<Arc<str>> {
+        let raw = self.db.get(keys::user(user)).ok()??;
+        decode::<UserRecord>(&raw).ok().map(|r| Arc::from(r.org))
+    }
+
+    fn job_owner(&self, job: &str) -> Option<Arc<str>> {
+        let raw = self.db.get(keys::job(job)).ok()??;
+        Some(Arc::from(String::from_utf8_lossy(&raw).as_ref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> Store {
+        Store::open(dir, StoreOptions::default()).expect("open").0
+    }
+
+    #[tokio::test]
+    async fn seqs_survive_a_reopen_and_the_epoch_stays() {
+        let dir = tempfile::tempdir().expect("dir");
+        let epoch = {
+            let store = Arc::new(open(dir.path()));
+            let flusher = store.spawn_flusher();
+            for i in 1..=5u64 {
+                let (m, t) = store
+                    .append("/topic/system", i, rmpv::Value::from(i), i == 3)
+                    .expect("append");
+                assert_eq!(m.seq, i);
+                store.durable(t).await.expect("durable");
+            }
+            flusher.abort();
+            let _ = flusher.await;
+            store.epoch().to_string()
+        };
+        let (store, report) = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
+        assert_eq!(report.epoch, epoch);
+        assert_eq!(
+            (report.channels, report.messages, report.created),
+            (1, 5, false)
+        );
+        let (m, _) = store
+            .append("/topic/system", 9, rmpv::Value::Nil, false)
+            .expect("append");
+        assert_eq!(m.seq, 6, "no seq is reused");
+        let seqs: Vec<u64> = store
+            .read("/topic/system", 2, 6, 100)
+            .expect("read")
+            .iter()
+            .map(|m| m.seq)
+            .collect();
+        assert_eq!(seqs, [3, 4, 5, 6]);
+        assert_eq!(
+            store
+                .unacknowledged("bob", "/topic/system", 6)
+                .expect("unacked"),
+            [3]
+        );
+        store
+            .acknowledge("bob", "/topic/system", 3, false)
+            .expect("ack");
+        assert!(store
+            .unacknowledged("bob", "/topic/system", 6)
+            .expect("unacked")
+            .is_empty());
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let _first = open(dir.path());
+        match Store::open(dir.path(), StoreOptions::default()) {
+            Err(StoreError::Locked(_)) => {}
+            other => panic!("expected Locked, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_directory_holding_something_else_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::create_dir_all(dir.path().join(STORE_DIR)).expect("mkdir");
+        std::fs::write(dir.path().join(STORE_DIR).join("notes.txt"), "hello").expect("write");
+        assert!(matches!(
+            Store::open(dir.path(), StoreOptions::default()),
+            Err(StoreError::Foreign(_))
+        ));
+    }
+
+    #[test]
+    fn trimming_keeps_the_newest_and_says_where_the_log_starts() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(dir.path());
+        for i in 1..=10u64 {
+            store
+                .append("/topic/system", i, rmpv::Value::Nil, false)
+                .expect("append");
+        }
+        assert_eq!(store.trim(|_| (4, 0)).expect("trim"), 6);
+        assert_eq!(
+            store.first_retained("/topic/system").expect("first"),
+            Some(7)
+        );
+        assert_eq!(store.head("/topic/system"), 10);
+        assert_eq!(store.trim(|_| (100, 8)).expect("trim by age"), 1);
+        assert_eq!(
+            store.first_retained("/topic/system").expect("first"),
+            Some(8)
+        );
+    }
 }

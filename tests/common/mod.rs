@@ -30,9 +30,10 @@ pub struct TestServer {
     pub state: Arc<AppState>,
     pub auth: Authenticator,
     pub cert_pem: Vec<u8>,
+    pub config: Config,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    task: Option<tokio::task::JoinHandle<Result<(), lookout::server::ServerError>>>,
+    dir: Option<tempfile::TempDir>,
 }
 
 pub fn test_config(dir: &std::path::Path) -> Config {
@@ -54,8 +55,20 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = test_config(dir.path());
         adjust(&mut config);
+        Self::start_config(config, dir).await
+    }
+
+    /// Stops (SIGTERM-like graceful shutdown) and starts again on the same data directory.
+    pub async fn restart(mut self) -> Self {
+        let dir = self.dir.take().expect("dir");
+        let config = self.config.clone();
+        self.stop().await;
+        Self::start_config(config, dir).await
+    }
+
+    async fn start_config(config: Config, dir: tempfile::TempDir) -> Self {
         let auth = Authenticator::from_config(&config).expect("auth");
-        let server = Server::bind(config).await.expect("bind");
+        let server = Server::bind(config.clone()).await.expect("bind");
         let addr = server.local_addr();
         let plain_addr = server.plain_addr();
         let state = server.state().clone();
@@ -70,9 +83,10 @@ impl TestServer {
             state,
             auth,
             cert_pem,
+            config,
             stop: Some(tx),
             task: Some(task),
-            _dir: dir,
+            dir: Some(dir),
         }
     }
 
@@ -150,7 +164,9 @@ impl TestServer {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            let _ = task.await;
+            task.await
+                .expect("server task")
+                .expect("server stopped cleanly");
         }
     }
 }
