@@ -201,12 +201,16 @@ impl Server {
                 "connections still open after the grace period"
             );
         }
-        if store_failed || !store.healthy() {
-            flusher.abort();
-            return Err(ServerError::Store(StoreError::Unhealthy));
-        }
-        store.flush().await?;
+        let flushed = if store_failed || !store.healthy() {
+            Err(ServerError::Store(StoreError::Unhealthy))
+        } else {
+            store.flush().await.map_err(ServerError::from)
+        };
+        // The flusher holds the store; wait until it is gone so the data directory is unlocked
+        // when `run` returns.
         flusher.abort();
+        let _ = flusher.await;
+        flushed?;
         tracing::info!("stopped");
         Ok(())
     }

@@ -277,6 +277,24 @@ impl Client {
         self.ws.next_frame_or_end().await
     }
 
+    /// Like [`Client::request`], but `None` when the connection ends first (a crashed server).
+    pub async fn try_request(&mut self, mut v: Value) -> Option<Value> {
+        self.next_id += 1;
+        let id = format!("r{}", self.next_id);
+        v["id"] = json!(id);
+        let msg = Message::Text(v.to_string().into());
+        self.ws.send(msg).await.ok()?;
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.read_frame())
+                .await
+                .ok()?
+                .ok()?;
+            if frame["id"] == json!(id) {
+                return Some(frame);
+            }
+        }
+    }
+
     /// Sends `v` with a fresh id and returns the reply, error or pong carrying that id.
     pub async fn request(&mut self, mut v: Value) -> Value {
         self.next_id += 1;
