@@ -78,7 +78,10 @@ async fn acknowledged_messages_survive_kill_9_with_their_seqs_and_no_seq_is_reus
                     match client.try_request(request).await {
                         Some(reply) if ok(&reply) => {
                             let seq = reply["seq"].as_u64().expect("seq");
-                            acked.lock().expect("lock").push((channel.to_string(), seq, tag));
+                            acked
+                                .lock()
+                                .expect("lock")
+                                .push((channel.to_string(), seq, tag));
                         }
                         Some(reply) => panic!("publish refused: {reply}"),
                         None => return,
@@ -95,11 +98,17 @@ async fn acknowledged_messages_survive_kill_9_with_their_seqs_and_no_seq_is_reus
             t.await.expect("publisher");
         }
         let acked = std::mem::take(&mut *acked.lock().expect("lock"));
-        assert!(!acked.is_empty(), "round {round}: nothing was acknowledged before the kill");
+        assert!(
+            !acked.is_empty(),
+            "round {round}: nothing was acknowledged before the kill"
+        );
 
         let server = Binary::serve(&data, &env);
         let after = server.connect(&reader).await;
-        assert_eq!(after.established["epoch"], epoch, "round {round}: epoch changed");
+        assert_eq!(
+            after.established["epoch"], epoch,
+            "round {round}: epoch changed"
+        );
         for channel in CHANNELS {
             let log = read_log(&server, &reader, channel).await;
             let head = log.keys().next_back().copied().unwrap_or(0);
@@ -120,8 +129,14 @@ async fn acknowledged_messages_survive_kill_9_with_their_seqs_and_no_seq_is_reus
             let mut publisher = server
                 .connect(&server.token("after", Some("acme"), &[Role::Supervisor]))
                 .await;
-            let reply = publisher.publish(channel, json!({"tag":"after-restart"})).await;
-            assert_eq!(reply["seq"], head + 1, "round {round}: seq reused on {channel}");
+            let reply = publisher
+                .publish(channel, json!({"tag":"after-restart"}))
+                .await;
+            assert_eq!(
+                reply["seq"],
+                head + 1,
+                "round {round}: seq reused on {channel}"
+            );
         }
         eprintln!(
             "round {round}: killed after {kill_after:?}, {} acknowledged messages all present",

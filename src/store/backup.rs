@@ -14,7 +14,12 @@ use super::{Store, StoreError, StoreOptions, LOCK_FILE, STORE_DIR};
 
 const MAGIC: &[u8] = b"LOOKOUT-BACKUP 1\n";
 /// Files of the data directory carried along with the store.
-const FILES: [&str; 3] = ["tls/cert.pem", "tls/key.pem", "jwt.secret"];
+const FILES: [&str; 4] = [
+    "tls/cert.pem",
+    "tls/key.pem",
+    "jwt.secret",
+    super::EPOCH_FILE,
+];
 
 /// What a backup or restore moved.
 #[derive(Debug, Clone, Copy)]

@@ -39,6 +39,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const STORE_DIR: &str = "store";
 /// The lock file inside the data directory.
 pub const LOCK_FILE: &str = "lookout.lock";
+/// Beside the store, the epoch it was created with. sled reads some kinds of damage as an
+/// empty database; this marker is how an empty store is told apart from a lost one.
+pub const EPOCH_FILE: &str = "epoch";
 
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -212,8 +215,15 @@ impl Store {
         {
             return Err(StoreError::Foreign(path));
         }
+        let marker = read_marker(data_dir)?;
         let db = open_sled(&path)?;
         let created = match db.get(keys::meta("schema"))? {
+            None if db.is_empty() && marker.is_some() => {
+                return Err(corrupt(
+                    &path,
+                    "the store is empty but this data directory held one; restore a backup",
+                ))
+            }
             None if db.is_empty() => {
                 let epoch = hex::encode(rand::random::<[u8; 8]>());
                 let mut batch = sled::Batch::default();
@@ -222,6 +232,7 @@ impl Store {
                 batch.insert(keys::meta("next_channel_id"), &1u64.to_be_bytes());
                 db.apply_batch(batch)?;
                 db.flush()?;
+                write_marker(data_dir, &epoch)?;
                 true
             }
             None => return Err(StoreError::Foreign(path)),
@@ -242,6 +253,16 @@ impl Store {
             .get(keys::meta("epoch"))?
             .and_then(|e| String::from_utf8(e.to_vec()).ok())
             .ok_or_else(|| corrupt(&path, "no epoch"))?;
+        match marker.as_deref() {
+            Some(m) if m != epoch => {
+                return Err(corrupt(
+                    &path,
+                    &format!("the store has epoch {epoch}, this data directory says {m}"),
+                ))
+            }
+            Some(_) => {}
+            None => write_marker(data_dir, &epoch)?,
+        }
         let next_channel_id = db
             .get(keys::meta("next_channel_id"))?
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
@@ -662,6 +683,23 @@ impl Store {
     }
 }
 
+fn read_marker(data_dir: &Path) -> Result<Option<String>, StoreError> {
+    match std::fs::read_to_string(data_dir.join(EPOCH_FILE)) {
+        Ok(s) => Ok(Some(s.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn write_marker(data_dir: &Path, epoch: &str) -> Result<(), StoreError> {
+    use std::io::Write;
+    let path = data_dir.join(EPOCH_FILE);
+    let mut file = File::create(&path)?;
+    file.write_all(epoch.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
 fn corrupt(path: &Path, message: &str) -> StoreError {
     StoreError::Corrupt {
         path: path.to_path_buf(),
@@ -770,6 +808,17 @@ mod tests {
         assert!(matches!(
             Store::open(dir.path(), StoreOptions::default()),
             Err(StoreError::Foreign(_))
+        ));
+    }
+
+    #[test]
+    fn an_emptied_store_is_refused_rather_than_silently_recreated() {
+        let dir = tempfile::tempdir().expect("dir");
+        drop(open(dir.path()));
+        std::fs::remove_dir_all(dir.path().join(STORE_DIR)).expect("rm");
+        assert!(matches!(
+            Store::open(dir.path(), StoreOptions::default()),
+            Err(StoreError::Corrupt { .. })
         ));
     }
 
