@@ -1,0 +1,105 @@
+//! Durable publish throughput: group commit against one flush per message, with 32 concurrent
+//! publishers, on the same machine in one run.
+//!
+//! `cargo bench --bench durable_publish` — measures each mode for 5 s and prints messages/s,
+//! publish latency percentiles and the ratio. Under `cargo test` it only runs a short pass to
+//! check that it works.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lookout::config::Limits;
+use lookout::hub::{Hub, Target};
+use lookout::store::{Store, StoreOptions};
+
+const PUBLISHERS: usize = 32;
+
+struct Outcome {
+    messages: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Outcome {
+    fn per_second(&self) -> f64 {
+        self.messages as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile(&self, p: f64) -> Duration {
+        let mut l = self.latencies.clone();
+        l.sort();
+        l.get(((l.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+async fn run(group_commit: bool, duration: Duration) -> Outcome {
+    // On the target directory's disk, not a tmpfs: fsync has to cost what it costs.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let (store, _) = Store::open(dir.path(), StoreOptions { group_commit }).expect("store");
+    let store = Arc::new(store);
+    let flusher = store.spawn_flusher();
+    let hub = Hub::new(store.clone(), Limits::default());
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for p in 0..PUBLISHERS {
+        let hub = hub.clone();
+        tasks.push(tokio::spawn(async move {
+            let target =
+                Target::parse(&format!("/topic/org/bench/room/r{p}"), None).expect("channel");
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let data = rmpv::Value::from(format!("message from publisher {p}"));
+                hub.publish_as_lookout(&target, data, false)
+                    .await
+                    .expect("publish");
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.expect("publisher"));
+    }
+    let elapsed = started.elapsed();
+    flusher.abort();
+    Outcome {
+        messages: latencies.len(),
+        elapsed,
+        latencies,
+    }
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let duration = if full {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_millis(200)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let group = run(true, duration).await;
+        let single = run(false, duration).await;
+        println!("durable publish, {PUBLISHERS} concurrent publishers, {duration:?} per mode");
+        for (name, o) in [("group commit", &group), ("flush per message", &single)] {
+            println!(
+                "  {name:<18} {:>9.0} msg/s  ({} messages)  latency p50 {:>8.2?} p99 {:>8.2?}",
+                o.per_second(),
+                o.messages,
+                o.percentile(0.50),
+                o.percentile(0.99)
+            );
+        }
+        let ratio = group.per_second() / single.per_second();
+        println!("  group commit / flush per message = {ratio:.1}x");
+        assert!(group.messages > 0 && single.messages > 0);
+    });
+}
