@@ -28,15 +28,7 @@ async fn read_log(server: &Binary, token: &str, channel: &str) -> BTreeMap<u64, 
             "https://{}/api/v1/channels/history?channel={channel}&since={since}&limit=1000",
             server.addr
         );
-        let page: Value = http
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("history")
-            .json()
-            .await
-            .expect("json");
+        let page: Value = get_json(&http, &url, token).await;
         let messages = page["messages"].as_array().expect("messages").clone();
         if messages.is_empty() {
             return log;

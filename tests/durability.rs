@@ -293,15 +293,7 @@ async fn retention_trims_by_age_per_channel_kind() {
         let sup = sup.clone();
         let url = server.https(&format!("/api/v1/channels/history?channel={channel}"));
         async move {
-            let h: Value = http
-                .get(url)
-                .bearer_auth(sup)
-                .send()
-                .await
-                .expect("history")
-                .json()
-                .await
-                .expect("json");
+            let h: Value = get_json(&http, &url, &sup).await;
             h["messages"].as_array().map_or(0, Vec::len)
         }
     };
@@ -361,15 +353,7 @@ async fn history_and_long_poll_follow_the_subscribe_rights() {
         let sup = sup.clone();
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();
-            let body: Value = http
-                .get(url)
-                .bearer_auth(sup)
-                .send()
-                .await
-                .expect("poll")
-                .json()
-                .await
-                .expect("json");
+            let body: Value = get_json(&http, &url, &sup).await;
             (body, started.elapsed())
         })
     };
@@ -387,15 +371,12 @@ async fn history_and_long_poll_follow_the_subscribe_rights() {
     );
 
     // An empty poll ends at its timeout with no messages.
-    let r: Value = http
-        .get(server.https(&format!("/api/v1/poll?channels={ROOM}&since=4&timeout=1")))
-        .bearer_auth(&sup)
-        .send()
-        .await
-        .expect("poll")
-        .json()
-        .await
-        .expect("json");
+    let r: Value = get_json(
+        &http,
+        &server.https(&format!("/api/v1/poll?channels={ROOM}&since=4&timeout=1")),
+        &sup,
+    )
+    .await;
     assert_eq!(r["channels"][0]["messages"], json!([]));
     let r = http
         .get(server.https(&format!("/api/v1/poll?channels={ROOM}&timeout=1")))

@@ -531,3 +531,15 @@ pub async fn connect_stalled(cert_pem: &[u8], addr: SocketAddr, token: &str) -> 
     client.established = client.next_frame().await;
     client
 }
+
+/// GETs `url` with `token` and decodes the JSON body, whatever the status.
+pub async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON body")
+}
