@@ -40,6 +40,25 @@ impl ApiError {
     }
 }
 
+impl From<crate::field::FieldError> for ApiError {
+    fn from(e: crate::field::FieldError) -> Self {
+        match e {
+            crate::field::FieldError::Hub(h) => h.into(),
+            e if e.code() == ErrorCode::Internal => {
+                tracing::error!(error = %e, "field operation failed");
+                ApiError::new(ErrorCode::Internal, "internal error")
+            }
+            e => ApiError::new(e.code(), e.to_string()),
+        }
+    }
+}
+
+impl From<crate::alerts::AlertError> for ApiError {
+    fn from(e: crate::alerts::AlertError) -> Self {
+        crate::field::FieldError::from(e).into()
+    }
+}
+
 impl From<HubError> for ApiError {
     fn from(e: HubError) -> Self {
         if let HubError::Store(inner) = &e {
@@ -117,6 +136,106 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
             }
         }
         (Method::GET, ["api", "v1", "channels", "history"]) => history(state, &req),
+        (Method::GET, ["api", "v1", "geofences"]) => {
+            let who = authenticate(state, &req)?;
+            let org = query(&req).get("org").cloned();
+            Ok(json_response(
+                200,
+                &state.field.fences(&who, org.as_deref())?,
+            ))
+        }
+        (Method::POST, ["api", "v1", "geofences"]) => {
+            let who = authenticate(state, &req)?;
+            let spec = read_json(state, req).await?;
+            Ok(json_response(
+                201,
+                &state.field.put_fence(&who, None, spec).await?,
+            ))
+        }
+        (Method::PUT, ["api", "v1", "geofences", id]) => {
+            let who = authenticate(state, &req)?;
+            let id = id.to_string();
+            let spec = read_json(state, req).await?;
+            Ok(json_response(
+                200,
+                &state.field.put_fence(&who, Some(&id), spec).await?,
+            ))
+        }
+        (Method::DELETE, ["api", "v1", "geofences", id]) => {
+            let who = authenticate(state, &req)?;
+            let org = query(&req).get("org").cloned();
+            state.field.delete_fence(&who, id, org.as_deref()).await?;
+            Ok(json_response(200, &serde_json::json!({"deleted": id})))
+        }
+        (Method::GET, ["api", "v1", "alerts"]) => list_alerts(state, &req),
+        (Method::POST, ["api", "v1", "alerts"]) => create_alert(state, req).await,
+        (Method::GET, ["api", "v1", "alerts", id]) => {
+            let who = authenticate(state, &req)?;
+            Ok(json_response(200, &state.field.alerts().get(&who, id)?))
+        }
+        (Method::POST, ["api", "v1", "alerts", id, action @ ("ack" | "resolve")]) => {
+            let who = authenticate(state, &req)?;
+            let (id, action) = (id.to_string(), action.to_string());
+            let body: NoteBody = read_json_or_empty(state, req).await?;
+            let alerts = state.field.alerts();
+            let alert = if action == "ack" {
+                alerts.acknowledge(&who, &id, body.note).await?
+            } else {
+                alerts
+                    .resolve(Some(&who), &id, &who.user, body.note, Vec::new())
+                    .await?
+            };
+            Ok(json_response(200, &alert))
+        }
+        (Method::GET, ["api", "v1", "locations"]) => {
+            let who = authenticate(state, &req)?;
+            Ok(json_response(200, &state.field.locations(&who)?))
+        }
+        (Method::GET, ["api", "v1", "locations", user, "history"]) => {
+            location_history(state, &req, user)
+        }
+        (Method::GET, ["api", "v1", "shifts"]) => {
+            let who = authenticate(state, &req)?;
+            Ok(json_response(200, &state.field.shifts(&who)?))
+        }
+        (Method::POST, ["api", "v1", "shifts"]) => {
+            let who = authenticate(state, &req)?;
+            let spec = read_json(state, req).await?;
+            Ok(json_response(
+                201,
+                &state.field.add_shift(&who, spec).await?,
+            ))
+        }
+        (Method::DELETE, ["api", "v1", "shifts", id]) => {
+            let who = authenticate(state, &req)?;
+            state.field.delete_shift(&who, id).await?;
+            Ok(json_response(200, &serde_json::json!({"deleted": id})))
+        }
+        (Method::GET, ["api", "v1", "presence"]) => {
+            let who = authenticate(state, &req)?;
+            let org = match (&who.org, query(&req).get("org")) {
+                (_, Some(org)) if who.is(Role::Admin) => org.clone(),
+                (Some(org), _) => org.to_string(),
+                (None, _) => {
+                    return Err(ApiError::new(
+                        ErrorCode::BadRequest,
+                        "an admin must name the `org`",
+                    ))
+                }
+            };
+            let online: Vec<serde_json::Value> = state
+                .hub
+                .online(&org)
+                .into_iter()
+                .map(|(user, name, connections, since)| {
+                    serde_json::json!({"user": user, "name": name, "connections": connections, "since": since})
+                })
+                .collect();
+            Ok(json_response(
+                200,
+                &serde_json::json!({"org": org, "online": online}),
+            ))
+        }
         (Method::GET, ["api", "v1", "poll"]) => poll(state, &req).await,
         (Method::POST, ["api", "v1", "publish"]) => publish(state, req).await,
         (Method::POST, ["api", "v1", "broadcast", "system"]) => broadcast(state, req, false).await,
@@ -139,6 +258,11 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
         | (_, ["api", "v1", "broadcast", _])
         | (_, ["api", "v1", "websocket", "stats"])
         | (_, ["api", "v1", "channels", "history"])
+        | (_, ["api", "v1", "geofences", ..])
+        | (_, ["api", "v1", "alerts", ..])
+        | (_, ["api", "v1", "locations", ..])
+        | (_, ["api", "v1", "shifts", ..])
+        | (_, ["api", "v1", "presence"])
         | (_, ["api", "v1", "poll"])
         | (_, ["api", "v1", "websocket", "user", _, "status"]) => Err(ApiError {
             status: 405,
@@ -217,7 +341,7 @@ async fn publish(state: &AppState, req: Request<Incoming>) -> Result<Response<Bo
     let body: PublishBody = read_json(state, req).await?;
     let recipient = body.user.as_deref().or(body.to.as_deref());
     let published = state
-        .hub
+        .field
         .publish(
             &who,
             Publish {
@@ -229,7 +353,7 @@ async fn publish(state: &AppState, req: Request<Incoming>) -> Result<Response<Bo
             },
         )
         .await?;
-    Ok(published_response(&published))
+    Ok(json_response(200, &published))
 }
 
 fn published_response(p: &Published) -> Response<Body> {
@@ -394,5 +518,143 @@ async fn poll(state: &AppState, req: &Request<Incoming>) -> Result<Response<Body
     Ok(json_response(
         200,
         &serde_json::json!({ "channels": result }),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+struct NoteBody {
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// Like [`read_json`], but an empty body reads as the default.
+async fn read_json_or_empty<T: for<'de> Deserialize<'de> + Default>(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<T, ApiError> {
+    let limit = state.config.limits.max_message_size;
+    let body = Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("reading body: {e}")))?
+        .to_bytes();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
+}
+
+fn list_alerts(state: &AppState, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    use crate::alerts::AlertState;
+    let who = authenticate(state, req)?;
+    let params = query(req);
+    let filter = match params.get("state").map(String::as_str) {
+        None | Some("") => None,
+        Some("open") => Some(AlertState::Open),
+        Some("acknowledged") => Some(AlertState::Acknowledged),
+        Some("resolved") => Some(AlertState::Resolved),
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("unknown state `{other}` (open, acknowledged, resolved)"),
+            ))
+        }
+    };
+    let since = params
+        .contains_key("since")
+        .then(|| number(&params, "since", 0u64))
+        .transpose()?;
+    Ok(json_response(
+        200,
+        &state.field.alerts().list(&who, filter, since)?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAlertBody {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    priority: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    /// For services: the guard concerned; guards raise their own.
+    #[serde(default)]
+    user: Option<String>,
+}
+
+/// The REST fallback of a guard's emergency publish: same channel, same rights, same alert.
+async fn create_alert(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let who = authenticate(state, &req)?;
+    let body: NewAlertBody = read_json(state, req).await?;
+    let user = body.user.unwrap_or_else(|| who.user.to_string());
+    let mut data = serde_json::json!({"type": body.kind});
+    if let Some(p) = body.priority {
+        data["priority"] = p.into();
+    }
+    if let Some(m) = body.message {
+        data["message"] = m.into();
+    }
+    let data = rmpv::ext::to_value(&data)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+    let channel = format!("/topic/emergency/{user}");
+    let published = state
+        .field
+        .publish(
+            &who,
+            Publish {
+                channel: &channel,
+                to: None,
+                owner: None,
+                data,
+                ack_required: false,
+            },
+        )
+        .await?;
+    let id = published.alert_id.unwrap_or_default();
+    Ok(json_response(201, &state.field.alerts().get(&who, &id)?))
+}
+
+/// A user's location history from its channel log, by client time.
+fn location_history(
+    state: &AppState,
+    req: &Request<Incoming>,
+    user: &str,
+) -> Result<Response<Body>, ApiError> {
+    let who = authenticate(state, req)?;
+    let params = query(req);
+    let from = number(&params, "from", 0u64)?;
+    let to = number(&params, "to", u64::MAX)?;
+    let limit = number(&params, "limit", 1000usize)?.clamp(1, 10_000);
+    let channel = format!("/topic/location/{user}");
+    let mut since = 0;
+    let mut points = Vec::new();
+    loop {
+        let page = state.hub.history(&who, &channel, since, MAX_PAGE)?;
+        let Some(last) = page.messages.last() else {
+            break;
+        };
+        since = last.seq;
+        for m in page.messages {
+            let Ok(loc) = crate::field::Location::parse(&m.data, std::time::Duration::MAX) else {
+                continue;
+            };
+            if loc.ts >= from && loc.ts <= to {
+                points.push(serde_json::json!({"seq": m.seq, "location": loc}));
+            }
+        }
+        if points.len() >= limit || since >= page.head {
+            break;
+        }
+    }
+    points.truncate(limit);
+    Ok(json_response(
+        200,
+        &serde_json::json!({"user": user, "points": points}),
     ))
 }

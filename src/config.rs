@@ -51,6 +51,51 @@ pub struct Config {
     pub limits: Limits,
     /// How long channel logs are kept.
     pub retention: Retention,
+    /// Field operations: locations and geofences.
+    pub field: FieldSettings,
+    /// Alert escalation.
+    pub alerts: AlertSettings,
+}
+
+/// Field operations settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FieldSettings {
+    /// How far in the future a location's `ts` may be.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+    /// Vertices a polygon geofence may have.
+    pub max_fence_vertices: usize,
+}
+
+impl Default for FieldSettings {
+    fn default() -> Self {
+        FieldSettings {
+            max_clock_skew: Duration::from_secs(120),
+            max_fence_vertices: 1000,
+        }
+    }
+}
+
+/// Alert escalation settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSettings {
+    /// Escalate to level 2 after this long without acknowledgement.
+    #[serde(with = "humantime_serde")]
+    pub level2_after: Duration,
+    /// Escalate to level 3 (admins, system notice) after this long.
+    #[serde(with = "humantime_serde")]
+    pub level3_after: Duration,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            level2_after: Duration::from_secs(300),
+            level3_after: Duration::from_secs(900),
+        }
+    }
 }
 
 /// How many messages, and for how long, one channel's log keeps.
@@ -221,6 +266,8 @@ impl Default for Config {
             jwt: JwtConfig::default(),
             limits: Limits::default(),
             retention: Retention::default(),
+            field: FieldSettings::default(),
+            alerts: AlertSettings::default(),
         }
     }
 }
@@ -362,6 +409,22 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("retention.default.max_messages", "newest messages kept per channel"),
     ("retention.default.max_age", "messages older than this are trimmed"),
+    (
+        "field.max_clock_skew",
+        "how far in the future a location's ts may be",
+    ),
+    (
+        "field.max_fence_vertices",
+        "vertices a polygon geofence may have",
+    ),
+    (
+        "alerts.level2_after",
+        "escalate an unacknowledged alert to level 2 after this long",
+    ),
+    (
+        "alerts.level3_after",
+        "escalate to level 3 (admins and a /topic/system notice) after this long",
+    ),
     (
         "retention.kinds",
         "per-kind rules {max_messages, max_age}: location, emergency, alerts, tasks, room, role, queue, job, system",
@@ -540,6 +603,17 @@ impl Config {
                     "max_messages and max_age must be greater than zero",
                 );
             }
+        }
+        if self.alerts.level2_after.is_zero()
+            || self.alerts.level3_after <= self.alerts.level2_after
+        {
+            return bad(
+                "alerts.level3_after",
+                "escalation intervals must be positive and level 3 after level 2",
+            );
+        }
+        if self.field.max_fence_vertices < 3 {
+            return bad("field.max_fence_vertices", "must be at least 3");
         }
         if self.retention.interval.is_zero() {
             return bad("retention.interval", "must be greater than zero");

@@ -63,7 +63,10 @@ pub enum Shape {
 }
 
 fn valid_coord(c: [f64; 2]) -> bool {
-    c[0].is_finite() && c[1].is_finite() && (-180.0..=180.0).contains(&c[0]) && (-90.0..=90.0).contains(&c[1])
+    c[0].is_finite()
+        && c[1].is_finite()
+        && (-180.0..=180.0).contains(&c[0])
+        && (-90.0..=90.0).contains(&c[1])
 }
 
 /// A validated, ready-to-test shape.
@@ -97,7 +100,9 @@ impl Shape {
                         return Err(GeofenceError::OpenRing(i));
                     }
                     rings.push(LineString::from(
-                        ring.iter().map(|c| Coord { x: c[0], y: c[1] }).collect::<Vec<_>>(),
+                        ring.iter()
+                            .map(|c| Coord { x: c[0], y: c[1] })
+                            .collect::<Vec<_>>(),
                     ));
                 }
                 let mut rings = rings.into_iter();
@@ -234,9 +239,18 @@ mod tests {
         };
         assert_eq!(open.compile(100).err(), Some(GeofenceError::OpenRing(0)));
         let bowtie = Shape::Polygon {
-            coordinates: vec![vec![[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]],
+            coordinates: vec![vec![
+                [0.0, 0.0],
+                [1.0, 1.0],
+                [1.0, 0.0],
+                [0.0, 1.0],
+                [0.0, 0.0],
+            ]],
         };
-        assert!(matches!(bowtie.compile(100), Err(GeofenceError::Invalid(_))));
+        assert!(matches!(
+            bowtie.compile(100),
+            Err(GeofenceError::Invalid(_))
+        ));
         assert!(matches!(
             square(0.0, 0.0, 1.0).compile(3),
             Err(GeofenceError::TooManyVertices(4, 3))

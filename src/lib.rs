@@ -10,6 +10,10 @@
 //! - [`protocol`]: the native wire protocol (JSON and MessagePack envelopes, error and close codes).
 //! - [`hub`]: channels, rights ([`hub::channel`]), subscribers, admission and fan-out.
 //! - [`store`]: sequence numbers, message logs and the user directory behind one interface.
+//! - [`field`]: what publishes on the domain channels mean: locations, video, emergencies,
+//!   fences and shifts.
+//! - [`alerts`]: alert records, their life cycle, audit trail and escalation timers.
+//! - [`geofence`]: pure geometry of fences.
 //! - [`auth`]: JWT verification and minting, identities and roles.
 //! - [`api`]: the REST routes.
 //! - [`metrics`]: counters for stats.
@@ -17,10 +21,12 @@
 //! - [`server`]: wiring, start-up and ordered shutdown.
 //! - [`cli`]: the `lookout` command line.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod field;
 pub mod geofence;
 pub mod hub;
 pub mod metrics;

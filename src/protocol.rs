@@ -234,6 +234,42 @@ pub enum ClientMsg {
         #[serde(rename = "jobId")]
         job_id: String,
     },
+    /// Acknowledge an alert (supervisors of its org, admins): it stops escalating.
+    AlertAck {
+        /// Echoed id.
+        #[serde(default)]
+        id: Option<RequestId>,
+        /// The alert.
+        #[serde(rename = "alertId")]
+        alert_id: String,
+        /// A note for the audit trail.
+        #[serde(default)]
+        note: Option<String>,
+    },
+    /// Resolve an alert.
+    AlertResolve {
+        /// Echoed id.
+        #[serde(default)]
+        id: Option<RequestId>,
+        /// The alert.
+        #[serde(rename = "alertId")]
+        alert_id: String,
+        /// A note for the audit trail.
+        #[serde(default)]
+        note: Option<String>,
+    },
+    /// A typing indicator, relayed on the org's presence channel.
+    Typing {
+        /// Echoed id.
+        #[serde(default)]
+        id: Option<RequestId>,
+        /// Where: a room, or a user for a private conversation.
+        #[serde(default)]
+        room: Option<String>,
+        /// Typing or stopped.
+        #[serde(default = "yes")]
+        active: bool,
+    },
     /// Job-status dialect: follow any channel, with dialect frames.
     SubscribeChannel {
         /// Echoed id.
@@ -242,6 +278,10 @@ pub enum ClientMsg {
         /// Channel name.
         channel: String,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The payload of a publish without `data`.
@@ -362,6 +402,12 @@ pub struct ReplyFields<'a> {
     /// The oldest seq still in the channel's log.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first: Option<u64>,
+    /// The alert a publish or alert operation concerns.
+    #[serde(rename = "alertId", skip_serializing_if = "Option::is_none")]
+    pub alert_id: Option<&'a str>,
+    /// The alert's state after an alert operation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'a str>,
     /// New expiry after a refresh.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,

@@ -58,6 +58,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The hub.
     pub hub: Arc<Hub>,
+    /// Field operations (locations, video, emergencies, fences, shifts, alerts).
+    pub field: Arc<crate::field::Field>,
     /// Token verification.
     pub auth: Arc<Authenticator>,
     /// Fires once when shutdown begins.
@@ -123,9 +125,26 @@ impl Server {
         );
         let store = Arc::new(store);
         let hub = Hub::new(store, config.limits.clone());
+        let alerts = crate::alerts::Alerts::new(
+            hub.clone(),
+            crate::alerts::Escalation {
+                level2_after: config.alerts.level2_after,
+                level3_after: config.alerts.level3_after,
+            },
+        );
+        let field = crate::field::Field::new(
+            hub.clone(),
+            alerts,
+            crate::field::FieldConfig {
+                max_clock_skew: config.field.max_clock_skew,
+                max_fence_vertices: config.field.max_fence_vertices,
+                max_video_frame: config.limits.max_video_frame,
+            },
+        );
         let state = Arc::new(AppState {
             config: Arc::new(config),
             hub,
+            field,
             auth,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -168,6 +187,13 @@ impl Server {
         let store = state.hub.store().clone();
         let flusher = store.spawn_flusher();
         let retention = tokio::spawn(retention(state.clone()));
+        let timers = tokio::spawn(
+            state
+                .field
+                .alerts()
+                .clone()
+                .run_timers(state.shutdown.clone()),
+        );
         let tls_loop = tokio::spawn(transport::accept_loop(
             state.clone(),
             self.listener,
@@ -190,6 +216,7 @@ impl Server {
         }
         housekeeping.abort();
         retention.abort();
+        let _ = timers.await;
         state.tracker.close();
         let grace = state.config.limits.shutdown_grace;
         if tokio::time::timeout(grace, state.tracker.wait())

@@ -38,6 +38,8 @@ const MAX_CLOSE_REASON: usize = 123;
 pub struct SessionContext {
     /// The hub.
     pub hub: Arc<Hub>,
+    /// Field operations: every publish goes through it.
+    pub field: Arc<crate::field::Field>,
     /// Token verification, for `refresh`.
     pub auth: Arc<Authenticator>,
     /// Fires once on server shutdown.
@@ -552,17 +554,19 @@ impl Reader<'_> {
                     data,
                     ack_required: ack,
                 };
-                match self.ctx.hub.publish(&self.conn.identity, request).await {
+                match self.ctx.field.publish(&self.conn.identity, request).await {
                     Ok(p) => {
                         let fields = ReplyFields {
-                            channel: Some(&p.channel),
-                            seq: Some(p.seq),
-                            epoch: Some(&p.epoch),
+                            channel: Some(&p.published.channel),
+                            seq: Some(p.published.seq),
+                            epoch: Some(&p.published.epoch),
+                            alert_id: p.alert_id.as_deref(),
                             ..Default::default()
                         };
                         self.reply(id.as_ref(), fields).await
                     }
-                    Err(e) => self.hub_error(id.as_ref(), e).await,
+                    Err(crate::field::FieldError::Hub(e)) => self.hub_error(id.as_ref(), e).await,
+                    Err(e) => self.field_error(id.as_ref(), e).await,
                 }
             }
             ClientMsg::Ack { id, channel, seq } => {
@@ -593,6 +597,31 @@ impl Reader<'_> {
                 self.send_encoded(&pong).await
             }
             ClientMsg::Refresh { id, token } => self.refresh(id.as_ref(), &token).await,
+            ClientMsg::AlertAck { id, alert_id, note } => {
+                let alerts = self.ctx.field.alerts();
+                let result = alerts
+                    .acknowledge(&self.conn.identity, &alert_id, note)
+                    .await;
+                self.alert_reply(id.as_ref(), result).await
+            }
+            ClientMsg::AlertResolve { id, alert_id, note } => {
+                let who = &self.conn.identity;
+                let alerts = self.ctx.field.alerts();
+                let result = alerts
+                    .resolve(Some(who), &alert_id, &who.user, note, Vec::new())
+                    .await;
+                self.alert_reply(id.as_ref(), result).await
+            }
+            ClientMsg::Typing { id, room, active } => {
+                let mut extra = vec![("active", rmpv::Value::from(active))];
+                if let Some(room) = room {
+                    extra.push(("room", rmpv::Value::from(room)));
+                }
+                self.ctx
+                    .hub
+                    .presence_event(&self.conn.identity, "typing", extra);
+                self.reply(id.as_ref(), ReplyFields::default()).await
+            }
         }
     }
 
@@ -710,6 +739,37 @@ impl Reader<'_> {
         self.error(id, e.code(), &e.to_string()).await
     }
 
+    async fn field_error(&self, id: Option<&RequestId>, e: crate::field::FieldError) -> Flow {
+        if e.code() == ErrorCode::Internal {
+            tracing::error!(error = %e, "field operation failed");
+            return self.error(id, ErrorCode::Internal, "internal error").await;
+        }
+        self.error(id, e.code(), &e.to_string()).await
+    }
+
+    async fn alert_reply(
+        &self,
+        id: Option<&RequestId>,
+        result: Result<crate::alerts::Alert, crate::alerts::AlertError>,
+    ) -> Flow {
+        match result {
+            Ok(alert) => {
+                let state = match alert.state {
+                    crate::alerts::AlertState::Open => "open",
+                    crate::alerts::AlertState::Acknowledged => "acknowledged",
+                    crate::alerts::AlertState::Resolved => "resolved",
+                };
+                let fields = ReplyFields {
+                    alert_id: Some(&alert.id),
+                    state: Some(state),
+                    ..Default::default()
+                };
+                self.reply(id, fields).await
+            }
+            Err(e) => self.field_error(id, e.into()).await,
+        }
+    }
+
     async fn error(&self, id: Option<&RequestId>, code: ErrorCode, message: &str) -> Flow {
         self.send_encoded(&ErrorFrame::new(id, code, message)).await
     }
@@ -741,6 +801,9 @@ fn request_id(msg: &ClientMsg) -> Option<&RequestId> {
         | ClientMsg::Refresh { id, .. }
         | ClientMsg::SubscribeJob { id, .. }
         | ClientMsg::UnsubscribeJob { id, .. }
-        | ClientMsg::SubscribeChannel { id, .. } => id.as_ref(),
+        | ClientMsg::SubscribeChannel { id, .. }
+        | ClientMsg::AlertAck { id, .. }
+        | ClientMsg::AlertResolve { id, .. }
+        | ClientMsg::Typing { id, .. } => id.as_ref(),
     }
 }

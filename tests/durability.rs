@@ -168,7 +168,7 @@ async fn an_unacknowledged_ack_required_message_is_redelivered_on_every_reconnec
     let mut guard = server
         .connect(&server.token("g1", Some("acme"), &[Role::Guard]))
         .await;
-    let channel = "/topic/emergency/g1";
+    let channel = "/topic/org/acme/room/incidents";
     let r = guard
         .request(json!({"type":"publish","channel":channel,"data":{"alert":"PANIC"},"ack":true}))
         .await;

@@ -48,16 +48,25 @@ async fn fast_readers(
     handles
 }
 
-/// Publishes large live video frames until the server reports dropping some for a stalled
-/// viewer: from then on its socket buffers and its queue are full.
-async fn stall_on_video(server: &TestServer, guard: &mut Client) {
-    let frame = "s".repeat(60 * 1024);
+/// The guard streaming video, over MessagePack.
+async fn video_guard(server: &TestServer) -> Client {
+    let token = server.token("g1", Some("acme"), &[Role::Guard]);
+    server
+        .connect_as(&token, Some("lookout.msgpack"))
+        .await
+        .expect("msgpack")
+}
+
+/// Publishes large live video frames (not keyframes) until the server reports dropping some
+/// for a stalled viewer: from then on its socket buffers and its queue are full. Returns the
+/// last seq published.
+async fn stall_on_video(server: &TestServer, guard: &mut Client) -> u64 {
+    let frame = vec![0x5a; 60 * 1024];
     for n in 0..2000 {
-        assert!(ok(&guard
-            .publish("/topic/video/g1", json!({"n": n, "jpeg": frame}))
-            .await));
+        let reply = guard.publish_frame("/topic/video/g1", &frame, false).await;
+        assert!(ok(&reply), "{reply}");
         if n % 20 == 19 && server.stats().await["dropped_live"].as_u64().unwrap_or(0) > 0 {
-            return;
+            return reply["seq"].as_u64().expect("seq");
         }
     }
     panic!("the stalled viewer never filled up");
@@ -89,19 +98,14 @@ async fn stalled(server: &TestServer, channel: &str) -> Client {
 async fn a_stalled_video_viewer_loses_frames_while_100_others_get_every_one() {
     let server = server().await;
     let channel = "/topic/video/g1";
-    let mut guard = server
-        .connect(&server.token("g1", Some("acme"), &[Role::Guard]))
-        .await;
+    let mut guard = video_guard(&server).await;
     let _stalled = stalled(&server, channel).await;
-    stall_on_video(&server, &mut guard).await;
-    let head = server.stats().await["messages_published"]
-        .as_u64()
-        .expect("published");
+    let head = stall_on_video(&server, &mut guard).await;
     let readers = fast_readers(&server, channel, MESSAGES).await;
 
-    let frame = "j".repeat(1024);
-    for n in 1..=MESSAGES {
-        let r = guard.publish(channel, json!({"n": n, "jpeg": frame})).await;
+    let frame = vec![0x4a; 1024];
+    for _ in 1..=MESSAGES {
+        let r = guard.publish_frame(channel, &frame, false).await;
         assert!(ok(&r), "{r}");
     }
     assert_all_received(readers, head + 1..=head + MESSAGES).await;
@@ -137,9 +141,7 @@ async fn a_stalled_subscriber_on_a_logged_channel_is_disconnected_and_others_are
     let mut publisher = server
         .connect(&server.token("pub", Some("acme"), &[Role::Supervisor]))
         .await;
-    let mut guard = server
-        .connect(&server.token("g1", Some("acme"), &[Role::Guard]))
-        .await;
+    let mut guard = video_guard(&server).await;
     let mut slow = stalled(&server, "/topic/video/g1").await;
     assert!(ok(&slow.subscribe(channel).await));
     stall_on_video(&server, &mut guard).await;
@@ -200,28 +202,24 @@ async fn the_servers_memory_stays_bounded_while_a_video_viewer_is_stalled() {
     );
     let channel = "/topic/video/g1";
     let mut guard = server
-        .connect(&server.token("g1", Some("acme"), &[Role::Guard]))
+        .connect_with(
+            &server.token("g1", Some("acme"), &[Role::Guard]),
+            Some("lookout.msgpack"),
+        )
         .await;
     let token = server.token("sup", Some("acme"), &[Role::Supervisor]);
     let mut stalled = connect_stalled(&server.cert_pem(), server.addr, &token).await;
     assert!(ok(&stalled.subscribe(channel).await));
 
-    let frame = "v".repeat(32 * 1024);
-    let publish = |n: u64| {
-        let data = json!({"n": n, "jpeg": frame});
-        let channel = channel.to_string();
-        async move { (channel, data) }
-    };
+    let frame = vec![0x56; 32 * 1024];
     // Warm up: fill the socket buffers and the queue, then measure.
-    for n in 0..300 {
-        let (ch, data) = publish(n).await;
-        assert!(ok(&guard.publish(&ch, data).await));
+    for _ in 0..300 {
+        assert!(ok(&guard.publish_frame(channel, &frame, false).await));
     }
     let before = server.rss_kib();
     // 3,000 more frames of 32 KiB: ~94 MiB that an unbounded queue would have to hold.
-    for n in 300..3300 {
-        let (ch, data) = publish(n).await;
-        assert!(ok(&guard.publish(&ch, data).await));
+    for _ in 300..3300 {
+        assert!(ok(&guard.publish_frame(channel, &frame, false).await));
     }
     let after = server.rss_kib();
     let growth_mib = after.saturating_sub(before) as f64 / 1024.0;

@@ -273,6 +273,8 @@ pub struct Hub {
     channels: RwLock<HashMap<Arc<str>, Arc<Channel>>>,
     /// Seqs of live-only channels, which the store does not keep.
     live_heads: Mutex<HashMap<Arc<str>, u64>>,
+    /// The latest keyframe of each video channel, sent first to a late viewer.
+    keyframes: Mutex<HashMap<Arc<str>, Arc<StoredMessage>>>,
     users: Mutex<HashMap<Arc<str>, UserEntry>>,
     total: AtomicUsize,
     next_id: AtomicU64,
@@ -282,6 +284,13 @@ pub struct Hub {
     released: watch::Sender<u64>,
     /// Counters for stats and metrics.
     pub stats: Stats,
+}
+
+fn is_keyframe(data: &rmpv::Value) -> bool {
+    data.as_map().is_some_and(|m| {
+        m.iter()
+            .any(|(k, v)| k.as_str() == Some("keyframe") && v.as_bool() == Some(true))
+    })
 }
 
 fn quota(per_second: u32, burst: u32) -> Quota {
@@ -302,6 +311,7 @@ impl Hub {
             limits,
             channels: RwLock::default(),
             live_heads: Mutex::default(),
+            keyframes: Mutex::default(),
             users: Mutex::default(),
             total: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
@@ -368,10 +378,14 @@ impl Hub {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (conn, rx) = ConnHandle::new(id, identity, encoding, peer, self.limits.outbound_queue);
+        let first = entry.conns.is_empty();
         entry.conns.push(conn.clone());
         entry.last_seen = now_millis();
         drop(users);
         self.stats.connected(encoding);
+        if first {
+            self.presence(&conn.identity, "join");
+        }
         Ok((
             conn.clone(),
             rx,
@@ -384,13 +398,65 @@ impl Hub {
 
     fn leave(&self, conn: &ConnHandle) {
         let mut users = self.users.lock();
+        let mut last = false;
         if let Some(entry) = users.get_mut(&conn.identity.user) {
             entry.conns.retain(|c| c.id != conn.id);
             entry.last_seen = now_millis();
+            last = entry.conns.is_empty();
         }
         drop(users);
         self.total.fetch_sub(1, Ordering::AcqRel);
         self.stats.disconnected(conn.encoding);
+        if last {
+            self.presence(&conn.identity, "leave");
+        }
+    }
+
+    /// Publishes a presence event of `who` on its org's presence channel (live only).
+    pub fn presence(&self, who: &Identity, event: &str) {
+        self.presence_event(who, event, Vec::new());
+    }
+
+    /// A presence event with extra fields (e.g. typing: room, active).
+    pub fn presence_event(&self, who: &Identity, event: &str, extra: Vec<(&str, rmpv::Value)>) {
+        let Some(org) = &who.org else { return };
+        let mut fields = vec![
+            (rmpv::Value::from("event"), rmpv::Value::from(event)),
+            (rmpv::Value::from("user"), rmpv::Value::from(&*who.user)),
+            (rmpv::Value::from("at"), rmpv::Value::from(now_millis())),
+        ];
+        if let Some(name) = &who.name {
+            fields.push((rmpv::Value::from("name"), rmpv::Value::from(name.as_str())));
+        }
+        for (k, v) in extra {
+            fields.push((rmpv::Value::from(k), v));
+        }
+        let target = Target::Org {
+            kind: ChannelKind::OrgPresence,
+            org: org.to_string(),
+        };
+        let stored = target.stored_name();
+        self.publish_live(&target, &stored, rmpv::Value::Map(fields));
+    }
+
+    /// Users of `org` with at least one connection: (user, name, connections, since).
+    pub fn online(&self, org: &str) -> Vec<(String, Option<String>, usize, u64)> {
+        self.users
+            .lock()
+            .iter()
+            .filter_map(|(user, e)| {
+                let first = e.conns.first()?;
+                first.identity.in_org(org).then(|| {
+                    let since = e.conns.iter().map(|c| c.connected_at).min().unwrap_or(0);
+                    (
+                        user.to_string(),
+                        first.identity.name.clone(),
+                        e.conns.len(),
+                        since,
+                    )
+                })
+            })
+            .collect()
     }
 
     /// Checks the user's message rate (`video` selects the video frame budget).
@@ -566,6 +632,13 @@ impl Hub {
             if st.subscribers.contains_key(&conn.id) {
                 return Err(HubError::AlreadySubscribed(target.public_name()));
             }
+            if kind == ChannelKind::Video {
+                let keyframe = self.keyframes.lock().get(&*stored).cloned();
+                if let Some(message) = keyframe {
+                    let d = Arc::new(Delivery::new(channel.public.clone(), kind, message));
+                    let _ = conn.try_send(Outbound::Deliver(d, view));
+                }
+            }
             if let Some(after) = last {
                 for message in self.store.read(&stored, after, st.delivered, usize::MAX)? {
                     let d = Arc::new(Delivery::new(channel.public.clone(), kind, message));
@@ -602,15 +675,8 @@ impl Hub {
     /// Publishes on behalf of `who`, after checking the rights table. Returns once the message
     /// is durable (logged channels) and queued to every subscriber.
     pub async fn publish(&self, who: &Identity, req: Publish<'_>) -> Result<Published, HubError> {
-        let addressee = match req.to {
-            Some(to) => Some(to),
-            None if req.channel.starts_with("/user/queue/") => None,
-            None => Some(&*who.user),
-        };
-        let target = Target::parse(req.channel, addressee)?;
-        if let channel::JobOwner::Set(owner) =
-            channel::can_publish(who, &target, req.owner, &*self.store)?
-        {
+        let (target, job_owner) = self.authorize_publish(who, &req)?;
+        if let channel::JobOwner::Set(owner) = job_owner {
             if let Target::Job { job } = &target {
                 let stored_owner = self.store.claim_job(job, &owner)?;
                 // Lost a race with another first publish naming someone else.
@@ -630,6 +696,22 @@ impl Hub {
             seq,
             epoch: self.store.epoch().to_string(),
         })
+    }
+
+    /// Checks a publish against the rights table without publishing.
+    pub fn authorize_publish(
+        &self,
+        who: &Identity,
+        req: &Publish<'_>,
+    ) -> Result<(Target, channel::JobOwner), HubError> {
+        let addressee = match req.to {
+            Some(to) => Some(to),
+            None if req.channel.starts_with("/user/queue/") => None,
+            None => Some(&*who.user),
+        };
+        let target = Target::parse(req.channel, addressee)?;
+        let owner = channel::can_publish(who, &target, req.owner, &*self.store)?;
+        Ok((target, owner))
     }
 
     /// Publishes without a rights check: for messages Lookout itself writes (alerts, presence,
@@ -673,15 +755,23 @@ impl Hub {
             *head
         };
         self.stats.published(target.kind());
+        let message = Arc::new(StoredMessage {
+            seq,
+            timestamp: now_millis(),
+            data,
+            ack_required: false,
+        });
         let channels = self.channels.read();
-        if let Some(channel) = channels.get(stored) {
-            let st = channel.state.lock();
-            let message = Arc::new(StoredMessage {
-                seq,
-                timestamp: now_millis(),
-                data,
-                ack_required: false,
-            });
+        let entry = channels.get(stored);
+        let st = entry.map(|channel| channel.state.lock());
+        // Under the channel lock, so a viewer joining now gets this keyframe either from the
+        // cache or live, never neither.
+        if target.kind() == ChannelKind::Video && is_keyframe(&message.data) {
+            self.keyframes
+                .lock()
+                .insert(Arc::from(stored), message.clone());
+        }
+        if let (Some(channel), Some(st)) = (entry, st) {
             let d = Arc::new(Delivery::new(channel.public.clone(), channel.kind, message));
             self.fan_out(&st, &d, false);
         }

@@ -124,3 +124,126 @@ mod tests {
         assert!(log(1, 5).starts_with(&log_prefix(1)));
     }
 }
+
+/// Domain records kept beside the logs (see [`Record`]).
+pub const FENCE: u8 = b'G';
+/// Last known location per user.
+pub const LOCATION: u8 = b'P';
+/// Inside/outside state per user and fence.
+pub const FENCE_STATE: u8 = b'S';
+/// Alert records.
+pub const ALERT: u8 = b'X';
+/// Escalation timers by due time: due (ms), alert id, level.
+pub const TIMER: u8 = b'T';
+/// Shifts.
+pub const SHIFT: u8 = b'H';
+
+/// A domain record's key.
+#[derive(Debug, Clone, Copy)]
+pub enum Record<'a> {
+    /// An org's fence.
+    Fence {
+        /// Org.
+        org: &'a str,
+        /// Fence id.
+        id: &'a str,
+    },
+    /// A user's last known location.
+    Location {
+        /// User.
+        user: &'a str,
+    },
+    /// Whether a user is in violation of a fence.
+    FenceState {
+        /// User.
+        user: &'a str,
+        /// Fence id.
+        fence: &'a str,
+    },
+    /// An alert.
+    Alert {
+        /// Alert id.
+        id: &'a str,
+    },
+    /// An escalation timer.
+    Timer {
+        /// Due, ms since the Unix epoch.
+        due: u64,
+        /// Alert id.
+        alert: &'a str,
+        /// Level it raises the alert to.
+        level: u8,
+    },
+    /// A shift.
+    Shift {
+        /// Shift id.
+        id: &'a str,
+    },
+}
+
+/// A set of domain records to scan.
+#[derive(Debug, Clone, Copy)]
+pub enum Records<'a> {
+    /// An org's fences.
+    Fences {
+        /// Org.
+        org: &'a str,
+    },
+    /// Every last known location.
+    Locations,
+    /// Every alert.
+    Alerts,
+    /// Every shift.
+    Shifts,
+}
+
+impl Record<'_> {
+    /// The key bytes.
+    pub fn key(&self) -> Vec<u8> {
+        match *self {
+            Record::Fence { org, id } => {
+                let mut k = user_prefix(FENCE, org);
+                k.extend_from_slice(id.as_bytes());
+                k
+            }
+            Record::Location { user } => tagged(LOCATION, user.as_bytes()),
+            Record::FenceState { user, fence } => {
+                let mut k = user_prefix(FENCE_STATE, user);
+                k.extend_from_slice(fence.as_bytes());
+                k
+            }
+            Record::Alert { id } => tagged(ALERT, id.as_bytes()),
+            Record::Timer { due, alert, level } => {
+                let mut k = vec![TIMER];
+                k.extend_from_slice(&due.to_be_bytes());
+                k.push(level);
+                k.extend_from_slice(alert.as_bytes());
+                k
+            }
+            Record::Shift { id } => tagged(SHIFT, id.as_bytes()),
+        }
+    }
+}
+
+impl Records<'_> {
+    /// The prefix bytes.
+    pub fn prefix(&self) -> Vec<u8> {
+        match *self {
+            Records::Fences { org } => user_prefix(FENCE, org),
+            Records::Locations => vec![LOCATION],
+            Records::Alerts => vec![ALERT],
+            Records::Shifts => vec![SHIFT],
+        }
+    }
+}
+
+/// Decodes a timer key into (due, level, alert id).
+pub fn timer_of(key: &[u8]) -> Option<(u64, u8, String)> {
+    if key.first() != Some(&TIMER) || key.len() < 10 {
+        return None;
+    }
+    let due = u64::from_be_bytes(key[1..9].try_into().ok()?);
+    let level = key[9];
+    let alert = String::from_utf8(key[10..].to_vec()).ok()?;
+    Some((due, level, alert))
+}

@@ -109,6 +109,22 @@ pub enum Remembered {
     Conflict(Arc<str>),
 }
 
+/// One change of a [`Store::write`].
+#[derive(Debug, Clone)]
+pub enum Change<'a> {
+    /// Store an encoded record.
+    Put(keys::Record<'a>, Vec<u8>),
+    /// Remove a record.
+    Delete(keys::Record<'a>),
+}
+
+impl<'a> Change<'a> {
+    /// A put of `value`, encoded.
+    pub fn put<T: Serialize>(key: keys::Record<'a>, value: &T) -> Result<Self, StoreError> {
+        Ok(Change::Put(key, encode(value)?))
+    }
+}
+
 /// Proof of a write; [`Store::durable`] waits until a flush covers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ticket(u64);
@@ -168,8 +184,9 @@ struct UserRecord {
     last_seen: u64,
 }
 
+// Maps with field names, not arrays: records have optional fields and will gain new ones.
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    rmp_serde::to_vec(value).map_err(|e| StoreError::Codec(e.to_string()))
+    rmp_serde::to_vec_named(value).map_err(|e| StoreError::Codec(e.to_string()))
 }
 
 fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, StoreError> {
@@ -720,6 +737,67 @@ impl Store {
             self.db.apply_batch(batch)?;
         }
         Ok(deleted)
+    }
+
+    /// Reads one domain record.
+    pub fn record<T: serde::de::DeserializeOwned>(
+        &self,
+        key: keys::Record<'_>,
+    ) -> Result<Option<T>, StoreError> {
+        match self.db.get(key.key())? {
+            Some(raw) => Ok(Some(decode(&raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads every record of a set.
+    pub fn records<T: serde::de::DeserializeOwned>(
+        &self,
+        set: keys::Records<'_>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.db
+            .scan_prefix(set.prefix())
+            .values()
+            .map(|v| decode(&v?))
+            .collect()
+    }
+
+    /// Applies puts and deletes of domain records atomically; wait on the ticket before
+    /// acknowledging.
+    pub fn write(&self, changes: &[Change<'_>]) -> Result<Ticket, StoreError> {
+        let mut batch = sled::Batch::default();
+        for change in changes {
+            match change {
+                Change::Put(key, value) => batch.insert(key.key(), value.clone()),
+                Change::Delete(key) => batch.remove(key.key()),
+            }
+        }
+        self.db.apply_batch(batch)?;
+        Ok(self.applied())
+    }
+
+    /// Escalation timers due at or before `now` (ms), oldest first: (due, level, alert id).
+    pub fn due_timers(&self, now: u64) -> Result<Vec<(u64, u8, String)>, StoreError> {
+        let mut out = Vec::new();
+        for key in self.db.scan_prefix([keys::TIMER]).keys() {
+            let key = key?;
+            let Some(timer) = keys::timer_of(&key) else {
+                continue;
+            };
+            if timer.0 > now {
+                break;
+            }
+            out.push(timer);
+        }
+        Ok(out)
+    }
+
+    /// When the next escalation timer is due.
+    pub fn next_timer(&self) -> Result<Option<u64>, StoreError> {
+        match self.db.scan_prefix([keys::TIMER]).keys().next() {
+            Some(k) => Ok(keys::timer_of(&k?).map(|t| t.0)),
+            None => Ok(None),
+        }
     }
 
     /// Every key and value, for backups.

@@ -107,6 +107,7 @@ pub async fn handle(
     );
     let ctx = SessionContext {
         hub: state.hub.clone(),
+        field: state.field.clone(),
         auth: state.auth.clone(),
         shutdown: state.shutdown.clone(),
     };

@@ -67,6 +67,13 @@ impl TestServer {
     }
 
     async fn start_config(config: Config, dir: tempfile::TempDir) -> Self {
+        // LOOKOUT_TEST_LOG=debug shows the server's logs for a failing test.
+        if let Ok(level) = std::env::var("LOOKOUT_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+                .with_test_writer()
+                .try_init();
+        }
         let auth = Authenticator::from_config(&config).expect("auth");
         let server = Server::bind(config.clone()).await.expect("bind");
         let addr = server.local_addr();
@@ -310,6 +317,41 @@ impl Client {
         }
     }
 
+    /// Publishes a video frame (MessagePack connections only) and returns the reply.
+    pub async fn publish_frame(&mut self, channel: &str, jpeg: &[u8], keyframe: bool) -> Value {
+        assert!(self.msgpack, "video frames need lookout.msgpack");
+        self.next_id += 1;
+        let id = format!("r{}", self.next_id);
+        let s = |v: &str| rmpv::Value::from(v);
+        let frame = rmpv::Value::Map(vec![
+            (s("type"), s("publish")),
+            (s("id"), s(&id)),
+            (s("channel"), s(channel)),
+            (
+                s("data"),
+                rmpv::Value::Map(vec![
+                    (s("codec"), s("jpeg")),
+                    (s("keyframe"), rmpv::Value::from(keyframe)),
+                    (s("ts"), rmpv::Value::from(lookout::protocol::now_millis())),
+                    (s("data"), rmpv::Value::Binary(jpeg.to_vec())),
+                ]),
+            ),
+        ]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &frame).expect("encode");
+        self.ws
+            .send(Message::Binary(bytes.into()))
+            .await
+            .expect("send");
+        loop {
+            let reply = self.next_frame().await;
+            if reply["id"] == json!(id) {
+                return reply;
+            }
+            self.inbox.push_back(reply);
+        }
+    }
+
     pub async fn subscribe(&mut self, channel: &str) -> Value {
         self.request(json!({"type": "subscribe", "channel": channel}))
             .await
@@ -436,13 +478,23 @@ impl Binary {
     }
 
     pub async fn connect(&self, token: &str) -> Client {
+        self.connect_with(token, None).await
+    }
+
+    /// Connects asking for `subprotocol`.
+    pub async fn connect_with(&self, token: &str, subprotocol: Option<&str>) -> Client {
         let url = format!("wss://{}/ws", self.addr);
         let mut req = url.into_client_request().expect("request");
         req.headers_mut().insert(
             "authorization",
             format!("Bearer {token}").parse().expect("header"),
         );
-        connect_request(&self.cert_pem(), req, false)
+        if let Some(p) = subprotocol {
+            req.headers_mut()
+                .insert("sec-websocket-protocol", p.parse().expect("header"));
+        }
+        let msgpack = subprotocol == Some("lookout.msgpack");
+        connect_request(&self.cert_pem(), req, msgpack)
             .await
             .expect("connect")
     }

@@ -1,0 +1,534 @@
+//! Emergency alerts: records, their state machine (`open → acknowledged → resolved`), their
+//! audit trail, and the escalation timers.
+//!
+//! An alert and its timers are written in one atomic store write; a timer is removed in the
+//! same write that raises the alert's level, so after a restart every pending timer fires once,
+//! at its due time or at once if overdue. One task drives all timers from the store's due-time
+//! index (`select!` on the next due time against a wake-up for new timers). This module decides
+//! what an alert is and when it escalates; it does not know about geometry or sockets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Identity, Role};
+use crate::hub::{Hub, HubError, Target};
+use crate::protocol::{now_millis, ErrorCode};
+use crate::store::keys::{Record, Records};
+use crate::store::{Change, StoreError};
+
+/// What can go wrong with an alert operation.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    /// No such alert (or not visible to the caller).
+    #[error("no alert {0}")]
+    NotFound(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The alert is not in a state that allows it.
+    #[error("alert is {0:?}")]
+    State(AlertState),
+    /// Invalid input.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Publishing failed.
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AlertError {
+    /// The stable error code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AlertError::NotFound(_) => ErrorCode::NotFound,
+            AlertError::Forbidden(_) => ErrorCode::Forbidden,
+            AlertError::State(_) => ErrorCode::Conflict,
+            AlertError::BadRequest(_) => ErrorCode::BadRequest,
+            AlertError::Hub(e) => e.code(),
+            AlertError::Store(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// Alert types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum AlertType {
+    /// Panic button.
+    Panic,
+    /// Medical emergency.
+    Medical,
+    /// Security incident.
+    Security,
+    /// Fire.
+    Fire,
+    /// Anything else.
+    General,
+    /// Raised by Lookout when a guard violates a geofence.
+    Geofence,
+}
+
+/// Alert priorities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Priority {
+    /// High.
+    High,
+    /// Critical.
+    Critical,
+}
+
+/// Alert states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    /// Nobody acknowledged it yet; it escalates.
+    Open,
+    /// A supervisor took it; it no longer escalates.
+    Acknowledged,
+    /// Over.
+    Resolved,
+}
+
+/// Where a guard was.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lon: f64,
+    /// Accuracy in metres.
+    pub accuracy: f64,
+    /// Client time, ms.
+    pub ts: u64,
+}
+
+/// One step in an alert's life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When, ms since the Unix epoch.
+    pub at: u64,
+    /// Who: a user id, or `lookout`.
+    pub by: String,
+    /// What: `created`, `escalated`, `acknowledged`, `resolved`.
+    pub action: String,
+    /// The level after this step.
+    pub level: u8,
+    /// A note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// An alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Id.
+    pub id: String,
+    /// Org.
+    pub org: String,
+    /// The guard concerned.
+    pub user: String,
+    /// Type.
+    #[serde(rename = "type")]
+    pub kind: AlertType,
+    /// Priority.
+    pub priority: Priority,
+    /// State.
+    pub state: AlertState,
+    /// Escalation level reached: 1 at creation, then 2 and 3.
+    pub level: u8,
+    /// Creation time, ms.
+    pub created_at: u64,
+    /// Last change, ms.
+    pub updated_at: u64,
+    /// The guard's last known position at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// For GEOFENCE alerts: the fence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<String>,
+    /// Escalations still pending: (due ms, level).
+    #[serde(default)]
+    pub pending: Vec<(u64, u8)>,
+    /// Every change, oldest first.
+    pub audit: Vec<AuditEntry>,
+}
+
+/// A request to raise an alert.
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    /// Org.
+    pub org: String,
+    /// The guard concerned.
+    pub user: String,
+    /// Type.
+    pub kind: AlertType,
+    /// Priority.
+    pub priority: Priority,
+    /// Free text.
+    pub message: Option<String>,
+    /// Where the guard was.
+    pub position: Option<Position>,
+    /// For GEOFENCE alerts.
+    pub fence: Option<String>,
+    /// Who raised it.
+    pub by: String,
+}
+
+/// Escalation intervals.
+#[derive(Debug, Clone, Copy)]
+pub struct Escalation {
+    /// Level 2 after this long without acknowledgement.
+    pub level2_after: Duration,
+    /// Level 3 after this long without acknowledgement.
+    pub level3_after: Duration,
+}
+
+/// Alert service.
+pub struct Alerts {
+    hub: Arc<Hub>,
+    escalation: Escalation,
+    wake: Notify,
+    // Alert transitions are read-modify-write of one record plus a durable wait: one at a time.
+    serial: tokio::sync::Mutex<()>,
+}
+
+/// Who may acknowledge or resolve an alert: the org's supervisors and admins.
+fn may_handle(who: &Identity, alert: &Alert) -> bool {
+    who.is(Role::Admin) || (who.is(Role::Supervisor) && who.in_org(&alert.org))
+}
+
+/// Who may see an alert: admins, the org's supervisors and services, and the guard concerned.
+fn may_see(who: &Identity, alert: &Alert) -> bool {
+    may_handle(who, alert)
+        || (who.is(Role::Service) && who.in_org(&alert.org))
+        || *who.user == *alert.user
+}
+
+impl Alerts {
+    /// An alert service publishing through `hub`.
+    pub fn new(hub: Arc<Hub>, escalation: Escalation) -> Arc<Self> {
+        Arc::new(Alerts {
+            hub,
+            escalation,
+            wake: Notify::new(),
+            serial: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn org_alerts(org: &str) -> Target {
+        Target::Org {
+            kind: crate::hub::ChannelKind::OrgAlerts,
+            org: org.to_string(),
+        }
+    }
+
+    async fn announce(&self, alert: &Alert, event: &str) -> Result<(), AlertError> {
+        let data = rmpv::ext::to_value(serde_json::json!({ "event": event, "alert": alert }))
+            .map_err(|e| AlertError::BadRequest(e.to_string()))?;
+        // Creation and escalations need a supervisor's acknowledgement of the message itself.
+        let ack = matches!(event, "created" | "escalated");
+        self.hub
+            .publish_as_lookout(&Self::org_alerts(&alert.org), data, ack)
+            .await?;
+        Ok(())
+    }
+
+    /// Raises an alert: level 1 at once to the org's supervisors, escalation timers stored with
+    /// it. `extra` changes (e.g. a fence's state) are written in the same atomic write.
+    pub async fn create(&self, new: NewAlert, extra: Vec<Change<'_>>) -> Result<Alert, AlertError> {
+        self.create_with_id(uuid::Uuid::new_v4().to_string(), new, extra)
+            .await
+    }
+
+    /// [`Alerts::create`] with the id chosen by the caller (so `extra` can refer to it).
+    pub async fn create_with_id(
+        &self,
+        id: String,
+        new: NewAlert,
+        extra: Vec<Change<'_>>,
+    ) -> Result<Alert, AlertError> {
+        let _one = self.serial.lock().await;
+        let now = now_millis();
+        let pending = vec![
+            (now + self.escalation.level2_after.as_millis() as u64, 2u8),
+            (now + self.escalation.level3_after.as_millis() as u64, 3u8),
+        ];
+        let alert = Alert {
+            id,
+            org: new.org,
+            user: new.user,
+            kind: new.kind,
+            priority: new.priority,
+            state: AlertState::Open,
+            level: 1,
+            created_at: now,
+            updated_at: now,
+            position: new.position,
+            message: new.message,
+            fence: new.fence,
+            pending: pending.clone(),
+            audit: vec![AuditEntry {
+                at: now,
+                by: new.by,
+                action: "created".into(),
+                level: 1,
+                note: None,
+            }],
+        };
+        let mut changes = extra;
+        changes.push(Change::put(Record::Alert { id: &alert.id }, &alert)?);
+        for (due, level) in &pending {
+            changes.push(Change::Put(
+                Record::Timer {
+                    due: *due,
+                    alert: &alert.id,
+                    level: *level,
+                },
+                Vec::new(),
+            ));
+        }
+        let store = self.hub.store();
+        let ticket = store.write(&changes)?;
+        store.durable(ticket).await?;
+        drop(changes);
+        self.wake.notify_one();
+        self.announce(&alert, "created").await?;
+        Ok(alert)
+    }
+
+    fn load(&self, id: &str) -> Result<Alert, AlertError> {
+        self.hub
+            .store()
+            .record(Record::Alert { id })?
+            .ok_or_else(|| AlertError::NotFound(id.to_string()))
+    }
+
+    /// An alert the caller may see.
+    pub fn get(&self, who: &Identity, id: &str) -> Result<Alert, AlertError> {
+        let alert = self.load(id)?;
+        if may_see(who, &alert) {
+            Ok(alert)
+        } else {
+            Err(AlertError::NotFound(id.to_string()))
+        }
+    }
+
+    /// Alerts the caller may see, newest first, optionally filtered by state and creation time.
+    pub fn list(
+        &self,
+        who: &Identity,
+        state: Option<AlertState>,
+        since: Option<u64>,
+    ) -> Result<Vec<Alert>, AlertError> {
+        let mut alerts: Vec<Alert> = self
+            .hub
+            .store()
+            .records::<Alert>(Records::Alerts)?
+            .into_iter()
+            .filter(|a| may_see(who, a))
+            .filter(|a| state.is_none_or(|s| a.state == s))
+            .filter(|a| since.is_none_or(|t| a.updated_at >= t))
+            .collect();
+        alerts.sort_by_key(|a| std::cmp::Reverse(a.created_at));
+        Ok(alerts)
+    }
+
+    /// A supervisor takes the alert: it stops escalating.
+    pub async fn acknowledge(
+        &self,
+        who: &Identity,
+        id: &str,
+        note: Option<String>,
+    ) -> Result<Alert, AlertError> {
+        self.transition(
+            id,
+            Some(who),
+            AlertState::Acknowledged,
+            &who.user,
+            note,
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// The alert is over. `by` is the user, or `lookout` for automatic resolution (without
+    /// `who`, no rights are checked).
+    pub async fn resolve(
+        &self,
+        who: Option<&Identity>,
+        id: &str,
+        by: &str,
+        note: Option<String>,
+        extra: Vec<Change<'_>>,
+    ) -> Result<Alert, AlertError> {
+        self.transition(id, who, AlertState::Resolved, by, note, extra)
+            .await
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        who: Option<&Identity>,
+        to: AlertState,
+        by: &str,
+        note: Option<String>,
+        extra: Vec<Change<'_>>,
+    ) -> Result<Alert, AlertError> {
+        let _one = self.serial.lock().await;
+        let mut alert = self.load(id)?;
+        if let Some(who) = who {
+            if !may_see(who, &alert) {
+                return Err(AlertError::NotFound(id.to_string()));
+            }
+            if !may_handle(who, &alert) {
+                return Err(AlertError::Forbidden(
+                    "only the org's supervisors and admins handle alerts",
+                ));
+            }
+        }
+        let allowed = match to {
+            AlertState::Acknowledged => alert.state == AlertState::Open,
+            AlertState::Resolved => alert.state != AlertState::Resolved,
+            AlertState::Open => false,
+        };
+        if !allowed {
+            return Err(AlertError::State(alert.state));
+        }
+        let now = now_millis();
+        let cancelled = std::mem::take(&mut alert.pending);
+        alert.state = to;
+        alert.updated_at = now;
+        alert.audit.push(AuditEntry {
+            at: now,
+            by: by.to_string(),
+            action: match to {
+                AlertState::Acknowledged => "acknowledged",
+                _ => "resolved",
+            }
+            .into(),
+            level: alert.level,
+            note,
+        });
+        let mut changes = extra;
+        changes.push(Change::put(Record::Alert { id: &alert.id }, &alert)?);
+        for (due, level) in &cancelled {
+            changes.push(Change::Delete(Record::Timer {
+                due: *due,
+                alert: &alert.id,
+                level: *level,
+            }));
+        }
+        let store = self.hub.store();
+        let ticket = store.write(&changes)?;
+        store.durable(ticket).await?;
+        drop(changes);
+        let event = match to {
+            AlertState::Acknowledged => "acknowledged",
+            _ => "resolved",
+        };
+        self.announce(&alert, event).await?;
+        Ok(alert)
+    }
+
+    /// Raises `id` to `level` if it is still open; removes the timer either way.
+    async fn escalate(&self, due: u64, level: u8, id: &str) -> Result<(), AlertError> {
+        let _one = self.serial.lock().await;
+        let timer = Record::Timer {
+            due,
+            alert: id,
+            level,
+        };
+        let store = self.hub.store();
+        let Some(mut alert) = store.record::<Alert>(Record::Alert { id })? else {
+            let ticket = store.write(&[Change::Delete(timer)])?;
+            store.durable(ticket).await?;
+            return Ok(());
+        };
+        alert.pending.retain(|p| *p != (due, level));
+        let raise = alert.state == AlertState::Open && level > alert.level;
+        if raise {
+            let now = now_millis();
+            alert.level = level;
+            alert.updated_at = now;
+            alert.audit.push(AuditEntry {
+                at: now,
+                by: "lookout".into(),
+                action: "escalated".into(),
+                level,
+                note: Some(format!("not acknowledged; due at {due}")),
+            });
+        }
+        let changes = [
+            Change::put(Record::Alert { id }, &alert)?,
+            Change::Delete(timer),
+        ];
+        let ticket = store.write(&changes)?;
+        store.durable(ticket).await?;
+        if raise {
+            self.announce(&alert, "escalated").await?;
+            if level >= 3 {
+                // Everyone reads /topic/system: say that an alert escalated, nothing that
+                // identifies the org, the guard or where they are.
+                let notice = rmpv::ext::to_value(serde_json::json!({
+                    "kind": "alert_escalated",
+                    "alertId": alert.id,
+                    "level": level,
+                    "type": alert.kind,
+                }))
+                .map_err(|e| AlertError::BadRequest(e.to_string()))?;
+                self.hub
+                    .publish_as_lookout(&Target::System, notice, false)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fires escalation timers at their due time until `shutdown`; overdue ones (after a
+    /// restart) fire at once.
+    pub async fn run_timers(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let next = match self.hub.store().next_timer() {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading escalation timers");
+                    None
+                }
+            };
+            let sleep = match next {
+                Some(due) => Duration::from_millis(due.saturating_sub(now_millis())),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => continue,
+                _ = tokio::time::sleep(sleep) => {}
+            }
+            let due = match self.hub.store().due_timers(now_millis()) {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading due escalation timers");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            for (due, level, id) in due {
+                if let Err(e) = self.escalate(due, level, &id).await {
+                    tracing::error!(alert = %id, level, error = %e, "escalation failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,771 @@
+//! Field operations: what a publish means on the domain channels, and the records around them.
+//!
+//! Every publish from a socket or REST comes through [`Field::publish`]:
+//! - `/topic/location/{user}`: validated, logged, kept as the user's last known position, fanned
+//!   in to `/topic/org/{org}/locations`, then checked against the org's geofences — a crossing
+//!   into violation raises a GEOFENCE alert, a return resolves it;
+//! - `/topic/video/{user}`: a frame is validated (codec, keyframe, ts, bytes ≤ the limit);
+//! - `/topic/emergency/{user}`: logged and turned into an alert;
+//! - everything else goes to the hub unchanged.
+//!
+//! This module holds the rules of the field domain; geometry is in [`crate::geofence`], alert
+//! life cycles in [`crate::alerts`], delivery in [`crate::hub`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::alerts::{AlertError, AlertType, Alerts, NewAlert, Position, Priority};
+use crate::auth::{Identity, Role};
+use crate::geofence::{Area, FenceIndex, FenceKind, Shape};
+use crate::hub::channel::Directory;
+use crate::hub::{ChannelKind, Hub, HubError, Publish, Published, Target};
+use crate::protocol::{now_millis, ErrorCode};
+use crate::store::keys::{Record, Records};
+use crate::store::{Change, StoreError};
+
+/// What can go wrong with a field operation.
+#[derive(Debug, thiserror::Error)]
+pub enum FieldError {
+    /// Invalid input.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Not allowed.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// No such record.
+    #[error("{0}")]
+    NotFound(String),
+    /// A frame over the size limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// From the hub.
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    /// From alerts.
+    #[error(transparent)]
+    Alert(#[from] AlertError),
+    /// From the store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl FieldError {
+    /// The stable error code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            FieldError::BadRequest(_) => ErrorCode::BadRequest,
+            FieldError::Forbidden(_) => ErrorCode::Forbidden,
+            FieldError::NotFound(_) => ErrorCode::NotFound,
+            FieldError::TooLarge(_) => ErrorCode::TooLarge,
+            FieldError::Hub(e) => e.code(),
+            FieldError::Alert(e) => e.code(),
+            FieldError::Store(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+fn bad<T>(message: impl Into<String>) -> Result<T, FieldError> {
+    Err(FieldError::BadRequest(message.into()))
+}
+
+/// Field settings.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldConfig {
+    /// How far in the future a location's `ts` may be.
+    pub max_clock_skew: Duration,
+    /// Vertices a polygon fence may have.
+    pub max_fence_vertices: usize,
+    /// Largest video frame payload.
+    pub max_video_frame: usize,
+}
+
+/// A location update as guards send it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    /// Latitude, degrees.
+    pub lat: f64,
+    /// Longitude, degrees.
+    pub lon: f64,
+    /// Accuracy, metres.
+    pub accuracy: f64,
+    /// Heading, degrees from north.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heading: Option<f64>,
+    /// Speed, m/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
+    /// Altitude, metres.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub altitude: Option<f64>,
+    /// Battery, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub battery: Option<f64>,
+    /// Client time, ms since the Unix epoch.
+    pub ts: u64,
+}
+
+impl Location {
+    /// Parses and checks a location payload.
+    pub fn parse(data: &rmpv::Value, max_skew: Duration) -> Result<Location, FieldError> {
+        let json = serde_json::to_value(data).map_err(|e| FieldError::BadRequest(e.to_string()))?;
+        let loc: Location = serde_json::from_value(json)
+            .map_err(|e| FieldError::BadRequest(format!("location: {e}")))?;
+        let finite = |v: f64| v.is_finite();
+        let in_range =
+            |v: Option<f64>, lo: f64, hi: f64| v.is_none_or(|v| finite(v) && v >= lo && v <= hi);
+        if !(finite(loc.lat) && (-90.0..=90.0).contains(&loc.lat)) {
+            return bad("lat must be a finite number in [-90, 90]");
+        }
+        if !(finite(loc.lon) && (-180.0..=180.0).contains(&loc.lon)) {
+            return bad("lon must be a finite number in [-180, 180]");
+        }
+        if !(finite(loc.accuracy) && loc.accuracy >= 0.0 && loc.accuracy <= 100_000.0) {
+            return bad("accuracy must be a finite number of metres, 0 to 100000");
+        }
+        if !in_range(loc.heading, 0.0, 360.0) {
+            return bad("heading must be in [0, 360]");
+        }
+        if !in_range(loc.speed, 0.0, 1_000.0) {
+            return bad("speed must be in [0, 1000] m/s");
+        }
+        if !in_range(loc.altitude, -12_000.0, 100_000.0) {
+            return bad("altitude must be a finite number of metres");
+        }
+        if !in_range(loc.battery, 0.0, 100.0) {
+            return bad("battery must be in [0, 100]");
+        }
+        let skew = u64::try_from(max_skew.as_millis()).unwrap_or(u64::MAX);
+        if loc.ts > now_millis().saturating_add(skew) {
+            return bad("ts is in the future beyond the allowed clock skew");
+        }
+        Ok(loc)
+    }
+
+    fn position(&self) -> Position {
+        Position {
+            lat: self.lat,
+            lon: self.lon,
+            accuracy: self.accuracy,
+            ts: self.ts,
+        }
+    }
+}
+
+/// A user's last known location, as kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastLocation {
+    /// User.
+    pub user: String,
+    /// Org.
+    pub org: String,
+    /// The location.
+    pub location: Location,
+    /// When Lookout received it, ms.
+    pub received_at: u64,
+}
+
+/// A geofence as kept and served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fence {
+    /// Id.
+    pub id: String,
+    /// Org.
+    pub org: String,
+    /// Name.
+    pub name: String,
+    /// Required or forbidden.
+    pub kind: FenceKind,
+    /// The area.
+    pub shape: Shape,
+    /// Guards it applies to; none: the whole org.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guards: Option<Vec<String>>,
+    /// Site it belongs to; `required` fences of a site apply only while the guard is on shift
+    /// there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// Creation time, ms.
+    pub created_at: u64,
+}
+
+/// What clients send to create or replace a fence.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FenceSpec {
+    /// Name.
+    pub name: String,
+    /// Required or forbidden.
+    pub kind: FenceKind,
+    /// The area.
+    pub shape: Shape,
+    /// Guards it applies to.
+    #[serde(default)]
+    pub guards: Option<Vec<String>>,
+    /// Site.
+    #[serde(default)]
+    pub site: Option<String>,
+    /// Org, for admins (others: their own).
+    #[serde(default)]
+    pub org: Option<String>,
+}
+
+/// Whether a guard is in violation of a fence, and the alert that says so.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FenceState {
+    /// In violation now.
+    pub violating: bool,
+    /// The open GEOFENCE alert.
+    #[serde(default)]
+    pub alert: Option<String>,
+}
+
+/// A guard's shift at a site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shift {
+    /// Id.
+    pub id: String,
+    /// Org.
+    pub org: String,
+    /// The guard.
+    pub user: String,
+    /// The site.
+    pub site: String,
+    /// Start, ms.
+    pub start: u64,
+    /// End, ms.
+    pub end: u64,
+}
+
+/// What clients send to create a shift.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShiftSpec {
+    /// The guard.
+    pub user: String,
+    /// The site.
+    pub site: String,
+    /// Start, ms.
+    pub start: u64,
+    /// End, ms.
+    pub end: u64,
+}
+
+/// Result of a publish through the field layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldPublished {
+    /// What the hub reports.
+    #[serde(flatten)]
+    pub published: Published,
+    /// The alert an emergency publish raised.
+    #[serde(rename = "alertId", skip_serializing_if = "Option::is_none")]
+    pub alert_id: Option<String>,
+}
+
+/// The field operations service.
+pub struct Field {
+    hub: Arc<Hub>,
+    alerts: Arc<Alerts>,
+    config: FieldConfig,
+    /// Compiled fences per org, rebuilt when a fence changes.
+    fences: Mutex<HashMap<String, Arc<FenceIndex<Fence>>>>,
+}
+
+fn emergency_type(s: &str) -> Option<AlertType> {
+    Some(match s {
+        "PANIC" => AlertType::Panic,
+        "MEDICAL" => AlertType::Medical,
+        "SECURITY" => AlertType::Security,
+        "FIRE" => AlertType::Fire,
+        "GENERAL" => AlertType::General,
+        _ => return None,
+    })
+}
+
+fn map_field<'a>(data: &'a rmpv::Value, name: &str) -> Option<&'a rmpv::Value> {
+    data.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(name))
+        .map(|(_, v)| v)
+}
+
+impl Field {
+    /// The service.
+    pub fn new(hub: Arc<Hub>, alerts: Arc<Alerts>, config: FieldConfig) -> Arc<Self> {
+        Arc::new(Field {
+            hub,
+            alerts,
+            config,
+            fences: Mutex::default(),
+        })
+    }
+
+    /// The alert service.
+    pub fn alerts(&self) -> &Arc<Alerts> {
+        &self.alerts
+    }
+
+    /// Publishes with the domain's meaning; see the module doc.
+    pub async fn publish(
+        &self,
+        who: &Identity,
+        req: Publish<'_>,
+    ) -> Result<FieldPublished, FieldError> {
+        let kind_user = |prefix: &str| req.channel.strip_prefix(prefix).map(str::to_string);
+        if let Some(user) = kind_user("/topic/location/") {
+            let location = Location::parse(&req.data, self.config.max_clock_skew)?;
+            let published = self.hub.publish(who, req).await?;
+            self.located(&user, location).await?;
+            return Ok(FieldPublished {
+                published,
+                alert_id: None,
+            });
+        }
+        if req.channel.starts_with("/topic/video/") {
+            self.check_frame(&req.data)?;
+            let published = self.hub.publish(who, req).await?;
+            return Ok(FieldPublished {
+                published,
+                alert_id: None,
+            });
+        }
+        if let Some(user) = kind_user("/topic/emergency/") {
+            let kind = map_field(&req.data, "type")
+                .and_then(|t| t.as_str())
+                .and_then(emergency_type)
+                .ok_or_else(|| {
+                    FieldError::BadRequest(
+                        "an emergency needs `type`: PANIC, MEDICAL, SECURITY, FIRE or GENERAL"
+                            .into(),
+                    )
+                })?;
+            let priority = match map_field(&req.data, "priority").and_then(|p| p.as_str()) {
+                None if kind == AlertType::Panic => Priority::Critical,
+                None => Priority::High,
+                Some("HIGH") => Priority::High,
+                Some("CRITICAL") => Priority::Critical,
+                Some(_) => return bad("priority must be HIGH or CRITICAL"),
+            };
+            let message = map_field(&req.data, "message")
+                .and_then(|m| m.as_str())
+                .map(|m| m.chars().take(1000).collect());
+            let published = self.hub.publish(who, req).await?;
+            let alert = self
+                .raise(&user, kind, priority, message, &who.user)
+                .await?;
+            return Ok(FieldPublished {
+                published,
+                alert_id: Some(alert.id),
+            });
+        }
+        let published = self.hub.publish(who, req).await?;
+        Ok(FieldPublished {
+            published,
+            alert_id: None,
+        })
+    }
+
+    /// Raises an emergency alert for `user` (its org and last position attached).
+    pub async fn raise(
+        &self,
+        user: &str,
+        kind: AlertType,
+        priority: Priority,
+        message: Option<String>,
+        by: &str,
+    ) -> Result<crate::alerts::Alert, FieldError> {
+        let org = self
+            .hub
+            .store()
+            .user_org(user)
+            .ok_or_else(|| FieldError::NotFound(format!("unknown user {user}")))?;
+        let position = self.last_location(user)?.map(|l| l.location.position());
+        let alert = self
+            .alerts
+            .create(
+                NewAlert {
+                    org: org.to_string(),
+                    user: user.to_string(),
+                    kind,
+                    priority,
+                    message,
+                    position,
+                    fence: None,
+                    by: by.to_string(),
+                },
+                Vec::new(),
+            )
+            .await?;
+        Ok(alert)
+    }
+
+    fn check_frame(&self, data: &rmpv::Value) -> Result<(), FieldError> {
+        let codec = map_field(data, "codec").and_then(|c| c.as_str());
+        if !matches!(codec, Some("jpeg" | "h264")) {
+            return bad("a video frame needs `codec`: jpeg or h264");
+        }
+        if !map_field(data, "keyframe").is_some_and(|k| k.is_bool()) {
+            return bad("a video frame needs `keyframe`: true or false");
+        }
+        if map_field(data, "ts").and_then(|t| t.as_u64()).is_none() {
+            return bad("a video frame needs `ts`: ms since the Unix epoch");
+        }
+        match map_field(data, "data") {
+            Some(rmpv::Value::Binary(bytes)) if bytes.len() <= self.config.max_video_frame => {
+                Ok(())
+            }
+            Some(rmpv::Value::Binary(bytes)) => Err(FieldError::TooLarge(format!(
+                "video frame of {} bytes over the {} byte limit",
+                bytes.len(),
+                self.config.max_video_frame
+            ))),
+            _ => bad("a video frame needs `data` as bytes (use lookout.msgpack)"),
+        }
+    }
+
+    /// After a location was logged: last known, fan-in, fences.
+    async fn located(&self, user: &str, location: Location) -> Result<(), FieldError> {
+        let store = self.hub.store();
+        let Some(org) = store.user_org(user) else {
+            return Ok(());
+        };
+        let last = LastLocation {
+            user: user.to_string(),
+            org: org.to_string(),
+            location,
+            received_at: now_millis(),
+        };
+        // The log holds every update durably; the last-known record rides the next flush.
+        store.write(&[Change::put(Record::Location { user }, &last)?])?;
+        let mut fan_in =
+            serde_json::to_value(location).map_err(|e| FieldError::BadRequest(e.to_string()))?;
+        fan_in["user"] = serde_json::Value::from(user);
+        let fan_in =
+            rmpv::ext::to_value(&fan_in).map_err(|e| FieldError::BadRequest(e.to_string()))?;
+        let org_locations = Target::Org {
+            kind: ChannelKind::OrgLocations,
+            org: org.to_string(),
+        };
+        self.hub
+            .publish_as_lookout(&org_locations, fan_in, false)
+            .await?;
+        self.check_fences(user, &org, &location).await
+    }
+
+    fn fence_index(&self, org: &str) -> Result<Arc<FenceIndex<Fence>>, FieldError> {
+        if let Some(index) = self.fences.lock().get(org) {
+            return Ok(index.clone());
+        }
+        let fences: Vec<Fence> = self.hub.store().records(Records::Fences { org })?;
+        let mut compiled: Vec<(Arc<Fence>, Area)> = Vec::with_capacity(fences.len());
+        for fence in fences {
+            // Stored fences were validated on the way in; skip (and report) any that no longer
+            // compile rather than stop checking the others.
+            match fence.shape.compile(usize::MAX) {
+                Ok(area) => compiled.push((Arc::new(fence), area)),
+                Err(e) => {
+                    tracing::error!(fence = %fence.id, error = %e, "stored fence does not compile")
+                }
+            }
+        }
+        let index = Arc::new(FenceIndex::new(compiled));
+        self.fences.lock().insert(org.to_string(), index.clone());
+        Ok(index)
+    }
+
+    fn on_shift(&self, user: &str, site: &str, now: u64) -> Result<bool, FieldError> {
+        let shifts: Vec<Shift> = self.hub.store().records(Records::Shifts)?;
+        Ok(shifts
+            .iter()
+            .any(|s| s.user == user && s.site == site && s.start <= now && now < s.end))
+    }
+
+    async fn check_fences(
+        &self,
+        user: &str,
+        org: &str,
+        location: &Location,
+    ) -> Result<(), FieldError> {
+        let index = self.fence_index(org)?;
+        if index.is_empty() {
+            return Ok(());
+        }
+        let now = now_millis();
+        for (fence, inside) in index.classify(location.lon, location.lat) {
+            if fence
+                .guards
+                .as_ref()
+                .is_some_and(|g| !g.iter().any(|u| u == user))
+            {
+                continue;
+            }
+            let applies = match (fence.kind, &fence.site) {
+                (FenceKind::Required, Some(site)) => self.on_shift(user, site, now)?,
+                _ => true,
+            };
+            let violating = applies
+                && match fence.kind {
+                    FenceKind::Required => !inside,
+                    FenceKind::Forbidden => inside,
+                };
+            self.fence_transition(user, org, fence, violating, location)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn fence_transition(
+        &self,
+        user: &str,
+        org: &str,
+        fence: &Fence,
+        violating: bool,
+        location: &Location,
+    ) -> Result<(), FieldError> {
+        let key = Record::FenceState {
+            user,
+            fence: &fence.id,
+        };
+        let before: FenceState = self.hub.store().record(key)?.unwrap_or_default();
+        if before.violating == violating {
+            return Ok(());
+        }
+        if violating {
+            let verb = match fence.kind {
+                FenceKind::Required => "left required",
+                FenceKind::Forbidden => "entered forbidden",
+            };
+            // The state is written in the alert's own atomic write; if a crash intervenes,
+            // both or neither are there, so a restart neither repeats nor loses the violation.
+            let alert_id = uuid::Uuid::new_v4().to_string();
+            let state = FenceState {
+                violating: true,
+                alert: Some(alert_id.clone()),
+            };
+            let alert = self
+                .alerts
+                .create_with_id(
+                    alert_id,
+                    NewAlert {
+                        org: org.to_string(),
+                        user: user.to_string(),
+                        kind: AlertType::Geofence,
+                        priority: Priority::High,
+                        message: Some(format!("{user} {verb} fence {}", fence.name)),
+                        position: Some(location.position()),
+                        fence: Some(fence.id.clone()),
+                        by: "lookout".into(),
+                    },
+                    vec![Change::put(key, &state)?],
+                )
+                .await?;
+            tracing::info!(alert = %alert.id, user, fence = %fence.id, "geofence violation");
+        } else {
+            let cleared = FenceState::default();
+            let changes = vec![Change::put(key, &cleared)?];
+            match &before.alert {
+                Some(id) => {
+                    let result = self
+                        .alerts
+                        .resolve(
+                            None,
+                            id,
+                            "lookout",
+                            Some("guard returned: fence respected again".into()),
+                            changes,
+                        )
+                        .await;
+                    match result {
+                        // Already resolved by a supervisor: just record that the guard is back.
+                        Err(AlertError::State(_)) => {
+                            let store = self.hub.store();
+                            let ticket = store.write(&[Change::put(key, &cleared)?])?;
+                            store.durable(ticket).await?;
+                        }
+                        other => {
+                            other?;
+                        }
+                    }
+                }
+                None => {
+                    let store = self.hub.store();
+                    let ticket = store.write(&changes)?;
+                    store.durable(ticket).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A user's last known location.
+    pub fn last_location(&self, user: &str) -> Result<Option<LastLocation>, FieldError> {
+        Ok(self.hub.store().record(Record::Location { user })?)
+    }
+
+    /// The last known location of every user of the caller's org that the caller may watch.
+    pub fn locations(&self, who: &Identity) -> Result<Vec<LastLocation>, FieldError> {
+        let all: Vec<LastLocation> = self.hub.store().records(Records::Locations)?;
+        Ok(all
+            .into_iter()
+            .filter(|l| {
+                who.is(Role::Admin)
+                    || (who.in_org(&l.org) && (who.is(Role::Supervisor) || who.is(Role::Service)))
+                    || *who.user == *l.user
+            })
+            .collect())
+    }
+
+    fn org_for(&self, who: &Identity, requested: Option<&str>) -> Result<String, FieldError> {
+        match (requested, &who.org) {
+            (Some(org), _) if who.is(Role::Admin) => Ok(org.to_string()),
+            (Some(org), Some(own)) if org == &**own => Ok(org.to_string()),
+            (Some(_), _) => Err(FieldError::Forbidden("another organization")),
+            (None, Some(own)) => Ok(own.to_string()),
+            (None, None) => bad("an admin must name the `org`"),
+        }
+    }
+
+    fn may_manage(who: &Identity, org: &str) -> bool {
+        who.is(Role::Admin) || (who.is(Role::Supervisor) && who.in_org(org))
+    }
+
+    /// Fences of the caller's org (admins: of `org`).
+    pub fn fences(&self, who: &Identity, org: Option<&str>) -> Result<Vec<Fence>, FieldError> {
+        let org = self.org_for(who, org)?;
+        if !(Self::may_manage(who, &org) || who.in_org(&org)) {
+            return Err(FieldError::Forbidden("not a member of this organization"));
+        }
+        Ok(self.hub.store().records(Records::Fences { org: &org })?)
+    }
+
+    /// Creates (`id` none) or replaces a fence.
+    pub async fn put_fence(
+        &self,
+        who: &Identity,
+        id: Option<&str>,
+        spec: FenceSpec,
+    ) -> Result<Fence, FieldError> {
+        let org = self.org_for(who, spec.org.as_deref())?;
+        if !Self::may_manage(who, &org) {
+            return Err(FieldError::Forbidden(
+                "only supervisors and admins manage geofences",
+            ));
+        }
+        if spec.name.trim().is_empty() || spec.name.len() > 200 {
+            return bad("name must be 1 to 200 characters");
+        }
+        spec.shape
+            .compile(self.config.max_fence_vertices)
+            .map_err(|e| FieldError::BadRequest(e.to_string()))?;
+        let store = self.hub.store();
+        let (id, created_at) = match id {
+            Some(id) => {
+                let existing: Fence = store
+                    .record(Record::Fence { org: &org, id })?
+                    .ok_or_else(|| FieldError::NotFound(format!("no fence {id}")))?;
+                (existing.id, existing.created_at)
+            }
+            None => (uuid::Uuid::new_v4().to_string(), now_millis()),
+        };
+        let fence = Fence {
+            id,
+            org: org.clone(),
+            name: spec.name,
+            kind: spec.kind,
+            shape: spec.shape,
+            guards: spec.guards,
+            site: spec.site,
+            created_at,
+        };
+        let ticket = store.write(&[Change::put(
+            Record::Fence {
+                org: &org,
+                id: &fence.id,
+            },
+            &fence,
+        )?])?;
+        store.durable(ticket).await?;
+        self.fences.lock().remove(&org);
+        Ok(fence)
+    }
+
+    /// Deletes a fence.
+    pub async fn delete_fence(
+        &self,
+        who: &Identity,
+        id: &str,
+        org: Option<&str>,
+    ) -> Result<(), FieldError> {
+        let org = self.org_for(who, org)?;
+        if !Self::may_manage(who, &org) {
+            return Err(FieldError::Forbidden(
+                "only supervisors and admins manage geofences",
+            ));
+        }
+        let store = self.hub.store();
+        let key = Record::Fence { org: &org, id };
+        if store.record::<Fence>(key)?.is_none() {
+            return Err(FieldError::NotFound(format!("no fence {id}")));
+        }
+        let ticket = store.write(&[Change::Delete(key)])?;
+        store.durable(ticket).await?;
+        self.fences.lock().remove(&org);
+        Ok(())
+    }
+
+    /// Shifts of the caller's org.
+    pub fn shifts(&self, who: &Identity) -> Result<Vec<Shift>, FieldError> {
+        let all: Vec<Shift> = self.hub.store().records(Records::Shifts)?;
+        Ok(all
+            .into_iter()
+            .filter(|s| who.is(Role::Admin) || who.in_org(&s.org))
+            .filter(|s| !who.is(Role::Guard) || who.is(Role::Supervisor) || *who.user == *s.user)
+            .collect())
+    }
+
+    /// Puts a guard on shift at a site.
+    pub async fn add_shift(&self, who: &Identity, spec: ShiftSpec) -> Result<Shift, FieldError> {
+        let store = self.hub.store();
+        let org = store
+            .user_org(&spec.user)
+            .ok_or_else(|| FieldError::NotFound(format!("unknown user {}", spec.user)))?;
+        if !Self::may_manage(who, &org) {
+            return Err(FieldError::Forbidden(
+                "only the org's supervisors and admins plan shifts",
+            ));
+        }
+        if spec.end <= spec.start {
+            return bad("a shift must end after it starts");
+        }
+        let shift = Shift {
+            id: uuid::Uuid::new_v4().to_string(),
+            org: org.to_string(),
+            user: spec.user,
+            site: spec.site,
+            start: spec.start,
+            end: spec.end,
+        };
+        let ticket = store.write(&[Change::put(Record::Shift { id: &shift.id }, &shift)?])?;
+        store.durable(ticket).await?;
+        Ok(shift)
+    }
+
+    /// Ends a shift early / removes it.
+    pub async fn delete_shift(&self, who: &Identity, id: &str) -> Result<(), FieldError> {
+        let store = self.hub.store();
+        let shift: Shift = store
+            .record(Record::Shift { id })?
+            .ok_or_else(|| FieldError::NotFound(format!("no shift {id}")))?;
+        if !Self::may_manage(who, &shift.org) {
+            return Err(FieldError::Forbidden(
+                "only the org's supervisors and admins plan shifts",
+            ));
+        }
+        let ticket = store.write(&[Change::Delete(Record::Shift { id })])?;
+        store.durable(ticket).await?;
+        Ok(())
+    }
+}
