@@ -539,7 +539,9 @@ impl NextFrameOrEnd for WebSocketStream<MaybeTlsStream<TcpStream>> {
                     return Ok(serde_json::from_str(&t).expect("server sent invalid JSON"))
                 }
                 Some(Ok(Message::Binary(b))) => {
-                    return Ok(rmp_serde::from_slice(&b).expect("server sent invalid msgpack"))
+                    let v =
+                        rmpv::decode::read_value(&mut &b[..]).expect("server sent invalid msgpack");
+                    return Ok(packed_to_json(v));
                 }
                 Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
                     return Err(Ended::Closed(u16::from(code), reason.to_string()))
@@ -594,4 +596,86 @@ pub async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
         .json()
         .await
         .expect("JSON body")
+}
+
+impl Client {
+    /// Publishes an arbitrary MessagePack payload (MessagePack connections only), e.g. a NaN
+    /// that JSON cannot carry, and returns the reply.
+    pub async fn publish_packed(&mut self, channel: &str, data: rmpv::Value) -> Value {
+        assert!(self.msgpack, "needs lookout.msgpack");
+        self.next_id += 1;
+        let id = format!("r{}", self.next_id);
+        let s = |v: &str| rmpv::Value::from(v);
+        let frame = rmpv::Value::Map(vec![
+            (s("type"), s("publish")),
+            (s("id"), s(&id)),
+            (s("channel"), s(channel)),
+            (s("data"), data),
+        ]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &frame).expect("encode");
+        self.ws
+            .send(Message::Binary(bytes.into()))
+            .await
+            .expect("send");
+        loop {
+            let reply = self.next_frame().await;
+            if reply["id"] == json!(id) {
+                return reply;
+            }
+            self.inbox.push_back(reply);
+        }
+    }
+
+    /// The next message on `channel` (others stay in the inbox).
+    pub async fn next_on(&mut self, channel: &str) -> Value {
+        if let Some(pos) = self
+            .inbox
+            .iter()
+            .position(|f| f["type"] == "message" && f["channel"] == channel)
+        {
+            return self.inbox.remove(pos).expect("present");
+        }
+        loop {
+            let frame = self.next_frame().await;
+            if frame["type"] == "message" && frame["channel"] == channel {
+                return frame;
+            }
+            self.inbox.push_back(frame);
+        }
+    }
+}
+
+/// A location payload.
+pub fn location(lat: f64, lon: f64) -> Value {
+    json!({"lat": lat, "lon": lon, "accuracy": 5.0, "battery": 80, "ts": lookout::protocol::now_millis()})
+}
+
+/// MessagePack as JSON for assertions; bytes become arrays of numbers.
+pub fn packed_to_json(v: rmpv::Value) -> Value {
+    match v {
+        rmpv::Value::Nil => Value::Null,
+        rmpv::Value::Boolean(b) => Value::Bool(b),
+        rmpv::Value::Integer(i) => i
+            .as_u64()
+            .map(Value::from)
+            .or_else(|| i.as_i64().map(Value::from))
+            .unwrap_or(Value::Null),
+        rmpv::Value::F32(f) => json!(f),
+        rmpv::Value::F64(f) => json!(f),
+        rmpv::Value::String(s) => Value::String(s.into_str().unwrap_or_default()),
+        rmpv::Value::Binary(b) => json!(b),
+        rmpv::Value::Array(a) => Value::Array(a.into_iter().map(packed_to_json).collect()),
+        rmpv::Value::Map(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().unwrap_or_default().to_string(),
+                        packed_to_json(v),
+                    )
+                })
+                .collect(),
+        ),
+        rmpv::Value::Ext(_, b) => json!(b),
+    }
 }

@@ -1,0 +1,611 @@
+//! Field operations over real TLS WebSockets: locations, geofences, alerts and their escalation,
+//! video, presence and private messages.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use lookout::auth::Role;
+use serde_json::{json, Value};
+
+async fn server_with(adjust: impl FnOnce(&mut lookout::Config)) -> TestServer {
+    TestServer::start_with(|c| {
+        c.limits.messages_per_second = 100_000;
+        c.limits.message_burst = 100_000;
+        c.limits.video_frames_per_second = 100_000;
+        adjust(c);
+    })
+    .await
+}
+
+fn guard(server: &TestServer, user: &str, org: &str) -> String {
+    server.token(user, Some(org), &[Role::Guard])
+}
+
+fn supervisor(server: &TestServer, user: &str, org: &str) -> String {
+    server.token(user, Some(org), &[Role::Supervisor])
+}
+
+async fn get(server: &TestServer, path: &str, token: &str) -> Value {
+    get_json(&server.http(), &server.https(path), token).await
+}
+
+async fn post(server: &TestServer, path: &str, token: &str, body: Value) -> (u16, Value) {
+    let r = server
+        .http()
+        .post(server.https(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_location_reaches_its_orgs_supervisor_on_both_channels_and_bad_ones_are_refused() {
+    let server = server_with(|_| {}).await;
+    let mut g1 = server.connect(&guard(&server, "g1", "acme")).await;
+    let mut sup = server.connect(&supervisor(&server, "s1", "acme")).await;
+    let mut other = server.connect(&supervisor(&server, "s2", "globex")).await;
+    assert!(ok(&sup.subscribe("/topic/location/g1").await));
+    assert!(ok(&sup.subscribe("/topic/org/acme/locations").await));
+    assert_eq!(
+        error_code(&other.subscribe("/topic/location/g1").await),
+        "forbidden"
+    );
+    assert!(ok(&other.subscribe("/topic/org/globex/locations").await));
+
+    let points = [(52.5000, 13.4000), (52.5001, 13.4001), (52.5002, 13.4002)];
+    for (lat, lon) in points {
+        let r = g1.publish("/topic/location/g1", location(lat, lon)).await;
+        assert!(ok(&r), "{r}");
+    }
+    for (lat, _) in points {
+        let direct = sup.next_on("/topic/location/g1").await;
+        assert_eq!(direct["data"]["lat"], lat);
+        let fan_in = sup.next_on("/topic/org/acme/locations").await;
+        assert_eq!(fan_in["data"]["lat"], lat);
+        assert_eq!(fan_in["data"]["user"], "g1");
+    }
+    let leaked = other.drain(Duration::from_millis(300)).await;
+    assert!(leaked.iter().all(|f| f["type"] != "message"), "{leaked:?}");
+
+    // Out of range, missing or in the future: bad_request, nothing stored.
+    let now = lookout::protocol::now_millis();
+    for bad in [
+        json!({"lat": 91.0, "lon": 13.4, "accuracy": 5.0, "ts": now}),
+        json!({"lat": 52.5, "lon": -181.0, "accuracy": 5.0, "ts": now}),
+        json!({"lat": 52.5, "lon": 13.4, "accuracy": -1.0, "ts": now}),
+        json!({"lat": 52.5, "lon": 13.4, "accuracy": 5.0, "battery": 101, "ts": now}),
+        json!({"lat": 52.5, "lon": 13.4, "accuracy": 5.0, "ts": now + 3_600_000}),
+        json!({"lat": 52.5, "accuracy": 5.0, "ts": now}),
+        json!({"lat": "north", "lon": 13.4, "accuracy": 5.0, "ts": now}),
+    ] {
+        let r = g1.publish("/topic/location/g1", bad.clone()).await;
+        assert_eq!(error_code(&r), "bad_request", "{bad} -> {r}");
+    }
+    // NaN, which only MessagePack can carry.
+    let mut packed = server
+        .connect_as(&guard(&server, "g1", "acme"), Some("lookout.msgpack"))
+        .await
+        .expect("msgpack");
+    let s = |v: &str| rmpv::Value::from(v);
+    let nan = rmpv::Value::Map(vec![
+        (s("lat"), rmpv::Value::F64(f64::NAN)),
+        (s("lon"), rmpv::Value::F64(13.4)),
+        (s("accuracy"), rmpv::Value::F64(5.0)),
+        (s("ts"), rmpv::Value::from(now)),
+    ]);
+    let r = packed.publish_packed("/topic/location/g1", nan).await;
+    assert_eq!(error_code(&r), "bad_request", "{r}");
+
+    let sup_token = supervisor(&server, "s1", "acme");
+    let history = get(&server, "/api/v1/locations/g1/history", &sup_token).await;
+    let lats: Vec<f64> = history["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| p["location"]["lat"].as_f64().expect("lat"))
+        .collect();
+    assert_eq!(lats, points.iter().map(|p| p.0).collect::<Vec<_>>());
+    let latest = get(&server, "/api/v1/locations", &sup_token).await;
+    assert_eq!(latest[0]["user"], "g1");
+    assert_eq!(latest[0]["location"]["lat"], 52.5002);
+    let foreign = get(
+        &server,
+        "/api/v1/locations",
+        &supervisor(&server, "s2", "globex"),
+    )
+    .await;
+    assert_eq!(foreign, json!([]));
+    let r = server
+        .http()
+        .get(server.https("/api/v1/locations/g1/history"))
+        .bearer_auth(supervisor(&server, "s2", "globex"))
+        .send()
+        .await
+        .expect("history");
+    assert_eq!(r.status(), 403);
+    server.stop().await;
+}
+
+/// A square fence around (52.5, 13.4), about 1.1 km on a side.
+fn square_fence(kind: &str) -> Value {
+    json!({
+        "name": "yard",
+        "kind": kind,
+        "shape": {"type": "Polygon", "coordinates": [[[13.395, 52.495], [13.405, 52.495], [13.405, 52.505], [13.395, 52.505], [13.395, 52.495]]]}
+    })
+}
+
+async fn geofence_alerts(server: &TestServer, token: &str) -> Vec<Value> {
+    get(server, "/api/v1/alerts", token)
+        .await
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .filter(|a| a["type"] == "GEOFENCE")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn leaving_a_required_fence_raises_one_alert_and_returning_resolves_it_across_a_restart() {
+    let server = server_with(|_| {}).await;
+    let sup = supervisor(&server, "s1", "acme");
+    let mut g1 = server.connect(&guard(&server, "g1", "acme")).await;
+
+    let (status, fence) = post(&server, "/api/v1/geofences", &sup, square_fence("required")).await;
+    assert_eq!(status, 201, "{fence}");
+    // Invalid fences are refused.
+    let mut bowtie = square_fence("required");
+    bowtie["shape"]["coordinates"] =
+        json!([[[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]]);
+    assert_eq!(
+        post(&server, "/api/v1/geofences", &sup, bowtie).await.0,
+        400
+    );
+    assert_eq!(
+        post(
+            &server,
+            "/api/v1/geofences",
+            &guard(&server, "g1", "acme"),
+            square_fence("required")
+        )
+        .await
+        .0,
+        403
+    );
+
+    let mut watcher = server.connect(&sup).await;
+    assert!(ok(&watcher.subscribe("/topic/org/acme/alerts").await));
+
+    assert!(ok(&g1
+        .publish("/topic/location/g1", location(52.5, 13.4))
+        .await));
+    assert!(ok(&g1
+        .publish("/topic/location/g1", location(52.51, 13.4))
+        .await));
+    assert!(ok(&g1
+        .publish("/topic/location/g1", location(52.52, 13.4))
+        .await));
+    let created = watcher.next_on("/topic/org/acme/alerts").await;
+    assert_eq!(created["data"]["event"], "created");
+    assert_eq!(created["data"]["alert"]["type"], "GEOFENCE");
+    assert_eq!(created["data"]["alert"]["fence"], fence["id"]);
+    let alerts = geofence_alerts(&server, &sup).await;
+    assert_eq!(alerts.len(), 1, "one violation, one alert: {alerts:?}");
+    let id = alerts[0]["id"].clone();
+    drop(g1);
+    drop(watcher);
+
+    // Restart in the middle of the violation: still outside raises nothing new.
+    let server = server.restart().await;
+    let mut g1 = server.connect(&guard(&server, "g1", "acme")).await;
+    assert!(ok(&g1
+        .publish("/topic/location/g1", location(52.53, 13.4))
+        .await));
+    assert_eq!(geofence_alerts(&server, &sup).await.len(), 1);
+
+    // Back inside: the same alert is resolved by Lookout, and the audit trail says so.
+    assert!(ok(&g1
+        .publish("/topic/location/g1", location(52.5, 13.4))
+        .await));
+    let alerts = geofence_alerts(&server, &sup).await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["id"], id);
+    assert_eq!(alerts[0]["state"], "resolved");
+    let trail: Vec<(&str, &str)> = alerts[0]["audit"]
+        .as_array()
+        .expect("audit")
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or(""),
+                e["by"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(trail, [("created", "lookout"), ("resolved", "lookout")]);
+    // Leaving again is a new violation.
+    assert!(ok(&g1
+        .publish("/topic/location/g1", location(52.52, 13.4))
+        .await));
+    assert_eq!(geofence_alerts(&server, &sup).await.len(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_forbidden_fence_alerts_on_entry_only_for_the_guards_it_names() {
+    let server = server_with(|_| {}).await;
+    let sup = supervisor(&server, "s1", "acme");
+    let mut fence = square_fence("forbidden");
+    fence["guards"] = json!(["g1"]);
+    assert_eq!(post(&server, "/api/v1/geofences", &sup, fence).await.0, 201);
+    let mut g1 = server.connect(&guard(&server, "g1", "acme")).await;
+    let mut g2 = server.connect(&guard(&server, "g2", "acme")).await;
+    assert!(ok(&g2
+        .publish("/topic/location/g2", location(52.5, 13.4))
+        .await));
+    assert!(geofence_alerts(&server, &sup).await.is_empty());
+    assert!(ok(&g1
+        .publish("/topic/location/g1", location(52.6, 13.4))
+        .await));
+    assert!(geofence_alerts(&server, &sup).await.is_empty());
+    assert!(ok(&g1
+        .publish("/topic/location/g1", location(52.5, 13.4))
+        .await));
+    let alerts = geofence_alerts(&server, &sup).await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["user"], "g1");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_required_fence_of_a_site_applies_only_during_a_shift_there() {
+    let server = server_with(|_| {}).await;
+    let sup = supervisor(&server, "s1", "acme");
+    let mut fence = square_fence("required");
+    fence["site"] = json!("north-gate");
+    assert_eq!(post(&server, "/api/v1/geofences", &sup, fence).await.0, 201);
+    let mut g1 = server.connect(&guard(&server, "g1", "acme")).await;
+    assert!(ok(&g1
+        .publish("/topic/location/g1", location(52.6, 13.4))
+        .await));
+    assert!(
+        geofence_alerts(&server, &sup).await.is_empty(),
+        "off shift: no alert"
+    );
+    let now = lookout::protocol::now_millis();
+    let (status, shift) = post(
+        &server,
+        "/api/v1/shifts",
+        &sup,
+        json!({"user":"g1","site":"north-gate","start": now - 1000,"end": now + 3_600_000}),
+    )
+    .await;
+    assert_eq!(status, 201, "{shift}");
+    assert!(ok(&g1
+        .publish("/topic/location/g1", location(52.61, 13.4))
+        .await));
+    assert_eq!(
+        geofence_alerts(&server, &sup).await.len(),
+        1,
+        "on shift outside: alert"
+    );
+    let shifts = get(&server, "/api/v1/shifts", &sup).await;
+    assert_eq!(shifts[0]["site"], "north-gate");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unacknowledged_panic_escalates_to_levels_2_and_3_and_an_acknowledged_one_stops() {
+    let server = server_with(|c| {
+        c.alerts.level2_after = Duration::from_millis(800);
+        c.alerts.level3_after = Duration::from_millis(1600);
+    })
+    .await;
+    let sup = supervisor(&server, "s1", "acme");
+    let mut g1 = server.connect(&guard(&server, "g1", "acme")).await;
+    assert!(ok(&g1
+        .publish("/topic/location/g1", location(52.5, 13.4))
+        .await));
+    let mut watcher = server.connect(&sup).await;
+    assert!(ok(&watcher.subscribe("/topic/org/acme/alerts").await));
+    let mut everyone = server.connect(&guard(&server, "g9", "globex")).await;
+    assert!(ok(&everyone.subscribe("/topic/system").await));
+
+    let r = g1
+        .publish(
+            "/topic/emergency/g1",
+            json!({"type": "PANIC", "message": "help"}),
+        )
+        .await;
+    assert!(ok(&r), "{r}");
+    let id = r["alertId"].as_str().expect("alert id").to_string();
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        let m = watcher.next_on("/topic/org/acme/alerts").await;
+        assert_eq!(m["data"]["alert"]["id"], id.as_str());
+        assert_eq!(m["ack_required"], true, "{m}");
+        events.push((
+            m["data"]["event"].as_str().unwrap_or("").to_string(),
+            m["data"]["alert"]["level"].as_u64().unwrap_or(0),
+        ));
+    }
+    assert_eq!(
+        events,
+        [
+            ("created".into(), 1),
+            ("escalated".into(), 2),
+            ("escalated".into(), 3)
+        ]
+    );
+    let created = &watcher.inbox;
+    assert!(created.iter().all(|f| f["type"] != "error"));
+    // Level 3 tells everyone that an alert escalated, and nothing that identifies the org.
+    let notice = everyone.next_on("/topic/system").await;
+    assert_eq!(notice["data"]["kind"], "alert_escalated");
+    assert_eq!(notice["data"]["level"], 3);
+    assert!(!notice.to_string().contains("acme") && !notice.to_string().contains("g1"));
+
+    let alert = get(&server, &format!("/api/v1/alerts/{id}"), &sup).await;
+    assert_eq!(alert["level"], 3);
+    assert_eq!(alert["priority"], "CRITICAL");
+    assert_eq!(alert["position"]["lat"], 52.5);
+    let steps: Vec<(String, u64)> = alert["audit"]
+        .as_array()
+        .expect("audit")
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or("").to_string(),
+                e["level"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("created".into(), 1),
+            ("escalated".into(), 2),
+            ("escalated".into(), 3)
+        ]
+    );
+
+    // A second PANIC acknowledged at once never escalates.
+    let r = g1
+        .publish("/topic/emergency/g1", json!({"type": "PANIC"}))
+        .await;
+    let second = r["alertId"].as_str().expect("id").to_string();
+    let ack = watcher
+        .request(json!({"type":"alert_ack","alertId": second, "note": "on my way"}))
+        .await;
+    assert_eq!(ack["state"], "acknowledged", "{ack}");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let alert = get(&server, &format!("/api/v1/alerts/{second}"), &sup).await;
+    assert_eq!(alert["level"], 1, "{alert}");
+    assert_eq!(alert["audit"][1]["action"], "acknowledged");
+    assert_eq!(alert["audit"][1]["by"], "s1");
+    assert_eq!(alert["audit"][1]["note"], "on my way");
+    // Resolve over REST; a guard may not, another org cannot even see it.
+    let (status, _) = post(
+        &server,
+        &format!("/api/v1/alerts/{second}/resolve"),
+        &guard(&server, "g1", "acme"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = post(
+        &server,
+        &format!("/api/v1/alerts/{second}/resolve"),
+        &supervisor(&server, "s2", "globex"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, resolved) = post(
+        &server,
+        &format!("/api/v1/alerts/{second}/resolve"),
+        &sup,
+        json!({"note": "false alarm"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{resolved}");
+    assert_eq!(resolved["state"], "resolved");
+    let (status, _) = post(
+        &server,
+        &format!("/api/v1/alerts/{second}/ack"),
+        &sup,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 409, "a resolved alert cannot be acknowledged");
+    let open = get(&server, "/api/v1/alerts?state=resolved", &sup).await;
+    assert_eq!(open.as_array().map(Vec::len), Some(1));
+    // REST fallback for guards, and bad types are refused.
+    let (status, made) = post(
+        &server,
+        "/api/v1/alerts",
+        &guard(&server, "g1", "acme"),
+        json!({"type": "MEDICAL"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["priority"], "HIGH");
+    let (status, _) = post(
+        &server,
+        "/api/v1/alerts",
+        &guard(&server, "g1", "acme"),
+        json!({"type": "ALIENS"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_late_viewer_gets_the_latest_keyframe_first() {
+    let server = server_with(|_| {}).await;
+    let mut g1 = server
+        .connect_as(&guard(&server, "g1", "acme"), Some("lookout.msgpack"))
+        .await
+        .expect("msgpack");
+    for (bytes, keyframe) in [
+        (b"k1".as_slice(), true),
+        (b"d1", false),
+        (b"k2", true),
+        (b"d2", false),
+    ] {
+        assert!(ok(&g1
+            .publish_frame("/topic/video/g1", bytes, keyframe)
+            .await));
+    }
+    let mut viewer = server
+        .connect_as(&supervisor(&server, "s1", "acme"), Some("lookout.msgpack"))
+        .await
+        .expect("msgpack");
+    assert!(ok(&viewer.subscribe("/topic/video/g1").await));
+    let first = viewer.next_on("/topic/video/g1").await;
+    assert_eq!(first["data"]["keyframe"], true);
+    assert_eq!(first["data"]["data"], json!(b"k2".to_vec()));
+    assert!(ok(&g1.publish_frame("/topic/video/g1", b"d3", false).await));
+    let next = viewer.next_on("/topic/video/g1").await;
+    assert_eq!(next["data"]["data"], json!(b"d3".to_vec()));
+    // Frames are checked.
+    let r = g1
+        .publish_frame("/topic/video/g1", &vec![0u8; 300 * 1024], false)
+        .await;
+    assert_eq!(error_code(&r), "too_large", "{r}");
+    let r = g1
+        .publish_packed("/topic/video/g1", rmpv::Value::from("not a frame"))
+        .await;
+    assert_eq!(error_code(&r), "bad_request", "{r}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_viewer_does_not_change_the_frame_rate_another_viewer_sees() {
+    let server = server_with(|c| {
+        c.limits.outbound_queue = 16;
+        c.limits.write_timeout = Duration::from_secs(600);
+    })
+    .await;
+    let channel = "/topic/video/g1";
+    let mut g1 = server
+        .connect_as(&guard(&server, "g1", "acme"), Some("lookout.msgpack"))
+        .await
+        .expect("msgpack");
+    let _stalled = {
+        let token = supervisor(&server, "stalled", "acme");
+        let mut c = connect_stalled(&server.cert_pem, server.addr, &token).await;
+        assert!(ok(&c.subscribe(channel).await));
+        c
+    };
+    // Fill the stalled viewer first with large frames.
+    let big = vec![1u8; 60 * 1024];
+    for _ in 0..400 {
+        assert!(ok(&g1.publish_frame(channel, &big, false).await));
+    }
+    let mut viewer = server
+        .connect_as(&supervisor(&server, "s1", "acme"), Some("lookout.msgpack"))
+        .await
+        .expect("msgpack");
+    assert!(ok(&viewer.subscribe(channel).await));
+    // 25 frames/s for 2 s; the healthy viewer must see (nearly) all of them in that window.
+    let sender = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(40));
+        for _ in 0..50 {
+            tick.tick().await;
+            assert!(ok(&g1.publish_frame(channel, &[7u8; 4096], false).await));
+        }
+    });
+    let window = tokio::time::Instant::now() + Duration::from_millis(2000) + PATIENCE / 3;
+    let mut received = 0;
+    while received < 50 {
+        match tokio::time::timeout_at(window, viewer.next_on(channel)).await {
+            Ok(_) => received += 1,
+            Err(_) => break,
+        }
+    }
+    sender.await.expect("sender");
+    assert!(
+        received >= 45,
+        "the healthy viewer saw {received} of 50 frames"
+    );
+    assert!(
+        server.stats().await["dropped_live"].as_u64().unwrap_or(0) > 0,
+        "the stalled viewer lost frames"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn presence_says_join_and_leave_once_per_user_and_private_messages_wait_for_an_offline_user()
+{
+    let server = server_with(|_| {}).await;
+    let mut sup = server.connect(&supervisor(&server, "s1", "acme")).await;
+    assert!(ok(&sup.subscribe("/topic/org/acme/presence").await));
+    let g1_token = guard(&server, "g1", "acme");
+    let first = server.connect(&g1_token).await;
+    let second = server.connect(&g1_token).await;
+    let join = sup.next_on("/topic/org/acme/presence").await;
+    assert_eq!(
+        (
+            join["data"]["event"].as_str(),
+            join["data"]["user"].as_str()
+        ),
+        (Some("join"), Some("g1"))
+    );
+    let online = get(
+        &server,
+        "/api/v1/presence",
+        &supervisor(&server, "s1", "acme"),
+    )
+    .await;
+    let g1 = online["online"]
+        .as_array()
+        .expect("online")
+        .iter()
+        .find(|u| u["user"] == "g1")
+        .cloned();
+    assert_eq!(g1.expect("g1 online")["connections"], 2);
+    drop(first);
+    drop(second);
+    let leave = sup.next_on("/topic/org/acme/presence").await;
+    assert_eq!(
+        (
+            leave["data"]["event"].as_str(),
+            leave["data"]["user"].as_str()
+        ),
+        (Some("leave"), Some("g1"))
+    );
+    let more = sup.drain(Duration::from_millis(300)).await;
+    assert!(
+        more.iter()
+            .all(|f| f["channel"] != "/topic/org/acme/presence"),
+        "one join, one leave: {more:?}"
+    );
+
+    // Typing indicators ride the same channel.
+    let mut g2 = server.connect(&guard(&server, "g2", "acme")).await;
+    let _ = sup.next_on("/topic/org/acme/presence").await;
+    assert!(ok(&g2.request(json!({"type":"typing","room":"ops"})).await));
+    let typing = sup.next_on("/topic/org/acme/presence").await;
+    assert_eq!(typing["data"]["event"], "typing");
+    assert_eq!(typing["data"]["room"], "ops");
+
+    // g1 is offline: a private message waits for it.
+    let r = g2
+        .request(json!({"type":"publish","channel":"/user/queue/messages","to":"g1","data":{"text":"call me"}}))
+        .await;
+    assert!(ok(&r), "{r}");
+    let mut back = server.connect(&g1_token).await;
+    assert!(ok(&back.subscribe("/user/queue/messages").await));
+    assert_eq!(back.next_message().await["data"]["text"], "call me");
+    server.stop().await;
+}
