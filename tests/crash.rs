@@ -136,3 +136,96 @@ async fn acknowledged_messages_survive_kill_9_with_their_seqs_and_no_seq_is_reus
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_timers_survive_kill_9_firing_once_at_start_up_if_overdue_and_later_on_time() {
+    let env = [
+        ("LOOKOUT_ALERTS__LEVEL2_AFTER", "2s"),
+        ("LOOKOUT_ALERTS__LEVEL3_AFTER", "6s"),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut server = Binary::serve(&data, &env);
+    let mut guard = server
+        .connect(&server.token("g1", Some("acme"), &[Role::Guard]))
+        .await;
+    let reply = guard
+        .publish("/topic/emergency/g1", json!({"type": "PANIC"}))
+        .await;
+    assert!(ok(&reply), "{reply}");
+    let id = reply["alertId"].as_str().expect("alert id").to_string();
+    server.child.kill().expect("kill -9");
+    let _ = server.child.wait();
+
+    // Restart after the level-2 due time.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let restarted_at = lookout::protocol::now_millis();
+    let server = Binary::serve(&data, &env);
+    let sup = server.token("s1", Some("acme"), &[Role::Supervisor]);
+    let http = http_client(&server.cert_pem());
+    let url = format!("https://{}/api/v1/alerts/{id}", server.addr);
+    let steps = |alert: &Value| -> Vec<(String, u64, u64)> {
+        alert["audit"]
+            .as_array()
+            .expect("audit")
+            .iter()
+            .map(|e| {
+                (
+                    e["action"].as_str().unwrap_or("").to_string(),
+                    e["level"].as_u64().unwrap_or(0),
+                    e["at"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    let wait_for = |level: u64| {
+        let http = http.clone();
+        let url = url.clone();
+        let sup = sup.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + PATIENCE;
+            loop {
+                let alert = get_json(&http, &url, &sup).await;
+                if alert["level"].as_u64() >= Some(level) {
+                    return alert;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never reached level {level}: {alert}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let at_2 = wait_for(2).await;
+    let trail = steps(&at_2);
+    assert_eq!(trail.len(), 2, "{trail:?}");
+    assert_eq!((trail[1].0.as_str(), trail[1].1), ("escalated", 2));
+    assert!(
+        trail[1].2 >= restarted_at,
+        "level 2 fired at start-up, after the restart"
+    );
+    assert!(at_2["level"] == 2, "level 3 is not due yet: {at_2}");
+
+    let at_3 = wait_for(3).await;
+    let trail = steps(&at_3);
+    let actions: Vec<(&str, u64)> = trail.iter().map(|(a, l, _)| (a.as_str(), *l)).collect();
+    assert_eq!(
+        actions,
+        [("created", 1), ("escalated", 2), ("escalated", 3)],
+        "each step once"
+    );
+    // Measured from the alert's own creation time, on the server's clock.
+    let created = at_3["created_at"].as_u64().expect("created_at");
+    assert!(
+        trail[2].2 >= created + 6000,
+        "level 3 fired on time, not early: {} ms after creation",
+        trail[2].2 - created
+    );
+    assert_eq!(at_3["pending"], json!([]));
+    eprintln!(
+        "level 2 fired {} ms after the restart; level 3 {} ms after creation (due 6000)",
+        trail[1].2 - restarted_at,
+        trail[2].2 - created
+    );
+}
