@@ -211,6 +211,17 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
             state.field.delete_shift(&who, id).await?;
             Ok(json_response(200, &serde_json::json!({"deleted": id})))
         }
+        (Method::GET, ["api", "v1", "tracking", "stats"]) => {
+            let who = authenticate(state, &req)?;
+            let params = query(&req);
+            let from = number(&params, "from", 0u64)?;
+            let to = number(&params, "to", u64::MAX)?;
+            let user = params.get("user").map(String::as_str);
+            Ok(json_response(
+                200,
+                &state.field.tracking_stats(&who, user, from, to)?,
+            ))
+        }
         (Method::GET, ["api", "v1", "presence"]) => {
             let who = authenticate(state, &req)?;
             let org = match (&who.org, query(&req).get("org")) {
@@ -263,6 +274,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
         | (_, ["api", "v1", "locations", ..])
         | (_, ["api", "v1", "shifts", ..])
         | (_, ["api", "v1", "presence"])
+        | (_, ["api", "v1", "tracking", "stats"])
         | (_, ["api", "v1", "poll"])
         | (_, ["api", "v1", "websocket", "user", _, "status"]) => Err(ApiError {
             status: 405,

@@ -254,6 +254,28 @@ pub struct ShiftSpec {
     pub end: u64,
 }
 
+/// A guard's tracking statistics over a time window.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrackingStats {
+    /// The guard.
+    pub user: String,
+    /// Location updates in the window.
+    pub points: usize,
+    /// Distance covered, metres (great-circle between consecutive points).
+    pub distance_m: f64,
+    /// Time spent inside at least one of the guard's fences, ms (each point's state lasting
+    /// until the next point).
+    pub inside_ms: u64,
+    /// Time spent outside all of them, ms.
+    pub outside_ms: u64,
+    /// When Lookout last received a location, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<u64>,
+    /// Battery at the last location, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub battery: Option<f64>,
+}
+
 /// Result of a publish through the field layer.
 #[derive(Debug, Clone, Serialize)]
 pub struct FieldPublished {
@@ -714,6 +736,78 @@ impl Field {
         store.durable(ticket).await?;
         self.fences.lock().remove(&org);
         Ok(())
+    }
+
+    /// Tracking statistics for `user` (or every guard of the caller's org with a known
+    /// location) between `from` and `to` (client time, ms).
+    pub fn tracking_stats(
+        &self,
+        who: &Identity,
+        user: Option<&str>,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<TrackingStats>, FieldError> {
+        let users: Vec<String> = match user {
+            Some(u) => vec![u.to_string()],
+            None => self.locations(who)?.into_iter().map(|l| l.user).collect(),
+        };
+        let mut out = Vec::with_capacity(users.len());
+        for user in users {
+            let channel = format!("/topic/location/{user}");
+            let mut points: Vec<Location> = Vec::new();
+            let mut since = 0;
+            loop {
+                let page = self.hub.history(who, &channel, since, 1000)?;
+                let Some(last) = page.messages.last() else {
+                    break;
+                };
+                since = last.seq;
+                points.extend(
+                    page.messages
+                        .iter()
+                        .filter_map(|m| Location::parse(&m.data, Duration::MAX).ok())
+                        .filter(|l| l.ts >= from && l.ts <= to),
+                );
+                if since >= page.head {
+                    break;
+                }
+            }
+            let last = self.last_location(&user)?;
+            let org = last.as_ref().map(|l| l.org.clone());
+            let index = match &org {
+                Some(org) => Some(self.fence_index(org)?),
+                None => None,
+            };
+            let mut stats = TrackingStats {
+                user: user.clone(),
+                points: points.len(),
+                distance_m: 0.0,
+                inside_ms: 0,
+                outside_ms: 0,
+                last_seen: last.as_ref().map(|l| l.received_at),
+                battery: last.as_ref().and_then(|l| l.location.battery),
+            };
+            for pair in points.windows(2) {
+                let (a, b) = (pair[0], pair[1]);
+                stats.distance_m += crate::geofence::distance_m([a.lon, a.lat], [b.lon, b.lat]);
+                let span = b.ts.saturating_sub(a.ts);
+                let inside = index.as_ref().is_some_and(|index| {
+                    index
+                        .classify(a.lon, a.lat)
+                        .into_iter()
+                        .any(|(fence, inside)| {
+                            inside && fence.guards.as_ref().is_none_or(|g| g.contains(&user))
+                        })
+                });
+                if inside {
+                    stats.inside_ms += span;
+                } else {
+                    stats.outside_ms += span;
+                }
+            }
+            out.push(stats);
+        }
+        Ok(out)
     }
 
     /// Shifts of the caller's org.

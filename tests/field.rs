@@ -609,3 +609,51 @@ async fn presence_says_join_and_leave_once_per_user_and_private_messages_wait_fo
     assert_eq!(back.next_message().await["data"]["text"], "call me");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn tracking_stats_report_distance_fence_time_last_seen_and_battery() {
+    let server = server_with(|_| {}).await;
+    let sup = supervisor(&server, "s1", "acme");
+    assert_eq!(
+        post(&server, "/api/v1/geofences", &sup, square_fence("required"))
+            .await
+            .0,
+        201
+    );
+    let mut g1 = server.connect(&guard(&server, "g1", "acme")).await;
+    let t0 = lookout::protocol::now_millis() - 60_000;
+    // 10 s inside, then 20 s outside, moving 0.01 degrees of latitude (~1.1 km) each step.
+    for (i, lat) in [52.500, 52.510, 52.512].iter().enumerate() {
+        let ts = t0 + [0, 10_000, 30_000][i];
+        let data = json!({"lat": lat, "lon": 13.4, "accuracy": 5.0, "battery": 70 - i, "ts": ts});
+        assert!(ok(&g1.publish("/topic/location/g1", data).await));
+    }
+    let stats = get(&server, "/api/v1/tracking/stats?user=g1", &sup).await;
+    let s = &stats[0];
+    assert_eq!(s["points"], 3);
+    assert_eq!(s["inside_ms"], 10_000, "{s}");
+    assert_eq!(s["outside_ms"], 20_000, "{s}");
+    let distance = s["distance_m"].as_f64().expect("distance");
+    assert!(
+        (1300.0..1370.0).contains(&distance),
+        "~1.33 km, got {distance}"
+    );
+    assert_eq!(s["battery"], 68.0);
+    assert!(s["last_seen"].as_u64().is_some());
+    let window = get(
+        &server,
+        &format!("/api/v1/tracking/stats?user=g1&from={}", t0 + 5_000),
+        &sup,
+    )
+    .await;
+    assert_eq!(window[0]["points"], 2);
+    let r = server
+        .http()
+        .get(server.https("/api/v1/tracking/stats?user=g1"))
+        .bearer_auth(supervisor(&server, "s2", "globex"))
+        .send()
+        .await
+        .expect("stats");
+    assert_eq!(r.status(), 403);
+    server.stop().await;
+}
