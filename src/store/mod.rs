@@ -765,6 +765,14 @@ impl Store {
     /// Applies puts and deletes of domain records atomically; wait on the ticket before
     /// acknowledging.
     pub fn write(&self, changes: &[Change<'_>]) -> Result<Ticket, StoreError> {
+        // One change is atomic by itself, and a sled batch costs the next flush ~130 µs.
+        if let [single] = changes {
+            match single {
+                Change::Put(key, value) => self.db.insert(key.key(), value.clone())?,
+                Change::Delete(key) => self.db.remove(key.key())?,
+            };
+            return Ok(self.applied());
+        }
         let mut batch = sled::Batch::default();
         for change in changes {
             match change {

@@ -1,0 +1,245 @@
+//! Field operations benchmark, one run:
+//! - location ingest: updates/s with 1,000 guards and 50 geofences, in-process through
+//!   `Field::publish` (rights, validation, durable log with group commit, org fan-in, geofence
+//!   checks and any alerts they raise);
+//! - PANIC latency: a guard publishes a PANIC over a real TLS WebSocket until a supervisor,
+//!   subscribed to the org's alerts over another, receives it: p50/p99.
+//!
+//! `cargo bench --bench field`. Under `cargo test` it only runs a short pass.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use lookout::auth::{Identity, Role, Roles};
+use lookout::hub::Publish;
+use lookout::{Config, Server};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::Connector;
+
+const GUARDS: usize = 1000;
+const FENCES: usize = 50;
+
+fn identity(user: &str, role: Role) -> Identity {
+    Identity {
+        user: Arc::from(user),
+        org: Some(Arc::from("bench")),
+        roles: [role].into_iter().collect::<Roles>(),
+        name: None,
+        exp: u64::MAX,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
+async fn start() -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    config.jwt.secret = Some("bench-secret-bench-secret-bench-secret".into());
+    config.limits.messages_per_second = 1_000_000;
+    config.limits.message_burst = 1_000_000;
+    config.limits.max_connections_per_user = 10_000;
+    (Server::bind(config).await.expect("bind"), dir)
+}
+
+async fn ingest(duration: Duration) -> (usize, Duration) {
+    let (server, _dir) = start().await;
+    let state = server.state().clone();
+    let store = state.hub.store().clone();
+    let flusher = store.spawn_flusher();
+    for g in 0..GUARDS {
+        store
+            .remember_user(&format!("g{g}"), "bench", 0)
+            .expect("directory");
+    }
+    let sup = identity("sup", Role::Supervisor);
+    // 50 fences of ~110 m on a grid over the ~2 km square the guards walk in.
+    for f in 0..FENCES {
+        let (x, y) = (
+            13.39 + (f % 10) as f64 * 0.002,
+            52.49 + (f / 10) as f64 * 0.004,
+        );
+        let kind = if f % 2 == 0 { "forbidden" } else { "required" };
+        let spec = serde_json::from_value(json!({
+            "name": format!("f{f}"), "kind": kind, "guards": [format!("g{f}")],
+            "shape": {"type": "Polygon", "coordinates": [[[x, y], [x + 0.001, y], [x + 0.001, y + 0.001], [x, y + 0.001], [x, y]]]}
+        }))
+        .expect("fence");
+        state
+            .field
+            .put_fence(&sup, None, spec)
+            .await
+            .expect("fence");
+    }
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for g in 0..GUARDS {
+        let field = state.field.clone();
+        tasks.push(tokio::spawn(async move {
+            let who = identity(&format!("g{g}"), Role::Guard);
+            let channel = format!("/topic/location/g{g}");
+            let mut n = 0usize;
+            while Instant::now() < deadline {
+                let step = (n + g) as f64;
+                let lat = 52.49 + (step * 0.00037) % 0.02;
+                let lon = 13.39 + (step * 0.00053) % 0.02;
+                let data = rmpv::ext::to_value(json!({
+                    "lat": lat, "lon": lon, "accuracy": 5.0, "battery": 80,
+                    "ts": lookout::protocol::now_millis()
+                }))
+                .expect("data");
+                let req = Publish {
+                    channel: &channel,
+                    to: None,
+                    owner: None,
+                    data,
+                    ack_required: false,
+                };
+                field.publish(&who, req).await.expect("publish");
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("guard");
+    }
+    let elapsed = started.elapsed();
+    flusher.abort();
+    (total, elapsed)
+}
+
+async fn panic_latency(samples: usize) -> Vec<Duration> {
+    let (server, _dir) = start().await;
+    let addr = server.local_addr();
+    let cert = std::fs::read(&server.certificate.path).expect("cert");
+    let state = server.state().clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stop_rx.await;
+    }));
+    let connect = |token: String| {
+        let cert = cert.clone();
+        async move {
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(rustls::pki_types::CertificateDer::from_pem_slice(&cert).expect("pem"))
+                .expect("root");
+            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("tls")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let mut req = format!("wss://{addr}/ws")
+                .into_client_request()
+                .expect("req");
+            req.headers_mut().insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("h"),
+            );
+            let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+                req,
+                None,
+                true,
+                Some(Connector::Rustls(Arc::new(tls))),
+            )
+            .await
+            .expect("connect");
+            ws.next().await.expect("established").expect("frame");
+            ws
+        }
+    };
+    let mint = |user: &str, role: Role| {
+        state
+            .auth
+            .mint(
+                user,
+                Some("bench"),
+                &[role],
+                Duration::from_secs(3600),
+                None,
+            )
+            .expect("mint")
+    };
+    let mut guard = connect(mint("g1", Role::Guard)).await;
+    let mut sup = connect(mint("s1", Role::Supervisor)).await;
+    sup.send(Message::Text(
+        json!({"type":"subscribe","channel":"/topic/org/bench/alerts","id":"s"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("subscribe");
+    sup.next().await.expect("reply").expect("frame");
+    let mut latencies = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let sent = Instant::now();
+        let msg = json!({"type":"publish","channel":"/topic/emergency/g1","data":{"type":"PANIC"},"id":i});
+        guard
+            .send(Message::Text(msg.to_string().into()))
+            .await
+            .expect("send");
+        loop {
+            let Some(Ok(Message::Text(t))) = sup.next().await else {
+                panic!("supervisor gone")
+            };
+            let v: Value = serde_json::from_str(&t).expect("json");
+            if v["data"]["event"] == "created" {
+                latencies.push(sent.elapsed());
+                break;
+            }
+        }
+        // The guard's reply, so the next PANIC starts from a quiet socket.
+        guard.next().await.expect("reply").expect("frame");
+    }
+    let _ = stop_tx.send(());
+    let _ = running.await;
+    latencies.sort();
+    latencies
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (duration, samples) = if full {
+        (Duration::from_secs(5), 300)
+    } else {
+        (Duration::from_millis(300), 5)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (updates, elapsed) = ingest(duration).await;
+        println!(
+            "location ingest, {GUARDS} guards, {FENCES} geofences: {:.0} updates/s ({updates} in {elapsed:.2?})",
+            updates as f64 / elapsed.as_secs_f64()
+        );
+        let latencies = panic_latency(samples).await;
+        println!(
+            "PANIC publish -> supervisor, {} samples over TLS WebSockets: p50 {:.2?}  p99 {:.2?}  max {:.2?}",
+            latencies.len(),
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            latencies.last().copied().unwrap_or_default()
+        );
+        assert!(updates > 0 && !latencies.is_empty());
+    });
+}
