@@ -441,6 +441,25 @@ impl Alerts {
         Ok(alert)
     }
 
+    /// Deletes alerts resolved before `cutoff` (ms): an alert and its audit trail are kept until
+    /// resolved plus the retention period. Returns how many were deleted.
+    pub fn purge_resolved(&self, cutoff: u64) -> Result<usize, AlertError> {
+        let store = self.hub.store();
+        let old: Vec<Alert> = store
+            .records::<Alert>(Records::Alerts)?
+            .into_iter()
+            .filter(|a| a.state == AlertState::Resolved && a.updated_at < cutoff)
+            .collect();
+        let changes: Vec<Change<'_>> = old
+            .iter()
+            .map(|a| Change::Delete(Record::Alert { id: &a.id }))
+            .collect();
+        if !changes.is_empty() {
+            store.write(&changes)?;
+        }
+        Ok(changes.len())
+    }
+
     /// Raises `id` to `level` if it is still open; removes the timer either way.
     async fn escalate(&self, due: u64, level: u8, id: &str) -> Result<(), AlertError> {
         let _one = self.serial.lock().await;

@@ -252,9 +252,14 @@ async fn retention(state: Arc<AppState>) {
     loop {
         tick.tick().await;
         let store = state.hub.store().clone();
+        let alerts = state.field.alerts().clone();
         let config = config.clone();
         let trimmed = tokio::task::spawn_blocking(move || {
             let now = crate::protocol::now_millis();
+            let alert_age = config.rule("alerts").max_age.as_millis() as u64;
+            if let Err(e) = alerts.purge_resolved(now.saturating_sub(alert_age)) {
+                tracing::error!(error = %e, "purging resolved alerts failed");
+            }
             store.trim(|name| {
                 let kind = crate::hub::ChannelKind::of_stored(name).map_or("system", |k| k.name());
                 let rule = config.rule(kind);

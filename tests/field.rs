@@ -657,3 +657,62 @@ async fn tracking_stats_report_distance_fence_time_last_seen_and_battery() {
     assert_eq!(r.status(), 403);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_resolved_alert_is_kept_for_the_retention_period_then_removed_and_open_ones_stay() {
+    let server = server_with(|c| {
+        c.retention.interval = Duration::from_millis(100);
+        c.retention.kinds.insert(
+            "alerts".into(),
+            lookout::config::RetentionRule {
+                max_messages: 1000,
+                max_age: Duration::from_millis(700),
+            },
+        );
+    })
+    .await;
+    let sup = supervisor(&server, "s1", "acme");
+    let g1 = guard(&server, "g1", "acme");
+    let _online = server.connect(&g1).await;
+    let (_, open) = post(&server, "/api/v1/alerts", &g1, json!({"type": "FIRE"})).await;
+    let (_, done) = post(&server, "/api/v1/alerts", &g1, json!({"type": "GENERAL"})).await;
+    let done_id = done["id"].as_str().expect("id").to_string();
+    let (status, _) = post(
+        &server,
+        &format!("/api/v1/alerts/{done_id}/resolve"),
+        &sup,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Still there right after resolution...
+    assert_eq!(
+        get(&server, &format!("/api/v1/alerts/{done_id}"), &sup).await["state"],
+        "resolved"
+    );
+    // ...gone once the retention period has passed; the open one stays.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let r = server
+            .http()
+            .get(server.https(&format!("/api/v1/alerts/{done_id}")))
+            .bearer_auth(&sup)
+            .send()
+            .await
+            .expect("get");
+        if r.status() == 404 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "resolved alert never purged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let open_id = open["id"].as_str().expect("id");
+    assert_eq!(
+        get(&server, &format!("/api/v1/alerts/{open_id}"), &sup).await["state"],
+        "open"
+    );
+    server.stop().await;
+}
