@@ -301,12 +301,10 @@ fn authenticate<B>(state: &AppState, req: &Request<B>) -> Result<Identity, ApiEr
     state.auth.verify(&token).map_err(|e| fail(e.to_string()))
 }
 
-async fn read_json<T: for<'de> Deserialize<'de>>(
-    state: &AppState,
-    req: Request<Incoming>,
-) -> Result<T, ApiError> {
+/// The request body, at most `limits.max_message_size` bytes.
+async fn read_body(state: &AppState, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     let limit = state.config.limits.max_message_size;
-    let body = Limited::new(req.into_body(), limit)
+    Ok(Limited::new(req.into_body(), limit)
         .collect()
         .await
         .map_err(|e| {
@@ -319,9 +317,19 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
                 ApiError::new(ErrorCode::BadRequest, format!("reading body: {e}"))
             }
         })?
-        .to_bytes();
-    serde_json::from_slice(&body)
+        .to_bytes())
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
+}
+
+async fn read_json<T: for<'de> Deserialize<'de>>(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<T, ApiError> {
+    parse_json(&read_body(state, req).await?)
 }
 
 #[derive(Deserialize)]
@@ -544,17 +552,11 @@ async fn read_json_or_empty<T: for<'de> Deserialize<'de> + Default>(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<T, ApiError> {
-    let limit = state.config.limits.max_message_size;
-    let body = Limited::new(req.into_body(), limit)
-        .collect()
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("reading body: {e}")))?
-        .to_bytes();
+    let body = read_body(state, req).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
+    parse_json(&body)
 }
 
 fn list_alerts(state: &AppState, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {

@@ -319,37 +319,14 @@ impl Client {
 
     /// Publishes a video frame (MessagePack connections only) and returns the reply.
     pub async fn publish_frame(&mut self, channel: &str, jpeg: &[u8], keyframe: bool) -> Value {
-        assert!(self.msgpack, "video frames need lookout.msgpack");
-        self.next_id += 1;
-        let id = format!("r{}", self.next_id);
         let s = |v: &str| rmpv::Value::from(v);
         let frame = rmpv::Value::Map(vec![
-            (s("type"), s("publish")),
-            (s("id"), s(&id)),
-            (s("channel"), s(channel)),
-            (
-                s("data"),
-                rmpv::Value::Map(vec![
-                    (s("codec"), s("jpeg")),
-                    (s("keyframe"), rmpv::Value::from(keyframe)),
-                    (s("ts"), rmpv::Value::from(lookout::protocol::now_millis())),
-                    (s("data"), rmpv::Value::Binary(jpeg.to_vec())),
-                ]),
-            ),
+            (s("codec"), s("jpeg")),
+            (s("keyframe"), rmpv::Value::from(keyframe)),
+            (s("ts"), rmpv::Value::from(lookout::protocol::now_millis())),
+            (s("data"), rmpv::Value::Binary(jpeg.to_vec())),
         ]);
-        let mut bytes = Vec::new();
-        rmpv::encode::write_value(&mut bytes, &frame).expect("encode");
-        self.ws
-            .send(Message::Binary(bytes.into()))
-            .await
-            .expect("send");
-        loop {
-            let reply = self.next_frame().await;
-            if reply["id"] == json!(id) {
-                return reply;
-            }
-            self.inbox.push_back(reply);
-        }
+        self.publish_packed(channel, frame).await
     }
 
     pub async fn subscribe(&mut self, channel: &str) -> Value {
