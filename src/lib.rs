@@ -7,6 +7,7 @@
 //! The data path reads top to bottom: socket → session → hub → channel log → subscribers.
 //! - [`transport`]: TCP accept loop, TLS, HTTP/1.1, routing and the WebSocket upgrade.
 //! - [`session`]: one WebSocket connection: reader and writer tasks, clocks and limits.
+//! - [`stomp`]: STOMP 1.2 frames (and, later, sessions) on the same hub.
 //! - [`protocol`]: the native wire protocol (JSON and MessagePack envelopes, error and close codes).
 //! - [`hub`]: channels, rights ([`hub::channel`]), subscribers, admission and fan-out.
 //! - [`store`]: sequence numbers, message logs and the user directory behind one interface.
@@ -32,6 +33,7 @@ pub mod hub;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
+pub mod stomp;
 pub mod session;
 pub mod store;
 pub mod transport;
