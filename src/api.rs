@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::auth::{Identity, Role};
-use crate::hub::{HubError, Publish, Published};
+use crate::hub::{HubError, Publish};
 use crate::protocol::ErrorCode;
 use crate::server::AppState;
 use crate::transport::upgrade::token_from;
@@ -376,10 +376,6 @@ async fn publish(state: &AppState, req: Request<Incoming>) -> Result<Response<Bo
     Ok(json_response(200, &published))
 }
 
-fn published_response(p: &Published) -> Response<Body> {
-    json_response(200, p)
-}
-
 async fn broadcast(
     state: &AppState,
     req: Request<Incoming>,
@@ -421,7 +417,7 @@ async fn broadcast(
             },
         )
         .await?;
-    Ok(published_response(&published))
+    Ok(json_response(200, &published))
 }
 
 fn stats(state: &AppState, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {

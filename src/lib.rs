@@ -33,8 +33,8 @@ pub mod hub;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
-pub mod stomp;
 pub mod session;
+pub mod stomp;
 pub mod store;
 pub mod transport;
 

@@ -150,7 +150,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 match check_clocks(&conn, &limits, &mut idle_noticed) {
                     Clock::Close(code, reason) => break End::Close(code, reason.into()),
                     Clock::Notice(bytes) => {
-                        if write_timed(&mut ws, OpCode::Text.for_encoding(conn.encoding), &bytes, limits.write_timeout).await.is_err() {
+                        if write_timed(&mut ws, data_opcode(conn.encoding), &bytes, limits.write_timeout).await.is_err() {
                             break End::Broken;
                         }
                     }
@@ -198,16 +198,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     stop_reader.cancel();
 }
 
-trait ForEncoding {
-    fn for_encoding(self, encoding: Encoding) -> OpCode;
-}
-
-impl ForEncoding for OpCode {
-    fn for_encoding(self, encoding: Encoding) -> OpCode {
-        match encoding {
-            Encoding::Json => OpCode::Text,
-            Encoding::MsgPack => OpCode::Binary,
-        }
+/// The opcode of data frames in an encoding.
+fn data_opcode(encoding: Encoding) -> OpCode {
+    match encoding {
+        Encoding::Json => OpCode::Text,
+        Encoding::MsgPack => OpCode::Binary,
     }
 }
 
@@ -258,7 +253,7 @@ async fn write_item<W: AsyncWrite + Unpin>(
     item: Outbound,
     limit: Duration,
 ) -> Result<(), ()> {
-    let data_op = OpCode::Text.for_encoding(conn.encoding);
+    let data_op = data_opcode(conn.encoding);
     match item {
         Outbound::Frame(bytes) => write_timed(ws, data_op, &bytes, limit).await,
         Outbound::Pong(bytes) => write_timed(ws, OpCode::Pong, &bytes, limit).await,
@@ -477,7 +472,7 @@ impl Reader<'_> {
     async fn message(&mut self, opcode: OpCode, bytes: &[u8]) -> Flow {
         let encoding = self.conn.encoding;
         self.ctx.hub.stats.received.fetch_add(1, Ordering::Relaxed);
-        let expected = OpCode::Text.for_encoding(encoding);
+        let expected = data_opcode(encoding);
         if opcode != expected {
             let msg = match encoding {
                 Encoding::Json => "lookout.json takes text frames",

@@ -280,11 +280,19 @@ fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
         if buf[i] == b'\n' {
             // "\n\n" or "\n\r\n"
             if buf.get(i + 1) == Some(&b'\n') {
-                let end = if i > 0 && buf[i - 1] == b'\r' { i - 1 } else { i };
+                let end = if i > 0 && buf[i - 1] == b'\r' {
+                    i - 1
+                } else {
+                    i
+                };
                 return Some((end, i + 2 - end));
             }
             if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
-                let end = if i > 0 && buf[i - 1] == b'\r' { i - 1 } else { i };
+                let end = if i > 0 && buf[i - 1] == b'\r' {
+                    i - 1
+                } else {
+                    i
+                };
                 return Some((end, i + 3 - end));
             }
         }
@@ -395,7 +403,12 @@ mod tests {
         for (wire, expected) in cases {
             let mut parser = Parser::new(1024, 4);
             parser.push(wire);
-            assert_eq!(parse_all(&mut parser), Err(expected), "{:?}", String::from_utf8_lossy(wire));
+            assert_eq!(
+                parse_all(&mut parser),
+                Err(expected),
+                "{:?}",
+                String::from_utf8_lossy(wire)
+            );
         }
         let mut parser = Parser::new(1024, 2);
         parser.push(b"SEND\na:1\nb:2\nc:3\n\n\0");
