@@ -100,7 +100,7 @@ pub fn json_response<T: Serialize>(status: u16, value: &T) -> Response<Body> {
             )
         }
     };
-    let mut response = Response::new(Body::new(bytes));
+    let mut response = Response::new(crate::transport::full(bytes));
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
@@ -248,6 +248,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
             ))
         }
         (Method::GET, ["api", "v1", "poll"]) => poll(state, &req).await,
+        (Method::GET, ["api", "v1", "events"]) => events(state, &req),
         (Method::POST, ["api", "v1", "publish"]) => publish(state, req).await,
         (Method::POST, ["api", "v1", "broadcast", "system"]) => broadcast(state, req, false).await,
         (Method::POST, ["api", "v1", "broadcast", "maintenance"]) => {
@@ -276,6 +277,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
         | (_, ["api", "v1", "presence"])
         | (_, ["api", "v1", "tracking", "stats"])
         | (_, ["api", "v1", "poll"])
+        | (_, ["api", "v1", "events"])
         | (_, ["api", "v1", "websocket", "user", _, "status"]) => Err(ApiError {
             status: 405,
             code: ErrorCode::BadRequest,
@@ -490,43 +492,12 @@ fn history(state: &AppState, req: &Request<Incoming>) -> Result<Response<Body>, 
 async fn poll(state: &AppState, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let who = authenticate(state, req)?;
     let params = query(req);
-    let names: Vec<String> = params
-        .get("channels")
-        .map(|c| {
-            c.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    if names.is_empty() || names.len() > 32 {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "`channels` must name 1 to 32 channels, comma-separated",
-        ));
-    }
-    // `since` is one seq for every channel, or one per channel in the same order.
-    let sinces: Vec<u64> = match params.get("since") {
-        None => vec![0; names.len()],
-        Some(s) => s
-            .split(',')
-            .map(|v| v.parse())
-            .collect::<Result<_, _>>()
-            .map_err(|_| ApiError::new(ErrorCode::BadRequest, "`since` must be seqs"))?,
-    };
-    let sinces = match sinces.len() {
-        1 => vec![sinces[0]; names.len()],
-        n if n == names.len() => sinces,
-        _ => {
-            return Err(ApiError::new(
-                ErrorCode::BadRequest,
-                "`since` must be one seq or one per channel",
-            ))
-        }
-    };
+    let channels = channels_and_since(
+        params.get("channels"),
+        params.get("since").map(String::as_str),
+    )?;
     let wait = number(&params, "timeout", 25u64)?.min(MAX_POLL);
     let limit = number(&params, "limit", 100usize)?.clamp(1, MAX_PAGE);
-    let channels: Vec<(String, u64)> = names.into_iter().zip(sinces).collect();
     let result = state
         .hub
         .poll(&who, &channels, std::time::Duration::from_secs(wait), limit)
@@ -667,4 +638,136 @@ fn location_history(
         200,
         &serde_json::json!({"user": user, "points": points}),
     ))
+}
+
+/// Channels and their resume points from `channels=` and `since=` (one seq, or one per channel).
+fn channels_and_since(
+    names: Option<&String>,
+    since: Option<&str>,
+) -> Result<Vec<(String, u64)>, ApiError> {
+    let names: Vec<String> = names
+        .map(|c| {
+            c.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() || names.len() > 32 {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "`channels` must name 1 to 32 channels, comma-separated",
+        ));
+    }
+    let sinces: Vec<u64> = match since {
+        None => vec![0; names.len()],
+        Some(s) => s
+            .split(',')
+            .map(|v| v.trim().parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| ApiError::new(ErrorCode::BadRequest, "`since` must be seqs"))?,
+    };
+    let sinces = match sinces.len() {
+        1 => vec![sinces[0]; names.len()],
+        n if n == names.len() => sinces,
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "`since` must be one seq or one per channel",
+            ))
+        }
+    };
+    Ok(names.into_iter().zip(sinces).collect())
+}
+
+/// Server-Sent Events: `GET /api/v1/events?channels=C1,C2&since=S1,S2`. Each event's `id` is
+/// the seq reached on every channel (`S1,S2`), so a browser's automatic reconnect with
+/// `Last-Event-ID` resumes exactly where it stopped. Same rights as subscribe.
+fn events(state: &AppState, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let who = authenticate(state, req)?;
+    let params = query(req);
+    let last_event_id = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let since = last_event_id
+        .as_deref()
+        .or(params.get("since").map(String::as_str));
+    let channels = channels_and_since(params.get("channels"), since)?;
+    // Refuse before streaming: a forbidden channel is a 403, not an event.
+    for (name, since) in &channels {
+        state.hub.history(&who, name, *since, 1)?;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let hub = state.hub.clone();
+    let shutdown = state.shutdown.clone();
+    let keepalive = state.config.limits.ping_interval;
+    tokio::spawn(async move {
+        let (names, mut cursors): (Vec<String>, Vec<u64>) = channels.into_iter().unzip();
+        if tx
+            .send(Bytes::from_static(b"retry: 2000\n\n"))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            let pairs: Vec<(String, u64)> =
+                names.iter().cloned().zip(cursors.iter().copied()).collect();
+            let polled = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                polled = hub.poll(&who, &pairs, keepalive, 100) => polled,
+            };
+            let histories = match polled {
+                Ok(h) => h,
+                Err(e) => {
+                    let event = format!(
+                        "event: error\ndata: {}\n\n",
+                        serde_json::json!({"code": e.code(), "message": e.to_string()})
+                    );
+                    let _ = tx.send(Bytes::from(event)).await;
+                    return;
+                }
+            };
+            let mut sent = false;
+            for (i, history) in histories.iter().enumerate() {
+                for m in &history.messages {
+                    cursors[i] = m.seq;
+                    let id: Vec<String> = cursors.iter().map(u64::to_string).collect();
+                    let data = serde_json::json!({
+                        "type": "message", "channel": history.channel, "seq": m.seq,
+                        "timestamp": m.timestamp, "data": m.data, "epoch": history.epoch,
+                    });
+                    let event = format!("id: {}\nevent: message\ndata: {data}\n\n", id.join(","));
+                    if tx.send(Bytes::from(event)).await.is_err() {
+                        return;
+                    }
+                    sent = true;
+                }
+            }
+            // A comment keeps proxies and the browser from timing the stream out.
+            if !sent
+                && tx
+                    .send(Bytes::from_static(b": keep-alive\n\n"))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| {
+            (
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(b)),
+                rx,
+            )
+        })
+    });
+    let mut response = Response::new(http_body_util::StreamBody::new(stream).boxed());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }

@@ -387,3 +387,105 @@ async fn history_and_long_poll_follow_the_subscribe_rights() {
     assert_eq!(r.status(), 403);
     server.stop().await;
 }
+
+/// Reads server-sent events from a streaming response: (id, data) of each `message` event.
+struct EventReader {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+impl EventReader {
+    fn new(response: reqwest::Response) -> Self {
+        EventReader {
+            stream: Box::pin(response.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+
+    async fn next_message(&mut self) -> (String, Value) {
+        use futures_util::StreamExt;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim().to_string())
+                };
+                if field("event:").as_deref() == Some("message") {
+                    let data = serde_json::from_str(&field("data:").expect("data")).expect("json");
+                    return (field("id:").expect("id"), data);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(PATIENCE, self.stream.next())
+                .await
+                .expect("an event in time")
+                .expect("stream open")
+                .expect("chunk");
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+#[tokio::test]
+async fn server_sent_events_resume_with_last_event_id_and_lose_nothing() {
+    let server = server_with(|c| c.limits.ping_interval = Duration::from_secs(1)).await;
+    publish_numbered(&server, "pub", 1, 3).await;
+    let sup = supervisor(&server, "s1");
+    let url = server.https(&format!("/api/v1/events?channels={ROOM}"));
+    let response = server
+        .http()
+        .get(&url)
+        .bearer_auth(&sup)
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut events = EventReader::new(response);
+    let mut last_id = String::new();
+    for n in 1..=3u64 {
+        let (id, data) = events.next_message().await;
+        assert_eq!(data["seq"], n);
+        assert_eq!(data["data"]["n"], n);
+        last_id = id;
+    }
+    assert_eq!(last_id, "3");
+    drop(events);
+
+    // Missed while disconnected, then live after the reconnect.
+    publish_numbered(&server, "pub", 4, 6).await;
+    let response = server
+        .http()
+        .get(&url)
+        .bearer_auth(&sup)
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .expect("sse");
+    let mut events = EventReader::new(response);
+    for n in 4..=6u64 {
+        let (id, data) = events.next_message().await;
+        assert_eq!((id, data["seq"].as_u64()), (n.to_string(), Some(n)));
+    }
+    publish_numbered(&server, "pub", 7, 7).await;
+    let (id, data) = events.next_message().await;
+    assert_eq!(
+        (id.as_str(), data["seq"].as_u64()),
+        ("7", Some(7)),
+        "no duplicate, no gap"
+    );
+
+    let r = server
+        .http()
+        .get(&url)
+        .bearer_auth(server.token("eve", Some("globex"), &[Role::Supervisor]))
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(r.status(), 403);
+    server.stop().await;
+}

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -23,8 +24,13 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::server::AppState;
 
-/// The body type of every response Lookout sends.
-pub type Body = Full<Bytes>;
+/// The body type of every response Lookout sends: whole bodies, or a stream (SSE).
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// A whole body.
+pub fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).boxed()
+}
 
 /// Paths that accept a WebSocket upgrade.
 pub const WS_PATHS: [&str; 4] = ["/ws", "/api/ws", "/ws/job-status", "/ws/upload-progress"];
