@@ -32,9 +32,9 @@ pub enum FrameError {
     /// The body did not end with NUL where `content-length` said.
     #[error("body not terminated by NUL after content-length bytes")]
     MissingNul,
-    /// The command is empty.
-    #[error("empty command")]
-    EmptyCommand,
+    /// The command is empty or not an upper-case word.
+    #[error("missing or malformed command")]
+    BadCommand,
 }
 
 /// One STOMP frame.
@@ -213,8 +213,10 @@ impl Parser {
         let command = std::str::from_utf8(lines.next().unwrap_or_default())
             .map_err(|_| FrameError::NotUtf8)?
             .to_string();
-        if command.is_empty() {
-            return Err(FrameError::EmptyCommand);
+        // Commands are upper-case words (SEND, SUBSCRIBE, …); anything else, a stray CR
+        // included, would not survive a round trip.
+        if command.is_empty() || !command.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(FrameError::BadCommand);
         }
         let escape = !matches!(command.as_str(), "CONNECT" | "CONNECTED");
         let mut headers = Vec::new();
@@ -410,6 +412,10 @@ mod tests {
                 String::from_utf8_lossy(wire)
             );
         }
+        // Found by the fuzzer: a command made of a stray CR.
+        let mut parser = Parser::new(1024, 4);
+        parser.push(b"\r\r\r\n\n\x0b\0");
+        assert_eq!(parse_all(&mut parser), Err(FrameError::BadCommand));
         let mut parser = Parser::new(1024, 2);
         parser.push(b"SEND\na:1\nb:2\nc:3\n\n\0");
         assert_eq!(parse_all(&mut parser), Err(FrameError::TooManyHeaders(2)));
