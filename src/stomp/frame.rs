@@ -241,7 +241,11 @@ impl Parser {
             .transpose()?;
         let (body_len, frame_len) = match length {
             Some(len) => {
-                let total = body_start + len + 1;
+                // A peer's content-length can be anything: no overflow, just too large.
+                let total = body_start
+                    .checked_add(len)
+                    .and_then(|t| t.checked_add(1))
+                    .ok_or(FrameError::TooLarge(self.max_frame))?;
                 if total > self.max_frame {
                     return Err(FrameError::TooLarge(self.max_frame));
                 }
@@ -412,6 +416,10 @@ mod tests {
                 String::from_utf8_lossy(wire)
             );
         }
+        // Found by the fuzzer: a content-length that overflows.
+        let mut parser = Parser::new(1024, 4);
+        parser.push(b"SEND\ncontent-length:18446744073709551615\n\n\0");
+        assert_eq!(parse_all(&mut parser), Err(FrameError::TooLarge(1024)));
         // Found by the fuzzer: a command made of a stray CR.
         let mut parser = Parser::new(1024, 4);
         parser.push(b"\r\r\r\n\n\x0b\0");
