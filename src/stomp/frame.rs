@@ -156,6 +156,10 @@ pub struct Parser {
     buf: BytesMut,
     max_frame: usize,
     max_headers: usize,
+    // How far the current frame was already searched for the end of its head and for its
+    // terminating NUL: a frame trickled in byte by byte costs linear, not quadratic, time.
+    head_scanned: usize,
+    body_scanned: usize,
 }
 
 impl Parser {
@@ -165,6 +169,8 @@ impl Parser {
             buf: BytesMut::new(),
             max_frame,
             max_headers,
+            head_scanned: 0,
+            body_scanned: 0,
         }
     }
 
@@ -199,10 +205,11 @@ impl Parser {
             Some(_) => {}
         }
         // Command and headers end at the first empty line.
-        let Some(head_end) = find_blank_line(&self.buf) else {
+        let Some(head_end) = find_blank_line(&self.buf, self.head_scanned) else {
             if self.buf.len() > self.max_frame {
                 return Err(FrameError::TooLarge(self.max_frame));
             }
+            self.head_scanned = self.buf.len();
             return Ok(None);
         };
         let (head_len, sep_len) = head_end;
@@ -257,17 +264,25 @@ impl Parser {
                 }
                 (len, total)
             }
-            None => match self.buf[body_start..].iter().position(|b| *b == 0) {
-                Some(nul) => (nul, body_start + nul + 1),
-                None if self.buf.len() > self.max_frame => {
-                    return Err(FrameError::TooLarge(self.max_frame))
+            None => {
+                let from = body_start.max(self.body_scanned);
+                match self.buf[from..].iter().position(|b| *b == 0) {
+                    Some(nul) => (from + nul - body_start, from + nul + 1),
+                    None if self.buf.len() > self.max_frame => {
+                        return Err(FrameError::TooLarge(self.max_frame))
+                    }
+                    None => {
+                        self.body_scanned = self.buf.len();
+                        return Ok(None);
+                    }
                 }
-                None => return Ok(None),
-            },
+            }
         };
         if frame_len > self.max_frame {
             return Err(FrameError::TooLarge(self.max_frame));
         }
+        self.head_scanned = 0;
+        self.body_scanned = 0;
         let mut frame_bytes = self.buf.split_to(frame_len);
         frame_bytes.advance(body_start);
         frame_bytes.truncate(body_len);
@@ -280,8 +295,10 @@ impl Parser {
 }
 
 /// Where the head ends: (length of command + headers, length of the blank-line separator).
-fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
+/// `from`: bytes already searched; the search backs up a little so a separator split across
+/// two pushes is still found.
+fn find_blank_line(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from.saturating_sub(3);
     while i < buf.len() {
         if buf[i] == b'\n' {
             // "\n\n" or "\n\r\n"
