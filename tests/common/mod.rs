@@ -125,16 +125,7 @@ impl TestServer {
         token: &str,
         subprotocol: Option<&str>,
     ) -> Result<Client, tungstenite::Error> {
-        let mut req = self.url().into_client_request()?;
-        req.headers_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("header"),
-        );
-        if let Some(p) = subprotocol {
-            req.headers_mut()
-                .insert("sec-websocket-protocol", p.parse().expect("header"));
-        }
-        connect_request(&self.cert_pem, req, subprotocol == Some("lookout.msgpack")).await
+        connect_with_token(&self.cert_pem, self.addr, token, subprotocol).await
     }
 
     pub async fn stats(&self) -> Value {
@@ -226,6 +217,25 @@ pub async fn connect_request(
     assert_eq!(first["type"], "connection_established", "{first}");
     client.established = first;
     Ok(client)
+}
+
+/// Connects to `wss://addr/ws` with `token` as a Bearer header, asking for `subprotocol`.
+pub async fn connect_with_token(
+    cert_pem: &[u8],
+    addr: SocketAddr,
+    token: &str,
+    subprotocol: Option<&str>,
+) -> Result<Client, tungstenite::Error> {
+    let mut req = format!("wss://{addr}/ws").into_client_request()?;
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    if let Some(p) = subprotocol {
+        req.headers_mut()
+            .insert("sec-websocket-protocol", p.parse().expect("header"));
+    }
+    connect_request(cert_pem, req, subprotocol == Some("lookout.msgpack")).await
 }
 
 /// The body of an HTTP refusal at the upgrade, as tungstenite reports it.
@@ -460,18 +470,7 @@ impl Binary {
 
     /// Connects asking for `subprotocol`.
     pub async fn connect_with(&self, token: &str, subprotocol: Option<&str>) -> Client {
-        let url = format!("wss://{}/ws", self.addr);
-        let mut req = url.into_client_request().expect("request");
-        req.headers_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("header"),
-        );
-        if let Some(p) = subprotocol {
-            req.headers_mut()
-                .insert("sec-websocket-protocol", p.parse().expect("header"));
-        }
-        let msgpack = subprotocol == Some("lookout.msgpack");
-        connect_request(&self.cert_pem(), req, msgpack)
+        connect_with_token(&self.cert_pem(), self.addr, token, subprotocol)
             .await
             .expect("connect")
     }
