@@ -165,17 +165,9 @@ async fn escalation_timers_survive_kill_9_firing_once_at_start_up_if_overdue_and
     let http = http_client(&server.cert_pem());
     let url = format!("https://{}/api/v1/alerts/{id}", server.addr);
     let steps = |alert: &Value| -> Vec<(String, u64, u64)> {
-        alert["audit"]
-            .as_array()
-            .expect("audit")
-            .iter()
-            .map(|e| {
-                (
-                    e["action"].as_str().unwrap_or("").to_string(),
-                    e["level"].as_u64().unwrap_or(0),
-                    e["at"].as_u64().unwrap_or(0),
-                )
-            })
+        audit_trail(alert)
+            .into_iter()
+            .map(|s| (s.action, s.level, s.at))
             .collect()
     };
     let wait_for = |level: u64| {

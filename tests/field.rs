@@ -218,18 +218,17 @@ async fn leaving_a_required_fence_raises_one_alert_and_returning_resolves_it_acr
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["id"], id);
     assert_eq!(alerts[0]["state"], "resolved");
-    let trail: Vec<(&str, &str)> = alerts[0]["audit"]
-        .as_array()
-        .expect("audit")
-        .iter()
-        .map(|e| {
-            (
-                e["action"].as_str().unwrap_or(""),
-                e["by"].as_str().unwrap_or(""),
-            )
-        })
+    let trail: Vec<(String, String)> = audit_trail(&alerts[0])
+        .into_iter()
+        .map(|s| (s.action, s.by))
         .collect();
-    assert_eq!(trail, [("created", "lookout"), ("resolved", "lookout")]);
+    assert_eq!(
+        trail,
+        [
+            ("created".into(), "lookout".into()),
+            ("resolved".into(), "lookout".into())
+        ]
+    );
     // Leaving again is a new violation.
     assert!(ok(&g1
         .publish("/topic/location/g1", location(52.52, 13.4))
@@ -356,16 +355,9 @@ async fn an_unacknowledged_panic_escalates_to_levels_2_and_3_and_an_acknowledged
     assert_eq!(alert["level"], 3);
     assert_eq!(alert["priority"], "CRITICAL");
     assert_eq!(alert["position"]["lat"], 52.5);
-    let steps: Vec<(String, u64)> = alert["audit"]
-        .as_array()
-        .expect("audit")
-        .iter()
-        .map(|e| {
-            (
-                e["action"].as_str().unwrap_or("").to_string(),
-                e["level"].as_u64().unwrap_or(0),
-            )
-        })
+    let steps: Vec<(String, u64)> = audit_trail(&alert)
+        .into_iter()
+        .map(|s| (s.action, s.level))
         .collect();
     assert_eq!(
         steps,

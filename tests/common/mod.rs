@@ -655,3 +655,27 @@ pub fn packed_to_json(v: rmpv::Value) -> Value {
         rmpv::Value::Ext(_, b) => json!(b),
     }
 }
+
+/// One entry of an alert's audit trail, as REST returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditStep {
+    pub action: String,
+    pub by: String,
+    pub level: u64,
+    pub at: u64,
+}
+
+/// The audit trail of an alert (a REST alert body), oldest first.
+pub fn audit_trail(alert: &Value) -> Vec<AuditStep> {
+    alert["audit"]
+        .as_array()
+        .expect("audit")
+        .iter()
+        .map(|e| AuditStep {
+            action: e["action"].as_str().unwrap_or("").to_string(),
+            by: e["by"].as_str().unwrap_or("").to_string(),
+            level: e["level"].as_u64().unwrap_or(0),
+            at: e["at"].as_u64().unwrap_or(0),
+        })
+        .collect()
+}
