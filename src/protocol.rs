@@ -132,6 +132,8 @@ pub mod close {
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// Text frame that is not UTF-8.
     pub const INVALID_PAYLOAD: u16 = 1007;
+    /// A STOMP client let too many messages await `ACK`.
+    pub const POLICY: u16 = 1008;
     /// Message larger than the configured limit.
     pub const TOO_BIG: u16 = 1009;
     /// Server fault.

@@ -1,13 +1,19 @@
-//! One WebSocket session: a reader task that turns frames into hub requests, and a writer task
-//! that owns the socket's write half and the connection's clocks (pings, dead peer, idle, token
-//! expiry).
+//! One session: a reader task that turns client messages into hub requests, and a writer task
+//! that owns the transport's write half and the connection's clocks (pings, dead peer, idle,
+//! token expiry, STOMP heart-beats).
 //!
-//! The reader never writes to the socket and the hub never waits on it: everything reaches the
-//! writer through the connection's single bounded queue, and close requests through
-//! [`ConnHandle::close`]. fastwebsockets' `read_frame` is not cancel-safe, so the reader is only
-//! ever interrupted when the connection ends anyway.
+//! Two layers meet here. The transport ([`Source`]/[`Sink`]) moves whole messages: a plain
+//! WebSocket, or SockJS framing over a WebSocket or over HTTP requests. The wire protocol
+//! ([`Wire`]) gives them meaning: the native protocol, or STOMP ([`crate::stomp::session`]).
+//!
+//! The reader never writes to the transport and the hub never waits on it: everything reaches
+//! the writer through the connection's single bounded queue, and close requests through
+//! [`ConnHandle::close`] (at once) or [`Outbound::Close`] (after what is queued).
+//! fastwebsockets' `read_frame` is not cancel-safe, so the reader is only ever interrupted when
+//! the connection ends anyway.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +33,8 @@ use crate::protocol::{
     close, now_millis, ClientMsg, Encoding, ErrorCode, ErrorFrame, Established, IdOnly, Reply,
     ReplyFields, RequestId, Simple,
 };
+use crate::stomp::frame::Parser;
+use crate::stomp::session::{Rendered, Shared, StompSession};
 
 /// How long the writer waits for the peer's answer to its close frame.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
@@ -46,12 +54,67 @@ pub struct SessionContext {
     pub shutdown: CancellationToken,
 }
 
-/// Runs a session to its end: both tasks finished, subscriptions dropped, slot released.
+/// The application protocol a connection speaks.
+pub enum Speaks {
+    /// The native protocol, in the connection's encoding.
+    Native,
+    /// STOMP; with the `CONNECT` frame and parser state when the frame was read before
+    /// admission (its token authenticated the connection).
+    Stomp(Parser, Option<crate::stomp::frame::Frame>),
+}
+
+/// The protocol state the writer needs.
+#[derive(Clone)]
+enum Wire {
+    Native,
+    Stomp(Arc<Shared>),
+}
+
+/// A transport's read half: whole client messages, text or binary.
+pub trait Source: Send {
+    /// The next message (`true` = text), or `None` when the peer is gone or the transport
+    /// asked for a close (through the connection handle).
+    fn next(&mut self, conn: &ConnHandle) -> impl Future<Output = Option<(bool, Vec<u8>)>> + Send;
+}
+
+/// A transport's write half.
+pub trait Sink: Send {
+    /// One server message (`text` = a text frame where the transport distinguishes).
+    fn send(
+        &mut self,
+        text: bool,
+        bytes: &[u8],
+    ) -> impl Future<Output = std::io::Result<()>> + Send;
+    /// The transport's keep-alive (WebSocket ping, SockJS `h`).
+    fn keepalive(&mut self) -> impl Future<Output = std::io::Result<()>> + Send;
+    /// Answers the peer's WebSocket ping.
+    fn pong(&mut self, payload: &[u8]) -> impl Future<Output = std::io::Result<()>> + Send;
+    /// The transport's close, with a code and reason.
+    fn close(
+        &mut self,
+        code: u16,
+        reason: &str,
+    ) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+/// How messages are framed on a WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One message per WebSocket message.
+    Plain,
+    /// SockJS: `o`, `a[…]`, `h`, `c[…]` from the server; JSON arrays of strings from the client.
+    SockJs,
+}
+
+/// Runs a session on a WebSocket to its end: both tasks finished, subscriptions dropped, slot
+/// released.
 pub async fn run<S>(
     ctx: SessionContext,
     conn: Arc<ConnHandle>,
     rx: mpsc::Receiver<Outbound>,
     admission: Admission,
+    speaks: Speaks,
+    framing: Framing,
     ws: WebSocket<S>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -60,47 +123,99 @@ pub async fn run<S>(
     let (mut read, write) = ws.split(tokio::io::split);
     read.set_auto_close(false);
     read.set_auto_pong(false);
-    // fastwebsockets refuses frames of `>= max`; our limit is inclusive.
-    read.set_max_message_size(frame_limit(conn.encoding, &limits) + 1);
-
-    let established = Established {
-        kind: "connection_established",
-        user_id: &conn.identity.user,
-        session_id: &conn.session_id,
-        epoch: ctx.hub.epoch(),
-        timestamp: now_millis(),
-    };
-    match conn.encoding.encode(&established) {
-        Ok(bytes) => {
-            let _ = conn.try_send(Outbound::Frame(bytes));
-        }
-        Err(e) => {
-            conn.close(close::INTERNAL, e.to_string());
-        }
+    // fastwebsockets refuses frames of `>= max`; our limit is inclusive. SockJS wraps each
+    // message in a JSON string: allow for its escapes.
+    let mut max = frame_limit(conn.encoding, &limits);
+    if let Speaks::Stomp(..) = speaks {
+        // Room above the STOMP frame limit, so a frame somewhat too large gets a STOMP ERROR
+        // that says so rather than a bare 1009.
+        max = max.saturating_mul(2);
     }
+    if framing == Framing::SockJs {
+        max = max.saturating_mul(2).saturating_add(16);
+    }
+    read.set_max_message_size(max + 1);
+    let mut sink = WsSink { ws: write, framing };
+    if framing == Framing::SockJs && sink.open().await.is_err() {
+        return;
+    }
+    let source = WsSource {
+        ws: read,
+        framing,
+        fragments: None,
+        max,
+        queued: VecDeque::new(),
+    };
+    drive(ctx, conn, rx, admission, speaks, source, sink).await;
+}
+
+/// Runs a session on any transport.
+pub async fn drive<Src, Snk>(
+    ctx: SessionContext,
+    conn: Arc<ConnHandle>,
+    rx: mpsc::Receiver<Outbound>,
+    admission: Admission,
+    speaks: Speaks,
+    mut source: Src,
+    sink: Snk,
+) where
+    Src: Source,
+    Snk: Sink + 'static,
+{
+    let limits = ctx.hub.limits().clone();
+    let (wire, stomp) = match speaks {
+        Speaks::Native => {
+            let established = Established {
+                kind: "connection_established",
+                user_id: &conn.identity.user,
+                session_id: &conn.session_id,
+                epoch: ctx.hub.epoch(),
+                timestamp: now_millis(),
+            };
+            match conn.encoding.encode(&established) {
+                Ok(bytes) => {
+                    let _ = conn.try_send(Outbound::Frame(bytes));
+                }
+                Err(e) => {
+                    conn.close(close::INTERNAL, e.to_string());
+                }
+            }
+            (Wire::Native, None)
+        }
+        Speaks::Stomp(parser, connect) => {
+            let shared = Shared::new(ctx.hub.epoch(), limits.outbound_queue);
+            let session =
+                StompSession::new(ctx.clone(), conn.clone(), shared.clone(), parser, connect);
+            (Wire::Stomp(shared), Some(session))
+        }
+    };
 
     let reader_done = CancellationToken::new();
     let stop_reader = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(
-        write,
-        rx,
-        conn.clone(),
-        ConnLimits::from(&limits),
-        ctx.shutdown.clone(),
-        reader_done.clone(),
-        stop_reader.clone(),
-    ));
+    let writer = Writer {
+        conn: conn.clone(),
+        hub: ctx.hub.clone(),
+        wire,
+        limits: ConnLimits::from(&limits),
+        shutdown: ctx.shutdown.clone(),
+        reader_done: reader_done.clone(),
+        stop_reader: stop_reader.clone(),
+    };
+    let writer = tokio::spawn(writer.run(sink, rx));
 
     let mut reader = Reader {
         ctx: &ctx,
         conn: &conn,
         subscriptions: HashMap::new(),
-        fragments: None,
+        stomp,
     };
-    reader.run(&mut read, &stop_reader).await;
+    reader.run(&mut source, &stop_reader).await;
     reader_done.cancel();
     for (_, channel) in reader.subscriptions.drain() {
         ctx.hub.unsubscribe(&conn, &channel);
+    }
+    if let Some(stomp) = reader.stomp.as_mut() {
+        stomp.finish();
     }
     if conn.close_requested().is_none() {
         conn.close(close::NORMAL, "");
@@ -113,7 +228,7 @@ pub async fn run<S>(
 }
 
 /// Largest single message accepted on a connection of this encoding.
-fn frame_limit(encoding: Encoding, limits: &crate::config::Limits) -> usize {
+pub fn frame_limit(encoding: Encoding, limits: &crate::config::Limits) -> usize {
     match encoding {
         Encoding::Json => limits.max_message_size,
         // Video frames travel as MessagePack: room for the frame plus its envelope.
@@ -121,88 +236,358 @@ fn frame_limit(encoding: Encoding, limits: &crate::config::Limits) -> usize {
     }
 }
 
+/// A WebSocket's write half.
+struct WsSink<W> {
+    ws: WebSocketWrite<W>,
+    framing: Framing,
+}
+
+impl<W: AsyncWrite + Unpin + Send> WsSink<W> {
+    async fn open(&mut self) -> std::io::Result<()> {
+        self.frame(OpCode::Text, b"o").await
+    }
+
+    async fn frame(&mut self, opcode: OpCode, payload: &[u8]) -> std::io::Result<()> {
+        let frame = Frame::new(true, opcode, None, Payload::Borrowed(payload));
+        self.ws
+            .write_frame(frame)
+            .await
+            .map_err(std::io::Error::other)
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send> Sink for WsSink<W> {
+    async fn send(&mut self, text: bool, bytes: &[u8]) -> std::io::Result<()> {
+        match self.framing {
+            Framing::Plain => {
+                let opcode = if text { OpCode::Text } else { OpCode::Binary };
+                self.frame(opcode, bytes).await
+            }
+            Framing::SockJs => {
+                let framed = crate::transport::sockjs::message_frame(bytes)?;
+                self.frame(OpCode::Text, &framed).await
+            }
+        }
+    }
+
+    async fn keepalive(&mut self) -> std::io::Result<()> {
+        if self.framing == Framing::SockJs {
+            self.frame(OpCode::Text, b"h").await?;
+        }
+        self.frame(OpCode::Ping, b"").await
+    }
+
+    async fn pong(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        self.frame(OpCode::Pong, payload).await
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) -> std::io::Result<()> {
+        if self.framing == Framing::SockJs {
+            let framed = crate::transport::sockjs::close_frame(code, reason);
+            self.frame(OpCode::Text, framed.as_bytes()).await?;
+        }
+        self.ws
+            .write_frame(Frame::close(code, reason.as_bytes()))
+            .await
+            .map_err(std::io::Error::other)?;
+        self.ws.flush().await.map_err(std::io::Error::other)
+    }
+}
+
+/// A WebSocket's read half: control frames, fragments and SockJS framing handled here.
+struct WsSource<R> {
+    ws: WebSocketRead<R>,
+    framing: Framing,
+    /// A fragmented message being reassembled: its opcode and bytes so far.
+    fragments: Option<(OpCode, Vec<u8>)>,
+    max: usize,
+    /// SockJS: messages of an array not yet handed out.
+    queued: VecDeque<Vec<u8>>,
+}
+
+impl<R: AsyncRead + Unpin + Send> Source for WsSource<R> {
+    async fn next(&mut self, conn: &ConnHandle) -> Option<(bool, Vec<u8>)> {
+        let mut no_obligations = |_: Frame<'_>| async { Ok::<(), std::convert::Infallible>(()) };
+        loop {
+            if let Some(message) = self.queued.pop_front() {
+                return Some((true, message));
+            }
+            let frame = self.ws.read_frame(&mut no_obligations).await;
+            conn.touch();
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => {
+                    read_error(conn, e);
+                    return None;
+                }
+            };
+            let (opcode, message) = match frame.opcode {
+                OpCode::Close => {
+                    let code = match frame.payload.len() {
+                        0 => close::NORMAL,
+                        1 => close::PROTOCOL_ERROR,
+                        _ => u16::from_be_bytes([frame.payload[0], frame.payload[1]]),
+                    };
+                    let echo = if (1000..5000).contains(&code) {
+                        code
+                    } else {
+                        close::PROTOCOL_ERROR
+                    };
+                    conn.close(echo, "");
+                    return None;
+                }
+                OpCode::Ping => {
+                    let _ = conn.try_send(Outbound::Pong(Bytes::copy_from_slice(&frame.payload)));
+                    continue;
+                }
+                OpCode::Pong => continue,
+                OpCode::Text | OpCode::Binary => {
+                    if self.fragments.is_some() {
+                        conn.close(
+                            close::PROTOCOL_ERROR,
+                            "new message before the last one finished",
+                        );
+                        return None;
+                    }
+                    if !frame.fin {
+                        self.fragments = Some((frame.opcode, frame.payload.to_vec()));
+                        continue;
+                    }
+                    (frame.opcode, frame.payload.to_vec())
+                }
+                OpCode::Continuation => {
+                    // Reassembly enforces the message limit across all fragments
+                    // (fastwebsockets only limits each frame).
+                    let Some((_, buf)) = self.fragments.as_mut() else {
+                        conn.close(close::PROTOCOL_ERROR, "continuation without a message");
+                        return None;
+                    };
+                    if buf.len() + frame.payload.len() > self.max {
+                        conn.close(close::TOO_BIG, "message too large");
+                        return None;
+                    }
+                    buf.extend_from_slice(&frame.payload);
+                    if !frame.fin {
+                        continue;
+                    }
+                    let Some((opcode, buf)) = self.fragments.take() else {
+                        continue;
+                    };
+                    if opcode == OpCode::Text && std::str::from_utf8(&buf).is_err() {
+                        conn.close(close::INVALID_PAYLOAD, "text message is not valid UTF-8");
+                        return None;
+                    }
+                    (opcode, buf)
+                }
+            };
+            match self.framing {
+                Framing::Plain => return Some((opcode == OpCode::Text, message)),
+                Framing::SockJs => match crate::transport::sockjs::client_messages(&message) {
+                    Ok(messages) => self.queued.extend(messages),
+                    Err(e) => {
+                        conn.close(close::PROTOCOL_ERROR, e);
+                        return None;
+                    }
+                },
+            }
+        }
+    }
+}
+
+fn read_error(conn: &ConnHandle, e: WebSocketError) {
+    let (code, reason) = match e {
+        WebSocketError::FrameTooLarge => (close::TOO_BIG, "message too large".to_string()),
+        WebSocketError::InvalidUTF8 => (
+            close::INVALID_PAYLOAD,
+            "text frame is not valid UTF-8".to_string(),
+        ),
+        WebSocketError::UnexpectedEOF
+        | WebSocketError::IoError(_)
+        | WebSocketError::ConnectionClosed => {
+            tracing::debug!(error = %e, "peer went away");
+            return;
+        }
+        other => (close::PROTOCOL_ERROR, other.to_string()),
+    };
+    conn.close(code, reason);
+}
+
 enum End {
     Close(u16, String),
     Broken,
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut ws: WebSocketWrite<W>,
-    mut rx: mpsc::Receiver<Outbound>,
+/// The writer task: the only one that writes to the transport.
+struct Writer {
     conn: Arc<ConnHandle>,
+    hub: Arc<Hub>,
+    wire: Wire,
     limits: ConnLimits,
     shutdown: CancellationToken,
     reader_done: CancellationToken,
     stop_reader: CancellationToken,
-) {
-    let mut next_ping = Instant::now() + limits.ping_interval;
-    let mut idle_noticed = false;
-    let end = loop {
-        if let Some((code, reason)) = conn.close_requested() {
-            break End::Close(*code, reason.clone());
-        }
-        let deadline = next_deadline(&conn, &limits, next_ping, idle_noticed);
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break End::Close(close::GOING_AWAY, "server shutting down".into()),
-            _ = conn.wake.notified() => continue,
-            _ = sleep_until(deadline) => {
-                match check_clocks(&conn, &limits, &mut idle_noticed) {
-                    Clock::Close(code, reason) => break End::Close(code, reason.into()),
-                    Clock::Notice(bytes) => {
-                        if write_timed(&mut ws, data_opcode(conn.encoding), &bytes, limits.write_timeout).await.is_err() {
+}
+
+impl Writer {
+    async fn run<S: Sink>(self, mut sink: S, mut rx: mpsc::Receiver<Outbound>) {
+        let conn = &self.conn;
+        let limits = &self.limits;
+        let mut next_ping = Instant::now() + limits.ping_interval;
+        let mut last_write = Instant::now();
+        let mut idle_noticed = false;
+        let end = loop {
+            if let Some((code, reason)) = conn.close_requested() {
+                break End::Close(*code, reason.clone());
+            }
+            let heartbeat = self.heartbeat().map(|every| last_write + every);
+            let mut deadline = next_deadline(conn, limits, next_ping, idle_noticed);
+            if let Some(at) = heartbeat {
+                deadline = deadline.min(at);
+            }
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break End::Close(close::GOING_AWAY, "server shutting down".into()),
+                _ = conn.wake.notified() => continue,
+                _ = sleep_until(deadline) => {
+                    let notice = matches!(self.wire, Wire::Native);
+                    match check_clocks(conn, limits, &mut idle_noticed, notice) {
+                        Clock::Close(code, reason) => break End::Close(code, reason.into()),
+                        Clock::Notice(bytes) => {
+                            if self.timed(sink.send(conn.encoding == Encoding::Json, &bytes)).await.is_err() {
+                                break End::Broken;
+                            }
+                        }
+                        Clock::Nothing => {}
+                    }
+                    if Instant::now() >= next_ping {
+                        next_ping = Instant::now() + limits.ping_interval;
+                        if self.timed(sink.keepalive()).await.is_err() {
                             break End::Broken;
                         }
                     }
-                    Clock::Nothing => {}
+                    if heartbeat.is_some_and(|at| Instant::now() >= at) {
+                        // STOMP heart-beat: an end-of-line when nothing else went out.
+                        if self.timed(sink.send(true, b"\n")).await.is_err() {
+                            break End::Broken;
+                        }
+                        last_write = Instant::now();
+                    }
                 }
-                if Instant::now() >= next_ping {
-                    next_ping = Instant::now() + limits.ping_interval;
-                    if write_timed(&mut ws, OpCode::Ping, b"", limits.write_timeout).await.is_err() {
-                        break End::Broken;
+                item = rx.recv() => {
+                    let Some(item) = item else { break End::Broken };
+                    match self.write_item(&mut sink, item).await {
+                        Ok(None) => last_write = Instant::now(),
+                        Ok(Some(end)) => break end,
+                        Err(()) => break End::Broken,
                     }
                 }
             }
-            item = rx.recv() => {
-                let Some(item) = item else { break End::Broken };
-                if write_item(&mut ws, &conn, item, limits.write_timeout).await.is_err() {
-                    break End::Broken;
+        };
+        // Nothing more will be sent; release queued deliveries now rather than at drop.
+        rx.close();
+        if let End::Close(code, reason) = end {
+            let mut reason = reason;
+            if reason.len() > MAX_CLOSE_REASON {
+                let mut cut = MAX_CLOSE_REASON;
+                while !reason.is_char_boundary(cut) {
+                    cut -= 1;
                 }
+                reason.truncate(cut);
+            }
+            tracing::debug!(code, %reason, "closing");
+            let sent = timeout(CLOSE_HANDSHAKE, sink.close(code, &reason)).await;
+            if matches!(sent, Ok(Ok(()))) {
+                // Let the peer answer; dropping the socket with its reply unread would reset
+                // the connection and could destroy our close frame in the peer's receive buffer.
+                let _ = timeout(CLOSE_HANDSHAKE, self.reader_done.cancelled()).await;
             }
         }
-    };
-    // Nothing more will be sent; release queued deliveries now rather than at drop.
-    rx.close();
-    if let End::Close(code, reason) = end {
-        let mut reason = reason;
-        if reason.len() > MAX_CLOSE_REASON {
-            let mut cut = MAX_CLOSE_REASON;
-            while !reason.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            reason.truncate(cut);
-        }
-        tracing::debug!(code, %reason, "closing");
-        let sent = timeout(CLOSE_HANDSHAKE, async {
-            ws.write_frame(Frame::close(code, reason.as_bytes()))
-                .await?;
-            ws.flush().await
-        })
-        .await;
-        if matches!(sent, Ok(Ok(()))) {
-            // Let the peer answer; dropping the socket with its reply unread would reset the
-            // connection and could destroy our close frame in the peer's receive buffer.
-            let _ = timeout(CLOSE_HANDSHAKE, reader_done.cancelled()).await;
+        self.stop_reader.cancel();
+    }
+
+    fn heartbeat(&self) -> Option<Duration> {
+        match &self.wire {
+            Wire::Native => None,
+            Wire::Stomp(shared) => shared.heartbeat_out(),
         }
     }
-    stop_reader.cancel();
-}
 
-/// The opcode of data frames in an encoding.
-fn data_opcode(encoding: Encoding) -> OpCode {
-    match encoding {
-        Encoding::Json => OpCode::Text,
-        Encoding::MsgPack => OpCode::Binary,
+    async fn timed(&self, write: impl Future<Output = std::io::Result<()>>) -> Result<(), ()> {
+        match timeout(self.limits.write_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "write failed");
+                Err(())
+            }
+            Err(_) => {
+                tracing::info!("peer did not take a frame within write_timeout; dropping it");
+                Err(())
+            }
+        }
+    }
+
+    /// Writes one queued item; `Ok(Some)` ends the connection after it.
+    async fn write_item<S: Sink>(&self, sink: &mut S, item: Outbound) -> Result<Option<End>, ()> {
+        let conn = &self.conn;
+        let native_text = conn.encoding == Encoding::Json;
+        match item {
+            Outbound::Frame(bytes) => {
+                let text = match self.wire {
+                    Wire::Native => native_text,
+                    Wire::Stomp(_) => std::str::from_utf8(&bytes).is_ok(),
+                };
+                self.timed(sink.send(text, &bytes)).await?;
+            }
+            Outbound::Pong(bytes) => self.timed(sink.pong(&bytes)).await?,
+            Outbound::Close(code, reason) => return Ok(Some(End::Close(code, reason))),
+            Outbound::Deliver(delivery, view) => match &self.wire {
+                Wire::Native => match delivery.frames(conn.encoding, view) {
+                    Ok(frames) => {
+                        for bytes in frames {
+                            self.timed(sink.send(native_text, bytes)).await?;
+                        }
+                    }
+                    Err(e) => {
+                        // Not the client's fault and not fatal: this message cannot be rendered
+                        // in this encoding (e.g. MessagePack map keys that JSON cannot express).
+                        tracing::warn!(channel = %delivery.channel, seq = delivery.message.seq, error = e, "message not deliverable in this encoding");
+                    }
+                },
+                Wire::Stomp(shared) => {
+                    let (rendered, durable_ack) = shared.render(&delivery);
+                    match rendered {
+                        Rendered::Frame(bytes) => {
+                            let text = std::str::from_utf8(&bytes).is_ok();
+                            self.timed(sink.send(text, &bytes)).await?;
+                        }
+                        Rendered::Skip => {}
+                        Rendered::Overflow(error) => {
+                            self.timed(sink.send(true, &error)).await?;
+                            return Ok(Some(End::Close(
+                                close::POLICY,
+                                "too many unacknowledged messages".into(),
+                            )));
+                        }
+                    }
+                    if durable_ack {
+                        // Auto mode: written counts as consumed. Off the write path, since
+                        // the store write must not hold up this connection's queue.
+                        let hub = self.hub.clone();
+                        let conn = conn.clone();
+                        tokio::spawn(async move {
+                            let seq = delivery.message.seq;
+                            if let Err(e) = hub
+                                .acknowledge(&conn.identity, &delivery.channel, seq)
+                                .await
+                            {
+                                tracing::warn!(channel = %delivery.channel, seq, error = %e, "auto acknowledgement failed");
+                            }
+                        });
+                    }
+                }
+            },
+        }
+        Ok(None)
     }
 }
 
@@ -227,60 +612,18 @@ impl From<&crate::config::Limits> for ConnLimits {
     }
 }
 
-async fn write_timed<W: AsyncWrite + Unpin>(
-    ws: &mut WebSocketWrite<W>,
-    opcode: OpCode,
-    payload: &[u8],
-    limit: Duration,
-) -> Result<(), ()> {
-    let frame = Frame::new(true, opcode, None, Payload::Borrowed(payload));
-    match timeout(limit, ws.write_frame(frame)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "write failed");
-            Err(())
-        }
-        Err(_) => {
-            tracing::info!("peer did not take a frame within write_timeout; dropping it");
-            Err(())
-        }
-    }
-}
-
-async fn write_item<W: AsyncWrite + Unpin>(
-    ws: &mut WebSocketWrite<W>,
-    conn: &ConnHandle,
-    item: Outbound,
-    limit: Duration,
-) -> Result<(), ()> {
-    let data_op = data_opcode(conn.encoding);
-    match item {
-        Outbound::Frame(bytes) => write_timed(ws, data_op, &bytes, limit).await,
-        Outbound::Pong(bytes) => write_timed(ws, OpCode::Pong, &bytes, limit).await,
-        Outbound::Deliver(delivery, view) => match delivery.frames(conn.encoding, view) {
-            Ok(frames) => {
-                for bytes in frames {
-                    write_timed(ws, data_op, bytes, limit).await?;
-                }
-                Ok(())
-            }
-            Err(e) => {
-                // Not the client's fault and not fatal: this message cannot be rendered in
-                // this encoding (e.g. MessagePack map keys that JSON cannot express).
-                tracing::warn!(channel = %delivery.channel, seq = delivery.message.seq, error = e, "message not deliverable in this encoding");
-                Ok(())
-            }
-        },
-    }
-}
-
 enum Clock {
     Close(u16, &'static str),
     Notice(Bytes),
     Nothing,
 }
 
-fn check_clocks(conn: &ConnHandle, limits: &ConnLimits, idle_noticed: &mut bool) -> Clock {
+fn check_clocks(
+    conn: &ConnHandle,
+    limits: &ConnLimits,
+    idle_noticed: &mut bool,
+    notice: bool,
+) -> Clock {
     let now = now_millis();
     let silent = now.saturating_sub(conn.last_seen.load(Ordering::Relaxed));
     if silent >= limits.dead_peer_timeout.as_millis() as u64 {
@@ -304,6 +647,10 @@ fn check_clocks(conn: &ConnHandle, limits: &ConnLimits, idle_noticed: &mut bool)
     let notice_at = idle_ms - limits.idle_notice.as_millis() as u64;
     if idle >= notice_at && !*idle_noticed {
         *idle_noticed = true;
+        if !notice {
+            // STOMP has no notice frame; the close reason says it.
+            return Clock::Nothing;
+        }
         let message = format!(
             "no subscription: closing in {} s unless you subscribe",
             (idle_ms - idle) / 1000
@@ -346,75 +693,40 @@ fn next_deadline(
 struct Reader<'a> {
     ctx: &'a SessionContext,
     conn: &'a Arc<ConnHandle>,
-    /// Public channel name → hub entry.
+    /// Native protocol: public channel name → hub entry.
     subscriptions: HashMap<String, Arc<crate::hub::Channel>>,
-    /// A fragmented message being reassembled: its opcode and bytes so far.
-    fragments: Option<(OpCode, Vec<u8>)>,
+    /// STOMP: the session, which keeps its own subscriptions.
+    stomp: Option<StompSession>,
 }
 
-enum Flow {
+/// Whether a reader goes on after a message.
+pub enum Flow {
+    /// Read the next message.
     Continue,
+    /// The connection is over.
     Stop,
 }
 
 impl Reader<'_> {
-    async fn run<R: AsyncRead + Unpin>(
-        &mut self,
-        ws: &mut WebSocketRead<R>,
-        stop: &CancellationToken,
-    ) {
-        let mut no_obligations = |_: Frame<'_>| async { Ok::<(), std::convert::Infallible>(()) };
+    async fn run<S: Source>(&mut self, source: &mut S, stop: &CancellationToken) {
+        if let Some(stomp) = self.stomp.as_mut() {
+            // A CONNECT read before admission.
+            if let Flow::Stop = stomp.drain().await {
+                return;
+            }
+        }
         loop {
-            let frame = tokio::select! {
+            let message = tokio::select! {
                 biased;
                 _ = stop.cancelled() => return,
-                frame = ws.read_frame(&mut no_obligations) => frame,
+                message = source.next(self.conn) => message,
             };
-            self.conn.touch();
-            let frame = match frame {
-                Ok(frame) => frame,
-                Err(e) => {
-                    self.read_error(e);
-                    return;
-                }
+            let Some((text, bytes)) = message else {
+                return;
             };
-            let flow = match frame.opcode {
-                OpCode::Close => {
-                    let code = match frame.payload.len() {
-                        0 => close::NORMAL,
-                        1 => close::PROTOCOL_ERROR,
-                        _ => u16::from_be_bytes([frame.payload[0], frame.payload[1]]),
-                    };
-                    let echo = if (1000..5000).contains(&code) {
-                        code
-                    } else {
-                        close::PROTOCOL_ERROR
-                    };
-                    self.conn.close(echo, "");
-                    Flow::Stop
-                }
-                OpCode::Ping => {
-                    let _ = self
-                        .conn
-                        .try_send(Outbound::Pong(Bytes::copy_from_slice(&frame.payload)));
-                    Flow::Continue
-                }
-                OpCode::Pong => Flow::Continue,
-                OpCode::Text | OpCode::Binary => {
-                    if self.fragments.is_some() {
-                        self.conn.close(
-                            close::PROTOCOL_ERROR,
-                            "new message before the last one finished",
-                        );
-                        Flow::Stop
-                    } else if frame.fin {
-                        self.message(frame.opcode, &frame.payload).await
-                    } else {
-                        self.fragments = Some((frame.opcode, frame.payload.to_vec()));
-                        Flow::Continue
-                    }
-                }
-                OpCode::Continuation => self.continuation(frame.fin, &frame.payload).await,
+            let flow = match self.stomp.as_mut() {
+                Some(stomp) => stomp.receive(&bytes).await,
+                None => self.message(text, &bytes).await,
             };
             if let Flow::Stop = flow {
                 return;
@@ -422,58 +734,10 @@ impl Reader<'_> {
         }
     }
 
-    fn read_error(&self, e: WebSocketError) {
-        let (code, reason) = match e {
-            WebSocketError::FrameTooLarge => (close::TOO_BIG, "message too large".to_string()),
-            WebSocketError::InvalidUTF8 => (
-                close::INVALID_PAYLOAD,
-                "text frame is not valid UTF-8".to_string(),
-            ),
-            WebSocketError::UnexpectedEOF
-            | WebSocketError::IoError(_)
-            | WebSocketError::ConnectionClosed => {
-                tracing::debug!(error = %e, "peer went away");
-                return;
-            }
-            other => (close::PROTOCOL_ERROR, other.to_string()),
-        };
-        self.conn.close(code, reason);
-    }
-
-    /// Reassembles fragments, enforcing the message limit across all of them (fastwebsockets
-    /// only limits each frame).
-    async fn continuation(&mut self, fin: bool, payload: &[u8]) -> Flow {
-        let limit = frame_limit(self.conn.encoding, self.ctx.hub.limits());
-        let Some((opcode, buf)) = self.fragments.as_mut() else {
-            self.conn
-                .close(close::PROTOCOL_ERROR, "continuation without a message");
-            return Flow::Stop;
-        };
-        if buf.len() + payload.len() > limit {
-            self.conn.close(close::TOO_BIG, "message too large");
-            return Flow::Stop;
-        }
-        buf.extend_from_slice(payload);
-        if !fin {
-            return Flow::Continue;
-        }
-        let opcode = *opcode;
-        let Some((_, buf)) = self.fragments.take() else {
-            return Flow::Continue;
-        };
-        if opcode == OpCode::Text && std::str::from_utf8(&buf).is_err() {
-            self.conn
-                .close(close::INVALID_PAYLOAD, "text message is not valid UTF-8");
-            return Flow::Stop;
-        }
-        self.message(opcode, &buf).await
-    }
-
-    async fn message(&mut self, opcode: OpCode, bytes: &[u8]) -> Flow {
+    async fn message(&mut self, text: bool, bytes: &[u8]) -> Flow {
         let encoding = self.conn.encoding;
         self.ctx.hub.stats.received.fetch_add(1, Ordering::Relaxed);
-        let expected = data_opcode(encoding);
-        if opcode != expected {
+        if text != (encoding == Encoding::Json) {
             let msg = match encoding {
                 Encoding::Json => "lookout.json takes text frames",
                 Encoding::MsgPack => "lookout.msgpack takes binary frames",

@@ -15,6 +15,19 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
     need rustup && rustup component add rustfmt clippy
 fi
 
+# Real JavaScript clients (stomp.js, sockjs-client, lookout-client.js) run under Node.js.
+if ! need node || ! need npm; then
+    echo "== installing Node.js and npm (Debian packages)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq nodejs npm
+fi
+# `npm ci` when the lock file changed since the last install (or there is none).
+if ! cmp -s tests/node/package-lock.json tests/node/node_modules/.package-lock.json.installed; then
+    echo "== npm ci (tests/node)"
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+    cp tests/node/package-lock.json tests/node/node_modules/.package-lock.json.installed
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -46,6 +46,17 @@ pub struct Delivery {
     /// The message.
     pub message: Arc<StoredMessage>,
     frames: [[RenderedOnce; Encoding::COUNT]; View::COUNT],
+    body: OnceLock<Result<Body, String>>,
+}
+
+/// A message's data as a body of its own (STOMP `MESSAGE`, SSE): JSON, or the raw bytes when the
+/// data is binary.
+#[derive(Debug, Clone)]
+pub struct Body {
+    /// The bytes.
+    pub bytes: Bytes,
+    /// Their content type.
+    pub content_type: &'static str,
 }
 
 impl Delivery {
@@ -56,7 +67,27 @@ impl Delivery {
             kind,
             message,
             frames: Default::default(),
+            body: OnceLock::new(),
         }
+    }
+
+    /// The data alone, rendered on first use and shared by every subscriber.
+    pub fn body(&self) -> Result<&Body, &str> {
+        self.body
+            .get_or_init(|| match &self.message.data {
+                rmpv::Value::Binary(bytes) => Ok(Body {
+                    bytes: Bytes::copy_from_slice(bytes),
+                    content_type: "application/octet-stream",
+                }),
+                data => serde_json::to_vec(data)
+                    .map(|json| Body {
+                        bytes: Bytes::from(json),
+                        content_type: "application/json",
+                    })
+                    .map_err(|e| e.to_string()),
+            })
+            .as_ref()
+            .map_err(String::as_str)
     }
 
     /// The frames for one encoding and view, encoded on first use and shared afterwards.
@@ -135,6 +166,8 @@ pub enum Outbound {
     Frame(Bytes),
     /// A WebSocket pong answering the peer's ping.
     Pong(Bytes),
+    /// Close once everything queued before it is written (e.g. after a STOMP `ERROR`).
+    Close(u16, String),
 }
 
 /// The shared state of one connection: its queue, its close request and its liveness clocks.

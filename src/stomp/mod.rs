@@ -2,6 +2,7 @@
 //! native protocol.
 //!
 //! [`frame`] is the wire format: a bounded, incremental parser and the serializer. It knows
-//! nothing of sessions or channels.
+//! nothing of sessions or channels. [`session`] is one STOMP session on the hub.
 
 pub mod frame;
+pub mod session;

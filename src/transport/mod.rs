@@ -4,6 +4,7 @@
 //! This layer owns sockets up to the upgrade; it knows nothing of channels or rights beyond
 //! handing requests to [`upgrade`] and [`crate::api`].
 
+pub mod sockjs;
 pub mod tls;
 pub mod upgrade;
 

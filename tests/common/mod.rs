@@ -30,6 +30,7 @@ pub struct TestServer {
     pub state: Arc<AppState>,
     pub auth: Authenticator,
     pub cert_pem: Vec<u8>,
+    pub cert_path: std::path::PathBuf,
     pub config: Config,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), lookout::server::ServerError>>>,
@@ -79,7 +80,8 @@ impl TestServer {
         let addr = server.local_addr();
         let plain_addr = server.plain_addr();
         let state = server.state().clone();
-        let cert_pem = std::fs::read(&server.certificate.path).expect("cert");
+        let cert_path = server.certificate.path.clone();
+        let cert_pem = std::fs::read(&cert_path).expect("cert");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
@@ -90,6 +92,7 @@ impl TestServer {
             state,
             auth,
             cert_pem,
+            cert_path,
             config,
             stop: Some(tx),
             task: Some(task),
@@ -678,4 +681,183 @@ pub fn audit_trail(alert: &Value) -> Vec<AuditStep> {
             at: e["at"].as_u64().unwrap_or(0),
         })
         .collect()
+}
+
+/// A script in `tests/node` run under Node.js with real npm clients. It reports steps as JSON
+/// lines on stdout (`{"event": …}`); `{"event":"fail"}` or an early exit fails the test.
+pub struct NodeScript {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    name: String,
+}
+
+impl NodeScript {
+    pub fn run(script: &str, env: &[(&str, String)]) -> NodeScript {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+        assert!(
+            dir.join("node_modules").is_dir(),
+            "tests/node/node_modules is missing: run `bash tests/run.sh` (or `npm ci --prefix tests/node`)"
+        );
+        let mut cmd = tokio::process::Command::new("node");
+        cmd.arg(script)
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .expect("node (install Node.js, or run tests/run.sh)");
+        let stdout = child.stdout.take().expect("stdout");
+        use tokio::io::AsyncBufReadExt;
+        NodeScript {
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+            name: script.to_string(),
+        }
+    }
+
+    /// The next event, which must be `name`.
+    pub async fn event(&mut self, name: &str) -> Value {
+        let line = tokio::time::timeout(PATIENCE * 2, self.lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("{}: no `{name}` event in time", self.name))
+            .expect("read node stdout")
+            .unwrap_or_else(|| panic!("{}: exited before `{name}`", self.name));
+        let event: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{}: not a JSON event ({e}): {line}", self.name));
+        assert_eq!(
+            event["event"], name,
+            "{}: expected `{name}`, got {event:#}",
+            self.name
+        );
+        event
+    }
+
+    /// Waits for a clean exit.
+    pub async fn finish(mut self) {
+        let status = tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("node exits")
+            .expect("wait node");
+        assert!(status.success(), "{} exited with {status}", self.name);
+    }
+}
+
+/// A minimal STOMP 1.2 client over tokio-tungstenite, for what stompjs cannot be made to do
+/// (malformed and oversized frames, exact frame checks).
+pub struct StompClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    parser: lookout::stomp::frame::Parser,
+}
+
+impl StompClient {
+    /// Opens a `v12.stomp` WebSocket, with `token` at the upgrade if given; no CONNECT yet.
+    pub async fn open(server: &TestServer, token: Option<&str>) -> StompClient {
+        let mut req = server.url().into_client_request().expect("request");
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            "v12.stomp".parse().expect("header"),
+        );
+        if let Some(token) = token {
+            req.headers_mut().insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("header"),
+            );
+        }
+        let (ws, response) = tokio_tungstenite::connect_async_tls_with_config(
+            req,
+            None,
+            true,
+            Some(Connector::Rustls(client_tls(&server.cert_pem))),
+        )
+        .await
+        .expect("upgrade");
+        assert_eq!(
+            response
+                .headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some("v12.stomp")
+        );
+        StompClient {
+            ws,
+            parser: lookout::stomp::frame::Parser::new(1 << 20, 64),
+        }
+    }
+
+    /// Opens and sends CONNECT with the token in `Authorization`; expects CONNECTED.
+    pub async fn connect(server: &TestServer, token: &str) -> StompClient {
+        let mut client = StompClient::open(server, None).await;
+        let auth = format!("Bearer {token}");
+        client
+            .send_frame(
+                "CONNECT",
+                &[
+                    ("accept-version", "1.2"),
+                    ("host", "lookout"),
+                    ("Authorization", &auth),
+                ],
+                b"",
+            )
+            .await;
+        let connected = client.next_frame().await;
+        assert_eq!(connected.command, "CONNECTED", "{connected:?}");
+        client
+    }
+
+    pub async fn send_frame(&mut self, command: &str, headers: &[(&str, &str)], body: &[u8]) {
+        let mut frame = lookout::stomp::frame::Frame::new(command);
+        for (k, v) in headers {
+            frame = frame.header(k, *v);
+        }
+        let frame = frame.body(body.to_vec());
+        self.ws
+            .send(Message::Text(
+                String::from_utf8(frame.to_bytes()).expect("utf-8").into(),
+            ))
+            .await
+            .expect("send");
+    }
+
+    /// The next frame (heart-beats skipped).
+    pub async fn next_frame(&mut self) -> lookout::stomp::frame::Frame {
+        use lookout::stomp::frame::Event;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            match self.parser.next_event().expect("well-formed frame") {
+                Some(Event::Frame(frame)) => return frame,
+                Some(Event::Heartbeat) => continue,
+                None => {}
+            }
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .expect("a frame in time")
+                .expect("connection open")
+                .expect("read");
+            match msg {
+                Message::Text(t) => self.parser.push(t.as_bytes()),
+                Message::Binary(b) => self.parser.push(&b),
+                Message::Close(c) => panic!("closed while waiting for a frame: {c:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Waits for the server's close frame (or the end of the stream).
+    pub async fn closed(&mut self) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .expect("closed in time")
+            {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
 }

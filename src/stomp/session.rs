@@ -1,0 +1,829 @@
+//! One STOMP session on a connection: `CONNECT` negotiation, subscriptions with their ack modes,
+//! `SEND`, `ACK`/`NACK`, transactions and receipts — all on the hub's channels, rights and logs,
+//! so a STOMP client and a native client on one channel see the same messages and seqs.
+//!
+//! [`StompSession`] is the reader half: frames in, hub requests out. [`Shared`] is what the
+//! writer half needs to turn a delivery into a `MESSAGE` frame: the subscription table (id, ack
+//! mode, messages awaiting `ACK`). Nothing here touches a socket; frames leave through the
+//! connection's queue, and an `ERROR` is followed by [`Outbound::Close`] so it is written first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::frame::{Event, Frame, Parser};
+use crate::hub::{ChannelKind, ConnHandle, Delivery, HubError, Outbound, Publish, Target, View};
+use crate::protocol::{close, ErrorCode};
+use crate::session::{Flow, SessionContext};
+
+/// Versions spoken, best first.
+pub const VERSIONS: [&str; 3] = ["1.2", "1.1", "1.0"];
+/// Most headers in one frame.
+pub const MAX_HEADERS: usize = 64;
+/// Open transactions per session.
+const MAX_TRANSACTIONS: usize = 16;
+/// Frames held in one transaction.
+const MAX_TRANSACTION_FRAMES: usize = 256;
+/// How long a `SEND` over the rate limit waits for budget before the session is ended: STOMP
+/// has no non-fatal error, so a fast sender is slowed down rather than refused.
+const RATE_WAIT: Duration = Duration::from_secs(2);
+
+/// How a subscription acknowledges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// Delivered means consumed.
+    Auto,
+    /// `ACK` is cumulative.
+    Client,
+    /// `ACK` covers one message.
+    ClientIndividual,
+}
+
+impl AckMode {
+    fn parse(value: Option<&str>) -> Option<AckMode> {
+        match value {
+            None | Some("auto") => Some(AckMode::Auto),
+            Some("client") => Some(AckMode::Client),
+            Some("client-individual") => Some(AckMode::ClientIndividual),
+            Some(_) => None,
+        }
+    }
+}
+
+struct Subscription {
+    id: String,
+    ack: AckMode,
+    /// Delivered and not yet acknowledged, by seq (client modes only).
+    pending: BTreeMap<u64, Arc<Delivery>>,
+}
+
+#[derive(Default)]
+struct Table {
+    /// Public channel name → subscription.
+    by_channel: HashMap<Arc<str>, Subscription>,
+    /// Subscription id → public channel name.
+    channel_of: HashMap<String, Arc<str>>,
+}
+
+/// The part of a STOMP session the writer reads: subscriptions and the negotiated heart-beat.
+pub struct Shared {
+    table: Mutex<Table>,
+    heartbeat_out_ms: AtomicU64,
+    epoch: String,
+    max_pending: usize,
+}
+
+/// What the writer does with a delivery.
+pub enum Rendered {
+    /// Write this `MESSAGE` frame.
+    Frame(Bytes),
+    /// Nothing to write (unsubscribed meanwhile, or not renderable).
+    Skip,
+    /// Write this `ERROR` frame and close: too many messages await `ACK`.
+    Overflow(Bytes),
+}
+
+impl Shared {
+    /// A table for a connection on a store with `epoch`.
+    pub fn new(epoch: &str, max_pending: usize) -> Arc<Self> {
+        Arc::new(Shared {
+            table: Mutex::new(Table::default()),
+            heartbeat_out_ms: AtomicU64::new(0),
+            epoch: epoch.to_string(),
+            max_pending,
+        })
+    }
+
+    /// How often the server must send something (a heart-beat if nothing else); 0 = never.
+    pub fn heartbeat_out(&self) -> Option<Duration> {
+        match self.heartbeat_out_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    /// Renders `delivery` for the subscription on its channel. Returns whether the message must
+    /// be acknowledged durably now (auto mode, on a message that records acknowledgements).
+    pub fn render(&self, delivery: &Arc<Delivery>) -> (Rendered, bool) {
+        let body = match delivery.body() {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::warn!(channel = %delivery.channel, seq = delivery.message.seq, error = e, "message has no STOMP body");
+                return (Rendered::Skip, false);
+            }
+        };
+        let mut table = self.table.lock();
+        let Some(sub) = table.by_channel.get_mut(&*delivery.channel) else {
+            return (Rendered::Skip, false);
+        };
+        let seq = delivery.message.seq;
+        let ack_id = format!("{}@{seq}", sub.id);
+        let mut frame = Frame::new("MESSAGE")
+            .header("subscription", sub.id.clone())
+            .header("message-id", ack_id.clone())
+            .header("destination", delivery.channel.to_string())
+            .header("content-type", body.content_type)
+            .header("seq", seq.to_string())
+            .header("epoch", self.epoch.clone())
+            .header("timestamp", delivery.message.timestamp.to_string());
+        if delivery.message.ack_required {
+            frame = frame.header("ack-required", "true");
+        }
+        let mut durable_ack = false;
+        match sub.ack {
+            AckMode::Auto => durable_ack = records_acks(delivery),
+            AckMode::Client | AckMode::ClientIndividual => {
+                if sub.pending.len() >= self.max_pending && !sub.pending.contains_key(&seq) {
+                    let error = error_frame(
+                        None,
+                        "too many unacknowledged messages",
+                        &format!(
+                            "subscription {} has {} messages awaiting ACK; resubscribe with `since` to resume",
+                            sub.id, self.max_pending
+                        ),
+                    );
+                    return (Rendered::Overflow(error), false);
+                }
+                frame = frame.header("ack", ack_id);
+                sub.pending.insert(seq, delivery.clone());
+            }
+        }
+        let frame = frame
+            .header("content-length", body.bytes.len().to_string())
+            .body(body.bytes.clone());
+        (Rendered::Frame(Bytes::from(frame.to_bytes())), durable_ack)
+    }
+}
+
+/// Messages whose acknowledgement the store records: a user's own queue (its offline cursor)
+/// and `ack_required` messages.
+fn records_acks(delivery: &Delivery) -> bool {
+    delivery.message.ack_required || delivery.kind == ChannelKind::UserQueue
+}
+
+/// An `ERROR` frame.
+pub fn error_frame(receipt: Option<&str>, message: &str, detail: &str) -> Bytes {
+    let mut frame = Frame::new("ERROR").header("message", message);
+    if let Some(r) = receipt {
+        frame = frame.header("receipt-id", r);
+    }
+    if !detail.is_empty() {
+        frame = frame
+            .header("content-type", "text/plain")
+            .body(Bytes::copy_from_slice(detail.as_bytes()));
+    }
+    Bytes::from(frame.to_bytes())
+}
+
+/// The token a `CONNECT` frame carries: `Authorization` (with or without `Bearer`), else
+/// `passcode`.
+pub fn connect_token(frame: &Frame) -> Option<&str> {
+    if let Some(value) = frame.get("Authorization").or(frame.get("authorization")) {
+        let value = value.trim();
+        let token = match value.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+            _ => value,
+        };
+        if !token.is_empty() {
+            return Some(token);
+        }
+    }
+    frame.get("passcode").filter(|p| !p.is_empty())
+}
+
+/// A STOMP `ERROR` as the session sees it: what to tell the client before closing.
+struct Fatal {
+    message: String,
+    detail: String,
+    code: u16,
+}
+
+impl Fatal {
+    fn new(message: impl Into<String>, detail: impl Into<String>) -> Self {
+        Fatal {
+            message: message.into(),
+            detail: detail.into(),
+            code: close::NORMAL,
+        }
+    }
+
+    /// Names the destination the error is about.
+    fn about(mut self, destination: &str) -> Self {
+        self.detail = if self.detail.is_empty() {
+            destination.to_string()
+        } else {
+            format!("{destination}: {}", self.detail)
+        };
+        self
+    }
+
+    fn hub(e: HubError) -> Self {
+        if let HubError::Store(inner) = &e {
+            tracing::error!(error = %inner, "store failure");
+            return Fatal::new("internal error", "");
+        }
+        Fatal::new(e.code().as_str(), e.to_string())
+    }
+}
+
+/// The reader half of a STOMP session.
+pub struct StompSession {
+    ctx: SessionContext,
+    conn: Arc<ConnHandle>,
+    shared: Arc<Shared>,
+    parser: Parser,
+    /// A `CONNECT` read before admission, handled first.
+    connect: Option<Frame>,
+    version: Option<&'static str>,
+    /// Subscription id → hub entry.
+    hub_subs: HashMap<String, Arc<crate::hub::Channel>>,
+    transactions: HashMap<String, Vec<Frame>>,
+    /// An `ERROR` was sent: everything after it is ignored until the socket closes.
+    closing: bool,
+}
+
+impl StompSession {
+    /// A session before `CONNECT`; `connect` (and what `parser` still holds) arrived before
+    /// admission.
+    pub fn new(
+        ctx: SessionContext,
+        conn: Arc<ConnHandle>,
+        shared: Arc<Shared>,
+        parser: Parser,
+        connect: Option<Frame>,
+    ) -> Self {
+        StompSession {
+            ctx,
+            conn,
+            shared,
+            parser,
+            connect,
+            version: None,
+            hub_subs: HashMap::new(),
+            transactions: HashMap::new(),
+            closing: false,
+        }
+    }
+
+    /// A parser sized for this server's limits.
+    pub fn parser(limits: &crate::config::Limits) -> Parser {
+        Parser::new(limits.max_message_size, MAX_HEADERS)
+    }
+
+    /// Takes one WebSocket message (any number of frames or parts of one).
+    pub async fn receive(&mut self, bytes: &[u8]) -> Flow {
+        if self.closing {
+            return Flow::Continue;
+        }
+        self.parser.push(bytes);
+        self.drain().await
+    }
+
+    /// Handles every complete frame the parser holds.
+    pub async fn drain(&mut self) -> Flow {
+        loop {
+            if self.closing {
+                return Flow::Continue;
+            }
+            let next = match self.connect.take() {
+                Some(frame) => Ok(Some(Event::Frame(frame))),
+                None => self.parser.next_event(),
+            };
+            let frame = match next {
+                Ok(None) => return Flow::Continue,
+                Ok(Some(Event::Heartbeat)) => continue,
+                Ok(Some(Event::Frame(frame))) => frame,
+                Err(e) => {
+                    let mut fatal = Fatal::new("malformed frame", e.to_string());
+                    fatal.code = close::PROTOCOL_ERROR;
+                    return self.fail(None, fatal).await;
+                }
+            };
+            self.ctx.hub.stats.received.fetch_add(1, Ordering::Relaxed);
+            let receipt = frame.get("receipt").map(str::to_string);
+            let result = self.frame(frame).await;
+            let flow = match result {
+                Ok(Some(reply)) => self.queue(reply).await,
+                Ok(None) => Flow::Continue,
+                Err(fatal) => self.fail(receipt.as_deref(), fatal).await,
+            };
+            if let Flow::Stop = flow {
+                return Flow::Stop;
+            }
+        }
+    }
+
+    /// Drops the session's subscriptions from the hub.
+    pub fn finish(&mut self) {
+        for (_, channel) in self.hub_subs.drain() {
+            self.ctx.hub.unsubscribe(&self.conn, &channel);
+        }
+        let mut table = self.shared.table.lock();
+        table.by_channel.clear();
+        table.channel_of.clear();
+    }
+
+    async fn queue(&self, bytes: Bytes) -> Flow {
+        if self.conn.send(Outbound::Frame(bytes)).await {
+            Flow::Continue
+        } else {
+            Flow::Stop
+        }
+    }
+
+    async fn fail(&mut self, receipt: Option<&str>, fatal: Fatal) -> Flow {
+        tracing::debug!(message = %fatal.message, detail = %fatal.detail, "STOMP error");
+        self.closing = true;
+        let frame = error_frame(receipt, &fatal.message, &fatal.detail);
+        if let Flow::Stop = self.queue(frame).await {
+            return Flow::Stop;
+        }
+        let mut reason = fatal.message;
+        if !fatal.detail.is_empty() {
+            reason = format!("{reason}: {}", fatal.detail);
+        }
+        if self.conn.send(Outbound::Close(fatal.code, reason)).await {
+            Flow::Continue
+        } else {
+            Flow::Stop
+        }
+    }
+
+    /// One frame; `Ok(Some)` is a reply to queue (a receipt, `CONNECTED`).
+    async fn frame(&mut self, frame: Frame) -> Result<Option<Bytes>, Fatal> {
+        let command = frame.command.as_str();
+        if self.version.is_none() {
+            return match command {
+                "CONNECT" | "STOMP" => self.connect(&frame).map(Some),
+                _ => Err(Fatal::new(
+                    "not connected",
+                    format!("expected CONNECT, got {command}"),
+                )),
+            };
+        }
+        if let Some(tx) = frame.get("transaction") {
+            if matches!(command, "SEND" | "ACK" | "NACK") {
+                let held = self
+                    .transactions
+                    .get_mut(tx)
+                    .ok_or_else(|| Fatal::new("no such transaction", tx.to_string()))?;
+                if held.len() >= MAX_TRANSACTION_FRAMES {
+                    return Err(Fatal::new(
+                        "transaction too large",
+                        format!("at most {MAX_TRANSACTION_FRAMES} frames per transaction"),
+                    ));
+                }
+                held.push(frame.clone());
+                return Ok(receipt(&frame, &[]));
+            }
+        }
+        match command {
+            "CONNECT" | "STOMP" => Err(Fatal::new("already connected", "")),
+            "SUBSCRIBE" => self.subscribe(&frame).await,
+            "UNSUBSCRIBE" => self.unsubscribe(&frame),
+            "SEND" => self.send(&frame).await,
+            "ACK" => self.ack(&frame, false).await,
+            "NACK" => self.ack(&frame, true).await,
+            "BEGIN" => {
+                let tx = required(&frame, "transaction")?;
+                if self.transactions.contains_key(tx) {
+                    return Err(Fatal::new("transaction already begun", tx.to_string()));
+                }
+                if self.transactions.len() >= MAX_TRANSACTIONS {
+                    return Err(Fatal::new(
+                        "too many transactions",
+                        format!("at most {MAX_TRANSACTIONS} open transactions"),
+                    ));
+                }
+                self.transactions.insert(tx.to_string(), Vec::new());
+                Ok(receipt(&frame, &[]))
+            }
+            "COMMIT" => {
+                let tx = required(&frame, "transaction")?;
+                let held = self
+                    .transactions
+                    .remove(tx)
+                    .ok_or_else(|| Fatal::new("no such transaction", tx.to_string()))?;
+                for inner in held {
+                    // Receipts of the frames inside were sent when they were taken.
+                    match inner.command.as_str() {
+                        "SEND" => self.send(&inner).await?,
+                        "ACK" => self.ack(&inner, false).await?,
+                        _ => self.ack(&inner, true).await?,
+                    };
+                }
+                Ok(receipt(&frame, &[]))
+            }
+            "ABORT" => {
+                let tx = required(&frame, "transaction")?;
+                self.transactions
+                    .remove(tx)
+                    .ok_or_else(|| Fatal::new("no such transaction", tx.to_string()))?;
+                Ok(receipt(&frame, &[]))
+            }
+            "DISCONNECT" => {
+                self.closing = true;
+                if let Some(r) = receipt(&frame, &[]) {
+                    if let Flow::Stop = self.queue(r).await {
+                        return Ok(None);
+                    }
+                }
+                let _ = self
+                    .conn
+                    .send(Outbound::Close(close::NORMAL, String::new()))
+                    .await;
+                Ok(None)
+            }
+            other => Err(Fatal::new("unknown command", other.to_string())),
+        }
+    }
+
+    fn connect(&mut self, frame: &Frame) -> Result<Bytes, Fatal> {
+        let offered = frame.get("accept-version").unwrap_or("1.0");
+        let version = VERSIONS
+            .iter()
+            .find(|v| offered.split(',').any(|o| o.trim() == **v))
+            .ok_or_else(|| {
+                Fatal::new(
+                    "unsupported version",
+                    format!("supported versions are {}", VERSIONS.join(",")),
+                )
+            })?;
+        if let Some(token) = connect_token(frame) {
+            let who = self.ctx.auth.verify(token).map_err(|e| {
+                self.ctx
+                    .hub
+                    .stats
+                    .auth_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                Fatal::new("unauthorized", e.to_string())
+            })?;
+            let me = &self.conn.identity;
+            if who.user != me.user || who.org != me.org {
+                return Err(Fatal::new(
+                    "unauthorized",
+                    "the CONNECT token is for another user than the connection's",
+                ));
+            }
+            if who.exp > self.conn.exp.load(Ordering::Relaxed) {
+                self.conn.exp.store(who.exp, Ordering::Relaxed);
+            }
+        }
+        let (cx, cy) = match frame.get("heart-beat") {
+            None => (0, 0),
+            Some(hb) => parse_heartbeat(hb)
+                .ok_or_else(|| Fatal::new("malformed heart-beat", hb.to_string()))?,
+        };
+        // We can send at the ping interval and want to hear from the client as often.
+        let ours = self.ctx.hub.limits().ping_interval.as_millis() as u64;
+        let out = if cy == 0 { 0 } else { ours.max(cy) };
+        self.shared.heartbeat_out_ms.store(out, Ordering::Relaxed);
+        let _ = cx;
+        self.conn.wake.notify_one();
+        self.version = Some(version);
+        let connected = Frame::new("CONNECTED")
+            .header("version", *version)
+            .header("heart-beat", format!("{ours},{ours}"))
+            .header("server", concat!("lookout/", env!("CARGO_PKG_VERSION")))
+            .header("session", self.conn.session_id.clone())
+            .header("user-name", self.conn.identity.user.to_string());
+        Ok(Bytes::from(connected.to_bytes()))
+    }
+
+    async fn subscribe(&mut self, frame: &Frame) -> Result<Option<Bytes>, Fatal> {
+        let destination = required(frame, "destination")?;
+        let id = match frame.get("id") {
+            Some(id) => id.to_string(),
+            // 1.0 made `id` optional: the destination names the subscription.
+            None if self.version == Some("1.0") => destination.to_string(),
+            None => return Err(Fatal::new("missing header", "SUBSCRIBE needs `id`")),
+        };
+        let ack = AckMode::parse(frame.get("ack"))
+            .ok_or_else(|| Fatal::new("bad ack mode", "use auto, client or client-individual"))?;
+        let since = match frame.get("since") {
+            None => None,
+            Some(s) => Some(
+                s.parse::<u64>()
+                    .map_err(|_| Fatal::new("bad since", "`since` must be a seq"))?,
+            ),
+        };
+        let epoch = frame.get("epoch");
+        let channel = strip_app(destination);
+        let target = Target::parse(channel, Some(&self.conn.identity.user))
+            .map_err(|e| Fatal::hub(e.into()).about(destination))?;
+        let public: Arc<str> = target.public_name().into();
+        if self.hub_subs.contains_key(&id) {
+            return Err(Fatal::new("duplicate subscription id", id));
+        }
+        let max = self.ctx.hub.limits().max_subscriptions_per_connection;
+        if self.hub_subs.len() >= max {
+            return Err(Fatal::hub(HubError::TooManySubscriptions(max)));
+        }
+        {
+            let mut table = self.shared.table.lock();
+            if table.by_channel.contains_key(&public) {
+                return Err(Fatal::hub(HubError::AlreadySubscribed(public.to_string())));
+            }
+            // Registered before the hub replays, so the writer can render the replay.
+            table.by_channel.insert(
+                public.clone(),
+                Subscription {
+                    id: id.clone(),
+                    ack,
+                    pending: BTreeMap::new(),
+                },
+            );
+            table.channel_of.insert(id.clone(), public.clone());
+        }
+        let receipt_id = frame.get("receipt").map(str::to_string);
+        let result = self
+            .ctx
+            .hub
+            .subscribe(&self.conn, &target, View::Native, since, epoch, |info| {
+                let r = receipt_id.as_ref()?;
+                let mut f = Frame::new("RECEIPT")
+                    .header("receipt-id", r.clone())
+                    .header("head", info.head.to_string());
+                if let Some(recovered) = info.recovered {
+                    f = f.header("recovered", recovered.to_string());
+                }
+                if let Some(reset) = info.reset {
+                    f = f.header("reset", reset);
+                }
+                if let Some(first) = info.first {
+                    f = f.header("first", first.to_string());
+                }
+                Some(Bytes::from(f.to_bytes()))
+            })
+            .await;
+        match result {
+            Ok(sub) => {
+                self.hub_subs.insert(id, sub.channel);
+                self.conn.subscriptions.fetch_add(1, Ordering::Relaxed);
+                self.conn.wake.notify_one();
+                Ok(None)
+            }
+            Err(e) => {
+                let mut table = self.shared.table.lock();
+                table.by_channel.remove(&public);
+                table.channel_of.remove(&id);
+                Err(Fatal::hub(e).about(destination))
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, frame: &Frame) -> Result<Option<Bytes>, Fatal> {
+        let id = match frame.get("id") {
+            Some(id) => id,
+            None if self.version == Some("1.0") => required(frame, "destination")?,
+            None => return Err(Fatal::new("missing header", "UNSUBSCRIBE needs `id`")),
+        };
+        let entry = self
+            .hub_subs
+            .remove(id)
+            .ok_or_else(|| Fatal::new("no such subscription", id.to_string()))?;
+        {
+            let mut table = self.shared.table.lock();
+            if let Some(channel) = table.channel_of.remove(id) {
+                table.by_channel.remove(&channel);
+            }
+        }
+        self.ctx.hub.unsubscribe(&self.conn, &entry);
+        if self.conn.subscriptions.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.conn
+                .idle_since
+                .store(crate::protocol::now_millis(), Ordering::Relaxed);
+            self.conn.wake.notify_one();
+        }
+        Ok(receipt(frame, &[]))
+    }
+
+    async fn send(&mut self, frame: &Frame) -> Result<Option<Bytes>, Fatal> {
+        let destination = required(frame, "destination")?;
+        let channel = strip_app(destination);
+        let data = decode_body(frame)?;
+        let video = channel.starts_with("/topic/video/");
+        let user = &self.conn.identity.user;
+        let deadline = tokio::time::Instant::now() + RATE_WAIT;
+        while !self.ctx.hub.allow_message(user, video) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Fatal::new(
+                    ErrorCode::RateLimited.as_str(),
+                    "message rate exceeded; slow down",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let request = Publish {
+            channel,
+            to: frame.get("to"),
+            owner: frame.get("owner"),
+            data,
+            ack_required: frame.get("ack-required") == Some("true"),
+        };
+        match self.ctx.field.publish(&self.conn.identity, request).await {
+            Ok(p) => {
+                let seq = p.published.seq.to_string();
+                let mut extra = vec![("seq", seq.as_str()), ("epoch", p.published.epoch.as_str())];
+                if let Some(alert) = p.alert_id.as_deref() {
+                    extra.push(("alert-id", alert));
+                }
+                Ok(receipt(frame, &extra))
+            }
+            Err(crate::field::FieldError::Hub(e)) => Err(Fatal::hub(e).about(destination)),
+            Err(e) => {
+                if e.code() == ErrorCode::Internal {
+                    tracing::error!(error = %e, "field operation failed");
+                    return Err(Fatal::new("internal error", ""));
+                }
+                Err(Fatal::new(e.code().as_str(), e.to_string()).about(destination))
+            }
+        }
+    }
+
+    async fn ack(&mut self, frame: &Frame, nack: bool) -> Result<Option<Bytes>, Fatal> {
+        // 1.2 names the message by `id` (our `ack` header); 1.1 and 1.0 by `message-id`.
+        let ack_id = frame
+            .get("id")
+            .or(frame.get("message-id"))
+            .ok_or_else(|| Fatal::new("missing header", "ACK/NACK needs `id`"))?;
+        let (sub_id, seq) = ack_id
+            .rsplit_once('@')
+            .and_then(|(s, q)| Some((s, q.parse::<u64>().ok()?)))
+            .ok_or_else(|| Fatal::new("no such message", ack_id.to_string()))?;
+        let (channel, taken) = {
+            let mut table = self.shared.table.lock();
+            let channel = table
+                .channel_of
+                .get(sub_id)
+                .cloned()
+                .ok_or_else(|| Fatal::new("no such subscription", sub_id.to_string()))?;
+            let sub = table
+                .by_channel
+                .get_mut(&channel)
+                .ok_or_else(|| Fatal::new("no such subscription", sub_id.to_string()))?;
+            if !sub.pending.contains_key(&seq) {
+                return Err(Fatal::new(
+                    "no such message",
+                    format!("{ack_id} is not awaiting acknowledgement"),
+                ));
+            }
+            let taken: Vec<Arc<Delivery>> = if sub.ack == AckMode::Client && !nack {
+                let rest = sub.pending.split_off(&(seq + 1));
+                std::mem::replace(&mut sub.pending, rest)
+                    .into_values()
+                    .collect()
+            } else {
+                sub.pending.remove(&seq).into_iter().collect()
+            };
+            (channel, taken)
+        };
+        if nack {
+            // Redelivered at once, to the same subscription, with the same ack id.
+            for delivery in taken {
+                if !self
+                    .conn
+                    .send(Outbound::Deliver(delivery, View::Native))
+                    .await
+                {
+                    return Ok(None);
+                }
+            }
+            return Ok(receipt(frame, &[]));
+        }
+        let recorded: Vec<&Arc<Delivery>> = taken.iter().filter(|d| records_acks(d)).collect();
+        let cumulative = taken.first().map(|d| d.kind) == Some(ChannelKind::UserQueue);
+        let seqs: Vec<u64> = if cumulative {
+            recorded
+                .iter()
+                .map(|d| d.message.seq)
+                .max()
+                .into_iter()
+                .collect()
+        } else {
+            recorded.iter().map(|d| d.message.seq).collect()
+        };
+        for seq in seqs {
+            self.ctx
+                .hub
+                .acknowledge(&self.conn.identity, &channel, seq)
+                .await
+                .map_err(Fatal::hub)?;
+        }
+        Ok(receipt(frame, &[]))
+    }
+}
+
+/// A `RECEIPT` for `frame` if it asked for one.
+fn receipt(frame: &Frame, extra: &[(&str, &str)]) -> Option<Bytes> {
+    let id = frame.get("receipt")?;
+    let mut r = Frame::new("RECEIPT").header("receipt-id", id);
+    for (name, value) in extra {
+        r = r.header(name, *value);
+    }
+    Some(Bytes::from(r.to_bytes()))
+}
+
+fn required<'f>(frame: &'f Frame, name: &str) -> Result<&'f str, Fatal> {
+    frame.get(name).ok_or_else(|| {
+        Fatal::new(
+            "missing header",
+            format!("{} needs `{name}`", frame.command),
+        )
+    })
+}
+
+/// Spring's application prefix: `/app/topic/x` is `/topic/x`.
+fn strip_app(destination: &str) -> &str {
+    match destination.strip_prefix("/app") {
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => destination,
+    }
+}
+
+fn parse_heartbeat(value: &str) -> Option<(u64, u64)> {
+    let (x, y) = value.split_once(',')?;
+    Some((x.trim().parse().ok()?, y.trim().parse().ok()?))
+}
+
+/// A `SEND` body as channel data. Without a content type the body must be JSON; other types
+/// are named explicitly, so a typo in JSON is an error rather than a string.
+fn decode_body(frame: &Frame) -> Result<rmpv::Value, Fatal> {
+    let body = &frame.body;
+    let content_type = frame.get("content-type").map(|c| {
+        c.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    let bad = |what: &str| Fatal::new("bad body", what.to_string());
+    match content_type.as_deref() {
+        None if body.is_empty() => Ok(rmpv::Value::Nil),
+        None | Some("application/json") => serde_json::from_slice(body)
+            .map_err(|e| bad(&format!("body is not JSON ({e}); set content-type for other bodies"))),
+        Some(ct) if ct.ends_with("+json") => {
+            serde_json::from_slice(body).map_err(|e| bad(&format!("body is not JSON ({e})")))
+        }
+        Some("application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack") => {
+            rmpv::decode::read_value(&mut &body[..])
+                .map_err(|e| bad(&format!("body is not MessagePack ({e})")))
+        }
+        Some("application/octet-stream") => Ok(rmpv::Value::Binary(body.to_vec())),
+        Some(ct) if ct.starts_with("text/") => std::str::from_utf8(body)
+            .map(rmpv::Value::from)
+            .map_err(|_| bad("text body is not UTF-8")),
+        Some(other) => Err(bad(&format!(
+            "unsupported content-type {other}; use application/json, text/*, application/msgpack or application/octet-stream"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_prefix_maps_to_the_same_channel() {
+        assert_eq!(strip_app("/app/topic/location/u1"), "/topic/location/u1");
+        assert_eq!(strip_app("/topic/x"), "/topic/x");
+        assert_eq!(strip_app("/apple/x"), "/apple/x");
+    }
+
+    #[test]
+    fn tokens_come_from_authorization_or_passcode() {
+        let f = Frame::new("CONNECT").header("Authorization", "Bearer abc");
+        assert_eq!(connect_token(&f), Some("abc"));
+        let f = Frame::new("CONNECT").header("passcode", "xyz");
+        assert_eq!(connect_token(&f), Some("xyz"));
+        let f = Frame::new("CONNECT").header("login", "x");
+        assert_eq!(connect_token(&f), None);
+    }
+
+    #[test]
+    fn bodies_need_a_content_type_unless_json() {
+        let json = Frame::new("SEND").body(&b"{\"a\":1}"[..]);
+        assert!(decode_body(&json).is_ok());
+        let text = Frame::new("SEND").body(&b"hello"[..]);
+        assert!(decode_body(&text).is_err());
+        let text = text.header("content-type", "text/plain;charset=utf-8");
+        assert_eq!(decode_body(&text).ok(), Some(rmpv::Value::from("hello")));
+        let bin = Frame::new("SEND")
+            .header("content-type", "application/octet-stream")
+            .body(&[0u8, 1, 2][..]);
+        assert_eq!(
+            decode_body(&bin).ok(),
+            Some(rmpv::Value::Binary(vec![0, 1, 2]))
+        );
+    }
+
+    #[test]
+    fn heartbeats_parse() {
+        assert_eq!(parse_heartbeat("10000, 5000"), Some((10000, 5000)));
+        assert_eq!(parse_heartbeat("x,1"), None);
+    }
+}
