@@ -68,6 +68,8 @@ pub struct AppState {
     pub tracker: TaskTracker,
     /// When the server started.
     pub started: Instant,
+    /// SockJS sessions over HTTP requests.
+    pub sockjs: crate::transport::sockjs::Sessions,
 }
 
 /// A bound, not yet running server.
@@ -149,6 +151,7 @@ impl Server {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             started: Instant::now(),
+            sockjs: Default::default(),
         });
         Ok(Server {
             state,

@@ -17,12 +17,17 @@ async fn stomp_server() -> TestServer {
     .await
 }
 
-fn script_env(server: &TestServer, transport: &str) -> Vec<(&'static str, String)> {
-    vec![
+/// The script's environment; `sockjs` names the one SockJS transport to use, else a plain
+/// WebSocket.
+fn script_env(server: &TestServer, sockjs: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut env = vec![
         ("LOOKOUT_WS", server.url()),
         ("LOOKOUT_SOCKJS", server.https("/ws")),
-        ("LOOKOUT_TRANSPORT", transport.to_string()),
         ("LOOKOUT_CA", server.cert_path.display().to_string()),
+        (
+            "NODE_EXTRA_CA_CERTS",
+            server.cert_path.display().to_string(),
+        ),
         ("LOOKOUT_LOCATION", location(48.85, 2.35).to_string()),
         (
             "SUP_TOKEN",
@@ -36,12 +41,16 @@ fn script_env(server: &TestServer, transport: &str) -> Vec<(&'static str, String
             "GUARD2_TOKEN",
             server.token("guard2", Some("acme"), &[Role::Guard]),
         ),
-    ]
+    ];
+    if let Some(transport) = sockjs {
+        env.push(("LOOKOUT_SOCKJS_TRANSPORT", transport.to_string()));
+    }
+    env
 }
 
-/// Runs the stompjs scenario over `transport` and checks every step against the native view
-/// of the same channels.
-async fn stompjs_scenario(transport: &str) {
+/// Runs the stompjs scenario (over SockJS with `sockjs` as the only transport, else a plain
+/// WebSocket) and checks every step against the native view of the same channels.
+pub async fn stompjs_scenario(sockjs: Option<&str>) {
     let server = stomp_server().await;
     let epoch = server.state.hub.epoch().to_string();
     // Guards are known to the directory (and so to their org's supervisors) once connected.
@@ -57,11 +66,16 @@ async fn stompjs_scenario(transport: &str) {
         .await;
     assert!(ok(&native_sup.subscribe("/topic/location/guard1").await));
 
-    let mut node = NodeScript::run("stomp.mjs", &script_env(&server, transport));
+    let mut node = NodeScript::run("stomp.mjs", &script_env(&server, sockjs));
 
     let connected = node.event("connected").await;
     assert_eq!(connected["version"], "1.2");
     assert_eq!(connected["heartBeat"], "1000,1000", "{connected}");
+    assert_eq!(
+        connected["transport"],
+        sockjs.unwrap_or("plain"),
+        "{connected}"
+    );
 
     node.event("ready").await;
     let published = native_guard
@@ -149,7 +163,27 @@ async fn stompjs_scenario(transport: &str) {
 
 #[tokio::test]
 async fn stompjs_talks_to_lookout_over_websocket() {
-    stompjs_scenario("websocket").await;
+    stompjs_scenario(None).await;
+}
+
+#[tokio::test]
+async fn stompjs_through_sockjs_websocket() {
+    stompjs_scenario(Some("websocket")).await;
+}
+
+#[tokio::test]
+async fn stompjs_through_sockjs_xhr_streaming() {
+    stompjs_scenario(Some("xhr-streaming")).await;
+}
+
+#[tokio::test]
+async fn stompjs_through_sockjs_xhr_polling() {
+    stompjs_scenario(Some("xhr-polling")).await;
+}
+
+#[tokio::test]
+async fn stompjs_through_sockjs_eventsource() {
+    stompjs_scenario(Some("eventsource")).await;
 }
 
 #[tokio::test]

@@ -110,7 +110,10 @@ async fn route(
 ) -> Response<Body> {
     let path = req.uri().path();
     if WS_PATHS.contains(&path) {
-        return upgrade::handle(state, peer, secure, req).await;
+        return upgrade::handle(state, peer, secure, req, crate::session::Framing::Plain).await;
+    }
+    if sockjs::route(path).is_some() {
+        return sockjs::handle(state, peer, secure, req).await;
     }
     crate::api::handle(state, req).await
 }

@@ -1,8 +1,582 @@
 //! SockJS: the protocol `sockjs-client` speaks when a front end cannot rely on WebSocket.
 //!
 //! Frames from the server are `o` (open), `h` (heart-beat), `a[…]` (messages as JSON strings)
-//! and `c[code,"reason"]` (close); the client sends JSON arrays of strings. This module holds
-//! that framing and, later, the HTTP transports.
+//! and `c[code,"reason"]` (close); the client sends JSON arrays of strings. Under each WebSocket
+//! path (`/ws`, `/api/ws`, …) this module serves `/info` and
+//! `/{server}/{session}/{websocket|xhr|xhr_streaming|eventsource|xhr_send}`.
+//!
+//! A session carries STOMP (the default: SockJS users are stomp.js and Spring front ends) or,
+//! with `?protocol=lookout.json`, the native protocol; the token comes in the query string. The
+//! `websocket` transport is a WebSocket session with SockJS framing. The HTTP transports share
+//! one [`HttpSession`] per session id: `xhr_send` feeds its reader, and one receiving request
+//! at a time (`xhr` polls, `xhr_streaming`, `eventsource`) drains what its writer queued. A
+//! session nobody receives for is ended by the dead-peer clock, like a silent WebSocket.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{
+    HeaderValue, ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS,
+    ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE,
+    CACHE_CONTROL, CONTENT_TYPE, ORIGIN,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, Notify};
+use tracing::Instrument;
+
+use super::upgrade::Refused;
+use super::{full, Body, WS_PATHS};
+use crate::api::error_response;
+use crate::hub::ConnHandle;
+use crate::protocol::ErrorCode;
+use crate::server::AppState;
+use crate::session::{self, Framing, SessionContext, Sink, Source, Speaks};
+use crate::stomp::session::StompSession;
+
+/// `xhr_streaming` and `eventsource` responses end after this many bytes, so that a client
+/// behind a buffering proxy does not hold an ever-growing response; the client reopens.
+const STREAM_RESPONSE_LIMIT: usize = 128 * 1024;
+/// Client messages waiting for the session's reader.
+const INBOX: usize = 64;
+/// How long a closed session keeps answering with its close frame before it is forgotten.
+const CLOSED_LINGER: Duration = Duration::from_secs(5);
+
+/// A SockJS request path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// `…/info`.
+    Info,
+    /// `…/{server}/{session}/{transport}`.
+    Session {
+        /// Session id, chosen by the client.
+        session: &'a str,
+        /// Transport name.
+        transport: &'a str,
+    },
+}
+
+/// The SockJS route of `path`, if it is one (under any WebSocket path).
+pub fn route(path: &str) -> Option<Route<'_>> {
+    let mut prefixes = WS_PATHS;
+    prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for prefix in prefixes {
+        let Some(rest) = path.strip_prefix(prefix) else {
+            continue;
+        };
+        if rest == "/info" {
+            return Some(Route::Info);
+        }
+        let Some(rest) = rest.strip_prefix('/') else {
+            continue;
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        if let [server, session, transport] = parts.as_slice() {
+            let valid = |s: &str| !s.is_empty() && !s.contains('.');
+            if valid(server) && valid(session) && session.len() <= 64 {
+                return Some(Route::Session { session, transport });
+            }
+        }
+    }
+    None
+}
+
+/// Sessions of the HTTP transports, by session id.
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<String, Arc<HttpSession>>>,
+}
+
+/// One SockJS session over HTTP requests.
+pub struct HttpSession {
+    conn: Arc<ConnHandle>,
+    inbox: mpsc::Sender<Vec<u8>>,
+    out: Mutex<Out>,
+    changed: Notify,
+    receiving: AtomicBool,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct Out {
+    /// Messages as JSON string literals, waiting for a receiving request.
+    frames: VecDeque<String>,
+    /// The `c[…]` frame once the session is closed.
+    closed: Option<String>,
+}
+
+enum Taken {
+    Messages(String),
+    Closed(String),
+    Idle,
+}
+
+impl HttpSession {
+    /// Waits up to `wait` for messages (all of them, as one `a[…]` frame) or the close frame.
+    async fn take(&self, wait: Duration) -> Taken {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut out = self.out.lock();
+                if !out.frames.is_empty() {
+                    let joined: Vec<String> = out.frames.drain(..).collect();
+                    drop(out);
+                    self.changed.notify_waiters();
+                    return Taken::Messages(format!("a[{}]", joined.join(",")));
+                }
+                if let Some(c) = &out.closed {
+                    return Taken::Closed(c.clone());
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Taken::Idle;
+            }
+        }
+    }
+
+    async fn closed(&self) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.out.lock().closed.is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Marks the session as having a receiving request until dropped.
+struct Receiving(Arc<HttpSession>);
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.0.conn.touch();
+        self.0.receiving.store(false, Ordering::Release);
+    }
+}
+
+/// The writer side of an HTTP session: queues for the receiving requests.
+struct OutboxSink(Arc<HttpSession>);
+
+impl Sink for OutboxSink {
+    async fn send(&mut self, _text: bool, bytes: &[u8]) -> std::io::Result<()> {
+        let text = std::str::from_utf8(bytes).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a binary message cannot travel over SockJS",
+            )
+        })?;
+        let literal = serde_json::to_string(text).map_err(std::io::Error::other)?;
+        loop {
+            let notified = self.0.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut out = self.0.out.lock();
+                if out.frames.len() < self.0.capacity {
+                    out.frames.push_back(literal);
+                    drop(out);
+                    self.0.changed.notify_waiters();
+                    return Ok(());
+                }
+            }
+            // Full: wait for a receiving request (the writer's write_timeout bounds this).
+            notified.await;
+        }
+    }
+
+    async fn keepalive(&mut self) -> std::io::Result<()> {
+        // Receiving requests send `h` themselves when they have nothing else.
+        Ok(())
+    }
+
+    async fn pong(&mut self, _payload: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) -> std::io::Result<()> {
+        self.0.out.lock().closed = Some(close_frame(code, reason));
+        self.0.changed.notify_waiters();
+        Ok(())
+    }
+}
+
+/// The reader side of an HTTP session: what `xhr_send` delivered.
+struct InboxSource {
+    rx: mpsc::Receiver<Vec<u8>>,
+    session: Arc<HttpSession>,
+}
+
+impl Source for InboxSource {
+    async fn next(&mut self, _conn: &ConnHandle) -> Option<(bool, Vec<u8>)> {
+        tokio::select! {
+            message = self.rx.recv() => message.map(|m| (true, m)),
+            _ = self.session.closed() => None,
+        }
+    }
+}
+
+/// Serves one SockJS request.
+pub async fn handle(
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    secure: bool,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let Some(route) = route(&path) else {
+        return error_response(404, ErrorCode::NotFound, "no such SockJS path");
+    };
+    if !super::upgrade::origin_allowed(&state.config.allowed_origins, &req) {
+        return error_response(403, ErrorCode::Forbidden, "origin not allowed");
+    }
+    let origin = req.headers().get(ORIGIN).cloned();
+    let mut response = if req.method() == Method::OPTIONS {
+        let mut r = Response::new(Body::default());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        let h = r.headers_mut();
+        h.insert(
+            ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("OPTIONS, GET, POST"),
+        );
+        h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("31536000"));
+        h.insert(
+            ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type, authorization"),
+        );
+        r
+    } else {
+        match route {
+            Route::Info => info(),
+            Route::Session {
+                session,
+                transport: "websocket",
+            } => {
+                let _ = session;
+                return super::upgrade::handle(state, peer, secure, req, Framing::SockJs).await;
+            }
+            Route::Session { session, transport } => {
+                let session = session.to_string();
+                match (req.method().clone(), transport) {
+                    (Method::POST, "xhr") => receive(state, peer, req, session, Kind::Poll).await,
+                    (Method::POST, "xhr_streaming") => {
+                        receive(state, peer, req, session, Kind::Streaming).await
+                    }
+                    (Method::GET, "eventsource") => {
+                        receive(state, peer, req, session, Kind::EventSource).await
+                    }
+                    (Method::POST, "xhr_send") => send(state, req, &session).await,
+                    _ => error_response(404, ErrorCode::NotFound, "no such SockJS transport"),
+                }
+            }
+        }
+    };
+    let h = response.headers_mut();
+    match origin {
+        Some(origin) if origin != "null" => {
+            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+        _ => {
+            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        }
+    }
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"),
+    );
+    response
+}
+
+fn info() -> Response<Body> {
+    let body = serde_json::json!({
+        "websocket": true,
+        "origins": ["*:*"],
+        "cookie_needed": false,
+        "entropy": rand::random::<u32>(),
+    });
+    let mut r = Response::new(full(Bytes::from(body.to_string())));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    r
+}
+
+/// What the session speaks: `?protocol=lookout.json` for native, STOMP otherwise.
+pub fn speaks<B>(req: &Request<B>) -> Result<bool, String> {
+    let protocol = req.uri().query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "protocol")
+            .map(|(_, v)| v.into_owned())
+    });
+    match protocol.as_deref() {
+        None | Some("stomp" | "v12.stomp" | "v11.stomp" | "v10.stomp") => Ok(true),
+        Some("lookout.json") => Ok(false),
+        Some(other) => Err(format!(
+            "unsupported protocol `{other}` over SockJS; use stomp or lookout.json"
+        )),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Poll,
+    Streaming,
+    EventSource,
+}
+
+impl Kind {
+    fn content_type(self) -> &'static str {
+        match self {
+            Kind::Poll | Kind::Streaming => "application/javascript; charset=UTF-8",
+            Kind::EventSource => "text/event-stream; charset=UTF-8",
+        }
+    }
+
+    fn wrap(self, frame: &str) -> Bytes {
+        match self {
+            Kind::Poll | Kind::Streaming => Bytes::from(format!("{frame}\n")),
+            Kind::EventSource => Bytes::from(format!("data: {frame}\r\n\r\n")),
+        }
+    }
+}
+
+/// The session for a request, checking the request's token names the session's user; a new
+/// one (admitted under the usual limits) when `create` and there is none.
+fn session_for<B>(
+    state: &Arc<AppState>,
+    peer: SocketAddr,
+    req: &Request<B>,
+    id: &str,
+    create: bool,
+) -> Result<(Arc<HttpSession>, bool), Refused> {
+    let token = super::upgrade::token_from(req)
+        .ok_or_else(|| Refused::new(401, ErrorCode::Unauthorized, "missing token"))?;
+    if let Some(existing) = state.sockjs.map.lock().get(id).cloned() {
+        let who = state
+            .auth
+            .verify(&token)
+            .map_err(|e| Refused::new(401, ErrorCode::Unauthorized, e.to_string()))?;
+        if who.user != existing.conn.identity.user {
+            return Err(Refused::new(
+                403,
+                ErrorCode::Forbidden,
+                "this session belongs to another user",
+            ));
+        }
+        return Ok((existing, false));
+    }
+    if !create {
+        return Err(Refused::new(404, ErrorCode::NotFound, "no such session"));
+    }
+    let stomp = speaks(req).map_err(|e| Refused::new(400, ErrorCode::BadRequest, e))?;
+    let (conn, rx, admission) =
+        super::upgrade::admit(state, &token, crate::protocol::Encoding::Json, peer)?;
+    let (inbox, inbox_rx) = mpsc::channel(INBOX);
+    let session = Arc::new(HttpSession {
+        conn: conn.clone(),
+        inbox,
+        out: Mutex::new(Out::default()),
+        changed: Notify::new(),
+        receiving: AtomicBool::new(false),
+        capacity: state.config.limits.outbound_queue,
+    });
+    {
+        let mut map = state.sockjs.map.lock();
+        if map.contains_key(id) {
+            // Another request created it meanwhile; this admission is released on drop.
+            return Err(Refused::new(
+                409,
+                ErrorCode::Conflict,
+                "session is being created",
+            ));
+        }
+        map.insert(id.to_string(), session.clone());
+    }
+    let span = tracing::info_span!(
+        "conn",
+        session = %conn.session_id,
+        user = %conn.identity.user,
+        peer = %peer,
+        proto = if stomp { "sockjs+stomp" } else { "sockjs+lookout.json" },
+    );
+    let ctx = SessionContext {
+        hub: state.hub.clone(),
+        field: state.field.clone(),
+        auth: state.auth.clone(),
+        shutdown: state.shutdown.clone(),
+    };
+    let speaks = if stomp {
+        Speaks::Stomp(StompSession::parser(&state.config.limits), None)
+    } else {
+        Speaks::Native
+    };
+    let source = InboxSource {
+        rx: inbox_rx,
+        session: session.clone(),
+    };
+    let sink = OutboxSink(session.clone());
+    let registry = state.clone();
+    let id = id.to_string();
+    state.tracker.spawn(
+        async move {
+            tracing::info!("connected");
+            session::drive(ctx, conn, rx, admission, speaks, source, sink).await;
+            tracing::info!("disconnected");
+            // Late requests still get the close frame for a moment, then the id is free.
+            tokio::select! {
+                _ = tokio::time::sleep(CLOSED_LINGER) => {}
+                _ = registry.shutdown.cancelled() => {}
+            }
+            registry.sockjs.map.lock().remove(&id);
+        }
+        .instrument(span),
+    );
+    Ok((session, true))
+}
+
+async fn receive(
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    id: String,
+    kind: Kind,
+) -> Response<Body> {
+    let (session, new) = match session_for(&state, peer, &req, &id, true) {
+        Ok(found) => found,
+        Err(refused) => return refused.response(),
+    };
+    let response = |body: Body| {
+        let mut r = Response::new(body);
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(kind.content_type()));
+        r
+    };
+    if kind == Kind::Poll && new {
+        return response(full(kind.wrap("o")));
+    }
+    if session.receiving.swap(true, Ordering::AcqRel) {
+        let busy = close_frame(2010, "Another connection still open");
+        return response(full(kind.wrap(&busy)));
+    }
+    session.conn.touch();
+    let guard = Receiving(session.clone());
+    let heartbeat = state.config.limits.ping_interval;
+    if kind == Kind::Poll {
+        let frame = match session.take(heartbeat).await {
+            Taken::Messages(a) => a,
+            Taken::Closed(c) => c,
+            Taken::Idle => "h".to_string(),
+        };
+        drop(guard);
+        return response(full(kind.wrap(&frame)));
+    }
+    let mut prelude = match kind {
+        Kind::Streaming => {
+            let mut p = vec![b'h'; 2048];
+            p.push(b'\n');
+            p
+        }
+        _ => b"\r\n".to_vec(),
+    };
+    if new {
+        prelude.extend_from_slice(&kind.wrap("o"));
+    }
+    struct Stream {
+        guard: Receiving,
+        prelude: Option<Bytes>,
+        sent: usize,
+        done: bool,
+    }
+    let stream = futures_util::stream::unfold(
+        Stream {
+            guard,
+            prelude: Some(Bytes::from(prelude)),
+            sent: 0,
+            done: false,
+        },
+        move |mut st| async move {
+            if let Some(p) = st.prelude.take() {
+                return Some((
+                    Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(p)),
+                    st,
+                ));
+            }
+            if st.done || st.sent >= STREAM_RESPONSE_LIMIT {
+                return None;
+            }
+            let frame = match st.guard.0.take(heartbeat).await {
+                Taken::Messages(a) => a,
+                Taken::Closed(c) => {
+                    st.done = true;
+                    c
+                }
+                Taken::Idle => "h".to_string(),
+            };
+            st.guard.0.conn.touch();
+            let chunk = kind.wrap(&frame);
+            st.sent += chunk.len();
+            Some((Ok(hyper::body::Frame::data(chunk)), st))
+        },
+    );
+    response(http_body_util::StreamBody::new(stream).boxed())
+}
+
+async fn send(state: Arc<AppState>, req: Request<Incoming>, id: &str) -> Response<Body> {
+    // Never creates a session, so the peer address is not needed.
+    let nobody = SocketAddr::from(([0, 0, 0, 0], 0));
+    let session = match session_for(&state, nobody, &req, id, false) {
+        Ok((session, _)) => session,
+        Err(refused) => return refused.response(),
+    };
+    // A message may grow by its JSON escapes.
+    let limit = state.config.limits.max_message_size * 2 + 64;
+    let body = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return error_response(413, ErrorCode::TooLarge, "body too large"),
+    };
+    let messages = match client_messages(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            let mut r = Response::new(full(Bytes::from_static(e.as_bytes())));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            return r;
+        }
+    };
+    session.conn.touch();
+    let wait = state.config.limits.write_timeout;
+    for message in messages {
+        match tokio::time::timeout(wait, session.inbox.send(message)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return error_response(404, ErrorCode::NotFound, "session closed"),
+            Err(_) => {
+                return error_response(503, ErrorCode::RateLimited, "session is not keeping up")
+            }
+        }
+    }
+    let mut r = Response::new(Body::default());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=UTF-8"),
+    );
+    r
+}
 
 /// `a["…"]`: one server message as a SockJS message frame. SockJS carries text only.
 pub fn message_frame(message: &[u8]) -> std::io::Result<Vec<u8>> {

@@ -34,6 +34,7 @@ pub async fn handle(
     peer: SocketAddr,
     secure: bool,
     mut req: Request<Incoming>,
+    framing: Framing,
 ) -> Response<Body> {
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return error_response(
@@ -45,7 +46,19 @@ pub async fn handle(
     if !origin_allowed(&state.config.allowed_origins, &req) {
         return error_response(403, ErrorCode::Forbidden, "origin not allowed");
     }
-    let choice = match negotiate(&req) {
+    let negotiated = match framing {
+        Framing::Plain => negotiate(&req),
+        // SockJS has no subprotocols: the query string says what the session speaks.
+        Framing::SockJs => match super::sockjs::speaks(&req) {
+            Ok(stomp) => Ok(Choice {
+                encoding: Encoding::Json,
+                stomp,
+                echo: None,
+            }),
+            Err(e) => return error_response(400, ErrorCode::BadRequest, &e),
+        },
+    };
+    let choice = match negotiated {
         Ok(choice) => choice,
         Err(offered) => {
             let msg = format!(
@@ -59,8 +72,8 @@ pub async fn handle(
             Ok(admitted) => Some(admitted),
             Err(refused) => return refused.response(),
         },
-        // A STOMP client may bring its token in CONNECT instead.
-        None if choice.stomp => None,
+        // A STOMP client may bring its token in CONNECT instead (SockJS: in the query).
+        None if choice.stomp && framing == Framing::Plain => None,
         None => {
             state
                 .hub
@@ -85,7 +98,11 @@ pub async fn handle(
         session = tracing::field::Empty,
         user = tracing::field::Empty,
         peer = %peer,
-        proto = choice.echo.unwrap_or("lookout.json"),
+        proto = match (framing, choice.stomp) {
+            (Framing::SockJs, true) => "sockjs+stomp",
+            (Framing::SockJs, false) => "sockjs+lookout.json",
+            (Framing::Plain, _) => choice.echo.unwrap_or("lookout.json"),
+        },
         tls = secure,
     );
     let ctx = SessionContext {
@@ -163,7 +180,7 @@ pub async fn handle(
                 Speaks::Native
             };
             tracing::info!("connected");
-            session::run(ctx, conn, rx, admission, speaks, Framing::Plain, ws).await;
+            session::run(ctx, conn, rx, admission, speaks, framing, ws).await;
             tracing::info!("disconnected");
         }
         .instrument(span),
@@ -185,7 +202,8 @@ pub struct Refused {
 }
 
 impl Refused {
-    fn new(status: u16, code: ErrorCode, message: impl Into<String>) -> Self {
+    /// A refusal with an HTTP status and a stable code.
+    pub fn new(status: u16, code: ErrorCode, message: impl Into<String>) -> Self {
         Refused {
             status,
             code,
@@ -273,7 +291,7 @@ where
 }
 
 /// Browsers always send `Origin`; other clients usually do not and are let through.
-fn origin_allowed(allowed: &[String], req: &Request<Incoming>) -> bool {
+pub fn origin_allowed(allowed: &[String], req: &Request<Incoming>) -> bool {
     let Some(origin) = req.headers().get(ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };

@@ -14,7 +14,8 @@ const env = (name) => {
 };
 const url = env('LOOKOUT_WS');
 const ca = fs.readFileSync(env('LOOKOUT_CA'));
-const transport = process.env.LOOKOUT_TRANSPORT ?? 'websocket';
+// Unset: a plain WebSocket; else the one SockJS transport to use (websocket, xhr-streaming, …).
+const sockjsTransport = process.env.LOOKOUT_SOCKJS_TRANSPORT;
 const location = () => ({ ...JSON.parse(env('LOOKOUT_LOCATION')), ts: Date.now() });
 const emit = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -47,14 +48,15 @@ class Inbox {
 }
 
 async function socketFactory() {
-  if (transport === 'websocket') {
-    return () => new WebSocket(url, ['v12.stomp', 'v11.stomp', 'v10.stomp'], { ca });
+  if (!sockjsTransport) {
+    return () => () => new WebSocket(url, ['v12.stomp', 'v11.stomp', 'v10.stomp'], { ca });
   }
-  // SockJS: the token travels in the query string, as the issue's integrators do.
+  // SockJS: the token travels in the query string. sockjs-client trusts the server's
+  // certificate through NODE_EXTRA_CA_CERTS.
   const { default: SockJS } = await import('sockjs-client');
   return (token) => () =>
     new SockJS(`${env('LOOKOUT_SOCKJS')}?token=${encodeURIComponent(token)}`, null, {
-      transports: [transport],
+      transports: [sockjsTransport],
     });
 }
 
@@ -63,7 +65,7 @@ const factory = await socketFactory();
 function stomp(token, { heartbeat = 0, headerToken = true } = {}) {
   const debug = [];
   const client = new Client({
-    webSocketFactory: transport === 'websocket' ? factory : factory(token),
+    webSocketFactory: factory(token),
     connectHeaders: headerToken ? { Authorization: `Bearer ${token}`, host: 'lookout' } : {},
     reconnectDelay: 0,
     heartbeatIncoming: heartbeat,
@@ -108,7 +110,13 @@ async function main() {
   // 1. A supervisor connects with its JWT in CONNECT and asks for 1 s heart-beats.
   const sup = stomp(supToken, { heartbeat: 1000 });
   const connected = await connect(sup);
-  emit({ event: 'connected', version: connected.headers.version, heartBeat: connected.headers['heart-beat'] });
+  emit({
+    event: 'connected',
+    version: connected.headers.version,
+    heartBeat: connected.headers['heart-beat'],
+    // SockJS reports the transport it settled on.
+    transport: sup.webSocket?.transport ?? 'plain',
+  });
   let supClosed = null;
   sup.onWebSocketClose = (event) => {
     supClosed = event.code;
