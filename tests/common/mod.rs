@@ -417,9 +417,14 @@ impl Binary {
     /// Runs `lookout serve --listen 127.0.0.1:0 --data-dir DIR` with `env`, waits for the
     /// listening line.
     pub fn serve(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Binary {
+        Binary::serve_at(data_dir, "127.0.0.1:0", env)
+    }
+
+    /// Like [`Binary::serve`] on a given address (to come back on the same port).
+    pub fn serve_at(data_dir: &std::path::Path, listen: &str, env: &[(&str, &str)]) -> Binary {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        cmd.args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .current_dir(data_dir.parent().unwrap_or(data_dir))
             .stdout(std::process::Stdio::piped())
@@ -720,21 +725,27 @@ impl NodeScript {
         }
     }
 
-    /// The next event, which must be `name`.
-    pub async fn event(&mut self, name: &str) -> Value {
-        let line = tokio::time::timeout(PATIENCE * 2, self.lines.next_line())
+    /// The next event of any kind.
+    pub async fn next_event(&mut self) -> Value {
+        let line = tokio::time::timeout(PATIENCE * 4, self.lines.next_line())
             .await
-            .unwrap_or_else(|_| panic!("{}: no `{name}` event in time", self.name))
+            .unwrap_or_else(|_| panic!("{}: no event in time", self.name))
             .expect("read node stdout")
-            .unwrap_or_else(|| panic!("{}: exited before `{name}`", self.name));
+            .unwrap_or_else(|| panic!("{}: exited early", self.name));
         let event: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("{}: not a JSON event ({e}): {line}", self.name));
-        assert_eq!(
-            event["event"], name,
-            "{}: expected `{name}`, got {event:#}",
-            self.name
-        );
+        assert_ne!(event["event"], "fail", "{}: {event:#}", self.name);
         event
+    }
+
+    /// The next event named `name`; events of other names before it are skipped.
+    pub async fn event(&mut self, name: &str) -> Value {
+        loop {
+            let event = self.next_event().await;
+            if event["event"] == name {
+                return event;
+            }
+        }
     }
 
     /// Waits for a clean exit.
