@@ -489,3 +489,54 @@ async fn server_sent_events_resume_with_last_event_id_and_lose_nothing() {
     assert_eq!(r.status(), 403);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_real_event_source_reconnects_with_last_event_id_across_kill_9_and_loses_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let env = [
+        ("LOOKOUT_LIMITS__MESSAGES_PER_SECOND", "100000"),
+        ("LOOKOUT_LIMITS__MESSAGE_BURST", "100000"),
+    ];
+    let server = Binary::serve(&data, &env);
+    let addr = server.addr;
+    let sup = server.token("sup1", Some("acme"), &[Role::Supervisor]);
+    let cert = data.join("tls/cert.pem").display().to_string();
+    let mut node = NodeScript::run(
+        "sse.mjs",
+        &[
+            (
+                "LOOKOUT_EVENTS",
+                format!("https://{addr}/api/v1/events?channels={ROOM}"),
+            ),
+            ("LOOKOUT_CA", cert),
+            ("SUP_TOKEN", sup.clone()),
+            ("LOOKOUT_EXPECT", "100".into()),
+        ],
+    );
+    node.event("open").await;
+    let mut publisher = server.connect(&sup).await;
+    for i in 0..50 {
+        assert!(ok(&publisher.publish(ROOM, json!({ "i": i })).await));
+    }
+    let mut server = server;
+    server.child.kill().expect("kill -9");
+    server.child.wait().expect("reap");
+    let server = Binary::serve_at(&data, &addr.to_string(), &env);
+    let mut publisher = server.connect(&sup).await;
+    for i in 50..100 {
+        assert!(ok(&publisher.publish(ROOM, json!({ "i": i })).await));
+    }
+    let report = node.event("received").await;
+    node.finish().await;
+    assert!(
+        report["opens"].as_u64() >= Some(2),
+        "the EventSource reconnected: {report}"
+    );
+    let received = report["received"].as_array().expect("received");
+    let is: Vec<u64> = received.iter().filter_map(|m| m["i"].as_u64()).collect();
+    assert_eq!(is, (0..100).collect::<Vec<u64>>());
+    let seqs: Vec<u64> = received.iter().filter_map(|m| m["seq"].as_u64()).collect();
+    assert_eq!(seqs, (1..=100).collect::<Vec<u64>>());
+    drop(server);
+}
