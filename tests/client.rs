@@ -63,10 +63,7 @@ async fn the_client_library_resumes_without_loss_across_a_kill_9_restart() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     // The publisher goes as fast as the server acknowledges.
-    let env = [
-        ("LOOKOUT_LIMITS__MESSAGES_PER_SECOND", "100000"),
-        ("LOOKOUT_LIMITS__MESSAGE_BURST", "100000"),
-    ];
+    let env = UNLIMITED_RATE;
     let server = Binary::serve(&data, &env);
     let addr = server.addr;
     let cert_path = data.join("tls/cert.pem").display().to_string();
@@ -87,11 +84,7 @@ async fn the_client_library_resumes_without_loss_across_a_kill_9_restart() {
     publish_range(&mut publisher, 0..100).await;
 
     // Mid-stream: the client has some of the 100, not necessarily all.
-    let mut server = server;
-    server.child.kill().expect("kill -9");
-    server.child.wait().expect("reap");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let server = Binary::serve_at(&data, &addr.to_string(), &env);
+    let server = server.kill_9_and_restart_after(Duration::from_millis(1500), &env);
     let back_at = now_ms();
     let mut publisher = server.connect(&sup).await;
     publish_range(&mut publisher, 100..200).await;

@@ -494,10 +494,7 @@ async fn server_sent_events_resume_with_last_event_id_and_lose_nothing() {
 async fn a_real_event_source_reconnects_with_last_event_id_across_kill_9_and_loses_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
-    let env = [
-        ("LOOKOUT_LIMITS__MESSAGES_PER_SECOND", "100000"),
-        ("LOOKOUT_LIMITS__MESSAGE_BURST", "100000"),
-    ];
+    let env = UNLIMITED_RATE;
     let server = Binary::serve(&data, &env);
     let addr = server.addr;
     let sup = server.token("sup1", Some("acme"), &[Role::Supervisor]);
@@ -519,10 +516,7 @@ async fn a_real_event_source_reconnects_with_last_event_id_across_kill_9_and_los
     for i in 0..50 {
         assert!(ok(&publisher.publish(ROOM, json!({ "i": i })).await));
     }
-    let mut server = server;
-    server.child.kill().expect("kill -9");
-    server.child.wait().expect("reap");
-    let server = Binary::serve_at(&data, &addr.to_string(), &env);
+    let server = server.kill_9_and_restart(&env);
     let mut publisher = server.connect(&sup).await;
     for i in 50..100 {
         assert!(ok(&publisher.publish(ROOM, json!({ "i": i })).await));

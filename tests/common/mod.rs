@@ -503,6 +503,27 @@ impl Binary {
     }
 }
 
+/// Rate limits out of the way, for tests that publish as fast as the server acknowledges.
+pub const UNLIMITED_RATE: [(&str, &str); 2] = [
+    ("LOOKOUT_LIMITS__MESSAGES_PER_SECOND", "100000"),
+    ("LOOKOUT_LIMITS__MESSAGE_BURST", "100000"),
+];
+
+impl Binary {
+    /// `kill -9`, then the binary again on the same data directory and port with `env`.
+    pub fn kill_9_and_restart(self, env: &[(&str, &str)]) -> Binary {
+        self.kill_9_and_restart_after(Duration::ZERO, env)
+    }
+
+    /// Like [`Binary::kill_9_and_restart`], staying down for `down` in between.
+    pub fn kill_9_and_restart_after(mut self, down: Duration, env: &[(&str, &str)]) -> Binary {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+        std::thread::sleep(down);
+        Binary::serve_at(&self.data_dir, &self.addr.to_string(), env)
+    }
+}
+
 impl Drop for Binary {
     fn drop(&mut self) {
         let _ = self.child.kill();
