@@ -313,7 +313,9 @@ async fn stomp_transactions_apply_on_commit_only() {
         .send_frame("BEGIN", &[("transaction", "t2")], b"")
         .await;
     stomp.send_frame("SEND", &send("2", "t2"), b"first").await;
-    stomp.send_frame("SEND", &send("3", "t2"), b"second").await;
+    let mut with_receipt = send("3", "t2").to_vec();
+    with_receipt.push(("receipt", "s3"));
+    stomp.send_frame("SEND", &with_receipt, b"second").await;
     assert!(
         watcher.drain(Duration::from_millis(300)).await.is_empty(),
         "nothing before COMMIT"
@@ -321,6 +323,11 @@ async fn stomp_transactions_apply_on_commit_only() {
     stomp
         .send_frame("COMMIT", &[("transaction", "t2"), ("receipt", "c")], b"")
         .await;
+    // The SEND's receipt (with its seq) comes when the COMMIT makes it durable, before the
+    // COMMIT's own.
+    let sent = stomp.next_frame().await;
+    assert_eq!(sent.get("receipt-id"), Some("s3"));
+    assert!(sent.get("seq").is_some(), "{sent:?}");
     assert_eq!(stomp.next_frame().await.get("receipt-id"), Some("c"));
     let a = watcher.next_message().await;
     let b = watcher.next_message().await;

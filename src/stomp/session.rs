@@ -377,8 +377,9 @@ impl StompSession {
                         format!("at most {MAX_TRANSACTION_FRAMES} frames per transaction"),
                     ));
                 }
-                held.push(frame.clone());
-                return Ok(receipt(&frame, &[]));
+                // Its receipt waits for the COMMIT (or ABORT) that settles it.
+                held.push(frame);
+                return Ok(None);
             }
         }
         match command {
@@ -409,20 +410,31 @@ impl StompSession {
                     .remove(tx)
                     .ok_or_else(|| Fatal::new("no such transaction", tx.to_string()))?;
                 for inner in held {
-                    // Receipts of the frames inside were sent when they were taken.
-                    match inner.command.as_str() {
+                    let done = match inner.command.as_str() {
                         "SEND" => self.send(&inner).await?,
                         "ACK" => self.ack(&inner, false).await?,
                         _ => self.ack(&inner, true).await?,
                     };
+                    if let Some(r) = done {
+                        if let Flow::Stop = self.queue(r).await {
+                            return Ok(None);
+                        }
+                    }
                 }
                 Ok(receipt(&frame, &[]))
             }
             "ABORT" => {
                 let tx = required(&frame, "transaction")?;
-                self.transactions
+                let held = self
+                    .transactions
                     .remove(tx)
                     .ok_or_else(|| Fatal::new("no such transaction", tx.to_string()))?;
+                // Discarded is settled too: receipts asked for inside are answered.
+                for r in held.iter().filter_map(|inner| receipt(inner, &[])) {
+                    if let Flow::Stop = self.queue(r).await {
+                        return Ok(None);
+                    }
+                }
                 Ok(receipt(&frame, &[]))
             }
             "DISCONNECT" => {
