@@ -424,8 +424,12 @@ async fn broadcast(
 
 fn stats(state: &AppState, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let who = authenticate(state, req)?;
-    if !who.is(Role::Admin) {
-        return Err(ApiError::new(ErrorCode::Forbidden, "stats are for admins"));
+    // The appliance serves one site: its supervisors watch its operations on the dashboard.
+    if !(who.is(Role::Admin) || who.is(Role::Supervisor)) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "stats are for admins and supervisors",
+        ));
     }
     let hub = &state.hub;
     let snapshot = hub

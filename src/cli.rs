@@ -1,5 +1,6 @@
-//! The command line: `serve`, `token`, `check-config`. Parses arguments, sets up logging and
-//! calls into the library; no server logic lives here.
+//! The command line: `serve`, `demo`, `simulate`, `token`, `check-config`, `backup`,
+//! `restore`. Parses arguments, sets up logging and calls into the library; no server logic
+//! lives here.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +45,11 @@ pub enum Command {
     /// Run the server.
     #[command(after_long_help = config::keys_help())]
     Serve(ServeArgs),
+    /// Run the server with a demo site: an org with fences and simulated guards that walk,
+    /// stream video and raise one PANIC. Prints the dashboard link with a supervisor login.
+    Demo(DemoArgs),
+    /// Run simulated guards against a server (tokens minted with this data directory's key).
+    Simulate(SimulateArgs),
     /// Mint a JWT with the configured key (for trying things and for tests).
     Token(TokenArgs),
     /// Validate the configuration and the keys it names, then exit.
@@ -71,6 +77,40 @@ pub struct ServeArgs {
     pub listen: Option<std::net::SocketAddr>,
 }
 
+/// `demo` flags.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// TLS listen address. Overrides `listen`.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Number of simulated guards.
+    #[arg(long, default_value_t = 12)]
+    pub guards: usize,
+    /// When the first guard presses its panic button (once per data directory).
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub panic_after: Duration,
+}
+
+/// `simulate` flags.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The server's WebSocket endpoint, e.g. wss://appliance:8443/ws.
+    #[arg(long)]
+    pub url: String,
+    /// Number of simulated guards.
+    #[arg(long, default_value_t = 12)]
+    pub guards: usize,
+    /// Their org.
+    #[arg(long, default_value = "demo")]
+    pub org: String,
+    /// The server's certificate (PEM). Default: the data directory's own.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// When the first guard presses its panic button; unset: never.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub panic_after: Option<Duration>,
+}
+
 /// `token` flags.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
@@ -89,6 +129,10 @@ pub struct TokenArgs {
     /// Display name.
     #[arg(long)]
     pub name: Option<String>,
+    /// Print a dashboard sign-in link for this base URL (e.g. https://appliance:8443) instead
+    /// of the bare token. The token travels in the fragment, which browsers never send.
+    #[arg(long, value_name = "BASE_URL")]
+    pub link: Option<String>,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -105,9 +149,15 @@ pub fn main() -> ExitCode {
     };
     let listen = match &cli.command {
         Command::Serve(args) => args.listen,
+        Command::Demo(args) => args.listen,
         _ => None,
     };
-    let config = match config::load(cli.config.as_deref(), &overrides(listen)) {
+    let mut overrides = overrides(listen);
+    if matches!(cli.command, Command::Demo(_)) && overrides.data_dir.is_none() {
+        // The demo keeps its state apart from a real installation's.
+        overrides.data_dir = Some(PathBuf::from("lookout-demo"));
+    }
+    let config = match config::load(cli.config.as_deref(), &overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("lookout: configuration error: {e}");
@@ -116,6 +166,8 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(_) => serve(config),
+        Command::Demo(args) => demo(config, &args),
+        Command::Simulate(args) => simulate(&config, &args),
         Command::Token(args) => token(&config, &args),
         Command::CheckConfig => check_config(&config),
         Command::Backup { to } => match crate::store::backup::backup(&config.data_dir, &to) {
@@ -213,6 +265,157 @@ fn serve(config: Config) -> ExitCode {
     })
 }
 
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("lookout: cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
+fn demo(config: Config, args: &DemoArgs) -> ExitCode {
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async move {
+        let server = match Server::bind(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("lookout: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let state = server.state().clone();
+        let addr = server.local_addr();
+        let host = if addr.ip().is_unspecified() {
+            std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        } else {
+            addr
+        };
+        let ca_pem = match std::fs::read(&server.certificate.path) {
+            Ok(pem) => pem,
+            Err(e) => {
+                eprintln!("lookout: reading the certificate: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!(
+            "certificate {} (SHA-256 {})",
+            server.certificate.path.display(),
+            server.certificate.fingerprint
+        );
+        // The store's writes complete once the server runs: seed alongside it.
+        let abort = tokio_util::sync::CancellationToken::new();
+        let stop_server = abort.clone();
+        let running = tokio::spawn(server.run(async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = stop_server.cancelled() => {}
+            }
+        }));
+        let site = crate::simulate::Site::default();
+        let seeded = match crate::demo::seed(&state, &site).await {
+            Ok(seeded) => seeded,
+            Err(e) => {
+                eprintln!("lookout: cannot set up the demo: {e}");
+                abort.cancel();
+                let _ = running.await;
+                return ExitCode::FAILURE;
+            }
+        };
+        println!(
+            "dashboard: https://{host}/#token={}",
+            seeded.supervisor_token
+        );
+        println!("lookout listening on https://{addr}");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let options = crate::simulate::Options {
+            url: format!("wss://{host}/ws"),
+            ca_pem,
+            auth: state.auth.clone(),
+            org: crate::demo::ORG.into(),
+            guards: args.guards,
+            panic_after: (!seeded.panic_raised).then_some(args.panic_after),
+            location_every: Duration::from_secs(1),
+            frame_every: Duration::from_millis(250),
+            site,
+        };
+        let simulator = tokio::spawn(crate::simulate::run(options, stop.clone()));
+        let result = running.await;
+        stop.cancel();
+        if let Ok(Err(e)) = simulator.await {
+            eprintln!("lookout: simulator: {e}");
+        }
+        match result {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => {
+                eprintln!("lookout: {e}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("lookout: server task failed: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn simulate(config: &Config, args: &SimulateArgs) -> ExitCode {
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let ca = args
+        .ca
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("tls/cert.pem"));
+    let ca_pem = match std::fs::read(&ca) {
+        Ok(pem) => pem,
+        Err(e) => {
+            eprintln!("lookout: reading {}: {e}", ca.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let auth = match Authenticator::from_config(config) {
+        Ok(auth) => std::sync::Arc::new(auth),
+        Err(e) => {
+            eprintln!("lookout: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = crate::simulate::Options {
+        url: args.url.clone(),
+        ca_pem,
+        auth,
+        org: args.org.clone(),
+        guards: args.guards,
+        panic_after: args.panic_after,
+        location_every: Duration::from_secs(1),
+        frame_every: Duration::from_millis(250),
+        site: crate::simulate::Site::default(),
+    };
+    runtime.block_on(async move {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let signal = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            signal.cancel();
+        });
+        println!("simulating {} guards against {}", args.guards, args.url);
+        match crate::simulate::run(options, stop).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lookout: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
 fn token(config: &Config, args: &TokenArgs) -> ExitCode {
     if args.org.is_none() && !args.roles.contains(&Role::Admin) {
         eprintln!("lookout: --org is required for every role but admin");
@@ -229,7 +432,10 @@ fn token(config: &Config, args: &TokenArgs) -> ExitCode {
     });
     match minted {
         Ok(token) => {
-            println!("{token}");
+            match &args.link {
+                Some(base) => println!("{}/#token={token}", base.trim_end_matches('/')),
+                None => println!("{token}"),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

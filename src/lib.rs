@@ -17,6 +17,9 @@
 //! - [`geofence`]: pure geometry of fences.
 //! - [`auth`]: JWT verification and minting, identities and roles.
 //! - [`api`]: the REST routes.
+//! - [`dashboard`]: the supervisor dashboard's files, embedded and served.
+//! - [`demo`]: the demo org, fences and supervisor login of `lookout demo`.
+//! - [`simulate`]: simulated guards over real WebSocket connections (`lookout demo`/`simulate`).
 //! - [`metrics`]: counters for stats.
 //! - [`config`]: every setting with its default and documentation.
 //! - [`server`]: wiring, start-up and ordered shutdown.
@@ -27,6 +30,8 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
+pub mod demo;
 pub mod field;
 pub mod geofence;
 pub mod hub;
@@ -34,6 +39,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod simulate;
 pub mod stomp;
 pub mod store;
 pub mod transport;

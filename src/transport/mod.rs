@@ -115,5 +115,8 @@ async fn route(
     if sockjs::route(path).is_some() {
         return sockjs::handle(state, peer, secure, req).await;
     }
+    if let Some(response) = crate::dashboard::serve(&req) {
+        return response;
+    }
     crate::api::handle(state, req).await
 }

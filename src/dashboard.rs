@@ -1,0 +1,78 @@
+//! The supervisor dashboard: the files of `web/`, embedded in the binary and served with their
+//! content types, validators and a strict Content-Security-Policy.
+//!
+//! Nothing here knows the API: the dashboard is static files that talk to `/ws` and `/api/v1`
+//! like any other client. Everything is same-origin; the policy forbids any other origin, so a
+//! site without internet loses nothing.
+
+use bytes::Bytes;
+use hyper::header::{
+    HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
+    REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use rust_embed::RustEmbed;
+
+use crate::transport::{full, Body};
+
+#[derive(RustEmbed)]
+#[folder = "web/"]
+// Documentation images are for the README, not the appliance.
+#[exclude = "docs/*"]
+struct Assets;
+
+/// Scripts, styles, images and connections from this origin only; video frames are drawn from
+/// `blob:` URLs made in the page.
+const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' blob: data:; media-src 'self' data: blob:; connect-src 'self'; \
+    object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+/// Serves `req` if it names a dashboard file (`/` is `index.html`); `None` otherwise.
+pub fn serve<B>(req: &Request<B>) -> Option<Response<Body>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return None;
+    }
+    let path = match req.uri().path() {
+        "/" => "index.html",
+        p => p.strip_prefix('/')?,
+    };
+    let file = Assets::get(path)?;
+    let etag = format!("\"{}\"", hex::encode(file.metadata.sha256_hash()));
+    let mut response = if req
+        .headers()
+        .get(IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        let mut r = Response::new(Body::default());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let body = match file.data {
+            std::borrow::Cow::Borrowed(b) => Bytes::from_static(b),
+            std::borrow::Cow::Owned(v) => Bytes::from(v),
+        };
+        let mut r = Response::new(full(body));
+        if let Ok(v) = HeaderValue::from_str(file.metadata.mimetype()) {
+            r.headers_mut().insert(CONTENT_TYPE, v);
+        }
+        r
+    };
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(ETAG, v);
+    }
+    // Not fingerprinted: revalidate every time (cheap with the ETag), so an upgrade of the
+    // binary is seen at once.
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    Some(response)
+}
+
+/// A bundled demo video frame (JPEG), for the simulator.
+pub fn demo_frame(i: usize) -> Option<Bytes> {
+    let file = Assets::get(&format!("demo/frame{}.jpg", i % 8))?;
+    Some(Bytes::from(file.data.into_owned()))
+}

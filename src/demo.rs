@@ -1,0 +1,68 @@
+//! `lookout demo`: the demo org on an empty data directory — its fences and a supervisor
+//! login. Idempotent: a restart on the same directory adds nothing twice, and the PANIC the
+//! simulator raises is raised once per directory.
+//!
+//! It uses the same field operations as the REST API, as an admin would.
+
+use std::time::Duration;
+
+use crate::alerts::AlertType;
+use crate::auth::Role;
+use crate::server::AppState;
+use crate::simulate::Site;
+
+/// The demo org.
+pub const ORG: &str = "demo";
+
+/// What the demo set up.
+pub struct Seeded {
+    /// A supervisor token for the dashboard link.
+    pub supervisor_token: String,
+    /// Whether the demo's PANIC was already raised in this data directory.
+    pub panic_raised: bool,
+}
+
+/// Demo setup failures.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// Minting or verifying a token.
+    #[error("token: {0}")]
+    Auth(#[from] crate::auth::AuthError),
+    /// Creating the fences.
+    #[error("fences: {0}")]
+    Field(#[from] crate::field::FieldError),
+    /// Reading alerts.
+    #[error("alerts: {0}")]
+    Alerts(#[from] crate::alerts::AlertError),
+}
+
+/// Creates the demo's fences if they are not there yet, and a supervisor login.
+pub async fn seed(state: &AppState, site: &Site) -> Result<Seeded, DemoError> {
+    let hour = Duration::from_secs(3600);
+    let admin = state
+        .auth
+        .mint("demo-admin", None, &[Role::Admin], hour, None)?;
+    let admin = state.auth.verify(&admin)?;
+    if state.field.fences(&admin, Some(ORG))?.is_empty() {
+        for spec in site.fences(ORG) {
+            state.field.put_fence(&admin, None, spec).await?;
+        }
+    }
+    let panic_raised = state
+        .field
+        .alerts()
+        .list(&admin, None, None)?
+        .iter()
+        .any(|a| a.org == ORG && a.kind == AlertType::Panic);
+    let supervisor_token = state.auth.mint(
+        "supervisor",
+        Some(ORG),
+        &[Role::Supervisor],
+        12 * hour,
+        Some("Demo Supervisor"),
+    )?;
+    Ok(Seeded {
+        supervisor_token,
+        panic_raised,
+    })
+}

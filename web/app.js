@@ -1,0 +1,530 @@
+// The supervisor dashboard: site plan with live guards and fences, alerts with acknowledge and
+// resolve, live video, operations. Plain ES module on web/lookout-client.js; everything it
+// loads comes from this appliance.
+import { LookoutClient } from './lookout-client.js';
+
+const $ = (selector) => document.querySelector(selector);
+const TOKEN_KEY = 'lookout.token';
+const SVG = 'http://www.w3.org/2000/svg';
+const PRIORITY = { CRITICAL: 0, HIGH: 1 };
+const STATE_ORDER = { open: 0, acknowledged: 1, resolved: 2 };
+
+// ---- Sign-in --------------------------------------------------------------------------------
+
+/** The token from a `#token=` link (then removed from the address bar), else this tab's. */
+function takeToken() {
+  const match = location.hash.match(/token=([^&]+)/);
+  if (match) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+function claims(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), '=')));
+  } catch {
+    return null;
+  }
+}
+
+function usable(token) {
+  const c = token && claims(token);
+  return c && c.org && c.exp * 1000 > Date.now() ? c : null;
+}
+
+function showSignIn(message) {
+  $('#app').hidden = true;
+  $('#signin').hidden = false;
+  $('#signin-error').hidden = !message;
+  $('#signin-error').textContent = message ?? '';
+  $('#signin').onsubmit = (event) => {
+    event.preventDefault();
+    const token = $('#token').value.trim();
+    if (!usable(token)) {
+      showSignIn('That token is not valid here (expired, or without an org).');
+      return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, token);
+    start(token);
+  };
+}
+
+// ---- REST -----------------------------------------------------------------------------------
+
+function api(token) {
+  return async (path, { method = 'GET', body } = {}) => {
+    const response = await fetch(path, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(data?.error?.message ?? `HTTP ${response.status}`);
+    return data;
+  };
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') node.className = v;
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  node.append(...children);
+  return node;
+}
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
+}
+
+function age(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  return `${Math.floor(s / 3600)}h`;
+}
+
+// ---- Site plan ------------------------------------------------------------------------------
+
+class SiteView {
+  constructor(root, names) {
+    this.root = root;
+    this.names = names;
+    this.fences = [];
+    this.guards = new Map();
+    this.bounds = null;
+    this.violating = new Set();
+    this.violatedFences = new Set();
+    this.panicking = new Set();
+    this.onSelect = () => {};
+  }
+
+  setFences(fences) {
+    this.fences = fences;
+    const points = fences.flatMap((f) => fenceRing(f));
+    if (points.length) this.fit(points);
+    this.render();
+  }
+
+  /** Widens the projection to take in `points` ([lon, lat]) with a margin. */
+  fit(points) {
+    const lons = points.map((p) => p[0]);
+    const lats = points.map((p) => p[1]);
+    let b = { w: Math.min(...lons), e: Math.max(...lons), s: Math.min(...lats), n: Math.max(...lats) };
+    if (this.bounds) {
+      b = { w: Math.min(b.w, this.bounds.w), e: Math.max(b.e, this.bounds.e), s: Math.min(b.s, this.bounds.s), n: Math.max(b.n, this.bounds.n) };
+    }
+    const mx = (b.e - b.w || 0.001) * 0.15;
+    const my = (b.n - b.s || 0.001) * 0.15;
+    this.bounds = { w: b.w - mx, e: b.e + mx, s: b.s - my, n: b.n + my };
+  }
+
+  /** Equirectangular projection into the 1000×700 view, keeping the aspect ratio. */
+  project(lon, lat) {
+    const b = this.bounds;
+    const k = Math.cos((((b.n + b.s) / 2) * Math.PI) / 180);
+    const width = (b.e - b.w) * k;
+    const height = b.n - b.s;
+    const scale = Math.min(1000 / width, 700 / height);
+    const x0 = (1000 - width * scale) / 2;
+    const y0 = (700 - height * scale) / 2;
+    return [x0 + (lon - b.w) * k * scale, y0 + (b.n - lat) * scale];
+  }
+
+  inside(lon, lat) {
+    const b = this.bounds;
+    return b && lon >= b.w && lon <= b.e && lat >= b.s && lat <= b.n;
+  }
+
+  update(user, loc) {
+    if (typeof loc.lat !== 'number' || typeof loc.lon !== 'number') return;
+    this.guards.set(user, { ...this.guards.get(user), ...loc, user, seenAt: loc.receivedAt ?? Date.now() });
+    if (!this.inside(loc.lon, loc.lat)) {
+      this.fit([[loc.lon, loc.lat]]);
+      this.render();
+    } else {
+      this.drawGuard(user);
+    }
+  }
+
+  render() {
+    const fencesG = this.root.querySelector('#fences');
+    fencesG.replaceChildren();
+    if (!this.bounds) return;
+    for (const fence of this.fences) {
+      const g = svg('g', { class: `fence ${fence.kind}${this.violatedFences.has(fence.id) ? ' violated' : ''}`, 'data-id': fence.id });
+      const shape = fence.shape;
+      let labelAt;
+      if (shape.type === 'Polygon') {
+        const pts = shape.coordinates[0].map(([lon, lat]) => this.project(lon, lat));
+        g.append(svg('polygon', { points: pts.map((p) => p.join(',')).join(' ') }));
+        labelAt = pts[0];
+      } else {
+        const [cx, cy] = this.project(shape.center[0], shape.center[1]);
+        const [ex] = this.project(shape.center[0] + shape.radius / (111320 * Math.cos((shape.center[1] * Math.PI) / 180)), shape.center[1]);
+        g.append(svg('circle', { cx, cy, r: Math.abs(ex - cx) }));
+        labelAt = [cx, cy];
+      }
+      const label = svg('text', { x: labelAt[0] + 6, y: labelAt[1] - 6 });
+      label.textContent = fence.name;
+      g.append(label);
+      fencesG.append(g);
+    }
+    this.root.querySelector('#guards').replaceChildren();
+    for (const user of this.guards.keys()) this.drawGuard(user);
+  }
+
+  drawGuard(user) {
+    const guard = this.guards.get(user);
+    if (!guard || !this.bounds) return;
+    const [x, y] = this.project(guard.lon, guard.lat);
+    let g = this.root.querySelector(`.guard[data-user="${CSS.escape(user)}"]`);
+    if (!g) {
+      g = svg('g', { class: 'guard', 'data-user': user });
+      g.append(svg('circle', { r: 10 }));
+      const name = svg('text', { x: 14, y: -2, class: 'name' });
+      const sub = svg('text', { x: 14, y: 14, class: 'sub' });
+      g.append(name, sub);
+      g.addEventListener('click', () => this.onSelect(user));
+      this.root.querySelector('#guards').append(g);
+    }
+    g.setAttribute('transform', `translate(${x.toFixed(1)},${y.toFixed(1)})`);
+    g.dataset.x = x.toFixed(1);
+    g.dataset.y = y.toFixed(1);
+    g.classList.toggle('violating', this.violating.has(user));
+    g.classList.toggle('panic', this.panicking.has(user));
+    g.classList.toggle('stale', Date.now() - guard.seenAt > 30000);
+    g.querySelector('.name').textContent = this.names.get(user) ?? user;
+    const battery = typeof guard.battery === 'number' ? ` · ${Math.round(guard.battery)}%` : '';
+    g.querySelector('.sub').textContent = `${age(guard.seenAt)} ago${battery}`;
+  }
+
+  tick() {
+    for (const user of this.guards.keys()) this.drawGuard(user);
+    $('#site-summary').textContent = `${this.guards.size} guards · ${this.violating.size} outside their fences`;
+  }
+
+  setViolations(alerts) {
+    this.violating = new Set();
+    this.violatedFences = new Set();
+    this.panicking = new Set();
+    for (const a of alerts) {
+      if (a.state === 'resolved') continue;
+      if (a.type === 'GEOFENCE') {
+        this.violating.add(a.user);
+        if (a.fence) this.violatedFences.add(a.fence);
+      } else if (a.type === 'PANIC') {
+        this.panicking.add(a.user);
+      }
+    }
+    this.render();
+  }
+}
+
+function fenceRing(fence) {
+  const s = fence.shape;
+  if (s.type === 'Polygon') return s.coordinates[0];
+  const dLat = s.radius / 111320;
+  const dLon = dLat / Math.cos((s.center[1] * Math.PI) / 180);
+  return [
+    [s.center[0] - dLon, s.center[1] - dLat],
+    [s.center[0] + dLon, s.center[1] + dLat],
+  ];
+}
+
+// ---- Alerts ---------------------------------------------------------------------------------
+
+class AlertList {
+  constructor(root, names, call, onChange) {
+    this.root = root;
+    this.names = names;
+    this.call = call;
+    this.onChange = onChange;
+    this.alerts = new Map();
+    this.open = new Set();
+    this.notes = new Map();
+  }
+
+  /** Inserts or replaces by id, keeping the newest version: never twice the same alert. */
+  upsert(alert) {
+    const known = this.alerts.get(alert.id);
+    if (known && known.updated_at > alert.updated_at) return false;
+    this.alerts.set(alert.id, alert);
+    return !known;
+  }
+
+  sorted() {
+    return [...this.alerts.values()].sort(
+      (a, b) =>
+        STATE_ORDER[a.state] - STATE_ORDER[b.state] ||
+        (PRIORITY[a.priority] ?? 9) - (PRIORITY[b.priority] ?? 9) ||
+        a.created_at - b.created_at,
+    );
+  }
+
+  render() {
+    const items = this.sorted().slice(0, 100);
+    const active = items.filter((a) => a.state !== 'resolved').length;
+    $('#alert-count').textContent = `${active} active`;
+    this.root.replaceChildren(...items.map((a) => this.row(a)));
+    this.onChange([...this.alerts.values()]);
+  }
+
+  row(a) {
+    const who = this.names.get(a.user) ?? a.user;
+    const where = a.position ? `${a.position.lat.toFixed(5)}, ${a.position.lon.toFixed(5)}` : 'position unknown';
+    const note = el('input', { type: 'text', placeholder: 'note', 'aria-label': 'note' });
+    note.value = this.notes.get(a.id) ?? '';
+    note.addEventListener('input', () => this.notes.set(a.id, note.value));
+    note.addEventListener('click', (e) => e.stopPropagation());
+    const act = (action) =>
+      el('button', {
+        type: 'button',
+        class: `do-${action}`,
+        onclick: async (event) => {
+          event.stopPropagation();
+          try {
+            const updated = await this.call(`/api/v1/alerts/${encodeURIComponent(a.id)}/${action}`, {
+              method: 'POST',
+              body: note.value ? { note: note.value } : {},
+            });
+            this.notes.delete(a.id);
+            this.upsert(updated);
+            this.render();
+          } catch (e) {
+            alert(`Could not ${action}: ${e.message}`);
+          }
+        },
+      }, action === 'ack' ? 'Acknowledge' : 'Resolve');
+    const actions = el('div', { class: 'actions' });
+    if (a.state !== 'resolved') {
+      actions.append(note);
+      if (a.state === 'open') actions.append(act('ack'));
+      actions.append(act('resolve'));
+    }
+    const li = el(
+      'li',
+      {
+        class: `alert p-${a.priority.toLowerCase()} s-${a.state}`,
+        'data-id': a.id,
+        'data-type': a.type,
+        'data-state': a.state,
+        onclick: () => {
+          if (this.open.has(a.id)) this.open.delete(a.id);
+          else this.open.add(a.id);
+          this.render();
+        },
+      },
+      el('div', { class: 'head' },
+        el('span', { class: 'type' }, a.type),
+        el('span', { class: 'guard' }, who),
+        el('span', { class: 'level' }, `L${a.level}`),
+        el('span', { class: 'state' }, a.state)),
+      el('div', { class: 'meta' }, `${where} · ${age(a.created_at)} ago${a.message ? ` · ${a.message}` : ''}`),
+      actions,
+    );
+    if (this.open.has(a.id)) {
+      li.append(
+        el('ol', { class: 'audit' }, ...a.audit.map((e) =>
+          el('li', {}, `${new Date(e.at).toLocaleTimeString()} ${e.action} by ${e.by} (L${e.level})${e.note ? ` — ${e.note}` : ''}`))),
+      );
+    }
+    return li;
+  }
+}
+
+/** A short two-tone beep; browsers may keep audio muted until the page was clicked once. */
+function beep() {
+  try {
+    const ctx = new AudioContext();
+    const osc = ctx.createOscillator();
+    const gain = ctx.createGain();
+    osc.connect(gain).connect(ctx.destination);
+    gain.gain.value = 0.2;
+    osc.frequency.setValueAtTime(880, ctx.currentTime);
+    osc.frequency.setValueAtTime(660, ctx.currentTime + 0.25);
+    osc.start();
+    osc.stop(ctx.currentTime + 0.6);
+  } catch {
+    // No audio here: the visual cue stays.
+  }
+}
+
+// ---- Video ----------------------------------------------------------------------------------
+
+class VideoPanel {
+  constructor(token, wsUrl, names) {
+    this.token = token;
+    this.wsUrl = wsUrl;
+    this.names = names;
+    this.client = null;
+    this.watching = null;
+    this.frames = [];
+    this.url = null;
+    $('#video-stop').addEventListener('click', () => this.stop());
+  }
+
+  watch(user) {
+    if (this.watching === user) return;
+    this.stop();
+    if (!this.client) {
+      // Frames are binary: MessagePack keeps them as bytes.
+      this.client = new LookoutClient({ url: this.wsUrl, token: this.token, encoding: 'msgpack' });
+      this.client.connect();
+    }
+    this.watching = user;
+    $('#video').hidden = false;
+    $('#video-who').textContent = this.names.get(user) ?? user;
+    this.sub = this.client.subscribe(`/topic/video/${user}`, (frame) => this.draw(frame));
+  }
+
+  draw(frame) {
+    if (!(frame?.data instanceof Uint8Array)) return;
+    const now = Date.now();
+    this.frames.push(now);
+    this.frames = this.frames.filter((t) => now - t < 1000);
+    const img = $('#video-frame');
+    const url = URL.createObjectURL(new Blob([frame.data], { type: 'image/jpeg' }));
+    const old = this.url;
+    this.url = url;
+    img.onload = () => old && URL.revokeObjectURL(old);
+    img.src = url;
+    $('#video-fps').textContent = String(this.frames.length);
+    if (typeof frame.ts === 'number') $('#video-latency').textContent = String(Math.max(0, now - frame.ts));
+  }
+
+  stop() {
+    if (!this.watching) return;
+    this.sub?.unsubscribe();
+    this.sub = null;
+    this.watching = null;
+    $('#video').hidden = true;
+  }
+}
+
+// ---- Operations -----------------------------------------------------------------------------
+
+async function refreshOps(call, last) {
+  let s;
+  try {
+    s = await call('/api/v1/websocket/stats');
+  } catch (e) {
+    $('#ops').replaceChildren(el('dt', {}, 'stats'), el('dd', {}, e.message));
+    return last;
+  }
+  const now = Date.now();
+  const rate = (key) => (last ? (((s[key] - last.s[key]) * 1000) / (now - last.at)).toFixed(1) : '–');
+  const rows = [
+    ['connections', s.connections],
+    ['users online', s.users_online],
+    ['subscriptions', s.subscriptions],
+    ['messages in /s', rate('messages_received')],
+    ['published /s', rate('messages_published')],
+    ['delivered /s', rate('messages_delivered')],
+    ['dropped (live)', s.dropped_live],
+    ['uptime', `${Math.floor(s.uptime_seconds / 60)} min`],
+  ];
+  $('#ops').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, String(v))]));
+  return { s, at: now };
+}
+
+// ---- Wiring ---------------------------------------------------------------------------------
+
+async function start(token) {
+  const me = usable(token);
+  if (!me) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showSignIn(token ? 'Your sign-in expired; paste a new token.' : undefined);
+    return;
+  }
+  $('#signin').hidden = true;
+  $('#app').hidden = false;
+  $('#who').textContent = `${me.name ?? me.sub} · ${me.org}`;
+  const call = api(token);
+  const names = new Map();
+  const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+  const site = new SiteView($('#site'), names);
+  const alerts = new AlertList($('#alerts'), names, call, (all) => site.setViolations(all));
+  const video = new VideoPanel(token, wsUrl, names);
+  site.onSelect = (user) => video.watch(user);
+
+  const client = new LookoutClient({ url: wsUrl, token });
+  let wasOpen = false;
+  client.on('state', (state) => {
+    $('#conn').dataset.state = state;
+    $('#conn').textContent = state;
+    const offline = state !== 'open' && wasOpen;
+    $('#banner').hidden = !offline || state === 'closed';
+    $('#banner').textContent = state === 'polling' ? 'Live over long-poll (WebSocket unavailable)' : 'Offline — reconnecting…';
+    if (state === 'open') {
+      if (wasOpen) loadAlerts();
+      wasOpen = true;
+    }
+  });
+
+  const loadNames = async () => {
+    try {
+      const presence = await call('/api/v1/presence');
+      for (const u of presence.online) if (u.name) names.set(u.user, u.name);
+    } catch {
+      // Names are a nicety; ids stand in.
+    }
+  };
+  const loadAlerts = async () => {
+    try {
+      for (const a of await call('/api/v1/alerts')) alerts.upsert(a);
+      alerts.render();
+    } catch (e) {
+      console.warn('alerts', e);
+    }
+  };
+
+  await loadNames();
+  try {
+    site.setFences(await call('/api/v1/geofences'));
+    for (const last of await call('/api/v1/locations')) {
+      site.update(last.user, { ...last.location, receivedAt: last.received_at });
+    }
+  } catch (e) {
+    console.warn('site', e);
+  }
+  await loadAlerts();
+
+  const locations = `/topic/org/${me.org}/locations`;
+  client.subscribe(locations, (data) => site.update(data.user, data));
+  const alertChannel = `/topic/org/${me.org}/alerts`;
+  client.subscribe(alertChannel, (data, message) => {
+    const isNew = alerts.upsert(data.alert);
+    alerts.render();
+    if (isNew && data.alert.type === 'PANIC' && data.alert.state === 'open') {
+      const who = names.get(data.alert.user) ?? data.alert.user;
+      $('#panic').textContent = `PANIC — ${who}`;
+      $('#panic').hidden = false;
+      setTimeout(() => {
+        $('#panic').hidden = true;
+      }, 15000);
+      beep();
+    }
+    // Creations and escalations need this supervisor's acknowledgement of the message.
+    if (message.ack_required) client.ack(alertChannel, message.seq).catch(() => {});
+  });
+  client.connect();
+
+  let ops = await refreshOps(call, null);
+  setInterval(async () => {
+    ops = await refreshOps(call, ops);
+  }, 5000);
+  setInterval(() => site.tick(), 1000);
+  setInterval(loadNames, 30000);
+}
+
+const token = takeToken();
+if (token) start(token);
+else showSignIn();
