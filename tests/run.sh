@@ -21,6 +21,12 @@ if ! need node || ! need npm; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq nodejs npm
 fi
+# The dashboard test drives Debian's Chromium (headless, through playwright-core).
+if [ -z "${CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
+    echo "== installing Chromium (Debian package)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium
+fi
 # `npm ci` when the lock file changed since the last install (or there is none).
 if ! cmp -s tests/node/package-lock.json tests/node/node_modules/.package-lock.json.installed; then
     echo "== npm ci (tests/node)"

@@ -463,10 +463,7 @@ async function start(token) {
     const offline = state !== 'open' && wasOpen;
     $('#banner').hidden = !offline || state === 'closed';
     $('#banner').textContent = state === 'polling' ? 'Live over long-poll (WebSocket unavailable)' : 'Offline — reconnecting…';
-    if (state === 'open') {
-      if (wasOpen) loadAlerts();
-      wasOpen = true;
-    }
+    if (state === 'open') wasOpen = true;
   });
 
   const loadNames = async () => {
@@ -477,9 +474,23 @@ async function start(token) {
       // Names are a nicety; ids stand in.
     }
   };
+  let loadedOnce = false;
+  const cuePanic = (alert) => {
+    if (alert.type !== 'PANIC' || alert.state !== 'open') return;
+    $('#panic').textContent = `PANIC — ${names.get(alert.user) ?? alert.user}`;
+    $('#panic').hidden = false;
+    setTimeout(() => {
+      $('#panic').hidden = true;
+    }, 15000);
+    beep();
+  };
   const loadAlerts = async () => {
     try {
-      for (const a of await call('/api/v1/alerts')) alerts.upsert(a);
+      for (const a of await call('/api/v1/alerts')) {
+        // What was already there when the page opened is listed, not announced.
+        if (alerts.upsert(a) && loadedOnce) cuePanic(a);
+      }
+      loadedOnce = true;
       alerts.render();
     } catch (e) {
       console.warn('alerts', e);
@@ -500,21 +511,16 @@ async function start(token) {
   const locations = `/topic/org/${me.org}/locations`;
   client.subscribe(locations, (data) => site.update(data.user, data));
   const alertChannel = `/topic/org/${me.org}/alerts`;
+  // Loaded again once the subscription is in place (first time and after every reconnect):
+  // nothing raised between the load and the subscription is missed, and upserts by id keep
+  // every alert listed once.
+  const onSubscribed = () => loadAlerts();
   client.subscribe(alertChannel, (data, message) => {
-    const isNew = alerts.upsert(data.alert);
+    if (alerts.upsert(data.alert)) cuePanic(data.alert);
     alerts.render();
-    if (isNew && data.alert.type === 'PANIC' && data.alert.state === 'open') {
-      const who = names.get(data.alert.user) ?? data.alert.user;
-      $('#panic').textContent = `PANIC — ${who}`;
-      $('#panic').hidden = false;
-      setTimeout(() => {
-        $('#panic').hidden = true;
-      }, 15000);
-      beep();
-    }
     // Creations and escalations need this supervisor's acknowledgement of the message.
     if (message.ack_required) client.ack(alertChannel, message.seq).catch(() => {});
-  });
+  }, { onSubscribed });
   client.connect();
 
   let ops = await refreshOps(call, null);

@@ -123,11 +123,12 @@ export class LookoutClient {
 
   /**
    * Subscribes `handler(data, message)` to `channel`. With `since` (and `epoch`), resumes after
-   * that seq. Returns `{ unsubscribe(), lastSeq }`.
+   * that seq. `onSubscribed(reply)` runs each time the (re)subscription is in place: the moment
+   * to load state that live messages will keep up to date. Returns `{ unsubscribe(), lastSeq }`.
    */
-  subscribe(channel, handler, { since = null, epoch = null } = {}) {
+  subscribe(channel, handler, { since = null, epoch = null, onSubscribed = null } = {}) {
     if (this.subs.has(channel)) throw new LookoutError('already_subscribed', channel);
-    const sub = { channel, handler, lastSeq: since, epoch };
+    const sub = { channel, handler, lastSeq: since, epoch, onSubscribed };
     this.subs.set(channel, sub);
     if (this.state === 'open') this.sendSubscribe(sub);
     if (this.state === 'polling') this.restartPoll();
@@ -319,6 +320,12 @@ export class LookoutClient {
         }
         sub.epoch = reply.epoch ?? this.epoch;
         if (sub.lastSeq == null) sub.lastSeq = reply.head ?? null;
+        // A head below what was seen: the channel keeps no log (live only) and a restarted
+        // server numbers it afresh. Take its numbering, or every new message would look old.
+        if (typeof reply.head === 'number' && sub.lastSeq != null && reply.head < sub.lastSeq) {
+          sub.lastSeq = reply.head;
+        }
+        sub.onSubscribed?.(reply);
       },
       (e) => this.emit('error', e),
     );

@@ -422,13 +422,33 @@ impl Binary {
 
     /// Like [`Binary::serve`] on a given address (to come back on the same port).
     pub fn serve_at(data_dir: &std::path::Path, listen: &str, env: &[(&str, &str)]) -> Binary {
+        Binary::spawn(&["serve", "--listen", listen], data_dir, env)
+    }
+
+    /// `lookout demo --listen LISTEN --data-dir DIR` plus `args`.
+    pub fn demo(data_dir: &std::path::Path, listen: &str, args: &[&str]) -> Binary {
+        let mut all = vec!["demo", "--listen", listen];
+        all.extend_from_slice(args);
+        Binary::spawn(&all, data_dir, &[])
+    }
+
+    /// `lookout ARGS --data-dir DIR`, waiting for the listening line.
+    pub fn spawn(args: &[&str], data_dir: &std::path::Path, env: &[(&str, &str)]) -> Binary {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"));
-        cmd.args(["serve", "--listen", listen, "--data-dir"])
+        cmd.args(args)
+            .arg("--data-dir")
             .arg(data_dir)
             .current_dir(data_dir.parent().unwrap_or(data_dir))
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
+            // Not a setting of the binary's: its config refuses unknown LOOKOUT_ variables.
+            .env_remove("LOOKOUT_TEST_LOG")
+            .stderr(if std::env::var_os("LOOKOUT_TEST_LOG").is_some() {
+                // LOOKOUT_TEST_LOG shows the binary's logs too (RUST_LOG sets its level).
+                std::process::Stdio::inherit()
+            } else {
+                std::process::Stdio::null()
+            });
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -1,0 +1,114 @@
+// Drives the dashboard in real headless Chromium (Playwright with Debian's chromium) against
+// `lookout demo`, for tests/dashboard.rs. Every request must stay on the appliance's origin:
+// anything else is aborted and reported. Steps are JSON lines on stdout; screenshots go to
+// LOOKOUT_ARTIFACTS.
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const emit = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
+const link = env('LOOKOUT_LINK');
+const artifacts = env('LOOKOUT_ARTIFACTS');
+const origin = new URL(link).origin;
+fs.mkdirSync(artifacts, { recursive: true });
+
+const foreign = [];
+const problems = [];
+
+async function positions(page) {
+  return page.$$eval('.guard', (gs) => Object.fromEntries(gs.map((g) => [g.dataset.user, `${g.dataset.x},${g.dataset.y}`])));
+}
+
+async function movedWithin(page, ms) {
+  const before = await positions(page);
+  await page.waitForTimeout(ms);
+  const after = await positions(page);
+  return Object.keys(after).filter((u) => before[u] && before[u] !== after[u]).length;
+}
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox'],
+  });
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 900 } });
+  // The appliance has no internet: only its own origin may be reached.
+  await context.route('**/*', (route) => {
+    const url = new URL(route.request().url());
+    if (url.origin === origin || url.protocol === 'data:' || url.protocol === 'blob:') return route.continue();
+    foreign.push(url.href);
+    return route.abort();
+  });
+  const page = await context.newPage();
+  page.on('websocket', (ws) => {
+    const url = new URL(ws.url());
+    if (url.host !== new URL(origin).host) foreign.push(ws.url());
+  });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (msg) => {
+    // CSP violations are reported as console errors.
+    if (msg.type() === 'error' && /Content Security Policy|Refused to/i.test(msg.text())) problems.push(msg.text());
+  });
+  const shot = (name) => page.screenshot({ path: path.join(artifacts, `dashboard-${name}.png`) });
+
+  await page.goto(link);
+  await page.waitForFunction(() => document.querySelectorAll('.guard').length >= 2, null, { timeout: 30000 });
+  const moved = await movedWithin(page, 3000);
+  emit({ event: 'moving', moved, guards: Object.keys(await positions(page)).length, url: page.url() });
+  await shot('site');
+
+  const panic = page.locator('.alert[data-type="PANIC"]').first();
+  await panic.waitFor({ timeout: 30000 });
+  const id = await panic.getAttribute('data-id');
+  emit({ event: 'panic', id });
+  await shot('panic');
+  const row = page.locator(`.alert[data-id="${id}"]`);
+  await row.locator('input').fill('on my way');
+  await row.locator('button.do-ack').click();
+  await page.locator(`.alert[data-id="${id}"][data-state="acknowledged"]`).waitFor({ timeout: 15000 });
+  await row.click();
+  const audit = await row.locator('ol.audit li').allTextContents();
+  emit({ event: 'acked', id, audit });
+
+  await page.locator('.guard[data-user="guard-02"]').click();
+  await page.locator('#video').waitFor({ state: 'visible' });
+  await page.waitForFunction(() => {
+    const img = document.querySelector('#video-frame');
+    return img && img.complete && img.naturalWidth > 0;
+  }, null, { timeout: 20000 });
+  const size = await page.$eval('#video-frame', (img) => ({ width: img.naturalWidth, height: img.naturalHeight }));
+  await page.waitForTimeout(1200);
+  const fps = Number(await page.textContent('#video-fps'));
+  emit({ event: 'video', ...size, fps });
+  await shot('video');
+  await page.click('#video-stop');
+  await page.locator('#video').waitFor({ state: 'hidden' });
+
+  emit({ event: 'restart-me' });
+  await page.locator('#banner').waitFor({ state: 'visible', timeout: 30000 });
+  emit({ event: 'offline-banner', text: await page.textContent('#banner') });
+  await shot('offline');
+  await page.locator('#banner').waitFor({ state: 'hidden', timeout: 60000 });
+  const movedAgain = await movedWithin(page, 3000);
+  const panicRows = await page.locator('.alert[data-type="PANIC"]').count();
+  const state = await page.getAttribute(`.alert[data-id="${id}"]`, 'data-state');
+  emit({ event: 'back', movedAgain, panicRows, state });
+  await shot('back');
+
+  await browser.close();
+  emit({ event: 'done', foreign, problems });
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    emit({ event: 'fail', error: String(e?.stack ?? e), foreign, problems });
+    process.exit(1);
+  },
+);
