@@ -52,7 +52,13 @@ pub fn serve<B>(req: &Request<B>) -> Option<Response<Body>> {
             std::borrow::Cow::Owned(v) => Bytes::from(v),
         };
         let mut r = Response::new(full(body));
-        if let Ok(v) = HeaderValue::from_str(file.metadata.mimetype()) {
+        // RFC 9239: JavaScript is text/javascript, `.mjs` included (mime_guess says otherwise).
+        let mimetype = if path.ends_with(".js") || path.ends_with(".mjs") {
+            "text/javascript; charset=utf-8"
+        } else {
+            file.metadata.mimetype()
+        };
+        if let Ok(v) = HeaderValue::from_str(mimetype) {
             r.headers_mut().insert(CONTENT_TYPE, v);
         }
         r

@@ -114,3 +114,136 @@ async fn the_dashboard_shows_the_demo_site_live_and_survives_a_restart() {
     }
     drop(demo);
 }
+
+#[tokio::test]
+async fn dashboard_files_are_served_with_types_validators_and_a_strict_policy() {
+    let server = TestServer::start().await;
+    let http = server.http();
+    for (path, content_type) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/lookout-client.js", "text/javascript"),
+        ("/style.css", "text/css"),
+        ("/favicon.svg", "image/svg+xml"),
+        ("/vendor/msgpack/index.mjs", "text/javascript"),
+    ] {
+        let response = http.get(server.https(path)).send().await.expect("get");
+        assert_eq!(response.status(), 200, "{path}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            header("content-type").starts_with(content_type),
+            "{path}: {}",
+            header("content-type")
+        );
+        let policy = header("content-security-policy");
+        assert!(policy.contains("default-src 'self'"), "{path}: {policy}");
+        assert!(
+            policy.contains("script-src 'self'") && !policy.contains("unsafe"),
+            "{policy}"
+        );
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert_eq!(header("cache-control"), "no-cache");
+        let etag = header("etag");
+        assert!(etag.starts_with('"'), "{path}: {etag}");
+        let again = http
+            .get(server.https(path))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(again.status(), 304, "{path} revalidates");
+    }
+    // README images are not shipped; unknown paths are the API's 404.
+    let docs = http
+        .get(server.https("/docs/dashboard.png"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(docs.status(), 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_simulator_walks_guards_over_real_connections() {
+    let server = TestServer::start().await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let options = lookout::simulate::Options {
+        url: server.url(),
+        ca_pem: server.cert_pem.clone(),
+        auth: server.state.auth.clone(),
+        org: "acme".into(),
+        guards: 3,
+        panic_after: Some(std::time::Duration::ZERO),
+        location_every: std::time::Duration::from_millis(100),
+        frame_every: std::time::Duration::from_millis(100),
+        site: lookout::simulate::Site::default(),
+    };
+    let running = tokio::spawn(lookout::simulate::run(options, stop.clone()));
+    let sup = server.token("sup1", Some("acme"), &[lookout::auth::Role::Supervisor]);
+    let http = server.http();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let (locations, alerts) = loop {
+        let locations = get_json(&http, &server.https("/api/v1/locations"), &sup).await;
+        let alerts = get_json(&http, &server.https("/api/v1/alerts"), &sup).await;
+        let n = locations.as_array().map(Vec::len).unwrap_or(0);
+        let panics = alerts
+            .as_array()
+            .map(|a| a.iter().filter(|a| a["type"] == "PANIC").count())
+            .unwrap_or(0);
+        if n == 3 && panics == 1 || tokio::time::Instant::now() > deadline {
+            break (locations, alerts);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let users: Vec<&str> = locations
+        .as_array()
+        .expect("locations")
+        .iter()
+        .filter_map(|l| l["user"].as_str())
+        .collect();
+    assert_eq!(users.len(), 3, "{locations}");
+    let panics: Vec<&Value> = alerts
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .filter(|a| a["type"] == "PANIC")
+        .collect();
+    assert_eq!(panics.len(), 1, "exactly one PANIC: {alerts}");
+    assert_eq!(panics[0]["user"], "guard-01");
+    stop.cancel();
+    running.await.expect("join").expect("simulator");
+    server.stop().await;
+}
+
+#[test]
+fn token_link_puts_the_token_in_the_fragment() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args([
+            "token",
+            "--sub",
+            "sup",
+            "--org",
+            "demo",
+            "--role",
+            "supervisor",
+        ])
+        .args(["--link", "https://appliance:8443/", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let line = String::from_utf8_lossy(&out.stdout);
+    let token = line
+        .trim()
+        .strip_prefix("https://appliance:8443/#token=")
+        .unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+}
