@@ -136,6 +136,16 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
             }
         }
         (Method::GET, ["api", "v1", "channels", "history"]) => history(state, &req),
+        (Method::GET, ["api", "v1", "site"]) => {
+            authenticate(state, &req)?;
+            let d = &state.config.dashboard;
+            let plan = d
+                .site_plan_bounds
+                .filter(|_| d.site_plan.is_some())
+                .map(|bounds| serde_json::json!({"url": "/api/v1/site/plan", "bounds": bounds}));
+            Ok(json_response(200, &serde_json::json!({ "plan": plan })))
+        }
+        (Method::GET, ["api", "v1", "site", "plan"]) => site_plan(state, &req).await,
         (Method::GET, ["api", "v1", "geofences"]) => {
             let who = authenticate(state, &req)?;
             let org = query(&req).get("org").cloned();
@@ -276,6 +286,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
         | (_, ["api", "v1", "shifts", ..])
         | (_, ["api", "v1", "presence"])
         | (_, ["api", "v1", "tracking", "stats"])
+        | (_, ["api", "v1", "site", ..])
         | (_, ["api", "v1", "poll"])
         | (_, ["api", "v1", "events"])
         | (_, ["api", "v1", "websocket", "user", _, "status"]) => Err(ApiError {
@@ -510,6 +521,32 @@ async fn poll(state: &AppState, req: &Request<Incoming>) -> Result<Response<Body
         200,
         &serde_json::json!({ "channels": result }),
     ))
+}
+
+/// The configured site-plan image.
+async fn site_plan(state: &AppState, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    authenticate(state, req)?;
+    let path = state
+        .config
+        .dashboard
+        .site_plan
+        .as_ref()
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no site plan is configured"))?;
+    let content_type = match path.extension().and_then(|e| e.to_str()) {
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    };
+    let bytes = tokio::fs::read(path).await.map_err(|e| {
+        tracing::error!(path = %path.display(), error = %e, "cannot read the site plan");
+        ApiError::new(ErrorCode::Internal, "the site plan cannot be read")
+    })?;
+    let mut response = Response::new(crate::transport::full(Bytes::from(bytes)));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(response)
 }
 
 #[derive(Deserialize, Default)]

@@ -278,10 +278,20 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-fn demo(config: Config, args: &DemoArgs) -> ExitCode {
+fn demo(mut config: Config, args: &DemoArgs) -> ExitCode {
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
     };
+    let site = crate::simulate::Site::default();
+    if config.dashboard.site_plan.is_none() {
+        match crate::demo::site_plan(&config.data_dir, &site) {
+            Ok((path, bounds)) => {
+                config.dashboard.site_plan = Some(path);
+                config.dashboard.site_plan_bounds = Some(bounds);
+            }
+            Err(e) => eprintln!("lookout: the demo's site plan is not available: {e}"),
+        }
+    }
     runtime.block_on(async move {
         let server = match Server::bind(config).await {
             Ok(s) => s,
@@ -318,7 +328,6 @@ fn demo(config: Config, args: &DemoArgs) -> ExitCode {
                 _ = stop_server.cancelled() => {}
             }
         }));
-        let site = crate::simulate::Site::default();
         let seeded = match crate::demo::seed(&state, &site).await {
             Ok(seeded) => seeded,
             Err(e) => {
@@ -457,6 +466,14 @@ fn check_config(config: &Config) -> ExitCode {
             if let Err(e) = crate::transport::tls::load_or_generate(config) {
                 problems.push(format!("tls.cert: {e}"));
             }
+        }
+    }
+    if let Some(plan) = &config.dashboard.site_plan {
+        if !plan.is_file() {
+            problems.push(format!(
+                "dashboard.site_plan: {} is not a readable file",
+                plan.display()
+            ));
         }
     }
     let uses_generated_secret = config.jwt.algorithm == crate::config::JwtAlgorithm::HS256

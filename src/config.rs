@@ -55,6 +55,18 @@ pub struct Config {
     pub field: FieldSettings,
     /// Alert escalation.
     pub alerts: AlertSettings,
+    /// The dashboard.
+    pub dashboard: DashboardSettings,
+}
+
+/// Dashboard settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardSettings {
+    /// A site-plan image (PNG, JPEG or SVG) drawn under fences and guards.
+    pub site_plan: Option<PathBuf>,
+    /// Where the image's edges are: `[west, south, east, north]` in degrees.
+    pub site_plan_bounds: Option<[f64; 4]>,
 }
 
 /// Field operations settings.
@@ -268,6 +280,7 @@ impl Default for Config {
             retention: Retention::default(),
             field: FieldSettings::default(),
             alerts: AlertSettings::default(),
+            dashboard: DashboardSettings::default(),
         }
     }
 }
@@ -424,6 +437,14 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "alerts.level3_after",
         "escalate to level 3 (admins and a /topic/system notice) after this long",
+    ),
+    (
+        "dashboard.site_plan",
+        "site-plan image (PNG, JPEG or SVG) under the dashboard's map; unset: none",
+    ),
+    (
+        "dashboard.site_plan_bounds",
+        "the image's edges [west, south, east, north] in degrees; required with site_plan",
     ),
     (
         "retention.kinds",
@@ -611,6 +632,26 @@ impl Config {
                 "alerts.level3_after",
                 "escalation intervals must be positive and level 3 after level 2",
             );
+        }
+        let plan = &self.dashboard;
+        if plan.site_plan.is_some() != plan.site_plan_bounds.is_some() {
+            return bad(
+                "dashboard.site_plan_bounds",
+                "dashboard.site_plan and dashboard.site_plan_bounds must be given together",
+            );
+        }
+        if let Some([w, s, e, n]) = plan.site_plan_bounds {
+            let lon = -180.0..=180.0;
+            let lat = -90.0..=90.0;
+            if !(lon.contains(&w) && lon.contains(&e) && lat.contains(&s) && lat.contains(&n))
+                || w >= e
+                || s >= n
+            {
+                return bad(
+                    "dashboard.site_plan_bounds",
+                    "must be [west, south, east, north] with west < east and south < north",
+                );
+            }
         }
         if self.field.max_fence_vertices < 3 {
             return bad("field.max_fence_vertices", "must be at least 3");

@@ -77,8 +77,12 @@ pub fn serve<B>(req: &Request<B>) -> Option<Response<Body>> {
     Some(response)
 }
 
+/// A bundled file of `web/`, e.g. the demo's site plan.
+pub fn asset(path: &str) -> Option<Bytes> {
+    Assets::get(path).map(|file| Bytes::from(file.data.into_owned()))
+}
+
 /// A bundled demo video frame (JPEG), for the simulator.
 pub fn demo_frame(i: usize) -> Option<Bytes> {
-    let file = Assets::get(&format!("demo/frame{}.jpg", i % 8))?;
-    Some(Bytes::from(file.data.into_owned()))
+    asset(&format!("demo/frame{}.jpg", i % 8))
 }

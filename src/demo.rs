@@ -4,6 +4,7 @@
 //!
 //! It uses the same field operations as the REST API, as an admin would.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::alerts::AlertType;
@@ -34,6 +35,20 @@ pub enum DemoError {
     /// Reading alerts.
     #[error("alerts: {0}")]
     Alerts(#[from] crate::alerts::AlertError),
+}
+
+/// Writes the bundled site plan into the data directory; returns its path and its edges
+/// `[west, south, east, north]` (the plan covers 500 m × 400 m around the site's centre).
+pub fn site_plan(data_dir: &Path, site: &Site) -> std::io::Result<(PathBuf, [f64; 4])> {
+    let svg = crate::dashboard::asset("demo/site-plan.svg").ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "site plan not bundled")
+    })?;
+    std::fs::create_dir_all(data_dir)?;
+    let path = data_dir.join("site-plan.svg");
+    std::fs::write(&path, svg)?;
+    let (south, west) = site.at(-250.0, -200.0);
+    let (north, east) = site.at(250.0, 200.0);
+    Ok((path, [west, south, east, north]))
 }
 
 /// Creates the demo's fences if they are not there yet, and a supervisor login.

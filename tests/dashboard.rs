@@ -50,6 +50,7 @@ async fn the_dashboard_shows_the_demo_site_live_and_survives_a_restart() {
     let moving = node.event("moving").await;
     assert!(moving["guards"].as_u64() >= Some(4), "{moving}");
     assert!(moving["moved"].as_u64() >= Some(1), "guards move: {moving}");
+    assert_eq!(moving["plan"], 1, "the demo's site plan is drawn: {moving}");
     assert!(
         !moving["url"]
             .as_str()
@@ -246,4 +247,53 @@ fn token_link_puts_the_token_in_the_fragment() {
         .strip_prefix("https://appliance:8443/#token=")
         .unwrap_or_else(|| panic!("{line}"));
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+}
+
+#[tokio::test]
+async fn a_configured_site_plan_is_served_to_signed_in_users() {
+    let plan = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web/demo/site-plan.svg");
+    let bounds = [4.88, 52.37, 4.90, 52.38];
+    let server = TestServer::start_with(|c| {
+        c.dashboard.site_plan = Some(plan.clone());
+        c.dashboard.site_plan_bounds = Some(bounds);
+    })
+    .await;
+    let http = server.http();
+    let sup = server.token("sup1", Some("acme"), &[lookout::auth::Role::Supervisor]);
+    let site = get_json(&http, &server.https("/api/v1/site"), &sup).await;
+    assert_eq!(site["plan"]["url"], "/api/v1/site/plan");
+    assert_eq!(site["plan"]["bounds"], serde_json::json!(bounds));
+    let image = http
+        .get(server.https("/api/v1/site/plan"))
+        .bearer_auth(&sup)
+        .send()
+        .await
+        .expect("plan");
+    assert_eq!(image.status(), 200);
+    assert_eq!(
+        image
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("image/svg+xml")
+    );
+    assert_eq!(
+        image.bytes().await.expect("bytes").as_ref(),
+        std::fs::read(&plan).expect("read").as_slice()
+    );
+    let anonymous = http
+        .get(server.https("/api/v1/site/plan"))
+        .send()
+        .await
+        .expect("plan");
+    assert_eq!(anonymous.status(), 401);
+    server.stop().await;
+
+    let mut half = lookout::Config::default();
+    half.dashboard.site_plan = Some(plan);
+    let err = half.validate().expect_err("a plan without bounds");
+    assert!(
+        err.to_string().starts_with("dashboard.site_plan_bounds"),
+        "{err}"
+    );
 }

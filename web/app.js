@@ -100,10 +100,19 @@ class SiteView {
     this.fences = [];
     this.guards = new Map();
     this.bounds = null;
+    this.raw = null;
     this.violating = new Set();
     this.violatedFences = new Set();
     this.panicking = new Set();
     this.onSelect = () => {};
+  }
+
+  /** A site-plan image (an object URL) whose edges are `bounds` [west, south, east, north]. */
+  setPlan(url, bounds) {
+    const [w, s, e, n] = bounds;
+    this.plan = { url, bounds };
+    this.fit([[w, s], [e, n]]);
+    this.render();
   }
 
   setFences(fences) {
@@ -118,11 +127,12 @@ class SiteView {
     const lons = points.map((p) => p[0]);
     const lats = points.map((p) => p[1]);
     let b = { w: Math.min(...lons), e: Math.max(...lons), s: Math.min(...lats), n: Math.max(...lats) };
-    if (this.bounds) {
-      b = { w: Math.min(b.w, this.bounds.w), e: Math.max(b.e, this.bounds.e), s: Math.min(b.s, this.bounds.s), n: Math.max(b.n, this.bounds.n) };
-    }
-    const mx = (b.e - b.w || 0.001) * 0.15;
-    const my = (b.n - b.s || 0.001) * 0.15;
+    // The margin goes around everything shown so far, once (not compounded per call).
+    const r = this.raw;
+    if (r) b = { w: Math.min(b.w, r.w), e: Math.max(b.e, r.e), s: Math.min(b.s, r.s), n: Math.max(b.n, r.n) };
+    this.raw = b;
+    const mx = (b.e - b.w || 0.001) * 0.06;
+    const my = (b.n - b.s || 0.001) * 0.06;
     this.bounds = { w: b.w - mx, e: b.e + mx, s: b.s - my, n: b.n + my };
   }
 
@@ -158,6 +168,14 @@ class SiteView {
     const fencesG = this.root.querySelector('#fences');
     fencesG.replaceChildren();
     if (!this.bounds) return;
+    const planG = this.root.querySelector('#plan');
+    planG.replaceChildren();
+    if (this.plan) {
+      const [w, s, e, n] = this.plan.bounds;
+      const [x0, y0] = this.project(w, n);
+      const [x1, y1] = this.project(e, s);
+      planG.append(svg('image', { href: this.plan.url, x: x0, y: y0, width: x1 - x0, height: y1 - y0, preserveAspectRatio: 'none' }));
+    }
     for (const fence of this.fences) {
       const g = svg('g', { class: `fence ${fence.kind}${this.violatedFences.has(fence.id) ? ' violated' : ''}`, 'data-id': fence.id });
       const shape = fence.shape;
@@ -498,6 +516,16 @@ async function start(token) {
   };
 
   await loadNames();
+  try {
+    const { plan } = await call('/api/v1/site');
+    if (plan) {
+      // Fetched with the token (an <image> cannot send it) and shown from a blob: URL.
+      const image = await fetch(plan.url, { headers: { authorization: `Bearer ${token}` } });
+      if (image.ok) site.setPlan(URL.createObjectURL(await image.blob()), plan.bounds);
+    }
+  } catch (e) {
+    console.warn('site plan', e);
+  }
   try {
     site.setFences(await call('/api/v1/geofences'));
     for (const last of await call('/api/v1/locations')) {

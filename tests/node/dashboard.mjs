@@ -60,7 +60,14 @@ async function main() {
   await page.goto(link);
   await page.waitForFunction(() => document.querySelectorAll('.guard').length >= 2, null, { timeout: 30000 });
   const moved = await movedWithin(page, 3000);
-  emit({ event: 'moving', moved, guards: Object.keys(await positions(page)).length, url: page.url() });
+  await page.locator('#plan image').waitFor({ state: 'attached', timeout: 10000 });
+  emit({
+    event: 'moving',
+    moved,
+    guards: Object.keys(await positions(page)).length,
+    url: page.url(),
+    plan: await page.locator('#plan image').count(),
+  });
   await shot('site');
 
   const panic = page.locator('.alert[data-type="PANIC"]').first();
