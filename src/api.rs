@@ -69,6 +69,13 @@ impl From<HubError> for ApiError {
     }
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        ApiError::new(ErrorCode::Internal, "internal error")
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
@@ -136,6 +143,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
             }
         }
         (Method::GET, ["api", "v1", "channels", "history"]) => history(state, &req),
+        (Method::POST, ["api", "v1", "auth", "link"]) => exchange_link(state, req).await,
         (Method::GET, ["api", "v1", "site"]) => {
             authenticate(state, &req)?;
             let d = &state.config.dashboard;
@@ -287,6 +295,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
         | (_, ["api", "v1", "presence"])
         | (_, ["api", "v1", "tracking", "stats"])
         | (_, ["api", "v1", "site", ..])
+        | (_, ["api", "v1", "auth", "link"])
         | (_, ["api", "v1", "poll"])
         | (_, ["api", "v1", "events"])
         | (_, ["api", "v1", "websocket", "user", _, "status"]) => Err(ApiError {
@@ -520,6 +529,61 @@ async fn poll(state: &AppState, req: &Request<Incoming>) -> Result<Response<Body
     Ok(json_response(
         200,
         &serde_json::json!({ "channels": result }),
+    ))
+}
+
+/// How long the dashboard session a sign-in link opens lasts.
+const LINK_SESSION: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+#[derive(Deserialize)]
+struct LinkBody {
+    token: String,
+}
+
+/// `POST /api/v1/auth/link {"token"}`: exchanges a one-time sign-in link for a session token,
+/// once. The link's id is recorded durably before the session token is handed out, so a link
+/// seen in a browser history or a shoulder-surfed screen is worth nothing afterwards.
+async fn exchange_link(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let body: LinkBody = read_json(state, req).await?;
+    let link = state.auth.verify_link(&body.token).map_err(|e| {
+        state
+            .hub
+            .stats
+            .auth_failures
+            .fetch_add(1, Ordering::Relaxed);
+        ApiError::new(ErrorCode::Unauthorized, e.to_string())
+    })?;
+    let store = state.hub.store();
+    let key = crate::store::keys::Record::UsedLink { jti: &link.jti };
+    // One exchange at a time, so two racing requests cannot both find the link unused.
+    let _one = state.links.lock().await;
+    if store.record::<u64>(key)?.is_some() {
+        state
+            .hub
+            .stats
+            .auth_failures
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "this sign-in link was already used",
+        ));
+    }
+    let ticket = store.write(&[crate::store::Change::put(
+        key,
+        &crate::protocol::now_millis(),
+    )?])?;
+    store.durable(ticket).await?;
+    let token = state
+        .auth
+        .mint_session(&link, LINK_SESSION)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    tracing::info!(user = %link.identity.user, "sign-in link exchanged");
+    Ok(json_response(
+        200,
+        &serde_json::json!({ "token": token, "expiresIn": LINK_SESSION.as_secs() }),
     ))
 }
 

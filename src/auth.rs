@@ -47,6 +47,12 @@ pub enum AuthError {
     /// The key material could not be read or created.
     #[error("JWT key: {0}")]
     Key(String),
+    /// A sign-in link's token used as a credential.
+    #[error("a sign-in link is not a credential: open it in the dashboard to sign in")]
+    LinkOnly,
+    /// Not a sign-in link's token.
+    #[error("not a sign-in link")]
+    NotALink,
 }
 
 /// The roles of the design. A token may carry several.
@@ -157,7 +163,7 @@ impl fmt::Debug for Identity {
 }
 
 /// The claims Lookout reads and writes.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     /// User id.
     pub sub: String,
@@ -181,7 +187,25 @@ pub struct Claims {
     /// Audience, when configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// `link` for a one-time sign-in link, which is only good for exchanging.
+    #[serde(rename = "use", default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// Token id (sign-in links: to refuse a second use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
+
+/// What a sign-in link token's claims say: the identity and the link's id.
+pub struct Link {
+    /// Who signs in.
+    pub identity: Identity,
+    /// The link's id.
+    pub jti: String,
+    /// The claims to carry into the session token.
+    pub claims: Claims,
+}
+
+const LINK: &str = "link";
 
 /// Verifies tokens (and mints them when a signing key is at hand).
 pub struct Authenticator {
@@ -287,8 +311,62 @@ impl Authenticator {
         })
     }
 
-    /// Verifies a token and returns who it proves.
+    /// Verifies a token and returns who it proves. A sign-in link's token is refused: it is
+    /// only good for [`Authenticator::verify_link`].
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let claims = self.decode(token)?;
+        if claims.purpose.is_some() {
+            return Err(AuthError::LinkOnly);
+        }
+        identity_from_claims(claims)
+    }
+
+    /// Verifies a one-time sign-in link's token.
+    pub fn verify_link(&self, token: &str) -> Result<Link, AuthError> {
+        let claims = self.decode(token)?;
+        let jti = match (&claims.purpose, &claims.jti) {
+            (Some(p), Some(jti)) if p == LINK => jti.clone(),
+            _ => return Err(AuthError::NotALink),
+        };
+        let identity = identity_from_claims(claims.clone())?;
+        Ok(Link {
+            identity,
+            jti,
+            claims,
+        })
+    }
+
+    /// A session token for a used link: the same user, org, roles and name, for `ttl`.
+    pub fn mint_session(&self, link: &Link, ttl: Duration) -> Result<String, AuthError> {
+        let roles: Vec<Role> = Role::ALL
+            .into_iter()
+            .filter(|r| link.identity.is(*r))
+            .collect();
+        self.mint(
+            &link.claims.sub,
+            link.claims.org.as_deref(),
+            &roles,
+            ttl,
+            link.claims.name.as_deref(),
+        )
+    }
+
+    /// A one-time sign-in link's token for `sub`, valid for `ttl` and exchangeable once.
+    pub fn mint_link(
+        &self,
+        sub: &str,
+        org: Option<&str>,
+        roles: &[Role],
+        ttl: Duration,
+        name: Option<&str>,
+    ) -> Result<String, AuthError> {
+        self.mint_claims(sub, org, roles, ttl, name, |c| {
+            c.purpose = Some(LINK.into());
+            c.jti = Some(uuid::Uuid::new_v4().to_string());
+        })
+    }
+
+    fn decode(&self, token: &str) -> Result<Claims, AuthError> {
         let token = token.trim();
         if token.is_empty() {
             return Err(AuthError::Missing);
@@ -314,7 +392,7 @@ impl Authenticator {
                 ErrorKind::Json(_) if header_says_none(token) => AuthError::WrongAlgorithm,
                 other => AuthError::Malformed(format!("{other:?}")),
             })?;
-        identity_from_claims(data.claims)
+        Ok(data.claims)
     }
 
     /// Mints a token for `sub` in `org` with `roles`, valid for `ttl`.
@@ -325,6 +403,18 @@ impl Authenticator {
         roles: &[Role],
         ttl: Duration,
         name: Option<&str>,
+    ) -> Result<String, AuthError> {
+        self.mint_claims(sub, org, roles, ttl, name, |_| {})
+    }
+
+    fn mint_claims(
+        &self,
+        sub: &str,
+        org: Option<&str>,
+        roles: &[Role],
+        ttl: Duration,
+        name: Option<&str>,
+        adjust: impl FnOnce(&mut Claims),
     ) -> Result<String, AuthError> {
         let key = self.encoding.as_ref().ok_or_else(|| {
             AuthError::Key("no signing key configured (set jwt.private_key)".into())
@@ -339,7 +429,11 @@ impl Authenticator {
             name: name.map(str::to_string),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            purpose: None,
+            jti: None,
         };
+        let mut claims = claims;
+        adjust(&mut claims);
         jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key)
             .map_err(|e| AuthError::Key(e.to_string()))
     }
@@ -454,6 +548,27 @@ mod tests {
         assert_eq!(&*id.user, "alice");
         assert!(id.in_org("acme"));
         assert!(id.is(Role::Guard) && !id.is(Role::Admin));
+    }
+
+    #[test]
+    fn a_sign_in_link_is_only_good_for_exchanging() {
+        let auth = hs(SECRET);
+        let hour = Duration::from_secs(3600);
+        let link = auth
+            .mint_link("sup", Some("acme"), &[Role::Supervisor], hour, Some("Sue"))
+            .expect("mint");
+        assert!(matches!(auth.verify(&link), Err(AuthError::LinkOnly)));
+        let used = auth.verify_link(&link).expect("a link");
+        assert!(!used.jti.is_empty());
+        let session = auth.mint_session(&used, hour).expect("session");
+        let id = auth.verify(&session).expect("a credential");
+        assert_eq!(&*id.user, "sup");
+        assert!(id.in_org("acme") && id.is(Role::Supervisor) && !id.is(Role::Admin));
+        assert_eq!(id.name.as_deref(), Some("Sue"));
+        let plain = auth
+            .mint("sup", Some("acme"), &[Role::Supervisor], hour, None)
+            .expect("mint");
+        assert!(matches!(auth.verify_link(&plain), Err(AuthError::NotALink)));
     }
 
     #[test]

@@ -129,8 +129,9 @@ pub struct TokenArgs {
     /// Display name.
     #[arg(long)]
     pub name: Option<String>,
-    /// Print a dashboard sign-in link for this base URL (e.g. https://appliance:8443) instead
-    /// of the bare token. The token travels in the fragment, which browsers never send.
+    /// Print a one-time dashboard sign-in link for this base URL (e.g. https://appliance:8443)
+    /// instead of a token. The link is exchanged once for a 12-hour session; it travels in the
+    /// URL fragment, which browsers never send, and is not itself a credential.
     #[arg(long, value_name = "BASE_URL")]
     pub link: Option<String>,
 }
@@ -338,8 +339,8 @@ fn demo(mut config: Config, args: &DemoArgs) -> ExitCode {
             }
         };
         println!(
-            "dashboard: https://{host}/#token={}",
-            seeded.supervisor_token
+            "dashboard (one-time sign-in link): https://{host}/#link={}",
+            seeded.supervisor_link
         );
         println!("lookout listening on https://{addr}");
         let stop = tokio_util::sync::CancellationToken::new();
@@ -431,7 +432,13 @@ fn token(config: &Config, args: &TokenArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let minted = Authenticator::from_config(config).and_then(|auth| {
-        auth.mint(
+        let mint = if args.link.is_some() {
+            Authenticator::mint_link
+        } else {
+            Authenticator::mint
+        };
+        mint(
+            &auth,
             &args.sub,
             args.org.as_deref(),
             &args.roles,
@@ -442,7 +449,7 @@ fn token(config: &Config, args: &TokenArgs) -> ExitCode {
     match minted {
         Ok(token) => {
             match &args.link {
-                Some(base) => println!("{}/#token={token}", base.trim_end_matches('/')),
+                Some(base) => println!("{}/#link={token}", base.trim_end_matches('/')),
                 None => println!("{token}"),
             }
             ExitCode::SUCCESS

@@ -1,5 +1,5 @@
-//! `lookout demo`: the demo org on an empty data directory — its fences and a supervisor
-//! login. Idempotent: a restart on the same directory adds nothing twice, and the PANIC the
+//! `lookout demo`: the demo org on an empty data directory — its fences and a one-time
+//! supervisor sign-in link. Idempotent: a restart on the same directory adds nothing twice, and the PANIC the
 //! simulator raises is raised once per directory.
 //!
 //! It uses the same field operations as the REST API, as an admin would.
@@ -17,8 +17,8 @@ pub const ORG: &str = "demo";
 
 /// What the demo set up.
 pub struct Seeded {
-    /// A supervisor token for the dashboard link.
-    pub supervisor_token: String,
+    /// A one-time sign-in link's token for the dashboard.
+    pub supervisor_link: String,
     /// Whether the demo's PANIC was already raised in this data directory.
     pub panic_raised: bool,
 }
@@ -69,7 +69,7 @@ pub async fn seed(state: &AppState, site: &Site) -> Result<Seeded, DemoError> {
         .list(&admin, None, None)?
         .iter()
         .any(|a| a.org == ORG && a.kind == AlertType::Panic);
-    let supervisor_token = state.auth.mint(
+    let supervisor_link = state.auth.mint_link(
         "supervisor",
         Some(ORG),
         &[Role::Supervisor],
@@ -77,7 +77,7 @@ pub async fn seed(state: &AppState, site: &Site) -> Result<Seeded, DemoError> {
         Some("Demo Supervisor"),
     )?;
     Ok(Seeded {
-        supervisor_token,
+        supervisor_link,
         panic_raised,
     })
 }

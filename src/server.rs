@@ -70,6 +70,8 @@ pub struct AppState {
     pub started: Instant,
     /// SockJS sessions over HTTP requests.
     pub sockjs: crate::transport::sockjs::Sessions,
+    /// Serializes sign-in link exchanges.
+    pub links: tokio::sync::Mutex<()>,
 }
 
 /// A bound, not yet running server.
@@ -152,6 +154,7 @@ impl Server {
             tracker: TaskTracker::new(),
             started: Instant::now(),
             sockjs: Default::default(),
+            links: tokio::sync::Mutex::new(()),
         });
         Ok(Server {
             state,

@@ -28,14 +28,15 @@ async fn the_dashboard_shows_the_demo_site_live_and_survives_a_restart() {
     let link = demo
         .stdout_lines
         .iter()
-        .find_map(|l| l.strip_prefix("dashboard: "))
+        .find_map(|l| l.strip_prefix("dashboard (one-time sign-in link): "))
         .expect("the demo prints the dashboard link")
         .to_string();
-    let token = link
-        .split("#token=")
-        .nth(1)
-        .expect("token in link")
-        .to_string();
+    let link_token = link.split("#link=").nth(1).expect("link token").to_string();
+    let token = demo.token(
+        "supervisor",
+        Some("demo"),
+        &[lookout::auth::Role::Supervisor],
+    );
     let addr = demo.addr;
     let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/artifacts");
     let mut node = NodeScript::run(
@@ -52,18 +53,34 @@ async fn the_dashboard_shows_the_demo_site_live_and_survives_a_restart() {
     assert!(moving["moved"].as_u64() >= Some(1), "guards move: {moving}");
     assert_eq!(moving["plan"], 1, "the demo's site plan is drawn: {moving}");
     assert!(
-        !moving["url"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("token="),
-        "the token leaves the address bar: {moving}"
+        !moving["url"].as_str().unwrap_or_default().contains("link="),
+        "the link leaves the address bar: {moving}"
+    );
+    // The page exchanged the link: it is used up, and it never was a credential.
+    let http = http_client(&demo.cert_pem());
+    let again = http
+        .post(format!("https://{addr}/api/v1/auth/link"))
+        .json(&serde_json::json!({ "token": link_token }))
+        .send()
+        .await
+        .expect("exchange");
+    assert_eq!(again.status(), 401, "a sign-in link works once");
+    let as_bearer = http
+        .get(format!("https://{addr}/api/v1/alerts"))
+        .bearer_auth(&link_token)
+        .send()
+        .await
+        .expect("alerts");
+    assert_eq!(
+        as_bearer.status(),
+        401,
+        "a sign-in link is not a credential"
     );
 
     let panic = node.event("panic").await;
     let id = panic["id"].as_str().expect("alert id").to_string();
     let acked = node.event("acked").await;
     assert_eq!(acked["id"], id.as_str());
-    let http = http_client(&demo.cert_pem());
     let alert = get_json(&http, &format!("https://{addr}/api/v1/alerts/{id}"), &token).await;
     assert_eq!(alert["state"], "acknowledged", "{alert}");
     assert_eq!(alert["type"], "PANIC");
@@ -224,7 +241,7 @@ async fn the_simulator_walks_guards_over_real_connections() {
 }
 
 #[test]
-fn token_link_puts_the_token_in_the_fragment() {
+fn token_link_prints_a_one_time_link_in_the_fragment() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"))
         .args([
@@ -244,7 +261,7 @@ fn token_link_puts_the_token_in_the_fragment() {
     let line = String::from_utf8_lossy(&out.stdout);
     let token = line
         .trim()
-        .strip_prefix("https://appliance:8443/#token=")
+        .strip_prefix("https://appliance:8443/#link=")
         .unwrap_or_else(|| panic!("{line}"));
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
 }

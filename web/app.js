@@ -11,14 +11,26 @@ const STATE_ORDER = { open: 0, acknowledged: 1, resolved: 2 };
 
 // ---- Sign-in --------------------------------------------------------------------------------
 
-/** The token from a `#token=` link (then removed from the address bar), else this tab's. */
-function takeToken() {
-  const match = location.hash.match(/token=([^&]+)/);
+/**
+ * A one-time `#link=` is exchanged for a session token (and removed from the address bar);
+ * otherwise this tab's token, if any.
+ */
+async function takeToken() {
+  const match = location.hash.match(/link=([^&]+)/);
   if (match) {
-    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
     history.replaceState(null, '', location.pathname + location.search);
+    const response = await fetch('/api/v1/auth/link', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: decodeURIComponent(match[1]) }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      return { error: `This sign-in link cannot be used: ${body?.error?.message ?? response.status}.` };
+    }
+    sessionStorage.setItem(TOKEN_KEY, body.token);
   }
-  return sessionStorage.getItem(TOKEN_KEY);
+  return { token: sessionStorage.getItem(TOKEN_KEY) };
 }
 
 function claims(token) {
@@ -559,6 +571,6 @@ async function start(token) {
   setInterval(loadNames, 30000);
 }
 
-const token = takeToken();
+const { token, error } = await takeToken();
 if (token) start(token);
-else showSignIn();
+else showSignIn(error);

@@ -137,6 +137,8 @@ pub const ALERT: u8 = b'X';
 pub const TIMER: u8 = b'T';
 /// Shifts.
 pub const SHIFT: u8 = b'H';
+/// `N` + link id: a one-time sign-in link already used.
+pub const USED_LINK: u8 = b'N';
 
 /// A domain record's key.
 #[derive(Debug, Clone, Copy)]
@@ -178,6 +180,11 @@ pub enum Record<'a> {
     Shift {
         /// Shift id.
         id: &'a str,
+    },
+    /// A one-time sign-in link that was exchanged.
+    UsedLink {
+        /// The link token's `jti`.
+        jti: &'a str,
     },
 }
 
@@ -221,6 +228,7 @@ impl Record<'_> {
                 k
             }
             Record::Shift { id } => tagged(SHIFT, id.as_bytes()),
+            Record::UsedLink { jti } => tagged(USED_LINK, jti.as_bytes()),
         }
     }
 }
