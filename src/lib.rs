@@ -23,6 +23,7 @@
 //! - [`metrics`]: counters for stats.
 //! - [`config`]: every setting with its default and documentation.
 //! - [`server`]: wiring, start-up and ordered shutdown.
+//! - [`systemd`]: readiness, watchdog, reload and stop notifications to the service manager.
 //! - [`cli`]: the `lookout` command line.
 
 pub mod alerts;
@@ -42,6 +43,7 @@ pub mod session;
 pub mod simulate;
 pub mod stomp;
 pub mod store;
+pub mod systemd;
 pub mod transport;
 
 pub use config::Config;

@@ -190,6 +190,7 @@ impl Server {
     /// `limits.shutdown_grace` and flushes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let state = self.state.clone();
+        let addr = self.local_addr();
         let store = state.hub.store().clone();
         let flusher = store.spawn_flusher();
         let retention = tokio::spawn(retention(state.clone()));
@@ -209,11 +210,18 @@ impl Server {
             .plain
             .map(|l| tokio::spawn(transport::accept_loop(state.clone(), l, None)));
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
+        let watchdog = crate::systemd::watchdog_interval()
+            .map(|every| tokio::spawn(crate::systemd::feed_watchdog(state.clone(), every)));
+        crate::systemd::ready(&format!("listening on {addr}"));
 
         let store_failed = tokio::select! {
             _ = shutdown => false,
             _ = store.fatal.cancelled() => true,
         };
+        crate::systemd::stopping();
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
         tracing::info!("shutting down: closing connections");
         state.shutdown.cancel();
         let _ = tls_loop.await;

@@ -27,6 +27,12 @@ if [ -z "${CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium
 fi
+# The systemd unit is checked with systemd-analyze.
+if ! need systemd-analyze; then
+    echo "== installing systemd (for systemd-analyze)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq systemd
+fi
 # `npm ci` when the lock file changed since the last install (or there is none).
 if ! cmp -s tests/node/package-lock.json tests/node/node_modules/.package-lock.json.installed; then
     echo "== npm ci (tests/node)"
