@@ -142,6 +142,30 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
                 ))
             }
         }
+        (Method::GET, ["readyz"]) => {
+            // Ready: the store is open and healthy and the server is not shutting down.
+            if state.hub.store().healthy() && !state.shutdown.is_cancelled() {
+                Ok(json_response(200, &serde_json::json!({"status": "ready"})))
+            } else {
+                Ok(json_response(
+                    503,
+                    &serde_json::json!({"status": "not ready"}),
+                ))
+            }
+        }
+        (Method::GET, ["metrics"]) => {
+            let mut out = String::new();
+            prometheus_client::encoding::text::encode(&mut out, &state.metrics)
+                .map_err(|_| ApiError::new(ErrorCode::Internal, "cannot encode metrics"))?;
+            let mut response = Response::new(crate::transport::full(Bytes::from(out)));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            Ok(response)
+        }
         (Method::GET, ["api", "v1", "channels", "history"]) => history(state, &req),
         (Method::POST, ["api", "v1", "auth", "link"]) => exchange_link(state, req).await,
         (Method::GET, ["api", "v1", "site"]) => {
@@ -284,6 +308,8 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
             Ok(json_response(200, &state.hub.user_status(user)))
         }
         (_, ["healthz"])
+        | (_, ["readyz"])
+        | (_, ["metrics"])
         | (_, ["api", "v1", "publish"])
         | (_, ["api", "v1", "broadcast", _])
         | (_, ["api", "v1", "websocket", "stats"])

@@ -72,6 +72,8 @@ pub struct AppState {
     pub sockjs: crate::transport::sockjs::Sessions,
     /// Serializes sign-in link exchanges.
     pub links: tokio::sync::Mutex<()>,
+    /// What `/metrics` exports.
+    pub metrics: prometheus_client::registry::Registry,
 }
 
 /// A bound, not yet running server.
@@ -129,6 +131,8 @@ impl Server {
         );
         let store = Arc::new(store);
         let hub = Hub::new(store, config.limits.clone());
+        let mut metrics = prometheus_client::registry::Registry::default();
+        metrics.register_collector(Box::new(crate::metrics::Exporter::new(hub.clone())));
         let alerts = crate::alerts::Alerts::new(
             hub.clone(),
             crate::alerts::Escalation {
@@ -155,6 +159,7 @@ impl Server {
             started: Instant::now(),
             sockjs: Default::default(),
             links: tokio::sync::Mutex::new(()),
+            metrics,
         });
         Ok(Server {
             state,

@@ -124,3 +124,176 @@ fn readiness_watchdog_and_stopping_are_notified() {
     let status = child.wait().expect("wait");
     assert!(status.success(), "{status}");
 }
+
+/// One scrape of `/metrics`, parsed by a Prometheus text parser.
+async fn scrape(server: &common::TestServer) -> prometheus_parse::Scrape {
+    let response = server
+        .http()
+        .get(server.https("/metrics"))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("body");
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("the output parses as Prometheus text")
+}
+
+/// The value of `name` with `labels`; a histogram's value is its count.
+fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"));
+    match &sample.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => *v,
+        prometheus_parse::Value::Histogram(buckets) => buckets
+            .iter()
+            .find(|b| b.less_than.is_infinite())
+            .map(|b| b.count)
+            .unwrap_or_else(|| panic!("{name} has no +Inf bucket")),
+        other => panic!("{name}: unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_a_scripted_session() {
+    use common::*;
+    use lookout::auth::Role;
+    use serde_json::json;
+    const ROOM: &str = "/topic/org/acme/room/ops";
+    let server = TestServer::start_with(|c| {
+        c.limits.messages_per_second = 1;
+        c.limits.message_burst = 20;
+    })
+    .await;
+    let before = scrape(&server).await;
+    let delta = |after: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]| {
+        value(after, name, labels) - value(&before, name, labels)
+    };
+
+    let mut sup = server
+        .connect(&server.token("sup1", Some("acme"), &[Role::Supervisor]))
+        .await;
+    assert!(ok(&sup.subscribe(ROOM).await));
+    let mut guard = server
+        .connect_as(
+            &server.token("guard1", Some("acme"), &[Role::Guard]),
+            Some("lookout.msgpack"),
+        )
+        .await
+        .expect("msgpack");
+    let _stomp = StompClient::connect(
+        &server,
+        &server.token("sup2", Some("acme"), &[Role::Supervisor]),
+    )
+    .await;
+    for i in 0..5 {
+        assert!(ok(&guard.publish(ROOM, json!({ "i": i })).await));
+    }
+    for _ in 0..2 {
+        let refused = server.connect_as("not-a-token", None).await;
+        assert!(refused.is_err());
+    }
+    // A fast sender: the burst goes through, the rest is refused; count what the client saw.
+    let mut spammer = server
+        .connect(&server.token("spam", Some("acme"), &[Role::Supervisor]))
+        .await;
+    let (mut accepted, mut refused) = (0, 0);
+    for i in 0..30 {
+        let reply = spammer.publish(ROOM, json!({ "spam": i })).await;
+        if ok(&reply) {
+            accepted += 1;
+        } else {
+            assert_eq!(error_code(&reply), "rate_limited", "{reply}");
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "the limit was reached");
+    let published = 5 + accepted;
+    let alert = guard
+        .publish("/topic/emergency/guard1", json!({"type": "PANIC"}))
+        .await;
+    assert!(ok(&alert), "{alert}");
+    // Let the deliveries to the subscriber be counted.
+    let mut seen = 0;
+    while seen < published {
+        let m = sup.next_message().await;
+        if m["channel"] == ROOM {
+            seen += 1;
+        }
+    }
+
+    let after = scrape(&server).await;
+    let gauge = |name: &str, labels: &[(&str, &str)]| value(&after, name, labels);
+    assert_eq!(
+        gauge("lookout_connections", &[("protocol", "lookout.json")]),
+        2.0
+    );
+    assert_eq!(
+        gauge("lookout_connections", &[("protocol", "lookout.msgpack")]),
+        1.0
+    );
+    assert_eq!(gauge("lookout_connections", &[("protocol", "stomp")]), 1.0);
+    assert_eq!(
+        delta(&after, "lookout_connections_accepted_total", &[]),
+        4.0
+    );
+    assert_eq!(gauge("lookout_subscriptions", &[]), 1.0);
+    let room = [("kind", "room")];
+    assert_eq!(
+        delta(&after, "lookout_messages_published_total", &room),
+        f64::from(published)
+    );
+    assert_eq!(
+        delta(&after, "lookout_messages_delivered_total", &room),
+        f64::from(published)
+    );
+    assert_eq!(
+        delta(
+            &after,
+            "lookout_messages_published_total",
+            &[("kind", "emergency")]
+        ),
+        1.0
+    );
+    assert_eq!(delta(&after, "lookout_auth_failures_total", &[]), 2.0);
+    assert_eq!(
+        delta(&after, "lookout_rate_limited_total", &[]),
+        f64::from(refused)
+    );
+    assert_eq!(
+        delta(
+            &after,
+            "lookout_deliveries_dropped_total",
+            &[("reason", "queue_full")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        delta(
+            &after,
+            "lookout_alerts",
+            &[("state", "open"), ("level", "1")]
+        ),
+        1.0
+    );
+    // Every logged publish is timed (room messages, the emergency and the alert it raised).
+    assert!(
+        delta(&after, "lookout_publish_latency_seconds", &[]) >= f64::from(published + 1),
+        "publish latency observations"
+    );
+    assert!(delta(&after, "lookout_flush_latency_seconds", &[]) >= 1.0);
+    assert!(gauge("lookout_store_size_bytes", &[]) > 0.0);
+    let ready = server
+        .http()
+        .get(server.https("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    server.stop().await;
+}

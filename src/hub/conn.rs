@@ -180,6 +180,8 @@ pub struct ConnHandle {
     pub identity: Identity,
     /// The encoding it speaks.
     pub encoding: Encoding,
+    /// The protocol it speaks, for connection counts.
+    pub protocol: crate::metrics::Protocol,
     /// Peer address, for logs and status.
     pub peer: std::net::SocketAddr,
     /// When it connected, ms since the Unix epoch.
@@ -204,6 +206,7 @@ impl ConnHandle {
         id: u64,
         identity: Identity,
         encoding: Encoding,
+        protocol: crate::metrics::Protocol,
         peer: std::net::SocketAddr,
         capacity: usize,
     ) -> (Arc<Self>, mpsc::Receiver<Outbound>) {
@@ -215,6 +218,7 @@ impl ConnHandle {
             session_id: uuid::Uuid::new_v4().to_string(),
             identity,
             encoding,
+            protocol,
             peer,
             connected_at: now,
             tx,

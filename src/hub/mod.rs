@@ -342,6 +342,7 @@ impl Hub {
         self: &Arc<Self>,
         identity: Identity,
         encoding: Encoding,
+        protocol: crate::metrics::Protocol,
         peer: std::net::SocketAddr,
     ) -> Result<
         (
@@ -377,12 +378,19 @@ impl Hub {
             return Err(Refusal::PerUser(self.limits.max_connections_per_user));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (conn, rx) = ConnHandle::new(id, identity, encoding, peer, self.limits.outbound_queue);
+        let (conn, rx) = ConnHandle::new(
+            id,
+            identity,
+            encoding,
+            protocol,
+            peer,
+            self.limits.outbound_queue,
+        );
         let first = entry.conns.is_empty();
         entry.conns.push(conn.clone());
         entry.last_seen = now_millis();
         drop(users);
-        self.stats.connected(encoding);
+        self.stats.connected(protocol);
         if first {
             self.presence(&conn.identity, "join");
         }
@@ -406,7 +414,7 @@ impl Hub {
         }
         drop(users);
         self.total.fetch_sub(1, Ordering::AcqRel);
-        self.stats.disconnected(conn.encoding);
+        self.stats.disconnected(conn.protocol);
         if last {
             self.presence(&conn.identity, "leave");
         }
@@ -688,9 +696,13 @@ impl Hub {
                 }
             }
         }
+        let started = std::time::Instant::now();
         let seq = self
             .publish_as_lookout(&target, req.data, req.ack_required)
             .await?;
+        if target.kind().is_logged() {
+            self.stats.publish_latency.observe(started.elapsed());
+        }
         Ok(Published {
             channel: target.public_name(),
             seq,
@@ -806,9 +818,7 @@ impl Hub {
         use tokio::sync::mpsc::error::TrySendError;
         for (conn, view) in st.subscribers.values() {
             match conn.try_send(Outbound::Deliver(delivery.clone(), *view)) {
-                Ok(()) => {
-                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                }
+                Ok(()) => self.stats.delivered(delivery.kind),
                 Err(TrySendError::Full(_)) if logged => {
                     self.slow(
                         conn,

@@ -211,6 +211,8 @@ pub struct Store {
     serial_flush: tokio::sync::Mutex<()>,
     /// Fires when a flush failed: the process must stop.
     pub fatal: CancellationToken,
+    /// Durations of the group-commit flushes.
+    pub flush_latency: crate::metrics::Latency,
     _lock: File,
 }
 
@@ -343,6 +345,7 @@ impl Store {
                 group_commit: options.group_commit,
                 serial_flush: tokio::sync::Mutex::new(()),
                 fatal: CancellationToken::new(),
+                flush_latency: Default::default(),
                 _lock: lock,
             },
             report,
@@ -375,8 +378,10 @@ impl Store {
         if target <= *self.durable.borrow() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         match self.db.flush_async().await {
             Ok(_) => {
+                self.flush_latency.observe(started.elapsed());
                 self.durable.send_modify(|d| *d = (*d).max(target));
                 Ok(())
             }
@@ -389,6 +394,11 @@ impl Store {
                 Err(StoreError::Sled(e))
             }
         }
+    }
+
+    /// Bytes the store takes on disk (0 if sled cannot tell).
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
     }
 
     /// Waits until a flush covers `ticket`.

@@ -385,8 +385,18 @@ fn session_for<B>(
         return Err(Refused::new(404, ErrorCode::NotFound, "no such session"));
     }
     let stomp = speaks(req).map_err(|e| Refused::new(400, ErrorCode::BadRequest, e))?;
-    let (conn, rx, admission) =
-        super::upgrade::admit(state, &token, crate::protocol::Encoding::Json, peer)?;
+    let protocol = if stomp {
+        crate::metrics::Protocol::SockJsStomp
+    } else {
+        crate::metrics::Protocol::SockJsJson
+    };
+    let (conn, rx, admission) = super::upgrade::admit(
+        state,
+        &token,
+        crate::protocol::Encoding::Json,
+        protocol,
+        peer,
+    )?;
     let (inbox, inbox_rx) = mpsc::channel(INBOX);
     let session = Arc::new(HttpSession {
         conn: conn.clone(),

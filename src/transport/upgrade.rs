@@ -67,8 +67,15 @@ pub async fn handle(
             return error_response(400, ErrorCode::BadRequest, &msg);
         }
     };
+    use crate::metrics::Protocol;
+    let protocol = match (framing, choice.stomp) {
+        (Framing::Plain, true) => Protocol::Stomp,
+        (Framing::Plain, false) => Protocol::native(choice.encoding),
+        (Framing::SockJs, true) => Protocol::SockJsStomp,
+        (Framing::SockJs, false) => Protocol::SockJsJson,
+    };
     let admitted = match token_from(&req) {
-        Some(token) => match admit(&state, &token, choice.encoding, peer) {
+        Some(token) => match admit(&state, &token, choice.encoding, protocol, peer) {
             Ok(admitted) => Some(admitted),
             Err(refused) => return refused.response(),
         },
@@ -142,12 +149,15 @@ pub async fn handle(
                     };
                     let admission = result.and_then(|frame| {
                         let token = connect_token(&frame).unwrap_or_default().to_string();
-                        let admitted =
-                            admit(&state, &token, choice.encoding, peer).map_err(|_| {
-                                (
-                                    "unauthorized".to_string(),
-                                    "invalid token, or no room for this connection".to_string(),
-                                )
+                        let admitted = admit(&state, &token, choice.encoding, protocol, peer)
+                            .map_err(|refused| {
+                                let message = match refused.status {
+                                    401 => "unauthorized",
+                                    403 => "forbidden",
+                                    500 => "internal error",
+                                    _ => "rate_limited",
+                                };
+                                (message.to_string(), refused.message)
                             })?;
                         Ok((frame, admitted))
                     });
@@ -222,6 +232,7 @@ pub fn admit(
     state: &AppState,
     token: &str,
     encoding: Encoding,
+    protocol: crate::metrics::Protocol,
     peer: SocketAddr,
 ) -> Result<Admitted, Refused> {
     let identity = match state.auth.verify(token) {
@@ -238,7 +249,7 @@ pub fn admit(
     };
     state
         .hub
-        .admit(identity, encoding, peer)
+        .admit(identity, encoding, protocol, peer)
         .map_err(|refusal| {
             let (status, code) = match &refusal {
                 Refusal::PerUser(_) => (429, ErrorCode::RateLimited),
