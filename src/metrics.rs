@@ -288,39 +288,31 @@ impl prometheus_client::collector::Collector for Exporter {
             "Messages received from clients (all protocols).",
             get(&s.received),
         )?;
-        let published: Vec<_> = ChannelKind::ALL
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                (
-                    vec![("kind", k.name().to_string())],
-                    ConstCounter::new(get(&s.published_by_kind[i])),
-                )
-            })
-            .collect();
+        let by_kind = |counts: &[AtomicU64; 12]| -> Vec<_> {
+            ChannelKind::ALL
+                .iter()
+                .zip(counts)
+                .map(|(k, n)| {
+                    (
+                        vec![("kind", k.name().to_string())],
+                        ConstCounter::new(n.load(Ordering::Relaxed)),
+                    )
+                })
+                .collect()
+        };
         labelled(
             &mut encoder,
             "lookout_messages_published",
             "Messages published, by channel kind.",
             MetricType::Counter,
-            published,
+            by_kind(&s.published_by_kind),
         )?;
-        let delivered: Vec<_> = ChannelKind::ALL
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                (
-                    vec![("kind", k.name().to_string())],
-                    ConstCounter::new(get(&s.delivered_by_kind[i])),
-                )
-            })
-            .collect();
         labelled(
             &mut encoder,
             "lookout_messages_delivered",
             "Deliveries queued to subscribers, by channel kind.",
             MetricType::Counter,
-            delivered,
+            by_kind(&s.delivered_by_kind),
         )?;
         labelled(
             &mut encoder,
