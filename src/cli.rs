@@ -166,7 +166,15 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve(_) => serve(config),
+        Command::Serve(_) => {
+            // SIGHUP reads the same sources again.
+            let path = cli.config.clone();
+            let reload_overrides = overrides.clone();
+            let reloader: crate::server::Reloader = Box::new(move || {
+                config::load(path.as_deref(), &reload_overrides).map_err(|e| e.to_string())
+            });
+            serve(config, reloader)
+        }
         Command::Demo(args) => demo(config, &args),
         Command::Simulate(args) => simulate(&config, &args),
         Command::Token(args) => token(&config, &args),
@@ -216,7 +224,7 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-fn serve(config: Config) -> ExitCode {
+fn serve(config: Config, reloader: crate::server::Reloader) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -230,7 +238,7 @@ fn serve(config: Config) -> ExitCode {
     runtime.block_on(async move {
         let data_dir = config.data_dir.clone();
         let server = match Server::bind(config).await {
-            Ok(s) => s,
+            Ok(s) => s.reload_with(reloader),
             Err(e) => {
                 eprintln!("lookout: {e}");
                 return ExitCode::FAILURE;

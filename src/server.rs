@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -74,14 +73,21 @@ pub struct AppState {
     pub links: tokio::sync::Mutex<()>,
     /// What `/metrics` exports.
     pub metrics: prometheus_client::registry::Registry,
+    /// The TLS configuration new connections get; replaced by a reload.
+    pub tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
+    /// Origins allowed to open WebSockets; replaced by a reload.
+    pub origins: arc_swap::ArcSwap<Vec<String>>,
 }
+
+/// Reads the configuration again (the same file, variables and flags as at start).
+pub type Reloader = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
 
 /// A bound, not yet running server.
 pub struct Server {
     state: Arc<AppState>,
     listener: TcpListener,
     plain: Option<TcpListener>,
-    tls: TlsAcceptor,
+    reloader: Option<Reloader>,
     /// Facts about the TLS certificate in use.
     pub certificate: CertificateInfo,
 }
@@ -149,7 +155,10 @@ impl Server {
                 max_video_frame: config.limits.max_video_frame,
             },
         );
+        let origins = arc_swap::ArcSwap::from_pointee(config.allowed_origins.clone());
         let state = Arc::new(AppState {
+            tls: Arc::new(arc_swap::ArcSwap::new(material.server)),
+            origins,
             config: Arc::new(config),
             hub,
             field,
@@ -165,7 +174,7 @@ impl Server {
             state,
             listener,
             plain,
-            tls: TlsAcceptor::from(material.server),
+            reloader: None,
             certificate: CertificateInfo {
                 fingerprint: material.fingerprint,
                 path: material.cert_path,
@@ -191,6 +200,12 @@ impl Server {
         &self.state
     }
 
+    /// Reload the configuration with `reloader` on SIGHUP while running.
+    pub fn reload_with(mut self, reloader: Reloader) -> Self {
+        self.reloader = Some(reloader);
+        self
+    }
+
     /// Serves until `shutdown` completes (or the store fails), then drains within
     /// `limits.shutdown_grace` and flushes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
@@ -209,8 +224,11 @@ impl Server {
         let tls_loop = tokio::spawn(transport::accept_loop(
             state.clone(),
             self.listener,
-            Some(self.tls),
+            Some(state.tls.clone()),
         ));
+        let reloads = self
+            .reloader
+            .map(|reloader| tokio::spawn(reload_on_sighup(state.clone(), reloader)));
         let plain_loop = self
             .plain
             .map(|l| tokio::spawn(transport::accept_loop(state.clone(), l, None)));
@@ -226,6 +244,9 @@ impl Server {
         crate::systemd::stopping();
         if let Some(watchdog) = watchdog {
             watchdog.abort();
+        }
+        if let Some(reloads) = reloads {
+            reloads.abort();
         }
         tracing::info!("shutting down: closing connections");
         state.shutdown.cancel();
@@ -260,6 +281,67 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Waits for SIGHUP and reloads, until the server stops.
+async fn reload_on_sighup(state: Arc<AppState>, reloader: Reloader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; reloads are off");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        crate::systemd::reloading();
+        match reloader()
+            .map_err(|e| e.to_string())
+            .and_then(|c| reload(&state, &c))
+        {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            // A bad file changes nothing: the server keeps running as it was.
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; keeping the running configuration")
+            }
+        }
+        crate::systemd::ready("reloaded");
+    }
+}
+
+/// Applies what can change while running: the TLS certificate, the allowed origins and the
+/// limits. Open connections are left as they are; new ones get the new settings.
+pub fn reload(state: &AppState, config: &Config) -> Result<(), String> {
+    config.validate().map_err(|e| e.to_string())?;
+    let material = tls::load_or_generate(config).map_err(|e| e.to_string())?;
+    state.tls.store(material.server);
+    state
+        .origins
+        .store(Arc::new(config.allowed_origins.clone()));
+    state.hub.set_limits(config.limits.clone());
+    let running = &state.config;
+    let mut needs_restart = Vec::new();
+    if config.listen != running.listen || config.plain_listen != running.plain_listen {
+        needs_restart.push("listen");
+    }
+    if config.data_dir != running.data_dir {
+        needs_restart.push("data_dir");
+    }
+    if config.jwt != running.jwt {
+        needs_restart.push("jwt");
+    }
+    if config.retention != running.retention
+        || config.field != running.field
+        || config.alerts != running.alerts
+        || config.dashboard != running.dashboard
+    {
+        needs_restart.push("retention/field/alerts/dashboard");
+    }
+    tracing::info!(fingerprint = %material.fingerprint, "TLS certificate in use for new connections");
+    if !needs_restart.is_empty() {
+        tracing::warn!(keys = ?needs_restart, "changed settings that take effect only after a restart");
+    }
+    Ok(())
 }
 
 /// Trims the channel logs every `retention.interval`, off the async workers so that publish and

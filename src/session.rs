@@ -196,7 +196,7 @@ pub async fn drive<Src, Snk>(
         conn: conn.clone(),
         hub: ctx.hub.clone(),
         wire,
-        limits: ConnLimits::from(&limits),
+        limits: ConnLimits::from(&*limits),
         shutdown: ctx.shutdown.clone(),
         reader_done: reader_done.clone(),
         stop_reader: stop_reader.clone(),

@@ -297,3 +297,102 @@ async fn metrics_count_a_scripted_session() {
     assert_eq!(ready.status(), 200);
     server.stop().await;
 }
+
+/// A self-signed certificate for localhost/127.0.0.1 written to `dir/{name}.pem` and
+/// `dir/{name}.key`, returned as PEM.
+fn self_signed(cert: &Path, key: &Path) -> Vec<u8> {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("generate");
+    std::fs::write(key, certified.key_pair.serialize_pem()).expect("key");
+    let pem = certified.cert.pem().into_bytes();
+    std::fs::write(cert, &pem).expect("cert");
+    pem
+}
+
+async fn connect_with_origin(
+    cert_pem: &[u8],
+    addr: std::net::SocketAddr,
+    token: &str,
+    origin: &str,
+) -> Result<common::Client, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("wss://{addr}/ws").into_client_request()?;
+    let headers = req.headers_mut();
+    headers.insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    headers.insert("origin", origin.parse().expect("header"));
+    common::connect_request(cert_pem, req, false).await
+}
+
+#[tokio::test]
+async fn sighup_reloads_certificate_and_origins_without_dropping_connections() {
+    use common::*;
+    use lookout::auth::Role;
+    use serde_json::json;
+    const ROOM: &str = "/topic/org/acme/room/ops";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("site.pem"), dir.path().join("site.key"));
+    let config = dir.path().join("lookout.toml");
+    let write_config = |origin: &str, per_user: u32| {
+        let toml = format!(
+            "allowed_origins = [\"{origin}\"]\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n\
+             [limits]\nmax_connections_per_user = {per_user}\n",
+            cert.display(),
+            key.display()
+        );
+        std::fs::write(&config, toml).expect("config");
+    };
+    let old_pem = self_signed(&cert, &key);
+    write_config("https://old.example", 5);
+    let config_arg = config.display().to_string();
+    let server = Binary::spawn(
+        &["serve", "--listen", "127.0.0.1:0", "--config", &config_arg],
+        &dir.path().join("data"),
+        &[],
+    );
+    let addr = server.addr;
+    let token = server.token("sup1", Some("acme"), &[Role::Supervisor]);
+    let mut before = connect_with_origin(&old_pem, addr, &token, "https://old.example")
+        .await
+        .expect("the old origin is allowed");
+    assert!(ok(&before.subscribe(ROOM).await));
+
+    let new_pem = self_signed(&cert, &key);
+    write_config("https://new.example", 2);
+    server.signal("HUP");
+
+    // New connections get the new certificate (a client trusting only it gets through) …
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut after = loop {
+        match connect_with_origin(&new_pem, addr, &token, "https://new.example").await {
+            Ok(client) => break client,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never reloaded: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    // … the old certificate and the old origin are refused …
+    assert!(
+        connect_with_origin(&old_pem, addr, &token, "https://new.example")
+            .await
+            .is_err()
+    );
+    let refused = connect_with_origin(&new_pem, addr, &token, "https://old.example").await;
+    assert_eq!(refusal(refused.err().expect("refused")).0, 403);
+    // … and the new limits hold: sup1 has 2 connections, the new maximum.
+    let third = connect_with_origin(&new_pem, addr, &token, "https://new.example").await;
+    assert_eq!(refusal(third.err().expect("refused")).0, 429);
+    // … and the connection opened before the reload is still there and still served.
+    let published = after.publish(ROOM, json!({"after": "reload"})).await;
+    assert!(ok(&published), "{published}");
+    let got = before.next_message().await;
+    assert_eq!(got["data"]["after"], "reload");
+    assert_eq!(got["seq"], published["seq"]);
+}

@@ -269,7 +269,8 @@ impl Drop for Admission {
 /// The channel hub.
 pub struct Hub {
     store: Arc<Store>,
-    limits: Limits,
+    /// Replaced whole by a reload (SIGHUP); connections copy what they need when they start.
+    limits: arc_swap::ArcSwap<Limits>,
     channels: RwLock<HashMap<Arc<str>, Arc<Channel>>>,
     /// Seqs of live-only channels, which the store does not keep.
     live_heads: Mutex<HashMap<Arc<str>, u64>>,
@@ -278,8 +279,8 @@ pub struct Hub {
     users: Mutex<HashMap<Arc<str>, UserEntry>>,
     total: AtomicUsize,
     next_id: AtomicU64,
-    messages: DefaultKeyedRateLimiter<Arc<str>>,
-    video: DefaultKeyedRateLimiter<Arc<str>>,
+    /// Per-user rates, rebuilt when a reload changes them.
+    rates: arc_swap::ArcSwap<Rates>,
     /// Bumped whenever messages become readable; long-poll requests wait on it.
     released: watch::Sender<u64>,
     /// Counters for stats and metrics.
@@ -293,6 +294,24 @@ fn is_keyframe(data: &rmpv::Value) -> bool {
     })
 }
 
+/// The per-user rate limiters of one set of limits.
+struct Rates {
+    messages: DefaultKeyedRateLimiter<Arc<str>>,
+    video: DefaultKeyedRateLimiter<Arc<str>>,
+}
+
+impl Rates {
+    fn new(limits: &Limits) -> Self {
+        Rates {
+            messages: RateLimiter::keyed(quota(limits.messages_per_second, limits.message_burst)),
+            video: RateLimiter::keyed(quota(
+                limits.video_frames_per_second,
+                limits.video_frames_per_second,
+            )),
+        }
+    }
+}
+
 fn quota(per_second: u32, burst: u32) -> Quota {
     let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
     Quota::per_second(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(rate))
@@ -301,22 +320,17 @@ fn quota(per_second: u32, burst: u32) -> Quota {
 impl Hub {
     /// A hub over `store` with `limits`.
     pub fn new(store: Arc<Store>, limits: Limits) -> Arc<Self> {
-        let messages = RateLimiter::keyed(quota(limits.messages_per_second, limits.message_burst));
-        let video = RateLimiter::keyed(quota(
-            limits.video_frames_per_second,
-            limits.video_frames_per_second,
-        ));
+        let rates = Rates::new(&limits);
         Arc::new(Hub {
             store,
-            limits,
+            limits: arc_swap::ArcSwap::from_pointee(limits),
             channels: RwLock::default(),
             live_heads: Mutex::default(),
             keyframes: Mutex::default(),
             users: Mutex::default(),
             total: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
-            messages,
-            video,
+            rates: arc_swap::ArcSwap::from_pointee(rates),
             released: watch::channel(0).0,
             stats: Stats::default(),
         })
@@ -332,9 +346,27 @@ impl Hub {
         &self.store
     }
 
-    /// The limits in force.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
+    /// The limits in force now.
+    pub fn limits(&self) -> Arc<Limits> {
+        self.limits.load_full()
+    }
+
+    /// Replaces the limits (a reload): new connections and requests use them; rates start
+    /// afresh if they changed; open connections keep the clocks they started with.
+    pub fn set_limits(&self, limits: Limits) {
+        let old = self.limits.load();
+        if (
+            old.messages_per_second,
+            old.message_burst,
+            old.video_frames_per_second,
+        ) != (
+            limits.messages_per_second,
+            limits.message_burst,
+            limits.video_frames_per_second,
+        ) {
+            self.rates.store(Arc::new(Rates::new(&limits)));
+        }
+        self.limits.store(Arc::new(limits));
     }
 
     /// Admits a new connection if the limits allow, registering it under its user.
@@ -360,7 +392,8 @@ impl Hub {
                 return Err(Refusal::OrgConflict);
             }
         }
-        let max_total = self.limits.max_connections;
+        let limits = self.limits();
+        let max_total = limits.max_connections;
         if self
             .total
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -372,10 +405,10 @@ impl Hub {
         }
         let mut users = self.users.lock();
         let entry = users.entry(identity.user.clone()).or_default();
-        if entry.conns.len() >= self.limits.max_connections_per_user {
+        if entry.conns.len() >= limits.max_connections_per_user {
             drop(users);
             self.total.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refusal::PerUser(self.limits.max_connections_per_user));
+            return Err(Refusal::PerUser(limits.max_connections_per_user));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (conn, rx) = ConnHandle::new(
@@ -384,7 +417,7 @@ impl Hub {
             encoding,
             protocol,
             peer,
-            self.limits.outbound_queue,
+            limits.outbound_queue,
         );
         let first = entry.conns.is_empty();
         entry.conns.push(conn.clone());
@@ -469,7 +502,8 @@ impl Hub {
 
     /// Checks the user's message rate (`video` selects the video frame budget).
     pub fn allow_message(&self, user: &Arc<str>, video: bool) -> bool {
-        let limiter = if video { &self.video } else { &self.messages };
+        let rates = self.rates.load();
+        let limiter = if video { &rates.video } else { &rates.messages };
         let ok = limiter.check_key(user).is_ok();
         if !ok {
             self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -479,8 +513,9 @@ impl Hub {
 
     /// Forgets rate-limiter state of users not seen recently; called periodically.
     pub fn housekeeping(&self) {
-        self.messages.retain_recent();
-        self.video.retain_recent();
+        let rates = self.rates.load();
+        rates.messages.retain_recent();
+        rates.video.retain_recent();
     }
 
     fn channel_entry(&self, target: &Target, stored: &str) -> Arc<Channel> {

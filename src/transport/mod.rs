@@ -37,7 +37,11 @@ pub fn full(bytes: Bytes) -> Body {
 pub const WS_PATHS: [&str; 4] = ["/ws", "/api/ws", "/ws/job-status", "/ws/upload-progress"];
 
 /// Accepts connections until shutdown; each is served on its own task tracked by the server.
-pub async fn accept_loop(state: Arc<AppState>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+pub async fn accept_loop(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    tls: Option<Arc<arc_swap::ArcSwap<rustls::ServerConfig>>>,
+) {
     let shutdown = state.shutdown.clone();
     loop {
         let accepted = tokio::select! {
@@ -59,7 +63,9 @@ pub async fn accept_loop(state: Arc<AppState>, listener: TcpListener, tls: Optio
         state.tracker.clone().spawn(async move {
             let handshake = state.config.limits.handshake_timeout;
             match tls {
-                Some(acceptor) => {
+                Some(config) => {
+                    // The configuration current now: a reload changes it for new connections.
+                    let acceptor = TlsAcceptor::from(config.load_full());
                     match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => serve_http(state, peer, stream, true).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),

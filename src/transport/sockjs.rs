@@ -238,7 +238,7 @@ pub async fn handle(
     let Some(route) = route(&path) else {
         return error_response(404, ErrorCode::NotFound, "no such SockJS path");
     };
-    if !super::upgrade::origin_allowed(&state.config.allowed_origins, &req) {
+    if !super::upgrade::origin_allowed(&state.origins.load(), &req) {
         return error_response(403, ErrorCode::Forbidden, "origin not allowed");
     }
     let origin = req.headers().get(ORIGIN).cloned();

@@ -43,7 +43,7 @@ pub async fn handle(
             "this endpoint needs a WebSocket upgrade",
         );
     }
-    if !origin_allowed(&state.config.allowed_origins, &req) {
+    if !origin_allowed(&state.origins.load(), &req) {
         return error_response(403, ErrorCode::Forbidden, "origin not allowed");
     }
     let negotiated = match framing {
