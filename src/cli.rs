@@ -158,6 +158,19 @@ pub fn main() -> ExitCode {
         // The demo keeps its state apart from a real installation's.
         overrides.data_dir = Some(PathBuf::from("lookout-demo"));
     }
+    if matches!(cli.command, Command::CheckConfig) {
+        let problems = config::check(cli.config.as_deref(), &overrides);
+        if !problems.is_empty() {
+            for p in &problems {
+                eprintln!("lookout: {p}");
+            }
+            eprintln!(
+                "lookout: {} problem(s) in the configuration",
+                problems.len()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     let config = match config::load(cli.config.as_deref(), &overrides) {
         Ok(c) => c,
         Err(e) => {

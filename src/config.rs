@@ -519,6 +519,26 @@ pub struct Overrides {
 ///
 /// `file`: an explicit `--config`; it must exist. Without it, `./lookout.toml` is read if present.
 pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let config: Config = figment(file, overrides)?.extract().map_err(Box::new)?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Every problem with the configuration, each naming its key: all the values that do not
+/// parse (unknown keys, wrong types) or, when they all do, every inconsistency.
+pub fn check(file: Option<&Path>, overrides: &Overrides) -> Vec<String> {
+    let figment = match figment(file, overrides) {
+        Ok(f) => f,
+        Err(e) => return vec![e.to_string()],
+    };
+    match figment.extract::<Config>() {
+        Ok(config) => config.problems().iter().map(|p| p.to_string()).collect(),
+        Err(errors) => errors.into_iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// The layered sources: defaults ← file ← `LOOKOUT_*` ← flags.
+fn figment(file: Option<&Path>, overrides: &Overrides) -> Result<Figment, ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(Config::default()));
     match file {
         Some(path) => {
@@ -535,41 +555,47 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
         }
         None => {}
     }
-    let config: Config = figment
+    Ok(figment
         .merge(
             Env::prefixed("LOOKOUT_")
                 .split("__")
                 // Variables that steer the CLI or logging, not configuration keys.
                 .ignore(&["config", "log", "log_format"]),
         )
-        .merge(Serialized::defaults(overrides))
-        .extract()
-        .map_err(Box::new)?;
-    config.validate()?;
-    Ok(config)
+        .merge(Serialized::defaults(overrides)))
 }
 
 impl Config {
-    /// Rejects combinations that would only fail later, naming the key at fault.
+    /// Rejects combinations that would only fail later, naming the key at fault (the first
+    /// problem; [`Config::problems`] lists them all).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: &'static str, message: &str| {
-            Err(ConfigError::Inconsistent {
+        match self.problems().into_iter().next() {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        }
+    }
+
+    /// Every combination that would only fail later, each naming its key.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        let mut bad = |key: &'static str, message: &str| {
+            out.push(ConfigError::Inconsistent {
                 key,
                 message: message.to_string(),
             })
         };
         if self.tls.cert.is_some() != self.tls.key.is_some() {
-            return bad("tls.cert", "tls.cert and tls.key must be given together");
+            bad("tls.cert", "tls.cert and tls.key must be given together");
         }
         match self.jwt.algorithm {
             JwtAlgorithm::HS256 => {
                 if self.jwt.secret.as_deref().is_some_and(|s| s.len() < 32) {
-                    return bad("jwt.secret", "an HS256 secret must be at least 32 bytes");
+                    bad("jwt.secret", "an HS256 secret must be at least 32 bytes");
                 }
             }
             JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => {
                 if self.jwt.public_key.is_none() {
-                    return bad(
+                    bad(
                         "jwt.public_key",
                         "RS256/ES256 need jwt.public_key (PEM) to verify tokens",
                     );
@@ -599,7 +625,7 @@ impl Config {
         ];
         for (key, is_bad) in positive {
             if is_bad {
-                return bad(
+                bad(
                     key,
                     "must be greater than zero (max_message_size: at least 256)",
                 );
@@ -607,19 +633,19 @@ impl Config {
         }
         for kind in self.retention.kinds.keys() {
             if !RETENTION_KINDS.contains(&kind.as_str()) {
-                return Err(ConfigError::Inconsistent {
-                    key: "retention.kinds",
-                    message: format!(
+                bad(
+                    "retention.kinds",
+                    &format!(
                         "unknown channel kind `{kind}` (one of {})",
                         RETENTION_KINDS.join(", ")
                     ),
-                });
+                );
             }
         }
         let rules = std::iter::once(&self.retention.default).chain(self.retention.kinds.values());
         for rule in rules {
             if rule.max_messages == 0 || rule.max_age.is_zero() {
-                return bad(
+                bad(
                     "retention",
                     "max_messages and max_age must be greater than zero",
                 );
@@ -628,14 +654,14 @@ impl Config {
         if self.alerts.level2_after.is_zero()
             || self.alerts.level3_after <= self.alerts.level2_after
         {
-            return bad(
+            bad(
                 "alerts.level3_after",
                 "escalation intervals must be positive and level 3 after level 2",
             );
         }
         let plan = &self.dashboard;
         if plan.site_plan.is_some() != plan.site_plan_bounds.is_some() {
-            return bad(
+            bad(
                 "dashboard.site_plan_bounds",
                 "dashboard.site_plan and dashboard.site_plan_bounds must be given together",
             );
@@ -647,31 +673,31 @@ impl Config {
                 || w >= e
                 || s >= n
             {
-                return bad(
+                bad(
                     "dashboard.site_plan_bounds",
                     "must be [west, south, east, north] with west < east and south < north",
                 );
             }
         }
         if self.field.max_fence_vertices < 3 {
-            return bad("field.max_fence_vertices", "must be at least 3");
+            bad("field.max_fence_vertices", "must be at least 3");
         }
         if self.retention.interval.is_zero() {
-            return bad("retention.interval", "must be greater than zero");
+            bad("retention.interval", "must be greater than zero");
         }
         if l.idle_notice >= l.idle_timeout {
-            return bad(
+            bad(
                 "limits.idle_notice",
                 "must be shorter than limits.idle_timeout",
             );
         }
         if l.dead_peer_timeout <= l.ping_interval {
-            return bad(
+            bad(
                 "limits.dead_peer_timeout",
                 "must be longer than limits.ping_interval, or healthy peers are dropped",
             );
         }
-        Ok(())
+        out
     }
 }
 

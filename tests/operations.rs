@@ -396,3 +396,35 @@ async fn sighup_reloads_certificate_and_origins_without_dropping_connections() {
     assert_eq!(got["data"]["after"], "reload");
     assert_eq!(got["seq"], published["seq"]);
 }
+
+#[test]
+fn check_config_lists_every_problem_with_its_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("lookout.toml");
+    std::fs::write(
+        &file,
+        "[limits]\nmax_connections = 0\nmessage_burst = 0\n\
+         [alerts]\nlevel2_after = \"10m\"\nlevel3_after = \"5m\"\n\
+         [dashboard]\nsite_plan = \"plan.svg\"\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .arg("--config")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("check-config")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "limits.max_connections:",
+        "limits.message_burst:",
+        "alerts.level3_after:",
+        "dashboard.site_plan_bounds:",
+    ] {
+        assert!(stderr.contains(key), "{key} is named: {stderr}");
+    }
+    assert!(stderr.contains("4 problem(s)"), "{stderr}");
+}
