@@ -428,3 +428,87 @@ fn check_config_lists_every_problem_with_its_key() {
     }
     assert!(stderr.contains("4 problem(s)"), "{stderr}");
 }
+
+#[tokio::test]
+async fn json_logs_never_carry_tokens_or_message_bodies() {
+    use common::*;
+    use lookout::auth::Role;
+    use serde_json::json;
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let addr: std::net::SocketAddr = loop {
+        let line = lines.next().expect("listening").expect("read");
+        if let Some(url) = line.strip_prefix("lookout listening on https://") {
+            break url.parse().expect("addr");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let config = lookout::Config {
+        data_dir: dir.path().join("data"),
+        ..lookout::Config::default()
+    };
+    let token = lookout::auth::Authenticator::from_config(&config)
+        .expect("auth")
+        .mint(
+            "sup1",
+            Some("acme"),
+            &[Role::Supervisor],
+            Duration::from_secs(600),
+            None,
+        )
+        .expect("mint");
+    let cert = std::fs::read(dir.path().join("data/tls/cert.pem")).expect("cert");
+    let mut client = connect_with_token(&cert, addr, &token, None)
+        .await
+        .expect("connect");
+    let secret = "SECRET-BODY-7d1f";
+    let reply = client
+        .publish("/topic/org/acme/room/ops", json!({ "text": secret }))
+        .await;
+    assert!(ok(&reply), "{reply}");
+    let _ = get_json(
+        &http_client(&cert),
+        &format!("https://{addr}/api/v1/alerts"),
+        &token,
+    )
+    .await;
+    assert!(connect_with_token(&cert, addr, "not-a-token", None)
+        .await
+        .is_err());
+    drop(client);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    assert!(child.wait().expect("wait").success());
+
+    let text = std::fs::read_to_string(&log).expect("log");
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["fields"]["message"] == "connected"),
+        "connections are logged: {text}"
+    );
+    assert!(records.iter().all(|r| r["level"].is_string()), "{text}");
+    assert!(!text.contains(&token), "a token reached the log");
+    assert!(!text.contains(secret), "a message body reached the log");
+}
