@@ -59,6 +59,15 @@ fn the_systemd_unit_verifies() {
     );
 }
 
+/// Asks `child` to stop, as systemd does.
+fn sigterm(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
 /// Datagrams received on `socket` until `want` returns true for the whole list, or PATIENCE.
 fn notifications(socket: &UnixDatagram, want: impl Fn(&[String]) -> bool) -> Vec<String> {
     socket
@@ -113,12 +122,7 @@ fn readiness_watchdog_and_stopping_are_notified() {
     );
     assert!(ready < first_watchdog, "{got:?}");
 
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
+    sigterm(&child);
     let got = notifications(&socket, |got| got.iter().any(|l| l == "STOPPING=1"));
     assert!(got.iter().any(|l| l == "STOPPING=1"), "{got:?}");
     let status = child.wait().expect("wait");
@@ -488,12 +492,7 @@ async fn json_logs_never_carry_tokens_or_message_bodies() {
         .await
         .is_err());
     drop(client);
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
+    sigterm(&child);
     assert!(child.wait().expect("wait").success());
 
     let text = std::fs::read_to_string(&log).expect("log");
