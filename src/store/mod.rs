@@ -850,18 +850,36 @@ fn corrupt(path: &Path, message: &str) -> StoreError {
     }
 }
 
+/// How long opening waits for sled's own file lock. The caller holds the data directory's
+/// lock, so the only possible holder is a store of this process that was just dropped: sled
+/// releases its lock when its background threads let go of the file, a moment later.
+const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn open_sled(path: &Path) -> Result<sled::Db, StoreError> {
-    // sled panics on some kinds of damage instead of returning an error; either way the
-    // operator must get a clear message, never a silent reset.
-    let opened = std::panic::catch_unwind(|| sled::Config::new().path(path).open());
-    match opened {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            Err(StoreError::Locked(path.to_path_buf()))
+    let deadline = std::time::Instant::now() + SLED_LOCK_WAIT;
+    loop {
+        // sled panics on some kinds of damage instead of returning an error; either way the
+        // operator must get a clear message, never a silent reset.
+        let opened = std::panic::catch_unwind(|| sled::Config::new().path(path).open());
+        match opened {
+            Ok(Ok(db)) => return Ok(db),
+            Ok(Err(sled::Error::Io(e))) if is_lock_conflict(&e) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Locked(path.to_path_buf()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Ok(Err(e)) => return Err(corrupt(path, &e.to_string())),
+            Err(_) => return Err(corrupt(path, "sled could not read it")),
         }
-        Ok(Err(e)) => Err(corrupt(path, &e.to_string())),
-        Err(_) => Err(corrupt(path, "sled could not read it")),
     }
+}
+
+/// sled 0.34 reports a held file lock as an `Other` I/O error saying so, not as
+/// `WouldBlock`; either means "in use", never "damaged".
+fn is_lock_conflict(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock
+        || e.to_string().starts_with("could not acquire lock on")
 }
 
 impl Directory for Store {
