@@ -4,7 +4,6 @@
 //! `{"error":{"code","message"}}` with the matching status. Bad input is answered, not logged
 //! as an error; 5xx details are logged here and never sent to the client.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -338,11 +337,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Body
 
 fn authenticate<B>(state: &AppState, req: &Request<B>) -> Result<Identity, ApiError> {
     let fail = |message: String| {
-        state
-            .hub
-            .stats
-            .auth_failures
-            .fetch_add(1, Ordering::Relaxed);
+        state.hub.stats.auth_failed();
         ApiError::new(ErrorCode::Unauthorized, message)
     };
     let token = token_from(req).ok_or_else(|| fail("missing token".into()))?;
@@ -575,11 +570,7 @@ async fn exchange_link(
 ) -> Result<Response<Body>, ApiError> {
     let body: LinkBody = read_json(state, req).await?;
     let link = state.auth.verify_link(&body.token).map_err(|e| {
-        state
-            .hub
-            .stats
-            .auth_failures
-            .fetch_add(1, Ordering::Relaxed);
+        state.hub.stats.auth_failed();
         ApiError::new(ErrorCode::Unauthorized, e.to_string())
     })?;
     let store = state.hub.store();
@@ -587,11 +578,7 @@ async fn exchange_link(
     // One exchange at a time, so two racing requests cannot both find the link unused.
     let _one = state.links.lock().await;
     if store.record::<u64>(key)?.is_some() {
-        state
-            .hub
-            .stats
-            .auth_failures
-            .fetch_add(1, Ordering::Relaxed);
+        state.hub.stats.auth_failed();
         return Err(ApiError::new(
             ErrorCode::Unauthorized,
             "this sign-in link was already used",

@@ -238,15 +238,8 @@ fn init_logging(format: LogFormat) {
 }
 
 fn serve(config: Config, reloader: crate::server::Reloader) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("lookout: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
         let data_dir = config.data_dir.clone();
@@ -258,17 +251,7 @@ fn serve(config: Config, reloader: crate::server::Reloader) -> ExitCode {
             }
         };
         let addr = server.local_addr();
-        let cert = &server.certificate;
-        println!(
-            "certificate {} (SHA-256 {}){}",
-            cert.path.display(),
-            cert.fingerprint,
-            if cert.generated {
-                ", generated now"
-            } else {
-                ""
-            }
-        );
+        print_certificate(&server.certificate);
         println!(
             "mint a token: lookout token --data-dir {} --sub alice --org demo --role supervisor",
             data_dir.display()
@@ -277,14 +260,33 @@ fn serve(config: Config, reloader: crate::server::Reloader) -> ExitCode {
             println!("plain HTTP (behind a TLS proxy only) on http://{plain}");
         }
         println!("lookout listening on https://{addr}");
-        match server.run(shutdown_signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("lookout: {e}");
-                ExitCode::FAILURE
-            }
-        }
+        exit_code(server.run(shutdown_signal()).await)
     })
+}
+
+/// The certificate line operators use to trust the server.
+fn print_certificate(cert: &crate::server::CertificateInfo) {
+    println!(
+        "certificate {} (SHA-256 {}){}",
+        cert.path.display(),
+        cert.fingerprint,
+        if cert.generated {
+            ", generated now"
+        } else {
+            ""
+        }
+    );
+}
+
+/// Success, or the error on stderr and a failure exit.
+fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lookout: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
@@ -336,11 +338,7 @@ fn demo(mut config: Config, args: &DemoArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        println!(
-            "certificate {} (SHA-256 {})",
-            server.certificate.path.display(),
-            server.certificate.fingerprint
-        );
+        print_certificate(&server.certificate);
         // The store's writes complete once the server runs: seed alongside it.
         let abort = tokio_util::sync::CancellationToken::new();
         let stop_server = abort.clone();
@@ -383,11 +381,7 @@ fn demo(mut config: Config, args: &DemoArgs) -> ExitCode {
             eprintln!("lookout: simulator: {e}");
         }
         match result {
-            Ok(Ok(())) => ExitCode::SUCCESS,
-            Ok(Err(e)) => {
-                eprintln!("lookout: {e}");
-                ExitCode::FAILURE
-            }
+            Ok(result) => exit_code(result),
             Err(e) => {
                 eprintln!("lookout: server task failed: {e}");
                 ExitCode::FAILURE
@@ -437,13 +431,7 @@ fn simulate(config: &Config, args: &SimulateArgs) -> ExitCode {
             signal.cancel();
         });
         println!("simulating {} guards against {}", args.guards, args.url);
-        match crate::simulate::run(options, stop).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("lookout: {e}");
-                ExitCode::FAILURE
-            }
-        }
+        exit_code(crate::simulate::run(options, stop).await)
     })
 }
 

@@ -152,20 +152,21 @@ impl Stats {
         self.open[protocol as usize].fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// A request or connection was refused for bad credentials.
+    pub fn auth_failed(&self) {
+        self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A delivery was queued on a channel of `kind`.
     pub fn delivered(&self, kind: ChannelKind) {
         self.delivered.fetch_add(1, Ordering::Relaxed);
-        if let Some(i) = ChannelKind::ALL.iter().position(|k| *k == kind) {
-            self.delivered_by_kind[i].fetch_add(1, Ordering::Relaxed);
-        }
+        self.delivered_by_kind[kind.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A message was published on a channel of `kind`.
     pub fn published(&self, kind: ChannelKind) {
         self.published_total.fetch_add(1, Ordering::Relaxed);
-        if let Some(i) = ChannelKind::ALL.iter().position(|k| *k == kind) {
-            self.published_by_kind[i].fetch_add(1, Ordering::Relaxed);
-        }
+        self.published_by_kind[kind.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Copies the counters.

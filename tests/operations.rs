@@ -438,42 +438,17 @@ async fn json_logs_never_carry_tokens_or_message_bodies() {
     use common::*;
     use lookout::auth::Role;
     use serde_json::json;
-    use std::io::BufRead;
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let addr: std::net::SocketAddr = loop {
-        let line = lines.next().expect("listening").expect("read");
-        if let Some(url) = line.strip_prefix("lookout listening on https://") {
-            break url.parse().expect("addr");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let config = lookout::Config {
-        data_dir: dir.path().join("data"),
-        ..lookout::Config::default()
-    };
-    let token = lookout::auth::Authenticator::from_config(&config)
-        .expect("auth")
-        .mint(
-            "sup1",
-            Some("acme"),
-            &[Role::Supervisor],
-            Duration::from_secs(600),
-            None,
-        )
-        .expect("mint");
-    let cert = std::fs::read(dir.path().join("data/tls/cert.pem")).expect("cert");
+    let mut server = Binary::spawn_logging_to(
+        &["serve", "--listen", "127.0.0.1:0", "--log-format", "json"],
+        &dir.path().join("data"),
+        &[("RUST_LOG", "info")],
+        Stdio::from(std::fs::File::create(&log).expect("log file")),
+    );
+    let addr = server.addr;
+    let token = server.token("sup1", Some("acme"), &[Role::Supervisor]);
+    let cert = server.cert_pem();
     let mut client = connect_with_token(&cert, addr, &token, None)
         .await
         .expect("connect");
@@ -492,8 +467,8 @@ async fn json_logs_never_carry_tokens_or_message_bodies() {
         .await
         .is_err());
     drop(client);
-    sigterm(&child);
-    assert!(child.wait().expect("wait").success());
+    server.signal("TERM");
+    assert!(server.child.wait().expect("wait").success());
 
     let text = std::fs::read_to_string(&log).expect("log");
     let records: Vec<serde_json::Value> = text

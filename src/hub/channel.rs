@@ -81,6 +81,11 @@ impl ChannelKind {
         Target::parse(name, None).ok().map(|t| t.kind())
     }
 
+    /// The kind's place in [`ChannelKind::ALL`], for per-kind counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Every kind, for exhaustive tests and stats.
     pub const ALL: [ChannelKind; 12] = [
         ChannelKind::Location,
@@ -426,6 +431,13 @@ pub fn can_publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kinds_index_is_its_place_in_all() {
+        for (i, kind) in ChannelKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i, "{kind:?}");
+        }
+    }
 
     #[test]
     fn names_round_trip_and_user_queues_hide_their_user() {

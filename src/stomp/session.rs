@@ -467,11 +467,7 @@ impl StompSession {
             })?;
         if let Some(token) = connect_token(frame) {
             let who = self.ctx.auth.verify(token).map_err(|e| {
-                self.ctx
-                    .hub
-                    .stats
-                    .auth_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                self.ctx.hub.stats.auth_failed();
                 Fatal::new("unauthorized", e.to_string())
             })?;
             let me = &self.conn.identity;

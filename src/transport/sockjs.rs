@@ -171,13 +171,7 @@ struct OutboxSink(Arc<HttpSession>);
 
 impl Sink for OutboxSink {
     async fn send(&mut self, _text: bool, bytes: &[u8]) -> std::io::Result<()> {
-        let text = std::str::from_utf8(bytes).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "a binary message cannot travel over SockJS",
-            )
-        })?;
-        let literal = serde_json::to_string(text).map_err(std::io::Error::other)?;
+        let literal = literal(bytes)?;
         loop {
             let notified = self.0.changed.notified();
             tokio::pin!(notified);
@@ -588,19 +582,20 @@ async fn send(state: Arc<AppState>, req: Request<Incoming>, id: &str) -> Respons
     r
 }
 
-/// `a["…"]`: one server message as a SockJS message frame. SockJS carries text only.
+/// `a["…"]`: one server message as a SockJS message frame.
 pub fn message_frame(message: &[u8]) -> std::io::Result<Vec<u8>> {
+    Ok(format!("a[{}]", literal(message)?).into_bytes())
+}
+
+/// One server message as the JSON string SockJS frames carry. SockJS carries text only.
+fn literal(message: &[u8]) -> std::io::Result<String> {
     let text = std::str::from_utf8(message).map_err(|_| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "a binary message cannot travel over SockJS",
         )
     })?;
-    let mut out = Vec::with_capacity(text.len() + 8);
-    out.extend_from_slice(b"a[");
-    serde_json::to_writer(&mut out, text).map_err(std::io::Error::other)?;
-    out.push(b']');
-    Ok(out)
+    serde_json::to_string(text).map_err(std::io::Error::other)
 }
 
 /// `c[code,"reason"]`.

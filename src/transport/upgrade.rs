@@ -8,7 +8,6 @@
 //! Origin nor subprotocols, so both are done here.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -82,11 +81,7 @@ pub async fn handle(
         // A STOMP client may bring its token in CONNECT instead (SockJS: in the query).
         None if choice.stomp && framing == Framing::Plain => None,
         None => {
-            state
-                .hub
-                .stats
-                .auth_failures
-                .fetch_add(1, Ordering::Relaxed);
+            state.hub.stats.auth_failed();
             return error_response(401, ErrorCode::Unauthorized, "missing token");
         }
     };
@@ -151,11 +146,10 @@ pub async fn handle(
                         let token = connect_token(&frame).unwrap_or_default().to_string();
                         let admitted = admit(&state, &token, choice.encoding, protocol, peer)
                             .map_err(|refused| {
-                                let message = match refused.status {
-                                    401 => "unauthorized",
-                                    403 => "forbidden",
-                                    500 => "internal error",
-                                    _ => "rate_limited",
+                                // The STOMP `message` header is the error code, as in the session.
+                                let message = match refused.code {
+                                    ErrorCode::Internal => "internal error",
+                                    code => code.as_str(),
                                 };
                                 (message.to_string(), refused.message)
                             })?;
@@ -238,11 +232,7 @@ pub fn admit(
     let identity = match state.auth.verify(token) {
         Ok(id) => id,
         Err(e) => {
-            state
-                .hub
-                .stats
-                .auth_failures
-                .fetch_add(1, Ordering::Relaxed);
+            state.hub.stats.auth_failed();
             tracing::debug!(%peer, error = %e, "connection refused");
             return Err(Refused::new(401, ErrorCode::Unauthorized, e.to_string()));
         }

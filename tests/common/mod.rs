@@ -434,6 +434,22 @@ impl Binary {
 
     /// `lookout ARGS --data-dir DIR`, waiting for the listening line.
     pub fn spawn(args: &[&str], data_dir: &std::path::Path, env: &[(&str, &str)]) -> Binary {
+        // LOOKOUT_TEST_LOG shows the binary's logs too (RUST_LOG sets its level).
+        let stderr = if std::env::var_os("LOOKOUT_TEST_LOG").is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        };
+        Binary::spawn_logging_to(args, data_dir, env, stderr)
+    }
+
+    /// Like [`Binary::spawn`], with the binary's logs (stderr) going to `stderr`.
+    pub fn spawn_logging_to(
+        args: &[&str],
+        data_dir: &std::path::Path,
+        env: &[(&str, &str)],
+        stderr: std::process::Stdio,
+    ) -> Binary {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"));
         cmd.args(args)
@@ -443,12 +459,7 @@ impl Binary {
             .stdout(std::process::Stdio::piped())
             // Not a setting of the binary's: its config refuses unknown LOOKOUT_ variables.
             .env_remove("LOOKOUT_TEST_LOG")
-            .stderr(if std::env::var_os("LOOKOUT_TEST_LOG").is_some() {
-                // LOOKOUT_TEST_LOG shows the binary's logs too (RUST_LOG sets its level).
-                std::process::Stdio::inherit()
-            } else {
-                std::process::Stdio::null()
-            });
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }
