@@ -140,10 +140,19 @@ pub enum SimError {
     /// A token could not be minted.
     #[error("token: {0}")]
     Token(#[from] crate::auth::AuthError),
+    /// The server URL is not a WebSocket URL.
+    #[error("--url {0}: {1}")]
+    Url(String, String),
 }
 
 /// Runs every guard until `stop`; each reconnects on its own when its connection drops.
 pub async fn run(options: Options, stop: CancellationToken) -> Result<(), SimError> {
+    // A bad URL fails at once rather than in every guard's reconnect loop.
+    options
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| SimError::Url(options.url.clone(), e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut &options.ca_pem[..]) {
         let cert = cert.map_err(|e| SimError::Certificate(e.to_string()))?;
@@ -209,7 +218,7 @@ impl Guard {
             match result {
                 Ok(()) => backoff = Duration::from_millis(500),
                 Err(e) => {
-                    tracing::debug!(guard = %self.user, error = %e, "simulated guard disconnected")
+                    tracing::info!(guard = %self.user, error = %e, "simulated guard disconnected; reconnecting")
                 }
             }
             tokio::select! {
