@@ -5,12 +5,11 @@
 //! publish latency percentiles and the ratio. Under `cargo test` it only runs a short pass to
 //! check that it works.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lookout::config::Limits;
 use lookout::hub::{Hub, Target};
-use lookout::store::{Store, StoreOptions};
+use lookout::store::{open_data_dir, StoreOptions};
 
 const PUBLISHERS: usize = 32;
 
@@ -36,9 +35,8 @@ impl Outcome {
 async fn run(group_commit: bool, duration: Duration) -> Outcome {
     // On the target directory's disk, not a tmpfs: fsync has to cost what it costs.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let (store, _) = Store::open(dir.path(), StoreOptions { group_commit }).expect("store");
-    let store = Arc::new(store);
-    let flusher = store.spawn_flusher();
+    let (store, _) = open_data_dir(dir.path(), StoreOptions { group_commit }).expect("store");
+    let flusher = store.clone().start();
     let hub = Hub::new(store.clone(), Limits::default());
     let started = Instant::now();
     let deadline = started + duration;

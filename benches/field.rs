@@ -56,11 +56,12 @@ async fn start() -> (Server, tempfile::TempDir) {
 async fn ingest(duration: Duration) -> (usize, Duration) {
     let (server, _dir) = start().await;
     let state = server.state().clone();
-    let store = state.hub.store().clone();
-    let flusher = store.spawn_flusher();
+    let store = state.store.clone();
+    let flusher = store.clone().start();
     for g in 0..GUARDS {
         store
             .remember_user(&format!("g{g}"), "bench", 0)
+            .await
             .expect("directory");
     }
     let sup = identity("sup", Role::Supervisor);

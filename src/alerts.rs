@@ -15,10 +15,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Identity, Role};
-use crate::hub::{Hub, HubError, Target};
+use crate::channel::{ChannelKind, Target};
+use crate::failure::Failure;
+use crate::hub::{Hub, HubError};
 use crate::protocol::{now_millis, ErrorCode};
-use crate::store::keys::{Record, Records};
-use crate::store::{Change, StoreError};
+use crate::store::{Change, Record, Records, Store, StoreError};
 
 /// What can go wrong with an alert operation.
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +44,8 @@ pub enum AlertError {
     Store(#[from] StoreError),
 }
 
-impl AlertError {
-    /// The stable error code.
-    pub fn code(&self) -> ErrorCode {
+impl Failure for AlertError {
+    fn code(&self) -> ErrorCode {
         match self {
             AlertError::NotFound(_) => ErrorCode::NotFound,
             AlertError::Forbidden(_) => ErrorCode::Forbidden,
@@ -95,6 +95,24 @@ pub enum AlertState {
     Acknowledged,
     /// Over.
     Resolved,
+}
+
+impl AlertState {
+    /// Every state, in life-cycle order.
+    pub const ALL: [AlertState; 3] = [
+        AlertState::Open,
+        AlertState::Acknowledged,
+        AlertState::Resolved,
+    ];
+
+    /// The state's name, as the wire and the metrics say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Open => "open",
+            AlertState::Acknowledged => "acknowledged",
+            AlertState::Resolved => "resolved",
+        }
+    }
 }
 
 /// Where a guard was.
@@ -197,6 +215,7 @@ pub struct Escalation {
 /// Alert service.
 pub struct Alerts {
     hub: Arc<Hub>,
+    store: Arc<dyn Store>,
     escalation: Escalation,
     wake: Notify,
     // Alert transitions are read-modify-write of one record plus a durable wait: one at a time.
@@ -216,10 +235,11 @@ fn may_see(who: &Identity, alert: &Alert) -> bool {
 }
 
 impl Alerts {
-    /// An alert service publishing through `hub`.
-    pub fn new(hub: Arc<Hub>, escalation: Escalation) -> Arc<Self> {
+    /// An alert service keeping its records in `store` and publishing through `hub`.
+    pub fn new(hub: Arc<Hub>, store: Arc<dyn Store>, escalation: Escalation) -> Arc<Self> {
         Arc::new(Alerts {
             hub,
+            store,
             escalation,
             wake: Notify::new(),
             serial: tokio::sync::Mutex::new(()),
@@ -228,7 +248,7 @@ impl Alerts {
 
     fn org_alerts(org: &str) -> Target {
         Target::Org {
-            kind: crate::hub::ChannelKind::OrgAlerts,
+            kind: ChannelKind::OrgAlerts,
             org: org.to_string(),
         }
     }
@@ -298,25 +318,28 @@ impl Alerts {
                 Vec::new(),
             ));
         }
-        let store = self.hub.store();
-        let ticket = store.write(&changes)?;
-        store.durable(ticket).await?;
+        self.store.commit(&changes).await?;
         drop(changes);
         self.wake.notify_one();
         self.announce(&alert, "created").await?;
         Ok(alert)
     }
 
-    fn load(&self, id: &str) -> Result<Alert, AlertError> {
-        self.hub
-            .store()
-            .record(Record::Alert { id })?
+    async fn load(&self, id: &str) -> Result<Alert, AlertError> {
+        self.store
+            .load(Record::Alert { id })
+            .await?
             .ok_or_else(|| AlertError::NotFound(id.to_string()))
     }
 
+    /// Every alert kept, in no particular order.
+    pub async fn all(&self) -> Result<Vec<Alert>, AlertError> {
+        Ok(self.store.load_all(Records::Alerts).await?)
+    }
+
     /// An alert the caller may see.
-    pub fn get(&self, who: &Identity, id: &str) -> Result<Alert, AlertError> {
-        let alert = self.load(id)?;
+    pub async fn get(&self, who: &Identity, id: &str) -> Result<Alert, AlertError> {
+        let alert = self.load(id).await?;
         if may_see(who, &alert) {
             Ok(alert)
         } else {
@@ -325,16 +348,15 @@ impl Alerts {
     }
 
     /// Alerts the caller may see, newest first, optionally filtered by state and creation time.
-    pub fn list(
+    pub async fn list(
         &self,
         who: &Identity,
         state: Option<AlertState>,
         since: Option<u64>,
     ) -> Result<Vec<Alert>, AlertError> {
         let mut alerts: Vec<Alert> = self
-            .hub
-            .store()
-            .records::<Alert>(Records::Alerts)?
+            .all()
+            .await?
             .into_iter()
             .filter(|a| may_see(who, a))
             .filter(|a| state.is_none_or(|s| a.state == s))
@@ -386,7 +408,7 @@ impl Alerts {
         extra: Vec<Change<'_>>,
     ) -> Result<Alert, AlertError> {
         let _one = self.serial.lock().await;
-        let mut alert = self.load(id)?;
+        let mut alert = self.load(id).await?;
         if let Some(who) = who {
             if !may_see(who, &alert) {
                 return Err(AlertError::NotFound(id.to_string()));
@@ -429,9 +451,7 @@ impl Alerts {
                 level: *level,
             }));
         }
-        let store = self.hub.store();
-        let ticket = store.write(&changes)?;
-        store.durable(ticket).await?;
+        self.store.commit(&changes).await?;
         drop(changes);
         let event = match to {
             AlertState::Acknowledged => "acknowledged",
@@ -443,10 +463,10 @@ impl Alerts {
 
     /// Deletes alerts resolved before `cutoff` (ms): an alert and its audit trail are kept until
     /// resolved plus the retention period. Returns how many were deleted.
-    pub fn purge_resolved(&self, cutoff: u64) -> Result<usize, AlertError> {
-        let store = self.hub.store();
-        let old: Vec<Alert> = store
-            .records::<Alert>(Records::Alerts)?
+    pub async fn purge_resolved(&self, cutoff: u64) -> Result<usize, AlertError> {
+        let old: Vec<Alert> = self
+            .all()
+            .await?
             .into_iter()
             .filter(|a| a.state == AlertState::Resolved && a.updated_at < cutoff)
             .collect();
@@ -455,7 +475,7 @@ impl Alerts {
             .map(|a| Change::Delete(Record::Alert { id: &a.id }))
             .collect();
         if !changes.is_empty() {
-            store.write(&changes)?;
+            self.store.write(&changes).await?;
         }
         Ok(changes.len())
     }
@@ -468,10 +488,8 @@ impl Alerts {
             alert: id,
             level,
         };
-        let store = self.hub.store();
-        let Some(mut alert) = store.record::<Alert>(Record::Alert { id })? else {
-            let ticket = store.write(&[Change::Delete(timer)])?;
-            store.durable(ticket).await?;
+        let Some(mut alert) = self.store.load::<Alert>(Record::Alert { id }).await? else {
+            self.store.commit(&[Change::Delete(timer)]).await?;
             return Ok(());
         };
         alert.pending.retain(|p| *p != (due, level));
@@ -492,8 +510,7 @@ impl Alerts {
             Change::put(Record::Alert { id }, &alert)?,
             Change::Delete(timer),
         ];
-        let ticket = store.write(&changes)?;
-        store.durable(ticket).await?;
+        self.store.commit(&changes).await?;
         if raise {
             self.announce(&alert, "escalated").await?;
             if level >= 3 {
@@ -518,7 +535,7 @@ impl Alerts {
     /// restart) fire at once.
     pub async fn run_timers(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
-            let next = match self.hub.store().next_timer() {
+            let next = match self.store.next_timer().await {
                 Ok(next) => next,
                 Err(e) => {
                     tracing::error!(error = %e, "reading escalation timers");
@@ -534,7 +551,7 @@ impl Alerts {
                 _ = self.wake.notified() => continue,
                 _ = tokio::time::sleep(sleep) => {}
             }
-            let due = match self.hub.store().due_timers(now_millis()) {
+            let due = match self.store.due_timers(now_millis()).await {
                 Ok(due) => due,
                 Err(e) => {
                     tracing::error!(error = %e, "reading due escalation timers");
@@ -542,8 +559,9 @@ impl Alerts {
                     continue;
                 }
             };
-            for (due, level, id) in due {
-                if let Err(e) = self.escalate(due, level, &id).await {
+            for timer in due {
+                let (due, level, id) = (timer.due, timer.level, &timer.alert);
+                if let Err(e) = self.escalate(due, level, id).await {
                     tracing::error!(alert = %id, level, error = %e, "escalation failed");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }

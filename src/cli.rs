@@ -192,7 +192,7 @@ pub fn main() -> ExitCode {
         Command::Simulate(args) => simulate(&config, &args),
         Command::Token(args) => token(&config, &args),
         Command::CheckConfig => check_config(&config),
-        Command::Backup { to } => match crate::store::backup::backup(&config.data_dir, &to) {
+        Command::Backup { to } => match crate::store::backup(&config.data_dir, &to) {
             Ok(m) => {
                 println!(
                     "backed up {} entries and {} files to {}",
@@ -207,7 +207,7 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Restore { from } => match crate::store::backup::restore(&from, &config.data_dir) {
+        Command::Restore { from } => match crate::store::restore(&from, &config.data_dir) {
             Ok(m) => {
                 println!(
                     "restored {} entries and {} files into {}",
@@ -250,6 +250,8 @@ fn serve(config: Config, reloader: crate::server::Reloader) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // Before the listening line: a supervisor may signal as soon as it reads it.
+        let stop = shutdown_signal();
         let addr = server.local_addr();
         print_certificate(&server.certificate);
         println!(
@@ -260,7 +262,7 @@ fn serve(config: Config, reloader: crate::server::Reloader) -> ExitCode {
             println!("plain HTTP (behind a TLS proxy only) on http://{plain}");
         }
         println!("lookout listening on https://{addr}");
-        exit_code(server.run(shutdown_signal()).await)
+        exit_code(server.run(stop).await)
     })
 }
 
@@ -342,9 +344,10 @@ fn demo(mut config: Config, args: &DemoArgs) -> ExitCode {
         // The store's writes complete once the server runs: seed alongside it.
         let abort = tokio_util::sync::CancellationToken::new();
         let stop_server = abort.clone();
+        let signalled = shutdown_signal();
         let running = tokio::spawn(server.run(async move {
             tokio::select! {
-                _ = shutdown_signal() => {}
+                _ = signalled => {}
                 _ = stop_server.cancelled() => {}
             }
         }));
@@ -426,8 +429,9 @@ fn simulate(config: &Config, args: &SimulateArgs) -> ExitCode {
     runtime.block_on(async move {
         let stop = tokio_util::sync::CancellationToken::new();
         let signal = stop.clone();
+        let signalled = shutdown_signal();
         tokio::spawn(async move {
-            shutdown_signal().await;
+            signalled.await;
             signal.cancel();
         });
         println!("simulating {} guards against {}", args.guards, args.url);

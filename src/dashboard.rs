@@ -13,7 +13,7 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 use rust_embed::RustEmbed;
 
-use crate::transport::{full, Body};
+use crate::http::{full, Body};
 
 #[derive(RustEmbed)]
 #[folder = "web/"]

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::alerts::AlertType;
+use crate::app::AppState;
 use crate::auth::Role;
-use crate::server::AppState;
 use crate::simulate::Site;
 
 /// The demo org.
@@ -58,7 +58,7 @@ pub async fn seed(state: &AppState, site: &Site) -> Result<Seeded, DemoError> {
         .auth
         .mint("demo-admin", None, &[Role::Admin], hour, None)?;
     let admin = state.auth.verify(&admin)?;
-    if state.field.fences(&admin, Some(ORG))?.is_empty() {
+    if state.field.fences(&admin, Some(ORG)).await?.is_empty() {
         for spec in site.fences(ORG) {
             state.field.put_fence(&admin, None, spec).await?;
         }
@@ -66,7 +66,8 @@ pub async fn seed(state: &AppState, site: &Site) -> Result<Seeded, DemoError> {
     let panic_raised = state
         .field
         .alerts()
-        .list(&admin, None, None)?
+        .list(&admin, None, None)
+        .await?
         .iter()
         .any(|a| a.org == ORG && a.kind == AlertType::Panic);
     let supervisor_link = state.auth.mint_link(

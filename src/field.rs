@@ -20,12 +20,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::alerts::{AlertError, AlertType, Alerts, NewAlert, Position, Priority};
 use crate::auth::{Identity, Role};
+use crate::channel::{is_video, ChannelKind, Target};
+use crate::failure::Failure;
 use crate::geofence::{Area, FenceIndex, FenceKind, Shape};
-use crate::hub::channel::Directory;
-use crate::hub::{ChannelKind, Hub, HubError, Publish, Published, Target};
+use crate::hub::{Hub, HubError, Publish, Published};
 use crate::protocol::{now_millis, ErrorCode};
-use crate::store::keys::{Record, Records};
-use crate::store::{Change, StoreError};
+use crate::store::{Change, Record, Records, Store, StoreError};
 
 /// What can go wrong with a field operation.
 #[derive(Debug, thiserror::Error)]
@@ -53,9 +53,8 @@ pub enum FieldError {
     Store(#[from] StoreError),
 }
 
-impl FieldError {
-    /// The stable error code.
-    pub fn code(&self) -> ErrorCode {
+impl Failure for FieldError {
+    fn code(&self) -> ErrorCode {
         match self {
             FieldError::BadRequest(_) => ErrorCode::BadRequest,
             FieldError::Forbidden(_) => ErrorCode::Forbidden,
@@ -67,6 +66,9 @@ impl FieldError {
         }
     }
 }
+
+/// Messages read per page when a user's location history is walked.
+const HISTORY_PAGE: usize = 1000;
 
 fn bad<T>(message: impl Into<String>) -> Result<T, FieldError> {
     Err(FieldError::BadRequest(message.into()))
@@ -290,6 +292,7 @@ pub struct FieldPublished {
 /// The field operations service.
 pub struct Field {
     hub: Arc<Hub>,
+    store: Arc<dyn Store>,
     alerts: Arc<Alerts>,
     config: FieldConfig,
     /// Compiled fences per org, rebuilt when a fence changes.
@@ -315,10 +318,16 @@ fn map_field<'a>(data: &'a rmpv::Value, name: &str) -> Option<&'a rmpv::Value> {
 }
 
 impl Field {
-    /// The service.
-    pub fn new(hub: Arc<Hub>, alerts: Arc<Alerts>, config: FieldConfig) -> Arc<Self> {
+    /// The service, keeping its records in `store` and publishing through `hub`.
+    pub fn new(
+        hub: Arc<Hub>,
+        store: Arc<dyn Store>,
+        alerts: Arc<Alerts>,
+        config: FieldConfig,
+    ) -> Arc<Self> {
         Arc::new(Field {
             hub,
+            store,
             alerts,
             config,
             fences: Mutex::default(),
@@ -346,7 +355,7 @@ impl Field {
                 alert_id: None,
             });
         }
-        if req.channel.starts_with("/topic/video/") {
+        if is_video(req.channel) {
             self.check_frame(&req.data)?;
             let published = self.hub.publish(who, req).await?;
             return Ok(FieldPublished {
@@ -400,11 +409,14 @@ impl Field {
         by: &str,
     ) -> Result<crate::alerts::Alert, FieldError> {
         let org = self
-            .hub
-            .store()
+            .store
             .user_org(user)
+            .await?
             .ok_or_else(|| FieldError::NotFound(format!("unknown user {user}")))?;
-        let position = self.last_location(user)?.map(|l| l.location.position());
+        let position = self
+            .last_location(user)
+            .await?
+            .map(|l| l.location.position());
         let alert = self
             .alerts
             .create(
@@ -450,8 +462,7 @@ impl Field {
 
     /// After a location was logged: last known, fan-in, fences.
     async fn located(&self, user: &str, location: Location) -> Result<(), FieldError> {
-        let store = self.hub.store();
-        let Some(org) = store.user_org(user) else {
+        let Some(org) = self.store.user_org(user).await? else {
             return Ok(());
         };
         let last = LastLocation {
@@ -461,7 +472,9 @@ impl Field {
             received_at: now_millis(),
         };
         // The log holds every update durably; the last-known record rides the next flush.
-        store.write(&[Change::put(Record::Location { user }, &last)?])?;
+        self.store
+            .write(&[Change::put(Record::Location { user }, &last)?])
+            .await?;
         let mut fan_in =
             serde_json::to_value(location).map_err(|e| FieldError::BadRequest(e.to_string()))?;
         fan_in["user"] = serde_json::Value::from(user);
@@ -477,11 +490,11 @@ impl Field {
         self.check_fences(user, &org, &location).await
     }
 
-    fn fence_index(&self, org: &str) -> Result<Arc<FenceIndex<Fence>>, FieldError> {
+    async fn fence_index(&self, org: &str) -> Result<Arc<FenceIndex<Fence>>, FieldError> {
         if let Some(index) = self.fences.lock().get(org) {
             return Ok(index.clone());
         }
-        let fences: Vec<Fence> = self.hub.store().records(Records::Fences { org })?;
+        let fences: Vec<Fence> = self.store.load_all(Records::Fences { org }).await?;
         let mut compiled: Vec<(Arc<Fence>, Area)> = Vec::with_capacity(fences.len());
         for fence in fences {
             // Stored fences were validated on the way in; skip (and report) any that no longer
@@ -498,8 +511,8 @@ impl Field {
         Ok(index)
     }
 
-    fn on_shift(&self, user: &str, site: &str, now: u64) -> Result<bool, FieldError> {
-        let shifts: Vec<Shift> = self.hub.store().records(Records::Shifts)?;
+    async fn on_shift(&self, user: &str, site: &str, now: u64) -> Result<bool, FieldError> {
+        let shifts: Vec<Shift> = self.store.load_all(Records::Shifts).await?;
         Ok(shifts
             .iter()
             .any(|s| s.user == user && s.site == site && s.start <= now && now < s.end))
@@ -511,7 +524,7 @@ impl Field {
         org: &str,
         location: &Location,
     ) -> Result<(), FieldError> {
-        let index = self.fence_index(org)?;
+        let index = self.fence_index(org).await?;
         if index.is_empty() {
             return Ok(());
         }
@@ -525,7 +538,7 @@ impl Field {
                 continue;
             }
             let applies = match (fence.kind, &fence.site) {
-                (FenceKind::Required, Some(site)) => self.on_shift(user, site, now)?,
+                (FenceKind::Required, Some(site)) => self.on_shift(user, site, now).await?,
                 _ => true,
             };
             let violating = applies
@@ -551,7 +564,7 @@ impl Field {
             user,
             fence: &fence.id,
         };
-        let before: FenceState = self.hub.store().record(key)?.unwrap_or_default();
+        let before: FenceState = self.store.load(key).await?.unwrap_or_default();
         if before.violating == violating {
             return Ok(());
         }
@@ -603,33 +616,27 @@ impl Field {
                     match result {
                         // Already resolved by a supervisor: just record that the guard is back.
                         Err(AlertError::State(_)) => {
-                            let store = self.hub.store();
-                            let ticket = store.write(&[Change::put(key, &cleared)?])?;
-                            store.durable(ticket).await?;
+                            self.store.commit(&[Change::put(key, &cleared)?]).await?;
                         }
                         other => {
                             other?;
                         }
                     }
                 }
-                None => {
-                    let store = self.hub.store();
-                    let ticket = store.write(&changes)?;
-                    store.durable(ticket).await?;
-                }
+                None => self.store.commit(&changes).await?,
             }
         }
         Ok(())
     }
 
     /// A user's last known location.
-    pub fn last_location(&self, user: &str) -> Result<Option<LastLocation>, FieldError> {
-        Ok(self.hub.store().record(Record::Location { user })?)
+    pub async fn last_location(&self, user: &str) -> Result<Option<LastLocation>, FieldError> {
+        Ok(self.store.load(Record::Location { user }).await?)
     }
 
     /// The last known location of every user of the caller's org that the caller may watch.
-    pub fn locations(&self, who: &Identity) -> Result<Vec<LastLocation>, FieldError> {
-        let all: Vec<LastLocation> = self.hub.store().records(Records::Locations)?;
+    pub async fn locations(&self, who: &Identity) -> Result<Vec<LastLocation>, FieldError> {
+        let all: Vec<LastLocation> = self.store.load_all(Records::Locations).await?;
         Ok(all
             .into_iter()
             .filter(|l| {
@@ -655,12 +662,16 @@ impl Field {
     }
 
     /// Fences of the caller's org (admins: of `org`).
-    pub fn fences(&self, who: &Identity, org: Option<&str>) -> Result<Vec<Fence>, FieldError> {
+    pub async fn fences(
+        &self,
+        who: &Identity,
+        org: Option<&str>,
+    ) -> Result<Vec<Fence>, FieldError> {
         let org = self.org_for(who, org)?;
         if !(Self::may_manage(who, &org) || who.in_org(&org)) {
             return Err(FieldError::Forbidden("not a member of this organization"));
         }
-        Ok(self.hub.store().records(Records::Fences { org: &org })?)
+        Ok(self.store.load_all(Records::Fences { org: &org }).await?)
     }
 
     /// Creates (`id` none) or replaces a fence.
@@ -682,11 +693,12 @@ impl Field {
         spec.shape
             .compile(self.config.max_fence_vertices)
             .map_err(|e| FieldError::BadRequest(e.to_string()))?;
-        let store = self.hub.store();
         let (id, created_at) = match id {
             Some(id) => {
-                let existing: Fence = store
-                    .record(Record::Fence { org: &org, id })?
+                let existing: Fence = self
+                    .store
+                    .load(Record::Fence { org: &org, id })
+                    .await?
                     .ok_or_else(|| FieldError::NotFound(format!("no fence {id}")))?;
                 (existing.id, existing.created_at)
             }
@@ -702,14 +714,11 @@ impl Field {
             site: spec.site,
             created_at,
         };
-        let ticket = store.write(&[Change::put(
-            Record::Fence {
-                org: &org,
-                id: &fence.id,
-            },
-            &fence,
-        )?])?;
-        store.durable(ticket).await?;
+        let key = Record::Fence {
+            org: &org,
+            id: &fence.id,
+        };
+        self.store.commit(&[Change::put(key, &fence)?]).await?;
         self.fences.lock().remove(&org);
         Ok(fence)
     }
@@ -727,20 +736,18 @@ impl Field {
                 "only supervisors and admins manage geofences",
             ));
         }
-        let store = self.hub.store();
         let key = Record::Fence { org: &org, id };
-        if store.record::<Fence>(key)?.is_none() {
+        if self.store.load::<Fence>(key).await?.is_none() {
             return Err(FieldError::NotFound(format!("no fence {id}")));
         }
-        let ticket = store.write(&[Change::Delete(key)])?;
-        store.durable(ticket).await?;
+        self.store.commit(&[Change::Delete(key)]).await?;
         self.fences.lock().remove(&org);
         Ok(())
     }
 
     /// Tracking statistics for `user` (or every guard of the caller's org with a known
     /// location) between `from` and `to` (client time, ms).
-    pub fn tracking_stats(
+    pub async fn tracking_stats(
         &self,
         who: &Identity,
         user: Option<&str>,
@@ -749,33 +756,31 @@ impl Field {
     ) -> Result<Vec<TrackingStats>, FieldError> {
         let users: Vec<String> = match user {
             Some(u) => vec![u.to_string()],
-            None => self.locations(who)?.into_iter().map(|l| l.user).collect(),
+            None => self
+                .locations(who)
+                .await?
+                .into_iter()
+                .map(|l| l.user)
+                .collect(),
         };
         let mut out = Vec::with_capacity(users.len());
         for user in users {
             let channel = format!("/topic/location/{user}");
             let mut points: Vec<Location> = Vec::new();
-            let mut since = 0;
-            loop {
-                let page = self.hub.history(who, &channel, since, 1000)?;
-                let Some(last) = page.messages.last() else {
-                    break;
-                };
-                since = last.seq;
-                points.extend(
-                    page.messages
-                        .iter()
-                        .filter_map(|m| Location::parse(&m.data, Duration::MAX).ok())
-                        .filter(|l| l.ts >= from && l.ts <= to),
-                );
-                if since >= page.head {
-                    break;
-                }
-            }
-            let last = self.last_location(&user)?;
+            self.hub
+                .walk_history(who, &channel, HISTORY_PAGE, |m| {
+                    if let Ok(l) = Location::parse(&m.data, Duration::MAX) {
+                        if l.ts >= from && l.ts <= to {
+                            points.push(l);
+                        }
+                    }
+                    true
+                })
+                .await?;
+            let last = self.last_location(&user).await?;
             let org = last.as_ref().map(|l| l.org.clone());
             let index = match &org {
-                Some(org) => Some(self.fence_index(org)?),
+                Some(org) => Some(self.fence_index(org).await?),
                 None => None,
             };
             let mut stats = TrackingStats {
@@ -811,8 +816,8 @@ impl Field {
     }
 
     /// Shifts of the caller's org.
-    pub fn shifts(&self, who: &Identity) -> Result<Vec<Shift>, FieldError> {
-        let all: Vec<Shift> = self.hub.store().records(Records::Shifts)?;
+    pub async fn shifts(&self, who: &Identity) -> Result<Vec<Shift>, FieldError> {
+        let all: Vec<Shift> = self.store.load_all(Records::Shifts).await?;
         Ok(all
             .into_iter()
             .filter(|s| who.is(Role::Admin) || who.in_org(&s.org))
@@ -822,9 +827,10 @@ impl Field {
 
     /// Puts a guard on shift at a site.
     pub async fn add_shift(&self, who: &Identity, spec: ShiftSpec) -> Result<Shift, FieldError> {
-        let store = self.hub.store();
-        let org = store
+        let org = self
+            .store
             .user_org(&spec.user)
+            .await?
             .ok_or_else(|| FieldError::NotFound(format!("unknown user {}", spec.user)))?;
         if !Self::may_manage(who, &org) {
             return Err(FieldError::Forbidden(
@@ -842,24 +848,27 @@ impl Field {
             start: spec.start,
             end: spec.end,
         };
-        let ticket = store.write(&[Change::put(Record::Shift { id: &shift.id }, &shift)?])?;
-        store.durable(ticket).await?;
+        self.store
+            .commit(&[Change::put(Record::Shift { id: &shift.id }, &shift)?])
+            .await?;
         Ok(shift)
     }
 
     /// Ends a shift early / removes it.
     pub async fn delete_shift(&self, who: &Identity, id: &str) -> Result<(), FieldError> {
-        let store = self.hub.store();
-        let shift: Shift = store
-            .record(Record::Shift { id })?
+        let shift: Shift = self
+            .store
+            .load(Record::Shift { id })
+            .await?
             .ok_or_else(|| FieldError::NotFound(format!("no shift {id}")))?;
         if !Self::may_manage(who, &shift.org) {
             return Err(FieldError::Forbidden(
                 "only the org's supervisors and admins plan shifts",
             ));
         }
-        let ticket = store.write(&[Change::Delete(Record::Shift { id })])?;
-        store.durable(ticket).await?;
+        self.store
+            .commit(&[Change::Delete(Record::Shift { id })])
+            .await?;
         Ok(())
     }
 }

@@ -4,39 +4,64 @@
 //! publish over REST; every message lives on a channel named like a STOMP destination.
 //!
 //! # Layout
-//! The data path reads top to bottom: socket → session → hub → channel log → subscribers.
-//! - [`transport`]: TCP accept loop, TLS, HTTP/1.1, routing and the WebSocket upgrade.
-//! - [`session`]: one WebSocket connection: reader and writer tasks, clocks and limits.
-//! - [`stomp`]: STOMP 1.2 frames (and, later, sessions) on the same hub.
-//! - [`protocol`]: the native wire protocol (JSON and MessagePack envelopes, error and close codes).
-//! - [`hub`]: channels, rights ([`hub::channel`]), subscribers, admission and fan-out.
-//! - [`store`]: sequence numbers, message logs and the user directory behind one interface.
-//! - [`field`]: what publishes on the domain channels mean: locations, video, emergencies,
-//!   fences and shifts.
-//! - [`alerts`]: alert records, their life cycle, audit trail and escalation timers.
-//! - [`geofence`]: pure geometry of fences.
-//! - [`auth`]: JWT verification and minting, identities and roles.
-//! - [`api`]: the REST routes.
+//! The data path reads top to bottom: socket → session → hub → store → subscribers. One
+//! publish from a guard's phone, file by file:
+//! 1. `transport/mod.rs` accepts the TLS connection and routes the HTTP request;
+//!    `transport/upgrade.rs` settles origin, subprotocol and token and admits the connection
+//!    (`hub/admission.rs`); `transport/websocket.rs` makes the WebSocket the session's source
+//!    and sink.
+//! 2. `session/mod.rs` starts the writer (`session/writer.rs`) and runs the protocol's reader:
+//!    `session/native.rs` (or `session/stomp.rs`) decodes the message and calls
+//!    `field.rs`, which gives domain channels their meaning (a location's fan-in and fences, an
+//!    emergency's alert).
+//! 3. `hub/publish.rs` checks the rights table (`channel.rs`, on facts from `hub/facts.rs`),
+//!    asks the store for the next seq (`store/interface.rs`, engine `store/sled/mod.rs`), waits
+//!    for the group commit (`store/sled/flusher.rs`) and releases the channel's durable
+//!    messages in seq order (`hub/registry.rs`) into each subscriber's bounded queue
+//!    (`hub/conn.rs`).
+//! 4. Each subscriber's `session/writer.rs` renders the delivery once per encoding
+//!    (`hub/conn.rs`) and writes it through `transport/websocket.rs`; the publisher's reader
+//!    queues its reply the same way.
+//!
+//! The modules, from the top (a module imports only modules below it):
+//! - [`cli`]: the `lookout` command line. [`demo`]: the demo org and its login;
+//!   [`simulate`]: simulated guards over real WebSocket connections.
+//! - [`server`]: data directory, certificate, listeners, run and ordered shutdown, reloads;
+//!   [`systemd`]: readiness, watchdog and stop notifications to the service manager.
+//! - [`transport`]: TCP, TLS, HTTP routing, the WebSocket upgrade, SockJS, and the adapters
+//!   that make a socket a session's transport.
+//! - [`api`]: the REST routes, one table, handlers by concern, and `/metrics`.
 //! - [`dashboard`]: the supervisor dashboard's files, embedded and served.
-//! - [`demo`]: the demo org, fences and supervisor login of `lookout demo`.
-//! - [`simulate`]: simulated guards over real WebSocket connections (`lookout demo`/`simulate`).
-//! - [`metrics`]: counters for stats.
-//! - [`config`]: every setting with its default and documentation.
-//! - [`server`]: wiring, start-up and ordered shutdown.
-//! - [`systemd`]: readiness, watchdog, reload and stop notifications to the service manager.
-//! - [`cli`]: the `lookout` command line.
+//! - [`app`]: the application's shared state, where the services are wired together.
+//! - [`session`]: one connection's reader (native or STOMP) and writer with its clocks.
+//! - [`field`]: what publishes on the domain channels mean: locations, video, emergencies,
+//!   fences and shifts. [`alerts`]: alert records, life cycle, audit trail, escalation timers.
+//! - [`hub`]: channels with their subscribers, admission, publish, replay, history, fan-out.
+//! - [`store`]: the durable state behind one interface, with the sled and in-memory engines.
+//! - [`counters`]: the hot-path counters and latency histograms.
+//! - [`channel`]: channel names and the rights table, as pure functions.
+//! - [`stomp`]: STOMP frames on the wire. [`protocol`]: the native wire protocol (envelopes,
+//!   encodings, error and close codes, the protocols a connection speaks).
+//! - [`http`]: response bodies, JSON answers and errors, token extraction; [`failure`]: what
+//!   a client is told about an error (the one mapping).
+//! - [`auth`]: JWT verification and minting, identities and roles. [`geofence`]: pure
+//!   geometry of fences. [`config`]: every setting with its default and documentation.
 
 pub mod alerts;
 pub mod api;
+pub mod app;
 pub mod auth;
+pub mod channel;
 pub mod cli;
 pub mod config;
+pub mod counters;
 pub mod dashboard;
 pub mod demo;
+pub mod failure;
 pub mod field;
 pub mod geofence;
+pub mod http;
 pub mod hub;
-pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod session;

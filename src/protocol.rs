@@ -1,4 +1,5 @@
-//! The native wire protocol: client requests, server frames, error codes and close codes.
+//! The native wire protocol: client requests, server frames, error codes and close codes, and
+//! the protocols a connection may speak (for counting them).
 //!
 //! One envelope, two encodings: `lookout.json` (text frames) and `lookout.msgpack` (binary
 //! frames, maps with named fields). Application data is carried as an [`rmpv::Value`] so that
@@ -467,6 +468,51 @@ impl<'a> ErrorFrame<'a> {
             id,
             code,
             message,
+        }
+    }
+}
+
+/// What a connection speaks, for connection counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Native, `lookout.json`.
+    Json,
+    /// Native, `lookout.msgpack`.
+    MsgPack,
+    /// STOMP over WebSocket.
+    Stomp,
+    /// STOMP over SockJS.
+    SockJsStomp,
+    /// Native JSON over SockJS.
+    SockJsJson,
+}
+
+impl Protocol {
+    /// Every protocol, in label order.
+    pub const ALL: [Protocol; 5] = [
+        Protocol::Json,
+        Protocol::MsgPack,
+        Protocol::Stomp,
+        Protocol::SockJsStomp,
+        Protocol::SockJsJson,
+    ];
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Json => "lookout.json",
+            Protocol::MsgPack => "lookout.msgpack",
+            Protocol::Stomp => "stomp",
+            Protocol::SockJsStomp => "sockjs+stomp",
+            Protocol::SockJsJson => "sockjs+lookout.json",
+        }
+    }
+
+    /// The native protocol in `encoding`.
+    pub fn native(encoding: Encoding) -> Protocol {
+        match encoding {
+            Encoding::Json => Protocol::Json,
+            Encoding::MsgPack => Protocol::MsgPack,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The server: binds the listeners, wires config, keys, store and hub together, and runs until
-//! a shutdown signal, then drains.
+//! The server: prepares the data directory, keys and certificate, opens the store, binds the
+//! listeners, and runs until a shutdown signal, then drains. The wiring of the services is
+//! [`crate::app`]'s; the sockets are [`crate::transport`]'s.
 //!
 //! Shutdown order: stop accepting, tell every session to close with 1001, wait for the tracked
 //! tasks up to `limits.shutdown_grace`, return. `main` and the tests call the same
@@ -9,17 +10,15 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use crate::app::AppState;
 use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
-use crate::hub::Hub;
-use crate::store::{Store, StoreError, StoreOptions};
-use crate::transport::{self, tls};
+use crate::store::{RetentionRule, StoreError, StoreOptions};
+use crate::transport::{self, tls, Gateway};
 
 /// Start-up failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,34 +48,6 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-/// What every connection task shares.
-pub struct AppState {
-    /// The configuration in force.
-    pub config: Arc<Config>,
-    /// The hub.
-    pub hub: Arc<Hub>,
-    /// Field operations (locations, video, emergencies, fences, shifts, alerts).
-    pub field: Arc<crate::field::Field>,
-    /// Token verification.
-    pub auth: Arc<Authenticator>,
-    /// Fires once when shutdown begins.
-    pub shutdown: CancellationToken,
-    /// Every connection and session task, so shutdown can wait for them.
-    pub tracker: TaskTracker,
-    /// When the server started.
-    pub started: Instant,
-    /// SockJS sessions over HTTP requests.
-    pub sockjs: crate::transport::sockjs::Sessions,
-    /// Serializes sign-in link exchanges.
-    pub links: tokio::sync::Mutex<()>,
-    /// What `/metrics` exports.
-    pub metrics: prometheus_client::registry::Registry,
-    /// The TLS configuration new connections get; replaced by a reload.
-    pub tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
-    /// Origins allowed to open WebSockets; replaced by a reload.
-    pub origins: arc_swap::ArcSwap<Vec<String>>,
 }
 
 /// Reads the configuration again (the same file, variables and flags as at start).
@@ -127,7 +98,8 @@ impl Server {
             ),
             None => None,
         };
-        let (store, report) = Store::open(&config.data_dir, StoreOptions::default())?;
+        let (store, report) =
+            crate::store::open_data_dir(&config.data_dir, StoreOptions::default())?;
         tracing::info!(
             epoch = %report.epoch,
             channels = report.channels,
@@ -135,41 +107,7 @@ impl Server {
             created = report.created,
             "store opened"
         );
-        let store = Arc::new(store);
-        let hub = Hub::new(store, config.limits.clone());
-        let mut metrics = prometheus_client::registry::Registry::default();
-        metrics.register_collector(Box::new(crate::metrics::Exporter::new(hub.clone())));
-        let alerts = crate::alerts::Alerts::new(
-            hub.clone(),
-            crate::alerts::Escalation {
-                level2_after: config.alerts.level2_after,
-                level3_after: config.alerts.level3_after,
-            },
-        );
-        let field = crate::field::Field::new(
-            hub.clone(),
-            alerts,
-            crate::field::FieldConfig {
-                max_clock_skew: config.field.max_clock_skew,
-                max_fence_vertices: config.field.max_fence_vertices,
-                max_video_frame: config.limits.max_video_frame,
-            },
-        );
-        let origins = arc_swap::ArcSwap::from_pointee(config.allowed_origins.clone());
-        let state = Arc::new(AppState {
-            tls: Arc::new(arc_swap::ArcSwap::new(material.server)),
-            origins,
-            config: Arc::new(config),
-            hub,
-            field,
-            auth,
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            started: Instant::now(),
-            sockjs: Default::default(),
-            links: tokio::sync::Mutex::new(()),
-            metrics,
-        });
+        let state = AppState::new(config, store, auth, material.server);
         Ok(Server {
             state,
             listener,
@@ -211,8 +149,8 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let state = self.state.clone();
         let addr = self.local_addr();
-        let store = state.hub.store().clone();
-        let flusher = store.spawn_flusher();
+        let store = state.store.clone();
+        let flusher = store.clone().start();
         let retention = tokio::spawn(retention(state.clone()));
         let timers = tokio::spawn(
             state
@@ -221,8 +159,9 @@ impl Server {
                 .clone()
                 .run_timers(state.shutdown.clone()),
         );
+        let gateway = Gateway::new(state.clone());
         let tls_loop = tokio::spawn(transport::accept_loop(
-            state.clone(),
+            gateway.clone(),
             self.listener,
             Some(state.tls.clone()),
         ));
@@ -231,15 +170,21 @@ impl Server {
             .map(|reloader| tokio::spawn(reload_on_sighup(state.clone(), reloader)));
         let plain_loop = self
             .plain
-            .map(|l| tokio::spawn(transport::accept_loop(state.clone(), l, None)));
+            .map(|l| tokio::spawn(transport::accept_loop(gateway.clone(), l, None)));
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
-        let watchdog = crate::systemd::watchdog_interval()
-            .map(|every| tokio::spawn(crate::systemd::feed_watchdog(state.clone(), every)));
+        let watchdog = crate::systemd::watchdog_interval().map(|every| {
+            let store = store.clone();
+            tokio::spawn(crate::systemd::feed_watchdog(
+                move || store.healthy(),
+                state.shutdown.clone(),
+                every,
+            ))
+        });
         crate::systemd::ready(&format!("listening on {addr}"));
 
         let store_failed = tokio::select! {
             _ = shutdown => false,
-            _ = store.fatal.cancelled() => true,
+            _ = store.failed().cancelled() => true,
         };
         crate::systemd::stopping();
         if let Some(watchdog) = watchdog {
@@ -344,36 +289,35 @@ pub fn reload(state: &AppState, config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Trims the channel logs every `retention.interval`, off the async workers so that publish and
-/// delivery never wait for it.
+/// Trims the channel logs every `retention.interval`, on a task of its own; the engine trims in
+/// bounded batches, so publish and delivery go on between them.
 async fn retention(state: Arc<AppState>) {
     let config = state.config.retention.clone();
     let mut tick = tokio::time::interval(config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let store = state.hub.store().clone();
-        let alerts = state.field.alerts().clone();
-        let config = config.clone();
-        let trimmed = tokio::task::spawn_blocking(move || {
-            let now = crate::protocol::now_millis();
-            let alert_age = config.rule("alerts").max_age.as_millis() as u64;
-            if let Err(e) = alerts.purge_resolved(now.saturating_sub(alert_age)) {
-                tracing::error!(error = %e, "purging resolved alerts failed");
-            }
-            store.trim(|name| {
-                let kind = crate::hub::ChannelKind::of_stored(name).map_or("system", |k| k.name());
-                let rule = config.rule(kind);
-                let cutoff = now.saturating_sub(rule.max_age.as_millis() as u64);
-                (rule.max_messages, cutoff)
-            })
-        })
-        .await;
-        match trimmed {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::debug!(trimmed = n, "retention"),
-            Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
-            Err(e) => tracing::error!(error = %e, "retention task failed"),
+        let now = crate::protocol::now_millis();
+        let alert_age = config.rule("alerts").max_age.as_millis() as u64;
+        if let Err(e) = state
+            .field
+            .alerts()
+            .purge_resolved(now.saturating_sub(alert_age))
+            .await
+        {
+            tracing::error!(error = %e, "purging resolved alerts failed");
+        }
+        let rules = config.clone();
+        let rule: RetentionRule = Arc::new(move |name| {
+            let kind = crate::channel::ChannelKind::of_stored(name).map_or("system", |k| k.name());
+            let rule = rules.rule(kind);
+            let cutoff = now.saturating_sub(rule.max_age.as_millis() as u64);
+            (rule.max_messages, cutoff)
+        });
+        match state.store.trim(rule).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(trimmed = n, "retention"),
+            Err(e) => tracing::error!(error = %e, "retention failed"),
         }
     }
 }
@@ -398,15 +342,17 @@ async fn housekeeping(state: Arc<AppState>) {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled: a signal that arrives after the caller announced it is listening
+/// must stop the server, not meet the default action that kills the process.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
+    use tokio::signal::unix::{signal, SignalKind};
+    let handlers = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        match handlers {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}
@@ -417,9 +363,5 @@ pub async fn shutdown_signal() {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -1,14 +1,14 @@
 //! The service manager: readiness, watchdog, reload and stop notifications (`sd_notify`).
 //!
 //! Every call is a no-op unless systemd (or a test) set `NOTIFY_SOCKET`. The watchdog is fed
-//! only while the store is healthy and the server is not shutting down, so a wedged store gets
-//! the service restarted instead of kept alive by a timer that knows nothing.
+//! only while the server says it is healthy (the store) and not shutting down, so a wedged
+//! store gets the service restarted instead of kept alive by a timer that knows nothing. This
+//! module only talks to the service manager; what "healthy" means is the server's.
 
 use std::time::Duration;
 
 use sd_notify::NotifyState;
-
-use crate::server::AppState;
+use tokio_util::sync::CancellationToken;
 
 fn notify(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(false, states) {
@@ -37,16 +37,20 @@ pub fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2))
 }
 
-/// Feeds the watchdog every `every` while the server is healthy, until shutdown.
-pub async fn feed_watchdog(state: std::sync::Arc<AppState>, every: Duration) {
+/// Feeds the watchdog every `every` while `healthy` says so, until `shutdown`.
+pub async fn feed_watchdog(
+    healthy: impl Fn() -> bool,
+    shutdown: CancellationToken,
+    every: Duration,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = state.shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if state.hub.store().healthy() {
+        if healthy() {
             notify(&[NotifyState::Watchdog]);
         } else {
             tracing::error!("store unhealthy: not feeding the watchdog");

@@ -15,7 +15,7 @@ use crate::auth::Identity;
 use crate::protocol::{DialectFrame, Encoding, MessageFrame};
 use crate::store::StoredMessage;
 
-use super::channel::ChannelKind;
+use crate::channel::ChannelKind;
 
 /// How a subscription wants its messages rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,7 +181,7 @@ pub struct ConnHandle {
     /// The encoding it speaks.
     pub encoding: Encoding,
     /// The protocol it speaks, for connection counts.
-    pub protocol: crate::metrics::Protocol,
+    pub protocol: crate::protocol::Protocol,
     /// Peer address, for logs and status.
     pub peer: std::net::SocketAddr,
     /// When it connected, ms since the Unix epoch.
@@ -206,7 +206,7 @@ impl ConnHandle {
         id: u64,
         identity: Identity,
         encoding: Encoding,
-        protocol: crate::metrics::Protocol,
+        protocol: crate::protocol::Protocol,
         peer: std::net::SocketAddr,
         capacity: usize,
     ) -> (Arc<Self>, mpsc::Receiver<Outbound>) {

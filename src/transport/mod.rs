@@ -1,21 +1,27 @@
-//! Transport: TCP accept loop, TLS, HTTP/1.1 (hyper) and routing to the WebSocket upgrade or
-//! the REST API.
+//! Transport: TCP accept loop, TLS, HTTP/1.1 (hyper) and routing to the WebSocket upgrade,
+//! SockJS, the dashboard's files or the REST API; and the adapters that make a WebSocket or
+//! SockJS requests a session's source and sink.
 //!
-//! This layer owns sockets up to the upgrade; it knows nothing of channels or rights beyond
-//! handing requests to [`upgrade`] and [`crate::api`].
+//! - [`tls`]: the certificate, configured or generated;
+//! - [`upgrade`]: what is settled before the first WebSocket frame (origin, subprotocol,
+//!   token, admission);
+//! - [`websocket`]: a WebSocket as a session's transport (plain or SockJS framing);
+//! - [`sockjs`]: SockJS's paths and its HTTP transports;
+//! - [`gateway`]: what the transport holds beyond the application's state.
+//!
+//! This layer owns sockets up to the session; it knows nothing of channels or rights.
 
+pub mod gateway;
 pub mod sockjs;
 pub mod tls;
 pub mod upgrade;
+pub mod websocket;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -23,26 +29,17 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::server::AppState;
-
-/// The body type of every response Lookout sends: whole bodies, or a stream (SSE).
-pub type Body = BoxBody<Bytes, Infallible>;
-
-/// A whole body.
-pub fn full(bytes: Bytes) -> Body {
-    Full::new(bytes).boxed()
-}
-
-/// Paths that accept a WebSocket upgrade.
-pub const WS_PATHS: [&str; 4] = ["/ws", "/api/ws", "/ws/job-status", "/ws/upload-progress"];
+pub use self::gateway::{Gateway, WS_PATHS};
+use self::websocket::Framing;
+use crate::http::Body;
 
 /// Accepts connections until shutdown; each is served on its own task tracked by the server.
 pub async fn accept_loop(
-    state: Arc<AppState>,
+    gateway: Arc<Gateway>,
     listener: TcpListener,
     tls: Option<Arc<arc_swap::ArcSwap<rustls::ServerConfig>>>,
 ) {
-    let shutdown = state.shutdown.clone();
+    let shutdown = gateway.app.shutdown.clone();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -58,39 +55,40 @@ pub async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let state = state.clone();
+        let gateway = gateway.clone();
         let tls = tls.clone();
-        state.tracker.clone().spawn(async move {
-            let handshake = state.config.limits.handshake_timeout;
+        gateway.app.tracker.clone().spawn(async move {
+            let handshake = gateway.app.config.limits.handshake_timeout;
             match tls {
                 Some(config) => {
                     // The configuration current now: a reload changes it for new connections.
                     let acceptor = TlsAcceptor::from(config.load_full());
                     match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_http(state, peer, stream, true).await,
+                        Ok(Ok(stream)) => serve_http(gateway, peer, stream, true).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => serve_http(state, peer, tcp, false).await,
+                None => serve_http(gateway, peer, tcp, false).await,
             }
         });
     }
 }
 
-async fn serve_http<S>(state: Arc<AppState>, peer: SocketAddr, stream: S, secure: bool)
+async fn serve_http<S>(gateway: Arc<Gateway>, peer: SocketAddr, stream: S, secure: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service_state = state.clone();
+    let service_gateway = gateway.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let state = service_state.clone();
-        async move { Ok::<_, Infallible>(route(state, peer, secure, req).await) }
+        let gateway = service_gateway.clone();
+        async move { Ok::<_, Infallible>(route(gateway, peer, secure, req).await) }
     });
+    let limits = &gateway.app.config.limits;
     // Without a timer hyper silently ignores header_read_timeout (slowloris).
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(state.config.limits.handshake_timeout)
+        .header_read_timeout(limits.handshake_timeout)
         .max_buf_size(64 * 1024)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
@@ -101,28 +99,28 @@ where
                 tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
             }
         }
-        _ = state.shutdown.cancelled() => {
+        _ = gateway.app.shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(state.config.limits.shutdown_grace, conn).await;
+            let _ = tokio::time::timeout(limits.shutdown_grace, conn).await;
         }
     }
 }
 
 async fn route(
-    state: Arc<AppState>,
+    gateway: Arc<Gateway>,
     peer: SocketAddr,
     secure: bool,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let path = req.uri().path();
     if WS_PATHS.contains(&path) {
-        return upgrade::handle(state, peer, secure, req, crate::session::Framing::Plain).await;
+        return upgrade::handle(gateway, peer, secure, req, Framing::Plain).await;
     }
     if sockjs::route(path).is_some() {
-        return sockjs::handle(state, peer, secure, req).await;
+        return sockjs::handle(gateway, peer, secure, req).await;
     }
     if let Some(response) = crate::dashboard::serve(&req) {
         return response;
     }
-    crate::api::handle(state, req).await
+    crate::api::handle(gateway.app.clone(), req).await
 }

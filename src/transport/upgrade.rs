@@ -10,71 +10,48 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use fastwebsockets::{Frame, OpCode, Payload, WebSocket};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{HeaderValue, HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use hyper::upgrade::Upgraded;
 use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use fastwebsockets::{Frame, OpCode, Payload};
-
-use crate::api::error_response;
-use crate::hub::Refusal;
-use crate::protocol::{close, Encoding, ErrorCode};
-use crate::server::AppState;
-use crate::session::{self, Framing, SessionContext, Speaks};
+use super::gateway::Gateway;
+use super::sockjs::framing;
+use super::websocket::{self, Framing};
+use crate::app::AppState;
+use crate::failure::Report;
+use crate::http::{token_from, Body, HttpError};
+use crate::hub::admission::Admission;
+use crate::hub::{ConnHandle, Outbound};
+use crate::protocol::{close, Encoding, ErrorCode, Protocol};
+use crate::session::Speaks;
 use crate::stomp::frame::{Event, Frame as StompFrame, Parser};
-use crate::stomp::session::{connect_token, error_frame, StompSession};
+use crate::stomp::{connect_token, error_frame};
 
-use super::Body;
+/// An admitted connection: its handle, its queue and its slot.
+pub type Admitted = (Arc<ConnHandle>, mpsc::Receiver<Outbound>, Admission);
+
+type Socket = WebSocket<TokioIo<Upgraded>>;
 
 /// Handles a request on a WebSocket path.
 pub async fn handle(
-    state: Arc<AppState>,
+    gateway: Arc<Gateway>,
     peer: SocketAddr,
     secure: bool,
     mut req: Request<Incoming>,
     framing: Framing,
 ) -> Response<Body> {
-    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
-        return error_response(
-            426,
-            ErrorCode::BadRequest,
-            "this endpoint needs a WebSocket upgrade",
-        );
-    }
-    if !origin_allowed(&state.origins.load(), &req) {
-        return error_response(403, ErrorCode::Forbidden, "origin not allowed");
-    }
-    let negotiated = match framing {
-        Framing::Plain => negotiate(&req),
-        // SockJS has no subprotocols: the query string says what the session speaks.
-        Framing::SockJs => match super::sockjs::speaks(&req) {
-            Ok(stomp) => Ok(Choice {
-                encoding: Encoding::Json,
-                stomp,
-                echo: None,
-            }),
-            Err(e) => return error_response(400, ErrorCode::BadRequest, &e),
-        },
-    };
-    let choice = match negotiated {
+    let state = gateway.app.clone();
+    let choice = match choose(&state, &req, framing) {
         Ok(choice) => choice,
-        Err(offered) => {
-            let msg = format!(
-                "no supported subprotocol in `{offered}`; use lookout.json, lookout.msgpack or v12.stomp"
-            );
-            return error_response(400, ErrorCode::BadRequest, &msg);
-        }
-    };
-    use crate::metrics::Protocol;
-    let protocol = match (framing, choice.stomp) {
-        (Framing::Plain, true) => Protocol::Stomp,
-        (Framing::Plain, false) => Protocol::native(choice.encoding),
-        (Framing::SockJs, true) => Protocol::SockJsStomp,
-        (Framing::SockJs, false) => Protocol::SockJsJson,
+        Err(refused) => return refused.response(),
     };
     let admitted = match token_from(&req) {
-        Some(token) => match admit(&state, &token, choice.encoding, protocol, peer) {
+        Some(token) => match admit(&state, &token, choice.encoding, choice.protocol, peer).await {
             Ok(admitted) => Some(admitted),
             Err(refused) => return refused.response(),
         },
@@ -82,12 +59,12 @@ pub async fn handle(
         None if choice.stomp && framing == Framing::Plain => None,
         None => {
             state.hub.stats.auth_failed();
-            return error_response(401, ErrorCode::Unauthorized, "missing token");
+            return HttpError::new(ErrorCode::Unauthorized, "missing token").response();
         }
     };
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(pair) => pair,
-        Err(e) => return error_response(400, ErrorCode::BadRequest, &e.to_string()),
+        Err(e) => return HttpError::new(ErrorCode::BadRequest, e.to_string()).response(),
     };
     let mut response = response.map(|_| Body::default());
     if let Some(name) = choice.echo {
@@ -100,21 +77,13 @@ pub async fn handle(
         session = tracing::field::Empty,
         user = tracing::field::Empty,
         peer = %peer,
-        proto = match (framing, choice.stomp) {
-            (Framing::SockJs, true) => "sockjs+stomp",
-            (Framing::SockJs, false) => "sockjs+lookout.json",
-            (Framing::Plain, _) => choice.echo.unwrap_or("lookout.json"),
+        proto = match (framing, choice.echo) {
+            (Framing::Plain, Some(echo)) => echo,
+            _ => choice.protocol.name(),
         },
         tls = secure,
     );
-    let ctx = SessionContext {
-        hub: state.hub.clone(),
-        field: state.field.clone(),
-        auth: state.auth.clone(),
-        shutdown: state.shutdown.clone(),
-    };
     let handshake = state.config.limits.handshake_timeout;
-    let limits = state.config.limits.clone();
     let tracker = state.tracker.clone();
     tracker.spawn(
         async move {
@@ -123,68 +92,29 @@ pub async fn handle(
                 Ok(Err(e)) => return tracing::debug!(error = %e, "upgrade failed"),
                 Err(_) => return tracing::debug!("upgrade timed out"),
             };
-            let mut parser = None;
-            let mut connect = None;
-            let admitted = match admitted {
-                Some(admitted) => admitted,
-                None => {
-                    // STOMP without a token at the upgrade: it must come in CONNECT.
-                    let mut p = StompSession::parser(&limits);
-                    let result = match tokio::time::timeout(
-                        handshake,
-                        read_connect(&mut ws, &mut p),
-                    )
-                    .await
-                    {
-                        Ok(result) => result,
-                        Err(_) => Err((
-                            "not connected".into(),
-                            "no CONNECT within handshake_timeout".into(),
-                        )),
+            let (admitted, speaks) = match admitted {
+                Some(admitted) => {
+                    let speaks = if choice.stomp {
+                        Speaks::Stomp(crate::stomp::parser(&state.config.limits), None)
+                    } else {
+                        Speaks::Native
                     };
-                    let admission = result.and_then(|frame| {
-                        let token = connect_token(&frame).unwrap_or_default().to_string();
-                        let admitted = admit(&state, &token, choice.encoding, protocol, peer)
-                            .map_err(|refused| {
-                                // The STOMP `message` header is the error code, as in the session.
-                                let message = match refused.code {
-                                    ErrorCode::Internal => "internal error",
-                                    code => code.as_str(),
-                                };
-                                (message.to_string(), refused.message)
-                            })?;
-                        Ok((frame, admitted))
-                    });
-                    match admission {
-                        Ok((frame, admitted)) => {
-                            parser = Some(p);
-                            connect = Some(frame);
-                            admitted
-                        }
-                        Err((message, detail)) => {
-                            tracing::debug!(%message, %detail, "STOMP connection refused");
-                            let error = error_frame(None, &message, &detail);
-                            let _ = ws.write_frame(Frame::text(Payload::Borrowed(&error))).await;
-                            let _ = ws
-                                .write_frame(Frame::close(close::NORMAL, message.as_bytes()))
-                                .await;
-                            return;
-                        }
-                    }
+                    (admitted, speaks)
                 }
+                None => match admit_on_connect(&state, &mut ws, &choice, peer).await {
+                    Some((admitted, parser, connect)) => {
+                        (admitted, Speaks::Stomp(parser, Some(connect)))
+                    }
+                    None => return,
+                },
             };
             let (conn, rx, admission) = admitted;
             let span = tracing::Span::current();
             span.record("session", conn.session_id.as_str());
             span.record("user", &*conn.identity.user);
-            let speaks = if choice.stomp {
-                let parser = parser.unwrap_or_else(|| StompSession::parser(&limits));
-                Speaks::Stomp(parser, connect)
-            } else {
-                Speaks::Native
-            };
             tracing::info!("connected");
-            session::run(ctx, conn, rx, admission, speaks, framing, ws).await;
+            let ctx = state.session_context();
+            websocket::run(ctx, conn, rx, admission, speaks, framing, ws).await;
             tracing::info!("disconnected");
         }
         .instrument(span),
@@ -192,76 +122,134 @@ pub async fn handle(
     response
 }
 
-type Admitted = (
-    Arc<crate::hub::ConnHandle>,
-    tokio::sync::mpsc::Receiver<crate::hub::Outbound>,
-    crate::hub::Admission,
-);
-
-/// Why a connection was not admitted, as the HTTP refusal it becomes.
-pub struct Refused {
-    status: u16,
-    code: ErrorCode,
-    message: String,
+/// What the upgrade settled on.
+#[derive(Debug, Clone, Copy)]
+struct Choice {
+    encoding: Encoding,
+    stomp: bool,
+    /// The subprotocol to echo, if the client offered any.
+    echo: Option<&'static str>,
+    /// What the connection is counted as.
+    protocol: Protocol,
 }
 
-impl Refused {
-    /// A refusal with an HTTP status and a stable code.
-    pub fn new(status: u16, code: ErrorCode, message: impl Into<String>) -> Self {
-        Refused {
-            status,
-            code,
-            message: message.into(),
+/// Checks the request and settles the protocol, or says why not.
+fn choose(
+    state: &AppState,
+    req: &Request<Incoming>,
+    framing: Framing,
+) -> Result<Choice, HttpError> {
+    if !fastwebsockets::upgrade::is_upgrade_request(req) {
+        return Err(HttpError::with_status(
+            426,
+            ErrorCode::BadRequest,
+            "this endpoint needs a WebSocket upgrade",
+        ));
+    }
+    if !origin_allowed(&state.origins.load(), req) {
+        return Err(HttpError::new(ErrorCode::Forbidden, "origin not allowed"));
+    }
+    match framing {
+        Framing::Plain => negotiate(req).map_err(|offered| {
+            HttpError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "no supported subprotocol in `{offered}`; use lookout.json, lookout.msgpack or v12.stomp"
+                ),
+            )
+        }),
+        // SockJS has no subprotocols: the query string says what the session speaks.
+        Framing::SockJs => {
+            let stomp =
+                framing::speaks(req).map_err(|e| HttpError::new(ErrorCode::BadRequest, e))?;
+            Ok(Choice {
+                encoding: Encoding::Json,
+                stomp,
+                echo: None,
+                protocol: if stomp {
+                    Protocol::SockJsStomp
+                } else {
+                    Protocol::SockJsJson
+                },
+            })
         }
     }
+}
 
-    /// The refusal as a JSON error response.
-    pub fn response(&self) -> Response<Body> {
-        error_response(self.status, self.code, &self.message)
+/// STOMP without a token at the upgrade: reads the `CONNECT` frame within the handshake
+/// timeout and admits on its token. A refusal is an `ERROR` frame and a close; `None` then.
+async fn admit_on_connect(
+    state: &AppState,
+    ws: &mut Socket,
+    choice: &Choice,
+    peer: SocketAddr,
+) -> Option<(Admitted, Parser, StompFrame)> {
+    let handshake = state.config.limits.handshake_timeout;
+    let mut parser = crate::stomp::parser(&state.config.limits);
+    let read = match tokio::time::timeout(handshake, read_connect(ws, &mut parser)).await {
+        Ok(result) => result,
+        Err(_) => Err((
+            "not connected".into(),
+            "no CONNECT within handshake_timeout".into(),
+        )),
+    };
+    let admitted = match read {
+        Ok(frame) => {
+            let token = connect_token(&frame).unwrap_or_default().to_string();
+            match admit(state, &token, choice.encoding, choice.protocol, peer).await {
+                Ok(admitted) => Ok((admitted, frame)),
+                // The STOMP `message` header is the error code, as in the session.
+                Err(HttpError(report)) => Err((stomp_message(&report), report.message)),
+            }
+        }
+        Err(refusal) => Err(refusal),
+    };
+    match admitted {
+        Ok((admitted, frame)) => Some((admitted, parser, frame)),
+        Err((message, detail)) => {
+            tracing::debug!(%message, %detail, "STOMP connection refused");
+            let error = error_frame(None, &message, &detail);
+            let _ = ws.write_frame(Frame::text(Payload::Borrowed(&error))).await;
+            let _ = ws
+                .write_frame(Frame::close(close::NORMAL, message.as_bytes()))
+                .await;
+            None
+        }
+    }
+}
+
+/// A refusal's code as the `message` header of a STOMP `ERROR`.
+fn stomp_message(report: &Report) -> String {
+    match report.code {
+        ErrorCode::Internal => "internal error".to_string(),
+        code => code.as_str().to_string(),
     }
 }
 
 /// Verifies `token` and admits a connection under the limits, or says why not.
-pub fn admit(
+pub async fn admit(
     state: &AppState,
     token: &str,
     encoding: Encoding,
-    protocol: crate::metrics::Protocol,
+    protocol: Protocol,
     peer: SocketAddr,
-) -> Result<Admitted, Refused> {
+) -> Result<Admitted, HttpError> {
     let identity = match state.auth.verify(token) {
         Ok(id) => id,
         Err(e) => {
             state.hub.stats.auth_failed();
             tracing::debug!(%peer, error = %e, "connection refused");
-            return Err(Refused::new(401, ErrorCode::Unauthorized, e.to_string()));
+            return Err(HttpError::new(ErrorCode::Unauthorized, e.to_string()));
         }
     };
-    state
-        .hub
-        .admit(identity, encoding, protocol, peer)
-        .map_err(|refusal| {
-            let (status, code) = match &refusal {
-                Refusal::PerUser(_) => (429, ErrorCode::RateLimited),
-                Refusal::Total(_) => (503, ErrorCode::RateLimited),
-                Refusal::OrgConflict => (403, ErrorCode::Forbidden),
-                Refusal::Store(e) => {
-                    tracing::error!(error = %e, "store failure at admission");
-                    return Refused::new(500, ErrorCode::Internal, "internal error");
-                }
-            };
-            Refused::new(status, code, refusal.to_string())
-        })
+    Ok(state.hub.admit(identity, encoding, protocol, peer).await?)
 }
 
 /// Reads WebSocket messages until a whole STOMP `CONNECT` (or `STOMP`) frame.
-async fn read_connect<S>(
-    ws: &mut fastwebsockets::WebSocket<S>,
+async fn read_connect(
+    ws: &mut Socket,
     parser: &mut Parser,
-) -> Result<StompFrame, (String, String)>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
+) -> Result<StompFrame, (String, String)> {
     loop {
         match parser.next_event() {
             Ok(Some(Event::Heartbeat)) => continue,
@@ -311,36 +299,6 @@ pub fn origin_allowed(allowed: &[String], req: &Request<Incoming>) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
-/// The token from `Authorization: Bearer …`, else from `?token=…`.
-pub fn token_from<B>(req: &Request<B>) -> Option<String> {
-    if let Some(value) = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let mut parts = value.splitn(2, ' ');
-        if let (Some(scheme), Some(token)) = (parts.next(), parts.next()) {
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
-                return Some(token.trim().to_string());
-            }
-        }
-    }
-    let query = req.uri().query()?;
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned())
-        .filter(|t| !t.is_empty())
-}
-
-/// What the upgrade settled on.
-#[derive(Debug, Clone, Copy)]
-struct Choice {
-    encoding: Encoding,
-    stomp: bool,
-    /// The subprotocol to echo, if the client offered any.
-    echo: Option<&'static str>,
-}
-
 /// Picks the first subprotocol the client offers that Lookout speaks. No header: native JSON,
 /// and no header in the response. `Err` carries the offer when nothing in it is supported.
 fn negotiate<B>(req: &Request<B>) -> Result<Choice, String> {
@@ -357,6 +315,7 @@ fn negotiate<B>(req: &Request<B>) -> Result<Choice, String> {
         encoding,
         stomp: false,
         echo,
+        protocol: Protocol::native(encoding),
     };
     if offered.is_empty() {
         return Ok(native(Encoding::Json, None));
@@ -366,6 +325,7 @@ fn negotiate<B>(req: &Request<B>) -> Result<Choice, String> {
             encoding: Encoding::Json,
             stomp: true,
             echo: Some(name),
+            protocol: Protocol::Stomp,
         };
         match p.as_str() {
             "lookout.json" => return Ok(native(Encoding::Json, Some("lookout.json"))),

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use lookout::app::AppState;
 use lookout::auth::{Authenticator, Role};
-use lookout::server::AppState;
 use lookout::{Config, Server};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;

@@ -12,9 +12,11 @@
 //! at a time (`xhr` polls, `xhr_streaming`, `eventsource`) drains what its writer queued. A
 //! session nobody receives for is ended by the dead-peer clock, like a silent WebSocket.
 
-use std::collections::{HashMap, VecDeque};
+pub mod framing;
+pub mod session;
+
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,18 +29,17 @@ use hyper::header::{
     CACHE_CONTROL, CONTENT_TYPE, ORIGIN,
 };
 use hyper::{Method, Request, Response, StatusCode};
-use parking_lot::Mutex;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::upgrade::Refused;
-use super::{full, Body, WS_PATHS};
-use crate::api::error_response;
-use crate::hub::ConnHandle;
-use crate::protocol::ErrorCode;
-use crate::server::AppState;
-use crate::session::{self, Framing, SessionContext, Sink, Source, Speaks};
-use crate::stomp::session::StompSession;
+use self::framing::{client_messages, close_frame, speaks};
+use self::session::{HttpSession, InboxSource, OutboxSink, Receiving, Taken};
+use super::gateway::{Gateway, WS_PATHS};
+use super::upgrade;
+use super::websocket::Framing;
+use crate::http::{error_response, full, token_from, Body, HttpError};
+use crate::protocol::{Encoding, ErrorCode, Protocol};
+use crate::session::{self as sessions, Speaks};
 
 /// `xhr_streaming` and `eventsource` responses end after this many bytes, so that a client
 /// behind a buffering proxy does not hold an ever-growing response; the client reopens.
@@ -87,143 +88,9 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     None
 }
 
-/// Sessions of the HTTP transports, by session id.
-#[derive(Default)]
-pub struct Sessions {
-    map: Mutex<HashMap<String, Arc<HttpSession>>>,
-}
-
-/// One SockJS session over HTTP requests.
-pub struct HttpSession {
-    conn: Arc<ConnHandle>,
-    inbox: mpsc::Sender<Vec<u8>>,
-    out: Mutex<Out>,
-    changed: Notify,
-    receiving: AtomicBool,
-    capacity: usize,
-}
-
-#[derive(Default)]
-struct Out {
-    /// Messages as JSON string literals, waiting for a receiving request.
-    frames: VecDeque<String>,
-    /// The `c[…]` frame once the session is closed.
-    closed: Option<String>,
-}
-
-enum Taken {
-    Messages(String),
-    Closed(String),
-    Idle,
-}
-
-impl HttpSession {
-    /// Waits up to `wait` for messages (all of them, as one `a[…]` frame) or the close frame.
-    async fn take(&self, wait: Duration) -> Taken {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut out = self.out.lock();
-                if !out.frames.is_empty() {
-                    let joined: Vec<String> = out.frames.drain(..).collect();
-                    drop(out);
-                    self.changed.notify_waiters();
-                    return Taken::Messages(format!("a[{}]", joined.join(",")));
-                }
-                if let Some(c) = &out.closed {
-                    return Taken::Closed(c.clone());
-                }
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Taken::Idle;
-            }
-        }
-    }
-
-    async fn closed(&self) {
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.out.lock().closed.is_some() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// Marks the session as having a receiving request until dropped.
-struct Receiving(Arc<HttpSession>);
-
-impl Drop for Receiving {
-    fn drop(&mut self) {
-        self.0.conn.touch();
-        self.0.receiving.store(false, Ordering::Release);
-    }
-}
-
-/// The writer side of an HTTP session: queues for the receiving requests.
-struct OutboxSink(Arc<HttpSession>);
-
-impl Sink for OutboxSink {
-    async fn send(&mut self, _text: bool, bytes: &[u8]) -> std::io::Result<()> {
-        let literal = literal(bytes)?;
-        loop {
-            let notified = self.0.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut out = self.0.out.lock();
-                if out.frames.len() < self.0.capacity {
-                    out.frames.push_back(literal);
-                    drop(out);
-                    self.0.changed.notify_waiters();
-                    return Ok(());
-                }
-            }
-            // Full: wait for a receiving request (the writer's write_timeout bounds this).
-            notified.await;
-        }
-    }
-
-    async fn keepalive(&mut self) -> std::io::Result<()> {
-        // Receiving requests send `h` themselves when they have nothing else.
-        Ok(())
-    }
-
-    async fn pong(&mut self, _payload: &[u8]) -> std::io::Result<()> {
-        Ok(())
-    }
-
-    async fn close(&mut self, code: u16, reason: &str) -> std::io::Result<()> {
-        self.0.out.lock().closed = Some(close_frame(code, reason));
-        self.0.changed.notify_waiters();
-        Ok(())
-    }
-}
-
-/// The reader side of an HTTP session: what `xhr_send` delivered.
-struct InboxSource {
-    rx: mpsc::Receiver<Vec<u8>>,
-    session: Arc<HttpSession>,
-}
-
-impl Source for InboxSource {
-    async fn next(&mut self, _conn: &ConnHandle) -> Option<(bool, Vec<u8>)> {
-        tokio::select! {
-            message = self.rx.recv() => message.map(|m| (true, m)),
-            _ = self.session.closed() => None,
-        }
-    }
-}
-
 /// Serves one SockJS request.
 pub async fn handle(
-    state: Arc<AppState>,
+    gateway: Arc<Gateway>,
     peer: SocketAddr,
     secure: bool,
     req: Request<Incoming>,
@@ -232,7 +99,7 @@ pub async fn handle(
     let Some(route) = route(&path) else {
         return error_response(404, ErrorCode::NotFound, "no such SockJS path");
     };
-    if !super::upgrade::origin_allowed(&state.origins.load(), &req) {
+    if !upgrade::origin_allowed(&gateway.app.origins.load(), &req) {
         return error_response(403, ErrorCode::Forbidden, "origin not allowed");
     }
     let origin = req.headers().get(ORIGIN).cloned();
@@ -258,19 +125,19 @@ pub async fn handle(
                 transport: "websocket",
             } => {
                 let _ = session;
-                return super::upgrade::handle(state, peer, secure, req, Framing::SockJs).await;
+                return upgrade::handle(gateway, peer, secure, req, Framing::SockJs).await;
             }
             Route::Session { session, transport } => {
                 let session = session.to_string();
                 match (req.method().clone(), transport) {
-                    (Method::POST, "xhr") => receive(state, peer, req, session, Kind::Poll).await,
+                    (Method::POST, "xhr") => receive(gateway, peer, req, session, Kind::Poll).await,
                     (Method::POST, "xhr_streaming") => {
-                        receive(state, peer, req, session, Kind::Streaming).await
+                        receive(gateway, peer, req, session, Kind::Streaming).await
                     }
                     (Method::GET, "eventsource") => {
-                        receive(state, peer, req, session, Kind::EventSource).await
+                        receive(gateway, peer, req, session, Kind::EventSource).await
                     }
-                    (Method::POST, "xhr_send") => send(state, req, &session).await,
+                    (Method::POST, "xhr_send") => send(gateway, req, &session).await,
                     _ => error_response(404, ErrorCode::NotFound, "no such SockJS transport"),
                 }
             }
@@ -311,22 +178,6 @@ fn info() -> Response<Body> {
     r
 }
 
-/// What the session speaks: `?protocol=lookout.json` for native, STOMP otherwise.
-pub fn speaks<B>(req: &Request<B>) -> Result<bool, String> {
-    let protocol = req.uri().query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "protocol")
-            .map(|(_, v)| v.into_owned())
-    });
-    match protocol.as_deref() {
-        None | Some("stomp" | "v12.stomp" | "v11.stomp" | "v10.stomp") => Ok(true),
-        Some("lookout.json") => Ok(false),
-        Some(other) => Err(format!(
-            "unsupported protocol `{other}` over SockJS; use stomp or lookout.json"
-        )),
-    }
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Poll,
@@ -352,23 +203,23 @@ impl Kind {
 
 /// The session for a request, checking the request's token names the session's user; a new
 /// one (admitted under the usual limits) when `create` and there is none.
-fn session_for<B>(
-    state: &Arc<AppState>,
+async fn session_for<B>(
+    gateway: &Arc<Gateway>,
     peer: SocketAddr,
     req: &Request<B>,
     id: &str,
     create: bool,
-) -> Result<(Arc<HttpSession>, bool), Refused> {
-    let token = super::upgrade::token_from(req)
-        .ok_or_else(|| Refused::new(401, ErrorCode::Unauthorized, "missing token"))?;
-    if let Some(existing) = state.sockjs.map.lock().get(id).cloned() {
+) -> Result<(Arc<HttpSession>, bool), HttpError> {
+    let state = &gateway.app;
+    let token =
+        token_from(req).ok_or_else(|| HttpError::new(ErrorCode::Unauthorized, "missing token"))?;
+    if let Some(existing) = gateway.sockjs.map.lock().get(id).cloned() {
         let who = state
             .auth
             .verify(&token)
-            .map_err(|e| Refused::new(401, ErrorCode::Unauthorized, e.to_string()))?;
+            .map_err(|e| HttpError::new(ErrorCode::Unauthorized, e.to_string()))?;
         if who.user != existing.conn.identity.user {
-            return Err(Refused::new(
-                403,
+            return Err(HttpError::new(
                 ErrorCode::Forbidden,
                 "this session belongs to another user",
             ));
@@ -376,36 +227,23 @@ fn session_for<B>(
         return Ok((existing, false));
     }
     if !create {
-        return Err(Refused::new(404, ErrorCode::NotFound, "no such session"));
+        return Err(HttpError::new(ErrorCode::NotFound, "no such session"));
     }
-    let stomp = speaks(req).map_err(|e| Refused::new(400, ErrorCode::BadRequest, e))?;
+    let stomp = speaks(req).map_err(|e| HttpError::new(ErrorCode::BadRequest, e))?;
     let protocol = if stomp {
-        crate::metrics::Protocol::SockJsStomp
+        Protocol::SockJsStomp
     } else {
-        crate::metrics::Protocol::SockJsJson
+        Protocol::SockJsJson
     };
-    let (conn, rx, admission) = super::upgrade::admit(
-        state,
-        &token,
-        crate::protocol::Encoding::Json,
-        protocol,
-        peer,
-    )?;
+    let (conn, rx, admission) =
+        upgrade::admit(state, &token, Encoding::Json, protocol, peer).await?;
     let (inbox, inbox_rx) = mpsc::channel(INBOX);
-    let session = Arc::new(HttpSession {
-        conn: conn.clone(),
-        inbox,
-        out: Mutex::new(Out::default()),
-        changed: Notify::new(),
-        receiving: AtomicBool::new(false),
-        capacity: state.config.limits.outbound_queue,
-    });
+    let session = HttpSession::new(conn.clone(), inbox, state.config.limits.outbound_queue);
     {
-        let mut map = state.sockjs.map.lock();
+        let mut map = gateway.sockjs.map.lock();
         if map.contains_key(id) {
             // Another request created it meanwhile; this admission is released on drop.
-            return Err(Refused::new(
-                409,
+            return Err(HttpError::new(
                 ErrorCode::Conflict,
                 "session is being created",
             ));
@@ -419,14 +257,9 @@ fn session_for<B>(
         peer = %peer,
         proto = if stomp { "sockjs+stomp" } else { "sockjs+lookout.json" },
     );
-    let ctx = SessionContext {
-        hub: state.hub.clone(),
-        field: state.field.clone(),
-        auth: state.auth.clone(),
-        shutdown: state.shutdown.clone(),
-    };
+    let ctx = state.session_context();
     let speaks = if stomp {
-        Speaks::Stomp(StompSession::parser(&state.config.limits), None)
+        Speaks::Stomp(crate::stomp::parser(&state.config.limits), None)
     } else {
         Speaks::Native
     };
@@ -435,17 +268,17 @@ fn session_for<B>(
         session: session.clone(),
     };
     let sink = OutboxSink(session.clone());
-    let registry = state.clone();
+    let registry = gateway.clone();
     let id = id.to_string();
     state.tracker.spawn(
         async move {
             tracing::info!("connected");
-            session::drive(ctx, conn, rx, admission, speaks, source, sink).await;
+            sessions::drive(ctx, conn, rx, admission, speaks, source, sink).await;
             tracing::info!("disconnected");
             // Late requests still get the close frame for a moment, then the id is free.
             tokio::select! {
                 _ = tokio::time::sleep(CLOSED_LINGER) => {}
-                _ = registry.shutdown.cancelled() => {}
+                _ = registry.app.shutdown.cancelled() => {}
             }
             registry.sockjs.map.lock().remove(&id);
         }
@@ -455,13 +288,13 @@ fn session_for<B>(
 }
 
 async fn receive(
-    state: Arc<AppState>,
+    gateway: Arc<Gateway>,
     peer: SocketAddr,
     req: Request<Incoming>,
     id: String,
     kind: Kind,
 ) -> Response<Body> {
-    let (session, new) = match session_for(&state, peer, &req, &id, true) {
+    let (session, new) = match session_for(&gateway, peer, &req, &id, true).await {
         Ok(found) => found,
         Err(refused) => return refused.response(),
     };
@@ -480,7 +313,7 @@ async fn receive(
     }
     session.conn.touch();
     let guard = Receiving(session.clone());
-    let heartbeat = state.config.limits.ping_interval;
+    let heartbeat = gateway.app.config.limits.ping_interval;
     if kind == Kind::Poll {
         let frame = match session.take(heartbeat).await {
             Taken::Messages(a) => a,
@@ -541,10 +374,11 @@ async fn receive(
     response(http_body_util::StreamBody::new(stream).boxed())
 }
 
-async fn send(state: Arc<AppState>, req: Request<Incoming>, id: &str) -> Response<Body> {
+async fn send(gateway: Arc<Gateway>, req: Request<Incoming>, id: &str) -> Response<Body> {
+    let state = &gateway.app;
     // Never creates a session, so the peer address is not needed.
     let nobody = SocketAddr::from(([0, 0, 0, 0], 0));
-    let session = match session_for(&state, nobody, &req, id, false) {
+    let session = match session_for(&gateway, nobody, &req, id, false).await {
         Ok((session, _)) => session,
         Err(refused) => return refused.response(),
     };
@@ -580,65 +414,4 @@ async fn send(state: Arc<AppState>, req: Request<Incoming>, id: &str) -> Respons
         HeaderValue::from_static("text/plain; charset=UTF-8"),
     );
     r
-}
-
-/// `a["…"]`: one server message as a SockJS message frame.
-pub fn message_frame(message: &[u8]) -> std::io::Result<Vec<u8>> {
-    Ok(format!("a[{}]", literal(message)?).into_bytes())
-}
-
-/// One server message as the JSON string SockJS frames carry. SockJS carries text only.
-fn literal(message: &[u8]) -> std::io::Result<String> {
-    let text = std::str::from_utf8(message).map_err(|_| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "a binary message cannot travel over SockJS",
-        )
-    })?;
-    serde_json::to_string(text).map_err(std::io::Error::other)
-}
-
-/// `c[code,"reason"]`.
-pub fn close_frame(code: u16, reason: &str) -> String {
-    let reason = serde_json::to_string(reason).unwrap_or_else(|_| "\"\"".into());
-    format!("c[{code},{reason}]")
-}
-
-/// What a client sent: a JSON array of strings (or, as some clients do, one string).
-pub fn client_messages(body: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err("Payload expected.");
-    }
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Array(items)) => items
-            .into_iter()
-            .map(|item| match item {
-                serde_json::Value::String(s) => Ok(s.into_bytes()),
-                _ => Err("Broken JSON encoding."),
-            })
-            .collect(),
-        Ok(serde_json::Value::String(s)) => Ok(vec![s.into_bytes()]),
-        _ => Err("Broken JSON encoding."),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_round_trip_text() {
-        assert_eq!(
-            message_frame(b"SEND\n\n\"x\"\0").ok(),
-            Some(br#"a["SEND\n\n\"x\"\u0000"]"#.to_vec())
-        );
-        assert!(message_frame(&[0xff]).is_err());
-        assert_eq!(close_frame(3000, "Go away!"), r#"c[3000,"Go away!"]"#);
-        assert_eq!(
-            client_messages(br#"["a","b"]"#),
-            Ok(vec![b"a".to_vec(), b"b".to_vec()])
-        );
-        assert!(client_messages(b"").is_err());
-        assert!(client_messages(b"[1]").is_err());
-    }
 }

@@ -1,4 +1,4 @@
-//! One STOMP session on a connection: `CONNECT` negotiation, subscriptions with their ack modes,
+//! The STOMP reader: one STOMP session on a connection: `CONNECT` negotiation, subscriptions with their ack modes,
 //! `SEND`, `ACK`/`NACK`, transactions and receipts — all on the hub's channels, rights and logs,
 //! so a STOMP client and a native client on one channel see the same messages and seqs.
 //!
@@ -15,15 +15,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::frame::{Event, Frame, Parser};
-use crate::hub::{ChannelKind, ConnHandle, Delivery, HubError, Outbound, Publish, Target, View};
+use tokio_util::sync::CancellationToken;
+
+use super::context::{next_message, Flow, SessionContext, Source};
+use super::subscriptions::Subscriptions;
+use crate::channel::{is_video, ChannelKind, Target};
+use crate::failure::{Failure, Report};
+use crate::hub::{ConnHandle, Delivery, HubError, Outbound, Publish, View};
 use crate::protocol::{close, ErrorCode};
-use crate::session::{Flow, SessionContext};
+use crate::stomp::frame::{Event, Frame, Parser};
+use crate::stomp::{connect_token, error_frame};
 
 /// Versions spoken, best first.
 pub const VERSIONS: [&str; 3] = ["1.2", "1.1", "1.0"];
-/// Most headers in one frame.
-pub const MAX_HEADERS: usize = 64;
 /// Open transactions per session.
 const MAX_TRANSACTIONS: usize = 16;
 /// Frames held in one transaction.
@@ -165,36 +169,6 @@ fn records_acks(delivery: &Delivery) -> bool {
     delivery.message.ack_required || delivery.kind == ChannelKind::UserQueue
 }
 
-/// An `ERROR` frame.
-pub fn error_frame(receipt: Option<&str>, message: &str, detail: &str) -> Bytes {
-    let mut frame = Frame::new("ERROR").header("message", message);
-    if let Some(r) = receipt {
-        frame = frame.header("receipt-id", r);
-    }
-    if !detail.is_empty() {
-        frame = frame
-            .header("content-type", "text/plain")
-            .body(Bytes::copy_from_slice(detail.as_bytes()));
-    }
-    Bytes::from(frame.to_bytes())
-}
-
-/// The token a `CONNECT` frame carries: `Authorization` (with or without `Bearer`), else
-/// `passcode`.
-pub fn connect_token(frame: &Frame) -> Option<&str> {
-    if let Some(value) = frame.get("Authorization").or(frame.get("authorization")) {
-        let value = value.trim();
-        let token = match value.split_once(' ') {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-            _ => value,
-        };
-        if !token.is_empty() {
-            return Some(token);
-        }
-    }
-    frame.get("passcode").filter(|p| !p.is_empty())
-}
-
 /// A STOMP `ERROR` as the session sees it: what to tell the client before closing.
 struct Fatal {
     message: String,
@@ -221,12 +195,14 @@ impl Fatal {
         self
     }
 
-    fn hub(e: HubError) -> Self {
-        if let HubError::Store(inner) = &e {
-            tracing::error!(error = %inner, "store failure");
+    /// The `ERROR` for a failure: its code as the `message` header, what a client may read
+    /// as the body (a fault of ours is logged and says only "internal error").
+    fn of(e: &dyn Failure) -> Self {
+        let report = Report::of(e);
+        if report.code == ErrorCode::Internal {
             return Fatal::new("internal error", "");
         }
-        Fatal::new(e.code().as_str(), e.to_string())
+        Fatal::new(report.code.as_str(), report.message)
     }
 }
 
@@ -240,7 +216,7 @@ pub struct StompSession {
     connect: Option<Frame>,
     version: Option<&'static str>,
     /// Subscription id → hub entry.
-    hub_subs: HashMap<String, Arc<crate::hub::Channel>>,
+    subscriptions: Subscriptions,
     transactions: HashMap<String, Vec<Frame>>,
     /// An `ERROR` was sent: everything after it is ignored until the socket closes.
     closing: bool,
@@ -263,15 +239,23 @@ impl StompSession {
             parser,
             connect,
             version: None,
-            hub_subs: HashMap::new(),
+            subscriptions: Subscriptions::default(),
             transactions: HashMap::new(),
             closing: false,
         }
     }
 
-    /// A parser sized for this server's limits.
-    pub fn parser(limits: &crate::config::Limits) -> Parser {
-        Parser::new(limits.max_message_size, MAX_HEADERS)
+    /// Reads until the peer is gone or the writer stops the reader; a `CONNECT` read before
+    /// admission is handled first.
+    pub async fn run<S: Source>(&mut self, source: &mut S, stop: &CancellationToken) {
+        if let Flow::Stop = self.drain().await {
+            return;
+        }
+        while let Some((_, bytes)) = next_message(source, &self.conn, stop).await {
+            if let Flow::Stop = self.receive(&bytes).await {
+                return;
+            }
+        }
     }
 
     /// Takes one WebSocket message (any number of frames or parts of one).
@@ -319,9 +303,7 @@ impl StompSession {
 
     /// Drops the session's subscriptions from the hub.
     pub fn finish(&mut self) {
-        for (_, channel) in self.hub_subs.drain() {
-            self.ctx.hub.unsubscribe(&self.conn, &channel);
-        }
+        self.subscriptions.clear(&self.ctx.hub, &self.conn);
         let mut table = self.shared.table.lock();
         table.by_channel.clear();
         table.channel_of.clear();
@@ -522,19 +504,19 @@ impl StompSession {
         let epoch = frame.get("epoch");
         let channel = strip_app(destination);
         let target = Target::parse(channel, Some(&self.conn.identity.user))
-            .map_err(|e| Fatal::hub(e.into()).about(destination))?;
+            .map_err(|e| Fatal::of(&HubError::from(e)).about(destination))?;
         let public: Arc<str> = target.public_name().into();
-        if self.hub_subs.contains_key(&id) {
+        if self.subscriptions.contains(&id) {
             return Err(Fatal::new("duplicate subscription id", id));
         }
         let max = self.ctx.hub.limits().max_subscriptions_per_connection;
-        if self.hub_subs.len() >= max {
-            return Err(Fatal::hub(HubError::TooManySubscriptions(max)));
-        }
+        self.subscriptions
+            .room_for_one(max)
+            .map_err(|e| Fatal::of(&e))?;
         {
             let mut table = self.shared.table.lock();
             if table.by_channel.contains_key(&public) {
-                return Err(Fatal::hub(HubError::AlreadySubscribed(public.to_string())));
+                return Err(Fatal::of(&HubError::AlreadySubscribed(public.to_string())));
             }
             // Registered before the hub replays, so the writer can render the replay.
             table.by_channel.insert(
@@ -570,16 +552,14 @@ impl StompSession {
             .await;
         match result {
             Ok(sub) => {
-                self.hub_subs.insert(id, sub.channel);
-                self.conn.subscriptions.fetch_add(1, Ordering::Relaxed);
-                self.conn.wake.notify_one();
+                self.subscriptions.add(&self.conn, id, sub.channel);
                 Ok(None)
             }
             Err(e) => {
                 let mut table = self.shared.table.lock();
                 table.by_channel.remove(&public);
                 table.channel_of.remove(&id);
-                Err(Fatal::hub(e).about(destination))
+                Err(Fatal::of(&e).about(destination))
             }
         }
     }
@@ -590,23 +570,16 @@ impl StompSession {
             None if self.version == Some("1.0") => required(frame, "destination")?,
             None => return Err(Fatal::new("missing header", "UNSUBSCRIBE needs `id`")),
         };
-        let entry = self
-            .hub_subs
-            .remove(id)
-            .ok_or_else(|| Fatal::new("no such subscription", id.to_string()))?;
+        if !self.subscriptions.contains(id) {
+            return Err(Fatal::new("no such subscription", id.to_string()));
+        }
         {
             let mut table = self.shared.table.lock();
             if let Some(channel) = table.channel_of.remove(id) {
                 table.by_channel.remove(&channel);
             }
         }
-        self.ctx.hub.unsubscribe(&self.conn, &entry);
-        if self.conn.subscriptions.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.conn
-                .idle_since
-                .store(crate::protocol::now_millis(), Ordering::Relaxed);
-            self.conn.wake.notify_one();
-        }
+        self.subscriptions.remove(&self.ctx.hub, &self.conn, id);
         Ok(receipt(frame, &[]))
     }
 
@@ -614,7 +587,7 @@ impl StompSession {
         let destination = required(frame, "destination")?;
         let channel = strip_app(destination);
         let data = decode_body(frame)?;
-        let video = channel.starts_with("/topic/video/");
+        let video = is_video(channel);
         let user = &self.conn.identity.user;
         let deadline = tokio::time::Instant::now() + RATE_WAIT;
         while !self.ctx.hub.allow_message(user, video) {
@@ -642,14 +615,7 @@ impl StompSession {
                 }
                 Ok(receipt(frame, &extra))
             }
-            Err(crate::field::FieldError::Hub(e)) => Err(Fatal::hub(e).about(destination)),
-            Err(e) => {
-                if e.code() == ErrorCode::Internal {
-                    tracing::error!(error = %e, "field operation failed");
-                    return Err(Fatal::new("internal error", ""));
-                }
-                Err(Fatal::new(e.code().as_str(), e.to_string()).about(destination))
-            }
+            Err(e) => Err(Fatal::of(&e).about(destination)),
         }
     }
 
@@ -720,7 +686,7 @@ impl StompSession {
                 .hub
                 .acknowledge(&self.conn.identity, &channel, seq)
                 .await
-                .map_err(Fatal::hub)?;
+                .map_err(|e| Fatal::of(&e))?;
         }
         Ok(receipt(frame, &[]))
     }
@@ -800,16 +766,6 @@ mod tests {
         assert_eq!(strip_app("/app/topic/location/u1"), "/topic/location/u1");
         assert_eq!(strip_app("/topic/x"), "/topic/x");
         assert_eq!(strip_app("/apple/x"), "/apple/x");
-    }
-
-    #[test]
-    fn tokens_come_from_authorization_or_passcode() {
-        let f = Frame::new("CONNECT").header("Authorization", "Bearer abc");
-        assert_eq!(connect_token(&f), Some("abc"));
-        let f = Frame::new("CONNECT").header("passcode", "xyz");
-        assert_eq!(connect_token(&f), Some("xyz"));
-        let f = Frame::new("CONNECT").header("login", "x");
-        assert_eq!(connect_token(&f), None);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Pure functions over an [`Identity`] and a [`Directory`] (user → org, job → owner): no locks,
 //! no I/O, so the whole rights matrix can be tested exhaustively. Anything not in the table is
-//! refused: deny by default.
+//! refused: deny by default. The hub reads the facts a decision needs from the store first
+//! (`hub::facts`); this module never reaches the store, the hub or a socket.
 
 use std::sync::Arc;
 
@@ -165,6 +166,12 @@ pub enum NameError {
 }
 
 const MAX_SEGMENT: usize = 128;
+
+/// Whether a channel name, as a client gives it, is a user's video channel: its frames have a
+/// size limit and a rate budget of their own.
+pub fn is_video(name: &str) -> bool {
+    name.starts_with("/topic/video/")
+}
 
 fn segment(s: &str, whole: &str) -> Result<String, NameError> {
     let ok = !s.is_empty()

@@ -1,8 +1,13 @@
 //! The one place that decides how keys are laid out in sled.
 //!
+//! Callers name records by their typed keys ([`Record`], [`Records`]); this module turns them
+//! into bytes.
+//!
 //! Everything lives in sled's default tree so that one `Batch` can write a message, its
 //! channel's head and anything it creates atomically. A key starts with one tag byte; integers
 //! are big-endian so that ranges come out in order.
+
+use crate::store::records::{Record, Records, Timer};
 
 /// Metadata: epoch, schema version.
 pub const META: u8 = b'M';
@@ -111,20 +116,6 @@ fn id_seq(tag: u8, id: u64, seq: u64) -> [u8; 17] {
     k
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_keys_sort_by_channel_then_seq() {
-        let mut keys = vec![log(2, 1), log(1, 300), log(1, 2), log(1, 256)];
-        keys.sort();
-        assert_eq!(keys, vec![log(1, 2), log(1, 256), log(1, 300), log(2, 1)]);
-        assert_eq!(seq_of(&log(7, 42)), Some(42));
-        assert!(log(1, 5).starts_with(&log_prefix(1)));
-    }
-}
-
 /// Domain records kept beside the logs (see [`Record`]).
 pub const FENCE: u8 = b'G';
 /// Last known location per user.
@@ -140,118 +131,64 @@ pub const SHIFT: u8 = b'H';
 /// `N` + link id: a one-time sign-in link already used.
 pub const USED_LINK: u8 = b'N';
 
-/// A domain record's key.
-#[derive(Debug, Clone, Copy)]
-pub enum Record<'a> {
-    /// An org's fence.
-    Fence {
-        /// Org.
-        org: &'a str,
-        /// Fence id.
-        id: &'a str,
-    },
-    /// A user's last known location.
-    Location {
-        /// User.
-        user: &'a str,
-    },
-    /// Whether a user is in violation of a fence.
-    FenceState {
-        /// User.
-        user: &'a str,
-        /// Fence id.
-        fence: &'a str,
-    },
-    /// An alert.
-    Alert {
-        /// Alert id.
-        id: &'a str,
-    },
-    /// An escalation timer.
-    Timer {
-        /// Due, ms since the Unix epoch.
-        due: u64,
-        /// Alert id.
-        alert: &'a str,
-        /// Level it raises the alert to.
-        level: u8,
-    },
-    /// A shift.
-    Shift {
-        /// Shift id.
-        id: &'a str,
-    },
-    /// A one-time sign-in link that was exchanged.
-    UsedLink {
-        /// The link token's `jti`.
-        jti: &'a str,
-    },
-}
-
-/// A set of domain records to scan.
-#[derive(Debug, Clone, Copy)]
-pub enum Records<'a> {
-    /// An org's fences.
-    Fences {
-        /// Org.
-        org: &'a str,
-    },
-    /// Every last known location.
-    Locations,
-    /// Every alert.
-    Alerts,
-    /// Every shift.
-    Shifts,
-}
-
-impl Record<'_> {
-    /// The key bytes.
-    pub fn key(&self) -> Vec<u8> {
-        match *self {
-            Record::Fence { org, id } => {
-                let mut k = user_prefix(FENCE, org);
-                k.extend_from_slice(id.as_bytes());
-                k
-            }
-            Record::Location { user } => tagged(LOCATION, user.as_bytes()),
-            Record::FenceState { user, fence } => {
-                let mut k = user_prefix(FENCE_STATE, user);
-                k.extend_from_slice(fence.as_bytes());
-                k
-            }
-            Record::Alert { id } => tagged(ALERT, id.as_bytes()),
-            Record::Timer { due, alert, level } => {
-                let mut k = vec![TIMER];
-                k.extend_from_slice(&due.to_be_bytes());
-                k.push(level);
-                k.extend_from_slice(alert.as_bytes());
-                k
-            }
-            Record::Shift { id } => tagged(SHIFT, id.as_bytes()),
-            Record::UsedLink { jti } => tagged(USED_LINK, jti.as_bytes()),
+/// The key bytes of a domain record.
+pub fn record(key: &Record<'_>) -> Vec<u8> {
+    match *key {
+        Record::Fence { org, id } => {
+            let mut k = user_prefix(FENCE, org);
+            k.extend_from_slice(id.as_bytes());
+            k
         }
+        Record::Location { user } => tagged(LOCATION, user.as_bytes()),
+        Record::FenceState { user, fence } => {
+            let mut k = user_prefix(FENCE_STATE, user);
+            k.extend_from_slice(fence.as_bytes());
+            k
+        }
+        Record::Alert { id } => tagged(ALERT, id.as_bytes()),
+        Record::Timer { due, alert, level } => {
+            let mut k = vec![TIMER];
+            k.extend_from_slice(&due.to_be_bytes());
+            k.push(level);
+            k.extend_from_slice(alert.as_bytes());
+            k
+        }
+        Record::Shift { id } => tagged(SHIFT, id.as_bytes()),
+        Record::UsedLink { jti } => tagged(USED_LINK, jti.as_bytes()),
     }
 }
 
-impl Records<'_> {
-    /// The prefix bytes.
-    pub fn prefix(&self) -> Vec<u8> {
-        match *self {
-            Records::Fences { org } => user_prefix(FENCE, org),
-            Records::Locations => vec![LOCATION],
-            Records::Alerts => vec![ALERT],
-            Records::Shifts => vec![SHIFT],
-        }
+/// The key prefix of a set of domain records.
+pub fn records(set: &Records<'_>) -> Vec<u8> {
+    match *set {
+        Records::Fences { org } => user_prefix(FENCE, org),
+        Records::Locations => vec![LOCATION],
+        Records::Alerts => vec![ALERT],
+        Records::Shifts => vec![SHIFT],
     }
 }
 
-/// Decodes a timer key into (due, level, alert id).
-pub fn timer_of(key: &[u8]) -> Option<(u64, u8, String)> {
+/// Decodes a timer key.
+pub fn timer_of(key: &[u8]) -> Option<Timer> {
     if key.first() != Some(&TIMER) || key.len() < 10 {
         return None;
     }
     let due = u64::from_be_bytes(key[1..9].try_into().ok()?);
     let level = key[9];
     let alert = String::from_utf8(key[10..].to_vec()).ok()?;
-    Some((due, level, alert))
+    Some(Timer { due, level, alert })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_keys_sort_by_channel_then_seq() {
+        let mut keys = vec![log(2, 1), log(1, 300), log(1, 2), log(1, 256)];
+        keys.sort();
+        assert_eq!(keys, vec![log(1, 2), log(1, 256), log(1, 300), log(2, 1)]);
+        assert_eq!(seq_of(&log(7, 42)), Some(42));
+        assert!(log(1, 5).starts_with(&log_prefix(1)));
+    }
 }

@@ -10,7 +10,8 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Store, StoreError, StoreOptions, LOCK_FILE, STORE_DIR};
+use super::{SledStore, StoreOptions, LOCK_FILE, STORE_DIR};
+use crate::store::error::StoreError;
 
 const MAGIC: &[u8] = b"LOOKOUT-BACKUP 1\n";
 /// Files of the data directory carried along with the store.
@@ -53,7 +54,7 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<Moved, StoreError> {
     if !data_dir.join(STORE_DIR).exists() {
         return Err(StoreError::Foreign(data_dir.join(STORE_DIR)));
     }
-    let (store, _) = Store::open(data_dir, StoreOptions::default())?;
+    let (store, _) = SledStore::open(data_dir, StoreOptions::default())?;
     let partial = to.with_extension("partial");
     let file = private_create(&partial)?;
     let mut out = Hashing {

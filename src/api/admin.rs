@@ -1,0 +1,116 @@
+//! Operating the appliance over REST: health and readiness, stats, a user's connection status,
+//! and the exchange of a one-time sign-in link for a session token.
+
+use hyper::Response;
+use serde::{Deserialize, Serialize};
+
+use super::extract::Call;
+use crate::auth::Role;
+use crate::http::{json_response, Body, HttpError};
+use crate::protocol::ErrorCode;
+use crate::store::{Change, Record};
+
+/// `GET /healthz`: the store is healthy.
+pub async fn healthz(call: Call) -> Result<Response<Body>, HttpError> {
+    Ok(status(call.state.store.healthy(), "ok", "store failed"))
+}
+
+/// `GET /readyz`: the store is open and healthy and the server is not shutting down.
+pub async fn readyz(call: Call) -> Result<Response<Body>, HttpError> {
+    let ready = call.state.store.healthy() && !call.state.shutdown.is_cancelled();
+    Ok(status(ready, "ready", "not ready"))
+}
+
+/// `{"status"}`: 200 when `ok`, else 503.
+fn status(ok: bool, good: &str, bad: &str) -> Response<Body> {
+    match ok {
+        true => json_response(200, &serde_json::json!({ "status": good })),
+        false => json_response(503, &serde_json::json!({ "status": bad })),
+    }
+}
+
+/// `GET /api/v1/websocket/stats`: counters, for admins and supervisors.
+pub async fn stats(call: Call) -> Result<Response<Body>, HttpError> {
+    // The appliance serves one site: its supervisors watch its operations on the dashboard.
+    call.who_is(
+        &[Role::Admin, Role::Supervisor],
+        "stats are for admins and supervisors",
+    )?;
+    let state = &call.state;
+    let hub = &state.hub;
+    let snapshot = hub
+        .stats
+        .snapshot(hub.users_online(), hub.active_channels());
+    #[derive(Serialize)]
+    struct Stats<'a> {
+        epoch: &'a str,
+        uptime_seconds: u64,
+        #[serde(flatten)]
+        counters: crate::counters::Snapshot,
+    }
+    Ok(json_response(
+        200,
+        &Stats {
+            epoch: hub.epoch(),
+            uptime_seconds: state.started.elapsed().as_secs(),
+            counters: snapshot,
+        },
+    ))
+}
+
+/// `GET /api/v1/websocket/user/{user}/status`.
+pub async fn user_status(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    let user = call.param(0);
+    let hub = &call.state.hub;
+    if !hub.may_see_user(&who, user).await? {
+        return Err(HttpError::new(
+            ErrorCode::Forbidden,
+            "not allowed to see this user",
+        ));
+    }
+    Ok(json_response(200, &hub.user_status(user).await?))
+}
+
+/// How long the dashboard session a sign-in link opens lasts.
+const LINK_SESSION: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+#[derive(Deserialize)]
+struct LinkBody {
+    token: String,
+}
+
+/// `POST /api/v1/auth/link {"token"}`: exchanges a one-time sign-in link for a session token,
+/// once. The link's id is recorded durably before the session token is handed out, so a link
+/// seen in a browser history or a shoulder-surfed screen is worth nothing afterwards.
+pub async fn exchange_link(call: Call) -> Result<Response<Body>, HttpError> {
+    let state = call.state.clone();
+    let body: LinkBody = call.json().await?;
+    let link = state.auth.verify_link(&body.token).map_err(|e| {
+        state.hub.stats.auth_failed();
+        HttpError::new(ErrorCode::Unauthorized, e.to_string())
+    })?;
+    let key = Record::UsedLink { jti: &link.jti };
+    // One exchange at a time, so two racing requests cannot both find the link unused.
+    let _one = state.links.lock().await;
+    if state.store.load::<u64>(key).await?.is_some() {
+        state.hub.stats.auth_failed();
+        return Err(HttpError::new(
+            ErrorCode::Unauthorized,
+            "this sign-in link was already used",
+        ));
+    }
+    state
+        .store
+        .commit(&[Change::put(key, &crate::protocol::now_millis())?])
+        .await?;
+    let token = state
+        .auth
+        .mint_session(&link, LINK_SESSION)
+        .map_err(|e| HttpError::new(ErrorCode::Internal, e.to_string()))?;
+    tracing::info!(user = %link.identity.user, "sign-in link exchanged");
+    Ok(json_response(
+        200,
+        &serde_json::json!({ "token": token, "expiresIn": LINK_SESSION.as_secs() }),
+    ))
+}

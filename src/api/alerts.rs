@@ -1,0 +1,126 @@
+//! The alert routes: list, raise (the REST fallback of a guard's emergency), read,
+//! acknowledge and resolve.
+
+use hyper::Response;
+use serde::Deserialize;
+
+use super::extract::{number, Call};
+use crate::alerts::AlertState;
+use crate::http::{json_response, Body, HttpError};
+use crate::hub::Publish;
+use crate::protocol::ErrorCode;
+
+#[derive(Deserialize, Default)]
+struct NoteBody {
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// `GET /api/v1/alerts?state=&since=`.
+pub async fn list(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    let params = call.query();
+    let filter = match params.get("state").map(String::as_str) {
+        None | Some("") => None,
+        Some("open") => Some(AlertState::Open),
+        Some("acknowledged") => Some(AlertState::Acknowledged),
+        Some("resolved") => Some(AlertState::Resolved),
+        Some(other) => {
+            return Err(HttpError::new(
+                ErrorCode::BadRequest,
+                format!("unknown state `{other}` (open, acknowledged, resolved)"),
+            ))
+        }
+    };
+    let since = params
+        .contains_key("since")
+        .then(|| number(&params, "since", 0u64))
+        .transpose()?;
+    Ok(json_response(
+        200,
+        &call.state.field.alerts().list(&who, filter, since).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAlertBody {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    priority: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    /// For services: the guard concerned; guards raise their own.
+    #[serde(default)]
+    user: Option<String>,
+}
+
+/// The REST fallback of a guard's emergency publish: same channel, same rights, same alert.
+pub async fn create(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    let state = call.state.clone();
+    let body: NewAlertBody = call.json().await?;
+    let user = body.user.unwrap_or_else(|| who.user.to_string());
+    let mut data = serde_json::json!({"type": body.kind});
+    if let Some(p) = body.priority {
+        data["priority"] = p.into();
+    }
+    if let Some(m) = body.message {
+        data["message"] = m.into();
+    }
+    let data = rmpv::ext::to_value(&data)
+        .map_err(|e| HttpError::new(ErrorCode::BadRequest, e.to_string()))?;
+    let channel = format!("/topic/emergency/{user}");
+    let published = state
+        .field
+        .publish(
+            &who,
+            Publish {
+                channel: &channel,
+                to: None,
+                owner: None,
+                data,
+                ack_required: false,
+            },
+        )
+        .await?;
+    let id = published.alert_id.unwrap_or_default();
+    Ok(json_response(
+        201,
+        &state.field.alerts().get(&who, &id).await?,
+    ))
+}
+
+/// `GET /api/v1/alerts/{id}`.
+pub async fn get(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    let alert = call.state.field.alerts().get(&who, call.param(0)).await?;
+    Ok(json_response(200, &alert))
+}
+
+/// `POST /api/v1/alerts/{id}/ack` with an optional `{"note"}`.
+pub async fn acknowledge(call: Call) -> Result<Response<Body>, HttpError> {
+    transition(call, AlertState::Acknowledged).await
+}
+
+/// `POST /api/v1/alerts/{id}/resolve` with an optional `{"note"}`.
+pub async fn resolve(call: Call) -> Result<Response<Body>, HttpError> {
+    transition(call, AlertState::Resolved).await
+}
+
+async fn transition(call: Call, to: AlertState) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    let (state, id) = (call.state.clone(), call.param(0).to_string());
+    let body: NoteBody = call.json_or_default().await?;
+    let alerts = state.field.alerts();
+    let alert = match to {
+        AlertState::Acknowledged => alerts.acknowledge(&who, &id, body.note).await?,
+        _ => {
+            alerts
+                .resolve(Some(&who), &id, &who.user, body.note, Vec::new())
+                .await?
+        }
+    };
+    Ok(json_response(200, &alert))
+}

@@ -1,0 +1,167 @@
+//! What a REST handler is given ([`Call`]) and the ways it reads a request: the caller's
+//! identity, the query, the path's parameters and a bounded JSON body.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::Request;
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::auth::{Identity, Role};
+use crate::http::{token_from, HttpError};
+use crate::protocol::ErrorCode;
+
+/// Largest page a history or poll request returns per channel.
+pub const MAX_PAGE: usize = 1000;
+/// Most channels one poll or event stream names.
+pub const MAX_CHANNELS: usize = 32;
+
+/// One REST request on its way to its handler.
+pub struct Call {
+    /// The application.
+    pub state: Arc<AppState>,
+    /// The request.
+    pub req: Request<Incoming>,
+    /// The path's parameters, in the order the route names them.
+    pub params: Vec<String>,
+}
+
+impl Call {
+    /// The caller, from its bearer token.
+    pub fn who(&self) -> Result<Identity, HttpError> {
+        let fail = |message: String| {
+            self.state.hub.stats.auth_failed();
+            HttpError::new(ErrorCode::Unauthorized, message)
+        };
+        let token = token_from(&self.req).ok_or_else(|| fail("missing token".into()))?;
+        self.state
+            .auth
+            .verify(&token)
+            .map_err(|e| fail(e.to_string()))
+    }
+
+    /// The caller, when it has one of `roles`; else 403 with `why`.
+    pub fn who_is(&self, roles: &[Role], why: &str) -> Result<Identity, HttpError> {
+        let who = self.who()?;
+        if roles.iter().any(|r| who.is(*r)) {
+            Ok(who)
+        } else {
+            Err(HttpError::new(ErrorCode::Forbidden, why))
+        }
+    }
+
+    /// The `i`th parameter of the path.
+    pub fn param(&self, i: usize) -> &str {
+        self.params.get(i).map_or("", String::as_str)
+    }
+
+    /// Query parameters as a map; a repeated key keeps its last value.
+    pub fn query(&self) -> HashMap<String, String> {
+        self.req
+            .uri()
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The request body, at most `limits.max_message_size` bytes.
+    pub async fn body(self) -> Result<Bytes, HttpError> {
+        let limit = self.state.config.limits.max_message_size;
+        Ok(Limited::new(self.req.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    HttpError::new(
+                        ErrorCode::TooLarge,
+                        format!("body larger than {limit} bytes"),
+                    )
+                } else {
+                    HttpError::new(ErrorCode::BadRequest, format!("reading body: {e}"))
+                }
+            })?
+            .to_bytes())
+    }
+
+    /// The body as JSON.
+    pub async fn json<T: for<'de> Deserialize<'de>>(self) -> Result<T, HttpError> {
+        parse_json(&self.body().await?)
+    }
+
+    /// The body as JSON; an empty body reads as the default.
+    pub async fn json_or_default<T: for<'de> Deserialize<'de> + Default>(
+        self,
+    ) -> Result<T, HttpError> {
+        let body = self.body().await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
+        parse_json(&body)
+    }
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, HttpError> {
+    serde_json::from_slice(body)
+        .map_err(|e| HttpError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
+}
+
+/// A non-negative integer query parameter, or its default.
+pub fn number<T: std::str::FromStr>(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: T,
+) -> Result<T, HttpError> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            HttpError::new(
+                ErrorCode::BadRequest,
+                format!("`{name}` must be a non-negative integer"),
+            )
+        }),
+    }
+}
+
+/// Channels and their resume points from `channels=` and `since=` (one seq, or one per channel).
+pub fn channels_and_since(
+    names: Option<&String>,
+    since: Option<&str>,
+) -> Result<Vec<(String, u64)>, HttpError> {
+    let names: Vec<String> = names
+        .map(|c| {
+            c.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() || names.len() > MAX_CHANNELS {
+        return Err(HttpError::new(
+            ErrorCode::BadRequest,
+            format!("`channels` must name 1 to {MAX_CHANNELS} channels, comma-separated"),
+        ));
+    }
+    let sinces: Vec<u64> = match since {
+        None => vec![0; names.len()],
+        Some(s) => s
+            .split(',')
+            .map(|v| v.trim().parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| HttpError::new(ErrorCode::BadRequest, "`since` must be seqs"))?,
+    };
+    let sinces = match sinces.len() {
+        1 => vec![sinces[0]; names.len()],
+        n if n == names.len() => sinces,
+        _ => {
+            return Err(HttpError::new(
+                ErrorCode::BadRequest,
+                "`since` must be one seq or one per channel",
+            ))
+        }
+    };
+    Ok(names.into_iter().zip(sinces).collect())
+}

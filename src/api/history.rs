@@ -1,0 +1,77 @@
+//! Reading channel logs over REST: history pages, long-poll, and a guard's location history by
+//! client time. Same rights as subscribe.
+
+use hyper::Response;
+
+use super::extract::{channels_and_since, number, Call, MAX_PAGE};
+use crate::field::Location;
+use crate::http::{json_response, Body, HttpError};
+use crate::protocol::ErrorCode;
+
+/// Longest a long-poll request may wait, seconds.
+const MAX_POLL: u64 = 60;
+/// Most points one location history request returns.
+const MAX_POINTS: usize = 10_000;
+
+/// `GET /api/v1/channels/history?channel=&since=&limit=`.
+pub async fn history(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    let params = call.query();
+    let channel = params
+        .get("channel")
+        .ok_or_else(|| HttpError::new(ErrorCode::BadRequest, "`channel` is required"))?;
+    let since = number(&params, "since", 0u64)?;
+    let limit = number(&params, "limit", 100usize)?.clamp(1, MAX_PAGE);
+    let history = call.state.hub.history(&who, channel, since, limit).await?;
+    Ok(json_response(200, &history))
+}
+
+/// `GET /api/v1/poll?channels=&since=&timeout=&limit=`.
+pub async fn poll(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    let params = call.query();
+    let channels = channels_and_since(
+        params.get("channels"),
+        params.get("since").map(String::as_str),
+    )?;
+    let wait = number(&params, "timeout", 25u64)?.min(MAX_POLL);
+    let limit = number(&params, "limit", 100usize)?.clamp(1, MAX_PAGE);
+    let result = call
+        .state
+        .hub
+        .poll(&who, &channels, std::time::Duration::from_secs(wait), limit)
+        .await?;
+    Ok(json_response(
+        200,
+        &serde_json::json!({ "channels": result }),
+    ))
+}
+
+/// `GET /api/v1/locations/{user}/history?from=&to=&limit=`: a user's location history from its
+/// channel log, by client time.
+pub async fn locations(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    let user = call.param(0).to_string();
+    let params = call.query();
+    let from = number(&params, "from", 0u64)?;
+    let to = number(&params, "to", u64::MAX)?;
+    let limit = number(&params, "limit", 1000usize)?.clamp(1, MAX_POINTS);
+    let channel = format!("/topic/location/{user}");
+    let mut points = Vec::new();
+    call.state
+        .hub
+        .walk_history(&who, &channel, MAX_PAGE, |m| {
+            if let Ok(loc) = Location::parse(&m.data, std::time::Duration::MAX) {
+                if loc.ts >= from && loc.ts <= to {
+                    points.push(serde_json::json!({"seq": m.seq, "location": loc}));
+                }
+            }
+            points.len() < limit
+        })
+        .await?;
+    points.truncate(limit);
+    Ok(json_response(
+        200,
+        &serde_json::json!({"user": user, "points": points}),
+    ))
+}

@@ -1,0 +1,234 @@
+//! `GET /metrics`: the Prometheus text format of the hub's counters, the store's size and
+//! commit latencies, and the alerts by state and level — read at scrape time, so the hot paths
+//! keep their plain atomics.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::Response;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+
+use super::extract::Call;
+use crate::alerts::AlertState;
+use crate::channel::ChannelKind;
+use crate::http::{full, Body, HttpError};
+use crate::hub::Hub;
+use crate::protocol::{ErrorCode, Protocol};
+use crate::store::Store;
+
+/// `GET /metrics`.
+pub async fn metrics(call: Call) -> Result<Response<Body>, HttpError> {
+    let state = &call.state;
+    let mut alerts = BTreeMap::new();
+    for alert_state in AlertState::ALL {
+        for level in 1..=3u8 {
+            alerts.insert((alert_state.as_str(), level), 0);
+        }
+    }
+    for alert in state.field.alerts().all().await? {
+        *alerts
+            .entry((alert.state.as_str(), alert.level))
+            .or_default() += 1;
+    }
+    let exporter = Exporter {
+        hub: state.hub.clone(),
+        store: state.store.clone(),
+        store_size: state.store.size().await,
+        alerts,
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(exporter));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)
+        .map_err(|_| HttpError::new(ErrorCode::Internal, "cannot encode metrics"))?;
+    let mut response = Response::new(full(Bytes::from(out)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+/// The `/metrics` collector of one scrape: the hub's counters and the store's latencies as
+/// they are now, the store's size and the alert census read just before.
+struct Exporter {
+    hub: Arc<Hub>,
+    store: Arc<dyn Store>,
+    store_size: u64,
+    alerts: BTreeMap<(&'static str, u8), i64>,
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter").finish_non_exhaustive()
+    }
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(value).encode(metric)
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(value).encode(metric)
+}
+
+fn labelled<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    rows: impl IntoIterator<Item = (Vec<(&'static str, String)>, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, metric) in rows {
+        metric.encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl prometheus_client::collector::Collector for Exporter {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let hub = &self.hub;
+        let s = &hub.stats;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        labelled(
+            &mut encoder,
+            "lookout_connections",
+            "Open connections by protocol.",
+            MetricType::Gauge,
+            Protocol::ALL.iter().map(|p| {
+                (
+                    vec![("protocol", p.name().to_string())],
+                    ConstGauge::new(signed(get(&s.open[*p as usize]))),
+                )
+            }),
+        )?;
+        counter(
+            &mut encoder,
+            "lookout_connections_accepted",
+            "Connections accepted since start.",
+            get(&s.accepted),
+        )?;
+        gauge(
+            &mut encoder,
+            "lookout_subscriptions",
+            "Subscriptions held.",
+            signed(get(&s.subscriptions)),
+        )?;
+        gauge(
+            &mut encoder,
+            "lookout_users_online",
+            "Users with at least one connection.",
+            signed(hub.users_online() as u64),
+        )?;
+        counter(
+            &mut encoder,
+            "lookout_messages_received",
+            "Messages received from clients (all protocols).",
+            get(&s.received),
+        )?;
+        let by_kind = |counts: &[AtomicU64; 12]| -> Vec<_> {
+            ChannelKind::ALL
+                .iter()
+                .zip(counts)
+                .map(|(k, n)| {
+                    (
+                        vec![("kind", k.name().to_string())],
+                        ConstCounter::new(n.load(Ordering::Relaxed)),
+                    )
+                })
+                .collect()
+        };
+        labelled(
+            &mut encoder,
+            "lookout_messages_published",
+            "Messages published, by channel kind.",
+            MetricType::Counter,
+            by_kind(&s.published_by_kind),
+        )?;
+        labelled(
+            &mut encoder,
+            "lookout_messages_delivered",
+            "Deliveries queued to subscribers, by channel kind.",
+            MetricType::Counter,
+            by_kind(&s.delivered_by_kind),
+        )?;
+        labelled(
+            &mut encoder,
+            "lookout_deliveries_dropped",
+            "Deliveries dropped: live-only messages for a full queue, or slow consumers disconnected.",
+            MetricType::Counter,
+            [
+                ("queue_full", get(&s.dropped_live)),
+                ("slow_consumer", get(&s.slow_disconnects)),
+            ]
+            .map(|(reason, v)| (vec![("reason", reason.to_string())], ConstCounter::new(v))),
+        )?;
+        counter(
+            &mut encoder,
+            "lookout_rate_limited",
+            "Messages refused by the per-user rate limit.",
+            get(&s.rate_limited),
+        )?;
+        counter(
+            &mut encoder,
+            "lookout_auth_failures",
+            "Requests and connections refused for bad credentials.",
+            get(&s.auth_failures),
+        )?;
+        gauge(
+            &mut encoder,
+            "lookout_store_size_bytes",
+            "Size of the store on disk.",
+            signed(self.store_size),
+        )?;
+        labelled(
+            &mut encoder,
+            "lookout_alerts",
+            "Alerts kept, by state and escalation level.",
+            MetricType::Gauge,
+            self.alerts.iter().map(|(&(state, level), &n)| {
+                (
+                    vec![("state", state.to_string()), ("level", level.to_string())],
+                    ConstGauge::new(n),
+                )
+            }),
+        )?;
+        let histogram = |encoder: &mut DescriptorEncoder, name: &str, help: &str, h: &Histogram| {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            h.encode(metric)
+        };
+        histogram(
+            &mut encoder,
+            "lookout_publish_latency_seconds",
+            "From a publish request to its durability in the log.",
+            &s.publish_latency.0,
+        )?;
+        histogram(
+            &mut encoder,
+            "lookout_flush_latency_seconds",
+            "Duration of the store's group-commit flushes.",
+            &self.store.commit_latency().0,
+        )
+    }
+}

@@ -1,0 +1,143 @@
+//! The REST API of the design: publish, broadcasts, history and long-poll, Server-Sent Events,
+//! field operations, alerts, operations and metrics.
+//!
+//! [`ROUTES`] is the one route table: a request is matched against it by path and method, and
+//! a path it knows under other methods answers 405 with `Allow`. Handlers live by concern
+//! ([`publish`], [`history`], [`events`], [`field`], [`alerts`], [`admin`], [`metrics`]) and
+//! read requests through [`extract`]. Same JWT and rights as the socket (`Authorization:
+//! Bearer`); every error is `{"error":{"code","message"}}` with the matching status, made by
+//! `crate::http` from the failure. Bad input is answered, not logged as an error; 5xx details
+//! are logged and never sent to the client.
+
+pub mod admin;
+pub mod alerts;
+pub mod events;
+pub mod extract;
+pub mod field;
+pub mod history;
+pub mod metrics;
+pub mod publish;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW};
+use hyper::{Method, Request, Response};
+use tracing::Instrument;
+
+use self::extract::Call;
+use crate::app::AppState;
+use crate::http::{Body, HttpError};
+use crate::protocol::ErrorCode;
+
+/// What a handler returns.
+type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, HttpError>> + Send>>;
+
+/// One route: a method, a path pattern (`{name}` matches one segment) and its handler.
+pub struct Route {
+    /// The method.
+    pub method: Method,
+    /// The path, e.g. `/api/v1/alerts/{id}/ack`.
+    pub path: &'static str,
+    handler: fn(Call) -> Answer,
+}
+
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path,)*) => {
+        [$(Route {
+            method: Method::$method,
+            path: $path,
+            handler: |call| Box::pin($handler(call)),
+        },)*]
+    };
+}
+
+/// Every REST route.
+pub static ROUTES: [Route; 30] = routes! {
+    GET "/healthz" => admin::healthz,
+    GET "/readyz" => admin::readyz,
+    GET "/metrics" => metrics::metrics,
+    GET "/api/v1/channels/history" => history::history,
+    GET "/api/v1/poll" => history::poll,
+    GET "/api/v1/events" => events::events,
+    POST "/api/v1/publish" => publish::publish,
+    POST "/api/v1/broadcast/system" => publish::system,
+    POST "/api/v1/broadcast/maintenance" => publish::maintenance,
+    POST "/api/v1/auth/link" => admin::exchange_link,
+    GET "/api/v1/site" => field::site,
+    GET "/api/v1/site/plan" => field::site_plan,
+    GET "/api/v1/geofences" => field::fences,
+    POST "/api/v1/geofences" => field::create_fence,
+    PUT "/api/v1/geofences/{id}" => field::replace_fence,
+    DELETE "/api/v1/geofences/{id}" => field::delete_fence,
+    GET "/api/v1/alerts" => alerts::list,
+    POST "/api/v1/alerts" => alerts::create,
+    GET "/api/v1/alerts/{id}" => alerts::get,
+    POST "/api/v1/alerts/{id}/ack" => alerts::acknowledge,
+    POST "/api/v1/alerts/{id}/resolve" => alerts::resolve,
+    GET "/api/v1/locations" => field::locations,
+    GET "/api/v1/locations/{user}/history" => history::locations,
+    GET "/api/v1/shifts" => field::shifts,
+    POST "/api/v1/shifts" => field::create_shift,
+    DELETE "/api/v1/shifts/{id}" => field::delete_shift,
+    GET "/api/v1/tracking/stats" => field::tracking_stats,
+    GET "/api/v1/presence" => field::presence,
+    GET "/api/v1/websocket/stats" => admin::stats,
+    GET "/api/v1/websocket/user/{user}/status" => admin::user_status,
+};
+
+impl Route {
+    /// The path's parameters when `path` matches this route's pattern.
+    fn matches(&self, path: &str) -> Option<Vec<String>> {
+        let mut pattern = self.path.trim_matches('/').split('/');
+        let mut segments = path.trim_matches('/').split('/');
+        let mut params = Vec::new();
+        loop {
+            match (pattern.next(), segments.next()) {
+                (None, None) => return Some(params),
+                (Some(p), Some(s)) if p.starts_with('{') && p.ends_with('}') && !s.is_empty() => {
+                    params.push(s.to_string())
+                }
+                (Some(p), Some(s)) if p == s => {}
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Serves one REST request.
+pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let span = tracing::info_span!("request", %method, %path);
+    let mut allowed: Vec<&str> = Vec::new();
+    for route in &ROUTES {
+        let Some(params) = route.matches(&path) else {
+            continue;
+        };
+        if route.method != method {
+            allowed.push(route.method.as_str());
+            continue;
+        }
+        let call = Call { state, req, params };
+        return match (route.handler)(call).instrument(span).await {
+            Ok(response) => response,
+            Err(e) => e.response(),
+        };
+    }
+    if allowed.is_empty() {
+        return HttpError::new(ErrorCode::NotFound, format!("no route {path}")).response();
+    }
+    let mut response = HttpError::with_status(
+        405,
+        ErrorCode::BadRequest,
+        format!("method {method} not allowed here"),
+    )
+    .response();
+    if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+        response.headers_mut().insert(ALLOW, allow);
+    }
+    response
+}

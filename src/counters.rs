@@ -1,0 +1,147 @@
+//! Counters the hub, the sessions and the transport update on their hot paths (relaxed atomics,
+//! no locks) and latency histograms: read by `/api/v1/websocket/stats` and, in the Prometheus
+//! text format, by `/metrics`.
+//!
+//! A leaf: counters know the channel kinds and protocols they count, nothing that updates or
+//! exports them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use serde::Serialize;
+
+use crate::channel::ChannelKind;
+use crate::protocol::Protocol;
+
+/// A latency histogram in seconds, 0.1 ms to about 3 s.
+#[derive(Debug, Clone)]
+pub struct Latency(pub Histogram);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency(Histogram::new(exponential_buckets(0.0001, 2.0, 16)))
+    }
+}
+
+impl Latency {
+    /// Records one duration.
+    pub fn observe(&self, d: std::time::Duration) {
+        self.0.observe(d.as_secs_f64());
+    }
+}
+
+/// Process-wide counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Open connections per protocol ([`Protocol::ALL`] order).
+    pub open: [AtomicU64; 5],
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+    /// Subscriptions held now.
+    pub subscriptions: AtomicU64,
+    /// Messages received from clients.
+    pub received: AtomicU64,
+    /// Messages published (all sources).
+    pub published_total: AtomicU64,
+    /// Published per channel kind.
+    pub published_by_kind: [AtomicU64; 12],
+    /// Deliveries queued to subscribers.
+    pub delivered: AtomicU64,
+    /// Delivered per channel kind.
+    pub delivered_by_kind: [AtomicU64; 12],
+    /// Live-only deliveries dropped because a queue was full.
+    pub dropped_live: AtomicU64,
+    /// Connections closed as slow consumers.
+    pub slow_disconnects: AtomicU64,
+    /// Messages refused by the rate limiter.
+    pub rate_limited: AtomicU64,
+    /// Upgrade or REST requests refused for bad credentials.
+    pub auth_failures: AtomicU64,
+    /// From a publish request to its durability (logged channels).
+    pub publish_latency: Latency,
+}
+
+/// A point-in-time copy for JSON.
+#[derive(Debug, Serialize)]
+pub struct Snapshot {
+    /// Open connections.
+    pub connections: u64,
+    /// Open connections by subprotocol.
+    pub connections_by_protocol: std::collections::BTreeMap<&'static str, u64>,
+    /// Accepted since start.
+    pub connections_accepted: u64,
+    /// Users with a connection.
+    pub users_online: usize,
+    /// Channels with subscribers.
+    pub channels_active: usize,
+    /// Subscriptions held.
+    pub subscriptions: u64,
+    /// Messages received from clients.
+    pub messages_received: u64,
+    /// Messages published.
+    pub messages_published: u64,
+    /// Deliveries queued.
+    pub messages_delivered: u64,
+    /// Live deliveries dropped for full queues.
+    pub dropped_live: u64,
+    /// Slow-consumer disconnects.
+    pub slow_consumer_disconnects: u64,
+    /// Rate-limit refusals.
+    pub rate_limited: u64,
+    /// Authentication failures.
+    pub auth_failures: u64,
+}
+
+impl Stats {
+    /// A connection opened.
+    pub fn connected(&self, protocol: Protocol) {
+        self.open[protocol as usize].fetch_add(1, Ordering::Relaxed);
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection closed.
+    pub fn disconnected(&self, protocol: Protocol) {
+        self.open[protocol as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A request or connection was refused for bad credentials.
+    pub fn auth_failed(&self) {
+        self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A delivery was queued on a channel of `kind`.
+    pub fn delivered(&self, kind: ChannelKind) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.delivered_by_kind[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A message was published on a channel of `kind`.
+    pub fn published(&self, kind: ChannelKind) {
+        self.published_total.fetch_add(1, Ordering::Relaxed);
+        self.published_by_kind[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Copies the counters.
+    pub fn snapshot(&self, users_online: usize, channels_active: usize) -> Snapshot {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let by_protocol: std::collections::BTreeMap<&'static str, u64> = Protocol::ALL
+            .iter()
+            .map(|p| (p.name(), get(&self.open[*p as usize])))
+            .collect();
+        Snapshot {
+            connections: by_protocol.values().sum(),
+            connections_by_protocol: by_protocol,
+            connections_accepted: get(&self.accepted),
+            users_online,
+            channels_active,
+            subscriptions: get(&self.subscriptions),
+            messages_received: get(&self.received),
+            messages_published: get(&self.published_total),
+            messages_delivered: get(&self.delivered),
+            dropped_live: get(&self.dropped_live),
+            slow_consumer_disconnects: get(&self.slow_disconnects),
+            rate_limited: get(&self.rate_limited),
+            auth_failures: get(&self.auth_failures),
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! What every HTTP answer of Lookout is made of: the body type, JSON responses, the one
+//! error → response mapping, and where a request's token is found.
+//!
+//! Shared by the REST API, the WebSocket upgrade, SockJS and the dashboard, so that an error
+//! reads the same wherever it happens: `{"error":{"code","message"}}` with the matching status.
+//! This module builds responses; it never routes, authenticates or touches the hub.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Request, Response};
+use serde::Serialize;
+
+use crate::failure::{Failure, Report};
+use crate::protocol::ErrorCode;
+
+/// The body type of every response Lookout sends: whole bodies, or a stream (SSE).
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// A whole body.
+pub fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).boxed()
+}
+
+/// A refused HTTP request: status, stable code and the message the client may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError(pub Report);
+
+impl HttpError {
+    /// A refusal with the code's own status.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        HttpError(Report::new(code, message))
+    }
+
+    /// A refusal with another status than the code's (405, 426, 503, …).
+    pub fn with_status(status: u16, code: ErrorCode, message: impl Into<String>) -> Self {
+        HttpError(Report::new(code, message).with_status(status))
+    }
+
+    /// The refusal as a JSON error response.
+    pub fn response(&self) -> Response<Body> {
+        error_response(self.0.status, self.0.code, &self.0.message)
+    }
+}
+
+impl<E: Failure> From<E> for HttpError {
+    fn from(e: E) -> Self {
+        HttpError(Report::of(&e))
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: ErrorCode,
+    message: &'a str,
+}
+
+/// A JSON error response.
+pub fn error_response(status: u16, code: ErrorCode, message: &str) -> Response<Body> {
+    let body = ErrorBody {
+        error: ErrorDetail { code, message },
+    };
+    json_response(status, &body)
+}
+
+/// A JSON response.
+pub fn json_response<T: Serialize>(status: u16, value: &T) -> Response<Body> {
+    let (status, bytes) = match serde_json::to_vec(value) {
+        Ok(b) => (status, Bytes::from(b)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode response");
+            (
+                500,
+                Bytes::from_static(br#"{"error":{"code":"internal","message":"internal error"}}"#),
+            )
+        }
+    };
+    let mut response = Response::new(full(bytes));
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The token from `Authorization: Bearer …`, else from `?token=…`.
+pub fn token_from<B>(req: &Request<B>) -> Option<String> {
+    if let Some(value) = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let mut parts = value.splitn(2, ' ');
+        if let (Some(scheme), Some(token)) = (parts.next(), parts.next()) {
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
+                return Some(token.trim().to_string());
+            }
+        }
+    }
+    let query = req.uri().query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .filter(|t| !t.is_empty())
+}

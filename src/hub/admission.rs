@@ -1,0 +1,156 @@
+//! Admission: a connection is let in under the limits (per user, server-wide) and the org the
+//! user is registered to; its slot is given back when its [`Admission`] is dropped. Presence
+//! events, the online list and user status are here too: they are about who is connected.
+
+use std::sync::Arc;
+
+use super::conn::Outbound;
+use super::error::Refusal;
+use super::facts::Facts;
+use super::requests::UserStatus;
+use super::users::{Admitted, Joining};
+use super::{ConnHandle, Hub};
+use crate::auth::{Identity, Role};
+use crate::channel::{ChannelKind, Directory, Target};
+use crate::protocol::{now_millis, Encoding, Protocol};
+use crate::store::{Remembered, StoreError};
+
+/// Releases a connection's slot when dropped.
+pub struct Admission {
+    hub: Arc<Hub>,
+    conn: Arc<ConnHandle>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.hub.leave(&self.conn);
+    }
+}
+
+impl Hub {
+    /// Admits a new connection if the limits allow, registering it under its user.
+    pub async fn admit(
+        self: &Arc<Self>,
+        identity: Identity,
+        encoding: Encoding,
+        protocol: Protocol,
+        peer: std::net::SocketAddr,
+    ) -> Result<
+        (
+            Arc<ConnHandle>,
+            tokio::sync::mpsc::Receiver<Outbound>,
+            Admission,
+        ),
+        Refusal,
+    > {
+        if let Some(org) = &identity.org {
+            if let Remembered::Conflict(_) = self
+                .store
+                .remember_user(&identity.user, org, now_millis())
+                .await?
+            {
+                return Err(Refusal::OrgConflict);
+            }
+        }
+        let limits = self.limits();
+        let joining = Joining {
+            identity,
+            encoding,
+            protocol,
+            peer,
+        };
+        let ((conn, rx), first): (Admitted, bool) = self.users.join(
+            joining,
+            limits.max_connections,
+            limits.max_connections_per_user,
+            limits.outbound_queue,
+        )?;
+        self.stats.connected(protocol);
+        if first {
+            self.presence(&conn.identity, "join");
+        }
+        let admission = Admission {
+            hub: self.clone(),
+            conn: conn.clone(),
+        };
+        Ok((conn, rx, admission))
+    }
+
+    fn leave(&self, conn: &ConnHandle) {
+        let last = self.users.leave(conn);
+        self.stats.disconnected(conn.protocol);
+        if last {
+            self.presence(&conn.identity, "leave");
+        }
+    }
+
+    /// Publishes a presence event of `who` on its org's presence channel (live only).
+    pub fn presence(&self, who: &Identity, event: &str) {
+        self.presence_event(who, event, Vec::new());
+    }
+
+    /// A presence event with extra fields (e.g. typing: room, active).
+    pub fn presence_event(&self, who: &Identity, event: &str, extra: Vec<(&str, rmpv::Value)>) {
+        let Some(org) = &who.org else { return };
+        let mut fields = vec![
+            (rmpv::Value::from("event"), rmpv::Value::from(event)),
+            (rmpv::Value::from("user"), rmpv::Value::from(&*who.user)),
+            (rmpv::Value::from("at"), rmpv::Value::from(now_millis())),
+        ];
+        if let Some(name) = &who.name {
+            fields.push((rmpv::Value::from("name"), rmpv::Value::from(name.as_str())));
+        }
+        for (k, v) in extra {
+            fields.push((rmpv::Value::from(k), v));
+        }
+        let target = Target::Org {
+            kind: ChannelKind::OrgPresence,
+            org: org.to_string(),
+        };
+        let stored = target.stored_name();
+        self.publish_live(&target, &stored, rmpv::Value::Map(fields));
+    }
+
+    /// Users of `org` with at least one connection: (user, name, connections, since).
+    pub fn online(&self, org: &str) -> Vec<(String, Option<String>, usize, u64)> {
+        self.users.online(org)
+    }
+
+    /// Status of one user's connections.
+    pub async fn user_status(&self, user: &str) -> Result<UserStatus, StoreError> {
+        let (connections, seen_here) = self.users.status(user);
+        let last_seen = match seen_here {
+            Some(at) => Some(at),
+            None => self.store.last_seen(user).await?,
+        };
+        Ok(UserStatus {
+            user_id: user.to_string(),
+            online: !connections.is_empty(),
+            connections,
+            last_seen,
+        })
+    }
+
+    /// Users with at least one connection.
+    pub fn users_online(&self) -> usize {
+        self.users.online_count()
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.users.connections()
+    }
+
+    /// Whether `who` may ask for `user`'s status: itself, an admin, or a supervisor or service of
+    /// the user's org.
+    pub async fn may_see_user(&self, who: &Identity, user: &str) -> Result<bool, StoreError> {
+        if *who.user == *user || who.is(Role::Admin) {
+            return Ok(true);
+        }
+        if !(who.is(Role::Supervisor) || who.is(Role::Service)) || who.org.is_none() {
+            return Ok(false);
+        }
+        let facts = Facts::about_user(&*self.store, user).await?;
+        Ok(facts.user_org(user) == who.org)
+    }
+}

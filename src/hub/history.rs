@@ -1,0 +1,111 @@
+//! Reading a channel's log outside a subscription: history pages and long-poll, with the same
+//! rights as subscribe.
+
+use std::time::Duration;
+
+use super::error::HubError;
+use super::facts::Facts;
+use super::requests::{History, HistoryMessage};
+use super::Hub;
+use crate::auth::Identity;
+use crate::channel::{self, Target};
+
+impl Hub {
+    /// Messages on `channel` after `since`, at most `limit`, with the same rights as subscribe.
+    pub async fn history(
+        &self,
+        who: &Identity,
+        channel: &str,
+        since: u64,
+        limit: usize,
+    ) -> Result<History, HubError> {
+        let target = self.readable(who, channel).await?;
+        let stored = target.stored_name();
+        let head = self.durable_head(&stored);
+        let first = self.store.first_retained(&stored).await?;
+        let messages = self
+            .store
+            .read(&stored, since, head, limit)
+            .await?
+            .into_iter()
+            .map(|m| HistoryMessage {
+                seq: m.seq,
+                timestamp: m.timestamp,
+                data: m.data.clone(),
+                ack_required: m.ack_required,
+            })
+            .collect();
+        Ok(History {
+            channel: target.public_name(),
+            epoch: self.store.epoch().to_string(),
+            head,
+            recovered: since >= head || first.is_some_and(|f| f <= since + 1),
+            messages,
+        })
+    }
+
+    /// Every page of `channel` after `since`, oldest first, passing each message to `each`
+    /// until it returns false or the durable head is reached.
+    pub async fn walk_history(
+        &self,
+        who: &Identity,
+        channel: &str,
+        page: usize,
+        mut each: impl FnMut(&HistoryMessage) -> bool,
+    ) -> Result<(), HubError> {
+        let mut since = 0;
+        loop {
+            let history = self.history(who, channel, since, page).await?;
+            let Some(last) = history.messages.last() else {
+                return Ok(());
+            };
+            since = last.seq;
+            for m in &history.messages {
+                if !each(m) {
+                    return Ok(());
+                }
+            }
+            if since >= history.head {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Long-poll: waits up to `wait` until any of `channels` (name, since) has messages, then
+    /// returns what each has (at most `limit` per channel).
+    pub async fn poll(
+        &self,
+        who: &Identity,
+        channels: &[(String, u64)],
+        wait: Duration,
+        limit: usize,
+    ) -> Result<Vec<History>, HubError> {
+        for (name, _) in channels {
+            self.readable(who, name).await?;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut released = self.released.subscribe();
+        loop {
+            released.borrow_and_update();
+            let mut out = Vec::with_capacity(channels.len());
+            for (name, since) in channels {
+                out.push(self.history(who, name, *since, limit).await?);
+            }
+            if out.iter().any(|h| !h.messages.is_empty()) {
+                return Ok(out);
+            }
+            match tokio::time::timeout_at(deadline, released.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The channel `who` names, if it may read it.
+    async fn readable(&self, who: &Identity, channel: &str) -> Result<Target, HubError> {
+        let target = Target::parse(channel, Some(&who.user))?;
+        let facts = Facts::about(&*self.store, &target, None).await?;
+        channel::can_subscribe(who, &target, &facts)?;
+        Ok(target)
+    }
+}

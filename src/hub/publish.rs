@@ -1,0 +1,205 @@
+//! Publishing: the rights check, the append to the store, the wait for the commit, and the
+//! delivery of each channel's durable messages in seq order to every subscriber's queue.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::conn::{Delivery, Outbound};
+use super::error::HubError;
+use super::facts::Facts;
+use super::registry::{Channel, ChannelState};
+use super::requests::{Publish, Published};
+use super::Hub;
+use crate::auth::Identity;
+use crate::channel::{self, ChannelKind, Target};
+use crate::protocol::now_millis;
+use crate::store::{Draft, StoredMessage};
+
+/// Whether a video message is a keyframe (what a late viewer must get first).
+fn is_keyframe(data: &rmpv::Value) -> bool {
+    data.as_map().is_some_and(|m| {
+        m.iter()
+            .any(|(k, v)| k.as_str() == Some("keyframe") && v.as_bool() == Some(true))
+    })
+}
+
+/// A publish that asked the store for a seq: keeps its channel entry alive until the message
+/// is queued as pending (or the append failed), whatever happens to the publisher.
+struct InFlight<'a> {
+    hub: &'a Hub,
+    channel: Arc<Channel>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.channel.state.lock().in_flight -= 1;
+        self.hub.registry.maybe_remove(&self.channel);
+    }
+}
+
+impl Hub {
+    /// Publishes on behalf of `who`, after checking the rights table. Returns once the message
+    /// is durable (logged channels) and queued to every subscriber.
+    pub async fn publish(&self, who: &Identity, req: Publish<'_>) -> Result<Published, HubError> {
+        let (target, job_owner) = self.authorize_publish(who, &req).await?;
+        if let channel::JobOwner::Set(owner) = job_owner {
+            if let Target::Job { job } = &target {
+                let stored_owner = self.store.claim_job(job, &owner).await?;
+                // Lost a race with another first publish naming someone else.
+                if *stored_owner != *owner {
+                    return Err(channel::Denied::Conflict(format!(
+                        "job {job} already belongs to another owner"
+                    ))
+                    .into());
+                }
+            }
+        }
+        let started = std::time::Instant::now();
+        let seq = self
+            .publish_as_lookout(&target, req.data, req.ack_required)
+            .await?;
+        if target.kind().is_logged() {
+            self.stats.publish_latency.observe(started.elapsed());
+        }
+        Ok(Published {
+            channel: target.public_name(),
+            seq,
+            epoch: self.store.epoch().to_string(),
+        })
+    }
+
+    /// Checks a publish against the rights table without publishing.
+    pub async fn authorize_publish(
+        &self,
+        who: &Identity,
+        req: &Publish<'_>,
+    ) -> Result<(Target, channel::JobOwner), HubError> {
+        let addressee = match req.to {
+            Some(to) => Some(to),
+            None if req.channel.starts_with("/user/queue/") => None,
+            None => Some(&*who.user),
+        };
+        let target = Target::parse(req.channel, addressee)?;
+        let facts = Facts::about(&*self.store, &target, req.owner).await?;
+        let owner = channel::can_publish(who, &target, req.owner, &facts)?;
+        Ok((target, owner))
+    }
+
+    /// Publishes without a rights check: for messages Lookout itself writes (alerts, presence,
+    /// fan-in) and for already-authorized requests. Returns the seq once the message is durable.
+    pub async fn publish_as_lookout(
+        &self,
+        target: &Target,
+        data: rmpv::Value,
+        ack_required: bool,
+    ) -> Result<u64, HubError> {
+        let stored = target.stored_name();
+        let kind = target.kind();
+        if !kind.is_logged() {
+            return Ok(self.publish_live(target, &stored, data));
+        }
+        let in_flight = loop {
+            let channel = self
+                .registry
+                .entry(target, &stored, || self.store.head(&stored));
+            let mut st = channel.state.lock();
+            if st.removed {
+                continue;
+            }
+            st.in_flight += 1;
+            drop(st);
+            break InFlight { hub: self, channel };
+        };
+        let (message, ticket) = self
+            .store
+            .append(
+                &stored,
+                Draft {
+                    timestamp: now_millis(),
+                    data,
+                    ack_required,
+                },
+            )
+            .await?;
+        let seq = message.seq;
+        let channel = in_flight.channel.clone();
+        channel.state.lock().pending.insert(seq, (ticket, message));
+        drop(in_flight);
+        self.stats.published(kind);
+        let durable = self.store.durable(ticket).await;
+        self.release(&channel);
+        durable?;
+        Ok(seq)
+    }
+
+    /// Publishes on a live-only channel: a seq of its own, no store, fan-out at once.
+    pub(super) fn publish_live(&self, target: &Target, stored: &str, data: rmpv::Value) -> u64 {
+        let seq = self.registry.next_live_seq(stored);
+        self.stats.published(target.kind());
+        let message = Arc::new(StoredMessage {
+            seq,
+            timestamp: now_millis(),
+            data,
+            ack_required: false,
+        });
+        let entry = self.registry.get(stored);
+        let st = entry.as_ref().map(|channel| channel.state.lock());
+        // Under the channel lock, so a viewer joining now gets this keyframe either from the
+        // cache or live, never neither.
+        if target.kind() == ChannelKind::Video && is_keyframe(&message.data) {
+            self.registry.keep_keyframe(stored, message.clone());
+        }
+        if let (Some(channel), Some(st)) = (&entry, st) {
+            let d = Arc::new(Delivery::new(channel.public.clone(), channel.kind, message));
+            self.fan_out(&st, &d, false);
+        }
+        seq
+    }
+
+    /// Delivers the durable run of `channel`'s pending messages that follows what was
+    /// delivered, in seq order.
+    fn release(&self, channel: &Arc<Channel>) {
+        let mut released = false;
+        {
+            let mut st = channel.state.lock();
+            loop {
+                let next = st.delivered + 1;
+                let Some(entry) = st.pending.first_entry() else {
+                    break;
+                };
+                if *entry.key() != next || !self.store.is_durable(entry.get().0) {
+                    break;
+                }
+                let (_, message) = entry.remove();
+                st.mark_delivered(&message);
+                let d = Arc::new(Delivery::new(channel.public.clone(), channel.kind, message));
+                self.fan_out(&st, &d, true);
+                released = true;
+            }
+        }
+        if released {
+            self.released.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        self.registry.maybe_remove(channel);
+    }
+
+    fn fan_out(&self, st: &ChannelState, delivery: &Arc<Delivery>, logged: bool) {
+        use tokio::sync::mpsc::error::TrySendError;
+        for (conn, view) in st.subscribers.values() {
+            match conn.try_send(Outbound::Deliver(delivery.clone(), *view)) {
+                Ok(()) => self.stats.delivered(delivery.kind),
+                Err(TrySendError::Full(_)) if logged => {
+                    self.slow(
+                        conn,
+                        "slow consumer: outbound queue full; resubscribe with since",
+                    );
+                }
+                Err(TrySendError::Full(_)) => {
+                    self.stats.dropped_live.fetch_add(1, Ordering::Relaxed);
+                }
+                // The connection is going away; its reader will unsubscribe.
+                Err(TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! What callers hand the hub and what it hands back: publish and subscribe requests and
+//! their results, history pages and connection status. Plain data, no behaviour.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::registry::Channel;
+
+/// A publish request, from the socket or REST.
+#[derive(Debug)]
+pub struct Publish<'a> {
+    /// Channel name as given.
+    pub channel: &'a str,
+    /// Recipient for `/user/queue/*`.
+    pub to: Option<&'a str>,
+    /// Job owner for a job's first publish.
+    pub owner: Option<&'a str>,
+    /// Payload.
+    pub data: rmpv::Value,
+    /// Recipients must acknowledge.
+    pub ack_required: bool,
+}
+
+/// What a successful publish reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Published {
+    /// The channel as the publisher named it.
+    pub channel: String,
+    /// Seq given.
+    pub seq: u64,
+    /// Store epoch.
+    pub epoch: String,
+}
+
+/// What a subscriber is told before any message: where the channel stands and whether the
+/// resume it asked for is complete.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscribeInfo {
+    /// The channel's durable head when the subscription started.
+    pub head: u64,
+    /// With `since` (or an offline queue): whether every message after it is replayed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    /// When not recovered, why: `epoch` (the seqs belong to another data directory: reload
+    /// state, e.g. from history, and subscribe without `since`) or `trimmed` (retention removed
+    /// messages after `since`: what is still in the log is replayed, from `first`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reset: Option<&'static str>,
+    /// The oldest seq still in the log, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first: Option<u64>,
+}
+
+/// What a successful subscribe returns.
+#[derive(Clone)]
+pub struct Subscribed {
+    /// The channel entry, to unsubscribe later.
+    pub channel: Arc<Channel>,
+    /// What the subscriber was told.
+    pub info: SubscribeInfo,
+}
+
+/// A read of a channel's log: history and long-poll.
+#[derive(Debug, Serialize)]
+pub struct History {
+    /// Channel as the caller named it.
+    pub channel: String,
+    /// Store epoch.
+    pub epoch: String,
+    /// Durable head.
+    pub head: u64,
+    /// Whether nothing after `since` was trimmed.
+    pub recovered: bool,
+    /// The messages, oldest first.
+    pub messages: Vec<HistoryMessage>,
+}
+
+/// One message in a [`History`].
+#[derive(Debug, Serialize)]
+pub struct HistoryMessage {
+    /// Seq.
+    pub seq: u64,
+    /// Publish time.
+    pub timestamp: u64,
+    /// Payload.
+    pub data: rmpv::Value,
+    /// Whether recipients must acknowledge it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ack_required: bool,
+}
+
+/// Per-user status as reported by REST.
+#[derive(Debug, Serialize)]
+pub struct UserStatus {
+    /// User id.
+    #[serde(rename = "userId")]
+    pub user_id: String,
+    /// Whether any connection is open.
+    pub online: bool,
+    /// Open connections.
+    pub connections: Vec<ConnStatus>,
+    /// Last connection or disconnection, ms since the Unix epoch.
+    #[serde(rename = "lastSeen", skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<u64>,
+}
+
+/// One connection in a [`UserStatus`].
+#[derive(Debug, Serialize)]
+pub struct ConnStatus {
+    /// Session id.
+    #[serde(rename = "sessionId")]
+    pub session_id: String,
+    /// Subprotocol.
+    pub protocol: &'static str,
+    /// Connect time.
+    #[serde(rename = "connectedAt")]
+    pub connected_at: u64,
+    /// Subscriptions held.
+    pub subscriptions: usize,
+    /// Messages queued for it.
+    pub queued: usize,
+}

@@ -1,0 +1,365 @@
+//! The native protocol's reader: client messages (`subscribe`, `publish`, `ack`, `refresh`,
+//! alert actions, …) turned into hub and field requests, and their replies queued for the
+//! writer. Nothing here writes to the transport.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::context::{next_message, Flow, SessionContext, Source};
+use super::subscriptions::Subscriptions;
+use crate::channel::{is_video, Target};
+use crate::failure::{Failure, Report};
+use crate::hub::{ConnHandle, HubError, Outbound, Publish, View};
+use crate::protocol::{
+    ClientMsg, Encoding, ErrorCode, ErrorFrame, IdOnly, Reply, ReplyFields, RequestId, Simple,
+};
+
+/// The reader half of a native session.
+pub struct Reader {
+    ctx: SessionContext,
+    conn: Arc<ConnHandle>,
+    /// Public channel name → hub entry.
+    subscriptions: Subscriptions,
+}
+
+impl Reader {
+    /// A reader for `conn`.
+    pub fn new(ctx: SessionContext, conn: Arc<ConnHandle>) -> Self {
+        Reader {
+            ctx,
+            conn,
+            subscriptions: Subscriptions::default(),
+        }
+    }
+
+    /// Reads until the peer is gone or the writer stops the reader.
+    pub async fn run<S: Source>(&mut self, source: &mut S, stop: &CancellationToken) {
+        while let Some((text, bytes)) = next_message(source, &self.conn, stop).await {
+            if let Flow::Stop = self.message(text, &bytes).await {
+                return;
+            }
+        }
+    }
+
+    /// Drops the session's subscriptions from the hub.
+    pub fn finish(&mut self) {
+        self.subscriptions.clear(&self.ctx.hub, &self.conn);
+    }
+
+    async fn message(&mut self, text: bool, bytes: &[u8]) -> Flow {
+        let encoding = self.conn.encoding;
+        self.ctx.hub.stats.received.fetch_add(1, Ordering::Relaxed);
+        if text != (encoding == Encoding::Json) {
+            let msg = match encoding {
+                Encoding::Json => "lookout.json takes text frames",
+                Encoding::MsgPack => "lookout.msgpack takes binary frames",
+            };
+            return self.error(None, ErrorCode::BadRequest, msg).await;
+        }
+        let msg: ClientMsg = match encoding.decode(bytes) {
+            Ok(msg) => msg,
+            Err(e) => {
+                let id = encoding.decode::<IdOnly>(bytes).unwrap_or_default().id;
+                return self
+                    .error(id.as_ref(), ErrorCode::BadRequest, &e.to_string())
+                    .await;
+            }
+        };
+        let limits = self.ctx.hub.limits();
+        let video = matches!(&msg, ClientMsg::Publish { channel, .. } if is_video(channel));
+        if bytes.len() > limits.max_message_size && !video {
+            self.conn
+                .close(crate::protocol::close::TOO_BIG, "message too large");
+            return Flow::Stop;
+        }
+        let exempt = matches!(msg, ClientMsg::Ping { .. } | ClientMsg::Refresh { .. });
+        if !exempt && !self.ctx.hub.allow_message(&self.conn.identity.user, video) {
+            let id = request_id(&msg);
+            return self
+                .error(
+                    id,
+                    ErrorCode::RateLimited,
+                    "message rate exceeded; slow down",
+                )
+                .await;
+        }
+        self.dispatch(msg).await
+    }
+
+    async fn dispatch(&mut self, msg: ClientMsg) -> Flow {
+        match msg {
+            ClientMsg::Subscribe {
+                id,
+                channel,
+                since,
+                epoch,
+            } => {
+                self.subscribe(id.as_ref(), &channel, View::Native, since, epoch.as_deref())
+                    .await
+            }
+            ClientMsg::SubscribeChannel { id, channel } => {
+                self.subscribe(id.as_ref(), &channel, View::JobStatus, None, None)
+                    .await
+            }
+            ClientMsg::SubscribeJob { id, job_id } => {
+                let channel = format!("/topic/job/{job_id}");
+                self.subscribe(id.as_ref(), &channel, View::JobStatus, None, None)
+                    .await
+            }
+            ClientMsg::Unsubscribe { id, channel } => self.unsubscribe(id.as_ref(), &channel).await,
+            ClientMsg::UnsubscribeJob { id, job_id } => {
+                self.unsubscribe(id.as_ref(), &format!("/topic/job/{job_id}"))
+                    .await
+            }
+            ClientMsg::Publish {
+                id,
+                channel,
+                data,
+                ack,
+                to,
+                owner,
+            } => {
+                let request = Publish {
+                    channel: &channel,
+                    to: to.as_deref(),
+                    owner: owner.as_deref(),
+                    data,
+                    ack_required: ack,
+                };
+                match self.ctx.field.publish(&self.conn.identity, request).await {
+                    Ok(p) => {
+                        let fields = ReplyFields {
+                            channel: Some(&p.published.channel),
+                            seq: Some(p.published.seq),
+                            epoch: Some(&p.published.epoch),
+                            alert_id: p.alert_id.as_deref(),
+                            ..Default::default()
+                        };
+                        self.reply(id.as_ref(), fields).await
+                    }
+                    Err(e) => self.fail(id.as_ref(), &e).await,
+                }
+            }
+            ClientMsg::Ack { id, channel, seq } => {
+                match self
+                    .ctx
+                    .hub
+                    .acknowledge(&self.conn.identity, &channel, seq)
+                    .await
+                {
+                    Ok(()) => {
+                        let fields = ReplyFields {
+                            channel: Some(&channel),
+                            seq: Some(seq),
+                            ..Default::default()
+                        };
+                        self.reply(id.as_ref(), fields).await
+                    }
+                    Err(e) => self.hub_error(id.as_ref(), e).await,
+                }
+            }
+            ClientMsg::Ping { id } => {
+                let pong = Simple {
+                    kind: "pong",
+                    id: id.as_ref(),
+                    code: None,
+                    message: None,
+                };
+                self.send_encoded(&pong).await
+            }
+            ClientMsg::Refresh { id, token } => self.refresh(id.as_ref(), &token).await,
+            ClientMsg::AlertAck { id, alert_id, note } => {
+                let alerts = self.ctx.field.alerts();
+                let result = alerts
+                    .acknowledge(&self.conn.identity, &alert_id, note)
+                    .await;
+                self.alert_reply(id.as_ref(), result).await
+            }
+            ClientMsg::AlertResolve { id, alert_id, note } => {
+                let who = &self.conn.identity;
+                let alerts = self.ctx.field.alerts();
+                let result = alerts
+                    .resolve(Some(who), &alert_id, &who.user, note, Vec::new())
+                    .await;
+                self.alert_reply(id.as_ref(), result).await
+            }
+            ClientMsg::Typing { id, room, active } => {
+                let mut extra = vec![("active", rmpv::Value::from(active))];
+                if let Some(room) = room {
+                    extra.push(("room", rmpv::Value::from(room)));
+                }
+                self.ctx
+                    .hub
+                    .presence_event(&self.conn.identity, "typing", extra);
+                self.reply(id.as_ref(), ReplyFields::default()).await
+            }
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        id: Option<&RequestId>,
+        channel: &str,
+        view: View,
+        since: Option<u64>,
+        epoch: Option<&str>,
+    ) -> Flow {
+        let target = match Target::parse(channel, Some(&self.conn.identity.user)) {
+            Ok(t) => t,
+            Err(e) => return self.hub_error(id, e.into()).await,
+        };
+        let public = target.public_name();
+        if self.subscriptions.contains(&public) {
+            return self
+                .hub_error(id, HubError::AlreadySubscribed(public))
+                .await;
+        }
+        let max = self.ctx.hub.limits().max_subscriptions_per_connection;
+        if let Err(e) = self.subscriptions.room_for_one(max) {
+            return self.hub_error(id, e).await;
+        }
+        let encoding = self.conn.encoding;
+        let hub_epoch = self.ctx.hub.epoch().to_string();
+        let result = self
+            .ctx
+            .hub
+            .subscribe(&self.conn, &target, view, since, epoch, |info| {
+                let fields = ReplyFields {
+                    channel: Some(&public),
+                    epoch: Some(&hub_epoch),
+                    head: Some(info.head),
+                    recovered: info.recovered,
+                    reset: info.reset,
+                    first: info.first,
+                    ..Default::default()
+                };
+                encoding.encode(&Reply::new(id, fields)).ok()
+            })
+            .await;
+        match result {
+            Ok(sub) => {
+                self.subscriptions.add(&self.conn, public, sub.channel);
+                Flow::Continue
+            }
+            Err(e) => self.hub_error(id, e).await,
+        }
+    }
+
+    async fn unsubscribe(&mut self, id: Option<&RequestId>, channel: &str) -> Flow {
+        let public = match Target::parse(channel, Some(&self.conn.identity.user)) {
+            Ok(t) => t.public_name(),
+            Err(e) => return self.hub_error(id, e.into()).await,
+        };
+        if !self
+            .subscriptions
+            .remove(&self.ctx.hub, &self.conn, &public)
+        {
+            return self.hub_error(id, HubError::NotSubscribed(public)).await;
+        }
+        let fields = ReplyFields {
+            channel: Some(&public),
+            ..Default::default()
+        };
+        self.reply(id, fields).await
+    }
+
+    async fn refresh(&mut self, id: Option<&RequestId>, token: &str) -> Flow {
+        match self.ctx.auth.verify(token) {
+            Ok(new) if new.user == self.conn.identity.user && new.org == self.conn.identity.org => {
+                self.conn.exp.store(new.exp, Ordering::Relaxed);
+                self.conn.wake.notify_one();
+                let fields = ReplyFields {
+                    exp: Some(new.exp),
+                    ..Default::default()
+                };
+                self.reply(id, fields).await
+            }
+            Ok(_) => {
+                self.error(
+                    id,
+                    ErrorCode::Forbidden,
+                    "a refresh token must be for the same user and org",
+                )
+                .await
+            }
+            Err(e) => {
+                self.error(id, ErrorCode::Unauthorized, &e.to_string())
+                    .await
+            }
+        }
+    }
+
+    async fn reply(&self, id: Option<&RequestId>, fields: ReplyFields<'_>) -> Flow {
+        self.send_encoded(&Reply::new(id, fields)).await
+    }
+
+    async fn hub_error(&self, id: Option<&RequestId>, e: HubError) -> Flow {
+        if let HubError::Gone = e {
+            return Flow::Stop;
+        }
+        self.fail(id, &e).await
+    }
+
+    /// Reports a failure to the client (a fault of ours as "internal error", logged).
+    async fn fail(&self, id: Option<&RequestId>, e: &dyn Failure) -> Flow {
+        let report = Report::of(e);
+        self.error(id, report.code, &report.message).await
+    }
+
+    async fn alert_reply(
+        &self,
+        id: Option<&RequestId>,
+        result: Result<crate::alerts::Alert, crate::alerts::AlertError>,
+    ) -> Flow {
+        match result {
+            Ok(alert) => {
+                let fields = ReplyFields {
+                    alert_id: Some(&alert.id),
+                    state: Some(alert.state.as_str()),
+                    ..Default::default()
+                };
+                self.reply(id, fields).await
+            }
+            Err(e) => self.fail(id, &e).await,
+        }
+    }
+
+    async fn error(&self, id: Option<&RequestId>, code: ErrorCode, message: &str) -> Flow {
+        self.send_encoded(&ErrorFrame::new(id, code, message)).await
+    }
+
+    async fn send_encoded<T: serde::Serialize>(&self, frame: &T) -> Flow {
+        match self.conn.encoding.encode(frame) {
+            Ok(bytes) => {
+                if self.conn.send(Outbound::Frame(bytes)).await {
+                    Flow::Continue
+                } else {
+                    Flow::Stop
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a reply");
+                Flow::Continue
+            }
+        }
+    }
+}
+
+fn request_id(msg: &ClientMsg) -> Option<&RequestId> {
+    match msg {
+        ClientMsg::Subscribe { id, .. }
+        | ClientMsg::Unsubscribe { id, .. }
+        | ClientMsg::Publish { id, .. }
+        | ClientMsg::Ack { id, .. }
+        | ClientMsg::Ping { id }
+        | ClientMsg::Refresh { id, .. }
+        | ClientMsg::SubscribeJob { id, .. }
+        | ClientMsg::UnsubscribeJob { id, .. }
+        | ClientMsg::SubscribeChannel { id, .. }
+        | ClientMsg::AlertAck { id, .. }
+        | ClientMsg::AlertResolve { id, .. }
+        | ClientMsg::Typing { id, .. } => id.as_ref(),
+    }
+}

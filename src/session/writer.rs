@@ -1,0 +1,320 @@
+//! The writer task of a session: the only one that writes to the transport. It drains the
+//! connection's one bounded queue in order and keeps the connection's clocks: pings, the dead
+//! peer, the idle timeout, the token's expiry and STOMP heart-beats. A close request wins over
+//! anything queued; [`Outbound::Close`] closes after what was queued before it.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::context::Sink;
+use super::stomp::{Rendered, Shared};
+use crate::auth::now_secs;
+use crate::hub::{ConnHandle, Hub, Outbound};
+use crate::protocol::{close, now_millis, Encoding, Simple};
+
+/// How long the writer waits for the peer's answer to its close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
+/// Close reasons are limited to 123 bytes by RFC 6455.
+const MAX_CLOSE_REASON: usize = 123;
+
+/// The protocol state the writer needs.
+#[derive(Clone)]
+pub enum Wire {
+    /// The native protocol: deliveries are rendered by the hub's [`crate::hub::Delivery`].
+    Native,
+    /// STOMP: deliveries become `MESSAGE` frames of the session's subscriptions.
+    Stomp(Arc<Shared>),
+}
+
+enum End {
+    Close(u16, String),
+    Broken,
+}
+
+/// The writer task: the only one that writes to the transport.
+pub struct Writer {
+    /// The connection.
+    pub conn: Arc<ConnHandle>,
+    /// The hub, for STOMP auto acknowledgements.
+    pub hub: Arc<Hub>,
+    /// The protocol spoken.
+    pub wire: Wire,
+    /// Its clocks.
+    pub limits: ConnLimits,
+    /// Server shutdown.
+    pub shutdown: CancellationToken,
+    /// Fires when the reader has finished.
+    pub reader_done: CancellationToken,
+    /// Fired by the writer when the connection is over, to stop the reader.
+    pub stop_reader: CancellationToken,
+}
+
+impl Writer {
+    /// Writes until the connection ends, then closes the transport.
+    pub async fn run<S: Sink>(self, mut sink: S, mut rx: mpsc::Receiver<Outbound>) {
+        let conn = &self.conn;
+        let limits = &self.limits;
+        let mut next_ping = Instant::now() + limits.ping_interval;
+        let mut last_write = Instant::now();
+        let mut idle_noticed = false;
+        let end = loop {
+            if let Some((code, reason)) = conn.close_requested() {
+                break End::Close(*code, reason.clone());
+            }
+            let heartbeat = self.heartbeat().map(|every| last_write + every);
+            let mut deadline = next_deadline(conn, limits, next_ping, idle_noticed);
+            if let Some(at) = heartbeat {
+                deadline = deadline.min(at);
+            }
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break End::Close(close::GOING_AWAY, "server shutting down".into()),
+                _ = conn.wake.notified() => continue,
+                _ = sleep_until(deadline) => {
+                    let notice = matches!(self.wire, Wire::Native);
+                    match check_clocks(conn, limits, &mut idle_noticed, notice) {
+                        Clock::Close(code, reason) => break End::Close(code, reason.into()),
+                        Clock::Notice(bytes) => {
+                            if self.timed(sink.send(conn.encoding == Encoding::Json, &bytes)).await.is_err() {
+                                break End::Broken;
+                            }
+                        }
+                        Clock::Nothing => {}
+                    }
+                    if Instant::now() >= next_ping {
+                        next_ping = Instant::now() + limits.ping_interval;
+                        if self.timed(sink.keepalive()).await.is_err() {
+                            break End::Broken;
+                        }
+                    }
+                    if heartbeat.is_some_and(|at| Instant::now() >= at) {
+                        // STOMP heart-beat: an end-of-line when nothing else went out.
+                        if self.timed(sink.send(true, b"\n")).await.is_err() {
+                            break End::Broken;
+                        }
+                        last_write = Instant::now();
+                    }
+                }
+                item = rx.recv() => {
+                    let Some(item) = item else { break End::Broken };
+                    match self.write_item(&mut sink, item).await {
+                        Ok(None) => last_write = Instant::now(),
+                        Ok(Some(end)) => break end,
+                        Err(()) => break End::Broken,
+                    }
+                }
+            }
+        };
+        // Nothing more will be sent; release queued deliveries now rather than at drop.
+        rx.close();
+        if let End::Close(code, reason) = end {
+            let mut reason = reason;
+            if reason.len() > MAX_CLOSE_REASON {
+                let mut cut = MAX_CLOSE_REASON;
+                while !reason.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                reason.truncate(cut);
+            }
+            tracing::debug!(code, %reason, "closing");
+            let sent = timeout(CLOSE_HANDSHAKE, sink.close(code, &reason)).await;
+            if matches!(sent, Ok(Ok(()))) {
+                // Let the peer answer; dropping the socket with its reply unread would reset
+                // the connection and could destroy our close frame in the peer's receive buffer.
+                let _ = timeout(CLOSE_HANDSHAKE, self.reader_done.cancelled()).await;
+            }
+        }
+        self.stop_reader.cancel();
+    }
+
+    fn heartbeat(&self) -> Option<Duration> {
+        match &self.wire {
+            Wire::Native => None,
+            Wire::Stomp(shared) => shared.heartbeat_out(),
+        }
+    }
+
+    async fn timed(&self, write: impl Future<Output = std::io::Result<()>>) -> Result<(), ()> {
+        match timeout(self.limits.write_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "write failed");
+                Err(())
+            }
+            Err(_) => {
+                tracing::info!("peer did not take a frame within write_timeout; dropping it");
+                Err(())
+            }
+        }
+    }
+
+    /// Writes one queued item; `Ok(Some)` ends the connection after it.
+    async fn write_item<S: Sink>(&self, sink: &mut S, item: Outbound) -> Result<Option<End>, ()> {
+        let conn = &self.conn;
+        let native_text = conn.encoding == Encoding::Json;
+        match item {
+            Outbound::Frame(bytes) => {
+                let text = match self.wire {
+                    Wire::Native => native_text,
+                    Wire::Stomp(_) => std::str::from_utf8(&bytes).is_ok(),
+                };
+                self.timed(sink.send(text, &bytes)).await?;
+            }
+            Outbound::Pong(bytes) => self.timed(sink.pong(&bytes)).await?,
+            Outbound::Close(code, reason) => return Ok(Some(End::Close(code, reason))),
+            Outbound::Deliver(delivery, view) => match &self.wire {
+                Wire::Native => match delivery.frames(conn.encoding, view) {
+                    Ok(frames) => {
+                        for bytes in frames {
+                            self.timed(sink.send(native_text, bytes)).await?;
+                        }
+                    }
+                    Err(e) => {
+                        // Not the client's fault and not fatal: this message cannot be rendered
+                        // in this encoding (e.g. MessagePack map keys that JSON cannot express).
+                        tracing::warn!(channel = %delivery.channel, seq = delivery.message.seq, error = e, "message not deliverable in this encoding");
+                    }
+                },
+                Wire::Stomp(shared) => {
+                    let (rendered, durable_ack) = shared.render(&delivery);
+                    match rendered {
+                        Rendered::Frame(bytes) => {
+                            let text = std::str::from_utf8(&bytes).is_ok();
+                            self.timed(sink.send(text, &bytes)).await?;
+                        }
+                        Rendered::Skip => {}
+                        Rendered::Overflow(error) => {
+                            self.timed(sink.send(true, &error)).await?;
+                            return Ok(Some(End::Close(
+                                close::POLICY,
+                                "too many unacknowledged messages".into(),
+                            )));
+                        }
+                    }
+                    if durable_ack {
+                        // Auto mode: written counts as consumed. Off the write path, since
+                        // the store write must not hold up this connection's queue.
+                        let hub = self.hub.clone();
+                        let conn = conn.clone();
+                        tokio::spawn(async move {
+                            let seq = delivery.message.seq;
+                            if let Err(e) = hub
+                                .acknowledge(&conn.identity, &delivery.channel, seq)
+                                .await
+                            {
+                                tracing::warn!(channel = %delivery.channel, seq, error = %e, "auto acknowledgement failed");
+                            }
+                        });
+                    }
+                }
+            },
+        }
+        Ok(None)
+    }
+}
+
+/// The clocks and timeouts the writer needs, copied out of the config once per connection.
+pub struct ConnLimits {
+    ping_interval: Duration,
+    dead_peer_timeout: Duration,
+    idle_timeout: Duration,
+    idle_notice: Duration,
+    write_timeout: Duration,
+}
+
+impl From<&crate::config::Limits> for ConnLimits {
+    fn from(l: &crate::config::Limits) -> Self {
+        ConnLimits {
+            ping_interval: l.ping_interval,
+            dead_peer_timeout: l.dead_peer_timeout,
+            idle_timeout: l.idle_timeout,
+            idle_notice: l.idle_notice,
+            write_timeout: l.write_timeout,
+        }
+    }
+}
+
+enum Clock {
+    Close(u16, &'static str),
+    Notice(Bytes),
+    Nothing,
+}
+
+fn check_clocks(
+    conn: &ConnHandle,
+    limits: &ConnLimits,
+    idle_noticed: &mut bool,
+    notice: bool,
+) -> Clock {
+    let now = now_millis();
+    let silent = now.saturating_sub(conn.last_seen.load(Ordering::Relaxed));
+    if silent >= limits.dead_peer_timeout.as_millis() as u64 {
+        return Clock::Close(
+            close::DEAD_PEER,
+            "no frame or pong within dead_peer_timeout",
+        );
+    }
+    if now_secs() >= conn.exp.load(Ordering::Relaxed) {
+        return Clock::Close(close::TOKEN_EXPIRED, "token expired");
+    }
+    if conn.subscriptions.load(Ordering::Relaxed) > 0 {
+        *idle_noticed = false;
+        return Clock::Nothing;
+    }
+    let idle = now.saturating_sub(conn.idle_since.load(Ordering::Relaxed));
+    let idle_ms = limits.idle_timeout.as_millis() as u64;
+    if idle >= idle_ms {
+        return Clock::Close(close::IDLE, "no subscription within idle_timeout");
+    }
+    let notice_at = idle_ms - limits.idle_notice.as_millis() as u64;
+    if idle >= notice_at && !*idle_noticed {
+        *idle_noticed = true;
+        if !notice {
+            // STOMP has no notice frame; the close reason says it.
+            return Clock::Nothing;
+        }
+        let message = format!(
+            "no subscription: closing in {} s unless you subscribe",
+            (idle_ms - idle) / 1000
+        );
+        let notice = Simple {
+            kind: "notice",
+            id: None,
+            code: Some("idle_timeout"),
+            message: Some(&message),
+        };
+        if let Ok(bytes) = conn.encoding.encode(&notice) {
+            return Clock::Notice(bytes);
+        }
+    }
+    Clock::Nothing
+}
+
+fn next_deadline(
+    conn: &ConnHandle,
+    limits: &ConnLimits,
+    next_ping: Instant,
+    idle_noticed: bool,
+) -> Instant {
+    let now_ms = now_millis();
+    let now = Instant::now();
+    let at = |epoch_ms: u64| now + Duration::from_millis(epoch_ms.saturating_sub(now_ms));
+    let mut deadline = next_ping;
+    let dead = conn.last_seen.load(Ordering::Relaxed) + limits.dead_peer_timeout.as_millis() as u64;
+    deadline = deadline.min(at(dead));
+    deadline = deadline.min(at(conn.exp.load(Ordering::Relaxed).saturating_mul(1000)));
+    if conn.subscriptions.load(Ordering::Relaxed) == 0 {
+        let since = conn.idle_since.load(Ordering::Relaxed);
+        let close_at = since + limits.idle_timeout.as_millis() as u64;
+        let notice_at = close_at - limits.idle_notice.as_millis() as u64;
+        deadline = deadline.min(at(if idle_noticed { close_at } else { notice_at }));
+    }
+    deadline
+}

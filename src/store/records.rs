@@ -1,0 +1,110 @@
+//! The domain records kept beside the channel logs, by typed key, and the changes that write
+//! them: what callers name, never how an engine lays it out.
+//!
+//! Records are MessagePack maps with field names (they have optional fields and will gain new
+//! ones); [`encode`]/[`decode`] are the only codec.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::StoreError;
+
+/// A domain record's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record<'a> {
+    /// An org's fence.
+    Fence {
+        /// Org.
+        org: &'a str,
+        /// Fence id.
+        id: &'a str,
+    },
+    /// A user's last known location.
+    Location {
+        /// User.
+        user: &'a str,
+    },
+    /// Whether a user is in violation of a fence.
+    FenceState {
+        /// User.
+        user: &'a str,
+        /// Fence id.
+        fence: &'a str,
+    },
+    /// An alert.
+    Alert {
+        /// Alert id.
+        id: &'a str,
+    },
+    /// An escalation timer: kept in the due-time index ([`Timer`]).
+    Timer {
+        /// Due, ms since the Unix epoch.
+        due: u64,
+        /// Alert id.
+        alert: &'a str,
+        /// Level it raises the alert to.
+        level: u8,
+    },
+    /// A shift.
+    Shift {
+        /// Shift id.
+        id: &'a str,
+    },
+    /// A one-time sign-in link that was exchanged.
+    UsedLink {
+        /// The link token's `jti`.
+        jti: &'a str,
+    },
+}
+
+/// A set of domain records to scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Records<'a> {
+    /// An org's fences.
+    Fences {
+        /// Org.
+        org: &'a str,
+    },
+    /// Every last known location.
+    Locations,
+    /// Every alert.
+    Alerts,
+    /// Every shift.
+    Shifts,
+}
+
+/// An escalation timer in the due-time index.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timer {
+    /// Due, ms since the Unix epoch.
+    pub due: u64,
+    /// Level it raises the alert to.
+    pub level: u8,
+    /// Alert id.
+    pub alert: String,
+}
+
+/// One change of a [`super::Store::write`].
+#[derive(Debug, Clone)]
+pub enum Change<'a> {
+    /// Store an encoded record.
+    Put(Record<'a>, Vec<u8>),
+    /// Remove a record.
+    Delete(Record<'a>),
+}
+
+impl<'a> Change<'a> {
+    /// A put of `value`, encoded.
+    pub fn put<T: Serialize>(key: Record<'a>, value: &T) -> Result<Self, StoreError> {
+        Ok(Change::Put(key, encode(value)?))
+    }
+}
+
+/// Encodes a record: a map with field names.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec_named(value).map_err(|e| StoreError::Codec(e.to_string()))
+}
+
+/// Decodes a record.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, StoreError> {
+    rmp_serde::from_slice(bytes).map_err(|e| StoreError::Codec(e.to_string()))
+}

@@ -1,0 +1,154 @@
+//! Group commit for the sled engine: one flusher task runs `flush_async()` back to back, so
+//! writers waiting at the same time share one flush.
+//!
+//! A write is acknowledged only after a flush that started after it returned Ok. A failed
+//! flush is never retried: what the kernel dropped is unknown, so the store turns unhealthy,
+//! refuses every later acknowledgement and fires [`GroupCommit::fatal`] so the process exits.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::counters::Latency;
+use crate::store::error::StoreError;
+use crate::store::interface::Ticket;
+
+/// The flush bookkeeping of one sled database.
+pub struct GroupCommit {
+    db: sled::Db,
+    /// Ticket of the last applied write.
+    written: AtomicU64,
+    /// Highest ticket a completed flush covers.
+    durable: watch::Sender<u64>,
+    kick: Notify,
+    failed: AtomicBool,
+    group_commit: bool,
+    // Only for the benchmark's one-flush-per-write mode: the flushes must not overlap.
+    serial_flush: tokio::sync::Mutex<()>,
+    /// Fires when a flush failed: the process must stop.
+    pub fatal: CancellationToken,
+    /// Durations of the flushes.
+    pub latency: Latency,
+}
+
+impl GroupCommit {
+    /// Commits for `db`; without `group_commit`, every acknowledgement waits for a flush of its
+    /// own, one at a time (only for comparing in the benchmark).
+    pub fn new(db: sled::Db, group_commit: bool) -> Self {
+        GroupCommit {
+            db,
+            written: AtomicU64::new(0),
+            durable: watch::channel(0).0,
+            kick: Notify::new(),
+            failed: AtomicBool::new(false),
+            group_commit,
+            serial_flush: tokio::sync::Mutex::new(()),
+            fatal: CancellationToken::new(),
+            latency: Latency::default(),
+        }
+    }
+
+    /// A ticket for a write that was just applied.
+    pub fn applied(&self) -> Ticket {
+        Ticket(self.written.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+
+    /// Runs flushes until a flush fails (or the task is aborted): each covers every write
+    /// applied before it started, so writers waiting meanwhile share the next one.
+    pub async fn run(&self) {
+        loop {
+            self.kick.notified().await;
+            // Let the writers that are ready to run append before the flush takes its target:
+            // without this, a flush starts the moment the previous one woke its waiters and
+            // covers only the first one or two of them.
+            tokio::task::yield_now().await;
+            if self.flush_once().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn flush_once(&self) -> Result<(), StoreError> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(StoreError::Unhealthy);
+        }
+        let target = self.written.load(Ordering::Acquire);
+        if target <= *self.durable.borrow() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        match self.db.flush_async().await {
+            Ok(_) => {
+                self.latency.observe(started.elapsed());
+                self.durable.send_modify(|d| *d = (*d).max(target));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store flush failed; refusing further acknowledgements and stopping");
+                self.failed.store(true, Ordering::Release);
+                self.fatal.cancel();
+                self.durable.send_modify(|_| {});
+                Err(StoreError::Engine(e.to_string()))
+            }
+        }
+    }
+
+    /// Waits until a flush covers `ticket`.
+    pub async fn durable(&self, ticket: Ticket) -> Result<(), StoreError> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(StoreError::Unhealthy);
+        }
+        if !self.group_commit {
+            let _one_at_a_time = self.serial_flush.lock().await;
+            let target = self.written.load(Ordering::Acquire);
+            self.db
+                .flush_async()
+                .await
+                .map_err(|e| StoreError::Engine(e.to_string()))?;
+            self.durable.send_modify(|d| *d = (*d).max(target));
+            return Ok(());
+        }
+        let mut rx = self.durable.subscribe();
+        if *rx.borrow_and_update() >= ticket.0 {
+            return Ok(());
+        }
+        self.kick.notify_one();
+        loop {
+            if rx.changed().await.is_err() {
+                return Err(StoreError::Unhealthy);
+            }
+            if self.failed.load(Ordering::Acquire) {
+                return Err(StoreError::Unhealthy);
+            }
+            if *rx.borrow_and_update() >= ticket.0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Whether a completed flush covers `ticket`.
+    pub fn is_durable(&self, ticket: Ticket) -> bool {
+        *self.durable.borrow() >= ticket.0
+    }
+
+    /// Whether every flush so far succeeded.
+    pub fn healthy(&self) -> bool {
+        !self.failed.load(Ordering::Acquire)
+    }
+
+    /// Flushes everything written so far (shutdown, tools).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.kick.notify_one();
+        let ticket = Ticket(self.written.load(Ordering::Acquire));
+        if self.group_commit && ticket.0 > *self.durable.borrow() {
+            self.db
+                .flush_async()
+                .await
+                .map_err(|e| StoreError::Engine(e.to_string()))?;
+            self.durable.send_modify(|d| *d = (*d).max(ticket.0));
+            return Ok(());
+        }
+        self.durable(ticket).await
+    }
+}

@@ -1,0 +1,28 @@
+//! What the transport holds beyond the application's state: the paths it serves WebSockets
+//! on and the SockJS sessions that live across HTTP requests.
+
+use std::sync::Arc;
+
+use super::sockjs::session::Sessions;
+use crate::app::AppState;
+
+/// Paths that accept a WebSocket upgrade (and carry SockJS under them).
+pub const WS_PATHS: [&str; 4] = ["/ws", "/api/ws", "/ws/job-status", "/ws/upload-progress"];
+
+/// The transport's view of the server: the application and the SockJS sessions.
+pub struct Gateway {
+    /// The application's shared state.
+    pub app: Arc<AppState>,
+    /// SockJS sessions over HTTP requests, by session id.
+    pub sockjs: Sessions,
+}
+
+impl Gateway {
+    /// A gateway in front of `app`.
+    pub fn new(app: Arc<AppState>) -> Arc<Self> {
+        Arc::new(Gateway {
+            app,
+            sockjs: Sessions::default(),
+        })
+    }
+}

@@ -1,0 +1,257 @@
+//! The WebSocket adapters: a fastwebsockets connection as a session's [`Source`] and
+//! [`Sink`], for plain framing (one message per WebSocket message) and SockJS framing (`o`,
+//! `a[…]`, `h`, `c[…]`). Control frames, fragments and the message limit are handled here;
+//! what the messages mean is the session's business.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fastwebsockets::{
+    Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+use super::sockjs::framing;
+use crate::hub::admission::Admission;
+use crate::hub::{ConnHandle, Outbound};
+use crate::protocol::{close, Encoding};
+use crate::session::{self, SessionContext, Sink, Source, Speaks};
+
+/// How messages are framed on a WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One message per WebSocket message.
+    Plain,
+    /// SockJS: `o`, `a[…]`, `h`, `c[…]` from the server; JSON arrays of strings from the client.
+    SockJs,
+}
+
+/// Runs a session on a WebSocket to its end: both tasks finished, subscriptions dropped, slot
+/// released.
+pub async fn run<S>(
+    ctx: SessionContext,
+    conn: Arc<ConnHandle>,
+    rx: mpsc::Receiver<Outbound>,
+    admission: Admission,
+    speaks: Speaks,
+    framing: Framing,
+    ws: WebSocket<S>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = ctx.hub.limits().clone();
+    let (mut read, write) = ws.split(tokio::io::split);
+    read.set_auto_close(false);
+    read.set_auto_pong(false);
+    // fastwebsockets refuses frames of `>= max`; our limit is inclusive. SockJS wraps each
+    // message in a JSON string: allow for its escapes.
+    let mut max = frame_limit(conn.encoding, &limits);
+    if let Speaks::Stomp(..) = speaks {
+        // Room above the STOMP frame limit, so a frame somewhat too large gets a STOMP ERROR
+        // that says so rather than a bare 1009.
+        max = max.saturating_mul(2);
+    }
+    if framing == Framing::SockJs {
+        max = max.saturating_mul(2).saturating_add(16);
+    }
+    read.set_max_message_size(max + 1);
+    let mut sink = WsSink { ws: write, framing };
+    if framing == Framing::SockJs && sink.open().await.is_err() {
+        return;
+    }
+    let source = WsSource {
+        ws: read,
+        framing,
+        fragments: None,
+        max,
+        queued: VecDeque::new(),
+    };
+    session::drive(ctx, conn, rx, admission, speaks, source, sink).await;
+}
+
+/// Largest single message accepted on a connection of this encoding.
+pub fn frame_limit(encoding: Encoding, limits: &crate::config::Limits) -> usize {
+    match encoding {
+        Encoding::Json => limits.max_message_size,
+        // Video frames travel as MessagePack: room for the frame plus its envelope.
+        Encoding::MsgPack => limits.max_message_size + limits.max_video_frame,
+    }
+}
+
+/// A WebSocket's write half.
+struct WsSink<W> {
+    ws: WebSocketWrite<W>,
+    framing: Framing,
+}
+
+impl<W: AsyncWrite + Unpin + Send> WsSink<W> {
+    async fn open(&mut self) -> std::io::Result<()> {
+        self.frame(OpCode::Text, b"o").await
+    }
+
+    async fn frame(&mut self, opcode: OpCode, payload: &[u8]) -> std::io::Result<()> {
+        let frame = Frame::new(true, opcode, None, Payload::Borrowed(payload));
+        self.ws
+            .write_frame(frame)
+            .await
+            .map_err(std::io::Error::other)
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send> Sink for WsSink<W> {
+    async fn send(&mut self, text: bool, bytes: &[u8]) -> std::io::Result<()> {
+        match self.framing {
+            Framing::Plain => {
+                let opcode = if text { OpCode::Text } else { OpCode::Binary };
+                self.frame(opcode, bytes).await
+            }
+            Framing::SockJs => {
+                let framed = framing::message_frame(bytes)?;
+                self.frame(OpCode::Text, &framed).await
+            }
+        }
+    }
+
+    async fn keepalive(&mut self) -> std::io::Result<()> {
+        if self.framing == Framing::SockJs {
+            self.frame(OpCode::Text, b"h").await?;
+        }
+        self.frame(OpCode::Ping, b"").await
+    }
+
+    async fn pong(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        self.frame(OpCode::Pong, payload).await
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) -> std::io::Result<()> {
+        if self.framing == Framing::SockJs {
+            let framed = framing::close_frame(code, reason);
+            self.frame(OpCode::Text, framed.as_bytes()).await?;
+        }
+        self.ws
+            .write_frame(Frame::close(code, reason.as_bytes()))
+            .await
+            .map_err(std::io::Error::other)?;
+        self.ws.flush().await.map_err(std::io::Error::other)
+    }
+}
+
+/// A WebSocket's read half: control frames, fragments and SockJS framing handled here.
+struct WsSource<R> {
+    ws: WebSocketRead<R>,
+    framing: Framing,
+    /// A fragmented message being reassembled: its opcode and bytes so far.
+    fragments: Option<(OpCode, Vec<u8>)>,
+    max: usize,
+    /// SockJS: messages of an array not yet handed out.
+    queued: VecDeque<Vec<u8>>,
+}
+
+impl<R: AsyncRead + Unpin + Send> Source for WsSource<R> {
+    async fn next(&mut self, conn: &ConnHandle) -> Option<(bool, Vec<u8>)> {
+        let mut no_obligations = |_: Frame<'_>| async { Ok::<(), std::convert::Infallible>(()) };
+        loop {
+            if let Some(message) = self.queued.pop_front() {
+                return Some((true, message));
+            }
+            let frame = self.ws.read_frame(&mut no_obligations).await;
+            conn.touch();
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => {
+                    read_error(conn, e);
+                    return None;
+                }
+            };
+            let (opcode, message) = match frame.opcode {
+                OpCode::Close => {
+                    let code = match frame.payload.len() {
+                        0 => close::NORMAL,
+                        1 => close::PROTOCOL_ERROR,
+                        _ => u16::from_be_bytes([frame.payload[0], frame.payload[1]]),
+                    };
+                    let echo = if (1000..5000).contains(&code) {
+                        code
+                    } else {
+                        close::PROTOCOL_ERROR
+                    };
+                    conn.close(echo, "");
+                    return None;
+                }
+                OpCode::Ping => {
+                    let _ = conn.try_send(Outbound::Pong(Bytes::copy_from_slice(&frame.payload)));
+                    continue;
+                }
+                OpCode::Pong => continue,
+                OpCode::Text | OpCode::Binary => {
+                    if self.fragments.is_some() {
+                        conn.close(
+                            close::PROTOCOL_ERROR,
+                            "new message before the last one finished",
+                        );
+                        return None;
+                    }
+                    if !frame.fin {
+                        self.fragments = Some((frame.opcode, frame.payload.to_vec()));
+                        continue;
+                    }
+                    (frame.opcode, frame.payload.to_vec())
+                }
+                OpCode::Continuation => {
+                    // Reassembly enforces the message limit across all fragments
+                    // (fastwebsockets only limits each frame).
+                    let Some((_, buf)) = self.fragments.as_mut() else {
+                        conn.close(close::PROTOCOL_ERROR, "continuation without a message");
+                        return None;
+                    };
+                    if buf.len() + frame.payload.len() > self.max {
+                        conn.close(close::TOO_BIG, "message too large");
+                        return None;
+                    }
+                    buf.extend_from_slice(&frame.payload);
+                    if !frame.fin {
+                        continue;
+                    }
+                    let Some((opcode, buf)) = self.fragments.take() else {
+                        continue;
+                    };
+                    if opcode == OpCode::Text && std::str::from_utf8(&buf).is_err() {
+                        conn.close(close::INVALID_PAYLOAD, "text message is not valid UTF-8");
+                        return None;
+                    }
+                    (opcode, buf)
+                }
+            };
+            match self.framing {
+                Framing::Plain => return Some((opcode == OpCode::Text, message)),
+                Framing::SockJs => match framing::client_messages(&message) {
+                    Ok(messages) => self.queued.extend(messages),
+                    Err(e) => {
+                        conn.close(close::PROTOCOL_ERROR, e);
+                        return None;
+                    }
+                },
+            }
+        }
+    }
+}
+
+fn read_error(conn: &ConnHandle, e: WebSocketError) {
+    let (code, reason) = match e {
+        WebSocketError::FrameTooLarge => (close::TOO_BIG, "message too large".to_string()),
+        WebSocketError::InvalidUTF8 => (
+            close::INVALID_PAYLOAD,
+            "text frame is not valid UTF-8".to_string(),
+        ),
+        WebSocketError::UnexpectedEOF
+        | WebSocketError::IoError(_)
+        | WebSocketError::ConnectionClosed => {
+            tracing::debug!(error = %e, "peer went away");
+            return;
+        }
+        other => (close::PROTOCOL_ERROR, other.to_string()),
+    };
+    conn.close(code, reason);
+}
