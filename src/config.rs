@@ -265,6 +265,19 @@ pub struct Limits {
     pub max_video_frame: usize,
     /// Messages waiting for one slow connection before the overflow policy applies.
     pub outbound_queue: usize,
+    /// Open STOMP transactions per connection.
+    pub stomp_transactions: usize,
+    /// Frames held in all open STOMP transactions of one connection.
+    pub stomp_transaction_frames: usize,
+    /// Bytes (headers and bodies) held in all open STOMP transactions of one connection.
+    pub stomp_transaction_bytes: usize,
+    /// Messages delivered to one connection and awaiting its `ACK` (STOMP client ack modes).
+    pub max_unacked_per_connection: usize,
+    /// Rooms (`/topic/org/{org}/room/*`) the clients of one org may create.
+    pub max_rooms_per_org: usize,
+    /// How long a video channel's latest keyframe is kept for a late viewer.
+    #[serde(with = "humantime_serde")]
+    pub keyframe_ttl: Duration,
 }
 
 impl Default for Config {
@@ -319,6 +332,12 @@ impl Default for Limits {
             max_message_size: 64 * 1024,
             max_video_frame: 256 * 1024,
             outbound_queue: 1024,
+            stomp_transactions: 16,
+            stomp_transaction_frames: 256,
+            stomp_transaction_bytes: 1024 * 1024,
+            max_unacked_per_connection: 1024,
+            max_rooms_per_org: 1000,
+            keyframe_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -415,6 +434,30 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "limits.outbound_queue",
         "messages queued for one connection before the overflow policy applies",
+    ),
+    (
+        "limits.stomp_transactions",
+        "open STOMP transactions per connection",
+    ),
+    (
+        "limits.stomp_transaction_frames",
+        "frames held in all open STOMP transactions of one connection",
+    ),
+    (
+        "limits.stomp_transaction_bytes",
+        "bytes held in all open STOMP transactions of one connection",
+    ),
+    (
+        "limits.max_unacked_per_connection",
+        "messages awaiting one connection's ACK (STOMP client ack modes)",
+    ),
+    (
+        "limits.max_rooms_per_org",
+        "rooms the clients of one org may create",
+    ),
+    (
+        "limits.keyframe_ttl",
+        "how long a video channel's latest keyframe is kept for a late viewer",
     ),
     (
         "retention.interval",
@@ -603,7 +646,7 @@ impl Config {
             }
         }
         let l = &self.limits;
-        let positive: [(&'static str, bool); 12] = [
+        let positive: [(&'static str, bool); 18] = [
             ("limits.ping_interval", l.ping_interval.is_zero()),
             ("limits.dead_peer_timeout", l.dead_peer_timeout.is_zero()),
             ("limits.idle_timeout", l.idle_timeout.is_zero()),
@@ -622,6 +665,21 @@ impl Config {
             ),
             ("limits.max_message_size", l.max_message_size < 256),
             ("limits.outbound_queue", l.outbound_queue == 0),
+            ("limits.stomp_transactions", l.stomp_transactions == 0),
+            (
+                "limits.stomp_transaction_frames",
+                l.stomp_transaction_frames == 0,
+            ),
+            (
+                "limits.stomp_transaction_bytes",
+                l.stomp_transaction_bytes == 0,
+            ),
+            (
+                "limits.max_unacked_per_connection",
+                l.max_unacked_per_connection == 0,
+            ),
+            ("limits.max_rooms_per_org", l.max_rooms_per_org == 0),
+            ("limits.keyframe_ttl", l.keyframe_ttl.is_zero()),
         ];
         for (key, is_bad) in positive {
             if is_bad {

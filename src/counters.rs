@@ -30,11 +30,61 @@ impl Latency {
     }
 }
 
+/// A budget: something a client can make the server hold, with a limit of its own. Each
+/// refusal is counted by budget (`lookout_budget_refusals{budget}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// `limits.max_connections`: connections of every transport, server-wide.
+    Connections,
+    /// `limits.max_connections_per_user`: connections of every transport, per user.
+    ConnectionsPerUser,
+    /// `limits.max_subscriptions_per_connection`.
+    Subscriptions,
+    /// `limits.stomp_transactions`: open STOMP transactions per connection.
+    StompTransactions,
+    /// `limits.stomp_transaction_frames`: frames held in a connection's open transactions.
+    StompTransactionFrames,
+    /// `limits.stomp_transaction_bytes`: bytes held in a connection's open transactions.
+    StompTransactionBytes,
+    /// `limits.max_unacked_per_connection`: messages delivered and awaiting a client ACK.
+    Unacked,
+    /// `limits.max_rooms_per_org`: rooms an org's clients have created.
+    Rooms,
+}
+
+impl Budget {
+    /// Every budget, in label order.
+    pub const ALL: [Budget; 8] = [
+        Budget::Connections,
+        Budget::ConnectionsPerUser,
+        Budget::Subscriptions,
+        Budget::StompTransactions,
+        Budget::StompTransactionFrames,
+        Budget::StompTransactionBytes,
+        Budget::Unacked,
+        Budget::Rooms,
+    ];
+
+    /// The label value: the configuration key that sets it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Budget::Connections => "limits.max_connections",
+            Budget::ConnectionsPerUser => "limits.max_connections_per_user",
+            Budget::Subscriptions => "limits.max_subscriptions_per_connection",
+            Budget::StompTransactions => "limits.stomp_transactions",
+            Budget::StompTransactionFrames => "limits.stomp_transaction_frames",
+            Budget::StompTransactionBytes => "limits.stomp_transaction_bytes",
+            Budget::Unacked => "limits.max_unacked_per_connection",
+            Budget::Rooms => "limits.max_rooms_per_org",
+        }
+    }
+}
+
 /// Process-wide counters.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Open connections per protocol ([`Protocol::ALL`] order).
-    pub open: [AtomicU64; 5],
+    pub open: [AtomicU64; 7],
     /// Connections accepted since start.
     pub accepted: AtomicU64,
     /// Subscriptions held now.
@@ -57,6 +107,8 @@ pub struct Stats {
     pub rate_limited: AtomicU64,
     /// Upgrade or REST requests refused for bad credentials.
     pub auth_failures: AtomicU64,
+    /// Refusals by budget ([`Budget::ALL`] order).
+    pub refused: [AtomicU64; 8],
     /// From a publish request to its durability (logged channels).
     pub publish_latency: Latency,
 }
@@ -102,6 +154,16 @@ impl Stats {
     /// A connection closed.
     pub fn disconnected(&self, protocol: Protocol) {
         self.open[protocol as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A client hit `budget`.
+    pub fn refused(&self, budget: Budget) {
+        self.refused[budget as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Refusals so far of `budget`.
+    pub fn refusals(&self, budget: Budget) -> u64 {
+        self.refused[budget as usize].load(Ordering::Relaxed)
     }
 
     /// A request or connection was refused for bad credentials.

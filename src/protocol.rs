@@ -485,16 +485,22 @@ pub enum Protocol {
     SockJsStomp,
     /// Native JSON over SockJS.
     SockJsJson,
+    /// A Server-Sent-Events stream.
+    Sse,
+    /// A long-poll request while it waits.
+    LongPoll,
 }
 
 impl Protocol {
     /// Every protocol, in label order.
-    pub const ALL: [Protocol; 5] = [
+    pub const ALL: [Protocol; 7] = [
         Protocol::Json,
         Protocol::MsgPack,
         Protocol::Stomp,
         Protocol::SockJsStomp,
         Protocol::SockJsJson,
+        Protocol::Sse,
+        Protocol::LongPoll,
     ];
 
     /// The label value.
@@ -505,7 +511,15 @@ impl Protocol {
             Protocol::Stomp => "stomp",
             Protocol::SockJsStomp => "sockjs+stomp",
             Protocol::SockJsJson => "sockjs+lookout.json",
+            Protocol::Sse => "sse",
+            Protocol::LongPoll => "long-poll",
         }
+    }
+
+    /// Whether the connection shows in presence: a long-poll request is one poll of a client
+    /// that comes and goes every few seconds, not a join and a leave.
+    pub fn present(self) -> bool {
+        self != Protocol::LongPoll
     }
 
     /// The native protocol in `encoding`.

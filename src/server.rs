@@ -213,6 +213,15 @@ impl Server {
                 "connections still open after the grace period"
             );
         }
+        // Releases and acknowledgements the hub started on its own finish before the flush.
+        let hub_tasks = state.hub.tasks();
+        hub_tasks.close();
+        if tokio::time::timeout(grace, hub_tasks.wait()).await.is_err() {
+            tracing::warn!(
+                remaining = hub_tasks.len(),
+                "hub tasks still running after the grace period"
+            );
+        }
         let flushed = if store_failed || !store.healthy() {
             Err(ServerError::Store(StoreError::Unhealthy))
         } else {

@@ -388,48 +388,6 @@ async fn history_and_long_poll_follow_the_subscribe_rights() {
     server.stop().await;
 }
 
-/// Reads server-sent events from a streaming response: (id, data) of each `message` event.
-struct EventReader {
-    stream:
-        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buf: String,
-}
-
-impl EventReader {
-    fn new(response: reqwest::Response) -> Self {
-        EventReader {
-            stream: Box::pin(response.bytes_stream()),
-            buf: String::new(),
-        }
-    }
-
-    async fn next_message(&mut self) -> (String, Value) {
-        use futures_util::StreamExt;
-        loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let field = |name: &str| {
-                    block
-                        .lines()
-                        .find_map(|l| l.strip_prefix(name))
-                        .map(|v| v.trim().to_string())
-                };
-                if field("event:").as_deref() == Some("message") {
-                    let data = serde_json::from_str(&field("data:").expect("data")).expect("json");
-                    return (field("id:").expect("id"), data);
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(PATIENCE, self.stream.next())
-                .await
-                .expect("an event in time")
-                .expect("stream open")
-                .expect("chunk");
-            self.buf.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-}
-
 #[tokio::test]
 async fn server_sent_events_resume_with_last_event_id_and_lose_nothing() {
     let server = server_with(|c| c.limits.ping_interval = Duration::from_secs(1)).await;

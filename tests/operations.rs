@@ -129,40 +129,6 @@ fn readiness_watchdog_and_stopping_are_notified() {
     assert!(status.success(), "{status}");
 }
 
-/// One scrape of `/metrics`, parsed by a Prometheus text parser.
-async fn scrape(server: &common::TestServer) -> prometheus_parse::Scrape {
-    let response = server
-        .http()
-        .get(server.https("/metrics"))
-        .send()
-        .await
-        .expect("scrape");
-    assert_eq!(response.status(), 200);
-    let text = response.text().await.expect("body");
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("the output parses as Prometheus text")
-}
-
-/// The value of `name` with `labels`; a histogram's value is its count.
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let sample = scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"));
-    match &sample.value {
-        prometheus_parse::Value::Counter(v)
-        | prometheus_parse::Value::Gauge(v)
-        | prometheus_parse::Value::Untyped(v) => *v,
-        prometheus_parse::Value::Histogram(buckets) => buckets
-            .iter()
-            .find(|b| b.less_than.is_infinite())
-            .map(|b| b.count)
-            .unwrap_or_else(|| panic!("{name} has no +Inf bucket")),
-        other => panic!("{name}: unexpected {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn metrics_count_a_scripted_session() {
     use common::*;

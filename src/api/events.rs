@@ -6,9 +6,10 @@ use http_body_util::BodyExt;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::Response;
 
-use super::extract::{channels_and_since, Call};
+use super::extract::{channels_and_since, until_expiry, Call};
 use crate::failure::Report;
 use crate::http::{Body, HttpError};
+use crate::protocol::{Encoding, ErrorCode, Protocol};
 
 /// Events waiting for the client's stream.
 const EVENT_QUEUE: usize = 16;
@@ -36,11 +37,18 @@ pub async fn events(call: Call) -> Result<Response<Body>, HttpError> {
     for (name, since) in &channels {
         state.hub.history(&who, name, *since, 1).await?;
     }
+    // A stream is a connection: it takes a slot under the per-user and total limits, and
+    // gives it back when the stream ends.
+    let (_conn, _queue, admission) = state
+        .hub
+        .admit(who.clone(), Encoding::Json, Protocol::Sse, call.peer)
+        .await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(EVENT_QUEUE);
     let hub = state.hub.clone();
     let shutdown = state.shutdown.clone();
     let keepalive = state.config.limits.ping_interval;
-    tokio::spawn(async move {
+    state.tracker.spawn(async move {
+        let _admission = admission;
         let (names, mut cursors): (Vec<String>, Vec<u64>) = channels.into_iter().unzip();
         if tx
             .send(Bytes::from_static(b"retry: 2000\n\n"))
@@ -50,11 +58,22 @@ pub async fn events(call: Call) -> Result<Response<Body>, HttpError> {
             return;
         }
         loop {
+            let Some(left) = until_expiry(who.exp) else {
+                // As a WebSocket closes with 4001: the client reconnects with a fresh token and
+                // `Last-Event-ID`, and loses nothing.
+                let event = format!(
+                    "event: error\ndata: {}\n\n",
+                    serde_json::json!({"code": ErrorCode::Unauthorized, "message": "token expired; reconnect with a fresh token"})
+                );
+                let _ = tx.send(Bytes::from(event)).await;
+                return;
+            };
             let pairs: Vec<(String, u64)> =
                 names.iter().cloned().zip(cursors.iter().copied()).collect();
+            let wait = keepalive.min(left);
             let polled = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                polled = hub.poll(&who, &pairs, keepalive, EVENT_PAGE) => polled,
+                polled = hub.poll(&who, &pairs, wait, EVENT_PAGE) => polled,
             };
             let histories = match polled {
                 Ok(h) => h,

@@ -2,7 +2,9 @@
 //! identity, the query, the path's parameters and a bounded JSON body.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -24,6 +26,8 @@ pub const MAX_CHANNELS: usize = 32;
 pub struct Call {
     /// The application.
     pub state: Arc<AppState>,
+    /// Who sent it.
+    pub peer: SocketAddr,
     /// The request.
     pub req: Request<Incoming>,
     /// The path's parameters, in the order the route names them.
@@ -107,6 +111,13 @@ impl Call {
 fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, HttpError> {
     serde_json::from_slice(body)
         .map_err(|e| HttpError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
+}
+
+/// How long a token with `exp` (seconds since the Unix epoch) stays valid; `None` once it has
+/// expired. Long-lived requests (SSE, long-poll) end then, as WebSocket sessions do.
+pub fn until_expiry(exp: u64) -> Option<Duration> {
+    let left = exp.saturating_sub(crate::auth::now_secs());
+    (left > 0).then(|| Duration::from_secs(left))
 }
 
 /// A non-negative integer query parameter, or its default.

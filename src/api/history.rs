@@ -3,10 +3,12 @@
 
 use hyper::Response;
 
-use super::extract::{channels_and_since, number, Call, MAX_PAGE};
+use std::time::Duration;
+
+use super::extract::{channels_and_since, number, until_expiry, Call, MAX_PAGE};
 use crate::field::Location;
 use crate::http::{json_response, Body, HttpError};
-use crate::protocol::ErrorCode;
+use crate::protocol::{Encoding, ErrorCode, Protocol};
 
 /// Longest a long-poll request may wait, seconds.
 const MAX_POLL: u64 = 60;
@@ -34,13 +36,15 @@ pub async fn poll(call: Call) -> Result<Response<Body>, HttpError> {
         params.get("channels"),
         params.get("since").map(String::as_str),
     )?;
-    let wait = number(&params, "timeout", 25u64)?.min(MAX_POLL);
+    let wait = Duration::from_secs(number(&params, "timeout", 25u64)?.min(MAX_POLL));
     let limit = number(&params, "limit", 100usize)?.clamp(1, MAX_PAGE);
-    let result = call
-        .state
-        .hub
-        .poll(&who, &channels, std::time::Duration::from_secs(wait), limit)
+    let hub = &call.state.hub;
+    // A waiting poll is a connection under the limits; it waits no longer than its token.
+    let wait = wait.min(until_expiry(who.exp).unwrap_or_default());
+    let (_conn, _queue, _slot) = hub
+        .admit(who.clone(), Encoding::Json, Protocol::LongPoll, call.peer)
         .await?;
+    let result = hub.poll(&who, &channels, wait, limit).await?;
     Ok(json_response(
         200,
         &serde_json::json!({ "channels": result }),

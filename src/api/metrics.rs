@@ -18,6 +18,7 @@ use prometheus_client::metrics::MetricType;
 use super::extract::Call;
 use crate::alerts::AlertState;
 use crate::channel::ChannelKind;
+use crate::counters::Budget;
 use crate::http::{full, Body, HttpError};
 use crate::hub::Hub;
 use crate::protocol::{ErrorCode, Protocol};
@@ -183,6 +184,18 @@ impl prometheus_client::collector::Collector for Exporter {
                 ("slow_consumer", get(&s.slow_disconnects)),
             ]
             .map(|(reason, v)| (vec![("reason", reason.to_string())], ConstCounter::new(v))),
+        )?;
+        labelled(
+            &mut encoder,
+            "lookout_budget_refusals",
+            "Requests refused because a client reached a budget, by the key that sets it.",
+            MetricType::Counter,
+            Budget::ALL.iter().map(|b| {
+                (
+                    vec![("budget", b.name().to_string())],
+                    ConstCounter::new(s.refusals(*b)),
+                )
+            }),
         )?;
         counter(
             &mut encoder,

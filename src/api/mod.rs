@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod publish;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -108,7 +109,11 @@ impl Route {
 }
 
 /// Serves one REST request.
-pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    state: Arc<AppState>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", %method, %path);
@@ -121,7 +126,12 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             allowed.push(route.method.as_str());
             continue;
         }
-        let call = Call { state, req, params };
+        let call = Call {
+            state,
+            peer,
+            req,
+            params,
+        };
         return match (route.handler)(call).instrument(span).await {
             Ok(response) => response,
             Err(e) => e.response(),

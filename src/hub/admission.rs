@@ -12,6 +12,7 @@ use super::users::{Admitted, Joining};
 use super::{ConnHandle, Hub};
 use crate::auth::{Identity, Role};
 use crate::channel::{ChannelKind, Directory, Target};
+use crate::counters::Budget;
 use crate::protocol::{now_millis, Encoding, Protocol};
 use crate::store::{Remembered, StoreError};
 
@@ -59,14 +60,25 @@ impl Hub {
             protocol,
             peer,
         };
-        let ((conn, rx), first): (Admitted, bool) = self.users.join(
+        let joined = self.users.join(
             joining,
             limits.max_connections,
             limits.max_connections_per_user,
             limits.outbound_queue,
-        )?;
+        );
+        let ((conn, rx), first): (Admitted, bool) = match joined {
+            Ok(joined) => joined,
+            Err(refusal) => {
+                match refusal {
+                    Refusal::Total(_) => self.stats.refused(Budget::Connections),
+                    Refusal::PerUser(_) => self.stats.refused(Budget::ConnectionsPerUser),
+                    _ => {}
+                }
+                return Err(refusal);
+            }
+        };
         self.stats.connected(protocol);
-        if first {
+        if first && protocol.present() {
             self.presence(&conn.identity, "join");
         }
         let admission = Admission {
@@ -79,7 +91,7 @@ impl Hub {
     fn leave(&self, conn: &ConnHandle) {
         let last = self.users.leave(conn);
         self.stats.disconnected(conn.protocol);
-        if last {
+        if last && conn.protocol.present() {
             self.presence(&conn.identity, "leave");
         }
     }

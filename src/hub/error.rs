@@ -23,6 +23,9 @@ pub enum HubError {
     /// Too many subscriptions on one connection.
     #[error("subscription limit ({0}) reached")]
     TooManySubscriptions(usize),
+    /// A client reached a budget (e.g. the rooms of its org).
+    #[error("{0}")]
+    OverBudget(String),
     /// No such message to acknowledge.
     #[error("no message {seq} on {channel}")]
     NoSuchMessage {
@@ -48,7 +51,7 @@ impl Failure for HubError {
             HubError::Denied(channel::Denied::Conflict(_)) => ErrorCode::Conflict,
             HubError::AlreadySubscribed(_) => ErrorCode::Conflict,
             HubError::NotSubscribed(_) | HubError::NoSuchMessage { .. } => ErrorCode::NotFound,
-            HubError::TooManySubscriptions(_) => ErrorCode::RateLimited,
+            HubError::TooManySubscriptions(_) | HubError::OverBudget(_) => ErrorCode::RateLimited,
             HubError::Gone | HubError::Store(_) => ErrorCode::Internal,
         }
     }

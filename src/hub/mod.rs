@@ -29,16 +29,20 @@ pub mod requests;
 pub mod subscribe;
 pub mod users;
 
+#[cfg(test)]
+mod tests;
+
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Limits;
 use crate::counters::Stats;
-use crate::protocol::close;
+use crate::protocol::{close, now_millis};
 use crate::store::Store;
 
 pub use self::conn::{ConnHandle, Delivery, Outbound, View};
@@ -52,6 +56,8 @@ pub use crate::channel::{ChannelKind, Target};
 
 /// The channel hub.
 pub struct Hub {
+    /// This hub, for the tasks it starts on its own (a release after its publisher left).
+    me: Weak<Hub>,
     store: Arc<dyn Store>,
     /// Replaced whole by a reload (SIGHUP); connections copy what they need when they start.
     limits: arc_swap::ArcSwap<Limits>,
@@ -61,6 +67,9 @@ pub struct Hub {
     rates: arc_swap::ArcSwap<Rates>,
     /// Bumped whenever messages become readable; long-poll requests wait on it.
     released: watch::Sender<u64>,
+    /// Tasks the hub starts (releases, STOMP auto-acks), so shutdown can wait for them
+    /// before the final flush.
+    tasks: TaskTracker,
     /// Counters for stats and metrics.
     pub stats: Stats,
 }
@@ -92,15 +101,22 @@ impl Hub {
     /// A hub over `store` with `limits`.
     pub fn new(store: Arc<dyn Store>, limits: Limits) -> Arc<Self> {
         let rates = Rates::new(&limits);
-        Arc::new(Hub {
+        Arc::new_cyclic(|me| Hub {
+            me: me.clone(),
             store,
             limits: arc_swap::ArcSwap::from_pointee(limits),
             registry: registry::Registry::default(),
             users: users::Users::default(),
             rates: arc_swap::ArcSwap::from_pointee(rates),
             released: watch::channel(0).0,
+            tasks: TaskTracker::new(),
             stats: Stats::default(),
         })
+    }
+
+    /// The tasks the hub started; shutdown closes and waits for them before the last flush.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
     }
 
     /// The store's epoch.
@@ -142,11 +158,23 @@ impl Hub {
         ok
     }
 
-    /// Forgets rate-limiter state of users not seen recently; called periodically.
+    /// Forgets what nobody needs any more, called periodically: rate-limiter state of users
+    /// not seen recently, users gone for longer than `limits.idle_timeout`, keyframes older
+    /// than `limits.keyframe_ttl`. (Live-only seqs stay: clients drop a seq they saw before.)
     pub fn housekeeping(&self) {
         let rates = self.rates.load();
         rates.messages.retain_recent();
         rates.video.retain_recent();
+        let now = now_millis();
+        let idle = self.limits().idle_timeout.as_millis() as u64;
+        self.users.forget_gone(now.saturating_sub(idle));
+        self.registry
+            .forget_keyframes(now.saturating_sub(self.keyframe_ttl_ms()));
+    }
+
+    /// `limits.keyframe_ttl`, in ms.
+    fn keyframe_ttl_ms(&self) -> u64 {
+        u64::try_from(self.limits().keyframe_ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Channel entries (with subscribers or pending messages).

@@ -12,8 +12,9 @@ use super::requests::{Publish, Published};
 use super::Hub;
 use crate::auth::Identity;
 use crate::channel::{self, ChannelKind, Target};
+use crate::counters::Budget;
 use crate::protocol::now_millis;
-use crate::store::{Draft, StoredMessage};
+use crate::store::{Draft, StoredMessage, Ticket};
 
 /// Whether a video message is a keyframe (what a late viewer must get first).
 fn is_keyframe(data: &rmpv::Value) -> bool {
@@ -37,11 +38,41 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// A message appended and waiting for its commit: if the publisher goes away first (a REST
+/// client that hung up, a shutdown), a task of the hub delivers it once it is durable, so it
+/// never waits for the next publish on its channel.
+struct Releasing<'a> {
+    hub: &'a Hub,
+    channel: Arc<Channel>,
+    ticket: Ticket,
+    armed: bool,
+}
+
+impl Drop for Releasing<'_> {
+    fn drop(&mut self) {
+        if !self.armed || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let Some(hub) = self.hub.me.upgrade() else {
+            return;
+        };
+        let (channel, ticket) = (self.channel.clone(), self.ticket);
+        self.hub.tasks.spawn(async move {
+            // A failed commit stops the process; what is durable is delivered either way.
+            let _ = hub.store.durable(ticket).await;
+            hub.release(&channel);
+        });
+    }
+}
+
 impl Hub {
     /// Publishes on behalf of `who`, after checking the rights table. Returns once the message
     /// is durable (logged channels) and queued to every subscriber.
     pub async fn publish(&self, who: &Identity, req: Publish<'_>) -> Result<Published, HubError> {
         let (target, job_owner) = self.authorize_publish(who, &req).await?;
+        if let Target::Room { org, .. } = &target {
+            self.room_quota(org, &target.stored_name()).await?;
+        }
         if let channel::JobOwner::Set(owner) = job_owner {
             if let Target::Job { job } = &target {
                 let stored_owner = self.store.claim_job(job, &owner).await?;
@@ -66,6 +97,27 @@ impl Hub {
             seq,
             epoch: self.store.epoch().to_string(),
         })
+    }
+
+    /// Refuses the first message of a new room when the org has `limits.max_rooms_per_org`
+    /// rooms already. Two first publishes racing may both pass: the quota bounds what one
+    /// client can create, it is not a count to the unit.
+    async fn room_quota(&self, org: &str, stored: &str) -> Result<(), HubError> {
+        if self.store.head(stored) > 0 {
+            return Ok(());
+        }
+        let max = self.limits().max_rooms_per_org;
+        let rooms = self
+            .store
+            .count_channels(&format!("/topic/org/{org}/room/"))
+            .await?;
+        if rooms >= max {
+            self.stats.refused(Budget::Rooms);
+            return Err(HubError::OverBudget(format!(
+                "org {org} has {max} rooms already (limits.max_rooms_per_org)"
+            )));
+        }
+        Ok(())
     }
 
     /// Checks a publish against the rights table without publishing.
@@ -126,7 +178,14 @@ impl Hub {
         channel.state.lock().pending.insert(seq, (ticket, message));
         drop(in_flight);
         self.stats.published(kind);
+        let mut releasing = Releasing {
+            hub: self,
+            channel: channel.clone(),
+            ticket,
+            armed: true,
+        };
         let durable = self.store.durable(ticket).await;
+        releasing.armed = false;
         self.release(&channel);
         durable?;
         Ok(seq)

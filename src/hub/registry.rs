@@ -168,8 +168,18 @@ impl Registry {
         self.keyframes.lock().insert(Arc::from(stored), message);
     }
 
-    /// The latest keyframe of a video channel.
-    pub fn keyframe(&self, stored: &str) -> Option<Arc<StoredMessage>> {
-        self.keyframes.lock().get(stored).cloned()
+    /// The latest keyframe of a video channel, if it was published at or after `since` (ms).
+    pub fn keyframe(&self, stored: &str, since: u64) -> Option<Arc<StoredMessage>> {
+        self.keyframes
+            .lock()
+            .get(stored)
+            .filter(|k| k.timestamp >= since)
+            .cloned()
+    }
+
+    /// Forgets keyframes published before `before` (ms): a late viewer would see a stale
+    /// picture, and each may hold a frame of `limits.max_video_frame` bytes.
+    pub fn forget_keyframes(&self, before: u64) {
+        self.keyframes.lock().retain(|_, k| k.timestamp >= before);
     }
 }

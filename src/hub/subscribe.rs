@@ -15,6 +15,7 @@ use super::requests::{SubscribeInfo, Subscribed};
 use super::Hub;
 use crate::auth::Identity;
 use crate::channel::{self, ChannelKind, Target};
+use crate::protocol::now_millis;
 
 /// Replay reads the log in pages of this many messages, waiting for the client between pages.
 const REPLAY_PAGE: usize = 256;
@@ -146,7 +147,8 @@ impl Hub {
                 match tail {
                     Ok(tail) => {
                         if kind == ChannelKind::Video {
-                            if let Some(message) = self.registry.keyframe(&stored) {
+                            let fresh = now_millis().saturating_sub(self.keyframe_ttl_ms());
+                            if let Some(message) = self.registry.keyframe(&stored, fresh) {
                                 let d =
                                     Arc::new(Delivery::new(channel.public.clone(), kind, message));
                                 let _ = conn.try_send(Outbound::Deliver(d, view));

@@ -100,6 +100,14 @@ impl Users {
         last
     }
 
+    /// Forgets users without a connection since before `before` (ms); their status falls back
+    /// to what the store remembers.
+    pub fn forget_gone(&self, before: u64) {
+        self.map
+            .lock()
+            .retain(|_, e| !e.conns.is_empty() || e.last_seen >= before);
+    }
+
     /// A user's open connections and when it was last seen in this process.
     pub fn status(&self, user: &str) -> (Vec<ConnStatus>, Option<u64>) {
         let map = self.map.lock();

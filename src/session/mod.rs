@@ -71,7 +71,7 @@ pub async fn drive<Src, Snk>(
             (Wire::Native, Reader::Native(reader))
         }
         Speaks::Stomp(parser, connect) => {
-            let shared = stomp::Shared::new(ctx.hub.epoch(), limits.outbound_queue);
+            let shared = stomp::Shared::new(ctx.hub.epoch(), limits.max_unacked_per_connection);
             let session = stomp::StompSession::new(
                 ctx.clone(),
                 conn.clone(),

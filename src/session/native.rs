@@ -216,8 +216,7 @@ impl Reader {
                 .hub_error(id, HubError::AlreadySubscribed(public))
                 .await;
         }
-        let max = self.ctx.hub.limits().max_subscriptions_per_connection;
-        if let Err(e) = self.subscriptions.room_for_one(max) {
+        if let Err(e) = self.subscriptions.room_for_one(&self.ctx.hub) {
             return self.hub_error(id, e).await;
         }
         let encoding = self.conn.encoding;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::context::{next_message, Flow, SessionContext, Source};
 use super::subscriptions::Subscriptions;
 use crate::channel::{is_video, ChannelKind, Target};
+use crate::counters::Budget;
 use crate::failure::{Failure, Report};
 use crate::hub::{ConnHandle, Delivery, HubError, Outbound, Publish, View};
 use crate::protocol::{close, ErrorCode};
@@ -28,10 +29,6 @@ use crate::stomp::{connect_token, error_frame};
 
 /// Versions spoken, best first.
 pub const VERSIONS: [&str; 3] = ["1.2", "1.1", "1.0"];
-/// Open transactions per session.
-const MAX_TRANSACTIONS: usize = 16;
-/// Frames held in one transaction.
-const MAX_TRANSACTION_FRAMES: usize = 256;
 /// How long a `SEND` over the rate limit waits for budget before the session is ended: STOMP
 /// has no non-fatal error, so a fast sender is slowed down rather than refused.
 const RATE_WAIT: Duration = Duration::from_secs(2);
@@ -71,6 +68,17 @@ struct Table {
     by_channel: HashMap<Arc<str>, Subscription>,
     /// Subscription id → public channel name.
     channel_of: HashMap<String, Arc<str>>,
+    /// Messages awaiting `ACK`, over every subscription.
+    unacked: usize,
+}
+
+impl Table {
+    /// Drops the subscription on `channel` with whatever it awaited.
+    fn remove(&mut self, channel: &str) {
+        if let Some(sub) = self.by_channel.remove(channel) {
+            self.unacked -= sub.pending.len();
+        }
+    }
 }
 
 /// The part of a STOMP session the writer reads: subscriptions and the negotiated heart-beat.
@@ -78,7 +86,8 @@ pub struct Shared {
     table: Mutex<Table>,
     heartbeat_out_ms: AtomicU64,
     epoch: String,
-    max_pending: usize,
+    /// `limits.max_unacked_per_connection`.
+    max_unacked: usize,
 }
 
 /// What the writer does with a delivery.
@@ -92,13 +101,14 @@ pub enum Rendered {
 }
 
 impl Shared {
-    /// A table for a connection on a store with `epoch`.
-    pub fn new(epoch: &str, max_pending: usize) -> Arc<Self> {
+    /// A table for a connection on a store with `epoch`, holding at most `max_unacked`
+    /// messages awaiting `ACK`.
+    pub fn new(epoch: &str, max_unacked: usize) -> Arc<Self> {
         Arc::new(Shared {
             table: Mutex::new(Table::default()),
             heartbeat_out_ms: AtomicU64::new(0),
             epoch: epoch.to_string(),
-            max_pending,
+            max_unacked,
         })
     }
 
@@ -121,7 +131,12 @@ impl Shared {
             }
         };
         let mut table = self.table.lock();
-        let Some(sub) = table.by_channel.get_mut(&*delivery.channel) else {
+        let Table {
+            by_channel,
+            unacked,
+            ..
+        } = &mut *table;
+        let Some(sub) = by_channel.get_mut(&*delivery.channel) else {
             return (Rendered::Skip, false);
         };
         let seq = delivery.message.seq;
@@ -141,19 +156,23 @@ impl Shared {
         match sub.ack {
             AckMode::Auto => durable_ack = records_acks(delivery),
             AckMode::Client | AckMode::ClientIndividual => {
-                if sub.pending.len() >= self.max_pending && !sub.pending.contains_key(&seq) {
+                let again = sub.pending.contains_key(&seq);
+                if *unacked >= self.max_unacked && !again {
                     let error = error_frame(
                         None,
                         "too many unacknowledged messages",
                         &format!(
-                            "subscription {} has {} messages awaiting ACK; resubscribe with `since` to resume",
-                            sub.id, self.max_pending
+                            "{} messages await ACK on this connection (limits.max_unacked_per_connection); resubscribe with `since` to resume",
+                            self.max_unacked
                         ),
                     );
                     return (Rendered::Overflow(error), false);
                 }
                 frame = frame.header("ack", ack_id);
                 sub.pending.insert(seq, delivery.clone());
+                if !again {
+                    *unacked += 1;
+                }
             }
         }
         let frame = frame
@@ -218,8 +237,36 @@ pub struct StompSession {
     /// Subscription id → hub entry.
     subscriptions: Subscriptions,
     transactions: HashMap<String, Vec<Frame>>,
+    /// What the open transactions hold, against `budget`.
+    held: Held,
+    budget: TransactionBudget,
     /// An `ERROR` was sent: everything after it is ignored until the socket closes.
     closing: bool,
+}
+
+/// Frames and bytes held in a session's open transactions.
+#[derive(Debug, Default, Clone, Copy)]
+struct Held {
+    frames: usize,
+    bytes: usize,
+}
+
+/// The limits on what open transactions may hold, copied from the config at `CONNECT`.
+#[derive(Debug, Clone, Copy)]
+struct TransactionBudget {
+    transactions: usize,
+    frames: usize,
+    bytes: usize,
+}
+
+impl TransactionBudget {
+    fn of(limits: &crate::config::Limits) -> Self {
+        TransactionBudget {
+            transactions: limits.stomp_transactions,
+            frames: limits.stomp_transaction_frames,
+            bytes: limits.stomp_transaction_bytes,
+        }
+    }
 }
 
 impl StompSession {
@@ -232,6 +279,7 @@ impl StompSession {
         parser: Parser,
         connect: Option<Frame>,
     ) -> Self {
+        let ctx_limits = ctx.hub.limits();
         StompSession {
             ctx,
             conn,
@@ -241,6 +289,8 @@ impl StompSession {
             version: None,
             subscriptions: Subscriptions::default(),
             transactions: HashMap::new(),
+            held: Held::default(),
+            budget: TransactionBudget::of(&ctx_limits),
             closing: false,
         }
     }
@@ -307,6 +357,7 @@ impl StompSession {
         let mut table = self.shared.table.lock();
         table.by_channel.clear();
         table.channel_of.clear();
+        table.unacked = 0;
     }
 
     async fn queue(&self, bytes: Bytes) -> Flow {
@@ -349,19 +400,8 @@ impl StompSession {
         }
         if let Some(tx) = frame.get("transaction") {
             if matches!(command, "SEND" | "ACK" | "NACK") {
-                let held = self
-                    .transactions
-                    .get_mut(tx)
-                    .ok_or_else(|| Fatal::new("no such transaction", tx.to_string()))?;
-                if held.len() >= MAX_TRANSACTION_FRAMES {
-                    return Err(Fatal::new(
-                        "transaction too large",
-                        format!("at most {MAX_TRANSACTION_FRAMES} frames per transaction"),
-                    ));
-                }
-                // Its receipt waits for the COMMIT (or ABORT) that settles it.
-                held.push(frame);
-                return Ok(None);
+                let tx = tx.to_string();
+                return self.hold(&tx, frame);
             }
         }
         match command {
@@ -376,10 +416,14 @@ impl StompSession {
                 if self.transactions.contains_key(tx) {
                     return Err(Fatal::new("transaction already begun", tx.to_string()));
                 }
-                if self.transactions.len() >= MAX_TRANSACTIONS {
+                if self.transactions.len() >= self.budget.transactions {
+                    self.ctx.hub.stats.refused(Budget::StompTransactions);
                     return Err(Fatal::new(
-                        "too many transactions",
-                        format!("at most {MAX_TRANSACTIONS} open transactions"),
+                        ErrorCode::RateLimited.as_str(),
+                        format!(
+                            "at most {} open transactions (limits.stomp_transactions)",
+                            self.budget.transactions
+                        ),
                     ));
                 }
                 self.transactions.insert(tx.to_string(), Vec::new());
@@ -387,10 +431,7 @@ impl StompSession {
             }
             "COMMIT" => {
                 let tx = required(&frame, "transaction")?;
-                let held = self
-                    .transactions
-                    .remove(tx)
-                    .ok_or_else(|| Fatal::new("no such transaction", tx.to_string()))?;
+                let held = self.settle(tx)?;
                 for inner in held {
                     let done = match inner.command.as_str() {
                         "SEND" => self.send(&inner).await?,
@@ -407,10 +448,7 @@ impl StompSession {
             }
             "ABORT" => {
                 let tx = required(&frame, "transaction")?;
-                let held = self
-                    .transactions
-                    .remove(tx)
-                    .ok_or_else(|| Fatal::new("no such transaction", tx.to_string()))?;
+                let held = self.settle(tx)?;
                 // Discarded is settled too: receipts asked for inside are answered.
                 for r in held.iter().filter_map(|inner| receipt(inner, &[])) {
                     if let Flow::Stop = self.queue(r).await {
@@ -434,6 +472,56 @@ impl StompSession {
             }
             other => Err(Fatal::new("unknown command", other.to_string())),
         }
+    }
+
+    /// Holds a frame in transaction `tx` until its COMMIT or ABORT (its receipt waits too),
+    /// within the session's transaction budget.
+    fn hold(&mut self, tx: &str, frame: Frame) -> Result<Option<Bytes>, Fatal> {
+        let size = frame.size();
+        let budget = self.budget;
+        let refuse = |hub: &crate::hub::Hub, which: Budget, what: String| {
+            hub.stats.refused(which);
+            Err(Fatal::new(ErrorCode::TooLarge.as_str(), what))
+        };
+        if self.held.frames >= budget.frames {
+            return refuse(
+                &self.ctx.hub,
+                Budget::StompTransactionFrames,
+                format!(
+                    "at most {} frames held in open transactions (limits.stomp_transaction_frames)",
+                    budget.frames
+                ),
+            );
+        }
+        if self.held.bytes + size > budget.bytes {
+            return refuse(
+                &self.ctx.hub,
+                Budget::StompTransactionBytes,
+                format!(
+                    "at most {} bytes held in open transactions (limits.stomp_transaction_bytes)",
+                    budget.bytes
+                ),
+            );
+        }
+        let held = self
+            .transactions
+            .get_mut(tx)
+            .ok_or_else(|| Fatal::new("no such transaction", tx.to_string()))?;
+        held.push(frame);
+        self.held.frames += 1;
+        self.held.bytes += size;
+        Ok(None)
+    }
+
+    /// Ends transaction `tx`, handing back what it held.
+    fn settle(&mut self, tx: &str) -> Result<Vec<Frame>, Fatal> {
+        let held = self
+            .transactions
+            .remove(tx)
+            .ok_or_else(|| Fatal::new("no such transaction", tx.to_string()))?;
+        self.held.frames -= held.len();
+        self.held.bytes -= held.iter().map(Frame::size).sum::<usize>();
+        Ok(held)
     }
 
     fn connect(&mut self, frame: &Frame) -> Result<Bytes, Fatal> {
@@ -509,9 +597,8 @@ impl StompSession {
         if self.subscriptions.contains(&id) {
             return Err(Fatal::new("duplicate subscription id", id));
         }
-        let max = self.ctx.hub.limits().max_subscriptions_per_connection;
         self.subscriptions
-            .room_for_one(max)
+            .room_for_one(&self.ctx.hub)
             .map_err(|e| Fatal::of(&e))?;
         {
             let mut table = self.shared.table.lock();
@@ -557,7 +644,7 @@ impl StompSession {
             }
             Err(e) => {
                 let mut table = self.shared.table.lock();
-                table.by_channel.remove(&public);
+                table.remove(&public);
                 table.channel_of.remove(&id);
                 Err(Fatal::of(&e).about(destination))
             }
@@ -576,7 +663,7 @@ impl StompSession {
         {
             let mut table = self.shared.table.lock();
             if let Some(channel) = table.channel_of.remove(id) {
-                table.by_channel.remove(&channel);
+                table.remove(&channel);
             }
         }
         self.subscriptions.remove(&self.ctx.hub, &self.conn, id);
@@ -654,6 +741,7 @@ impl StompSession {
             } else {
                 sub.pending.remove(&seq).into_iter().collect()
             };
+            table.unacked -= taken.len();
             (channel, taken)
         };
         if nack {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::counters::Budget;
 use crate::hub::{Channel, ConnHandle, Hub, HubError};
 use crate::protocol::now_millis;
 
@@ -21,9 +22,11 @@ impl Subscriptions {
         self.held.contains_key(key)
     }
 
-    /// Refuses another subscription when the connection holds `max` already.
-    pub fn room_for_one(&self, max: usize) -> Result<(), HubError> {
+    /// Refuses another subscription when the connection holds the hub's limit already.
+    pub fn room_for_one(&self, hub: &Hub) -> Result<(), HubError> {
+        let max = hub.limits().max_subscriptions_per_connection;
         if self.held.len() >= max {
+            hub.stats.refused(Budget::Subscriptions);
             return Err(HubError::TooManySubscriptions(max));
         }
         Ok(())

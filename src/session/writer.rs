@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::context::Sink;
 use super::stomp::{Rendered, Shared};
 use crate::auth::now_secs;
+use crate::counters::Budget;
 use crate::hub::{ConnHandle, Hub, Outbound};
 use crate::protocol::{close, now_millis, Encoding, Simple};
 
@@ -191,6 +192,7 @@ impl Writer {
                         }
                         Rendered::Skip => {}
                         Rendered::Overflow(error) => {
+                            self.hub.stats.refused(Budget::Unacked);
                             self.timed(sink.send(true, &error)).await?;
                             return Ok(Some(End::Close(
                                 close::POLICY,
@@ -203,7 +205,7 @@ impl Writer {
                         // the store write must not hold up this connection's queue.
                         let hub = self.hub.clone();
                         let conn = conn.clone();
-                        tokio::spawn(async move {
+                        self.hub.tasks().spawn(async move {
                             let seq = delivery.message.seq;
                             if let Err(e) = hub
                                 .acknowledge(&conn.identity, &delivery.channel, seq)

@@ -69,6 +69,16 @@ impl Frame {
         self
     }
 
+    /// The bytes this frame holds: command, headers and body.
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 2)
+            .sum();
+        self.command.len() + headers + self.body.len()
+    }
+
     /// The first value of header `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.headers

@@ -125,6 +125,9 @@ pub trait Store: Send + Sync + 'static {
     /// channel are given in ticket order.
     async fn append(&self, channel: &str, draft: Draft) -> Result<(Arc<StoredMessage>, Ticket)>;
 
+    /// How many channels whose stored names start with `prefix` the store keeps.
+    async fn count_channels(&self, prefix: &str) -> Result<usize>;
+
     /// The oldest seq still in `channel`'s log.
     async fn first_retained(&self, channel: &str) -> Result<Option<u64>>;
 

@@ -1,17 +1,19 @@
 //! An engine in memory: the reference implementation of the [`Store`] contract, for tests and
 //! for trying an engine-independent change without a disk.
 //!
-//! Every write is durable the moment it is applied (tickets are covered at once). A
+//! Every write is durable the moment it is applied (tickets are covered at once), unless a
+//! test holds commits to see what waits on durability. A
 //! [`MemoryStore::reboot`] opens a new store over the same state, as a process restarting on
 //! the same data directory would, so the model test exercises the same reboot steps as sled's.
 //! Nothing is bounded here beyond what retention trims, exactly as on disk: do not run a site
 //! on it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::error::Result;
@@ -105,6 +107,9 @@ pub struct MemoryStore {
     state: Arc<Mutex<State>>,
     epoch: String,
     written: AtomicU64,
+    /// The highest ticket committed: every write at once, unless commits are held.
+    committed: watch::Sender<u64>,
+    held: AtomicBool,
     failed: CancellationToken,
     latency: Latency,
 }
@@ -142,13 +147,32 @@ impl MemoryStore {
             state,
             epoch,
             written: AtomicU64::new(0),
+            committed: watch::channel(0).0,
+            held: AtomicBool::new(false),
             failed: CancellationToken::new(),
             latency: Latency::default(),
         }
     }
 
     fn applied(&self) -> Ticket {
-        Ticket(self.written.fetch_add(1, Ordering::AcqRel) + 1)
+        let ticket = self.written.fetch_add(1, Ordering::AcqRel) + 1;
+        if !self.held.load(Ordering::Acquire) {
+            self.committed.send_modify(|c| *c = (*c).max(ticket));
+        }
+        Ticket(ticket)
+    }
+
+    /// Holds commits: writes are applied, but no ticket becomes durable until
+    /// [`MemoryStore::commit_held`] — for testing what waits on durability.
+    pub fn hold_commits(&self) {
+        self.held.store(true, Ordering::Release);
+    }
+
+    /// Commits everything written so far and stops holding commits.
+    pub fn commit_held(&self) {
+        self.held.store(false, Ordering::Release);
+        let written = self.written.load(Ordering::Acquire);
+        self.committed.send_modify(|c| *c = (*c).max(written));
     }
 }
 
@@ -199,6 +223,11 @@ impl Store for MemoryStore {
         // Under the state lock: per channel, ticket order is seq order.
         let ticket = self.applied();
         Ok((message, ticket))
+    }
+
+    async fn count_channels(&self, prefix: &str) -> Result<usize> {
+        let state = self.state.lock();
+        Ok(state.logs.keys().filter(|k| k.starts_with(prefix)).count())
     }
 
     async fn first_retained(&self, channel: &str) -> Result<Option<u64>> {
@@ -413,15 +442,19 @@ impl Store for MemoryStore {
         Ok(self.state.lock().timers.first().map(|t| t.due))
     }
 
-    fn is_durable(&self, _ticket: Ticket) -> bool {
-        true
+    fn is_durable(&self, ticket: Ticket) -> bool {
+        *self.committed.borrow() >= ticket.0
     }
 
-    async fn durable(&self, _ticket: Ticket) -> Result<()> {
+    async fn durable(&self, ticket: Ticket) -> Result<()> {
+        let mut committed = self.committed.subscribe();
+        // The sender lives as long as the store, which `&self` keeps alive.
+        let _ = committed.wait_for(|c| *c >= ticket.0).await;
         Ok(())
     }
 
     async fn flush(&self) -> Result<()> {
-        Ok(())
+        let written = Ticket(self.written.load(Ordering::Acquire));
+        self.durable(written).await
     }
 }

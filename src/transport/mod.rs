@@ -122,5 +122,5 @@ async fn route(
     if let Some(response) = crate::dashboard::serve(&req) {
         return response;
     }
-    crate::api::handle(gateway.app.clone(), req).await
+    crate::api::handle(gateway.app.clone(), peer, req).await
 }

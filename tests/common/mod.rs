@@ -820,7 +820,12 @@ pub struct StompClient {
 impl StompClient {
     /// Opens a `v12.stomp` WebSocket, with `token` at the upgrade if given; no CONNECT yet.
     pub async fn open(server: &TestServer, token: Option<&str>) -> StompClient {
-        let mut req = server.url().into_client_request().expect("request");
+        StompClient::open_at(&server.url(), &server.cert_pem, token).await
+    }
+
+    /// [`StompClient::open`] on any server: its WebSocket URL and certificate.
+    pub async fn open_at(url: &str, cert_pem: &[u8], token: Option<&str>) -> StompClient {
+        let mut req = url.into_client_request().expect("request");
         req.headers_mut().insert(
             "sec-websocket-protocol",
             "v12.stomp".parse().expect("header"),
@@ -835,7 +840,7 @@ impl StompClient {
             req,
             None,
             true,
-            Some(Connector::Rustls(client_tls(&server.cert_pem))),
+            Some(Connector::Rustls(client_tls(cert_pem))),
         )
         .await
         .expect("upgrade");
@@ -854,7 +859,12 @@ impl StompClient {
 
     /// Opens and sends CONNECT with the token in `Authorization`; expects CONNECTED.
     pub async fn connect(server: &TestServer, token: &str) -> StompClient {
-        let mut client = StompClient::open(server, None).await;
+        StompClient::connect_at(&server.url(), &server.cert_pem, token).await
+    }
+
+    /// [`StompClient::connect`] on any server.
+    pub async fn connect_at(url: &str, cert_pem: &[u8], token: &str) -> StompClient {
+        let mut client = StompClient::open_at(url, cert_pem, None).await;
         let auth = format!("Bearer {token}");
         client
             .send_frame(
@@ -886,6 +896,22 @@ impl StompClient {
             .expect("send");
     }
 
+    /// Sends a frame if the connection still takes it; false once the server has closed it.
+    pub async fn try_send_frame(
+        &mut self,
+        command: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> bool {
+        let mut frame = lookout::stomp::frame::Frame::new(command);
+        for (k, v) in headers {
+            frame = frame.header(k, *v);
+        }
+        let frame = frame.body(body.to_vec());
+        let text = String::from_utf8(frame.to_bytes()).expect("utf-8");
+        self.ws.send(Message::Text(text.into())).await.is_ok()
+    }
+
     /// The next frame (heart-beats skipped).
     pub async fn next_frame(&mut self) -> lookout::stomp::frame::Frame {
         use lookout::stomp::frame::Event;
@@ -910,17 +936,108 @@ impl StompClient {
         }
     }
 
-    /// Waits for the server's close frame (or the end of the stream).
-    pub async fn closed(&mut self) {
+    /// Waits for the server's close frame; its code (`None` when the stream just ended).
+    pub async fn close_code(&mut self) -> Option<u16> {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             match tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("closed in time")
             {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                None | Some(Err(_)) => return None,
                 Some(Ok(_)) => {}
             }
         }
+    }
+
+    /// Waits for the server's close frame (or the end of the stream).
+    pub async fn closed(&mut self) {
+        self.close_code().await;
+    }
+}
+
+/// Reads server-sent events from a streaming response: (id, data) of each `message` event.
+pub struct EventReader {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+impl EventReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        EventReader {
+            stream: Box::pin(response.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+
+    /// The next event with data: its name, its id (if any) and its data; `None` when the
+    /// stream ends.
+    pub async fn next_event(&mut self) -> Option<(String, Option<String>, String)> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim().to_string())
+                };
+                if let (Some(event), Some(data)) = (field("event:"), field("data:")) {
+                    return Some((event, field("id:"), data));
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(PATIENCE, self.stream.next())
+                .await
+                .expect("an event or the end in time")?;
+            self.buf.push_str(&String::from_utf8_lossy(&chunk.ok()?));
+        }
+    }
+
+    /// The next `message` event: its id and data.
+    pub async fn next_message(&mut self) -> (String, Value) {
+        loop {
+            let (event, id, data) = self.next_event().await.expect("stream open");
+            if event == "message" {
+                let data = serde_json::from_str(&data).expect("json");
+                return (id.expect("id"), data);
+            }
+        }
+    }
+}
+
+/// One scrape of `/metrics`, parsed by a Prometheus text parser.
+pub async fn scrape(server: &TestServer) -> prometheus_parse::Scrape {
+    let response = server
+        .http()
+        .get(server.https("/metrics"))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("body");
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("the output parses as Prometheus text")
+}
+
+/// The value of `name` with `labels`; a histogram's value is its count.
+pub fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"));
+    match &sample.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => *v,
+        prometheus_parse::Value::Histogram(buckets) => buckets
+            .iter()
+            .find(|b| b.less_than.is_infinite())
+            .map(|b| b.count)
+            .unwrap_or_else(|| panic!("{name} has no +Inf bucket")),
+        other => panic!("{name}: unexpected {other:?}"),
     }
 }

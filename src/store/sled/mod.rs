@@ -369,6 +369,11 @@ impl Store for SledStore {
         Ok((Arc::new(message), ticket))
     }
 
+    async fn count_channels(&self, prefix: &str) -> Result<usize> {
+        let channels = self.channels.lock();
+        Ok(channels.keys().filter(|k| k.starts_with(prefix)).count())
+    }
+
     async fn first_retained(&self, channel: &str) -> Result<Option<u64>> {
         let Some(record) = self.channel_record(channel) else {
             return Ok(None);

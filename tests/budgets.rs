@@ -1,0 +1,466 @@
+//! Every resource a client can make the server hold has a budget: going over it is refused
+//! with the documented error and counted, while another client on the same server keeps
+//! receiving everything.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use lookout::auth::Role;
+use serde_json::json;
+
+const ROOM: &str = "/topic/org/acme/room/ops";
+
+fn supervisor(server: &TestServer, user: &str) -> String {
+    server.token(user, Some("acme"), &[Role::Supervisor])
+}
+
+/// A supervisor subscribed to `ROOM`, and a guard publishing `count` numbered messages to it
+/// while `during` runs; checks the supervisor got every one, in order.
+async fn a_stream_goes_on_while<F: std::future::Future<Output = ()>>(
+    server: &TestServer,
+    count: u64,
+    during: F,
+) {
+    let mut watcher = server.connect(&supervisor(server, "watcher")).await;
+    assert!(ok(&watcher.subscribe(ROOM).await));
+    let mut publisher = server.connect(&supervisor(server, "publisher")).await;
+    let publishing = async {
+        for n in 1..=count {
+            let r = publisher.publish(ROOM, json!({ "n": n })).await;
+            assert!(ok(&r), "{r}");
+        }
+    };
+    tokio::join!(publishing, during);
+    for n in 1..=count {
+        let m = watcher.next_message().await;
+        assert_eq!(m["data"]["n"], n, "{m}");
+    }
+}
+
+async fn refusals(server: &TestServer, budget: &str) -> f64 {
+    value(
+        &scrape(server).await,
+        "lookout_budget_refusals_total",
+        &[("budget", budget)],
+    )
+}
+
+/// A token that expires two seconds from now.
+fn two_second_token(server: &TestServer, user: &str, role: Role) -> String {
+    server
+        .auth
+        .mint(user, Some("acme"), &[role], Duration::from_secs(2), None)
+        .expect("mint")
+}
+
+/// `GET /api/v1/poll` on `ROOM`, waiting up to `timeout` seconds.
+async fn poll(server: &TestServer, token: &str, timeout: u64) -> reqwest::Response {
+    server
+        .http()
+        .get(server.https(&format!("/api/v1/poll?channels={ROOM}&timeout={timeout}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("poll")
+}
+
+/// Resident memory of this process (the in-process server and the test), in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("proc status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[tokio::test]
+async fn a_stomp_transaction_bomb_is_refused_and_the_server_stays_small() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Binary::serve(&dir.path().join("data"), &[]);
+    let url = format!("wss://{}/ws", server.addr);
+    let cert = server.cert_pem();
+    let token = server.token("bomber", Some("acme"), &[Role::Guard]);
+    let body = vec![b'x'; 60 * 1024];
+    let before = rss_kib(server.child.id());
+    // The bomb of the measurement: 16 open transactions of 256 SENDs of 60 KiB, five times.
+    for _ in 0..5 {
+        let mut bomber = StompClient::connect_at(&url, &cert, &token).await;
+        for t in 0..16 {
+            let tx = format!("t{t}");
+            assert!(
+                bomber
+                    .try_send_frame("BEGIN", &[("transaction", &tx)], b"")
+                    .await
+            );
+        }
+        'bomb: for i in 0..256 {
+            for t in 0..16 {
+                let tx = format!("t{t}");
+                let headers = [
+                    ("destination", ROOM),
+                    ("transaction", tx.as_str()),
+                    ("content-type", "text/plain"),
+                ];
+                if !bomber.try_send_frame("SEND", &headers, &body).await || i > 4 {
+                    break 'bomb;
+                }
+            }
+        }
+        let error = bomber.next_frame().await;
+        assert_eq!(error.command, "ERROR", "{error:?}");
+        assert_eq!(error.get("message"), Some("too_large"), "{error:?}");
+        let detail = String::from_utf8_lossy(&error.body).to_string();
+        assert!(
+            detail.contains("limits.stomp_transaction_bytes"),
+            "{detail}"
+        );
+        bomber.closed().await;
+    }
+    let grown = rss_kib(server.child.id()).saturating_sub(before);
+    assert!(grown < 32 * 1024, "the server grew by {grown} KiB");
+
+    // The server still serves a stream to everyone else.
+    let mut watcher = server
+        .connect(&server.token("watcher", Some("acme"), &[Role::Supervisor]))
+        .await;
+    assert!(ok(&watcher.subscribe(ROOM).await));
+    let mut publisher = server
+        .connect(&server.token("publisher", Some("acme"), &[Role::Supervisor]))
+        .await;
+    for n in 1..=20u64 {
+        assert!(ok(&publisher.publish(ROOM, json!({ "n": n })).await));
+    }
+    for n in 1..=20u64 {
+        assert_eq!(watcher.next_message().await["data"]["n"], n);
+    }
+}
+
+#[tokio::test]
+async fn open_transactions_and_the_frames_they_hold_are_bounded_per_connection() {
+    let server = TestServer::start_with(|c| {
+        c.limits.stomp_transactions = 2;
+        c.limits.stomp_transaction_frames = 3;
+    })
+    .await;
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    a_stream_goes_on_while(&server, 30, async {
+        let mut many = StompClient::connect(&server, &guard).await;
+        for tx in ["a", "b", "c"] {
+            many.send_frame("BEGIN", &[("transaction", tx)], b"").await;
+        }
+        let error = many.next_frame().await;
+        assert_eq!(
+            (error.command.as_str(), error.get("message")),
+            ("ERROR", Some("rate_limited"))
+        );
+        assert!(String::from_utf8_lossy(&error.body).contains("limits.stomp_transactions"));
+        many.closed().await;
+
+        let mut long = StompClient::connect(&server, &guard).await;
+        long.send_frame("BEGIN", &[("transaction", "a")], b"").await;
+        for _ in 0..4 {
+            long.send_frame(
+                "SEND",
+                &[("destination", ROOM), ("transaction", "a")],
+                br#"{"n":0}"#,
+            )
+            .await;
+        }
+        let error = long.next_frame().await;
+        assert_eq!(error.get("message"), Some("too_large"), "{error:?}");
+        assert!(String::from_utf8_lossy(&error.body).contains("limits.stomp_transaction_frames"));
+        long.closed().await;
+    })
+    .await;
+    assert_eq!(refusals(&server, "limits.stomp_transactions").await, 1.0);
+    assert_eq!(
+        refusals(&server, "limits.stomp_transaction_frames").await,
+        1.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn messages_awaiting_a_clients_ack_are_bounded_per_connection() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_unacked_per_connection = 5;
+        c.limits.messages_per_second = 1000;
+        c.limits.message_burst = 1000;
+    })
+    .await;
+    let mut lazy = StompClient::connect(&server, &supervisor(&server, "lazy")).await;
+    for (id, room) in [("a", ROOM), ("b", "/topic/org/acme/room/other")] {
+        lazy.send_frame(
+            "SUBSCRIBE",
+            &[
+                ("id", id),
+                ("destination", room),
+                ("ack", "client-individual"),
+            ],
+            b"",
+        )
+        .await;
+    }
+    let mut publisher = server.connect(&supervisor(&server, "publisher")).await;
+    let mut watcher = server.connect(&supervisor(&server, "watcher")).await;
+    assert!(ok(&watcher.subscribe(ROOM).await));
+    // Three on each room: the sixth awaiting ACK on the connection is one too many.
+    for n in 1..=3u64 {
+        assert!(ok(&publisher.publish(ROOM, json!({ "n": n })).await));
+        assert!(ok(&publisher
+            .publish("/topic/org/acme/room/other", json!({ "n": n }))
+            .await));
+    }
+    let mut messages = 0;
+    let error = loop {
+        let frame = lazy.next_frame().await;
+        match frame.command.as_str() {
+            "MESSAGE" => messages += 1,
+            _ => break frame,
+        }
+    };
+    assert_eq!(messages, 5);
+    assert_eq!(error.command, "ERROR");
+    assert_eq!(
+        error.get("message"),
+        Some("too many unacknowledged messages")
+    );
+    assert!(String::from_utf8_lossy(&error.body).contains("limits.max_unacked_per_connection"));
+    lazy.closed().await;
+    for n in 1..=3u64 {
+        assert_eq!(watcher.next_message().await["data"]["n"], n);
+    }
+    assert_eq!(
+        refusals(&server, "limits.max_unacked_per_connection").await,
+        1.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_orgs_clients_create_only_so_many_rooms() {
+    let server = TestServer::start_with(|c| c.limits.max_rooms_per_org = 3).await;
+    a_stream_goes_on_while(&server, 30, async {
+        // The stream's room is the first; two more fit.
+        let mut spammer = server.connect(&supervisor(&server, "spammer")).await;
+        for r in 0..2 {
+            let room = format!("/topic/org/acme/room/r{r}");
+            let reply = spammer.publish(&room, json!({})).await;
+            assert!(ok(&reply), "{reply}");
+        }
+        let reply = spammer.publish("/topic/org/acme/room/r2", json!({})).await;
+        assert_eq!(error_code(&reply), "rate_limited", "{reply}");
+        assert!(reply["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("limits.max_rooms_per_org")));
+        // Rooms that exist go on; another org has rooms of its own.
+        assert!(ok(&spammer
+            .publish("/topic/org/acme/room/r1", json!({}))
+            .await));
+        let mut other = server
+            .connect(&server.token("o1", Some("other"), &[Role::Supervisor]))
+            .await;
+        assert!(ok(&other
+            .publish("/topic/org/other/room/x", json!({}))
+            .await));
+    })
+    .await;
+    assert_eq!(refusals(&server, "limits.max_rooms_per_org").await, 1.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn event_streams_and_waiting_polls_are_connections_under_the_same_limits() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_connections_per_user = 2;
+        // A stream notices its client is gone at its next keep-alive.
+        c.limits.ping_interval = Duration::from_secs(1);
+    })
+    .await;
+    let sup = supervisor(&server, "s1");
+    let http = server.http();
+    let stream = |token: String| {
+        let http = http.clone();
+        let url = server.https(&format!("/api/v1/events?channels={ROOM}"));
+        async move { http.get(url).bearer_auth(token).send().await.expect("sse") }
+    };
+    let first = stream(sup.clone()).await;
+    let second = stream(sup.clone()).await;
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let third = stream(sup.clone()).await;
+    assert_eq!(third.status(), 429);
+    let body: serde_json::Value = third.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert_eq!(
+        poll(&server, &sup, 1).await.status(),
+        429,
+        "a waiting poll needs a slot too"
+    );
+    // Another user is not affected, and the slot comes back when a stream ends.
+    let mut other = server.connect(&supervisor(&server, "s2")).await;
+    assert!(ok(&other.subscribe(ROOM).await));
+    drop(first);
+    let stats = server
+        .wait_stats("the stream's slot given back", |s| {
+            s["connections_by_protocol"]["sse"] == 1
+        })
+        .await;
+    assert_eq!(stats["connections_by_protocol"]["sse"], 1);
+    assert_eq!(poll(&server, &sup, 1).await.status(), 200);
+    assert_eq!(
+        refusals(&server, "limits.max_connections_per_user").await,
+        2.0
+    );
+    drop(second);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_stream_ends_when_its_token_does_and_resumes_with_a_fresh_one() {
+    let server = TestServer::start_with(|c| {
+        c.jwt.leeway = Duration::ZERO;
+        c.limits.ping_interval = Duration::from_secs(1);
+    })
+    .await;
+    let short = two_second_token(&server, "s1", Role::Supervisor);
+    let mut publisher = server.connect(&supervisor(&server, "publisher")).await;
+    let url = server.https(&format!("/api/v1/events?channels={ROOM}"));
+    let response = server
+        .http()
+        .get(&url)
+        .bearer_auth(&short)
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(response.status(), 200);
+    let mut events = EventReader::new(response);
+    assert!(ok(&publisher.publish(ROOM, json!({ "n": 1 })).await));
+    let (last_id, data) = events.next_message().await;
+    assert_eq!(data["data"]["n"], 1);
+    // Published while the token runs out and the client is away.
+    assert!(ok(&publisher.publish(ROOM, json!({ "n": 2 })).await));
+    let mut ended = None;
+    while let Some((event, _, data)) = events.next_event().await {
+        if event == "error" {
+            ended = Some(data);
+            break;
+        }
+    }
+    let ended = ended.expect("an error event before the stream ends");
+    assert!(
+        ended.contains("unauthorized") && ended.contains("expired"),
+        "{ended}"
+    );
+    assert!(events.next_event().await.is_none(), "the stream ended");
+    assert!(ok(&publisher.publish(ROOM, json!({ "n": 3 })).await));
+
+    let response = server
+        .http()
+        .get(&url)
+        .bearer_auth(supervisor(&server, "s1"))
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .expect("sse");
+    let mut events = EventReader::new(response);
+    for n in 2..=3u64 {
+        let (_, data) = events.next_message().await;
+        assert_eq!(data["data"]["n"], n, "nothing lost, nothing twice");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_poll_waits_no_longer_than_its_token() {
+    let server = TestServer::start_with(|c| c.jwt.leeway = Duration::ZERO).await;
+    let short = two_second_token(&server, "s1", Role::Supervisor);
+    let started = std::time::Instant::now();
+    assert_eq!(poll(&server, &short, 30).await.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the poll ended with its token, not after 30 s"
+    );
+    // `exp` has a resolution of a second: once it has surely passed, the token is refused.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(poll(&server, &short, 1).await.status(), 401);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stomp_session_ends_when_its_token_does() {
+    let server = TestServer::start_with(|c| c.jwt.leeway = Duration::ZERO).await;
+    let short = two_second_token(&server, "g1", Role::Guard);
+    let mut stomp = StompClient::connect(&server, &short).await;
+    stomp
+        .send_frame(
+            "SUBSCRIBE",
+            &[("id", "0"), ("destination", "/topic/system")],
+            b"",
+        )
+        .await;
+    assert_eq!(stomp.close_code().await, Some(4001));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_sockjs_session_ends_when_its_token_does() {
+    let server = TestServer::start_with(|c| c.limits.ping_interval = Duration::from_secs(1)).await;
+    let short = two_second_token(&server, "g1", Role::Guard);
+    let url = server.https(&format!(
+        "/ws/000/short/xhr?token={short}&protocol=lookout.json"
+    ));
+    let http = server.http();
+    let poll = || async {
+        let response = http.post(&url).send().await.expect("poll");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("body")
+    };
+    assert_eq!(poll().await.trim_end(), "o");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let close = loop {
+        let frame = poll().await;
+        if frame.starts_with("c[") {
+            break frame;
+        }
+        assert!(std::time::Instant::now() < deadline, "no close frame");
+    };
+    assert!(close.starts_with("c[4001,"), "{close}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_keyframe_older_than_its_ttl_is_not_shown_to_a_late_viewer() {
+    let server = TestServer::start_with(|c| c.limits.keyframe_ttl = Duration::from_secs(1)).await;
+    let mut camera = server
+        .connect_as(
+            &server.token("g1", Some("acme"), &[Role::Guard]),
+            Some("lookout.msgpack"),
+        )
+        .await
+        .expect("msgpack");
+    assert!(ok(&camera
+        .publish_frame("/topic/video/g1", b"stale", true)
+        .await));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut viewer = server
+        .connect_as(&supervisor(&server, "s1"), Some("lookout.msgpack"))
+        .await
+        .expect("msgpack");
+    assert!(ok(&viewer.subscribe("/topic/video/g1").await));
+    assert!(ok(&camera
+        .publish_frame("/topic/video/g1", b"fresh", true)
+        .await));
+    let first = viewer.next_on("/topic/video/g1").await;
+    assert_eq!(
+        first["data"]["data"],
+        json!(b"fresh".to_vec()),
+        "the stale keyframe was not sent first"
+    );
+    server.stop().await;
+}
