@@ -7,6 +7,7 @@
 //! index (`select!` on the next due time against a wake-up for new timers). This module decides
 //! what an alert is and when it escalates; it does not know about geometry or sockets.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -218,8 +219,47 @@ pub struct Alerts {
     store: Arc<dyn Store>,
     escalation: Escalation,
     wake: Notify,
-    // Alert transitions are read-modify-write of one record plus a durable wait: one at a time.
-    serial: tokio::sync::Mutex<()>,
+    /// Alert transitions are read-modify-write of one record plus a durable wait: one at a
+    /// time per alert, any number of alerts at once.
+    turns: Turns,
+}
+
+/// One async lock per alert, kept only while someone holds it or waits for it.
+#[derive(Default)]
+struct Turns {
+    locks: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// An alert's turn; the next transition of the same alert waits for it to be dropped.
+struct Turn<'a> {
+    turns: &'a Turns,
+    id: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Turns {
+    async fn take(&self, id: &str) -> Turn<'_> {
+        let lock = self.locks.lock().entry(id.to_string()).or_default().clone();
+        let guard = lock.clone().lock_owned().await;
+        Turn {
+            turns: self,
+            id: id.to_string(),
+            lock,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut locks = self.turns.locks.lock();
+        // The map's reference and this turn's: nobody else holds or waits for the alert.
+        if Arc::strong_count(&self.lock) == 2 {
+            locks.remove(&self.id);
+        }
+    }
 }
 
 /// Who may acknowledge or resolve an alert: the org's supervisors and admins.
@@ -242,7 +282,7 @@ impl Alerts {
             store,
             escalation,
             wake: Notify::new(),
-            serial: tokio::sync::Mutex::new(()),
+            turns: Turns::default(),
         })
     }
 
@@ -278,7 +318,7 @@ impl Alerts {
         new: NewAlert,
         extra: Vec<Change<'_>>,
     ) -> Result<Alert, AlertError> {
-        let _one = self.serial.lock().await;
+        let _turn = self.turns.take(&id).await;
         let now = now_millis();
         let pending = vec![
             (now + self.escalation.level2_after.as_millis() as u64, 2u8),
@@ -407,7 +447,7 @@ impl Alerts {
         note: Option<String>,
         extra: Vec<Change<'_>>,
     ) -> Result<Alert, AlertError> {
-        let _one = self.serial.lock().await;
+        let _turn = self.turns.take(id).await;
         let mut alert = self.load(id).await?;
         if let Some(who) = who {
             if !may_see(who, &alert) {
@@ -482,7 +522,7 @@ impl Alerts {
 
     /// Raises `id` to `level` if it is still open; removes the timer either way.
     async fn escalate(&self, due: u64, level: u8, id: &str) -> Result<(), AlertError> {
-        let _one = self.serial.lock().await;
+        let _turn = self.turns.take(id).await;
         let timer = Record::Timer {
             due,
             alert: id,
@@ -567,5 +607,29 @@ impl Alerts {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn transitions_wait_only_for_their_own_alert_and_leave_no_lock_behind() {
+        let turns = Turns::default();
+        let a = turns.take("a").await;
+        let b = tokio::time::timeout(Duration::from_millis(100), turns.take("b")).await;
+        assert!(b.is_ok(), "another alert's turn does not wait");
+        drop(b);
+        let again = tokio::time::timeout(Duration::from_millis(100), turns.take("a")).await;
+        assert!(again.is_err(), "the same alert's turn waits");
+        drop(a);
+        let again = tokio::time::timeout(Duration::from_millis(100), turns.take("a")).await;
+        assert!(again.is_ok(), "and gets it once the first is done");
+        drop(again);
+        assert!(
+            turns.locks.lock().is_empty(),
+            "no lock kept for idle alerts"
+        );
     }
 }

@@ -234,3 +234,56 @@ async fn the_servers_memory_stays_bounded_while_a_video_viewer_is_stalled() {
         "pong"
     );
 }
+
+#[tokio::test]
+async fn a_client_resuming_100000_messages_slowly_is_not_taken_for_dead_and_gets_them_all() {
+    const RESUMED: u64 = 100_000;
+    let server = TestServer::start_with(|c| {
+        c.limits.outbound_queue = 64;
+        c.limits.ping_interval = std::time::Duration::from_millis(500);
+        c.limits.dead_peer_timeout = std::time::Duration::from_secs(2);
+    })
+    .await;
+    let room = lookout::hub::Target::parse("/topic/org/acme/room/archive", None).expect("room");
+    let publishers: Vec<_> = (0..16u64)
+        .map(|p| {
+            let hub = server.state.hub.clone();
+            let room = room.clone();
+            tokio::spawn(async move {
+                for n in 0..RESUMED / 16 {
+                    let data = rmpv::Value::from(p * RESUMED + n);
+                    hub.publish_as_lookout(&room, data, false)
+                        .await
+                        .expect("publish");
+                }
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.await.expect("publisher");
+    }
+    let token = server.token("archivist", Some("acme"), &[Role::Supervisor]);
+    let mut reader = server.connect(&token).await;
+    let reply = reader
+        .request(
+            json!({"type": "subscribe", "channel": "/topic/org/acme/room/archive", "since": 0}),
+        )
+        .await;
+    assert_eq!(reply["head"], RESUMED, "{reply}");
+    // Far slower than the server sends, for longer than the dead-peer timeout: the client
+    // answers the server's pings whenever it reads, and that must be enough.
+    let started = std::time::Instant::now();
+    for seq in 1..=RESUMED {
+        let m = reader.next_message().await;
+        assert_eq!(m["seq"], seq, "in order, nothing missing");
+        if seq % 2_000 == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    assert!(started.elapsed() > std::time::Duration::from_secs(2));
+    assert_eq!(
+        reader.request(json!({"type": "ping"})).await["type"],
+        "pong"
+    );
+    server.stop().await;
+}

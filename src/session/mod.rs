@@ -23,11 +23,46 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use self::context::next_message;
 pub use self::context::{Flow, SessionContext, Sink, Source, Speaks};
 use self::writer::{ConnLimits, Wire, Writer};
 use crate::hub::admission::Admission;
 use crate::hub::{ConnHandle, Outbound};
 use crate::protocol::{close, now_millis, Established};
+
+/// Client messages read ahead of the reader. The transport goes on being read (pongs, the
+/// dead-peer clock) while the reader waits on the hub, e.g. through a long replay; a client
+/// that sends more than this meanwhile waits for the reader.
+const READ_AHEAD: usize = 16;
+
+/// A whole client message: whether it is text, and its bytes.
+type Message = (bool, Vec<u8>);
+
+/// Reads the transport into the read-ahead queue until the peer is gone, the reader stopped
+/// taking messages, or the writer ended the connection.
+async fn pump<S: Source>(
+    mut source: S,
+    conn: Arc<ConnHandle>,
+    stop: CancellationToken,
+    ahead: mpsc::Sender<Message>,
+) {
+    while let Some(message) = next_message(&mut source, &conn, &stop).await {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            sent = ahead.send(message) => if sent.is_err() { return },
+        }
+    }
+}
+
+/// The reader's side of the read-ahead queue.
+struct ReadAhead(mpsc::Receiver<Message>);
+
+impl Source for ReadAhead {
+    async fn next(&mut self, _conn: &ConnHandle) -> Option<Message> {
+        self.0.recv().await
+    }
+}
 
 /// The reader of the protocol a session speaks.
 enum Reader {
@@ -43,10 +78,10 @@ pub async fn drive<Src, Snk>(
     rx: mpsc::Receiver<Outbound>,
     admission: Admission,
     speaks: Speaks,
-    mut source: Src,
+    source: Src,
     sink: Snk,
 ) where
-    Src: Source,
+    Src: Source + 'static,
     Snk: Sink + 'static,
 {
     let limits = ctx.hub.limits().clone();
@@ -96,10 +131,15 @@ pub async fn drive<Src, Snk>(
     };
     let writer = tokio::spawn(writer.run(sink, rx));
 
+    let (ahead, behind) = mpsc::channel(READ_AHEAD);
+    let pump = tokio::spawn(pump(source, conn.clone(), stop_reader.clone(), ahead));
+    let mut source = ReadAhead(behind);
     match &mut reader {
         Reader::Native(r) => r.run(&mut source, &stop_reader).await,
         Reader::Stomp(s) => s.run(&mut source, &stop_reader).await,
     }
+    // The pump ends with the connection: the peer's close, or the writer's stop.
+    drop(source);
     reader_done.cancel();
     match &mut reader {
         Reader::Native(r) => r.finish(),
@@ -110,6 +150,9 @@ pub async fn drive<Src, Snk>(
     }
     if let Err(e) = writer.await {
         tracing::error!(error = %e, "writer task failed");
+    }
+    if let Err(e) = pump.await {
+        tracing::error!(error = %e, "reader pump failed");
     }
     drop(admission);
     tracing::debug!("session ended");

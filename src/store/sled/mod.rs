@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -119,8 +119,9 @@ pub struct SledStore {
     db: sled::Db,
     path: PathBuf,
     epoch: String,
-    /// Registry cache; the lock also orders seq assignment with ticket numbers.
-    channels: Mutex<HashMap<String, ChannelHead>>,
+    /// Registry cache. Each channel's head has a lock of its own, which orders its seqs with
+    /// their tickets; the map's lock is taken for writing only to register a channel.
+    channels: RwLock<HashMap<String, Arc<Mutex<ChannelHead>>>>,
     next_channel_id: AtomicU64,
     commits: GroupCommit,
     _lock: File,
@@ -225,13 +226,11 @@ impl SledStore {
                 Some(k) => keys::seq_of(&k?).unwrap_or(0),
                 None => 0,
             };
-            channels.insert(
-                name,
-                ChannelHead {
-                    id: record.id,
-                    head: record.floor.max(last),
-                },
-            );
+            let head = ChannelHead {
+                id: record.id,
+                head: record.floor.max(last),
+            };
+            channels.insert(name, Arc::new(Mutex::new(head)));
         }
         let messages = db.scan_prefix([keys::LOG]).keys().count() as u64;
         let report = OpenReport {
@@ -246,7 +245,7 @@ impl SledStore {
                 db,
                 path,
                 epoch,
-                channels: Mutex::new(channels),
+                channels: RwLock::new(channels),
                 next_channel_id: AtomicU64::new(next_channel_id),
                 _lock: lock,
             },
@@ -255,7 +254,29 @@ impl SledStore {
     }
 
     fn channel_record(&self, channel: &str) -> Option<ChannelHead> {
-        self.channels.lock().get(channel).copied()
+        let head = self.channels.read().get(channel).cloned()?;
+        let head = *head.lock();
+        Some(head)
+    }
+
+    /// The head of `channel`, registering the channel first when it is new: sled keeps writes
+    /// in order, so a log entry is never found without its registry record.
+    fn channel_entry(&self, channel: &str) -> Result<Arc<Mutex<ChannelHead>>> {
+        if let Some(head) = self.channels.read().get(channel) {
+            return Ok(head.clone());
+        }
+        let mut channels = self.channels.write();
+        if let Some(head) = channels.get(channel) {
+            return Ok(head.clone());
+        }
+        let id = self.next_channel_id.fetch_add(1, Ordering::AcqRel);
+        self.db
+            .insert(keys::meta("next_channel_id"), &(id + 1).to_be_bytes())?;
+        let record = ChannelRecord { id, floor: 0 };
+        self.db.insert(keys::channel(channel), encode(&record)?)?;
+        let head = Arc::new(Mutex::new(ChannelHead { id, head: 0 }));
+        channels.insert(channel.to_string(), head.clone());
+        Ok(head)
     }
 
     /// The id of `channel` when `seq` is one it has given.
@@ -321,45 +342,28 @@ impl Store for SledStore {
     }
 
     async fn append(&self, channel: &str, draft: Draft) -> Result<(Arc<StoredMessage>, Ticket)> {
-        let mut channels = self.channels.lock();
-        let current = match channels.get(channel) {
-            Some(c) => *c,
-            None => {
-                // Registered before its first message: sled keeps writes in order, so a log
-                // entry is never found without its registry record.
-                let id = self.next_channel_id.fetch_add(1, Ordering::AcqRel);
-                self.db
-                    .insert(keys::meta("next_channel_id"), &(id + 1).to_be_bytes())?;
-                let record = ChannelRecord { id, floor: 0 };
-                self.db.insert(keys::channel(channel), encode(&record)?)?;
-                ChannelHead { id, head: 0 }
-            }
-        };
-        let seq = current.head + 1;
         let log = LogRecord {
             ts: draft.timestamp,
             ack: draft.ack_required,
             data: draft.data,
         };
+        // Encoded before any lock: only the seq, in the key, waits for the channel's turn.
         let value = encode(&log)?;
+        let entry = self.channel_entry(channel)?;
+        let mut head = entry.lock();
+        let seq = head.head + 1;
         if log.ack {
             let mut batch = sled::Batch::default();
-            batch.insert(&keys::log(current.id, seq), value);
-            batch.insert(&keys::ack_required(current.id, seq), &[]);
+            batch.insert(&keys::log(head.id, seq), value);
+            batch.insert(&keys::ack_required(head.id, seq), &[]);
             self.db.apply_batch(batch)?;
         } else {
-            self.db.insert(keys::log(current.id, seq), value)?;
+            self.db.insert(keys::log(head.id, seq), value)?;
         }
-        channels.insert(
-            channel.to_string(),
-            ChannelHead {
-                id: current.id,
-                head: seq,
-            },
-        );
-        // Taken under the registry lock: per channel, ticket order is seq order.
+        head.head = seq;
+        // Taken under the channel's lock: per channel, ticket order is seq order.
         let ticket = self.commits.applied();
-        drop(channels);
+        drop(head);
         let message = StoredMessage {
             seq,
             timestamp: log.ts,
@@ -370,7 +374,7 @@ impl Store for SledStore {
     }
 
     async fn count_channels(&self, prefix: &str) -> Result<usize> {
-        let channels = self.channels.lock();
+        let channels = self.channels.read();
         Ok(channels.keys().filter(|k| k.starts_with(prefix)).count())
     }
 
@@ -419,9 +423,9 @@ impl Store for SledStore {
     async fn trim(&self, rule: RetentionRule) -> Result<u64> {
         let channels: Vec<(String, ChannelHead)> = self
             .channels
-            .lock()
+            .read()
             .iter()
-            .map(|(k, v)| (k.clone(), *v))
+            .map(|(k, v)| (k.clone(), *v.lock()))
             .collect();
         let mut deleted = 0;
         for (name, record) in channels {
