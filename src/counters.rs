@@ -101,6 +101,8 @@ pub struct Stats {
     pub delivered_by_kind: [AtomicU64; 12],
     /// Live-only deliveries dropped because a queue was full.
     pub dropped_live: AtomicU64,
+    /// Live-only deliveries that replaced an older one still waiting (a guard's position).
+    pub coalesced: AtomicU64,
     /// Connections closed as slow consumers.
     pub slow_disconnects: AtomicU64,
     /// Messages refused by the rate limiter.

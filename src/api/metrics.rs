@@ -177,11 +177,12 @@ impl prometheus_client::collector::Collector for Exporter {
         labelled(
             &mut encoder,
             "lookout_deliveries_dropped",
-            "Deliveries dropped: live-only messages for a full queue, or slow consumers disconnected.",
+            "Deliveries dropped: live-only messages for a full queue or superseded by a newer position, or slow consumers disconnected.",
             MetricType::Counter,
             [
                 ("queue_full", get(&s.dropped_live)),
                 ("slow_consumer", get(&s.slow_disconnects)),
+                ("superseded", get(&s.coalesced)),
             ]
             .map(|(reason, v)| (vec![("reason", reason.to_string())], ConstCounter::new(v))),
         )?;

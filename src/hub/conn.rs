@@ -3,7 +3,8 @@
 //!
 //! A delivery is one published message shared by every subscriber: its frames are encoded at
 //! most once per (encoding, view) and the bytes are shared. The handle never blocks: the hub only
-//! `try_send`s into the connection's bounded queue.
+//! `try_send`s into the connection's bounded queue (logged traffic and replies) or offers to its
+//! live lane ([`super::lane`]: live-only traffic, shed and coalesced first).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -15,6 +16,7 @@ use crate::auth::Identity;
 use crate::protocol::{DialectFrame, Encoding, MessageFrame};
 use crate::store::StoredMessage;
 
+use super::lane::{LiveLane, Offered};
 use crate::channel::ChannelKind;
 
 /// How a subscription wants its messages rendered.
@@ -45,6 +47,9 @@ pub struct Delivery {
     pub kind: ChannelKind,
     /// The message.
     pub message: Arc<StoredMessage>,
+    /// What a later delivery with the same key supersedes in a connection's live lane (a
+    /// guard's position on an org's locations).
+    pub supersedes: Option<Arc<str>>,
     frames: [[RenderedOnce; Encoding::COUNT]; View::COUNT],
     body: OnceLock<Result<Body, String>>,
 }
@@ -66,9 +71,16 @@ impl Delivery {
             channel,
             kind,
             message,
+            supersedes: None,
             frames: Default::default(),
             body: OnceLock::new(),
         }
+    }
+
+    /// The same delivery, superseding waiting ones with `key` in a live lane.
+    pub fn superseding(mut self, key: Option<Arc<str>>) -> Self {
+        self.supersedes = key;
+        self
     }
 
     /// The data alone, rendered on first use and shared by every subscriber.
@@ -187,6 +199,8 @@ pub struct ConnHandle {
     /// When it connected, ms since the Unix epoch.
     pub connected_at: u64,
     tx: mpsc::Sender<Outbound>,
+    /// Live-only deliveries, apart from the queue of logged traffic and replies.
+    pub live: LiveLane<(Arc<Delivery>, View)>,
     closing: OnceLock<(u16, String)>,
     /// Woken when a close is requested or a deadline moves.
     pub wake: Notify,
@@ -201,7 +215,8 @@ pub struct ConnHandle {
 }
 
 impl ConnHandle {
-    /// A handle and the receiving end of its queue (`capacity` messages).
+    /// A handle and the receiving end of its queue (`capacity` messages; the live lane holds as
+    /// many).
     pub fn new(
         id: u64,
         identity: Identity,
@@ -222,6 +237,7 @@ impl ConnHandle {
             peer,
             connected_at: now,
             tx,
+            live: LiveLane::new(capacity),
             closing: OnceLock::new(),
             wake: Notify::new(),
             last_seen: AtomicU64::new(now),
@@ -230,6 +246,12 @@ impl ConnHandle {
             idle_since: AtomicU64::new(now),
         });
         (handle, rx)
+    }
+
+    /// Offers a live-only delivery to the live lane.
+    pub fn offer_live(&self, delivery: Arc<Delivery>, view: View) -> Offered {
+        let key = delivery.supersedes.clone();
+        self.live.offer((delivery, view), key)
     }
 
     /// Queues without waiting. `Err` hands the item back when the queue is full or closed.
@@ -264,8 +286,8 @@ impl ConnHandle {
             .store(crate::protocol::now_millis(), Ordering::Relaxed);
     }
 
-    /// Messages waiting in the queue.
+    /// Messages waiting in the queue and the live lane.
     pub fn queued(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.tx.max_capacity() - self.tx.capacity() + self.live.len()
     }
 }

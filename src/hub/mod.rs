@@ -23,6 +23,7 @@ pub mod conn;
 pub mod error;
 pub mod facts;
 pub mod history;
+pub mod lane;
 pub mod publish;
 pub mod registry;
 pub mod requests;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::conn::{Delivery, Outbound};
 use super::error::HubError;
 use super::facts::Facts;
+use super::lane::Offered;
 use super::registry::{Channel, ChannelState};
 use super::requests::{Publish, Published};
 use super::Hub;
@@ -22,6 +23,20 @@ fn is_keyframe(data: &rmpv::Value) -> bool {
         m.iter()
             .any(|(k, v)| k.as_str() == Some("keyframe") && v.as_bool() == Some(true))
     })
+}
+
+/// What a live message supersedes in a connection's live lane: on an org's locations, the
+/// guard's previous position still waiting there.
+fn supersedes(target: &Target, message: &StoredMessage) -> Option<Arc<str>> {
+    if target.kind() != ChannelKind::OrgLocations {
+        return None;
+    }
+    let user = message
+        .data
+        .as_map()?
+        .iter()
+        .find_map(|(k, v)| (k.as_str() == Some("user")).then(|| v.as_str()).flatten())?;
+    Some(Arc::from(user))
 }
 
 /// A publish that asked the store for a seq: keeps its channel entry alive until the message
@@ -209,8 +224,9 @@ impl Hub {
             self.registry.keep_keyframe(stored, message.clone());
         }
         if let (Some(channel), Some(st)) = (&entry, st) {
-            let d = Arc::new(Delivery::new(channel.public.clone(), channel.kind, message));
-            self.fan_out(&st, &d, false);
+            let supersedes = supersedes(target, &message);
+            let d = Delivery::new(channel.public.clone(), channel.kind, message);
+            self.fan_out(&st, &Arc::new(d.superseding(supersedes)), false);
         }
         seq
     }
@@ -245,16 +261,27 @@ impl Hub {
     fn fan_out(&self, st: &ChannelState, delivery: &Arc<Delivery>, logged: bool) {
         use tokio::sync::mpsc::error::TrySendError;
         for (conn, view) in st.subscribers.values() {
+            if !logged {
+                // The live lane: never ahead of an alert, shed or superseded when behind.
+                match conn.offer_live(delivery.clone(), *view) {
+                    Offered::Queued => self.stats.delivered(delivery.kind),
+                    Offered::Replaced => {
+                        self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Offered::Dropped => {
+                        self.stats.dropped_live.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                continue;
+            }
             match conn.try_send(Outbound::Deliver(delivery.clone(), *view)) {
                 Ok(()) => self.stats.delivered(delivery.kind),
-                Err(TrySendError::Full(_)) if logged => {
+                // Only logged traffic and replies fill this queue: the backlog is the client's.
+                Err(TrySendError::Full(_)) => {
                     self.slow(
                         conn,
                         "slow consumer: outbound queue full; resubscribe with since",
                     );
-                }
-                Err(TrySendError::Full(_)) => {
-                    self.stats.dropped_live.fetch_add(1, Ordering::Relaxed);
                 }
                 // The connection is going away; its reader will unsubscribe.
                 Err(TrySendError::Closed(_)) => {}

@@ -151,7 +151,7 @@ impl Hub {
                             if let Some(message) = self.registry.keyframe(&stored, fresh) {
                                 let d =
                                     Arc::new(Delivery::new(channel.public.clone(), kind, message));
-                                let _ = conn.try_send(Outbound::Deliver(d, view));
+                                conn.offer_live(d, view);
                             }
                         }
                         for message in tail {

@@ -98,3 +98,131 @@ async fn publishes_that_land_out_of_order_are_delivered_in_seq_order() {
     }
     assert_eq!(seqs, (1..=20).collect::<Vec<u64>>());
 }
+
+/// A supervisor on the org's locations and alerts that reads nothing, with `queue` for each of
+/// its lanes.
+async fn a_stalled_supervisor(
+    queue: usize,
+) -> (
+    Arc<Hub>,
+    Arc<super::ConnHandle>,
+    tokio::sync::mpsc::Receiver<Outbound>,
+    Admission,
+) {
+    let store = Arc::new(MemoryStore::new());
+    let hub = Hub::new(
+        store,
+        Limits {
+            outbound_queue: queue,
+            ..Limits::default()
+        },
+    );
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+    let (conn, rx, slot) = hub
+        .admit(supervisor("sup"), Encoding::Json, Protocol::Json, peer)
+        .await
+        .expect("admit");
+    for channel in ["/topic/org/acme/locations", "/topic/org/acme/alerts"] {
+        let target = Target::parse(channel, None).expect("channel");
+        hub.subscribe(&conn, &target, View::Native, None, None, |_| None)
+            .await
+            .expect("subscribe");
+    }
+    (hub, conn, rx, slot)
+}
+
+fn position(guard: usize, n: u64) -> rmpv::Value {
+    rmpv::Value::Map(vec![
+        (
+            rmpv::Value::from("user"),
+            rmpv::Value::from(format!("g{guard}")),
+        ),
+        (rmpv::Value::from("n"), rmpv::Value::from(n)),
+    ])
+}
+
+fn field(data: &rmpv::Value, name: &str) -> Option<rmpv::Value> {
+    data.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(name))
+        .map(|(_, v)| v.clone())
+}
+
+#[tokio::test]
+async fn a_slow_supervisor_gets_each_guards_latest_position_and_every_alert() {
+    let (hub, conn, mut queue, _slot) = a_stalled_supervisor(16).await;
+    let locations = Target::parse("/topic/org/acme/locations", None).expect("channel");
+    let alerts = Target::parse("/topic/org/acme/alerts", None).expect("channel");
+    for n in 1..=50u64 {
+        for guard in 0..10 {
+            hub.publish_as_lookout(&locations, position(guard, n), false)
+                .await
+                .expect("position");
+        }
+        if n % 10 == 0 {
+            hub.publish_as_lookout(&alerts, rmpv::Value::from(n), true)
+                .await
+                .expect("alert");
+        }
+    }
+    assert!(
+        conn.close_requested().is_none(),
+        "not closed for live traffic"
+    );
+    let mut alerts_seen = Vec::new();
+    while let Ok(Outbound::Deliver(d, _)) = queue.try_recv() {
+        alerts_seen.push(d.message.data.as_u64());
+    }
+    assert_eq!(
+        alerts_seen,
+        [10, 20, 30, 40, 50].map(Some),
+        "every alert, in order, none behind positions"
+    );
+    let mut latest = std::collections::BTreeMap::new();
+    while let Some((d, _)) = conn.live.pop() {
+        let user = field(&d.message.data, "user").and_then(|u| u.as_str().map(String::from));
+        let n = field(&d.message.data, "n").and_then(|n| n.as_u64());
+        assert!(
+            latest.insert(user, n).is_none(),
+            "one waiting position per guard"
+        );
+    }
+    assert_eq!(latest.len(), 10);
+    assert!(latest.values().all(|n| *n == Some(50)), "{latest:?}");
+    assert_eq!(
+        hub.stats
+            .coalesced
+            .load(std::sync::atomic::Ordering::Relaxed),
+        490
+    );
+}
+
+#[tokio::test]
+async fn live_traffic_is_shed_when_its_lane_is_full_and_a_logged_backlog_still_closes() {
+    let (hub, conn, _queue, _slot) = a_stalled_supervisor(4).await;
+    let locations = Target::parse("/topic/org/acme/locations", None).expect("channel");
+    for guard in 0..10 {
+        hub.publish_as_lookout(&locations, position(guard, 1), false)
+            .await
+            .expect("position");
+    }
+    assert_eq!(conn.live.len(), 4);
+    assert_eq!(
+        hub.stats
+            .dropped_live
+            .load(std::sync::atomic::Ordering::Relaxed),
+        6
+    );
+    assert!(conn.close_requested().is_none());
+    let alerts = Target::parse("/topic/org/acme/alerts", None).expect("channel");
+    for n in 0..5u64 {
+        hub.publish_as_lookout(&alerts, rmpv::Value::from(n), true)
+            .await
+            .expect("alert");
+    }
+    assert_eq!(
+        conn.close_requested().map(|(code, _)| *code),
+        Some(4002),
+        "a logged backlog over its budget closes, to resume with since"
+    );
+}

@@ -111,10 +111,19 @@ impl Writer {
                         Err(()) => break End::Broken,
                     }
                 }
+                // Live traffic only when nothing logged waits: an alert never queues behind it.
+                (delivery, view) = conn.live.next() => {
+                    match self.write_item(&mut sink, Outbound::Deliver(delivery, view)).await {
+                        Ok(None) => last_write = Instant::now(),
+                        Ok(Some(end)) => break end,
+                        Err(()) => break End::Broken,
+                    }
+                }
             }
         };
         // Nothing more will be sent; release queued deliveries now rather than at drop.
         rx.close();
+        conn.live.close();
         if let End::Close(code, reason) = end {
             let mut reason = reason;
             if reason.len() > MAX_CLOSE_REASON {
