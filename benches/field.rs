@@ -7,6 +7,8 @@
 //!
 //! `cargo bench --bench field`. Under `cargo test` it only runs a short pass.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,9 +17,7 @@ use lookout::auth::{Identity, Role, Roles};
 use lookout::hub::Publish;
 use lookout::{Config, Server};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::Connector;
 
 const GUARDS: usize = 1000;
 const FENCES: usize = 50;
@@ -132,39 +132,10 @@ async fn panic_latency(samples: usize) -> Vec<Duration> {
     let running = tokio::spawn(server.run(async move {
         let _ = stop_rx.await;
     }));
+    let tls = common::tls(&cert);
     let connect = |token: String| {
-        let cert = cert.clone();
-        async move {
-            use rustls::pki_types::pem::PemObject;
-            let mut roots = rustls::RootCertStore::empty();
-            roots
-                .add(rustls::pki_types::CertificateDer::from_pem_slice(&cert).expect("pem"))
-                .expect("root");
-            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("tls")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            let mut req = format!("wss://{addr}/ws")
-                .into_client_request()
-                .expect("req");
-            req.headers_mut().insert(
-                "authorization",
-                format!("Bearer {token}").parse().expect("h"),
-            );
-            let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
-                req,
-                None,
-                true,
-                Some(Connector::Rustls(Arc::new(tls))),
-            )
-            .await
-            .expect("connect");
-            ws.next().await.expect("established").expect("frame");
-            ws
-        }
+        let tls = tls.clone();
+        async move { common::connect(addr, &tls, &token).await }
     };
     let mint = |user: &str, role: Role| {
         state
