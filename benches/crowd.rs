@@ -222,6 +222,7 @@ async fn run(scale: Scale) {
         }));
     }
 
+    let start = tokio::sync::watch::channel(false).0;
     let connecting = Instant::now();
     let handshakes = Arc::new(tokio::sync::Semaphore::new(200));
     let mut guards = Vec::new();
@@ -231,13 +232,20 @@ async fn run(scale: Scale) {
         let tls = tls.clone();
         let counts = counts.clone();
         let stop = stop_guards.clone();
+        let mut go = start.subscribe();
         guards.push(tokio::spawn(async move {
             let ws = common::connect(addr, &tls, &token).await;
             drop(permit);
             let (mut tx, mut rx) = ws.split();
-            // Spread over the second, as real guards are.
+            // Everyone starts together, once all are connected, spread over the second as
+            // real guards are; a guard that falls behind skips, it does not catch up.
+            let _ = go.wait_for(|go| *go).await;
             let phase = Duration::from_millis((i as u64 * 7919) % 1000);
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, Duration::from_secs(1));
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + phase,
+                Duration::from_secs(1),
+            );
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let mut n = 0u64;
             loop {
                 tokio::select! {
@@ -274,6 +282,7 @@ async fn run(scale: Scale) {
     let _all = handshakes.acquire_many(200).await.expect("semaphore");
     let connected_in = connecting.elapsed();
     let rss_start = server.rss_mib();
+    start.send_replace(true);
 
     let panics_sent: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let mut panicker = common::connect(addr, &tls, &server.token("panicker", Role::Guard)).await;
@@ -364,9 +373,13 @@ async fn run(scale: Scale) {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
+    let guards = std::env::var("CROWD_GUARDS")
+        .ok()
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(10_000);
     let scale = if full {
         Scale {
-            guards: 10_000,
+            guards,
             supervisors: 10,
             fences: 50,
             seconds: 30,

@@ -278,6 +278,10 @@ pub struct Limits {
     /// How long a video channel's latest keyframe is kept for a late viewer.
     #[serde(with = "humantime_serde")]
     pub keyframe_ttl: Duration,
+    /// Bytes written to a connection that the kernel may hold unsent (`TCP_NOTSENT_LOWAT`).
+    /// More waits in the connection's lanes, where live traffic is coalesced and logged
+    /// traffic goes first, instead of queueing in a socket buffer behind positions.
+    pub unsent_bytes: u32,
 }
 
 impl Default for Config {
@@ -338,6 +342,7 @@ impl Default for Limits {
             max_unacked_per_connection: 1024,
             max_rooms_per_org: 1000,
             keyframe_ttl: Duration::from_secs(30),
+            unsent_bytes: 64 * 1024,
         }
     }
 }
@@ -458,6 +463,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "limits.keyframe_ttl",
         "how long a video channel's latest keyframe is kept for a late viewer",
+    ),
+    (
+        "limits.unsent_bytes",
+        "bytes the kernel may hold unsent for one connection (TCP_NOTSENT_LOWAT)",
     ),
     (
         "retention.interval",
@@ -646,7 +655,7 @@ impl Config {
             }
         }
         let l = &self.limits;
-        let positive: [(&'static str, bool); 18] = [
+        let positive: [(&'static str, bool); 19] = [
             ("limits.ping_interval", l.ping_interval.is_zero()),
             ("limits.dead_peer_timeout", l.dead_peer_timeout.is_zero()),
             ("limits.idle_timeout", l.idle_timeout.is_zero()),
@@ -680,6 +689,7 @@ impl Config {
             ),
             ("limits.max_rooms_per_org", l.max_rooms_per_org == 0),
             ("limits.keyframe_ttl", l.keyframe_ttl.is_zero()),
+            ("limits.unsent_bytes", l.unsent_bytes == 0),
         ];
         for (key, is_bad) in positive {
             if is_bad {

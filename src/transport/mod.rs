@@ -55,6 +55,12 @@ pub async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
+        // Unsent bytes beyond this wait in the connection's lanes, not in the kernel: a PANIC
+        // must not queue behind megabytes of positions in a socket buffer.
+        let unsent = gateway.app.hub.limits().unsent_bytes;
+        if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(unsent) {
+            tracing::debug!(%peer, error = %e, "cannot bound unsent bytes");
+        }
         let gateway = gateway.clone();
         let tls = tls.clone();
         gateway.app.tracker.clone().spawn(async move {
