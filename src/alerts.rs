@@ -8,6 +8,7 @@
 //! what an alert is and when it escalates; it does not know about geometry or sockets.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -222,6 +223,37 @@ pub struct Alerts {
     /// Alert transitions are read-modify-write of one record plus a durable wait: one at a
     /// time per alert, any number of alerts at once.
     turns: Turns,
+    /// The alerts kept, by state and level.
+    pub census: Census,
+}
+
+/// Alerts kept, by state and escalation level (1 to 3), counted as alerts change so that
+/// reading them (`/metrics`) costs nothing per alert.
+#[derive(Default)]
+pub struct Census {
+    counts: [[AtomicI64; 3]; 3],
+}
+
+impl Census {
+    fn add(&self, state: AlertState, level: u8, n: i64) {
+        let s = AlertState::ALL.iter().position(|a| *a == state);
+        let cell = s.and_then(|s| self.counts[s].get(usize::from(level).wrapping_sub(1)));
+        if let Some(cell) = cell {
+            cell.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Every (state, level) with its count.
+    pub fn counts(&self) -> Vec<(AlertState, u8, i64)> {
+        let mut out = Vec::with_capacity(9);
+        for (s, state) in AlertState::ALL.iter().enumerate() {
+            for level in 1..=3u8 {
+                let n = self.counts[s][usize::from(level) - 1].load(Ordering::Relaxed);
+                out.push((*state, level, n));
+            }
+        }
+        out
+    }
 }
 
 /// One async lock per alert, kept only while someone holds it or waits for it.
@@ -283,6 +315,7 @@ impl Alerts {
             escalation,
             wake: Notify::new(),
             turns: Turns::default(),
+            census: Census::default(),
         })
     }
 
@@ -360,6 +393,7 @@ impl Alerts {
         }
         self.store.commit(&changes).await?;
         drop(changes);
+        self.census.add(AlertState::Open, 1, 1);
         self.wake.notify_one();
         self.announce(&alert, "created").await?;
         Ok(alert)
@@ -370,6 +404,14 @@ impl Alerts {
             .load(Record::Alert { id })
             .await?
             .ok_or_else(|| AlertError::NotFound(id.to_string()))
+    }
+
+    /// Counts the alerts kept, once at start; later changes keep the census up to date.
+    pub async fn take_census(&self) -> Result<(), AlertError> {
+        for alert in self.all().await? {
+            self.census.add(alert.state, alert.level, 1);
+        }
+        Ok(())
     }
 
     /// Every alert kept, in no particular order.
@@ -468,6 +510,7 @@ impl Alerts {
             return Err(AlertError::State(alert.state));
         }
         let now = now_millis();
+        let was = (alert.state, alert.level);
         let cancelled = std::mem::take(&mut alert.pending);
         alert.state = to;
         alert.updated_at = now;
@@ -493,6 +536,8 @@ impl Alerts {
         }
         self.store.commit(&changes).await?;
         drop(changes);
+        self.census.add(was.0, was.1, -1);
+        self.census.add(alert.state, alert.level, 1);
         let event = match to {
             AlertState::Acknowledged => "acknowledged",
             _ => "resolved",
@@ -517,6 +562,9 @@ impl Alerts {
         if !changes.is_empty() {
             self.store.write(&changes).await?;
         }
+        for a in &old {
+            self.census.add(AlertState::Resolved, a.level, -1);
+        }
         Ok(changes.len())
     }
 
@@ -534,6 +582,7 @@ impl Alerts {
         };
         alert.pending.retain(|p| *p != (due, level));
         let raise = alert.state == AlertState::Open && level > alert.level;
+        let was = alert.level;
         if raise {
             let now = now_millis();
             alert.level = level;
@@ -552,6 +601,8 @@ impl Alerts {
         ];
         self.store.commit(&changes).await?;
         if raise {
+            self.census.add(AlertState::Open, was, -1);
+            self.census.add(AlertState::Open, level, 1);
             self.announce(&alert, "escalated").await?;
             if level >= 3 {
                 // Everyone reads /topic/system: say that an alert escalated, nothing that
@@ -613,6 +664,55 @@ impl Alerts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn count(alerts: &Alerts, state: AlertState, level: u8) -> i64 {
+        alerts
+            .census
+            .counts()
+            .into_iter()
+            .find(|(s, l, _)| *s == state && *l == level)
+            .map_or(-1, |(_, _, n)| n)
+    }
+
+    #[tokio::test]
+    async fn the_census_follows_every_change_and_a_new_census_agrees() {
+        let store: Arc<dyn Store> = Arc::new(crate::store::MemoryStore::new());
+        let hub = Hub::new(store.clone(), crate::config::Limits::default());
+        let escalation = Escalation {
+            level2_after: Duration::from_secs(300),
+            level3_after: Duration::from_secs(900),
+        };
+        let alerts = Alerts::new(hub.clone(), store.clone(), escalation);
+        let new = |user: &str| NewAlert {
+            org: "acme".into(),
+            user: user.into(),
+            kind: AlertType::Panic,
+            priority: Priority::Critical,
+            message: None,
+            position: None,
+            fence: None,
+            by: user.into(),
+        };
+        let first = alerts.create(new("g1"), Vec::new()).await.expect("create");
+        alerts.create(new("g2"), Vec::new()).await.expect("create");
+        assert_eq!(count(&alerts, AlertState::Open, 1), 2);
+        let sup = Identity {
+            user: Arc::from("sup"),
+            org: Some(Arc::from("acme")),
+            roles: [Role::Supervisor].into_iter().collect(),
+            name: None,
+            exp: u64::MAX,
+        };
+        alerts
+            .acknowledge(&sup, &first.id, None)
+            .await
+            .expect("ack");
+        assert_eq!(count(&alerts, AlertState::Open, 1), 1);
+        assert_eq!(count(&alerts, AlertState::Acknowledged, 1), 1);
+        let fresh = Alerts::new(hub, store, escalation);
+        fresh.take_census().await.expect("census");
+        assert_eq!(fresh.census.counts(), alerts.census.counts());
+    }
 
     #[tokio::test]
     async fn transitions_wait_only_for_their_own_alert_and_leave_no_lock_behind() {

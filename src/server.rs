@@ -150,6 +150,16 @@ impl Server {
         let state = self.state.clone();
         let addr = self.local_addr();
         let store = state.store.clone();
+        // A store that cannot be read at start is not served from.
+        state
+            .field
+            .alerts()
+            .take_census()
+            .await
+            .map_err(|e| match e {
+                crate::alerts::AlertError::Store(e) => ServerError::Store(e),
+                other => ServerError::Store(StoreError::Codec(other.to_string())),
+            })?;
         let flusher = store.clone().start();
         let retention = tokio::spawn(retention(state.clone()));
         let timers = tokio::spawn(
