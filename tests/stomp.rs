@@ -338,3 +338,59 @@ async fn stomp_transactions_apply_on_commit_only() {
     assert!(watcher.drain(Duration::from_millis(300)).await.is_empty());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn in_auto_mode_written_messages_of_a_users_queue_count_as_consumed() {
+    let server = TestServer::start().await;
+    let alice = server.token("alice", Some("acme"), &[Role::Guard]);
+    let mut stomp = StompClient::connect(&server, &alice).await;
+    stomp
+        .send_frame(
+            "SUBSCRIBE",
+            &[
+                ("id", "jobs"),
+                ("destination", "/user/queue/jobs"),
+                ("receipt", "r"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(stomp.next_frame().await.command, "RECEIPT");
+    let mut service = server
+        .connect(&server.token("svc", Some("acme"), &[Role::Service]))
+        .await;
+    for n in 1..=5 {
+        let reply = service
+            .request(serde_json::json!({"type": "publish", "channel": "/user/queue/jobs", "to": "alice", "data": {"n": n}}))
+            .await;
+        assert!(ok(&reply), "{reply}");
+    }
+    for n in 1..=5 {
+        let message = stomp.next_frame().await;
+        assert_eq!(message.command, "MESSAGE");
+        assert_eq!(message.get("seq"), Some(n.to_string().as_str()));
+    }
+    drop(stomp);
+    // The offline queue resumes after what was written: once the acknowledgements are
+    // recorded, nothing is replayed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut native = server.connect(&alice).await;
+        let reply = native.subscribe("/user/queue/jobs").await;
+        assert!(ok(&reply), "{reply}");
+        let replayed = native
+            .drain(Duration::from_millis(300))
+            .await
+            .into_iter()
+            .filter(|f| f["type"] == "message")
+            .count();
+        if replayed == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "auto acknowledgements were never recorded"
+        );
+    }
+    server.stop().await;
+}

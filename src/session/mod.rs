@@ -12,6 +12,7 @@
 //! `ConnHandle::close` (at once) or `Outbound::Close` (after what is queued). This module
 //! knows no sockets, HTTP or TLS.
 
+pub mod autoack;
 pub mod context;
 pub mod native;
 pub mod stomp;
@@ -128,6 +129,7 @@ pub async fn drive<Src, Snk>(
         shutdown: ctx.shutdown.clone(),
         reader_done: reader_done.clone(),
         stop_reader: stop_reader.clone(),
+        auto_acks: Default::default(),
     };
     let writer = tokio::spawn(writer.run(sink, rx));
 

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
+use super::autoack::AutoAcks;
 use super::context::Sink;
 use super::stomp::{Rendered, Shared};
 use crate::auth::now_secs;
@@ -55,6 +56,8 @@ pub struct Writer {
     pub reader_done: CancellationToken,
     /// Fired by the writer when the connection is over, to stop the reader.
     pub stop_reader: CancellationToken,
+    /// STOMP `auto` acknowledgements waiting to be recorded.
+    pub auto_acks: Arc<AutoAcks>,
 }
 
 impl Writer {
@@ -212,17 +215,13 @@ impl Writer {
                     if durable_ack {
                         // Auto mode: written counts as consumed. Off the write path, since
                         // the store write must not hold up this connection's queue.
-                        let hub = self.hub.clone();
-                        let conn = conn.clone();
-                        self.hub.tasks().spawn(async move {
-                            let seq = delivery.message.seq;
-                            if let Err(e) = hub
-                                .acknowledge(&conn.identity, &delivery.channel, seq)
-                                .await
-                            {
-                                tracing::warn!(channel = %delivery.channel, seq, error = %e, "auto acknowledgement failed");
-                            }
-                        });
+                        self.auto_acks.consumed(
+                            &self.hub,
+                            conn,
+                            &delivery.channel,
+                            delivery.kind,
+                            delivery.message.seq,
+                        );
                     }
                 }
             },
