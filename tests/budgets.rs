@@ -465,3 +465,26 @@ async fn a_keyframe_older_than_its_ttl_is_not_shown_to_a_late_viewer() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_connection_holds_only_so_many_subscriptions() {
+    let server = TestServer::start_with(|c| c.limits.max_subscriptions_per_connection = 2).await;
+    a_stream_goes_on_while(&server, 30, async {
+        let mut greedy = server.connect(&supervisor(&server, "greedy")).await;
+        assert!(ok(&greedy.subscribe("/topic/org/acme/room/a").await));
+        assert!(ok(&greedy.subscribe("/topic/org/acme/room/b").await));
+        let reply = greedy.subscribe("/topic/org/acme/room/c").await;
+        assert_eq!(error_code(&reply), "rate_limited", "{reply}");
+        // The refusal costs the connection nothing.
+        assert_eq!(
+            greedy.request(json!({"type": "ping"})).await["type"],
+            "pong"
+        );
+    })
+    .await;
+    assert_eq!(
+        refusals(&server, "limits.max_subscriptions_per_connection").await,
+        1.0
+    );
+    server.stop().await;
+}

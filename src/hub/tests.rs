@@ -226,3 +226,32 @@ async fn live_traffic_is_shed_when_its_lane_is_full_and_a_logged_backlog_still_c
         "a logged backlog over its budget closes, to resume with since"
     );
 }
+
+#[tokio::test]
+async fn users_gone_long_enough_are_forgotten_and_connected_ones_are_not() {
+    let hub = Hub::new(Arc::new(MemoryStore::new()), Limits::default());
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+    let (_kept, _queue, _slot) = hub
+        .admit(supervisor("stays"), Encoding::Json, Protocol::Json, peer)
+        .await
+        .expect("admit");
+    let (_conn, _queue2, slot) = hub
+        .admit(supervisor("leaves"), Encoding::Json, Protocol::Json, peer)
+        .await
+        .expect("admit");
+    drop(slot);
+    assert!(
+        hub.users.status("leaves").1.is_some(),
+        "remembered at first"
+    );
+    hub.users.forget_gone(crate::protocol::now_millis() + 1);
+    assert_eq!(
+        hub.users.status("leaves").1,
+        None,
+        "forgotten once gone long enough"
+    );
+    assert!(
+        !hub.users.status("stays").0.is_empty(),
+        "a connected user stays"
+    );
+}
