@@ -655,7 +655,7 @@ impl Config {
             }
         }
         let l = &self.limits;
-        let positive: [(&'static str, bool); 19] = [
+        let positive: &[(&str, bool)] = &[
             ("limits.ping_interval", l.ping_interval.is_zero()),
             ("limits.dead_peer_timeout", l.dead_peer_timeout.is_zero()),
             ("limits.idle_timeout", l.idle_timeout.is_zero()),
@@ -691,7 +691,7 @@ impl Config {
             ("limits.keyframe_ttl", l.keyframe_ttl.is_zero()),
             ("limits.unsent_bytes", l.unsent_bytes == 0),
         ];
-        for (key, is_bad) in positive {
+        for &(key, is_bad) in positive {
             if is_bad {
                 bad(
                     key,

@@ -84,7 +84,7 @@ impl Budget {
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Open connections per protocol ([`Protocol::ALL`] order).
-    pub open: [AtomicU64; 7],
+    pub open: [AtomicU64; Protocol::ALL.len()],
     /// Connections accepted since start.
     pub accepted: AtomicU64,
     /// Subscriptions held now.
@@ -94,11 +94,11 @@ pub struct Stats {
     /// Messages published (all sources).
     pub published_total: AtomicU64,
     /// Published per channel kind.
-    pub published_by_kind: [AtomicU64; 12],
+    pub published_by_kind: [AtomicU64; ChannelKind::ALL.len()],
     /// Deliveries queued to subscribers.
     pub delivered: AtomicU64,
     /// Delivered per channel kind.
-    pub delivered_by_kind: [AtomicU64; 12],
+    pub delivered_by_kind: [AtomicU64; ChannelKind::ALL.len()],
     /// Live-only deliveries dropped because a queue was full.
     pub dropped_live: AtomicU64,
     /// Live-only deliveries that replaced an older one still waiting (a guard's position).
@@ -110,7 +110,7 @@ pub struct Stats {
     /// Upgrade or REST requests refused for bad credentials.
     pub auth_failures: AtomicU64,
     /// Refusals by budget ([`Budget::ALL`] order).
-    pub refused: [AtomicU64; 8],
+    pub refused: [AtomicU64; Budget::ALL.len()],
     /// From a publish request to its durability (logged channels).
     pub publish_latency: Latency,
 }

@@ -66,16 +66,6 @@ async fn poll(server: &TestServer, token: &str, timeout: u64) -> reqwest::Respon
         .expect("poll")
 }
 
-/// Resident memory of this process (the in-process server and the test), in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("proc status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 #[tokio::test]
 async fn a_stomp_transaction_bomb_is_refused_and_the_server_stays_small() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -84,7 +74,7 @@ async fn a_stomp_transaction_bomb_is_refused_and_the_server_stays_small() {
     let cert = server.cert_pem();
     let token = server.token("bomber", Some("acme"), &[Role::Guard]);
     let body = vec![b'x'; 60 * 1024];
-    let before = rss_kib(server.child.id());
+    let before = server.rss_kib();
     // The bomb of the measurement: 16 open transactions of 256 SENDs of 60 KiB, five times.
     for _ in 0..5 {
         let mut bomber = StompClient::connect_at(&url, &cert, &token).await;
@@ -119,7 +109,7 @@ async fn a_stomp_transaction_bomb_is_refused_and_the_server_stays_small() {
         );
         bomber.closed().await;
     }
-    let grown = rss_kib(server.child.id()).saturating_sub(before);
+    let grown = server.rss_kib().saturating_sub(before);
     eprintln!("five transaction bombs grew the server by {grown} KiB");
     assert!(grown < 32 * 1024, "the server grew by {grown} KiB");
 

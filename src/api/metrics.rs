@@ -141,7 +141,7 @@ impl prometheus_client::collector::Collector for Exporter {
             "Messages received from clients (all protocols).",
             get(&s.received),
         )?;
-        let by_kind = |counts: &[AtomicU64; 12]| -> Vec<_> {
+        let by_kind = |counts: &[AtomicU64; ChannelKind::ALL.len()]| -> Vec<_> {
             ChannelKind::ALL
                 .iter()
                 .zip(counts)

@@ -19,6 +19,8 @@ use crate::protocol::now_millis;
 
 /// Replay reads the log in pages of this many messages, waiting for the client between pages.
 const REPLAY_PAGE: usize = 256;
+/// Why a subscriber is closed when its queue overflows while it resumes.
+const REPLAY_OVERFLOW: &str = "outbound queue full during replay; resubscribe with since";
 /// A subscribe switches to live delivery once fewer than this many messages remain to replay;
 /// those are queued without waiting, under the channel lock.
 const SWITCH_TAIL: u64 = 64;
@@ -157,10 +159,7 @@ impl Hub {
                         for message in tail {
                             let d = Arc::new(Delivery::new(channel.public.clone(), kind, message));
                             if conn.try_send(Outbound::Deliver(d, view)).is_err() {
-                                self.slow(
-                                    conn,
-                                    "outbound queue full during replay; resubscribe with since",
-                                );
+                                self.slow(conn, REPLAY_OVERFLOW);
                                 break;
                             }
                         }
@@ -177,10 +176,7 @@ impl Hub {
                 last = Some(message.seq);
                 let d = Arc::new(Delivery::new(public.clone(), kind, message));
                 if conn.try_send(Outbound::Deliver(d, view)).is_err() {
-                    self.slow(
-                        conn,
-                        "outbound queue full during replay; resubscribe with since",
-                    );
+                    self.slow(conn, REPLAY_OVERFLOW);
                     return Err(HubError::Gone);
                 }
             }

@@ -25,7 +25,7 @@ use crate::failure::{Failure, Report};
 use crate::hub::{ConnHandle, Delivery, HubError, Outbound, Publish, View};
 use crate::protocol::{close, ErrorCode};
 use crate::stomp::frame::{Event, Frame, Parser};
-use crate::stomp::{connect_token, error_frame};
+use crate::stomp::{connect_token, error_frame, error_message};
 
 /// Versions spoken, best first.
 pub const VERSIONS: [&str; 3] = ["1.2", "1.1", "1.0"];
@@ -218,10 +218,11 @@ impl Fatal {
     /// as the body (a fault of ours is logged and says only "internal error").
     fn of(e: &dyn Failure) -> Self {
         let report = Report::of(e);
-        if report.code == ErrorCode::Internal {
-            return Fatal::new("internal error", "");
-        }
-        Fatal::new(report.code.as_str(), report.message)
+        let detail = match report.code {
+            ErrorCode::Internal => String::new(),
+            _ => report.message,
+        };
+        Fatal::new(error_message(report.code), detail)
     }
 }
 

@@ -10,6 +10,7 @@ pub mod frame;
 use bytes::Bytes;
 
 use self::frame::{Frame, Parser};
+use crate::protocol::ErrorCode;
 
 /// Most headers in one frame.
 pub const MAX_HEADERS: usize = 64;
@@ -17,6 +18,15 @@ pub const MAX_HEADERS: usize = 64;
 /// A parser sized for this server's limits.
 pub fn parser(limits: &crate::config::Limits) -> Parser {
     Parser::new(limits.max_message_size, MAX_HEADERS)
+}
+
+/// The `message` header of an `ERROR` for a failure with `code`: the stable code, or
+/// "internal error" for a fault of the server.
+pub fn error_message(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::Internal => "internal error",
+        code => code.as_str(),
+    }
 }
 
 /// An `ERROR` frame.

@@ -23,14 +23,13 @@ use super::gateway::Gateway;
 use super::sockjs::framing;
 use super::websocket::{self, Framing};
 use crate::app::AppState;
-use crate::failure::Report;
 use crate::http::{token_from, Body, HttpError};
 use crate::hub::admission::Admission;
 use crate::hub::{ConnHandle, Outbound};
 use crate::protocol::{close, Encoding, ErrorCode, Protocol};
 use crate::session::Speaks;
 use crate::stomp::frame::{Event, Frame as StompFrame, Parser};
-use crate::stomp::{connect_token, error_frame};
+use crate::stomp::{connect_token, error_frame, error_message};
 
 /// An admitted connection: its handle, its queue and its slot.
 pub type Admitted = (Arc<ConnHandle>, mpsc::Receiver<Outbound>, Admission);
@@ -199,7 +198,9 @@ async fn admit_on_connect(
             match admit(state, &token, choice.encoding, choice.protocol, peer).await {
                 Ok(admitted) => Ok((admitted, frame)),
                 // The STOMP `message` header is the error code, as in the session.
-                Err(HttpError(report)) => Err((stomp_message(&report), report.message)),
+                Err(HttpError(report)) => {
+                    Err((error_message(report.code).to_string(), report.message))
+                }
             }
         }
         Err(refusal) => Err(refusal),
@@ -215,14 +216,6 @@ async fn admit_on_connect(
                 .await;
             None
         }
-    }
-}
-
-/// A refusal's code as the `message` header of a STOMP `ERROR`.
-fn stomp_message(report: &Report) -> String {
-    match report.code {
-        ErrorCode::Internal => "internal error".to_string(),
-        code => code.as_str().to_string(),
     }
 }
 
