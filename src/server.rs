@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use crate::app::AppState;
 use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
-use crate::store::{RetentionRule, StoreError, StoreOptions};
+use crate::store::{RetentionRule, Store, StoreError, StoreOptions};
 use crate::transport::{self, tls, Gateway};
 
 /// Start-up failed.
@@ -77,10 +77,23 @@ pub struct CertificateInfo {
 impl Server {
     /// Prepares the data directory, keys and certificate, and binds the listeners.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        create_private_dir(&config.data_dir).map_err(|source| ServerError::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+        Self::prepare_data_dir(&config)?;
+        let (store, report) =
+            crate::store::open_data_dir(&config.data_dir, StoreOptions::default())?;
+        tracing::info!(
+            epoch = %report.epoch,
+            channels = report.channels,
+            messages = report.messages,
+            created = report.created,
+            "store opened"
+        );
+        Self::bind_on(config, store).await
+    }
+
+    /// Like [`Server::bind`], over a store already opened (any engine): the data directory
+    /// still holds the keys and the certificate.
+    pub async fn bind_on(config: Config, store: Arc<dyn Store>) -> Result<Server, ServerError> {
+        Self::prepare_data_dir(&config)?;
         let material = tls::load_or_generate(&config)?;
         let auth = Arc::new(Authenticator::from_config(&config)?);
         let listener =
@@ -98,15 +111,6 @@ impl Server {
             ),
             None => None,
         };
-        let (store, report) =
-            crate::store::open_data_dir(&config.data_dir, StoreOptions::default())?;
-        tracing::info!(
-            epoch = %report.epoch,
-            channels = report.channels,
-            messages = report.messages,
-            created = report.created,
-            "store opened"
-        );
         let state = AppState::new(config, store, auth, material.server);
         Ok(Server {
             state,
@@ -118,6 +122,13 @@ impl Server {
                 path: material.cert_path,
                 generated: material.generated,
             },
+        })
+    }
+
+    fn prepare_data_dir(config: &Config) -> Result<(), ServerError> {
+        create_private_dir(&config.data_dir).map_err(|source| ServerError::DataDir {
+            path: config.data_dir.clone(),
+            source,
         })
     }
 

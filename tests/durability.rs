@@ -492,3 +492,46 @@ async fn a_real_event_source_reconnects_with_last_event_id_across_kill_9_and_los
     assert_eq!(seqs, (1..=100).collect::<Vec<u64>>());
     drop(server);
 }
+
+#[tokio::test]
+async fn a_rest_publish_whose_client_hangs_up_before_its_flush_is_still_delivered_at_once() {
+    let store = std::sync::Arc::new(lookout::store::MemoryStore::new());
+    let server = TestServer::start_on(store.clone()).await;
+    let room = "/topic/org/acme/room/incidents";
+    let mut watcher = server.connect(&supervisor(&server, "sup")).await;
+    assert!(ok(&watcher.subscribe(room).await));
+
+    store.hold_commits();
+    let http = server.http();
+    let svc = server.token("svc", Some("acme"), &[Role::Service]);
+    let url = server.https("/api/v1/publish");
+    let publishing = tokio::spawn(async move {
+        http.post(url)
+            .bearer_auth(svc)
+            .json(&json!({"channel": room, "data": {"alert": "PANIC"}}))
+            .send()
+            .await
+    });
+    // The server has the message (its seq is taken) but cannot make it durable yet...
+    let taken = tokio::time::timeout(PATIENCE, async {
+        while lookout::store::Store::head(&*store, room) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(taken.is_ok(), "the publish never reached the store");
+    // ...when its HTTP client goes away: the request's handler is dropped with the connection.
+    publishing.abort();
+    assert!(publishing.await.is_err_and(|e| e.is_cancelled()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        watcher.drain(Duration::from_millis(100)).await.is_empty(),
+        "nothing is delivered before it is durable"
+    );
+
+    store.commit_held();
+    let message = watcher.next_message().await;
+    assert_eq!(message["seq"], 1);
+    assert_eq!(message["data"]["alert"], "PANIC");
+    server.stop().await;
+}

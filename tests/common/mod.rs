@@ -59,6 +59,15 @@ impl TestServer {
         Self::start_config(config, dir).await
     }
 
+    /// A server over `store` (e.g. a [`lookout::store::MemoryStore`] whose commits a test
+    /// holds) instead of the data directory's sled store.
+    pub async fn start_on(store: Arc<dyn lookout::store::Store>) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = test_config(dir.path());
+        let server = Server::bind_on(config.clone(), store).await.expect("bind");
+        Self::serve(server, config, dir)
+    }
+
     /// Stops (SIGTERM-like graceful shutdown) and starts again on the same data directory.
     pub async fn restart(mut self) -> Self {
         let dir = self.dir.take().expect("dir");
@@ -75,8 +84,12 @@ impl TestServer {
                 .with_test_writer()
                 .try_init();
         }
-        let auth = Authenticator::from_config(&config).expect("auth");
         let server = Server::bind(config.clone()).await.expect("bind");
+        Self::serve(server, config, dir)
+    }
+
+    fn serve(server: Server, config: Config, dir: tempfile::TempDir) -> Self {
+        let auth = Authenticator::from_config(&config).expect("auth");
         let addr = server.local_addr();
         let plain_addr = server.plain_addr();
         let state = server.state().clone();
