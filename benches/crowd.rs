@@ -75,6 +75,10 @@ impl ServerProcess {
             .expect("mint")
     }
 
+    fn cpu_seconds(&self) -> f64 {
+        cpu_seconds_of(&self.child.id().to_string())
+    }
+
     fn rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
@@ -84,6 +88,31 @@ impl ServerProcess {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map_or(0.0, |kib| kib / 1024.0)
     }
+}
+
+/// User plus system CPU seconds of the process `pid` (from `/proc`).
+fn cpu_seconds_of(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
+        .sum();
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
+}
+
+/// The value of the unlabelled sample `name` in a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn own_cpu_seconds() -> f64 {
+    cpu_seconds_of("self")
 }
 
 impl Drop for ServerProcess {
@@ -106,9 +135,7 @@ fn location(i: usize, n: u64) -> Value {
 
 #[derive(Default)]
 struct Counts {
-    sent: AtomicU64,
-    acknowledged: AtomicU64,
-    refused: AtomicU64,
+    guards: common::GuardCounts,
     guards_lost: AtomicU64,
 }
 
@@ -148,13 +175,6 @@ async fn fences(server: &ServerProcess, cert: &[u8], count: usize) {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted
-        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
-        .copied()
-        .unwrap_or_default()
-}
-
 async fn run(scale: Scale) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let server = ServerProcess::start(dir.path().join("data"));
@@ -191,14 +211,17 @@ async fn run(scale: Scale) {
                 };
                 match next {
                     Some(Ok(Message::Text(t))) => {
+                        // Positions are most of the traffic: counted without parsing them, so
+                        // the load generator spends its CPU on sending, not on JSON.
+                        if t.contains(r#""channel":"/topic/org/acme/locations""#) {
+                            watch.positions += 1;
+                            continue;
+                        }
                         let v: Value = serde_json::from_str(&t).unwrap_or_default();
                         if v["type"] != "message" {
                             continue;
                         }
-                        if v["channel"] == "/topic/org/acme/locations" {
-                            watch.positions += 1;
-                        } else if v["data"]["event"] == "created"
-                            && v["data"]["alert"]["type"] == "PANIC"
+                        if v["data"]["event"] == "created" && v["data"]["alert"]["type"] == "PANIC"
                         {
                             watch.panics.push(Instant::now());
                         }
@@ -236,7 +259,6 @@ async fn run(scale: Scale) {
         guards.push(tokio::spawn(async move {
             let ws = common::connect(addr, &tls, &token).await;
             drop(permit);
-            let (mut tx, mut rx) = ws.split();
             // Everyone starts together, once all are connected, spread over the second as
             // real guards are; a guard that falls behind skips, it does not catch up.
             let _ = go.wait_for(|go| *go).await;
@@ -247,34 +269,16 @@ async fn run(scale: Scale) {
             );
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let mut n = 0u64;
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tick.tick() => {
-                        let msg = json!({"type": "publish", "channel": format!("/topic/location/g{i}"), "data": location(i, n), "id": n});
-                        n += 1;
-                        if tx.send(Message::Text(msg.to_string().into())).await.is_err() {
-                            counts.guards_lost.fetch_add(1, Ordering::Relaxed);
-                            break;
-                        }
-                        counts.sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    next = rx.next() => match next {
-                        Some(Ok(Message::Text(t))) => {
-                            let v: Value = serde_json::from_str(&t).unwrap_or_default();
-                            match v["type"].as_str() {
-                                Some("reply") => counts.acknowledged.fetch_add(1, Ordering::Relaxed),
-                                Some("error") => counts.refused.fetch_add(1, Ordering::Relaxed),
-                                _ => 0,
-                            };
-                        }
-                        Some(Ok(_)) => {}
-                        _ => {
-                            counts.guards_lost.fetch_add(1, Ordering::Relaxed);
-                            break;
-                        }
-                    }
-                }
+            let next = || {
+                n += 1;
+                json!({"type": "publish", "channel": format!("/topic/location/g{i}"), "data": location(i, n), "id": n}).to_string()
+            };
+            let drain = Duration::ZERO;
+            if common::publish_every_tick(ws, tick, &stop, drain, &counts.guards, next)
+                .await
+                .is_some()
+            {
+                counts.guards_lost.fetch_add(1, Ordering::Relaxed);
             }
         }));
     }
@@ -288,26 +292,45 @@ async fn run(scale: Scale) {
     let mut panicker = common::connect(addr, &tls, &server.token("panicker", Role::Guard)).await;
     let sent = panics_sent.clone();
     let stop = stop_guards.clone();
+    let cpu_start = (server.cpu_seconds(), own_cpu_seconds(), Instant::now());
+    // The panicker's replies tell the server's part (read, alert stored, fanned out) from the
+    // way to the supervisors.
     let panicking = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut replied = Vec::new();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {
-                    let msg = json!({"type": "publish", "channel": "/topic/emergency/panicker", "data": {"type": "PANIC"}});
+                    let n = sent.lock().len();
+                    let msg = json!({"type": "publish", "channel": "/topic/emergency/panicker", "data": {"type": "PANIC"}, "id": n});
                     sent.lock().push(Instant::now());
                     if panicker.send(Message::Text(msg.to_string().into())).await.is_err() {
                         break;
                     }
                 }
-                next = panicker.next() => if !matches!(next, Some(Ok(_))) { break },
+                next = panicker.next() => match next {
+                    Some(Ok(Message::Text(t))) => {
+                        let v: Value = serde_json::from_str(&t).unwrap_or_default();
+                        if let (Some("reply"), Some(n)) = (v["type"].as_str(), v["id"].as_u64()) {
+                            if let Some(at) = sent.lock().get(n as usize) {
+                                replied.push(at.elapsed());
+                            }
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    _ => break,
+                },
             }
         }
+        replied
     });
 
     tokio::time::sleep(Duration::from_secs(scale.seconds)).await;
+    let cpu_end = (server.cpu_seconds(), own_cpu_seconds(), Instant::now());
     stop_guards.cancel();
-    let _ = panicking.await;
+    let mut replied = panicking.await.unwrap_or_default();
+    replied.sort();
     for g in guards {
         let _ = g.await;
     }
@@ -315,6 +338,7 @@ async fn run(scale: Scale) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop_watch.cancel();
     let rss_end = server.rss_mib();
+    let metrics = common::metrics(&cert, addr).await;
     let sent = panics_sent.lock().clone();
     let mut latencies = Vec::new();
     let mut delivered = 0;
@@ -343,9 +367,9 @@ async fn run(scale: Scale) {
     );
     println!(
         "  locations: {} sent, {} acknowledged, {} refused; guards lost: {}",
-        c.sent.load(Ordering::Relaxed),
-        c.acknowledged.load(Ordering::Relaxed),
-        c.refused.load(Ordering::Relaxed),
+        c.guards.sent.load(Ordering::Relaxed),
+        c.guards.acknowledged.load(Ordering::Relaxed),
+        c.guards.refused.load(Ordering::Relaxed),
         c.guards_lost.load(Ordering::Relaxed)
     );
     println!(
@@ -353,21 +377,48 @@ async fn run(scale: Scale) {
         disconnected.len(),
         disconnected
     );
+    let (p50, p99, max) = common::spread(&latencies);
     println!(
         "  PANICs delivered live: {delivered} of {} ({} sent x {} supervisors); latency p50 {:.1?} p99 {:.1?} max {:.1?}",
         sent.len() * scale.supervisors,
         sent.len(),
         scale.supervisors,
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
-        latencies.last().copied().unwrap_or_default()
+        p50,
+        p99,
+        max
     );
+    println!(
+        "  PANIC replies to the panicker: {} of {}; latency p50 {:.1?} p99 {:.1?}",
+        replied.len(),
+        sent.len(),
+        common::percentile(&replied, 0.50),
+        common::percentile(&replied, 0.99)
+    );
+    let wall = cpu_end.2.duration_since(cpu_start.2).as_secs_f64();
+    println!(
+        "  CPU while loaded: server {:.2} cores, load generator {:.2} cores (of 2)",
+        (cpu_end.0 - cpu_start.0) / wall,
+        (cpu_end.1 - cpu_start.1) / wall
+    );
+    for family in [
+        "lookout_flush_latency_seconds",
+        "lookout_publish_latency_seconds",
+    ] {
+        let (sum, count) = (
+            metric(&metrics, &format!("{family}_sum")),
+            metric(&metrics, &format!("{family}_count")),
+        );
+        println!(
+            "  {family}: {count} observations, mean {:.1} ms",
+            1000.0 * sum / count.max(1.0)
+        );
+    }
     println!("  positions delivered to supervisors: {positions}; server RSS {rss_start:.0} MiB after connecting, {rss_end:.0} MiB at the end");
     if scale.guards <= 100 {
         // The short pass checks that the scenario works, not how fast.
         assert!(disconnected.is_empty(), "{disconnected:?}");
         assert_eq!(delivered, sent.len() * scale.supervisors);
-        assert!(c.acknowledged.load(Ordering::Relaxed) > 0);
+        assert!(c.guards.acknowledged.load(Ordering::Relaxed) > 0);
     }
 }
 
@@ -392,10 +443,5 @@ fn main() {
             seconds: 3,
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(run(scale));
+    common::block_on(run(scale));
 }

@@ -63,7 +63,7 @@ async fn run(group_commit: bool, duration: Duration) -> Outcome {
         latencies.extend(t.await.expect("publisher"));
     }
     let elapsed = started.elapsed();
-    flusher.abort();
+    flusher.stop().await;
     Outcome {
         messages: latencies.len(),
         elapsed,

@@ -119,7 +119,7 @@ async fn ingest(duration: Duration) -> (usize, Duration) {
         total += t.await.expect("guard");
     }
     let elapsed = started.elapsed();
-    flusher.abort();
+    flusher.stop().await;
     (total, elapsed)
 }
 

@@ -504,6 +504,9 @@ fn check_config(config: &Config) -> ExitCode {
             problems.push(format!("jwt: {e}"));
         }
     }
+    for warning in config.warnings() {
+        eprintln!("lookout: warning: {warning}");
+    }
     if problems.is_empty() {
         println!("configuration OK");
         ExitCode::SUCCESS

@@ -57,6 +57,17 @@ pub struct Config {
     pub alerts: AlertSettings,
     /// The dashboard.
     pub dashboard: DashboardSettings,
+    /// What only test rigs turn on.
+    pub testing: TestingSettings,
+}
+
+/// Settings for test rigs, never for a site.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TestingSettings {
+    /// Serve `/echo`: a WebSocket that echoes every message, unauthenticated, for conformance
+    /// suites (Autobahn). Never on a site.
+    pub echo_endpoint: bool,
 }
 
 /// Dashboard settings.
@@ -298,6 +309,7 @@ impl Default for Config {
             field: FieldSettings::default(),
             alerts: AlertSettings::default(),
             dashboard: DashboardSettings::default(),
+            testing: TestingSettings::default(),
         }
     }
 }
@@ -499,6 +511,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "the image's edges [west, south, east, north] in degrees; required with site_plan",
     ),
     (
+        "testing.echo_endpoint",
+        "serve /echo, an unauthenticated echo WebSocket for conformance suites; never on a site",
+    ),
+    (
         "retention.kinds",
         "per-kind rules {max_messages, max_age}: location, emergency, alerts, tasks, room, role, queue, job, system",
     ),
@@ -625,6 +641,18 @@ impl Config {
             Some(problem) => Err(problem),
             None => Ok(()),
         }
+    }
+
+    /// What is allowed but should not be on a site, each naming its key.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.testing.echo_endpoint {
+            out.push(
+                "testing.echo_endpoint: /echo echoes anything to anyone, without a token; for conformance tests only"
+                    .to_string(),
+            );
+        }
+        out
     }
 
     /// Every combination that would only fail later, each naming its key.

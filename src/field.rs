@@ -12,11 +12,12 @@
 //! life cycles in [`crate::alerts`], delivery in [`crate::hub`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
 
 use crate::alerts::{AlertError, AlertType, Alerts, NewAlert, Position, Priority};
 use crate::auth::{Identity, Role};
@@ -51,6 +52,9 @@ pub enum FieldError {
     /// From the store.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The server is stopping: the work could not be carried through.
+    #[error("the server is stopping")]
+    Unavailable,
 }
 
 impl Failure for FieldError {
@@ -62,13 +66,16 @@ impl Failure for FieldError {
             FieldError::TooLarge(_) => ErrorCode::TooLarge,
             FieldError::Hub(e) => e.code(),
             FieldError::Alert(e) => e.code(),
-            FieldError::Store(_) => ErrorCode::Internal,
+            FieldError::Store(_) | FieldError::Unavailable => ErrorCode::Internal,
         }
     }
 }
 
 /// Messages read per page when a user's location history is walked.
 const HISTORY_PAGE: usize = 1000;
+/// Points one user's tracking statistics take into account; a longer range is cut here (the
+/// statistics say how many points they cover).
+const MAX_TRACKED_POINTS: usize = 100_000;
 
 fn bad<T>(message: impl Into<String>) -> Result<T, FieldError> {
     Err(FieldError::BadRequest(message.into()))
@@ -83,6 +90,12 @@ pub struct FieldConfig {
     pub max_fence_vertices: usize,
     /// Largest video frame payload.
     pub max_video_frame: usize,
+}
+
+/// The earliest server time a location with client time `ts` can have been received at: a
+/// fix is refused when its `ts` is more than `max_clock_skew` ahead of its receipt.
+pub fn earliest_receipt(ts: u64, max_clock_skew: Duration) -> u64 {
+    ts.saturating_sub(max_clock_skew.as_millis() as u64)
 }
 
 /// A location update as guards send it.
@@ -291,12 +304,25 @@ pub struct FieldPublished {
 
 /// The field operations service.
 pub struct Field {
+    me: Weak<Field>,
+    /// Where emergencies are handled (see [`crate::urgent`]).
+    urgent: Handle,
     hub: Arc<Hub>,
     store: Arc<dyn Store>,
     alerts: Arc<Alerts>,
     config: FieldConfig,
     /// Compiled fences per org, rebuilt when a fence changes.
     fences: Mutex<HashMap<String, Arc<FenceIndex<Fence>>>>,
+    /// Shifts by guard, for the fence checks of every location; rebuilt when a shift changes.
+    shifts: Mutex<ShiftIndex>,
+}
+
+/// Shifts by guard, and which change of the shifts it was loaded after.
+#[derive(Default)]
+struct ShiftIndex {
+    by_user: Option<Arc<HashMap<String, Vec<Shift>>>>,
+    /// Bumped by every shift change, so a load that raced one is not kept.
+    generation: u64,
 }
 
 fn emergency_type(s: &str) -> Option<AlertType> {
@@ -324,13 +350,17 @@ impl Field {
         store: Arc<dyn Store>,
         alerts: Arc<Alerts>,
         config: FieldConfig,
+        urgent: Handle,
     ) -> Arc<Self> {
-        Arc::new(Field {
+        Arc::new_cyclic(|me| Field {
+            me: me.clone(),
+            urgent,
             hub,
             store,
             alerts,
             config,
             fences: Mutex::default(),
+            shifts: Mutex::default(),
         })
     }
 
@@ -383,14 +413,30 @@ impl Field {
             let message = map_field(&req.data, "message")
                 .and_then(|m| m.as_str())
                 .map(|m| m.chars().take(1000).collect());
-            let published = self.hub.publish(who, req).await?;
-            let alert = self
-                .raise(&user, kind, priority, message, &who.user)
-                .await?;
-            return Ok(FieldPublished {
-                published,
-                alert_id: Some(alert.id),
+            let Some(field) = self.me.upgrade() else {
+                return Err(FieldError::Unavailable);
+            };
+            let (who, channel) = (who.clone(), req.channel.to_string());
+            let (data, ack_required) = (req.data, req.ack_required);
+            // Carried through on the urgent lane, also if the publisher goes away meanwhile.
+            let raised = self.urgent.spawn(async move {
+                let req = Publish {
+                    channel: &channel,
+                    to: None,
+                    owner: None,
+                    data,
+                    ack_required,
+                };
+                let published = field.hub.publish(&who, req).await?;
+                let alert = field
+                    .raise(&user, kind, priority, message, &who.user)
+                    .await?;
+                Ok(FieldPublished {
+                    published,
+                    alert_id: Some(alert.id),
+                })
             });
+            return raised.await.map_err(|_| FieldError::Unavailable)?;
         }
         let published = self.hub.publish(who, req).await?;
         Ok(FieldPublished {
@@ -512,10 +558,38 @@ impl Field {
     }
 
     async fn on_shift(&self, user: &str, site: &str, now: u64) -> Result<bool, FieldError> {
-        let shifts: Vec<Shift> = self.store.load_all(Records::Shifts).await?;
-        Ok(shifts
-            .iter()
-            .any(|s| s.user == user && s.site == site && s.start <= now && now < s.end))
+        let index = self.shift_index().await?;
+        Ok(index.get(user).is_some_and(|shifts| {
+            shifts
+                .iter()
+                .any(|s| s.site == site && s.start <= now && now < s.end)
+        }))
+    }
+
+    async fn shift_index(&self) -> Result<Arc<HashMap<String, Vec<Shift>>>, FieldError> {
+        let generation = {
+            let index = self.shifts.lock();
+            if let Some(by_user) = &index.by_user {
+                return Ok(by_user.clone());
+            }
+            index.generation
+        };
+        let mut by_user: HashMap<String, Vec<Shift>> = HashMap::new();
+        for shift in self.store.load_all::<Shift>(Records::Shifts).await? {
+            by_user.entry(shift.user.clone()).or_default().push(shift);
+        }
+        let by_user = Arc::new(by_user);
+        let mut index = self.shifts.lock();
+        if index.generation == generation {
+            index.by_user = Some(by_user.clone());
+        }
+        Ok(by_user)
+    }
+
+    fn shifts_changed(&self) {
+        let mut index = self.shifts.lock();
+        index.by_user = None;
+        index.generation += 1;
     }
 
     async fn check_fences(
@@ -766,15 +840,23 @@ impl Field {
         let mut out = Vec::with_capacity(users.len());
         for user in users {
             let channel = format!("/topic/location/{user}");
+            let start = self
+                .hub
+                .seq_before(
+                    who,
+                    &channel,
+                    earliest_receipt(from, self.config.max_clock_skew),
+                )
+                .await?;
             let mut points: Vec<Location> = Vec::new();
             self.hub
-                .walk_history(who, &channel, HISTORY_PAGE, |m| {
+                .walk_history(who, &channel, start, HISTORY_PAGE, |m| {
                     if let Ok(l) = Location::parse(&m.data, Duration::MAX) {
                         if l.ts >= from && l.ts <= to {
                             points.push(l);
                         }
                     }
-                    true
+                    points.len() < MAX_TRACKED_POINTS
                 })
                 .await?;
             let last = self.last_location(&user).await?;
@@ -848,9 +930,13 @@ impl Field {
             start: spec.start,
             end: spec.end,
         };
-        self.store
+        let committed = self
+            .store
             .commit(&[Change::put(Record::Shift { id: &shift.id }, &shift)?])
-            .await?;
+            .await;
+        // Also after a failed commit: what the store holds is no longer known.
+        self.shifts_changed();
+        committed?;
         Ok(shift)
     }
 
@@ -866,9 +952,12 @@ impl Field {
                 "only the org's supervisors and admins plan shifts",
             ));
         }
-        self.store
+        let committed = self
+            .store
             .commit(&[Change::Delete(Record::Shift { id })])
-            .await?;
+            .await;
+        self.shifts_changed();
+        committed?;
         Ok(())
     }
 }

@@ -70,6 +70,7 @@ pub mod stomp;
 pub mod store;
 pub mod systemd;
 pub mod transport;
+pub mod urgent;
 
 pub use config::Config;
 pub use server::Server;

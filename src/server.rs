@@ -48,6 +48,9 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
+    /// The urgent lane's thread could not start.
+    #[error(transparent)]
+    Urgent(#[from] crate::urgent::UrgentError),
 }
 
 /// Reads the configuration again (the same file, variables and flags as at start).
@@ -111,7 +114,8 @@ impl Server {
             ),
             None => None,
         };
-        let state = AppState::new(config, store, auth, material.server);
+        let urgent = crate::urgent::Urgent::start()?;
+        let state = AppState::new(config, store, auth, material.server, urgent);
         Ok(Server {
             state,
             listener,
@@ -250,8 +254,7 @@ impl Server {
         };
         // The flusher holds the store; wait until it is gone so the data directory is unlocked
         // when `run` returns.
-        flusher.abort();
-        let _ = flusher.await;
+        flusher.stop().await;
         flushed?;
         tracing::info!("stopped");
         Ok(())

@@ -1,12 +1,19 @@
 //! What the benchmarks share: a TLS WebSocket client that trusts the server's certificate.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+#![allow(dead_code)]
 
-use futures_util::StreamExt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
 
 /// A client TLS configuration that trusts `cert_pem`.
 pub fn tls(cert_pem: &[u8]) -> Arc<rustls::ClientConfig> {
@@ -49,4 +56,101 @@ pub async fn connect(
     .expect("connect");
     ws.next().await.expect("established").expect("frame");
     ws
+}
+
+/// What a guard's publishes got.
+#[derive(Default)]
+pub struct GuardCounts {
+    pub sent: AtomicU64,
+    pub acknowledged: AtomicU64,
+    pub refused: AtomicU64,
+}
+
+/// A guard's life: `message()` published at every tick and the answers counted, until `stop`
+/// (then answers still on their way are counted for `drain`). Returns why it ended early, if
+/// the connection did.
+pub async fn publish_every_tick<S>(
+    ws: WebSocketStream<S>,
+    mut tick: tokio::time::Interval,
+    stop: &CancellationToken,
+    drain: Duration,
+    counts: &GuardCounts,
+    mut message: impl FnMut() -> String,
+) -> Option<String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut tx, mut rx) = ws.split();
+    let count = |text: &str| {
+        if text.starts_with(r#"{"type":"reply""#) {
+            counts.acknowledged.fetch_add(1, Ordering::Relaxed);
+        } else if text.starts_with(r#"{"type":"error""#) {
+            counts.refused.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {
+                if tx.send(Message::Text(message().into())).await.is_err() {
+                    return Some("send failed".into());
+                }
+                counts.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            next = rx.next() => match next {
+                Some(Ok(Message::Text(t))) => count(&t),
+                Some(Ok(_)) => {}
+                other => return Some(format!("{other:?}")),
+            }
+        }
+    }
+    let _ = tokio::time::timeout(drain, async {
+        while let Some(Ok(next)) = rx.next().await {
+            if let Message::Text(t) = next {
+                count(&t);
+            }
+        }
+    })
+    .await;
+    None
+}
+
+/// The server's `/metrics` text.
+pub async fn metrics(cert_pem: &[u8], addr: SocketAddr) -> String {
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem).expect("cert"))
+        .tls_built_in_root_certs(false)
+        .build()
+        .expect("client");
+    match client.get(format!("https://{addr}/metrics")).send().await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The `p` quantile (0–1) of sorted samples.
+pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
+/// p50, p99 and the largest of sorted samples.
+pub fn spread<T: Copy + Default>(sorted: &[T]) -> (T, T, T) {
+    (
+        percentile(sorted, 0.5),
+        percentile(sorted, 0.99),
+        sorted.last().copied().unwrap_or_default(),
+    )
+}
+
+/// Runs a load generator on two worker threads (as many as the machine has cores).
+pub fn block_on<F: std::future::Future>(load: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(load)
 }

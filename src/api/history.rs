@@ -6,7 +6,7 @@ use hyper::Response;
 use std::time::Duration;
 
 use super::extract::{channels_and_since, number, until_expiry, Call, MAX_PAGE};
-use crate::field::Location;
+use crate::field::{earliest_receipt, Location};
 use crate::http::{json_response, Body, HttpError};
 use crate::protocol::{Encoding, ErrorCode, Protocol};
 
@@ -62,17 +62,20 @@ pub async fn locations(call: Call) -> Result<Response<Body>, HttpError> {
     let limit = number(&params, "limit", 1000usize)?.clamp(1, MAX_POINTS);
     let channel = format!("/topic/location/{user}");
     let mut points = Vec::new();
-    call.state
-        .hub
-        .walk_history(&who, &channel, MAX_PAGE, |m| {
-            if let Ok(loc) = Location::parse(&m.data, std::time::Duration::MAX) {
-                if loc.ts >= from && loc.ts <= to {
-                    points.push(serde_json::json!({"seq": m.seq, "location": loc}));
-                }
-            }
-            points.len() < limit
-        })
+    let skew = call.state.config.field.max_clock_skew;
+    let hub = &call.state.hub;
+    let start = hub
+        .seq_before(&who, &channel, earliest_receipt(from, skew))
         .await?;
+    hub.walk_history(&who, &channel, start, MAX_PAGE, |m| {
+        if let Ok(loc) = Location::parse(&m.data, std::time::Duration::MAX) {
+            if loc.ts >= from && loc.ts <= to {
+                points.push(serde_json::json!({"seq": m.seq, "location": loc}));
+            }
+        }
+        points.len() < limit
+    })
+    .await?;
     points.truncate(limit);
     Ok(json_response(
         200,

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+/// How far a server's clock may step back (e.g. corrected by NTP) between two appends.
+pub const CLOCK_STEP: Duration = Duration::from_secs(60);
+
 use super::error::HubError;
 use super::facts::Facts;
 use super::requests::{History, HistoryMessage};
@@ -44,16 +47,51 @@ impl Hub {
         })
     }
 
+    /// A seq of `channel` such that every message stored at or after `timestamp` (server
+    /// time, ms) comes after it: where a reader of a time range starts, found by bisection
+    /// over the retained log instead of reading it from the start. Server clocks are assumed
+    /// to step back by no more than [`CLOCK_STEP`].
+    pub async fn seq_before(
+        &self,
+        who: &Identity,
+        channel: &str,
+        timestamp: u64,
+    ) -> Result<u64, HubError> {
+        let target = self.readable(who, channel).await?;
+        let stored = target.stored_name();
+        let timestamp = timestamp.saturating_sub(CLOCK_STEP.as_millis() as u64);
+        let Some(first) = self.store.first_retained(&stored).await? else {
+            return Ok(0);
+        };
+        // Invariant: everything up to `lo` is older than `timestamp`; `hi` is not.
+        let (mut lo, mut hi) = (first.saturating_sub(1), self.durable_head(&stored) + 1);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            let older = match self.store.get(&stored, mid).await? {
+                Some(m) => m.timestamp < timestamp,
+                // Trimmed meanwhile: older than anything retained.
+                None => true,
+            };
+            if older {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
     /// Every page of `channel` after `since`, oldest first, passing each message to `each`
     /// until it returns false or the durable head is reached.
     pub async fn walk_history(
         &self,
         who: &Identity,
         channel: &str,
+        since: u64,
         page: usize,
         mut each: impl FnMut(&HistoryMessage) -> bool,
     ) -> Result<(), HubError> {
-        let mut since = 0;
+        let mut since = since;
         loop {
             let history = self.history(who, channel, since, page).await?;
             let Some(last) = history.messages.last() else {

@@ -255,3 +255,38 @@ async fn users_gone_long_enough_are_forgotten_and_connected_ones_are_not() {
         "a connected user stays"
     );
 }
+
+#[tokio::test]
+async fn a_time_range_starts_where_the_log_reaches_its_first_time_without_reading_from_the_start() {
+    use crate::store::{Draft, Store};
+    let store = Arc::new(MemoryStore::new());
+    let hub = Hub::new(store.clone(), Limits::default());
+    let room = "/topic/org/acme/room/log";
+    // One message a minute, from minute 1 to minute 1000.
+    let minute = 60_000u64;
+    for n in 1..=1000u64 {
+        let draft = Draft {
+            timestamp: n * minute,
+            data: rmpv::Value::from(n),
+            ack_required: false,
+        };
+        store.append(room, draft).await.expect("append");
+    }
+    let who = supervisor("reader");
+    let at = |t: u64| {
+        let hub = hub.clone();
+        let who = who.clone();
+        async move { hub.seq_before(&who, room, t).await.expect("seq_before") }
+    };
+    // Everything stored at or after minute 500 comes after the seq found; the clock step
+    // allowance (one minute) puts it one message earlier than exact.
+    assert_eq!(at(500 * minute).await, 498);
+    assert_eq!(at(0).await, 0);
+    assert_eq!(at(5000 * minute).await, 1000);
+    assert!(
+        hub.seq_before(&who, "/topic/org/other/room/x", 0)
+            .await
+            .is_err(),
+        "the same rights as reading the log"
+    );
+}

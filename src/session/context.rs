@@ -52,6 +52,9 @@ pub trait Sink: Send {
     fn keepalive(&mut self) -> impl Future<Output = std::io::Result<()>> + Send;
     /// Answers the peer's WebSocket ping.
     fn pong(&mut self, payload: &[u8]) -> impl Future<Output = std::io::Result<()>> + Send;
+    /// Sends what the writes before it left gathered; the writer calls it when it has
+    /// nothing more queued.
+    fn flush(&mut self) -> impl Future<Output = std::io::Result<()>> + Send;
     /// The transport's close, with a code and reason.
     fn close(
         &mut self,

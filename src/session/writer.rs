@@ -1,6 +1,7 @@
 //! The writer task of a session: the only one that writes to the transport. It drains the
-//! connection's one bounded queue in order and keeps the connection's clocks: pings, the dead
-//! peer, the idle timeout, the token's expiry and STOMP heart-beats. A close request wins over
+//! connection's bounded queues in order, flushing the transport when they are empty, and keeps
+//! the connection's clocks: pings, the dead peer, the idle timeout, the token's expiry and
+//! STOMP heart-beats. A close request wins over
 //! anything queued; [`Outbound::Close`] closes after what was queued before it.
 
 use std::future::Future;
@@ -68,9 +69,17 @@ impl Writer {
         let mut next_ping = Instant::now() + limits.ping_interval;
         let mut last_write = Instant::now();
         let mut idle_noticed = false;
+        // Written but maybe not sent: frames gather in the transport until nothing else waits.
+        let mut unflushed = false;
         let end = loop {
             if let Some((code, reason)) = conn.close_requested() {
                 break End::Close(*code, reason.clone());
+            }
+            if unflushed && rx.is_empty() && conn.live.is_empty() {
+                if self.timed(sink.flush()).await.is_err() {
+                    break End::Broken;
+                }
+                unflushed = false;
             }
             let heartbeat = self.heartbeat().map(|every| last_write + every);
             let mut deadline = next_deadline(conn, limits, next_ping, idle_noticed);
@@ -82,6 +91,7 @@ impl Writer {
                 _ = self.shutdown.cancelled() => break End::Close(close::GOING_AWAY, "server shutting down".into()),
                 _ = conn.wake.notified() => continue,
                 _ = sleep_until(deadline) => {
+                    unflushed = true;
                     let notice = matches!(self.wire, Wire::Native);
                     match check_clocks(conn, limits, &mut idle_noticed, notice) {
                         Clock::Close(code, reason) => break End::Close(code, reason.into()),
@@ -108,6 +118,7 @@ impl Writer {
                 }
                 item = rx.recv() => {
                     let Some(item) = item else { break End::Broken };
+                    unflushed = true;
                     match self.write_item(&mut sink, item).await {
                         Ok(None) => last_write = Instant::now(),
                         Ok(Some(end)) => break end,
@@ -116,6 +127,7 @@ impl Writer {
                 }
                 // Live traffic only when nothing logged waits: an alert never queues behind it.
                 (delivery, view) = conn.live.next() => {
+                    unflushed = true;
                     match self.write_item(&mut sink, Outbound::Deliver(delivery, view)).await {
                         Ok(None) => last_write = Instant::now(),
                         Ok(Some(end)) => break end,

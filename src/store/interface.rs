@@ -111,8 +111,8 @@ pub trait Store: Send + Sync + 'static {
     fn commit_latency(&self) -> &Latency;
 
     /// Starts the engine's background work (the group-commit flusher); the store is released
-    /// once the task has ended after an abort.
-    fn start(self: Arc<Self>) -> tokio::task::JoinHandle<()>;
+    /// once [`Background::stop`] returns.
+    fn start(self: Arc<Self>) -> Background;
 
     /// Bytes the store takes (0 when the engine cannot tell).
     async fn size(&self) -> u64;
@@ -218,5 +218,44 @@ impl dyn Store {
     pub async fn commit(&self, changes: &[Change<'_>]) -> Result<()> {
         let ticket = self.write(changes).await?;
         self.durable(ticket).await
+    }
+}
+
+/// An engine's background work, ended by [`Background::stop`] (or, without waiting, by drop).
+pub struct Background {
+    stop: CancellationToken,
+    done: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Background {
+    /// Work that ends when `stop` fires and reports on `done` once it let go of the store.
+    pub fn new(stop: CancellationToken, done: tokio::sync::oneshot::Receiver<()>) -> Self {
+        Background {
+            stop,
+            done: Some(done),
+        }
+    }
+
+    /// No background work.
+    pub fn none() -> Self {
+        Background {
+            stop: CancellationToken::new(),
+            done: None,
+        }
+    }
+
+    /// Ends the work and waits until it has let go of the store.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(done) = self.done.take() {
+            // An error means the work is already gone.
+            let _ = done.await;
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }

@@ -17,7 +17,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::error::Result;
-use super::interface::{Draft, Messages, Remembered, RetentionRule, Store, StoredMessage, Ticket};
+use super::interface::{
+    Background, Draft, Messages, Remembered, RetentionRule, Store, StoredMessage, Ticket,
+};
 use super::records::{Change, Record, Records, Timer};
 use crate::counters::Latency;
 
@@ -194,12 +196,9 @@ impl Store for MemoryStore {
         &self.latency
     }
 
-    fn start(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
-        // Nothing runs in the background; the task holds the store like sled's flusher does.
-        tokio::spawn(async move {
-            let _held = self;
-            std::future::pending::<()>().await
-        })
+    fn start(self: Arc<Self>) -> Background {
+        // Writes are committed as they are applied: nothing runs in the background.
+        Background::none()
     }
 
     async fn size(&self) -> u64 {

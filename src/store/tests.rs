@@ -38,8 +38,7 @@ async fn seqs_survive_a_reopen_and_the_epoch_stays() {
             assert_eq!(m.seq, i);
             store.durable(t).await.expect("durable");
         }
-        flusher.abort();
-        let _ = flusher.await;
+        flusher.stop().await;
         store.epoch().to_string()
     };
     let (store, report) = SledStore::open(dir.path(), StoreOptions::default()).expect("reopen");

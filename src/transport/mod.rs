@@ -3,6 +3,7 @@
 //! SockJS requests a session's source and sink.
 //!
 //! - [`tls`]: the certificate, configured or generated;
+//! - [`coalesce`]: frames written together leave in one TLS record and one syscall;
 //! - [`upgrade`]: what is settled before the first WebSocket frame (origin, subprotocol,
 //!   token, admission);
 //! - [`websocket`]: a WebSocket as a session's transport (plain or SockJS framing);
@@ -11,6 +12,7 @@
 //!
 //! This layer owns sockets up to the session; it knows nothing of channels or rights.
 
+pub mod coalesce;
 pub mod gateway;
 pub mod sockjs;
 pub mod tls;
@@ -124,6 +126,9 @@ async fn route(
     }
     if sockjs::route(path).is_some() {
         return sockjs::handle(gateway, peer, secure, req).await;
+    }
+    if path == "/echo" && gateway.app.config.testing.echo_endpoint {
+        return upgrade::echo(gateway, peer, req).await;
     }
     if let Some(response) = crate::dashboard::serve(&req) {
         return response;

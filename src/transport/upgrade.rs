@@ -121,6 +121,40 @@ pub async fn handle(
     response
 }
 
+/// `/echo`: upgrades without a token or admission (the route exists only with
+/// `testing.echo_endpoint`) and echoes on a tracked task.
+pub async fn echo(
+    gateway: Arc<Gateway>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
+        return HttpError::with_status(
+            426,
+            ErrorCode::BadRequest,
+            "this endpoint needs a WebSocket upgrade",
+        )
+        .response();
+    }
+    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(pair) => pair,
+        Err(e) => return HttpError::new(ErrorCode::BadRequest, e.to_string()).response(),
+    };
+    let state = &gateway.app;
+    let handshake = state.config.limits.handshake_timeout;
+    state.tracker.spawn(
+        async move {
+            match tokio::time::timeout(handshake, upgrade).await {
+                Ok(Ok(ws)) => websocket::echo(ws, peer).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "upgrade failed"),
+                Err(_) => tracing::debug!("upgrade timed out"),
+            }
+        }
+        .instrument(tracing::info_span!("echo", peer = %peer)),
+    );
+    response.map(|_| Body::default())
+}
+
 /// What the upgrade settled on.
 #[derive(Debug, Clone, Copy)]
 struct Choice {

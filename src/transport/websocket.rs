@@ -13,6 +13,7 @@ use fastwebsockets::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
+use super::coalesce::Coalesce;
 use super::sockjs::framing;
 use crate::hub::admission::Admission;
 use crate::hub::{ConnHandle, Outbound};
@@ -42,7 +43,11 @@ pub async fn run<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = ctx.hub.limits().clone();
-    let (mut read, write) = ws.split(tokio::io::split);
+    // Frames written together leave together: the writer flushes when its queues are empty.
+    let (mut read, write) = ws.split(|io| {
+        let (read, write) = tokio::io::split(io);
+        (read, Coalesce::new(write))
+    });
     read.set_auto_close(false);
     read.set_auto_pong(false);
     // fastwebsockets refuses frames of `>= max`; our limit is inclusive. SockJS wraps each
@@ -71,6 +76,88 @@ pub async fn run<S>(
     session::drive(ctx, conn, rx, admission, speaks, source, sink).await;
 }
 
+/// Largest message `/echo` takes: Autobahn's cases go up to 16 MiB.
+pub const ECHO_MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// `/echo` (only with `testing.echo_endpoint`): every message back as it came, through the
+/// same frame handling as a session (control frames, fragments, UTF-8, close codes), for
+/// conformance suites. Nothing reaches the hub.
+pub async fn echo<S>(ws: WebSocket<S>, peer: std::net::SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut read, write) = ws.split(|io| {
+        let (read, write) = tokio::io::split(io);
+        (read, Coalesce::new(write))
+    });
+    read.set_auto_close(false);
+    read.set_auto_pong(false);
+    read.set_max_message_size(ECHO_MAX_MESSAGE + 1);
+    let nobody = crate::auth::Identity {
+        user: Arc::from("echo"),
+        org: None,
+        roles: crate::auth::Roles::default(),
+        name: None,
+        exp: u64::MAX,
+    };
+    // The handle carries what the reader asks of the writer: pongs and the close.
+    let (conn, mut control) = ConnHandle::new(
+        0,
+        nobody,
+        Encoding::Json,
+        crate::protocol::Protocol::Json,
+        peer,
+        64,
+    );
+    let mut source = WsSource {
+        ws: read,
+        framing: Framing::Plain,
+        fragments: None,
+        max: ECHO_MAX_MESSAGE,
+        queued: VecDeque::new(),
+    };
+    let mut sink = WsSink {
+        ws: write,
+        framing: Framing::Plain,
+    };
+    let (echoes, mut to_echo) = mpsc::channel::<(bool, Vec<u8>)>(16);
+    let reader = async {
+        while let Some(message) = source.next(&conn).await {
+            if echoes.send(message).await.is_err() {
+                break;
+            }
+        }
+        drop(echoes);
+    };
+    let writer = async {
+        loop {
+            let written = tokio::select! {
+                biased;
+                Some(out) = control.recv() => match out {
+                    Outbound::Pong(payload) => sink.pong(&payload).await,
+                    _ => Ok(()),
+                },
+                message = to_echo.recv() => match message {
+                    Some((text, bytes)) => sink.send(text, &bytes).await,
+                    None => break,
+                },
+            };
+            if written.is_err() {
+                return;
+            }
+            if (control.is_empty() && to_echo.is_empty()) && sink.flush().await.is_err() {
+                return;
+            }
+        }
+        let (code, reason) = conn
+            .close_requested()
+            .cloned()
+            .unwrap_or((close::NORMAL, String::new()));
+        let _ = sink.close(code, &reason).await;
+    };
+    tokio::join!(reader, writer);
+}
+
 /// Largest single message accepted on a connection of this encoding.
 pub fn frame_limit(encoding: Encoding, limits: &crate::config::Limits) -> usize {
     match encoding {
@@ -88,7 +175,8 @@ struct WsSink<W> {
 
 impl<W: AsyncWrite + Unpin + Send> WsSink<W> {
     async fn open(&mut self) -> std::io::Result<()> {
-        self.frame(OpCode::Text, b"o").await
+        self.frame(OpCode::Text, b"o").await?;
+        self.flush().await
     }
 
     async fn frame(&mut self, opcode: OpCode, payload: &[u8]) -> std::io::Result<()> {
@@ -123,6 +211,10 @@ impl<W: AsyncWrite + Unpin + Send> Sink for WsSink<W> {
 
     async fn pong(&mut self, payload: &[u8]) -> std::io::Result<()> {
         self.frame(OpCode::Pong, payload).await
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.ws.flush().await.map_err(std::io::Error::other)
     }
 
     async fn close(&mut self, code: u16, reason: &str) -> std::io::Result<()> {
@@ -167,17 +259,8 @@ impl<R: AsyncRead + Unpin + Send> Source for WsSource<R> {
             };
             let (opcode, message) = match frame.opcode {
                 OpCode::Close => {
-                    let code = match frame.payload.len() {
-                        0 => close::NORMAL,
-                        1 => close::PROTOCOL_ERROR,
-                        _ => u16::from_be_bytes([frame.payload[0], frame.payload[1]]),
-                    };
-                    let echo = if (1000..5000).contains(&code) {
-                        code
-                    } else {
-                        close::PROTOCOL_ERROR
-                    };
-                    conn.close(echo, "");
+                    let (code, reason) = answer_to_close(&frame.payload);
+                    conn.close(code, reason);
                     return None;
                 }
                 OpCode::Ping => {
@@ -238,6 +321,24 @@ impl<R: AsyncRead + Unpin + Send> Source for WsSource<R> {
     }
 }
 
+/// The close frame that answers the peer's: its own code when it is one a peer may send,
+/// else a protocol error (RFC 6455 §7.4: 0–999, 1004–1006, 1015, 1016–2999 and 5000 on are
+/// not to be sent; a reason must be UTF-8, §5.5.1).
+fn answer_to_close(payload: &[u8]) -> (u16, &'static str) {
+    let (code, reason) = match payload {
+        [] => return (close::NORMAL, ""),
+        [_] => return (close::PROTOCOL_ERROR, "a close code takes two bytes"),
+        [a, b, reason @ ..] => (u16::from_be_bytes([*a, *b]), reason),
+    };
+    if std::str::from_utf8(reason).is_err() {
+        return (close::INVALID_PAYLOAD, "close reason is not valid UTF-8");
+    }
+    match code {
+        1000..=1003 | 1007..=1014 | 3000..=4999 => (code, ""),
+        _ => (close::PROTOCOL_ERROR, "close code not allowed on the wire"),
+    }
+}
+
 fn read_error(conn: &ConnHandle, e: WebSocketError) {
     let (code, reason) = match e {
         WebSocketError::FrameTooLarge => (close::TOO_BIG, "message too large".to_string()),
@@ -254,4 +355,44 @@ fn read_error(conn: &ConnHandle, e: WebSocketError) {
         other => (close::PROTOCOL_ERROR, other.to_string()),
     };
     conn.close(code, reason);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(code: u16, reason: &[u8]) -> Vec<u8> {
+        [&code.to_be_bytes()[..], reason].concat()
+    }
+
+    #[test]
+    fn a_close_is_answered_with_its_code_only_when_the_code_may_be_sent() {
+        let allowed = [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+        ];
+        for code in allowed {
+            assert_eq!(answer_to_close(&frame(code, b"bye")).0, code, "{code}");
+        }
+        let reserved = [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ];
+        for code in reserved {
+            let answer = answer_to_close(&frame(code, b"")).0;
+            assert_eq!(answer, close::PROTOCOL_ERROR, "{code}");
+        }
+        assert_eq!(answer_to_close(&[]).0, close::NORMAL);
+        assert_eq!(answer_to_close(&[3]).0, close::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn a_close_reason_that_is_not_utf8_is_answered_1007() {
+        // κόσμε followed by a lone surrogate (Autobahn 7.5.1).
+        let reason = [
+            0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80,
+        ];
+        assert_eq!(
+            answer_to_close(&frame(1000, &reason)).0,
+            close::INVALID_PAYLOAD
+        );
+    }
 }

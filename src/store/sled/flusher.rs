@@ -1,4 +1,4 @@
-//! Group commit for the sled engine: one flusher task runs `flush_async()` back to back, so
+//! Group commit for the sled engine: one flusher thread runs `flush()` back to back, so
 //! writers waiting at the same time share one flush.
 //!
 //! A write is acknowledged only after a flush that started after it returned Ok. A failed
@@ -13,6 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::counters::Latency;
 use crate::store::error::StoreError;
 use crate::store::interface::Ticket;
+
+/// The shortest time from one flush's start to the next one's.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The flush bookkeeping of one sled database.
 pub struct GroupCommit {
@@ -54,22 +57,42 @@ impl GroupCommit {
         Ticket(self.written.fetch_add(1, Ordering::AcqRel) + 1)
     }
 
-    /// Runs flushes until a flush fails (or the task is aborted): each covers every write
-    /// applied before it started, so writers waiting meanwhile share the next one.
-    pub async fn run(&self) {
-        loop {
-            self.kick.notified().await;
-            // Let the writers that are ready to run append before the flush takes its target:
-            // without this, a flush starts the moment the previous one woke its waiters and
-            // covers only the first one or two of them.
-            tokio::task::yield_now().await;
-            if self.flush_once().await.is_err() {
+    /// Runs flushes on the calling thread until `stop` fires or a flush fails: each covers
+    /// every write applied before it started, so writers waiting meanwhile share the next one.
+    ///
+    /// A thread of its own, not a task: under load the async workers' run queues are long,
+    /// and a flusher queued behind them would add that wait to every acknowledgement twice
+    /// (to start the flush, and to announce it).
+    pub fn run_blocking(&self, stop: &CancellationToken) {
+        let waiting = match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(waiting) => waiting,
+            Err(e) => {
+                self.fail(&e.to_string());
                 return;
+            }
+        };
+        loop {
+            let kicked = waiting.block_on(async {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => false,
+                    _ = self.kick.notified() => true,
+                }
+            });
+            let started = std::time::Instant::now();
+            if !kicked || self.flush_once().is_err() {
+                return;
+            }
+            // A flush can take a fraction of a millisecond: flushing back to back would spend
+            // a core on flushes of a write or two each. Waiting out the rest of a millisecond
+            // lets the next one gather what arrives meanwhile.
+            if let Some(rest) = GATHER.checked_sub(started.elapsed()) {
+                std::thread::sleep(rest);
             }
         }
     }
 
-    async fn flush_once(&self) -> Result<(), StoreError> {
+    fn flush_once(&self) -> Result<(), StoreError> {
         if self.failed.load(Ordering::Acquire) {
             return Err(StoreError::Unhealthy);
         }
@@ -78,20 +101,28 @@ impl GroupCommit {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        match self.db.flush_async().await {
+        match self.db.flush() {
             Ok(_) => {
                 self.latency.observe(started.elapsed());
                 self.durable.send_modify(|d| *d = (*d).max(target));
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(error = %e, "store flush failed; refusing further acknowledgements and stopping");
-                self.failed.store(true, Ordering::Release);
-                self.fatal.cancel();
-                self.durable.send_modify(|_| {});
+                self.fail(&e.to_string());
                 Err(StoreError::Engine(e.to_string()))
             }
         }
+    }
+
+    /// No acknowledgement after this: the process must stop.
+    pub fn fail(&self, error: &str) {
+        tracing::error!(
+            error,
+            "store flush failed; refusing further acknowledgements and stopping"
+        );
+        self.failed.store(true, Ordering::Release);
+        self.fatal.cancel();
+        self.durable.send_modify(|_| {});
     }
 
     /// Waits until a flush covers `ticket`.

@@ -39,7 +39,8 @@ use self::flusher::GroupCommit;
 use crate::counters::Latency;
 use crate::store::error::{Result, StoreError};
 use crate::store::interface::{
-    Draft, Messages, OpenReport, Remembered, RetentionRule, Store, StoredMessage, Ticket,
+    Background, Draft, Messages, OpenReport, Remembered, RetentionRule, Store, StoredMessage,
+    Ticket,
 };
 use crate::store::records::{decode, encode, Change, Record, Records, Timer};
 
@@ -287,13 +288,7 @@ impl SledStore {
     }
 
     fn message(&self, seq: u64, raw: &[u8]) -> Result<StoredMessage> {
-        let r: LogRecord = decode(raw)?;
-        Ok(StoredMessage {
-            seq,
-            timestamp: r.ts,
-            data: r.data,
-            ack_required: r.ack,
-        })
+        message(seq, raw)
     }
 
     fn user_record(&self, user: &str) -> Result<Option<UserRecord>> {
@@ -329,8 +324,23 @@ impl Store for SledStore {
         &self.commits.latency
     }
 
-    fn start(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move { self.commits.run().await })
+    fn start(self: Arc<Self>) -> Background {
+        let stop = CancellationToken::new();
+        let (finished, done) = tokio::sync::oneshot::channel();
+        let thread_stop = stop.clone();
+        let store = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("lookout-flush".into())
+            .spawn(move || {
+                store.commits.run_blocking(&thread_stop);
+                // The store (and its lock on the data directory) goes before `stop` returns.
+                drop(store);
+                let _ = finished.send(());
+            });
+        if let Err(e) = spawned {
+            self.commits.fail(&format!("cannot start the flusher: {e}"));
+        }
+        Background::new(stop, done)
     }
 
     async fn size(&self) -> u64 {
@@ -401,13 +411,14 @@ impl Store for SledStore {
             return Ok(Vec::new());
         }
         let range = keys::log(record.id, after + 1)..=keys::log(record.id, upto);
-        let mut out = Vec::new();
-        for entry in self.db.range(range).take(limit) {
-            let (k, v) = entry?;
-            let seq = keys::seq_of(&k).ok_or_else(|| corrupt(&self.path, "bad log key"))?;
-            out.push(Arc::new(self.message(seq, &v)?));
+        if limit.min((upto - after) as usize) <= READ_INLINE {
+            return read_range(&self.db, &self.path, range, limit);
         }
-        Ok(out)
+        // A page of history or replay reads the disk: not on an async worker.
+        let (db, path) = (self.db.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || read_range(&db, &path, range, limit))
+            .await
+            .map_err(|e| StoreError::Engine(format!("history read stopped: {e}")))?
     }
 
     async fn get(&self, channel: &str, seq: u64) -> Result<Option<Arc<StoredMessage>>> {
@@ -649,6 +660,34 @@ fn write_marker(data_dir: &Path, epoch: &str) -> Result<()> {
     file.write_all(epoch.as_bytes())?;
     file.sync_all()?;
     Ok(())
+}
+
+/// Reads of up to this many messages run inline; larger ones on the blocking pool.
+const READ_INLINE: usize = 16;
+
+fn read_range(
+    db: &sled::Db,
+    path: &Path,
+    range: std::ops::RangeInclusive<[u8; 17]>,
+    limit: usize,
+) -> Result<Messages> {
+    let mut out = Vec::new();
+    for entry in db.range(range).take(limit) {
+        let (k, v) = entry?;
+        let seq = keys::seq_of(&k).ok_or_else(|| corrupt(path, "bad log key"))?;
+        out.push(Arc::new(message(seq, &v)?));
+    }
+    Ok(out)
+}
+
+fn message(seq: u64, raw: &[u8]) -> Result<StoredMessage> {
+    let r: LogRecord = decode(raw)?;
+    Ok(StoredMessage {
+        seq,
+        timestamp: r.ts,
+        data: r.data,
+        ack_required: r.ack,
+    })
 }
 
 fn corrupt(path: &Path, message: &str) -> StoreError {

@@ -142,6 +142,11 @@ impl Sink for OutboxSink {
         Ok(())
     }
 
+    async fn flush(&mut self) -> std::io::Result<()> {
+        // Receiving requests take what is queued as they come.
+        Ok(())
+    }
+
     async fn close(&mut self, code: u16, reason: &str) -> std::io::Result<()> {
         self.0.out.lock().closed = Some(close_frame(code, reason));
         self.0.changed.notify_waiters();
