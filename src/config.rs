@@ -252,7 +252,8 @@ pub struct Limits {
     /// TLS handshake plus the HTTP upgrade request must finish within this.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
-    /// One frame write may take this long before the peer is considered stuck and dropped.
+    /// A waiting write may go this long without the peer taking any of it before the peer is
+    /// considered stuck and dropped.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
     /// Graceful shutdown waits this long for connections to drain.
@@ -416,7 +417,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "limits.write_timeout",
-        "drop a peer whose single frame write takes longer",
+        "drop a peer that takes nothing of a waiting write for this long",
     ),
     (
         "limits.shutdown_grace",

@@ -43,7 +43,8 @@ pub fn site_plan(data_dir: &Path, site: &Site) -> std::io::Result<(PathBuf, [f64
     let svg = crate::dashboard::asset("demo/site-plan.svg").ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::NotFound, "site plan not bundled")
     })?;
-    std::fs::create_dir_all(data_dir)?;
+    // As `serve` makes it: the directory holds the keys.
+    crate::server::create_private_dir(data_dir)?;
     let path = data_dir.join("site-plan.svg");
     std::fs::write(&path, svg)?;
     let (south, west) = site.at(-250.0, -200.0);

@@ -356,7 +356,8 @@ async fn retention(state: Arc<AppState>) {
 }
 
 /// Creates the data directory readable by its owner only; an existing one is left as it is.
-fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+/// Creates `path` (and its parents) readable by the owner only.
+pub fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

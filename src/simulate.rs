@@ -154,7 +154,8 @@ pub async fn run(options: Options, stop: CancellationToken) -> Result<(), SimErr
         .into_client_request()
         .map_err(|e| SimError::Url(options.url.clone(), e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut &options.ca_pem[..]) {
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&options.ca_pem) {
         let cert = cert.map_err(|e| SimError::Certificate(e.to_string()))?;
         roots
             .add(cert)

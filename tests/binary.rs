@@ -182,3 +182,35 @@ fn the_readme_documents_every_configuration_key() {
         assert!(readme.contains(&format!("`{key}`")), "README lacks `{key}`");
     }
 }
+
+#[tokio::test]
+async fn the_demo_keeps_its_data_directory_private_and_logs_to_a_file_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("demo-data");
+    let log_path = dir.path().join("lookout.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let demo = Binary::spawn_logging_to(
+        &["demo", "--listen", "127.0.0.1:0", "--guards", "1"],
+        &data,
+        &[],
+        std::process::Stdio::from(log),
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&data).expect("meta").permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o700,
+            "as `serve` makes it: it holds the keys"
+        );
+    }
+    drop(demo);
+    let logged = std::fs::read(&log_path).expect("log");
+    assert!(!logged.is_empty(), "the demo logged something");
+    assert!(
+        !logged.contains(&0x1b),
+        "no ANSI escape codes in a file: {}",
+        String::from_utf8_lossy(&logged)
+    );
+}

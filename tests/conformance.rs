@@ -199,3 +199,31 @@ async fn a_valid_close_is_echoed_and_the_connection_ends() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn every_documented_websocket_path_serves_the_native_protocol() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = TestServer::start().await;
+    let token = server.token("paths", Some("acme"), &[Role::Guard]);
+    for path in [
+        "/ws",
+        "/api/ws",
+        "/ws/job-status",
+        "/ws/job-status-native",
+        "/ws/upload-progress",
+    ] {
+        let mut req = format!("wss://{}{path}", server.addr)
+            .into_client_request()
+            .expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        let mut client = connect_request(&server.cert_pem, req, false)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let pong = client.request(serde_json::json!({"type": "ping"})).await;
+        assert_eq!(pong["type"], "pong", "{path}");
+    }
+    server.stop().await;
+}

@@ -40,6 +40,12 @@ if ! cmp -s tests/node/package-lock.json tests/node/node_modules/.package-lock.j
     cp tests/node/package-lock.json tests/node/node_modules/.package-lock.json.installed
 fi
 
+# Autobahn|Testsuite's wstest needs Python 2.7: unpacked from Debian bullseye's packages into
+# target/autobahn, the system untouched (see the script).
+echo "== Autobahn|Testsuite (wstest)"
+LOOKOUT_WSTEST="$(bash tests/autobahn/setup.sh)"
+export LOOKOUT_WSTEST
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

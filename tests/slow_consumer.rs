@@ -287,3 +287,40 @@ async fn a_client_resuming_100000_messages_slowly_is_not_taken_for_dead_and_gets
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_reader_whose_pongs_wait_behind_its_backlog_is_alive_while_it_makes_room() {
+    // Reading ~20 KB/s with ~90 KiB in the buffers ahead of each ping: its pong comes seconds
+    // after the dead-peer timeout, but the room it keeps making for the server's writes shows
+    // it is there.
+    const MESSAGES: u64 = 2_000;
+    let server = TestServer::start_with(|c| {
+        c.limits.ping_interval = std::time::Duration::from_millis(500);
+        c.limits.dead_peer_timeout = std::time::Duration::from_secs(2);
+    })
+    .await;
+    let room = lookout::hub::Target::parse("/topic/org/acme/room/log", None).expect("room");
+    for n in 0..MESSAGES {
+        let data = rmpv::Value::from(format!("{n:0>60}"));
+        server
+            .state
+            .hub
+            .publish_as_lookout(&room, data, false)
+            .await
+            .expect("publish");
+    }
+    let token = server.token("slowpoke", Some("acme"), &[Role::Supervisor]);
+    let mut reader = connect_stalled(&server.cert_pem, server.addr, &token).await;
+    let reply = reader
+        .request(json!({"type": "subscribe", "channel": "/topic/org/acme/room/log", "since": 0}))
+        .await;
+    assert_eq!(reply["head"], MESSAGES, "{reply}");
+    let started = std::time::Instant::now();
+    for seq in 1..=MESSAGES {
+        let m = reader.next_message().await;
+        assert_eq!(m["seq"], seq, "in order, nothing missing, not closed");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(started.elapsed() > std::time::Duration::from_secs(4));
+    server.stop().await;
+}

@@ -204,8 +204,10 @@ pub struct ConnHandle {
     closing: OnceLock<(u16, String)>,
     /// Woken when a close is requested or a deadline moves.
     pub wake: Notify,
-    /// Last time anything arrived from the peer, ms since the Unix epoch.
+    /// Last time a frame arrived from the peer, ms since the Unix epoch.
     pub last_seen: AtomicU64,
+    /// Last time the peer made room for a write that had to wait, ms since the Unix epoch.
+    pub last_drained: AtomicU64,
     /// Token expiry, seconds since the Unix epoch; moved forward by a refresh.
     pub exp: AtomicU64,
     /// Number of subscriptions held.
@@ -241,6 +243,7 @@ impl ConnHandle {
             closing: OnceLock::new(),
             wake: Notify::new(),
             last_seen: AtomicU64::new(now),
+            last_drained: AtomicU64::new(now),
             exp: AtomicU64::new(exp),
             subscriptions: AtomicUsize::new(0),
             idle_since: AtomicU64::new(now),
@@ -280,10 +283,24 @@ impl ConnHandle {
         self.closing.get()
     }
 
-    /// Records that the peer sent something.
+    /// Records that a frame arrived from the peer.
     pub fn touch(&self) {
         self.last_seen
             .store(crate::protocol::now_millis(), Ordering::Relaxed);
+    }
+
+    /// Records that the peer made room for a waiting write: it reads, however slowly.
+    pub fn drained(&self) {
+        self.last_drained
+            .store(crate::protocol::now_millis(), Ordering::Relaxed);
+    }
+
+    /// The last sign of life: a frame, or room made for a write (a slow reader's pongs can
+    /// wait behind its backlog, while the room it makes shows it is there).
+    pub fn last_alive(&self) -> u64 {
+        self.last_seen
+            .load(Ordering::Relaxed)
+            .max(self.last_drained.load(Ordering::Relaxed))
     }
 
     /// Messages waiting in the queue and the live lane.

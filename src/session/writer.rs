@@ -166,16 +166,28 @@ impl Writer {
         }
     }
 
+    /// A write (or flush) that may wait for the peer as long as the peer keeps making room: it
+    /// fails once `write_timeout` passes without any (a flush of a record's worth to a slow
+    /// reader may take longer than that in all, and that reader is not stuck).
     async fn timed(&self, write: impl Future<Output = std::io::Result<()>>) -> Result<(), ()> {
-        match timeout(self.limits.write_timeout, write).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "write failed");
-                Err(())
-            }
-            Err(_) => {
-                tracing::info!("peer did not take a frame within write_timeout; dropping it");
-                Err(())
+        let conn = &self.conn;
+        let started = now_millis();
+        let limit = self.limits.write_timeout.as_millis() as u64;
+        tokio::pin!(write);
+        loop {
+            let progress = started.max(conn.last_drained.load(Ordering::Relaxed));
+            let stuck_at = Instant::now()
+                + Duration::from_millis((progress + limit).saturating_sub(now_millis()));
+            tokio::select! {
+                written = &mut write => {
+                    return written.map_err(|e| tracing::debug!(error = %e, "write failed"));
+                }
+                _ = sleep_until(stuck_at) => {
+                    if conn.last_drained.load(Ordering::Relaxed) <= progress {
+                        tracing::info!("peer took nothing within write_timeout; dropping it");
+                        return Err(());
+                    }
+                }
             }
         }
     }
@@ -276,7 +288,7 @@ fn check_clocks(
     notice: bool,
 ) -> Clock {
     let now = now_millis();
-    let silent = now.saturating_sub(conn.last_seen.load(Ordering::Relaxed));
+    let silent = now.saturating_sub(conn.last_alive());
     if silent >= limits.dead_peer_timeout.as_millis() as u64 {
         return Clock::Close(
             close::DEAD_PEER,
@@ -329,7 +341,7 @@ fn next_deadline(
     let now = Instant::now();
     let at = |epoch_ms: u64| now + Duration::from_millis(epoch_ms.saturating_sub(now_ms));
     let mut deadline = next_ping;
-    let dead = conn.last_seen.load(Ordering::Relaxed) + limits.dead_peer_timeout.as_millis() as u64;
+    let dead = conn.last_alive() + limits.dead_peer_timeout.as_millis() as u64;
     deadline = deadline.min(at(dead));
     deadline = deadline.min(at(conn.exp.load(Ordering::Relaxed).saturating_mul(1000)));
     if conn.subscriptions.load(Ordering::Relaxed) == 0 {

@@ -7,7 +7,13 @@ use super::sockjs::session::Sessions;
 use crate::app::AppState;
 
 /// Paths that accept a WebSocket upgrade (and carry SockJS under them).
-pub const WS_PATHS: [&str; 4] = ["/ws", "/api/ws", "/ws/job-status", "/ws/upload-progress"];
+pub const WS_PATHS: [&str; 5] = [
+    "/ws",
+    "/api/ws",
+    "/ws/job-status",
+    "/ws/job-status-native",
+    "/ws/upload-progress",
+];
 
 /// The transport's view of the server: the application and the SockJS sessions.
 pub struct Gateway {
