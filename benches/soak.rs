@@ -788,6 +788,10 @@ async fn slow_resume(
     tally.add("slow resume", outcome);
 }
 
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let seconds = std::env::var("SOAK_SECONDS")
@@ -800,9 +804,11 @@ fn main() {
             supervisors: 59,
             seconds,
             panic_every: Duration::from_secs(60),
-            resume: 100_000,
+            resume: env_number("SOAK_RESUME").unwrap_or(100_000),
             // The whole archive in about 80 % of the run.
-            resume_pace: Duration::from_micros(seconds * 8_000 / 1_000),
+            resume_pace: Duration::from_micros(
+                env_number("SOAK_RESUME_PACE_US").unwrap_or(seconds * 8_000 / 1_000),
+            ),
         }
     } else {
         Scale {

@@ -206,8 +206,9 @@ pub struct ConnHandle {
     pub wake: Notify,
     /// Last time a frame arrived from the peer, ms since the Unix epoch.
     pub last_seen: AtomicU64,
-    /// Last time the peer made room for a write that had to wait, ms since the Unix epoch.
-    pub last_drained: AtomicU64,
+    /// Where the socket notes the last time the peer made room for a write that had to
+    /// wait (ms since the Unix epoch), once the transport has one.
+    drains: OnceLock<Arc<AtomicU64>>,
     /// Token expiry, seconds since the Unix epoch; moved forward by a refresh.
     pub exp: AtomicU64,
     /// Number of subscriptions held.
@@ -243,7 +244,7 @@ impl ConnHandle {
             closing: OnceLock::new(),
             wake: Notify::new(),
             last_seen: AtomicU64::new(now),
-            last_drained: AtomicU64::new(now),
+            drains: OnceLock::new(),
             exp: AtomicU64::new(exp),
             subscriptions: AtomicUsize::new(0),
             idle_since: AtomicU64::new(now),
@@ -289,10 +290,17 @@ impl ConnHandle {
             .store(crate::protocol::now_millis(), Ordering::Relaxed);
     }
 
-    /// Records that the peer made room for a waiting write: it reads, however slowly.
-    pub fn drained(&self) {
-        self.last_drained
-            .store(crate::protocol::now_millis(), Ordering::Relaxed);
+    /// Follows the socket's note of room the peer made (see [`Self::last_drained`]).
+    pub fn watch_drains(&self, stamp: Arc<AtomicU64>) {
+        let _ = self.drains.set(stamp);
+    }
+
+    /// The last time the peer made room for a write that had to wait: it reads, however
+    /// slowly (0: not known for this transport).
+    pub fn last_drained(&self) -> u64 {
+        self.drains
+            .get()
+            .map_or(0, |stamp| stamp.load(Ordering::Relaxed))
     }
 
     /// The last sign of life: a frame, or room made for a write (a slow reader's pongs can
@@ -300,7 +308,7 @@ impl ConnHandle {
     pub fn last_alive(&self) -> u64 {
         self.last_seen
             .load(Ordering::Relaxed)
-            .max(self.last_drained.load(Ordering::Relaxed))
+            .max(self.last_drained())
     }
 
     /// Messages waiting in the queue and the live lane.

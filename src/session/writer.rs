@@ -175,7 +175,7 @@ impl Writer {
         let limit = self.limits.write_timeout.as_millis() as u64;
         tokio::pin!(write);
         loop {
-            let progress = started.max(conn.last_drained.load(Ordering::Relaxed));
+            let progress = started.max(conn.last_drained());
             let stuck_at = Instant::now()
                 + Duration::from_millis((progress + limit).saturating_sub(now_millis()));
             tokio::select! {
@@ -183,7 +183,7 @@ impl Writer {
                     return written.map_err(|e| tracing::debug!(error = %e, "write failed"));
                 }
                 _ = sleep_until(stuck_at) => {
-                    if conn.last_drained.load(Ordering::Relaxed) <= progress {
+                    if conn.last_drained() <= progress {
                         tracing::info!("peer took nothing within write_timeout; dropping it");
                         return Err(());
                     }

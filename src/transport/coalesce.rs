@@ -4,11 +4,6 @@
 //!
 //! Unlike `tokio::io::BufWriter` the buffer is allocated on first use and given back after a
 //! flush that found it large, so an idle connection holds none of it.
-//!
-//! It also tells when the peer made room: a write that had to wait for the socket and then
-//! went through means the peer's TCP took data off a full window, which only a live peer that
-//! reads does. A slow reader whose answers to pings wait behind a long backlog is alive by
-//! that sign; a dead or stuck one never makes room (and is dropped by the write timeout).
 
 use std::io;
 use std::pin::Pin;
@@ -27,49 +22,22 @@ pub struct Coalesce<W> {
     buf: Vec<u8>,
     /// How much of `buf` the inner writer has taken.
     written: usize,
-    /// The inner writer made us wait since the last time it took data.
-    waited: bool,
-    made_room: Box<dyn Fn() + Send + Sync>,
 }
 
 impl<W: AsyncWrite + Unpin> Coalesce<W> {
-    /// Gathers writes to `inner`; `made_room` is called whenever the peer made room for a
-    /// write that had to wait.
-    pub fn new(inner: W, made_room: impl Fn() + Send + Sync + 'static) -> Self {
+    /// Gathers writes to `inner`.
+    pub fn new(inner: W) -> Self {
         Coalesce {
             inner,
             buf: Vec::new(),
             written: 0,
-            waited: false,
-            made_room: Box::new(made_room),
-        }
-    }
-
-    /// One write to the inner writer, noting waits and the room made after them.
-    fn poll_inner(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, data) {
-            Poll::Pending => {
-                self.waited = true;
-                Poll::Pending
-            }
-            Poll::Ready(Ok(n)) => {
-                if n > 0 && std::mem::take(&mut self.waited) {
-                    (self.made_room)();
-                }
-                Poll::Ready(Ok(n))
-            }
-            other => other,
         }
     }
 
     /// Hands everything gathered to the inner writer (without flushing it).
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.written < self.buf.len() {
-            let start = self.written;
-            let pending = std::mem::take(&mut self.buf);
-            let result = self.poll_inner(cx, &pending[start..]);
-            self.buf = pending;
-            let n = ready!(result)?;
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.written..]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
@@ -93,7 +61,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Coalesce<W> {
         }
         if data.len() >= RECORD {
             // Large enough to be a record of its own: no copy.
-            return this.poll_inner(cx, data);
+            return Pin::new(&mut this.inner).poll_write(cx, data);
         }
         this.buf.extend_from_slice(data);
         Poll::Ready(Ok(data.len()))
@@ -123,7 +91,7 @@ mod tests {
     #[tokio::test]
     async fn small_writes_reach_the_peer_together_once_flushed() {
         let (near, mut far) = tokio::io::duplex(1 << 20);
-        let mut out = Coalesce::new(near, || {});
+        let mut out = Coalesce::new(near);
         out.write_all(b"one ").await.expect("write");
         out.write_all(b"two").await.expect("write");
         let mut got = [0u8; 16];
@@ -139,7 +107,7 @@ mod tests {
     #[tokio::test]
     async fn a_record_s_worth_leaves_without_a_flush_and_order_is_kept() {
         let (near, mut far) = tokio::io::duplex(1 << 20);
-        let mut out = Coalesce::new(near, || {});
+        let mut out = Coalesce::new(near);
         let mut sent = Vec::new();
         for n in 0..40u8 {
             let chunk = vec![n; 1000];
@@ -160,39 +128,5 @@ mod tests {
         got.truncate(before_flush);
         got.extend_from_slice(&rest);
         assert_eq!(got, sent);
-    }
-}
-
-#[cfg(test)]
-mod room {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test]
-    async fn room_made_by_the_peer_after_a_wait_is_reported_and_free_writes_are_not() {
-        let (near, mut far) = tokio::io::duplex(4 * 1024);
-        let made_room = Arc::new(AtomicUsize::new(0));
-        let counted = made_room.clone();
-        let mut out = Coalesce::new(near, move || {
-            counted.fetch_add(1, Ordering::Relaxed);
-        });
-        out.write_all(b"small").await.expect("write");
-        out.flush().await.expect("flush");
-        assert_eq!(made_room.load(Ordering::Relaxed), 0, "nothing had to wait");
-        // More than the pipe holds: the flush waits until the peer reads.
-        let reader = tokio::spawn(async move {
-            let mut sink = vec![0u8; 64 * 1024];
-            let mut total = 0;
-            while total < 5 + 3 * RECORD {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                total += far.read(&mut sink).await.expect("read");
-            }
-        });
-        out.write_all(&vec![7u8; 3 * RECORD]).await.expect("write");
-        out.flush().await.expect("flush");
-        reader.await.expect("reader");
-        assert!(made_room.load(Ordering::Relaxed) > 0);
     }
 }

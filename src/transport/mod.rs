@@ -4,6 +4,7 @@
 //!
 //! - [`tls`]: the certificate, configured or generated;
 //! - [`coalesce`]: frames written together leave in one TLS record and one syscall;
+//! - [`progress`]: the socket notes when the peer made room for a waiting write;
 //! - [`upgrade`]: what is settled before the first WebSocket frame (origin, subprotocol,
 //!   token, admission);
 //! - [`websocket`]: a WebSocket as a session's transport (plain or SockJS framing);
@@ -14,6 +15,7 @@
 
 pub mod coalesce;
 pub mod gateway;
+pub mod progress;
 pub mod sockjs;
 pub mod tls;
 pub mod upgrade;
@@ -63,6 +65,7 @@ pub async fn accept_loop(
         if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(unsent) {
             tracing::debug!(%peer, error = %e, "cannot bound unsent bytes");
         }
+        let (tcp, drained) = progress::Watched::new(tcp);
         let gateway = gateway.clone();
         let tls = tls.clone();
         gateway.app.tracker.clone().spawn(async move {
@@ -72,23 +75,30 @@ pub async fn accept_loop(
                     // The configuration current now: a reload changes it for new connections.
                     let acceptor = TlsAcceptor::from(config.load_full());
                     match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_http(gateway, peer, stream, true).await,
+                        Ok(Ok(stream)) => serve_http(gateway, peer, stream, true, drained).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => serve_http(gateway, peer, tcp, false).await,
+                None => serve_http(gateway, peer, tcp, false, drained).await,
             }
         });
     }
 }
 
-async fn serve_http<S>(gateway: Arc<Gateway>, peer: SocketAddr, stream: S, secure: bool)
-where
+async fn serve_http<S>(
+    gateway: Arc<Gateway>,
+    peer: SocketAddr,
+    stream: S,
+    secure: bool,
+    drained: progress::Drained,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service_gateway = gateway.clone();
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        // An upgraded connection's session watches its socket through this.
+        req.extensions_mut().insert(drained.clone());
         let gateway = service_gateway.clone();
         async move { Ok::<_, Infallible>(route(gateway, peer, secure, req).await) }
     });

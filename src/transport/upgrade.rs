@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::gateway::Gateway;
+use super::progress::Drained;
 use super::sockjs::framing;
 use super::websocket::{self, Framing};
 use crate::app::AppState;
@@ -61,6 +62,7 @@ pub async fn handle(
             return HttpError::new(ErrorCode::Unauthorized, "missing token").response();
         }
     };
+    let drained = req.extensions().get::<Drained>().cloned();
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(pair) => pair,
         Err(e) => return HttpError::new(ErrorCode::BadRequest, e.to_string()).response(),
@@ -113,6 +115,9 @@ pub async fn handle(
             span.record("user", &*conn.identity.user);
             tracing::info!("connected");
             let ctx = state.session_context();
+            if let Some(stamp) = drained {
+                conn.watch_drains(stamp);
+            }
             websocket::run(ctx, conn, rx, admission, speaks, framing, ws).await;
             tracing::info!("disconnected");
         }

@@ -44,12 +44,9 @@ pub async fn run<S>(
 {
     let limits = ctx.hub.limits().clone();
     // Frames written together leave together: the writer flushes when its queues are empty.
-    // Room the peer makes for a waiting write is a sign of life, like a frame from it.
-    let alive = conn.clone();
     let (mut read, write) = ws.split(|io| {
         let (read, write) = tokio::io::split(io);
-        let alive = alive.clone();
-        (read, Coalesce::new(write, move || alive.drained()))
+        (read, Coalesce::new(write))
     });
     read.set_auto_close(false);
     read.set_auto_pong(false);
@@ -91,7 +88,7 @@ where
 {
     let (mut read, write) = ws.split(|io| {
         let (read, write) = tokio::io::split(io);
-        (read, Coalesce::new(write, || {}))
+        (read, Coalesce::new(write))
     });
     read.set_auto_close(false);
     read.set_auto_pong(false);
