@@ -1,14 +1,14 @@
 //! Autobahn|Testsuite's fuzzing client against `/echo` (cases 1–10; 12 and 13 need
 //! permessage-deflate, which Lookout does not offer): every case must be OK, NON-STRICT or
 //! INFORMATIONAL. `wstest` comes from `tests/autobahn/setup.sh` (Python 2.7 in a folder of
-//! its own), or from `LOOKOUT_WSTEST`.
+//! its own), or from `AUTOBAHN_WSTEST`.
 
 mod common;
 
 use common::*;
 
 fn wstest() -> std::path::PathBuf {
-    if let Ok(path) = std::env::var("LOOKOUT_WSTEST") {
+    if let Ok(path) = std::env::var("AUTOBAHN_WSTEST") {
         return path.into();
     }
     let root = env!("CARGO_MANIFEST_DIR");

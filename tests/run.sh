@@ -41,10 +41,11 @@ if ! cmp -s tests/node/package-lock.json tests/node/node_modules/.package-lock.j
 fi
 
 # Autobahn|Testsuite's wstest needs Python 2.7: unpacked from Debian bullseye's packages into
-# target/autobahn, the system untouched (see the script).
+# target/autobahn, the system untouched (see the script). Not a LOOKOUT_ variable: the binary
+# refuses unknown ones.
 echo "== Autobahn|Testsuite (wstest)"
-LOOKOUT_WSTEST="$(bash tests/autobahn/setup.sh)"
-export LOOKOUT_WSTEST
+AUTOBAHN_WSTEST="$(bash tests/autobahn/setup.sh)"
+export AUTOBAHN_WSTEST
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
