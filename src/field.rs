@@ -94,7 +94,7 @@ pub struct FieldConfig {
 
 /// The earliest server time a location with client time `ts` can have been received at: a
 /// fix is refused when its `ts` is more than `max_clock_skew` ahead of its receipt.
-pub fn earliest_receipt(ts: u64, max_clock_skew: Duration) -> u64 {
+fn earliest_receipt(ts: u64, max_clock_skew: Duration) -> u64 {
     ts.saturating_sub(max_clock_skew.as_millis() as u64)
 }
 
@@ -819,6 +819,39 @@ impl Field {
         Ok(())
     }
 
+    /// `user`'s locations with `from <= ts <= to` (client time, ms), at most `limit`, in seq
+    /// order with their seqs; read from where the log can first hold such a fix.
+    pub async fn location_history(
+        &self,
+        who: &Identity,
+        user: &str,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Location)>, FieldError> {
+        let channel = format!("/topic/location/{user}");
+        let start = self
+            .hub
+            .seq_before(
+                who,
+                &channel,
+                earliest_receipt(from, self.config.max_clock_skew),
+            )
+            .await?;
+        let mut points = Vec::new();
+        self.hub
+            .walk_history(who, &channel, start, HISTORY_PAGE, |m| {
+                if let Ok(l) = Location::parse(&m.data, Duration::MAX) {
+                    if l.ts >= from && l.ts <= to {
+                        points.push((m.seq, l));
+                    }
+                }
+                points.len() < limit
+            })
+            .await?;
+        Ok(points)
+    }
+
     /// Tracking statistics for `user` (or every guard of the caller's org with a known
     /// location) between `from` and `to` (client time, ms).
     pub async fn tracking_stats(
@@ -839,26 +872,12 @@ impl Field {
         };
         let mut out = Vec::with_capacity(users.len());
         for user in users {
-            let channel = format!("/topic/location/{user}");
-            let start = self
-                .hub
-                .seq_before(
-                    who,
-                    &channel,
-                    earliest_receipt(from, self.config.max_clock_skew),
-                )
-                .await?;
-            let mut points: Vec<Location> = Vec::new();
-            self.hub
-                .walk_history(who, &channel, start, HISTORY_PAGE, |m| {
-                    if let Ok(l) = Location::parse(&m.data, Duration::MAX) {
-                        if l.ts >= from && l.ts <= to {
-                            points.push(l);
-                        }
-                    }
-                    points.len() < MAX_TRACKED_POINTS
-                })
-                .await?;
+            let points: Vec<Location> = self
+                .location_history(who, &user, from, to, MAX_TRACKED_POINTS)
+                .await?
+                .into_iter()
+                .map(|(_, l)| l)
+                .collect();
             let last = self.last_location(&user).await?;
             let org = last.as_ref().map(|l| l.org.clone());
             let index = match &org {

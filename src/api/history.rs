@@ -6,7 +6,6 @@ use hyper::Response;
 use std::time::Duration;
 
 use super::extract::{channels_and_since, number, until_expiry, Call, MAX_PAGE};
-use crate::field::{earliest_receipt, Location};
 use crate::http::{json_response, Body, HttpError};
 use crate::protocol::{Encoding, ErrorCode, Protocol};
 
@@ -60,23 +59,14 @@ pub async fn locations(call: Call) -> Result<Response<Body>, HttpError> {
     let from = number(&params, "from", 0u64)?;
     let to = number(&params, "to", u64::MAX)?;
     let limit = number(&params, "limit", 1000usize)?.clamp(1, MAX_POINTS);
-    let channel = format!("/topic/location/{user}");
-    let mut points = Vec::new();
-    let skew = call.state.config.field.max_clock_skew;
-    let hub = &call.state.hub;
-    let start = hub
-        .seq_before(&who, &channel, earliest_receipt(from, skew))
-        .await?;
-    hub.walk_history(&who, &channel, start, MAX_PAGE, |m| {
-        if let Ok(loc) = Location::parse(&m.data, std::time::Duration::MAX) {
-            if loc.ts >= from && loc.ts <= to {
-                points.push(serde_json::json!({"seq": m.seq, "location": loc}));
-            }
-        }
-        points.len() < limit
-    })
-    .await?;
-    points.truncate(limit);
+    let points: Vec<_> = call
+        .state
+        .field
+        .location_history(&who, &user, from, to, limit)
+        .await?
+        .into_iter()
+        .map(|(seq, location)| serde_json::json!({"seq": seq, "location": location}))
+        .collect();
     Ok(json_response(
         200,
         &serde_json::json!({"user": user, "points": points}),
