@@ -571,6 +571,10 @@ async fn stomp_bomb(server: Arc<Binary>, tally: Arc<Tally>, stop: CancellationTo
                 }
             }
         }
+        if stop.is_cancelled() {
+            // Cut short by the soak's end: no refusal to wait for.
+            return;
+        }
         let answer = tokio::time::timeout(Duration::from_secs(15), bomber.next_frame()).await;
         match answer {
             Ok(frame) if frame.command == "ERROR" => tally.add(
