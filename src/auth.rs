@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, JwtAlgorithm};
 
+pub mod signing;
+
 /// Why a token was refused, or why keys could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -237,6 +239,7 @@ impl Authenticator {
     /// Loads the keys the configuration names. For HS256 without a configured secret, the secret
     /// lives in `<data_dir>/jwt.secret` and is created (mode 0600) when absent.
     pub fn from_config(config: &Config) -> Result<Self, AuthError> {
+        signing::install();
         let jwt = &config.jwt;
         let (algorithm, decoding, encoding) = match jwt.algorithm {
             JwtAlgorithm::HS256 => {
@@ -569,6 +572,32 @@ mod tests {
             .mint("sup", Some("acme"), &[Role::Supervisor], hour, None)
             .expect("mint");
         assert!(matches!(auth.verify_link(&plain), Err(AuthError::NotALink)));
+    }
+
+    #[test]
+    fn an_rs256_site_key_mints_and_verifies_and_its_public_half_alone_only_verifies() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut config = Config::default();
+        config.jwt.algorithm = JwtAlgorithm::RS256;
+        config.jwt.public_key = Some(fixtures.join("jwt-test-rsa.pub"));
+        config.jwt.private_key = Some(fixtures.join("jwt-test-rsa.key"));
+        let auth = Authenticator::from_config(&config).expect("keys");
+        let hour = Duration::from_secs(3600);
+        let t = auth
+            .mint("g1", Some("acme"), &[Role::Guard], hour, None)
+            .expect("mint");
+        assert_eq!(&*auth.verify(&t).expect("verify").user, "g1");
+        config.jwt.private_key = None;
+        let verify_only = Authenticator::from_config(&config).expect("public key");
+        assert_eq!(&*verify_only.verify(&t).expect("verify").user, "g1");
+        assert!(verify_only
+            .mint("g1", Some("acme"), &[Role::Guard], hour, None)
+            .is_err());
+        // An HS256 token (an attacker's choice of alg) is refused by an RS256 site.
+        let forged = hs(SECRET)
+            .mint("g1", Some("acme"), &[Role::Guard], hour, None)
+            .expect("mint");
+        assert!(verify_only.verify(&forged).is_err());
     }
 
     #[test]

@@ -325,6 +325,8 @@ async fn a_job_owner_cannot_be_changed_and_a_first_publish_must_name_one() {
 }
 
 fn sign(header: Header, claims: Value, key: &[u8]) -> String {
+    // This test signs before any server has installed the process's JWT provider.
+    lookout::auth::signing::install();
     jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(key)).expect("sign")
 }
 

@@ -47,6 +47,24 @@ echo "== Autobahn|Testsuite (wstest)"
 AUTOBAHN_WSTEST="$(bash tests/autobahn/setup.sh)"
 export AUTOBAHN_WSTEST
 
+# Supply chain: cargo audit against the RustSec database; exceptions, each with its reason, are
+# in .cargo/audit.toml. Offline against a snapshot when one is at hand (machines without
+# internet have ../shared/advisory-db), else the live database.
+if ! cargo audit --version >/dev/null 2>&1; then
+    echo "== installing cargo-audit"
+    cargo install cargo-audit --locked --quiet
+fi
+echo "== cargo audit"
+AUDIT_DB="${AUDIT_DB:-}"
+for candidate in ../shared/advisory-db /work/shared/advisory-db; do
+    if [ -z "$AUDIT_DB" ] && [ -d "$candidate/crates" ]; then AUDIT_DB="$candidate"; fi
+done
+if [ -n "$AUDIT_DB" ]; then
+    cargo audit --deny warnings --db "$AUDIT_DB" --no-fetch
+else
+    cargo audit --deny warnings
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
