@@ -35,7 +35,14 @@ impl Outcome {
 async fn run(group_commit: bool, duration: Duration) -> Outcome {
     // On the target directory's disk, not a tmpfs: fsync has to cost what it costs.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let (store, _) = open_data_dir(dir.path(), StoreOptions { group_commit }).expect("store");
+    let (store, _) = open_data_dir(
+        dir.path(),
+        StoreOptions {
+            group_commit,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("store");
     let flusher = store.clone().start();
     let hub = Hub::new(store.clone(), Limits::default());
     let started = Instant::now();

@@ -68,6 +68,9 @@ pub struct TestingSettings {
     /// Serve `/echo`: a WebSocket that echoes every message, unauthenticated, for conformance
     /// suites (Autobahn). Never on a site.
     pub echo_endpoint: bool,
+    /// Obey the store's fault triggers (files `FAULT-flush` / `FAULT-write` in the data
+    /// directory make flushes or writes fail), for the store-fault tests. Never on a site.
+    pub store_faults: bool,
 }
 
 /// Dashboard settings.
@@ -516,6 +519,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "serve /echo, an unauthenticated echo WebSocket for conformance suites; never on a site",
     ),
     (
+        "testing.store_faults",
+        "obey the FAULT-flush / FAULT-write trigger files of the data directory, for store-fault tests; never on a site",
+    ),
+    (
         "retention.kinds",
         "per-kind rules {max_messages, max_age}: location, emergency, alerts, tasks, room, role, queue, job, system",
     ),
@@ -647,6 +654,12 @@ impl Config {
     /// What is allowed but should not be on a site, each naming its key.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.testing.store_faults {
+            out.push(
+                "testing.store_faults: a file in the data directory can make the store fail; for fault tests only"
+                    .into(),
+            );
+        }
         if self.testing.echo_endpoint {
             out.push(
                 "testing.echo_endpoint: /echo echoes anything to anyone, without a token; for conformance tests only"

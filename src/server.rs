@@ -81,8 +81,13 @@ impl Server {
     /// Prepares the data directory, keys and certificate, and binds the listeners.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         Self::prepare_data_dir(&config)?;
-        let (store, report) =
-            crate::store::open_data_dir(&config.data_dir, StoreOptions::default())?;
+        let (store, report) = crate::store::open_data_dir(
+            &config.data_dir,
+            StoreOptions {
+                faults: config.testing.store_faults,
+                ..StoreOptions::default()
+            },
+        )?;
         tracing::info!(
             epoch = %report.epoch,
             channels = report.channels,
@@ -211,6 +216,13 @@ impl Server {
             _ = shutdown => false,
             _ = store.failed().cancelled() => true,
         };
+        if store_failed {
+            // Health checks answer 503 for a grace period before the listeners close, so a
+            // balancer or a supervisor sees why this node goes away. Nothing is acknowledged
+            // meanwhile: every commit now fails.
+            tracing::error!("the store failed: stopping after the grace period");
+            tokio::time::sleep(state.config.limits.shutdown_grace).await;
+        }
         crate::systemd::stopping();
         if let Some(watchdog) = watchdog {
             watchdog.abort();

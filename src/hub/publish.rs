@@ -18,7 +18,7 @@ use crate::protocol::now_millis;
 use crate::store::{Draft, StoredMessage, Ticket};
 
 /// Whether a video message is a keyframe (what a late viewer must get first).
-fn is_keyframe(data: &rmpv::Value) -> bool {
+pub fn is_keyframe(data: &rmpv::Value) -> bool {
     data.as_map().is_some_and(|m| {
         m.iter()
             .any(|(k, v)| k.as_str() == Some("keyframe") && v.as_bool() == Some(true))

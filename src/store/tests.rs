@@ -220,3 +220,157 @@ async fn trimming_keeps_the_newest_and_says_where_the_log_starts() {
     trims_keep_the_newest(open_sled(dir.path())).await;
     trims_keep_the_newest(Arc::new(MemoryStore::new())).await;
 }
+
+/// `count` messages of `/topic/system`, each durable, in a store that is then stopped.
+async fn stopped_store_with(dir: &Path, count: u64) {
+    let store = open_sled(dir);
+    let flusher = store.clone().start();
+    for i in 1..=count {
+        let data = rmpv::Value::from(format!("message {i} {}", "x".repeat(150)));
+        let (_, ticket) = store
+            .append("/topic/system", draft(i, data, i % 7 == 0))
+            .await
+            .expect("append");
+        if i % 50 == 0 || i == count {
+            store.durable(ticket).await.expect("durable");
+        }
+    }
+    flusher.stop().await;
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// sled holds its own lock a moment after the store that opened it is gone.
+fn raw_sled(path: &Path) -> sled::Db {
+    for _ in 0..100 {
+        if let Ok(db) = sled::open(path) {
+            return db;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("sled stayed locked");
+}
+
+#[tokio::test]
+async fn a_value_that_fails_its_checksum_stops_the_start_and_names_its_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    stopped_store_with(dir.path(), 5).await;
+    {
+        // Damage sled itself did not notice: one bit of message 3's stored bytes.
+        let db = raw_sled(&dir.path().join(STORE_DIR));
+        let key = super::sled::keys::log(1, 3);
+        let mut raw = db.get(key).expect("get").expect("message 3").to_vec();
+        raw[2] ^= 0x04;
+        db.insert(key, raw).expect("insert");
+        db.flush().expect("flush");
+    }
+    match SledStore::open(dir.path(), StoreOptions::default()) {
+        Err(StoreError::Corrupt { message, .. }) => {
+            assert!(
+                message.contains("message 3 of channel #1") && message.contains("checksum"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a start-up error naming the damaged key, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn damage_to_the_store_files_is_refused_at_start_and_never_serves_a_shortened_log() {
+    const COUNT: u64 = 3000;
+    let pristine = tempfile::tempdir().expect("dir");
+    stopped_store_with(pristine.path(), COUNT).await;
+    let db_file = pristine.path().join(STORE_DIR).join("db");
+    let len = std::fs::metadata(&db_file).expect("db file").len();
+    let mut refused = 0;
+    let damages = [0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95]
+        .map(|at| (at, false))
+        .into_iter()
+        .chain([(0.1, true), (0.5, true), (0.9, true)]);
+    for (at, truncate) in damages {
+        let dir = tempfile::tempdir().expect("dir");
+        copy_dir(pristine.path(), dir.path());
+        let file = dir.path().join(STORE_DIR).join("db");
+        let offset = (len as f64 * at) as u64;
+        if truncate {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&file)
+                .expect("open");
+            f.set_len(offset).expect("truncate");
+        } else {
+            let mut bytes = std::fs::read(&file).expect("read");
+            bytes[offset as usize] ^= 0x10;
+            std::fs::write(&file, bytes).expect("write");
+        }
+        let what = format!(
+            "{} at {offset} of {len}",
+            if truncate { "cut" } else { "bit flip" }
+        );
+        match SledStore::open(dir.path(), StoreOptions::default()) {
+            // The damage hit bytes sled no longer needed: everything is there.
+            Ok((store, report)) => {
+                assert_eq!(report.messages, COUNT, "{what}: a shortened log was served");
+                let all = store
+                    .read("/topic/system", 0, COUNT, usize::MAX)
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(all.len() as u64, COUNT, "{what}");
+                for (i, m) in all.iter().enumerate() {
+                    let expected = format!("message {} {}", i + 1, "x".repeat(150));
+                    assert_eq!(m.data.as_str(), Some(expected.as_str()), "{what}");
+                }
+            }
+            Err(StoreError::Corrupt { message, .. }) => {
+                assert!(!message.is_empty());
+                refused += 1;
+            }
+            Err(other) => panic!("{what}: expected Corrupt, got {other:?}"),
+        }
+    }
+    assert!(
+        refused >= 3,
+        "the damage cases should include refused ones: {refused}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_of_schema_1_is_sealed_when_opened_and_keeps_every_message() {
+    let dir = tempfile::tempdir().expect("dir");
+    stopped_store_with(dir.path(), 20).await;
+    {
+        // Back to version 1: bare values.
+        let db = raw_sled(&dir.path().join(STORE_DIR));
+        let schema = super::sled::keys::meta("schema");
+        for entry in db.iter() {
+            let (k, v) = entry.expect("entry");
+            if k.as_ref() != schema.as_slice() {
+                let bare = super::sled::sealed::unseal(&k, v).expect("sealed");
+                db.insert(k, bare).expect("insert");
+            }
+        }
+        db.insert(&schema, &1u32.to_be_bytes()).expect("schema");
+        db.flush().expect("flush");
+    }
+    let (store, report) = SledStore::open(dir.path(), StoreOptions::default()).expect("open");
+    assert_eq!(report.messages, 20);
+    let all = store.read("/topic/system", 0, 20, 100).await.expect("read");
+    assert_eq!(
+        all.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>()
+    );
+    drop(store);
+    // And it opens again as version 2.
+    SledStore::open(dir.path(), StoreOptions::default()).expect("reopen");
+}

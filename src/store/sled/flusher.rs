@@ -4,15 +4,32 @@
 //! A write is acknowledged only after a flush that started after it returned Ok. A failed
 //! flush is never retried: what the kernel dropped is unknown, so the store turns unhealthy,
 //! refuses every later acknowledgement and fires [`GroupCommit::fatal`] so the process exits.
+//!
+//! Flushes are numbered, and the number goes into the database with each flush. At most once
+//! a second (and when stopping) the number of the last completed flush is also written to
+//! [`WATERMARK_FILE`] beside sled's files. sled reads a damaged file as a database that ends
+//! before the damage; a store that opens with a lower number than its watermark has lost
+//! writes that were acknowledged, and is refused instead of served shortened.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::faults::Faults;
+use super::keys;
+use super::sealed::seal;
 use crate::counters::Latency;
 use crate::store::error::StoreError;
 use crate::store::interface::Ticket;
+
+/// Beside sled's files: the number of the last flush known complete.
+pub const WATERMARK_FILE: &str = "lookout-flushed";
+/// How often the watermark is brought up to date.
+const WATERMARK_EVERY: Duration = Duration::from_secs(1);
 
 /// The shortest time from one flush's start to the next one's.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
@@ -33,13 +50,26 @@ pub struct GroupCommit {
     pub fatal: CancellationToken,
     /// Durations of the flushes.
     pub latency: Latency,
+    /// Number of the last completed flush (counting over the store's whole life).
+    flushes: AtomicU64,
+    watermark: PathBuf,
+    faults: Faults,
 }
 
 impl GroupCommit {
     /// Commits for `db`; without `group_commit`, every acknowledgement waits for a flush of its
     /// own, one at a time (only for comparing in the benchmark).
-    pub fn new(db: sled::Db, group_commit: bool) -> Self {
+    pub fn new(
+        db: sled::Db,
+        group_commit: bool,
+        flushes: u64,
+        watermark: PathBuf,
+        faults: Faults,
+    ) -> Self {
         GroupCommit {
+            flushes: AtomicU64::new(flushes),
+            watermark,
+            faults,
             db,
             written: AtomicU64::new(0),
             durable: watch::channel(0).0,
@@ -71,6 +101,7 @@ impl GroupCommit {
                 return;
             }
         };
+        let mut marked = Instant::now();
         loop {
             let kicked = waiting.block_on(async {
                 tokio::select! {
@@ -80,8 +111,16 @@ impl GroupCommit {
                 }
             });
             let started = std::time::Instant::now();
-            if !kicked || self.flush_once().is_err() {
+            if !kicked {
+                self.mark();
                 return;
+            }
+            if self.flush_once().is_err() {
+                return;
+            }
+            if marked.elapsed() >= WATERMARK_EVERY {
+                self.mark();
+                marked = Instant::now();
             }
             // A flush can take a fraction of a millisecond: flushing back to back would spend
             // a core on flushes of a write or two each. Waiting out the rest of a millisecond
@@ -101,9 +140,17 @@ impl GroupCommit {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        match self.db.flush() {
+        let number = self.flushes.load(Ordering::Acquire) + 1;
+        let key = keys::meta("flushes");
+        let flushed = self
+            .faults
+            .before_flush()
+            .and_then(|()| Ok(self.db.insert(&key, seal(&key, &number.to_be_bytes()))?))
+            .and_then(|_| Ok(self.db.flush()?));
+        match flushed {
             Ok(_) => {
                 self.latency.observe(started.elapsed());
+                self.flushes.store(number, Ordering::Release);
                 self.durable.send_modify(|d| *d = (*d).max(target));
                 Ok(())
             }
@@ -111,6 +158,18 @@ impl GroupCommit {
                 self.fail(&e.to_string());
                 Err(StoreError::Engine(e.to_string()))
             }
+        }
+    }
+
+    /// Records the last completed flush in the watermark file. A failure is logged, not fatal:
+    /// the watermark only lags, and a lagging one is still correct.
+    fn mark(&self) {
+        if !self.healthy() {
+            return;
+        }
+        let number = self.flushes.load(Ordering::Acquire);
+        if let Err(e) = write_watermark(&self.watermark, number) {
+            tracing::warn!(error = %e, file = %self.watermark.display(), "cannot update the flush watermark");
         }
     }
 
@@ -181,5 +240,30 @@ impl GroupCommit {
             return Ok(());
         }
         self.durable(ticket).await
+    }
+}
+
+/// Writes `number` to `path` through a temporary file, synced, then renamed into place.
+fn write_watermark(path: &Path, number: u64) -> std::io::Result<()> {
+    let partial = path.with_extension("partial");
+    let mut file = std::fs::File::create(&partial)?;
+    writeln!(file, "{number}")?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path)
+}
+
+/// The watermark in `path`; `None` when there is none yet.
+pub fn read_watermark(path: &Path) -> Result<Option<u64>, StoreError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt {
+                path: path.to_path_buf(),
+                message: "the flush watermark is not a number".into(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }

@@ -22,8 +22,10 @@
 //! and they run on the flusher task.
 
 pub mod backup;
+pub mod faults;
 pub mod flusher;
 pub mod keys;
+pub mod sealed;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -35,7 +37,9 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use self::faults::Faults;
 use self::flusher::GroupCommit;
+use self::sealed::{seal, unseal, Damaged};
 use crate::counters::Latency;
 use crate::store::error::{Result, StoreError};
 use crate::store::interface::{
@@ -44,8 +48,9 @@ use crate::store::interface::{
 };
 use crate::store::records::{decode, encode, Change, Record, Records, Timer};
 
-/// The on-disk format this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The on-disk format this binary reads and writes: 2 seals every value with a checksum
+/// ([`sealed`]); a store of version 1 is sealed in place when opened.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The sled database's directory inside the data directory.
 pub const STORE_DIR: &str = "store";
@@ -70,11 +75,16 @@ pub struct StoreOptions {
     /// Share flushes among concurrent writers (the default). Off: every acknowledgement waits
     /// for a flush of its own, one at a time — only for comparing in the benchmark.
     pub group_commit: bool,
+    /// Obey the fault triggers of [`faults`] (`testing.store_faults`; never on a site).
+    pub faults: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { group_commit: true }
+        StoreOptions {
+            group_commit: true,
+            faults: false,
+        }
     }
 }
 
@@ -125,6 +135,7 @@ pub struct SledStore {
     channels: RwLock<HashMap<String, Arc<Mutex<ChannelHead>>>>,
     next_channel_id: AtomicU64,
     commits: GroupCommit,
+    faults: Faults,
     _lock: File,
 }
 
@@ -162,6 +173,7 @@ impl SledStore {
         }
         let marker = read_marker(data_dir)?;
         let db = open_sled(&path)?;
+        // The schema version is the one value stored bare: it says whether the others are sealed.
         let created = match db.get(keys::meta("schema"))? {
             None if db.is_empty() && marker.is_some() => {
                 return Err(corrupt(
@@ -173,8 +185,12 @@ impl SledStore {
                 let epoch = hex::encode(rand::random::<[u8; 8]>());
                 let mut batch = sled::Batch::default();
                 batch.insert(keys::meta("schema"), &SCHEMA_VERSION.to_be_bytes());
-                batch.insert(keys::meta("epoch"), epoch.as_bytes());
-                batch.insert(keys::meta("next_channel_id"), &1u64.to_be_bytes());
+                sealed_insert(&mut batch, &keys::meta("epoch"), epoch.as_bytes());
+                sealed_insert(
+                    &mut batch,
+                    &keys::meta("next_channel_id"),
+                    &1u64.to_be_bytes(),
+                );
                 db.apply_batch(batch)?;
                 db.flush()?;
                 write_marker(data_dir, &epoch)?;
@@ -185,7 +201,9 @@ impl SledStore {
                 let found = <[u8; 4]>::try_from(raw.as_ref())
                     .map(u32::from_be_bytes)
                     .map_err(|_| corrupt(&path, "schema version unreadable"))?;
-                if found != SCHEMA_VERSION {
+                if found == 1 {
+                    seal_version_1(&db)?;
+                } else if found != SCHEMA_VERSION {
                     return Err(StoreError::Schema {
                         found,
                         expected: SCHEMA_VERSION,
@@ -194,8 +212,37 @@ impl SledStore {
                 false
             }
         };
-        let epoch = db
-            .get(keys::meta("epoch"))?
+        // Every value is checked once here, so a damaged one stops the start, named, instead of
+        // turning up in a reply some day.
+        let mut messages = 0u64;
+        for entry in db.iter() {
+            let (k, v) = entry?;
+            if k.as_ref() == keys::meta("schema").as_slice() {
+                continue;
+            }
+            unseal(&k, v).map_err(|d| damaged(&path, d))?;
+            messages += u64::from(k.first() == Some(&keys::LOG));
+        }
+        let flushes = get_sealed(&db, &path, &keys::meta("flushes"))?
+            .map(|v| read_u64(&path, "metadata \"flushes\"", &v))
+            .transpose()?
+            .unwrap_or(0);
+        let watermark = path.join(flusher::WATERMARK_FILE);
+        if let Some(completed) = flusher::read_watermark(&watermark)? {
+            if completed > flushes {
+                return Err(corrupt(
+                    &path,
+                    &format!(
+                        "{} ends at flush {flushes}, but flush {completed} had completed \
+                         ({}): sled dropped the writes after a damaged spot in the file \
+                         (a flipped bit or a cut-short file); restore a backup",
+                        path.join("db").display(),
+                        watermark.display()
+                    ),
+                ));
+            }
+        }
+        let epoch = get_sealed(&db, &path, &keys::meta("epoch"))?
             .and_then(|e| String::from_utf8(e.to_vec()).ok())
             .ok_or_else(|| corrupt(&path, "no epoch"))?;
         match marker.as_deref() {
@@ -208,16 +255,16 @@ impl SledStore {
             Some(_) => {}
             None => write_marker(data_dir, &epoch)?,
         }
-        let next_channel_id = db
-            .get(keys::meta("next_channel_id"))?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(u64::from_be_bytes)
+        let next_channel_id = get_sealed(&db, &path, &keys::meta("next_channel_id"))?
+            .map(|v| read_u64(&path, "metadata \"next_channel_id\"", &v))
+            .transpose()?
             .ok_or_else(|| corrupt(&path, "no channel id counter"))?;
         let mut channels = HashMap::new();
         for entry in db.scan_prefix([keys::CHANNEL]) {
             let (k, v) = entry?;
             let name = String::from_utf8(k[1..].to_vec())
                 .map_err(|_| corrupt(&path, "channel name is not UTF-8"))?;
+            let v = unseal(&k, v).map_err(|d| damaged(&path, d))?;
             let record: ChannelRecord = decode(&v)?;
             let last = match db
                 .scan_prefix(keys::log_prefix(record.id))
@@ -233,7 +280,6 @@ impl SledStore {
             };
             channels.insert(name, Arc::new(Mutex::new(head)));
         }
-        let messages = db.scan_prefix([keys::LOG]).keys().count() as u64;
         let report = OpenReport {
             epoch: epoch.clone(),
             created,
@@ -242,7 +288,14 @@ impl SledStore {
         };
         Ok((
             SledStore {
-                commits: GroupCommit::new(db.clone(), options.group_commit),
+                commits: GroupCommit::new(
+                    db.clone(),
+                    options.group_commit,
+                    flushes,
+                    watermark,
+                    Faults::new(options.faults, data_dir),
+                ),
+                faults: Faults::new(options.faults, data_dir),
                 db,
                 path,
                 epoch,
@@ -271,10 +324,9 @@ impl SledStore {
             return Ok(head.clone());
         }
         let id = self.next_channel_id.fetch_add(1, Ordering::AcqRel);
-        self.db
-            .insert(keys::meta("next_channel_id"), &(id + 1).to_be_bytes())?;
+        self.put(&keys::meta("next_channel_id"), &(id + 1).to_be_bytes())?;
         let record = ChannelRecord { id, floor: 0 };
-        self.db.insert(keys::channel(channel), encode(&record)?)?;
+        self.put(&keys::channel(channel), &encode(&record)?)?;
         let head = Arc::new(Mutex::new(ChannelHead { id, head: 0 }));
         channels.insert(channel.to_string(), head.clone());
         Ok(head)
@@ -292,10 +344,52 @@ impl SledStore {
     }
 
     fn user_record(&self, user: &str) -> Result<Option<UserRecord>> {
-        match self.db.get(keys::user(user))? {
+        match self.get(&keys::user(user))? {
             Some(raw) => Ok(Some(decode(&raw)?)),
             None => Ok(None),
         }
+    }
+
+    /// The value under `key`, its checksum verified.
+    fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
+        get_sealed(&self.db, &self.path, key)
+    }
+
+    /// Stores `value` under `key`, sealed.
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.faults
+            .before_write()
+            .map_err(|e| self.write_failed(e))?;
+        self.db
+            .insert(key, seal(key, value))
+            .map(drop)
+            .map_err(|e| self.write_failed(e.into()))
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<()> {
+        self.faults
+            .before_write()
+            .map_err(|e| self.write_failed(e))?;
+        self.db
+            .remove(key)
+            .map(drop)
+            .map_err(|e| self.write_failed(e.into()))
+    }
+
+    fn apply(&self, batch: sled::Batch) -> Result<()> {
+        self.faults
+            .before_write()
+            .map_err(|e| self.write_failed(e))?;
+        self.db
+            .apply_batch(batch)
+            .map_err(|e| self.write_failed(e.into()))
+    }
+
+    /// A write sled refused leaves its state unknown, like a failed flush: nothing more is
+    /// acknowledged and the process stops.
+    fn write_failed(&self, error: StoreError) -> StoreError {
+        self.commits.fail(&error.to_string());
+        error
     }
 
     /// Every key and value, for backups.
@@ -362,13 +456,14 @@ impl Store for SledStore {
         let entry = self.channel_entry(channel)?;
         let mut head = entry.lock();
         let seq = head.head + 1;
+        let key = keys::log(head.id, seq);
         if log.ack {
             let mut batch = sled::Batch::default();
-            batch.insert(&keys::log(head.id, seq), value);
-            batch.insert(&keys::ack_required(head.id, seq), &[]);
-            self.db.apply_batch(batch)?;
+            sealed_insert(&mut batch, &key, &value);
+            sealed_insert(&mut batch, &keys::ack_required(head.id, seq), &[]);
+            self.apply(batch)?;
         } else {
-            self.db.insert(keys::log(head.id, seq), value)?;
+            self.put(&key, &value)?;
         }
         head.head = seq;
         // Taken under the channel's lock: per channel, ticket order is seq order.
@@ -425,7 +520,7 @@ impl Store for SledStore {
         let Some(record) = self.channel_record(channel) else {
             return Ok(None);
         };
-        match self.db.get(keys::log(record.id, seq))? {
+        match self.get(&keys::log(record.id, seq))? {
             Some(v) => Ok(Some(Arc::new(self.message(seq, &v)?))),
             None => Ok(None),
         }
@@ -447,7 +542,7 @@ impl Store for SledStore {
                 id: record.id,
                 floor: record.head,
             };
-            batch.insert(keys::channel(&name), encode(&floor)?);
+            sealed_insert(&mut batch, &keys::channel(&name), &encode(&floor)?);
             let mut in_batch = 0;
             for entry in self.db.scan_prefix(keys::log_prefix(record.id)) {
                 let (k, v) = entry?;
@@ -455,6 +550,7 @@ impl Store for SledStore {
                     continue;
                 };
                 let too_many = record.head.saturating_sub(seq) >= keep as u64;
+                let v = unseal(&k, v).map_err(|d| damaged(&self.path, d))?;
                 let too_old = decode::<LogRecord>(&v).is_ok_and(|r| r.ts < older_than);
                 if !(too_many || too_old) {
                     break;
@@ -463,14 +559,14 @@ impl Store for SledStore {
                 batch.remove(&keys::ack_required(record.id, seq));
                 in_batch += 1;
                 if in_batch == TRIM_BATCH {
-                    self.db.apply_batch(std::mem::take(&mut batch))?;
+                    self.apply(std::mem::take(&mut batch))?;
                     deleted += in_batch as u64;
                     in_batch = 0;
                     tokio::task::yield_now().await;
                 }
             }
             deleted += in_batch as u64;
-            self.db.apply_batch(batch)?;
+            self.apply(batch)?;
         }
         Ok(deleted)
     }
@@ -502,7 +598,7 @@ impl Store for SledStore {
         let Some(id) = self.known_seq(channel, seq) else {
             return Ok(None);
         };
-        self.db.insert(keys::acked(user, id, seq), &[])?;
+        self.put(&keys::acked(user, id, seq), &[])?;
         Ok(Some(self.commits.applied()))
     }
 
@@ -510,12 +606,28 @@ impl Store for SledStore {
         let Some(id) = self.known_seq(channel, seq) else {
             return Ok(None);
         };
-        self.db.fetch_and_update(keys::cursor(user, id), |old| {
-            let old = old
-                .and_then(|v| <[u8; 8]>::try_from(v).ok())
-                .map_or(0, u64::from_be_bytes);
-            Some(old.max(seq).to_be_bytes().to_vec())
-        })?;
+        self.faults
+            .before_write()
+            .map_err(|e| self.write_failed(e))?;
+        let key = keys::cursor(user, id);
+        let mut damage = None;
+        self.db
+            .fetch_and_update(&key, |old| {
+                let old = match old.map(|v| unseal(&key, sled::IVec::from(v))) {
+                    None => 0,
+                    Some(Ok(v)) => <[u8; 8]>::try_from(v.as_ref()).map_or(0, u64::from_be_bytes),
+                    // Left as it is, and reported below.
+                    Some(Err(d)) => {
+                        damage = Some(d);
+                        return old.map(<[u8]>::to_vec);
+                    }
+                };
+                Some(seal(&key, &old.max(seq).to_be_bytes()))
+            })
+            .map_err(|e| self.write_failed(e.into()))?;
+        if let Some(d) = damage {
+            return Err(damaged(&self.path, d));
+        }
         Ok(Some(self.commits.applied()))
     }
 
@@ -524,8 +636,7 @@ impl Store for SledStore {
             return Ok(0);
         };
         Ok(self
-            .db
-            .get(keys::cursor(user, record.id))?
+            .get(&keys::cursor(user, record.id))?
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
             .map_or(0, u64::from_be_bytes))
     }
@@ -540,7 +651,7 @@ impl Store for SledStore {
             org: org.to_string(),
             last_seen: now,
         };
-        self.db.insert(keys::user(user), encode(&record)?)?;
+        self.put(&keys::user(user), &encode(&record)?)?;
         self.commits.applied();
         Ok(Remembered::Same)
     }
@@ -555,38 +666,50 @@ impl Store for SledStore {
 
     async fn job_owner(&self, job: &str) -> Result<Option<Arc<str>>> {
         Ok(self
-            .db
-            .get(keys::job(job))?
+            .get(&keys::job(job))?
             .map(|raw| Arc::from(String::from_utf8_lossy(&raw).as_ref())))
     }
 
     async fn claim_job(&self, job: &str, owner: &str) -> Result<Arc<str>> {
         let key = keys::job(job);
-        let result =
-            self.db
-                .compare_and_swap(&key, None as Option<&[u8]>, Some(owner.as_bytes()))?;
+        self.faults
+            .before_write()
+            .map_err(|e| self.write_failed(e))?;
+        let result = self
+            .db
+            .compare_and_swap(
+                &key,
+                None as Option<&[u8]>,
+                Some(seal(&key, owner.as_bytes())),
+            )
+            .map_err(|e| self.write_failed(e.into()))?;
         let stored = match result {
             Ok(()) => {
                 self.commits.applied();
                 owner.to_string()
             }
-            Err(current) => current
-                .current
-                .map(|v| String::from_utf8_lossy(&v).into_owned())
-                .unwrap_or_default(),
+            Err(current) => match current.current {
+                Some(v) => {
+                    let v = unseal(&key, v).map_err(|d| damaged(&self.path, d))?;
+                    String::from_utf8_lossy(&v).into_owned()
+                }
+                None => String::new(),
+            },
         };
         Ok(Arc::from(stored))
     }
 
     async fn record(&self, key: Record<'_>) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get(keys::record(&key))?.map(|v| v.to_vec()))
+        Ok(self.get(&keys::record(&key))?.map(|v| v.to_vec()))
     }
 
     async fn records(&self, set: Records<'_>) -> Result<Vec<Vec<u8>>> {
         self.db
             .scan_prefix(keys::records(&set))
-            .values()
-            .map(|v| Ok(v?.to_vec()))
+            .map(|entry| {
+                let (k, v) = entry?;
+                Ok(unseal(&k, v).map_err(|d| damaged(&self.path, d))?.to_vec())
+            })
             .collect()
     }
 
@@ -594,19 +717,19 @@ impl Store for SledStore {
         // One change is atomic by itself, and a sled batch costs the next flush ~130 µs.
         if let [single] = changes {
             match single {
-                Change::Put(key, value) => self.db.insert(keys::record(key), value.clone())?,
-                Change::Delete(key) => self.db.remove(keys::record(key))?,
+                Change::Put(key, value) => self.put(&keys::record(key), value)?,
+                Change::Delete(key) => self.delete(&keys::record(key))?,
             };
             return Ok(self.commits.applied());
         }
         let mut batch = sled::Batch::default();
         for change in changes {
             match change {
-                Change::Put(key, value) => batch.insert(keys::record(key), value.clone()),
+                Change::Put(key, value) => sealed_insert(&mut batch, &keys::record(key), value),
                 Change::Delete(key) => batch.remove(keys::record(key)),
             }
         }
-        self.db.apply_batch(batch)?;
+        self.apply(batch)?;
         Ok(self.commits.applied())
     }
 
@@ -675,6 +798,7 @@ fn read_range(
     for entry in db.range(range).take(limit) {
         let (k, v) = entry?;
         let seq = keys::seq_of(&k).ok_or_else(|| corrupt(path, "bad log key"))?;
+        let v = unseal(&k, v).map_err(|d| damaged(path, d))?;
         out.push(Arc::new(message(seq, &v)?));
     }
     Ok(out)
@@ -688,6 +812,71 @@ fn message(seq: u64, raw: &[u8]) -> Result<StoredMessage> {
         data: r.data,
         ack_required: r.ack,
     })
+}
+
+/// Adds `value` to `batch` under `key`, sealed.
+fn sealed_insert(batch: &mut sled::Batch, key: &[u8], value: &[u8]) {
+    batch.insert(key, seal(key, value));
+}
+
+/// The value under `key`, its checksum verified.
+fn get_sealed(db: &sled::Db, path: &Path, key: &[u8]) -> Result<Option<sled::IVec>> {
+    match db.get(key)? {
+        Some(raw) => unseal(key, raw).map(Some).map_err(|d| damaged(path, d)),
+        None => Ok(None),
+    }
+}
+
+fn read_u64(path: &Path, what: &str, v: &[u8]) -> Result<u64> {
+    <[u8; 8]>::try_from(v)
+        .map(u64::from_be_bytes)
+        .map_err(|_| corrupt(path, &format!("{what} is not a number")))
+}
+
+fn damaged(path: &Path, damage: Damaged) -> StoreError {
+    corrupt(
+        path,
+        &format!(
+            "{} fails its checksum (in {}); restore a backup",
+            damage.0,
+            path.join("db").display()
+        ),
+    )
+}
+
+/// Seals the values of a schema-1 store in place, in bounded batches, then marks it version 2.
+/// Interrupted, it starts over: a value already sealed is recognised by its checksum.
+fn seal_version_1(db: &sled::Db) -> Result<()> {
+    use std::ops::Bound;
+    const BATCH: usize = 1000;
+    let schema = keys::meta("schema");
+    let mut after: Option<sled::IVec> = None;
+    loop {
+        let from = match &after {
+            Some(k) => Bound::Excluded(k.clone()),
+            None => Bound::Unbounded,
+        };
+        let mut batch = sled::Batch::default();
+        let mut last = None;
+        for entry in db
+            .range::<sled::IVec, _>((from, Bound::Unbounded))
+            .take(BATCH)
+        {
+            let (k, v) = entry?;
+            if k.as_ref() != schema.as_slice() && unseal(&k, v.clone()).is_err() {
+                batch.insert(k.clone(), seal(&k, &v));
+            }
+            last = Some(k);
+        }
+        db.apply_batch(batch)?;
+        match last {
+            Some(k) => after = Some(k),
+            None => break,
+        }
+    }
+    db.insert(&schema, &SCHEMA_VERSION.to_be_bytes())?;
+    db.flush()?;
+    Ok(())
 }
 
 fn corrupt(path: &Path, message: &str) -> StoreError {
