@@ -107,6 +107,7 @@ async fn ingest(duration: Duration) -> (usize, Duration) {
                     owner: None,
                     data,
                     ack_required: false,
+                    idempotency_key: None,
                 };
                 field.publish(&who, req).await.expect("publish");
                 n += 1;

@@ -352,6 +352,27 @@ impl Alerts {
         extra: Vec<Change<'_>>,
     ) -> Result<Alert, AlertError> {
         let _turn = self.turns.take(&id).await;
+        self.create_in_turn(id, new, extra).await
+    }
+
+    /// [`Alerts::create_with_id`], unless an alert `id` exists already: then that one. For a
+    /// retried emergency (an idempotency key), so a retry never raises a second alert and one
+    /// whose first attempt stopped between its message and its alert still gets it.
+    pub async fn create_once(&self, id: String, new: NewAlert) -> Result<Alert, AlertError> {
+        let _turn = self.turns.take(&id).await;
+        match self.load(&id).await {
+            Ok(existing) => Ok(existing),
+            Err(AlertError::NotFound(_)) => self.create_in_turn(id, new, Vec::new()).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_in_turn(
+        &self,
+        id: String,
+        new: NewAlert,
+        extra: Vec<Change<'_>>,
+    ) -> Result<Alert, AlertError> {
         let now = now_millis();
         let pending = vec![
             (now + self.escalation.level2_after.as_millis() as u64, 2u8),

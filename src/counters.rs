@@ -93,6 +93,8 @@ pub struct Stats {
     pub received: AtomicU64,
     /// Messages published (all sources).
     pub published_total: AtomicU64,
+    /// Publishes answered from an idempotency key: retries, stored and delivered once.
+    pub idempotent_repeats: AtomicU64,
     /// Published per channel kind.
     pub published_by_kind: [AtomicU64; ChannelKind::ALL.len()],
     /// Deliveries queued to subscribers.
@@ -183,6 +185,11 @@ impl Stats {
     pub fn published(&self, kind: ChannelKind) {
         self.published_total.fetch_add(1, Ordering::Relaxed);
         self.published_by_kind[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A publish was a retry of one already stored (same idempotency key).
+    pub fn idempotent_repeat(&self) {
+        self.idempotent_repeats.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Copies the counters.

@@ -418,6 +418,7 @@ impl Field {
             };
             let (who, channel) = (who.clone(), req.channel.to_string());
             let (data, ack_required) = (req.data, req.ack_required);
+            let key = req.idempotency_key.map(str::to_string);
             // Carried through on the urgent lane, also if the publisher goes away meanwhile.
             let raised = self.urgent.spawn(async move {
                 let req = Publish {
@@ -426,10 +427,13 @@ impl Field {
                     owner: None,
                     data,
                     ack_required,
+                    idempotency_key: key.as_deref(),
                 };
                 let published = field.hub.publish(&who, req).await?;
+                // With a key, the alert's id comes from it: a retry finds the first alert.
+                let once = key.map(|k| alert_id_for(&who.user, &channel, &k));
                 let alert = field
-                    .raise(&user, kind, priority, message, &who.user)
+                    .raise(&user, kind, priority, message, &who.user, once)
                     .await?;
                 Ok(FieldPublished {
                     published,
@@ -453,6 +457,7 @@ impl Field {
         priority: Priority,
         message: Option<String>,
         by: &str,
+        once: Option<String>,
     ) -> Result<crate::alerts::Alert, FieldError> {
         let org = self
             .store
@@ -463,22 +468,20 @@ impl Field {
             .last_location(user)
             .await?
             .map(|l| l.location.position());
-        let alert = self
-            .alerts
-            .create(
-                NewAlert {
-                    org: org.to_string(),
-                    user: user.to_string(),
-                    kind,
-                    priority,
-                    message,
-                    position,
-                    fence: None,
-                    by: by.to_string(),
-                },
-                Vec::new(),
-            )
-            .await?;
+        let new = NewAlert {
+            org: org.to_string(),
+            user: user.to_string(),
+            kind,
+            priority,
+            message,
+            position,
+            fence: None,
+            by: by.to_string(),
+        };
+        let alert = match once {
+            Some(id) => self.alerts.create_once(id, new).await?,
+            None => self.alerts.create(new, Vec::new()).await?,
+        };
         Ok(alert)
     }
 
@@ -979,4 +982,19 @@ impl Field {
         committed?;
         Ok(())
     }
+}
+
+/// The id of the alert an emergency with idempotency key `key` raises: the same for every
+/// retry by `user` on `channel`, and shaped like the random ids of other alerts.
+fn alert_id_for(user: &str, channel: &str, key: &str) -> String {
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in ["lookout-alert", user, channel, key] {
+        digest.update(&(part.len() as u64).to_be_bytes());
+        digest.update(part.as_bytes());
+    }
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.finish().as_ref()[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }

@@ -194,6 +194,9 @@ pub enum ClientMsg {
         /// Owner of a job, on its first publish.
         #[serde(default)]
         owner: Option<String>,
+        /// A retry with the same key gets the first reply; stored and delivered once.
+        #[serde(default)]
+        idempotency_key: Option<String>,
     },
     /// Acknowledge an `ack_required` message.
     Ack {

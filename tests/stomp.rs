@@ -394,3 +394,33 @@ async fn in_auto_mode_written_messages_of_a_users_queue_count_as_consumed() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_stomp_send_retried_with_its_idempotency_key_header_is_stored_and_delivered_once() {
+    let server = stomp_server().await;
+    let sup = server.token("sup1", Some("acme"), &[Role::Supervisor]);
+    let mut watcher = server.connect(&sup).await;
+    assert!(ok(&watcher.subscribe("/topic/org/acme/room/ops").await));
+    let mut seqs = Vec::new();
+    for receipt in ["r1", "r2"] {
+        let mut stomp = StompClient::connect(&server, &sup).await;
+        let headers = [
+            ("destination", "/topic/org/acme/room/ops"),
+            ("content-type", "text/plain"),
+            ("idempotency-key", "stomp-1"),
+            ("receipt", receipt),
+        ];
+        stomp.send_frame("SEND", &headers, b"once").await;
+        let sent = stomp.next_frame().await;
+        assert_eq!(sent.get("receipt-id"), Some(receipt), "{sent:?}");
+        seqs.push(sent.get("seq").map(str::to_string));
+    }
+    assert_eq!(
+        seqs[0], seqs[1],
+        "the retry's receipt carries the first seq"
+    );
+    assert_eq!(seqs[0].as_deref(), Some("1"));
+    let seen = watcher.drain(Duration::from_millis(500)).await;
+    assert_eq!(seen.len(), 1, "delivered once: {seen:?}");
+    server.stop().await;
+}

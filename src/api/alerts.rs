@@ -82,6 +82,7 @@ pub async fn create(call: Call) -> Result<Response<Body>, HttpError> {
                 owner: None,
                 data,
                 ack_required: false,
+                idempotency_key: None,
             },
         )
         .await?;

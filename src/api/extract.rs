@@ -58,6 +58,11 @@ impl Call {
         }
     }
 
+    /// A request header's value, when it is present and visible ASCII.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.req.headers().get(name)?.to_str().ok()
+    }
+
     /// The `i`th parameter of the path.
     pub fn param(&self, i: usize) -> &str {
         self.params.get(i).map_or("", String::as_str)

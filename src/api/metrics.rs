@@ -162,6 +162,16 @@ impl prometheus_client::collector::Collector for Exporter {
         )?;
         labelled(
             &mut encoder,
+            "lookout_idempotent_repeats",
+            "Publishes answered from their idempotency key: retries of a message stored once.",
+            MetricType::Counter,
+            vec![(
+                Vec::new(),
+                ConstCounter::new(s.idempotent_repeats.load(Ordering::Relaxed)),
+            )],
+        )?;
+        labelled(
+            &mut encoder,
             "lookout_messages_delivered",
             "Deliveries queued to subscribers, by channel kind.",
             MetricType::Counter,

@@ -26,6 +26,9 @@ struct PublishBody {
     owner: Option<String>,
     #[serde(default, alias = "ack")]
     ack_required: bool,
+    /// A retry with the same key gets the first reply (also as the `Idempotency-Key` header).
+    #[serde(default)]
+    idempotency_key: Option<String>,
 }
 
 /// `POST /api/v1/publish`.
@@ -35,8 +38,19 @@ pub async fn publish(call: Call) -> Result<Response<Body>, HttpError> {
         "REST publish is for services and admins",
     )?;
     let state = call.state.clone();
+    let header_key = call.header("idempotency-key").map(str::to_string);
     let body: PublishBody = call.json().await?;
     let recipient = body.user.as_deref().or(body.to.as_deref());
+    let idempotency_key = match (&header_key, &body.idempotency_key) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(HttpError::new(
+                ErrorCode::BadRequest,
+                "the Idempotency-Key header and the body's idempotency_key differ",
+            ))
+        }
+        (Some(k), _) | (None, Some(k)) => Some(k.as_str()),
+        (None, None) => None,
+    };
     let published = state
         .field
         .publish(
@@ -47,6 +61,7 @@ pub async fn publish(call: Call) -> Result<Response<Body>, HttpError> {
                 owner: body.owner.as_deref(),
                 data: body.data,
                 ack_required: body.ack_required,
+                idempotency_key,
             },
         )
         .await?;
@@ -98,6 +113,7 @@ async fn broadcast(call: Call, maintenance: bool) -> Result<Response<Body>, Http
                 owner: None,
                 data,
                 ack_required: false,
+                idempotency_key: None,
             },
         )
         .await?;

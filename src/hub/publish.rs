@@ -15,7 +15,7 @@ use crate::auth::Identity;
 use crate::channel::{self, ChannelKind, Target};
 use crate::counters::Budget;
 use crate::protocol::now_millis;
-use crate::store::{Draft, StoredMessage, Ticket};
+use crate::store::{Appended, Draft, StoredMessage, Ticket};
 
 /// Whether a video message is a keyframe (what a late viewer must get first).
 pub fn is_keyframe(data: &rmpv::Value) -> bool {
@@ -23,6 +23,31 @@ pub fn is_keyframe(data: &rmpv::Value) -> bool {
         m.iter()
             .any(|(k, v)| k.as_str() == Some("keyframe") && v.as_bool() == Some(true))
     })
+}
+
+/// The store's key for a publish's idempotency key: scoped to the publisher, so one user's
+/// keys never answer for another's. Only logged channels keep keys.
+fn idempotency_key(who: &Identity, target: &Target, key: &str) -> Result<String, HubError> {
+    let bad = |why: &str| {
+        Err(HubError::Denied(channel::Denied::BadRequest(format!(
+            "idempotency_key {why}"
+        ))))
+    };
+    if key.is_empty() || key.len() > super::requests::MAX_IDEMPOTENCY_KEY {
+        return bad(&format!(
+            "must be 1 to {} bytes",
+            super::requests::MAX_IDEMPOTENCY_KEY
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return bad("must not contain control characters");
+    }
+    if !target.kind().is_logged() {
+        return bad(
+            "needs a logged channel: live-only channels keep nothing to answer a retry from",
+        );
+    }
+    Ok(format!("{}\0{key}", who.user))
 }
 
 /// What a live message supersedes in a connection's live lane: on an org's locations, the
@@ -100,10 +125,21 @@ impl Hub {
                 }
             }
         }
+        let key = match req.idempotency_key {
+            None => None,
+            Some(key) => Some(idempotency_key(who, &target, key)?),
+        };
         let started = std::time::Instant::now();
-        let seq = self
-            .publish_as_lookout(&target, req.data, req.ack_required)
-            .await?;
+        let seq = match &key {
+            None => {
+                self.publish_as_lookout(&target, req.data, req.ack_required)
+                    .await?
+            }
+            Some(key) => {
+                self.publish_logged(&target, req.data, req.ack_required, Some(key))
+                    .await?
+            }
+        };
         if target.kind().is_logged() {
             self.stats.publish_latency.observe(started.elapsed());
         }
@@ -160,11 +196,23 @@ impl Hub {
         data: rmpv::Value,
         ack_required: bool,
     ) -> Result<u64, HubError> {
+        if !target.kind().is_logged() {
+            return Ok(self.publish_live(target, &target.stored_name(), data));
+        }
+        self.publish_logged(target, data, ack_required, None).await
+    }
+
+    /// Publishes on a logged channel, once per `key` when there is one. Returns the seq once
+    /// the message is durable.
+    async fn publish_logged(
+        &self,
+        target: &Target,
+        data: rmpv::Value,
+        ack_required: bool,
+        key: Option<&str>,
+    ) -> Result<u64, HubError> {
         let stored = target.stored_name();
         let kind = target.kind();
-        if !kind.is_logged() {
-            return Ok(self.publish_live(target, &stored, data));
-        }
         let in_flight = loop {
             let channel = self
                 .registry
@@ -177,17 +225,25 @@ impl Hub {
             drop(st);
             break InFlight { hub: self, channel };
         };
-        let (message, ticket) = self
-            .store
-            .append(
-                &stored,
-                Draft {
-                    timestamp: now_millis(),
-                    data,
-                    ack_required,
-                },
-            )
-            .await?;
+        let draft = Draft {
+            timestamp: now_millis(),
+            data,
+            ack_required,
+        };
+        let (message, ticket) = match key {
+            None => self.store.append(&stored, draft).await?,
+            Some(key) => match self.store.append_once(&stored, draft, key).await? {
+                Appended::New(message, ticket) => (message, ticket),
+                // A retry: the first publish delivers; this one only waits for it to be
+                // durable, then gets the same reply.
+                Appended::Repeat(seq, ticket) => {
+                    drop(in_flight);
+                    self.stats.idempotent_repeat();
+                    self.store.durable(ticket).await?;
+                    return Ok(seq);
+                }
+            },
+        };
         let seq = message.seq;
         let channel = in_flight.channel.clone();
         channel.state.lock().pending.insert(seq, (ticket, message));

@@ -20,7 +20,13 @@ pub struct Publish<'a> {
     pub data: rmpv::Value,
     /// Recipients must acknowledge.
     pub ack_required: bool,
+    /// The client's key for this publish: a retry with the same key (by the same user, on the
+    /// same channel) gets the first reply and is stored and delivered once.
+    pub idempotency_key: Option<&'a str>,
 }
+
+/// The longest idempotency key accepted, in bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 
 /// What a successful publish reports.
 #[derive(Debug, Clone, Serialize)]

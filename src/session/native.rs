@@ -120,6 +120,7 @@ impl Reader {
                 ack,
                 to,
                 owner,
+                idempotency_key,
             } => {
                 let request = Publish {
                     channel: &channel,
@@ -127,6 +128,7 @@ impl Reader {
                     owner: owner.as_deref(),
                     data,
                     ack_required: ack,
+                    idempotency_key: idempotency_key.as_deref(),
                 };
                 match self.ctx.field.publish(&self.conn.identity, request).await {
                     Ok(p) => {

@@ -693,6 +693,7 @@ impl StompSession {
             owner: frame.get("owner"),
             data,
             ack_required: frame.get("ack-required") == Some("true"),
+            idempotency_key: frame.get("idempotency-key"),
         };
         match self.ctx.field.publish(&self.conn.identity, request).await {
             Ok(p) => {

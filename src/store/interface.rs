@@ -44,6 +44,15 @@ pub struct Draft {
     pub ack_required: bool,
 }
 
+/// What [`Store::append_once`] did.
+#[derive(Debug, Clone)]
+pub enum Appended {
+    /// Appended now.
+    New(Arc<StoredMessage>, Ticket),
+    /// The key named this seq already; nothing was written.
+    Repeat(u64, Ticket),
+}
+
 impl Draft {
     /// The stored message this draft becomes with `seq`.
     pub fn with_seq(self, seq: u64) -> StoredMessage {
@@ -124,6 +133,12 @@ pub trait Store: Send + Sync + 'static {
     /// Not yet durable: wait on the ticket before acknowledging or delivering. Seqs of one
     /// channel are given in ticket order.
     async fn append(&self, channel: &str, draft: Draft) -> Result<(Arc<StoredMessage>, Ticket)>;
+
+    /// [`Store::append`] once per `key` of `channel`: when `key` already names a message of
+    /// the channel, nothing is written and that message's seq comes back as a repeat, with a
+    /// ticket that covers its write. The key is written atomically with the message and kept
+    /// as long as the message is retained.
+    async fn append_once(&self, channel: &str, draft: Draft, key: &str) -> Result<Appended>;
 
     /// How many channels whose stored names start with `prefix` the store keeps.
     async fn count_channels(&self, prefix: &str) -> Result<usize>;

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::Result;
 use super::interface::{
-    Background, Draft, Messages, Remembered, RetentionRule, Store, StoredMessage, Ticket,
+    Appended, Background, Draft, Messages, Remembered, RetentionRule, Store, StoredMessage, Ticket,
 };
 use super::records::{Change, Record, Records, Timer};
 use crate::counters::Latency;
@@ -71,6 +71,8 @@ struct Log {
     floor: u64,
     messages: BTreeMap<u64, Arc<StoredMessage>>,
     ack_required: BTreeSet<u64>,
+    /// Idempotency keys → seq.
+    keys: HashMap<String, u64>,
 }
 
 impl Log {
@@ -224,6 +226,22 @@ impl Store for MemoryStore {
         Ok((message, ticket))
     }
 
+    async fn append_once(&self, channel: &str, draft: Draft, key: &str) -> Result<Appended> {
+        let mut state = self.state.lock();
+        let log = state.logs.entry(channel.to_string()).or_default();
+        if let Some(&seq) = log.keys.get(key) {
+            return Ok(Appended::Repeat(seq, self.applied()));
+        }
+        let seq = log.head() + 1;
+        let message = Arc::new(draft.with_seq(seq));
+        log.messages.insert(seq, message.clone());
+        if message.ack_required {
+            log.ack_required.insert(seq);
+        }
+        log.keys.insert(key.to_string(), seq);
+        Ok(Appended::New(message, self.applied()))
+    }
+
     async fn count_channels(&self, prefix: &str) -> Result<usize> {
         let state = self.state.lock();
         Ok(state.logs.keys().filter(|k| k.starts_with(prefix)).count())
@@ -275,6 +293,8 @@ impl Store for MemoryStore {
                 log.ack_required.remove(&seq);
                 deleted += 1;
             }
+            let first = log.messages.keys().next().copied().unwrap_or(u64::MAX);
+            log.keys.retain(|_, seq| *seq >= first);
         }
         Ok(deleted)
     }

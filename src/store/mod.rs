@@ -22,7 +22,8 @@ pub use self::sled::backup::{backup, restore, Moved};
 pub use self::sled::{open_data_dir, StoreOptions};
 pub use error::StoreError;
 pub use interface::{
-    Background, Draft, OpenReport, Remembered, RetentionRule, Store, StoredMessage, Ticket,
+    Appended, Background, Draft, OpenReport, Remembered, RetentionRule, Store, StoredMessage,
+    Ticket,
 };
 pub use memory::MemoryStore;
 pub use records::{Change, Record, Records, Timer};

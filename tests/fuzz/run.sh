@@ -24,12 +24,22 @@ fi
 export RUSTC_BOOTSTRAP=1
 flags=(--fuzz-dir tests/fuzz --sanitizer none -O -a)
 cargo fuzz build "${flags[@]}"
+# The binaries built once, run directly: `cargo fuzz run` would rebuild when the tree changes.
+bin="tests/fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release"
 for target in "${targets[@]}"; do
     corpus="tests/fuzz/corpus/$target"
-    mkdir -p "$corpus"
+    artifacts="tests/fuzz/artifacts/$target"
+    mkdir -p "$corpus" "$artifacts"
     echo "== fuzz $target for ${seconds}s"
     # -rss_limit_mb: a runaway allocation is a finding; -max_len: frames are small.
-    cargo fuzz run "${flags[@]}" "$target" "$corpus" -- \
-        -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-        2>&1 | tail -n 14
+    log="$(mktemp)"
+    if ! "$bin/$target" "$corpus" -artifact_prefix="$artifacts/" -max_total_time="$seconds" \
+        -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 >"$log" 2>&1; then
+        tail -n 40 "$log"
+        echo "== $target FAILED: the input is in $artifacts/" >&2
+        exit 1
+    fi
+    grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb)|#[0-9]+ *DONE" "$log" || true
+    rm -f "$log"
 done
+echo "== all targets ran ${seconds}s each without a failure"

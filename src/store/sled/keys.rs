@@ -25,6 +25,20 @@ pub const CURSOR: u8 = b'A';
 pub const USER: u8 = b'U';
 /// Job owners: job → owner.
 pub const JOB: u8 = b'J';
+/// Idempotency keys of publishes: channel id, key → seq.
+pub const IDEMPOTENCY: u8 = b'I';
+
+/// `I` + id + key.
+pub fn idempotency(id: u64, key: &str) -> Vec<u8> {
+    let mut k = id_only(IDEMPOTENCY, id).to_vec();
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// `I` + id: the idempotency keys of one channel.
+pub fn idempotency_prefix(id: u64) -> [u8; 9] {
+    id_only(IDEMPOTENCY, id)
+}
 
 /// `M` + name.
 pub fn meta(name: &str) -> Vec<u8> {

@@ -43,8 +43,8 @@ use self::sealed::{seal, unseal, Damaged};
 use crate::counters::Latency;
 use crate::store::error::{Result, StoreError};
 use crate::store::interface::{
-    Background, Draft, Messages, OpenReport, Remembered, RetentionRule, Store, StoredMessage,
-    Ticket,
+    Appended, Background, Draft, Messages, OpenReport, Remembered, RetentionRule, Store,
+    StoredMessage, Ticket,
 };
 use crate::store::records::{decode, encode, Change, Record, Records, Timer};
 
@@ -385,6 +385,33 @@ impl SledStore {
             .map_err(|e| self.write_failed(e.into()))
     }
 
+    /// Deletes the idempotency keys of channel `id` whose messages retention removed.
+    async fn forget_keys_before(&self, id: u64) -> Result<()> {
+        let first = match self.db.scan_prefix(keys::log_prefix(id)).keys().next() {
+            Some(k) => keys::seq_of(&k?).unwrap_or(u64::MAX),
+            None => u64::MAX,
+        };
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for entry in self.db.scan_prefix(keys::idempotency_prefix(id)) {
+            let (k, v) = entry?;
+            let v = unseal(&k, v).map_err(|d| damaged(&self.path, d))?;
+            if read_u64(&self.path, "an idempotency key", &v)? < first {
+                batch.remove(k);
+                in_batch += 1;
+                if in_batch == TRIM_BATCH {
+                    self.apply(std::mem::take(&mut batch))?;
+                    in_batch = 0;
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        if in_batch > 0 {
+            self.apply(batch)?;
+        }
+        Ok(())
+    }
+
     /// A write sled refused leaves its state unknown, like a failed flush: nothing more is
     /// acknowledged and the process stops.
     fn write_failed(&self, error: StoreError) -> StoreError {
@@ -478,6 +505,43 @@ impl Store for SledStore {
         Ok((Arc::new(message), ticket))
     }
 
+    async fn append_once(&self, channel: &str, draft: Draft, key: &str) -> Result<Appended> {
+        let log = LogRecord {
+            ts: draft.timestamp,
+            ack: draft.ack_required,
+            data: draft.data,
+        };
+        let value = encode(&log)?;
+        let entry = self.channel_entry(channel)?;
+        // Under the channel's lock, so two publishes with one key cannot both append.
+        let mut head = entry.lock();
+        let key_of = keys::idempotency(head.id, key);
+        if let Some(seq) = self.get(&key_of)? {
+            let seq = read_u64(&self.path, "an idempotency key", &seq)?;
+            // A ticket taken now is covered only by a flush after the first write: waiting on
+            // it waits for that write too.
+            return Ok(Appended::Repeat(seq, self.commits.applied()));
+        }
+        let seq = head.head + 1;
+        let mut batch = sled::Batch::default();
+        sealed_insert(&mut batch, &keys::log(head.id, seq), &value);
+        if log.ack {
+            sealed_insert(&mut batch, &keys::ack_required(head.id, seq), &[]);
+        }
+        sealed_insert(&mut batch, &key_of, &seq.to_be_bytes());
+        self.apply(batch)?;
+        head.head = seq;
+        let ticket = self.commits.applied();
+        drop(head);
+        let message = StoredMessage {
+            seq,
+            timestamp: log.ts,
+            data: log.data,
+            ack_required: log.ack,
+        };
+        Ok(Appended::New(Arc::new(message), ticket))
+    }
+
     async fn count_channels(&self, prefix: &str) -> Result<usize> {
         let channels = self.channels.read();
         Ok(channels.keys().filter(|k| k.starts_with(prefix)).count())
@@ -567,6 +631,7 @@ impl Store for SledStore {
             }
             deleted += in_batch as u64;
             self.apply(batch)?;
+            self.forget_keys_before(record.id).await?;
         }
         Ok(deleted)
     }

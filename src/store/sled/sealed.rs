@@ -66,6 +66,10 @@ pub fn describe(key: &[u8]) -> String {
             id_seq(rest).map(|(id, seq)| format!("the ack index of message {seq} of channel #{id}"))
         }
         keys::USER => Some(format!("user {}", text(rest))),
+        keys::IDEMPOTENCY => rest.get(..8).map(|id| {
+            let id = u64::from_be_bytes(id.try_into().unwrap_or_default());
+            format!("an idempotency key of channel #{id}")
+        }),
         keys::JOB => Some(format!("the owner of job {}", text(rest))),
         keys::ALERT => Some(format!("alert {}", text(rest))),
         keys::FENCE => Some(format!("geofence {}", text(rest))),
