@@ -61,6 +61,42 @@ impl Encoding {
     }
 }
 
+/// Whether `data` can reach every subscriber: each encoding a subscriber may speak must be able
+/// to carry it. JSON cannot carry a map key that is not a string, a number or a bool (a
+/// MessagePack client can send one), nor a NaN or infinite key; such data is refused when
+/// published instead of silently missing for JSON subscribers. Names the first offending key.
+pub fn check_portable(data: &rmpv::Value) -> Result<(), String> {
+    use rmpv::Value;
+    let mut stack = vec![data];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Array(items) => stack.extend(items),
+            Value::Map(entries) => {
+                for (key, value) in entries {
+                    let portable = match key {
+                        Value::String(s) => s.as_str().is_some(),
+                        Value::Integer(_) | Value::Boolean(_) => true,
+                        Value::F32(f) => f.is_finite(),
+                        Value::F64(f) => f.is_finite(),
+                        _ => false,
+                    };
+                    if !portable {
+                        return Err(format!(
+                            "a map key ({key}) JSON clients cannot receive: keys must be strings, numbers or booleans"
+                        ));
+                    }
+                    stack.push(value);
+                }
+            }
+            Value::String(s) if s.as_str().is_none() => {
+                return Err("a string that is not UTF-8".into());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// A server frame could not be encoded (e.g. a MessagePack map with non-string keys to JSON).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot encode frame: {0}")]

@@ -110,6 +110,9 @@ impl Hub {
     /// is durable (logged channels) and queued to every subscriber.
     pub async fn publish(&self, who: &Identity, req: Publish<'_>) -> Result<Published, HubError> {
         let (target, job_owner) = self.authorize_publish(who, &req).await?;
+        crate::protocol::check_portable(&req.data).map_err(|why| {
+            HubError::Denied(channel::Denied::BadRequest(format!("data holds {why}")))
+        })?;
         if let Target::Room { org, .. } = &target {
             self.room_quota(org, &target.stored_name()).await?;
         }

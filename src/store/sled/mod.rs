@@ -350,6 +350,56 @@ impl SledStore {
         }
     }
 
+    /// Appends with the next seq; with `key`, only when the key names no message yet. The
+    /// message, its ack index entry and its key are one atomic write.
+    fn append_keyed(&self, channel: &str, draft: Draft, key: Option<&str>) -> Result<Appended> {
+        let log = LogRecord {
+            ts: draft.timestamp,
+            ack: draft.ack_required,
+            data: draft.data,
+        };
+        // Encoded before any lock: only the seq, in the key, waits for the channel's turn.
+        let value = encode(&log)?;
+        let entry = self.channel_entry(channel)?;
+        // Under the channel's lock: two publishes with one key cannot both append.
+        let mut head = entry.lock();
+        let key = key.map(|k| keys::idempotency(head.id, k));
+        if let Some(key) = &key {
+            if let Some(seq) = self.get(key)? {
+                let seq = read_u64(&self.path, "an idempotency key", &seq)?;
+                // A ticket taken now is covered only by a flush after the first write:
+                // waiting on it waits for that write too.
+                return Ok(Appended::Repeat(seq, self.commits.applied()));
+            }
+        }
+        let seq = head.head + 1;
+        let log_key = keys::log(head.id, seq);
+        if !log.ack && key.is_none() {
+            self.put(&log_key, &value)?;
+        } else {
+            let mut batch = sled::Batch::default();
+            sealed_insert(&mut batch, &log_key, &value);
+            if log.ack {
+                sealed_insert(&mut batch, &keys::ack_required(head.id, seq), &[]);
+            }
+            if let Some(key) = &key {
+                sealed_insert(&mut batch, key, &seq.to_be_bytes());
+            }
+            self.apply(batch)?;
+        }
+        head.head = seq;
+        // Taken under the channel's lock: per channel, ticket order is seq order.
+        let ticket = self.commits.applied();
+        drop(head);
+        let message = StoredMessage {
+            seq,
+            timestamp: log.ts,
+            data: log.data,
+            ack_required: log.ack,
+        };
+        Ok(Appended::New(Arc::new(message), ticket))
+    }
+
     /// The value under `key`, its checksum verified.
     fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
         get_sealed(&self.db, &self.path, key)
@@ -473,73 +523,16 @@ impl Store for SledStore {
     }
 
     async fn append(&self, channel: &str, draft: Draft) -> Result<(Arc<StoredMessage>, Ticket)> {
-        let log = LogRecord {
-            ts: draft.timestamp,
-            ack: draft.ack_required,
-            data: draft.data,
-        };
-        // Encoded before any lock: only the seq, in the key, waits for the channel's turn.
-        let value = encode(&log)?;
-        let entry = self.channel_entry(channel)?;
-        let mut head = entry.lock();
-        let seq = head.head + 1;
-        let key = keys::log(head.id, seq);
-        if log.ack {
-            let mut batch = sled::Batch::default();
-            sealed_insert(&mut batch, &key, &value);
-            sealed_insert(&mut batch, &keys::ack_required(head.id, seq), &[]);
-            self.apply(batch)?;
-        } else {
-            self.put(&key, &value)?;
+        match self.append_keyed(channel, draft, None)? {
+            Appended::New(message, ticket) => Ok((message, ticket)),
+            Appended::Repeat(..) => Err(StoreError::Engine(
+                "an append without a key was taken for a repeat".into(),
+            )),
         }
-        head.head = seq;
-        // Taken under the channel's lock: per channel, ticket order is seq order.
-        let ticket = self.commits.applied();
-        drop(head);
-        let message = StoredMessage {
-            seq,
-            timestamp: log.ts,
-            data: log.data,
-            ack_required: log.ack,
-        };
-        Ok((Arc::new(message), ticket))
     }
 
     async fn append_once(&self, channel: &str, draft: Draft, key: &str) -> Result<Appended> {
-        let log = LogRecord {
-            ts: draft.timestamp,
-            ack: draft.ack_required,
-            data: draft.data,
-        };
-        let value = encode(&log)?;
-        let entry = self.channel_entry(channel)?;
-        // Under the channel's lock, so two publishes with one key cannot both append.
-        let mut head = entry.lock();
-        let key_of = keys::idempotency(head.id, key);
-        if let Some(seq) = self.get(&key_of)? {
-            let seq = read_u64(&self.path, "an idempotency key", &seq)?;
-            // A ticket taken now is covered only by a flush after the first write: waiting on
-            // it waits for that write too.
-            return Ok(Appended::Repeat(seq, self.commits.applied()));
-        }
-        let seq = head.head + 1;
-        let mut batch = sled::Batch::default();
-        sealed_insert(&mut batch, &keys::log(head.id, seq), &value);
-        if log.ack {
-            sealed_insert(&mut batch, &keys::ack_required(head.id, seq), &[]);
-        }
-        sealed_insert(&mut batch, &key_of, &seq.to_be_bytes());
-        self.apply(batch)?;
-        head.head = seq;
-        let ticket = self.commits.applied();
-        drop(head);
-        let message = StoredMessage {
-            seq,
-            timestamp: log.ts,
-            data: log.data,
-            ack_required: log.ack,
-        };
-        Ok(Appended::New(Arc::new(message), ticket))
+        self.append_keyed(channel, draft, Some(key))
     }
 
     async fn count_channels(&self, prefix: &str) -> Result<usize> {
