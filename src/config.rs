@@ -268,6 +268,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Subscriptions one connection may hold.
     pub max_subscriptions_per_connection: usize,
+    /// Publishes of one native connection waiting for their commit at once; at the bound the
+    /// connection's next message is not read until one is answered.
+    pub max_publishes_in_flight: usize,
     /// Messages per second per user (sustained), video excluded.
     pub messages_per_second: u32,
     /// Messages per user allowed in a burst.
@@ -346,6 +349,7 @@ impl Default for Limits {
             max_connections_per_user: 5,
             max_connections: 10_000,
             max_subscriptions_per_connection: 256,
+            max_publishes_in_flight: 64,
             messages_per_second: 20,
             message_burst: 40,
             video_frames_per_second: 30,
@@ -434,6 +438,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "limits.max_subscriptions_per_connection",
         "subscriptions per connection",
+    ),
+    (
+        "limits.max_publishes_in_flight",
+        "publishes of one native connection awaiting their commit at once (backpressure beyond)",
     ),
     (
         "limits.messages_per_second",
@@ -716,6 +724,11 @@ impl Config {
             ),
             ("limits.max_message_size", l.max_message_size < 256),
             ("limits.outbound_queue", l.outbound_queue == 0),
+            (
+                "limits.max_publishes_in_flight",
+                // A semaphore holds at most this many permits.
+                l.max_publishes_in_flight == 0 || l.max_publishes_in_flight > 4096,
+            ),
             ("limits.stomp_transactions", l.stomp_transactions == 0),
             (
                 "limits.stomp_transaction_frames",

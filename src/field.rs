@@ -24,7 +24,7 @@ use crate::auth::{Identity, Role};
 use crate::channel::{is_video, ChannelKind, Target};
 use crate::failure::Failure;
 use crate::geofence::{Area, FenceIndex, FenceKind, Shape};
-use crate::hub::{Hub, HubError, Publish, Published};
+use crate::hub::{Hub, HubError, Publish, Published, Turn};
 use crate::protocol::{now_millis, ErrorCode};
 use crate::store::{Change, Record, Records, Store, StoreError};
 
@@ -375,10 +375,20 @@ impl Field {
         who: &Identity,
         req: Publish<'_>,
     ) -> Result<FieldPublished, FieldError> {
+        self.publish_in_turn(who, req, None).await
+    }
+
+    /// [`Field::publish`], dropping `turn` once the message has its seq (see [`Turn`]).
+    pub async fn publish_in_turn(
+        &self,
+        who: &Identity,
+        req: Publish<'_>,
+        turn: Turn,
+    ) -> Result<FieldPublished, FieldError> {
         let kind_user = |prefix: &str| req.channel.strip_prefix(prefix).map(str::to_string);
         if let Some(user) = kind_user("/topic/location/") {
             let location = Location::parse(&req.data, self.config.max_clock_skew)?;
-            let published = self.hub.publish(who, req).await?;
+            let published = self.hub.publish_in_turn(who, req, turn).await?;
             self.located(&user, location).await?;
             return Ok(FieldPublished {
                 published,
@@ -387,7 +397,7 @@ impl Field {
         }
         if is_video(req.channel) {
             self.check_frame(&req.data)?;
-            let published = self.hub.publish(who, req).await?;
+            let published = self.hub.publish_in_turn(who, req, turn).await?;
             return Ok(FieldPublished {
                 published,
                 alert_id: None,
@@ -429,7 +439,7 @@ impl Field {
                     ack_required,
                     idempotency_key: key.as_deref(),
                 };
-                let published = field.hub.publish(&who, req).await?;
+                let published = field.hub.publish_in_turn(&who, req, turn).await?;
                 // With a key, the alert's id comes from it: a retry finds the first alert.
                 let once = key.map(|k| alert_id_for(&who.user, &channel, &k));
                 let alert = field
@@ -442,7 +452,7 @@ impl Field {
             });
             return raised.await.map_err(|_| FieldError::Unavailable)?;
         }
-        let published = self.hub.publish(who, req).await?;
+        let published = self.hub.publish_in_turn(who, req, turn).await?;
         Ok(FieldPublished {
             published,
             alert_id: None,

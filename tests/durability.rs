@@ -10,6 +10,7 @@ use lookout::auth::Role;
 use serde_json::{json, Value};
 
 const ROOM: &str = "/topic/org/acme/room/ops";
+const OTHER_ROOM: &str = "/topic/org/acme/room/yard";
 
 async fn server_with(adjust: impl FnOnce(&mut lookout::Config)) -> TestServer {
     TestServer::start_with(|c| {
@@ -533,5 +534,50 @@ async fn a_rest_publish_whose_client_hangs_up_before_its_flush_is_still_delivere
     let message = watcher.next_message().await;
     assert_eq!(message["seq"], 1);
     assert_eq!(message["data"]["alert"], "PANIC");
+    server.stop().await;
+}
+
+/// A client sends publishes without waiting for replies. Their commits overlap, but their seqs
+/// follow the sending order, their replies come in that order, and a request sent after them
+/// is answered after them — with a pipeline as shallow as 3, so it fills up and drains again.
+#[tokio::test]
+async fn pipelined_publishes_get_seqs_and_replies_in_sending_order() {
+    let server = server_with(|c| {
+        c.limits.max_publishes_in_flight = 3;
+        c.limits.messages_per_second = 100_000;
+        c.limits.message_burst = 100_000;
+    })
+    .await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let mut watcher = server.connect(&sup).await;
+    assert!(ok(&watcher.subscribe(ROOM).await));
+    let mut publisher = server.connect(&sup).await;
+    const COUNT: u64 = 200;
+    for n in 1..=COUNT {
+        // Two channels interleaved: seqs are per channel, order is per connection.
+        let channel = if n % 2 == 0 { ROOM } else { OTHER_ROOM };
+        publisher
+            .send(json!({"type": "publish", "id": n, "channel": channel, "data": {"n": n}}))
+            .await;
+    }
+    publisher.send(json!({"type": "ping", "id": "last"})).await;
+    let mut seqs = (0u64, 0u64);
+    for n in 1..=COUNT {
+        let reply = publisher.next_frame().await;
+        assert_eq!(reply["id"], n, "replies in sending order: {reply}");
+        assert!(ok(&reply), "{reply}");
+        let seq = if n % 2 == 0 { &mut seqs.0 } else { &mut seqs.1 };
+        *seq += 1;
+        assert_eq!(reply["seq"], *seq, "seq of publish {n}");
+    }
+    let pong = publisher.next_frame().await;
+    assert_eq!(
+        (pong["type"].as_str(), pong["id"].as_str()),
+        (Some("pong"), Some("last"))
+    );
+    for n in (2..=COUNT).step_by(2) {
+        let message = watcher.next_message().await;
+        assert_eq!(message["data"]["n"], n, "delivered in order");
+    }
     server.stop().await;
 }

@@ -50,7 +50,8 @@ pub use self::conn::{ConnHandle, Delivery, Outbound, View};
 pub use self::error::{HubError, Refusal};
 pub use self::registry::Channel;
 pub use self::requests::{
-    ConnStatus, History, HistoryMessage, Publish, Published, SubscribeInfo, Subscribed, UserStatus,
+    ConnStatus, History, HistoryMessage, Publish, Published, SubscribeInfo, Subscribed, Turn,
+    UserStatus,
 };
 pub use self::users::Admitted;
 pub use crate::channel::{ChannelKind, Target};

@@ -9,7 +9,7 @@ use super::error::HubError;
 use super::facts::Facts;
 use super::lane::Offered;
 use super::registry::{Channel, ChannelState};
-use super::requests::{Publish, Published};
+use super::requests::{Publish, Published, Turn};
 use super::Hub;
 use crate::auth::Identity;
 use crate::channel::{self, ChannelKind, Target};
@@ -109,6 +109,17 @@ impl Hub {
     /// Publishes on behalf of `who`, after checking the rights table. Returns once the message
     /// is durable (logged channels) and queued to every subscriber.
     pub async fn publish(&self, who: &Identity, req: Publish<'_>) -> Result<Published, HubError> {
+        self.publish_in_turn(who, req, None).await
+    }
+
+    /// [`Hub::publish`], letting the connection's next publish go ahead once this one has
+    /// its seq (`turn` is dropped then).
+    pub async fn publish_in_turn(
+        &self,
+        who: &Identity,
+        req: Publish<'_>,
+        turn: Turn,
+    ) -> Result<Published, HubError> {
         let (target, job_owner) = self.authorize_publish(who, &req).await?;
         crate::protocol::check_portable(&req.data).map_err(|why| {
             HubError::Denied(channel::Denied::BadRequest(format!("data holds {why}")))
@@ -133,15 +144,11 @@ impl Hub {
             Some(key) => Some(idempotency_key(who, &target, key)?),
         };
         let started = std::time::Instant::now();
-        let seq = match &key {
-            None => {
-                self.publish_as_lookout(&target, req.data, req.ack_required)
-                    .await?
-            }
-            Some(key) => {
-                self.publish_logged(&target, req.data, req.ack_required, Some(key))
-                    .await?
-            }
+        let seq = if target.kind().is_logged() {
+            self.publish_logged(&target, req.data, req.ack_required, key.as_deref(), turn)
+                .await?
+        } else {
+            self.publish_live(&target, &target.stored_name(), req.data)
         };
         if target.kind().is_logged() {
             self.stats.publish_latency.observe(started.elapsed());
@@ -202,7 +209,8 @@ impl Hub {
         if !target.kind().is_logged() {
             return Ok(self.publish_live(target, &target.stored_name(), data));
         }
-        self.publish_logged(target, data, ack_required, None).await
+        self.publish_logged(target, data, ack_required, None, None)
+            .await
     }
 
     /// Publishes on a logged channel, once per `key` when there is one. Returns the seq once
@@ -213,6 +221,7 @@ impl Hub {
         data: rmpv::Value,
         ack_required: bool,
         key: Option<&str>,
+        turn: Turn,
     ) -> Result<u64, HubError> {
         let stored = target.stored_name();
         let kind = target.kind();
@@ -241,6 +250,7 @@ impl Hub {
                 // durable, then gets the same reply.
                 Appended::Repeat(seq, ticket) => {
                     drop(in_flight);
+                    drop(turn);
                     self.stats.idempotent_repeat();
                     self.store.durable(ticket).await?;
                     return Ok(seq);
@@ -251,6 +261,8 @@ impl Hub {
         let channel = in_flight.channel.clone();
         channel.state.lock().pending.insert(seq, (ticket, message));
         drop(in_flight);
+        // The seq is taken: the connection's next publish may take its own.
+        drop(turn);
         self.stats.published(kind);
         let mut releasing = Releasing {
             hub: self,

@@ -25,6 +25,11 @@ pub struct Publish<'a> {
     pub idempotency_key: Option<&'a str>,
 }
 
+/// Held by a publish until its seq is taken (or it failed before): dropping it lets the next
+/// publish of the same connection take its seq. Pipelined publishes use it so that their seqs
+/// follow the order the client sent them in while their commits overlap.
+pub type Turn = Option<tokio::sync::oneshot::Sender<()>>;
+
 /// The longest idempotency key accepted, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::context::{next_message, Flow, SessionContext, Source};
+use super::pipeline::Pipeline;
 use super::subscriptions::Subscriptions;
 use crate::channel::{is_video, Target};
 use crate::failure::{Failure, Report};
@@ -22,15 +23,19 @@ pub struct Reader {
     conn: Arc<ConnHandle>,
     /// Public channel name → hub entry.
     subscriptions: Subscriptions,
+    /// Publishes awaiting their commit.
+    pipeline: Pipeline,
 }
 
 impl Reader {
     /// A reader for `conn`.
     pub fn new(ctx: SessionContext, conn: Arc<ConnHandle>) -> Self {
+        let depth = ctx.hub.limits().max_publishes_in_flight;
         Reader {
             ctx,
             conn,
             subscriptions: Subscriptions::default(),
+            pipeline: Pipeline::new(depth),
         }
     }
 
@@ -51,6 +56,14 @@ impl Reader {
     async fn message(&mut self, text: bool, bytes: &[u8]) -> Flow {
         let encoding = self.conn.encoding;
         self.ctx.hub.stats.received.fetch_add(1, Ordering::Relaxed);
+        let msg = match encoding.decode::<ClientMsg>(bytes) {
+            Ok(msg) if text == (encoding == Encoding::Json) => Some(msg),
+            _ => None,
+        };
+        if !matches!(msg, Some(ClientMsg::Publish { .. })) {
+            // Its reply (or error) comes after those of the publishes before it.
+            self.pipeline.barrier().await;
+        }
         if text != (encoding == Encoding::Json) {
             let msg = match encoding {
                 Encoding::Json => "lookout.json takes text frames",
@@ -58,13 +71,15 @@ impl Reader {
             };
             return self.error(None, ErrorCode::BadRequest, msg).await;
         }
-        let msg: ClientMsg = match encoding.decode(bytes) {
-            Ok(msg) => msg,
-            Err(e) => {
+        let msg: ClientMsg = match msg {
+            Some(msg) => msg,
+            None => {
+                let e = match encoding.decode::<ClientMsg>(bytes) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "unreadable message".into(),
+                };
                 let id = encoding.decode::<IdOnly>(bytes).unwrap_or_default().id;
-                return self
-                    .error(id.as_ref(), ErrorCode::BadRequest, &e.to_string())
-                    .await;
+                return self.error(id.as_ref(), ErrorCode::BadRequest, &e).await;
             }
         };
         let limits = self.ctx.hub.limits();
@@ -76,6 +91,7 @@ impl Reader {
         }
         let exempt = matches!(msg, ClientMsg::Ping { .. } | ClientMsg::Refresh { .. });
         if !exempt && !self.ctx.hub.allow_message(&self.conn.identity.user, video) {
+            self.pipeline.barrier().await;
             let id = request_id(&msg);
             return self
                 .error(
@@ -122,27 +138,24 @@ impl Reader {
                 owner,
                 idempotency_key,
             } => {
-                let request = Publish {
-                    channel: &channel,
-                    to: to.as_deref(),
-                    owner: owner.as_deref(),
-                    data,
-                    ack_required: ack,
-                    idempotency_key: idempotency_key.as_deref(),
-                };
-                match self.ctx.field.publish(&self.conn.identity, request).await {
-                    Ok(p) => {
-                        let fields = ReplyFields {
-                            channel: Some(&p.published.channel),
-                            seq: Some(p.published.seq),
-                            epoch: Some(&p.published.epoch),
-                            alert_id: p.alert_id.as_deref(),
-                            ..Default::default()
+                let field = self.ctx.field.clone();
+                let who = self.conn.identity.clone();
+                let encoding = self.conn.encoding;
+                self.pipeline
+                    .start(&self.conn, move |turn| async move {
+                        let request = Publish {
+                            channel: &channel,
+                            to: to.as_deref(),
+                            owner: owner.as_deref(),
+                            data,
+                            ack_required: ack,
+                            idempotency_key: idempotency_key.as_deref(),
                         };
-                        self.reply(id.as_ref(), fields).await
-                    }
-                    Err(e) => self.fail(id.as_ref(), &e).await,
-                }
+                        let result = field.publish_in_turn(&who, request, turn).await;
+                        publish_reply(encoding, id.as_ref(), result)
+                    })
+                    .await;
+                Flow::Continue
             }
             ClientMsg::Ack { id, channel, seq } => {
                 match self
@@ -344,6 +357,38 @@ impl Reader {
                 tracing::error!(error = %e, "cannot encode a reply");
                 Flow::Continue
             }
+        }
+    }
+}
+
+/// A publish's reply, or `None` when the connection is gone anyway.
+fn publish_reply(
+    encoding: Encoding,
+    id: Option<&RequestId>,
+    result: Result<crate::field::FieldPublished, crate::field::FieldError>,
+) -> Option<bytes::Bytes> {
+    let encoded = match result {
+        Ok(p) => {
+            let fields = ReplyFields {
+                channel: Some(&p.published.channel),
+                seq: Some(p.published.seq),
+                epoch: Some(&p.published.epoch),
+                alert_id: p.alert_id.as_deref(),
+                ..Default::default()
+            };
+            encoding.encode(&Reply::new(id, fields))
+        }
+        Err(crate::field::FieldError::Hub(HubError::Gone)) => return None,
+        Err(e) => {
+            let report = Report::of(&e);
+            encoding.encode(&ErrorFrame::new(id, report.code, &report.message))
+        }
+    };
+    match encoded {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a reply");
+            None
         }
     }
 }
