@@ -1,11 +1,23 @@
-//! Durable publish throughput: group commit against one flush per message, with 32 concurrent
-//! publishers, on the same machine in one run.
+//! Durable publish throughput, on the same machine in one run:
+//! - in the hub: group commit against one flush per message, with 32 concurrent publishers;
+//! - over TLS WebSocket: one client publishing on a logged room, waiting for each reply
+//!   against keeping up to 64 publishes in flight (the server pipelines them).
 //!
-//! `cargo bench --bench durable_publish` — measures each mode for 5 s and prints messages/s,
-//! publish latency percentiles and the ratio. Under `cargo test` it only runs a short pass to
-//! check that it works.
+//! `cargo bench --bench durable_publish` — measures each mode for 5 s and prints acknowledged
+//! messages/s, publish latency percentiles and the ratios. Under `cargo test` it only runs a
+//! short pass to check that it works.
 
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code)]
+mod harness;
+
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use lookout::auth::Role;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 use lookout::config::Limits;
 use lookout::hub::{Hub, Target};
@@ -78,6 +90,55 @@ async fn run(group_commit: bool, duration: Duration) -> Outcome {
     }
 }
 
+/// One WebSocket publisher keeping up to `window` publishes unanswered, for `duration`.
+async fn websocket(window: usize, duration: Duration) -> Outcome {
+    let server = harness::TestServer::start_with(|c| {
+        c.limits.messages_per_second = 1_000_000;
+        c.limits.message_burst = 1_000_000;
+    })
+    .await;
+    let token = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let (mut write, mut read) = server.connect(&token).await.ws.split();
+    let mut sent: VecDeque<Instant> = VecDeque::new();
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    let mut n = 0u64;
+    loop {
+        let sending = started.elapsed() < duration;
+        while sending && sent.len() < window {
+            n += 1;
+            let publish = json!({"type": "publish", "id": n, "channel": "/topic/org/acme/room/bench",
+                                 "data": {"n": n}});
+            write
+                .feed(Message::Text(publish.to_string().into()))
+                .await
+                .expect("send");
+            sent.push_back(Instant::now());
+        }
+        write.flush().await.expect("flush");
+        if sent.is_empty() {
+            break;
+        }
+        let Some(Ok(Message::Text(text))) = read.next().await else {
+            panic!("the connection ended");
+        };
+        let reply: Value = serde_json::from_str(&text).expect("json");
+        if reply["type"] != "reply" {
+            continue;
+        }
+        assert!(reply["ok"] == true, "{reply}");
+        let at = sent.pop_front().expect("a publish in flight");
+        latencies.push(at.elapsed());
+    }
+    let elapsed = started.elapsed();
+    server.stop().await;
+    Outcome {
+        messages: latencies.len(),
+        elapsed,
+        latencies,
+    }
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let duration = if full {
@@ -106,5 +167,21 @@ fn main() {
         let ratio = group.per_second() / single.per_second();
         println!("  group commit / flush per message = {ratio:.1}x");
         assert!(group.messages > 0 && single.messages > 0);
+
+        let one = websocket(1, duration).await;
+        let pipelined = websocket(64, duration).await;
+        println!("one TLS WebSocket publisher on a logged room, {duration:?} per mode");
+        for (name, o) in [("reply by reply", &one), ("64 in flight", &pipelined)] {
+            println!(
+                "  {name:<18} {:>9.0} msg/s  ({} acknowledged)  latency p50 {:>8.2?} p99 {:>8.2?}",
+                o.per_second(),
+                o.messages,
+                o.percentile(0.50),
+                o.percentile(0.99)
+            );
+        }
+        let ratio = pipelined.per_second() / one.per_second();
+        println!("  64 in flight / reply by reply = {ratio:.1}x");
+        assert!(one.messages > 0 && pipelined.messages > 0);
     });
 }
