@@ -8,7 +8,6 @@
 //! short pass to check that it works.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod harness;
 
 use std::collections::VecDeque;
