@@ -51,6 +51,8 @@ pub struct Config {
     pub limits: Limits,
     /// How long channel logs are kept.
     pub retention: Retention,
+    /// The store's memory.
+    pub store: StoreSettings,
     /// Field operations: locations and geofences.
     pub field: FieldSettings,
     /// Alert escalation.
@@ -71,6 +73,23 @@ pub struct TestingSettings {
     /// Obey the store's fault triggers (files `FAULT-flush` / `FAULT-write` in the data
     /// directory make flushes or writes fail), for the store-fault tests. Never on a site.
     pub store_faults: bool,
+}
+
+/// The store's settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Bytes of sled's page cache. sled's own default is 1 GiB, more than a small appliance
+    /// should give a cache; pages beyond it are read back from the page-cache of the OS.
+    pub cache_capacity: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            cache_capacity: 64 << 20,
+        }
+    }
 }
 
 /// Dashboard settings.
@@ -313,6 +332,7 @@ impl Default for Config {
             jwt: JwtConfig::default(),
             limits: Limits::default(),
             retention: Retention::default(),
+            store: StoreSettings::default(),
             field: FieldSettings::default(),
             alerts: AlertSettings::default(),
             dashboard: DashboardSettings::default(),
@@ -527,6 +547,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "serve /echo, an unauthenticated echo WebSocket for conformance suites; never on a site",
     ),
     (
+        "store.cache_capacity",
+        "bytes of the store's page cache (sled), default 64 MiB",
+    ),
+    (
         "testing.store_faults",
         "obey the FAULT-flush / FAULT-write trigger files of the data directory, for store-fault tests; never on a site",
     ),
@@ -726,8 +750,7 @@ impl Config {
             ("limits.outbound_queue", l.outbound_queue == 0),
             (
                 "limits.max_publishes_in_flight",
-                // A semaphore holds at most this many permits.
-                l.max_publishes_in_flight == 0 || l.max_publishes_in_flight > 4096,
+                l.max_publishes_in_flight == 0,
             ),
             ("limits.stomp_transactions", l.stomp_transactions == 0),
             (
@@ -746,6 +769,15 @@ impl Config {
             ("limits.keyframe_ttl", l.keyframe_ttl.is_zero()),
             ("limits.unsent_bytes", l.unsent_bytes == 0),
         ];
+        if l.max_publishes_in_flight > 4096 {
+            bad(
+                "limits.max_publishes_in_flight",
+                "at most 4096: each one in flight holds a task and its message",
+            );
+        }
+        if self.store.cache_capacity < (1 << 20) {
+            bad("store.cache_capacity", "at least 1 MiB (1048576 bytes)");
+        }
         for &(key, is_bad) in positive {
             if is_bad {
                 bad(
@@ -858,5 +890,21 @@ mod tests {
         c.tls.cert = Some("x.pem".into());
         let err = c.validate().expect_err("must fail");
         assert!(err.to_string().starts_with("tls.cert"), "{err}");
+    }
+
+    #[test]
+    fn a_store_cache_too_small_to_work_and_an_unbounded_pipeline_are_refused_with_their_keys() {
+        let mut c = Config::default();
+        c.store.cache_capacity = 4096;
+        let err = c.validate().expect_err("must fail");
+        assert!(err.to_string().starts_with("store.cache_capacity"), "{err}");
+        let mut c = Config::default();
+        c.limits.max_publishes_in_flight = 100_000;
+        let err = c.validate().expect_err("must fail");
+        assert!(
+            err.to_string()
+                .starts_with("limits.max_publishes_in_flight"),
+            "{err}"
+        );
     }
 }

@@ -85,6 +85,7 @@ impl Server {
             &config.data_dir,
             StoreOptions {
                 faults: config.testing.store_faults,
+                cache_capacity: config.store.cache_capacity,
                 ..StoreOptions::default()
             },
         )?;

@@ -77,6 +77,8 @@ pub struct StoreOptions {
     pub group_commit: bool,
     /// Obey the fault triggers of [`faults`] (`testing.store_faults`; never on a site).
     pub faults: bool,
+    /// Bytes of sled's page cache (`store.cache_capacity`).
+    pub cache_capacity: u64,
 }
 
 impl Default for StoreOptions {
@@ -84,6 +86,7 @@ impl Default for StoreOptions {
         StoreOptions {
             group_commit: true,
             faults: false,
+            cache_capacity: crate::config::StoreSettings::default().cache_capacity,
         }
     }
 }
@@ -172,7 +175,7 @@ impl SledStore {
             return Err(StoreError::Foreign(path));
         }
         let marker = read_marker(data_dir)?;
-        let db = open_sled(&path)?;
+        let db = open_sled(&path, options.cache_capacity)?;
         // The schema version is the one value stored bare: it says whether the others are sealed.
         let created = match db.get(keys::meta("schema"))? {
             None if db.is_empty() && marker.is_some() => {
@@ -949,12 +952,17 @@ fn corrupt(path: &Path, message: &str) -> StoreError {
 /// releases its lock when its background threads let go of the file, a moment later.
 const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn open_sled(path: &Path) -> Result<sled::Db> {
+fn open_sled(path: &Path, cache_capacity: u64) -> Result<sled::Db> {
     let deadline = std::time::Instant::now() + SLED_LOCK_WAIT;
     loop {
         // sled panics on some kinds of damage instead of returning an error; either way the
         // operator must get a clear message, never a silent reset.
-        let opened = std::panic::catch_unwind(|| sled::Config::new().path(path).open());
+        let opened = std::panic::catch_unwind(|| {
+            sled::Config::new()
+                .path(path)
+                .cache_capacity(cache_capacity)
+                .open()
+        });
         match opened {
             Ok(Ok(db)) => return Ok(db),
             Ok(Err(sled::Error::Io(e))) if is_lock_conflict(&e) => {
