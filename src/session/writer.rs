@@ -170,10 +170,16 @@ impl Writer {
     /// fails once `write_timeout` passes without any (a flush of a record's worth to a slow
     /// reader may take longer than that in all, and that reader is not stuck).
     async fn timed(&self, write: impl Future<Output = std::io::Result<()>>) -> Result<(), ()> {
+        tokio::pin!(write);
+        // Most writes land in the gathering buffer and finish at once: no timer for those
+        // (arming one per frame showed in the profile).
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx)));
+        if let std::task::Poll::Ready(written) = first.await {
+            return written.map_err(|e| tracing::debug!(error = %e, "write failed"));
+        }
         let conn = &self.conn;
         let started = now_millis();
         let limit = self.limits.write_timeout.as_millis() as u64;
-        tokio::pin!(write);
         loop {
             let progress = started.max(conn.last_drained());
             let stuck_at = Instant::now()
