@@ -575,7 +575,8 @@ const MAX_HEADER_SIZE: usize = 14;
 
 impl ReadHalf {
   pub fn after_handshake(role: Role) -> Self {
-    let buffer = BytesMut::with_capacity(8192);
+    // Lookout patch: no read buffer until a frame arrives (see `parse_frame_header`).
+    let buffer = BytesMut::new();
 
     Self {
       role,
@@ -669,6 +670,14 @@ impl ReadHalf {
           return Err(WebSocketError::UnexpectedEOF);
         }
       }};
+    }
+
+    // Lookout patch: between frames an idle connection holds no read buffer. The 8 KiB one
+    // this used to keep (and whatever one large frame had grown it to) was most of an idle
+    // connection's memory; the next frame's first read takes 64 bytes, the rest is reserved
+    // once its length is known.
+    if self.buffer.is_empty() && self.buffer.capacity() > 0 {
+      self.buffer = BytesMut::new();
     }
 
     // Read the first two bytes
