@@ -464,7 +464,10 @@ impl Binary {
         stderr: std::process::Stdio,
     ) -> Binary {
         use std::io::BufRead;
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"));
+        // A benchmark may compare another build (SERVER_UNDER_TEST names its binary).
+        let program = std::env::var_os("SERVER_UNDER_TEST")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_lookout").into());
+        let mut cmd = std::process::Command::new(program);
         cmd.args(args)
             .arg("--data-dir")
             .arg(data_dir)
