@@ -149,7 +149,7 @@ fn main() {
         var("SERVER_UNDER_TEST").map_or(String::new(), |b| format!(", server {b}"))
     );
     println!(
-        "| msgs/s | deliveries/s | lost | p50 | p99 | p99.9 | max | server CPU per delivery |"
+        "| msgs/s | deliveries/s | undelivered | p50 | p99 | p99.9 | max | server CPU per delivery |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for rate in rates {
@@ -206,10 +206,10 @@ fn main() {
             let cpu = cpu_seconds(pid) - cpu_start;
             stop.cancel();
             let mut latencies = Vec::new();
-            let mut lost = 0u64;
+            let mut undelivered = 0u64;
             for t in tasks {
                 let got = t.await.expect("subscriber");
-                lost += got.gaps + sent.saturating_sub(got.last_seq);
+                undelivered += got.gaps + sent.saturating_sub(got.last_seq);
                 latencies.extend(got.latencies_us);
             }
             let _ = write.close().await;
@@ -218,7 +218,7 @@ fn main() {
             let deliveries = latencies.len() as u64;
             let ms = |us: u64| format!("{:.1} ms", us as f64 / 1000.0);
             println!(
-                "| {rate} | {:.0} | {lost} | {} | {} | {} | {} | {:.2} µs |",
+                "| {rate} | {:.0} | {undelivered} | {} | {} | {} | {} | {:.2} µs |",
                 deliveries as f64 / seconds as f64,
                 ms(percentile(&latencies, 0.50)),
                 ms(percentile(&latencies, 0.99)),
