@@ -316,6 +316,53 @@ async fn a_kill_9_loop_under_a_mixed_storm_loses_nothing_acknowledged_and_escala
                 storm_panic.lock().expect("lock").alerts.push(id);
             }
         }));
+        // A publisher that keeps 16 publishes unanswered (the server pipelines them): only
+        // what was answered counts as acknowledged, in the order it was sent.
+        let pipelined = server
+            .connect(&server.token("piper", Some("acme"), &[Role::Supervisor]))
+            .await;
+        let storm_pipe = storm.clone();
+        tasks.push(tokio::spawn(async move {
+            use futures_util::{SinkExt, StreamExt};
+            use tokio_tungstenite::tungstenite::Message;
+            let (mut write, mut read) = pipelined.ws.split();
+            let channel = CHANNELS[0];
+            let mut in_flight = std::collections::VecDeque::new();
+            let mut n = 0u64;
+            loop {
+                while in_flight.len() < 16 {
+                    n += 1;
+                    let tag = format!("r{round}-pipe{n}");
+                    let publish = json!({"type": "publish", "id": n, "channel": channel,
+                                         "data": {"tag": tag}});
+                    if write
+                        .send(Message::Text(publish.to_string().into()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    in_flight.push_back((n, tag));
+                }
+                let reply: Value = match read.next().await {
+                    Some(Ok(Message::Text(text))) => serde_json::from_str(&text).expect("json"),
+                    Some(Ok(_)) => continue,
+                    _ => return,
+                };
+                if reply["type"] != "reply" {
+                    continue;
+                }
+                let (id, tag) = in_flight.pop_front().expect("a publish in flight");
+                assert_eq!(reply["id"], id, "replies in sending order");
+                assert!(ok(&reply), "{reply}");
+                let seq = reply["seq"].as_u64().expect("seq");
+                storm_pipe
+                    .lock()
+                    .expect("lock")
+                    .messages
+                    .push((channel.to_string(), seq, tag));
+            }
+        }));
         // A guard walking in and out of the forbidden fence.
         let mut walker = server
             .connect(&server.token("walker", Some("acme"), &[Role::Guard]))
