@@ -8,6 +8,7 @@
 //! CPU while they idle. Under `cargo test` it only runs a short pass (200 connections, 2 s).
 //! The server is a separate process: both sides' sockets would not fit one process's files.
 
+mod common;
 #[path = "../tests/common/mod.rs"]
 mod harness;
 
@@ -22,17 +23,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::Connector;
 use tokio_util::sync::CancellationToken;
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
-        .sum();
-    ticks / 100.0
-}
 
 /// One connection from `source`, subscribed, answering pings until `stop`.
 async fn hold(
@@ -159,10 +149,10 @@ fn main() {
         let connect_time = started.elapsed();
         tokio::time::sleep(Duration::from_secs(1)).await;
         let pid = server.child.id();
-        let cpu_start = cpu_seconds(pid);
+        let cpu_start = common::cpu_seconds_of(&pid.to_string());
         let idle_started = Instant::now();
         tokio::time::sleep(hold_for).await;
-        let idle_cpu = (cpu_seconds(pid) - cpu_start) / idle_started.elapsed().as_secs_f64();
+        let idle_cpu = (common::cpu_seconds_of(&pid.to_string()) - cpu_start) / idle_started.elapsed().as_secs_f64();
         let rss_after = server.rss_kib();
         let per = (rss_after.saturating_sub(rss_before)) as f64 / count as f64;
         println!(

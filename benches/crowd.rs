@@ -76,7 +76,7 @@ impl ServerProcess {
     }
 
     fn cpu_seconds(&self) -> f64 {
-        cpu_seconds_of(&self.child.id().to_string())
+        common::cpu_seconds_of(&self.child.id().to_string())
     }
 
     fn rss_mib(&self) -> f64 {
@@ -90,20 +90,6 @@ impl ServerProcess {
     }
 }
 
-/// User plus system CPU seconds of the process `pid` (from `/proc`).
-fn cpu_seconds_of(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
-        .sum();
-    // USER_HZ is 100 on Linux.
-    ticks / 100.0
-}
-
 /// The value of the unlabelled sample `name` in a Prometheus text exposition.
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
@@ -112,7 +98,7 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 fn own_cpu_seconds() -> f64 {
-    cpu_seconds_of("self")
+    common::cpu_seconds_of("self")
 }
 
 impl Drop for ServerProcess {

@@ -9,6 +9,7 @@
 //! `SERVER_UNDER_TEST=path/to/lookout` measures another build with the same load. Under
 //! `cargo test` it only runs a short pass (20 subscribers, 50 msgs/s, 1 s).
 
+mod common;
 #[path = "../tests/common/mod.rs"]
 mod harness;
 
@@ -27,17 +28,6 @@ use tokio_util::sync::CancellationToken;
 const ROOM: &str = "/topic/org/acme/room/fanout";
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
-        .sum();
-    ticks / 100.0
-}
 
 async fn connect(server: &Binary, tls: &Arc<rustls::ClientConfig>, user: &str, i: usize) -> Ws {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
@@ -185,7 +175,7 @@ fn main() {
                 ok
             });
             let pid = server.child.id();
-            let cpu_start = cpu_seconds(pid);
+            let cpu_start = common::cpu_seconds_of(&pid.to_string());
             let started = Instant::now();
             let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
             let mut sent = 0u64;
@@ -203,7 +193,7 @@ fn main() {
             }
             // Let the last deliveries arrive.
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let cpu = cpu_seconds(pid) - cpu_start;
+            let cpu = common::cpu_seconds_of(&pid.to_string()) - cpu_start;
             stop.cancel();
             let mut latencies = Vec::new();
             let mut undelivered = 0u64;
