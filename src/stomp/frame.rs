@@ -294,6 +294,12 @@ impl Parser {
         self.head_scanned = 0;
         self.body_scanned = 0;
         let mut frame_bytes = self.buf.split_to(frame_len);
+        if self.buf.is_empty() {
+            // Let go of the allocation the frame came in: the next push would take all of it
+            // back once the frame is dropped, and a connection that sent one 128 KiB frame
+            // would hold 128 KiB for the rest of its life.
+            self.buf = BytesMut::new();
+        }
         frame_bytes.advance(body_start);
         frame_bytes.truncate(body_len);
         Ok(Some(Event::Frame(Frame {
@@ -337,6 +343,27 @@ fn find_blank_line(buf: &[u8], from: usize) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Buffer capacity a parser may keep between frames.
+    const KEEP_CAPACITY: usize = 4096;
+
+    #[test]
+    fn a_large_frame_does_not_leave_its_buffer_behind() {
+        let mut parser = Parser::new(1 << 20, 16);
+        let body = vec![b'x'; 128 * 1024];
+        let mut wire = b"SEND\ndestination:/topic/system\n\n".to_vec();
+        wire.extend_from_slice(&body);
+        wire.push(0);
+        parser.push(&wire);
+        assert!(matches!(parser.next_event(), Ok(Some(Event::Frame(_)))));
+        parser.push(b"\n");
+        assert!(
+            parser.buf.capacity() <= KEEP_CAPACITY,
+            "kept {} bytes after the frame",
+            parser.buf.capacity()
+        );
+        assert!(matches!(parser.next_event(), Ok(Some(Event::Heartbeat))));
+    }
 
     fn parse_all(parser: &mut Parser) -> Result<Vec<Event>, FrameError> {
         let mut out = Vec::new();
