@@ -12,8 +12,7 @@ use super::pipeline::Pipeline;
 use super::subscriptions::Subscriptions;
 use crate::channel::{is_video, Target};
 use crate::failure::{Failure, Report};
-use crate::field::FieldError;
-use crate::hub::{ConnHandle, HubError, Outbound, Publish, View};
+use crate::hub::{ConnHandle, HubError, Outbound, Publish, Turn, View};
 use crate::protocol::{
     ClientMsg, Encoding, ErrorCode, ErrorFrame, IdOnly, Reply, ReplyFields, RequestId, Simple,
 };
@@ -57,30 +56,27 @@ impl Reader {
     async fn message(&mut self, text: bool, bytes: &[u8]) -> Flow {
         let encoding = self.conn.encoding;
         self.ctx.hub.stats.received.fetch_add(1, Ordering::Relaxed);
-        let msg = match encoding.decode::<ClientMsg>(bytes) {
-            Ok(msg) if text == (encoding == Encoding::Json) => Some(msg),
-            _ => None,
-        };
-        if !matches!(msg, Some(ClientMsg::Publish { .. })) {
+        let framed_right = text == (encoding == Encoding::Json);
+        // Decoded once; a frame of the wrong type is refused below whatever it holds.
+        let decoded = encoding.decode::<ClientMsg>(bytes);
+        if !(framed_right && matches!(decoded, Ok(ClientMsg::Publish { .. }))) {
             // Its reply (or error) comes after those of the publishes before it.
             self.pipeline.barrier().await;
         }
-        if text != (encoding == Encoding::Json) {
+        if !framed_right {
             let msg = match encoding {
                 Encoding::Json => "lookout.json takes text frames",
                 Encoding::MsgPack => "lookout.msgpack takes binary frames",
             };
             return self.error(None, ErrorCode::BadRequest, msg).await;
         }
-        let msg: ClientMsg = match msg {
-            Some(msg) => msg,
-            None => {
-                let e = match encoding.decode::<ClientMsg>(bytes) {
-                    Err(e) => e.to_string(),
-                    Ok(_) => "unreadable message".into(),
-                };
+        let msg: ClientMsg = match decoded {
+            Ok(msg) => msg,
+            Err(e) => {
                 let id = encoding.decode::<IdOnly>(bytes).unwrap_or_default().id;
-                return self.error(id.as_ref(), ErrorCode::BadRequest, &e).await;
+                return self
+                    .error(id.as_ref(), ErrorCode::BadRequest, &e.to_string())
+                    .await;
             }
         };
         let limits = self.ctx.hub.limits();
@@ -139,45 +135,41 @@ impl Reader {
                 owner,
                 idempotency_key,
             } => {
+                let decoded = Decoded {
+                    id,
+                    channel,
+                    data,
+                    ack,
+                    to,
+                    owner,
+                    idempotency_key,
+                };
                 let encoding = self.conn.encoding;
-                if channel.starts_with("/topic/emergency/") {
+                if decoded.channel.starts_with("/topic/emergency/") {
                     // An emergency is handled by the reader itself, on its way to the urgent
                     // lane at once: a task of its own would first wait its turn in the busy
                     // run queue (PANIC latency tripled under the crowd bench's load).
                     self.pipeline.barrier().await;
-                    let request = Publish {
-                        channel: &channel,
-                        to: to.as_deref(),
-                        owner: owner.as_deref(),
-                        data,
-                        ack_required: ack,
-                        idempotency_key: idempotency_key.as_deref(),
-                    };
-                    let result = self.ctx.field.publish(&self.conn.identity, request).await;
-                    let gone = matches!(result, Err(FieldError::Hub(HubError::Gone)));
-                    let Some(bytes) = publish_reply(encoding, id.as_ref(), result) else {
-                        return if gone { Flow::Stop } else { Flow::Continue };
-                    };
-                    return if self.conn.send(Outbound::Frame(bytes)).await {
-                        Flow::Continue
-                    } else {
-                        Flow::Stop
-                    };
+                    let reply = publish(
+                        &self.ctx.field,
+                        &self.conn.identity,
+                        encoding,
+                        decoded,
+                        None,
+                    )
+                    .await;
+                    if let Some(bytes) = reply {
+                        if !self.conn.send(Outbound::Frame(bytes)).await {
+                            return Flow::Stop;
+                        }
+                    }
+                    return Flow::Continue;
                 }
                 let field = self.ctx.field.clone();
                 let who = self.conn.identity.clone();
                 self.pipeline
                     .start(&self.conn, move |turn| async move {
-                        let request = Publish {
-                            channel: &channel,
-                            to: to.as_deref(),
-                            owner: owner.as_deref(),
-                            data,
-                            ack_required: ack,
-                            idempotency_key: idempotency_key.as_deref(),
-                        };
-                        let result = field.publish_in_turn(&who, request, turn).await;
-                        publish_reply(encoding, id.as_ref(), result)
+                        publish(&field, &who, encoding, decoded, turn).await
                     })
                     .await;
                 Flow::Continue
@@ -384,6 +376,37 @@ impl Reader {
             }
         }
     }
+}
+
+/// A publish as the client sent it, owned so that it can run in a task of its own.
+struct Decoded {
+    id: Option<RequestId>,
+    channel: String,
+    data: rmpv::Value,
+    ack: bool,
+    to: Option<String>,
+    owner: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+/// Runs one publish; returns its reply, if there is one to send.
+async fn publish(
+    field: &crate::field::Field,
+    who: &crate::auth::Identity,
+    encoding: Encoding,
+    decoded: Decoded,
+    turn: Turn,
+) -> Option<bytes::Bytes> {
+    let request = Publish {
+        channel: &decoded.channel,
+        to: decoded.to.as_deref(),
+        owner: decoded.owner.as_deref(),
+        data: decoded.data,
+        ack_required: decoded.ack,
+        idempotency_key: decoded.idempotency_key.as_deref(),
+    };
+    let result = field.publish_in_turn(who, request, turn).await;
+    publish_reply(encoding, decoded.id.as_ref(), result)
 }
 
 /// A publish's reply, or `None` when the connection is gone anyway.

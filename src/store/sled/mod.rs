@@ -283,6 +283,7 @@ impl SledStore {
             };
             channels.insert(name, Arc::new(Mutex::new(head)));
         }
+        let faults = Faults::new(options.faults, data_dir);
         let report = OpenReport {
             epoch: epoch.clone(),
             created,
@@ -296,9 +297,9 @@ impl SledStore {
                     options.group_commit,
                     flushes,
                     watermark,
-                    Faults::new(options.faults, data_dir),
+                    faults.clone(),
                 ),
-                faults: Faults::new(options.faults, data_dir),
+                faults,
                 db,
                 path,
                 epoch,
