@@ -1,0 +1,751 @@
+//! The servers under test, each started by the bench on 127.0.0.1 only, with a data directory
+//! of its own, and stopped by its own pid when dropped (also when the bench fails):
+//! - **Lookout**: the built binary (or `SERVER_UNDER_TEST`), TLS, a logged room;
+//! - **Nchan**: Debian's `nginx` with `libnginx-mod-nchan`, TLS with the same kind of
+//!   self-signed certificate, an HTTP `nchan_publisher` and a `nchan_subscriber websocket`
+//!   location, 2 workers;
+//! - **RabbitMQ** with `rabbitmq_web_stomp` (the broker behind Spring's STOMP relay), plain
+//!   WebSocket: every listener, epmd and the distribution port on 127.0.0.1.
+//!
+//! What a scenario needs from a server is here too: a subscriber connection (subscribed and
+//! confirmed), a publisher, and the server's RSS and CPU summed over its process tree.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use lookout::auth::Role;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use crate::harness::{self, Binary};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Lookout,
+    Nchan,
+    RabbitMq,
+}
+
+impl Kind {
+    pub fn parse(name: &str) -> Option<Kind> {
+        match name.trim() {
+            "lookout" => Some(Kind::Lookout),
+            "nchan" => Some(Kind::Nchan),
+            "rabbitmq" => Some(Kind::RabbitMq),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Lookout => "Lookout",
+            Kind::Nchan => "Nchan",
+            Kind::RabbitMq => "RabbitMQ Web-STOMP",
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Kind::Lookout => "lookout",
+            Kind::Nchan => "nchan",
+            Kind::RabbitMq => "rabbitmq",
+        }
+    }
+
+    /// The version under test, without starting it.
+    pub fn version(self) -> String {
+        let dpkg = |package| command_output("dpkg-query".into(), &["-W", "-f=${Version}", package]);
+        match self {
+            Kind::Lookout => command_output(
+                std::env::var_os("SERVER_UNDER_TEST")
+                    .unwrap_or_else(|| env!("CARGO_BIN_EXE_lookout").into()),
+                &["--version"],
+            ),
+            Kind::Nchan => format!(
+                "{}, libnginx-mod-nchan {}",
+                command_output("nginx".into(), &["-v"]),
+                dpkg("libnginx-mod-nchan")
+            ),
+            Kind::RabbitMq => format!("RabbitMQ {}", dpkg("rabbitmq-server")),
+        }
+    }
+
+    /// Why this server cannot be started here, if it cannot (a package is missing).
+    pub fn missing(self) -> Option<String> {
+        match self {
+            Kind::Lookout => None,
+            Kind::Nchan => (!Path::new(NCHAN_MODULE).exists() || which("nginx").is_none())
+                .then(|| "nginx and libnginx-mod-nchan are not installed".into()),
+            Kind::RabbitMq => rabbitmq_home()
+                .is_none()
+                .then(|| "rabbitmq-server is not installed".into()),
+        }
+    }
+}
+
+const NCHAN_MODULE: &str = "/usr/share/nginx/modules/ngx_nchan_module.so";
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+fn rabbitmq_home() -> Option<PathBuf> {
+    std::fs::read_dir("/usr/lib/rabbitmq/lib")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("rabbitmq_server-"))
+        })
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_listening(addr: SocketAddr, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A process the bench started, killed (SIGTERM, then SIGKILL) and reaped by its pid on drop.
+struct Owned {
+    child: Child,
+    what: &'static str,
+}
+
+impl Owned {
+    fn spawn(cmd: &mut Command, what: &'static str) -> Owned {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        Owned { child, what }
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        // The whole tree: RabbitMQ's start script waits on beam.smp, nginx's master on its
+        // workers. Each is signalled by the pid we know it by, children first.
+        let mut tree = descendants(self.child.id());
+        tree.reverse();
+        tree.push(self.child.id());
+        for pid in &tree {
+            signal(*pid, "TERM");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for pid in &tree {
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                eprintln!(
+                    "{} (pid {pid}) still running after SIGTERM: SIGKILL",
+                    self.what
+                );
+                signal(*pid, "KILL");
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Every process below `pid`, parents before children.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.filter_map(Result::ok) {
+            let Some(p) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|f| f.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parents.push((p, ppid));
+            }
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+fn rss_kib_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+enum Process {
+    Lookout(Binary),
+    Nchan(Owned),
+    /// RabbitMQ's start script (beam.smp below it), and the epmd started for it (stopped
+    /// after the broker: fields drop in order).
+    RabbitMq {
+        broker: Owned,
+        _epmd: Owned,
+    },
+}
+
+/// A server under test.
+pub struct Server {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    /// The client TLS configuration, for servers spoken to over TLS.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    process: Process,
+    cert_pem: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `kind` in a directory of its own under `root`.
+    pub fn start(kind: Kind, root: &Path) -> Server {
+        let dir = tempfile::tempdir_in(root).expect("tempdir");
+        match kind {
+            Kind::Lookout => {
+                let binary = Binary::serve(
+                    &dir.path().join("data"),
+                    &[
+                        ("LOOKOUT_LIMITS__MAX_CONNECTIONS", "20000"),
+                        ("LOOKOUT_LIMITS__MESSAGES_PER_SECOND", "100000"),
+                        ("LOOKOUT_LIMITS__MESSAGE_BURST", "100000"),
+                        ("LOOKOUT_LIMITS__PING_INTERVAL", "10s"),
+                    ],
+                );
+                let cert_pem = binary.cert_pem();
+                Server {
+                    kind,
+                    addr: binary.addr,
+                    tls: Some(harness::client_tls(&cert_pem)),
+                    process: Process::Lookout(binary),
+                    cert_pem,
+                    _dir: dir,
+                }
+            }
+            Kind::Nchan => Server::nchan(dir),
+            Kind::RabbitMq => Server::rabbitmq(dir),
+        }
+    }
+
+    fn nchan(dir: tempfile::TempDir) -> Server {
+        let d = dir.path();
+        // The same kind of certificate Lookout makes for itself (ECDSA P-256, self-signed).
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        let cert_pem = cert.cert.pem().into_bytes();
+        std::fs::write(d.join("cert.pem"), &cert_pem).expect("write cert");
+        std::fs::write(d.join("key.pem"), cert.key_pair.serialize_pem()).expect("write key");
+        let port = free_port();
+        let p = d.display();
+        let config = format!(
+            "load_module {NCHAN_MODULE};
+worker_processes 2;
+worker_rlimit_nofile 19500;
+daemon off;
+pid {p}/nginx.pid;
+error_log {p}/error.log warn;
+events {{ worker_connections 19000; }}
+http {{
+  access_log off;
+  client_body_temp_path {p}/body;
+  proxy_temp_path {p}/proxy;
+  fastcgi_temp_path {p}/fastcgi;
+  uwsgi_temp_path {p}/uwsgi;
+  scgi_temp_path {p}/scgi;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {p}/cert.pem;
+    ssl_certificate_key {p}/key.pem;
+    location = /pub {{ nchan_publisher http; nchan_channel_id $arg_id; }}
+    location = /sub {{
+      nchan_subscriber websocket;
+      nchan_channel_id $arg_id;
+      nchan_websocket_ping_interval 10;
+    }}
+  }}
+}}
+"
+        );
+        std::fs::write(d.join("nginx.conf"), config).expect("write nginx.conf");
+        let nginx = Owned::spawn(
+            Command::new("nginx")
+                .arg("-p")
+                .arg(d)
+                .arg("-c")
+                .arg(d.join("nginx.conf"))
+                .arg("-e")
+                .arg(d.join("error.log"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            "nginx",
+        );
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        wait_listening(addr, Duration::from_secs(20), "nginx");
+        Server {
+            kind: Kind::Nchan,
+            addr,
+            tls: Some(harness::client_tls(&cert_pem)),
+            process: Process::Nchan(nginx),
+            cert_pem,
+            _dir: dir,
+        }
+    }
+
+    fn rabbitmq(dir: tempfile::TempDir) -> Server {
+        let d = dir.path();
+        let home = rabbitmq_home().expect("rabbitmq-server is installed");
+        for sub in ["home", "mnesia", "log"] {
+            std::fs::create_dir_all(d.join(sub)).expect("mkdir");
+        }
+        let (web_stomp, stomp, epmd_port, dist) =
+            (free_port(), free_port(), free_port(), free_port());
+        std::fs::write(d.join("enabled_plugins"), "[rabbitmq_web_stomp].\n").expect("plugins");
+        std::fs::write(
+            d.join("rabbitmq.conf"),
+            format!(
+                "listeners.tcp = none
+stomp.listeners.tcp.1 = 127.0.0.1:{stomp}
+web_stomp.tcp.ip = 127.0.0.1
+web_stomp.tcp.port = {web_stomp}
+loopback_users.guest = true
+"
+            ),
+        )
+        .expect("rabbitmq.conf");
+        // An epmd of the bench's own, so it is stopped with the broker (the one Erlang would
+        // start is a daemon nobody owns).
+        let epmd = Owned::spawn(
+            Command::new("epmd")
+                .args(["-address", "127.0.0.1", "-port", &epmd_port.to_string()])
+                .env("HOME", d.join("home"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            "epmd",
+        );
+        wait_listening(
+            ([127, 0, 0, 1], epmd_port).into(),
+            Duration::from_secs(10),
+            "epmd",
+        );
+        let broker = Owned::spawn(
+            Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+                .env("HOME", d.join("home"))
+                .env("RABBITMQ_HOME", &home)
+                .env("RABBITMQ_NODENAME", "lookout-bench@localhost")
+                .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+                .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+                .env("ERL_EPMD_PORT", epmd_port.to_string())
+                .env("RABBITMQ_DIST_PORT", dist.to_string())
+                .env(
+                    "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+                    "-kernel inet_dist_use_interface {127,0,0,1}",
+                )
+                .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+                .env("RABBITMQ_LOG_BASE", d.join("log"))
+                .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+                .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+                .env("RABBITMQ_PID_FILE", d.join("rabbitmq.pid"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            "rabbitmq-server",
+        );
+        let addr: SocketAddr = ([127, 0, 0, 1], web_stomp).into();
+        wait_listening(addr, Duration::from_secs(90), "RabbitMQ Web-STOMP");
+        Server {
+            kind: Kind::RabbitMq,
+            addr,
+            tls: None,
+            process: Process::RabbitMq {
+                broker,
+                _epmd: epmd,
+            },
+            cert_pem: Vec::new(),
+            _dir: dir,
+        }
+    }
+
+    /// The pid the server's process tree hangs from.
+    fn root_pid(&self) -> u32 {
+        match &self.process {
+            Process::Lookout(b) => b.child.id(),
+            Process::Nchan(o) | Process::RabbitMq { broker: o, .. } => o.child.id(),
+        }
+    }
+
+    fn tree(&self) -> Vec<u32> {
+        let root = self.root_pid();
+        let mut all = vec![root];
+        all.extend(descendants(root));
+        all
+    }
+
+    /// Resident memory of the server's processes, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.tree().into_iter().map(rss_kib_of).sum()
+    }
+
+    /// User plus system CPU seconds of the server's processes.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.tree()
+            .into_iter()
+            .map(|pid| crate::common::cpu_seconds_of(&pid.to_string()))
+            .sum()
+    }
+
+    pub fn cert_pem(&self) -> &[u8] {
+        &self.cert_pem
+    }
+
+    /// How the clients reach it, for the table.
+    pub fn transport(&self) -> &'static str {
+        match self.kind {
+            Kind::Lookout | Kind::Nchan => "TLS WebSocket",
+            Kind::RabbitMq => "plain WebSocket (STOMP)",
+        }
+    }
+
+    async fn websocket(
+        &self,
+        path: &str,
+        source: IpAddr,
+        token: Option<&str>,
+        protocol: Option<&str>,
+    ) -> Result<Ws, String> {
+        websocket(self.addr, self.tls.clone(), path, source, token, protocol).await
+    }
+
+    /// A token for `user` of org `acme` (Lookout only; the peers take anyone).
+    pub fn token(&self, user: &str, role: Role) -> Option<String> {
+        match &self.process {
+            Process::Lookout(b) => Some(b.token(user, Some("acme"), &[role])),
+            _ => None,
+        }
+    }
+
+    /// A subscriber of `topic`, subscribed and confirmed (Nchan subscribes on connect). For
+    /// Lookout the topic is a logged room of org `acme`: every message is durable before it
+    /// is delivered.
+    pub async fn subscriber(
+        &self,
+        user: &str,
+        token: Option<&str>,
+        topic: &str,
+        source: IpAddr,
+    ) -> Result<Ws, String> {
+        match self.kind {
+            Kind::Lookout => {
+                let mut ws = self.websocket("/ws", source, token, None).await?;
+                next_text(&mut ws).await?; // connection_established
+                let subscribe = json!({"type": "subscribe", "id": "s", "channel": room(topic)});
+                send(&mut ws, subscribe.to_string()).await?;
+                loop {
+                    let text = next_text(&mut ws).await?;
+                    if text.starts_with(r#"{"type":"reply""#) {
+                        if !text.contains(r#""ok":true"#) {
+                            return Err(format!("{user}: subscribe refused: {text}"));
+                        }
+                        return Ok(ws);
+                    }
+                }
+            }
+            Kind::Nchan => {
+                self.websocket(&format!("/sub?id={topic}"), source, None, None)
+                    .await
+            }
+            Kind::RabbitMq => {
+                let mut ws = self.stomp_connect(source, "0,10000").await?;
+                let subscribe = format!(
+                    "SUBSCRIBE\nid:0\ndestination:/topic/{topic}\nack:auto\nreceipt:r\n\n\0"
+                );
+                send(&mut ws, subscribe).await?;
+                loop {
+                    let text = next_text(&mut ws).await?;
+                    if text.starts_with("RECEIPT") {
+                        return Ok(ws);
+                    }
+                    if text.starts_with("ERROR") {
+                        return Err(format!("{user}: {text}"));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn stomp_connect(&self, source: IpAddr, heart_beat: &str) -> Result<Ws, String> {
+        let mut ws = self
+            .websocket("/ws", source, None, Some("v12.stomp"))
+            .await?;
+        let connect = format!(
+            "CONNECT\naccept-version:1.2\nhost:/\nlogin:guest\npasscode:guest\nheart-beat:{heart_beat}\n\n\0"
+        );
+        send(&mut ws, connect).await?;
+        let text = next_text(&mut ws).await?;
+        if !text.starts_with("CONNECTED") {
+            return Err(format!("STOMP CONNECT: {text}"));
+        }
+        Ok(ws)
+    }
+
+    /// The publisher of `topic` for the fan-out scenario.
+    pub async fn publisher(&self, topic: &str) -> Result<Publisher, String> {
+        let local: IpAddr = [127, 0, 0, 1].into();
+        Ok(match self.kind {
+            Kind::Lookout => {
+                let token = self.token("publisher", Role::Supervisor);
+                let mut ws = self.websocket("/ws", local, token.as_deref(), None).await?;
+                next_text(&mut ws).await?;
+                let (write, mut read) = ws.split();
+                // Replies are read (so the server is never blocked on them) and counted.
+                let replies = tokio::spawn(async move {
+                    let mut ok = 0u64;
+                    while let Some(Ok(frame)) = read.next().await {
+                        if let Message::Text(text) = frame {
+                            ok += u64::from(text.contains("\"ok\":true"));
+                        }
+                    }
+                    ok
+                });
+                Publisher::Lookout {
+                    write,
+                    channel: room(topic),
+                    replies,
+                    n: 0,
+                }
+            }
+            Kind::Nchan => Publisher::Nchan {
+                http: harness::http_client(&self.cert_pem),
+                url: format!("https://{}/pub?id={topic}", self.addr),
+            },
+            Kind::RabbitMq => {
+                let ws = self.stomp_connect(local, "0,0").await?;
+                let (write, mut read) = ws.split();
+                let drain = tokio::spawn(async move {
+                    while let Some(Ok(_)) = read.next().await {}
+                    0
+                });
+                Publisher::RabbitMq {
+                    write,
+                    destination: format!("/topic/{topic}"),
+                    _drain: drain,
+                }
+            }
+        })
+    }
+}
+
+/// A WebSocket to `path` on `addr` (TLS when `tls` is given) from loopback source address
+/// `source` (past one address's ephemeral ports), with a Bearer token for Lookout.
+pub async fn websocket(
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    path: &str,
+    source: IpAddr,
+    token: Option<&str>,
+    protocol: Option<&str>,
+) -> Result<Ws, String> {
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket
+        .bind((source, 0).into())
+        .map_err(|e| format!("bind {source}: {e}"))?;
+    let stream = socket
+        .connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let mut req = format!("{scheme}://{addr}{path}")
+        .into_client_request()
+        .map_err(|e| e.to_string())?;
+    if let Some(token) = token {
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+    }
+    if let Some(protocol) = protocol {
+        req.headers_mut()
+            .insert("sec-websocket-protocol", protocol.parse().expect("header"));
+    }
+    let connector = match tls {
+        Some(tls) => Connector::Rustls(tls),
+        None => Connector::Plain,
+    };
+    let (ws, _) =
+        tokio_tungstenite::client_async_tls_with_config(req, stream, None, Some(connector))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+    Ok(ws)
+}
+
+/// The logged room a topic maps to on Lookout.
+pub fn room(topic: &str) -> String {
+    format!("/topic/org/acme/room/{topic}")
+}
+
+pub async fn send(ws: &mut Ws, text: String) -> Result<(), String> {
+    ws.send(Message::Text(text.into()))
+        .await
+        .map_err(|e| format!("send: {e}"))
+}
+
+/// The next text frame (pings are answered by the client library as it reads).
+pub async fn next_text(ws: &mut Ws) -> Result<String, String> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), ws.next()).await {
+            Err(_) => return Err("no frame within 60 s".into()),
+            Ok(Some(Ok(Message::Text(t)))) => return Ok(t.to_string()),
+            Ok(Some(Ok(Message::Binary(b)))) => return Ok(String::from_utf8_lossy(&b).into_owned()),
+            Ok(Some(Ok(Message::Close(c)))) => return Err(format!("closed: {c:?}")),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(None) => return Err("stream ended".into()),
+        }
+    }
+}
+
+pub enum Publisher {
+    Lookout {
+        write: SplitSink<Ws, Message>,
+        channel: String,
+        replies: tokio::task::JoinHandle<u64>,
+        n: u64,
+    },
+    Nchan {
+        http: reqwest::Client,
+        url: String,
+    },
+    RabbitMq {
+        write: SplitSink<Ws, Message>,
+        destination: String,
+        _drain: tokio::task::JoinHandle<u64>,
+    },
+}
+
+impl Publisher {
+    /// Publishes `payload` (a JSON object's text).
+    pub async fn publish(&mut self, payload: &str) -> Result<(), String> {
+        match self {
+            Publisher::Lookout {
+                write, channel, n, ..
+            } => {
+                *n += 1;
+                let frame = format!(
+                    r#"{{"type":"publish","id":{n},"channel":"{channel}","data":{payload}}}"#
+                );
+                write
+                    .send(Message::Text(frame.into()))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Publisher::Nchan { http, url } => {
+                let response = http
+                    .post(url.as_str())
+                    .header("content-type", "application/json")
+                    .body(payload.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if response.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("nchan publish: {}", response.status()))
+                }
+            }
+            Publisher::RabbitMq {
+                write, destination, ..
+            } => {
+                let frame = format!(
+                    "SEND\ndestination:{destination}\ncontent-type:application/json\n\n{payload}\0"
+                );
+                write
+                    .send(Message::Text(frame.into()))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Closes the publisher; for Lookout, how many publishes were acknowledged.
+    pub async fn close(self) -> Option<u64> {
+        match self {
+            Publisher::Lookout {
+                mut write, replies, ..
+            } => {
+                let _ = write.close().await;
+                replies.await.ok()
+            }
+            Publisher::Nchan { .. } => None,
+            Publisher::RabbitMq { mut write, .. } => {
+                let _ = write.close().await;
+                None
+            }
+        }
+    }
+}
+
+fn command_output(program: std::ffi::OsString, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text).trim().to_string()
+        })
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}

@@ -1,0 +1,308 @@
+//! Scenario 4, reconnect storm (Lookout only: of the peers, neither resumes a subscription from
+//! a sequence number with a reply saying whether it recovered): N clients subscribed to one
+//! logged room while a publisher goes on, all dropped at once (their TCP connections closed);
+//! each reconnects after the first retry delay `web/lookout-client.js` uses (500 ms less up to
+//! 50 % jitter) and resubscribes with `since` and `epoch`. Drop -> resubscribed percentiles,
+//! time until all resumed, messages lost and duplicated over the whole run, and a PANIC raised
+//! 1 s into the storm: how long until a supervisor (not part of the storm) has it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lookout::auth::Role;
+use rand::Rng;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::fanout::number_after;
+use crate::servers::{room, websocket, Server, Ws};
+
+pub struct Run {
+    pub clients: usize,
+    pub rate: u64,
+    pub published: u64,
+    /// Drop -> resubscribed, per client that resumed, sorted (µs).
+    pub resumed_us: Vec<u64>,
+    pub not_recovered: usize,
+    pub failed: Vec<String>,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub panic_us: Option<u64>,
+}
+
+struct Client {
+    seqs: Vec<u64>,
+    resumed_after: Option<Duration>,
+    recovered: bool,
+    failure: Option<String>,
+}
+
+const TOPIC: &str = "storm";
+
+async fn subscribe(ws: &mut Ws, since: Option<(u64, &str)>) -> Result<Value, String> {
+    let mut request = json!({"type": "subscribe", "id": "s", "channel": room(TOPIC)});
+    if let Some((seq, epoch)) = since {
+        request["since"] = seq.into();
+        request["epoch"] = epoch.into();
+    }
+    crate::servers::send(ws, request.to_string()).await?;
+    loop {
+        let text = crate::servers::next_text(ws).await?;
+        if text.starts_with(r#"{"type":"reply""#) {
+            let reply: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+            if reply["ok"] != true {
+                return Err(format!("subscribe refused: {reply}"));
+            }
+            return Ok(reply);
+        }
+    }
+}
+
+/// Reads messages into `seqs` until `until` fires.
+async fn receive(
+    ws: &mut Ws,
+    seqs: &mut Vec<u64>,
+    until: &CancellationToken,
+) -> Result<(), String> {
+    loop {
+        let frame = tokio::select! {
+            _ = until.cancelled() => return Ok(()),
+            frame = ws.next() => frame,
+        };
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                if text.starts_with(r#"{"type":"message""#) {
+                    if let Some(seq) = number_after(&text, "\"seq\"") {
+                        seqs.push(seq);
+                    }
+                }
+            }
+            Some(Ok(_)) => {}
+            other => return Err(format!("connection ended: {other:?}")),
+        }
+    }
+}
+
+struct Shared {
+    addr: std::net::SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    drop_now: CancellationToken,
+    stop: CancellationToken,
+    subscribed: AtomicUsize,
+    resumed: AtomicUsize,
+    dropped_at: parking_lot::Mutex<Option<Instant>>,
+}
+
+async fn client(
+    shared: Arc<Shared>,
+    i: usize,
+    token: String,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Client {
+    let mut got = Client {
+        seqs: Vec::new(),
+        resumed_after: None,
+        recovered: false,
+        failure: None,
+    };
+    let source = std::net::IpAddr::from([127, 0, 0, 1 + (i % 16) as u8]);
+    let connect = || {
+        websocket(
+            shared.addr,
+            shared.tls.clone(),
+            "/ws",
+            source,
+            Some(&token),
+            None,
+        )
+    };
+    let outcome: Result<(), String> = async {
+        let mut ws = connect().await?;
+        crate::servers::next_text(&mut ws).await?;
+        let reply = subscribe(&mut ws, None).await?;
+        let epoch = reply["epoch"].as_str().unwrap_or_default().to_string();
+        shared.subscribed.fetch_add(1, Ordering::Relaxed);
+        drop(permit);
+        receive(&mut ws, &mut got.seqs, &shared.drop_now).await?;
+        // The network goes: no close handshake, the socket just closes.
+        drop(ws);
+        let jitter = rand::rng().random_range(250..=500);
+        tokio::time::sleep(Duration::from_millis(jitter)).await;
+        // Retries as the client library does, doubling from 500 ms, for as long as it takes.
+        let mut backoff = Duration::from_millis(500);
+        let mut ws = loop {
+            if let Ok(mut ws) = connect().await {
+                if crate::servers::next_text(&mut ws).await.is_ok() {
+                    break ws;
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        };
+        let since = got.seqs.iter().copied().max().unwrap_or(0);
+        let reply = subscribe(&mut ws, Some((since, &epoch))).await?;
+        let dropped_at = (*shared.dropped_at.lock()).unwrap_or_else(Instant::now);
+        got.resumed_after = Some(dropped_at.elapsed());
+        got.recovered = reply["recovered"] == true;
+        shared.resumed.fetch_add(1, Ordering::Relaxed);
+        receive(&mut ws, &mut got.seqs, &shared.stop).await?;
+        let _ = ws.close(None).await;
+        Ok(())
+    }
+    .await;
+    got.failure = outcome.err();
+    got
+}
+
+pub async fn run(server: &Server, clients: usize, rate: u64) -> Result<Run, String> {
+    let shared = Arc::new(Shared {
+        addr: server.addr,
+        tls: server.tls.clone(),
+        drop_now: CancellationToken::new(),
+        stop: CancellationToken::new(),
+        subscribed: AtomicUsize::new(0),
+        resumed: AtomicUsize::new(0),
+        dropped_at: parking_lot::Mutex::new(None),
+    });
+    let token = |user: &str, role| server.token(user, role).unwrap_or_default();
+    let native = |user: &str, role| {
+        let token = token(user, role);
+        async move {
+            let local = [127, 0, 0, 1].into();
+            let mut ws = websocket(
+                server.addr,
+                server.tls.clone(),
+                "/ws",
+                local,
+                Some(&token),
+                None,
+            )
+            .await?;
+            crate::servers::next_text(&mut ws).await?;
+            Ok::<Ws, String>(ws)
+        }
+    };
+    // The supervisor and the guard who raises the PANIC are not part of the storm.
+    let mut supervisor = native("watcher", Role::Supervisor).await?;
+    let alerts = json!({"type": "subscribe", "id": "a", "channel": "/topic/org/acme/alerts"});
+    crate::servers::send(&mut supervisor, alerts.to_string()).await?;
+    let mut panicker = native("panicker", Role::Guard).await?;
+
+    let mut tasks = Vec::with_capacity(clients);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(200));
+    for i in 0..clients {
+        // At most 200 first subscriptions at a time; the storm itself is not throttled.
+        let permit = handshakes.clone().acquire_owned().await.expect("semaphore");
+        let shared = shared.clone();
+        let token = token(&format!("c{i}"), Role::Supervisor);
+        tasks.push(tokio::spawn(client(shared, i, token, permit)));
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while shared.subscribed.load(Ordering::Relaxed) < clients {
+        if let Some(ended) = tasks.iter().position(|t| t.is_finished()) {
+            let got = tasks.swap_remove(ended).await.map_err(|e| e.to_string())?;
+            return Err(format!(
+                "client c{ended} before the storm: {:?}",
+                got.failure
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {} of {clients} subscribed",
+                shared.subscribed.load(Ordering::Relaxed)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut publisher = server.publisher(TOPIC).await?;
+    let stop_publishing = CancellationToken::new();
+    let publishing = {
+        let stop = stop_publishing.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+            let mut n = 0u64;
+            while !stop.is_cancelled() {
+                tick.tick().await;
+                n += 1;
+                if publisher.publish(&format!(r#"{{"n":{n}}}"#)).await.is_err() {
+                    break;
+                }
+            }
+            (n, publisher.close().await.unwrap_or(0))
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The storm.
+    *shared.dropped_at.lock() = Some(Instant::now());
+    shared.drop_now.cancel();
+    let dropped_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let panic = json!({"type": "publish", "id": "p", "channel": "/topic/emergency/panicker", "data": {"type": "PANIC"}});
+    let panic_sent = Instant::now();
+    crate::servers::send(&mut panicker, panic.to_string()).await?;
+    let mut panic_us = None;
+    let panic_deadline = panic_sent + Duration::from_secs(30);
+    while panic_us.is_none() && Instant::now() < panic_deadline {
+        let frame = tokio::time::timeout_at(panic_deadline.into(), supervisor.next()).await;
+        match frame {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                if text.contains(r#""type":"PANIC""#) && text.contains(r#""event":"created""#) {
+                    panic_us = Some(panic_sent.elapsed().as_micros() as u64);
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            _ => break,
+        }
+    }
+    // Everyone back (or given up on), then a little more publishing.
+    let patience = dropped_at + Duration::from_secs(120);
+    while shared.resumed.load(Ordering::Relaxed) < clients && Instant::now() < patience {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_publishing.cancel();
+    let (sent, acknowledged) = publishing.await.map_err(|e| e.to_string())?;
+    if acknowledged != sent {
+        return Err(format!("{sent} published, {acknowledged} acknowledged"));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    shared.stop.cancel();
+    let _ = supervisor.close(None).await;
+    let _ = panicker.close(None).await;
+
+    let mut run = Run {
+        clients,
+        rate,
+        published: sent,
+        resumed_us: Vec::new(),
+        not_recovered: 0,
+        failed: Vec::new(),
+        lost: 0,
+        duplicated: 0,
+        panic_us,
+    };
+    for (i, t) in tasks.into_iter().enumerate() {
+        let mut got = t.await.map_err(|e| e.to_string())?;
+        if let Some(why) = got.failure {
+            run.failed.push(format!("c{i}: {why}"));
+        }
+        if let Some(after) = got.resumed_after {
+            run.resumed_us.push(after.as_micros() as u64);
+            run.not_recovered += usize::from(!got.recovered);
+        }
+        let received = got.seqs.len() as u64;
+        got.seqs.sort_unstable();
+        got.seqs.dedup();
+        run.duplicated += received - got.seqs.len() as u64;
+        // Every client subscribed before the first publish: it should have seqs 1..=sent.
+        let unique_in_range = got.seqs.iter().filter(|s| (1..=sent).contains(*s)).count() as u64;
+        run.lost += sent - unique_in_range;
+    }
+    run.resumed_us.sort_unstable();
+    Ok(run)
+}
