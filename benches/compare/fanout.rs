@@ -49,16 +49,15 @@ pub fn number_after(text: &str, key: &str) -> Option<u64> {
 
 struct Received {
     latencies_us: Vec<u64>,
-    gaps: u64,
-    last: u64,
+    /// The message numbers received (a peer publishing concurrently may reorder them).
+    numbers: Vec<u64>,
     disconnected: bool,
 }
 
 async fn subscriber(mut ws: Ws, base: Instant, stop: CancellationToken) -> Received {
     let mut got = Received {
         latencies_us: Vec::new(),
-        gaps: 0,
-        last: 0,
+        numbers: Vec::new(),
         disconnected: false,
     };
     loop {
@@ -79,8 +78,7 @@ async fn subscriber(mut ws: Ws, base: Instant, stop: CancellationToken) -> Recei
         else {
             continue;
         };
-        got.gaps += n.saturating_sub(got.last + 1);
-        got.last = got.last.max(n);
+        got.numbers.push(n);
         let now = base.elapsed().as_micros() as u64;
         got.latencies_us.push(now.saturating_sub(sent));
     }
@@ -123,12 +121,23 @@ pub async fn run(
     let mut undelivered = 0u64;
     let mut disconnected = 0;
     for t in tasks {
-        let got = t.await.map_err(|e| e.to_string())?;
-        undelivered += got.gaps + sent.saturating_sub(got.last);
+        let mut got = t.await.map_err(|e| e.to_string())?;
+        got.numbers.sort_unstable();
+        got.numbers.dedup();
+        let unique = got
+            .numbers
+            .iter()
+            .filter(|n| (1..=sent).contains(*n))
+            .count() as u64;
+        undelivered += sent - unique;
         disconnected += usize::from(got.disconnected);
         latencies.extend(got.latencies_us);
     }
-    let _ = publisher.close().await;
+    if let Some(acknowledged) = publisher.close(sent, Duration::from_secs(5)).await {
+        if acknowledged < sent {
+            return Err(format!("{sent} published, {acknowledged} acknowledged"));
+        }
+    }
     latencies.sort_unstable();
     let deliveries = latencies.len() as u64;
     Ok(Run {

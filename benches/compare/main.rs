@@ -281,8 +281,10 @@ fn fanout(s: &Settings, root: &std::path::Path, report: &mut Report) {
         ));
     }
     section.note(format!(
-        "Undelivered: a gap in a subscriber's message numbers, or what had not arrived 2 s after \
-         the last publish. Rates go up until one is not held (a loss, a disconnection, or p99 \
+        "Undelivered: messages a subscriber had not received 2 s after the last publish (each \
+         carries its number). Publishers: a TLS WebSocket for Lookout (publishes pipelined), \
+         HTTP POSTs to `nchan_publisher` for Nchan (up to 64 in flight), STOMP SEND frames for \
+         RabbitMQ. Rates go up until one is not held (a loss, a disconnection, or p99 \
          ≥ 100 ms). Highest rate held — {}. Lookout's subscribers are on a logged room: every \
          message is durable before it is delivered; Nchan keeps messages in memory; RabbitMQ's \
          are non-persistent topic messages.",

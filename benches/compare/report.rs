@@ -136,7 +136,8 @@ impl Report {
             .y_desc("latency (ms)")
             .x_label_formatter(&|x| {
                 let p = 100.0 * (1.0 - 10f64.powf(-x));
-                format!("p{p:.1}")
+                let text = format!("{p:.2}");
+                format!("p{}", text.trim_end_matches('0').trim_end_matches('.'))
             })
             .draw()?;
         for (i, curve) in self.curves.iter().enumerate() {

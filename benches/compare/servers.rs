@@ -13,6 +13,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -284,7 +285,8 @@ impl Server {
     fn nchan(dir: tempfile::TempDir) -> Server {
         let d = dir.path();
         // The same kind of certificate Lookout makes for itself (ECDSA P-256, self-signed).
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("cert");
         let cert_pem = cert.cert.pem().into_bytes();
         std::fs::write(d.join("cert.pem"), &cert_pem).expect("write cert");
         std::fs::write(d.join("key.pem"), cert.key_pair.serialize_pem()).expect("write key");
@@ -548,34 +550,38 @@ loopback_users.guest = true
                 let mut ws = self.websocket("/ws", local, token.as_deref(), None).await?;
                 next_text(&mut ws).await?;
                 let (write, mut read) = ws.split();
+                let acknowledged = Arc::new(AtomicU64::new(0));
                 // Replies are read (so the server is never blocked on them) and counted.
+                let counted = acknowledged.clone();
                 let replies = tokio::spawn(async move {
-                    let mut ok = 0u64;
                     while let Some(Ok(frame)) = read.next().await {
                         if let Message::Text(text) = frame {
-                            ok += u64::from(text.contains("\"ok\":true"));
+                            if text.contains("\"ok\":true") {
+                                counted.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
-                    ok
                 });
                 Publisher::Lookout {
                     write,
                     channel: room(topic),
                     replies,
+                    acknowledged,
                     n: 0,
                 }
             }
             Kind::Nchan => Publisher::Nchan {
                 http: harness::http_client(&self.cert_pem),
                 url: format!("https://{}/pub?id={topic}", self.addr),
+                in_flight: Arc::new(tokio::sync::Semaphore::new(NCHAN_IN_FLIGHT)),
+                posts: tokio::task::JoinSet::new(),
+                acknowledged: Arc::new(AtomicU64::new(0)),
             },
             Kind::RabbitMq => {
                 let ws = self.stomp_connect(local, "0,0").await?;
                 let (write, mut read) = ws.split();
-                let drain = tokio::spawn(async move {
-                    while let Some(Ok(_)) = read.next().await {}
-                    0
-                });
+                let drain =
+                    tokio::spawn(async move { while let Some(Ok(_)) = read.next().await {} });
                 Publisher::RabbitMq {
                     write,
                     destination: format!("/topic/{topic}"),
@@ -655,26 +661,33 @@ pub async fn next_text(ws: &mut Ws) -> Result<String, String> {
     }
 }
 
+/// POSTs to Nchan in flight at once: one at a time would cap the rate at one round trip each.
+const NCHAN_IN_FLIGHT: usize = 64;
+
 pub enum Publisher {
     Lookout {
         write: SplitSink<Ws, Message>,
         channel: String,
-        replies: tokio::task::JoinHandle<u64>,
+        replies: tokio::task::JoinHandle<()>,
+        acknowledged: Arc<AtomicU64>,
         n: u64,
     },
     Nchan {
         http: reqwest::Client,
         url: String,
+        in_flight: Arc<tokio::sync::Semaphore>,
+        posts: tokio::task::JoinSet<()>,
+        acknowledged: Arc<AtomicU64>,
     },
     RabbitMq {
         write: SplitSink<Ws, Message>,
         destination: String,
-        _drain: tokio::task::JoinHandle<u64>,
+        _drain: tokio::task::JoinHandle<()>,
     },
 }
 
 impl Publisher {
-    /// Publishes `payload` (a JSON object's text).
+    /// Publishes `payload` (a JSON object's text) without waiting for its acknowledgement.
     pub async fn publish(&mut self, payload: &str) -> Result<(), String> {
         match self {
             Publisher::Lookout {
@@ -689,19 +702,29 @@ impl Publisher {
                     .await
                     .map_err(|e| e.to_string())
             }
-            Publisher::Nchan { http, url } => {
-                let response = http
+            Publisher::Nchan {
+                http,
+                url,
+                in_flight,
+                posts,
+                acknowledged,
+            } => {
+                let permit = in_flight.clone().acquire_owned().await.expect("semaphore");
+                let post = http
                     .post(url.as_str())
                     .header("content-type", "application/json")
-                    .body(payload.to_string())
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if response.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(format!("nchan publish: {}", response.status()))
-                }
+                    .body(payload.to_string());
+                let acknowledged = acknowledged.clone();
+                posts.spawn(async move {
+                    if let Ok(response) = post.send().await {
+                        if response.status().is_success() {
+                            acknowledged.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    drop(permit);
+                });
+                while posts.try_join_next().is_some() {}
+                Ok(())
             }
             Publisher::RabbitMq {
                 write, destination, ..
@@ -717,16 +740,39 @@ impl Publisher {
         }
     }
 
-    /// Closes the publisher; for Lookout, how many publishes were acknowledged.
-    pub async fn close(self) -> Option<u64> {
+    /// Waits (up to `within`) until `sent` publishes are acknowledged, then closes; how many
+    /// were (RabbitMQ acknowledges nothing without receipts: `None`).
+    pub async fn close(self, sent: u64, within: Duration) -> Option<u64> {
+        let deadline = Instant::now() + within;
+        let settle = |acknowledged: &AtomicU64| {
+            let value = acknowledged.load(Ordering::Relaxed);
+            value >= sent || Instant::now() >= deadline
+        };
         match self {
             Publisher::Lookout {
-                mut write, replies, ..
+                mut write,
+                replies,
+                acknowledged,
+                ..
             } => {
+                while !settle(&acknowledged) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 let _ = write.close().await;
-                replies.await.ok()
+                let _ = replies.await;
+                Some(acknowledged.load(Ordering::Relaxed))
             }
-            Publisher::Nchan { .. } => None,
+            Publisher::Nchan {
+                mut posts,
+                acknowledged,
+                ..
+            } => {
+                while tokio::time::timeout_at(deadline.into(), posts.join_next())
+                    .await
+                    .is_ok_and(|next| next.is_some())
+                {}
+                Some(acknowledged.load(Ordering::Relaxed))
+            }
             Publisher::RabbitMq { mut write, .. } => {
                 let _ = write.close().await;
                 None

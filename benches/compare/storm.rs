@@ -232,7 +232,8 @@ pub async fn run(server: &Server, clients: usize, rate: u64) -> Result<Run, Stri
                     break;
                 }
             }
-            (n, publisher.close().await.unwrap_or(0))
+            let acknowledged = publisher.close(n, Duration::from_secs(30)).await;
+            (n, acknowledged.unwrap_or(0))
         })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
