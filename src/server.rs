@@ -106,16 +106,13 @@ impl Server {
         let material = tls::load_or_generate(&config)?;
         let auth = Arc::new(Authenticator::from_config(&config)?);
         let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+            crate::transport::listen(config.listen).map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let plain = match config.plain_listen {
             Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
+                crate::transport::listen(addr)
                     .map_err(|source| ServerError::Bind { addr, source })?,
             ),
             None => None,

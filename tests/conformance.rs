@@ -227,3 +227,50 @@ async fn every_documented_websocket_path_serves_the_native_protocol() {
     }
     server.stop().await;
 }
+
+/// One HTTPS request on a fresh connection; how its TLS handshake went.
+async fn healthz_over(
+    connector: &tokio_rustls::TlsConnector,
+    server: &TestServer,
+) -> rustls::HandshakeKind {
+    let tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("tcp");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("tls");
+    let kind = tls.get_ref().1.handshake_kind().expect("handshake done");
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    // Reading to the end takes in the session tickets the server sends after the handshake.
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    assert!(response.starts_with(b"HTTP/1.1 200"), "{response:?}");
+    kind
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_resumes_its_tls_session_after_hundreds_of_others_connected() {
+    let server = TestServer::start().await;
+    let connector =
+        |server: &TestServer| tokio_rustls::TlsConnector::from(client_tls(&server.cert_pem));
+    let phone = connector(&server);
+    assert_eq!(
+        healthz_over(&phone, &server).await,
+        rustls::HandshakeKind::Full
+    );
+    // The rest of the site connects: more sessions than a server-side cache (rustls keeps
+    // 256) would hold. The phone's ticket carries its session itself.
+    for _ in 0..300 {
+        let other = connector(&server);
+        assert_eq!(
+            healthz_over(&other, &server).await,
+            rustls::HandshakeKind::Full
+        );
+    }
+    assert_eq!(
+        healthz_over(&phone, &server).await,
+        rustls::HandshakeKind::Resumed
+    );
+    server.stop().await;
+}

@@ -4,7 +4,8 @@
 //! each reconnects after the first retry delay `web/lookout-client.js` uses (500 ms less up to
 //! 50 % jitter) and resubscribes with `since` and `epoch`. Drop -> resubscribed percentiles,
 //! time until all resumed, messages lost and duplicated over the whole run, and a PANIC raised
-//! 1 s into the storm: how long until a supervisor (not part of the storm) has it.
+//! 1 s into the storm: how long until a supervisor (not part of the storm) has it. Each client
+//! keeps its own TLS sessions, as each phone does.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct Run {
     pub lost: u64,
     pub duplicated: u64,
     pub panic_us: Option<u64>,
+    /// CPU from the drop until all resumed: the server's and the load generator's, in cores.
+    pub cores: (f64, f64),
 }
 
 struct Client {
@@ -109,16 +112,14 @@ async fn client(
         failure: None,
     };
     let source = std::net::IpAddr::from([127, 0, 0, 1 + (i % 16) as u8]);
-    let connect = || {
-        websocket(
-            shared.addr,
-            shared.tls.clone(),
-            "/ws",
-            source,
-            Some(&token),
-            None,
-        )
-    };
+    // A TLS session cache of its own, as every phone has: a reconnect resumes the session the
+    // server gave a ticket for, where it offers tickets.
+    let tls = shared.tls.as_ref().map(|shared| {
+        let mut own = (**shared).clone();
+        own.resumption = rustls::client::Resumption::in_memory_sessions(4);
+        Arc::new(own)
+    });
+    let connect = || websocket(shared.addr, tls.clone(), "/ws", source, Some(&token), None);
     let outcome: Result<(), String> = async {
         let mut ws = connect().await?;
         crate::servers::next_text(&mut ws).await?;
@@ -242,6 +243,7 @@ pub async fn run(server: &Server, clients: usize, rate: u64) -> Result<Run, Stri
     *shared.dropped_at.lock() = Some(Instant::now());
     shared.drop_now.cancel();
     let dropped_at = Instant::now();
+    let cpu_at_drop = (server.cpu_seconds(), crate::common::cpu_seconds_of("self"));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let panic = json!({"type": "publish", "id": "p", "channel": "/topic/emergency/panicker", "data": {"type": "PANIC"}});
     let panic_sent = Instant::now();
@@ -265,6 +267,11 @@ pub async fn run(server: &Server, clients: usize, rate: u64) -> Result<Run, Stri
     while shared.resumed.load(Ordering::Relaxed) < clients && Instant::now() < patience {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let storm_seconds = dropped_at.elapsed().as_secs_f64();
+    let cores = (
+        (server.cpu_seconds() - cpu_at_drop.0) / storm_seconds,
+        (crate::common::cpu_seconds_of("self") - cpu_at_drop.1) / storm_seconds,
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop_publishing.cancel();
     let (sent, acknowledged) = publishing.await.map_err(|e| e.to_string())?;
@@ -286,6 +293,7 @@ pub async fn run(server: &Server, clients: usize, rate: u64) -> Result<Run, Stri
         lost: 0,
         duplicated: 0,
         panic_us,
+        cores,
     };
     for (i, t) in tasks.into_iter().enumerate() {
         let mut got = t.await.map_err(|e| e.to_string())?;

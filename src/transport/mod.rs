@@ -37,6 +37,27 @@ pub use self::gateway::{Gateway, WS_PATHS};
 use self::websocket::Framing;
 use crate::http::Body;
 
+/// Connections the kernel completes before we accept them. tokio's default (1,024) overflowed
+/// when thousands of clients reconnected at once: the dropped SYNs came back after the client's
+/// 1 s, 3 s, 7 s retransmits, and the reconnect storm took 13 s. The kernel caps it at
+/// `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`].
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    // As tokio's own bind: a restarted server takes its port back while old sockets linger.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
 /// Accepts connections until shutdown; each is served on its own task tracked by the server.
 pub async fn accept_loop(
     gateway: Arc<Gateway>,

@@ -74,6 +74,11 @@ pub fn load_or_generate(config: &Config) -> Result<TlsMaterial, TlsError> {
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Stateless session tickets (keys rotated by rustls every 6 hours, never on disk): a phone
+    // that lost the network resumes without a certificate signature on our side or a chain
+    // check on its own. The default stateful cache holds 256 sessions, and a site's guards
+    // all reconnect together when its Wi-Fi comes back.
+    server.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(TlsMaterial {
         server: Arc::new(server),
         fingerprint,
