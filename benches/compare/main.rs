@@ -8,12 +8,13 @@
 //! `target/bench-compare/<unix time>/` and prints the Markdown.
 //!
 //! Settings (environment): `COMPARE_SCENARIOS` (any of connections, fanout, field, storm,
-//! durable), `COMPARE_SERVERS` (any of lookout, nchan, rabbitmq), `CONNECTIONS_N` (19,000),
+//! durable, churn), `COMPARE_SERVERS` (any of lookout, nchan, nchan-plain,
+//! rabbitmq), `CONNECTIONS_N` (19,000),
 //! `CONNECTIONS_N_RABBITMQ` (5,000: RabbitMQ holds ~180 KiB each), `CONNECTIONS_HOLD` (30 s),
-//! `FANOUT_SUBSCRIBERS` (1,000), `FANOUT_RATES` (100,200,300,400,600,800), `FANOUT_SECONDS`
+//! `FANOUT_SUBSCRIBERS` (1,000), `FANOUT_RATES` (50,100,...,800), `FANOUT_SECONDS`
 //! (10), `FIELD_GUARDS` (10,000), `FIELD_SECONDS` (30), `STORM_CLIENTS` (19,000),
 //! `STORM_RATE` (2 msgs/s: 38,000 deliveries/s to the room), `DURABLE_SECONDS` (5),
-//! `COMPARE_OUT` (the output directory).
+//! `CHURN_ROUNDS` (24), `CHURN_USERS` (2,000 per round), `COMPARE_OUT` (the output directory).
 //! `SERVER_UNDER_TEST=path` runs another Lookout build. Under `cargo test` it runs a smoke pass
 //! against Lookout only (a few seconds per scenario) that checks the harness works.
 
@@ -22,6 +23,7 @@ mod common;
 #[path = "../../tests/common/mod.rs"]
 mod harness;
 
+mod churn;
 mod connections;
 mod durable;
 mod fanout;
@@ -52,6 +54,7 @@ struct Settings {
     storm_clients: usize,
     storm_rate: u64,
     durable: Duration,
+    churn: churn::Scale,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, full: T, smoke: T, is_full: bool) -> T {
@@ -102,7 +105,7 @@ impl Settings {
             full,
             scenarios: list(
                 "COMPARE_SCENARIOS",
-                "connections,fanout,field,storm,durable",
+                "connections,fanout,field,storm,durable,churn",
             ),
             servers,
             connections: env_or("CONNECTIONS_N", 19_000, 100, full),
@@ -120,6 +123,12 @@ impl Settings {
             storm_clients: env_or("STORM_CLIENTS", 19_000, 50, full),
             storm_rate: env_or("STORM_RATE", 2, 10, full),
             durable: Duration::from_secs(env_or("DURABLE_SECONDS", 5, 1, full)),
+            churn: churn::Scale {
+                rounds: env_or("CHURN_ROUNDS", 24, 2, full),
+                users: env_or("CHURN_USERS", 2000, 20, full),
+                rooms: if full { 100 } else { 2 },
+                messages: 5,
+            },
         }
     }
 
@@ -511,6 +520,85 @@ fn durable_publish(s: &Settings, root: &std::path::Path, report: &mut Report) {
     report.sections.push(section);
 }
 
+/// What the README promises a server with no connections open stays within: the store's page
+/// cache (`store.cache_capacity`, 64 MiB by default, as the bench runs it) and 64 MiB for
+/// everything else (code, the user directory, the allocator's keep).
+const CHURN_BUDGET_KIB: u64 = (64 + 64) * 1024;
+
+fn churn(s: &Settings, root: &std::path::Path, report: &mut Report) {
+    if !lookout_only(s, "churn") {
+        return;
+    }
+    println!("== churn");
+    let server = Server::start(Kind::Lookout, root);
+    let scale = &s.churn;
+    let run = common::block_on(churn::run(&server, scale)).unwrap_or_else(|e| panic!("churn: {e}"));
+    let mib = |kib: u64| format!("{:.0} MiB", kib as f64 / 1024.0);
+    let first = run.rss_kib.get(1).copied().unwrap_or(0);
+    let last = run.rss_kib.last().copied().unwrap_or(0);
+    let most = run.rss_kib.iter().copied().max().unwrap_or(0);
+    let growth = (last as f64 - first as f64) / (scale.rounds.max(2) - 1) as f64;
+    let mut section = Section::new(
+        format!(
+            "6. A day's churn: {} rounds of {} new users (a new org each round, {} rooms), {} publishes each, all disconnected after their round",
+            scale.rounds, scale.users, scale.rooms, scale.messages
+        ),
+        &[
+            "server",
+            "users",
+            "messages stored",
+            "RSS idle",
+            "after round 1",
+            "highest",
+            "after the last round",
+            "growth per round after the first",
+            "budget: store.cache_capacity + 64 MiB",
+        ],
+    );
+    section.row(
+        vec![
+            "Lookout".into(),
+            format!("{}", scale.rounds * scale.users),
+            format!("{}", run.published),
+            mib(run.rss_kib[0]),
+            mib(first),
+            mib(most),
+            mib(last),
+            format!("{:.1} MiB", growth / 1024.0),
+            format!(
+                "{} ({})",
+                mib(CHURN_BUDGET_KIB),
+                if most <= CHURN_BUDGET_KIB {
+                    "within"
+                } else {
+                    "exceeded"
+                }
+            ),
+        ],
+        json!({
+            "server": "lookout", "rounds": scale.rounds, "users_per_round": scale.users,
+            "rooms_per_round": scale.rooms, "published": run.published,
+            "rss_kib": run.rss_kib, "seconds": run.seconds,
+            "budget_kib": CHURN_BUDGET_KIB, "within_budget": most <= CHURN_BUDGET_KIB,
+        }),
+    );
+    section.note(format!(
+        "RSS after each round (MiB): {}.",
+        run.rss_kib
+            .iter()
+            .map(|k| format!("{:.0}", *k as f64 / 1024.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    if !s.full {
+        assert_eq!(
+            run.published,
+            (scale.rounds * scale.users * scale.messages) as u64
+        );
+    }
+    report.sections.push(section);
+}
+
 fn git_commit() -> String {
     std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -595,6 +683,9 @@ fn main() {
     }
     if s.wants("durable") {
         durable_publish(&s, &root, &mut report);
+    }
+    if s.wants("churn") {
+        churn(&s, &root, &mut report);
     }
     report.write(&out).expect("write the report");
     println!("\n{}", report.markdown());

@@ -33,6 +33,8 @@ pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 pub enum Kind {
     Lookout,
     Nchan,
+    /// Nchan over plain WebSocket, as the issue's first measurement ran it.
+    NchanPlain,
     RabbitMq,
 }
 
@@ -41,6 +43,7 @@ impl Kind {
         match name.trim() {
             "lookout" => Some(Kind::Lookout),
             "nchan" => Some(Kind::Nchan),
+            "nchan-plain" => Some(Kind::NchanPlain),
             "rabbitmq" => Some(Kind::RabbitMq),
             _ => None,
         }
@@ -50,6 +53,7 @@ impl Kind {
         match self {
             Kind::Lookout => "Lookout",
             Kind::Nchan => "Nchan",
+            Kind::NchanPlain => "Nchan (plain)",
             Kind::RabbitMq => "RabbitMQ Web-STOMP",
         }
     }
@@ -58,6 +62,7 @@ impl Kind {
         match self {
             Kind::Lookout => "lookout",
             Kind::Nchan => "nchan",
+            Kind::NchanPlain => "nchan-plain",
             Kind::RabbitMq => "rabbitmq",
         }
     }
@@ -71,7 +76,7 @@ impl Kind {
                     .unwrap_or_else(|| env!("CARGO_BIN_EXE_lookout").into()),
                 &["--version"],
             ),
-            Kind::Nchan => format!(
+            Kind::Nchan | Kind::NchanPlain => format!(
                 "{}, libnginx-mod-nchan {}",
                 command_output("nginx".into(), &["-v"]),
                 dpkg("libnginx-mod-nchan")
@@ -84,8 +89,9 @@ impl Kind {
     pub fn missing(self) -> Option<String> {
         match self {
             Kind::Lookout => None,
-            Kind::Nchan => (!Path::new(NCHAN_MODULE).exists() || which("nginx").is_none())
-                .then(|| "nginx and libnginx-mod-nchan are not installed".into()),
+            Kind::Nchan | Kind::NchanPlain => (!Path::new(NCHAN_MODULE).exists()
+                || which("nginx").is_none())
+            .then(|| "nginx and libnginx-mod-nchan are not installed".into()),
             Kind::RabbitMq => rabbitmq_home()
                 .is_none()
                 .then(|| "rabbitmq-server is not installed".into()),
@@ -277,12 +283,13 @@ impl Server {
                     _dir: dir,
                 }
             }
-            Kind::Nchan => Server::nchan(dir),
+            Kind::Nchan => Server::nchan(dir, true),
+            Kind::NchanPlain => Server::nchan(dir, false),
             Kind::RabbitMq => Server::rabbitmq(dir),
         }
     }
 
-    fn nchan(dir: tempfile::TempDir) -> Server {
+    fn nchan(dir: tempfile::TempDir, tls: bool) -> Server {
         let d = dir.path();
         // The same kind of certificate Lookout makes for itself (ECDSA P-256, self-signed).
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
@@ -292,6 +299,7 @@ impl Server {
         std::fs::write(d.join("key.pem"), cert.key_pair.serialize_pem()).expect("write key");
         let port = free_port();
         let p = d.display();
+        let ssl = if tls { " ssl" } else { "" };
         let config = format!(
             "load_module {NCHAN_MODULE};
 worker_processes 2;
@@ -308,7 +316,7 @@ http {{
   uwsgi_temp_path {p}/uwsgi;
   scgi_temp_path {p}/scgi;
   server {{
-    listen 127.0.0.1:{port} ssl;
+    listen 127.0.0.1:{port}{ssl};
     ssl_certificate {p}/cert.pem;
     ssl_certificate_key {p}/key.pem;
     location = /pub {{ nchan_publisher http; nchan_channel_id $arg_id; }}
@@ -337,9 +345,9 @@ http {{
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         wait_listening(addr, Duration::from_secs(20), "nginx");
         Server {
-            kind: Kind::Nchan,
+            kind: if tls { Kind::Nchan } else { Kind::NchanPlain },
             addr,
-            tls: Some(harness::client_tls(&cert_pem)),
+            tls: tls.then(|| harness::client_tls(&cert_pem)),
             process: Process::Nchan(nginx),
             cert_pem,
             _dir: dir,
@@ -455,6 +463,7 @@ loopback_users.guest = true
     pub fn transport(&self) -> &'static str {
         match self.kind {
             Kind::Lookout | Kind::Nchan => "TLS WebSocket",
+            Kind::NchanPlain => "plain WebSocket",
             Kind::RabbitMq => "plain WebSocket (STOMP)",
         }
     }
@@ -471,8 +480,13 @@ loopback_users.guest = true
 
     /// A token for `user` of org `acme` (Lookout only; the peers take anyone).
     pub fn token(&self, user: &str, role: Role) -> Option<String> {
+        self.token_in(user, "acme", role)
+    }
+
+    /// A token for `user` of `org` (Lookout only).
+    pub fn token_in(&self, user: &str, org: &str, role: Role) -> Option<String> {
         match &self.process {
-            Process::Lookout(b) => Some(b.token(user, Some("acme"), &[role])),
+            Process::Lookout(b) => Some(b.token(user, Some(org), &[role])),
             _ => None,
         }
     }
@@ -503,7 +517,7 @@ loopback_users.guest = true
                     }
                 }
             }
-            Kind::Nchan => {
+            Kind::Nchan | Kind::NchanPlain => {
                 self.websocket(&format!("/sub?id={topic}"), source, None, None)
                     .await
             }
@@ -570,9 +584,13 @@ loopback_users.guest = true
                     n: 0,
                 }
             }
-            Kind::Nchan => Publisher::Nchan {
+            Kind::Nchan | Kind::NchanPlain => Publisher::Nchan {
                 http: harness::http_client(&self.cert_pem),
-                url: format!("https://{}/pub?id={topic}", self.addr),
+                url: format!(
+                    "{}://{}/pub?id={topic}",
+                    if self.tls.is_some() { "https" } else { "http" },
+                    self.addr
+                ),
                 in_flight: Arc::new(tokio::sync::Semaphore::new(NCHAN_IN_FLIGHT)),
                 posts: tokio::task::JoinSet::new(),
                 acknowledged: Arc::new(AtomicU64::new(0)),
