@@ -206,7 +206,8 @@ async fn run(scale: Scale) {
             let next = || {
                 n += 1;
                 let location = json!({"lat": 52.5 + (n % 100) as f64 * 1e-4, "lon": 13.4, "accuracy": 5.0, "ts": now_millis()});
-                json!({"type": "publish", "channel": format!("/topic/location/guard{g}"), "data": location, "id": n}).to_string()
+                let publish = json!({"type": "publish", "channel": format!("/topic/location/guard{g}"), "data": location, "id": n});
+                Message::Text(publish.to_string().into())
             };
             // Replies still on their way when the soak ends count.
             let drain = Duration::from_secs(3);

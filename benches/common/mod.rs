@@ -39,6 +39,16 @@ pub async fn connect(
     tls: &Arc<rustls::ClientConfig>,
     token: &str,
 ) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+    connect_speaking(addr, tls, token, None).await
+}
+
+/// Like [`connect`], asking for `subprotocol` (`lookout.msgpack` for MessagePack).
+pub async fn connect_speaking(
+    addr: SocketAddr,
+    tls: &Arc<rustls::ClientConfig>,
+    token: &str,
+    subprotocol: Option<&str>,
+) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
     let mut req = format!("wss://{addr}/ws")
         .into_client_request()
         .expect("req");
@@ -46,6 +56,10 @@ pub async fn connect(
         "authorization",
         format!("Bearer {token}").parse().expect("h"),
     );
+    if let Some(p) = subprotocol {
+        req.headers_mut()
+            .insert("sec-websocket-protocol", p.parse().expect("h"));
+    }
     let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
         req,
         None,
@@ -75,40 +89,59 @@ pub async fn publish_every_tick<S>(
     stop: &CancellationToken,
     drain: Duration,
     counts: &GuardCounts,
-    mut message: impl FnMut() -> String,
+    mut message: impl FnMut() -> Message,
 ) -> Option<String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut tx, mut rx) = ws.split();
-    let count = |text: &str| {
-        if text.starts_with(r#"{"type":"reply""#) {
-            counts.acknowledged.fetch_add(1, Ordering::Relaxed);
-        } else if text.starts_with(r#"{"type":"error""#) {
-            counts.refused.fetch_add(1, Ordering::Relaxed);
-        }
+    let count = |frame: &Message| {
+        let kind = match frame {
+            Message::Text(text) if text.starts_with(r#"{"type":"reply""#) => "reply",
+            Message::Text(text) if text.starts_with(r#"{"type":"error""#) => "error",
+            // A MessagePack connection's answers: a map with a `type`.
+            Message::Binary(bytes) => match rmpv::decode::read_value(&mut &bytes[..]) {
+                Ok(rmpv::Value::Map(fields)) => fields
+                    .iter()
+                    .find(|(k, _)| k.as_str() == Some("type"))
+                    .and_then(|(_, v)| v.as_str())
+                    .map_or("", |t| {
+                        if t == "reply" {
+                            "reply"
+                        } else if t == "error" {
+                            "error"
+                        } else {
+                            ""
+                        }
+                    }),
+                _ => "",
+            },
+            _ => "",
+        };
+        match kind {
+            "reply" => counts.acknowledged.fetch_add(1, Ordering::Relaxed),
+            "error" => counts.refused.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
     };
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {
-                if tx.send(Message::Text(message().into())).await.is_err() {
+                if tx.send(message()).await.is_err() {
                     return Some("send failed".into());
                 }
                 counts.sent.fetch_add(1, Ordering::Relaxed);
             }
             next = rx.next() => match next {
-                Some(Ok(Message::Text(t))) => count(&t),
-                Some(Ok(_)) => {}
+                Some(Ok(frame)) => count(&frame),
                 other => return Some(format!("{other:?}")),
             }
         }
     }
     let _ = tokio::time::timeout(drain, async {
         while let Some(Ok(next)) = rx.next().await {
-            if let Message::Text(t) = next {
-                count(&t);
-            }
+            count(&next);
         }
     })
     .await;

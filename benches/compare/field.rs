@@ -1,5 +1,5 @@
 //! Scenario 3, field load (Lookout only: the peers have no geofences, alerts or rights): G
-//! guards sending locations at 1 Hz over TLS with 50 geofences, 10 supervisors on the org's
+//! guards sending MessagePack locations at 1 Hz over TLS with 50 geofences, 10 supervisors on the org's
 //! alerts and locations, and a PANIC a second. Ingest rate, what the supervisors got, whether
 //! any was disconnected, and PANIC -> supervisor latency (durable write included).
 
@@ -174,7 +174,7 @@ pub async fn run(server: &Server, scale: &Scale) -> Run {
         let stop = stop_guards.clone();
         let mut go = start.subscribe();
         guards.push(tokio::spawn(async move {
-            let ws = common::connect(addr, &tls, &token).await;
+            let ws = common::connect_speaking(addr, &tls, &token, Some("lookout.msgpack")).await;
             drop(permit);
             // Everyone starts together, once all are connected, spread over the second as
             // real guards are; a guard that falls behind skips, it does not catch up.
@@ -188,7 +188,8 @@ pub async fn run(server: &Server, scale: &Scale) -> Run {
             let mut n = 0u64;
             let next = || {
                 n += 1;
-                json!({"type": "publish", "channel": format!("/topic/location/g{i}"), "data": location(i, n), "id": n}).to_string()
+                let publish = json!({"type": "publish", "channel": format!("/topic/location/g{i}"), "data": location(i, n), "id": n});
+                Message::Binary(rmp_serde::to_vec_named(&publish).unwrap_or_default().into())
             };
             let drain = Duration::ZERO;
             if common::publish_every_tick(ws, tick, &stop, drain, &counts.guards, next)

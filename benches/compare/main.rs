@@ -321,7 +321,7 @@ fn field_load(s: &Settings, root: &std::path::Path, report: &mut Report) {
     let run = common::block_on(field::run(&server, scale));
     let mut section = Section::new(
         format!(
-            "3. Field load: {} guards at 1 Hz (MessagePack-free JSON over TLS), {} geofences, {} supervisors on the org's alerts and locations, a PANIC a second, {} s",
+            "3. Field load: {} guards sending MessagePack locations at 1 Hz over TLS, {} geofences, {} supervisors on the org's alerts and locations, a PANIC a second, {} s",
             scale.guards, scale.fences, scale.supervisors, scale.seconds
         ),
         &[
