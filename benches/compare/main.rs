@@ -79,7 +79,7 @@ impl Settings {
         let servers = list(
             "COMPARE_SERVERS",
             if full {
-                "lookout,nchan,rabbitmq"
+                "lookout,nchan,nchan-plain,rabbitmq"
             } else {
                 "lookout"
             },
@@ -90,7 +90,7 @@ impl Settings {
         let rates = list(
             "FANOUT_RATES",
             if full {
-                "100,200,300,400,600,800"
+                "50,100,200,300,400,600,800"
             } else {
                 "50"
             },
