@@ -129,9 +129,11 @@ pub struct TokenArgs {
     /// Display name.
     #[arg(long)]
     pub name: Option<String>,
-    /// Print a one-time dashboard sign-in link for this base URL (e.g. https://appliance:8443)
-    /// instead of a token. The link is exchanged once for a 12-hour session; it travels in the
-    /// URL fragment, which browsers never send, and is not itself a credential.
+    /// Print a one-time sign-in link for this base URL (e.g. https://appliance:8443) instead of
+    /// a token: `BASE/guard#link=…` (the guard app) for a guard, `BASE/#link=…` (the dashboard)
+    /// otherwise. The link is exchanged once for a session (a guard's lasts
+    /// `field.guard_session`, anyone else's 12 hours); it travels in the URL fragment, which
+    /// browsers never send, and is not itself a credential.
     #[arg(long, value_name = "BASE_URL")]
     pub link: Option<String>,
 }
@@ -465,6 +467,10 @@ fn token(config: &Config, args: &TokenArgs) -> ExitCode {
     match minted {
         Ok(token) => {
             match &args.link {
+                // A guard's link opens the guard app; anyone else's, the dashboard.
+                Some(base) if args.roles == [Role::Guard] => {
+                    println!("{}/guard#link={token}", base.trim_end_matches('/'))
+                }
                 Some(base) => println!("{}/#link={token}", base.trim_end_matches('/')),
                 None => println!("{token}"),
             }

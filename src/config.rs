@@ -111,6 +111,9 @@ pub struct FieldSettings {
     pub max_clock_skew: Duration,
     /// Vertices a polygon geofence may have.
     pub max_fence_vertices: usize,
+    /// How long a guard's session from a sign-in link lasts: a shift.
+    #[serde(with = "humantime_serde")]
+    pub guard_session: Duration,
 }
 
 impl Default for FieldSettings {
@@ -118,6 +121,7 @@ impl Default for FieldSettings {
         FieldSettings {
             max_clock_skew: Duration::from_secs(120),
             max_fence_vertices: 1000,
+            guard_session: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -527,6 +531,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "vertices a polygon geofence may have",
     ),
     (
+        "field.guard_session",
+        "how long a guard's session from a sign-in link lasts (a shift)",
+    ),
+    (
         "alerts.level2_after",
         "escalate an unacknowledged alert to level 2 after this long",
     ),
@@ -833,6 +841,11 @@ impl Config {
                     "must be [west, south, east, north] with west < east and south < north",
                 );
             }
+        }
+        if self.field.guard_session < Duration::from_secs(60)
+            || self.field.guard_session > Duration::from_secs(7 * 24 * 3600)
+        {
+            bad("field.guard_session", "must be between 1m and 7d");
         }
         if self.field.max_fence_vertices < 3 {
             bad("field.max_fence_vertices", "must be at least 3");

@@ -104,13 +104,23 @@ pub async fn exchange_link(call: Call) -> Result<Response<Body>, HttpError> {
         .store
         .commit(&[Change::put(key, &crate::protocol::now_millis())?])
         .await?;
+    // A guard's phone keeps its session for a shift; a dashboard's lasts LINK_SESSION.
+    let guard_only = link.identity.is(Role::Guard)
+        && ![Role::Supervisor, Role::Admin, Role::Service]
+            .iter()
+            .any(|r| link.identity.is(*r));
+    let session = if guard_only {
+        state.config.field.guard_session
+    } else {
+        LINK_SESSION
+    };
     let token = state
         .auth
-        .mint_session(&link, LINK_SESSION)
+        .mint_session(&link, session)
         .map_err(|e| HttpError::new(ErrorCode::Internal, e.to_string()))?;
     tracing::info!(user = %link.identity.user, "sign-in link exchanged");
     Ok(json_response(
         200,
-        &serde_json::json!({ "token": token, "expiresIn": LINK_SESSION.as_secs() }),
+        &serde_json::json!({ "token": token, "expiresIn": session.as_secs() }),
     ))
 }

@@ -3,7 +3,8 @@
 //!
 //! [`ROUTES`] is the one route table: a request is matched against it by path and method, and
 //! a path it knows under other methods answers 405 with `Allow`. Handlers live by concern
-//! ([`publish`], [`history`], [`events`], [`field`], [`alerts`], [`admin`], [`metrics`]) and
+//! ([`publish`], [`history`], [`events`], [`field`], [`alerts`], [`enroll`], [`admin`],
+//! [`metrics`]) and
 //! read requests through [`extract`]. Same JWT and rights as the socket (`Authorization:
 //! Bearer`); every error is `{"error":{"code","message"}}` with the matching status, made by
 //! `crate::http` from the failure. Bad input is answered, not logged as an error; 5xx details
@@ -11,6 +12,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod enroll;
 pub mod events;
 pub mod extract;
 pub mod field;
@@ -56,7 +58,7 @@ macro_rules! routes {
 }
 
 /// Every REST route.
-pub static ROUTES: [Route; 30] = routes! {
+pub static ROUTES: [Route; 31] = routes! {
     GET "/healthz" => admin::healthz,
     GET "/readyz" => admin::readyz,
     GET "/metrics" => metrics::metrics,
@@ -67,6 +69,7 @@ pub static ROUTES: [Route; 30] = routes! {
     POST "/api/v1/broadcast/system" => publish::system,
     POST "/api/v1/broadcast/maintenance" => publish::maintenance,
     POST "/api/v1/auth/link" => admin::exchange_link,
+    POST "/api/v1/guard-links" => enroll::mint,
     GET "/api/v1/site" => field::site,
     GET "/api/v1/site/plan" => field::site_plan,
     GET "/api/v1/geofences" => field::fences,

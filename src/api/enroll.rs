@@ -1,0 +1,87 @@
+//! Enrollment of guard devices: supervisors and admins mint one-time sign-in links that open
+//! the guard app (`/guard`) on a phone, for guards of their own organization only. The link is
+//! exchanged at `POST /api/v1/auth/link` like a supervisor's, for a session as long as a
+//! shift (`field.guard_session`).
+//!
+//! This module mints links; it never stores a guard's session or decides what a guard may do.
+
+use std::time::Duration;
+
+use hyper::Response;
+use serde::Deserialize;
+
+use super::extract::Call;
+use crate::auth::Role;
+use crate::channel::Target;
+use crate::http::{json_response, Body, HttpError};
+use crate::protocol::ErrorCode;
+
+/// How long a minted link can wait to be scanned: enrollment happens with the phone in hand.
+pub const GUARD_LINK_TTL: Duration = Duration::from_secs(3600);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GuardLinkBody {
+    /// The guard's user id.
+    guard: String,
+    /// Display name.
+    #[serde(default)]
+    name: Option<String>,
+    /// The organization; only an admin without one of its own may name it, anyone else may
+    /// only repeat their own.
+    #[serde(default)]
+    org: Option<String>,
+}
+
+/// `POST /api/v1/guard-links {"guard", "name"?, "org"?}` → 201 `{"link", "path", "expiresIn"}`:
+/// `path` is `/guard#link=…`, to be put after the appliance's address (the QR code's URL).
+pub async fn mint(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who_is(
+        &[Role::Supervisor, Role::Admin],
+        "guard links are minted by supervisors and admins",
+    )?;
+    let state = call.state.clone();
+    let body: GuardLinkBody = call.json().await?;
+    let org = match (who.org.as_deref(), body.org.as_deref()) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Err(HttpError::new(
+                ErrorCode::Forbidden,
+                "guard links are minted for your own organization only",
+            ))
+        }
+        (Some(own), _) => own.to_string(),
+        (None, Some(asked)) if who.is(Role::Admin) => asked.to_string(),
+        (None, _) => {
+            return Err(HttpError::new(
+                ErrorCode::BadRequest,
+                "`org` is required for an admin without an organization",
+            ))
+        }
+    };
+    // The guard's id names its channels: it must be a valid channel segment.
+    if Target::parse(&format!("/topic/location/{}", body.guard), None).is_err() {
+        return Err(HttpError::new(
+            ErrorCode::BadRequest,
+            "`guard` must be 1–128 letters, digits or _ - . @ :",
+        ));
+    }
+    let link = state
+        .auth
+        .mint_link(
+            &body.guard,
+            Some(&org),
+            &[Role::Guard],
+            GUARD_LINK_TTL,
+            body.name.as_deref(),
+        )
+        .map_err(|e| HttpError::new(ErrorCode::Internal, e.to_string()))?;
+    tracing::info!(guard = %body.guard, %org, by = %who.user, "guard link minted");
+    Ok(json_response(
+        201,
+        &serde_json::json!({
+            "path": format!("/guard#link={link}"),
+            "link": link,
+            "expiresIn": GUARD_LINK_TTL.as_secs(),
+        }),
+    ))
+}

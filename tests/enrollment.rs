@@ -1,0 +1,151 @@
+//! Enrolling a guard's phone: supervisors and admins mint one-time links to the guard app for
+//! guards of their own organization; the link opens a session as long as a shift.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use lookout::auth::Role;
+use serde_json::{json, Value};
+
+async fn mint(server: &TestServer, token: &str, body: Value) -> (u16, Value) {
+    let response = server
+        .http()
+        .post(server.https("/api/v1/guard-links"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("mint");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn exchange(server: &TestServer, link: &str) -> (u16, Value) {
+    let response = server
+        .http()
+        .post(server.https("/api/v1/auth/link"))
+        .json(&json!({ "token": link }))
+        .send()
+        .await
+        .expect("exchange");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_supervisor_mints_a_guard_link_that_opens_a_shift_long_guard_session_once() {
+    let server =
+        TestServer::start_with(|c| c.field.guard_session = Duration::from_secs(10 * 3600)).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let (status, minted) = mint(&server, &sup, json!({"guard": "g-7", "name": "Ana"})).await;
+    assert_eq!(status, 201, "{minted}");
+    let link = minted["link"].as_str().expect("link");
+    assert_eq!(minted["path"], format!("/guard#link={link}"));
+    // The link itself is no credential.
+    let mut refused = server
+        .http()
+        .get(server.https("/api/v1/alerts"))
+        .bearer_auth(link)
+        .send()
+        .await
+        .expect("alerts");
+    assert_eq!(refused.status(), 401);
+    refused = server
+        .http()
+        .get(server.https("/api/v1/alerts"))
+        .send()
+        .await
+        .expect("alerts");
+    assert_eq!(refused.status(), 401);
+
+    let (status, session) = exchange(&server, link).await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(
+        session["expiresIn"],
+        10 * 3600,
+        "field.guard_session: {session}"
+    );
+    let token = session["token"].as_str().expect("token");
+    let mut guard = server.connect(token).await;
+    assert_eq!(guard.established["userId"], "g-7", "{}", guard.established);
+    let reply = guard
+        .publish("/topic/location/g-7", location(52.5, 13.4))
+        .await;
+    assert!(ok(&reply), "a guard publishes its own position: {reply}");
+    let reply = guard.subscribe("/topic/org/acme/alerts").await;
+    assert_eq!(
+        error_code(&reply),
+        "forbidden",
+        "a guard, not a supervisor: {reply}"
+    );
+
+    let (status, again) = exchange(&server, link).await;
+    assert_eq!(status, 401, "a link works once: {again}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn guard_links_are_minted_for_the_minters_own_organization_only() {
+    let server = TestServer::start().await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let (status, body) = mint(&server, &sup, json!({"guard": "g1", "org": "other"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, body) = mint(&server, &sup, json!({"guard": "g1", "org": "acme"})).await;
+    assert_eq!(status, 201, "repeating one's own org is fine: {body}");
+
+    let guard = server.token("g2", Some("acme"), &[Role::Guard]);
+    let (status, body) = mint(&server, &guard, json!({"guard": "g3"})).await;
+    assert_eq!(status, 403, "guards do not enroll guards: {body}");
+    let service = server.token("svc", Some("acme"), &[Role::Service]);
+    let (status, body) = mint(&server, &service, json!({"guard": "g3"})).await;
+    assert_eq!(status, 403, "{body}");
+
+    let admin = server.token("root", None, &[Role::Admin]);
+    let (status, body) = mint(&server, &admin, json!({"guard": "g3"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+    let (status, body) = mint(&server, &admin, json!({"guard": "g3", "org": "beta"})).await;
+    assert_eq!(status, 201, "{body}");
+    let (_, session) = exchange(&server, body["link"].as_str().expect("link")).await;
+    let guard = server
+        .connect(session["token"].as_str().expect("token"))
+        .await;
+    assert_eq!(guard.established["userId"], "g3");
+
+    for bad in [
+        json!({"guard": "a/b"}),
+        json!({"guard": ""}),
+        json!({"guard": "g", "x": 1}),
+    ] {
+        let (status, body) = mint(&server, &sup, bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    server.stop().await;
+}
+
+#[test]
+fn token_link_for_a_guard_opens_the_guard_app() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["token", "--sub", "g1", "--org", "demo", "--role", "guard"])
+        .args(["--link", "https://appliance:8443/", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let line = String::from_utf8_lossy(&out.stdout);
+    let token = line
+        .trim()
+        .strip_prefix("https://appliance:8443/guard#link=")
+        .unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+}
