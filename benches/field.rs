@@ -29,6 +29,7 @@ fn identity(user: &str, role: Role) -> Identity {
         roles: [role].into_iter().collect::<Roles>(),
         name: None,
         exp: u64::MAX,
+        device: None,
     }
 }
 

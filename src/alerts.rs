@@ -723,6 +723,7 @@ mod tests {
             roles: [Role::Supervisor].into_iter().collect(),
             name: None,
             exp: u64::MAX,
+            device: None,
         };
         alerts
             .acknowledge(&sup, &first.id, None)

@@ -55,6 +55,9 @@ pub enum AuthError {
     /// Not a sign-in link's token.
     #[error("not a sign-in link")]
     NotALink,
+    /// The session of a device a supervisor revoked.
+    #[error("this device was revoked: enroll it again with a new link")]
+    Revoked,
 }
 
 /// The roles of the design. A token may carry several.
@@ -140,6 +143,9 @@ pub struct Identity {
     pub name: Option<String>,
     /// `exp`, seconds since the Unix epoch.
     pub exp: u64,
+    /// The enrolled device a guard app's session belongs to (its token's `jti`), which a
+    /// supervisor can revoke; tokens minted otherwise have none.
+    pub device: Option<Arc<str>>,
 }
 
 impl Identity {
@@ -217,6 +223,9 @@ pub struct Authenticator {
     algorithm: Algorithm,
     issuer: Option<String>,
     audience: Option<String>,
+    /// Revoked devices (token ids); loaded from the store at start, added to by revocations.
+    /// Bounded by the devices ever enrolled, which only supervisors create.
+    revoked: parking_lot::RwLock<std::collections::HashSet<String>>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -311,6 +320,7 @@ impl Authenticator {
             algorithm,
             issuer: jwt.issuer.clone(),
             audience: jwt.audience.clone(),
+            revoked: Default::default(),
         })
     }
 
@@ -321,7 +331,18 @@ impl Authenticator {
         if claims.purpose.is_some() {
             return Err(AuthError::LinkOnly);
         }
-        identity_from_claims(claims)
+        let identity = identity_from_claims(claims)?;
+        if let Some(device) = &identity.device {
+            if self.revoked.read().contains(&**device) {
+                return Err(AuthError::Revoked);
+            }
+        }
+        Ok(identity)
+    }
+
+    /// Refuses `device`'s tokens from now on (the caller has made it durable).
+    pub fn revoke(&self, device: &str) {
+        self.revoked.write().insert(device.to_string());
     }
 
     /// Verifies a one-time sign-in link's token.
@@ -339,19 +360,23 @@ impl Authenticator {
         })
     }
 
-    /// A session token for a used link: the same user, org, roles and name, for `ttl`.
-    pub fn mint_session(&self, link: &Link, ttl: Duration) -> Result<String, AuthError> {
+    /// A session token for a used link: the same user, org, roles and name, for `ttl`, with a
+    /// device id of its own (returned beside it) by which it can be revoked.
+    pub fn mint_session(&self, link: &Link, ttl: Duration) -> Result<(String, String), AuthError> {
         let roles: Vec<Role> = Role::ALL
             .into_iter()
             .filter(|r| link.identity.is(*r))
             .collect();
-        self.mint(
+        let device = uuid::Uuid::new_v4().to_string();
+        let token = self.mint_claims(
             &link.claims.sub,
             link.claims.org.as_deref(),
             &roles,
             ttl,
             link.claims.name.as_deref(),
-        )
+            |c| c.jti = Some(device.clone()),
+        )?;
+        Ok((token, device))
     }
 
     /// A one-time sign-in link's token for `sub`, valid for `ttl` and exchangeable once.
@@ -464,12 +489,18 @@ fn identity_from_claims(claims: Claims) -> Result<Identity, AuthError> {
     if org.is_none() && !roles.has(Role::Admin) {
         return Err(AuthError::MissingClaim("org"));
     }
+    // A link's jti names the link; a session's, the device it was opened on.
+    let device = match claims.purpose {
+        None => claims.jti.map(Into::into),
+        Some(_) => None,
+    };
     Ok(Identity {
         user: claims.sub.into(),
         org: org.map(Into::into),
         roles,
         name: claims.name,
         exp: claims.exp,
+        device,
     })
 }
 
@@ -563,7 +594,7 @@ mod tests {
         assert!(matches!(auth.verify(&link), Err(AuthError::LinkOnly)));
         let used = auth.verify_link(&link).expect("a link");
         assert!(!used.jti.is_empty());
-        let session = auth.mint_session(&used, hour).expect("session");
+        let (session, _device) = auth.mint_session(&used, hour).expect("session");
         let id = auth.verify(&session).expect("a credential");
         assert_eq!(&*id.user, "sup");
         assert!(id.in_org("acme") && id.is(Role::Supervisor) && !id.is(Role::Admin));

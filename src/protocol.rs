@@ -183,6 +183,8 @@ pub mod close {
     pub const IDLE: u16 = 4003;
     /// Nothing received (not even a pong) for `limits.dead_peer_timeout`.
     pub const DEAD_PEER: u16 = 4004;
+    /// A supervisor revoked the device the connection's session belongs to.
+    pub const REVOKED: u16 = 4005;
 }
 
 /// A client request (both encodings).

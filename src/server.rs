@@ -119,6 +119,11 @@ impl Server {
         };
         let urgent = crate::urgent::Urgent::start()?;
         let state = AppState::new(config, store, auth, material.server, urgent);
+        // Before the first connection: a revoked phone stays cut off across restarts.
+        let revoked = crate::api::devices::load_revocations(&state).await?;
+        if revoked > 0 {
+            tracing::info!(revoked, "revoked devices loaded");
+        }
         Ok(Server {
             state,
             listener,

@@ -149,3 +149,106 @@ fn token_link_for_a_guard_opens_the_guard_app() {
         .unwrap_or_else(|| panic!("{line}"));
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
 }
+
+/// Enrolls a phone for `guard`: its session token.
+async fn enroll(server: &TestServer, supervisor: &str, guard: &str) -> String {
+    let (status, minted) = mint(server, supervisor, json!({ "guard": guard })).await;
+    assert_eq!(status, 201, "{minted}");
+    let (status, session) = exchange(server, minted["link"].as_str().expect("link")).await;
+    assert_eq!(status, 200, "{session}");
+    session["token"].as_str().expect("token").to_string()
+}
+
+async fn devices(server: &TestServer, token: &str) -> Vec<Value> {
+    let list = get_json(&server.http(), &server.https("/api/v1/devices"), token).await;
+    list["devices"].as_array().cloned().unwrap_or_default()
+}
+
+async fn revoke(server: &TestServer, token: &str, device: &str) -> (u16, Value) {
+    let response = server
+        .http()
+        .post(server.https(&format!("/api/v1/devices/{device}/revoke")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("revoke");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_revoked_phone_is_cut_off_at_once_and_after_a_restart_while_the_guards_other_phone_works()
+{
+    let server = TestServer::start().await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let lost = enroll(&server, &sup, "g1").await;
+    let spare = enroll(&server, &sup, "g1").await;
+    let enrolled = devices(&server, &sup).await;
+    assert_eq!(enrolled.len(), 2, "{enrolled:?}");
+    assert!(enrolled
+        .iter()
+        .all(|d| d["guard"] == "g1" && d["org"] == "acme"));
+
+    let mut lost_socket = server.connect(&lost).await;
+    let mut spare_socket = server.connect(&spare).await;
+    // Which record is the lost phone's: the one whose revocation closes its socket.
+    // A session token carries its device id as `jti`.
+    assert_eq!(lost_socket.established["userId"], "g1");
+    let lost_id = jwt_claim(&lost, "jti");
+    assert!(
+        enrolled.iter().any(|d| d["id"] == lost_id.as_str()),
+        "{lost_id} among {enrolled:?}"
+    );
+
+    // Another org's supervisor cannot see or revoke it.
+    let stranger = server.token("sup2", Some("beta"), &[Role::Supervisor]);
+    assert!(devices(&server, &stranger).await.is_empty());
+    assert_eq!(revoke(&server, &stranger, &lost_id).await.0, 404);
+
+    let revoked_at = std::time::Instant::now();
+    let (status, body) = revoke(&server, &sup, &lost_id).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["closed"], 1, "{body}");
+    match lost_socket.ended().await {
+        Ended::Closed(code, reason) => {
+            assert_eq!(code, 4005, "{reason}");
+            assert!(revoked_at.elapsed() < Duration::from_secs(1));
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    let reply = spare_socket
+        .publish("/topic/location/g1", location(52.5, 13.4))
+        .await;
+    assert!(ok(&reply), "the other phone is unaffected: {reply}");
+    drop(spare_socket);
+
+    let refused = connect_with_token(&server.cert_pem, server.addr, &lost, None).await;
+    let (status, _) = refusal(refused.err().expect("refused"));
+    assert_eq!(status, 401);
+    let listed = devices(&server, &sup).await;
+    assert!(listed
+        .iter()
+        .any(|d| d["id"] == lost_id.as_str() && d["revokedAt"].is_u64()));
+
+    let server = server.restart().await;
+    let refused = connect_with_token(&server.cert_pem, server.addr, &lost, None).await;
+    let (status, _) = refusal(refused.err().expect("still refused after a restart"));
+    assert_eq!(status, 401);
+    let mut spare_socket = server.connect(&spare).await;
+    let reply = spare_socket
+        .publish("/topic/location/g1", location(52.5, 13.4))
+        .await;
+    assert!(ok(&reply), "{reply}");
+    server.stop().await;
+}
+
+/// A claim of a JWT's payload (the test's own reading; the server never trusts one unverified).
+fn jwt_claim(token: &str, claim: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64");
+    let claims: Value = serde_json::from_slice(&bytes).expect("json");
+    claims[claim].as_str().unwrap_or_default().to_string()
+}

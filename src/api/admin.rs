@@ -100,10 +100,6 @@ pub async fn exchange_link(call: Call) -> Result<Response<Body>, HttpError> {
             "this sign-in link was already used",
         ));
     }
-    state
-        .store
-        .commit(&[Change::put(key, &crate::protocol::now_millis())?])
-        .await?;
     // A guard's phone keeps its session for a shift; a dashboard's lasts LINK_SESSION.
     let guard_only = link.identity.is(Role::Guard)
         && ![Role::Supervisor, Role::Admin, Role::Service]
@@ -114,10 +110,20 @@ pub async fn exchange_link(call: Call) -> Result<Response<Body>, HttpError> {
     } else {
         LINK_SESSION
     };
-    let token = state
+    let (token, device) = state
         .auth
         .mint_session(&link, session)
         .map_err(|e| HttpError::new(ErrorCode::Internal, e.to_string()))?;
+    // The link's use and (for a guard's phone) the device it enrolled, in one commit: the
+    // token is handed out only once both are durable.
+    let used = Change::put(key, &crate::protocol::now_millis())?;
+    if guard_only {
+        let enrolled = super::devices::enrolled(&link.identity, &device);
+        let record = Change::put(Record::Device { id: &device }, &enrolled)?;
+        state.store.commit(&[used, record]).await?;
+    } else {
+        state.store.commit(&[used]).await?;
+    }
     tracing::info!(user = %link.identity.user, "sign-in link exchanged");
     Ok(json_response(
         200,

@@ -3,7 +3,8 @@
 //!
 //! [`ROUTES`] is the one route table: a request is matched against it by path and method, and
 //! a path it knows under other methods answers 405 with `Allow`. Handlers live by concern
-//! ([`publish`], [`history`], [`events`], [`field`], [`alerts`], [`enroll`], [`admin`],
+//! ([`publish`], [`history`], [`events`], [`field`], [`alerts`], [`enroll`], [`devices`],
+//! [`admin`],
 //! [`metrics`]) and
 //! read requests through [`extract`]. Same JWT and rights as the socket (`Authorization:
 //! Bearer`); every error is `{"error":{"code","message"}}` with the matching status, made by
@@ -12,6 +13,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod devices;
 pub mod enroll;
 pub mod events;
 pub mod extract;
@@ -58,7 +60,7 @@ macro_rules! routes {
 }
 
 /// Every REST route.
-pub static ROUTES: [Route; 31] = routes! {
+pub static ROUTES: [Route; 33] = routes! {
     GET "/healthz" => admin::healthz,
     GET "/readyz" => admin::readyz,
     GET "/metrics" => metrics::metrics,
@@ -70,6 +72,8 @@ pub static ROUTES: [Route; 31] = routes! {
     POST "/api/v1/broadcast/maintenance" => publish::maintenance,
     POST "/api/v1/auth/link" => admin::exchange_link,
     POST "/api/v1/guard-links" => enroll::mint,
+    GET "/api/v1/devices" => devices::list,
+    POST "/api/v1/devices/{id}/revoke" => devices::revoke,
     GET "/api/v1/site" => field::site,
     GET "/api/v1/site/plan" => field::site_plan,
     GET "/api/v1/geofences" => field::fences,

@@ -153,6 +153,17 @@ impl Hub {
         self.users.connections()
     }
 
+    /// Closes `user`'s open connections of every transport that authenticated as `device`,
+    /// with `code`; how many.
+    pub fn close_device(&self, user: &str, device: &str, code: u16, reason: &str) -> usize {
+        self.users
+            .of(user)
+            .into_iter()
+            .filter(|c| c.identity.device.as_deref() == Some(device))
+            .filter(|c| c.close(code, reason))
+            .count()
+    }
+
     /// Whether `who` may ask for `user`'s status: itself, an admin, or a supervisor or service of
     /// the user's org.
     pub async fn may_see_user(&self, who: &Identity, user: &str) -> Result<bool, StoreError> {

@@ -17,6 +17,7 @@ fn supervisor(user: &str) -> Identity {
         roles: [Role::Supervisor].into_iter().collect::<Roles>(),
         name: None,
         exp: u64::MAX,
+        device: None,
     }
 }
 

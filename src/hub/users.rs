@@ -108,6 +108,15 @@ impl Users {
             .retain(|_, e| !e.conns.is_empty() || e.last_seen >= before);
     }
 
+    /// A user's open connections.
+    pub fn of(&self, user: &str) -> Vec<Arc<ConnHandle>> {
+        self.map
+            .lock()
+            .get(user)
+            .map(|e| e.conns.clone())
+            .unwrap_or_default()
+    }
+
     /// A user's open connections and when it was last seen in this process.
     pub fn status(&self, user: &str) -> (Vec<ConnStatus>, Option<u64>) {
         let map = self.map.lock();

@@ -32,6 +32,7 @@ enum Key {
     Alert(String),
     Shift(String),
     UsedLink(String),
+    Device(String),
 }
 
 impl Key {
@@ -50,6 +51,7 @@ impl Key {
             Record::Alert { id } => Key::Alert(id.into()),
             Record::Shift { id } => Key::Shift(id.into()),
             Record::UsedLink { jti } => Key::UsedLink(jti.into()),
+            Record::Device { id } => Key::Device(id.into()),
             Record::Timer { .. } => return None,
         })
     }
@@ -59,7 +61,8 @@ impl Key {
             (Key::Fence { org, .. }, Records::Fences { org: wanted }) => org == wanted,
             (Key::Location(_), Records::Locations)
             | (Key::Alert(_), Records::Alerts)
-            | (Key::Shift(_), Records::Shifts) => true,
+            | (Key::Shift(_), Records::Shifts)
+            | (Key::Device(_), Records::Devices) => true,
             _ => false,
         }
     }

@@ -49,6 +49,11 @@ pub enum Record<'a> {
         /// Shift id.
         id: &'a str,
     },
+    /// An enrolled guard device (the session a guard link opened).
+    Device {
+        /// Device id (its session token's `jti`).
+        id: &'a str,
+    },
     /// A one-time sign-in link that was exchanged.
     UsedLink {
         /// The link token's `jti`.
@@ -70,6 +75,8 @@ pub enum Records<'a> {
     Alerts,
     /// Every shift.
     Shifts,
+    /// Every enrolled device.
+    Devices,
 }
 
 /// An escalation timer in the due-time index.

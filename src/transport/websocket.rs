@@ -99,6 +99,7 @@ where
         roles: crate::auth::Roles::default(),
         name: None,
         exp: u64::MAX,
+        device: None,
     };
     // The handle carries what the reader asks of the writer: pongs and the close.
     let (conn, mut control) = ConnHandle::new(

@@ -142,6 +142,8 @@ pub const ALERT: u8 = b'X';
 pub const TIMER: u8 = b'T';
 /// Shifts.
 pub const SHIFT: u8 = b'H';
+/// `D` + device id: an enrolled guard device.
+pub const DEVICE: u8 = b'D';
 /// `N` + link id: a one-time sign-in link already used.
 pub const USED_LINK: u8 = b'N';
 
@@ -169,6 +171,7 @@ pub fn record(key: &Record<'_>) -> Vec<u8> {
         }
         Record::Shift { id } => tagged(SHIFT, id.as_bytes()),
         Record::UsedLink { jti } => tagged(USED_LINK, jti.as_bytes()),
+        Record::Device { id } => tagged(DEVICE, id.as_bytes()),
     }
 }
 
@@ -179,6 +182,7 @@ pub fn records(set: &Records<'_>) -> Vec<u8> {
         Records::Locations => vec![LOCATION],
         Records::Alerts => vec![ALERT],
         Records::Shifts => vec![SHIFT],
+        Records::Devices => vec![DEVICE],
     }
 }
 

@@ -1,0 +1,114 @@
+//! Enrolled guard devices: a guard link's exchange records the session it opens as a device of
+//! the guard's org; supervisors list their org's devices and revoke one, and from then on its
+//! session token is refused everywhere and its open connections close with
+//! [`close::REVOKED`]. Revocations are durable and loaded again at start.
+//!
+//! This module keeps the device records; verifying tokens is the `Authenticator`'s.
+
+use hyper::Response;
+use serde::{Deserialize, Serialize};
+
+use super::extract::Call;
+use crate::app::AppState;
+use crate::auth::{Identity, Role};
+use crate::http::{json_response, Body, HttpError};
+use crate::protocol::{close, now_millis, ErrorCode};
+use crate::store::{Change, Record, Records, StoreError};
+
+/// An enrolled device, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    /// Its session token's `jti`.
+    pub id: String,
+    /// The guard.
+    pub guard: String,
+    /// The guard's org.
+    pub org: String,
+    /// Display name from the link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// When the link was exchanged, ms since the Unix epoch.
+    pub enrolled_at: u64,
+    /// When it was revoked, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
+}
+
+/// The record of a device enrolled now (written with the link's use, in one commit).
+pub fn enrolled(identity: &Identity, id: &str) -> Device {
+    Device {
+        id: id.to_string(),
+        guard: identity.user.to_string(),
+        org: identity.org.as_deref().unwrap_or_default().to_string(),
+        name: identity.name.clone(),
+        enrolled_at: now_millis(),
+        revoked_at: None,
+    }
+}
+
+/// Makes the revocations on record effective again (at start).
+pub async fn load_revocations(state: &AppState) -> Result<usize, StoreError> {
+    let devices: Vec<Device> = state.store.load_all(Records::Devices).await?;
+    let mut revoked = 0;
+    for device in devices.iter().filter(|d| d.revoked_at.is_some()) {
+        state.auth.revoke(&device.id);
+        revoked += 1;
+    }
+    Ok(revoked)
+}
+
+fn may_manage(who: &Identity, org: &str) -> bool {
+    who.is(Role::Admin) || (who.is(Role::Supervisor) && who.in_org(org))
+}
+
+/// `GET /api/v1/devices`: the caller's org's devices (an admin's: every org's).
+pub async fn list(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who_is(
+        &[Role::Supervisor, Role::Admin],
+        "devices are managed by supervisors and admins",
+    )?;
+    let mut devices: Vec<Device> = call.state.store.load_all(Records::Devices).await?;
+    devices.retain(|d| may_manage(&who, &d.org));
+    devices.sort_by_key(|d| std::cmp::Reverse(d.enrolled_at));
+    Ok(json_response(
+        200,
+        &serde_json::json!({ "devices": devices }),
+    ))
+}
+
+/// `POST /api/v1/devices/{id}/revoke`: durable first, then refused and disconnected.
+pub async fn revoke(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who_is(
+        &[Role::Supervisor, Role::Admin],
+        "devices are managed by supervisors and admins",
+    )?;
+    let id = call.param(0).to_string();
+    let state = call.state.clone();
+    let not_found = || HttpError::new(ErrorCode::NotFound, "no such device");
+    let mut device: Device = state
+        .store
+        .load(Record::Device { id: &id })
+        .await?
+        .ok_or_else(not_found)?;
+    // Another org's device does not exist, as far as this caller can tell.
+    if !may_manage(&who, &device.org) {
+        return Err(not_found());
+    }
+    if device.revoked_at.is_none() {
+        device.revoked_at = Some(now_millis());
+        state
+            .store
+            .commit(&[Change::put(Record::Device { id: &id }, &device)?])
+            .await?;
+    }
+    state.auth.revoke(&id);
+    let closed = state
+        .hub
+        .close_device(&device.guard, &id, close::REVOKED, "device revoked");
+    tracing::info!(device = %id, guard = %device.guard, by = %who.user, closed, "device revoked");
+    Ok(json_response(
+        200,
+        &serde_json::json!({ "device": device, "closed": closed }),
+    ))
+}
