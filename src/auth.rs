@@ -106,6 +106,10 @@ impl Roles {
     pub fn has(self, role: Role) -> bool {
         self.0 & role.bit() != 0
     }
+    /// Whether the set holds `role` and nothing else.
+    pub fn is_only(self, role: Role) -> bool {
+        self.0 == role.bit()
+    }
     /// Adds a role.
     pub fn insert(&mut self, role: Role) {
         self.0 |= role.bit();
@@ -565,6 +569,15 @@ mod tests {
     }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_role_set_is_only_a_role_when_it_holds_nothing_else() {
+        let guard: Roles = [Role::Guard].into_iter().collect();
+        let both: Roles = [Role::Guard, Role::Supervisor].into_iter().collect();
+        assert!(guard.is_only(Role::Guard));
+        assert!(!both.is_only(Role::Guard));
+        assert!(!Roles::default().is_only(Role::Guard));
+    }
 
     #[test]
     fn a_minted_token_verifies_to_its_identity() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::auth::{Authenticator, Role};
+use crate::auth::{Authenticator, Role, Roles};
 use crate::config::{self, Config, Overrides};
 use crate::server::{shutdown_signal, Server};
 
@@ -468,7 +468,14 @@ fn token(config: &Config, args: &TokenArgs) -> ExitCode {
         Ok(token) => {
             match &args.link {
                 // A guard's link opens the guard app; anyone else's, the dashboard.
-                Some(base) if args.roles == [Role::Guard] => {
+                Some(base)
+                    if args
+                        .roles
+                        .iter()
+                        .copied()
+                        .collect::<Roles>()
+                        .is_only(Role::Guard) =>
+                {
                     println!("{}/guard#link={token}", base.trim_end_matches('/'))
                 }
                 Some(base) => println!("{}/#link={token}", base.trim_end_matches('/')),

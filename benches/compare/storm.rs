@@ -240,9 +240,9 @@ pub async fn run(server: &Server, clients: usize, rate: u64) -> Result<Run, Stri
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The storm.
-    *shared.dropped_at.lock() = Some(Instant::now());
-    shared.drop_now.cancel();
     let dropped_at = Instant::now();
+    *shared.dropped_at.lock() = Some(dropped_at);
+    shared.drop_now.cancel();
     let cpu_at_drop = (server.cpu_seconds(), crate::common::cpu_seconds_of("self"));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let panic = json!({"type": "publish", "id": "p", "channel": "/topic/emergency/panicker", "data": {"type": "PANIC"}});

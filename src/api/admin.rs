@@ -101,10 +101,7 @@ pub async fn exchange_link(call: Call) -> Result<Response<Body>, HttpError> {
         ));
     }
     // A guard's phone keeps its session for a shift; a dashboard's lasts LINK_SESSION.
-    let guard_only = link.identity.is(Role::Guard)
-        && ![Role::Supervisor, Role::Admin, Role::Service]
-            .iter()
-            .any(|r| link.identity.is(*r));
+    let guard_only = link.identity.roles.is_only(Role::Guard);
     let session = if guard_only {
         state.config.field.guard_session
     } else {

@@ -4,9 +4,7 @@
 //! [`ROUTES`] is the one route table: a request is matched against it by path and method, and
 //! a path it knows under other methods answers 405 with `Allow`. Handlers live by concern
 //! ([`publish`], [`history`], [`events`], [`field`], [`alerts`], [`enroll`], [`devices`],
-//! [`admin`],
-//! [`metrics`]) and
-//! read requests through [`extract`]. Same JWT and rights as the socket (`Authorization:
+//! [`admin`], [`metrics`]) and read requests through [`extract`]. Same JWT and rights as the socket (`Authorization:
 //! Bearer`); every error is `{"error":{"code","message"}}` with the matching status, made by
 //! `crate::http` from the failure. Bad input is answered, not logged as an error; 5xx details
 //! are logged and never sent to the client.

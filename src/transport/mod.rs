@@ -38,9 +38,8 @@ use self::websocket::Framing;
 use crate::http::Body;
 
 /// Connections the kernel completes before we accept them. tokio's default (1,024) overflowed
-/// when thousands of clients reconnected at once: the dropped SYNs came back after the client's
-/// 1 s, 3 s, 7 s retransmits, and the reconnect storm took 13 s. The kernel caps it at
-/// `net.core.somaxconn`.
+/// when 19,000 clients reconnected at once, and a dropped SYN comes back only after the
+/// client's 1 s, 3 s, 7 s retransmits. The kernel caps it at `net.core.somaxconn`.
 const LISTEN_BACKLOG: i32 = 4096;
 
 /// A listening socket on `addr` with [`LISTEN_BACKLOG`].
