@@ -316,6 +316,8 @@ pub struct Limits {
     pub max_unacked_per_connection: usize,
     /// Rooms (`/topic/org/{org}/room/*`) the clients of one org may create.
     pub max_rooms_per_org: usize,
+    /// Guard devices one org may have enrolled and not revoked.
+    pub max_devices_per_org: usize,
     /// How long a video channel's latest keyframe is kept for a late viewer.
     #[serde(with = "humantime_serde")]
     pub keyframe_ttl: Duration,
@@ -385,6 +387,7 @@ impl Default for Limits {
             stomp_transaction_bytes: 1024 * 1024,
             max_unacked_per_connection: 1024,
             max_rooms_per_org: 1000,
+            max_devices_per_org: 1000,
             keyframe_ttl: Duration::from_secs(30),
             unsent_bytes: 64 * 1024,
         }
@@ -507,6 +510,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "limits.max_rooms_per_org",
         "rooms the clients of one org may create",
+    ),
+    (
+        "limits.max_devices_per_org",
+        "guard devices one org may have enrolled and not revoked",
     ),
     (
         "limits.keyframe_ttl",
@@ -774,6 +781,7 @@ impl Config {
                 l.max_unacked_per_connection == 0,
             ),
             ("limits.max_rooms_per_org", l.max_rooms_per_org == 0),
+            ("limits.max_devices_per_org", l.max_devices_per_org == 0),
             ("limits.keyframe_ttl", l.keyframe_ttl.is_zero()),
             ("limits.unsent_bytes", l.unsent_bytes == 0),
         ];

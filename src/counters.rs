@@ -50,11 +50,13 @@ pub enum Budget {
     Unacked,
     /// `limits.max_rooms_per_org`: rooms an org's clients have created.
     Rooms,
+    /// `limits.max_devices_per_org`: an org's enrolled, unrevoked guard devices.
+    Devices,
 }
 
 impl Budget {
     /// Every budget, in label order.
-    pub const ALL: [Budget; 8] = [
+    pub const ALL: [Budget; 9] = [
         Budget::Connections,
         Budget::ConnectionsPerUser,
         Budget::Subscriptions,
@@ -63,6 +65,7 @@ impl Budget {
         Budget::StompTransactionBytes,
         Budget::Unacked,
         Budget::Rooms,
+        Budget::Devices,
     ];
 
     /// The label value: the configuration key that sets it.
@@ -76,6 +79,7 @@ impl Budget {
             Budget::StompTransactionBytes => "limits.stomp_transaction_bytes",
             Budget::Unacked => "limits.max_unacked_per_connection",
             Budget::Rooms => "limits.max_rooms_per_org",
+            Budget::Devices => "limits.max_devices_per_org",
         }
     }
 }

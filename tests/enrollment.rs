@@ -252,3 +252,49 @@ fn jwt_claim(token: &str, claim: &str) -> String {
     let claims: Value = serde_json::from_slice(&bytes).expect("json");
     claims[claim].as_str().unwrap_or_default().to_string()
 }
+
+#[tokio::test]
+async fn an_org_at_its_device_budget_enrolls_no_more_until_it_revokes_one_and_other_orgs_go_on() {
+    let server = TestServer::start_with(|c| c.limits.max_devices_per_org = 2).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let first = enroll(&server, &sup, "g1").await;
+    enroll(&server, &sup, "g2").await;
+
+    let (_, minted) = mint(&server, &sup, json!({ "guard": "g3" })).await;
+    let link = minted["link"].as_str().expect("link");
+    let (status, body) = exchange(&server, link).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("limits.max_devices_per_org"),
+        "{body}"
+    );
+
+    // Another org is not held back by this one's budget.
+    let other = server.token("sup2", Some("beta"), &[Role::Supervisor]);
+    enroll(&server, &other, "b1").await;
+
+    // A revoke frees a place; the refused link was not used up.
+    let (status, _) = revoke(&server, &sup, &jwt_claim(&first, "jti")).await;
+    assert_eq!(status, 200);
+    let (status, body) = exchange(&server, link).await;
+    assert_eq!(status, 200, "{body}");
+
+    let metrics = server
+        .http()
+        .get(server.https("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"lookout_budget_refusals_total{budget="limits.max_devices_per_org"} 1"#),
+        "{metrics}"
+    );
+    server.stop().await;
+}

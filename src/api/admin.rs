@@ -102,6 +102,11 @@ pub async fn exchange_link(call: Call) -> Result<Response<Body>, HttpError> {
     }
     // A guard's phone keeps its session for a shift; a dashboard's lasts LINK_SESSION.
     let guard_only = link.identity.roles.is_only(Role::Guard);
+    if guard_only {
+        // Before the link is marked used: a refused exchange can be retried after a revoke.
+        let org = link.identity.org.as_deref().unwrap_or_default();
+        super::devices::check_quota(&state, org).await?;
+    }
     let session = if guard_only {
         state.config.field.guard_session
     } else {

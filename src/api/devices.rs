@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::extract::Call;
 use crate::app::AppState;
 use crate::auth::{Identity, Role};
+use crate::counters::Budget;
 use crate::http::{json_response, Body, HttpError};
 use crate::protocol::{close, now_millis, ErrorCode};
 use crate::store::{Change, Record, Records, StoreError};
@@ -56,6 +57,25 @@ pub async fn load_revocations(state: &AppState) -> Result<usize, StoreError> {
         revoked += 1;
     }
     Ok(revoked)
+}
+
+/// Refuses a new device for `org` when it has `limits.max_devices_per_org` enrolled and not
+/// revoked. Called under the link-exchange lock, so the count is exact.
+pub async fn check_quota(state: &AppState, org: &str) -> Result<(), HttpError> {
+    let max = state.config.limits.max_devices_per_org;
+    let devices: Vec<Device> = state.store.load_all(Records::Devices).await?;
+    let active = devices
+        .iter()
+        .filter(|d| d.org == org && d.revoked_at.is_none())
+        .count();
+    if active >= max {
+        state.hub.stats.refused(Budget::Devices);
+        return Err(HttpError::new(
+            ErrorCode::RateLimited,
+            format!("org {org} has {max} devices enrolled (limits.max_devices_per_org): revoke one first"),
+        ));
+    }
+    Ok(())
 }
 
 fn may_manage(who: &Identity, org: &str) -> bool {
