@@ -25,8 +25,7 @@ impl Hub {
         let target = self.readable(who, channel).await?;
         let stored = target.stored_name();
         let head = self.durable_head(&stored);
-        let first = self.store.first_retained(&stored).await?;
-        let messages = self
+        let messages: Vec<HistoryMessage> = self
             .store
             .read(&stored, since, head, limit)
             .await?
@@ -38,11 +37,22 @@ impl Hub {
                 ack_required: m.ack_required,
             })
             .collect();
+        // Judged by the page itself: retention may trim between reading where the log starts
+        // and reading the page, and the answer must describe the messages it carries.
+        let recovered = since >= head
+            || match messages.first() {
+                Some(m) => m.seq == since + 1,
+                None => self
+                    .store
+                    .first_retained(&stored)
+                    .await?
+                    .is_some_and(|f| f <= since + 1),
+            };
         Ok(History {
             channel: target.public_name(),
             epoch: self.store.epoch().to_string(),
             head,
-            recovered: since >= head || first.is_some_and(|f| f <= since + 1),
+            recovered,
             messages,
         })
     }
