@@ -332,8 +332,17 @@ impl Alerts {
         // Creation and escalations need a supervisor's acknowledgement of the message itself.
         let ack = matches!(event, "created" | "escalated");
         self.hub
-            .publish_as_lookout(&Self::org_alerts(&alert.org), data, ack)
+            .publish_as_lookout(&Self::org_alerts(&alert.org), data.clone(), ack)
             .await?;
+        // The guard concerned hears it too (on a phone: "acknowledged by …, on my way"), kept
+        // for it while offline. Best effort: a guard's full queue never fails the alert.
+        let guard = Target::UserQueue {
+            user: alert.user.to_string(),
+            name: "alerts".into(),
+        };
+        if let Err(e) = self.hub.publish_as_lookout(&guard, data, false).await {
+            tracing::warn!(alert = %alert.id, error = %e, "the guard's alert queue refused an update");
+        }
         Ok(())
     }
 

@@ -34,6 +34,7 @@ pub fn serve<B>(req: &Request<B>) -> Option<Response<Body>> {
     }
     let path = match req.uri().path() {
         "/" => "index.html",
+        "/guard" | "/guard/" => "guard/index.html",
         p => p.strip_prefix('/')?,
     };
     let file = Assets::get(path)?;
@@ -74,6 +75,10 @@ pub fn serve<B>(req: &Request<B>) -> Option<Response<Body>> {
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if path == "guard/sw.js" {
+        // The guard app lives at `/guard` itself, one level above its worker's folder.
+        h.insert("service-worker-allowed", HeaderValue::from_static("/guard"));
+    }
     Some(response)
 }
 

@@ -122,14 +122,11 @@ async fn the_dashboard_shows_the_demo_site_live_and_survives_a_restart() {
         Value::Array(vec![]),
         "page errors or CSP violations: {done}"
     );
-    for shot in ["site", "panic", "video", "offline", "back"] {
-        let file = artifacts.join(format!("dashboard-{shot}.png"));
-        assert!(
-            file.metadata().map(|m| m.len() > 0).unwrap_or(false),
-            "{}",
-            file.display()
-        );
-    }
+    assert_screenshots(
+        &artifacts,
+        "dashboard",
+        &["site", "panic", "video", "offline", "back"],
+    );
     drop(demo);
 }
 
@@ -313,4 +310,62 @@ async fn a_configured_site_plan_is_served_to_signed_in_users() {
         err.to_string().starts_with("dashboard.site_plan_bounds"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn the_guard_app_is_installable_and_its_worker_keeps_every_file_it_needs_offline() {
+    let server = TestServer::start().await;
+    let http = server.http();
+    let get = |path: &str| http.get(server.https(path)).send();
+    let page = get("/guard").await.expect("get");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("text");
+    assert!(html.contains("/guard/manifest.webmanifest"), "{html}");
+    let manifest = get("/guard/manifest.webmanifest").await.expect("get");
+    assert!(manifest
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/manifest+json")));
+    let manifest: Value = manifest.json().await.expect("manifest json");
+    assert_eq!(manifest["start_url"], "/guard");
+    assert_eq!(manifest["display"], "standalone");
+    let worker = get("/guard/sw.js").await.expect("get");
+    assert_eq!(
+        worker
+            .headers()
+            .get("service-worker-allowed")
+            .and_then(|v| v.to_str().ok()),
+        Some("/guard"),
+        "the worker may control /guard itself"
+    );
+    let source = worker.text().await.expect("text");
+    let shell: Vec<&str> = source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("'/")?.strip_suffix("',"))
+        .collect();
+    assert!(shell.contains(&"guard") && shell.contains(&"lookout-client.js"));
+    for path in &shell {
+        let response = get(&format!("/{path}")).await.expect("get");
+        assert_eq!(response.status(), 200, "/{path} is in the shell and served");
+    }
+    // Every module the client may import is kept: MessagePack is loaded lazily.
+    let vendor = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web");
+    let mut stack = vec![vendor.join("vendor")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "mjs") {
+                let rel = path.strip_prefix(&vendor).expect("under web/");
+                let rel = rel.to_string_lossy();
+                assert!(
+                    shell.contains(&&*rel),
+                    "{rel} is missing from the worker's shell"
+                );
+            }
+        }
+    }
+    server.stop().await;
 }

@@ -2,6 +2,7 @@
 // resolve, live video, operations. Plain ES module on web/lookout-client.js; everything it
 // loads comes from this appliance.
 import { LookoutClient } from './lookout-client.js';
+import { claims, exchangeLink } from './signin.js';
 
 const $ = (selector) => document.querySelector(selector);
 const TOKEN_KEY = 'lookout.token';
@@ -11,35 +12,12 @@ const STATE_ORDER = { open: 0, acknowledged: 1, resolved: 2 };
 
 // ---- Sign-in --------------------------------------------------------------------------------
 
-/**
- * A one-time `#link=` is exchanged for a session token (and removed from the address bar);
- * otherwise this tab's token, if any.
- */
+/** A one-time `#link=` is exchanged for a session token; otherwise this tab's token, if any. */
 async function takeToken() {
-  const match = location.hash.match(/link=([^&]+)/);
-  if (match) {
-    history.replaceState(null, '', location.pathname + location.search);
-    const response = await fetch('/api/v1/auth/link', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ token: decodeURIComponent(match[1]) }),
-    });
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      return { error: `This sign-in link cannot be used: ${body?.error?.message ?? response.status}.` };
-    }
-    sessionStorage.setItem(TOKEN_KEY, body.token);
-  }
+  const link = await exchangeLink();
+  if (link?.error) return { error: link.error };
+  if (link?.token) sessionStorage.setItem(TOKEN_KEY, link.token);
   return { token: sessionStorage.getItem(TOKEN_KEY) };
-}
-
-function claims(token) {
-  try {
-    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), '=')));
-  } catch {
-    return null;
-  }
 }
 
 function usable(token) {

@@ -15,7 +15,7 @@
 //! with `since` and loses nothing.
 //!
 //! Lock order, never reversed: the channel registry, then one channel's state, then the
-//! keyframe cache. All are synchronous locks held for short sections and never across an
+//! keyframe cache or the users map ([`viewers`] tells a guard's devices under the channel's lock). All are synchronous locks held for short sections and never across an
 //! await; the store is called with no lock held.
 
 pub mod admission;
@@ -29,6 +29,7 @@ pub mod registry;
 pub mod requests;
 pub mod subscribe;
 pub mod users;
+pub mod viewers;
 
 #[cfg(test)]
 mod tests;

@@ -50,6 +50,15 @@ fn idempotency_key(who: &Identity, target: &Target, key: &str) -> Result<String,
     Ok(format!("{}\0{key}", who.user))
 }
 
+/// A private message (`/user/queue/messages`) says who sent it: the server sets a map's
+/// `from` to the publisher, whatever the client put there, so a reply goes to the real sender.
+fn stamp_sender(data: &mut rmpv::Value, user: &str) {
+    if let rmpv::Value::Map(entries) = data {
+        entries.retain(|(k, _)| k.as_str() != Some("from"));
+        entries.push(("from".into(), user.into()));
+    }
+}
+
 /// What a live message supersedes in a connection's live lane: on an org's locations, the
 /// guard's previous position still waiting there.
 fn supersedes(target: &Target, message: &StoredMessage) -> Option<Arc<str>> {
@@ -143,12 +152,16 @@ impl Hub {
             None => None,
             Some(key) => Some(idempotency_key(who, &target, key)?),
         };
+        let mut data = req.data;
+        if matches!(&target, Target::UserQueue { name, .. } if name == "messages") {
+            stamp_sender(&mut data, &who.user);
+        }
         let started = std::time::Instant::now();
         let seq = if target.kind().is_logged() {
-            self.publish_logged(&target, req.data, req.ack_required, key.as_deref(), turn)
+            self.publish_logged(&target, data, req.ack_required, key.as_deref(), turn)
                 .await?
         } else {
-            self.publish_live(&target, &target.stored_name(), req.data)
+            self.publish_live(&target, &target.stored_name(), data)
         };
         if target.kind().is_logged() {
             self.stats.publish_latency.observe(started.elapsed());

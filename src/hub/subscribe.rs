@@ -164,6 +164,7 @@ impl Hub {
                             }
                         }
                         st.subscribers.insert(conn.id, (conn.clone(), view));
+                        self.viewers_changed(&channel, &st);
                         drop(st);
                         self.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
                         return Ok(Subscribed { channel, info });
@@ -190,8 +191,13 @@ impl Hub {
 
     /// Removes `conn`'s subscription; drops the channel entry when nobody is left.
     pub fn unsubscribe(&self, conn: &ConnHandle, channel: &Arc<Channel>) {
-        if channel.state.lock().subscribers.remove(&conn.id).is_some() {
+        let mut st = channel.state.lock();
+        if st.subscribers.remove(&conn.id).is_some() {
+            self.viewers_changed(channel, &st);
+            drop(st);
             self.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            drop(st);
         }
         self.registry.maybe_remove(channel);
     }

@@ -104,6 +104,7 @@ pub async fn drive<Src, Snk>(
                     conn.close(close::INTERNAL, e.to_string());
                 }
             }
+            ctx.hub.tell_viewers(&conn);
             let reader = native::Reader::new(ctx.clone(), conn.clone());
             (Wire::Native, Reader::Native(reader))
         }

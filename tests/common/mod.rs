@@ -507,6 +507,18 @@ impl Binary {
         std::fs::read(self.data_dir.join("tls/cert.pem")).expect("cert")
     }
 
+    /// A one-time sign-in link's token for `sub`, as `lookout token --link` mints it.
+    pub fn link(&self, sub: &str, org: &str, role: Role) -> String {
+        let config = Config {
+            data_dir: self.data_dir.clone(),
+            ..Config::default()
+        };
+        Authenticator::from_config(&config)
+            .expect("auth")
+            .mint_link(sub, Some(org), &[role], Duration::from_secs(3600), None)
+            .expect("mint link")
+    }
+
     /// Mints a token with the binary's generated secret, as `lookout token` does.
     pub fn token(&self, sub: &str, org: Option<&str>, roles: &[Role]) -> String {
         let config = Config {
@@ -639,6 +651,36 @@ pub async fn connect_stalled(cert_pem: &[u8], addr: SocketAddr, token: &str) -> 
 }
 
 /// GETs `url` with `token` and decodes the JSON body, whatever the status.
+/// POSTs `body` as JSON with `token`: the status and the JSON answer (null if none).
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
+    let response = http
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Asserts that every screenshot `{prefix}-{name}.png` was written to `artifacts`.
+pub fn assert_screenshots(artifacts: &std::path::Path, prefix: &str, names: &[&str]) {
+    for name in names {
+        let file = artifacts.join(format!("{prefix}-{name}.png"));
+        assert!(
+            file.metadata().map(|m| m.len() > 0).unwrap_or(false),
+            "screenshot {} was not written",
+            file.display()
+        );
+    }
+}
+
 pub async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
     http.get(url)
         .bearer_auth(token)

@@ -1,0 +1,79 @@
+//! Who watches a guard's camera, told to the guard's own devices: a phone sends video frames
+//! only while someone watches, so the hub sends a `viewers` frame (native protocol, JSON or
+//! MessagePack) to every native connection of the user whenever the number of subscribers of
+//! its `/topic/video/{user}` changes, and once when such a connection opens.
+//!
+//! Sent under the channel's lock, so the counts a device sees arrive in the order they
+//! happened (a "0" never overtakes the "1" that followed it). Nothing here touches the store or
+//! waits on a client.
+
+use serde::Serialize;
+
+use super::registry::{Channel, ChannelState};
+use super::{ChannelKind, ConnHandle, Hub, Outbound};
+use crate::protocol::Protocol;
+
+/// `{"type":"viewers","channel":"/topic/video/{user}","viewers":N}`.
+#[derive(Debug, Serialize)]
+struct Viewers<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    channel: &'a str,
+    viewers: usize,
+}
+
+/// Connections that speak the native protocol, the only one with a frame for this.
+fn native(conn: &ConnHandle) -> bool {
+    matches!(
+        conn.protocol,
+        Protocol::Json | Protocol::MsgPack | Protocol::SockJsJson
+    )
+}
+
+fn tell(conn: &ConnHandle, channel: &str, viewers: usize) {
+    let frame = Viewers {
+        kind: "viewers",
+        channel,
+        viewers,
+    };
+    if let Ok(bytes) = conn.encoding.encode(&frame) {
+        // A full queue means the connection is being closed as slow; it hears on reconnect.
+        let _ = conn.try_send(Outbound::Frame(bytes));
+    }
+}
+
+impl Hub {
+    /// Tells the video channel's user its new viewer count; called with `st` locked.
+    pub(super) fn viewers_changed(&self, channel: &Channel, st: &ChannelState) {
+        if channel.kind != ChannelKind::Video {
+            return;
+        }
+        let Some(user) = channel.public.strip_prefix("/topic/video/") else {
+            return;
+        };
+        let viewers = st.subscribers.len();
+        for conn in self.users.of(user).iter().filter(|c| native(c)) {
+            tell(conn, &channel.public, viewers);
+        }
+    }
+
+    /// Tells a newly opened native connection how many watch its user's camera now.
+    pub fn tell_viewers(&self, conn: &ConnHandle) {
+        if !native(conn) {
+            return;
+        }
+        let public = format!("/topic/video/{}", conn.identity.user);
+        let stored = crate::channel::Target::User {
+            kind: ChannelKind::Video,
+            user: conn.identity.user.to_string(),
+        }
+        .stored_name();
+        match self.registry.get(&stored) {
+            Some(channel) => {
+                let st = channel.state.lock();
+                tell(conn, &public, st.subscribers.len());
+            }
+            None => tell(conn, &public, 0),
+        }
+    }
+}
