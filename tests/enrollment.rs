@@ -205,10 +205,35 @@ async fn a_revoked_phone_is_cut_off_at_once_and_after_a_restart_while_the_guards
     assert!(devices(&server, &stranger).await.is_empty());
     assert_eq!(revoke(&server, &stranger, &lost_id).await.0, 404);
 
+    // The lost phone also holds a STOMP session and an event stream: every transport is cut.
+    let mut lost_stomp = StompClient::connect(&server, &lost).await;
+    let stream = server
+        .http()
+        .get(server.https("/api/v1/events?channels=/topic/location/g1"))
+        .bearer_auth(&lost)
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(stream.status(), 200);
+    let mut lost_events = EventReader::new(stream);
+    let waiting_poll = tokio::spawn(
+        server
+            .http()
+            .get(server.https("/api/v1/poll?channels=/topic/location/g1&since=0&timeout=20"))
+            .bearer_auth(&lost)
+            .send(),
+    );
+    server
+        .wait_stats("the long-poll waits", |s| s["connections"] == 5)
+        .await;
+
     let revoked_at = std::time::Instant::now();
     let (status, body) = revoke(&server, &sup, &lost_id).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["closed"], 1, "{body}");
+    assert_eq!(
+        body["closed"], 4,
+        "WebSocket, STOMP, SSE and a waiting long-poll: {body}"
+    );
     match lost_socket.ended().await {
         Ended::Closed(code, reason) => {
             assert_eq!(code, 4005, "{reason}");
@@ -216,6 +241,21 @@ async fn a_revoked_phone_is_cut_off_at_once_and_after_a_restart_while_the_guards
         }
         other => panic!("expected a close frame, got {other:?}"),
     }
+    assert_eq!(lost_stomp.close_code().await, Some(4005));
+    let mut last_event = None;
+    while let Some(event) = lost_events.next_event().await {
+        last_event = Some(event);
+    }
+    let (event, _, data) = last_event.expect("an error event before the end");
+    assert_eq!(event, "error");
+    assert!(data.contains("4005"), "{data}");
+    let polled = waiting_poll.await.expect("join").expect("poll");
+    assert_eq!(polled.status(), 401, "the waiting long-poll ends, refused");
+    assert!(
+        revoked_at.elapsed() < Duration::from_secs(1),
+        "every transport closed within a second: {:?}",
+        revoked_at.elapsed()
+    );
     let reply = spare_socket
         .publish("/topic/location/g1", location(52.5, 13.4))
         .await;

@@ -417,6 +417,91 @@ class VideoPanel {
   }
 }
 
+// ---- Guard devices --------------------------------------------------------------------------
+
+class DevicePanel {
+  /** `known()` gives the guard ids the page knows of, offered when adding a device. */
+  constructor(call, names, known) {
+    this.call = call;
+    this.names = names;
+    $('#add-device').addEventListener('click', () => {
+      $('#enroll').hidden = !$('#enroll').hidden;
+      $('#known-guards').replaceChildren(...[...known()].sort().map((u) => el('option', { value: u }, this.names.get(u) ?? u)));
+      $('#enroll-guard').focus();
+    });
+    $('#enroll-guard').addEventListener('change', () => {
+      const name = this.names.get($('#enroll-guard').value);
+      if (name && !$('#enroll-name').value) $('#enroll-name').value = name;
+    });
+    $('#enroll').addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.enroll();
+    });
+  }
+
+  async enroll() {
+    const guard = $('#enroll-guard').value.trim();
+    const name = $('#enroll-name').value.trim();
+    $('#enroll-error').hidden = true;
+    try {
+      const minted = await this.call('/api/v1/guard-links', { method: 'POST', body: name ? { guard, name } : { guard } });
+      $('#enroll-qr-image').src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(minted.qr)}`;
+      $('#enroll-url').textContent = minted.url;
+      $('#enroll-ttl').textContent = String(Math.round(minted.expiresIn / 60));
+      $('#enroll-qr').hidden = false;
+      $('#enroll-qr').dataset.guard = guard;
+    } catch (e) {
+      $('#enroll-error').textContent = `Could not add the device: ${e.message}`;
+      $('#enroll-error').hidden = false;
+    }
+  }
+
+  async refresh() {
+    let devices;
+    try {
+      ({ devices } = await this.call('/api/v1/devices'));
+    } catch (e) {
+      $('#devices').replaceChildren(el('tr', {}, el('td', { colspan: '5' }, e.message)));
+      return;
+    }
+    $('#devices').replaceChildren(...devices.map((d) => this.row(d)));
+  }
+
+  row(d) {
+    const seen = d.online ? el('span', { class: 'online' }, 'online') : d.lastSeen ? `${age(d.lastSeen)} ago` : '–';
+    const action = el('td');
+    if (d.revokedAt) {
+      action.append(`revoked ${age(d.revokedAt)} ago`);
+    } else {
+      // Two steps: a stray click never cuts a guard off.
+      const revoke = el('button', { type: 'button', class: 'secondary do-revoke' }, 'Revoke');
+      revoke.addEventListener('click', async () => {
+        if (!revoke.classList.contains('danger')) {
+          revoke.classList.add('danger');
+          revoke.textContent = 'Confirm revoke';
+          return;
+        }
+        try {
+          await this.call(`/api/v1/devices/${encodeURIComponent(d.id)}/revoke`, { method: 'POST', body: {} });
+        } catch (e) {
+          alert(`Could not revoke: ${e.message}`);
+        }
+        this.refresh();
+      });
+      action.append(revoke);
+    }
+    return el(
+      'tr',
+      { class: `device${d.revokedAt ? ' revoked' : ''}`, 'data-id': d.id, 'data-guard': d.guard },
+      el('td', {}, d.guard),
+      el('td', {}, d.name ?? this.names.get(d.guard) ?? ''),
+      el('td', {}, `${age(d.enrolledAt)} ago`),
+      el('td', {}, seen),
+      action,
+    );
+  }
+}
+
 // ---- Operations -----------------------------------------------------------------------------
 
 async function refreshOps(call, last) {
@@ -462,6 +547,7 @@ async function start(token) {
   const alerts = new AlertList($('#alerts'), names, call, (all) => site.setViolations(all));
   const video = new VideoPanel(token, wsUrl, names);
   site.onSelect = (user) => video.watch(user);
+  const devices = new DevicePanel(call, names, () => new Set([...site.guards.keys(), ...names.keys()]));
 
   const client = new LookoutClient({ url: wsUrl, token });
   let wasOpen = false;
@@ -540,6 +626,9 @@ async function start(token) {
     if (message.ack_required) client.ack(alertChannel, message.seq).catch(() => {});
   }, { onSubscribed });
   client.connect();
+
+  devices.refresh();
+  setInterval(() => devices.refresh(), 10000);
 
   let ops = await refreshOps(call, null);
   setInterval(async () => {

@@ -91,9 +91,19 @@ pub async fn list(call: Call) -> Result<Response<Body>, HttpError> {
     let mut devices: Vec<Device> = call.state.store.load_all(Records::Devices).await?;
     devices.retain(|d| may_manage(&who, &d.org));
     devices.sort_by_key(|d| std::cmp::Reverse(d.enrolled_at));
+    let listed: Vec<serde_json::Value> = devices
+        .iter()
+        .map(|d| {
+            let (online, seen) = call.state.hub.device_seen(&d.guard, &d.id);
+            let mut v = serde_json::to_value(d).unwrap_or_default();
+            v["online"] = online.into();
+            v["lastSeen"] = seen.into();
+            v
+        })
+        .collect();
     Ok(json_response(
         200,
-        &serde_json::json!({ "devices": devices }),
+        &serde_json::json!({ "devices": listed }),
     ))
 }
 

@@ -33,14 +33,20 @@ struct GuardLinkBody {
     org: Option<String>,
 }
 
-/// `POST /api/v1/guard-links {"guard", "name"?, "org"?}` → 201 `{"link", "path", "expiresIn"}`:
-/// `path` is `/guard#link=…`, to be put after the appliance's address (the QR code's URL).
+/// `POST /api/v1/guard-links {"guard", "name"?, "org"?}` → 201 `{"link", "path", "expiresIn",
+/// "url", "qr"}`: `path` is `/guard#link=…`; `url` puts it after the address the request came
+/// to (its `Host`), and `qr` is that URL's QR code as SVG.
 pub async fn mint(call: Call) -> Result<Response<Body>, HttpError> {
     let who = call.who_is(
         &[Role::Supervisor, Role::Admin],
         "guard links are minted by supervisors and admins",
     )?;
     let state = call.state.clone();
+    // The address the supervisor reached the appliance at is the one the phone will use.
+    let authority = call
+        .header("host")
+        .map(str::to_string)
+        .or_else(|| call.req.uri().authority().map(|a| a.to_string()));
     let body: GuardLinkBody = call.json().await?;
     let org = match (who.org.as_deref(), body.org.as_deref()) {
         (Some(own), Some(asked)) if own != asked => {
@@ -76,12 +82,28 @@ pub async fn mint(call: Call) -> Result<Response<Body>, HttpError> {
         )
         .map_err(|e| HttpError::new(ErrorCode::Internal, e.to_string()))?;
     tracing::info!(guard = %body.guard, %org, by = %who.user, "guard link minted");
-    Ok(json_response(
-        201,
-        &serde_json::json!({
-            "path": format!("/guard#link={link}"),
-            "link": link,
-            "expiresIn": GUARD_LINK_TTL.as_secs(),
-        }),
-    ))
+    let path = format!("/guard#link={link}");
+    let mut answer = serde_json::json!({
+        "path": path,
+        "link": link,
+        "expiresIn": GUARD_LINK_TTL.as_secs(),
+    });
+    if let Some(authority) = authority {
+        let url = format!("https://{authority}{path}");
+        answer["qr"] = qr_svg(&url)?.into();
+        answer["url"] = url.into();
+    }
+    Ok(json_response(201, &answer))
+}
+
+/// The QR code of `url` as an SVG image, drawn here so the dashboard needs no QR library and no
+/// outside service.
+fn qr_svg(url: &str) -> Result<String, HttpError> {
+    let code = qrcode::QrCode::with_error_correction_level(url.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|e| HttpError::new(ErrorCode::Internal, format!("QR code: {e}")))?;
+    Ok(code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(320, 320)
+        .quiet_zone(true)
+        .build())
 }

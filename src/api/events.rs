@@ -39,7 +39,7 @@ pub async fn events(call: Call) -> Result<Response<Body>, HttpError> {
     }
     // A stream is a connection: it takes a slot under the per-user and total limits, and
     // gives it back when the stream ends.
-    let (_conn, _queue, admission) = state
+    let (conn, _queue, admission) = state
         .hub
         .admit(who.clone(), Encoding::Json, Protocol::Sse, call.peer)
         .await?;
@@ -73,6 +73,16 @@ pub async fn events(call: Call) -> Result<Response<Body>, HttpError> {
             let wait = keepalive.min(left);
             let polled = tokio::select! {
                 _ = shutdown.cancelled() => return,
+                // E.g. the device was revoked: said as an error event, and the stream ends (a
+                // browser's EventSource reconnects and is refused).
+                (code, reason) = conn.close_wanted() => {
+                    let event = format!(
+                        "event: error\ndata: {}\n\n",
+                        serde_json::json!({"code": ErrorCode::Unauthorized, "message": reason, "close": code})
+                    );
+                    let _ = tx.send(Bytes::from(event)).await;
+                    return;
+                }
                 polled = hub.poll(&who, &pairs, wait, EVENT_PAGE) => polled,
             };
             let histories = match polled {

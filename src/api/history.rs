@@ -40,10 +40,16 @@ pub async fn poll(call: Call) -> Result<Response<Body>, HttpError> {
     let hub = &call.state.hub;
     // A waiting poll is a connection under the limits; it waits no longer than its token.
     let wait = wait.min(until_expiry(who.exp).unwrap_or_default());
-    let (_conn, _queue, _slot) = hub
+    let (conn, _queue, _slot) = hub
         .admit(who.clone(), Encoding::Json, Protocol::LongPoll, call.peer)
         .await?;
-    let result = hub.poll(&who, &channels, wait, limit).await?;
+    let result = tokio::select! {
+        result = hub.poll(&who, &channels, wait, limit) => result?,
+        // E.g. the device was revoked: the wait ends now, and the next poll is refused.
+        (_, reason) = conn.close_wanted() => {
+            return Err(HttpError::new(ErrorCode::Unauthorized, reason));
+        }
+    };
     Ok(json_response(
         200,
         &serde_json::json!({ "channels": result }),

@@ -164,6 +164,11 @@ impl Hub {
             .count()
     }
 
+    /// Whether `user`'s enrolled `device` is connected now, and when it last was.
+    pub fn device_seen(&self, user: &str, device: &str) -> (bool, Option<u64>) {
+        self.users.device_seen(user, device)
+    }
+
     /// Whether `who` may ask for `user`'s status: itself, an admin, or a supervisor or service of
     /// the user's org.
     pub async fn may_see_user(&self, who: &Identity, user: &str) -> Result<bool, StoreError> {

@@ -284,6 +284,18 @@ impl ConnHandle {
         self.closing.get()
     }
 
+    /// Resolves with the close once one is requested: for connections that have no writer
+    /// task to notice it (an event stream, a waiting long-poll).
+    pub async fn close_wanted(&self) -> (u16, String) {
+        loop {
+            let notified = self.wake.notified();
+            if let Some(close) = self.closing.get() {
+                return close.clone();
+            }
+            notified.await;
+        }
+    }
+
     /// Records that a frame arrived from the peer.
     pub fn touch(&self) {
         self.last_seen

@@ -23,6 +23,8 @@ pub type Admitted = (Arc<ConnHandle>, mpsc::Receiver<Outbound>);
 struct UserEntry {
     conns: Vec<Arc<ConnHandle>>,
     last_seen: u64,
+    /// When each of the user's enrolled devices last had a connection (a handful per guard).
+    devices: HashMap<Arc<str>, u64>,
 }
 
 /// The connection table.
@@ -83,6 +85,9 @@ impl Users {
         let first = entry.conns.is_empty();
         entry.conns.push(conn.clone());
         entry.last_seen = now_millis();
+        if let Some(device) = &conn.identity.device {
+            entry.devices.insert(device.clone(), entry.last_seen);
+        }
         Ok(((conn, rx), first))
     }
 
@@ -93,6 +98,9 @@ impl Users {
         if let Some(entry) = map.get_mut(&conn.identity.user) {
             entry.conns.retain(|c| c.id != conn.id);
             entry.last_seen = now_millis();
+            if let Some(device) = &conn.identity.device {
+                entry.devices.insert(device.clone(), entry.last_seen);
+            }
             last = entry.conns.is_empty();
         }
         drop(map);
@@ -106,6 +114,25 @@ impl Users {
         self.map
             .lock()
             .retain(|_, e| !e.conns.is_empty() || e.last_seen >= before);
+    }
+
+    /// Whether `user`'s `device` is connected now, and when it last was (this process's
+    /// memory: nothing before a restart or a long absence).
+    pub fn device_seen(&self, user: &str, device: &str) -> (bool, Option<u64>) {
+        let map = self.map.lock();
+        let Some(entry) = map.get(user) else {
+            return (false, None);
+        };
+        let online = entry
+            .conns
+            .iter()
+            .any(|c| c.identity.device.as_deref() == Some(device));
+        let seen = if online {
+            Some(now_millis())
+        } else {
+            entry.devices.get(device).copied()
+        };
+        (online, seen)
     }
 
     /// A user's open connections.

@@ -57,7 +57,7 @@ impl Hub {
         }
     }
 
-    /// Tells a newly opened native connection how many watch its user's camera now.
+    /// Tells a newly opened native connection how many watch its user's camera, if anyone does.
     pub fn tell_viewers(&self, conn: &ConnHandle) {
         if !native(conn) {
             return;
@@ -68,12 +68,12 @@ impl Hub {
             user: conn.identity.user.to_string(),
         }
         .stored_name();
-        match self.registry.get(&stored) {
-            Some(channel) => {
-                let st = channel.state.lock();
+        // Nobody watching is what a device assumes when it connects: only news is sent.
+        if let Some(channel) = self.registry.get(&stored) {
+            let st = channel.state.lock();
+            if !st.subscribers.is_empty() {
                 tell(conn, &public, st.subscribers.len());
             }
-            None => tell(conn, &public, 0),
         }
     }
 }

@@ -5,6 +5,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import jsQR from 'jsqr';
+import { PNG } from 'pngjs';
 
 const env = (name) => {
   const value = process.env[name];
@@ -12,11 +14,10 @@ const env = (name) => {
   return value;
 };
 const emit = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
-const guardLink = env('GUARD_LINK');
 const supervisorLink = env('SUPERVISOR_LINK');
 const artifacts = env('LOOKOUT_ARTIFACTS');
 const control = env('LOOKOUT_CONTROL');
-const origin = new URL(guardLink).origin;
+const origin = new URL(supervisorLink).origin;
 fs.mkdirSync(artifacts, { recursive: true });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -86,8 +87,26 @@ async function main() {
   });
   const shot = (page, name) => page.screenshot({ path: path.join(artifacts, `guard-${name}.png`) });
 
+  // The supervisor adds the guard's phone from the dashboard; the phone scans the QR code.
+  const dashboard = await desk.newPage();
+  watchPage(dashboard, 'dashboard');
+  await dashboard.goto(supervisorLink);
+  await dashboard.locator('#conn[data-state="open"]').waitFor({ timeout: 30000 });
+  await dashboard.locator('#add-device').click();
+  await dashboard.locator('#enroll-guard').fill('g-1');
+  await dashboard.locator('#enroll-name').fill('Ana');
+  await dashboard.locator('#enroll button[type="submit"]').click();
+  const qr = dashboard.locator('#enroll-qr-image');
+  await dashboard.locator('#enroll-qr').waitFor({ timeout: 10000 });
+  await dashboard.waitForFunction(() => document.querySelector('#enroll-qr-image').complete && document.querySelector('#enroll-qr-image').naturalWidth > 0);
+  const png = PNG.sync.read(await qr.screenshot());
+  const decoded = jsQR(new Uint8ClampedArray(png.data), png.width, png.height);
+  await dashboard.screenshot({ path: path.join(artifacts, 'guard-enroll.png') });
+  emit({ event: 'enrolled', decoded: decoded?.data ?? null, shown: await dashboard.locator('#enroll-url').textContent() });
+  if (!decoded) throw new Error('the QR code does not decode');
+
   // Sign in and walk.
-  await guard.goto(guardLink);
+  await guard.goto(decoded.data);
   await guard.locator('#conn[data-state="open"]').waitFor({ timeout: 30000 });
   const walk = [
     [52.3741, 4.8892],
@@ -107,9 +126,6 @@ async function main() {
   });
   await shot(guard, 'patrol');
 
-  const dashboard = await desk.newPage();
-  watchPage(dashboard, 'dashboard');
-  await dashboard.goto(supervisorLink);
   const marker = dashboard.locator('.guard[data-user="g-1"]');
   await marker.waitFor({ timeout: 30000 });
   emit({ event: 'on-dashboard' });
@@ -193,6 +209,21 @@ async function main() {
   await guard.locator('#outbox[data-size="0"]').waitFor({ state: 'attached', timeout: 20000 });
   await guard.locator('#alert[data-state="sent"]').waitFor({ timeout: 10000 });
   emit({ event: 'flushed', id: await guard.locator('#alert').getAttribute('data-id') });
+
+  // A lost phone: the supervisor revokes it from the dashboard, and it is signed out at once.
+  const device = dashboard.locator('tr.device[data-guard="g-1"]');
+  await device.locator('.online').waitFor({ timeout: 20000 });
+  await device.locator('button.do-revoke').click();
+  await device.locator('button.do-revoke').click();
+  const revokedAt = Date.now();
+  await guard.locator('#signin').waitFor({ timeout: 5000 });
+  emit({
+    event: 'revoked',
+    signedOutAfterMs: Date.now() - revokedAt,
+    text: await guard.locator('#signin-error').textContent(),
+    kept: await guard.evaluate(() => localStorage.getItem('lookout.guard.token')),
+  });
+  await shot(guard, 'revoked');
 
   await browser.close();
   emit({ event: 'done', problems, foreign });
