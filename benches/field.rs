@@ -128,7 +128,7 @@ async fn ingest(duration: Duration) -> (usize, Duration) {
 async fn panic_latency(samples: usize) -> Vec<Duration> {
     let (server, _dir) = start().await;
     let addr = server.local_addr();
-    let cert = std::fs::read(&server.certificate.path).expect("cert");
+    let cert = std::fs::read(&server.certificate.trust_path).expect("cert");
     let state = server.state().clone();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(server.run(async move {

@@ -277,12 +277,14 @@ fn print_certificate(cert: &crate::server::CertificateInfo) {
         "certificate {} (SHA-256 {}){}",
         cert.path.display(),
         cert.fingerprint,
-        if cert.generated {
-            ", generated now"
-        } else {
-            ""
-        }
+        if cert.generated { ", issued now" } else { "" }
     );
+    if let Some(ca) = &cert.ca_fingerprint {
+        println!(
+            "local CA {} (SHA-256 {ca}): trust it on phones from https://<this host>/trust",
+            cert.trust_path.display()
+        );
+    }
 }
 
 /// Success, or the error on stderr and a failure exit.
@@ -338,7 +340,7 @@ fn demo(mut config: Config, args: &DemoArgs) -> ExitCode {
         } else {
             addr
         };
-        let ca_pem = match std::fs::read(&server.certificate.path) {
+        let ca_pem = match std::fs::read(&server.certificate.trust_path) {
             Ok(pem) => pem,
             Err(e) => {
                 eprintln!("lookout: reading the certificate: {e}");
@@ -405,7 +407,7 @@ fn simulate(config: &Config, args: &SimulateArgs) -> ExitCode {
     let ca = args
         .ca
         .clone()
-        .unwrap_or_else(|| config.data_dir.join("tls/cert.pem"));
+        .unwrap_or_else(|| config.data_dir.join("tls/ca.pem"));
     let ca_pem = match std::fs::read(&ca) {
         Ok(pem) => pem,
         Err(e) => {
@@ -490,6 +492,36 @@ fn token(config: &Config, args: &TokenArgs) -> ExitCode {
     }
 }
 
+/// Which names the certificate covers, and (issued locally) which it will cover after the next
+/// start: a phone that reaches the appliance by another name refuses it.
+fn report_certificate_names(config: &Config) {
+    use crate::transport::tls;
+    match tls::certificate_names(config) {
+        Ok((path, names)) => {
+            println!("tls: {} covers {}", path.display(), names.join(", "));
+            if config.tls.cert.is_none() {
+                let wanted = tls::wanted_names(config);
+                let missing: Vec<&String> = wanted.iter().filter(|n| !names.contains(n)).collect();
+                if !missing.is_empty() {
+                    println!(
+                        "tls: reissued at the next start to also cover {}",
+                        missing
+                            .iter()
+                            .map(|n| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
+        }
+        Err(_) if config.tls.cert.is_none() => println!(
+            "tls: no certificate yet; the first start issues one from the local CA for {}",
+            tls::wanted_names(config).join(", ")
+        ),
+        Err(e) => println!("tls: cannot read the certificate's names: {e}"),
+    }
+}
+
 fn check_config(config: &Config) -> ExitCode {
     let mut problems = Vec::new();
     if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
@@ -504,6 +536,7 @@ fn check_config(config: &Config) -> ExitCode {
             }
         }
     }
+    report_certificate_names(config);
     if let Some(plan) = &config.dashboard.site_plan {
         if !plan.is_file() {
             problems.push(format!(

@@ -215,7 +215,8 @@ impl Retention {
     }
 }
 
-/// TLS certificate and key. Both unset: a self-signed pair is generated in the data directory.
+/// TLS certificate and key. Both unset: the appliance's own CA (in the data directory) issues
+/// the certificate.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
@@ -223,6 +224,9 @@ pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     /// PEM private key.
     pub key: Option<PathBuf>,
+    /// More DNS names or IP addresses for the issued certificate (e.g. the name a site's DNS
+    /// or a port forward gives the appliance), beside the host's own.
+    pub names: Vec<String>,
 }
 
 /// The JWT signature algorithms Lookout accepts; one is chosen by configuration, never by a token.
@@ -409,9 +413,13 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "tls.cert",
-        "PEM certificate chain; unset: self-signed, generated in data_dir/tls",
+        "PEM certificate chain; unset: issued by the local CA in data_dir/tls",
     ),
     ("tls.key", "PEM private key for tls.cert"),
+    (
+        "tls.names",
+        "more DNS names or IP addresses for the locally issued certificate",
+    ),
     (
         "jwt.algorithm",
         "HS256, RS256 or ES256; tokens signed otherwise are refused",
@@ -727,6 +735,30 @@ impl Config {
         };
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             bad("tls.cert", "tls.cert and tls.key must be given together");
+        }
+        for name in &self.tls.names {
+            let ip = name.parse::<std::net::IpAddr>().is_ok();
+            let dns = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if !(ip || dns) {
+                bad(
+                    "tls.names",
+                    &format!("{name:?} is neither a DNS name nor an IP address"),
+                );
+            }
+        }
+        if self.tls.cert.is_some() && !self.tls.names.is_empty() {
+            bad(
+                "tls.names",
+                "names are for the locally issued certificate: a configured tls.cert carries its own",
+            );
         }
         match self.jwt.algorithm {
             JwtAlgorithm::HS256 => {

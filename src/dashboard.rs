@@ -71,15 +71,34 @@ pub fn serve<B>(req: &Request<B>) -> Option<Response<Body>> {
     // Not fingerprinted: revalidate every time (cheap with the ETag), so an upgrade of the
     // binary is seen at once.
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
-    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    protect(h);
     if path == "guard/sw.js" {
         // The guard app lives at `/guard` itself, one level above its worker's folder.
         h.insert("service-worker-allowed", HeaderValue::from_static("/guard"));
     }
     Some(response)
+}
+
+/// The headers every page of the appliance carries: the policy and no sniffing, referrers or
+/// framing.
+fn protect(h: &mut hyper::HeaderMap) {
+    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
+/// A page made by the server (e.g. `/trust`), with the same policy as the bundled files.
+pub fn page(html: String) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::from(html)));
+    let h = r.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    protect(h);
+    r
 }
 
 /// A bundled file of `web/`, e.g. the demo's site plan.

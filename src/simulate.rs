@@ -254,11 +254,20 @@ impl Guard {
         .await
         .map_err(|e| e.to_string())?;
         let (mut tx, mut rx) = ws.split();
-        // Replies are not needed; reading keeps pings answered and notices a closed socket.
+        // Like a phone, the camera runs only while the server says someone watches.
+        let (watched, watching) = tokio::sync::watch::channel(false);
+        // Replies are not needed; reading keeps pings answered, notices a closed socket and
+        // hears the `viewers` frames.
         let reader = async {
             while let Some(msg) = rx.next().await {
-                if msg.is_err() {
-                    break;
+                match msg {
+                    Ok(Message::Binary(bytes)) => {
+                        if let Some(n) = viewers(&bytes) {
+                            let _ = watched.send(n > 0);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
                 }
             }
         };
@@ -277,7 +286,7 @@ impl Guard {
                             tx.send(Message::Binary(msg.into())).await.map_err(|e| e.to_string())?;
                         }
                     }
-                    _ = frame.tick() => {
+                    _ = frame.tick(), if *watching.borrow() => {
                         n += 1;
                         if let Some(msg) = self.frame(n) {
                             tx.send(Message::Binary(msg.into())).await.map_err(|e| e.to_string())?;
@@ -347,6 +356,21 @@ impl Guard {
             ],
         ))
     }
+}
+
+/// The viewer count of a `viewers` frame (MessagePack), if `bytes` is one.
+fn viewers(bytes: &[u8]) -> Option<u64> {
+    let value = rmpv::decode::read_value(&mut &bytes[..]).ok()?;
+    let map = value.as_map()?;
+    let field = |name: &str| {
+        map.iter()
+            .find(|(k, _)| k.as_str() == Some(name))
+            .map(|(_, v)| v)
+    };
+    if field("type")?.as_str()? != "viewers" {
+        return None;
+    }
+    field("viewers")?.as_u64()
 }
 
 fn http_value(

@@ -24,7 +24,7 @@ async fn with_no_configuration_it_serves_tls_and_a_token_from_lookout_token_conn
         assert!(data.join(file).exists(), "{file} missing");
     }
     #[cfg(unix)]
-    for file in ["", "tls/key.pem", "jwt.secret"] {
+    for file in ["", "tls/key.pem", "tls/ca-key.pem", "jwt.secret"] {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(data.join(file))
             .expect("meta")
@@ -33,7 +33,7 @@ async fn with_no_configuration_it_serves_tls_and_a_token_from_lookout_token_conn
         let expected = if file.is_empty() { 0o700 } else { 0o600 };
         assert_eq!(mode & 0o777, expected, "{file}");
     }
-    // It printed the certificate fingerprint and how to mint a token.
+    // It printed the fingerprint of the CA phones are to trust, and how to mint a token.
     let printed = server.stdout_lines.join("\n");
     let pem = server.cert_pem();
     let der: rustls::pki_types::CertificateDer<'static> =

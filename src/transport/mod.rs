@@ -1,8 +1,9 @@
 //! Transport: TCP accept loop, TLS, HTTP/1.1 (hyper) and routing to the WebSocket upgrade,
-//! SockJS, the dashboard's files or the REST API; and the adapters that make a WebSocket or
-//! SockJS requests a session's source and sink.
+//! SockJS, the dashboard's files, the local CA's certificate or the REST API; and the adapters
+//! that make a WebSocket or SockJS requests a session's source and sink.
 //!
-//! - [`tls`]: the certificate, configured or generated;
+//! - [`tls`]: the certificate, configured or issued by the appliance's own CA;
+//! - [`trust`]: `/ca.crt` and `/trust`, for phones to trust that CA;
 //! - [`coalesce`]: frames written together leave in one TLS record and one syscall;
 //! - [`progress`]: the socket notes when the peer made room for a waiting write;
 //! - [`upgrade`]: what is settled before the first WebSocket frame (origin, subprotocol,
@@ -18,6 +19,7 @@ pub mod gateway;
 pub mod progress;
 pub mod sockjs;
 pub mod tls;
+pub mod trust;
 pub mod upgrade;
 pub mod websocket;
 
@@ -161,6 +163,9 @@ async fn route(
         return upgrade::echo(gateway, peer, req).await;
     }
     if let Some(response) = crate::dashboard::serve(&req) {
+        return response;
+    }
+    if let Some(response) = trust::serve(&gateway.app, &req).await {
         return response;
     }
     crate::api::handle(gateway.app.clone(), peer, req).await

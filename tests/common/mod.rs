@@ -76,6 +76,19 @@ impl TestServer {
         Self::start_config(config, dir).await
     }
 
+    /// Starts with `config` on `dir` (a data directory a stopped server left, e.g. to start
+    /// again with other settings).
+    pub async fn start_config_in(config: Config, dir: tempfile::TempDir) -> Self {
+        Self::start_config(config, dir).await
+    }
+
+    /// Stops like [`TestServer::stop`] and hands over the data directory.
+    pub async fn stop_keeping_dir(mut self) -> tempfile::TempDir {
+        let dir = self.dir.take().expect("dir");
+        self.stop().await;
+        dir
+    }
+
     async fn start_config(config: Config, dir: tempfile::TempDir) -> Self {
         // LOOKOUT_TEST_LOG=debug shows the server's logs for a failing test.
         if let Ok(level) = std::env::var("LOOKOUT_TEST_LOG") {
@@ -93,7 +106,7 @@ impl TestServer {
         let addr = server.local_addr();
         let plain_addr = server.plain_addr();
         let state = server.state().clone();
-        let cert_path = server.certificate.path.clone();
+        let cert_path = server.certificate.trust_path.clone();
         let cert_pem = std::fs::read(&cert_path).expect("cert");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
@@ -503,8 +516,9 @@ impl Binary {
         }
     }
 
+    /// What a client trusts: the local CA's certificate.
     pub fn cert_pem(&self) -> Vec<u8> {
-        std::fs::read(self.data_dir.join("tls/cert.pem")).expect("cert")
+        std::fs::read(self.data_dir.join("tls/ca.pem")).expect("the local CA's certificate")
     }
 
     /// A one-time sign-in link's token for `sub`, as `lookout token --link` mints it.

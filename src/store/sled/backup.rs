@@ -14,8 +14,12 @@ use super::{SledStore, StoreOptions, LOCK_FILE, STORE_DIR};
 use crate::store::error::StoreError;
 
 const MAGIC: &[u8] = b"LOOKOUT-BACKUP 1\n";
-/// Files of the data directory carried along with the store.
-const FILES: [&str; 4] = [
+/// Files of the data directory carried along with the store: with the local CA, so phones that
+/// trust it accept the restored appliance.
+const FILES: [&str; 7] = [
+    "tls/ca.pem",
+    "tls/ca-key.pem",
+    "tls/issued.json",
     "tls/cert.pem",
     "tls/key.pem",
     "jwt.secret",
