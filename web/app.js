@@ -83,6 +83,28 @@ function age(ms) {
 
 // ---- Site plan ------------------------------------------------------------------------------
 
+// Beyond this many guards, nearby ones are drawn as one cluster with a count at low zoom.
+const CLUSTER_FROM = 40;
+// From this zoom on, every guard is drawn on its own and labels are placed where they fit.
+const DETAIL_ZOOM = 3;
+const MAX_ZOOM = 64;
+// Clustering cell and label box, in screen pixels of the 1000×700 view at zoom 1.
+const CELL = 44;
+// Label glyph widths (15 px name, 12 px age line; generous) and the two lines' extent.
+const NAME_EM = 9.5;
+const SUB_EM = 7.6;
+const LABEL_TOP = 17;
+const LABEL_BOTTOM = 20;
+const STALE_MS = 30000;
+const LOW_BATTERY = 20;
+// How often streaming positions are drawn at most.
+const RENDER_EVERY_MS = 250;
+
+/**
+ * The site view: plan, fences and guards in a fixed 1000×700 projection, zoomed and panned by
+ * changing the SVG's viewBox; markers keep their size on screen. Renders are batched to one per
+ * animation frame, so a thousand guards reporting every second cost a few renders a second.
+ */
 class SiteView {
   constructor(root, names) {
     this.root = root;
@@ -94,7 +116,92 @@ class SiteView {
     this.violating = new Set();
     this.violatedFences = new Set();
     this.panicking = new Set();
+    this.selected = null;
+    this.follow = false;
+    this.hovered = null;
+    this.view = { scale: 1, cx: 500, cy: 350 };
+    this.pending = false;
     this.onSelect = () => {};
+    this.onChange = () => {};
+    this.controls();
+  }
+
+  /** Wheel zooms around the pointer, dragging pans, and the buttons zoom or fit. */
+  controls() {
+    const svgEl = this.root;
+    svgEl.addEventListener('wheel', (e) => {
+      e.preventDefault();
+      const [px, py] = this.toView(e.clientX, e.clientY);
+      this.zoomAt(px, py, this.view.scale * (e.deltaY < 0 ? 1.25 : 0.8));
+    }, { passive: false });
+    let drag = null;
+    svgEl.addEventListener('pointerdown', (e) => {
+      if (e.target.closest('.guard, .cluster')) return;
+      drag = { x: e.clientX, y: e.clientY, cx: this.view.cx, cy: this.view.cy };
+      // Panning by hand stops following the selected guard.
+      this.follow = false;
+      svgEl.setPointerCapture(e.pointerId);
+    });
+    svgEl.addEventListener('pointermove', (e) => {
+      if (!drag) return;
+      const k = 1000 / this.view.scale / svgEl.getBoundingClientRect().width;
+      this.view.cx = drag.cx - (e.clientX - drag.x) * k;
+      this.view.cy = drag.cy - (e.clientY - drag.y) * k;
+      this.clampView();
+      this.schedule(true);
+    });
+    const end = () => {
+      drag = null;
+    };
+    svgEl.addEventListener('pointerup', end);
+    svgEl.addEventListener('pointercancel', end);
+    $('#zoom-in').addEventListener('click', () => this.zoomAt(this.view.cx, this.view.cy, this.view.scale * 2));
+    $('#zoom-out').addEventListener('click', () => this.zoomAt(this.view.cx, this.view.cy, this.view.scale / 2));
+    $('#zoom-fit').addEventListener('click', () => {
+      this.view = { scale: 1, cx: 500, cy: 350 };
+      this.schedule(true);
+    });
+  }
+
+  toView(clientX, clientY) {
+    const r = this.root.getBoundingClientRect();
+    const w = 1000 / this.view.scale;
+    const h = 700 / this.view.scale;
+    return [this.view.cx - w / 2 + ((clientX - r.left) / r.width) * w, this.view.cy - h / 2 + ((clientY - r.top) / r.height) * h];
+  }
+
+  /** Zooms to `scale`, keeping the view point (px, py) where it is on screen. */
+  zoomAt(px, py, scale) {
+    const next = Math.min(MAX_ZOOM, Math.max(1, scale));
+    const ratio = this.view.scale / next;
+    this.view.cx = px - (px - this.view.cx) * ratio;
+    this.view.cy = py - (py - this.view.cy) * ratio;
+    this.view.scale = next;
+    this.clampView();
+    this.schedule(true);
+  }
+
+  clampView() {
+    const w = 500 / this.view.scale;
+    const h = 350 / this.view.scale;
+    this.view.cx = Math.min(1000 - w, Math.max(w, this.view.cx));
+    this.view.cy = Math.min(700 - h, Math.max(h, this.view.cy));
+  }
+
+  /** Selects `user` (or nothing), centres the map on it at a zoom where its label shows. */
+  select(user, { centre = true } = {}) {
+    this.selected = user;
+    this.follow = Boolean(user && centre);
+    const guard = user && this.guards.get(user);
+    if (guard && centre && this.bounds) {
+      const [x, y] = this.project(guard.lon, guard.lat);
+      this.view.scale = Math.max(this.view.scale, DETAIL_ZOOM + 1);
+      this.view.cx = x;
+      this.view.cy = y;
+      this.clampView();
+    }
+    this.schedule(true);
+    this.onChange();
   }
 
   /** A site-plan image (an object URL) whose edges are `bounds` [west, south, east, north]. */
@@ -102,14 +209,14 @@ class SiteView {
     const [w, s, e, n] = bounds;
     this.plan = { url, bounds };
     this.fit([[w, s], [e, n]]);
-    this.render();
+    this.drawStatic();
   }
 
   setFences(fences) {
     this.fences = fences;
     const points = fences.flatMap((f) => fenceRing(f));
     if (points.length) this.fit(points);
-    this.render();
+    this.drawStatic();
   }
 
   /** Widens the projection to take in `points` ([lon, lat]) with a margin. */
@@ -148,13 +255,26 @@ class SiteView {
     this.guards.set(user, { ...this.guards.get(user), ...loc, user, seenAt: loc.receivedAt ?? Date.now() });
     if (!this.inside(loc.lon, loc.lat)) {
       this.fit([[loc.lon, loc.lat]]);
-      this.render();
+      this.drawStatic();
     } else {
-      this.drawGuard(user);
+      this.schedule();
     }
+    this.onChange();
   }
 
-  render() {
+  /** What a guard's state is, for the map and the list. */
+  status(user) {
+    const g = this.guards.get(user);
+    return {
+      panic: this.panicking.has(user),
+      violating: this.violating.has(user),
+      stale: !g || Date.now() - g.seenAt > STALE_MS,
+      lowBattery: typeof g?.battery === 'number' && g.battery < LOW_BATTERY,
+    };
+  }
+
+  /** Plan and fences: redrawn when they or the projection change. */
+  drawStatic() {
     const fencesG = this.root.querySelector('#fences');
     fencesG.replaceChildren();
     if (!this.bounds) return;
@@ -180,42 +300,173 @@ class SiteView {
         g.append(svg('circle', { cx, cy, r: Math.abs(ex - cx) }));
         labelAt = [cx, cy];
       }
-      const label = svg('text', { x: labelAt[0] + 6, y: labelAt[1] - 6 });
+      const label = svg('text', { x: labelAt[0] + 6, y: labelAt[1] - 6, class: 'fence-name' });
       label.textContent = fence.name;
       g.append(label);
       fencesG.append(g);
     }
-    this.root.querySelector('#guards').replaceChildren();
-    for (const user of this.guards.keys()) this.drawGuard(user);
+    this.schedule();
   }
 
-  drawGuard(user) {
-    const guard = this.guards.get(user);
-    if (!guard || !this.bounds) return;
-    const [x, y] = this.project(guard.lon, guard.lat);
-    let g = this.root.querySelector(`.guard[data-user="${CSS.escape(user)}"]`);
-    if (!g) {
-      g = svg('g', { class: 'guard', 'data-user': user });
-      g.append(svg('circle', { r: 10 }));
-      const name = svg('text', { x: 14, y: -2, class: 'name' });
-      const sub = svg('text', { x: 14, y: 14, class: 'sub' });
-      g.append(name, sub);
-      g.addEventListener('click', () => this.onSelect(user));
-      this.root.querySelector('#guards').append(g);
+  /**
+   * Renders on the next frame (`now`: after the user's zoom, pan or selection) or within
+   * RENDER_EVERY_MS (positions streaming in), never more than once per frame.
+   */
+  schedule(now = false) {
+    if (now && this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+      this.pending = false;
     }
-    g.setAttribute('transform', `translate(${x.toFixed(1)},${y.toFixed(1)})`);
-    g.dataset.x = x.toFixed(1);
-    g.dataset.y = y.toFixed(1);
-    g.classList.toggle('violating', this.violating.has(user));
-    g.classList.toggle('panic', this.panicking.has(user));
-    g.classList.toggle('stale', Date.now() - guard.seenAt > 30000);
-    g.querySelector('.name').textContent = this.names.get(user) ?? user;
-    const battery = typeof guard.battery === 'number' ? ` · ${Math.round(guard.battery)}%` : '';
-    g.querySelector('.sub').textContent = `${age(guard.seenAt)} ago${battery}`;
+    if (this.pending) return;
+    this.pending = true;
+    const draw = () => requestAnimationFrame(() => {
+      this.pending = false;
+      this.timer = null;
+      this.render();
+    });
+    if (now) draw();
+    else this.timer = setTimeout(draw, RENDER_EVERY_MS);
+  }
+
+  /** Markers, clusters and labels for the current view. */
+  render() {
+    const followed = this.follow && this.bounds && this.guards.get(this.selected);
+    if (followed) {
+      // The selected guard stays in the middle as it walks, until the user pans.
+      [this.view.cx, this.view.cy] = this.project(followed.lon, followed.lat);
+      this.clampView();
+    }
+    const { scale, cx, cy } = this.view;
+    const w = 1000 / scale;
+    const h = 700 / scale;
+    this.root.setAttribute('viewBox', `${(cx - w / 2).toFixed(2)} ${(cy - h / 2).toFixed(2)} ${w.toFixed(2)} ${h.toFixed(2)}`);
+    this.root.dataset.zoom = scale.toFixed(2);
+    // Fence outlines and names keep their size on screen too.
+    this.root.style.setProperty('--k', String(1 / scale));
+    if (!this.bounds) return;
+    const k = 1 / scale;
+    const left = cx - w / 2;
+    const top = cy - h / 2;
+    const layer = this.root.querySelector('#guards');
+    const points = [];
+    for (const [user, guard] of this.guards) {
+      const [x, y] = this.project(guard.lon, guard.lat);
+      let g = guard.el;
+      if (!g) {
+        g = svg('g', { class: 'guard', 'data-user': user });
+        g.append(svg('circle', { r: 10 }));
+        const name = svg('text', { x: 14, y: -2, class: 'name' });
+        const sub = svg('text', { x: 14, y: 14, class: 'sub' });
+        g.append(name, sub);
+        g.addEventListener('click', () => {
+          this.select(user, { centre: false });
+          this.onSelect(user);
+        });
+        g.addEventListener('pointerenter', () => {
+          this.hovered = user;
+          this.schedule(true);
+        });
+        g.addEventListener('pointerleave', () => {
+          if (this.hovered === user) this.hovered = null;
+          this.schedule(true);
+        });
+        layer.append(g);
+        guard.el = g;
+      }
+      g.setAttribute('transform', `translate(${x.toFixed(1)},${y.toFixed(1)}) scale(${k.toFixed(4)})`);
+      g.dataset.x = x.toFixed(1);
+      g.dataset.y = y.toFixed(1);
+      const st = this.status(user);
+      g.classList.toggle('violating', st.violating);
+      g.classList.toggle('panic', st.panic);
+      g.classList.toggle('stale', st.stale);
+      g.classList.toggle('selected', this.selected === user);
+      // Screen position within the view, in view pixels at zoom 1.
+      const sx = (x - left) * scale;
+      const sy = (y - top) * scale;
+      const visible = sx >= -20 && sx <= 1020 && sy >= -20 && sy <= 720;
+      points.push({ user, g, sx, sy, visible, st });
+    }
+    // Clusters: at low zoom in a crowd, guards sharing a cell are drawn as one count. Alarms
+    // and the selected guard always stand alone.
+    const clustering = this.guards.size >= CLUSTER_FROM && scale < DETAIL_ZOOM;
+    const cells = new Map();
+    for (const p of points) {
+      p.clustered = false;
+      if (!clustering || !p.visible || p.st.panic || p.st.violating || p.user === this.selected) continue;
+      const key = `${Math.floor(p.sx / CELL)},${Math.floor(p.sy / CELL)}`;
+      if (!cells.has(key)) cells.set(key, []);
+      cells.get(key).push(p);
+    }
+    const clusters = [];
+    for (const members of cells.values()) {
+      if (members.length < 2) continue;
+      for (const p of members) p.clustered = true;
+      const mx = members.reduce((a, p) => a + p.sx, 0) / members.length;
+      const my = members.reduce((a, p) => a + p.sy, 0) / members.length;
+      clusters.push({ x: left + mx / scale, y: top + my / scale, n: members.length });
+    }
+    const clusterG = this.root.querySelector('#clusters');
+    clusterG.replaceChildren(...clusters.map((c) => {
+      const g = svg('g', { class: 'cluster', 'data-count': c.n, transform: `translate(${c.x.toFixed(1)},${c.y.toFixed(1)}) scale(${k.toFixed(4)})` });
+      g.append(svg('circle', { r: 12 + Math.min(12, Math.sqrt(c.n) * 2) }));
+      const t = svg('text', { 'text-anchor': 'middle', dy: '0.35em' });
+      t.textContent = String(c.n);
+      g.append(t);
+      g.addEventListener('click', () => this.zoomAt(c.x, c.y, Math.max(DETAIL_ZOOM, scale * 3)));
+      return g;
+    }));
+    // Labels where they fit: the selected and hovered guard first, then alarms, then the
+    // rest when zoomed in; a label that would overlap one already placed is not shown.
+    const placed = new Map();
+    const fits = (p, width) => {
+      const box = { x0: p.sx + 12, y0: p.sy - LABEL_TOP, x1: p.sx + 16 + width, y1: p.sy + LABEL_BOTTOM };
+      const keys = [];
+      for (let gx = Math.floor(box.x0 / 100); gx <= Math.floor(box.x1 / 100); gx += 1) {
+        for (let gy = Math.floor(box.y0 / 100); gy <= Math.floor(box.y1 / 100); gy += 1) keys.push(`${gx},${gy}`);
+      }
+      for (const key of keys) {
+        for (const b of placed.get(key) ?? []) {
+          if (box.x0 < b.x1 && box.x1 > b.x0 && box.y0 < b.y1 && box.y1 > b.y0) return false;
+        }
+      }
+      for (const key of keys) {
+        if (!placed.has(key)) placed.set(key, []);
+        placed.get(key).push(box);
+      }
+      return true;
+    };
+    const rank = (p) => (p.user === this.selected ? 0 : p.user === this.hovered ? 1 : p.st.panic ? 2 : p.st.violating ? 3 : 4);
+    const candidates = points.filter((p) => p.visible && !p.clustered).sort((a, b) => rank(a) - rank(b));
+    const labelled = new Set();
+    const texts = new Map();
+    for (const p of candidates) {
+      if (rank(p) === 4 && scale < DETAIL_ZOOM) break;
+      const guard = this.guards.get(p.user);
+      const name = this.names.get(p.user) ?? p.user;
+      const battery = typeof guard.battery === 'number' ? ` · ${Math.round(guard.battery)}%` : '';
+      const sub = `${age(guard.seenAt)} ago${battery}`;
+      if (fits(p, Math.max(name.length * NAME_EM, sub.length * SUB_EM))) {
+        labelled.add(p.user);
+        texts.set(p.user, [name, sub]);
+      }
+    }
+    for (const p of points) {
+      p.g.classList.toggle('clustered', p.clustered);
+      const text = texts.get(p.user);
+      p.g.classList.toggle('labelled', Boolean(text));
+      if (text) {
+        p.g.querySelector('.name').textContent = text[0];
+        p.g.querySelector('.sub').textContent = text[1];
+      }
+    }
+    this.root.dataset.clusters = String(clusters.length);
+    this.root.dataset.labels = String(labelled.size);
   }
 
   tick() {
-    for (const user of this.guards.keys()) this.drawGuard(user);
+    this.schedule();
     $('#site-summary').textContent = `${this.guards.size} guards · ${this.violating.size} outside their fences`;
   }
 
@@ -232,7 +483,78 @@ class SiteView {
         this.panicking.add(a.user);
       }
     }
-    this.render();
+    this.drawStatic();
+    this.onChange();
+  }
+}
+
+// ---- Guard list -----------------------------------------------------------------------------
+
+// Entries drawn at most: the rest is counted, a search narrows it.
+const LIST_MAX = 150;
+
+/** The searchable, filterable list of guards beside the map; an entry selects its guard. */
+class GuardList {
+  constructor(site, names) {
+    this.site = site;
+    this.names = names;
+    this.onShift = new Set();
+    this.pending = false;
+    for (const id of ['#guard-search', '#f-violation', '#f-stale', '#f-battery', '#f-shift']) {
+      $(id).addEventListener('input', () => this.render());
+    }
+  }
+
+  /** Renders at most once a second while updates stream in; at once on the user's input. */
+  schedule() {
+    if (this.pending) return;
+    this.pending = true;
+    setTimeout(() => {
+      this.pending = false;
+      this.render();
+    }, 1000);
+  }
+
+  render() {
+    const query = $('#guard-search').value.trim().toLowerCase();
+    const want = {
+      violation: $('#f-violation').checked,
+      stale: $('#f-stale').checked,
+      battery: $('#f-battery').checked,
+      shift: $('#f-shift').checked,
+    };
+    const rows = [];
+    for (const user of this.site.guards.keys()) {
+      const name = this.names.get(user) ?? user;
+      if (query && !name.toLowerCase().includes(query) && !user.toLowerCase().includes(query)) continue;
+      const st = this.site.status(user);
+      if (want.violation && !(st.violating || st.panic)) continue;
+      if (want.stale && !st.stale) continue;
+      if (want.battery && !st.lowBattery) continue;
+      if (want.shift && !this.onShift.has(user)) continue;
+      rows.push({ user, name, st });
+    }
+    const weight = (r) => (r.st.panic ? 0 : r.st.violating ? 1 : 2);
+    rows.sort((a, b) => weight(a) - weight(b) || a.name.localeCompare(b.name));
+    const shown = rows.slice(0, LIST_MAX).map((r) => {
+      const badges = [];
+      if (r.st.panic) badges.push(el('span', { class: 'badge panic' }, 'PANIC'));
+      if (r.st.violating) badges.push(el('span', { class: 'badge violation' }, 'fence'));
+      if (r.st.stale) badges.push(el('span', { class: 'badge stale' }, 'stale'));
+      if (r.st.lowBattery) badges.push(el('span', { class: 'badge battery' }, 'battery'));
+      if (this.onShift.has(r.user)) badges.push(el('span', { class: 'badge shift' }, 'on shift'));
+      return el('li', {
+        class: `roster-item${this.site.selected === r.user ? ' selected' : ''}`,
+        'data-user': r.user,
+        tabindex: '0',
+        onclick: () => this.site.select(r.user),
+        onkeydown: (e) => {
+          if (e.key === 'Enter') this.site.select(r.user);
+        },
+      }, el('span', { class: 'who' }, r.name), ...badges);
+    });
+    $('#guard-list').replaceChildren(...shown);
+    $('#guard-count').textContent = rows.length > LIST_MAX ? `${LIST_MAX} of ${rows.length} — refine the search` : `${rows.length}`;
   }
 }
 
@@ -547,6 +869,17 @@ async function start(token) {
   const alerts = new AlertList($('#alerts'), names, call, (all) => site.setViolations(all));
   const video = new VideoPanel(token, wsUrl, names);
   site.onSelect = (user) => video.watch(user);
+  const roster = new GuardList(site, names);
+  site.onChange = () => roster.schedule();
+  const loadShifts = async () => {
+    try {
+      const now = Date.now();
+      roster.onShift = new Set((await call('/api/v1/shifts')).filter((s) => s.start <= now && now < s.end).map((s) => s.user));
+      roster.schedule();
+    } catch {
+      // Shifts are a filter; without them the list still shows every guard.
+    }
+  };
   const devices = new DevicePanel(call, names, () => new Set([...site.guards.keys(), ...names.keys()]));
 
   const client = new LookoutClient({ url: wsUrl, token });
@@ -636,6 +969,8 @@ async function start(token) {
   }, 5000);
   setInterval(() => site.tick(), 1000);
   setInterval(loadNames, 30000);
+  loadShifts();
+  setInterval(loadShifts, 30000);
 }
 
 const { token, error } = await takeToken();

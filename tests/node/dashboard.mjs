@@ -5,13 +5,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { emit, env } from './harness.mjs';
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
-const emit = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
 const link = env('LOOKOUT_LINK');
 const artifacts = env('LOOKOUT_ARTIFACTS');
 const origin = new URL(link).origin;

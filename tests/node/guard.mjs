@@ -5,15 +5,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { emit, env } from './harness.mjs';
 import jsQR from 'jsqr';
 import { PNG } from 'pngjs';
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
-const emit = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
 const supervisorLink = env('SUPERVISOR_LINK');
 const artifacts = env('LOOKOUT_ARTIFACTS');
 const control = env('LOOKOUT_CONTROL');
