@@ -12,25 +12,12 @@ use serde_json::Value;
 
 const DEMO: [&str; 4] = ["--guards", "4", "--panic-after", "2s"];
 
-fn chromium() -> String {
-    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
-}
-
 #[tokio::test]
 async fn the_dashboard_shows_the_demo_site_live_and_survives_a_restart() {
-    assert!(
-        std::path::Path::new(&chromium()).exists(),
-        "Chromium is missing: run `bash tests/run.sh` (it installs Debian's chromium) or set CHROMIUM"
-    );
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     let demo = Binary::demo(&data, "127.0.0.1:0", &DEMO);
-    let link = demo
-        .stdout_lines
-        .iter()
-        .find_map(|l| l.strip_prefix("dashboard (one-time sign-in link): "))
-        .expect("the demo prints the dashboard link")
-        .to_string();
+    let link = demo.demo_link();
     let link_token = link.split("#link=").nth(1).expect("link token").to_string();
     let token = demo.token(
         "supervisor",

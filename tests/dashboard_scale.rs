@@ -8,20 +8,12 @@ use std::path::PathBuf;
 
 use common::*;
 
-fn chromium() -> String {
-    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
-}
-
 /// `lookout demo --guards N` in headless Chromium (tests/node/dashboard_scale.mjs): a
 /// thousand guards by default; `SCALE_GUARDS` runs the same at another size (the README's
 /// main-thread figures come from 12, 300 and 1000).
 #[tokio::test]
 async fn at_a_thousand_guards_a_supervisor_finds_selects_filters_and_zooms_without_colliding_labels(
 ) {
-    assert!(
-        std::path::Path::new(&chromium()).exists(),
-        "Chromium is missing: run `bash tests/run.sh` (it installs Debian's chromium) or set CHROMIUM"
-    );
     let guards: usize = std::env::var("SCALE_GUARDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -33,12 +25,7 @@ async fn at_a_thousand_guards_a_supervisor_finds_selects_filters_and_zooms_witho
         "127.0.0.1:0",
         &["--guards", &n, "--panic-after", "3s"],
     );
-    let link = demo
-        .stdout_lines
-        .iter()
-        .find_map(|l| l.strip_prefix("dashboard (one-time sign-in link): "))
-        .expect("the demo prints the dashboard link")
-        .to_string();
+    let link = demo.demo_link();
     let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/artifacts");
     let mut node = NodeScript::run(
         "dashboard_scale.mjs",

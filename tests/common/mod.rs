@@ -521,6 +521,15 @@ impl Binary {
         std::fs::read(self.data_dir.join("tls/ca.pem")).expect("the local CA's certificate")
     }
 
+    /// The supervisor's sign-in link `lookout demo` printed.
+    pub fn demo_link(&self) -> String {
+        self.stdout_lines
+            .iter()
+            .find_map(|l| l.strip_prefix("dashboard (one-time sign-in link): "))
+            .expect("the demo prints the dashboard link")
+            .to_string()
+    }
+
     /// A one-time sign-in link's token for `sub`, as `lookout token --link` mints it.
     pub fn link(&self, sub: &str, org: &str, role: Role) -> String {
         let config = Config {
@@ -1112,4 +1121,14 @@ pub fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &st
             .unwrap_or_else(|| panic!("{name} has no +Inf bucket")),
         other => panic!("{name}: unexpected {other:?}"),
     }
+}
+
+/// Debian's Chromium (or `CHROMIUM`), which the browser tests drive; missing, they fail.
+pub fn chromium() -> String {
+    let path = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "Chromium is missing: run `bash tests/run.sh` (it installs Debian's chromium) or set CHROMIUM"
+    );
+    path
 }

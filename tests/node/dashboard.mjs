@@ -4,8 +4,7 @@
 // LOOKOUT_ARTIFACTS.
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { emit, env } from './harness.mjs';
+import { emit, env, launch } from './harness.mjs';
 
 const link = env('LOOKOUT_LINK');
 const artifacts = env('LOOKOUT_ARTIFACTS');
@@ -27,11 +26,7 @@ async function movedWithin(page, ms) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox'],
-  });
+  const browser = await launch();
   const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 900 } });
   // The appliance has no internet: only its own origin may be reached.
   await context.route('**/*', (route) => {

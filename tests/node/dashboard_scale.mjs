@@ -5,8 +5,7 @@
 // screenshots go to LOOKOUT_ARTIFACTS.
 import path from 'node:path';
 import fs from 'node:fs';
-import { chromium } from 'playwright-core';
-import { emit, env } from './harness.mjs';
+import { emit, env, launch } from './harness.mjs';
 
 const link = env('LOOKOUT_LINK');
 const guards = Number(env('GUARDS'));
@@ -34,11 +33,7 @@ function overlaps(page) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox'],
-  });
+  const browser = await launch();
   const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 900 } });
   const page = await context.newPage();
   const problems = [];

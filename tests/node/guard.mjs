@@ -4,8 +4,7 @@
 // when the step may go on). Screenshots go to LOOKOUT_ARTIFACTS.
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { emit, env } from './harness.mjs';
+import { emit, env, launch } from './harness.mjs';
 import jsQR from 'jsqr';
 import { PNG } from 'pngjs';
 
@@ -41,17 +40,13 @@ async function hold(page, selector, ms) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--use-fake-device-for-media-stream',
-      '--use-fake-ui-for-media-stream',
-      // The test appliance's certificate is its own: a service worker needs it accepted.
-      '--ignore-certificate-errors',
-    ],
-  });
+  const browser = await launch([
+    '--use-fake-device-for-media-stream',
+    '--use-fake-ui-for-media-stream',
+    // The test appliance's CA is not installed in this browser: a service worker needs the
+    // certificate accepted.
+    '--ignore-certificate-errors',
+  ]);
   const phone = await browser.newContext({
     ignoreHTTPSErrors: true,
     viewport: { width: 390, height: 844 },
@@ -124,6 +119,15 @@ async function main() {
   const marker = dashboard.locator('.guard[data-user="g-1"]');
   await marker.waitFor({ timeout: 30000 });
   emit({ event: 'on-dashboard' });
+
+  // A supervisor's message arrives; the guard answers it.
+  await proceed('message-sent');
+  const message = guard.locator('#messages li', { hasText: 'Check gate 3' });
+  await message.waitFor({ timeout: 10000 });
+  await guard.locator('#reply-text').fill('Gate 3 is locked');
+  await guard.locator('#reply button[type="submit"]').click();
+  await guard.locator('#messages li', { hasText: 'Gate 3 is locked' }).waitFor({ timeout: 10000 });
+  emit({ event: 'replied', shown: await message.textContent() });
 
   // A short tap raises nothing.
   await hold(guard, '#panic', 150);
