@@ -10,27 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -e /usr/share/nginx/modules/ngx_nchan_module.so ] || missing+=(libnginx-mod-nchan)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]} (Debian packages; their services are not started)"
-    policy_created=""
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\n# benches/compare.sh: no service starts while it installs peers\nexit 101\n' \
-            | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-        $SUDO chmod +x /usr/sbin/policy-rc.d
-        policy_created=1
-    fi
-    cleanup() { if [ -n "$policy_created" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi; }
-    trap cleanup EXIT
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-    if [ -d /run/systemd/system ]; then
-        $SUDO systemctl disable --now nginx rabbitmq-server epmd.socket epmd.service 2>/dev/null || true
-    fi
+    bash .ci/apt-install-quiet "nginx rabbitmq-server epmd.socket epmd.service" "${missing[@]}"
 fi
 
 # Every server and client socket of the connection scenarios: near the open-file cap.

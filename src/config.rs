@@ -53,6 +53,8 @@ pub struct Config {
     pub retention: Retention,
     /// The store's memory.
     pub store: StoreSettings,
+    /// Cluster mode on Redis.
+    pub cluster: ClusterSettings,
     /// Field operations: locations and geofences.
     pub field: FieldSettings,
     /// Alert escalation.
@@ -73,6 +75,30 @@ pub struct TestingSettings {
     /// Obey the store's fault triggers (files `FAULT-flush` / `FAULT-write` in the data
     /// directory make flushes or writes fail), for the store-fault tests. Never on a site.
     pub store_faults: bool,
+}
+
+/// Cluster mode: with `redis` set, all durable state is in that Redis (shared by every node)
+/// and no sled store is opened.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// `redis://` or `rediss://` URL of the shared Redis.
+    pub redis: Option<String>,
+    /// Replicas a write must reach (Redis `WAIT`) before it is acknowledged.
+    pub min_replicas: u32,
+    /// How long a write may wait for those replicas before it is an error.
+    #[serde(with = "humantime_serde")]
+    pub wait_timeout: Duration,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            redis: None,
+            min_replicas: 1,
+            wait_timeout: Duration::from_secs(1),
+        }
+    }
 }
 
 /// The store's settings.
@@ -343,6 +369,7 @@ impl Default for Config {
             limits: Limits::default(),
             retention: Retention::default(),
             store: StoreSettings::default(),
+            cluster: ClusterSettings::default(),
             field: FieldSettings::default(),
             alerts: AlertSettings::default(),
             dashboard: DashboardSettings::default(),
@@ -572,6 +599,18 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "store.cache_capacity",
         "bytes of the store's page cache (sled), default 64 MiB",
+    ),
+    (
+        "cluster.redis",
+        "redis://, rediss:// or redis+unix:// URL of the Redis all nodes share; set: no sled store",
+    ),
+    (
+        "cluster.min_replicas",
+        "replicas a write must reach (WAIT) before it is acknowledged",
+    ),
+    (
+        "cluster.wait_timeout",
+        "how long a write may wait for cluster.min_replicas",
     ),
     (
         "testing.store_faults",
@@ -825,6 +864,20 @@ impl Config {
         }
         if self.store.cache_capacity < (1 << 20) {
             bad("store.cache_capacity", "at least 1 MiB (1048576 bytes)");
+        }
+        if let Some(url) = &self.cluster.redis {
+            if !["redis://", "rediss://", "redis+unix://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+            {
+                bad(
+                    "cluster.redis",
+                    "a redis://, rediss:// or redis+unix:// URL",
+                );
+            }
+        }
+        if self.cluster.wait_timeout.is_zero() {
+            bad("cluster.wait_timeout", "must be above zero");
         }
         for &(key, is_bad) in positive {
             if is_bad {

@@ -85,14 +85,27 @@ impl Server {
     /// Prepares the data directory, keys and certificate, and binds the listeners.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         Self::prepare_data_dir(&config)?;
-        let (store, report) = crate::store::open_data_dir(
-            &config.data_dir,
-            StoreOptions {
-                faults: config.testing.store_faults,
-                cache_capacity: config.store.cache_capacity,
-                ..StoreOptions::default()
-            },
-        )?;
+        let (store, report): (Arc<dyn Store>, _) = match &config.cluster.redis {
+            // Cluster mode: the state is in the shared Redis; the data directory keeps only
+            // this node's keys and certificate.
+            Some(url) => {
+                let (store, report) = crate::store::RedisStore::open(&crate::store::RedisOptions {
+                    url: url.clone(),
+                    min_replicas: config.cluster.min_replicas,
+                    wait_timeout: config.cluster.wait_timeout,
+                })
+                .await?;
+                (Arc::new(store), report)
+            }
+            None => crate::store::open_data_dir(
+                &config.data_dir,
+                StoreOptions {
+                    faults: config.testing.store_faults,
+                    cache_capacity: config.store.cache_capacity,
+                    ..StoreOptions::default()
+                },
+            )?,
+        };
         tracing::info!(
             epoch = %report.epoch,
             channels = report.channels,

@@ -27,6 +27,12 @@ if [ -z "${CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium
 fi
+# Cluster mode's tests start Debian's redis-server themselves (a Unix socket in a temp dir, no
+# TCP port); the package's own service is never started.
+if ! need redis-server; then
+    echo "== installing redis-server (Debian package; its service is not started)"
+    bash .ci/apt-install-quiet "redis-server" redis-server
+fi
 # The systemd unit is checked with systemd-analyze.
 if ! need systemd-analyze; then
     echo "== installing systemd (for systemd-analyze)"

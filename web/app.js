@@ -772,6 +772,8 @@ class DevicePanel {
       $('#enroll-ttl').textContent = String(Math.round(minted.expiresIn / 60));
       $('#enroll-qr').hidden = false;
       $('#enroll-qr').dataset.guard = guard;
+      // The link names the address this page was opened at.
+      $('#enroll-local').hidden = !['localhost', '127.0.0.1', '[::1]'].includes(location.hostname);
     } catch (e) {
       $('#enroll-error').textContent = `Could not add the device: ${e.message}`;
       $('#enroll-error').hidden = false;

@@ -6,7 +6,8 @@
 //! - [`records`]: the typed keys of domain records and the changes that write them;
 //! - [`error`]: what can go wrong, whatever the engine;
 //! - [`sled`]: the appliance's engine, in the data directory (keys, flusher, backup);
-//! - [`memory`]: the reference engine in memory.
+//! - [`memory`]: the reference engine in memory;
+//! - [`redis`]: cluster mode's engine, in a Redis every node shares.
 //!
 //! Callers see `Arc<dyn Store>` and never an engine; only this facade names the engines, to
 //! open them. The store never delivers messages and never checks rights: that is the hub's
@@ -16,6 +17,7 @@ pub mod error;
 pub mod interface;
 pub mod memory;
 pub mod records;
+pub mod redis;
 pub mod sled;
 
 pub use self::sled::backup::{backup, restore, Moved};
@@ -27,6 +29,7 @@ pub use interface::{
 };
 pub use memory::MemoryStore;
 pub use records::{Change, Record, Records, Timer};
+pub use redis::{RedisOptions, RedisStore};
 
 #[cfg(test)]
 mod tests;

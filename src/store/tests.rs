@@ -188,6 +188,42 @@ async fn the_memory_engine_behaves_like_the_model_across_reboots_and_trims() {
     behaves_like_its_model(|_old| Arc::new(root.reboot())).await;
 }
 
+#[path = "../../tests/common/redis.rs"]
+mod redis_process;
+
+fn open_redis(redis: &redis_process::RedisProcess) -> Arc<dyn Store> {
+    let options = super::RedisOptions {
+        url: redis.url(),
+        min_replicas: 0,
+        wait_timeout: std::time::Duration::from_secs(1),
+    };
+    let opened = tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(super::RedisStore::open(&options))
+    });
+    Arc::new(opened.expect("open the Redis engine").0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_engine_behaves_like_the_model_across_reboots_and_trims() {
+    let redis = redis_process::RedisProcess::start();
+    behaves_like_its_model(|old| {
+        // A clean stop of the old node gives its lease back, as a restart would.
+        if let Some(old) = old {
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(old.start().stop())
+            });
+        }
+        open_redis(&redis)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_engine_trims_keeping_the_newest() {
+    let redis = redis_process::RedisProcess::start();
+    trims_keep_the_newest(open_redis(&redis)).await;
+}
+
 async fn trims_keep_the_newest(store: Arc<dyn Store>) {
     for i in 1..=10u64 {
         store

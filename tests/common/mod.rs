@@ -2,6 +2,8 @@
 //! directory, and WebSocket clients built on tokio-tungstenite (not the server's library).
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +37,21 @@ pub struct TestServer {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), lookout::server::ServerError>>>,
     dir: Option<tempfile::TempDir>,
+    /// With `TEST_STORE=redis`: the Redis this server's state is in, for as long as it runs
+    /// (and across [`TestServer::restart`]).
+    redis: Option<Arc<redis::RedisProcess>>,
+}
+
+/// `TEST_STORE=redis` runs the in-process servers of the suite on the Redis engine (cluster
+/// mode, one node) instead of sled: `TEST_STORE=redis cargo test --test durability`.
+fn redis_for(config: &mut Config) -> Option<Arc<redis::RedisProcess>> {
+    if std::env::var("TEST_STORE").as_deref() != Ok("redis") || config.cluster.redis.is_some() {
+        return None;
+    }
+    let process = Arc::new(redis::RedisProcess::start());
+    config.cluster.redis = Some(process.url());
+    config.cluster.min_replicas = 0;
+    Some(process)
 }
 
 pub fn test_config(dir: &std::path::Path) -> Config {
@@ -72,8 +89,11 @@ impl TestServer {
     pub async fn restart(mut self) -> Self {
         let dir = self.dir.take().expect("dir");
         let config = self.config.clone();
+        let redis = self.redis.take();
         self.stop().await;
-        Self::start_config(config, dir).await
+        let mut server = Self::start_config_on(config, dir).await;
+        server.redis = redis;
+        server
     }
 
     /// Starts with `config` on `dir` (a data directory a stopped server left, e.g. to start
@@ -89,7 +109,14 @@ impl TestServer {
         dir
     }
 
-    async fn start_config(config: Config, dir: tempfile::TempDir) -> Self {
+    async fn start_config(mut config: Config, dir: tempfile::TempDir) -> Self {
+        let redis = redis_for(&mut config);
+        let mut server = Self::start_config_on(config, dir).await;
+        server.redis = redis;
+        server
+    }
+
+    async fn start_config_on(config: Config, dir: tempfile::TempDir) -> Self {
         // LOOKOUT_TEST_LOG=debug shows the server's logs for a failing test.
         if let Ok(level) = std::env::var("LOOKOUT_TEST_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -123,6 +150,7 @@ impl TestServer {
             stop: Some(tx),
             task: Some(task),
             dir: Some(dir),
+            redis: None,
         }
     }
 
@@ -186,14 +214,20 @@ impl TestServer {
         }
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_with_result()
+            .await
+            .expect("server stopped cleanly");
+    }
+
+    /// Stops and says how the server ended (an unhealthy store ends it with an error).
+    pub async fn stop_with_result(mut self) -> Result<(), lookout::server::ServerError> {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
-            task.await
-                .expect("server task")
-                .expect("server stopped cleanly");
+        match self.task.take() {
+            Some(task) => task.await.expect("server task"),
+            None => Ok(()),
         }
     }
 }

@@ -1,0 +1,814 @@
+//! An engine on Redis, for cluster mode: the durable state lives in a Redis that every node
+//! shares (Debian's `redis-server` 7, made durable by `appendonly yes` + `appendfsync always`,
+//! which [`RedisStore::open`] checks and refuses to run without).
+//!
+//! Layout, every key under `lookout:`:
+//! - `epoch`: the store's id; `head`: a hash of channel → last seq given;
+//! - `log:{channel}`: a Stream whose entry ids are `{seq}-1`, one field `m` (the message as
+//!   MessagePack); `ackreq:{channel}`: a sorted set of its `ack_required` seqs;
+//!   `keys:{channel}`: a hash of idempotency key → seq;
+//! - `acked:{user}\0{channel}`: a set of acknowledged seqs; `cursor`: a hash of
+//!   `{user}\0{channel}` → seq;
+//! - `users` / `seen`: user → org / last seen; `jobs`: job → owner;
+//! - `rec:{kind}`: one hash per record kind (`rec:fence:{org}` per org); `timers`: a sorted set
+//!   scored by due time.
+//!
+//! An append is one server-side script that takes the channel's next seq and appends to its
+//! stream (and, with a key, records the idempotency key) atomically, the pattern Centrifugo's
+//! Redis engine uses. Redis answers a write only after its fsync (`appendfsync always`), so a
+//! ticket is durable when the write returns; with `cluster.min_replicas` > 0 a `WAIT` on the
+//! same connection must also report that many replicas, otherwise the write is an error and is
+//! never acknowledged.
+//!
+//! This engine knows heads from its own appends and from what it loaded at open, so it serves
+//! one node at a time: a node holds a lease (`lookout:lease`, renewed every few seconds, gone
+//! 15 s after a crash, released at a clean stop), and a second node on the same Redis is
+//! refused while it is held. Nodes running side by side need the live fan-out between them,
+//! which is not built yet.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{Result, StoreError};
+use super::interface::{
+    Appended, Background, Draft, Messages, OpenReport, Remembered, RetentionRule, Store,
+    StoredMessage, Ticket,
+};
+use super::records::{Change, Record, Records, Timer};
+use crate::counters::Latency;
+
+const PREFIX: &str = "lookout:";
+/// How long a node's lease outlives its last renewal.
+const LEASE: Duration = Duration::from_secs(15);
+const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// How many entries one trim or scan step reads.
+const PAGE: usize = 500;
+
+/// Where the Redis engine connects and what it requires.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// `redis://` or `rediss://` URL.
+    pub url: String,
+    /// Replicas a write must reach (`WAIT`) before it is acknowledged.
+    pub min_replicas: u32,
+    /// How long `WAIT` may take.
+    pub wait_timeout: Duration,
+}
+
+/// The Redis engine.
+pub struct RedisStore {
+    con: ConnectionManager,
+    /// This node's lease value.
+    node: String,
+    epoch: String,
+    min_replicas: u32,
+    wait_timeout: Duration,
+    heads: RwLock<HashMap<String, u64>>,
+    written: AtomicU64,
+    healthy: AtomicBool,
+    failed: CancellationToken,
+    latency: Latency,
+}
+
+fn engine(e: redis::RedisError) -> StoreError {
+    StoreError::Engine(format!("redis: {e}"))
+}
+
+fn key(parts: &[&str]) -> String {
+    let mut k = String::from(PREFIX);
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(':');
+        }
+        k.push_str(p);
+    }
+    k
+}
+
+fn pair(a: &str, b: &str) -> String {
+    format!("{a}\0{b}")
+}
+
+/// The hash a record lives in and its field there; `None` for a timer.
+fn record_slot(record: &Record<'_>) -> Option<(String, String)> {
+    Some(match *record {
+        Record::Fence { org, id } => (key(&["rec", "fence", org]), id.to_string()),
+        Record::Location { user } => (key(&["rec", "location"]), user.to_string()),
+        Record::FenceState { user, fence } => (key(&["rec", "fencestate"]), pair(user, fence)),
+        Record::Alert { id } => (key(&["rec", "alert"]), id.to_string()),
+        Record::Shift { id } => (key(&["rec", "shift"]), id.to_string()),
+        Record::UsedLink { jti } => (key(&["rec", "usedlink"]), jti.to_string()),
+        Record::Device { id } => (key(&["rec", "device"]), id.to_string()),
+        Record::Timer { .. } => return None,
+    })
+}
+
+fn set_hash(set: &Records<'_>) -> String {
+    match *set {
+        Records::Fences { org } => key(&["rec", "fence", org]),
+        Records::Locations => key(&["rec", "location"]),
+        Records::Alerts => key(&["rec", "alert"]),
+        Records::Shifts => key(&["rec", "shift"]),
+        Records::Devices => key(&["rec", "device"]),
+    }
+}
+
+/// A timer as a sorted-set member: ordered like [`Timer`] among equal due times.
+fn timer_member(due: u64, level: u8, alert: &str) -> String {
+    format!("{due:020}\0{level:03}\0{alert}")
+}
+
+fn parse_timer(member: &str) -> Option<Timer> {
+    let mut parts = member.splitn(3, '\0');
+    let due = parts.next()?.parse().ok()?;
+    let level = parts.next()?.parse().ok()?;
+    let alert = parts.next()?.to_string();
+    Some(Timer { due, level, alert })
+}
+
+/// A stored message's body in the stream: (timestamp, data, ack_required).
+fn encode_message(m: &StoredMessage) -> Result<Vec<u8>> {
+    rmp_serde::to_vec(&(m.timestamp, &m.data, m.ack_required))
+        .map_err(|e| StoreError::Codec(e.to_string()))
+}
+
+fn decode_entry(id: &str, body: &[u8]) -> Result<Arc<StoredMessage>> {
+    let seq = id
+        .split('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| StoreError::Codec(format!("stream entry id {id}")))?;
+    let (timestamp, data, ack_required): (u64, rmpv::Value, bool) =
+        rmp_serde::from_slice(body).map_err(|e| StoreError::Codec(e.to_string()))?;
+    Ok(Arc::new(StoredMessage {
+        seq,
+        timestamp,
+        data,
+        ack_required,
+    }))
+}
+
+type Entries = Vec<(String, (String, Vec<u8>))>;
+
+/// Takes the channel's next seq and appends the message under it, atomically; with an
+/// idempotency key, a key seen before answers its seq and writes nothing.
+const APPEND: &str = r#"
+if ARGV[4] ~= '' then
+  local seen = redis.call('HGET', KEYS[4], ARGV[4])
+  if seen then return {0, tonumber(seen)} end
+end
+local seq = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('XADD', KEYS[2], seq .. '-1', 'm', ARGV[2])
+if ARGV[3] == '1' then redis.call('ZADD', KEYS[3], seq, seq) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[4], ARGV[4], seq) end
+return {1, seq}
+"#;
+
+/// Renews the lease if this node still holds it; `PEXPIRE` only for its own value.
+const RENEW: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"#;
+
+/// Gives the lease back if this node holds it.
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+/// A cursor only moves forward.
+const ADVANCE: &str = r#"
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > current then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+"#;
+
+/// A user keeps the org it was first seen with.
+const REMEMBER: &str = r#"
+local known = redis.call('HGET', KEYS[1], ARGV[1])
+if known and known ~= ARGV[2] then return known end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return ''
+"#;
+
+impl RedisStore {
+    /// Connects, checks that Redis is durable (`appendonly yes`, `appendfsync always`), and
+    /// takes (or creates) the store's epoch and the channels' heads.
+    pub async fn open(options: &RedisOptions) -> Result<(Self, OpenReport)> {
+        let client = redis::Client::open(options.url.as_str()).map_err(engine)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(options.wait_timeout + Duration::from_secs(5)));
+        let mut con = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(engine)?;
+        check_durability(&mut con).await?;
+        let node = hex::encode(rand::random::<[u8; 8]>());
+        let leased: Option<String> = redis::cmd("SET")
+            .arg(key(&["lease"]))
+            .arg(&node)
+            .arg("NX")
+            .arg("PX")
+            .arg(LEASE.as_millis() as u64)
+            .query_async(&mut con)
+            .await
+            .map_err(engine)?;
+        if leased.is_none() {
+            return Err(StoreError::Engine(format!(
+                "another Lookout node is running on this Redis (its lease `{PREFIX}lease` is held;                  it expires {} s after that node stops): nodes side by side on one Redis are not                  supported yet",
+                LEASE.as_secs()
+            )));
+        }
+        let fresh = hex::encode(rand::random::<[u8; 8]>());
+        let epoch_key = key(&["epoch"]);
+        let created: bool = redis::cmd("SET")
+            .arg(&epoch_key)
+            .arg(&fresh)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut con)
+            .await
+            .map_err(engine)?
+            .is_some();
+        let epoch: String = con.get(&epoch_key).await.map_err(engine)?;
+        let heads: HashMap<String, u64> = con.hgetall(key(&["head"])).await.map_err(engine)?;
+        let mut messages = 0u64;
+        if !heads.is_empty() {
+            let mut pipe = redis::pipe();
+            for channel in heads.keys() {
+                pipe.cmd("XLEN").arg(key(&["log", channel]));
+            }
+            let lens: Vec<u64> = pipe.query_async(&mut con).await.map_err(engine)?;
+            messages = lens.iter().sum();
+        }
+        let report = OpenReport {
+            epoch: epoch.clone(),
+            created,
+            channels: heads.len(),
+            messages,
+        };
+        Ok((
+            RedisStore {
+                con,
+                node,
+                epoch,
+                min_replicas: options.min_replicas,
+                wait_timeout: options.wait_timeout,
+                heads: RwLock::new(heads),
+                written: AtomicU64::new(0),
+                healthy: AtomicBool::new(true),
+                failed: CancellationToken::new(),
+                latency: Latency::default(),
+            },
+            report,
+        ))
+    }
+
+    fn con(&self) -> ConnectionManager {
+        self.con.clone()
+    }
+
+    /// A write's ticket, once Redis has it durably (and enough replicas do); the commit latency
+    /// is the time since the write was sent (`started`).
+    async fn written(&self, con: &mut ConnectionManager, started: Instant) -> Result<Ticket> {
+        if self.min_replicas > 0 {
+            let reached: u32 = redis::cmd("WAIT")
+                .arg(self.min_replicas)
+                .arg(self.wait_timeout.as_millis() as u64)
+                .query_async(con)
+                .await
+                .map_err(|e| self.unhealthy(e))?;
+            if reached < self.min_replicas {
+                self.healthy.store(false, Ordering::Release);
+                return Err(StoreError::Engine(format!(
+                    "redis: the write reached {reached} replica(s) within {} ms, cluster.min_replicas is {}; not acknowledging",
+                    self.wait_timeout.as_millis(),
+                    self.min_replicas
+                )));
+            }
+        }
+        self.latency.observe(started.elapsed());
+        self.healthy.store(true, Ordering::Release);
+        Ok(Ticket(self.written.fetch_add(1, Ordering::AcqRel) + 1))
+    }
+
+    fn unhealthy(&self, e: redis::RedisError) -> StoreError {
+        self.healthy.store(false, Ordering::Release);
+        engine(e)
+    }
+
+    fn note_head(&self, channel: &str, seq: u64) {
+        let mut heads = self.heads.write();
+        let head = heads.entry(channel.to_string()).or_insert(0);
+        *head = (*head).max(seq);
+    }
+
+    async fn append_with(
+        &self,
+        channel: &str,
+        draft: Draft,
+        idempotency: &str,
+    ) -> Result<Appended> {
+        let mut con = self.con();
+        // The body does not depend on the seq, so it is encoded before the seq is taken.
+        let body = encode_message(&draft.clone().with_seq(0))?;
+        let started = Instant::now();
+        let (new, seq): (u8, u64) = redis::Script::new(APPEND)
+            .key(key(&["head"]))
+            .key(key(&["log", channel]))
+            .key(key(&["ackreq", channel]))
+            .key(key(&["keys", channel]))
+            .arg(channel)
+            .arg(body)
+            .arg(if draft.ack_required { "1" } else { "0" })
+            .arg(idempotency)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.unhealthy(e))?;
+        self.note_head(channel, seq);
+        let ticket = self.written(&mut con, started).await?;
+        Ok(if new == 1 {
+            Appended::New(Arc::new(draft.with_seq(seq)), ticket)
+        } else {
+            Appended::Repeat(seq, ticket)
+        })
+    }
+
+    async fn head_of(&self, con: &mut ConnectionManager, channel: &str) -> Result<u64> {
+        let head: Option<u64> = con.hget(key(&["head"]), channel).await.map_err(engine)?;
+        Ok(head.unwrap_or(0))
+    }
+
+    async fn channels(&self) -> Result<Vec<String>> {
+        let mut con = self.con();
+        let mut channels = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("HSCAN")
+                .arg(key(&["head"]))
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(PAGE)
+                .query_async(&mut con)
+                .await
+                .map_err(engine)?;
+            // HSCAN answers field, value, field, value…
+            channels.extend(batch.into_iter().step_by(2));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(channels)
+    }
+}
+
+/// Redis must fsync every write before answering it, or an acknowledged message could be lost
+/// with the Redis process.
+async fn check_durability(con: &mut ConnectionManager) -> Result<()> {
+    let get = |name: &'static str| {
+        let mut con = con.clone();
+        async move {
+            let pair: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query_async(&mut con)
+                .await
+                .map_err(engine)?;
+            Ok::<String, StoreError>(pair.get(1).cloned().unwrap_or_default())
+        }
+    };
+    let appendonly = get("appendonly").await?;
+    let appendfsync = get("appendfsync").await?;
+    if appendonly != "yes" || appendfsync != "always" {
+        return Err(StoreError::Engine(format!(
+            "redis runs with appendonly {appendonly:?} and appendfsync {appendfsync:?}: an acknowledged message could be lost with it. \
+             Set `appendonly yes` and `appendfsync always` in redis.conf (or CONFIG SET both, then CONFIG REWRITE)"
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Store for RedisStore {
+    fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    fn failed(&self) -> &CancellationToken {
+        // Redis failing over is not this process failing: writes error until it is back, and
+        // nothing is acknowledged meanwhile. The token never fires.
+        &self.failed
+    }
+
+    fn commit_latency(&self) -> &Latency {
+        &self.latency
+    }
+
+    fn start(self: Arc<Self>) -> Background {
+        // Writes are durable when they return; what runs here is the lease.
+        let stop = CancellationToken::new();
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let token = stop.clone();
+        tokio::spawn(async move {
+            let mut con = self.con();
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep(RENEW_EVERY) => {}
+                }
+                let renewed: redis::RedisResult<u8> = redis::Script::new(RENEW)
+                    .key(key(&["lease"]))
+                    .arg(&self.node)
+                    .arg(LEASE.as_millis() as u64)
+                    .invoke_async(&mut con)
+                    .await;
+                match renewed {
+                    Ok(1) => {}
+                    Ok(_) => tracing::error!("the Redis lease was lost: another node may write"),
+                    Err(e) => tracing::warn!(error = %e, "renewing the Redis lease"),
+                }
+            }
+            let released: redis::RedisResult<u8> = redis::Script::new(RELEASE)
+                .key(key(&["lease"]))
+                .arg(&self.node)
+                .invoke_async(&mut con)
+                .await;
+            if let Err(e) = released {
+                tracing::warn!(error = %e, "releasing the Redis lease; it expires by itself");
+            }
+            drop(self);
+            let _ = done.send(());
+        });
+        Background::new(stop, finished)
+    }
+
+    async fn size(&self) -> u64 {
+        let mut con = self.con();
+        let info: String = match redis::cmd("INFO").arg("memory").query_async(&mut con).await {
+            Ok(info) => info,
+            Err(_) => return 0,
+        };
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn head(&self, channel: &str) -> u64 {
+        self.heads.read().get(channel).copied().unwrap_or(0)
+    }
+
+    async fn append(&self, channel: &str, draft: Draft) -> Result<(Arc<StoredMessage>, Ticket)> {
+        match self.append_with(channel, draft, "").await? {
+            Appended::New(message, ticket) => Ok((message, ticket)),
+            Appended::Repeat(seq, _) => Err(StoreError::Engine(format!(
+                "redis: an append without a key answered an existing seq {seq}"
+            ))),
+        }
+    }
+
+    async fn append_once(&self, channel: &str, draft: Draft, key: &str) -> Result<Appended> {
+        self.append_with(channel, draft, key).await
+    }
+
+    async fn count_channels(&self, prefix: &str) -> Result<usize> {
+        Ok(self
+            .channels()
+            .await?
+            .iter()
+            .filter(|c| c.starts_with(prefix))
+            .count())
+    }
+
+    async fn first_retained(&self, channel: &str) -> Result<Option<u64>> {
+        let mut con = self.con();
+        let entries: Entries = redis::cmd("XRANGE")
+            .arg(key(&["log", channel]))
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut con)
+            .await
+            .map_err(engine)?;
+        match entries.first() {
+            Some((id, (_, body))) => Ok(Some(decode_entry(id, body)?.seq)),
+            None => Ok(None),
+        }
+    }
+
+    async fn read(&self, channel: &str, after: u64, upto: u64, limit: usize) -> Result<Messages> {
+        if upto <= after || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut con = self.con();
+        let mut out = Vec::new();
+        let mut from = after + 1;
+        while out.len() < limit && from <= upto {
+            let count = (limit - out.len()).min(PAGE);
+            let entries: Entries = redis::cmd("XRANGE")
+                .arg(key(&["log", channel]))
+                .arg(format!("{from}-0"))
+                .arg(format!("{upto}-1"))
+                .arg("COUNT")
+                .arg(count)
+                .query_async(&mut con)
+                .await
+                .map_err(engine)?;
+            let done = entries.len() < count;
+            for (id, (_, body)) in &entries {
+                let message = decode_entry(id, body)?;
+                from = message.seq + 1;
+                out.push(message);
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, channel: &str, seq: u64) -> Result<Option<Arc<StoredMessage>>> {
+        Ok(self
+            .read(channel, seq.saturating_sub(1), seq, 1)
+            .await?
+            .pop()
+            .filter(|m| m.seq == seq))
+    }
+
+    async fn trim(&self, rule: RetentionRule) -> Result<u64> {
+        let mut deleted = 0u64;
+        for channel in self.channels().await? {
+            let (keep, older_than) = rule(&channel);
+            let mut con = self.con();
+            let head = self.head_of(&mut con, &channel).await?;
+            // Everything below `from` goes: by count, then by age from the oldest on.
+            let mut from = (head + 1).saturating_sub(keep as u64).max(1);
+            loop {
+                let oldest = self.read(&channel, from - 1, head, PAGE).await?;
+                let young = oldest.iter().position(|m| m.timestamp >= older_than);
+                match young {
+                    Some(i) => {
+                        from = oldest[i].seq;
+                        break;
+                    }
+                    None if oldest.len() == PAGE => from = oldest[PAGE - 1].seq + 1,
+                    None => {
+                        from = head + 1;
+                        break;
+                    }
+                }
+            }
+            let stream = key(&["log", &channel]);
+            let removed: u64 = redis::cmd("XTRIM")
+                .arg(&stream)
+                .arg("MINID")
+                .arg(format!("{from}-0"))
+                .query_async(&mut con)
+                .await
+                .map_err(engine)?;
+            if removed == 0 {
+                continue;
+            }
+            deleted += removed;
+            let _: u64 = con
+                .zrembyscore(key(&["ackreq", &channel]), 0, (from - 1) as f64)
+                .await
+                .map_err(engine)?;
+            let keys: HashMap<String, u64> = con
+                .hgetall(key(&["keys", &channel]))
+                .await
+                .map_err(engine)?;
+            let stale: Vec<&String> = keys
+                .iter()
+                .filter(|(_, s)| **s < from)
+                .map(|(k, _)| k)
+                .collect();
+            if !stale.is_empty() {
+                let _: u64 = con
+                    .hdel(key(&["keys", &channel]), stale)
+                    .await
+                    .map_err(engine)?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn unacknowledged(&self, user: &str, channel: &str, upto: u64) -> Result<Vec<u64>> {
+        let mut con = self.con();
+        let seqs: Vec<u64> = con
+            .zrangebyscore(key(&["ackreq", channel]), 0, upto as f64)
+            .await
+            .map_err(engine)?;
+        if seqs.is_empty() {
+            return Ok(seqs);
+        }
+        let acked: Vec<bool> = redis::cmd("SMISMEMBER")
+            .arg(key(&["acked", &pair(user, channel)]))
+            .arg(&seqs)
+            .query_async(&mut con)
+            .await
+            .map_err(engine)?;
+        Ok(seqs
+            .into_iter()
+            .zip(acked)
+            .filter(|(_, a)| !a)
+            .map(|(s, _)| s)
+            .collect())
+    }
+
+    async fn acknowledge(&self, user: &str, channel: &str, seq: u64) -> Result<Option<Ticket>> {
+        let mut con = self.con();
+        if seq == 0 || seq > self.head_of(&mut con, channel).await? {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let _: u64 = con
+            .sadd(key(&["acked", &pair(user, channel)]), seq)
+            .await
+            .map_err(|e| self.unhealthy(e))?;
+        Ok(Some(self.written(&mut con, started).await?))
+    }
+
+    async fn advance_cursor(&self, user: &str, channel: &str, seq: u64) -> Result<Option<Ticket>> {
+        let mut con = self.con();
+        if seq == 0 || seq > self.head_of(&mut con, channel).await? {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let _: u64 = redis::Script::new(ADVANCE)
+            .key(key(&["cursor"]))
+            .arg(pair(user, channel))
+            .arg(seq)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.unhealthy(e))?;
+        Ok(Some(self.written(&mut con, started).await?))
+    }
+
+    async fn cursor(&self, user: &str, channel: &str) -> Result<u64> {
+        let mut con = self.con();
+        let cursor: Option<u64> = con
+            .hget(key(&["cursor"]), pair(user, channel))
+            .await
+            .map_err(engine)?;
+        Ok(cursor.unwrap_or(0))
+    }
+
+    async fn remember_user(&self, user: &str, org: &str, now: u64) -> Result<Remembered> {
+        let mut con = self.con();
+        let started = Instant::now();
+        let known: String = redis::Script::new(REMEMBER)
+            .key(key(&["users"]))
+            .key(key(&["seen"]))
+            .arg(user)
+            .arg(org)
+            .arg(now)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.unhealthy(e))?;
+        if known.is_empty() {
+            self.written(&mut con, started).await?;
+            Ok(Remembered::Same)
+        } else {
+            Ok(Remembered::Conflict(Arc::from(known)))
+        }
+    }
+
+    async fn user_org(&self, user: &str) -> Result<Option<Arc<str>>> {
+        let mut con = self.con();
+        let org: Option<String> = con.hget(key(&["users"]), user).await.map_err(engine)?;
+        Ok(org.map(Arc::from))
+    }
+
+    async fn last_seen(&self, user: &str) -> Result<Option<u64>> {
+        let mut con = self.con();
+        con.hget(key(&["seen"]), user).await.map_err(engine)
+    }
+
+    async fn job_owner(&self, job: &str) -> Result<Option<Arc<str>>> {
+        let mut con = self.con();
+        let owner: Option<String> = con.hget(key(&["jobs"]), job).await.map_err(engine)?;
+        Ok(owner.map(Arc::from))
+    }
+
+    async fn claim_job(&self, job: &str, owner: &str) -> Result<Arc<str>> {
+        let mut con = self.con();
+        let started = Instant::now();
+        let claimed: bool = con
+            .hset_nx(key(&["jobs"]), job, owner)
+            .await
+            .map_err(|e| self.unhealthy(e))?;
+        if claimed {
+            self.written(&mut con, started).await?;
+            return Ok(Arc::from(owner));
+        }
+        let stored: Option<String> = con.hget(key(&["jobs"]), job).await.map_err(engine)?;
+        Ok(Arc::from(stored.unwrap_or_else(|| owner.to_string())))
+    }
+
+    async fn record(&self, record: Record<'_>) -> Result<Option<Vec<u8>>> {
+        let mut con = self.con();
+        match record_slot(&record) {
+            Some((hash, field)) => con.hget(hash, field).await.map_err(engine),
+            None => match record {
+                Record::Timer { due, alert, level } => {
+                    let score: Option<f64> = con
+                        .zscore(key(&["timers"]), timer_member(due, level, alert))
+                        .await
+                        .map_err(engine)?;
+                    Ok(score.map(|_| Vec::new()))
+                }
+                _ => Ok(None),
+            },
+        }
+    }
+
+    async fn records(&self, set: Records<'_>) -> Result<Vec<Vec<u8>>> {
+        let mut con = self.con();
+        let all: HashMap<String, Vec<u8>> = con.hgetall(set_hash(&set)).await.map_err(engine)?;
+        // In key order, as the other engines scan them.
+        let mut all: Vec<(String, Vec<u8>)> = all.into_iter().collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all.into_iter().map(|(_, v)| v).collect())
+    }
+
+    async fn write(&self, changes: &[Change<'_>]) -> Result<Ticket> {
+        let mut con = self.con();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for change in changes {
+            let (record, value) = match change {
+                Change::Put(record, value) => (record, Some(value)),
+                Change::Delete(record) => (record, None),
+            };
+            match (record_slot(record), value) {
+                (Some((hash, field)), Some(v)) => {
+                    pipe.hset(hash, field, v.as_slice()).ignore();
+                }
+                (Some((hash, field)), None) => {
+                    pipe.hdel(hash, field).ignore();
+                }
+                (None, value) => {
+                    if let Record::Timer { due, alert, level } = *record {
+                        let member = timer_member(due, level, alert);
+                        if value.is_some() {
+                            pipe.zadd(key(&["timers"]), member, due as f64).ignore();
+                        } else {
+                            pipe.zrem(key(&["timers"]), member).ignore();
+                        }
+                    }
+                }
+            }
+        }
+        let started = Instant::now();
+        let () = pipe
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.unhealthy(e))?;
+        self.written(&mut con, started).await
+    }
+
+    async fn due_timers(&self, now: u64) -> Result<Vec<Timer>> {
+        let mut con = self.con();
+        let members: Vec<String> = con
+            .zrangebyscore(key(&["timers"]), 0, now as f64)
+            .await
+            .map_err(engine)?;
+        let mut timers: Vec<Timer> = members.iter().filter_map(|m| parse_timer(m)).collect();
+        timers.sort();
+        Ok(timers)
+    }
+
+    async fn next_timer(&self) -> Result<Option<u64>> {
+        let mut con = self.con();
+        let first: Vec<String> = con.zrange(key(&["timers"]), 0, 0).await.map_err(engine)?;
+        Ok(first.first().and_then(|m| parse_timer(m)).map(|t| t.due))
+    }
+
+    fn is_durable(&self, ticket: Ticket) -> bool {
+        // A ticket exists only once its write is durable.
+        ticket.0 <= self.written.load(Ordering::Acquire)
+    }
+
+    async fn durable(&self, _ticket: Ticket) -> Result<()> {
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}
