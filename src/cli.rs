@@ -537,6 +537,18 @@ fn check_config(config: &Config) -> ExitCode {
         }
     }
     report_certificate_names(config);
+    if let Some(url) = &config.cluster.redis {
+        let options = crate::store::RedisOptions {
+            url: url.clone(),
+            min_replicas: config.cluster.min_replicas,
+            wait_timeout: config.cluster.wait_timeout,
+        };
+        match runtime().map(|rt| rt.block_on(crate::store::RedisStore::check(&options))) {
+            Some(Ok(found)) => println!("cluster: the Redis is usable: {found}"),
+            Some(Err(e)) => problems.push(format!("cluster.redis: {e}")),
+            None => problems.push("cluster.redis: no runtime to check it".into()),
+        }
+    }
     if let Some(plan) = &config.dashboard.site_plan {
         if !plan.is_file() {
             problems.push(format!(

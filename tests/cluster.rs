@@ -207,3 +207,70 @@ async fn a_panic_raised_on_a_node_escalates_on_the_next_node_from_the_timers_in_
     assert_eq!(escalations, 1, "{alert}");
     second.stop().await;
 }
+
+#[test]
+fn check_config_says_whether_a_node_could_run_on_the_redis_and_why_not() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let check = |redis: &RedisProcess, min_replicas: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .arg("check-config")
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .env("LOOKOUT_CLUSTER__REDIS", redis.url())
+            .env("LOOKOUT_CLUSTER__MIN_REPLICAS", min_replicas)
+            .output()
+            .expect("run");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let durable = RedisProcess::start();
+    let (fine, text) = check(&durable, "0");
+    assert!(fine, "{text}");
+    assert!(text.contains("the Redis is usable"), "{text}");
+    let (fine, text) = check(&durable, "1");
+    assert!(!fine, "no replica for min_replicas 1: {text}");
+    assert!(text.contains("connected replica"), "{text}");
+    let (fine, text) = check(
+        &RedisProcess::start_with(&["--appendonly", "yes", "--appendfsync", "no"]),
+        "0",
+    );
+    assert!(!fine, "{text}");
+    assert!(text.contains("appendfsync always"), "{text}");
+}
+
+#[tokio::test]
+async fn when_redis_lost_all_its_data_the_store_is_a_new_epoch_and_clients_are_told_so() {
+    let redis = RedisProcess::start();
+    let server = TestServer::start_with(on(&redis)).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let mut client = server.connect(&sup).await;
+    for n in 1..=3u64 {
+        assert!(ok(&client.publish(ROOM, json!({ "n": n })).await));
+    }
+    let old_epoch = client.established["epoch"].clone();
+    drop(client);
+    server.stop().await;
+    // The whole data set is gone (a Redis rebuilt empty, no backup).
+    let wiped = std::process::Command::new("redis-cli")
+        .arg("-s")
+        .arg(&redis.socket)
+        .arg("FLUSHALL")
+        .output()
+        .expect("redis-cli");
+    assert!(wiped.status.success());
+
+    let server = TestServer::start_with(on(&redis)).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let mut client = server.connect(&sup).await;
+    assert_ne!(client.established["epoch"], old_epoch, "a new epoch");
+    let reply = client
+        .request(json!({"type": "subscribe", "channel": ROOM, "since": 3, "epoch": old_epoch}))
+        .await;
+    assert_eq!(reply["recovered"], false, "{reply}");
+    assert_eq!(reply["reset"], "epoch", "{reply}");
+    server.stop().await;
+}

@@ -200,6 +200,43 @@ return ''
 "#;
 
 impl RedisStore {
+    /// What `check-config` reports of the Redis in `options`, without touching its state:
+    /// `Err` when a node could not run on it (unreachable, not durable, too few replicas for
+    /// `cluster.min_replicas`), else what was found.
+    pub async fn check(options: &RedisOptions) -> Result<String> {
+        let client = redis::Client::open(options.url.as_str()).map_err(engine)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(1);
+        let mut con = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(engine)?;
+        check_durability(&mut con).await?;
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut con)
+            .await
+            .map_err(engine)?;
+        let replicas: u32 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_slaves:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if replicas < options.min_replicas {
+            return Err(StoreError::Engine(format!(
+                "redis has {replicas} connected replica(s) and cluster.min_replicas is {}: every write would fail. \
+                 Add replicas, or lower cluster.min_replicas (0 acknowledges on the primary's fsync alone)",
+                options.min_replicas
+            )));
+        }
+        Ok(format!(
+            "appendonly yes, appendfsync always, {replicas} connected replica(s) (cluster.min_replicas {})",
+            options.min_replicas
+        ))
+    }
+
     /// Connects, checks that Redis is durable (`appendonly yes`, `appendfsync always`), and
     /// takes (or creates) the store's epoch and the channels' heads.
     pub async fn open(options: &RedisOptions) -> Result<(Self, OpenReport)> {
