@@ -61,6 +61,13 @@ pub enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Move a stopped appliance's store into an empty Redis for cluster mode: logs with their
+    /// seqs and epoch, acknowledgements, the user directory, records and timers.
+    Migrate {
+        /// The Redis to move into (redis://, rediss:// or redis+unix:// URL).
+        #[arg(long)]
+        to_redis: String,
+    },
     /// Restore a backup into an empty data directory.
     Restore {
         /// The backup file to read.
@@ -209,6 +216,7 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Migrate { to_redis } => migrate(&config, &to_redis),
         Command::Restore { from } => match crate::store::restore(&from, &config.data_dir) {
             Ok(m) => {
                 println!(
@@ -269,6 +277,31 @@ fn serve(config: Config, reloader: crate::server::Reloader) -> ExitCode {
         println!("lookout listening on https://{addr}");
         exit_code(server.run(stop).await)
     })
+}
+
+fn migrate(config: &Config, url: &str) -> ExitCode {
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let options = crate::store::RedisOptions {
+        url: url.to_string(),
+        min_replicas: config.cluster.min_replicas,
+        wait_timeout: config.cluster.wait_timeout,
+    };
+    match runtime.block_on(crate::store::migrate::to_redis(&config.data_dir, &options)) {
+        Ok((moved, epoch)) => {
+            println!(
+                "moved {} channels, {} messages ({} items in all, epoch {epoch}) into {url}; \
+                 start the nodes with cluster.redis set to it",
+                moved.channels, moved.messages, moved.items
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lookout: migrate failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The certificate line operators use to trust the server.

@@ -274,3 +274,124 @@ async fn when_redis_lost_all_its_data_the_store_is_a_new_epoch_and_clients_are_t
     assert_eq!(reply["reset"], "epoch", "{reply}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn migrate_moves_a_stopped_appliance_into_redis_and_its_clients_resume_there() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let escalate = [("LOOKOUT_ALERTS__LEVEL2_AFTER", "4s")];
+    let appliance = Binary::serve(&data, &escalate);
+    let sup = appliance.token("sup", Some("acme"), &[Role::Supervisor]);
+    let svc = appliance.token("svc", Some("acme"), &[Role::Service]);
+    let mut client = appliance.connect(&sup).await;
+    let epoch = client.established["epoch"].clone();
+    for n in 1..=5u64 {
+        assert!(ok(&client.publish(ROOM, json!({ "n": n })).await));
+    }
+    let keyed = client
+        .request(
+            json!({"type": "publish", "channel": ROOM, "data": {"n": 6}, "idempotency_key": "k-6"}),
+        )
+        .await;
+    assert_eq!(keyed["seq"], 6, "{keyed}");
+    // A message for a user's queue, acknowledged: the cursor moves with the store.
+    let http = http_client(&appliance.cert_pem());
+    for n in 1..=2u64 {
+        let (status, body) = post_json(
+            &http,
+            &format!("https://{}/api/v1/publish", appliance.addr),
+            &svc,
+            json!({"channel": "/user/queue/jobs", "user": "sup", "data": {"job": n}}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(ok(&client.subscribe("/user/queue/jobs").await));
+    let first = client.next_on("/user/queue/jobs").await;
+    assert!(ok(&client
+        .request(json!({"type": "ack", "channel": "/user/queue/jobs", "seq": first["seq"]}))
+        .await));
+    // A PANIC whose level-2 escalation is due after the move.
+    let mut guard = appliance
+        .connect(&appliance.token("g1", Some("acme"), &[Role::Guard]))
+        .await;
+    let raised = guard
+        .publish("/topic/emergency/g1", json!({"type": "PANIC"}))
+        .await;
+    let alert_id = raised["alertId"].as_str().expect("alert id").to_string();
+    drop((client, guard));
+    let mut appliance = appliance;
+    appliance.signal("TERM");
+    appliance.child.wait().expect("reap");
+
+    let redis = RedisProcess::start();
+    let migrate = |data: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(["migrate", "--to-redis", &redis.url(), "--data-dir"])
+            .arg(data)
+            .env("LOOKOUT_CLUSTER__MIN_REPLICAS", "0")
+            .output()
+            .expect("run migrate")
+    };
+    let out = migrate(&data);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("messages"), "{said}");
+    let again = migrate(&data);
+    assert!(
+        !again.status.success(),
+        "an already filled Redis is refused"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds"));
+
+    // The first node of the cluster: the same data directory's keys, the state from Redis.
+    let node = Binary::serve(
+        &data,
+        &[
+            ("LOOKOUT_CLUSTER__REDIS", redis.url().as_str()),
+            ("LOOKOUT_CLUSTER__MIN_REPLICAS", "0"),
+            escalate[0],
+        ],
+    );
+    let mut client = node.connect(&sup).await;
+    assert_eq!(client.established["epoch"], epoch, "the appliance's epoch");
+    let reply = client
+        .request(json!({"type": "subscribe", "channel": ROOM, "since": 2, "epoch": epoch}))
+        .await;
+    assert_eq!(reply["recovered"], true, "{reply}");
+    for n in 3..=6u64 {
+        assert_eq!(client.next_message().await["seq"], n);
+    }
+    let retried = client
+        .request(
+            json!({"type": "publish", "channel": ROOM, "data": {"n": 6}, "idempotency_key": "k-6"}),
+        )
+        .await;
+    assert_eq!(retried["seq"], 6, "the key came along: {retried}");
+    assert!(ok(&client.subscribe("/user/queue/jobs").await));
+    let next = client.next_on("/user/queue/jobs").await;
+    assert_eq!(
+        next["data"]["job"], 2,
+        "the queue resumes after what was acknowledged"
+    );
+    let http = http_client(&node.cert_pem());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let alert = loop {
+        let alert = get_json(
+            &http,
+            &format!("https://{}/api/v1/alerts/{alert_id}", node.addr),
+            &sup,
+        )
+        .await;
+        if alert["level"] == 2 || tokio::time::Instant::now() > deadline {
+            break alert;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(alert["level"], 2, "the timer came along: {alert}");
+    drop(node);
+}

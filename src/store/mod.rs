@@ -7,7 +7,8 @@
 //! - [`error`]: what can go wrong, whatever the engine;
 //! - [`sled`]: the appliance's engine, in the data directory (keys, flusher, backup);
 //! - [`memory`]: the reference engine in memory;
-//! - [`redis`]: cluster mode's engine, in a Redis every node shares.
+//! - [`redis`]: cluster mode's engine, in a Redis every node shares;
+//! - [`migrate`]: moving a stopped appliance's sled store into a Redis.
 //!
 //! Callers see `Arc<dyn Store>` and never an engine; only this facade names the engines, to
 //! open them. The store never delivers messages and never checks rights: that is the hub's
@@ -16,6 +17,7 @@
 pub mod error;
 pub mod interface;
 pub mod memory;
+pub mod migrate;
 pub mod records;
 pub mod redis;
 pub mod sled;
@@ -28,7 +30,7 @@ pub use interface::{
     Ticket,
 };
 pub use memory::MemoryStore;
-pub use records::{Change, Record, Records, Timer};
+pub use records::{Change, Item, OwnedRecord, Record, Records, Timer};
 pub use redis::{RedisOptions, RedisStore};
 
 #[cfg(test)]

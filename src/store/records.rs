@@ -115,3 +115,114 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, StoreError> {
     rmp_serde::from_slice(bytes).map_err(|e| StoreError::Codec(e.to_string()))
 }
+
+/// A record's key with owned parts, for moving records between engines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedRecord {
+    /// See [`Record::Fence`].
+    Fence {
+        /// Org.
+        org: String,
+        /// Fence id.
+        id: String,
+    },
+    /// See [`Record::Location`].
+    Location(String),
+    /// See [`Record::FenceState`].
+    FenceState {
+        /// Guard.
+        user: String,
+        /// Fence id.
+        fence: String,
+    },
+    /// See [`Record::Alert`].
+    Alert(String),
+    /// See [`Record::Shift`].
+    Shift(String),
+    /// See [`Record::UsedLink`].
+    UsedLink(String),
+    /// See [`Record::Device`].
+    Device(String),
+}
+
+impl OwnedRecord {
+    /// The borrowed key callers write with.
+    pub fn as_record(&self) -> Record<'_> {
+        match self {
+            OwnedRecord::Fence { org, id } => Record::Fence { org, id },
+            OwnedRecord::Location(user) => Record::Location { user },
+            OwnedRecord::FenceState { user, fence } => Record::FenceState { user, fence },
+            OwnedRecord::Alert(id) => Record::Alert { id },
+            OwnedRecord::Shift(id) => Record::Shift { id },
+            OwnedRecord::UsedLink(jti) => Record::UsedLink { jti },
+            OwnedRecord::Device(id) => Record::Device { id },
+        }
+    }
+}
+
+/// One piece of a store's state, engine-independent: what `lookout migrate` reads from one
+/// engine and writes into another, with the same seqs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// A channel and its head (which may be above its last retained message).
+    Channel {
+        /// Stored name.
+        name: String,
+        /// Last seq given.
+        head: u64,
+    },
+    /// A retained message.
+    Message {
+        /// Stored channel name.
+        channel: String,
+        /// The message with its seq.
+        message: super::interface::StoredMessage,
+    },
+    /// An idempotency key of a retained message.
+    Key {
+        /// Stored channel name.
+        channel: String,
+        /// The client's key.
+        key: String,
+        /// The seq it answers.
+        seq: u64,
+    },
+    /// A user's acknowledgement of an `ack_required` message.
+    Acked {
+        /// Who.
+        user: String,
+        /// Stored channel name.
+        channel: String,
+        /// Which.
+        seq: u64,
+    },
+    /// A user's delivery cursor on one of its queues.
+    Cursor {
+        /// Who.
+        user: String,
+        /// Stored channel name.
+        channel: String,
+        /// Last acknowledged seq.
+        seq: u64,
+    },
+    /// A user's org and when it was last seen.
+    User {
+        /// Who.
+        user: String,
+        /// Its org.
+        org: String,
+        /// Last seen, ms.
+        seen: u64,
+    },
+    /// A job's owner.
+    Job {
+        /// The job.
+        job: String,
+        /// Its owner.
+        owner: String,
+    },
+    /// A domain record's bytes.
+    Record(OwnedRecord, Vec<u8>),
+    /// An escalation timer.
+    Timer(Timer),
+}

@@ -41,7 +41,7 @@ use super::interface::{
     Appended, Background, Draft, Messages, OpenReport, Remembered, RetentionRule, Store,
     StoredMessage, Ticket,
 };
-use super::records::{Change, Record, Records, Timer};
+use super::records::{Change, Item, Record, Records, Timer};
 use crate::counters::Latency;
 
 const PREFIX: &str = "lookout:";
@@ -240,6 +240,17 @@ impl RedisStore {
     /// Connects, checks that Redis is durable (`appendonly yes`, `appendfsync always`), and
     /// takes (or creates) the store's epoch and the channels' heads.
     pub async fn open(options: &RedisOptions) -> Result<(Self, OpenReport)> {
+        Self::open_with(options, None).await
+    }
+
+    /// Like [`RedisStore::open`] on a Redis that must hold no Lookout store yet, which gets
+    /// `epoch` (a moved appliance's, so its clients' seqs stay valid).
+    pub async fn create(options: &RedisOptions, epoch: &str) -> Result<Self> {
+        Ok(Self::open_with(options, Some(epoch)).await?.0)
+    }
+
+    async fn open_with(options: &RedisOptions, epoch: Option<&str>) -> Result<(Self, OpenReport)> {
+        let must_create = epoch.is_some();
         let client = redis::Client::open(options.url.as_str()).map_err(engine)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
@@ -249,6 +260,24 @@ impl RedisStore {
             .await
             .map_err(engine)?;
         check_durability(&mut con).await?;
+        let fresh = epoch
+            .map(str::to_string)
+            .unwrap_or_else(|| hex::encode(rand::random::<[u8; 8]>()));
+        let epoch_key = key(&["epoch"]);
+        let created: bool = redis::cmd("SET")
+            .arg(&epoch_key)
+            .arg(&fresh)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut con)
+            .await
+            .map_err(engine)?
+            .is_some();
+        let epoch: String = con.get(&epoch_key).await.map_err(engine)?;
+        if must_create && !created {
+            return Err(StoreError::Engine(format!(
+                "redis already holds a Lookout store (epoch {epoch}): moving an appliance needs an empty one"
+            )));
+        }
         let node = hex::encode(rand::random::<[u8; 8]>());
         let leased: Option<String> = redis::cmd("SET")
             .arg(key(&["lease"]))
@@ -261,21 +290,12 @@ impl RedisStore {
             .map_err(engine)?;
         if leased.is_none() {
             return Err(StoreError::Engine(format!(
-                "another Lookout node is running on this Redis (its lease `{PREFIX}lease` is held;                  it expires {} s after that node stops): nodes side by side on one Redis are not                  supported yet",
+                "another Lookout node is running on this Redis (its lease `{PREFIX}lease` is held; \
+                 it expires {} s after that node stops): nodes side by side on one Redis are not \
+                 supported yet",
                 LEASE.as_secs()
             )));
         }
-        let fresh = hex::encode(rand::random::<[u8; 8]>());
-        let epoch_key = key(&["epoch"]);
-        let created: bool = redis::cmd("SET")
-            .arg(&epoch_key)
-            .arg(&fresh)
-            .arg("NX")
-            .query_async::<Option<String>>(&mut con)
-            .await
-            .map_err(engine)?
-            .is_some();
-        let epoch: String = con.get(&epoch_key).await.map_err(engine)?;
         let heads: HashMap<String, u64> = con.hgetall(key(&["head"])).await.map_err(engine)?;
         let mut messages = 0u64;
         if !heads.is_empty() {
@@ -307,6 +327,80 @@ impl RedisStore {
             },
             report,
         ))
+    }
+
+    /// Writes moved `items` (see [`Item`]) as they were, seqs included; channels come first.
+    /// Returns how many were written.
+    pub async fn import(&self, items: &[Item]) -> Result<u64> {
+        let mut con = self.con();
+        let mut written = 0u64;
+        for chunk in items.chunks(PAGE) {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for item in chunk {
+                match item {
+                    Item::Channel { name, head } => {
+                        pipe.hset(key(&["head"]), name, *head).ignore();
+                        self.note_head(name, *head);
+                    }
+                    Item::Message { channel, message } => {
+                        pipe.cmd("XADD")
+                            .arg(key(&["log", channel]))
+                            .arg(format!("{}-1", message.seq))
+                            .arg("m")
+                            .arg(encode_message(message)?)
+                            .ignore();
+                        if message.ack_required {
+                            pipe.zadd(key(&["ackreq", channel]), message.seq, message.seq as f64)
+                                .ignore();
+                        }
+                    }
+                    Item::Key {
+                        channel,
+                        key: k,
+                        seq,
+                    } => {
+                        pipe.hset(key(&["keys", channel]), k, *seq).ignore();
+                    }
+                    Item::Acked { user, channel, seq } => {
+                        pipe.sadd(key(&["acked", &pair(user, channel)]), *seq)
+                            .ignore();
+                    }
+                    Item::Cursor { user, channel, seq } => {
+                        pipe.hset(key(&["cursor"]), pair(user, channel), *seq)
+                            .ignore();
+                    }
+                    Item::User { user, org, seen } => {
+                        pipe.hset(key(&["users"]), user, org).ignore();
+                        pipe.hset(key(&["seen"]), user, *seen).ignore();
+                    }
+                    Item::Job { job, owner } => {
+                        pipe.hset(key(&["jobs"]), job, owner).ignore();
+                    }
+                    Item::Record(record, bytes) => {
+                        if let Some((hash, field)) = record_slot(&record.as_record()) {
+                            pipe.hset(hash, field, bytes.as_slice()).ignore();
+                        }
+                    }
+                    Item::Timer(t) => {
+                        pipe.zadd(
+                            key(&["timers"]),
+                            timer_member(t.due, t.level, &t.alert),
+                            t.due as f64,
+                        )
+                        .ignore();
+                    }
+                }
+            }
+            let started = Instant::now();
+            let () = pipe
+                .query_async(&mut con)
+                .await
+                .map_err(|e| self.unhealthy(e))?;
+            self.written(&mut con, started).await?;
+            written += chunk.len() as u64;
+        }
+        Ok(written)
     }
 
     fn con(&self) -> ConnectionManager {

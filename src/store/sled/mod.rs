@@ -22,6 +22,7 @@
 //! and they run on the flusher task.
 
 pub mod backup;
+pub mod dump;
 pub mod faults;
 pub mod flusher;
 pub mod keys;
