@@ -95,6 +95,73 @@ pub struct OpenReport {
     pub messages: u64,
 }
 
+/// One piece of a store's state, engine-independent: what `lookout migrate` reads from one
+/// engine and writes into another, with the same seqs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// A channel and its head (which may be above its last retained message).
+    Channel {
+        /// Stored name.
+        name: String,
+        /// Last seq given.
+        head: u64,
+    },
+    /// A retained message.
+    Message {
+        /// Stored channel name.
+        channel: String,
+        /// The message with its seq.
+        message: StoredMessage,
+    },
+    /// An idempotency key of a retained message.
+    Key {
+        /// Stored channel name.
+        channel: String,
+        /// The client's key.
+        key: String,
+        /// The seq it answers.
+        seq: u64,
+    },
+    /// A user's acknowledgement of an `ack_required` message.
+    Acked {
+        /// Who.
+        user: String,
+        /// Stored channel name.
+        channel: String,
+        /// Which.
+        seq: u64,
+    },
+    /// A user's delivery cursor on one of its queues.
+    Cursor {
+        /// Who.
+        user: String,
+        /// Stored channel name.
+        channel: String,
+        /// Last acknowledged seq.
+        seq: u64,
+    },
+    /// A user's org and when it was last seen.
+    User {
+        /// Who.
+        user: String,
+        /// Its org.
+        org: String,
+        /// Last seen, ms.
+        seen: u64,
+    },
+    /// A job's owner.
+    Job {
+        /// The job.
+        job: String,
+        /// Its owner.
+        owner: String,
+    },
+    /// A domain record's bytes.
+    Record(super::records::OwnedRecord, Vec<u8>),
+    /// An escalation timer.
+    Timer(Timer),
+}
+
 /// How many messages of a stored channel to keep and from when: `(keep, older_than)` per
 /// stored channel name, `older_than` in ms since the Unix epoch.
 pub type RetentionRule = Arc<dyn Fn(&str) -> (usize, u64) + Send + Sync>;

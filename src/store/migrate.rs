@@ -11,9 +11,8 @@ use std::path::Path;
 
 use super::error::{Result, StoreError};
 use super::redis::{RedisOptions, RedisStore};
-use super::sled::{SledStore, StoreOptions};
-use super::Item;
 use super::Store;
+use super::{dump_data_dir, Item};
 
 /// What a migration moved.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,9 +27,8 @@ pub struct Migrated {
 
 /// Copies the sled store of `data_dir` into the Redis of `options`, under the same epoch.
 pub async fn to_redis(data_dir: &Path, options: &RedisOptions) -> Result<(Migrated, String)> {
-    let (sled, report) = SledStore::open(data_dir, StoreOptions::default())?;
-    let items = sled.dump()?;
-    let redis = std::sync::Arc::new(RedisStore::create(options, &report.epoch).await?);
+    let (epoch, items) = dump_data_dir(data_dir)?;
+    let redis = std::sync::Arc::new(RedisStore::create(options, &epoch).await?);
     let items_written = redis.import(&items).await.map_err(|e| {
         StoreError::Engine(format!(
             "{e}; the Redis now holds part of the store: clear it (FLUSHDB) before trying again"
@@ -45,6 +43,6 @@ pub async fn to_redis(data_dir: &Path, options: &RedisOptions) -> Result<(Migrat
             messages: count(|i| matches!(i, Item::Message { .. })),
             items: items_written,
         },
-        report.epoch,
+        epoch,
     ))
 }

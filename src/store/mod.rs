@@ -23,14 +23,15 @@ pub mod redis;
 pub mod sled;
 
 pub use self::sled::backup::{backup, restore, Moved};
+pub use self::sled::dump::dump_data_dir;
 pub use self::sled::{open_data_dir, StoreOptions};
 pub use error::StoreError;
 pub use interface::{
-    Appended, Background, Draft, OpenReport, Remembered, RetentionRule, Store, StoredMessage,
+    Appended, Background, Draft, Item, OpenReport, Remembered, RetentionRule, Store, StoredMessage,
     Ticket,
 };
 pub use memory::MemoryStore;
-pub use records::{Change, Item, OwnedRecord, Record, Records, Timer};
+pub use records::{Change, OwnedRecord, Record, Records, Timer};
 pub use redis::{RedisOptions, RedisStore};
 
 #[cfg(test)]

@@ -38,10 +38,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{Result, StoreError};
 use super::interface::{
-    Appended, Background, Draft, Messages, OpenReport, Remembered, RetentionRule, Store,
+    Appended, Background, Draft, Item, Messages, OpenReport, Remembered, RetentionRule, Store,
     StoredMessage, Ticket,
 };
-use super::records::{Change, Item, Record, Records, Timer};
+use super::records::{Change, Record, Records, Timer};
 use crate::counters::Latency;
 
 const PREFIX: &str = "lookout:";

@@ -8,9 +8,17 @@
 use std::collections::HashMap;
 
 use super::sealed::unseal;
+use super::StoreOptions;
 use super::{corrupt, damaged, keys, message, read_u64, ChannelRecord, SledStore, UserRecord};
 use crate::store::error::{Result, StoreError};
-use crate::store::records::{decode, Item, OwnedRecord};
+use crate::store::interface::Item;
+use crate::store::records::{decode, OwnedRecord};
+
+/// The epoch and every item of the (stopped) appliance's store in `data_dir`.
+pub fn dump_data_dir(data_dir: &std::path::Path) -> Result<(String, Vec<Item>)> {
+    let (store, report) = SledStore::open(data_dir, StoreOptions::default())?;
+    Ok((report.epoch, store.dump()?))
+}
 
 impl SledStore {
     /// Every item of the store, channels first (so that a reader knows each channel's head
