@@ -77,3 +77,8 @@ echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --all-targets
+# The same behaviour on cluster mode's engine: these suites' in-process servers keep their
+# state in a real redis-server instead of sled (tests/common/redis.rs).
+echo "== cargo test on the Redis engine (TEST_STORE=redis)"
+TEST_STORE=redis cargo test --test durability --test authorization --test field \
+    --test idempotency --test stomp --test enrollment --test budgets --test operations
