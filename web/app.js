@@ -374,9 +374,14 @@ class SiteView {
         layer.append(g);
         guard.el = g;
       }
-      g.setAttribute('transform', `translate(${x.toFixed(1)},${y.toFixed(1)}) scale(${k.toFixed(4)})`);
-      g.dataset.x = x.toFixed(1);
-      g.dataset.y = y.toFixed(1);
+      // Only what changed is written: an unchanged attribute still costs a style pass.
+      const transform = `translate(${x.toFixed(1)},${y.toFixed(1)}) scale(${k.toFixed(4)})`;
+      if (guard.transform !== transform) {
+        guard.transform = transform;
+        g.setAttribute('transform', transform);
+        g.dataset.x = x.toFixed(1);
+        g.dataset.y = y.toFixed(1);
+      }
       const st = this.status(user);
       g.classList.toggle('violating', st.violating);
       g.classList.toggle('panic', st.panic);
@@ -457,8 +462,9 @@ class SiteView {
       const text = texts.get(p.user);
       p.g.classList.toggle('labelled', Boolean(text));
       if (text) {
-        p.g.querySelector('.name').textContent = text[0];
-        p.g.querySelector('.sub').textContent = text[1];
+        const [name, sub] = p.g.querySelectorAll('text');
+        if (name.textContent !== text[0]) name.textContent = text[0];
+        if (sub.textContent !== text[1]) sub.textContent = text[1];
       }
     }
     this.root.dataset.clusters = String(clusters.length);
@@ -536,6 +542,14 @@ class GuardList {
     }
     const weight = (r) => (r.st.panic ? 0 : r.st.violating ? 1 : 2);
     rows.sort((a, b) => weight(a) - weight(b) || a.name.localeCompare(b.name));
+    // Positions stream in every second; the list changes far less often. Unchanged, the DOM
+    // is left alone (no relayout of the column).
+    const signature = `${rows.length}|${this.site.selected}|${rows
+      .slice(0, LIST_MAX)
+      .map((r) => `${r.user}:${r.name}:${+r.st.panic}${+r.st.violating}${+r.st.stale}${+r.st.lowBattery}${+this.onShift.has(r.user)}`)
+      .join(',')}`;
+    if (signature === this.shown) return;
+    this.shown = signature;
     const shown = rows.slice(0, LIST_MAX).map((r) => {
       const badges = [];
       if (r.st.panic) badges.push(el('span', { class: 'badge panic' }, 'PANIC'));
