@@ -131,6 +131,7 @@ class SiteView {
     const svgEl = this.root;
     svgEl.addEventListener('wheel', (e) => {
       e.preventDefault();
+      if (e.deltaY === 0) return;
       const [px, py] = this.toView(e.clientX, e.clientY);
       this.zoomAt(px, py, this.view.scale * (e.deltaY < 0 ? 1.25 : 0.8));
     }, { passive: false });
@@ -320,11 +321,13 @@ class SiteView {
     }
     if (this.pending) return;
     this.pending = true;
-    const draw = () => requestAnimationFrame(() => {
-      this.pending = false;
+    const draw = () => {
       this.timer = null;
-      this.render();
-    });
+      requestAnimationFrame(() => {
+        this.pending = false;
+        this.render();
+      });
+    };
     if (now) draw();
     else this.timer = setTimeout(draw, RENDER_EVERY_MS);
   }
@@ -419,7 +422,10 @@ class SiteView {
       const t = svg('text', { 'text-anchor': 'middle', dy: '0.35em' });
       t.textContent = String(c.n);
       g.append(t);
-      g.addEventListener('click', () => this.zoomAt(c.x, c.y, Math.max(DETAIL_ZOOM, scale * 3)));
+      g.addEventListener('click', () => {
+        this.follow = false;
+        this.zoomAt(c.x, c.y, Math.max(DETAIL_ZOOM, scale * 3));
+      });
       return g;
     }));
     // Labels where they fit: the selected and hovered guard first, then alarms, then the
@@ -485,7 +491,8 @@ class SiteView {
       if (a.type === 'GEOFENCE') {
         this.violating.add(a.user);
         if (a.fence) this.violatedFences.add(a.fence);
-      } else if (a.type === 'PANIC') {
+      } else {
+        // Every alarm a guard raises (PANIC, MEDICAL, FIRE, SECURITY, GENERAL) stands out.
         this.panicking.add(a.user);
       }
     }
@@ -552,7 +559,7 @@ class GuardList {
     this.shown = signature;
     const shown = rows.slice(0, LIST_MAX).map((r) => {
       const badges = [];
-      if (r.st.panic) badges.push(el('span', { class: 'badge panic' }, 'PANIC'));
+      if (r.st.panic) badges.push(el('span', { class: 'badge panic' }, 'alarm'));
       if (r.st.violating) badges.push(el('span', { class: 'badge violation' }, 'fence'));
       if (r.st.stale) badges.push(el('span', { class: 'badge stale' }, 'stale'));
       if (r.st.lowBattery) badges.push(el('span', { class: 'badge battery' }, 'battery'));
@@ -779,6 +786,8 @@ class DevicePanel {
     const guard = $('#enroll-guard').value.trim();
     const name = $('#enroll-name').value.trim();
     $('#enroll-error').hidden = true;
+    // Never the previous guard's code next to this one's error.
+    $('#enroll-qr').hidden = true;
     try {
       const minted = await this.call('/api/v1/guard-links', { method: 'POST', body: name ? { guard, name } : { guard } });
       $('#enroll-qr-image').src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(minted.qr)}`;
@@ -795,6 +804,8 @@ class DevicePanel {
   }
 
   async refresh() {
+    // A revoke waiting for its confirmation is not swept away by the periodic refresh.
+    if (document.querySelector('#devices .do-revoke.danger')) return;
     let devices;
     try {
       ({ devices } = await this.call('/api/v1/devices'));

@@ -5,7 +5,9 @@
 export function claims(token) {
   try {
     const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), '=')));
+    const binary = atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), '='));
+    // The payload is UTF-8 (a guard's name may be José).
+    return JSON.parse(new TextDecoder().decode(Uint8Array.from(binary, (c) => c.charCodeAt(0))));
   } catch {
     return null;
   }
@@ -19,12 +21,18 @@ export async function exchangeLink() {
   const match = location.hash.match(/link=([^&]+)/);
   if (!match) return null;
   history.replaceState(null, '', location.pathname + location.search);
+  let token;
+  try {
+    token = decodeURIComponent(match[1]);
+  } catch {
+    return { error: 'This sign-in link is damaged: ask for a new one.' };
+  }
   let response;
   try {
     response = await fetch('/api/v1/auth/link', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ token: decodeURIComponent(match[1]) }),
+      body: JSON.stringify({ token }),
     });
   } catch {
     return { error: 'The appliance cannot be reached: open the link again when on the site network.' };

@@ -73,6 +73,8 @@ pub struct RedisStore {
     heads: RwLock<HashMap<String, u64>>,
     written: AtomicU64,
     healthy: AtomicBool,
+    /// Set when the lease was found taken by someone else: from then on nothing is written.
+    lease_lost: Arc<AtomicBool>,
     failed: CancellationToken,
     latency: Latency,
 }
@@ -165,7 +167,7 @@ if ARGV[4] ~= '' then
   if seen then return {0, tonumber(seen)} end
 end
 local seq = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-redis.call('XADD', KEYS[2], seq .. '-1', 'm', ARGV[2])
+redis.call('XADD', KEYS[2], string.format('%d-1', seq), 'm', ARGV[2])
 if ARGV[3] == '1' then redis.call('ZADD', KEYS[3], seq, seq) end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[4], ARGV[4], seq) end
 return {1, seq}
@@ -322,6 +324,7 @@ impl RedisStore {
                 heads: RwLock::new(heads),
                 written: AtomicU64::new(0),
                 healthy: AtomicBool::new(true),
+                lease_lost: Arc::new(AtomicBool::new(false)),
                 failed: CancellationToken::new(),
                 latency: Latency::default(),
             },
@@ -335,6 +338,14 @@ impl RedisStore {
         let mut con = self.con();
         let mut written = 0u64;
         for chunk in items.chunks(PAGE) {
+            // A long import keeps its lease: no node may start on a half-moved store.
+            let _: u8 = redis::Script::new(RENEW)
+                .key(key(&["lease"]))
+                .arg(&self.node)
+                .arg(LEASE.as_millis() as u64)
+                .invoke_async(&mut con)
+                .await
+                .map_err(engine)?;
             let mut pipe = redis::pipe();
             pipe.atomic();
             for item in chunk {
@@ -410,6 +421,11 @@ impl RedisStore {
     /// A write's ticket, once Redis has it durably (and enough replicas do); the commit latency
     /// is the time since the write was sent (`started`).
     async fn written(&self, con: &mut ConnectionManager, started: Instant) -> Result<Ticket> {
+        if self.lease_lost.load(Ordering::Acquire) {
+            return Err(StoreError::Engine(
+                "redis: this node lost its lease on the Redis; not acknowledging".into(),
+            ));
+        }
         if self.min_replicas > 0 {
             let reached: u32 = redis::cmd("WAIT")
                 .arg(self.min_replicas)
@@ -491,13 +507,15 @@ impl RedisStore {
                 .query_async(&mut con)
                 .await
                 .map_err(engine)?;
-            // HSCAN answers field, value, field, value…
+            // HSCAN answers field, value, field, value… and may repeat a field.
             channels.extend(batch.into_iter().step_by(2));
             if next == 0 {
                 break;
             }
             cursor = next;
         }
+        channels.sort();
+        channels.dedup();
         Ok(channels)
     }
 }
@@ -535,7 +553,7 @@ impl Store for RedisStore {
     }
 
     fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::Acquire)
+        self.healthy.load(Ordering::Acquire) && !self.lease_lost.load(Ordering::Acquire)
     }
 
     fn failed(&self) -> &CancellationToken {
@@ -556,10 +574,7 @@ impl Store for RedisStore {
         tokio::spawn(async move {
             let mut con = self.con();
             loop {
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    _ = tokio::time::sleep(RENEW_EVERY) => {}
-                }
+                // Renewed first: the lease was taken at open, maybe a while ago.
                 let renewed: redis::RedisResult<u8> = redis::Script::new(RENEW)
                     .key(key(&["lease"]))
                     .arg(&self.node)
@@ -568,8 +583,18 @@ impl Store for RedisStore {
                     .await;
                 match renewed {
                     Ok(1) => {}
-                    Ok(_) => tracing::error!("the Redis lease was lost: another node may write"),
+                    Ok(_) => {
+                        self.lease_lost.store(true, Ordering::Release);
+                        tracing::error!(
+                            "the Redis lease was lost (another node took it): this node writes nothing more"
+                        );
+                        break;
+                    }
                     Err(e) => tracing::warn!(error = %e, "renewing the Redis lease"),
+                }
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep(RENEW_EVERY) => {}
                 }
             }
             let released: redis::RedisResult<u8> = redis::Script::new(RELEASE)
@@ -711,9 +736,8 @@ impl Store for RedisStore {
                 .query_async(&mut con)
                 .await
                 .map_err(engine)?;
-            if removed == 0 {
-                continue;
-            }
+            // The indexes are cleaned even when nothing was removed now: an earlier trim may
+            // have stopped between the stream and them.
             deleted += removed;
             let _: u64 = con
                 .zrembyscore(key(&["ackreq", &channel]), 0, (from - 1) as f64)

@@ -206,7 +206,11 @@ async function main() {
   await proceed('server-back');
   await guard.locator('#conn[data-state="open"]').waitFor({ timeout: 30000 });
   await guard.locator('#outbox[data-size="0"]').waitFor({ state: 'attached', timeout: 20000 });
-  await guard.locator('#alert[data-state="sent"]').waitFor({ timeout: 10000 });
+  await guard.locator('#alert[data-state="sent"], #alert[data-state="open"]').waitFor({ timeout: 10000 });
+  await guard.waitForFunction((first) => {
+    const id = document.querySelector('#alert').dataset.id;
+    return id && id !== first;
+  }, alertId, { timeout: 10000 });
   emit({ event: 'flushed', id: await guard.locator('#alert').getAttribute('data-id') });
 
   // A lost phone: the supervisor revokes it from the dashboard, and it is signed out at once.

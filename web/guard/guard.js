@@ -50,7 +50,12 @@ async function takeToken() {
   return { token };
 }
 
+// What a running patrol must stop when the phone is signed out (position watch, camera,
+// connection); set by start().
+let stopPatrol = () => {};
+
 function signOut(message) {
+  stopPatrol();
   localStorage.removeItem(TOKEN_KEY);
   $('#app').hidden = true;
   $('#signin').hidden = false;
@@ -60,14 +65,28 @@ function signOut(message) {
 
 // ---- Outbox ---------------------------------------------------------------------------------
 
+// Refusals that no retry can change; anything else (the store briefly unavailable, an
+// unknown code) is retried, with a growing pause, and never dropped.
+const REFUSED_FOR_GOOD = ['bad_request', 'too_large', 'forbidden', 'not_found', 'unauthorized'];
+
 class Outbox {
-  constructor(client, onChange) {
+  /** `owner`: the guard the queue belongs to; a kept queue of another guard is not sent. */
+  constructor(client, owner, onChange) {
     this.client = client;
+    this.owner = owner;
     this.onChange = onChange;
     this.onSent = () => {};
-    const kept = JSON.parse(localStorage.getItem(OUTBOX_KEY) ?? 'null');
+    this.onRefused = () => {};
+    let kept = null;
+    try {
+      kept = JSON.parse(localStorage.getItem(OUTBOX_KEY) ?? 'null');
+    } catch {
+      // An unreadable queue is dropped rather than blocking the app.
+    }
+    if (kept && kept.owner !== owner) kept = null;
     this.alarms = kept?.alarms ?? [];
     this.positions = kept?.positions ?? [];
+    this.retryIn = 1000;
     this.dropped = 0;
     this.pumping = false;
     this.serial = Date.now();
@@ -80,15 +99,15 @@ class Outbox {
 
   save() {
     try {
-      localStorage.setItem(OUTBOX_KEY, JSON.stringify({ alarms: this.alarms, positions: this.positions }));
+      localStorage.setItem(OUTBOX_KEY, JSON.stringify({ owner: this.owner, alarms: this.alarms, positions: this.positions }));
     } catch {
       // Storage full: what is in memory still goes out.
     }
     this.onChange(this);
   }
 
-  alarm(channel, data) {
-    const item = { channel, data, key: this.key('alarm') };
+  alarm(channel, data, key = this.key('alarm')) {
+    const item = { channel, data, key };
     this.alarms.push(item);
     this.save();
     this.pump();
@@ -113,6 +132,7 @@ class Outbox {
   async pump() {
     if (this.pumping) return;
     this.pumping = true;
+    let retry = false;
     try {
       while (this.client.state === 'open') {
         const queue = this.alarms.length ? this.alarms : this.positions;
@@ -127,20 +147,27 @@ class Outbox {
             idempotency_key: item.key,
           });
         } catch (e) {
-          if (e.code === 'rate_limited') {
-            await new Promise((r) => setTimeout(r, 1000));
-            continue;
+          if (!REFUSED_FOR_GOOD.includes(e.code)) {
+            // Not sent, or not known to be: tried again (same key) on the next connection or
+            // after a pause, whichever comes first.
+            retry = true;
+            break;
           }
-          if (!e.code || ['disconnected', 'closed', 'timeout', 'offline'].includes(e.code)) break;
           // Refused for good (e.g. a malformed fix): keeping it would block the queue.
           console.warn('the appliance refused a queued message', e.code, e.message);
+          this.onRefused(item, e);
         }
+        this.retryIn = 1000;
         if (queue[0] === item) queue.shift();
         this.save();
         if (reply) this.onSent(item, reply);
       }
     } finally {
       this.pumping = false;
+    }
+    if (retry && this.client.state === 'open') {
+      setTimeout(() => this.pump(), this.retryIn);
+      this.retryIn = Math.min(this.retryIn * 2, 15000);
     }
   }
 }
@@ -186,7 +213,9 @@ function showAlert(state) {
   box.dataset.id = state.id ?? '';
   const text = {
     queued: `${state.type} will be sent as soon as the connection returns.`,
+    sending: `Sending ${state.type}…`,
     sent: `${state.type} sent — waiting for a supervisor.`,
+    refused: `${state.type} was refused by the appliance: ${state.note ?? ''}. Call your supervisor.`,
     open: `${state.type} sent — waiting for a supervisor.`,
     acknowledged: `${state.type} acknowledged by ${state.by}${state.note ? `: “${state.note}”` : ''}. Help is coming.`,
     resolved: `${state.type} resolved${state.by ? ` by ${state.by}` : ''}${state.note ? `: “${state.note}”` : ''}.`,
@@ -237,9 +266,13 @@ class Camera {
       this.stop();
       return;
     }
+    const stream = this.stream;
     const video = $('#preview');
-    video.srcObject = this.stream;
+    video.srcObject = stream;
     await video.play().catch(() => {});
+    // Stopped (or restarted) while the video was starting: this start is void.
+    if (this.stream !== stream) return;
+    clearInterval(this.timer);
     this.timer = setInterval(() => this.grab(), FRAME_EVERY_MS);
   }
 
@@ -314,7 +347,7 @@ async function start(token) {
       return t;
     },
   });
-  const outbox = new Outbox(client, (o) => {
+  const outbox = new Outbox(client, me.sub, (o) => {
     const waiting = o.size;
     $('#outbox').textContent = waiting
       ? `${waiting} update${waiting === 1 ? '' : 's'} waiting for the connection${o.dropped ? ` (${o.dropped} oldest positions dropped)` : ''}.`
@@ -332,48 +365,58 @@ async function start(token) {
     else camera.watched(0);
   });
   client.on('disconnect', ({ code }) => {
-    if (code === 4005) {
-      client.close();
-      camera.stop();
-      signOut('This phone was signed out by a supervisor.');
-    }
+    if (code === 4005) signOut('This phone was signed out by a supervisor.');
   });
   client.on('error', (e) => {
-    if (e?.message === 'session ended') {
-      client.close();
-      signOut('Your shift session ended: ask your supervisor for a new link.');
-    }
+    if (e?.message === 'session ended') signOut('Your shift session ended: ask your supervisor for a new link.');
   });
   client.on('frame', (frame) => {
     if (frame.type === 'viewers' && frame.channel === camera.channel) camera.watched(frame.viewers);
   });
 
-  // Alarms: shown as queued, sent, then as the supervisors answer.
-  let current = JSON.parse(localStorage.getItem(ALERT_KEY) ?? 'null');
+  // Alarms: shown as queued or sending, sent, then as the supervisors answer.
+  let current = null;
+  try {
+    current = JSON.parse(localStorage.getItem(ALERT_KEY) ?? 'null');
+  } catch {
+    // Unreadable: nothing shown.
+  }
+  if (current && current.owner !== me.sub) current = null;
   const setCurrent = (state) => {
-    current = state;
-    localStorage.setItem(ALERT_KEY, JSON.stringify(state));
+    current = { ...state, owner: me.sub };
+    localStorage.setItem(ALERT_KEY, JSON.stringify(current));
     showAlert(state);
   };
   showAlert(current);
+  // Only news moves the state on: an answer that came first is never overwritten by "sent".
+  const waiting = (state) => ['queued', 'sending'].includes(state);
   outbox.onSent = (item, reply) => {
-    if (!item.channel.startsWith('/topic/emergency/')) return;
-    if (current?.key === item.key) setCurrent({ ...current, id: reply.alertId, state: 'sent' });
+    if (!item.channel.startsWith('/topic/emergency/') || current?.key !== item.key) return;
+    setCurrent({ ...current, id: reply.alertId, state: waiting(current.state) ? 'sent' : current.state });
+  };
+  outbox.onRefused = (item, e) => {
+    if (current?.key === item.key) setCurrent({ ...current, state: 'refused', note: e.message });
   };
   for (const button of document.querySelectorAll('.hold')) {
     holdToSend(button, (type) => {
       const data = { type, message: `${type} from the guard app` };
       if (lastFix) Object.assign(data, { lat: lastFix.lat, lon: lastFix.lon, accuracy: lastFix.accuracy });
-      const item = outbox.alarm(`/topic/emergency/${me.sub}`, data);
-      if (!current?.id || current.key !== item.key) {
-        setCurrent({ key: item.key, type, state: client.state === 'open' ? 'sent' : 'queued' });
-      }
+      // Shown before the outbox sends it, so a reply that comes at once finds it.
+      const key = outbox.key('alarm');
+      setCurrent({ key, type, raisedAt: Date.now(), state: client.state === 'open' ? 'sending' : 'queued' });
+      outbox.alarm(`/topic/emergency/${me.sub}`, data, key);
     });
   }
   const alertsQueue = '/user/queue/alerts';
   client.subscribe(alertsQueue, (data, message) => {
     const alert = data?.alert;
-    if (alert && (alert.id === current?.id || !current)) setCurrent({ ...current, ...alertState(alert) });
+    // Ours by id; or, while the reply with its id was lost, the update of the same alarm.
+    const ours = alert && (
+      !current ||
+      alert.id === current.id ||
+      (!current.id && alert.type === current.type && alert.user === me.sub && alert.created_at >= (current.raisedAt ?? 0) - 5000)
+    );
+    if (ours) setCurrent({ ...current, ...alertState(alert) });
     client.ack(alertsQueue, message.seq).catch(() => {});
   });
 
@@ -411,8 +454,15 @@ async function start(token) {
   navigator.getBattery?.().then((b) => {
     battery = b;
   }).catch(() => {});
+  let watch = null;
+  stopPatrol = () => {
+    if (watch !== null) navigator.geolocation.clearWatch(watch);
+    watch = null;
+    camera.stop();
+    client.close();
+  };
   if ('geolocation' in navigator) {
-    navigator.geolocation.watchPosition(
+    watch = navigator.geolocation.watchPosition(
       (pos) => {
         const c = pos.coords;
         lastFix = { lat: c.latitude, lon: c.longitude, accuracy: c.accuracy };

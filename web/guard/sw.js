@@ -46,15 +46,19 @@ self.addEventListener('fetch', (event) => {
   const url = new URL(event.request.url);
   if (event.request.method !== 'GET' || url.origin !== self.location.origin) return;
   if (!SHELL.includes(url.pathname)) return;
+  const cached = () => caches.match(url.pathname);
   event.respondWith(
     fetch(event.request)
-      .then((response) => {
-        if (response.ok) {
+      .then(async (response) => {
+        // Only the appliance's own, final answer is kept (never a portal's redirect); an error
+        // while it restarts falls back to the kept copy.
+        if (response.ok && !response.redirected && response.type === 'basic') {
           const copy = response.clone();
-          caches.open(CACHE).then((cache) => cache.put(url.pathname, copy));
+          event.waitUntil(caches.open(CACHE).then((cache) => cache.put(url.pathname, copy)));
+          return response;
         }
-        return response;
+        return (await cached()) ?? response;
       })
-      .catch(() => caches.match(url.pathname).then((hit) => hit ?? Response.error())),
+      .catch(async () => (await cached()) ?? Response.error()),
   );
 });
