@@ -101,6 +101,22 @@ pub fn page(html: String) -> Response<Body> {
     r
 }
 
+/// The QR code of `text` as an SVG image of at least `size` pixels, fit to be inlined in HTML
+/// or shown from a `data:` URL: pages carry their QR codes without a library or an outside
+/// service.
+pub fn qr_svg(text: &str, size: u32) -> Result<String, qrcode::types::QrError> {
+    let svg = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)?
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(size, size)
+        .quiet_zone(true)
+        .build();
+    // The XML declaration has no place inline in HTML.
+    Ok(match svg.find("<svg") {
+        Some(at) => svg[at..].to_string(),
+        None => svg,
+    })
+}
+
 /// A bundled file of `web/`, e.g. the demo's site plan.
 pub fn asset(path: &str) -> Option<Bytes> {
     Assets::get(path).map(|file| Bytes::from(file.data.into_owned()))

@@ -92,6 +92,16 @@ pub fn json_response<T: Serialize>(status: u16, value: &T) -> Response<Body> {
     response
 }
 
+/// The address a request came to (`Host`, else the URI's authority): the one a phone shown
+/// a link on that page will use too.
+pub fn authority<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
+        .get(hyper::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+}
+
 /// The token from `Authorization: Bearer …`, else from `?token=…`.
 pub fn token_from<B>(req: &Request<B>) -> Option<String> {
     if let Some(value) = req

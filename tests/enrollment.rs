@@ -10,16 +10,13 @@ use lookout::auth::Role;
 use serde_json::{json, Value};
 
 async fn mint(server: &TestServer, token: &str, body: Value) -> (u16, Value) {
-    let response = server
-        .http()
-        .post(server.https("/api/v1/guard-links"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("mint");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    post_json(
+        &server.http(),
+        &server.https("/api/v1/guard-links"),
+        token,
+        body,
+    )
+    .await
 }
 
 async fn exchange(server: &TestServer, link: &str) -> (u16, Value) {

@@ -32,16 +32,7 @@ async fn get(server: &TestServer, path: &str, token: &str) -> Value {
 }
 
 async fn post(server: &TestServer, path: &str, token: &str, body: Value) -> (u16, Value) {
-    let r = server
-        .http()
-        .post(server.https(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("POST");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    post_json(&server.http(), &server.https(path), token, body).await
 }
 
 #[tokio::test]

@@ -43,10 +43,7 @@ pub async fn mint(call: Call) -> Result<Response<Body>, HttpError> {
     )?;
     let state = call.state.clone();
     // The address the supervisor reached the appliance at is the one the phone will use.
-    let authority = call
-        .header("host")
-        .map(str::to_string)
-        .or_else(|| call.req.uri().authority().map(|a| a.to_string()));
+    let authority = crate::http::authority(&call.req);
     let body: GuardLinkBody = call.json().await?;
     let org = match (who.org.as_deref(), body.org.as_deref()) {
         (Some(own), Some(asked)) if own != asked => {
@@ -90,20 +87,10 @@ pub async fn mint(call: Call) -> Result<Response<Body>, HttpError> {
     });
     if let Some(authority) = authority {
         let url = format!("https://{authority}{path}");
-        answer["qr"] = qr_svg(&url)?.into();
+        let qr = crate::dashboard::qr_svg(&url, 320)
+            .map_err(|e| HttpError::new(ErrorCode::Internal, format!("QR code: {e}")))?;
+        answer["qr"] = qr.into();
         answer["url"] = url.into();
     }
     Ok(json_response(201, &answer))
-}
-
-/// The QR code of `url` as an SVG image, drawn here so the dashboard needs no QR library and no
-/// outside service.
-fn qr_svg(url: &str) -> Result<String, HttpError> {
-    let code = qrcode::QrCode::with_error_correction_level(url.as_bytes(), qrcode::EcLevel::M)
-        .map_err(|e| HttpError::new(ErrorCode::Internal, format!("QR code: {e}")))?;
-    Ok(code
-        .render::<qrcode::render::svg::Color>()
-        .min_dimensions(320, 320)
-        .quiet_zone(true)
-        .build())
 }

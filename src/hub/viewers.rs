@@ -62,14 +62,15 @@ impl Hub {
         if !native(conn) {
             return;
         }
-        let public = format!("/topic/video/{}", conn.identity.user);
-        let stored = crate::channel::Target::User {
+        // A user's channel is stored under the name its subscribers use.
+        let public = crate::channel::Target::User {
             kind: ChannelKind::Video,
             user: conn.identity.user.to_string(),
         }
-        .stored_name();
+        .public_name();
+        let stored = &public;
         // Nobody watching is what a device assumes when it connects: only news is sent.
-        if let Some(channel) = self.registry.get(&stored) {
+        if let Some(channel) = self.registry.get(stored) {
             let st = channel.state.lock();
             if !st.subscribers.is_empty() {
                 tell(conn, &public, st.subscribers.len());

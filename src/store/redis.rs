@@ -136,8 +136,8 @@ fn parse_timer(member: &str) -> Option<Timer> {
 }
 
 /// A stored message's body in the stream: (timestamp, data, ack_required).
-fn encode_message(m: &StoredMessage) -> Result<Vec<u8>> {
-    rmp_serde::to_vec(&(m.timestamp, &m.data, m.ack_required))
+fn encode_message(timestamp: u64, data: &rmpv::Value, ack_required: bool) -> Result<Vec<u8>> {
+    rmp_serde::to_vec(&(timestamp, data, ack_required))
         .map_err(|e| StoreError::Codec(e.to_string()))
 }
 
@@ -359,7 +359,11 @@ impl RedisStore {
                             .arg(key(&["log", channel]))
                             .arg(format!("{}-1", message.seq))
                             .arg("m")
-                            .arg(encode_message(message)?)
+                            .arg(encode_message(
+                                message.timestamp,
+                                &message.data,
+                                message.ack_required,
+                            )?)
                             .ignore();
                         if message.ack_required {
                             pipe.zadd(key(&["ackreq", channel]), message.seq, message.seq as f64)
@@ -466,7 +470,7 @@ impl RedisStore {
     ) -> Result<Appended> {
         let mut con = self.con();
         // The body does not depend on the seq, so it is encoded before the seq is taken.
-        let body = encode_message(&draft.clone().with_seq(0))?;
+        let body = encode_message(draft.timestamp, &draft.data, draft.ack_required)?;
         let started = Instant::now();
         let (new, seq): (u8, u64) = redis::Script::new(APPEND)
             .key(key(&["head"]))

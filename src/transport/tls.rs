@@ -183,7 +183,8 @@ fn issue_if_needed(local: &Local, names: &[String]) -> Result<bool, TlsError> {
         .distinguished_name
         .push(rcgen::DnType::CommonName, "Lookout appliance");
     params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(CERT_DAYS);
+    let not_after = now + time::Duration::days(CERT_DAYS);
+    params.not_after = not_after;
     params.serial_number = Some(random_serial()?);
     params.key_usages = vec![
         rcgen::KeyUsagePurpose::DigitalSignature,
@@ -200,7 +201,7 @@ fn issue_if_needed(local: &Local, names: &[String]) -> Result<bool, TlsError> {
     std::fs::write(&local.cert, chain).map_err(|e| generate_error(&local.cert, e))?;
     let record = Issued {
         names: names.to_vec(),
-        not_after: params_not_after(now),
+        not_after: not_after.unix_timestamp(),
     };
     let json = serde_json::to_vec_pretty(&record).map_err(|e| TlsError::Generate(e.to_string()))?;
     std::fs::write(&local.issued, json).map_err(|e| generate_error(&local.issued, e))?;
@@ -215,10 +216,6 @@ fn replace_private_file(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     let _ = std::fs::remove_file(&next);
     write_private_file(&next, bytes).map_err(|e| generate_error(&next, e))?;
     std::fs::rename(&next, path).map_err(|e| generate_error(path, e))
-}
-
-fn params_not_after(now: time::OffsetDateTime) -> i64 {
-    (now + time::Duration::days(CERT_DAYS)).unix_timestamp()
 }
 
 fn random_serial() -> Result<rcgen::SerialNumber, TlsError> {

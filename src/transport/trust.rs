@@ -7,7 +7,7 @@
 //! Neither needs a token: a CA certificate is public, and a phone has no session yet. Like the
 //! dashboard's files, they are answered before the API's routes.
 
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use hyper::{Method, Request, Response};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -66,25 +66,10 @@ async fn page<B>(app: &AppState, req: &Request<B>) -> Result<Response<Body>, Htt
     let der = CertificateDer::from_pem_slice(&pem)
         .map_err(|e| HttpError::new(ErrorCode::Internal, format!("the local CA: {e}")))?;
     let fingerprint = super::tls::fingerprint(&der);
-    let authority = req
-        .headers()
-        .get(HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
-        .unwrap_or_else(|| app.config.listen.to_string());
+    let authority = crate::http::authority(req).unwrap_or_else(|| app.config.listen.to_string());
     let url = format!("https://{}/ca.crt", escape(&authority));
-    let qr = qrcode::QrCode::with_error_correction_level(url.as_bytes(), qrcode::EcLevel::M)
-        .map_err(|e| HttpError::new(ErrorCode::Internal, format!("QR code: {e}")))?
-        .render::<qrcode::render::svg::Color>()
-        .min_dimensions(240, 240)
-        .quiet_zone(true)
-        .build();
-    // Inline in HTML: the XML declaration has no place there.
-    let qr = match qr.find("<svg") {
-        Some(at) => &qr[at..],
-        None => &qr,
-    };
+    let qr = crate::dashboard::qr_svg(&url, 240)
+        .map_err(|e| HttpError::new(ErrorCode::Internal, format!("QR code: {e}")))?;
     Ok(crate::dashboard::page(format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
