@@ -667,6 +667,12 @@ impl Alerts {
                 Some(due) => Duration::from_millis(due.saturating_sub(now_millis())),
                 None => Duration::from_secs(3600),
             };
+            // Other nodes add timers this one is not told of, and a claim whose node died
+            // lapses: in cluster mode the timers are looked at every second.
+            let sleep = match self.store.cluster() {
+                Some(_) => sleep.min(Duration::from_secs(1)),
+                None => sleep,
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.wake.notified() => continue,
@@ -682,6 +688,16 @@ impl Alerts {
             };
             for timer in due {
                 let (due, level, id) = (timer.due, timer.level, &timer.alert);
+                // With several nodes on one store, exactly one of them fires each timer.
+                match self.store.claim_timer(&timer).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::error!(alert = %id, level, error = %e, "claiming an escalation timer");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                }
                 if let Err(e) = self.escalate(due, level, id).await {
                     tracing::error!(alert = %id, level, error = %e, "escalation failed");
                     tokio::time::sleep(Duration::from_millis(200)).await;

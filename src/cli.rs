@@ -279,12 +279,22 @@ fn serve(config: Config, reloader: crate::server::Reloader) -> ExitCode {
     })
 }
 
+/// The key that names the shared Redis in `config`.
+fn cluster_key(config: &Config) -> &'static str {
+    if config.cluster.redis.is_some() {
+        "cluster.redis"
+    } else {
+        "cluster.sentinels"
+    }
+}
+
 fn migrate(config: &Config, url: &str) -> ExitCode {
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
     };
     let options = crate::store::RedisOptions {
-        url: url.to_string(),
+        endpoint: crate::store::Endpoint::Url(url.to_string()),
+        node_id: config.cluster.node(),
         min_replicas: config.cluster.min_replicas,
         wait_timeout: config.cluster.wait_timeout,
     };
@@ -570,16 +580,11 @@ fn check_config(config: &Config) -> ExitCode {
         }
     }
     report_certificate_names(config);
-    if let Some(url) = &config.cluster.redis {
-        let options = crate::store::RedisOptions {
-            url: url.clone(),
-            min_replicas: config.cluster.min_replicas,
-            wait_timeout: config.cluster.wait_timeout,
-        };
+    if let Some(options) = crate::store::RedisOptions::from_settings(&config.cluster) {
         match runtime().map(|rt| rt.block_on(crate::store::RedisStore::check(&options))) {
             Some(Ok(found)) => println!("cluster: the Redis is usable: {found}"),
-            Some(Err(e)) => problems.push(format!("cluster.redis: {e}")),
-            None => problems.push("cluster.redis: no runtime to check it".into()),
+            Some(Err(e)) => problems.push(format!("{}: {e}", cluster_key(config))),
+            None => problems.push(format!("{}: no runtime to check it", cluster_key(config))),
         }
     }
     if let Some(plan) = &config.dashboard.site_plan {

@@ -77,13 +77,19 @@ pub struct TestingSettings {
     pub store_faults: bool,
 }
 
-/// Cluster mode: with `redis` set, all durable state is in that Redis (shared by every node)
-/// and no sled store is opened.
+/// Cluster mode: with `redis` (or `sentinels` and `master_name`) set, all durable state is in
+/// that Redis (shared by every node) and no sled store is opened.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterSettings {
     /// `redis://` or `rediss://` URL of the shared Redis.
     pub redis: Option<String>,
+    /// `host:port` of each Redis Sentinel watching the shared Redis (instead of `redis`).
+    pub sentinels: Vec<String>,
+    /// The name the Sentinels know the shared Redis by.
+    pub master_name: Option<String>,
+    /// This node's name in logs, metrics and the Redis (default: the host name).
+    pub node_id: Option<String>,
     /// Replicas a write must reach (Redis `WAIT`) before it is acknowledged.
     pub min_replicas: u32,
     /// How long a write may wait for those replicas before it is an error.
@@ -91,10 +97,27 @@ pub struct ClusterSettings {
     pub wait_timeout: Duration,
 }
 
+impl ClusterSettings {
+    /// Whether this node runs in cluster mode (its state in a shared Redis).
+    pub fn enabled(&self) -> bool {
+        self.redis.is_some() || !self.sentinels.is_empty()
+    }
+
+    /// `node_id`, or the host name.
+    pub fn node(&self) -> String {
+        self.node_id
+            .clone()
+            .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned())
+    }
+}
+
 impl Default for ClusterSettings {
     fn default() -> Self {
         ClusterSettings {
             redis: None,
+            sentinels: Vec::new(),
+            master_name: None,
+            node_id: None,
             min_replicas: 1,
             wait_timeout: Duration::from_secs(1),
         }
@@ -605,6 +628,18 @@ pub const KEYS: &[(&str, &str)] = &[
         "redis://, rediss:// or redis+unix:// URL of the Redis all nodes share; set: no sled store",
     ),
     (
+        "cluster.sentinels",
+        "host:port of each Redis Sentinel of the shared Redis (instead of cluster.redis)",
+    ),
+    (
+        "cluster.master_name",
+        "the name the Sentinels know the shared Redis by (with cluster.sentinels)",
+    ),
+    (
+        "cluster.node_id",
+        "this node's name in logs, metrics and the Redis; default the host name",
+    ),
+    (
         "cluster.min_replicas",
         "replicas a write must reach (WAIT) before it is acknowledged",
     ),
@@ -875,6 +910,41 @@ impl Config {
                     "a redis://, rediss:// or redis+unix:// URL",
                 );
             }
+        }
+        if self.cluster.redis.is_some() && !self.cluster.sentinels.is_empty() {
+            bad(
+                "cluster.sentinels",
+                "either cluster.redis or cluster.sentinels, not both",
+            );
+        }
+        if !self.cluster.sentinels.is_empty() && self.cluster.master_name.is_none() {
+            bad(
+                "cluster.master_name",
+                "needed with cluster.sentinels: the name the Sentinels know the Redis by",
+            );
+        }
+        if self.cluster.master_name.is_some() && self.cluster.sentinels.is_empty() {
+            bad("cluster.master_name", "only with cluster.sentinels");
+        }
+        for s in &self.cluster.sentinels {
+            let port = s
+                .rsplit_once(':')
+                .and_then(|(h, p)| (!h.is_empty()).then_some(p));
+            if port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+                bad("cluster.sentinels", "each entry is host:port");
+            }
+        }
+        if self.cluster.node_id.as_deref().is_some_and(|n| {
+            n.is_empty()
+                || n.len() > 64
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        }) {
+            bad(
+                "cluster.node_id",
+                "1 to 64 letters, digits, '-', '_' or '.'",
+            );
         }
         if self.cluster.wait_timeout.is_zero() {
             bad("cluster.wait_timeout", "must be above zero");

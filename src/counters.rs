@@ -111,6 +111,9 @@ pub struct Stats {
     pub coalesced: AtomicU64,
     /// Connections closed as slow consumers.
     pub slow_disconnects: AtomicU64,
+    /// Cluster mode: messages of other nodes read from the log because this node missed them
+    /// on the cluster's pub/sub.
+    pub cluster_filled: AtomicU64,
     /// Messages refused by the rate limiter.
     pub rate_limited: AtomicU64,
     /// Upgrade or REST requests refused for bad credentials.

@@ -85,27 +85,23 @@ impl Server {
     /// Prepares the data directory, keys and certificate, and binds the listeners.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         Self::prepare_data_dir(&config)?;
-        let (store, report): (Arc<dyn Store>, _) = match &config.cluster.redis {
-            // Cluster mode: the state is in the shared Redis; the data directory keeps only
-            // this node's keys and certificate.
-            Some(url) => {
-                let (store, report) = crate::store::RedisStore::open(&crate::store::RedisOptions {
-                    url: url.clone(),
-                    min_replicas: config.cluster.min_replicas,
-                    wait_timeout: config.cluster.wait_timeout,
-                })
-                .await?;
-                (Arc::new(store), report)
-            }
-            None => crate::store::open_data_dir(
-                &config.data_dir,
-                StoreOptions {
-                    faults: config.testing.store_faults,
-                    cache_capacity: config.store.cache_capacity,
-                    ..StoreOptions::default()
-                },
-            )?,
-        };
+        let (store, report): (Arc<dyn Store>, _) =
+            match crate::store::RedisOptions::from_settings(&config.cluster) {
+                // Cluster mode: the state is in the shared Redis; the data directory keeps only
+                // this node's keys and certificate.
+                Some(options) => {
+                    let (store, report) = crate::store::RedisStore::open(&options).await?;
+                    (Arc::new(store), report)
+                }
+                None => crate::store::open_data_dir(
+                    &config.data_dir,
+                    StoreOptions {
+                        faults: config.testing.store_faults,
+                        cache_capacity: config.store.cache_capacity,
+                        ..StoreOptions::default()
+                    },
+                )?,
+            };
         tracing::info!(
             epoch = %report.epoch,
             channels = report.channels,
@@ -213,6 +209,8 @@ impl Server {
                 .clone()
                 .run_timers(state.shutdown.clone()),
         );
+        // Cluster mode: what the other nodes publish reaches this node's subscribers.
+        let cluster_feed = tokio::spawn(state.hub.clone().run_cluster(state.shutdown.clone()));
         let gateway = Gateway::new(state.clone());
         let tls_loop = tokio::spawn(transport::accept_loop(
             gateway.clone(),
@@ -263,6 +261,7 @@ impl Server {
         housekeeping.abort();
         retention.abort();
         let _ = timers.await;
+        let _ = cluster_feed.await;
         state.tracker.close();
         let grace = state.config.limits.shutdown_grace;
         if tokio::time::timeout(grace, state.tracker.wait())

@@ -136,24 +136,208 @@ async fn a_write_that_reaches_fewer_replicas_than_required_is_an_error_not_an_ac
     );
 }
 
+/// Three in-process nodes on one Redis, named a, b and c.
+async fn three_nodes(redis: &RedisProcess) -> [TestServer; 3] {
+    let node = |name: &'static str| {
+        move |c: &mut lookout::Config| {
+            on(redis)(c);
+            c.cluster.node_id = Some(name.into());
+            c.limits.messages_per_second = 10_000;
+            c.limits.message_burst = 10_000;
+        }
+    };
+    [
+        TestServer::start_with(node("a")).await,
+        TestServer::start_with(node("b")).await,
+        TestServer::start_with(node("c")).await,
+    ]
+}
+
+/// Reads `n` messages of `channel`, returning (seq, data.n, data.from) in arrival order.
+async fn read_n(client: &mut Client, channel: &str, n: usize) -> Vec<(u64, u64, String)> {
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        let m = client.next_on(channel).await;
+        got.push((
+            m["seq"].as_u64().expect("seq"),
+            m["data"]["n"].as_u64().expect("n"),
+            m["data"]["from"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    got
+}
+
 #[tokio::test]
-async fn a_second_node_on_the_same_redis_is_refused_while_the_first_runs() {
+async fn three_nodes_deliver_every_message_to_every_node_once_in_order_with_the_same_seqs() {
     let redis = RedisProcess::start();
-    let first = TestServer::start_with(on(&redis)).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = test_config(dir.path());
-    on(&redis)(&mut config);
-    let err = lookout::server::Server::bind(config.clone())
+    let nodes = three_nodes(&redis).await;
+    let sup = nodes[0].token("sup", Some("acme"), &[Role::Supervisor]);
+    let mut subscribers = Vec::new();
+    for node in &nodes {
+        let mut client = node.connect(&sup).await;
+        let reply = client.subscribe(ROOM).await;
+        assert!(ok(&reply), "{reply}");
+        subscribers.push(client);
+    }
+    // Publishers on a and b at once: one seq order for the whole cluster.
+    let per_publisher = 40u64;
+    let mut publishers = Vec::new();
+    for (i, node) in nodes[..2].iter().enumerate() {
+        let mut publisher = node.connect(&sup).await;
+        let from = format!("node-{i}");
+        publishers.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for n in 1..=per_publisher {
+                let reply = publisher
+                    .publish(ROOM, json!({ "n": n, "from": from }))
+                    .await;
+                assert!(ok(&reply), "{reply}");
+                seqs.push(reply["seq"].as_u64().expect("seq"));
+            }
+            seqs
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for p in publishers {
+        acknowledged.extend(p.await.expect("publisher"));
+    }
+    acknowledged.sort();
+    let total = (2 * per_publisher) as usize;
+    assert_eq!(acknowledged, (1..=total as u64).collect::<Vec<_>>());
+    let mut seen = Vec::new();
+    for client in &mut subscribers {
+        let got = read_n(client, ROOM, total).await;
+        let seqs: Vec<u64> = got.iter().map(|m| m.0).collect();
+        assert_eq!(
+            seqs,
+            (1..=total as u64).collect::<Vec<_>>(),
+            "every node delivers every seq once, in order"
+        );
+        // Each publisher's messages in its own order.
+        for from in ["node-0", "node-1"] {
+            let ns: Vec<u64> = got.iter().filter(|m| m.2 == from).map(|m| m.1).collect();
+            assert_eq!(ns, (1..=per_publisher).collect::<Vec<_>>());
+        }
+        seen.push(got);
+        let extra = client.drain(Duration::from_millis(300)).await;
+        assert!(extra.iter().all(|f| f["type"] != "message"), "{extra:?}");
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0] == w[1]),
+        "the same message under the same seq on every node"
+    );
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_users_queue_reaches_all_its_connections_on_every_node_and_nothing_crosses_orgs() {
+    let redis = RedisProcess::start();
+    let nodes = three_nodes(&redis).await;
+    let guard = nodes[0].token("g1", Some("acme"), &[Role::Guard]);
+    let mut devices = Vec::new();
+    for node in &nodes {
+        let mut device = node.connect(&guard).await;
+        let reply = device.subscribe("/user/queue/notifications").await;
+        assert!(ok(&reply), "{reply}");
+        devices.push(device);
+    }
+    // Another org's supervisor on every node, on its own room and on acme's.
+    let other = nodes[0].token("s9", Some("globex"), &[Role::Supervisor]);
+    let mut outsiders = Vec::new();
+    for node in &nodes {
+        let mut outsider = node.connect(&other).await;
+        let mine = outsider.subscribe("/topic/org/globex/room/ops").await;
+        assert!(ok(&mine), "{mine}");
+        let theirs = outsider.subscribe(ROOM).await;
+        assert_eq!(error_code(&theirs), "forbidden", "{theirs}");
+        outsiders.push(outsider);
+    }
+    let svc = nodes[1].token("svc", Some("acme"), &[Role::Service]);
+    let mut service = nodes[1].connect(&svc).await;
+    let reply = service
+        .request(
+            json!({"type": "publish", "channel": "/user/queue/notifications", "to": "g1",
+                        "data": {"n": 1, "text": "shift starts at 6"}}),
+        )
+        .await;
+    assert!(ok(&reply), "{reply}");
+    let sup = nodes[2].token("sup", Some("acme"), &[Role::Supervisor]);
+    let mut acme = nodes[2].connect(&sup).await;
+    assert!(ok(&acme.publish(ROOM, json!({"n": 2})).await));
+    for device in &mut devices {
+        let m = device.next_on("/user/queue/notifications").await;
+        assert_eq!(m["seq"], reply["seq"], "{m}");
+        assert_eq!(m["data"]["text"], "shift starts at 6");
+    }
+    for outsider in &mut outsiders {
+        let frames = outsider.drain(Duration::from_millis(500)).await;
+        assert!(
+            frames.iter().all(|f| f["type"] != "message"),
+            "nothing of acme reaches globex on any node: {frames:?}"
+        );
+    }
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_sixth_connection_of_a_user_is_refused_when_its_five_others_are_on_other_nodes() {
+    let redis = RedisProcess::start();
+    let nodes = three_nodes(&redis).await;
+    let max = nodes[0].config.limits.max_connections_per_user;
+    assert_eq!(max, 5, "the default budget");
+    let token = nodes[0].token("g1", Some("acme"), &[Role::Guard]);
+    // Five on b and c.
+    let mut held = Vec::new();
+    for i in 0..max {
+        held.push(nodes[1 + i % 2].connect(&token).await);
+    }
+    let refused = nodes[0]
+        .connect_as(&token, None)
         .await
         .err()
-        .expect("refused while the first node holds the lease");
-    assert!(err.to_string().contains("another Lookout node"), "{err}");
-    // A clean stop gives the lease back at once.
-    first.stop().await;
-    let second = lookout::server::Server::bind(config)
-        .await
-        .expect("the next node starts");
-    drop(second);
+        .expect("the sixth connection, on a node where the user has none, is refused");
+    let (status, body) = refusal(refused);
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    let scrape = scrape(&nodes[0]).await;
+    assert_eq!(
+        value(
+            &scrape,
+            "lookout_budget_refusals_total",
+            &[("budget", "limits.max_connections_per_user")]
+        ),
+        1.0
+    );
+    // Another user is not affected.
+    let other = nodes[0].token("g2", Some("acme"), &[Role::Guard]);
+    let mut g2 = nodes[0].connect(&other).await;
+    assert!(ok(&g2.subscribe("/user/queue/notifications").await));
+    // One closes on b: its slot is given back, the next connection on a gets in.
+    let mut leaving = held.remove(0);
+    leaving.ws.close(None).await.expect("close");
+    drop(leaving);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match nodes[0].connect_as(&token, None).await {
+            Ok(_) => break,
+            Err(e) => {
+                let (status, _) = refusal(e);
+                assert_eq!(status, 429);
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the slot was never given back"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    for node in nodes {
+        node.stop().await;
+    }
 }
 
 #[tokio::test]

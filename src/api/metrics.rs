@@ -191,6 +191,16 @@ impl prometheus_client::collector::Collector for Exporter {
         )?;
         labelled(
             &mut encoder,
+            "lookout_cluster_gap_fills",
+            "Cluster mode: messages of other nodes this node missed on the pub/sub and read from the log.",
+            MetricType::Counter,
+            vec![(
+                Vec::new(),
+                ConstCounter::new(s.cluster_filled.load(Ordering::Relaxed)),
+            )],
+        )?;
+        labelled(
+            &mut encoder,
             "lookout_budget_refusals",
             "Requests refused because a client reached a budget, by the key that sets it.",
             MetricType::Counter,

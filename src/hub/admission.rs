@@ -14,7 +14,7 @@ use crate::auth::{Identity, Role};
 use crate::channel::{ChannelKind, Directory, Target};
 use crate::counters::Budget;
 use crate::protocol::{now_millis, Encoding, Protocol};
-use crate::store::{Remembered, StoreError};
+use crate::store::{Remembered, Slot, StoreError};
 
 /// Releases a connection's slot when dropped.
 pub struct Admission {
@@ -66,17 +66,35 @@ impl Hub {
             limits.max_connections_per_user,
             limits.outbound_queue,
         );
-        let ((conn, rx), first): (Admitted, bool) = match joined {
-            Ok(joined) => joined,
-            Err(refusal) => {
-                match refusal {
-                    Refusal::Total(_) => self.stats.refused(Budget::Connections),
-                    Refusal::PerUser(_) => self.stats.refused(Budget::ConnectionsPerUser),
-                    _ => {}
-                }
-                return Err(refusal);
+        let refused = |refusal: Refusal| {
+            match refusal {
+                Refusal::Total(_) => self.stats.refused(Budget::Connections),
+                Refusal::PerUser(_) => self.stats.refused(Budget::ConnectionsPerUser),
+                _ => {}
             }
+            Err(refusal)
         };
+        let ((conn, rx), mut first): (Admitted, bool) = match joined {
+            Ok(joined) => joined,
+            Err(refusal) => return refused(refusal),
+        };
+        if let Some(cluster) = self.store.cluster() {
+            // The per-user limit counts the user's connections on every node.
+            let max = limits.max_connections_per_user;
+            match cluster.take_slot(&conn.identity.user, max).await {
+                Ok(Slot::Taken {
+                    first: first_anywhere,
+                }) => first = first_anywhere,
+                Ok(Slot::Full) => {
+                    self.users.leave(&conn);
+                    return refused(Refusal::PerUser(max));
+                }
+                Err(e) => {
+                    self.users.leave(&conn);
+                    return refused(Refusal::Store(e));
+                }
+            }
+        }
         self.stats.connected(protocol);
         if first && protocol.present() {
             self.presence(&conn.identity, "join");
@@ -88,9 +106,30 @@ impl Hub {
         Ok((conn, rx, admission))
     }
 
-    fn leave(&self, conn: &ConnHandle) {
+    fn leave(self: &Arc<Self>, conn: &ConnHandle) {
         let last = self.users.leave(conn);
         self.stats.disconnected(conn.protocol);
+        if self.store.cluster().is_some() {
+            // The slot is given back in the cluster; the user leaves when it was its last one
+            // on every node.
+            let hub = self.clone();
+            let identity = conn.identity.clone();
+            let present = conn.protocol.present();
+            self.tasks.spawn(async move {
+                let Some(cluster) = hub.store.cluster() else {
+                    return;
+                };
+                match cluster.give_slot(&identity.user).await {
+                    Ok(true) if present => hub.presence(&identity, "leave"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "giving a connection slot back in the cluster; it expires with this node"
+                    ),
+                }
+            });
+            return;
+        }
         if last && conn.protocol.present() {
             self.presence(&conn.identity, "leave");
         }
@@ -120,7 +159,21 @@ impl Hub {
             org: org.to_string(),
         };
         let stored = target.stored_name();
-        self.publish_live(&target, &stored, rmpv::Value::Map(fields));
+        if self.store.cluster().is_none() {
+            self.publish_live_here(target.kind(), &stored, rmpv::Value::Map(fields));
+            return;
+        }
+        let Some(hub) = self.me.upgrade() else { return };
+        // In cluster mode it is a round trip to the shared Redis, which the caller does not
+        // wait for (live only, best effort).
+        self.tasks.spawn(async move {
+            if let Err(e) = hub
+                .publish_live(&target, &stored, rmpv::Value::Map(fields))
+                .await
+            {
+                tracing::warn!(error = %e, "publishing a presence event");
+            }
+        });
     }
 
     /// Users of `org` with at least one connection: (user, name, connections, since).

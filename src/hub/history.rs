@@ -6,6 +6,9 @@ use std::time::Duration;
 /// How far a server's clock may step back (e.g. corrected by NTP) between two appends.
 pub const CLOCK_STEP: Duration = Duration::from_secs(60);
 
+/// How often a long-poll looks at its channels again in cluster mode.
+const CLUSTER_POLL: Duration = Duration::from_secs(1);
+
 use super::error::HubError;
 use super::facts::Facts;
 use super::requests::{History, HistoryMessage};
@@ -24,7 +27,7 @@ impl Hub {
     ) -> Result<History, HubError> {
         let target = self.readable(who, channel).await?;
         let stored = target.stored_name();
-        let head = self.durable_head(&stored);
+        let head = self.durable_head(&stored).await?;
         let messages: Vec<HistoryMessage> = self
             .store
             .read(&stored, since, head, limit)
@@ -74,7 +77,10 @@ impl Hub {
             return Ok(0);
         };
         // Invariant: everything up to `lo` is older than `timestamp`; `hi` is not.
-        let (mut lo, mut hi) = (first.saturating_sub(1), self.durable_head(&stored) + 1);
+        let (mut lo, mut hi) = (
+            first.saturating_sub(1),
+            self.durable_head(&stored).await? + 1,
+        );
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
             let older = match self.store.get(&stored, mid).await? {
@@ -142,8 +148,15 @@ impl Hub {
             if out.iter().any(|h| !h.messages.is_empty()) {
                 return Ok(out);
             }
-            match tokio::time::timeout_at(deadline, released.changed()).await {
+            // In cluster mode another node may append to a channel this one does not watch:
+            // look again every second.
+            let until = match self.store.cluster() {
+                Some(_) => deadline.min(tokio::time::Instant::now() + CLUSTER_POLL),
+                None => deadline,
+            };
+            match tokio::time::timeout_at(until, released.changed()).await {
                 Ok(Ok(())) => continue,
+                Err(_) if until < deadline => continue,
                 _ => return Ok(out),
             }
         }

@@ -5,7 +5,8 @@
 //! (the engine gives the seq) and queue the message as pending on its channel ([`registry`]) →
 //! wait for the commit → deliver the channel's durable prefix, in seq order, to every
 //! subscriber's bounded queue with `try_send` ([`conn`]) → acknowledge the publisher.
-//! Live-only channels (video, org locations, presence) skip the store. Subscribing, with the
+//! Live-only channels (video, org locations, presence) skip the store. In cluster mode
+//! [`remote`] delivers what the other nodes publish the same way. Subscribing, with the
 //! replay of what a client missed, is [`subscribe`]; history and long-poll are [`history`];
 //! connections, their limits and presence are [`admission`] over [`users`].
 //!
@@ -26,6 +27,7 @@ pub mod history;
 pub mod lane;
 pub mod publish;
 pub mod registry;
+pub mod remote;
 pub mod requests;
 pub mod subscribe;
 pub mod users;
@@ -104,11 +106,20 @@ impl Hub {
     /// A hub over `store` with `limits`.
     pub fn new(store: Arc<dyn Store>, limits: Limits) -> Arc<Self> {
         let rates = Rates::new(&limits);
+        let registry = registry::Registry::default();
+        if store.cluster().is_some() {
+            let watching = store.clone();
+            registry.set_watcher(Box::new(move |channel, watch| {
+                if let Some(cluster) = watching.cluster() {
+                    cluster.watch(channel, watch);
+                }
+            }));
+        }
         Arc::new_cyclic(|me| Hub {
             me: me.clone(),
             store,
             limits: arc_swap::ArcSwap::from_pointee(limits),
-            registry: registry::Registry::default(),
+            registry,
             users: users::Users::default(),
             rates: arc_swap::ArcSwap::from_pointee(rates),
             released: watch::channel(0).0,
@@ -192,10 +203,12 @@ impl Hub {
         }
     }
 
-    /// The last seq readers may see on a stored channel.
-    fn durable_head(&self, stored: &str) -> u64 {
-        self.registry
-            .delivered(stored)
-            .unwrap_or_else(|| self.store.head(stored))
+    /// The last seq readers may see on a stored channel: what its entry delivered, else the
+    /// store's head (as it is now: other nodes may have appended since this one heard).
+    async fn durable_head(&self, stored: &str) -> Result<u64, crate::store::StoreError> {
+        match self.registry.delivered(stored) {
+            Some(delivered) => Ok(delivered),
+            None => self.store.fresh_head(stored).await,
+        }
     }
 }

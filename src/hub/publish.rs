@@ -61,8 +61,8 @@ fn stamp_sender(data: &mut rmpv::Value, user: &str) {
 
 /// What a live message supersedes in a connection's live lane: on an org's locations, the
 /// guard's previous position still waiting there.
-fn supersedes(target: &Target, message: &StoredMessage) -> Option<Arc<str>> {
-    if target.kind() != ChannelKind::OrgLocations {
+fn supersedes(kind: ChannelKind, message: &StoredMessage) -> Option<Arc<str>> {
+    if kind != ChannelKind::OrgLocations {
         return None;
     }
     let user = message
@@ -75,9 +75,9 @@ fn supersedes(target: &Target, message: &StoredMessage) -> Option<Arc<str>> {
 
 /// A publish that asked the store for a seq: keeps its channel entry alive until the message
 /// is queued as pending (or the append failed), whatever happens to the publisher.
-struct InFlight<'a> {
-    hub: &'a Hub,
-    channel: Arc<Channel>,
+pub(super) struct InFlight<'a> {
+    pub(super) hub: &'a Hub,
+    pub(super) channel: Arc<Channel>,
 }
 
 impl Drop for InFlight<'_> {
@@ -162,6 +162,7 @@ impl Hub {
                 .await?
         } else {
             self.publish_live(&target, &target.stored_name(), data)
+                .await?
         };
         if target.kind().is_logged() {
             self.stats.publish_latency.observe(started.elapsed());
@@ -220,7 +221,7 @@ impl Hub {
         ack_required: bool,
     ) -> Result<u64, HubError> {
         if !target.kind().is_logged() {
-            return Ok(self.publish_live(target, &target.stored_name(), data));
+            return self.publish_live(target, &target.stored_name(), data).await;
         }
         self.publish_logged(target, data, ack_required, None, None)
             .await
@@ -238,6 +239,11 @@ impl Hub {
     ) -> Result<u64, HubError> {
         let stored = target.stored_name();
         let kind = target.kind();
+        if self.store.cluster().is_some() && self.registry.get(&stored).is_none() {
+            // Other nodes may have appended since this one last heard of the channel: its
+            // entry must start from the head as it is now.
+            self.store.fresh_head(&stored).await?;
+        }
         let in_flight = loop {
             let channel = self
                 .registry
@@ -272,7 +278,13 @@ impl Hub {
         };
         let seq = message.seq;
         let channel = in_flight.channel.clone();
-        channel.state.lock().pending.insert(seq, (ticket, message));
+        {
+            let mut st = channel.state.lock();
+            // In cluster mode another node's gap filling may have delivered it already.
+            if seq > st.delivered {
+                st.pending.insert(seq, (ticket, message));
+            }
+        }
         drop(in_flight);
         // The seq is taken: the connection's next publish may take its own.
         drop(turn);
@@ -290,34 +302,73 @@ impl Hub {
         Ok(seq)
     }
 
-    /// Publishes on a live-only channel: a seq of its own, no store, fan-out at once.
-    pub(super) fn publish_live(&self, target: &Target, stored: &str, data: rmpv::Value) -> u64 {
+    /// Publishes on a live-only channel: no log. On one node, a seq of the channel's own and
+    /// fan-out at once; in cluster mode, the cluster numbers it and every node watching the
+    /// channel (this one too) delivers it as it hears it.
+    pub(super) async fn publish_live(
+        &self,
+        target: &Target,
+        stored: &str,
+        data: rmpv::Value,
+    ) -> Result<u64, HubError> {
+        let kind = target.kind();
+        let Some(cluster) = self.store.cluster() else {
+            return Ok(self.publish_live_here(kind, stored, data));
+        };
+        self.stats.published(kind);
+        let keyframe = kind == ChannelKind::Video && is_keyframe(&data);
+        let draft = Draft {
+            timestamp: now_millis(),
+            data,
+            ack_required: false,
+        };
+        let ttl = keyframe.then(|| self.limits().keyframe_ttl);
+        Ok(cluster.broadcast(stored, &draft, ttl).await?)
+    }
+
+    /// [`Hub::publish_live`] on one node: numbered and delivered at once.
+    pub(super) fn publish_live_here(
+        &self,
+        kind: ChannelKind,
+        stored: &str,
+        data: rmpv::Value,
+    ) -> u64 {
+        self.stats.published(kind);
         let seq = self.registry.next_live_seq(stored);
-        self.stats.published(target.kind());
         let message = Arc::new(StoredMessage {
             seq,
             timestamp: now_millis(),
             data,
             ack_required: false,
         });
-        let entry = self.registry.get(stored);
-        let st = entry.as_ref().map(|channel| channel.state.lock());
+        let keyframe = kind == ChannelKind::Video && is_keyframe(&message.data);
+        self.deliver_live(stored, message, keyframe);
+        seq
+    }
+
+    /// Hands a live-only message to the channel's subscribers' live lanes, keeping it as the
+    /// channel's latest keyframe when it is one.
+    pub(super) fn deliver_live(&self, stored: &str, message: Arc<StoredMessage>, keyframe: bool) {
+        let Some(channel) = self.registry.get(stored) else {
+            if keyframe {
+                self.registry.keep_keyframe(stored, message);
+            }
+            return;
+        };
+        let st = channel.state.lock();
         // Under the channel lock, so a viewer joining now gets this keyframe either from the
         // cache or live, never neither.
-        if target.kind() == ChannelKind::Video && is_keyframe(&message.data) {
+        if keyframe {
             self.registry.keep_keyframe(stored, message.clone());
         }
-        if let (Some(channel), Some(st)) = (&entry, st) {
-            let supersedes = supersedes(target, &message);
-            let d = Delivery::new(channel.public.clone(), channel.kind, message);
-            self.fan_out(&st, &Arc::new(d.superseding(supersedes)), false);
-        }
-        seq
+        let supersedes = supersedes(channel.kind, &message);
+        let d = Delivery::new(channel.public.clone(), channel.kind, message);
+        self.fan_out(&st, &Arc::new(d.superseding(supersedes)), false);
     }
 
     /// Delivers the durable run of `channel`'s pending messages that follows what was
     /// delivered, in seq order.
-    fn release(&self, channel: &Arc<Channel>) {
+    pub(super) fn release(&self, channel: &Arc<Channel>) {
         let mut released = false;
         {
             let mut st = channel.state.lock();
@@ -326,6 +377,11 @@ impl Hub {
                 let Some(entry) = st.pending.first_entry() else {
                     break;
                 };
+                if *entry.key() < next {
+                    // Delivered already (a remote copy or a gap filled from the log).
+                    entry.remove();
+                    continue;
+                }
                 if *entry.key() != next || !self.store.is_durable(entry.get().0) {
                     break;
                 }

@@ -79,9 +79,14 @@ impl ChannelState {
     }
 }
 
+/// Told when an entry appears (`true`) or goes (`false`): in cluster mode, which channels this
+/// node must hear of from the others. Called under the registry's lock; must not block.
+pub type Watcher = Box<dyn Fn(&str, bool) + Send + Sync>;
+
 /// Every channel entry, the live-only heads and the keyframe cache.
 #[derive(Default)]
 pub struct Registry {
+    watcher: std::sync::OnceLock<Watcher>,
     channels: RwLock<HashMap<Arc<str>, Arc<Channel>>>,
     /// Seqs of live-only channels, which the store does not keep.
     live_heads: Mutex<HashMap<Arc<str>, u64>>,
@@ -101,6 +106,9 @@ impl Registry {
         channels
             .entry(Arc::from(stored))
             .or_insert_with(|| {
+                if let Some(watcher) = self.watcher.get() {
+                    watcher(stored, true);
+                }
                 Arc::new(Channel {
                     name: Arc::from(stored),
                     public: Arc::from(target.public_name()),
@@ -136,7 +144,25 @@ impl Registry {
         if st.unused() && !st.removed {
             st.removed = true;
             channels.remove(&channel.name);
+            if let Some(watcher) = self.watcher.get() {
+                watcher(&channel.name, false);
+            }
         }
+    }
+
+    /// Sets the watcher (once, before any entry exists).
+    pub fn set_watcher(&self, watcher: Watcher) {
+        let _ = self.watcher.set(watcher);
+    }
+
+    /// The entries of logged channels.
+    pub fn logged(&self) -> Vec<Arc<Channel>> {
+        self.channels
+            .read()
+            .values()
+            .filter(|c| c.kind.is_logged())
+            .cloned()
+            .collect()
     }
 
     /// The head readers may see on `stored`, when it has an entry.
@@ -166,6 +192,18 @@ impl Registry {
     /// Keeps the latest keyframe of a video channel.
     pub fn keep_keyframe(&self, stored: &str, message: Arc<StoredMessage>) {
         self.keyframes.lock().insert(Arc::from(stored), message);
+    }
+
+    /// Keeps `message` as the latest keyframe unless a later one is kept already (one read
+    /// from the cluster may be older than one heard meanwhile).
+    pub fn offer_keyframe(&self, stored: &str, message: Arc<StoredMessage>) {
+        let mut keyframes = self.keyframes.lock();
+        let newer = keyframes
+            .get(stored)
+            .is_none_or(|kept| kept.seq < message.seq);
+        if newer {
+            keyframes.insert(Arc::from(stored), message);
+        }
     }
 
     /// The latest keyframe of a video channel, if it was published at or after `since` (ms).

@@ -10,17 +10,21 @@ use bytes::Bytes;
 use super::conn::{ConnHandle, Delivery, Outbound, View};
 use super::error::HubError;
 use super::facts::Facts;
+use super::publish::InFlight;
 use super::registry::Channel;
 use super::requests::{SubscribeInfo, Subscribed};
 use super::Hub;
 use crate::auth::Identity;
 use crate::channel::{self, ChannelKind, Target};
 use crate::protocol::now_millis;
+use crate::store::Cluster;
 
 /// Replay reads the log in pages of this many messages, waiting for the client between pages.
 const REPLAY_PAGE: usize = 256;
 /// Why a subscriber is closed when its queue overflows while it resumes.
 const REPLAY_OVERFLOW: &str = "outbound queue full during replay; resubscribe with since";
+/// How long a subscribe waits for the cluster's pub/sub to hear of its channel.
+const WATCH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 /// A subscribe switches to live delivery once fewer than this many messages remain to replay;
 /// those are queued without waiting, under the channel lock.
 const SWITCH_TAIL: u64 = 64;
@@ -47,7 +51,12 @@ impl Hub {
         let stored = target.stored_name();
         let kind = target.kind();
         let user = &*conn.identity.user;
-        let head = self.durable_head(&stored);
+        // In cluster mode the node hears of the channel before it says where it stands.
+        let _watched = match self.store.cluster() {
+            Some(cluster) => Some(self.watch_for(cluster, target, &stored).await?),
+            None => None,
+        };
+        let head = self.durable_head(&stored).await?;
 
         let mut info = SubscribeInfo {
             head,
@@ -108,7 +117,7 @@ impl Hub {
         };
         if let Some(mut after) = replay_from {
             loop {
-                let upto = self.durable_head(&stored);
+                let upto = self.durable_head(&stored).await?;
                 if upto.saturating_sub(after) < SWITCH_TAIL {
                     break;
                 }
@@ -125,6 +134,14 @@ impl Hub {
                 }
             }
             last = Some(after);
+        }
+        if kind == ChannelKind::Video {
+            if let Some(cluster) = self.store.cluster() {
+                // A late viewer on any node gets the latest keyframe, wherever it was sent.
+                if let Some(keyframe) = cluster.keyframe(&stored).await? {
+                    self.registry.offer_keyframe(&stored, keyframe);
+                }
+            }
         }
         // Phase 2: the tail and the switch to live delivery, atomically under the channel's
         // lock. The tail comes from the channel's in-memory recent messages; when more was
@@ -189,6 +206,52 @@ impl Hub {
         }
     }
 
+    /// Cluster mode: the channel's entry, kept while the subscribe goes on, once this node
+    /// hears of its messages. What was appended elsewhere before that is read from the log.
+    async fn watch_for(
+        &self,
+        cluster: &dyn Cluster,
+        target: &Target,
+        stored: &str,
+    ) -> Result<InFlight<'_>, HubError> {
+        if self.registry.get(stored).is_none() {
+            self.store.fresh_head(stored).await?;
+        }
+        let pin = loop {
+            let channel = self
+                .registry
+                .entry(target, stored, || self.store.head(stored));
+            let mut st = channel.state.lock();
+            if st.removed {
+                continue;
+            }
+            st.in_flight += 1;
+            drop(st);
+            break InFlight { hub: self, channel };
+        };
+        if !cluster.until_watched(stored, WATCH_PATIENCE).await {
+            tracing::warn!(
+                channel = stored,
+                "the cluster's pub/sub is slow to subscribe; gaps are filled from the log"
+            );
+        }
+        if target.kind().is_logged() {
+            let head = self.store.fresh_head(stored).await?;
+            let mut st = pin.channel.state.lock();
+            // A new entry (nobody else here needs it) starts from the head as it is now that
+            // the node hears of the channel: the messages before are in the log.
+            if st.subscribers.is_empty()
+                && st.pending.is_empty()
+                && st.in_flight == 1
+                && st.delivered < head
+            {
+                st.delivered = head;
+                st.recent.clear();
+            }
+        }
+        Ok(pin)
+    }
+
     /// Removes `conn`'s subscription; drops the channel entry when nobody is left.
     pub fn unsubscribe(&self, conn: &ConnHandle, channel: &Arc<Channel>) {
         let mut st = channel.state.lock();
@@ -219,7 +282,7 @@ impl Hub {
             channel: target.public_name(),
             seq,
         };
-        if seq > self.durable_head(&stored) {
+        if seq > self.durable_head(&stored).await? {
             return Err(missing());
         }
         if !cumulative

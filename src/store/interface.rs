@@ -16,33 +16,11 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::Cluster;
 use super::error::Result;
+pub use super::message::{Draft, Messages, StoredMessage};
 use super::records::{decode, Change, Record, Records, Timer};
 use crate::counters::Latency;
-
-/// One message as kept in a channel log (and shared by every delivery of it).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredMessage {
-    /// Per-channel sequence number, from 1, without gaps.
-    pub seq: u64,
-    /// Publish time, ms since the Unix epoch.
-    pub timestamp: u64,
-    /// The application payload.
-    pub data: rmpv::Value,
-    /// Recipients must acknowledge it.
-    pub ack_required: bool,
-}
-
-/// A message to append: everything but its seq, which the engine gives.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Draft {
-    /// Publish time, ms since the Unix epoch.
-    pub timestamp: u64,
-    /// The application payload.
-    pub data: rmpv::Value,
-    /// Recipients must acknowledge it.
-    pub ack_required: bool,
-}
 
 /// What [`Store::append_once`] did.
 #[derive(Debug, Clone)]
@@ -52,21 +30,6 @@ pub enum Appended {
     /// The key named this seq already; nothing was written.
     Repeat(u64, Ticket),
 }
-
-impl Draft {
-    /// The stored message this draft becomes with `seq`.
-    pub fn with_seq(self, seq: u64) -> StoredMessage {
-        StoredMessage {
-            seq,
-            timestamp: self.timestamp,
-            data: self.data,
-            ack_required: self.ack_required,
-        }
-    }
-}
-
-/// Messages read from a log, in seq order.
-pub type Messages = Vec<Arc<StoredMessage>>;
 
 /// A user's org as remembered, compared with what a new token claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +44,12 @@ pub enum Remembered {
 /// are ordered: a commit that covers a ticket covers every earlier one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ticket(pub(crate) u64);
+
+impl Ticket {
+    /// A ticket every engine counts as durable: for a message that was durable when this node
+    /// heard of it (another node wrote it).
+    pub const DURABLE: Ticket = Ticket(0);
+}
 
 /// What opening found, for the start-up log line.
 #[derive(Debug, Clone)]
@@ -276,6 +245,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes everything written so far durable (shutdown, tools).
     async fn flush(&self) -> Result<()>;
+
+    /// What the nodes sharing this store tell each other; `None` for an engine only this
+    /// process uses (then its cached heads are always current).
+    fn cluster(&self) -> Option<&dyn Cluster> {
+        None
+    }
+
+    /// The head of `channel` as the engine has it now, even when other nodes appended since
+    /// this one last heard (the cached head is brought up to it).
+    async fn fresh_head(&self, channel: &str) -> Result<u64> {
+        Ok(self.head(channel))
+    }
+
+    /// Takes a due escalation timer for this node to fire; `false` when another node took it.
+    /// A taken timer whose node dies before deleting it becomes due again a while later.
+    async fn claim_timer(&self, _timer: &Timer) -> Result<bool> {
+        Ok(true)
+    }
 }
 
 impl dyn Store {

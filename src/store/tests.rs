@@ -193,9 +193,8 @@ mod redis_process;
 
 fn open_redis(redis: &redis_process::RedisProcess) -> Arc<dyn Store> {
     let options = super::RedisOptions {
-        url: redis.url(),
         min_replicas: 0,
-        wait_timeout: std::time::Duration::from_secs(1),
+        ..super::RedisOptions::url(&redis.url())
     };
     let opened = tokio::task::block_in_place(|| {
         tokio::runtime::Handle::current().block_on(super::RedisStore::open(&options))

@@ -40,18 +40,34 @@ pub struct TestServer {
     /// With `TEST_STORE=redis`: the Redis this server's state is in, for as long as it runs
     /// (and across [`TestServer::restart`]).
     redis: Option<Arc<redis::RedisProcess>>,
+    /// With `TEST_CLUSTER=N`: the other N-1 nodes on the same Redis; connections go to the
+    /// nodes in turn.
+    pub peers: Vec<TestServer>,
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 /// `TEST_STORE=redis` runs the in-process servers of the suite on the Redis engine (cluster
 /// mode, one node) instead of sled: `TEST_STORE=redis cargo test --test durability`.
 fn redis_for(config: &mut Config) -> Option<Arc<redis::RedisProcess>> {
-    if std::env::var("TEST_STORE").as_deref() != Ok("redis") || config.cluster.redis.is_some() {
+    if (std::env::var("TEST_STORE").as_deref() != Ok("redis") && cluster_size() == 1)
+        || config.cluster.enabled()
+    {
         return None;
     }
     let process = Arc::new(redis::RedisProcess::start());
     config.cluster.redis = Some(process.url());
     config.cluster.min_replicas = 0;
     Some(process)
+}
+
+/// `TEST_CLUSTER=N` (N > 1) runs each in-process server as N nodes on one Redis, and the
+/// server's connections go to them in turn: `TEST_CLUSTER=3 cargo test --test authorization`.
+pub fn cluster_size() -> usize {
+    std::env::var("TEST_CLUSTER")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 1)
+        .unwrap_or(1)
 }
 
 pub fn test_config(dir: &std::path::Path) -> Config {
@@ -90,9 +106,12 @@ impl TestServer {
         let dir = self.dir.take().expect("dir");
         let config = self.config.clone();
         let redis = self.redis.take();
+        // The other nodes of a TEST_CLUSTER go on running.
+        let peers = std::mem::take(&mut self.peers);
         self.stop().await;
         let mut server = Self::start_config_on(config, dir).await;
         server.redis = redis;
+        server.peers = peers;
         server
     }
 
@@ -111,9 +130,32 @@ impl TestServer {
 
     async fn start_config(mut config: Config, dir: tempfile::TempDir) -> Self {
         let redis = redis_for(&mut config);
-        let mut server = Self::start_config_on(config, dir).await;
+        let clustered = redis.is_some();
+        if clustered {
+            config.cluster.node_id = Some("node-0".into());
+        }
+        let mut server = Self::start_config_on(config.clone(), dir).await;
         server.redis = redis;
+        if clustered {
+            for n in 1..cluster_size() {
+                let peer_dir = tempfile::tempdir().expect("tempdir");
+                let mut peer_config = config.clone();
+                peer_config.data_dir = peer_dir.path().to_path_buf();
+                peer_config.cluster.node_id = Some(format!("node-{n}"));
+                server
+                    .peers
+                    .push(Box::pin(Self::start_config_on(peer_config, peer_dir)).await);
+            }
+        }
         server
+    }
+
+    /// The node the next connection goes to: with `TEST_CLUSTER`, each node in turn.
+    fn next_node(&self) -> (&[u8], SocketAddr) {
+        let n =
+            self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (1 + self.peers.len());
+        let node = if n == 0 { self } else { &self.peers[n - 1] };
+        (&node.cert_pem, node.addr)
     }
 
     async fn start_config_on(config: Config, dir: tempfile::TempDir) -> Self {
@@ -151,6 +193,8 @@ impl TestServer {
             task: Some(task),
             dir: Some(dir),
             redis: None,
+            peers: Vec::new(),
+            turn: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -182,7 +226,8 @@ impl TestServer {
         token: &str,
         subprotocol: Option<&str>,
     ) -> Result<Client, tungstenite::Error> {
-        connect_with_token(&self.cert_pem, self.addr, token, subprotocol).await
+        let (cert_pem, addr) = self.next_node();
+        connect_with_token(cert_pem, addr, token, subprotocol).await
     }
 
     pub async fn stats(&self) -> Value {
@@ -222,6 +267,9 @@ impl TestServer {
 
     /// Stops and says how the server ended (an unhealthy store ends it with an error).
     pub async fn stop_with_result(mut self) -> Result<(), lookout::server::ServerError> {
+        for peer in std::mem::take(&mut self.peers) {
+            Box::pin(peer.stop_with_result()).await?;
+        }
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }

@@ -20,22 +20,32 @@
 //! same connection must also report that many replicas, otherwise the write is an error and is
 //! never acknowledged.
 //!
-//! This engine knows heads from its own appends and from what it loaded at open, so it serves
-//! one node at a time: a node holds a lease (`lookout:lease`, renewed every few seconds, gone
-//! 15 s after a crash, released at a clean stop), and a second node on the same Redis is
-//! refused while it is held. Nodes running side by side need the live fan-out between them,
-//! which is not built yet.
+//! Several nodes run on one Redis side by side ([`bus`]): each append is also published on
+//! the channel's pub/sub channel (`live:{channel}`) once it is durable (in the append script
+//! itself when no replica is awaited, else after `WAIT`), live-only messages go through
+//! pub/sub alone with a cluster-wide seq (`lseq`), each node counts its connections in
+//! `conns:{instance}` while it is alive in `nodes`, and an escalation timer is claimed
+//! (`claimed`) by the one node that fires it. [`link`] follows the primary the Sentinels name.
+
+mod bus;
+mod keys;
+pub mod link;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::RwLock;
 use redis::aio::ConnectionManager;
+
+use self::bus::{Bus, TICK};
+use self::keys::{decode_entry, encode_message, engine, key, pair, Heads, PAGE};
+pub use self::link::Endpoint;
+use self::link::Link;
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::Cluster;
 use super::error::{Result, StoreError};
 use super::interface::{
     Appended, Background, Draft, Item, Messages, OpenReport, Remembered, RetentionRule, Store,
@@ -44,58 +54,68 @@ use super::interface::{
 use super::records::{Change, Record, Records, Timer};
 use crate::counters::Latency;
 
-const PREFIX: &str = "lookout:";
-/// How long a node's lease outlives its last renewal.
-const LEASE: Duration = Duration::from_secs(15);
-const RENEW_EVERY: Duration = Duration::from_secs(5);
-/// How many entries one trim or scan step reads.
-const PAGE: usize = 500;
-
+/// Ticks between heartbeats.
+const HEARTBEAT_TICKS: u32 = 5;
+/// How long a claimed escalation timer stays with the node that claimed it; if that node dies
+/// before it fired, the timer is due again then.
+const CLAIM_HOLD: Duration = Duration::from_secs(30);
 /// Where the Redis engine connects and what it requires.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// `redis://` or `rediss://` URL.
-    pub url: String,
+    /// The Redis, or the Sentinels that name it.
+    pub endpoint: Endpoint,
+    /// This node's name (`cluster.node_id`).
+    pub node_id: String,
     /// Replicas a write must reach (`WAIT`) before it is acknowledged.
     pub min_replicas: u32,
     /// How long `WAIT` may take.
     pub wait_timeout: Duration,
 }
 
+impl RedisOptions {
+    /// One Redis by URL, with the default durability settings (for tools and tests).
+    pub fn url(url: &str) -> Self {
+        let defaults = crate::config::ClusterSettings::default();
+        RedisOptions {
+            endpoint: Endpoint::Url(url.to_string()),
+            node_id: defaults.node(),
+            min_replicas: defaults.min_replicas,
+            wait_timeout: defaults.wait_timeout,
+        }
+    }
+
+    /// The options of a cluster configuration; `None` when it is not in cluster mode.
+    pub fn from_settings(settings: &crate::config::ClusterSettings) -> Option<Self> {
+        let endpoint = match (&settings.redis, &settings.master_name) {
+            (Some(url), _) => Endpoint::Url(url.clone()),
+            (None, Some(master)) if !settings.sentinels.is_empty() => Endpoint::Sentinels {
+                sentinels: settings.sentinels.clone(),
+                master: master.clone(),
+            },
+            _ => return None,
+        };
+        Some(RedisOptions {
+            endpoint,
+            node_id: settings.node(),
+            min_replicas: settings.min_replicas,
+            wait_timeout: settings.wait_timeout,
+        })
+    }
+}
+
 /// The Redis engine.
 pub struct RedisStore {
-    con: ConnectionManager,
-    /// This node's lease value.
-    node: String,
+    link: Arc<Link>,
+    /// What this node tells the others and hears from them.
+    bus: Arc<Bus>,
     epoch: String,
     min_replicas: u32,
     wait_timeout: Duration,
-    heads: RwLock<HashMap<String, u64>>,
+    heads: Arc<Heads>,
     written: AtomicU64,
     healthy: AtomicBool,
-    /// Set when the lease was found taken by someone else: from then on nothing is written.
-    lease_lost: Arc<AtomicBool>,
     failed: CancellationToken,
     latency: Latency,
-}
-
-fn engine(e: redis::RedisError) -> StoreError {
-    StoreError::Engine(format!("redis: {e}"))
-}
-
-fn key(parts: &[&str]) -> String {
-    let mut k = String::from(PREFIX);
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            k.push(':');
-        }
-        k.push_str(p);
-    }
-    k
-}
-
-fn pair(a: &str, b: &str) -> String {
-    format!("{a}\0{b}")
 }
 
 /// The hash a record lives in and its field there; `None` for a timer.
@@ -135,32 +155,11 @@ fn parse_timer(member: &str) -> Option<Timer> {
     Some(Timer { due, level, alert })
 }
 
-/// A stored message's body in the stream: (timestamp, data, ack_required).
-fn encode_message(timestamp: u64, data: &rmpv::Value, ack_required: bool) -> Result<Vec<u8>> {
-    rmp_serde::to_vec(&(timestamp, data, ack_required))
-        .map_err(|e| StoreError::Codec(e.to_string()))
-}
-
-fn decode_entry(id: &str, body: &[u8]) -> Result<Arc<StoredMessage>> {
-    let seq = id
-        .split('-')
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| StoreError::Codec(format!("stream entry id {id}")))?;
-    let (timestamp, data, ack_required): (u64, rmpv::Value, bool) =
-        rmp_serde::from_slice(body).map_err(|e| StoreError::Codec(e.to_string()))?;
-    Ok(Arc::new(StoredMessage {
-        seq,
-        timestamp,
-        data,
-        ack_required,
-    }))
-}
-
 type Entries = Vec<(String, (String, Vec<u8>))>;
 
 /// Takes the channel's next seq and appends the message under it, atomically; with an
-/// idempotency key, a key seen before answers its seq and writes nothing.
+/// idempotency key, a key seen before answers its seq and writes nothing. With ARGV[5] set
+/// (no replica to wait for) the message is also published to the nodes watching the channel.
 const APPEND: &str = r#"
 if ARGV[4] ~= '' then
   local seen = redis.call('HGET', KEYS[4], ARGV[4])
@@ -170,19 +169,32 @@ local seq = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 redis.call('XADD', KEYS[2], string.format('%d-1', seq), 'm', ARGV[2])
 if ARGV[3] == '1' then redis.call('ZADD', KEYS[3], seq, seq) end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[4], ARGV[4], seq) end
+if ARGV[5] == '1' then redis.call('PUBLISH', KEYS[5], 'L' .. seq .. ':' .. ARGV[2]) end
 return {1, seq}
 "#;
 
-/// Renews the lease if this node still holds it; `PEXPIRE` only for its own value.
-const RENEW: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
+static APPEND_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(APPEND));
+
+/// Takes a due timer for this node: it moves from `timers` to `claimed`, scored by when the
+/// claim lapses. 0 when another node took it first.
+const CLAIM: &str = r#"
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[2], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2]), ARGV[1])
+return 1
 "#;
 
-/// Gives the lease back if this node holds it.
-const RELEASE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+/// Claims that lapsed (their node died before firing) are due again at their due time.
+const RECLAIM: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for _, m in ipairs(lapsed) do
+  redis.call('ZREM', KEYS[2], m)
+  redis.call('ZADD', KEYS[1], tonumber(string.sub(m, 1, 20)), m)
+end
+return #lapsed
 "#;
 
 /// A cursor only moves forward.
@@ -206,15 +218,8 @@ impl RedisStore {
     /// `Err` when a node could not run on it (unreachable, not durable, too few replicas for
     /// `cluster.min_replicas`), else what was found.
     pub async fn check(options: &RedisOptions) -> Result<String> {
-        let client = redis::Client::open(options.url.as_str()).map_err(engine)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(1);
-        let mut con = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(engine)?;
+        let link = Link::open(&options.endpoint, Duration::from_secs(5)).await?;
+        let mut con = link.con();
         check_durability(&mut con).await?;
         let info: String = redis::cmd("INFO")
             .arg("replication")
@@ -233,8 +238,13 @@ impl RedisStore {
                 options.min_replicas
             )));
         }
+        let via = if link.follows_sentinels() {
+            format!("primary {} (named by the Sentinels), ", link.addr())
+        } else {
+            String::new()
+        };
         Ok(format!(
-            "appendonly yes, appendfsync always, {replicas} connected replica(s) (cluster.min_replicas {})",
+            "{via}appendonly yes, appendfsync always, {replicas} connected replica(s) (cluster.min_replicas {})",
             options.min_replicas
         ))
     }
@@ -253,14 +263,12 @@ impl RedisStore {
 
     async fn open_with(options: &RedisOptions, epoch: Option<&str>) -> Result<(Self, OpenReport)> {
         let must_create = epoch.is_some();
-        let client = redis::Client::open(options.url.as_str()).map_err(engine)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(options.wait_timeout + Duration::from_secs(5)));
-        let mut con = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(engine)?;
+        let link = Link::open(
+            &options.endpoint,
+            options.wait_timeout + Duration::from_secs(5),
+        )
+        .await?;
+        let mut con = link.con();
         check_durability(&mut con).await?;
         let fresh = epoch
             .map(str::to_string)
@@ -280,24 +288,6 @@ impl RedisStore {
                 "redis already holds a Lookout store (epoch {epoch}): moving an appliance needs an empty one"
             )));
         }
-        let node = hex::encode(rand::random::<[u8; 8]>());
-        let leased: Option<String> = redis::cmd("SET")
-            .arg(key(&["lease"]))
-            .arg(&node)
-            .arg("NX")
-            .arg("PX")
-            .arg(LEASE.as_millis() as u64)
-            .query_async(&mut con)
-            .await
-            .map_err(engine)?;
-        if leased.is_none() {
-            return Err(StoreError::Engine(format!(
-                "another Lookout node is running on this Redis (its lease `{PREFIX}lease` is held; \
-                 it expires {} s after that node stops): nodes side by side on one Redis are not \
-                 supported yet",
-                LEASE.as_secs()
-            )));
-        }
         let heads: HashMap<String, u64> = con.hgetall(key(&["head"])).await.map_err(engine)?;
         let mut messages = 0u64;
         if !heads.is_empty() {
@@ -314,17 +304,25 @@ impl RedisStore {
             channels: heads.len(),
             messages,
         };
+        let link = Arc::new(link);
+        let heads = Heads::new(heads);
+        let bus = Arc::new(Bus::new(
+            link.clone(),
+            heads.clone(),
+            &options.node_id,
+            options.min_replicas,
+            options.wait_timeout,
+        ));
         Ok((
             RedisStore {
-                con,
-                node,
+                link,
+                bus,
                 epoch,
                 min_replicas: options.min_replicas,
                 wait_timeout: options.wait_timeout,
-                heads: RwLock::new(heads),
+                heads,
                 written: AtomicU64::new(0),
                 healthy: AtomicBool::new(true),
-                lease_lost: Arc::new(AtomicBool::new(false)),
                 failed: CancellationToken::new(),
                 latency: Latency::default(),
             },
@@ -338,14 +336,6 @@ impl RedisStore {
         let mut con = self.con();
         let mut written = 0u64;
         for chunk in items.chunks(PAGE) {
-            // A long import keeps its lease: no node may start on a half-moved store.
-            let _: u8 = redis::Script::new(RENEW)
-                .key(key(&["lease"]))
-                .arg(&self.node)
-                .arg(LEASE.as_millis() as u64)
-                .invoke_async(&mut con)
-                .await
-                .map_err(engine)?;
             let mut pipe = redis::pipe();
             pipe.atomic();
             for item in chunk {
@@ -419,17 +409,12 @@ impl RedisStore {
     }
 
     fn con(&self) -> ConnectionManager {
-        self.con.clone()
+        self.link.con()
     }
 
     /// A write's ticket, once Redis has it durably (and enough replicas do); the commit latency
     /// is the time since the write was sent (`started`).
     async fn written(&self, con: &mut ConnectionManager, started: Instant) -> Result<Ticket> {
-        if self.lease_lost.load(Ordering::Acquire) {
-            return Err(StoreError::Engine(
-                "redis: this node lost its lease on the Redis; not acknowledging".into(),
-            ));
-        }
         if self.min_replicas > 0 {
             let reached: u32 = redis::cmd("WAIT")
                 .arg(self.min_replicas)
@@ -457,9 +442,7 @@ impl RedisStore {
     }
 
     fn note_head(&self, channel: &str, seq: u64) {
-        let mut heads = self.heads.write();
-        let head = heads.entry(channel.to_string()).or_insert(0);
-        *head = (*head).max(seq);
+        self.heads.note(channel, seq);
     }
 
     async fn append_with(
@@ -472,20 +455,39 @@ impl RedisStore {
         // The body does not depend on the seq, so it is encoded before the seq is taken.
         let body = encode_message(draft.timestamp, &draft.data, draft.ack_required)?;
         let started = Instant::now();
-        let (new, seq): (u8, u64) = redis::Script::new(APPEND)
+        // Without replicas to wait for, the script publishes the message itself: durable and
+        // on its way to the other nodes in one step.
+        let publish_in_script = self.min_replicas == 0;
+        let (new, seq): (u8, u64) = APPEND_SCRIPT
             .key(key(&["head"]))
             .key(key(&["log", channel]))
             .key(key(&["ackreq", channel]))
             .key(key(&["keys", channel]))
+            .key(bus::topic(channel))
             .arg(channel)
-            .arg(body)
+            .arg(&body)
             .arg(if draft.ack_required { "1" } else { "0" })
             .arg(idempotency)
+            .arg(if publish_in_script { "1" } else { "0" })
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.unhealthy(e))?;
         self.note_head(channel, seq);
         let ticket = self.written(&mut con, started).await?;
+        if new == 1 && !publish_in_script {
+            // Only now that the replicas have it may another node deliver it. A node that dies
+            // here leaves a gap the others fill from the log.
+            // The message is durable whatever this answers: a lost publish is a gap the nodes
+            // fill from the log, not a reason to refuse the acknowledgement.
+            let published: redis::RedisResult<u64> = redis::cmd("PUBLISH")
+                .arg(bus::topic(channel))
+                .arg(bus::frame(b'L', seq, &body))
+                .query_async(&mut con)
+                .await;
+            if let Err(e) = published {
+                tracing::warn!(error = %e, seq, "publishing a durable message to the other nodes");
+            }
+        }
         Ok(if new == 1 {
             Appended::New(Arc::new(draft.with_seq(seq)), ticket)
         } else {
@@ -557,7 +559,7 @@ impl Store for RedisStore {
     }
 
     fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::Acquire) && !self.lease_lost.load(Ordering::Acquire)
+        self.healthy.load(Ordering::Acquire)
     }
 
     fn failed(&self) -> &CancellationToken {
@@ -571,48 +573,69 @@ impl Store for RedisStore {
     }
 
     fn start(self: Arc<Self>) -> Background {
-        // Writes are durable when they return; what runs here is the lease.
+        // Writes are durable when they return; what runs here is the node's life in the
+        // cluster: the pub/sub feed, the heartbeat, and following the primary.
         let stop = CancellationToken::new();
         let (done, finished) = tokio::sync::oneshot::channel();
+        let feed = tokio::spawn(bus::run_feed(self.bus.clone(), stop.clone()));
         let token = stop.clone();
         tokio::spawn(async move {
-            let mut con = self.con();
+            let mut ticks = 0u32;
             loop {
-                // Renewed first: the lease was taken at open, maybe a while ago.
-                let renewed: redis::RedisResult<u8> = redis::Script::new(RENEW)
-                    .key(key(&["lease"]))
-                    .arg(&self.node)
-                    .arg(LEASE.as_millis() as u64)
-                    .invoke_async(&mut con)
-                    .await;
-                match renewed {
-                    Ok(1) => {}
-                    Ok(_) => {
-                        self.lease_lost.store(true, Ordering::Release);
-                        tracing::error!(
-                            "the Redis lease was lost (another node took it): this node writes nothing more"
-                        );
-                        break;
+                if self.link.follows_sentinels() {
+                    if let Err(e) = self.link.follow().await {
+                        tracing::warn!(error = %e, "asking the Sentinels for the Redis primary");
                     }
-                    Err(e) => tracing::warn!(error = %e, "renewing the Redis lease"),
                 }
+                if ticks.is_multiple_of(HEARTBEAT_TICKS) {
+                    let beat = self.bus.heartbeat().await;
+                    if let Err(e) = &beat {
+                        tracing::warn!(error = %e, "the node's heartbeat in Redis");
+                    }
+                    self.healthy.store(beat.is_ok(), Ordering::Release);
+                }
+                ticks = ticks.wrapping_add(1);
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    _ = tokio::time::sleep(RENEW_EVERY) => {}
+                    _ = tokio::time::sleep(TICK) => {}
                 }
             }
-            let released: redis::RedisResult<u8> = redis::Script::new(RELEASE)
-                .key(key(&["lease"]))
-                .arg(&self.node)
-                .invoke_async(&mut con)
-                .await;
-            if let Err(e) = released {
-                tracing::warn!(error = %e, "releasing the Redis lease; it expires by itself");
+            let _ = feed.await;
+            if let Err(e) = self.bus.leave_cluster().await {
+                tracing::warn!(error = %e, "leaving the cluster; this node's counts expire by themselves");
             }
             drop(self);
             let _ = done.send(());
         });
         Background::new(stop, finished)
+    }
+
+    fn cluster(&self) -> Option<&dyn Cluster> {
+        Some(&*self.bus)
+    }
+
+    async fn fresh_head(&self, channel: &str) -> Result<u64> {
+        let mut con = self.con();
+        let head = self.head_of(&mut con, channel).await?;
+        self.note_head(channel, head);
+        Ok(head)
+    }
+
+    async fn claim_timer(&self, timer: &Timer) -> Result<bool> {
+        let mut con = self.con();
+        let claimed: u8 = redis::Script::new(CLAIM)
+            .key(key(&["timers"]))
+            .key(key(&["claimed"]))
+            .arg(timer_member(timer.due, timer.level, &timer.alert))
+            .arg(CLAIM_HOLD.as_millis() as u64)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.unhealthy(e))?;
+        if claimed == 1 {
+            // The claim must outlive a failover, or two nodes could fire the timer.
+            self.written(&mut con, Instant::now()).await?;
+        }
+        Ok(claimed == 1)
     }
 
     async fn size(&self) -> u64 {
@@ -628,7 +651,7 @@ impl Store for RedisStore {
     }
 
     fn head(&self, channel: &str) -> u64 {
-        self.heads.read().get(channel).copied().unwrap_or(0)
+        self.heads.get(channel)
     }
 
     async fn append(&self, channel: &str, draft: Draft) -> Result<(Arc<StoredMessage>, Ticket)> {
@@ -927,6 +950,7 @@ impl Store for RedisStore {
                         if value.is_some() {
                             pipe.zadd(key(&["timers"]), member, due as f64).ignore();
                         } else {
+                            pipe.zrem(key(&["claimed"]), &member).ignore();
                             pipe.zrem(key(&["timers"]), member).ignore();
                         }
                     }
@@ -943,6 +967,12 @@ impl Store for RedisStore {
 
     async fn due_timers(&self, now: u64) -> Result<Vec<Timer>> {
         let mut con = self.con();
+        let _: u64 = redis::Script::new(RECLAIM)
+            .key(key(&["timers"]))
+            .key(key(&["claimed"]))
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.unhealthy(e))?;
         let members: Vec<String> = con
             .zrangebyscore(key(&["timers"]), 0, now as f64)
             .await

@@ -1,0 +1,499 @@
+//! What the nodes on one Redis tell each other ([`Cluster`]): messages of the channels a node
+//! watches, over Redis pub/sub; the cluster-wide seqs of live-only channels and the latest
+//! video keyframes; and each node's connection counts, alive while the node beats.
+//!
+//! A pub/sub message is `{kind}{seq}:{body}`: kind `L` for a durable message of a logged
+//! channel, `V` for a live-only one, `K` for a video keyframe; the body is a stored message's
+//! (see `encode_message`). Pub/sub is at most once: a message missed during a reconnect is a
+//! gap in the seqs, which the hub fills from the log ([`Cluster::heads`]), so nothing here
+//! retries.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use redis::AsyncCommands;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::super::cluster::{Cluster, Remote, Slot};
+use super::super::error::{Result, StoreError};
+use super::super::message::{Draft, StoredMessage};
+use super::keys::{decode_body, encode_message, engine, key, Heads, PAGE};
+use super::link::Link;
+
+/// How long a node counts as alive after its last heartbeat (its connection counts go then).
+pub(super) const NODE_TTL: Duration = Duration::from_secs(15);
+/// How often a node beats (and, with Sentinels, asks where the primary is).
+pub(super) const TICK: Duration = Duration::from_secs(1);
+
+/// Messages the hub has not taken yet; beyond that, live ones are dropped and logged ones
+/// are found again by the hub's gap filling.
+const FEED: usize = 65_536;
+
+/// The pub/sub channel of a stored channel.
+pub(super) fn topic(channel: &str) -> String {
+    key(&["live", channel])
+}
+
+/// A pub/sub message: kind, seq, body.
+pub(super) fn frame(kind: u8, seq: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 24);
+    out.push(kind);
+    out.extend_from_slice(seq.to_string().as_bytes());
+    out.push(b':');
+    out.extend_from_slice(body);
+    out
+}
+
+fn parse_frame(bytes: &[u8]) -> Option<(u8, u64, &[u8])> {
+    let (&kind, rest) = bytes.split_first()?;
+    let colon = rest.iter().position(|&b| b == b':')?;
+    let seq = std::str::from_utf8(&rest[..colon]).ok()?.parse().ok()?;
+    Some((kind, seq, &rest[colon + 1..]))
+}
+
+/// Numbers a live-only message and publishes it; a keyframe is also kept for late viewers.
+const BROADCAST: &str = r#"
+local seq = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+local frame = ARGV[3] .. seq .. ':' .. ARGV[2]
+redis.call('PUBLISH', KEYS[2], frame)
+if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[3], frame, 'PX', ARGV[4]) end
+return seq
+"#;
+
+/// The node says it is alive until now + ARGV[2] ms; 1 when the cluster had forgotten it.
+const HEARTBEAT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+"#;
+
+/// Takes a slot of user ARGV[3] for node ARGV[2] if the live nodes hold fewer than ARGV[4];
+/// forgets dead nodes on the way. Returns the user's count before, or -1 when full.
+const TAKE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  redis.call('DEL', ARGV[1] .. n)
+  redis.call('ZREM', KEYS[1], n)
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), ARGV[2])
+local total = 0
+for _, n in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  total = total + tonumber(redis.call('HGET', ARGV[1] .. n, ARGV[3]) or '0')
+end
+if total >= tonumber(ARGV[4]) then return -1 end
+redis.call('HINCRBY', ARGV[1] .. ARGV[2], ARGV[3], 1)
+return total
+"#;
+
+/// Gives a slot back; returns the user's count left on the live nodes.
+const GIVE: &str = r#"
+local mine = ARGV[1] .. ARGV[2]
+if redis.call('HINCRBY', mine, ARGV[3], -1) <= 0 then redis.call('HDEL', mine, ARGV[3]) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local total = 0
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
+  total = total + tonumber(redis.call('HGET', ARGV[1] .. n, ARGV[3]) or '0')
+end
+return total
+"#;
+
+#[derive(Default)]
+struct Watch {
+    /// Channels the hub wants to hear of.
+    wanted: HashSet<Arc<str>>,
+    /// Channels whose wish changed since the feed task last looked.
+    dirty: HashSet<Arc<str>>,
+    /// Channels the pub/sub connection is subscribed to now.
+    confirmed: HashSet<Arc<str>>,
+}
+
+/// A node's side of the bus.
+pub(super) struct Bus {
+    link: Arc<Link>,
+    heads: Arc<Heads>,
+    /// This node's name.
+    node: String,
+    /// This process among the nodes: the name and a random part, so that a node restarted
+    /// under the same name never inherits its previous life's connection counts.
+    instance: String,
+    min_replicas: u32,
+    wait_timeout: Duration,
+    watch: Mutex<Watch>,
+    changed: Notify,
+    /// Fired whenever `confirmed` grows.
+    subscribed: Notify,
+    tx: mpsc::Sender<Remote>,
+    rx: Mutex<Option<mpsc::Receiver<Remote>>>,
+    /// The slots this node holds, per user: written again when the cluster forgot the node
+    /// (its heartbeat lapsed during an outage).
+    slots: Mutex<HashMap<String, u64>>,
+    /// Messages heard but not taken by the hub in time.
+    pub lost: AtomicU64,
+}
+
+impl Bus {
+    pub(super) fn new(
+        link: Arc<Link>,
+        heads: Arc<Heads>,
+        node: &str,
+        min_replicas: u32,
+        wait_timeout: Duration,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(FEED);
+        Bus {
+            link,
+            heads,
+            node: node.to_string(),
+            instance: format!("{node}:{}", hex::encode(rand::random::<[u8; 4]>())),
+            min_replicas,
+            wait_timeout,
+            watch: Mutex::new(Watch::default()),
+            changed: Notify::new(),
+            subscribed: Notify::new(),
+            tx,
+            rx: Mutex::new(Some(rx)),
+            slots: Mutex::new(HashMap::new()),
+            lost: AtomicU64::new(0),
+        }
+    }
+
+    /// Records that the pub/sub connection is (or is no longer) subscribed to `channels`.
+    fn confirm(&self, channels: &[Arc<str>], subscribed: bool) {
+        let mut watch = self.watch.lock();
+        for c in channels {
+            if subscribed {
+                // Only what is still wanted: an unwatch may have come meanwhile.
+                if watch.wanted.contains(c) {
+                    watch.confirmed.insert(c.clone());
+                }
+            } else {
+                watch.confirmed.remove(c);
+            }
+        }
+        drop(watch);
+        if subscribed {
+            self.subscribed.notify_waiters();
+        }
+    }
+
+    fn con(&self) -> redis::aio::ConnectionManager {
+        self.link.con()
+    }
+
+    fn hear(&self, msg: &redis::Msg) {
+        let Some(channel) = msg.get_channel_name().strip_prefix(&topic("")) else {
+            return;
+        };
+        let Some((kind, seq, body)) = parse_frame(msg.get_payload_bytes()) else {
+            tracing::warn!(channel, "an unreadable message on the cluster's pub/sub");
+            return;
+        };
+        let message = match decode_body(seq, body) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!(channel, error = %e, "an undecodable message on the cluster's pub/sub");
+                return;
+            }
+        };
+        let channel: Arc<str> = Arc::from(channel);
+        let remote = match kind {
+            b'L' => {
+                self.heads.note(&channel, seq);
+                Remote::Logged { channel, message }
+            }
+            b'V' | b'K' => Remote::Live {
+                channel,
+                message,
+                keyframe: kind == b'K',
+            },
+            _ => return,
+        };
+        if self.tx.try_send(remote).is_err() {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Hears the channels the hub watches until `stop`, reconnecting (and resubscribing
+/// everything) when the connection drops or the primary moved.
+pub(super) async fn run_feed(bus: Arc<Bus>, stop: CancellationToken) {
+    let pause = |d: Duration| {
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(d) => {}
+            }
+        }
+    };
+    'connect: while !stop.is_cancelled() {
+        let addr = bus.link.addr();
+        let pubsub = match bus.link.client().get_async_pubsub().await {
+            Ok(pubsub) => pubsub,
+            Err(e) => {
+                tracing::warn!(error = %e, "connecting the cluster's pub/sub");
+                pause(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        // A new connection has no subscriptions: everything wanted, again.
+        let all: Vec<Arc<str>> = {
+            let mut watch = bus.watch.lock();
+            watch.dirty.clear();
+            watch.confirmed.clear();
+            watch.wanted.iter().cloned().collect()
+        };
+        for chunk in all.chunks(PAGE) {
+            let topics: Vec<String> = chunk.iter().map(|c| topic(c)).collect();
+            if let Err(e) = sink.subscribe(&topics).await {
+                tracing::warn!(error = %e, "subscribing the cluster's pub/sub");
+                pause(Duration::from_millis(500)).await;
+                continue 'connect;
+            }
+            bus.confirm(chunk, true);
+        }
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = bus.changed.notified() => {
+                    let (on, off): (Vec<Arc<str>>, Vec<Arc<str>>) = {
+                        let mut watch = bus.watch.lock();
+                        let dirty = std::mem::take(&mut watch.dirty);
+                        dirty.into_iter().partition(|c| watch.wanted.contains(c))
+                    };
+                    let mut failed = false;
+                    for chunk in off.chunks(PAGE) {
+                        bus.confirm(chunk, false);
+                        let topics: Vec<String> = chunk.iter().map(|c| topic(c)).collect();
+                        failed |= sink.unsubscribe(&topics).await.is_err();
+                    }
+                    for chunk in on.chunks(PAGE) {
+                        let topics: Vec<String> = chunk.iter().map(|c| topic(c)).collect();
+                        let done = sink.subscribe(&topics).await.is_ok();
+                        if done {
+                            bus.confirm(chunk, true);
+                        }
+                        failed |= !done;
+                    }
+                    if failed {
+                        continue 'connect;
+                    }
+                }
+                msg = stream.next() => match msg {
+                    Some(msg) => bus.hear(&msg),
+                    None => {
+                        tracing::warn!("the cluster's pub/sub connection ended; reconnecting");
+                        pause(Duration::from_millis(200)).await;
+                        continue 'connect;
+                    }
+                },
+                _ = tokio::time::sleep(TICK), if bus.link.follows_sentinels() => {
+                    if bus.link.addr() != addr {
+                        continue 'connect;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Bus {
+    /// Says this node is alive; rewrites its connection counts when the cluster had
+    /// forgotten it; with replicas required, checks they are there.
+    pub(super) async fn heartbeat(&self) -> Result<()> {
+        let mut con = self.con();
+        let forgotten: u8 = redis::Script::new(HEARTBEAT)
+            .key(key(&["nodes"]))
+            .arg(&self.instance)
+            .arg(NODE_TTL.as_millis() as u64)
+            .invoke_async(&mut con)
+            .await
+            .map_err(engine)?;
+        let slots: Vec<(String, u64)> = if forgotten == 1 {
+            let slots = self.slots.lock();
+            slots.iter().map(|(u, n)| (u.clone(), *n)).collect()
+        } else {
+            Vec::new()
+        };
+        if !slots.is_empty() {
+            let _: () = con
+                .hset_multiple(key(&["conns", &self.instance]), &slots)
+                .await
+                .map_err(engine)?;
+        }
+        if self.min_replicas > 0 {
+            let reached: u32 = redis::cmd("WAIT")
+                .arg(self.min_replicas)
+                .arg(self.wait_timeout.as_millis() as u64)
+                .query_async(&mut con)
+                .await
+                .map_err(engine)?;
+            if reached < self.min_replicas {
+                return Err(StoreError::Engine(format!(
+                    "redis: {reached} replica(s) answered, cluster.min_replicas is {}",
+                    self.min_replicas
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A clean stop: the node's counts go now rather than when its heartbeat lapses.
+    pub(super) async fn leave_cluster(&self) -> Result<()> {
+        let mut con = self.con();
+        let () = redis::pipe()
+            .zrem(key(&["nodes"]), &self.instance)
+            .ignore()
+            .del(key(&["conns", &self.instance]))
+            .ignore()
+            .query_async(&mut con)
+            .await
+            .map_err(engine)?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Cluster for Bus {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn take_feed(&self) -> Option<mpsc::Receiver<Remote>> {
+        self.rx.lock().take()
+    }
+
+    fn watch(&self, channel: &str, watch: bool) {
+        let mut state = self.watch.lock();
+        let changed = if watch {
+            state.wanted.insert(Arc::from(channel))
+        } else {
+            state.wanted.remove(channel)
+        };
+        if changed {
+            state.dirty.insert(Arc::from(channel));
+            drop(state);
+            self.changed.notify_one();
+        }
+    }
+
+    async fn until_watched(&self, channel: &str, patience: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let notified = self.subscribed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.watch.lock().confirmed.contains(channel) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    fn gap_grace(&self) -> Duration {
+        self.wait_timeout + Duration::from_secs(1)
+    }
+
+    async fn heads(&self, channels: &[Arc<str>]) -> Result<Vec<u64>> {
+        let mut con = self.con();
+        let mut out = Vec::with_capacity(channels.len());
+        for chunk in channels.chunks(PAGE) {
+            let heads: Vec<Option<u64>> = redis::cmd("HMGET")
+                .arg(key(&["head"]))
+                .arg(chunk.iter().map(|c| &**c).collect::<Vec<&str>>())
+                .query_async(&mut con)
+                .await
+                .map_err(engine)?;
+            for (channel, head) in chunk.iter().zip(heads) {
+                let head = head.unwrap_or(0);
+                self.heads.note(channel, head);
+                out.push(head);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn broadcast(
+        &self,
+        channel: &str,
+        draft: &Draft,
+        keyframe_ttl: Option<Duration>,
+    ) -> Result<u64> {
+        let mut con = self.con();
+        let body = encode_message(draft.timestamp, &draft.data, draft.ack_required)?;
+        let ttl = keyframe_ttl.map_or(0, |t| t.as_millis().max(1) as u64);
+        redis::Script::new(BROADCAST)
+            .key(key(&["lseq"]))
+            .key(topic(channel))
+            .key(key(&["keyframe", channel]))
+            .arg(channel)
+            .arg(body)
+            .arg(if ttl > 0 { "K" } else { "V" })
+            .arg(ttl)
+            .invoke_async(&mut con)
+            .await
+            .map_err(engine)
+    }
+
+    async fn keyframe(&self, channel: &str) -> Result<Option<Arc<StoredMessage>>> {
+        let mut con = self.con();
+        let kept: Option<Vec<u8>> = con.get(key(&["keyframe", channel])).await.map_err(engine)?;
+        let Some(kept) = kept else {
+            return Ok(None);
+        };
+        let (_, seq, body) = parse_frame(&kept)
+            .ok_or_else(|| StoreError::Codec("a kept keyframe is unreadable".into()))?;
+        decode_body(seq, body).map(Some)
+    }
+
+    async fn take_slot(&self, user: &str, max: usize) -> Result<Slot> {
+        let mut con = self.con();
+        let before: i64 = redis::Script::new(TAKE)
+            .key(key(&["nodes"]))
+            .arg(key(&["conns", ""]))
+            .arg(&self.instance)
+            .arg(user)
+            .arg(max as u64)
+            .arg(NODE_TTL.as_millis() as u64)
+            .invoke_async(&mut con)
+            .await
+            .map_err(engine)?;
+        if before < 0 {
+            return Ok(Slot::Full);
+        }
+        *self.slots.lock().entry(user.to_string()).or_default() += 1;
+        Ok(Slot::Taken { first: before == 0 })
+    }
+
+    async fn give_slot(&self, user: &str) -> Result<bool> {
+        {
+            let mut slots = self.slots.lock();
+            if let Some(n) = slots.get_mut(user) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    slots.remove(user);
+                }
+            }
+        }
+        let mut con = self.con();
+        let left: u64 = redis::Script::new(GIVE)
+            .key(key(&["nodes"]))
+            .arg(key(&["conns", ""]))
+            .arg(&self.instance)
+            .arg(user)
+            .invoke_async(&mut con)
+            .await
+            .map_err(engine)?;
+        Ok(left == 0)
+    }
+}

@@ -1,0 +1,88 @@
+//! The engine's vocabulary: key names under `lookout:`, how a message is encoded in a stream
+//! entry and on the pub/sub, the heads this node knows, and Redis errors as store errors. A
+//! leaf: it knows nothing of the engine's parts that use it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::super::error::{Result, StoreError};
+use super::super::message::StoredMessage;
+
+/// Every key of the engine starts with it.
+const PREFIX: &str = "lookout:";
+/// How many entries one trim or scan step reads.
+pub(super) const PAGE: usize = 500;
+
+pub(super) fn engine(e: redis::RedisError) -> StoreError {
+    StoreError::Engine(format!("redis: {e}"))
+}
+
+pub(super) fn key(parts: &[&str]) -> String {
+    let mut k = String::from(PREFIX);
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(':');
+        }
+        k.push_str(p);
+    }
+    k
+}
+
+pub(super) fn pair(a: &str, b: &str) -> String {
+    format!("{a}\0{b}")
+}
+
+/// A stored message's body in the stream: (timestamp, data, ack_required).
+pub(super) fn encode_message(
+    timestamp: u64,
+    data: &rmpv::Value,
+    ack_required: bool,
+) -> Result<Vec<u8>> {
+    rmp_serde::to_vec(&(timestamp, data, ack_required))
+        .map_err(|e| StoreError::Codec(e.to_string()))
+}
+
+pub(super) fn decode_entry(id: &str, body: &[u8]) -> Result<Arc<StoredMessage>> {
+    let seq = id
+        .split('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| StoreError::Codec(format!("stream entry id {id}")))?;
+    decode_body(seq, body)
+}
+
+pub(super) fn decode_body(seq: u64, body: &[u8]) -> Result<Arc<StoredMessage>> {
+    let (timestamp, data, ack_required): (u64, rmpv::Value, bool) =
+        rmp_serde::from_slice(body).map_err(|e| StoreError::Codec(e.to_string()))?;
+    Ok(Arc::new(StoredMessage {
+        seq,
+        timestamp,
+        data,
+        ack_required,
+    }))
+}
+
+/// The channels' heads as this node knows them: from its own appends, what it heard from the
+/// other nodes and what it read.
+#[derive(Default)]
+pub(super) struct Heads(RwLock<HashMap<String, u64>>);
+
+impl Heads {
+    pub(super) fn new(heads: HashMap<String, u64>) -> Arc<Self> {
+        Arc::new(Heads(RwLock::new(heads)))
+    }
+
+    /// The head of `channel`, 0 when unknown.
+    pub(super) fn get(&self, channel: &str) -> u64 {
+        self.0.read().get(channel).copied().unwrap_or(0)
+    }
+
+    /// Raises the head of `channel` to `seq` (never lowers it).
+    pub(super) fn note(&self, channel: &str, seq: u64) {
+        let mut heads = self.0.write();
+        let head = heads.entry(channel.to_string()).or_insert(0);
+        *head = (*head).max(seq);
+    }
+}

@@ -1,0 +1,138 @@
+//! The link to the shared Redis: one multiplexed connection (reconnecting by itself), to the
+//! URL of `cluster.redis` or to whichever server the Sentinels of `cluster.sentinels` name as
+//! the primary now. After a failover the Sentinels name another primary: [`Link::follow`]
+//! notices it and moves the link there, so writes error only while there is no primary and
+//! nothing needs a restart.
+//!
+//! The link never retries a write by itself: a write that failed is reported as failed and
+//! never acknowledged (it may still have been applied; the hub's gap filling delivers it then).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::sentinel::{SentinelClient, SentinelServerType};
+
+use super::super::error::{Result, StoreError};
+use super::keys::engine;
+
+/// Where the shared Redis is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// One server, by URL.
+    Url(String),
+    /// The primary the Sentinels name.
+    Sentinels {
+        /// `host:port` of each Sentinel.
+        sentinels: Vec<String>,
+        /// The name they know it by.
+        master: String,
+    },
+}
+
+struct Current {
+    /// The primary's address, as the Sentinels gave it (or the URL).
+    addr: String,
+    client: redis::Client,
+    con: ConnectionManager,
+}
+
+/// The connection to the shared Redis, following its primary.
+pub struct Link {
+    endpoint: Endpoint,
+    response_timeout: Duration,
+    current: ArcSwap<Current>,
+    sentinel: Option<tokio::sync::Mutex<SentinelClient>>,
+}
+
+impl Link {
+    /// Connects; with Sentinels, to the primary they name now.
+    pub async fn open(endpoint: &Endpoint, response_timeout: Duration) -> Result<Link> {
+        let sentinel = match endpoint {
+            Endpoint::Url(_) => None,
+            Endpoint::Sentinels { sentinels, master } => {
+                let urls: Vec<String> = sentinels.iter().map(|s| format!("redis://{s}")).collect();
+                Some(tokio::sync::Mutex::new(
+                    SentinelClient::build(urls, master.clone(), None, SentinelServerType::Master)
+                        .map_err(engine)?,
+                ))
+            }
+        };
+        let client = match (endpoint, &sentinel) {
+            (Endpoint::Url(url), _) => redis::Client::open(url.as_str()).map_err(engine)?,
+            (_, Some(sentinel)) => sentinel
+                .lock()
+                .await
+                .async_get_client()
+                .await
+                .map_err(engine)?,
+            (_, None) => return Err(StoreError::Engine("redis: no endpoint".into())),
+        };
+        let current = Self::connect(client, response_timeout).await?;
+        Ok(Link {
+            endpoint: endpoint.clone(),
+            response_timeout,
+            current: ArcSwap::from_pointee(current),
+            sentinel,
+        })
+    }
+
+    async fn connect(client: redis::Client, response_timeout: Duration) -> Result<Current> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(response_timeout))
+            .set_number_of_retries(2);
+        let con = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(engine)?;
+        Ok(Current {
+            addr: client.get_connection_info().addr().to_string(),
+            client,
+            con,
+        })
+    }
+
+    /// The connection to the primary as known now (cheap: a clone of a handle).
+    pub fn con(&self) -> ConnectionManager {
+        self.current.load().con.clone()
+    }
+
+    /// A client for the primary as known now, for connections of their own (pub/sub).
+    pub fn client(&self) -> redis::Client {
+        self.current.load().client.clone()
+    }
+
+    /// Where the link goes now.
+    pub fn addr(&self) -> String {
+        self.current.load().addr.clone()
+    }
+
+    /// Whether the link follows Sentinels.
+    pub fn follows_sentinels(&self) -> bool {
+        matches!(self.endpoint, Endpoint::Sentinels { .. })
+    }
+
+    /// Asks the Sentinels for the primary and moves the link there when it changed. `true`
+    /// when it moved.
+    pub async fn follow(&self) -> Result<bool> {
+        let Some(sentinel) = &self.sentinel else {
+            return Ok(false);
+        };
+        let client = sentinel
+            .lock()
+            .await
+            .async_get_client()
+            .await
+            .map_err(engine)?;
+        let addr = client.get_connection_info().addr().to_string();
+        if addr == self.current.load().addr {
+            return Ok(false);
+        }
+        let current = Self::connect(client, self.response_timeout).await?;
+        tracing::warn!(primary = %addr, "the Sentinels name another Redis primary: following it");
+        self.current.store(Arc::new(current));
+        Ok(true)
+    }
+}
