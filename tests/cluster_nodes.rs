@@ -1,0 +1,209 @@
+//! Cluster mode with nodes that die: three `lookout` processes (the built binary) on one real
+//! `redis-server`, one of them killed with `kill -9` while clients use it. A subscriber of the
+//! dead node resumes on another with `since` and loses nothing; an escalation timer of the dead
+//! node fires once, on another node, at its due time.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::redis::RedisProcess;
+use common::*;
+use lookout::auth::{Authenticator, Role};
+use serde_json::{json, Value};
+
+const ROOM: &str = "/topic/org/acme/room/ops";
+
+/// A node of the cluster: its own data directory (keys, certificate), the shared Redis and
+/// the shared token secret.
+struct Node {
+    binary: Binary,
+    _dir: tempfile::TempDir,
+}
+
+fn node(redis: &RedisProcess, name: &str, extra: &[(&str, &str)]) -> Node {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = redis.url();
+    let mut env = vec![
+        ("LOOKOUT_CLUSTER__REDIS", url.as_str()),
+        ("LOOKOUT_CLUSTER__MIN_REPLICAS", "0"),
+        ("LOOKOUT_CLUSTER__NODE_ID", name),
+        ("LOOKOUT_JWT__SECRET", SECRET),
+        ("LOOKOUT_LIMITS__MESSAGES_PER_SECOND", "100000"),
+        ("LOOKOUT_LIMITS__MESSAGE_BURST", "100000"),
+    ];
+    env.extend_from_slice(extra);
+    let binary = Binary::serve(&dir.path().join("data"), &env);
+    Node { binary, _dir: dir }
+}
+
+fn token(sub: &str, org: &str, role: Role) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Authenticator::from_config(&test_config(dir.path()))
+        .expect("auth")
+        .mint(sub, Some(org), &[role], Duration::from_secs(3600), None)
+        .expect("mint")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_whose_node_is_killed_resumes_on_another_node_losing_and_doubling_nothing() {
+    let redis = RedisProcess::start();
+    let a = node(&redis, "a", &[]);
+    let b = node(&redis, "b", &[]);
+    let c = node(&redis, "c", &[]);
+    let sup = token("sup", "acme", Role::Supervisor);
+
+    let mut subscriber = b.binary.connect(&sup).await;
+    let epoch = subscriber.established["epoch"].clone();
+    assert!(ok(&subscriber.subscribe(ROOM).await));
+
+    // Publishing on a goes on the whole time.
+    let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut publisher = a.binary.connect(&sup).await;
+    let publishing = {
+        let (acked, stop) = (acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let reply = publisher.publish(ROOM, json!({ "n": n })).await;
+                assert!(ok(&reply), "{reply}");
+                acked
+                    .lock()
+                    .expect("lock")
+                    .push(reply["seq"].as_u64().expect("seq"));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+
+    let mut received: Vec<u64> = Vec::new();
+    while received.len() < 50 {
+        received.push(subscriber.next_on(ROOM).await["seq"].as_u64().expect("seq"));
+    }
+    let mut b = b;
+    b.binary.child.kill().expect("kill -9");
+    b.binary.child.wait().expect("reap");
+    // What was already on its way arrives; then the connection ends.
+    for m in std::mem::take(&mut subscriber.inbox) {
+        if m["channel"] == ROOM {
+            received.push(m["seq"].as_u64().expect("seq"));
+        }
+    }
+    while let Ok(Ok(m)) = tokio::time::timeout(PATIENCE, subscriber.ws.next_frame_or_end()).await {
+        if m["type"] == "message" && m["channel"] == ROOM {
+            received.push(m["seq"].as_u64().expect("seq"));
+        }
+    }
+    let last = *received.last().expect("received");
+    let mut resumed = c.binary.connect(&sup).await;
+    let reply = resumed
+        .request(json!({"type": "subscribe", "channel": ROOM, "since": last, "epoch": epoch}))
+        .await;
+    assert!(ok(&reply), "{reply}");
+    assert_eq!(reply["recovered"], true, "{reply}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    publishing.await.expect("publisher");
+    let acked = acked.lock().expect("lock").clone();
+    let last_acked = *acked.last().expect("acked");
+    while *received.last().expect("received") < last_acked {
+        received.push(resumed.next_on(ROOM).await["seq"].as_u64().expect("seq"));
+    }
+    let extra = resumed.drain(Duration::from_millis(300)).await;
+    assert!(extra.iter().all(|f| f["type"] != "message"), "{extra:?}");
+    assert_eq!(
+        received,
+        (1..=last_acked).collect::<Vec<_>>(),
+        "every acknowledged seq once, in order, across the node's death"
+    );
+    let acked: BTreeSet<u64> = acked.into_iter().collect();
+    assert_eq!(acked.len() as u64, last_acked);
+    eprintln!(
+        "node b killed after {} deliveries; resumed on c from seq {last}; {last_acked} messages, 0 lost, 0 doubled",
+        50
+    );
+    drop(a);
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_raised_on_a_node_killed_before_its_due_time_escalates_once_per_level_on_the_others(
+) {
+    let redis = RedisProcess::start();
+    let escalate = [
+        ("LOOKOUT_ALERTS__LEVEL2_AFTER", "3s"),
+        ("LOOKOUT_ALERTS__LEVEL3_AFTER", "6s"),
+    ];
+    let a = node(&redis, "a", &escalate);
+    let b = node(&redis, "b", &escalate);
+    let c = node(&redis, "c", &escalate);
+    let sup = token("s1", "acme", Role::Supervisor);
+    // A supervisor on b and one on c watch the org's alerts.
+    let mut watchers = Vec::new();
+    for n in [&b, &c] {
+        let mut watcher = n.binary.connect(&sup).await;
+        assert!(ok(&watcher.subscribe("/topic/org/acme/alerts").await));
+        watchers.push(watcher);
+    }
+    let mut guard = a.binary.connect(&token("g1", "acme", Role::Guard)).await;
+    let raised = guard
+        .publish("/topic/emergency/g1", json!({"type": "PANIC"}))
+        .await;
+    assert!(ok(&raised), "{raised}");
+    let id = raised["alertId"].as_str().expect("alert id").to_string();
+    drop(guard);
+    let raised_at = lookout::protocol::now_millis();
+    let mut a = a;
+    a.binary.child.kill().expect("kill -9");
+    a.binary.child.wait().expect("reap");
+
+    // Each watcher sees created, then level 2 and level 3 once each.
+    for watcher in &mut watchers {
+        let mut events: Vec<(String, u64)> = Vec::new();
+        while events.iter().filter(|e| e.0 == "escalated").count() < 2 {
+            let m = watcher.next_on("/topic/org/acme/alerts").await;
+            if m["data"]["alert"]["id"] == json!(id) {
+                let event = m["data"]["event"].as_str().expect("event").to_string();
+                events.push((event, m["data"]["alert"]["level"].as_u64().expect("level")));
+            }
+        }
+        let more = watcher.drain(Duration::from_secs(2)).await;
+        let doubled: Vec<&Value> = more
+            .iter()
+            .filter(|f| f["data"]["alert"]["id"] == json!(id))
+            .collect();
+        assert!(doubled.is_empty(), "an escalation fired twice: {doubled:?}");
+        assert_eq!(
+            events,
+            vec![
+                ("created".to_string(), 1),
+                ("escalated".to_string(), 2),
+                ("escalated".to_string(), 3)
+            ]
+        );
+    }
+    let alert = get_json(
+        &http_client(&b.binary.cert_pem()),
+        &format!("https://{}/api/v1/alerts/{id}", b.binary.addr),
+        &sup,
+    )
+    .await;
+    let escalations: Vec<AuditStep> = audit_trail(&alert)
+        .into_iter()
+        .filter(|s| s.action == "escalated")
+        .collect();
+    assert_eq!(
+        escalations.iter().map(|s| s.level).collect::<Vec<_>>(),
+        vec![2, 3],
+        "{alert}"
+    );
+    // Not before its due time, and by another node while a is dead.
+    let level2 = escalations[0].at.saturating_sub(raised_at);
+    assert!(level2 >= 2_900, "level 2 fired {level2} ms after the PANIC");
+    drop(b);
+    drop(c);
+}
