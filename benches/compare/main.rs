@@ -8,7 +8,7 @@
 //! `target/bench-compare/<unix time>/` and prints the Markdown.
 //!
 //! Settings (environment): `COMPARE_SCENARIOS` (any of connections, fanout, field, storm,
-//! durable, churn), `COMPARE_SERVERS` (any of lookout, nchan, nchan-plain,
+//! durable, churn), `COMPARE_SERVERS` (any of lookout, lookout-cluster, nchan, nchan-plain,
 //! rabbitmq), `CONNECTIONS_N` (19,000),
 //! `CONNECTIONS_N_RABBITMQ` (5,000: RabbitMQ holds ~180 KiB each), `CONNECTIONS_HOLD` (30 s),
 //! `FANOUT_SUBSCRIBERS` (1,000), `FANOUT_RATES` (50,100,...,800), `FANOUT_SECONDS`
@@ -79,9 +79,9 @@ impl Settings {
         let servers = list(
             "COMPARE_SERVERS",
             if full {
-                "lookout,nchan,nchan-plain,rabbitmq"
+                "lookout,lookout-cluster,nchan,nchan-plain,rabbitmq"
             } else {
-                "lookout"
+                "lookout,lookout-cluster"
             },
         )
         .iter()

@@ -1,6 +1,9 @@
 //! The servers under test, each started by the bench on 127.0.0.1 only, with a data directory
 //! of its own, and stopped by its own pid when dropped (also when the bench fails):
 //! - **Lookout**: the built binary (or `SERVER_UNDER_TEST`), TLS, a logged room;
+//! - **Lookout cluster**: three such nodes in cluster mode on one durable `redis-server`
+//!   (Debian's; a Unix socket of its own, no replica: `cluster.min_replicas = 0`), the
+//!   subscribers spread over the nodes in turn, the publisher on the first;
 //! - **Nchan**: Debian's `nginx` with `libnginx-mod-nchan`, TLS with the same kind of
 //!   self-signed certificate, an HTTP `nchan_publisher` and a `nchan_subscriber websocket`
 //!   location, 2 workers;
@@ -32,6 +35,8 @@ pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Lookout,
+    /// Three Lookout nodes on one Redis.
+    LookoutCluster,
     Nchan,
     /// Nchan over plain WebSocket, as the first measurement ran it.
     NchanPlain,
@@ -42,6 +47,7 @@ impl Kind {
     pub fn parse(name: &str) -> Option<Kind> {
         match name.trim() {
             "lookout" => Some(Kind::Lookout),
+            "lookout-cluster" => Some(Kind::LookoutCluster),
             "nchan" => Some(Kind::Nchan),
             "nchan-plain" => Some(Kind::NchanPlain),
             "rabbitmq" => Some(Kind::RabbitMq),
@@ -52,6 +58,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Lookout => "Lookout",
+            Kind::LookoutCluster => "Lookout, 3 nodes on Redis",
             Kind::Nchan => "Nchan",
             Kind::NchanPlain => "Nchan (plain)",
             Kind::RabbitMq => "RabbitMQ Web-STOMP",
@@ -61,6 +68,7 @@ impl Kind {
     pub fn key(self) -> &'static str {
         match self {
             Kind::Lookout => "lookout",
+            Kind::LookoutCluster => "lookout-cluster",
             Kind::Nchan => "nchan",
             Kind::NchanPlain => "nchan-plain",
             Kind::RabbitMq => "rabbitmq",
@@ -76,6 +84,11 @@ impl Kind {
                     .unwrap_or_else(|| env!("CARGO_BIN_EXE_lookout").into()),
                 &["--version"],
             ),
+            Kind::LookoutCluster => format!(
+                "{} ×3, redis-server {}",
+                Kind::Lookout.version(),
+                dpkg("redis-server")
+            ),
             Kind::Nchan | Kind::NchanPlain => format!(
                 "{}, libnginx-mod-nchan {}",
                 command_output("nginx".into(), &["-v"]),
@@ -89,6 +102,9 @@ impl Kind {
     pub fn missing(self) -> Option<String> {
         match self {
             Kind::Lookout => None,
+            Kind::LookoutCluster => which("redis-server")
+                .is_none()
+                .then(|| "redis-server is not installed".to_string()),
             Kind::Nchan | Kind::NchanPlain => (!Path::new(NCHAN_MODULE).exists()
                 || which("nginx").is_none())
             .then(|| "nginx and libnginx-mod-nchan are not installed".into()),
@@ -238,6 +254,11 @@ fn rss_kib_of(pid: u32) -> u64 {
 
 enum Process {
     Lookout(Binary),
+    /// The nodes, then the Redis they share (stopped after them: fields drop in order).
+    Cluster {
+        nodes: Vec<Binary>,
+        _redis: harness::redis::RedisProcess,
+    },
     Nchan(Owned),
     /// RabbitMQ's start script (beam.smp below it), and the epmd started for it (stopped
     /// after the broker: fields drop in order).
@@ -255,6 +276,9 @@ pub struct Server {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     process: Process,
     cert_pem: Vec<u8>,
+    /// Where subscribers connect, in turn (one entry but for a cluster).
+    nodes: Vec<(SocketAddr, Option<Arc<rustls::ClientConfig>>)>,
+    turn: std::sync::atomic::AtomicUsize,
     _dir: tempfile::TempDir,
 }
 
@@ -274,15 +298,19 @@ impl Server {
                     ],
                 );
                 let cert_pem = binary.cert_pem();
+                let tls = Some(harness::client_tls(&cert_pem));
                 Server {
                     kind,
                     addr: binary.addr,
-                    tls: Some(harness::client_tls(&cert_pem)),
+                    nodes: vec![(binary.addr, tls.clone())],
+                    turn: Default::default(),
+                    tls,
                     process: Process::Lookout(binary),
                     cert_pem,
                     _dir: dir,
                 }
             }
+            Kind::LookoutCluster => Server::cluster(dir),
             Kind::Nchan => Server::nchan(dir, true),
             Kind::NchanPlain => Server::nchan(dir, false),
             Kind::RabbitMq => Server::rabbitmq(dir),
@@ -344,10 +372,17 @@ http {{
         );
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         wait_listening(addr, Duration::from_secs(20), "nginx");
+        let tls = tls.then(|| harness::client_tls(&cert_pem));
         Server {
-            kind: if tls { Kind::Nchan } else { Kind::NchanPlain },
+            kind: if tls.is_some() {
+                Kind::Nchan
+            } else {
+                Kind::NchanPlain
+            },
             addr,
-            tls: tls.then(|| harness::client_tls(&cert_pem)),
+            nodes: vec![(addr, tls.clone())],
+            turn: Default::default(),
+            tls,
             process: Process::Nchan(nginx),
             cert_pem,
             _dir: dir,
@@ -418,6 +453,8 @@ loopback_users.guest = true
             kind: Kind::RabbitMq,
             addr,
             tls: None,
+            nodes: vec![(addr, None)],
+            turn: Default::default(),
             process: Process::RabbitMq {
                 broker,
                 _epmd: epmd,
@@ -427,18 +464,63 @@ loopback_users.guest = true
         }
     }
 
-    /// The pid the server's process tree hangs from.
-    fn root_pid(&self) -> u32 {
+    fn cluster(dir: tempfile::TempDir) -> Server {
+        let redis = harness::redis::RedisProcess::start();
+        let url = redis.url();
+        let mut nodes = Vec::new();
+        for name in ["a", "b", "c"] {
+            nodes.push(Binary::serve(
+                &dir.path().join(name),
+                &[
+                    ("LOOKOUT_CLUSTER__REDIS", url.as_str()),
+                    ("LOOKOUT_CLUSTER__MIN_REPLICAS", "0"),
+                    ("LOOKOUT_CLUSTER__NODE_ID", name),
+                    ("LOOKOUT_JWT__SECRET", harness::SECRET),
+                    ("LOOKOUT_LIMITS__MAX_CONNECTIONS", "20000"),
+                    ("LOOKOUT_LIMITS__MESSAGES_PER_SECOND", "100000"),
+                    ("LOOKOUT_LIMITS__MESSAGE_BURST", "100000"),
+                    ("LOOKOUT_LIMITS__PING_INTERVAL", "10s"),
+                ],
+            ));
+        }
+        let reach: Vec<(SocketAddr, Option<Arc<rustls::ClientConfig>>)> = nodes
+            .iter()
+            .map(|n| (n.addr, Some(harness::client_tls(&n.cert_pem()))))
+            .collect();
+        Server {
+            kind: Kind::LookoutCluster,
+            addr: reach[0].0,
+            tls: reach[0].1.clone(),
+            nodes: reach,
+            turn: Default::default(),
+            cert_pem: nodes[0].cert_pem(),
+            process: Process::Cluster {
+                nodes,
+                _redis: redis,
+            },
+            _dir: dir,
+        }
+    }
+
+    /// The pids the server's process trees hang from (every node and the Redis of a cluster).
+    fn root_pids(&self) -> Vec<u32> {
         match &self.process {
-            Process::Lookout(b) => b.child.id(),
-            Process::Nchan(o) | Process::RabbitMq { broker: o, .. } => o.child.id(),
+            Process::Lookout(b) => vec![b.child.id()],
+            Process::Cluster { nodes, _redis } => {
+                let mut pids: Vec<u32> = nodes.iter().map(|b| b.child.id()).collect();
+                pids.push(_redis.pid());
+                pids
+            }
+            Process::Nchan(o) | Process::RabbitMq { broker: o, .. } => vec![o.child.id()],
         }
     }
 
     fn tree(&self) -> Vec<u32> {
-        let root = self.root_pid();
-        let mut all = vec![root];
-        all.extend(descendants(root));
+        let mut all = Vec::new();
+        for root in self.root_pids() {
+            all.push(root);
+            all.extend(descendants(root));
+        }
         all
     }
 
@@ -463,6 +545,7 @@ loopback_users.guest = true
     pub fn transport(&self) -> &'static str {
         match self.kind {
             Kind::Lookout | Kind::Nchan => "TLS WebSocket",
+            Kind::LookoutCluster => "TLS WebSocket to 3 nodes",
             Kind::NchanPlain => "plain WebSocket",
             Kind::RabbitMq => "plain WebSocket (STOMP)",
         }
@@ -487,6 +570,16 @@ loopback_users.guest = true
     pub fn token_in(&self, user: &str, org: &str, role: Role) -> Option<String> {
         match &self.process {
             Process::Lookout(b) => Some(b.token(user, Some(org), &[role])),
+            Process::Cluster { .. } => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let auth =
+                    lookout::auth::Authenticator::from_config(&harness::test_config(dir.path()))
+                        .expect("auth");
+                Some(
+                    auth.mint(user, Some(org), &[role], Duration::from_secs(3600), None)
+                        .expect("mint"),
+                )
+            }
             _ => None,
         }
     }
@@ -502,8 +595,10 @@ loopback_users.guest = true
         source: IpAddr,
     ) -> Result<Ws, String> {
         match self.kind {
-            Kind::Lookout => {
-                let mut ws = self.websocket("/ws", source, token, None).await?;
+            Kind::Lookout | Kind::LookoutCluster => {
+                let turn = self.turn.fetch_add(1, Ordering::Relaxed) % self.nodes.len();
+                let (addr, tls) = self.nodes[turn].clone();
+                let mut ws = websocket(addr, tls, "/ws", source, token, None).await?;
                 next_text(&mut ws).await?; // connection_established
                 let subscribe = json!({"type": "subscribe", "id": "s", "channel": room(topic)});
                 send(&mut ws, subscribe.to_string()).await?;
@@ -559,7 +654,7 @@ loopback_users.guest = true
     pub async fn publisher(&self, topic: &str) -> Result<Publisher, String> {
         let local: IpAddr = [127, 0, 0, 1].into();
         Ok(match self.kind {
-            Kind::Lookout => {
+            Kind::Lookout | Kind::LookoutCluster => {
                 let token = self.token("publisher", Role::Supervisor);
                 let mut ws = self.websocket("/ws", local, token.as_deref(), None).await?;
                 next_text(&mut ws).await?;

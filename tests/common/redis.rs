@@ -2,7 +2,12 @@
 //! temporary directory of its own (no TCP port at all), durable as cluster mode requires, and
 //! stopped by its own pid when dropped, also when the test fails. Shared by the integration
 //! tests and the store's unit tests (`#[path]`).
+//!
+//! For failover tests, [`RedisProcess::start_tcp`] and [`Sentinel`]: a primary, its replicas
+//! and Debian's `redis-sentinel` on 127.0.0.1 ports of their own (Sentinels need TCP), each
+//! with a directory of its own and stopped by its own pid.
 
+#![allow(dead_code)] // each includer uses part of it
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -11,6 +16,28 @@ pub struct RedisProcess {
     /// Its data and socket; removed when the process is gone.
     _dir: tempfile::TempDir,
     pub socket: PathBuf,
+    /// Its TCP port on 127.0.0.1, for a failover test's servers.
+    pub port: Option<u16>,
+    args: Vec<String>,
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released: a test's servers take theirs at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 impl RedisProcess {
@@ -23,27 +50,8 @@ impl RedisProcess {
     pub fn start_with(args: &[&str]) -> RedisProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("redis.sock");
-        let program = if std::path::Path::new("/usr/bin/redis-server").exists() {
-            "/usr/bin/redis-server"
-        } else {
-            "redis-server"
-        };
-        let child = std::process::Command::new(program)
-            .arg("--port")
-            .arg("0")
-            .arg("--unixsocket")
-            .arg(&socket)
-            .arg("--unixsocketperm")
-            .arg("700")
-            .arg("--dir")
-            .arg(dir.path())
-            .arg("--save")
-            .arg("")
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (install Debian's redis-server, or run tests/run.sh)");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let child = spawn_server(dir.path(), &socket, &args);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !socket.exists() {
             assert!(Instant::now() < deadline, "redis-server did not start");
@@ -53,7 +61,56 @@ impl RedisProcess {
             child,
             _dir: dir,
             socket,
+            port: None,
+            args,
         }
+    }
+
+    /// A durable Redis on 127.0.0.1:`port` (its Unix socket too), with `extra` arguments
+    /// (e.g. `--replicaof 127.0.0.1 P`).
+    pub fn start_tcp(port: u16, extra: &[&str]) -> RedisProcess {
+        let port_arg = port.to_string();
+        let mut args = vec![
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port_arg,
+        ];
+        args.extend_from_slice(extra);
+        let mut redis = RedisProcess::start_with(&args);
+        wait_for_port(port);
+        redis.port = Some(port);
+        redis
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9` of this process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the process again on its directory, port and arguments (after [`Self::kill`]).
+    pub fn restart(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.socket);
+        self.child = spawn_server(self._dir.path(), &self.socket, &self.args);
+        if let Some(port) = self.port {
+            wait_for_port(port);
+        }
+    }
+
+    /// `redis://127.0.0.1:port` of a TCP one.
+    pub fn tcp_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port.expect("a TCP redis"))
     }
 
     /// The URL Lookout connects with.
@@ -63,6 +120,90 @@ impl RedisProcess {
 }
 
 impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn program(name: &str) -> String {
+    let debian = format!("/usr/bin/{name}");
+    if std::path::Path::new(&debian).exists() {
+        debian
+    } else {
+        name.to_string()
+    }
+}
+
+fn spawn_server(
+    dir: &std::path::Path,
+    socket: &std::path::Path,
+    args: &[String],
+) -> std::process::Child {
+    std::process::Command::new(program("redis-server"))
+        .arg("--port")
+        .arg("0")
+        .arg("--unixsocket")
+        .arg(socket)
+        .arg("--unixsocketperm")
+        .arg("700")
+        .arg("--dir")
+        .arg(dir)
+        .arg("--save")
+        .arg("")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (install Debian's redis-server, or run tests/run.sh)")
+}
+
+/// A `redis-sentinel` on 127.0.0.1 watching the primary `master` calls `name`, quick to
+/// decide it is down (1 s).
+pub struct Sentinel {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Sentinel {
+    pub fn start(name: &str, master_port: u16, quorum: u32) -> Sentinel {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let config = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                 sentinel monitor {name} 127.0.0.1 {master_port} {quorum}\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 4000\n\
+                 sentinel parallel-syncs {name} 1\n",
+                dir = dir.path().display()
+            ),
+        )
+        .expect("sentinel.conf");
+        let child = std::process::Command::new(program("redis-sentinel"))
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-sentinel (install Debian's redis-sentinel, or run tests/run.sh)");
+        wait_for_port(port);
+        Sentinel {
+            child,
+            _dir: dir,
+            port,
+        }
+    }
+
+    /// `127.0.0.1:port`, as `cluster.sentinels` lists it.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Sentinel {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
