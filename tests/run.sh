@@ -29,9 +29,9 @@ if [ -z "${CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
 fi
 # Cluster mode's tests start Debian's redis-server themselves (a Unix socket in a temp dir, no
 # TCP port); the package's own service is never started.
-if ! need redis-server; then
-    echo "== installing redis-server (Debian package; its service is not started)"
-    bash .ci/apt-install-quiet "redis-server" redis-server
+if ! need redis-server || ! need redis-sentinel; then
+    echo "== installing redis-server and redis-sentinel (Debian packages; their services are not started)"
+    bash .ci/apt-install-quiet "redis-server redis-sentinel" redis-server redis-sentinel
 fi
 # The systemd unit is checked with systemd-analyze.
 if ! need systemd-analyze; then
@@ -82,3 +82,7 @@ cargo test --all-targets
 echo "== cargo test on the Redis engine (TEST_STORE=redis)"
 TEST_STORE=redis cargo test --test durability --test authorization --test field \
     --test idempotency --test stomp --test enrollment --test budgets --test operations
+# The authorization matrix against a cluster: every in-process server is three nodes on one
+# Redis and the clients connect to them in turn.
+echo "== cargo test on a three-node cluster (TEST_CLUSTER=3)"
+TEST_CLUSTER=3 cargo test --test authorization
