@@ -115,6 +115,31 @@ impl Drop for Releasing<'_> {
 }
 
 impl Hub {
+    /// The channel's entry, kept alive until the returned guard drops. In cluster mode an
+    /// entry created now starts from the head as it is now: other nodes may have appended
+    /// since this one last heard of the channel.
+    pub(super) async fn hold_entry(
+        &self,
+        target: &Target,
+        stored: &str,
+    ) -> Result<InFlight<'_>, HubError> {
+        if self.store.cluster().is_some() && self.registry.get(stored).is_none() {
+            self.store.fresh_head(stored).await?;
+        }
+        Ok(loop {
+            let channel = self
+                .registry
+                .entry(target, stored, || self.store.head(stored));
+            let mut st = channel.state.lock();
+            if st.removed {
+                continue;
+            }
+            st.in_flight += 1;
+            drop(st);
+            break InFlight { hub: self, channel };
+        })
+    }
+
     /// Publishes on behalf of `who`, after checking the rights table. Returns once the message
     /// is durable (logged channels) and queued to every subscriber.
     pub async fn publish(&self, who: &Identity, req: Publish<'_>) -> Result<Published, HubError> {
@@ -239,23 +264,7 @@ impl Hub {
     ) -> Result<u64, HubError> {
         let stored = target.stored_name();
         let kind = target.kind();
-        if self.store.cluster().is_some() && self.registry.get(&stored).is_none() {
-            // Other nodes may have appended since this one last heard of the channel: its
-            // entry must start from the head as it is now.
-            self.store.fresh_head(&stored).await?;
-        }
-        let in_flight = loop {
-            let channel = self
-                .registry
-                .entry(target, &stored, || self.store.head(&stored));
-            let mut st = channel.state.lock();
-            if st.removed {
-                continue;
-            }
-            st.in_flight += 1;
-            drop(st);
-            break InFlight { hub: self, channel };
-        };
+        let in_flight = self.hold_entry(target, &stored).await?;
         let draft = Draft {
             timestamp: now_millis(),
             data,

@@ -214,21 +214,7 @@ impl Hub {
         target: &Target,
         stored: &str,
     ) -> Result<InFlight<'_>, HubError> {
-        if self.registry.get(stored).is_none() {
-            self.store.fresh_head(stored).await?;
-        }
-        let pin = loop {
-            let channel = self
-                .registry
-                .entry(target, stored, || self.store.head(stored));
-            let mut st = channel.state.lock();
-            if st.removed {
-                continue;
-            }
-            st.in_flight += 1;
-            drop(st);
-            break InFlight { hub: self, channel };
-        };
+        let pin = self.hold_entry(target, stored).await?;
         if !cluster.until_watched(stored, WATCH_PATIENCE).await {
             tracing::warn!(
                 channel = stored,
