@@ -260,6 +260,10 @@ pub(super) async fn run_feed(bus: Arc<Bus>, stop: CancellationToken) {
             }
             bus.confirm(chunk, true);
         }
+        // An interval, not a sleep in the select: a sleep made anew on every turn never
+        // fires while messages keep coming, and the feed would stay on a former primary.
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -295,7 +299,7 @@ pub(super) async fn run_feed(bus: Arc<Bus>, stop: CancellationToken) {
                         continue 'connect;
                     }
                 },
-                _ = tokio::time::sleep(TICK), if bus.link.follows_sentinels() => {
+                _ = tick.tick(), if bus.link.follows_sentinels() => {
                     if bus.link.addr() != addr {
                         continue 'connect;
                     }

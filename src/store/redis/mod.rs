@@ -337,7 +337,8 @@ impl RedisStore {
         let mut written = 0u64;
         for chunk in items.chunks(PAGE) {
             let mut pipe = redis::pipe();
-            pipe.atomic();
+            // MULTI by hand, not `atomic()`: the WAIT `commit` adds must follow the EXEC.
+            pipe.cmd("MULTI").ignore();
             for item in chunk {
                 match item {
                     Item::Channel { name, head } => {
@@ -397,12 +398,8 @@ impl RedisStore {
                     }
                 }
             }
-            let started = Instant::now();
-            let () = pipe
-                .query_async(&mut con)
-                .await
-                .map_err(|e| self.unhealthy(e))?;
-            self.written(&mut con, started).await?;
+            pipe.cmd("EXEC").ignore();
+            self.commit(&mut con, pipe, None).await?;
             written += chunk.len() as u64;
         }
         Ok(written)
@@ -412,16 +409,49 @@ impl RedisStore {
         self.link.con()
     }
 
-    /// A write's ticket, once Redis has it durably (and enough replicas do); the commit latency
-    /// is the time since the write was sent (`started`).
-    async fn written(&self, con: &mut ConnectionManager, started: Instant) -> Result<Ticket> {
+    /// Sends a write and, with `cluster.min_replicas` > 0, a `WAIT` for the replicas behind it,
+    /// in one request on one connection; answers the write's own replies (the `WAIT` taken off)
+    /// and its ticket, once Redis has it durably and enough replicas do. The commit latency is
+    /// the time since the write was sent.
+    ///
+    /// Never a `WAIT` of its own: the shared connection reconnects when any task sharing it sees
+    /// it drop (Sentinel drops clients when it reconfigures a server), and a `WAIT` on the new
+    /// connection, which has written nothing, answers at once with every replica — a false
+    /// acknowledgement. In one pipeline both go on the same connection or both fail.
+    ///
+    /// `script`: the one the pipeline runs by hash; when the server does not know it (a
+    /// promoted replica's script cache is empty), nothing of the pipeline was applied, so it is
+    /// loaded and the pipeline sent once more.
+    async fn commit(
+        &self,
+        con: &mut ConnectionManager,
+        mut pipe: redis::Pipeline,
+        script: Option<&redis::Script>,
+    ) -> Result<(Vec<redis::Value>, Ticket)> {
         if self.min_replicas > 0 {
-            let reached: u32 = redis::cmd("WAIT")
+            pipe.cmd("WAIT")
                 .arg(self.min_replicas)
-                .arg(self.wait_timeout.as_millis() as u64)
-                .query_async(con)
-                .await
-                .map_err(|e| self.unhealthy(e))?;
+                .arg(self.wait_timeout.as_millis() as u64);
+        }
+        let started = Instant::now();
+        let mut answer: redis::RedisResult<Vec<redis::Value>> = pipe.query_async(con).await;
+        if let (Err(e), Some(script)) = (&answer, script) {
+            if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) {
+                script
+                    .load_async(con)
+                    .await
+                    .map_err(|e| self.unhealthy(e))?;
+                answer = pipe.query_async(con).await;
+            }
+        }
+        let mut replies = answer.map_err(|e| self.unhealthy(e))?;
+        if self.min_replicas > 0 {
+            let reached: u32 = replies
+                .pop()
+                .map(redis::from_redis_value)
+                .transpose()
+                .map_err(|e| self.unhealthy(e.into()))?
+                .unwrap_or(0);
             if reached < self.min_replicas {
                 self.healthy.store(false, Ordering::Release);
                 return Err(StoreError::Engine(format!(
@@ -433,12 +463,24 @@ impl RedisStore {
         }
         self.latency.observe(started.elapsed());
         self.healthy.store(true, Ordering::Release);
-        Ok(Ticket(self.written.fetch_add(1, Ordering::AcqRel) + 1))
+        Ok((
+            replies,
+            Ticket(self.written.fetch_add(1, Ordering::AcqRel) + 1),
+        ))
     }
 
     fn unhealthy(&self, e: redis::RedisError) -> StoreError {
         self.healthy.store(false, Ordering::Release);
         engine(e)
+    }
+
+    /// The first of a pipeline's replies, as `T`.
+    fn reply<T: redis::FromRedisValue>(&self, replies: Vec<redis::Value>) -> Result<T> {
+        let first = replies
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Engine("redis: a write without its reply".into()))?;
+        redis::from_redis_value(first).map_err(|e| engine(e.into()))
     }
 
     fn note_head(&self, channel: &str, seq: u64) {
@@ -454,11 +496,11 @@ impl RedisStore {
         let mut con = self.con();
         // The body does not depend on the seq, so it is encoded before the seq is taken.
         let body = encode_message(draft.timestamp, &draft.data, draft.ack_required)?;
-        let started = Instant::now();
         // Without replicas to wait for, the script publishes the message itself: durable and
         // on its way to the other nodes in one step.
         let publish_in_script = self.min_replicas == 0;
-        let (new, seq): (u8, u64) = APPEND_SCRIPT
+        let mut invocation = APPEND_SCRIPT.prepare_invoke();
+        invocation
             .key(key(&["head"]))
             .key(key(&["log", channel]))
             .key(key(&["ackreq", channel]))
@@ -468,12 +510,12 @@ impl RedisStore {
             .arg(&body)
             .arg(if draft.ack_required { "1" } else { "0" })
             .arg(idempotency)
-            .arg(if publish_in_script { "1" } else { "0" })
-            .invoke_async(&mut con)
-            .await
-            .map_err(|e| self.unhealthy(e))?;
+            .arg(if publish_in_script { "1" } else { "0" });
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&invocation);
+        let (replies, ticket) = self.commit(&mut con, pipe, Some(&APPEND_SCRIPT)).await?;
+        let (new, seq): (u8, u64) = self.reply(replies)?;
         self.note_head(channel, seq);
-        let ticket = self.written(&mut con, started).await?;
         if new == 1 && !publish_in_script {
             // Only now that the replicas have it may another node deliver it. A node that dies
             // here leaves a gap the others fill from the log.
@@ -623,18 +665,18 @@ impl Store for RedisStore {
 
     async fn claim_timer(&self, timer: &Timer) -> Result<bool> {
         let mut con = self.con();
-        let claimed: u8 = redis::Script::new(CLAIM)
+        let script = redis::Script::new(CLAIM);
+        let mut invocation = script.prepare_invoke();
+        invocation
             .key(key(&["timers"]))
             .key(key(&["claimed"]))
             .arg(timer_member(timer.due, timer.level, &timer.alert))
-            .arg(CLAIM_HOLD.as_millis() as u64)
-            .invoke_async(&mut con)
-            .await
-            .map_err(|e| self.unhealthy(e))?;
-        if claimed == 1 {
-            // The claim must outlive a failover, or two nodes could fire the timer.
-            self.written(&mut con, Instant::now()).await?;
-        }
+            .arg(CLAIM_HOLD.as_millis() as u64);
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&invocation);
+        // The claim must outlive a failover, or two nodes could fire the timer.
+        let (replies, _) = self.commit(&mut con, pipe, Some(&script)).await?;
+        let claimed: u8 = self.reply(replies)?;
         Ok(claimed == 1)
     }
 
@@ -817,12 +859,10 @@ impl Store for RedisStore {
         if seq == 0 || seq > self.head_of(&mut con, channel).await? {
             return Ok(None);
         }
-        let started = Instant::now();
-        let _: u64 = con
-            .sadd(key(&["acked", &pair(user, channel)]), seq)
-            .await
-            .map_err(|e| self.unhealthy(e))?;
-        Ok(Some(self.written(&mut con, started).await?))
+        let mut pipe = redis::pipe();
+        pipe.sadd(key(&["acked", &pair(user, channel)]), seq)
+            .ignore();
+        Ok(Some(self.commit(&mut con, pipe, None).await?.1))
     }
 
     async fn advance_cursor(&self, user: &str, channel: &str, seq: u64) -> Result<Option<Ticket>> {
@@ -830,15 +870,15 @@ impl Store for RedisStore {
         if seq == 0 || seq > self.head_of(&mut con, channel).await? {
             return Ok(None);
         }
-        let started = Instant::now();
-        let _: u64 = redis::Script::new(ADVANCE)
+        let script = redis::Script::new(ADVANCE);
+        let mut invocation = script.prepare_invoke();
+        invocation
             .key(key(&["cursor"]))
             .arg(pair(user, channel))
-            .arg(seq)
-            .invoke_async(&mut con)
-            .await
-            .map_err(|e| self.unhealthy(e))?;
-        Ok(Some(self.written(&mut con, started).await?))
+            .arg(seq);
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&invocation).ignore();
+        Ok(Some(self.commit(&mut con, pipe, Some(&script)).await?.1))
     }
 
     async fn cursor(&self, user: &str, channel: &str) -> Result<u64> {
@@ -852,18 +892,19 @@ impl Store for RedisStore {
 
     async fn remember_user(&self, user: &str, org: &str, now: u64) -> Result<Remembered> {
         let mut con = self.con();
-        let started = Instant::now();
-        let known: String = redis::Script::new(REMEMBER)
+        let script = redis::Script::new(REMEMBER);
+        let mut invocation = script.prepare_invoke();
+        invocation
             .key(key(&["users"]))
             .key(key(&["seen"]))
             .arg(user)
             .arg(org)
-            .arg(now)
-            .invoke_async(&mut con)
-            .await
-            .map_err(|e| self.unhealthy(e))?;
+            .arg(now);
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&invocation);
+        let (replies, _) = self.commit(&mut con, pipe, Some(&script)).await?;
+        let known: String = self.reply(replies)?;
         if known.is_empty() {
-            self.written(&mut con, started).await?;
             Ok(Remembered::Same)
         } else {
             Ok(Remembered::Conflict(Arc::from(known)))
@@ -889,13 +930,11 @@ impl Store for RedisStore {
 
     async fn claim_job(&self, job: &str, owner: &str) -> Result<Arc<str>> {
         let mut con = self.con();
-        let started = Instant::now();
-        let claimed: bool = con
-            .hset_nx(key(&["jobs"]), job, owner)
-            .await
-            .map_err(|e| self.unhealthy(e))?;
+        let mut pipe = redis::pipe();
+        pipe.hset_nx(key(&["jobs"]), job, owner);
+        let (replies, _) = self.commit(&mut con, pipe, None).await?;
+        let claimed: bool = self.reply(replies)?;
         if claimed {
-            self.written(&mut con, started).await?;
             return Ok(Arc::from(owner));
         }
         let stored: Option<String> = con.hget(key(&["jobs"]), job).await.map_err(engine)?;
@@ -931,7 +970,7 @@ impl Store for RedisStore {
     async fn write(&self, changes: &[Change<'_>]) -> Result<Ticket> {
         let mut con = self.con();
         let mut pipe = redis::pipe();
-        pipe.atomic();
+        pipe.cmd("MULTI").ignore();
         for change in changes {
             let (record, value) = match change {
                 Change::Put(record, value) => (record, Some(value)),
@@ -957,12 +996,8 @@ impl Store for RedisStore {
                 }
             }
         }
-        let started = Instant::now();
-        let () = pipe
-            .query_async(&mut con)
-            .await
-            .map_err(|e| self.unhealthy(e))?;
-        self.written(&mut con, started).await
+        pipe.cmd("EXEC").ignore();
+        Ok(self.commit(&mut con, pipe, None).await?.1)
     }
 
     async fn due_timers(&self, now: u64) -> Result<Vec<Timer>> {
