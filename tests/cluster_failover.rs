@@ -46,6 +46,18 @@ async fn primary_port(sentinel: &Sentinel) -> Option<u16> {
     addr.get(1)?.parse().ok()
 }
 
+/// How far each node has delivered `room`: the head its history answers with.
+async fn delivered_heads(nodes: &[TestServer], room: &str, token: &str) -> Vec<serde_json::Value> {
+    let mut heads = Vec::new();
+    for node in nodes {
+        let url = node.https(&format!(
+            "/api/v1/channels/history?channel={room}&since=0&limit=1"
+        ));
+        heads.push(get_json(&node.http(), &url, token).await["head"].clone());
+    }
+    heads
+}
+
 /// Waits until `primary` reports `n` connected replicas, online.
 async fn wait_for_replicas(primary: &RedisProcess, n: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -242,24 +254,12 @@ async fn acknowledged_publishes_survive_primary_failovers_and_every_node_goes_on
             .query_async(&mut con)
             .await
             .expect("xlen");
-        let mut reached = Vec::new();
-        for node in &nodes {
-            let url = node.https(&format!(
-                "/api/v1/channels/history?channel={room}&since=0&limit=1"
-            ));
-            reached.push(get_json(&node.http(), &url, &sup).await["head"].clone());
-        }
+        let reached = delivered_heads(&nodes, &room, &sup).await;
         eprintln!(
             "{room}: the primary's head {head:?}, {len} entries; the nodes' heads {reached:?}"
         );
         tokio::time::sleep(Duration::from_secs(10)).await;
-        let mut later = Vec::new();
-        for node in &nodes {
-            let url = node.https(&format!(
-                "/api/v1/channels/history?channel={room}&since=0&limit=1"
-            ));
-            later.push(get_json(&node.http(), &url, &sup).await["head"].clone());
-        }
+        let later = delivered_heads(&nodes, &room, &sup).await;
         eprintln!("{room}: 10 s later the nodes' heads {later:?}");
     }
 

@@ -398,7 +398,8 @@ impl RedisStore {
                     }
                 }
             }
-            pipe.cmd("EXEC").ignore();
+            // Not ignored: an error inside the transaction is in the EXEC reply.
+            pipe.cmd("EXEC");
             self.commit(&mut con, pipe, None).await?;
             written += chunk.len() as u64;
         }
@@ -996,7 +997,8 @@ impl Store for RedisStore {
                 }
             }
         }
-        pipe.cmd("EXEC").ignore();
+        // Not ignored: an error inside the transaction is in the EXEC reply.
+        pipe.cmd("EXEC");
         Ok(self.commit(&mut con, pipe, None).await?.1)
     }
 
