@@ -36,6 +36,7 @@ async fn the_dashboard_shows_the_demo_site_live_and_survives_a_restart() {
     );
 
     let moving = node.event("moving").await;
+    eprintln!("dashboard: {moving}");
     assert!(moving["guards"].as_u64() >= Some(4), "{moving}");
     assert!(moving["moved"].as_u64() >= Some(1), "guards move: {moving}");
     assert_eq!(moving["plan"], 1, "the demo's site plan is drawn: {moving}");
@@ -93,6 +94,7 @@ async fn the_dashboard_shows_the_demo_site_live_and_survives_a_restart() {
     node.event("offline-banner").await;
     let demo = Binary::demo(&data, &addr.to_string(), &DEMO);
     let back = node.event("back").await;
+    eprintln!("dashboard: {back}");
     assert_eq!(back["panicRows"], 1, "the PANIC is listed once: {back}");
     assert_eq!(back["state"], "acknowledged", "{back}");
     assert!(back["movedAgain"].as_u64() >= Some(1), "live again: {back}");

@@ -1,7 +1,7 @@
 // Drives the dashboard in real headless Chromium (Playwright with Debian's chromium) against
 // `lookout demo`, for tests/dashboard.rs. Every request must stay on the appliance's origin:
 // anything else is aborted and reported. Steps are JSON lines on stdout; screenshots go to
-// LOOKOUT_ARTIFACTS.
+// LOOKOUT_ARTIFACTS. DEBUG_WS=1 logs the page's WebSocket frames, console and errors to stderr.
 import fs from 'node:fs';
 import path from 'node:path';
 import { emit, env, launch } from './harness.mjs';
@@ -15,14 +15,23 @@ const foreign = [];
 const problems = [];
 
 async function positions(page) {
-  return page.$$eval('.guard', (gs) => Object.fromEntries(gs.map((g) => [g.dataset.user, `${g.dataset.x},${g.dataset.y}`])));
+  // Markers on the plan only: alert rows name their guard in a `.guard` span too.
+  return page.$$eval('#guards .guard[data-user]', (gs) => Object.fromEntries(gs.map((g) => [g.dataset.user, `${g.dataset.x},${g.dataset.y}`])));
 }
 
-async function movedWithin(page, ms) {
+// Guards report once a second: waits for the first marker to move, up to `ms`, and reports how
+// many moved and when.
+async function moved(page, ms) {
   const before = await positions(page);
-  await page.waitForTimeout(ms);
-  const after = await positions(page);
-  return Object.keys(after).filter((u) => before[u] && before[u] !== after[u]).length;
+  const started = Date.now();
+  let count = 0;
+  while (Date.now() - started < ms) {
+    await page.waitForTimeout(250);
+    const after = await positions(page);
+    count = Object.keys(after).filter((u) => before[u] && before[u] !== after[u]).length;
+    if (count > 0) break;
+  }
+  return { count, ms: Date.now() - started };
 }
 
 async function main() {
@@ -39,7 +48,19 @@ async function main() {
   page.on('websocket', (ws) => {
     const url = new URL(ws.url());
     if (url.host !== new URL(origin).host) foreign.push(ws.url());
+    if (process.env.DEBUG_WS) {
+      const t0 = Date.now();
+      const show = (dir) => (f) => console.error(`ws ${Date.now() - t0}ms ${dir} ${String(f.payload).slice(0, 160)}`);
+      ws.on('framesent', show('>'));
+      ws.on('framereceived', show('<'));
+      ws.on('close', () => console.error(`ws ${Date.now() - t0}ms closed`));
+      ws.on('socketerror', (e) => console.error(`ws ${Date.now() - t0}ms error ${e}`));
+    }
   });
+  if (process.env.DEBUG_WS) {
+    page.on('console', (msg) => console.error(`console ${msg.type()}: ${msg.text()}`));
+    page.on('pageerror', (e) => console.error(`pageerror ${e.stack}`));
+  }
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (msg) => {
     // CSP violations are reported as console errors.
@@ -48,12 +69,13 @@ async function main() {
   const shot = (name) => page.screenshot({ path: path.join(artifacts, `dashboard-${name}.png`) });
 
   await page.goto(link);
-  await page.waitForFunction(() => document.querySelectorAll('.guard').length >= 2, null, { timeout: 30000 });
-  const moved = await movedWithin(page, 3000);
+  await page.waitForFunction(() => document.querySelectorAll('#guards .guard[data-user]').length >= 2, null, { timeout: 30000 });
+  const first = await moved(page, 10000);
   await page.locator('#plan image').waitFor({ state: 'attached', timeout: 10000 });
   emit({
     event: 'moving',
-    moved,
+    moved: first.count,
+    movedAfterMs: first.ms,
     guards: Object.keys(await positions(page)).length,
     url: page.url(),
     plan: await page.locator('#plan image').count(),
@@ -92,10 +114,10 @@ async function main() {
   emit({ event: 'offline-banner', text: await page.textContent('#banner') });
   await shot('offline');
   await page.locator('#banner').waitFor({ state: 'hidden', timeout: 60000 });
-  const movedAgain = await movedWithin(page, 3000);
+  const again = await moved(page, 10000);
   const panicRows = await page.locator('.alert[data-type="PANIC"]').count();
   const state = await page.getAttribute(`.alert[data-id="${id}"]`, 'data-state');
-  emit({ event: 'back', movedAgain, panicRows, state });
+  emit({ event: 'back', movedAgain: again.count, movedAgainAfterMs: again.ms, panicRows, state });
   await shot('back');
 
   await browser.close();
