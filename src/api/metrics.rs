@@ -160,15 +160,11 @@ impl prometheus_client::collector::Collector for Exporter {
             MetricType::Counter,
             by_kind(&s.published_by_kind),
         )?;
-        labelled(
+        counter(
             &mut encoder,
             "lookout_idempotent_repeats",
             "Publishes answered from their idempotency key: retries of a message stored once.",
-            MetricType::Counter,
-            vec![(
-                Vec::new(),
-                ConstCounter::new(s.idempotent_repeats.load(Ordering::Relaxed)),
-            )],
+            s.idempotent_repeats.load(Ordering::Relaxed),
         )?;
         labelled(
             &mut encoder,
@@ -189,15 +185,11 @@ impl prometheus_client::collector::Collector for Exporter {
             ]
             .map(|(reason, v)| (vec![("reason", reason.to_string())], ConstCounter::new(v))),
         )?;
-        labelled(
+        counter(
             &mut encoder,
             "lookout_cluster_gap_fills",
             "Cluster mode: messages of other nodes this node missed on the pub/sub and read from the log.",
-            MetricType::Counter,
-            vec![(
-                Vec::new(),
-                ConstCounter::new(s.cluster_filled.load(Ordering::Relaxed)),
-            )],
+            s.cluster_filled.load(Ordering::Relaxed),
         )?;
         labelled(
             &mut encoder,

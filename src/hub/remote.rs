@@ -5,7 +5,8 @@
 //! The engine's feed is at most once, so every second the heads of the logged channels this
 //! node has entries for are compared with what it delivered; a gap that outlasts
 //! [`Cluster::gap_grace`] (a publish missed during a reconnect, a publisher that died between
-//! its append and its publish) is read from the log and delivered in order. Nothing here
+//! its append and its publish) is read from the log and delivered in order, once the replicas
+//! have what was read. Nothing here
 //! touches a socket or checks a right: the subscribers were checked when they subscribed.
 
 use std::collections::HashMap;
@@ -120,6 +121,9 @@ impl Hub {
                 continue;
             }
             let missing = self.store.read(&entry.name, delivered, upto, FILL).await?;
+            if !missing.is_empty() {
+                cluster.replicated().await?;
+            }
             self.stats
                 .cluster_filled
                 .fetch_add(missing.len() as u64, std::sync::atomic::Ordering::Relaxed);

@@ -72,6 +72,12 @@ pub trait Cluster: Send + Sync {
     /// message is not read before its publisher knows whether it is acknowledged.
     fn gap_grace(&self) -> Duration;
 
+    /// Returns once what this node has read from the shared engine so far is on
+    /// `cluster.min_replicas` replicas; an error when it is not within `cluster.wait_timeout`.
+    /// A gap's messages are delivered only after this: one whose publisher's wait timed out
+    /// may never have reached a replica, and a failover would give its seq to another message.
+    async fn replicated(&self) -> Result<()>;
+
     /// The heads of `channels` as the shared engine has them now (the engine's cached heads
     /// are updated from them).
     async fn heads(&self, channels: &[Arc<str>]) -> Result<Vec<u64>>;

@@ -314,13 +314,14 @@ impl Bus {
     /// forgotten it; with replicas required, checks they are there.
     pub(super) async fn heartbeat(&self) -> Result<()> {
         let mut con = self.con();
-        let forgotten: u8 = redis::Script::new(HEARTBEAT)
-            .key(key(&["nodes"]))
-            .arg(&self.instance)
-            .arg(NODE_TTL.as_millis() as u64)
-            .invoke_async(&mut con)
-            .await
-            .map_err(engine)?;
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(
+            redis::Script::new(HEARTBEAT)
+                .key(key(&["nodes"]))
+                .arg(&self.instance)
+                .arg(NODE_TTL.as_millis() as u64),
+        );
+        let forgotten: u8 = self.behind_replicas(&mut con, pipe).await?;
         let slots: Vec<(String, u64)> = if forgotten == 1 {
             let slots = self.slots.lock();
             slots.iter().map(|(u, n)| (u.clone(), *n)).collect()
@@ -333,13 +334,30 @@ impl Bus {
                 .await
                 .map_err(engine)?;
         }
+        Ok(())
+    }
+
+    /// Sends `pipe` (one write) with, when replicas are required, a `WAIT` behind it in the
+    /// same request, so both run on one connection (see `RedisStore::commit` for why a `WAIT`
+    /// is never sent alone); answers the write's reply.
+    async fn behind_replicas<T: redis::FromRedisValue>(
+        &self,
+        con: &mut redis::aio::ConnectionManager,
+        mut pipe: redis::Pipeline,
+    ) -> Result<T> {
         if self.min_replicas > 0 {
-            let reached: u32 = redis::cmd("WAIT")
+            pipe.cmd("WAIT")
                 .arg(self.min_replicas)
-                .arg(self.wait_timeout.as_millis() as u64)
-                .query_async(&mut con)
-                .await
-                .map_err(engine)?;
+                .arg(self.wait_timeout.as_millis() as u64);
+        }
+        let mut replies: Vec<redis::Value> = pipe.query_async(con).await.map_err(engine)?;
+        if self.min_replicas > 0 {
+            let reached: u32 = replies
+                .pop()
+                .map(redis::from_redis_value)
+                .transpose()
+                .map_err(|e| engine(e.into()))?
+                .unwrap_or(0);
             if reached < self.min_replicas {
                 return Err(StoreError::Engine(format!(
                     "redis: {reached} replica(s) answered, cluster.min_replicas is {}",
@@ -347,7 +365,11 @@ impl Bus {
                 )));
             }
         }
-        Ok(())
+        let first = replies
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Engine("redis: a pipeline answered nothing".into()))?;
+        redis::from_redis_value(first).map_err(|e| engine(e.into()))
     }
 
     /// A clean stop: the node's counts go now rather than when its heartbeat lapses.
@@ -406,6 +428,23 @@ impl Cluster for Bus {
 
     fn gap_grace(&self) -> Duration {
         self.wait_timeout + Duration::from_secs(1)
+    }
+
+    async fn replicated(&self) -> Result<()> {
+        if self.min_replicas == 0 {
+            return Ok(());
+        }
+        // Replication is one ordered stream: once a write made after the read is on the
+        // replicas, so is everything the read saw.
+        let mut con = self.con();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(key(&["synced", &self.instance]))
+            .arg(1)
+            .arg("PX")
+            .arg(NODE_TTL.as_millis() as u64);
+        let _: redis::Value = self.behind_replicas(&mut con, pipe).await?;
+        Ok(())
     }
 
     async fn heads(&self, channels: &[Arc<str>]) -> Result<Vec<u64>> {
