@@ -82,7 +82,7 @@ pub struct TestingSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterSettings {
-    /// `redis://` or `rediss://` URL of the shared Redis.
+    /// `redis://`, `rediss://` (TLS) or `redis+unix://` URL of the shared Redis.
     pub redis: Option<String>,
     /// `host:port` of each Redis Sentinel watching the shared Redis (instead of `redis`).
     pub sentinels: Vec<String>,

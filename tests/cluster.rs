@@ -392,24 +392,35 @@ async fn a_panic_raised_on_a_node_escalates_on_the_next_node_from_the_timers_in_
     second.stop().await;
 }
 
+/// `lookout check-config` with these variables: whether it passed, and what it printed.
+fn check_config(data_dir: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .arg("check-config")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 #[test]
 fn check_config_says_whether_a_node_could_run_on_the_redis_and_why_not() {
     let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
     let check = |redis: &RedisProcess, min_replicas: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"))
-            .arg("check-config")
-            .arg("--data-dir")
-            .arg(tmp.path().join("data"))
-            .env("LOOKOUT_CLUSTER__REDIS", redis.url())
-            .env("LOOKOUT_CLUSTER__MIN_REPLICAS", min_replicas)
-            .output()
-            .expect("run");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        check_config(
+            &data,
+            &[
+                ("LOOKOUT_CLUSTER__REDIS", &redis.url()),
+                ("LOOKOUT_CLUSTER__MIN_REPLICAS", min_replicas),
+            ],
+        )
     };
     let durable = RedisProcess::start();
     let (fine, text) = check(&durable, "0");
@@ -578,4 +589,63 @@ async fn migrate_moves_a_stopped_appliance_into_redis_and_its_clients_resume_the
     };
     assert_eq!(alert["level"], 2, "the timer came along: {alert}");
     drop(node);
+}
+
+/// `rediss://`: the node verifies the Redis's certificate against the system's roots, or the
+/// bundle `SSL_CERT_FILE` names; a Redis it cannot verify is refused before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reaches_its_redis_over_tls_and_refuses_one_it_cannot_verify() {
+    let port = common::redis::free_port();
+    let (redis, ca_pem) = RedisProcess::start_tls(port);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ca = tmp.path().join("site-ca.pem");
+    std::fs::write(&ca, ca_pem).expect("write");
+    let other_ca = tmp.path().join("other-ca.pem");
+    let other_key = rcgen::KeyPair::generate().expect("key");
+    let mut other = rcgen::CertificateParams::new(Vec::new()).expect("params");
+    other.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other = other.self_signed(&other_key).expect("CA");
+    std::fs::write(&other_ca, other.pem()).expect("write");
+    let url = format!("rediss://localhost:{port}");
+    let check = |roots: &std::path::Path| {
+        check_config(
+            &tmp.path().join("check"),
+            &[
+                ("LOOKOUT_CLUSTER__REDIS", &url),
+                ("LOOKOUT_CLUSTER__MIN_REPLICAS", "0"),
+                ("SSL_CERT_FILE", &roots.display().to_string()),
+            ],
+        )
+    };
+    let (fine, text) = check(&other_ca);
+    assert!(!fine, "a certificate of another CA: {text}");
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+    let (fine, text) = check(&ca);
+    assert!(fine, "{text}");
+    assert!(text.contains("the Redis is usable"), "{text}");
+
+    let ca_env = ca.display().to_string();
+    let node = Binary::serve(
+        &tmp.path().join("data"),
+        &[
+            ("LOOKOUT_CLUSTER__REDIS", url.as_str()),
+            ("LOOKOUT_CLUSTER__MIN_REPLICAS", "0"),
+            ("SSL_CERT_FILE", ca_env.as_str()),
+        ],
+    );
+    let sup = node.token("sup", Some("acme"), &[Role::Supervisor]);
+    let mut client = node.connect(&sup).await;
+    let reply = client.publish(ROOM, json!({ "over": "tls" })).await;
+    assert!(ok(&reply), "{reply}");
+    // It is in that Redis, read through its plain local socket.
+    let head = std::process::Command::new("redis-cli")
+        .arg("-s")
+        .arg(&redis.socket)
+        .args(["HGET", "lookout:head", ROOM])
+        .output()
+        .expect("redis-cli");
+    assert_eq!(
+        String::from_utf8_lossy(&head.stdout).trim(),
+        reply["seq"].to_string()
+    );
 }

@@ -124,9 +124,6 @@ impl Hub {
             if !missing.is_empty() {
                 cluster.replicated().await?;
             }
-            self.stats
-                .cluster_filled
-                .fetch_add(missing.len() as u64, std::sync::atomic::Ordering::Relaxed);
             {
                 let mut st = entry.state.lock();
                 if st.removed || st.delivered != delivered {
@@ -144,6 +141,9 @@ impl Hub {
                     );
                     st.delivered = first - 1;
                 }
+                self.stats
+                    .cluster_filled
+                    .fetch_add(missing.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 for message in missing {
                     st.pending
                         .entry(message.seq)

@@ -34,7 +34,8 @@ pub async fn to_redis(data_dir: &Path, options: &RedisOptions) -> Result<(Migrat
             "{e}; the Redis now holds part of the store: clear it (FLUSHDB) before trying again"
         ))
     })?;
-    // Gives the lease back at once, so the first node can start on the Redis right away.
+    // A clean stop: the migration's background work ends and it leaves the cluster at once,
+    // rather than when its heartbeat lapses.
     redis.start().stop().await;
     let count = |f: fn(&Item) -> bool| items.iter().filter(|i| f(i)).count() as u64;
     Ok((

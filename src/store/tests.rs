@@ -206,7 +206,7 @@ fn open_redis(redis: &redis_process::RedisProcess) -> Arc<dyn Store> {
 async fn the_redis_engine_behaves_like_the_model_across_reboots_and_trims() {
     let redis = redis_process::RedisProcess::start();
     behaves_like_its_model(|old| {
-        // A clean stop of the old node gives its lease back, as a restart would.
+        // A clean stop of the old node, as a restart would make: it leaves the cluster.
         if let Some(old) = old {
             tokio::task::block_in_place(|| {
                 tokio::runtime::Handle::current().block_on(old.start().stop())

@@ -19,6 +19,8 @@ pub struct RedisProcess {
     /// Its TCP port on 127.0.0.1, for a failover test's servers.
     pub port: Option<u16>,
     args: Vec<String>,
+    /// Certificates a TLS one reads.
+    _files: Option<tempfile::TempDir>,
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released: a test's servers take theirs at once).
@@ -40,10 +42,20 @@ fn wait_for_port(port: u16) {
     }
 }
 
+/// What every test Redis runs with: durable as Lookout requires, on 127.0.0.1 only.
+const DURABLE: [&str; 6] = [
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "always",
+    "--bind",
+    "127.0.0.1",
+];
+
 impl RedisProcess {
     /// A durable Redis: `appendonly yes`, `appendfsync always`.
     pub fn start() -> RedisProcess {
-        RedisProcess::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
+        RedisProcess::start_with(&DURABLE)
     }
 
     /// A Redis with these extra arguments (e.g. a non-durable one, to be refused).
@@ -63,6 +75,7 @@ impl RedisProcess {
             socket,
             port: None,
             args,
+            _files: None,
         }
     }
 
@@ -70,21 +83,60 @@ impl RedisProcess {
     /// (e.g. `--replicaof 127.0.0.1 P`).
     pub fn start_tcp(port: u16, extra: &[&str]) -> RedisProcess {
         let port_arg = port.to_string();
-        let mut args = vec![
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port_arg,
-        ];
+        let mut args = DURABLE.to_vec();
+        args.extend_from_slice(&["--port", &port_arg]);
         args.extend_from_slice(extra);
         let mut redis = RedisProcess::start_with(&args);
         wait_for_port(port);
         redis.port = Some(port);
         redis
+    }
+
+    /// A durable Redis answering TLS only, on 127.0.0.1:`port`, with a certificate for
+    /// `localhost` signed by a CA of its own (its Unix socket stays plain, for inspection).
+    /// Answers the CA's PEM.
+    pub fn start_tls(port: u16) -> (RedisProcess, String) {
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca = rcgen::CertificateParams::new(Vec::new()).expect("params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "Redis test CA");
+        let ca = ca.self_signed(&ca_key).expect("CA");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .expect("params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("certificate");
+        let files = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, pem: String| {
+            let path = files.path().join(name);
+            std::fs::write(&path, pem).expect("write");
+            path.display().to_string()
+        };
+        let (ca_file, cert_file, key_file) = (
+            write("ca.pem", ca.pem()),
+            write("redis.pem", leaf.pem()),
+            write("redis.key", key.serialize_pem()),
+        );
+        let port_arg = port.to_string();
+        let mut args = DURABLE.to_vec();
+        args.extend_from_slice(&[
+            "--tls-port",
+            &port_arg,
+            "--tls-cert-file",
+            &cert_file,
+            "--tls-key-file",
+            &key_file,
+            "--tls-ca-cert-file",
+            &ca_file,
+            "--tls-auth-clients",
+            "no",
+        ]);
+        let mut redis = RedisProcess::start_with(&args);
+        wait_for_port(port);
+        redis.port = Some(port);
+        redis._files = Some(files);
+        (redis, ca.pem())
     }
 
     /// Its pid.

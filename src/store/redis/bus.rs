@@ -314,14 +314,15 @@ impl Bus {
     /// forgotten it; with replicas required, checks they are there.
     pub(super) async fn heartbeat(&self) -> Result<()> {
         let mut con = self.con();
+        let script = redis::Script::new(HEARTBEAT);
         let mut pipe = redis::pipe();
         pipe.invoke_script(
-            redis::Script::new(HEARTBEAT)
+            script
                 .key(key(&["nodes"]))
                 .arg(&self.instance)
                 .arg(NODE_TTL.as_millis() as u64),
         );
-        let forgotten: u8 = self.behind_replicas(&mut con, pipe).await?;
+        let forgotten: u8 = self.behind_replicas(&mut con, pipe, Some(&script)).await?;
         let slots: Vec<(String, u64)> = if forgotten == 1 {
             let slots = self.slots.lock();
             slots.iter().map(|(u, n)| (u.clone(), *n)).collect()
@@ -339,31 +340,24 @@ impl Bus {
 
     /// Sends `pipe` (one write) with, when replicas are required, a `WAIT` behind it in the
     /// same request, so both run on one connection (see `RedisStore::commit` for why a `WAIT`
-    /// is never sent alone); answers the write's reply.
+    /// is never sent alone); answers the write's reply. `script`: the one the pipeline runs by
+    /// hash, loaded and the pipeline sent again when the server does not know it (a promoted
+    /// replica's script cache is empty).
     async fn behind_replicas<T: redis::FromRedisValue>(
         &self,
         con: &mut redis::aio::ConnectionManager,
-        mut pipe: redis::Pipeline,
+        pipe: redis::Pipeline,
+        script: Option<&redis::Script>,
     ) -> Result<T> {
-        if self.min_replicas > 0 {
-            pipe.cmd("WAIT")
-                .arg(self.min_replicas)
-                .arg(self.wait_timeout.as_millis() as u64);
-        }
-        let mut replies: Vec<redis::Value> = pipe.query_async(con).await.map_err(engine)?;
-        if self.min_replicas > 0 {
-            let reached: u32 = replies
-                .pop()
-                .map(redis::from_redis_value)
-                .transpose()
-                .map_err(|e| engine(e.into()))?
-                .unwrap_or(0);
-            if reached < self.min_replicas {
-                return Err(StoreError::Engine(format!(
-                    "redis: {reached} replica(s) answered, cluster.min_replicas is {}",
-                    self.min_replicas
-                )));
-            }
+        let (replies, reached) =
+            super::send_behind_replicas(con, pipe, script, self.min_replicas, self.wait_timeout)
+                .await
+                .map_err(engine)?;
+        if reached < self.min_replicas {
+            return Err(StoreError::Engine(format!(
+                "redis: {reached} replica(s) answered, cluster.min_replicas is {}",
+                self.min_replicas
+            )));
         }
         let first = replies
             .into_iter()
@@ -443,7 +437,7 @@ impl Cluster for Bus {
             .arg(1)
             .arg("PX")
             .arg(NODE_TTL.as_millis() as u64);
-        let _: redis::Value = self.behind_replicas(&mut con, pipe).await?;
+        let _: redis::Value = self.behind_replicas(&mut con, pipe, None).await?;
         Ok(())
     }
 
