@@ -1,7 +1,8 @@
 //! Authentication: JWT verification (and minting for `lookout token`), identities and roles.
 //!
-//! The algorithm is fixed by configuration, never taken from a token's header; `exp` and `sub`
-//! are required, `iss`/`aud` when configured. This module knows nothing about channels or
+//! The algorithm is fixed by configuration (or, with an identity provider's key set, by the key
+//! a token's `kid` names), never taken from a token's header; `exp` and the user claim are
+//! required, `iss`/`aud` when configured; `jwt.claims` says where the user, org and roles are. This module knows nothing about channels or
 //! sockets: it turns a token into an [`Identity`] or an [`AuthError`].
 
 use std::fmt;
@@ -17,7 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, JwtAlgorithm};
 
+pub mod jwks;
 pub mod signing;
+
+use jwks::KeySet;
 
 /// Why a token was refused, or why keys could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +62,9 @@ pub enum AuthError {
     /// The session of a device a supervisor revoked.
     #[error("this device was revoked: enroll it again with a new link")]
     Revoked,
+    /// Signed with a key the identity provider's key set does not hold (or no longer does).
+    #[error("token signed with an unknown key (kid)")]
+    UnknownKey,
 }
 
 /// The roles of the design. A token may carry several.
@@ -219,12 +226,20 @@ pub struct Link {
 
 const LINK: &str = "link";
 
+/// What checks signatures: one configured key, or an identity provider's key set.
+enum Verifying {
+    Fixed(DecodingKey),
+    /// With the validation for each algorithm the set may hold.
+    Set(Arc<KeySet>, Vec<(Algorithm, Validation)>),
+}
+
 /// Verifies tokens (and mints them when a signing key is at hand).
 pub struct Authenticator {
-    decoding: DecodingKey,
+    verifying: Verifying,
     encoding: Option<EncodingKey>,
     validation: Validation,
     algorithm: Algorithm,
+    claims: crate::config::ClaimsConfig,
     issuer: Option<String>,
     audience: Option<String>,
     /// Revoked devices (token ids); loaded from the store at start, added to by revocations.
@@ -254,7 +269,10 @@ impl Authenticator {
     pub fn from_config(config: &Config) -> Result<Self, AuthError> {
         signing::install();
         let jwt = &config.jwt;
+        let key_set = KeySet::from_config(config).map_err(|e| AuthError::Key(e.to_string()))?;
         let (algorithm, decoding, encoding) = match jwt.algorithm {
+            // Verified by the set's keys; nothing to mint with.
+            _ if key_set.is_some() => (Algorithm::RS256, None, None),
             JwtAlgorithm::HS256 => {
                 let secret = match (&jwt.secret, &jwt.secret_file) {
                     (Some(s), _) => s.as_bytes().to_vec(),
@@ -263,7 +281,7 @@ impl Authenticator {
                 };
                 (
                     Algorithm::HS256,
-                    DecodingKey::from_secret(&secret),
+                    Some(DecodingKey::from_secret(&secret)),
                     Some(EncodingKey::from_secret(&secret)),
                 )
             }
@@ -298,13 +316,14 @@ impl Authenticator {
                 } else {
                     Algorithm::ES256
                 };
-                (alg, decoding, encoding)
+                (alg, Some(decoding), encoding)
             }
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = jwt.leeway.as_secs();
         validation.validate_nbf = true;
-        let mut required = vec!["exp", "sub"];
+        // The user claim is checked where it is read (it need not be `sub`).
+        let mut required = vec!["exp"];
         if let Some(iss) = &jwt.issuer {
             validation.set_issuer(&[iss]);
             required.push("iss");
@@ -317,15 +336,60 @@ impl Authenticator {
             validation.validate_aud = false;
         }
         validation.set_required_spec_claims(&required);
+        let verifying = match (key_set, decoding) {
+            (Some(set), _) => {
+                let per_algorithm = [Algorithm::RS256, Algorithm::ES256]
+                    .into_iter()
+                    .map(|a| {
+                        let mut v = validation.clone();
+                        v.algorithms = vec![a];
+                        (a, v)
+                    })
+                    .collect();
+                Verifying::Set(Arc::new(set), per_algorithm)
+            }
+            (None, Some(key)) => Verifying::Fixed(key),
+            (None, None) => return Err(AuthError::Key("no key to verify tokens with".into())),
+        };
         Ok(Authenticator {
-            decoding,
+            verifying,
             encoding,
             validation,
             algorithm,
+            claims: jwt.claims.clone(),
             issuer: jwt.issuer.clone(),
             audience: jwt.audience.clone(),
             revoked: Default::default(),
         })
+    }
+
+    /// The identity provider's key set, when tokens are verified with one.
+    pub fn key_set(&self) -> Option<&Arc<KeySet>> {
+        match &self.verifying {
+            Verifying::Set(set, _) => Some(set),
+            Verifying::Fixed(_) => None,
+        }
+    }
+
+    /// [`Authenticator::verify`] after [`Authenticator::know_key_of`]: a token signed with a
+    /// key the provider has just added is accepted at once.
+    pub async fn verify_fresh(&self, token: &str) -> Result<Identity, AuthError> {
+        self.know_key_of(token).await;
+        self.verify(token)
+    }
+
+    /// When `token` names a key the identity provider's set lacks (it rotated its keys), the
+    /// set is fetched again, at most every `jwt.jwks_min_interval`. Nothing without a key set.
+    pub async fn know_key_of(&self, token: &str) {
+        let Some(set) = self.key_set() else {
+            return;
+        };
+        let Ok(header) = jsonwebtoken::decode_header(token.trim()) else {
+            return;
+        };
+        if header.kid.is_some_and(|kid| set.get(&kid).is_none()) {
+            set.refresh_for_unknown().await;
+        }
     }
 
     /// Verifies a token and returns who it proves. A sign-in link's token is refused: it is
@@ -403,8 +467,33 @@ impl Authenticator {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
+        let set_key;
+        let (key, validation) = match &self.verifying {
+            Verifying::Fixed(key) => (key, &self.validation),
+            Verifying::Set(set, validations) => {
+                let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+                    ErrorKind::Json(_) if header_says_none(token) => AuthError::WrongAlgorithm,
+                    other => AuthError::Malformed(format!("{other:?}")),
+                })?;
+                let kid = header
+                    .kid
+                    .ok_or_else(|| AuthError::Malformed("no kid in the header".into()))?;
+                set_key = set.get(&kid).ok_or(AuthError::UnknownKey)?;
+                // The key fixes the algorithm: a header naming another (HS256 with the public
+                // key as its secret, say) is refused before any signature is computed.
+                if header.alg != set_key.algorithm {
+                    return Err(AuthError::WrongAlgorithm);
+                }
+                let validation = validations
+                    .iter()
+                    .find(|(a, _)| *a == set_key.algorithm)
+                    .map(|(_, v)| v)
+                    .ok_or(AuthError::WrongAlgorithm)?;
+                (&set_key.decoding, validation)
+            }
+        };
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, key, validation).map_err(
+            |e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 ErrorKind::InvalidSignature => AuthError::BadSignature,
@@ -423,8 +512,9 @@ impl Authenticator {
                 // `alg: none` fails to parse as a header algorithm: refuse it as an algorithm.
                 ErrorKind::Json(_) if header_says_none(token) => AuthError::WrongAlgorithm,
                 other => AuthError::Malformed(format!("{other:?}")),
-            })?;
-        Ok(data.claims)
+            },
+        )?;
+        claims_from(&data.claims, &self.claims)
     }
 
     /// Mints a token for `sub` in `org` with `roles`, valid for `ttl`.
@@ -482,6 +572,63 @@ fn header_says_none(token: &str) -> bool {
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v.get("alg").and_then(|a| a.as_str()).map(str::to_lowercase))
         .is_some_and(|alg| alg == "none")
+}
+
+/// The claim at a dotted `path` (`realm_access.roles`): a key with the whole path as its name
+/// wins (some providers use URLs with dots as claim names).
+fn claim<'a>(claims: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    if let Some(v) = claims.get(path) {
+        return Some(v);
+    }
+    path.split('.').try_fold(claims, |v, part| v.get(part))
+}
+
+/// Lookout's claims out of a token's, through `jwt.claims`: the user, org and roles from their
+/// configured paths, identity-provider role names mapped by `jwt.claims.role_map`.
+fn claims_from(
+    value: &serde_json::Value,
+    map: &crate::config::ClaimsConfig,
+) -> Result<Claims, AuthError> {
+    let text = |path: &str| {
+        claim(value, path).and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    let sub = text(&map.user).ok_or(AuthError::MissingClaim("sub"))?;
+    let names: Vec<String> = match claim(value, &map.roles) {
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(list)) => list
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let roles = names
+        .into_iter()
+        .filter_map(|n| match map.role_map.get(&n) {
+            Some(mapped) => Some(mapped.clone()),
+            None => Role::parse(&n).map(|r| r.as_str().to_string()),
+        })
+        .collect();
+    let exp = value
+        .get("exp")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or(AuthError::MissingClaim("exp"))?;
+    let string = |name: &str| value.get(name).and_then(|v| v.as_str()).map(str::to_string);
+    Ok(Claims {
+        sub,
+        org: text(&map.org),
+        roles,
+        exp,
+        iat: value.get("iat").and_then(serde_json::Value::as_u64),
+        name: string("name"),
+        iss: string("iss"),
+        aud: string("aud"),
+        purpose: string("use"),
+        jti: string("jti"),
+    })
 }
 
 fn identity_from_claims(claims: Claims) -> Result<Identity, AuthError> {

@@ -310,6 +310,48 @@ pub struct JwtConfig {
     /// Clock skew tolerated on `exp`/`nbf`.
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
+    /// `https://` URL of the identity provider's key set (JWKS, e.g. an OIDC issuer's
+    /// `jwks_uri`); set: tokens are verified with its keys, chosen by `kid`.
+    pub jwks_url: Option<String>,
+    /// A JWKS file instead of a URL (read again at each refresh).
+    pub jwks_file: Option<PathBuf>,
+    /// With a key set: the algorithms accepted (RS256, ES256); a key of another is ignored.
+    pub algorithms: Vec<JwtAlgorithm>,
+    /// With a key set: how often it is fetched again.
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh: Duration,
+    /// With a key set: a token naming an unknown `kid` fetches it again, at most this often.
+    #[serde(with = "humantime_serde")]
+    pub jwks_min_interval: Duration,
+    /// Where a token's claims say who it is.
+    pub claims: ClaimsConfig,
+}
+
+/// Which claims (dotted paths into the token's JSON) carry the user, org and roles, and what
+/// an identity provider's role names mean here.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaimsConfig {
+    /// The user id (e.g. `sub`, `preferred_username`).
+    pub user: String,
+    /// The organization (e.g. `org_id`).
+    pub org: String,
+    /// The roles: a string or a list of strings (e.g. `realm_access.roles`, `org_role`).
+    pub roles: String,
+    /// Identity-provider role name → guard, supervisor, admin or service; names not listed
+    /// count only when they are one of those four.
+    pub role_map: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for ClaimsConfig {
+    fn default() -> Self {
+        ClaimsConfig {
+            user: "sub".into(),
+            org: "org".into(),
+            roles: "roles".into(),
+            role_map: Default::default(),
+        }
+    }
 }
 
 /// Limits, all with the defaults of the design.
@@ -412,6 +454,12 @@ impl Default for JwtConfig {
             issuer: None,
             audience: None,
             leeway: Duration::from_secs(30),
+            jwks_url: None,
+            jwks_file: None,
+            algorithms: vec![JwtAlgorithm::RS256, JwtAlgorithm::ES256],
+            jwks_refresh: Duration::from_secs(300),
+            jwks_min_interval: Duration::from_secs(10),
+            claims: ClaimsConfig::default(),
         }
     }
 }
@@ -490,6 +538,30 @@ pub const KEYS: &[(&str, &str)] = &[
     ("jwt.issuer", "required `iss` claim, when set"),
     ("jwt.audience", "required `aud` claim, when set"),
     ("jwt.leeway", "clock skew tolerated on exp/nbf"),
+    (
+        "jwt.jwks_url",
+        "https:// URL of the identity provider's key set (JWKS); set: keys chosen by kid",
+    ),
+    ("jwt.jwks_file", "a JWKS file instead of jwt.jwks_url"),
+    (
+        "jwt.algorithms",
+        "with a key set: the algorithms accepted (RS256, ES256)",
+    ),
+    ("jwt.jwks_refresh", "with a key set: how often it is fetched again"),
+    (
+        "jwt.jwks_min_interval",
+        "with a key set: an unknown kid fetches it again at most this often",
+    ),
+    ("jwt.claims.user", "claim (dotted path) naming the user"),
+    ("jwt.claims.org", "claim (dotted path) naming the organization"),
+    (
+        "jwt.claims.roles",
+        "claim (dotted path) with the roles: a string or a list",
+    ),
+    (
+        "jwt.claims.role_map",
+        "identity-provider role name -> guard, supervisor, admin or service",
+    ),
     ("limits.ping_interval", "server WebSocket ping interval"),
     (
         "limits.dead_peer_timeout",
@@ -688,7 +760,7 @@ pub fn default_values() -> Vec<(String, String)> {
 
 fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
     // A map keyed by channel kind is one documented key.
-    if prefix == "retention.kinds" {
+    if prefix == "retention.kinds" || prefix == "jwt.claims.role_map" {
         out.push((prefix.to_string(), value.to_string()));
         return;
     }
@@ -834,7 +906,61 @@ impl Config {
                 "names are for the locally issued certificate: a configured tls.cert carries its own",
             );
         }
+        let jwt = &self.jwt;
+        if jwt.jwks_url.is_some() || jwt.jwks_file.is_some() {
+            if jwt.jwks_url.is_some() && jwt.jwks_file.is_some() {
+                bad(
+                    "jwt.jwks_url",
+                    "set jwt.jwks_url or jwt.jwks_file, not both",
+                );
+            }
+            if jwt
+                .jwks_url
+                .as_deref()
+                .is_some_and(|u| !u.starts_with("https://"))
+            {
+                bad("jwt.jwks_url", "the key set is fetched over https:// only");
+            }
+            if jwt.secret.is_some() || jwt.secret_file.is_some() || jwt.public_key.is_some() {
+                bad(
+                    "jwt.jwks_url",
+                    "a key set replaces jwt.secret, jwt.secret_file and jwt.public_key: unset them",
+                );
+            }
+            if jwt.algorithms.is_empty() || jwt.algorithms.contains(&JwtAlgorithm::HS256) {
+                bad(
+                    "jwt.algorithms",
+                    "with a key set: RS256 and/or ES256 (a shared secret is never in a key set)",
+                );
+            }
+            if jwt.jwks_refresh.is_zero() {
+                bad("jwt.jwks_refresh", "must be positive");
+            }
+        }
+        for (name, role) in &jwt.claims.role_map {
+            // The role names of the design (auth builds on this module, so not `Role::parse`).
+            if !["guard", "supervisor", "admin", "service"].contains(&role.as_str()) {
+                bad(
+                    "jwt.claims.role_map",
+                    &format!("{name:?} maps to {role:?}: guard, supervisor, admin or service"),
+                );
+            }
+        }
+        for (key, path) in [
+            ("jwt.claims.user", &jwt.claims.user),
+            ("jwt.claims.org", &jwt.claims.org),
+            ("jwt.claims.roles", &jwt.claims.roles),
+        ] {
+            if path.is_empty() || path.split('.').any(str::is_empty) {
+                bad(
+                    key,
+                    "a claim name or a dotted path such as realm_access.roles",
+                );
+            }
+        }
+        let uses_key_set = jwt.jwks_url.is_some() || jwt.jwks_file.is_some();
         match self.jwt.algorithm {
+            _ if uses_key_set => {}
             JwtAlgorithm::HS256 => {
                 if self.jwt.secret.as_deref().is_some_and(|s| s.len() < 32) {
                     bad("jwt.secret", "an HS256 secret must be at least 32 bytes");

@@ -118,6 +118,22 @@ impl Server {
         Self::prepare_data_dir(&config)?;
         let material = tls::load_or_generate(&config)?;
         let auth = Arc::new(Authenticator::from_config(&config)?);
+        if let Some(set) = auth.key_set() {
+            // The live set now; the cached one (or none) while the provider is unreachable.
+            match set.refresh().await {
+                Ok(keys) => tracing::info!(keys, "identity provider's key set loaded"),
+                Err(e) if !set.is_empty() => tracing::warn!(
+                    error = %e,
+                    keys = set.len(),
+                    "identity provider unreachable: verifying with the cached key set"
+                ),
+                Err(e) => {
+                    return Err(ServerError::Auth(AuthError::Key(format!(
+                        "{e}, and no cached key set in the data directory"
+                    ))))
+                }
+            }
+        }
         let listener =
             crate::transport::listen(config.listen).map_err(|source| ServerError::Bind {
                 addr: config.listen,
@@ -211,6 +227,9 @@ impl Server {
         );
         // Cluster mode: what the other nodes publish reaches this node's subscribers.
         let cluster_feed = tokio::spawn(state.hub.clone().run_cluster(state.shutdown.clone()));
+        if let Some(set) = state.auth.key_set() {
+            tokio::spawn(set.clone().run(state.shutdown.clone()));
+        }
         let gateway = Gateway::new(state.clone());
         let tls_loop = tokio::spawn(transport::accept_loop(
             gateway.clone(),

@@ -36,6 +36,7 @@ pub async fn metrics(call: Call) -> Result<Response<Body>, HttpError> {
         store: state.store.clone(),
         store_size: state.store.size().await,
         alerts,
+        key_set: state.auth.key_set().cloned(),
     };
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(exporter));
@@ -57,6 +58,7 @@ struct Exporter {
     store: Arc<dyn Store>,
     store_size: u64,
     alerts: BTreeMap<(&'static str, u8), i64>,
+    key_set: Option<Arc<crate::auth::jwks::KeySet>>,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -104,6 +106,26 @@ impl prometheus_client::collector::Collector for Exporter {
         let hub = &self.hub;
         let s = &hub.stats;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        if let Some(set) = &self.key_set {
+            gauge(
+                &mut encoder,
+                "lookout_jwks_keys",
+                "Keys of the identity provider's key set tokens are verified with.",
+                set.len() as i64,
+            )?;
+            counter(
+                &mut encoder,
+                "lookout_jwks_refreshes",
+                "Fetches of the identity provider's key set that replaced it.",
+                get(&set.refreshes),
+            )?;
+            counter(
+                &mut encoder,
+                "lookout_jwks_failures",
+                "Fetches of the identity provider's key set that failed (the last good set stays).",
+                get(&set.failures),
+            )?;
+        }
         let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         labelled(
             &mut encoder,

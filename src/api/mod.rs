@@ -131,6 +131,11 @@ pub async fn handle(
             allowed.push(route.method.as_str());
             continue;
         }
+        // A token of a key the identity provider just added is known before any handler
+        // checks it (handlers verify synchronously).
+        if let Some(token) = crate::http::token_from(&req) {
+            state.auth.know_key_of(&token).await;
+        }
         let call = Call {
             state,
             peer,

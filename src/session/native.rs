@@ -297,7 +297,7 @@ impl Reader {
     }
 
     async fn refresh(&mut self, id: Option<&RequestId>, token: &str) -> Flow {
-        match self.ctx.auth.verify(token) {
+        match self.ctx.auth.verify_fresh(token).await {
             Ok(new) if new.user == self.conn.identity.user && new.org == self.conn.identity.org => {
                 self.conn.exp.store(new.exp, Ordering::Relaxed);
                 self.conn.wake.notify_one();

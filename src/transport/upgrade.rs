@@ -266,7 +266,7 @@ pub async fn admit(
     protocol: Protocol,
     peer: SocketAddr,
 ) -> Result<Admitted, HttpError> {
-    let identity = match state.auth.verify(token) {
+    let identity = match state.auth.verify_fresh(token).await {
         Ok(id) => id,
         Err(e) => {
             state.hub.stats.auth_failed();

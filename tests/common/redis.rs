@@ -96,17 +96,7 @@ impl RedisProcess {
     /// `localhost` signed by a CA of its own (its Unix socket stays plain, for inspection).
     /// Answers the CA's PEM.
     pub fn start_tls(port: u16) -> (RedisProcess, String) {
-        let ca_key = rcgen::KeyPair::generate().expect("key");
-        let mut ca = rcgen::CertificateParams::new(Vec::new()).expect("params");
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(rcgen::DnType::CommonName, "Redis test CA");
-        let ca = ca.self_signed(&ca_key).expect("CA");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-            .expect("params")
-            .signed_by(&key, &ca, &ca_key)
-            .expect("certificate");
+        let (ca_pem, leaf, key) = localhost_certificate();
         let files = tempfile::tempdir().expect("tempdir");
         let write = |name: &str, pem: String| {
             let path = files.path().join(name);
@@ -114,7 +104,7 @@ impl RedisProcess {
             path.display().to_string()
         };
         let (ca_file, cert_file, key_file) = (
-            write("ca.pem", ca.pem()),
+            write("ca.pem", ca_pem.clone()),
             write("redis.pem", leaf.pem()),
             write("redis.key", key.serialize_pem()),
         );
@@ -136,7 +126,7 @@ impl RedisProcess {
         wait_for_port(port);
         redis.port = Some(port);
         redis._files = Some(files);
-        (redis, ca.pem())
+        (redis, ca_pem)
     }
 
     /// Its pid.
@@ -260,4 +250,22 @@ impl Drop for Sentinel {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A CA of the test's own and a certificate for `localhost` it signed: (the CA's PEM, the
+/// certificate, its key). For the TLS servers tests stand up as peers
+/// (Redis here, an identity provider in tests/jwks.rs).
+pub fn localhost_certificate() -> (String, rcgen::Certificate, rcgen::KeyPair) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca = rcgen::CertificateParams::new(Vec::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "Lookout test CA");
+    let ca = ca.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("certificate");
+    (ca.pem(), leaf, key)
 }

@@ -349,10 +349,15 @@ impl Bus {
         pipe: redis::Pipeline,
         script: Option<&redis::Script>,
     ) -> Result<T> {
-        let (replies, reached) =
-            super::send_behind_replicas(con, pipe, script, self.min_replicas, self.wait_timeout)
-                .await
-                .map_err(engine)?;
+        let (replies, reached) = super::link::send_behind_replicas(
+            con,
+            pipe,
+            script,
+            self.min_replicas,
+            self.wait_timeout,
+        )
+        .await
+        .map_err(engine)?;
         if reached < self.min_replicas {
             return Err(StoreError::Engine(format!(
                 "redis: {reached} replica(s) answered, cluster.min_replicas is {}",

@@ -431,7 +431,7 @@ impl RedisStore {
     ) -> Result<(Vec<redis::Value>, Ticket)> {
         let started = Instant::now();
         let (replies, reached) =
-            send_behind_replicas(con, pipe, script, self.min_replicas, self.wait_timeout)
+            link::send_behind_replicas(con, pipe, script, self.min_replicas, self.wait_timeout)
                 .await
                 .map_err(|e| self.unhealthy(e))?;
         if reached < self.min_replicas {
@@ -1017,40 +1017,4 @@ impl Store for RedisStore {
     async fn flush(&self) -> Result<()> {
         Ok(())
     }
-}
-
-/// Sends `pipe` with, when `min_replicas` > 0, a `WAIT min_replicas wait_timeout` behind it in
-/// the same request, so both run on one connection; answers the pipeline's own replies and how
-/// many replicas the `WAIT` counted (`u32::MAX` when none was asked for). `script`: the one the
-/// pipeline runs by hash; when the server does not know it (a promoted replica's script cache
-/// is empty), nothing of the pipeline was applied, so it is loaded and the pipeline sent again.
-pub(super) async fn send_behind_replicas(
-    con: &mut ConnectionManager,
-    mut pipe: redis::Pipeline,
-    script: Option<&redis::Script>,
-    min_replicas: u32,
-    wait_timeout: Duration,
-) -> redis::RedisResult<(Vec<redis::Value>, u32)> {
-    if min_replicas > 0 {
-        pipe.cmd("WAIT")
-            .arg(min_replicas)
-            .arg(wait_timeout.as_millis() as u64);
-    }
-    let mut answer: redis::RedisResult<Vec<redis::Value>> = pipe.query_async(con).await;
-    if let (Err(e), Some(script)) = (&answer, script) {
-        if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) {
-            script.load_async(con).await?;
-            answer = pipe.query_async(con).await;
-        }
-    }
-    let mut replies = answer?;
-    if min_replicas == 0 {
-        return Ok((replies, u32::MAX));
-    }
-    let reached = replies
-        .pop()
-        .map(redis::from_redis_value)
-        .transpose()?
-        .unwrap_or(0);
-    Ok((replies, reached))
 }

@@ -213,10 +213,12 @@ async fn session_for<B>(
     let state = &gateway.app;
     let token =
         token_from(req).ok_or_else(|| HttpError::new(ErrorCode::Unauthorized, "missing token"))?;
-    if let Some(existing) = gateway.sockjs.map.lock().get(id).cloned() {
+    let existing = gateway.sockjs.map.lock().get(id).cloned();
+    if let Some(existing) = existing {
         let who = state
             .auth
-            .verify(&token)
+            .verify_fresh(&token)
+            .await
             .map_err(|e| HttpError::new(ErrorCode::Unauthorized, e.to_string()))?;
         if who.user != existing.conn.identity.user {
             return Err(HttpError::new(

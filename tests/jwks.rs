@@ -1,0 +1,338 @@
+//! Tokens of the site's identity provider. A local HTTPS server plays the provider: it serves
+//! a key set (JWKS) with RS256 and ES256 keys under their `kid`s. Lookout (the built binary,
+//! trusting the provider's CA through `SSL_CERT_FILE`) verifies tokens with the key the `kid`
+//! names, follows a rotation without a restart, never lets a token's `alg` choose, keeps the
+//! last good set so that a restart works while the provider is down, and maps Keycloak- and
+//! Clerk-style claims to its roles as configured.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A key the provider signs with, and its public half as a JWK.
+struct Signer {
+    kid: &'static str,
+    algorithm: Algorithm,
+    key: EncodingKey,
+    jwk: Value,
+}
+
+impl Signer {
+    fn rsa(kid: &'static str, fixture: &str) -> Signer {
+        let pem = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(fixture),
+        )
+        .expect("fixture");
+        Signer::new(
+            kid,
+            Algorithm::RS256,
+            EncodingKey::from_rsa_pem(&pem).expect("RSA key"),
+        )
+    }
+
+    fn ec(kid: &'static str) -> Signer {
+        let pair = rcgen::KeyPair::generate().expect("P-256 key");
+        let key = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).expect("EC key");
+        Signer::new(kid, Algorithm::ES256, key)
+    }
+
+    fn new(kid: &'static str, algorithm: Algorithm, key: EncodingKey) -> Signer {
+        lookout::auth::signing::install();
+        let mut jwk = serde_json::to_value(
+            jsonwebtoken::jwk::Jwk::from_encoding_key(&key, algorithm).expect("jwk"),
+        )
+        .expect("json");
+        jwk["kid"] = json!(kid);
+        jwk["use"] = json!("sig");
+        Signer {
+            kid,
+            algorithm,
+            key,
+            jwk,
+        }
+    }
+
+    /// A token with these claims (an hour's `exp` added).
+    fn mint(&self, mut claims: Value) -> String {
+        claims["exp"] = json!(lookout::auth::now_secs() + 3600);
+        let mut header = Header::new(self.algorithm);
+        header.kid = Some(self.kid.to_string());
+        jsonwebtoken::encode(&header, &claims, &self.key).expect("sign")
+    }
+}
+
+/// The identity provider: HTTPS on 127.0.0.1, a certificate for `localhost` from a CA of its
+/// own, `GET /certs` answering the key set of the moment.
+struct Provider {
+    addr: SocketAddr,
+    jwks: Arc<Mutex<String>>,
+    ca_file: std::path::PathBuf,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Provider {
+    async fn start(keys: &[&Signer]) -> Provider {
+        let (ca_pem, cert, key) = common::redis::localhost_certificate();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_file = dir.path().join("idp-ca.pem");
+        std::fs::write(&ca_file, ca_pem).expect("write");
+        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let jwks = Arc::new(Mutex::new(String::new()));
+        let served = jwks.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, served) = (acceptor.clone(), served.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    // One request per connection: read the head, answer, close.
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let body = served.lock().expect("lock").clone();
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(response.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        let provider = Provider {
+            addr,
+            jwks,
+            ca_file,
+            task,
+            _dir: dir,
+        };
+        provider.serve(keys);
+        provider
+    }
+
+    fn serve(&self, keys: &[&Signer]) {
+        let set = json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() });
+        *self.jwks.lock().expect("lock") = set.to_string();
+    }
+
+    fn url(&self) -> String {
+        format!("https://localhost:{}/certs", self.addr.port())
+    }
+
+    /// The provider goes down: nothing listens any more.
+    fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+/// `lookout serve` verifying with `provider`'s key set, with `claims` (TOML lines of
+/// `[jwt.claims]`) and what the provider's CA is.
+fn lookout(data: &std::path::Path, provider: &Provider, claims: &str) -> Binary {
+    std::fs::create_dir_all(data).expect("mkdir");
+    let config = data.with_extension("toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[jwt]\njwks_url = \"{}\"\njwks_min_interval = \"0s\"\n[jwt.claims]\n{claims}\n",
+            provider.url()
+        ),
+    )
+    .expect("write config");
+    let config = config.display().to_string();
+    let ca = provider.ca_file.display().to_string();
+    Binary::serve(
+        data,
+        &[
+            ("LOOKOUT_CONFIG", config.as_str()),
+            ("SSL_CERT_FILE", ca.as_str()),
+        ],
+    )
+}
+
+/// Whether `token` opens a WebSocket: the user it was admitted as, or the refusal's code.
+async fn admitted(node: &Binary, token: &str) -> Result<String, String> {
+    match connect_with_token(&node.cert_pem(), node.addr, token, None).await {
+        Ok(client) => Ok(client.established["userId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()),
+        Err(e) => {
+            let (status, body) = refusal(e);
+            Err(format!("{status} {body}"))
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_chosen_by_kid_follow_a_rotation_and_survive_a_restart_while_the_provider_is_down()
+{
+    let rsa = Signer::rsa("rsa-1", "jwt-test-rsa.key");
+    let ec = Signer::ec("ec-1");
+    let provider = Provider::start(&[&rsa, &ec]).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let node = lookout(&data, &provider, "org = \"org\"");
+    let claims = |sub: &str| json!({ "sub": sub, "org": "acme", "roles": ["supervisor"] });
+
+    assert_eq!(
+        admitted(&node, &rsa.mint(claims("ann"))).await,
+        Ok("ann".into())
+    );
+    assert_eq!(
+        admitted(&node, &ec.mint(claims("bob"))).await,
+        Ok("bob".into())
+    );
+
+    // A token naming one key's kid but signed by the other is a bad signature.
+    let mut forged = Header::new(Algorithm::ES256);
+    forged.kid = Some("ec-1".into());
+    let mut c = claims("eve");
+    c["exp"] = json!(lookout::auth::now_secs() + 3600);
+    let other_ec = Signer::ec("ec-x");
+    let forged = jsonwebtoken::encode(&forged, &c, &other_ec.key).expect("sign");
+    assert!(admitted(&node, &forged).await.is_err());
+
+    // HS256 "signed" with the RSA key's public JWK as the secret: the key fixes RS256.
+    let mut hs = Header::new(Algorithm::HS256);
+    hs.kid = Some("rsa-1".into());
+    let public = serde_json::to_vec(&rsa.jwk).expect("json");
+    let hs = jsonwebtoken::encode(&hs, &c, &EncodingKey::from_secret(&public)).expect("sign");
+    let refused = admitted(&node, &hs).await.expect_err("HS256 refused");
+    assert!(refused.contains("algorithm"), "{refused}");
+
+    // Rotation: rsa-1 is withdrawn, rsa-2 added; no restart.
+    let rsa2 = Signer::rsa("rsa-2", "jwt-test-rsa-2.key");
+    provider.serve(&[&ec, &rsa2]);
+    assert_eq!(
+        admitted(&node, &rsa2.mint(claims("cat"))).await,
+        Ok("cat".into()),
+        "a token of the new key is accepted at once"
+    );
+    let withdrawn = admitted(&node, &rsa.mint(claims("ann"))).await;
+    assert!(
+        withdrawn.as_ref().is_err_and(|e| e.contains("unknown key")),
+        "the withdrawn key's tokens are refused: {withdrawn:?}"
+    );
+    let metrics = http_client(&node.cert_pem())
+        .get(format!("https://{}/metrics", node.addr))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics");
+    assert!(metrics.contains("lookout_jwks_keys 2"), "{metrics}");
+
+    // The provider goes down and Lookout restarts: the cached set still verifies.
+    drop(node);
+    provider.stop();
+    let node = lookout(&data, &provider, "org = \"org\"");
+    assert_eq!(
+        admitted(&node, &rsa2.mint(claims("cat"))).await,
+        Ok("cat".into())
+    );
+    assert_eq!(
+        admitted(&node, &ec.mint(claims("bob"))).await,
+        Ok("bob".into())
+    );
+    assert!(admitted(&node, &rsa.mint(claims("ann"))).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keycloak_and_clerk_style_claims_map_to_lookout_roles_as_configured() {
+    let ec = Signer::ec("ec-1");
+    let provider = Provider::start(&[&ec]).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+
+    // Keycloak: roles in realm_access.roles, the org in a claim of the realm's choosing.
+    let keycloak = lookout(
+        &tmp.path().join("keycloak"),
+        &provider,
+        "user = \"preferred_username\"\norg = \"tenant\"\nroles = \"realm_access.roles\"\n\
+         role_map = { \"ops-lead\" = \"supervisor\", \"field-agent\" = \"guard\" }",
+    );
+    let lead = ec.mint(json!({
+        "sub": "f3a1-uuid", "preferred_username": "lena", "tenant": "acme",
+        "realm_access": { "roles": ["offline_access", "ops-lead"] },
+    }));
+    let agent = ec.mint(json!({
+        "sub": "9c2e-uuid", "preferred_username": "gus", "tenant": "acme",
+        "realm_access": { "roles": ["field-agent"] },
+    }));
+    assert_eq!(admitted(&keycloak, &lead).await, Ok("lena".into()));
+    let mut sup = keycloak.connect(&lead).await;
+    assert!(
+        ok(&sup.subscribe("/topic/org/acme/locations").await),
+        "ops-lead → supervisor"
+    );
+    assert!(
+        !ok(&sup.subscribe("/topic/org/globex/locations").await),
+        "another org"
+    );
+    let mut guard = keycloak.connect(&agent).await;
+    assert!(
+        !ok(&guard.subscribe("/topic/org/acme/locations").await),
+        "field-agent → guard: no org-wide locations"
+    );
+    assert!(
+        ok(&guard.subscribe("/topic/location/gus").await),
+        "its own channel"
+    );
+    // No mapped role, and not one of Lookout's: no role at all.
+    let nobody = ec.mint(json!({
+        "sub": "x", "preferred_username": "nobody", "tenant": "acme",
+        "realm_access": { "roles": ["offline_access"] },
+    }));
+    let mut nobody = keycloak.connect(&nobody).await;
+    assert!(!ok(&nobody.subscribe("/topic/org/acme/locations").await));
+
+    // Clerk: org_id and a single-valued org_role.
+    let clerk = lookout(
+        &tmp.path().join("clerk"),
+        &provider,
+        "org = \"org_id\"\nroles = \"org_role\"\nrole_map = { \"org:admin\" = \"supervisor\", \"org:member\" = \"guard\" }",
+    );
+    let admin =
+        ec.mint(json!({ "sub": "user_2abc", "org_id": "org_acme", "org_role": "org:admin" }));
+    let member =
+        ec.mint(json!({ "sub": "user_2def", "org_id": "org_acme", "org_role": "org:member" }));
+    let mut sup = clerk.connect(&admin).await;
+    assert_eq!(sup.established["userId"], "user_2abc");
+    assert!(ok(&sup.subscribe("/topic/org/org_acme/locations").await));
+    let mut guard = clerk.connect(&member).await;
+    assert!(!ok(&guard.subscribe("/topic/org/org_acme/locations").await));
+    // Without the org claim a non-admin is refused.
+    let orgless = ec.mint(json!({ "sub": "user_3", "org_role": "org:member" }));
+    let refused = admitted(&clerk, &orgless).await.expect_err("no org");
+    assert!(refused.contains("org"), "{refused}");
+}
