@@ -20,6 +20,7 @@ use crate::auth::{Identity, Role};
 use crate::channel::{ChannelKind, Target};
 use crate::failure::Failure;
 use crate::hub::{Hub, HubError};
+use crate::notify::Hooks;
 use crate::protocol::{now_millis, ErrorCode};
 use crate::store::{Change, Record, Records, Store, StoreError};
 
@@ -225,6 +226,8 @@ pub struct Alerts {
     turns: Turns,
     /// The alerts kept, by state and level.
     pub census: Census,
+    /// The webhooks told of alert changes (through the outbox written with each change).
+    hooks: Arc<Hooks>,
 }
 
 /// Alerts kept, by state and escalation level (1 to 3), counted as alerts change so that
@@ -308,15 +311,40 @@ fn may_see(who: &Identity, alert: &Alert) -> bool {
 
 impl Alerts {
     /// An alert service keeping its records in `store` and publishing through `hub`.
-    pub fn new(hub: Arc<Hub>, store: Arc<dyn Store>, escalation: Escalation) -> Arc<Self> {
+    pub fn new(
+        hub: Arc<Hub>,
+        store: Arc<dyn Store>,
+        escalation: Escalation,
+        hooks: Arc<Hooks>,
+    ) -> Arc<Self> {
         Arc::new(Alerts {
             hub,
             store,
             escalation,
+            hooks,
             wake: Notify::new(),
             turns: Turns::default(),
             census: Census::default(),
         })
+    }
+
+    /// The webhooks and their outbox.
+    pub fn hooks(&self) -> &Arc<Hooks> {
+        &self.hooks
+    }
+
+    /// The outbox records telling the webhooks of `event` on `alert` (its latest audit entry).
+    fn notices(&self, event: &str, alert: &Alert) -> Result<Vec<(String, Vec<u8>)>, AlertError> {
+        let json =
+            serde_json::to_value(alert).map_err(|e| AlertError::BadRequest(e.to_string()))?;
+        Ok(self.hooks.outbox(
+            event,
+            alert.level,
+            &alert.id,
+            alert.audit.len().saturating_sub(1),
+            alert.updated_at,
+            &json,
+        )?)
     }
 
     fn org_alerts(org: &str) -> Target {
@@ -409,8 +437,12 @@ impl Alerts {
                 note: None,
             }],
         };
+        let notices = self.notices("alert.created", &alert)?;
         let mut changes = extra;
         changes.push(Change::put(Record::Alert { id: &alert.id }, &alert)?);
+        for (id, bytes) in &notices {
+            changes.push(Change::Put(Record::Outbox { id }, bytes.clone()));
+        }
         for (due, level) in &pending {
             changes.push(Change::Put(
                 Record::Timer {
@@ -423,6 +455,7 @@ impl Alerts {
         }
         self.store.commit(&changes).await?;
         drop(changes);
+        self.hooks.written(notices.len());
         self.census.add(AlertState::Open, 1, 1);
         self.wake.notify_one();
         self.announce(&alert, "created").await?;
@@ -555,8 +588,16 @@ impl Alerts {
             level: alert.level,
             note,
         });
+        let event = match to {
+            AlertState::Acknowledged => "acknowledged",
+            _ => "resolved",
+        };
+        let notices = self.notices(&format!("alert.{event}"), &alert)?;
         let mut changes = extra;
         changes.push(Change::put(Record::Alert { id: &alert.id }, &alert)?);
+        for (id, bytes) in &notices {
+            changes.push(Change::Put(Record::Outbox { id }, bytes.clone()));
+        }
         for (due, level) in &cancelled {
             changes.push(Change::Delete(Record::Timer {
                 due: *due,
@@ -566,12 +607,9 @@ impl Alerts {
         }
         self.store.commit(&changes).await?;
         drop(changes);
+        self.hooks.written(notices.len());
         self.census.add(was.0, was.1, -1);
         self.census.add(alert.state, alert.level, 1);
-        let event = match to {
-            AlertState::Acknowledged => "acknowledged",
-            _ => "resolved",
-        };
         self.announce(&alert, event).await?;
         Ok(alert)
     }
@@ -625,11 +663,20 @@ impl Alerts {
                 note: Some(format!("not acknowledged; due at {due}")),
             });
         }
-        let changes = [
+        let notices = if raise {
+            self.notices("alert.escalated", &alert)?
+        } else {
+            Vec::new()
+        };
+        let mut changes = vec![
             Change::put(Record::Alert { id }, &alert)?,
             Change::Delete(timer),
         ];
+        for (id, bytes) in &notices {
+            changes.push(Change::Put(Record::Outbox { id }, bytes.clone()));
+        }
         self.store.commit(&changes).await?;
+        self.hooks.written(notices.len());
         if raise {
             self.census.add(AlertState::Open, was, -1);
             self.census.add(AlertState::Open, level, 1);
@@ -711,6 +758,10 @@ impl Alerts {
 mod tests {
     use super::*;
 
+    fn no_hooks(store: &Arc<dyn Store>) -> Arc<Hooks> {
+        Hooks::new(&crate::config::NotifySettings::default(), store.clone())
+    }
+
     fn count(alerts: &Alerts, state: AlertState, level: u8) -> i64 {
         alerts
             .census
@@ -728,7 +779,7 @@ mod tests {
             level2_after: Duration::from_secs(300),
             level3_after: Duration::from_secs(900),
         };
-        let alerts = Alerts::new(hub.clone(), store.clone(), escalation);
+        let alerts = Alerts::new(hub.clone(), store.clone(), escalation, no_hooks(&store));
         let new = |user: &str| NewAlert {
             org: "acme".into(),
             user: user.into(),
@@ -756,7 +807,7 @@ mod tests {
             .expect("ack");
         assert_eq!(count(&alerts, AlertState::Open, 1), 1);
         assert_eq!(count(&alerts, AlertState::Acknowledged, 1), 1);
-        let fresh = Alerts::new(hub, store, escalation);
+        let fresh = Alerts::new(hub, store.clone(), escalation, no_hooks(&store));
         fresh.take_census().await.expect("census");
         assert_eq!(fresh.census.counts(), alerts.census.counts());
     }

@@ -64,6 +64,7 @@ impl AppState {
                 level2_after: config.alerts.level2_after,
                 level3_after: config.alerts.level3_after,
             },
+            crate::notify::Hooks::new(&config.notify, store.clone()),
         );
         let field = Field::new(
             hub.clone(),

@@ -61,9 +61,54 @@ pub struct Config {
     pub alerts: AlertSettings,
     /// The dashboard.
     pub dashboard: DashboardSettings,
+    /// Alert notifications out (webhooks).
+    pub notify: NotifySettings,
     /// What only test rigs turn on.
     pub testing: TestingSettings,
 }
+
+/// Alert notifications out: webhooks fed from a durable outbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifySettings {
+    /// `[[notify.webhooks]]`: where alert events are POSTed.
+    pub webhooks: Vec<Webhook>,
+    /// Most notifications waiting in the outbox, all webhooks together; beyond it new ones are
+    /// dropped (counted, logged), never the alert change itself.
+    pub max_outbox: usize,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings {
+            webhooks: Vec::new(),
+            max_outbox: 10_000,
+        }
+    }
+}
+
+/// One webhook.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// `https://` (or `http://` on the LAN) URL the events are POSTed to.
+    pub url: String,
+    /// Any of `alert.created`, `alert.escalated`, `alert.acknowledged`, `alert.resolved`.
+    pub events: Vec<String>,
+    /// Only alerts at this escalation level or above.
+    #[serde(default)]
+    pub min_level: Option<u8>,
+    /// The HMAC-SHA256 key of `X-Lookout-Signature`.
+    pub secret: String,
+}
+
+/// The alert events a webhook can ask for.
+pub const ALERT_EVENTS: [&str; 4] = [
+    "alert.created",
+    "alert.escalated",
+    "alert.acknowledged",
+    "alert.resolved",
+];
 
 /// Settings for test rigs, never for a site.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -438,6 +483,7 @@ impl Default for Config {
             field: FieldSettings::default(),
             alerts: AlertSettings::default(),
             dashboard: DashboardSettings::default(),
+            notify: NotifySettings::default(),
             testing: TestingSettings::default(),
         }
     }
@@ -680,6 +726,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "escalate to level 3 (admins and a /topic/system notice) after this long",
     ),
     (
+        "notify.webhooks",
+        "[[notify.webhooks]] entries: url, events, min_level, secret (see Alert notifications)",
+    ),
+    (
+        "notify.max_outbox",
+        "most notifications waiting for their webhooks; beyond it new ones are dropped and counted",
+    ),
+    (
         "dashboard.site_plan",
         "site-plan image (PNG, JPEG or SVG) under the dashboard's map; unset: none",
     ),
@@ -760,7 +814,8 @@ pub fn default_values() -> Vec<(String, String)> {
 
 fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
     // A map keyed by channel kind is one documented key.
-    if prefix == "retention.kinds" || prefix == "jwt.claims.role_map" {
+    if prefix == "retention.kinds" || prefix == "jwt.claims.role_map" || prefix == "notify.webhooks"
+    {
         out.push((prefix.to_string(), value.to_string()));
         return;
     }
@@ -881,6 +936,37 @@ impl Config {
         };
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             bad("tls.cert", "tls.cert and tls.key must be given together");
+        }
+        for hook in &self.notify.webhooks {
+            if !(hook.url.starts_with("https://") || hook.url.starts_with("http://")) {
+                bad(
+                    "notify.webhooks",
+                    "a webhook url is https:// (or http:// on the LAN)",
+                );
+            }
+            if hook.events.is_empty()
+                || hook
+                    .events
+                    .iter()
+                    .any(|e| !ALERT_EVENTS.contains(&e.as_str()))
+            {
+                bad(
+                    "notify.webhooks",
+                    "events: one or more of alert.created, alert.escalated, alert.acknowledged, alert.resolved",
+                );
+            }
+            if hook.secret.len() < 16 {
+                bad(
+                    "notify.webhooks",
+                    "a webhook secret must be at least 16 bytes",
+                );
+            }
+            if hook.min_level.is_some_and(|l| !(1..=3).contains(&l)) {
+                bad("notify.webhooks", "min_level is 1, 2 or 3");
+            }
+        }
+        if self.notify.max_outbox == 0 {
+            bad("notify.max_outbox", "must be positive");
         }
         for name in &self.tls.names {
             let ip = name.parse::<std::net::IpAddr>().is_ok();

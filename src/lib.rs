@@ -62,6 +62,7 @@ pub mod field;
 pub mod geofence;
 pub mod http;
 pub mod hub;
+pub mod notify;
 pub mod protocol;
 pub mod server;
 pub mod session;

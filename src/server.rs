@@ -230,6 +230,14 @@ impl Server {
         if let Some(set) = state.auth.key_set() {
             tokio::spawn(set.clone().run(state.shutdown.clone()));
         }
+        tokio::spawn(
+            state
+                .field
+                .alerts()
+                .hooks()
+                .clone()
+                .run(state.shutdown.clone()),
+        );
         let gateway = Gateway::new(state.clone());
         let tls_loop = tokio::spawn(transport::accept_loop(
             gateway.clone(),

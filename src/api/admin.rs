@@ -30,6 +30,21 @@ fn status(ok: bool, good: &str, bad: &str) -> Response<Body> {
 }
 
 /// `GET /api/v1/websocket/stats`: counters, for admins and supervisors.
+/// `GET /api/v1/notify/status`: each webhook's outbox and failures (admins only).
+pub async fn notify_status(call: Call) -> Result<Response<Body>, HttpError> {
+    call.who_is(&[Role::Admin], "notification status is for admins")?;
+    let hooks = call.state.field.alerts().hooks().clone();
+    let webhooks = hooks.status().await?;
+    Ok(json_response(
+        200,
+        &serde_json::json!({
+            "webhooks": webhooks,
+            "outbox": hooks.depth(),
+            "dropped": hooks.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        }),
+    ))
+}
+
 pub async fn stats(call: Call) -> Result<Response<Body>, HttpError> {
     // The appliance serves one site: its supervisors watch its operations on the dashboard.
     call.who_is(

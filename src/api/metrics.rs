@@ -37,6 +37,7 @@ pub async fn metrics(call: Call) -> Result<Response<Body>, HttpError> {
         store_size: state.store.size().await,
         alerts,
         key_set: state.auth.key_set().cloned(),
+        hooks: state.field.alerts().hooks().clone(),
     };
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(exporter));
@@ -59,6 +60,7 @@ struct Exporter {
     store_size: u64,
     alerts: BTreeMap<(&'static str, u8), i64>,
     key_set: Option<Arc<crate::auth::jwks::KeySet>>,
+    hooks: Arc<crate::notify::Hooks>,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -106,6 +108,31 @@ impl prometheus_client::collector::Collector for Exporter {
         let hub = &self.hub;
         let s = &hub.stats;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (delivered, failed) = self.hooks.totals();
+        gauge(
+            &mut encoder,
+            "lookout_notify_outbox",
+            "Alert notifications waiting in the outbox for their webhooks.",
+            i64::try_from(self.hooks.depth()).unwrap_or(i64::MAX),
+        )?;
+        counter(
+            &mut encoder,
+            "lookout_notify_delivered",
+            "Alert notifications a webhook accepted (2xx).",
+            delivered,
+        )?;
+        counter(
+            &mut encoder,
+            "lookout_notify_failures",
+            "Webhook delivery attempts that failed (retried with backoff).",
+            failed,
+        )?;
+        counter(
+            &mut encoder,
+            "lookout_notify_dropped",
+            "Alert notifications not written because notify.max_outbox was reached.",
+            get(&self.hooks.dropped),
+        )?;
         if let Some(set) = &self.key_set {
             gauge(
                 &mut encoder,

@@ -58,7 +58,7 @@ macro_rules! routes {
 }
 
 /// Every REST route.
-pub static ROUTES: [Route; 33] = routes! {
+pub static ROUTES: [Route; 34] = routes! {
     GET "/healthz" => admin::healthz,
     GET "/readyz" => admin::readyz,
     GET "/metrics" => metrics::metrics,
@@ -91,6 +91,7 @@ pub static ROUTES: [Route; 33] = routes! {
     GET "/api/v1/tracking/stats" => field::tracking_stats,
     GET "/api/v1/presence" => field::presence,
     GET "/api/v1/websocket/stats" => admin::stats,
+    GET "/api/v1/notify/status" => admin::notify_status,
     GET "/api/v1/websocket/user/{user}/status" => admin::user_status,
 };
 

@@ -33,6 +33,7 @@ enum Key {
     Shift(String),
     UsedLink(String),
     Device(String),
+    Outbox(String),
 }
 
 impl Key {
@@ -52,6 +53,7 @@ impl Key {
             Record::Shift { id } => Key::Shift(id.into()),
             Record::UsedLink { jti } => Key::UsedLink(jti.into()),
             Record::Device { id } => Key::Device(id.into()),
+            Record::Outbox { id } => Key::Outbox(id.into()),
             Record::Timer { .. } => return None,
         })
     }
@@ -62,7 +64,8 @@ impl Key {
             (Key::Location(_), Records::Locations)
             | (Key::Alert(_), Records::Alerts)
             | (Key::Shift(_), Records::Shifts)
-            | (Key::Device(_), Records::Devices) => true,
+            | (Key::Device(_), Records::Devices)
+            | (Key::Outbox(_), Records::Outbox) => true,
             _ => false,
         }
     }

@@ -59,6 +59,11 @@ pub enum Record<'a> {
         /// The link token's `jti`.
         jti: &'a str,
     },
+    /// A notification waiting in the outbox for its webhook.
+    Outbox {
+        /// Its id (webhook, time, alert, event).
+        id: &'a str,
+    },
 }
 
 /// A set of domain records to scan.
@@ -77,6 +82,8 @@ pub enum Records<'a> {
     Shifts,
     /// Every enrolled device.
     Devices,
+    /// Every notification waiting in the outbox.
+    Outbox,
 }
 
 /// An escalation timer in the due-time index.
@@ -143,6 +150,8 @@ pub enum OwnedRecord {
     UsedLink(String),
     /// See [`Record::Device`].
     Device(String),
+    /// See [`Record::Outbox`].
+    Outbox(String),
 }
 
 impl OwnedRecord {
@@ -156,6 +165,7 @@ impl OwnedRecord {
             OwnedRecord::Shift(id) => Record::Shift { id },
             OwnedRecord::UsedLink(jti) => Record::UsedLink { jti },
             OwnedRecord::Device(id) => Record::Device { id },
+            OwnedRecord::Outbox(id) => Record::Outbox { id },
         }
     }
 }

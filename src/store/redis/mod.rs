@@ -128,6 +128,7 @@ fn record_slot(record: &Record<'_>) -> Option<(String, String)> {
         Record::Shift { id } => (key(&["rec", "shift"]), id.to_string()),
         Record::UsedLink { jti } => (key(&["rec", "usedlink"]), jti.to_string()),
         Record::Device { id } => (key(&["rec", "device"]), id.to_string()),
+        Record::Outbox { id } => (key(&["rec", "outbox"]), id.to_string()),
         Record::Timer { .. } => return None,
     })
 }
@@ -139,6 +140,7 @@ fn set_hash(set: &Records<'_>) -> String {
         Records::Alerts => key(&["rec", "alert"]),
         Records::Shifts => key(&["rec", "shift"]),
         Records::Devices => key(&["rec", "device"]),
+        Records::Outbox => key(&["rec", "outbox"]),
     }
 }
 

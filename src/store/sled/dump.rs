@@ -127,13 +127,19 @@ impl SledStore {
                     };
                     items.push(Item::Record(record, v.to_vec()));
                 }
-                keys::LOCATION | keys::ALERT | keys::SHIFT | keys::DEVICE | keys::USED_LINK => {
+                keys::LOCATION
+                | keys::ALERT
+                | keys::SHIFT
+                | keys::DEVICE
+                | keys::USED_LINK
+                | keys::OUTBOX => {
                     let id = utf8(path, &k[1..])?;
                     let record = match tag {
                         keys::LOCATION => OwnedRecord::Location(id),
                         keys::ALERT => OwnedRecord::Alert(id),
                         keys::SHIFT => OwnedRecord::Shift(id),
                         keys::DEVICE => OwnedRecord::Device(id),
+                        keys::OUTBOX => OwnedRecord::Outbox(id),
                         _ => OwnedRecord::UsedLink(id),
                     };
                     items.push(Item::Record(record, v.to_vec()));

@@ -146,6 +146,8 @@ pub const SHIFT: u8 = b'H';
 pub const DEVICE: u8 = b'D';
 /// `N` + link id: a one-time sign-in link already used.
 pub const USED_LINK: u8 = b'N';
+/// `O` + id: a notification waiting in the outbox.
+pub const OUTBOX: u8 = b'O';
 
 /// The key bytes of a domain record.
 pub fn record(key: &Record<'_>) -> Vec<u8> {
@@ -172,6 +174,7 @@ pub fn record(key: &Record<'_>) -> Vec<u8> {
         Record::Shift { id } => tagged(SHIFT, id.as_bytes()),
         Record::UsedLink { jti } => tagged(USED_LINK, jti.as_bytes()),
         Record::Device { id } => tagged(DEVICE, id.as_bytes()),
+        Record::Outbox { id } => tagged(OUTBOX, id.as_bytes()),
     }
 }
 
@@ -183,6 +186,7 @@ pub fn records(set: &Records<'_>) -> Vec<u8> {
         Records::Alerts => vec![ALERT],
         Records::Shifts => vec![SHIFT],
         Records::Devices => vec![DEVICE],
+        Records::Outbox => vec![OUTBOX],
     }
 }
 

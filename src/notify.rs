@@ -1,0 +1,348 @@
+//! Alert notifications out: webhooks (`[[notify.webhooks]]`) fed from a durable outbox.
+//!
+//! An alert change puts one outbox record per webhook that asked for its event in the same
+//! atomic write as the alert itself ([`Hooks::outbox`]), so a crash between the change and the
+//! delivery loses nothing. One deliverer per webhook POSTs the records in order, signed with
+//! the webhook's secret (`X-Lookout-Signature: sha256=<HMAC of the body>`), retries with
+//! backoff until a 2xx, and only then deletes the record: at least once, in order per alert.
+//!
+//! Knows nothing of alerts beyond an event's name, level, alert id and order: the caller gives
+//! the JSON body. Reaches durable state only through the store.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{NotifySettings, Webhook};
+use crate::store::{Change, Record, Records, Store, StoreError};
+
+/// How long one POST may take.
+const POST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Retry backoff: from the first to the longest wait.
+const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+/// How often a deliverer looks at the outbox without being woken.
+const POLL: Duration = Duration::from_secs(1);
+
+/// A notification waiting for its webhook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    /// The webhook's tag (a hash of its URL): entries of a webhook no longer configured stay
+    /// until it is configured again.
+    hook: String,
+    /// `alert.created`, …
+    event: String,
+    /// Unique per event: `<alert id>.<its audit entry>`; receivers dedupe by it.
+    event_id: String,
+    alert: String,
+    /// The event's place in its alert's history: the order of delivery.
+    index: u32,
+    /// When the change was made, ms since the Unix epoch.
+    at: u64,
+    /// The JSON body, as signed.
+    body: String,
+}
+
+impl Entry {
+    fn id(&self) -> String {
+        format!(
+            "{}-{:013}-{}-{:05}",
+            self.hook, self.at, self.alert, self.index
+        )
+    }
+}
+
+/// What `GET /api/v1/notify/status` says of one webhook.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookStatus {
+    /// Scheme, host and path of the URL (no credentials, no query).
+    pub url: String,
+    /// The events it gets.
+    pub events: Vec<String>,
+    /// Notifications waiting for it.
+    pub pending: usize,
+    /// Delivered since start.
+    pub delivered: u64,
+    /// Failed attempts since start.
+    pub failures: u64,
+    /// The last failure, if the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+struct Hook {
+    config: Webhook,
+    tag: String,
+    key: hmac::Key,
+    delivered: AtomicU64,
+    failures: AtomicU64,
+    last_error: parking_lot::Mutex<Option<String>>,
+}
+
+/// The configured webhooks and their outbox.
+pub struct Hooks {
+    hooks: Vec<Hook>,
+    store: Arc<dyn Store>,
+    max_outbox: usize,
+    /// Records in the outbox (counted at start, then kept up to date).
+    depth: AtomicU64,
+    /// Notifications not written because the outbox was full.
+    pub dropped: AtomicU64,
+    wake: Notify,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("webhooks", &self.hooks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hooks {
+    /// The webhooks of `settings`, writing their outbox to `store`.
+    pub fn new(settings: &NotifySettings, store: Arc<dyn Store>) -> Arc<Hooks> {
+        let hooks = settings
+            .webhooks
+            .iter()
+            .map(|config| Hook {
+                tag: tag(&config.url),
+                key: hmac::Key::new(hmac::HMAC_SHA256, config.secret.as_bytes()),
+                config: config.clone(),
+                delivered: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+                last_error: parking_lot::Mutex::new(None),
+            })
+            .collect();
+        // A client that cannot be built (no usable TLS roots) fails every POST, which the
+        // status and the metrics show; the alert path never depends on it.
+        let client = reqwest::Client::builder()
+            .timeout(POST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Arc::new(Hooks {
+            hooks,
+            store,
+            max_outbox: settings.max_outbox,
+            depth: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            wake: Notify::new(),
+            client,
+        })
+    }
+
+    /// The outbox records for `event` of alert `alert` (at `level`, the `index`-th event of its
+    /// history), one per webhook that asked for it, to be written with the alert change; each
+    /// is `(record id, encoded record)`. `alert_json` is the alert as the body carries it.
+    pub fn outbox(
+        &self,
+        event: &str,
+        level: u8,
+        alert: &str,
+        index: usize,
+        at: u64,
+        alert_json: &serde_json::Value,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        let event_id = format!("{alert}.{index}");
+        for hook in &self.hooks {
+            if !hook.config.events.iter().any(|e| e == event)
+                || hook.config.min_level.is_some_and(|min| level < min)
+            {
+                continue;
+            }
+            if self.depth.load(Ordering::Relaxed) as usize >= self.max_outbox {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%alert, event, "notify.max_outbox reached: a webhook notification is dropped");
+                continue;
+            }
+            let body = serde_json::json!({
+                "id": event_id,
+                "event": event,
+                "at": at,
+                "alert": alert_json,
+            })
+            .to_string();
+            let entry = Entry {
+                hook: hook.tag.clone(),
+                event: event.to_string(),
+                event_id: event_id.clone(),
+                alert: alert.to_string(),
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                at,
+                body,
+            };
+            out.push((entry.id(), crate::store::records::encode(&entry)?));
+        }
+        Ok(out)
+    }
+
+    /// Records the outbox writes made with an alert change (after its commit) and wakes the
+    /// deliverers.
+    pub fn written(&self, records: usize) {
+        if records > 0 {
+            self.depth.fetch_add(records as u64, Ordering::Relaxed);
+            self.wake.notify_waiters();
+        }
+    }
+
+    /// Notifications waiting, all webhooks together.
+    pub fn depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Failed attempts and deliveries since start, all webhooks together.
+    pub fn totals(&self) -> (u64, u64) {
+        self.hooks.iter().fold((0, 0), |(d, f), h| {
+            (
+                d + h.delivered.load(Ordering::Relaxed),
+                f + h.failures.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// Each webhook's state, with what waits for it now.
+    pub async fn status(&self) -> Result<Vec<HookStatus>, StoreError> {
+        let entries = self.entries().await?;
+        Ok(self
+            .hooks
+            .iter()
+            .map(|h| HookStatus {
+                url: shown_url(&h.config.url),
+                events: h.config.events.clone(),
+                pending: entries.iter().filter(|e| e.hook == h.tag).count(),
+                delivered: h.delivered.load(Ordering::Relaxed),
+                failures: h.failures.load(Ordering::Relaxed),
+                last_error: h.last_error.lock().clone(),
+            })
+            .collect())
+    }
+
+    /// Delivers until `stop`: one deliverer per webhook.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        if self.hooks.is_empty() {
+            return;
+        }
+        match self.entries().await {
+            Ok(entries) => self.depth.store(entries.len() as u64, Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e, "reading the notification outbox"),
+        }
+        let mut deliverers = tokio::task::JoinSet::new();
+        for i in 0..self.hooks.len() {
+            deliverers.spawn(self.clone().deliver(i, stop.clone()));
+        }
+        while deliverers.join_next().await.is_some() {}
+    }
+
+    async fn entries(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut entries: Vec<Entry> = self.store.load_all(Records::Outbox).await?;
+        entries.sort_by(|a, b| (a.at, &a.alert, a.index).cmp(&(b.at, &b.alert, b.index)));
+        Ok(entries)
+    }
+
+    async fn deliver(self: Arc<Self>, i: usize, stop: CancellationToken) {
+        let hook = &self.hooks[i];
+        let mut backoff = BACKOFF.0;
+        loop {
+            let wake = self.wake.notified();
+            let pending: Vec<Entry> = match self.entries().await {
+                Ok(all) => all.into_iter().filter(|e| e.hook == hook.tag).collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the notification outbox");
+                    Vec::new()
+                }
+            };
+            let mut failed = false;
+            for entry in &pending {
+                if stop.is_cancelled() {
+                    return;
+                }
+                match self.post(hook, entry).await {
+                    Ok(()) => {
+                        let id = entry.id();
+                        if let Err(e) = self
+                            .store
+                            .commit(&[Change::Delete(Record::Outbox { id: &id })])
+                            .await
+                        {
+                            // Delivered again after a restart: at least once.
+                            tracing::warn!(error = %e, "removing a delivered notification");
+                        }
+                        self.depth.fetch_sub(1, Ordering::Relaxed);
+                        hook.delivered.fetch_add(1, Ordering::Relaxed);
+                        *hook.last_error.lock() = None;
+                        backoff = BACKOFF.0;
+                    }
+                    Err(e) => {
+                        hook.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(url = %shown_url(&hook.config.url), event = %entry.event_id, error = %e, "webhook delivery failed; retrying");
+                        *hook.last_error.lock() = Some(e);
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            let wait = if failed {
+                let wait = backoff;
+                backoff = (backoff * 2).min(BACKOFF.1);
+                wait
+            } else {
+                POLL
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = wake, if !failed => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn post(&self, hook: &Hook, entry: &Entry) -> Result<(), String> {
+        let signature = hmac::sign(&hook.key, entry.body.as_bytes());
+        let response = self
+            .client
+            .post(&hook.config.url)
+            .header("content-type", "application/json")
+            .header("x-lookout-event", &entry.event)
+            .header("x-lookout-delivery", &entry.event_id)
+            .header(
+                "x-lookout-signature",
+                format!("sha256={}", hex::encode(signature.as_ref())),
+            )
+            .body(entry.body.clone())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("answered {}", response.status()))
+        }
+    }
+}
+
+/// A short stable name for a webhook, from its URL.
+fn tag(url: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, url.as_bytes());
+    hex::encode(&digest.as_ref()[..6])
+}
+
+/// The URL without credentials or query (which may carry a token).
+fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            format!(
+                "{}://{}{}",
+                u.scheme(),
+                u.host_str().unwrap_or_default(),
+                u.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ) + u.path()
+        }
+        Err(_) => "(unparsable)".into(),
+    }
+}

@@ -1,0 +1,291 @@
+//! Alert notifications out: a local HTTP receiver plays the site's paging gateway. It fails
+//! its first attempts; Lookout retries with backoff until a 2xx, so the receiver gets every
+//! alert event (created, escalated, acknowledged, resolved) once by event id, in order per
+//! alert, each with a valid `X-Lookout-Signature`; a `kill -9` of Lookout between an alert
+//! change and its delivery still delivers it after the restart.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use lookout::auth::Role;
+use ring::hmac;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECRET: &str = "a webhook secret of the site's gateway";
+
+/// What the receiver saw: every attempt, and the bodies it accepted.
+#[derive(Default)]
+struct Seen {
+    attempts: usize,
+    accepted: Vec<Value>,
+    bad_signatures: usize,
+}
+
+/// A plain HTTP receiver on 127.0.0.1 answering 500 to its first `fail_first` attempts, and
+/// to every attempt while `up` is false.
+async fn receiver(fail_first: usize, up: Arc<AtomicBool>) -> (String, Arc<Mutex<Seen>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://127.0.0.1:{}/hooks/lookout",
+        listener.local_addr().expect("addr").port()
+    );
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let shared = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let (seen, up) = (shared.clone(), up.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head, body) = loop {
+                    match tcp.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + length {
+                        break (head, buf[end + 4..end + 4 + length].to_vec());
+                    }
+                };
+                let signature = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("x-lookout-signature:"))
+                    .map(|v| v.trim().to_string())
+                    .unwrap_or_default();
+                let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET.as_bytes());
+                let expected = format!("sha256={}", hex::encode(hmac::sign(&key, &body).as_ref()));
+                let status = {
+                    let mut seen = seen.lock().expect("lock");
+                    seen.attempts += 1;
+                    if signature != expected {
+                        seen.bad_signatures += 1;
+                    }
+                    if seen.attempts <= fail_first || !up.load(Ordering::SeqCst) {
+                        500
+                    } else {
+                        seen.accepted
+                            .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                        200
+                    }
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = tcp.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// `lookout serve` with the webhook and quick escalations (level 2 after 2 s, 3 after 4 s).
+fn lookout(data: &std::path::Path, url: &str) -> (Binary, String) {
+    std::fs::create_dir_all(data).expect("mkdir");
+    let config = data.with_extension("toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[alerts]\nlevel2_after = \"2s\"\nlevel3_after = \"4s\"\n\
+             [[notify.webhooks]]\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n\
+             events = [\"alert.created\", \"alert.escalated\", \"alert.acknowledged\", \"alert.resolved\"]\n"
+        ),
+    )
+    .expect("config");
+    let config = config.display().to_string();
+    let node = Binary::serve(data, &[("LOOKOUT_CONFIG", config.as_str())]);
+    (node, config)
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The accepted events of `alert`, in the order they arrived.
+fn events_of(seen: &Seen, alert: &str) -> Vec<String> {
+    seen.accepted
+        .iter()
+        .filter(|b| b["alert"]["id"] == alert)
+        .map(|b| b["event"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_alert_event_reaches_a_failing_webhook_once_in_order_and_signed() {
+    let (url, seen) = receiver(2, Arc::new(AtomicBool::new(true))).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (node, _) = lookout(&tmp.path().join("data"), &url);
+    let http = http_client(&node.cert_pem());
+    let guard = node.token("g1", Some("acme"), &[Role::Guard]);
+    let sup = node.token("sup", Some("acme"), &[Role::Supervisor]);
+    let admin = node.token("root", None, &[Role::Admin]);
+    let base = format!("https://{}", node.addr);
+    // A guard is known once it has connected.
+    drop(node.connect(&guard).await);
+
+    // Alert A escalates to 3 and is then resolved; alert B is acknowledged and resolved.
+    let (status, a) = post_json(
+        &http,
+        &format!("{base}/api/v1/alerts"),
+        &guard,
+        json!({"type": "PANIC"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{a}");
+    let (status, b) = post_json(
+        &http,
+        &format!("{base}/api/v1/alerts"),
+        &guard,
+        json!({"type": "MEDICAL"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{b}");
+    let (a, b) = (
+        a["id"].as_str().expect("id").to_string(),
+        b["id"].as_str().expect("id").to_string(),
+    );
+    let (status, _) = post_json(
+        &http,
+        &format!("{base}/api/v1/alerts/{b}/ack"),
+        &sup,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    until("alert A at level 3", || {
+        events_of(&seen.lock().expect("lock"), &a).len() >= 3
+    })
+    .await;
+    for id in [&a, &b] {
+        let (status, body) = post_json(
+            &http,
+            &format!("{base}/api/v1/alerts/{id}/resolve"),
+            &sup,
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    until("both resolutions", || {
+        let seen = seen.lock().expect("lock");
+        events_of(&seen, &a).len() == 4 && events_of(&seen, &b).len() == 3
+    })
+    .await;
+
+    // What a consumer dedupes by and orders by, checked on a copy (no lock across an await).
+    let seen = {
+        let seen = seen.lock().expect("lock");
+        Seen {
+            attempts: seen.attempts,
+            accepted: seen.accepted.clone(),
+            bad_signatures: seen.bad_signatures,
+        }
+    };
+    assert_eq!(
+        events_of(&seen, &a),
+        [
+            "alert.created",
+            "alert.escalated",
+            "alert.escalated",
+            "alert.resolved"
+        ]
+    );
+    assert_eq!(
+        events_of(&seen, &b),
+        ["alert.created", "alert.acknowledged", "alert.resolved"]
+    );
+    let levels: Vec<Value> = seen
+        .accepted
+        .iter()
+        .filter(|e| e["alert"]["id"] == a.as_str())
+        .map(|e| e["alert"]["level"].clone())
+        .collect();
+    assert_eq!(levels, [json!(1), json!(2), json!(3), json!(3)]);
+    let mut ids: Vec<&str> = seen
+        .accepted
+        .iter()
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    let all = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "each event once by id");
+    assert_eq!(
+        seen.bad_signatures, 0,
+        "every attempt signed with the secret"
+    );
+    assert_eq!(
+        seen.attempts,
+        all + 2,
+        "the two failed attempts were retried"
+    );
+
+    let status = get_json(&http, &format!("{base}/api/v1/notify/status"), &admin).await;
+    assert_eq!(status["outbox"], 0, "{status}");
+    assert_eq!(status["webhooks"][0]["failures"], 2, "{status}");
+    assert_eq!(status["webhooks"][0]["delivered"], 7, "{status}");
+    assert!(!status.to_string().contains(SECRET), "{status}");
+    let refused = http
+        .get(format!("{base}/api/v1/notify/status"))
+        .bearer_auth(&sup)
+        .send()
+        .await
+        .expect("status");
+    assert_eq!(refused.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_change_made_just_before_a_kill_9_is_delivered_after_the_restart() {
+    // The receiver refuses until Lookout has been killed.
+    let up = Arc::new(AtomicBool::new(false));
+    let (url, seen) = receiver(0, up.clone()).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (node, config) = lookout(&tmp.path().join("data"), &url);
+    let http = http_client(&node.cert_pem());
+    let guard = node.token("g1", Some("acme"), &[Role::Guard]);
+    let base = format!("https://{}", node.addr);
+    // A guard is known once it has connected.
+    drop(node.connect(&guard).await);
+    let (status, alert) = post_json(
+        &http,
+        &format!("{base}/api/v1/alerts"),
+        &guard,
+        json!({"type": "FIRE"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{alert}");
+    let id = alert["id"].as_str().expect("id").to_string();
+    until("a first, refused attempt", || {
+        seen.lock().expect("lock").attempts >= 1
+    })
+    .await;
+
+    let node = node.kill_9_and_restart(&[("LOOKOUT_CONFIG", config.as_str())]);
+    up.store(true, Ordering::SeqCst);
+    until("the creation delivered after the restart", || {
+        !events_of(&seen.lock().expect("lock"), &id).is_empty()
+    })
+    .await;
+    let seen = seen.lock().expect("lock");
+    assert_eq!(events_of(&seen, &id), ["alert.created"]);
+    assert_eq!(seen.bad_signatures, 0);
+    drop(node);
+}
