@@ -45,6 +45,8 @@ pub struct AppState {
     pub tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
     /// Origins allowed to open WebSockets; replaced by a reload.
     pub origins: arc_swap::ArcSwap<Vec<String>>,
+    /// The RabbitMQ consumer, when `amqp.url` is set (set once, when the server binds).
+    pub amqp: std::sync::OnceLock<Arc<crate::amqp::Bridge>>,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl AppState {
         );
         Arc::new(AppState {
             origins: arc_swap::ArcSwap::from_pointee(config.allowed_origins.clone()),
+            amqp: std::sync::OnceLock::new(),
             tls: Arc::new(arc_swap::ArcSwap::new(tls)),
             config: Arc::new(config),
             store,

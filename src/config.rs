@@ -63,8 +63,49 @@ pub struct Config {
     pub dashboard: DashboardSettings,
     /// Alert notifications out (webhooks).
     pub notify: NotifySettings,
+    /// Task events from the site's RabbitMQ.
+    pub amqp: AmqpSettings,
     /// What only test rigs turn on.
     pub testing: TestingSettings,
+}
+
+/// Task events consumed from RabbitMQ (AMQP 0-9-1).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpSettings {
+    /// `amqp://` or `amqps://` URL of the broker; unset: no consumer.
+    pub url: Option<String>,
+    /// `[[amqp.bindings]]`: what to consume and where it goes.
+    pub bindings: Vec<AmqpBinding>,
+    /// Names of the queues Lookout declares start with this (`<prefix>.<exchange>.<key>`).
+    pub queue_prefix: String,
+    /// Deliveries the broker may hand over before they are acknowledged.
+    pub prefetch: u16,
+}
+
+impl Default for AmqpSettings {
+    fn default() -> Self {
+        AmqpSettings {
+            url: None,
+            bindings: Vec::new(),
+            queue_prefix: "lookout".into(),
+            prefetch: 64,
+        }
+    }
+}
+
+/// One binding: an exchange and a topic pattern, delivered on a channel of each event's org.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpBinding {
+    /// The (topic) exchange the events are published to.
+    pub exchange: String,
+    /// AMQP topic pattern, e.g. `task.event.*`.
+    pub routing_key: String,
+    /// The channel, with `{org}` for the event's organization, e.g. `/topic/org/{org}/tasks`.
+    pub channel: String,
+    /// The body's JSON field naming the organization, e.g. `organization_id`.
+    pub org: String,
 }
 
 /// Alert notifications out: webhooks fed from a durable outbox.
@@ -484,6 +525,7 @@ impl Default for Config {
             alerts: AlertSettings::default(),
             dashboard: DashboardSettings::default(),
             notify: NotifySettings::default(),
+            amqp: AmqpSettings::default(),
             testing: TestingSettings::default(),
         }
     }
@@ -726,6 +768,22 @@ pub const KEYS: &[(&str, &str)] = &[
         "escalate to level 3 (admins and a /topic/system notice) after this long",
     ),
     (
+        "amqp.url",
+        "amqp:// or amqps:// URL of the site's RabbitMQ; set: task events are consumed",
+    ),
+    (
+        "amqp.bindings",
+        "[[amqp.bindings]] entries: exchange, routing_key, channel (with {org}), org (the body's field)",
+    ),
+    (
+        "amqp.queue_prefix",
+        "the durable queues Lookout declares are <prefix>.<exchange>.<routing_key>",
+    ),
+    (
+        "amqp.prefetch",
+        "deliveries the broker hands over before they are acknowledged",
+    ),
+    (
         "notify.webhooks",
         "[[notify.webhooks]] entries: url, events, min_level, secret (see Alert notifications)",
     ),
@@ -813,8 +871,14 @@ pub fn default_values() -> Vec<(String, String)> {
 }
 
 fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
-    // A map keyed by channel kind is one documented key.
-    if prefix == "retention.kinds" || prefix == "jwt.claims.role_map" || prefix == "notify.webhooks"
+    // A map keyed by channel kind (and maps and lists of tables) is one documented key.
+    if [
+        "retention.kinds",
+        "jwt.claims.role_map",
+        "notify.webhooks",
+        "amqp.bindings",
+    ]
+    .contains(&prefix)
     {
         out.push((prefix.to_string(), value.to_string()));
         return;
@@ -964,6 +1028,32 @@ impl Config {
             if hook.min_level.is_some_and(|l| !(1..=3).contains(&l)) {
                 bad("notify.webhooks", "min_level is 1, 2 or 3");
             }
+        }
+        if let Some(url) = &self.amqp.url {
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                bad("amqp.url", "an amqp:// or amqps:// URL");
+            }
+            if self.amqp.bindings.is_empty() {
+                bad(
+                    "amqp.bindings",
+                    "amqp.url is set but no [[amqp.bindings]] says what to consume",
+                );
+            }
+        }
+        for b in &self.amqp.bindings {
+            if !b.channel.contains("{org}")
+                || b.exchange.is_empty()
+                || b.routing_key.is_empty()
+                || b.org.is_empty()
+            {
+                bad(
+                    "amqp.bindings",
+                    "each binding needs exchange, routing_key, org and a channel with {org}",
+                );
+            }
+        }
+        if self.amqp.prefetch == 0 {
+            bad("amqp.prefetch", "must be positive");
         }
         if self.notify.max_outbox == 0 {
             bad("notify.max_outbox", "must be positive");

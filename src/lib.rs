@@ -48,6 +48,7 @@
 //!   geometry of fences. [`config`]: every setting with its default and documentation.
 
 pub mod alerts;
+pub mod amqp;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -51,6 +51,9 @@ pub enum ServerError {
     /// The urgent lane's thread could not start.
     #[error(transparent)]
     Urgent(#[from] crate::urgent::UrgentError),
+    /// An `[[amqp.bindings]]` entry names no usable channel.
+    #[error("{0}")]
+    Amqp(String),
 }
 
 /// Reads the configuration again (the same file, variables and flags as at start).
@@ -148,6 +151,11 @@ impl Server {
         };
         let urgent = crate::urgent::Urgent::start()?;
         let state = AppState::new(config, store, auth, material.server, urgent);
+        if let Some(bridge) = crate::amqp::Bridge::new(&state.config.amqp, state.hub.clone())
+            .map_err(ServerError::Amqp)?
+        {
+            let _ = state.amqp.set(bridge);
+        }
         // Before the first connection: a revoked phone stays cut off across restarts.
         let revoked = crate::api::devices::load_revocations(&state).await?;
         if revoked > 0 {
@@ -238,6 +246,9 @@ impl Server {
                 .clone()
                 .run(state.shutdown.clone()),
         );
+        if let Some(bridge) = state.amqp.get() {
+            tokio::spawn(bridge.clone().run(state.shutdown.clone()));
+        }
         let gateway = Gateway::new(state.clone());
         let tls_loop = tokio::spawn(transport::accept_loop(
             gateway.clone(),

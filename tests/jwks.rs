@@ -243,14 +243,7 @@ async fn keys_are_chosen_by_kid_follow_a_rotation_and_survive_a_restart_while_th
         withdrawn.as_ref().is_err_and(|e| e.contains("unknown key")),
         "the withdrawn key's tokens are refused: {withdrawn:?}"
     );
-    let metrics = http_client(&node.cert_pem())
-        .get(format!("https://{}/metrics", node.addr))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics");
+    let metrics = node.metrics().await;
     assert!(metrics.contains("lookout_jwks_keys 2"), "{metrics}");
 
     // The provider goes down and Lookout restarts: the cached set still verifies.

@@ -33,6 +33,12 @@ if ! need redis-server || ! need redis-sentinel; then
     echo "== installing redis-server and redis-sentinel (Debian packages; their services are not started)"
     bash .ci/apt-install-quiet "redis-server redis-sentinel" redis-server redis-sentinel
 fi
+# The RabbitMQ integration test starts Debian's rabbitmq-server itself (every listener on
+# 127.0.0.1, a directory of its own); the package's own service is never started.
+if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+    echo "== installing rabbitmq-server (Debian package; its service is not started)"
+    bash .ci/apt-install-quiet "rabbitmq-server epmd.socket epmd.service" rabbitmq-server
+fi
 # The systemd unit is checked with systemd-analyze.
 if ! need systemd-analyze; then
     echo "== installing systemd (for systemd-analyze)"

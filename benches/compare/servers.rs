@@ -15,7 +15,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +28,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+use crate::harness::process::{descendants, Owned};
 use crate::harness::{self, Binary};
 
 pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
@@ -108,7 +109,7 @@ impl Kind {
             Kind::Nchan | Kind::NchanPlain => (!Path::new(NCHAN_MODULE).exists()
                 || which("nginx").is_none())
             .then(|| "nginx and libnginx-mod-nchan are not installed".into()),
-            Kind::RabbitMq => rabbitmq_home()
+            Kind::RabbitMq => harness::process::rabbitmq_home()
                 .is_none()
                 .then(|| "rabbitmq-server is not installed".into()),
         }
@@ -125,18 +126,6 @@ fn which(program: &str) -> Option<PathBuf> {
     })
 }
 
-fn rabbitmq_home() -> Option<PathBuf> {
-    std::fs::read_dir("/usr/lib/rabbitmq/lib")
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("rabbitmq_server-"))
-        })
-}
-
 /// A port on 127.0.0.1 that was free a moment ago.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -151,96 +140,6 @@ fn wait_listening(addr: SocketAddr, within: Duration, what: &str) {
         assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// A process the bench started, killed (SIGTERM, then SIGKILL) and reaped by its pid on drop.
-struct Owned {
-    child: Child,
-    what: &'static str,
-}
-
-impl Owned {
-    fn spawn(cmd: &mut Command, what: &'static str) -> Owned {
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        Owned { child, what }
-    }
-}
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        // The whole tree: RabbitMQ's start script waits on beam.smp, nginx's master on its
-        // workers. Each is signalled by the pid we know it by, children first.
-        let mut tree = descendants(self.child.id());
-        tree.reverse();
-        tree.push(self.child.id());
-        for pid in &tree {
-            signal(*pid, "TERM");
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        for pid in &tree {
-            if Path::new(&format!("/proc/{pid}")).exists() {
-                eprintln!(
-                    "{} (pid {pid}) still running after SIGTERM: SIGKILL",
-                    self.what
-                );
-                signal(*pid, "KILL");
-            }
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .args([format!("-{sig}"), pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Every process below `pid`, parents before children.
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut parents: Vec<(u32, u32)> = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for entry in dir.filter_map(Result::ok) {
-            let Some(p) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|f| f.parse::<u32>().ok());
-            if let Some(ppid) = ppid {
-                parents.push((p, ppid));
-            }
-        }
-    }
-    let mut found = vec![pid];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
 }
 
 fn rss_kib_of(pid: u32) -> u64 {
@@ -391,10 +290,6 @@ http {{
 
     fn rabbitmq(dir: tempfile::TempDir) -> Server {
         let d = dir.path();
-        let home = rabbitmq_home().expect("rabbitmq-server is installed");
-        for sub in ["home", "mnesia", "log"] {
-            std::fs::create_dir_all(d.join(sub)).expect("mkdir");
-        }
         let (web_stomp, stomp, epmd_port, dist) =
             (free_port(), free_port(), free_port(), free_port());
         std::fs::write(d.join("enabled_plugins"), "[rabbitmq_web_stomp].\n").expect("plugins");
@@ -410,43 +305,7 @@ loopback_users.guest = true
             ),
         )
         .expect("rabbitmq.conf");
-        // An epmd of the bench's own, so it is stopped with the broker (the one Erlang would
-        // start is a daemon nobody owns).
-        let epmd = Owned::spawn(
-            Command::new("epmd")
-                .args(["-address", "127.0.0.1", "-port", &epmd_port.to_string()])
-                .env("HOME", d.join("home"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-            "epmd",
-        );
-        wait_listening(
-            ([127, 0, 0, 1], epmd_port).into(),
-            Duration::from_secs(10),
-            "epmd",
-        );
-        let broker = Owned::spawn(
-            Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
-                .env("HOME", d.join("home"))
-                .env("RABBITMQ_HOME", &home)
-                .env("RABBITMQ_NODENAME", "lookout-bench@localhost")
-                .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-                .env("ERL_EPMD_ADDRESS", "127.0.0.1")
-                .env("ERL_EPMD_PORT", epmd_port.to_string())
-                .env("RABBITMQ_DIST_PORT", dist.to_string())
-                .env(
-                    "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
-                    "-kernel inet_dist_use_interface {127,0,0,1}",
-                )
-                .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
-                .env("RABBITMQ_LOG_BASE", d.join("log"))
-                .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
-                .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
-                .env("RABBITMQ_PID_FILE", d.join("rabbitmq.pid"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-            "rabbitmq-server",
-        );
+        let (broker, epmd) = harness::process::rabbitmq(d, epmd_port, dist);
         let addr: SocketAddr = ([127, 0, 0, 1], web_stomp).into();
         wait_listening(addr, Duration::from_secs(90), "RabbitMQ Web-STOMP");
         Server {

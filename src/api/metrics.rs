@@ -38,6 +38,7 @@ pub async fn metrics(call: Call) -> Result<Response<Body>, HttpError> {
         alerts,
         key_set: state.auth.key_set().cloned(),
         hooks: state.field.alerts().hooks().clone(),
+        amqp: state.amqp.get().cloned(),
     };
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(exporter));
@@ -61,6 +62,7 @@ struct Exporter {
     alerts: BTreeMap<(&'static str, u8), i64>,
     key_set: Option<Arc<crate::auth::jwks::KeySet>>,
     hooks: Arc<crate::notify::Hooks>,
+    amqp: Option<Arc<crate::amqp::Bridge>>,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -133,6 +135,32 @@ impl prometheus_client::collector::Collector for Exporter {
             "Alert notifications not written because notify.max_outbox was reached.",
             get(&self.hooks.dropped),
         )?;
+        if let Some(amqp) = &self.amqp {
+            gauge(
+                &mut encoder,
+                "lookout_amqp_connected",
+                "1 while the RabbitMQ consumer is connected.",
+                i64::from(amqp.connected.load(Ordering::Relaxed)),
+            )?;
+            counter(
+                &mut encoder,
+                "lookout_amqp_consumed",
+                "Task events from RabbitMQ stored (and acknowledged to the broker).",
+                get(&amqp.consumed),
+            )?;
+            counter(
+                &mut encoder,
+                "lookout_amqp_rejected",
+                "RabbitMQ deliveries dead-lettered (not JSON, no org, no channel).",
+                get(&amqp.rejected),
+            )?;
+            counter(
+                &mut encoder,
+                "lookout_amqp_connections",
+                "Connections made to RabbitMQ (the first and every reconnect).",
+                get(&amqp.connections),
+            )?;
+        }
         if let Some(set) = &self.key_set {
             gauge(
                 &mut encoder,

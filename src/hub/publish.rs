@@ -252,6 +252,25 @@ impl Hub {
             .await
     }
 
+    /// [`Hub::publish_as_lookout`] on a logged channel, once per `key`: a message arriving
+    /// again under the same key (a broker's redelivery) is stored once, and answered with the
+    /// seq it was stored under.
+    pub async fn publish_as_lookout_once(
+        &self,
+        target: &Target,
+        data: rmpv::Value,
+        key: &str,
+    ) -> Result<u64, HubError> {
+        if !target.kind().is_logged() {
+            return Err(HubError::Denied(channel::Denied::BadRequest(format!(
+                "{} is live-only: nothing to store once",
+                target.stored_name()
+            ))));
+        }
+        self.publish_logged(target, data, false, Some(key), None)
+            .await
+    }
+
     /// Publishes on a logged channel, once per `key` when there is one. Returns the seq once
     /// the message is durable.
     async fn publish_logged(

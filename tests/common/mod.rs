@@ -2,6 +2,7 @@
 //! directory, and WebSocket clients built on tokio-tungstenite (not the server's library).
 #![allow(dead_code)]
 
+pub mod process;
 pub mod redis;
 
 use std::collections::VecDeque;
@@ -645,6 +646,18 @@ impl Binary {
         connect_with_token(&self.cert_pem(), self.addr, token, subprotocol)
             .await
             .expect("connect")
+    }
+
+    /// Its `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        http_client(&self.cert_pem())
+            .get(format!("https://{}/metrics", self.addr))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics")
     }
 
     /// Resident memory of the server process, in KiB.
