@@ -6,6 +6,9 @@
 //! the webhook's secret (`X-Lookout-Signature: sha256=<HMAC of the body>`), retries with
 //! backoff until a 2xx, and only then deletes the record: at least once, in order per alert.
 //!
+//! In cluster mode the outbox is shared and one node at a time delivers each webhook's, under
+//! a lease in the store's cluster engine.
+//!
 //! Knows nothing of alerts beyond an event's name, level, alert id and order: the caller gives
 //! the JSON body. Reaches durable state only through the store.
 
@@ -27,6 +30,9 @@ const POST_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
 /// How often a deliverer looks at the outbox without being woken.
 const POLL: Duration = Duration::from_secs(1);
+/// In cluster mode one node delivers a webhook's outbox at a time, under a lease this long
+/// (renewed at every look, so it lapses only when the node stops looking).
+const LEASE: Duration = Duration::from_secs(15);
 
 /// A notification waiting for its webhook.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,7 +93,7 @@ pub struct Hooks {
     hooks: Vec<Hook>,
     store: Arc<dyn Store>,
     max_outbox: usize,
-    /// Records in the outbox (counted at start, then kept up to date).
+    /// Records in the outbox: as of the deliverers' last look, plus what was written since.
     depth: AtomicU64,
     /// Notifications not written because the outbox was full.
     pub dropped: AtomicU64,
@@ -251,16 +257,27 @@ impl Hooks {
         loop {
             let wake = self.wake.notified();
             let pending: Vec<Entry> = match self.entries().await {
-                Ok(all) => all.into_iter().filter(|e| e.hook == hook.tag).collect(),
+                Ok(all) => {
+                    // What the outbox holds (in a cluster: every node's writes).
+                    self.depth.store(all.len() as u64, Ordering::Relaxed);
+                    all.into_iter().filter(|e| e.hook == hook.tag).collect()
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the notification outbox");
                     Vec::new()
                 }
             };
+            if !pending.is_empty() && !self.holds_lease(hook).await {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(POLL) => continue,
+                }
+            }
             let mut failed = false;
             for entry in &pending {
-                if stop.is_cancelled() {
-                    return;
+                // Renewed before each POST: a long run never outlasts the lease.
+                if stop.is_cancelled() || !self.holds_lease(hook).await {
+                    break;
                 }
                 match self.post(hook, entry).await {
                     Ok(()) => {
@@ -273,7 +290,11 @@ impl Hooks {
                             // Delivered again after a restart: at least once.
                             tracing::warn!(error = %e, "removing a delivered notification");
                         }
-                        self.depth.fetch_sub(1, Ordering::Relaxed);
+                        let _ =
+                            self.depth
+                                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                                    Some(d.saturating_sub(1))
+                                });
                         hook.delivered.fetch_add(1, Ordering::Relaxed);
                         *hook.last_error.lock() = None;
                         backoff = BACKOFF.0;
@@ -298,6 +319,22 @@ impl Hooks {
                 _ = stop.cancelled() => return,
                 _ = wake, if !failed => {}
                 _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Whether this node delivers `hook`'s notifications now: always on an appliance; in
+    /// cluster mode while it holds the hook's lease (two nodes posting the same outbox would
+    /// double every delivery and could reorder them).
+    async fn holds_lease(&self, hook: &Hook) -> bool {
+        let Some(cluster) = self.store.cluster() else {
+            return true;
+        };
+        match cluster.lease(&format!("notify:{}", hook.tag), LEASE).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(error = %e, "taking the webhook delivery lease");
+                false
             }
         }
     }

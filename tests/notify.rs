@@ -298,3 +298,53 @@ async fn an_alert_change_made_just_before_a_kill_9_is_delivered_after_the_restar
     assert_eq!(seen.bad_signatures, 0);
     drop(node);
 }
+
+/// Three nodes on one Redis share the outbox: one of them at a time delivers it (a lease), so
+/// the receiver gets each event once, not once per node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_each_event_is_posted_once_not_once_per_node() {
+    let (url, seen) = receiver(0, Arc::new(AtomicBool::new(true))).await;
+    let redis = common::redis::RedisProcess::start();
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (redis_url, url) = (redis.url(), url.clone());
+        nodes.push(
+            TestServer::start_with(move |c| {
+                c.cluster.redis = Some(redis_url);
+                c.cluster.min_replicas = 0;
+                c.cluster.node_id = Some(name.into());
+                c.alerts.level2_after = Duration::from_secs(1);
+                c.alerts.level3_after = Duration::from_secs(2);
+                c.notify.webhooks = vec![lookout::config::Webhook {
+                    url,
+                    events: vec!["alert.created".into(), "alert.escalated".into()],
+                    min_level: None,
+                    secret: SECRET.into(),
+                }];
+            })
+            .await,
+        );
+    }
+    let mut guard = nodes[1]
+        .connect(&nodes[1].token("g1", Some("acme"), &[Role::Guard]))
+        .await;
+    let raised = guard
+        .publish("/topic/emergency/g1", json!({"type": "PANIC"}))
+        .await;
+    assert!(ok(&raised), "{raised}");
+    let id = raised["alertId"].as_str().expect("alert id").to_string();
+    until("level 3 posted", || {
+        events_of(&seen.lock().expect("lock"), &id).len() >= 3
+    })
+    .await;
+    // Every node has had several looks at the outbox since (they look every second).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        events_of(&seen.lock().expect("lock"), &id),
+        ["alert.created", "alert.escalated", "alert.escalated"]
+    );
+    drop(guard);
+    for node in nodes {
+        node.stop().await;
+    }
+}

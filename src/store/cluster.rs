@@ -101,4 +101,9 @@ pub trait Cluster: Send + Sync {
 
     /// Gives a slot back; `true` when it was the user's last connection in the cluster.
     async fn give_slot(&self, user: &str) -> Result<bool>;
+
+    /// Takes or renews the lease called `name` for `ttl`: `true` while this node holds it (one
+    /// node at a time does a job such as delivering the webhooks' outbox; when it dies the
+    /// lease lapses and another takes over).
+    async fn lease(&self, name: &str, ttl: Duration) -> Result<bool>;
 }

@@ -104,6 +104,16 @@ end
 return total
 "#;
 
+/// Takes a lease that is free or already this node's, for ARGV[2] ms: 1 when held.
+const LEASE: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"#;
+
 #[derive(Default)]
 struct Watch {
     /// Channels the hub wants to hear of.
@@ -496,6 +506,18 @@ impl Cluster for Bus {
         let (_, seq, body) = parse_frame(&kept)
             .ok_or_else(|| StoreError::Codec("a kept keyframe is unreadable".into()))?;
         decode_body(seq, body).map(Some)
+    }
+
+    async fn lease(&self, name: &str, ttl: Duration) -> Result<bool> {
+        let mut con = self.con();
+        let held: u8 = redis::Script::new(LEASE)
+            .key(key(&["lease", name]))
+            .arg(&self.instance)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut con)
+            .await
+            .map_err(engine)?;
+        Ok(held == 1)
     }
 
     async fn take_slot(&self, user: &str, max: usize) -> Result<Slot> {
