@@ -1385,4 +1385,67 @@ mod tests {
             "{err}"
         );
     }
+
+    /// A change made to the defaults.
+    type Adjust = Box<dyn FnOnce(&mut Config)>;
+
+    /// The first problem a configuration has, by its key.
+    fn first_problem(adjust: impl FnOnce(&mut Config)) -> String {
+        let mut c = Config::default();
+        adjust(&mut c);
+        c.validate().expect_err("must fail").to_string()
+    }
+
+    #[test]
+    fn integrations_are_refused_with_their_keys_when_they_could_not_work() {
+        let cases: [(&str, Adjust); 6] = [
+            (
+                "jwt.jwks_url",
+                Box::new(|c| c.jwt.jwks_url = Some("http://idp/certs".into())),
+            ),
+            (
+                "jwt.algorithms",
+                Box::new(|c| {
+                    c.jwt.jwks_url = Some("https://idp/certs".into());
+                    c.jwt.algorithms = vec![JwtAlgorithm::HS256];
+                }),
+            ),
+            (
+                "jwt.claims.role_map",
+                Box::new(|c| {
+                    c.jwt.claims.role_map.insert("boss".into(), "root".into());
+                }),
+            ),
+            (
+                "amqp.bindings",
+                Box::new(|c| c.amqp.url = Some("amqp://mq".into())),
+            ),
+            (
+                "notify.webhooks",
+                Box::new(|c| {
+                    c.notify.webhooks.push(Webhook {
+                        url: "https://pager/hook".into(),
+                        events: vec!["alert.exploded".into()],
+                        min_level: None,
+                        secret: "long enough for a secret".into(),
+                    })
+                }),
+            ),
+            (
+                "notify.webhooks",
+                Box::new(|c| {
+                    c.notify.webhooks.push(Webhook {
+                        url: "https://pager/hook".into(),
+                        events: vec!["alert.created".into()],
+                        min_level: None,
+                        secret: "short".into(),
+                    })
+                }),
+            ),
+        ];
+        for (key, adjust) in cases {
+            let problem = first_problem(adjust);
+            assert!(problem.starts_with(key), "{key}: {problem}");
+        }
+    }
 }

@@ -329,3 +329,42 @@ async fn keycloak_and_clerk_style_claims_map_to_lookout_roles_as_configured() {
     let refused = admitted(&clerk, &orgless).await.expect_err("no org");
     assert!(refused.contains("org"), "{refused}");
 }
+
+/// `jwt.jwks_file`: the set is read from a file (kept up to date by the site's tooling), read
+/// again when a token names a key it lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_set_file_is_read_again_when_a_token_names_a_new_key() {
+    let old = Signer::ec("file-1");
+    let new = Signer::rsa("file-2", "jwt-test-rsa-2.key");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("jwks.json");
+    let write = |keys: &[&Signer]| {
+        let set = json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() });
+        std::fs::write(&file, set.to_string()).expect("write");
+    };
+    write(&[&old]);
+    let data = tmp.path().join("data");
+    let node = Binary::serve(
+        &data,
+        &[
+            ("LOOKOUT_JWT__JWKS_FILE", file.to_str().expect("path")),
+            ("LOOKOUT_JWT__JWKS_MIN_INTERVAL", "0s"),
+        ],
+    );
+    let claims = json!({ "sub": "ann", "org": "acme", "roles": ["supervisor"] });
+    assert_eq!(
+        admitted(&node, &old.mint(claims.clone())).await,
+        Ok("ann".into())
+    );
+    let refused = admitted(&node, &new.mint(claims.clone())).await;
+    assert!(refused.is_err_and(|e| e.contains("unknown key")));
+    write(&[&new]);
+    assert_eq!(
+        admitted(&node, &new.mint(claims.clone())).await,
+        Ok("ann".into())
+    );
+    assert!(
+        admitted(&node, &old.mint(claims)).await.is_err(),
+        "file-1 withdrawn"
+    );
+}
