@@ -98,7 +98,7 @@ pub struct Hooks {
     /// Notifications not written because the outbox was full.
     pub dropped: AtomicU64,
     wake: Notify,
-    client: reqwest::Client,
+    client: Result<reqwest::Client, String>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -130,7 +130,7 @@ impl Hooks {
             .timeout(POST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .unwrap_or_default();
+            .map_err(|e| format!("no HTTP client: {e}"));
         Arc::new(Hooks {
             hooks,
             store,
@@ -341,8 +341,8 @@ impl Hooks {
 
     async fn post(&self, hook: &Hook, entry: &Entry) -> Result<(), String> {
         let signature = hmac::sign(&hook.key, entry.body.as_bytes());
-        let response = self
-            .client
+        let client = self.client.as_ref().map_err(Clone::clone)?;
+        let response = client
             .post(&hook.config.url)
             .header("content-type", "application/json")
             .header("x-lookout-event", &entry.event)

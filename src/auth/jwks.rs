@@ -162,9 +162,9 @@ impl KeySet {
         *self.last_try.lock() = Some(Instant::now());
         let result = match &self.source {
             Source::Url(url) => self.fetch(url).await,
-            Source::File(file) => {
-                std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))
-            }
+            Source::File(file) => tokio::fs::read(file)
+                .await
+                .map_err(|e| format!("{}: {e}", file.display())),
         }
         .and_then(|bytes| Ok((self.parse(&bytes)?, bytes)));
         match result {
@@ -173,7 +173,7 @@ impl KeySet {
                 *self.keys.write() = Arc::new(keys);
                 self.refreshes.fetch_add(1, Ordering::Relaxed);
                 if matches!(self.source, Source::Url(_)) {
-                    if let Err(e) = write_atomically(&self.cache, &bytes) {
+                    if let Err(e) = write_atomically(&self.cache, &bytes).await {
                         tracing::warn!(file = %self.cache.display(), error = %e, "keeping the key set for restarts");
                     }
                 }
@@ -317,9 +317,9 @@ fn describe(e: &reqwest::Error) -> String {
     text
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)
+    tokio::fs::write(&tmp, bytes).await?;
+    tokio::fs::File::open(&tmp).await?.sync_all().await?;
+    tokio::fs::rename(&tmp, path).await
 }
