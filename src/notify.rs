@@ -234,10 +234,7 @@ impl Hooks {
         if self.hooks.is_empty() {
             return;
         }
-        match self.entries().await {
-            Ok(entries) => self.depth.store(entries.len() as u64, Ordering::Relaxed),
-            Err(e) => tracing::warn!(error = %e, "reading the notification outbox"),
-        }
+        // Each deliverer's first look at the outbox sets the depth.
         let mut deliverers = tokio::task::JoinSet::new();
         for i in 0..self.hooks.len() {
             deliverers.spawn(self.clone().deliver(i, stop.clone()));

@@ -158,17 +158,13 @@ impl Provider {
 /// `lookout serve` verifying with `provider`'s key set, with `claims` (TOML lines of
 /// `[jwt.claims]`) and what the provider's CA is.
 fn lookout(data: &std::path::Path, provider: &Provider, claims: &str) -> Binary {
-    std::fs::create_dir_all(data).expect("mkdir");
-    let config = data.with_extension("toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = config_file(
+        data,
+        &format!(
             "[jwt]\njwks_url = \"{}\"\njwks_min_interval = \"0s\"\n[jwt.claims]\n{claims}\n",
             provider.url()
         ),
-    )
-    .expect("write config");
-    let config = config.display().to_string();
+    );
     let ca = provider.ca_file.display().to_string();
     Binary::serve(
         data,

@@ -95,18 +95,14 @@ async fn receiver(fail_first: usize, up: Arc<AtomicBool>) -> (String, Arc<Mutex<
 
 /// `lookout serve` with the webhook and quick escalations (level 2 after 2 s, 3 after 4 s).
 fn lookout(data: &std::path::Path, url: &str) -> (Binary, String) {
-    std::fs::create_dir_all(data).expect("mkdir");
-    let config = data.with_extension("toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = config_file(
+        data,
+        &format!(
             "[alerts]\nlevel2_after = \"2s\"\nlevel3_after = \"4s\"\n\
              [[notify.webhooks]]\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n\
              events = [\"alert.created\", \"alert.escalated\", \"alert.acknowledged\", \"alert.resolved\"]\n"
         ),
-    )
-    .expect("config");
-    let config = config.display().to_string();
+    );
     let node = Binary::serve(data, &[("LOOKOUT_CONFIG", config.as_str())]);
     (node, config)
 }

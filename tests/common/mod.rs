@@ -1227,3 +1227,12 @@ pub fn chromium() -> String {
     );
     path
 }
+
+/// Writes `toml` as the configuration of a binary on `data` (beside it, as `<data>.toml`; the
+/// data directory is created) and answers its path, for `LOOKOUT_CONFIG`.
+pub fn config_file(data: &std::path::Path, toml: &str) -> String {
+    std::fs::create_dir_all(data).expect("mkdir");
+    let path = data.with_extension("toml");
+    std::fs::write(&path, toml).expect("write config");
+    path.display().to_string()
+}
