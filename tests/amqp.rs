@@ -25,7 +25,7 @@ const EXCHANGE: &str = "tasks";
 /// The task service: publishes persistent, confirmed events with a message-id.
 struct TaskService {
     channel: lapin::Channel,
-    _connection: Connection,
+    connection: Connection,
 }
 
 impl TaskService {
@@ -52,7 +52,7 @@ impl TaskService {
             .expect("exchange");
         TaskService {
             channel,
-            _connection: connection,
+            connection,
         }
     }
 
@@ -86,9 +86,13 @@ impl TaskService {
             .await;
     }
 
-    /// How many messages wait in `queue`.
+    /// How many messages wait in `queue`; `u32::MAX` while it does not exist. On a channel of
+    /// its own: a passive declare of a missing queue closes the channel it was sent on.
     async fn depth(&self, queue: &str) -> u32 {
-        self.channel
+        let Ok(channel) = self.connection.create_channel().await else {
+            return u32::MAX;
+        };
+        let depth = channel
             .queue_declare(
                 queue.into(),
                 QueueDeclareOptions {
@@ -99,24 +103,23 @@ impl TaskService {
             )
             .await
             .map(|q| q.message_count())
-            .unwrap_or(u32::MAX)
+            .unwrap_or(u32::MAX);
+        // Open when the queue exists (a missing one's channel is closed by the broker).
+        let _ = channel.close(200, "done".into()).await;
+        depth
     }
 }
 
 fn lookout(data: &std::path::Path, mq: &RabbitMq) -> (Binary, String) {
-    std::fs::create_dir_all(data).expect("mkdir");
-    let config = data.with_extension("toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = config_file(
+        data,
+        &format!(
             "[amqp]\nurl = \"{}\"\n[[amqp.bindings]]\nexchange = \"{EXCHANGE}\"\n\
              routing_key = \"task.event.*\"\nchannel = \"/topic/org/{{org}}/tasks\"\n\
              org = \"organization_id\"\n",
             mq.url()
         ),
-    )
-    .expect("config");
-    let config = config.display().to_string();
+    );
     let node = Binary::serve(data, &[("LOOKOUT_CONFIG", config.as_str())]);
     (node, config)
 }
