@@ -42,6 +42,11 @@ pub trait Source: Send {
 
 /// A transport's write half.
 pub trait Sink: Send {
+    /// What the transport sends before anything else (SockJS over a WebSocket: its `o`
+    /// frame); the writer calls it first.
+    fn open(&mut self) -> impl Future<Output = std::io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
     /// One server message (`text` = a text frame where the transport distinguishes).
     fn send(
         &mut self,

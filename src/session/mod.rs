@@ -74,7 +74,12 @@ enum Reader {
 
 /// Runs a session on any transport to its end: both halves finished, subscriptions dropped,
 /// slot released.
-pub async fn drive<Src, Snk>(
+///
+/// The writer and the transport's pump are spawned when this is called; the future returned
+/// holds only what the reader needs. It is kept small on purpose: it lives as long as the
+/// connection, and every idle connection pays for its largest state (a setup's locals kept
+/// inside it would be paid for life).
+pub fn drive<Src, Snk>(
     ctx: SessionContext,
     conn: Arc<ConnHandle>,
     rx: mpsc::Receiver<Outbound>,
@@ -82,12 +87,13 @@ pub async fn drive<Src, Snk>(
     speaks: Speaks,
     source: Src,
     sink: Snk,
-) where
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
     Src: Source + 'static,
     Snk: Sink + 'static,
 {
     let limits = ctx.hub.limits().clone();
-    let (wire, mut reader) = match speaks {
+    let (wire, reader) = match speaks {
         Speaks::Native => {
             let established = Established {
                 kind: "connection_established",
@@ -138,26 +144,29 @@ pub async fn drive<Src, Snk>(
     let (ahead, behind) = mpsc::channel(READ_AHEAD);
     let pump = tokio::spawn(pump(source, conn.clone(), stop_reader.clone(), ahead));
     let mut source = ReadAhead(behind);
-    match &mut reader {
-        Reader::Native(r) => r.run(&mut source, &stop_reader).await,
-        Reader::Stomp(s) => s.run(&mut source, &stop_reader).await,
+    let mut reader = reader;
+    async move {
+        match &mut reader {
+            Reader::Native(r) => r.run(&mut source, &stop_reader).await,
+            Reader::Stomp(s) => s.run(&mut source, &stop_reader).await,
+        }
+        // The pump ends with the connection: the peer's close, or the writer's stop.
+        drop(source);
+        reader_done.cancel();
+        match &mut reader {
+            Reader::Native(r) => r.finish(),
+            Reader::Stomp(s) => s.finish(),
+        }
+        if conn.close_requested().is_none() {
+            conn.close(close::NORMAL, "");
+        }
+        if let Err(e) = writer.await {
+            tracing::error!(error = %e, "writer task failed");
+        }
+        if let Err(e) = pump.await {
+            tracing::error!(error = %e, "reader pump failed");
+        }
+        drop(admission);
+        tracing::debug!("session ended");
     }
-    // The pump ends with the connection: the peer's close, or the writer's stop.
-    drop(source);
-    reader_done.cancel();
-    match &mut reader {
-        Reader::Native(r) => r.finish(),
-        Reader::Stomp(s) => s.finish(),
-    }
-    if conn.close_requested().is_none() {
-        conn.close(close::NORMAL, "");
-    }
-    if let Err(e) = writer.await {
-        tracing::error!(error = %e, "writer task failed");
-    }
-    if let Err(e) = pump.await {
-        tracing::error!(error = %e, "reader pump failed");
-    }
-    drop(admission);
-    tracing::debug!("session ended");
 }

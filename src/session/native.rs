@@ -42,7 +42,9 @@ impl Reader {
     /// Reads until the peer is gone or the writer stops the reader.
     pub async fn run<S: Source>(&mut self, source: &mut S, stop: &CancellationToken) {
         while let Some((text, bytes)) = next_message(source, &self.conn, stop).await {
-            if let Flow::Stop = self.message(text, &bytes).await {
+            // Boxed: handling a message is a large future (subscribe with replay, publish,
+            // alert actions) that would otherwise be part of every idle connection's task.
+            if let Flow::Stop = Box::pin(self.message(text, &bytes)).await {
                 return;
             }
         }

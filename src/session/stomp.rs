@@ -299,11 +299,13 @@ impl StompSession {
     /// Reads until the peer is gone or the writer stops the reader; a `CONNECT` read before
     /// admission is handled first.
     pub async fn run<S: Source>(&mut self, source: &mut S, stop: &CancellationToken) {
-        if let Flow::Stop = self.drain().await {
+        if let Flow::Stop = Box::pin(self.drain()).await {
             return;
         }
         while let Some((_, bytes)) = next_message(source, &self.conn, stop).await {
-            if let Flow::Stop = self.receive(&bytes).await {
+            // Boxed: handling frames is a large future that would otherwise be part of every
+            // idle connection's task.
+            if let Flow::Stop = Box::pin(self.receive(&bytes)).await {
                 return;
             }
         }

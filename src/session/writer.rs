@@ -66,7 +66,59 @@ const DRAIN_BATCH: usize = 64;
 
 impl Writer {
     /// Writes until the connection ends, then closes the transport.
-    pub async fn run<S: Sink>(self, mut sink: S, mut rx: mpsc::Receiver<Outbound>) {
+    ///
+    /// Not an `async fn`, whose arguments would be kept twice in its state for the
+    /// connection's life; the rare large steps (opening, closing, writing an item) are boxed
+    /// for the same reason: the task is as large as its largest state, idle or not.
+    #[allow(clippy::manual_async_fn)] // on purpose: see above
+    pub fn run<S: Sink + 'static>(
+        self,
+        sink: S,
+        rx: mpsc::Receiver<Outbound>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            let mut sink = sink;
+            let mut rx = rx;
+            if Box::pin(sink.open()).await.is_err() {
+                self.stop_reader.cancel();
+                return;
+            }
+            let end = self.write_until_end(&mut sink, &mut rx).await;
+            // Nothing more will be sent; release queued deliveries now rather than at drop.
+            rx.close();
+            self.conn.live.close();
+            if let End::Close(code, reason) = end {
+                Box::pin(self.close(&mut sink, code, reason)).await;
+            }
+            self.stop_reader.cancel();
+        }
+    }
+
+    /// Closes the transport with `code`, and lets the peer answer.
+    async fn close<S: Sink>(&self, sink: &mut S, code: u16, reason: String) {
+        let mut reason = reason;
+        if reason.len() > MAX_CLOSE_REASON {
+            let mut cut = MAX_CLOSE_REASON;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+        }
+        tracing::debug!(code, %reason, "closing");
+        let sent = timeout(CLOSE_HANDSHAKE, sink.close(code, &reason)).await;
+        if matches!(sent, Ok(Ok(()))) {
+            // Let the peer answer; dropping the socket with its reply unread would reset
+            // the connection and could destroy our close frame in the peer's receive buffer.
+            let _ = timeout(CLOSE_HANDSHAKE, self.reader_done.cancelled()).await;
+        }
+    }
+
+    /// Writes what comes until the connection is to end, and says how.
+    async fn write_until_end<S: Sink>(
+        &self,
+        sink: &mut S,
+        rx: &mut mpsc::Receiver<Outbound>,
+    ) -> End {
         let conn = &self.conn;
         let limits = &self.limits;
         let mut next_ping = Instant::now() + limits.ping_interval;
@@ -80,7 +132,7 @@ impl Writer {
         let woken = conn.wake.notified();
         let shutdown = self.shutdown.cancelled();
         tokio::pin!(clock, woken, shutdown);
-        let end = loop {
+        loop {
             if let Some((code, reason)) = conn.close_requested() {
                 break End::Close(*code, reason.clone());
             }
@@ -135,26 +187,10 @@ impl Writer {
                     }
                 }
                 item = rx.recv() => {
-                    let Some(mut item) = item else { break End::Broken };
+                    let Some(item) = item else { break End::Broken };
                     unflushed = true;
-                    // What else is queued goes out in the same turn, up to a bound, so the
-                    // clocks above are read once per batch instead of once per frame.
-                    let mut written = 0;
-                    let ended = loop {
-                        match self.write_item(&mut sink, item).await {
-                            Ok(None) => {}
-                            Ok(Some(end)) => break Some(end),
-                            Err(()) => break Some(End::Broken),
-                        }
-                        written += 1;
-                        if written == DRAIN_BATCH || conn.close_requested().is_some() {
-                            break None;
-                        }
-                        match rx.try_recv() {
-                            Ok(next) => item = next,
-                            Err(_) => break None,
-                        }
-                    };
+                    // Boxed, like every write: see `run`.
+                    let ended = Box::pin(self.write_batch(sink, rx, item)).await;
                     last_write = Instant::now();
                     if let Some(end) = ended {
                         break end;
@@ -163,35 +199,40 @@ impl Writer {
                 // Live traffic only when nothing logged waits: an alert never queues behind it.
                 (delivery, view) = conn.live.next() => {
                     unflushed = true;
-                    match self.write_item(&mut sink, Outbound::Deliver(delivery, view)).await {
+                    match Box::pin(self.write_item(sink, Outbound::Deliver(delivery, view))).await {
                         Ok(None) => last_write = Instant::now(),
                         Ok(Some(end)) => break end,
                         Err(()) => break End::Broken,
                     }
                 }
             }
-        };
-        // Nothing more will be sent; release queued deliveries now rather than at drop.
-        rx.close();
-        conn.live.close();
-        if let End::Close(code, reason) = end {
-            let mut reason = reason;
-            if reason.len() > MAX_CLOSE_REASON {
-                let mut cut = MAX_CLOSE_REASON;
-                while !reason.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                reason.truncate(cut);
+        }
+    }
+
+    /// Writes `item` and what else is queued behind it, up to a bound, so the clocks are read
+    /// once per batch instead of once per frame; `Some` ends the connection.
+    async fn write_batch<S: Sink>(
+        &self,
+        sink: &mut S,
+        rx: &mut mpsc::Receiver<Outbound>,
+        mut item: Outbound,
+    ) -> Option<End> {
+        let mut written = 0;
+        loop {
+            match self.write_item(sink, item).await {
+                Ok(None) => {}
+                Ok(Some(end)) => return Some(end),
+                Err(()) => return Some(End::Broken),
             }
-            tracing::debug!(code, %reason, "closing");
-            let sent = timeout(CLOSE_HANDSHAKE, sink.close(code, &reason)).await;
-            if matches!(sent, Ok(Ok(()))) {
-                // Let the peer answer; dropping the socket with its reply unread would reset
-                // the connection and could destroy our close frame in the peer's receive buffer.
-                let _ = timeout(CLOSE_HANDSHAKE, self.reader_done.cancelled()).await;
+            written += 1;
+            if written == DRAIN_BATCH || self.conn.close_requested().is_some() {
+                return None;
+            }
+            match rx.try_recv() {
+                Ok(next) => item = next,
+                Err(_) => return None,
             }
         }
-        self.stop_reader.cancel();
     }
 
     fn heartbeat(&self) -> Option<Duration> {

@@ -102,7 +102,8 @@ pub async fn handle(
                     };
                     (admitted, speaks)
                 }
-                None => match admit_on_connect(&state, &mut ws, &choice, peer).await {
+                // Boxed: reading a CONNECT frame is a large future, needed only once.
+                None => match Box::pin(admit_on_connect(&state, &mut ws, &choice, peer)).await {
                     Some((admitted, parser, connect)) => {
                         (admitted, Speaks::Stomp(parser, Some(connect)))
                     }

@@ -30,8 +30,9 @@ pub enum Framing {
 }
 
 /// Runs a session on a WebSocket to its end: both tasks finished, subscriptions dropped, slot
-/// released.
-pub async fn run<S>(
+/// released. Not an `async fn`: the session's future is the one returned by
+/// [`session::drive`], with nothing of this setup kept in it for the connection's life.
+pub fn run<S>(
     ctx: SessionContext,
     conn: Arc<ConnHandle>,
     rx: mpsc::Receiver<Outbound>,
@@ -39,7 +40,8 @@ pub async fn run<S>(
     speaks: Speaks,
     framing: Framing,
     ws: WebSocket<S>,
-) where
+) -> impl std::future::Future<Output = ()> + Send + 'static
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = ctx.hub.limits().clone();
@@ -62,10 +64,7 @@ pub async fn run<S>(
         max = max.saturating_mul(2).saturating_add(16);
     }
     read.set_max_message_size(max + 1);
-    let mut sink = WsSink { ws: write, framing };
-    if framing == Framing::SockJs && sink.open().await.is_err() {
-        return;
-    }
+    let sink = WsSink { ws: write, framing };
     let source = WsSource {
         ws: read,
         framing,
@@ -73,7 +72,7 @@ pub async fn run<S>(
         max,
         queued: VecDeque::new(),
     };
-    session::drive(ctx, conn, rx, admission, speaks, source, sink).await;
+    session::drive(ctx, conn, rx, admission, speaks, source, sink)
 }
 
 /// Largest message `/echo` takes: Autobahn's cases go up to 16 MiB.
@@ -175,11 +174,6 @@ struct WsSink<W> {
 }
 
 impl<W: AsyncWrite + Unpin + Send> WsSink<W> {
-    async fn open(&mut self) -> std::io::Result<()> {
-        self.frame(OpCode::Text, b"o").await?;
-        self.flush().await
-    }
-
     async fn frame(&mut self, opcode: OpCode, payload: &[u8]) -> std::io::Result<()> {
         let frame = Frame::new(true, opcode, None, Payload::Borrowed(payload));
         self.ws
@@ -190,6 +184,14 @@ impl<W: AsyncWrite + Unpin + Send> WsSink<W> {
 }
 
 impl<W: AsyncWrite + Unpin + Send> Sink for WsSink<W> {
+    async fn open(&mut self) -> std::io::Result<()> {
+        if self.framing == Framing::SockJs {
+            self.frame(OpCode::Text, b"o").await?;
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
     async fn send(&mut self, text: bool, bytes: &[u8]) -> std::io::Result<()> {
         match self.framing {
             Framing::Plain => {
