@@ -171,16 +171,39 @@ impl Delivery {
 }
 
 /// What a connection's writer task receives.
+///
+/// Two words: every connection's queue holds a block of 32 of them from its first message on,
+/// so the rarer variants keep their payload behind a box.
 pub enum Outbound {
     /// A channel message, rendered for `View`.
     Deliver(Arc<Delivery>, View),
     /// A frame already encoded for this connection (reply, error, notice).
-    Frame(Bytes),
+    Frame(Box<Bytes>),
     /// A WebSocket pong answering the peer's ping.
-    Pong(Bytes),
-    /// Close once everything queued before it is written (e.g. after a STOMP `ERROR`).
-    Close(u16, String),
+    Pong(Box<Bytes>),
+    /// Close once everything queued before it is written (e.g. after a STOMP `ERROR`): the
+    /// code and the reason.
+    Close(Box<(u16, String)>),
 }
+
+impl Outbound {
+    /// A frame already encoded for this connection.
+    pub fn frame(bytes: Bytes) -> Outbound {
+        Outbound::Frame(Box::new(bytes))
+    }
+
+    /// A pong with `payload`.
+    pub fn pong(payload: Bytes) -> Outbound {
+        Outbound::Pong(Box::new(payload))
+    }
+
+    /// A close with `code` and `reason` once what is queued before it is written.
+    pub fn close(code: u16, reason: String) -> Outbound {
+        Outbound::Close(Box::new((code, reason)))
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Outbound>() == 16);
 
 /// The shared state of one connection: its queue, its close request and its liveness clocks.
 pub struct ConnHandle {

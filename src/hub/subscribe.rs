@@ -96,7 +96,7 @@ impl Hub {
         }
 
         if let Some(frame) = reply(&info) {
-            if !conn.send(Outbound::Frame(frame)).await {
+            if !conn.send(Outbound::frame(frame)).await {
                 return Err(HubError::Gone);
             }
         }

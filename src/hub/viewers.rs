@@ -38,7 +38,7 @@ fn tell(conn: &ConnHandle, channel: &str, viewers: usize) {
     };
     if let Ok(bytes) = conn.encoding.encode(&frame) {
         // A full queue means the connection is being closed as slow; it hears on reconnect.
-        let _ = conn.try_send(Outbound::Frame(bytes));
+        let _ = conn.try_send(Outbound::frame(bytes));
     }
 }
 

@@ -161,7 +161,7 @@ impl Reader {
                     )
                     .await;
                     if let Some(bytes) = reply {
-                        if !self.conn.send(Outbound::Frame(bytes)).await {
+                        if !self.conn.send(Outbound::frame(bytes)).await {
                             return Flow::Stop;
                         }
                     }
@@ -366,7 +366,7 @@ impl Reader {
     async fn send_encoded<T: serde::Serialize>(&self, frame: &T) -> Flow {
         match self.conn.encoding.encode(frame) {
             Ok(bytes) => {
-                if self.conn.send(Outbound::Frame(bytes)).await {
+                if self.conn.send(Outbound::frame(bytes)).await {
                     Flow::Continue
                 } else {
                     Flow::Stop

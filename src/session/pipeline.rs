@@ -28,7 +28,7 @@ pub trait ReplyTo: Send + Sync + 'static {
 impl ReplyTo for ConnHandle {
     async fn reply(&self, bytes: Bytes) {
         // A connection already gone has nobody to answer.
-        let _ = self.send(Outbound::Frame(bytes)).await;
+        let _ = self.send(Outbound::frame(bytes)).await;
     }
 }
 

@@ -364,7 +364,7 @@ impl StompSession {
     }
 
     async fn queue(&self, bytes: Bytes) -> Flow {
-        if self.conn.send(Outbound::Frame(bytes)).await {
+        if self.conn.send(Outbound::frame(bytes)).await {
             Flow::Continue
         } else {
             Flow::Stop
@@ -382,7 +382,7 @@ impl StompSession {
         if !fatal.detail.is_empty() {
             reason = format!("{reason}: {}", fatal.detail);
         }
-        if self.conn.send(Outbound::Close(fatal.code, reason)).await {
+        if self.conn.send(Outbound::close(fatal.code, reason)).await {
             Flow::Continue
         } else {
             Flow::Stop
@@ -469,7 +469,7 @@ impl StompSession {
                 }
                 let _ = self
                     .conn
-                    .send(Outbound::Close(close::NORMAL, String::new()))
+                    .send(Outbound::close(close::NORMAL, String::new()))
                     .await;
                 Ok(None)
             }

@@ -166,7 +166,8 @@ impl Writer {
                     match check_clocks(conn, limits, &mut idle_noticed, notice) {
                         Clock::Close(code, reason) => break End::Close(code, reason.into()),
                         Clock::Notice(bytes) => {
-                            if self.timed(sink.send(conn.encoding == Encoding::Json, &bytes)).await.is_err() {
+                            let text = conn.encoding == Encoding::Json;
+                            if Box::pin(self.timed(sink.send(text, &bytes))).await.is_err() {
                                 break End::Broken;
                             }
                         }
@@ -174,13 +175,13 @@ impl Writer {
                     }
                     if Instant::now() >= next_ping {
                         next_ping = Instant::now() + limits.ping_interval;
-                        if self.timed(sink.keepalive()).await.is_err() {
+                        if Box::pin(self.timed(sink.keepalive())).await.is_err() {
                             break End::Broken;
                         }
                     }
                     if heartbeat.is_some_and(|at| Instant::now() >= at) {
                         // STOMP heart-beat: an end-of-line when nothing else went out.
-                        if self.timed(sink.send(true, b"\n")).await.is_err() {
+                        if Box::pin(self.timed(sink.send(true, b"\n"))).await.is_err() {
                             break End::Broken;
                         }
                         last_write = Instant::now();
@@ -287,7 +288,10 @@ impl Writer {
                 self.timed(sink.send(text, &bytes)).await?;
             }
             Outbound::Pong(bytes) => self.timed(sink.pong(&bytes)).await?,
-            Outbound::Close(code, reason) => return Ok(Some(End::Close(code, reason))),
+            Outbound::Close(close) => {
+                let (code, reason) = *close;
+                return Ok(Some(End::Close(code, reason)));
+            }
             Outbound::Deliver(delivery, view) => match &self.wire {
                 Wire::Native => match delivery.frames(conn.encoding, view) {
                     Ok(frames) => {

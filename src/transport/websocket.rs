@@ -267,7 +267,7 @@ impl<R: AsyncRead + Unpin + Send> Source for WsSource<R> {
                     return None;
                 }
                 OpCode::Ping => {
-                    let _ = conn.try_send(Outbound::Pong(Bytes::copy_from_slice(&frame.payload)));
+                    let _ = conn.try_send(Outbound::pong(Bytes::copy_from_slice(&frame.payload)));
                     continue;
                 }
                 OpCode::Pong => continue,
