@@ -14,9 +14,11 @@ missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -e /usr/share/nginx/modules/ngx_nchan_module.so ] || missing+=(libnginx-mod-nchan)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
+# The lookout-cluster server runs three nodes on a redis-server of its own.
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]} (Debian packages; their services are not started)"
-    bash .ci/apt-install-quiet "nginx rabbitmq-server epmd.socket epmd.service" "${missing[@]}"
+    bash .ci/apt-install-quiet "nginx rabbitmq-server epmd.socket epmd.service redis-server" "${missing[@]}"
 fi
 
 # Every server and client socket of the connection scenarios: near the open-file cap.

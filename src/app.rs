@@ -15,9 +15,9 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::field::{Field, FieldConfig};
 use crate::hub::Hub;
+use crate::lanes::Lanes;
 use crate::session::SessionContext;
 use crate::store::Store;
-use crate::urgent::Urgent;
 
 /// What every connection task shares.
 pub struct AppState {
@@ -39,8 +39,8 @@ pub struct AppState {
     pub started: Instant,
     /// Serializes sign-in link exchanges.
     pub links: tokio::sync::Mutex<()>,
-    /// The thread emergencies are handled on; lives as long as the state.
-    pub urgent: Urgent,
+    /// The threads emergencies and TLS handshakes are handled on; live as long as the state.
+    pub lanes: Lanes,
     /// The TLS configuration new connections get; replaced by a reload.
     pub tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
     /// Origins allowed to open WebSockets; replaced by a reload.
@@ -56,7 +56,7 @@ impl AppState {
         store: Arc<dyn Store>,
         auth: Arc<Authenticator>,
         tls: Arc<rustls::ServerConfig>,
-        urgent: Urgent,
+        lanes: Lanes,
     ) -> Arc<Self> {
         let hub = Hub::new(store.clone(), config.limits.clone());
         let alerts = Alerts::new(
@@ -77,7 +77,7 @@ impl AppState {
                 max_fence_vertices: config.field.max_fence_vertices,
                 max_video_frame: config.limits.max_video_frame,
             },
-            urgent.handle().clone(),
+            lanes.urgent.handle().clone(),
         );
         Arc::new(AppState {
             origins: arc_swap::ArcSwap::from_pointee(config.allowed_origins.clone()),
@@ -92,7 +92,7 @@ impl AppState {
             tracker: TaskTracker::new(),
             started: Instant::now(),
             links: tokio::sync::Mutex::new(()),
-            urgent,
+            lanes,
         })
     }
 

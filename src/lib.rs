@@ -63,6 +63,7 @@ pub mod field;
 pub mod geofence;
 pub mod http;
 pub mod hub;
+pub mod lanes;
 pub mod notify;
 pub mod protocol;
 pub mod server;
@@ -72,7 +73,6 @@ pub mod stomp;
 pub mod store;
 pub mod systemd;
 pub mod transport;
-pub mod urgent;
 
 pub use config::Config;
 pub use server::Server;

@@ -48,9 +48,9 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
-    /// The urgent lane's thread could not start.
+    /// A lane's thread could not start.
     #[error(transparent)]
-    Urgent(#[from] crate::urgent::UrgentError),
+    Lane(#[from] crate::lanes::LaneError),
     /// An `[[amqp.bindings]]` entry names no usable channel.
     #[error("{0}")]
     Amqp(String),
@@ -149,8 +149,8 @@ impl Server {
             ),
             None => None,
         };
-        let urgent = crate::urgent::Urgent::start()?;
-        let state = AppState::new(config, store, auth, material.server, urgent);
+        let lanes = crate::lanes::Lanes::start()?;
+        let state = AppState::new(config, store, auth, material.server, lanes);
         if let Some(bridge) = crate::amqp::Bridge::new(&state.config.amqp, state.hub.clone())
             .map_err(ServerError::Amqp)?
         {

@@ -66,6 +66,8 @@ pub async fn accept_loop(
     tls: Option<Arc<arc_swap::ArcSwap<rustls::ServerConfig>>>,
 ) {
     let shutdown = gateway.app.shutdown.clone();
+    // Sessions and HTTP run on the async workers; TLS handshakes on the handshake lane.
+    let workers = tokio::runtime::Handle::current();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -89,22 +91,29 @@ pub async fn accept_loop(
         }
         let (tcp, drained) = progress::Watched::new(tcp);
         let gateway = gateway.clone();
-        let tls = tls.clone();
-        gateway.app.tracker.clone().spawn(async move {
-            let handshake = gateway.app.config.limits.handshake_timeout;
-            match tls {
-                Some(config) => {
-                    // The configuration current now: a reload changes it for new connections.
-                    let acceptor = TlsAcceptor::from(config.load_full());
-                    match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_http(gateway, peer, stream, true, drained).await,
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
+        let tracker = gateway.app.tracker.clone();
+        let Some(tls) = &tls else {
+            tracker.spawn(serve_http(gateway, peer, tcp, false, drained));
+            continue;
+        };
+        // The configuration current now: a reload changes it for new connections.
+        let acceptor = TlsAcceptor::from(tls.load_full());
+        let handshake = gateway.app.config.limits.handshake_timeout;
+        let workers = workers.clone();
+        let lane = gateway.app.lanes.handshakes.handle().clone();
+        // The socket stays registered with the workers' reactor; only the handshake's steps run
+        // on the lane, and the connection is served on the workers once it is secure.
+        lane.spawn(tracker.clone().track_future(async move {
+            match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    workers.spawn(
+                        tracker.track_future(serve_http(gateway, peer, stream, true, drained)),
+                    );
                 }
-                None => serve_http(gateway, peer, tcp, false, drained).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
-        });
+        }));
     }
 }
 
