@@ -383,6 +383,9 @@ mod tests {
             .await
             .expect("answered in time")
             .expect("task");
-        assert!(matches!(answered, Err(StoreError::Unhealthy)), "{answered:?}");
+        assert!(
+            matches!(answered, Err(StoreError::Unhealthy)),
+            "{answered:?}"
+        );
     }
 }
