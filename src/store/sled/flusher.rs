@@ -383,9 +383,6 @@ mod tests {
             .await
             .expect("answered in time")
             .expect("task");
-        assert!(
-            matches!(answered, Err(StoreError::Unhealthy)),
-            "{answered:?}"
-        );
+        assert!(matches!(answered, Err(StoreError::Unhealthy)), "{answered:?}");
     }
 }
