@@ -305,7 +305,7 @@ pub struct FieldPublished {
 /// The field operations service.
 pub struct Field {
     me: Weak<Field>,
-    /// Where emergencies are handled (see [`crate::lanes`]).
+    /// Where emergencies are handled (see [`crate::urgent`]).
     urgent: Handle,
     hub: Arc<Hub>,
     store: Arc<dyn Store>,

@@ -14,7 +14,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
@@ -42,11 +41,6 @@ pub struct GroupCommit {
     written: AtomicU64,
     /// Highest ticket a completed flush covers.
     durable: watch::Sender<u64>,
-    /// The same, as relayed on the async workers by one task (see [`GroupCommit::durable`]).
-    relayed: Arc<watch::Sender<u64>>,
-    /// The relay's task, started by the first waiter on the workers (again if its runtime
-    /// ended).
-    relay: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
     kick: Notify,
     failed: AtomicBool,
     group_commit: bool,
@@ -79,8 +73,6 @@ impl GroupCommit {
             db,
             written: AtomicU64::new(0),
             durable: watch::channel(0).0,
-            relayed: Arc::new(watch::channel(0).0),
-            relay: parking_lot::Mutex::new(None),
             kick: Notify::new(),
             failed: AtomicBool::new(false),
             group_commit,
@@ -207,55 +199,22 @@ impl GroupCommit {
             self.durable.send_modify(|d| *d = (*d).max(target));
             return Ok(());
         }
-        if *self.durable.borrow() >= ticket.0 {
+        let mut rx = self.durable.subscribe();
+        if *rx.borrow_and_update() >= ticket.0 {
             return Ok(());
         }
-        let mut rx = self.waiting_on();
         self.kick.notify_one();
         loop {
-            // The relay may have forwarded this flush before we subscribed.
-            if *rx.borrow_and_update() >= ticket.0 {
-                return Ok(());
-            }
             if rx.changed().await.is_err() {
                 return Err(StoreError::Unhealthy);
             }
             if self.failed.load(Ordering::Acquire) {
                 return Err(StoreError::Unhealthy);
             }
+            if *rx.borrow_and_update() >= ticket.0 {
+                return Ok(());
+            }
         }
-    }
-
-    /// What a waiter for a flush watches. The flusher's own thread wakes whoever watches it
-    /// directly, and a wake-up from outside the async workers goes to their shared injection
-    /// queue: a flush covering hundreds of publishes would put hundreds of tasks there, ahead of
-    /// an alert's announcement to its supervisors. So waiters on the workers watch a relay, one
-    /// task on the workers that wakes them from there; the lanes' waiters (an emergency's own
-    /// write) watch the flusher directly.
-    fn waiting_on(&self) -> watch::Receiver<u64> {
-        let Ok(here) = tokio::runtime::Handle::try_current() else {
-            return self.durable.subscribe();
-        };
-        if here.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-            return self.durable.subscribe();
-        }
-        let relayed = self.relayed.subscribe();
-        let mut relay = self.relay.lock();
-        if relay.as_ref().is_none_or(|task| task.is_finished()) {
-            let mut from = self.durable.subscribe();
-            let to = self.relayed.clone();
-            // Ends when the flusher's sender goes (the store is dropped).
-            *relay = Some(here.spawn(async move {
-                loop {
-                    let at = *from.borrow_and_update();
-                    to.send_modify(|d| *d = (*d).max(at));
-                    if from.changed().await.is_err() {
-                        break;
-                    }
-                }
-            }));
-        }
-        relayed
     }
 
     /// Whether a completed flush covers `ticket`.
@@ -306,83 +265,5 @@ pub fn read_watermark(path: &Path) -> Result<Option<u64>, StoreError> {
             }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn commits(dir: &Path) -> Arc<GroupCommit> {
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .open()
-            .expect("sled");
-        Arc::new(GroupCommit::new(
-            db,
-            true,
-            0,
-            dir.join(WATERMARK_FILE),
-            Faults::new(false, dir),
-        ))
-    }
-
-    /// Runs the flusher on a thread of its own, as the store does.
-    fn flushing(commits: &Arc<GroupCommit>) -> (CancellationToken, std::thread::JoinHandle<()>) {
-        let stop = CancellationToken::new();
-        let (c, s) = (commits.clone(), stop.clone());
-        (stop, std::thread::spawn(move || c.run_blocking(&s)))
-    }
-
-    #[test]
-    fn waiters_on_the_workers_are_answered_through_the_relay_and_a_new_runtime_gets_a_new_relay() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let commits = commits(dir.path());
-        let (stop, flusher) = flushing(&commits);
-        for _ in 0..2 {
-            // Each runtime ends with its relay task; the next one's first waiter starts another.
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                let waits = (0..50).map(|_| {
-                    let commits = commits.clone();
-                    tokio::spawn(async move {
-                        let ticket = commits.applied();
-                        commits.durable(ticket).await
-                    })
-                });
-                for wait in waits.collect::<Vec<_>>() {
-                    let answered = tokio::time::timeout(Duration::from_secs(10), wait)
-                        .await
-                        .expect("answered in time")
-                        .expect("task");
-                    assert!(answered.is_ok(), "{answered:?}");
-                }
-            });
-        }
-        stop.cancel();
-        flusher.join().expect("flusher");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_flush_answers_relayed_waiters_with_unhealthy() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let commits = commits(dir.path());
-        // No flusher: the ticket is never covered, and the failure must wake the waiter.
-        let ticket = commits.applied();
-        let waiter = {
-            let commits = commits.clone();
-            tokio::spawn(async move { commits.durable(ticket).await })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        commits.fail("disk gone");
-        let answered = tokio::time::timeout(Duration::from_secs(10), waiter)
-            .await
-            .expect("answered in time")
-            .expect("task");
-        assert!(matches!(answered, Err(StoreError::Unhealthy)), "{answered:?}");
     }
 }
