@@ -506,6 +506,9 @@ pub struct Limits {
     /// More waits in the connection's lanes, where live traffic is coalesced and logged
     /// traffic goes first, instead of queueing in a socket buffer behind positions.
     pub unsent_bytes: u32,
+    /// Socket.IO sessions handshaken (Engine.IO) and not yet connected to the namespace with a
+    /// token; each waits at most `handshake_timeout`. Beyond it a handshake is 503 `rate_limited`.
+    pub socketio_handshakes: usize,
 }
 
 impl Default for Config {
@@ -580,6 +583,7 @@ impl Default for Limits {
             max_devices_per_org: 1000,
             keyframe_ttl: Duration::from_secs(30),
             unsent_bytes: 64 * 1024,
+            socketio_handshakes: 1024,
         }
     }
 }
@@ -736,6 +740,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "limits.keyframe_ttl",
         "how long a video channel's latest keyframe is kept for a late viewer",
+    ),
+    (
+        "limits.socketio_handshakes",
+        "Socket.IO sessions handshaken and not yet connected with a token",
     ),
     (
         "limits.unsent_bytes",
@@ -1192,6 +1200,7 @@ impl Config {
             ("limits.max_devices_per_org", l.max_devices_per_org == 0),
             ("limits.keyframe_ttl", l.keyframe_ttl.is_zero()),
             ("limits.unsent_bytes", l.unsent_bytes == 0),
+            ("limits.socketio_handshakes", l.socketio_handshakes == 0),
         ];
         if l.max_publishes_in_flight > 4096 {
             bad(

@@ -52,11 +52,13 @@ pub enum Budget {
     Rooms,
     /// `limits.max_devices_per_org`: an org's enrolled, unrevoked guard devices.
     Devices,
+    /// `limits.socketio_handshakes`: Socket.IO sessions handshaken, not yet connected.
+    SocketIoHandshakes,
 }
 
 impl Budget {
     /// Every budget, in label order.
-    pub const ALL: [Budget; 9] = [
+    pub const ALL: [Budget; 10] = [
         Budget::Connections,
         Budget::ConnectionsPerUser,
         Budget::Subscriptions,
@@ -66,6 +68,7 @@ impl Budget {
         Budget::Unacked,
         Budget::Rooms,
         Budget::Devices,
+        Budget::SocketIoHandshakes,
     ];
 
     /// The label value: the configuration key that sets it.
@@ -80,6 +83,7 @@ impl Budget {
             Budget::Unacked => "limits.max_unacked_per_connection",
             Budget::Rooms => "limits.max_rooms_per_org",
             Budget::Devices => "limits.max_devices_per_org",
+            Budget::SocketIoHandshakes => "limits.socketio_handshakes",
         }
     }
 }

@@ -10,8 +10,12 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
-use hyper::{Request, Response};
+use hyper::header::{
+    HeaderValue, ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS,
+    ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE,
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE,
+};
+use hyper::{HeaderMap, Request, Response, StatusCode};
 use serde::Serialize;
 
 use crate::failure::{Failure, Report};
@@ -104,11 +108,12 @@ pub fn authority<B>(req: &Request<B>) -> Option<String> {
 
 /// The token from `Authorization: Bearer …`, else from `?token=…`.
 pub fn token_from<B>(req: &Request<B>) -> Option<String> {
-    if let Some(value) = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+    token_from_parts(req.headers(), req.uri())
+}
+
+/// [`token_from`] for a request already taken apart (Socket.IO keeps its handshake's parts).
+pub fn token_from_parts(headers: &hyper::HeaderMap, uri: &hyper::Uri) -> Option<String> {
+    if let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let mut parts = value.splitn(2, ' ');
         if let (Some(scheme), Some(token)) = (parts.next(), parts.next()) {
             if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
@@ -116,9 +121,44 @@ pub fn token_from<B>(req: &Request<B>) -> Option<String> {
             }
         }
     }
-    let query = req.uri().query()?;
+    let query = uri.query()?;
     form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned())
         .filter(|t| !t.is_empty())
+}
+
+/// The answer to a CORS preflight on the transports browsers reach from other origins
+/// (SockJS, Socket.IO): `GET` and `POST` with a JSON body and a bearer token.
+pub fn cors_preflight() -> Response<Body> {
+    let mut r = Response::new(Body::default());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    h.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("OPTIONS, GET, POST"),
+    );
+    h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("31536000"));
+    h.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type, authorization"),
+    );
+    r
+}
+
+/// Lets the request's origin (already allowed) read the response with its credentials; a
+/// request without one (or `null`) gets `*`.
+pub fn cors_allow(headers: &mut HeaderMap, origin: Option<HeaderValue>) {
+    match origin {
+        Some(origin) if origin != "null" => {
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+        _ => {
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        }
+    }
 }

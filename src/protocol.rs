@@ -530,11 +530,13 @@ pub enum Protocol {
     Sse,
     /// A long-poll request while it waits.
     LongPoll,
+    /// Socket.IO v5 (Engine.IO v4, WebSocket or HTTP long-polling).
+    SocketIo,
 }
 
 impl Protocol {
     /// Every protocol, in label order.
-    pub const ALL: [Protocol; 7] = [
+    pub const ALL: [Protocol; 8] = [
         Protocol::Json,
         Protocol::MsgPack,
         Protocol::Stomp,
@@ -542,6 +544,7 @@ impl Protocol {
         Protocol::SockJsJson,
         Protocol::Sse,
         Protocol::LongPoll,
+        Protocol::SocketIo,
     ];
 
     /// The label value.
@@ -554,6 +557,7 @@ impl Protocol {
             Protocol::SockJsJson => "sockjs+lookout.json",
             Protocol::Sse => "sse",
             Protocol::LongPoll => "long-poll",
+            Protocol::SocketIo => "socket.io",
         }
     }
 

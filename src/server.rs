@@ -292,6 +292,9 @@ impl Server {
         }
         tracing::info!("shutting down: closing connections");
         state.shutdown.cancel();
+        // Engine.IO sessions not (yet) admitted have no writer to close them.
+        let _ = tokio::time::timeout(state.config.limits.shutdown_grace, gateway.socketio.close())
+            .await;
         let _ = tls_loop.await;
         if let Some(plain) = plain_loop {
             let _ = plain.await;

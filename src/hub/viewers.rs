@@ -26,7 +26,7 @@ struct Viewers<'a> {
 fn native(conn: &ConnHandle) -> bool {
     matches!(
         conn.protocol,
-        Protocol::Json | Protocol::MsgPack | Protocol::SockJsJson
+        Protocol::Json | Protocol::MsgPack | Protocol::SockJsJson | Protocol::SocketIo
     )
 }
 

@@ -1,8 +1,9 @@
 //! What the transport holds beyond the application's state: the paths it serves WebSockets
-//! on and the SockJS sessions that live across HTTP requests.
+//! on, the SockJS sessions that live across HTTP requests and the Socket.IO server.
 
 use std::sync::Arc;
 
+use super::socketio;
 use super::sockjs::session::Sessions;
 use crate::app::AppState;
 
@@ -21,12 +22,15 @@ pub struct Gateway {
     pub app: Arc<AppState>,
     /// SockJS sessions over HTTP requests, by session id.
     pub sockjs: Sessions,
+    /// Socket.IO's Engine.IO sessions and namespace.
+    pub socketio: socketio::Server,
 }
 
 impl Gateway {
     /// A gateway in front of `app`.
     pub fn new(app: Arc<AppState>) -> Arc<Self> {
         Arc::new(Gateway {
+            socketio: socketio::Server::new(app.clone()),
             app,
             sockjs: Sessions::default(),
         })

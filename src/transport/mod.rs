@@ -6,17 +6,21 @@
 //! - [`trust`]: `/ca.crt` and `/trust`, for phones to trust that CA;
 //! - [`coalesce`]: frames written together leave in one TLS record and one syscall;
 //! - [`progress`]: the socket notes when the peer made room for a waiting write;
+//! - [`admission`]: the origin check and the admission every transport shares;
 //! - [`upgrade`]: what is settled before the first WebSocket frame (origin, subprotocol,
 //!   token, admission);
 //! - [`websocket`]: a WebSocket as a session's transport (plain or SockJS framing);
 //! - [`sockjs`]: SockJS's paths and its HTTP transports;
+//! - [`socketio`]: Socket.IO clients (WebSocket and long-polling) as native sessions;
 //! - [`gateway`]: what the transport holds beyond the application's state.
 //!
 //! This layer owns sockets up to the session; it knows nothing of channels or rights.
 
+pub mod admission;
 pub mod coalesce;
 pub mod gateway;
 pub mod progress;
+pub mod socketio;
 pub mod sockjs;
 pub mod tls;
 pub mod trust;
@@ -167,6 +171,9 @@ async fn route(
     }
     if sockjs::route(path).is_some() {
         return sockjs::handle(gateway, peer, secure, req).await;
+    }
+    if socketio::route(path) {
+        return socketio::handle(&gateway.socketio, &gateway.app, peer, req).await;
     }
     if path == "/echo" && gateway.app.config.testing.echo_endpoint {
         return upgrade::echo(gateway, peer, req).await;

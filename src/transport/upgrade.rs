@@ -12,28 +12,23 @@ use std::sync::Arc;
 
 use fastwebsockets::{Frame, OpCode, Payload, WebSocket};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use hyper::upgrade::Upgraded;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::admission::{admit, origin_allowed, Admitted};
 use super::gateway::Gateway;
 use super::progress::Drained;
 use super::sockjs::framing;
 use super::websocket::{self, Framing};
 use crate::app::AppState;
 use crate::http::{token_from, Body, HttpError};
-use crate::hub::admission::Admission;
-use crate::hub::{ConnHandle, Outbound};
 use crate::protocol::{close, Encoding, ErrorCode, Protocol};
 use crate::session::Speaks;
 use crate::stomp::frame::{Event, Frame as StompFrame, Parser};
 use crate::stomp::{connect_token, error_frame, error_message};
-
-/// An admitted connection: its handle, its queue and its slot.
-pub type Admitted = (Arc<ConnHandle>, mpsc::Receiver<Outbound>, Admission);
 
 type Socket = WebSocket<TokioIo<Upgraded>>;
 
@@ -259,25 +254,6 @@ async fn admit_on_connect(
     }
 }
 
-/// Verifies `token` and admits a connection under the limits, or says why not.
-pub async fn admit(
-    state: &AppState,
-    token: &str,
-    encoding: Encoding,
-    protocol: Protocol,
-    peer: SocketAddr,
-) -> Result<Admitted, HttpError> {
-    let identity = match state.auth.verify_fresh(token).await {
-        Ok(id) => id,
-        Err(e) => {
-            state.hub.stats.auth_failed();
-            tracing::debug!(%peer, error = %e, "connection refused");
-            return Err(HttpError::new(ErrorCode::Unauthorized, e.to_string()));
-        }
-    };
-    Ok(state.hub.admit(identity, encoding, protocol, peer).await?)
-}
-
 /// Reads WebSocket messages until a whole STOMP `CONNECT` (or `STOMP`) frame.
 async fn read_connect(
     ws: &mut Socket,
@@ -310,26 +286,6 @@ async fn read_connect(
             OpCode::Ping | OpCode::Pong => {}
         }
     }
-}
-
-/// Browsers always send `Origin`; other clients usually do not and are let through.
-pub fn origin_allowed(allowed: &[String], req: &Request<Incoming>) -> bool {
-    let Some(origin) = req.headers().get(ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    if allowed
-        .iter()
-        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
-    {
-        return true;
-    }
-    if !allowed.is_empty() {
-        return false;
-    }
-    // No list configured: same origin only (the bundled dashboard).
-    let host = req.headers().get(HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
 /// Picks the first subprotocol the client offers that Lookout speaks. No header: native JSON,

@@ -921,20 +921,49 @@ pub fn audit_trail(alert: &Value) -> Vec<AuditStep> {
 pub struct NodeScript {
     child: tokio::process::Child,
     lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    /// For scripts driven command by command ([`NodeScript::driven`]).
+    stdin: Option<tokio::process::ChildStdin>,
     name: String,
 }
 
 impl NodeScript {
     pub fn run(script: &str, env: &[(&str, String)]) -> NodeScript {
+        Self::spawn(script, env, false)
+    }
+
+    /// A script that reads one JSON command per line on its stdin ([`NodeScript::send`]).
+    pub fn driven(script: &str, env: &[(&str, String)]) -> NodeScript {
+        Self::spawn(script, env, true)
+    }
+
+    /// Sends one command to a [`NodeScript::driven`] script.
+    pub async fn send(&mut self, command: Value) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.stdin.as_mut().expect("a driven script");
+        let mut line = command.to_string();
+        line.push('\n');
+        stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("write to node");
+        stdin.flush().await.expect("flush to node");
+    }
+
+    fn spawn(script: &str, env: &[(&str, String)], driven: bool) -> NodeScript {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
         assert!(
             dir.join("node_modules").is_dir(),
             "tests/node/node_modules is missing: run `bash tests/run.sh` (or `npm ci --prefix tests/node`)"
         );
         let mut cmd = tokio::process::Command::new("node");
+        let stdin = if driven {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        };
         cmd.arg(script)
             .current_dir(&dir)
-            .stdin(std::process::Stdio::null())
+            .stdin(stdin)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true);
@@ -945,10 +974,12 @@ impl NodeScript {
             .spawn()
             .expect("node (install Node.js, or run tests/run.sh)");
         let stdout = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take();
         use tokio::io::AsyncBufReadExt;
         NodeScript {
             child,
             lines: tokio::io::BufReader::new(stdout).lines(),
+            stdin,
             name: script.to_string(),
         }
     }

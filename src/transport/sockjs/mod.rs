@@ -23,11 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{
-    HeaderValue, ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS,
-    ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE,
-    CACHE_CONTROL, CONTENT_TYPE, ORIGIN,
-};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -35,9 +31,9 @@ use tracing::Instrument;
 use self::framing::{client_messages, close_frame, speaks};
 use self::session::{HttpSession, InboxSource, OutboxSink, Receiving, Taken};
 use super::gateway::{Gateway, WS_PATHS};
-use super::upgrade;
 use super::websocket::Framing;
-use crate::http::{error_response, full, token_from, Body, HttpError};
+use super::{admission, upgrade};
+use crate::http::{cors_allow, cors_preflight, error_response, full, token_from, Body, HttpError};
 use crate::protocol::{Encoding, ErrorCode, Protocol};
 use crate::session::{self as sessions, Speaks};
 
@@ -99,24 +95,12 @@ pub async fn handle(
     let Some(route) = route(&path) else {
         return error_response(404, ErrorCode::NotFound, "no such SockJS path");
     };
-    if !upgrade::origin_allowed(&gateway.app.origins.load(), &req) {
+    if !admission::origin_allowed(&gateway.app.origins.load(), &req) {
         return error_response(403, ErrorCode::Forbidden, "origin not allowed");
     }
     let origin = req.headers().get(ORIGIN).cloned();
     let mut response = if req.method() == Method::OPTIONS {
-        let mut r = Response::new(Body::default());
-        *r.status_mut() = StatusCode::NO_CONTENT;
-        let h = r.headers_mut();
-        h.insert(
-            ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("OPTIONS, GET, POST"),
-        );
-        h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("31536000"));
-        h.insert(
-            ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("content-type, authorization"),
-        );
-        r
+        cors_preflight()
     } else {
         match route {
             Route::Info => info(),
@@ -144,18 +128,7 @@ pub async fn handle(
         }
     };
     let h = response.headers_mut();
-    match origin {
-        Some(origin) if origin != "null" => {
-            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            h.insert(
-                ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            );
-        }
-        _ => {
-            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-        }
-    }
+    cors_allow(h, origin);
     h.insert(
         CACHE_CONTROL,
         HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"),
@@ -238,7 +211,7 @@ async fn session_for<B>(
         Protocol::SockJsJson
     };
     let (conn, rx, admission) =
-        upgrade::admit(state, &token, Encoding::Json, protocol, peer).await?;
+        admission::admit(state, &token, Encoding::Json, protocol, peer).await?;
     let (inbox, inbox_rx) = mpsc::channel(INBOX);
     let session = HttpSession::new(conn.clone(), inbox, state.config.limits.outbound_queue);
     {

@@ -1,0 +1,436 @@
+//! The two ends a Socket.IO socket gives a native session: events in ([`SioSource`]) and
+//! events and acknowledgements out ([`SioSink`]).
+//!
+//! An event `subscribe` `{channel, …}` becomes the native message `{type: "subscribe",
+//! channel, …}` in MessagePack (so that binary attachments stay binary), with a request id of
+//! our own when the client asked for an acknowledgement. The native reply or error carrying that
+//! id comes back through the sink and answers the acknowledgement; every other server message
+//! is emitted as an event named after its `type`. Validation, limits, rights and durability are
+//! the native reader's: nothing here looks inside a channel or a payload.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rmpv::Value;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::handler::FromMessageParts;
+use socketioxide::socket::Socket;
+use socketioxide::{SendError, SocketError};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::ConnHandle;
+use crate::protocol::ErrorCode;
+use crate::session::{Sink, Source};
+
+/// Events that may wait for the session's reader; beyond them an event is refused.
+pub const INBOX: usize = 64;
+/// Acknowledgements awaiting their native reply. Every native request is answered, so this
+/// only fills when a client sends faster than its replies leave; beyond it the event is refused.
+pub const PENDING_ACKS: usize = 1024;
+/// Longest pause between two attempts to queue an event on a full Engine.IO buffer (the
+/// writer's `write_timeout` bounds the whole wait).
+const FULL_BUFFER_RETRY: Duration = Duration::from_millis(50);
+
+/// One event from the client, as its handler received it.
+pub struct Inbound {
+    /// The event name: the native message type.
+    pub event: String,
+    /// Its first argument, or why it could not be read.
+    pub data: Result<Value, String>,
+    /// The acknowledgement the client asked for, if it did.
+    pub ack: Option<AckSender>,
+}
+
+/// The client's acknowledgement id, if it asked for one (socketioxide's [`AckSender`] keeps it
+/// private, and answers nothing without one).
+pub struct AckId(pub Option<i64>);
+
+impl<A: Adapter> FromMessageParts<A> for AckId {
+    type Error = Infallible;
+
+    fn from_message_parts(
+        _: &Arc<Socket<A>>,
+        _: &mut socketioxide::handler::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        Ok(AckId(*ack_id))
+    }
+}
+
+/// Acknowledgements awaiting their native reply, by the request id given to the native reader.
+#[derive(Default)]
+pub struct Acks {
+    next: u64,
+    waiting: HashMap<u64, AckSender>,
+}
+
+/// The acknowledgement body of a refusal: `{ok: false, error: {code, message}}`.
+pub fn refusal(code: ErrorCode, message: &str) -> Value {
+    Value::Map(vec![
+        ("ok".into(), false.into()),
+        (
+            "error".into(),
+            Value::Map(vec![
+                ("code".into(), code.as_str().into()),
+                ("message".into(), message.into()),
+            ]),
+        ),
+    ])
+}
+
+/// Queues one event for the session's reader; called by the socket's event handler, in the
+/// order the events arrived. A full inbox refuses the event (through its acknowledgement).
+pub fn forward(inbox: &mpsc::Sender<Inbound>, inbound: Inbound) {
+    match inbox.try_send(inbound) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(refused)) => {
+            if let Some(ack) = refused.ack {
+                let _ = ack.send(&refusal(
+                    ErrorCode::RateLimited,
+                    "too many events waiting; slow down",
+                ));
+            }
+        }
+        // The session is over; the socket is being disconnected.
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
+/// The session's read half: events as native MessagePack messages.
+pub struct SioSource {
+    /// Events from the socket's handler.
+    pub inbox: mpsc::Receiver<Inbound>,
+    /// Fires when the socket disconnects.
+    pub gone: CancellationToken,
+    /// Shared with the sink.
+    pub acks: Arc<Mutex<Acks>>,
+}
+
+impl Source for SioSource {
+    async fn next(&mut self, conn: &ConnHandle) -> Option<(bool, Vec<u8>)> {
+        loop {
+            let inbound = tokio::select! {
+                biased;
+                _ = self.gone.cancelled() => return None,
+                inbound = self.inbox.recv() => inbound?,
+            };
+            conn.touch();
+            match native_message(&self.acks, inbound) {
+                Ok(bytes) => return Some((false, bytes)),
+                Err((ack, refused)) => {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(&refused);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The native message for an event, or the refusal to acknowledge it with.
+fn native_message(
+    acks: &Mutex<Acks>,
+    inbound: Inbound,
+) -> Result<Vec<u8>, (Option<AckSender>, Value)> {
+    let Inbound { event, data, ack } = inbound;
+    let mut entries = match data {
+        Ok(Value::Map(entries)) => entries,
+        Ok(_) => {
+            let why = format!("`{event}` takes an object");
+            return Err((ack, refusal(ErrorCode::BadRequest, &why)));
+        }
+        Err(e) => return Err((ack, refusal(ErrorCode::BadRequest, &e))),
+    };
+    // The event names the message; the id is ours, so that replies find their acknowledgement.
+    entries.retain(|(k, _)| !matches!(k.as_str(), Some("type" | "id")));
+    entries.push(("type".into(), event.into()));
+    if let Some(ack) = ack {
+        let mut acks = acks.lock();
+        if acks.waiting.len() >= PENDING_ACKS {
+            drop(acks);
+            let why = "too many requests awaiting their reply; slow down";
+            return Err((Some(ack), refusal(ErrorCode::RateLimited, why)));
+        }
+        acks.next += 1;
+        let id = acks.next;
+        acks.waiting.insert(id, ack);
+        entries.push(("id".into(), id.into()));
+    }
+    let mut bytes = Vec::new();
+    match rmpv::encode::write_value(&mut bytes, &Value::Map(entries)) {
+        Ok(()) => Ok(bytes),
+        // Writing to a Vec does not fail; the acknowledgement, if any, is dropped with the map.
+        Err(e) => Err((None, refusal(ErrorCode::Internal, &e.to_string()))),
+    }
+}
+
+/// What one native server message becomes on a Socket.IO socket.
+#[derive(Debug, PartialEq)]
+pub enum Outgoing {
+    /// The answer to the acknowledgement with this request id.
+    Ack(u64, Value),
+    /// An event.
+    Emit(String, Value),
+    /// Nothing: a reply to a request that asked for no acknowledgement.
+    Nothing,
+}
+
+/// Maps a native message (MessagePack) onto Socket.IO: replies and errors with an id of ours
+/// answer that acknowledgement (`{ok: true, …reply fields}` or `{ok: false, error: {code,
+/// message}}`); anything else is an event named after its `type` with the rest as its data.
+pub fn outgoing(bytes: &[u8]) -> std::io::Result<Outgoing> {
+    let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
+    let value = rmpv::decode::read_value(&mut &bytes[..]).map_err(|e| invalid(e.to_string()))?;
+    let Value::Map(mut entries) = value else {
+        return Err(invalid("a native message is a map".into()));
+    };
+    let mut take = |key: &str| {
+        let at = entries.iter().position(|(k, _)| k.as_str() == Some(key))?;
+        Some(entries.remove(at).1)
+    };
+    let kind = match take("type") {
+        Some(Value::String(s)) => s.into_str().unwrap_or_default(),
+        _ => return Err(invalid("a native message has a type".into())),
+    };
+    let id = take("id").and_then(|id| id.as_u64());
+    let is_error = kind == "error";
+    let body = if is_error {
+        let code = take("code").unwrap_or(Value::Nil);
+        let message = take("message").unwrap_or(Value::Nil);
+        let error = Value::Map(vec![("code".into(), code), ("message".into(), message)]);
+        let mut body = vec![("ok".into(), false.into()), ("error".into(), error)];
+        body.extend(entries);
+        body
+    } else {
+        entries
+    };
+    Ok(match id {
+        Some(id) => {
+            let mut body = body;
+            if !body.iter().any(|(k, _)| k.as_str() == Some("ok")) {
+                body.insert(0, ("ok".into(), true.into()));
+            }
+            Outgoing::Ack(id, Value::Map(body))
+        }
+        None if kind == "reply" => Outgoing::Nothing,
+        None => Outgoing::Emit(kind, Value::Map(body)),
+    })
+}
+
+/// The session's write half: acknowledgements and events on the socket.
+pub struct SioSink {
+    /// The socket.
+    pub socket: SocketRef,
+    /// Shared with the source.
+    pub acks: Arc<Mutex<Acks>>,
+}
+
+impl SioSink {
+    /// Emits one event, waiting while Engine.IO's buffer for the socket is full (a polling
+    /// client between two requests, a slow WebSocket): the writer's `write_timeout` bounds it.
+    async fn emit(&self, event: &str, data: &Value) -> std::io::Result<()> {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.socket.emit(event, data) {
+                Ok(()) => return Ok(()),
+                Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(FULL_BUFFER_RETRY);
+                }
+                Err(e) => return Err(broken(e)),
+            }
+        }
+    }
+}
+
+fn broken(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::BrokenPipe, e.to_string())
+}
+
+impl Sink for SioSink {
+    async fn send(&mut self, _text: bool, bytes: &[u8]) -> std::io::Result<()> {
+        match outgoing(bytes)? {
+            Outgoing::Ack(id, body) => {
+                let ack = self.acks.lock().waiting.remove(&id);
+                let Some(ack) = ack else {
+                    return Ok(());
+                };
+                // An acknowledgement cannot wait for room (socketioxide's sender is spent by
+                // the attempt): a socket whose buffer is full is a slow consumer, closed, and
+                // its client retries the request after reconnecting.
+                ack.send(&body).map_err(broken)
+            }
+            Outgoing::Emit(event, data) => self.emit(&event, &data).await,
+            Outgoing::Nothing => Ok(()),
+        }
+    }
+
+    async fn keepalive(&mut self) -> std::io::Result<()> {
+        // Engine.IO pings the client itself and disconnects it when it stops answering; while
+        // the socket is connected the peer is alive.
+        if self.socket.connected() {
+            Ok(())
+        } else {
+            Err(broken("socket disconnected"))
+        }
+    }
+
+    async fn pong(&mut self, _payload: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) -> std::io::Result<()> {
+        let notice = Value::Map(vec![
+            ("code".into(), code.into()),
+            ("reason".into(), reason.into()),
+        ]);
+        let _ = self.socket.emit("closing", &notice);
+        self.acks.lock().waiting.clear();
+        // Not a namespace DISCONNECT: after one, socket.io-client would not reconnect by
+        // itself (see patches/socketioxide/PATCH.md).
+        self.socket.close_transport();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(v: Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &v).expect("a Vec takes any value");
+        out
+    }
+
+    fn map(entries: Vec<(&str, Value)>) -> Value {
+        Value::Map(entries.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+
+    #[test]
+    fn an_event_becomes_a_native_message_named_after_it() {
+        let acks = Mutex::new(Acks::default());
+        let inbound = Inbound {
+            event: "subscribe".into(),
+            data: Ok(map(vec![
+                ("channel", "/topic/x".into()),
+                ("type", "publish".into()),
+                ("id", 7.into()),
+            ])),
+            ack: None,
+        };
+        let bytes = native_message(&acks, inbound)
+            .ok()
+            .expect("an object is a message");
+        let value = rmpv::decode::read_value(&mut &bytes[..]).expect("MessagePack");
+        assert_eq!(
+            value,
+            map(vec![
+                ("channel", "/topic/x".into()),
+                ("type", "subscribe".into())
+            ])
+        );
+    }
+
+    #[test]
+    fn an_event_that_is_not_an_object_is_refused() {
+        let acks = Mutex::new(Acks::default());
+        let inbound = Inbound {
+            event: "subscribe".into(),
+            data: Ok("/topic/x".into()),
+            ack: None,
+        };
+        let Err((_, refused)) = native_message(&acks, inbound) else {
+            panic!("accepted a string");
+        };
+        assert_eq!(
+            refused,
+            refusal(ErrorCode::BadRequest, "`subscribe` takes an object")
+        );
+    }
+
+    #[test]
+    fn a_reply_with_an_id_answers_that_acknowledgement() {
+        let reply = map(vec![
+            ("type", "reply".into()),
+            ("id", 3.into()),
+            ("ok", true.into()),
+            ("seq", 12.into()),
+        ]);
+        assert_eq!(
+            outgoing(&encode(reply)).expect("a native message"),
+            Outgoing::Ack(3, map(vec![("ok", true.into()), ("seq", 12.into())]))
+        );
+    }
+
+    #[test]
+    fn an_error_with_an_id_answers_with_ok_false_and_the_code() {
+        let error = map(vec![
+            ("type", "error".into()),
+            ("id", 4.into()),
+            ("code", "forbidden".into()),
+            ("message", "no".into()),
+        ]);
+        assert_eq!(
+            outgoing(&encode(error)).expect("a native message"),
+            Outgoing::Ack(4, refusal(ErrorCode::Forbidden, "no"))
+        );
+    }
+
+    #[test]
+    fn a_pong_with_an_id_answers_ok() {
+        let pong = map(vec![("type", "pong".into()), ("id", 5.into())]);
+        assert_eq!(
+            outgoing(&encode(pong)).expect("a native message"),
+            Outgoing::Ack(5, map(vec![("ok", true.into())]))
+        );
+    }
+
+    #[test]
+    fn a_message_is_an_event_with_the_rest_as_data() {
+        let message = map(vec![
+            ("type", "message".into()),
+            ("channel", "/topic/x".into()),
+            ("seq", 1.into()),
+            ("data", Value::Binary(vec![0, 159, 255])),
+        ]);
+        assert_eq!(
+            outgoing(&encode(message)).expect("a native message"),
+            Outgoing::Emit(
+                "message".into(),
+                map(vec![
+                    ("channel", "/topic/x".into()),
+                    ("seq", 1.into()),
+                    ("data", Value::Binary(vec![0, 159, 255])),
+                ])
+            )
+        );
+    }
+
+    #[test]
+    fn an_error_without_an_id_is_an_error_event_and_a_bare_reply_is_dropped() {
+        let error = map(vec![
+            ("type", "error".into()),
+            ("code", "rate_limited".into()),
+            ("message", "slow down".into()),
+        ]);
+        assert_eq!(
+            outgoing(&encode(error)).expect("a native message"),
+            Outgoing::Emit("error".into(), refusal(ErrorCode::RateLimited, "slow down"))
+        );
+        let reply = map(vec![("type", "reply".into()), ("id", Value::Nil)]);
+        assert_eq!(
+            outgoing(&encode(reply)).expect("a native message"),
+            Outgoing::Nothing
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! Socket.IO v5 over Engine.IO v4 at `/socket.io/`: WebSocket, and HTTP long-polling with
+//! upgrade, served by `socketioxide` inside our HTTP connections.
+//!
+//! A client authenticates as Socket.IO apps do: the JWT in its `auth` payload (`io(url, {auth:
+//! {token}})`), or `?token=` / `Authorization` on the handshake. A refusal is a `connect_error`
+//! whose `message` is the stable error code. Once admitted (the same admission as every
+//! transport), the socket is a native session in MessagePack: its events are native requests
+//! with acknowledgements for replies ([`bridge`]), so rights, limits, durable logs and seqs are
+//! those of every other protocol. Only the default namespace is served.
+//!
+//! Engine.IO keeps its own sessions between a handshake and the namespace's `CONNECT`: they
+//! are bounded by `limits.socketio_handshakes` and each lasts at most `handshake_timeout`.
+//! This module does not look inside channels or payloads.
+
+pub mod bridge;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::ORIGIN;
+use hyper::{Method, Request, Response};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::service::SocketIoService;
+use socketioxide::{ParserConfig, SocketIo};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use self::bridge::{AckId, Acks, Inbound, SioSink, SioSource};
+use super::admission::{self, Admitted};
+use super::websocket::frame_limit;
+use crate::app::AppState;
+use crate::counters::Budget;
+use crate::http::{cors_allow, cors_preflight, error_response, token_from_parts, Body};
+use crate::protocol::{Encoding, ErrorCode, Protocol};
+use crate::session::{self as sessions, Speaks};
+
+/// Where Socket.IO is served (the clients' default `path`).
+const PATH: &str = "/socket.io";
+/// Binary attachments one event may carry (a video frame is one).
+const ATTACHMENTS: usize = 16;
+/// Packets Engine.IO queues for one socket before an emit has to wait.
+const ENGINE_BUFFER: usize = 256;
+
+/// Whether `path` is Socket.IO's.
+pub fn route(path: &str) -> bool {
+    path == PATH || path.starts_with("/socket.io/")
+}
+
+/// The Socket.IO server: socketioxide's service and the budget of sessions waiting for their
+/// `CONNECT`.
+pub struct Server {
+    service: SocketIoService<NotSocketIo>,
+    io: SocketIo,
+    handshakes: Arc<Semaphore>,
+}
+
+impl Server {
+    /// A server admitting into `app`.
+    pub fn new(app: Arc<AppState>) -> Self {
+        let limits = &app.config.limits;
+        let largest = frame_limit(Encoding::MsgPack, limits);
+        let (service, io) = SocketIo::builder()
+            .req_path(PATH)
+            .ping_interval(limits.ping_interval)
+            .ping_timeout(
+                limits
+                    .dead_peer_timeout
+                    .saturating_sub(limits.ping_interval)
+                    .max(limits.ping_interval),
+            )
+            .connect_timeout(limits.handshake_timeout)
+            .upgrade_timeout(limits.handshake_timeout)
+            .max_buffer_size(ENGINE_BUFFER)
+            // A polling request carries binary as base64, a third larger.
+            .max_payload((largest * 4 / 3 + 4096) as u64)
+            .ws_max_message_size(largest + 4096)
+            .ws_max_frame_size(largest + 4096)
+            .with_parser(
+                ParserConfig::common()
+                    .max_incoming_binaries(ATTACHMENTS)
+                    .max_incoming_binary_buf_size(largest)
+                    .packet_completion_timeout(limits.handshake_timeout),
+            )
+            .build_with_inner_svc(NotSocketIo);
+        let handshakes = Arc::new(Semaphore::new(limits.socketio_handshakes));
+        // Engine.IO's own tasks hold the namespace (and so its handlers) until their
+        // connections end: held weakly, the application (its store) is not kept past shutdown.
+        let weak = Arc::downgrade(&app);
+        let connect = {
+            let app = weak.clone();
+            move |socket: SocketRef| {
+                match app.upgrade() {
+                    Some(app) => start(&app, socket),
+                    None => socket.close_transport(),
+                }
+                std::future::ready(())
+            }
+        };
+        let authenticate = move |socket: SocketRef, TryData(auth): TryData<AuthPayload>| {
+            let app = weak.clone();
+            async move {
+                let Some(app) = app.upgrade() else {
+                    return Err(Refused(ErrorCode::Internal));
+                };
+                authenticate(&app, socket, auth.ok()).await
+            }
+        };
+        io.ns("/", connect.with(authenticate));
+        Server {
+            service,
+            io,
+            handshakes,
+        }
+    }
+
+    /// Ends the Engine.IO sessions still open (admitted sessions are closed by their writers).
+    pub async fn close(&self) {
+        self.io.close().await;
+    }
+}
+
+/// The service behind socketioxide's, for paths that are not its own: never reached, since
+/// only [`route`]'s paths are handed to it.
+#[derive(Clone)]
+pub struct NotSocketIo;
+
+impl hyper::service::Service<Request<Incoming>> for NotSocketIo {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn call(&self, _: Request<Incoming>) -> Self::Future {
+        std::future::ready(Ok(error_response(
+            404,
+            ErrorCode::NotFound,
+            "no such Socket.IO path",
+        )))
+    }
+}
+
+/// The peer of the handshake request, for the admission.
+#[derive(Clone, Copy)]
+struct Peer(SocketAddr);
+
+/// A place in `limits.socketio_handshakes`, held from the handshake until the namespace's
+/// `CONNECT` (or the end of the Engine.IO session, which drops the handshake's request).
+#[derive(Clone)]
+struct Waiting(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
+
+/// The admission made by the connect middleware, for the connect handler.
+#[derive(Clone)]
+struct Slot(Arc<Mutex<Option<Admitted>>>);
+
+/// The client's `auth` payload.
+#[derive(Deserialize)]
+struct AuthPayload {
+    token: Option<String>,
+}
+
+/// Serves one Socket.IO request.
+pub async fn handle(
+    server: &Server,
+    app: &AppState,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    if !admission::origin_allowed(&app.origins.load(), &req) {
+        return error_response(403, ErrorCode::Forbidden, "origin not allowed");
+    }
+    let origin = req.headers().get(ORIGIN).cloned();
+    let mut response = if req.method() == Method::OPTIONS {
+        cors_preflight()
+    } else {
+        let opens_session = !query_has(&req, "sid");
+        if opens_session {
+            let Ok(place) = server.handshakes.clone().try_acquire_owned() else {
+                app.hub.stats.refused(Budget::SocketIoHandshakes);
+                return error_response(
+                    503,
+                    ErrorCode::RateLimited,
+                    "too many Socket.IO handshakes waiting for their CONNECT (limits.socketio_handshakes)",
+                );
+            };
+            req.extensions_mut()
+                .insert(Waiting(Arc::new(Mutex::new(Some(place)))));
+        }
+        req.extensions_mut().insert(Peer(peer));
+        let Ok(response) = hyper::service::Service::call(&server.service, req).await;
+        response.map(BodyExt::boxed)
+    };
+    let h = response.headers_mut();
+    cors_allow(h, origin);
+    response
+}
+
+fn query_has<B>(req: &Request<B>, key: &str) -> bool {
+    req.uri()
+        .query()
+        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == key))
+}
+
+/// Why a `CONNECT` was refused: its `Display` is all the client sees (`connect_error`'s
+/// `message`), so it is the stable code alone.
+struct Refused(ErrorCode);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+/// The connect middleware: the token from `auth`, else from the handshake; then the admission
+/// every transport goes through.
+async fn authenticate(
+    app: &AppState,
+    socket: SocketRef,
+    auth: Option<AuthPayload>,
+) -> Result<(), Refused> {
+    let parts = socket.req_parts();
+    if let Some(Waiting(place)) = parts.extensions.get::<Waiting>() {
+        place.lock().take();
+    }
+    let peer = parts
+        .extensions
+        .get::<Peer>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0);
+    let token = auth
+        .and_then(|a| a.token)
+        .filter(|t| !t.is_empty())
+        .or_else(|| token_from_parts(&parts.headers, &parts.uri));
+    let Some(token) = token else {
+        app.hub.stats.auth_failed();
+        tracing::debug!(%peer, "Socket.IO connection refused: no token");
+        return Err(Refused(ErrorCode::Unauthorized));
+    };
+    match admission::admit(app, &token, Encoding::MsgPack, Protocol::SocketIo, peer).await {
+        Ok(admitted) => {
+            socket
+                .extensions
+                .insert(Slot(Arc::new(Mutex::new(Some(admitted)))));
+            Ok(())
+        }
+        Err(refused) => {
+            tracing::debug!(%peer, code = refused.0.code.as_str(), message = %refused.0.message,
+                "Socket.IO connection refused");
+            Err(Refused(refused.0.code))
+        }
+    }
+}
+
+/// The connect handler: the admitted socket becomes a native session. It runs synchronously,
+/// before socketioxide reads the socket's next packet, so no event can arrive before its
+/// handler is in place; the handler queues events in order for the session's reader (an
+/// `async` handler would be spawned, one task per event, and could reorder them).
+fn start(app: &AppState, socket: SocketRef) {
+    let admitted = socket
+        .extensions
+        .remove::<Slot>()
+        .and_then(|Slot(slot)| slot.lock().take());
+    let Some((conn, rx, admission)) = admitted else {
+        tracing::error!("a Socket.IO socket connected without an admission");
+        let _ = socket.disconnect();
+        return;
+    };
+    let peer = socket
+        .req_parts()
+        .extensions
+        .get::<Peer>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0);
+    let (inbox, inbox_rx) = mpsc::channel(bridge::INBOX);
+    let gone = CancellationToken::new();
+    let acks = Arc::new(Mutex::new(Acks::default()));
+    socket.on_fallback(
+        move |Event(event): Event,
+              TryData(data): TryData<rmpv::Value>,
+              AckId(id): AckId,
+              ack: AckSender| {
+            let inbound = Inbound {
+                event,
+                data: data.map_err(|e| e.to_string()),
+                ack: id.map(|_| ack),
+            };
+            bridge::forward(&inbox, inbound);
+            std::future::ready(())
+        },
+    );
+    {
+        let gone = gone.clone();
+        socket.on_disconnect(move || {
+            gone.cancel();
+            std::future::ready(())
+        });
+    }
+    if !socket.connected() {
+        // Gone before the handler was in place.
+        gone.cancel();
+    }
+    let span = tracing::info_span!(
+        "conn",
+        session = %conn.session_id,
+        user = %conn.identity.user,
+        peer = %peer,
+        proto = "socket.io",
+        transport = ?socket.transport_type(),
+    );
+    let source = SioSource {
+        inbox: inbox_rx,
+        gone,
+        acks: acks.clone(),
+    };
+    let sink = SioSink { socket, acks };
+    let ctx = app.session_context();
+    app.tracker.spawn(
+        async move {
+            tracing::info!("connected");
+            sessions::drive(ctx, conn, rx, admission, Speaks::Native, source, sink).await;
+            tracing::info!("disconnected");
+        }
+        .instrument(span),
+    );
+}

@@ -1,0 +1,574 @@
+//! Socket.IO clients join the hub unchanged: the real `socket.io-client` from npm (Node.js,
+//! tests/node/socketio.mjs) over the WebSocket transport and over HTTP long-polling, beside
+//! native clients on the same channels.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use common::*;
+use lookout::auth::Role;
+use serde_json::{json, Value};
+
+/// A socket.io-client script holding named sockets, and the steps it reported that a test has
+/// not looked at yet (the sockets' events interleave).
+struct Sio {
+    node: NodeScript,
+    seen: VecDeque<Value>,
+    tags: u64,
+}
+
+impl Sio {
+    fn start(server: &TestServer) -> Sio {
+        let env = vec![
+            (
+                "LOOKOUT_URL",
+                format!("https://127.0.0.1:{}", server.addr.port()),
+            ),
+            ("LOOKOUT_CA", server.cert_path.display().to_string()),
+        ];
+        Sio {
+            node: NodeScript::driven("socketio.mjs", &env),
+            seen: VecDeque::new(),
+            tags: 0,
+        }
+    }
+
+    /// The first step (seen or to come) that `matches`; the others stay for later.
+    async fn wait(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        if let Some(at) = self.seen.iter().position(&matches) {
+            return self.seen.remove(at).expect("present");
+        }
+        let give_up = tokio::time::Instant::now() + PATIENCE * 2;
+        loop {
+            let step = tokio::time::timeout_at(give_up, self.node.next_event())
+                .await
+                .unwrap_or_else(|_| panic!("socketio.mjs: no {what}; saw {:?}", self.seen));
+            if matches(&step) {
+                return step;
+            }
+            self.seen.push_back(step);
+        }
+    }
+
+    /// Opens socket `name` with `options` (auth, query, headers, transports, …): its
+    /// `connected` step, or its `connect_error`.
+    async fn connect(&mut self, name: &str, options: Value) -> Value {
+        let mut command = json!({"cmd": "connect", "name": name});
+        for (k, v) in options.as_object().expect("options").clone() {
+            command[k] = v;
+        }
+        self.node.send(command).await;
+        self.wait("connect", |s| {
+            s["name"] == name && (s["event"] == "connected" || s["event"] == "connect_error")
+        })
+        .await
+    }
+
+    /// Emits `event` with `data` and an acknowledgement callback: the acknowledgement.
+    async fn request(&mut self, name: &str, event: &str, data: Value) -> Value {
+        self.tags += 1;
+        let tag = self.tags;
+        self.node
+            .send(json!({"cmd": "emit", "name": name, "event": event, "data": data, "ack": true, "tag": tag}))
+            .await;
+        let ack = self
+            .wait("ack", |s| s["event"] == "ack" && s["tag"] == tag)
+            .await;
+        assert_ne!(
+            ack["reply"]["timeout"], true,
+            "{event} was not acknowledged"
+        );
+        ack["reply"].clone()
+    }
+
+    /// The next `message` event of socket `name`.
+    async fn message(&mut self, name: &str) -> Value {
+        self.wait("message", |s| s["event"] == "message" && s["name"] == name)
+            .await["message"]
+            .clone()
+    }
+
+    /// Messages socket `name` received and no test step took.
+    fn unread_messages(&self, name: &str) -> Vec<&Value> {
+        self.seen
+            .iter()
+            .filter(|s| s["event"] == "message" && s["name"] == name)
+            .collect()
+    }
+
+    async fn close(&mut self, name: &str) {
+        self.node.send(json!({"cmd": "close", "name": name})).await;
+        self.wait("closed", |s| s["event"] == "closed" && s["name"] == name)
+            .await;
+    }
+
+    async fn exit(mut self) {
+        self.node.send(json!({"cmd": "exit"})).await;
+        self.node.finish().await;
+    }
+}
+
+/// A port free now, so that a restarted server comes back where its clients reconnect.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn connected_gauge(server: &TestServer, protocol: &str) -> f64 {
+    value(
+        &scrape(server).await,
+        "lookout_connections",
+        &[("protocol", protocol)],
+    )
+}
+
+/// Subscribe, receive what a native client publishes, publish with an acknowledgement, be
+/// refused a forbidden channel, and after a restart resume with `since` losing nothing; a
+/// supervisor of another org sees none of it.
+async fn a_supervisor_follows_a_guard_and_resumes_after_a_restart(transports: Value) {
+    let port = free_port();
+    let server = TestServer::start_with(|c| {
+        c.listen = format!("127.0.0.1:{port}").parse().expect("addr");
+    })
+    .await;
+    let guard_token = server.token("g1", Some("acme"), &[Role::Guard]);
+    let mut guard = server.connect(&guard_token).await;
+    let mut native_sup = server
+        .connect(&server.token("s9", Some("acme"), &[Role::Supervisor]))
+        .await;
+    assert!(ok(&native_sup.subscribe("/topic/location/g1").await));
+    assert!(ok(&native_sup.subscribe("/topic/org/acme/room/ops").await));
+
+    let mut sio = Sio::start(&server);
+    let sup = server.token("s1", Some("acme"), &[Role::Supervisor]);
+    let connected = sio
+        .connect(
+            "sup",
+            json!({"auth": {"token": sup}, "transports": transports, "reconnection": true}),
+        )
+        .await;
+    assert_eq!(connected["event"], "connected", "{connected}");
+    let expected_transport = transports[0].clone();
+    assert_eq!(connected["transport"], expected_transport, "{connected}");
+
+    let subscribed = sio
+        .request("sup", "subscribe", json!({"channel": "/topic/location/g1"}))
+        .await;
+    assert_eq!(subscribed["ok"], true, "{subscribed}");
+    assert_eq!(subscribed["channel"], "/topic/location/g1");
+    assert_eq!(subscribed["head"], 0, "{subscribed}");
+    let epoch = subscribed["epoch"].as_str().expect("epoch").to_string();
+
+    // What a native guard publishes reaches the Socket.IO and the native supervisor alike.
+    let published = guard
+        .publish("/topic/location/g1", location(48.85, 2.35))
+        .await;
+    assert!(ok(&published), "{published}");
+    let seq1 = published["seq"].as_u64().expect("seq");
+    let got = sio.message("sup").await;
+    assert_eq!(got["channel"], "/topic/location/g1");
+    assert_eq!(got["seq"], seq1);
+    assert_eq!(got["data"]["lat"], 48.85);
+    assert!(got["timestamp"].as_u64().is_some(), "{got}");
+    assert_eq!(native_sup.next_on("/topic/location/g1").await["seq"], seq1);
+
+    // A publish is acknowledged once durable, with its seq and epoch; the native client sees
+    // the same seq.
+    let reply = sio
+        .request(
+            "sup",
+            "publish",
+            json!({"channel": "/topic/org/acme/room/ops", "data": {"text": "on my way"}}),
+        )
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["epoch"], epoch.as_str());
+    let room_seq = reply["seq"].as_u64().expect("seq");
+    let native = native_sup.next_on("/topic/org/acme/room/ops").await;
+    assert_eq!(native["seq"], room_seq);
+    assert_eq!(native["data"]["text"], "on my way");
+
+    // Another org's channel is refused through the acknowledgement.
+    let refused = sio
+        .request(
+            "sup",
+            "subscribe",
+            json!({"channel": "/topic/org/globex/alerts"}),
+        )
+        .await;
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+
+    // A supervisor of another org gets none of acme's channels.
+    let other = server.token("s2", Some("globex"), &[Role::Supervisor]);
+    let other_connected = sio
+        .connect(
+            "other",
+            json!({"auth": {"token": other}, "transports": transports}),
+        )
+        .await;
+    assert_eq!(other_connected["event"], "connected", "{other_connected}");
+    let refused = sio
+        .request(
+            "other",
+            "subscribe",
+            json!({"channel": "/topic/location/g1"}),
+        )
+        .await;
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    let own = sio
+        .request(
+            "other",
+            "subscribe",
+            json!({"channel": "/topic/org/globex/alerts"}),
+        )
+        .await;
+    assert_eq!(own["ok"], true, "{own}");
+
+    // The server restarts; the guard goes on publishing before the supervisor is back.
+    drop(guard);
+    drop(native_sup);
+    let server = server.restart().await;
+    sio.wait("disconnect", |s| {
+        s["event"] == "disconnect" && s["name"] == "sup"
+    })
+    .await;
+    let mut guard = server.connect(&guard_token).await;
+    let mut missed = Vec::new();
+    for i in 0..3 {
+        let published = guard
+            .publish(
+                "/topic/location/g1",
+                location(48.86 + f64::from(i) / 100.0, 2.35),
+            )
+            .await;
+        assert!(ok(&published), "{published}");
+        missed.push(published["seq"].as_u64().expect("seq"));
+    }
+    // socket.io-client reconnects by itself (with its auth again); the app resubscribes from
+    // the last seq it saw.
+    let back = sio
+        .wait("reconnected", |s| {
+            s["event"] == "reconnected" && s["name"] == "sup"
+        })
+        .await;
+    assert_eq!(back["transport"], expected_transport, "{back}");
+    let resumed = sio
+        .request(
+            "sup",
+            "subscribe",
+            json!({"channel": "/topic/location/g1", "since": seq1, "epoch": epoch}),
+        )
+        .await;
+    assert_eq!(resumed["ok"], true, "{resumed}");
+    assert_eq!(resumed["recovered"], true, "{resumed}");
+    let mut replayed = Vec::new();
+    for _ in &missed {
+        replayed.push(sio.message("sup").await["seq"].as_u64().expect("seq"));
+    }
+    assert_eq!(replayed, missed, "every missed message, once, in order");
+    // Live again after the replay.
+    let live = guard
+        .publish("/topic/location/g1", location(48.9, 2.35))
+        .await;
+    assert_eq!(sio.message("sup").await["seq"], live["seq"]);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        sio.unread_messages("other").is_empty(),
+        "another org received {:?}",
+        sio.unread_messages("other")
+    );
+    assert!(sio.unread_messages("sup").is_empty(), "duplicates");
+    sio.exit().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn over_websocket_a_supervisor_follows_a_guard_and_resumes_after_a_restart() {
+    a_supervisor_follows_a_guard_and_resumes_after_a_restart(json!(["websocket"])).await;
+}
+
+#[tokio::test]
+async fn over_long_polling_a_supervisor_follows_a_guard_and_resumes_after_a_restart() {
+    a_supervisor_follows_a_guard_and_resumes_after_a_restart(json!(["polling"])).await;
+}
+
+#[tokio::test]
+async fn a_polling_client_upgrades_to_websocket_and_keeps_its_session() {
+    let server = TestServer::start().await;
+    let mut guard = server
+        .connect(&server.token("g1", Some("acme"), &[Role::Guard]))
+        .await;
+    let mut sio = Sio::start(&server);
+    let sup = server.token("s1", Some("acme"), &[Role::Supervisor]);
+    let connected = sio
+        .connect(
+            "sup",
+            json!({"auth": {"token": sup}, "transports": ["polling", "websocket"]}),
+        )
+        .await;
+    // It starts on polling; the upgrade may be done before the namespace is joined.
+    assert!(
+        ["polling", "websocket"].contains(&connected["transport"].as_str().unwrap_or_default()),
+        "{connected}"
+    );
+    let subscribed = sio
+        .request("sup", "subscribe", json!({"channel": "/topic/location/g1"}))
+        .await;
+    assert_eq!(subscribed["ok"], true, "{subscribed}");
+    let upgraded = sio
+        .wait("upgrade", |s| {
+            s["event"] == "upgraded" && s["name"] == "sup"
+        })
+        .await;
+    assert_eq!(upgraded["transport"], "websocket");
+    // The same session (its subscription) over the new transport.
+    let published = guard
+        .publish("/topic/location/g1", location(48.85, 2.35))
+        .await;
+    assert_eq!(sio.message("sup").await["seq"], published["seq"]);
+    sio.exit().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_come_from_auth_the_query_or_the_header_and_bad_ones_get_connect_error() {
+    let server = TestServer::start().await;
+    let mut sio = Sio::start(&server);
+    let sup = server.token("s1", Some("acme"), &[Role::Supervisor]);
+    for (name, options) in [
+        ("auth", json!({"auth": {"token": sup}})),
+        ("query", json!({"query": {"token": sup}})),
+        (
+            "header",
+            json!({"headers": {"Authorization": format!("Bearer {sup}")}}),
+        ),
+        (
+            "polling-header",
+            json!({"headers": {"Authorization": format!("Bearer {sup}")}, "transports": ["polling"]}),
+        ),
+    ] {
+        let step = sio.connect(name, options).await;
+        assert_eq!(step["event"], "connected", "{name}: {step}");
+    }
+    let expired = {
+        let claims = json!({"sub": "s1", "org": "acme", "roles": ["supervisor"], "exp": 1_000});
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("token")
+    };
+    for (name, options) in [
+        ("bad", json!({"auth": {"token": "not-a-jwt"}})),
+        ("expired", json!({"auth": {"token": expired}})),
+        ("none", json!({})),
+        (
+            "bad-polling",
+            json!({"auth": {"token": "x"}, "transports": ["polling"]}),
+        ),
+    ] {
+        let step = sio.connect(name, options).await;
+        assert_eq!(step["event"], "connect_error", "{name}: {step}");
+        assert_eq!(step["message"], "unauthorized", "{name}: {step}");
+    }
+    sio.exit().await;
+    server.stop().await;
+}
+
+/// Video frames are MessagePack binary on the native protocol and Socket.IO attachments here,
+/// byte for byte both ways.
+#[tokio::test]
+async fn video_frames_cross_between_msgpack_guards_and_socketio_viewers_byte_for_byte() {
+    let server = TestServer::start().await;
+    let guard_token = server.token("g1", Some("acme"), &[Role::Guard]);
+    let mut guard = server
+        .connect_as(&guard_token, Some("lookout.msgpack"))
+        .await
+        .expect("msgpack guard");
+    let mut sio = Sio::start(&server);
+    let sup = server.token("s1", Some("acme"), &[Role::Supervisor]);
+    assert_eq!(
+        sio.connect("viewer", json!({"auth": {"token": sup}})).await["event"],
+        "connected"
+    );
+    let subscribed = sio
+        .request("viewer", "subscribe", json!({"channel": "/topic/video/g1"}))
+        .await;
+    assert_eq!(subscribed["ok"], true, "{subscribed}");
+
+    // Every byte value, a JPEG's start and end markers, and a few KiB of noise.
+    let mut frame: Vec<u8> = (0..=255u8).collect();
+    frame.extend_from_slice(&[0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0xff, 0xd9]);
+    frame.extend((0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    let reply = guard.publish_frame("/topic/video/g1", &frame, true).await;
+    assert!(ok(&reply), "{reply}");
+    let got = sio.message("viewer").await;
+    assert_eq!(got["channel"], "/topic/video/g1");
+    assert_eq!(got["data"]["data"]["$binary"], hex(&frame), "byte for byte");
+    assert_eq!(got["data"]["keyframe"], true);
+
+    // And from a Socket.IO guard (over polling: binary as base64 there) to a MessagePack viewer.
+    let g2 = server.token("g2", Some("acme"), &[Role::Guard]);
+    assert_eq!(
+        sio.connect(
+            "guard",
+            json!({"auth": {"token": g2}, "transports": ["polling"]})
+        )
+        .await["event"],
+        "connected"
+    );
+    let mut viewer = server
+        .connect_as(&sup, Some("lookout.msgpack"))
+        .await
+        .expect("msgpack viewer");
+    assert!(ok(&viewer.subscribe("/topic/video/g2").await));
+    let sent: Vec<u8> = frame.iter().rev().copied().collect();
+    let reply = sio
+        .request(
+            "guard",
+            "publish",
+            json!({"channel": "/topic/video/g2", "data": {
+                "codec": "jpeg", "keyframe": true, "ts": lookout::protocol::now_millis(),
+                "data": {"$binary": hex(&sent)},
+            }}),
+        )
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let got = viewer.next_on("/topic/video/g2").await;
+    let bytes = got["data"]["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("binary data as bytes: {got}"))
+        .iter()
+        .map(|b| b.as_u64().expect("byte") as u8)
+        .collect::<Vec<u8>>();
+    assert_eq!(bytes, sent, "byte for byte");
+    sio.exit().await;
+    server.stop().await;
+}
+
+/// One admission for every transport: a user's Socket.IO and native connections count
+/// together, and `/metrics` shows Socket.IO's under `protocol="socket.io"`.
+#[tokio::test]
+async fn socketio_connections_count_with_the_others_under_their_own_label() {
+    let server = TestServer::start_with(|c| c.limits.max_connections_per_user = 2).await;
+    let sup = server.token("s1", Some("acme"), &[Role::Supervisor]);
+    let _native = server.connect(&sup).await;
+    let mut sio = Sio::start(&server);
+    assert_eq!(
+        sio.connect("first", json!({"auth": {"token": sup}})).await["event"],
+        "connected"
+    );
+    assert_eq!(connected_gauge(&server, "socket.io").await, 1.0);
+    let refused = sio
+        .connect(
+            "second",
+            json!({"auth": {"token": sup}, "transports": ["polling"]}),
+        )
+        .await;
+    assert_eq!(refused["event"], "connect_error", "{refused}");
+    assert_eq!(refused["message"], "rate_limited", "{refused}");
+    let native_refused = server.connect_as(&sup, None).await;
+    assert!(
+        native_refused.is_err(),
+        "a third connection of any kind is refused"
+    );
+    // Another user is not affected.
+    let other = server.token("s3", Some("acme"), &[Role::Supervisor]);
+    assert_eq!(
+        sio.connect("other", json!({"auth": {"token": other}}))
+            .await["event"],
+        "connected"
+    );
+    assert_eq!(connected_gauge(&server, "socket.io").await, 2.0);
+
+    sio.close("first").await;
+    sio.close("other").await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while connected_gauge(&server, "socket.io").await != 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Socket.IO connections still counted after their clients left"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The place is free again.
+    assert_eq!(
+        sio.connect("again", json!({"auth": {"token": sup}})).await["event"],
+        "connected"
+    );
+    sio.exit().await;
+    server.stop().await;
+}
+
+/// Engine.IO sessions waiting for their namespace `CONNECT` hold server memory before any
+/// token is seen: `limits.socketio_handshakes` bounds them, each for `handshake_timeout`.
+#[tokio::test]
+async fn handshakes_without_a_connect_are_bounded_and_others_keep_working() {
+    let server = TestServer::start_with(|c| {
+        c.limits.socketio_handshakes = 3;
+        c.limits.handshake_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let http = server.http();
+    let handshake = server.https("/socket.io/?EIO=4&transport=polling");
+    for _ in 0..3 {
+        let response = http.get(&handshake).send().await.expect("handshake");
+        assert_eq!(response.status(), 200);
+        let body = response.text().await.expect("body");
+        assert!(
+            body.starts_with("0{\"sid\""),
+            "an Engine.IO open packet: {body}"
+        );
+    }
+    let refused = http.get(&handshake).send().await.expect("handshake");
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.expect("JSON error");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert_eq!(
+        value(
+            &scrape(&server).await,
+            "lookout_budget_refusals_total",
+            &[("budget", "limits.socketio_handshakes")]
+        ),
+        1.0
+    );
+
+    // A native client is not affected meanwhile.
+    let mut guard = server
+        .connect(&server.token("g1", Some("acme"), &[Role::Guard]))
+        .await;
+    assert!(ok(&guard
+        .publish("/topic/location/g1", location(1.0, 2.0))
+        .await));
+
+    // The silent sessions end after handshake_timeout, and their places are free again.
+    let mut sio = Sio::start(&server);
+    let sup = server.token("s1", Some("acme"), &[Role::Supervisor]);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let name = format!("late{}", sio.tags);
+        sio.tags += 1;
+        let step = sio.connect(&name, json!({"auth": {"token": sup}})).await;
+        if step["event"] == "connected" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no place freed: {step}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    sio.exit().await;
+    server.stop().await;
+}
