@@ -237,10 +237,24 @@ async fn a_supervisor_follows_a_guard_and_resumes_after_a_restart(transports: Va
     drop(guard);
     drop(native_sup);
     let server = server.restart().await;
-    sio.wait("disconnect", |s| {
-        s["event"] == "disconnect" && s["name"] == "sup"
-    })
-    .await;
+    // Told why, then the transport closes (not a namespace DISCONNECT, after which
+    // socket.io-client would not reconnect by itself).
+    let closing = sio
+        .wait("closing", |s| s["event"] == "closing" && s["name"] == "sup")
+        .await;
+    assert_eq!(closing["data"]["code"], 1001, "{closing}");
+    let gone = sio
+        .wait("disconnect", |s| {
+            s["event"] == "disconnect" && s["name"] == "sup"
+        })
+        .await;
+    // Over polling the server may be gone before the client's next poll: a transport error,
+    // after which it reconnects the same way.
+    assert!(
+        ["transport close", "transport error"]
+            .contains(&gone["reason"].as_str().unwrap_or_default()),
+        "{gone}"
+    );
     let mut guard = server.connect(&guard_token).await;
     let mut missed = Vec::new();
     for i in 0..3 {
@@ -569,6 +583,136 @@ async fn handshakes_without_a_connect_are_bounded_and_others_keep_working() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    sio.exit().await;
+    server.stop().await;
+}
+
+/// A message over `limits.max_message_size` closes its socket with 1009, like a native
+/// client's; one over the Engine.IO bound (the largest video frame and its envelope) is cut
+/// by Engine.IO itself. Other clients go on.
+#[tokio::test]
+async fn oversized_events_close_only_their_own_socket() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_message_size = 4096;
+        c.limits.max_video_frame = 16 * 1024;
+    })
+    .await;
+    let mut sio = Sio::start(&server);
+    for (name, user) in [("big", "s1"), ("huge", "s2"), ("calm", "s3")] {
+        let token = server.token(user, Some("acme"), &[Role::Supervisor]);
+        let step = sio.connect(name, json!({"auth": {"token": token}})).await;
+        assert_eq!(step["event"], "connected", "{step}");
+    }
+    let room = "/topic/org/acme/room/ops";
+    sio.node
+        .send(json!({"cmd": "emit", "name": "big", "event": "publish",
+            "data": {"channel": room, "data": "x".repeat(8 * 1024)}}))
+        .await;
+    let closing = sio
+        .wait("closing", |s| s["event"] == "closing" && s["name"] == "big")
+        .await;
+    assert_eq!(closing["data"]["code"], 1009, "{closing}");
+    sio.wait("disconnect", |s| {
+        s["event"] == "disconnect" && s["name"] == "big"
+    })
+    .await;
+
+    sio.node
+        .send(json!({"cmd": "emit", "name": "huge", "event": "publish",
+            "data": {"channel": room, "data": "x".repeat(64 * 1024)}}))
+        .await;
+    sio.wait("disconnect", |s| {
+        s["event"] == "disconnect" && s["name"] == "huge"
+    })
+    .await;
+
+    let reply = sio
+        .request(
+            "calm",
+            "publish",
+            json!({"channel": room, "data": {"text": "still here"}}),
+        )
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    sio.exit().await;
+    server.stop().await;
+}
+
+/// `ack` of an `ack_required` message and `refresh` of the token behave as the native ones:
+/// an acknowledged message is not redelivered, a refresh for another user is refused.
+#[tokio::test]
+async fn acks_and_token_refreshes_answer_like_the_native_protocol() {
+    let server = TestServer::start().await;
+    let mut guard = server
+        .connect(&server.token("g1", Some("acme"), &[Role::Guard]))
+        .await;
+    let channel = "/topic/org/acme/room/incidents";
+    let r = guard
+        .request(
+            json!({"type": "publish", "channel": channel, "data": {"alert": "PANIC"}, "ack": true}),
+        )
+        .await;
+    assert!(ok(&r), "{r}");
+
+    let mut sio = Sio::start(&server);
+    let sup = server.token("s1", Some("acme"), &[Role::Supervisor]);
+    assert_eq!(
+        sio.connect("sup", json!({"auth": {"token": sup}})).await["event"],
+        "connected"
+    );
+    let subscribed = sio
+        .request("sup", "subscribe", json!({"channel": channel}))
+        .await;
+    assert_eq!(subscribed["ok"], true, "{subscribed}");
+    let m = sio.message("sup").await;
+    assert_eq!(m["ack_required"], true, "{m}");
+    let acked = sio
+        .request("sup", "ack", json!({"channel": channel, "seq": m["seq"]}))
+        .await;
+    assert_eq!(acked["ok"], true, "{acked}");
+    assert_eq!(acked["seq"], m["seq"]);
+    let unknown = sio
+        .request("sup", "ack", json!({"channel": channel, "seq": 99}))
+        .await;
+    assert_eq!(unknown["error"]["code"], "not_found", "{unknown}");
+
+    let fresh = server.token("s1", Some("acme"), &[Role::Supervisor]);
+    let refreshed = sio.request("sup", "refresh", json!({"token": fresh})).await;
+    assert_eq!(refreshed["ok"], true, "{refreshed}");
+    assert!(refreshed["exp"].as_u64().is_some(), "{refreshed}");
+    let someone_else = server.token("s2", Some("acme"), &[Role::Supervisor]);
+    let refused = sio
+        .request("sup", "refresh", json!({"token": someone_else}))
+        .await;
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    let not_an_object = sio.request("sup", "subscribe", json!(channel)).await;
+    assert_eq!(
+        not_an_object["error"]["code"], "bad_request",
+        "{not_an_object}"
+    );
+    let unknown_event = sio.request("sup", "teleport", json!({})).await;
+    assert_eq!(
+        unknown_event["error"]["code"], "bad_request",
+        "{unknown_event}"
+    );
+
+    // Acknowledged: not redelivered to this user on a new connection.
+    sio.close("sup").await;
+    assert_eq!(
+        sio.connect("again", json!({"auth": {"token": sup}})).await["event"],
+        "connected"
+    );
+    let resubscribed = sio
+        .request("again", "subscribe", json!({"channel": channel}))
+        .await;
+    assert_eq!(resubscribed["ok"], true, "{resubscribed}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = sio.request("again", "ping", json!({})).await;
+    assert!(
+        sio.unread_messages("again").is_empty(),
+        "redelivered after ack: {:?}",
+        sio.unread_messages("again")
+    );
     sio.exit().await;
     server.stop().await;
 }

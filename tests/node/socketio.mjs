@@ -49,6 +49,7 @@ const connect = (c) => {
     auth: c.auth,
     query: c.query,
     extraHeaders: c.headers,
+    forceNew: true, // each named socket on a connection of its own
     reconnection: c.reconnection ?? false,
     reconnectionDelay: 200,
     reconnectionDelayMax: 1000,

@@ -30,6 +30,7 @@ use socketioxide::service::SocketIoService;
 use socketioxide::{ParserConfig, SocketIo};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use self::bridge::{AckId, Acks, Inbound, SioSink, SioSource};
@@ -39,7 +40,7 @@ use crate::app::AppState;
 use crate::counters::Budget;
 use crate::http::{cors_allow, cors_preflight, error_response, token_from_parts, Body};
 use crate::protocol::{Encoding, ErrorCode, Protocol};
-use crate::session::{self as sessions, Speaks};
+use crate::session::{drive, Speaks};
 
 /// Where Socket.IO is served (the clients' default `path`).
 const PATH: &str = "/socket.io";
@@ -59,6 +60,8 @@ pub struct Server {
     service: SocketIoService<NotSocketIo>,
     io: SocketIo,
     handshakes: Arc<Semaphore>,
+    /// The admitted sockets' sessions.
+    sessions: TaskTracker,
 }
 
 impl Server {
@@ -93,11 +96,13 @@ impl Server {
         // Engine.IO's own tasks hold the namespace (and so its handlers) until their
         // connections end: held weakly, the application (its store) is not kept past shutdown.
         let weak = Arc::downgrade(&app);
+        let sessions = TaskTracker::new();
         let connect = {
             let app = weak.clone();
+            let sessions = sessions.clone();
             move |socket: SocketRef| {
                 match app.upgrade() {
-                    Some(app) => start(&app, socket),
+                    Some(app) => start(&app, &sessions, socket),
                     None => socket.close_transport(),
                 }
                 std::future::ready(())
@@ -117,11 +122,16 @@ impl Server {
             service,
             io,
             handshakes,
+            sessions,
         }
     }
 
-    /// Ends the Engine.IO sessions still open (admitted sessions are closed by their writers).
+    /// On shutdown: once the admitted sockets' sessions have ended (their writers send each
+    /// client its `closing` event, then close its transport), ends the Engine.IO sessions
+    /// that never joined the namespace.
     pub async fn close(&self) {
+        self.sessions.close();
+        self.sessions.wait().await;
         self.io.close().await;
     }
 }
@@ -259,7 +269,7 @@ async fn authenticate(
 /// before socketioxide reads the socket's next packet, so no event can arrive before its
 /// handler is in place; the handler queues events in order for the session's reader (an
 /// `async` handler would be spawned, one task per event, and could reorder them).
-fn start(app: &AppState, socket: SocketRef) {
+fn start(app: &AppState, sessions: &TaskTracker, socket: SocketRef) {
     let admitted = socket
         .extensions
         .remove::<Slot>()
@@ -317,12 +327,11 @@ fn start(app: &AppState, socket: SocketRef) {
     };
     let sink = SioSink { socket, acks };
     let ctx = app.session_context();
-    app.tracker.spawn(
-        async move {
-            tracing::info!("connected");
-            sessions::drive(ctx, conn, rx, admission, Speaks::Native, source, sink).await;
-            tracing::info!("disconnected");
-        }
-        .instrument(span),
-    );
+    let session = async move {
+        tracing::info!("connected");
+        drive(ctx, conn, rx, admission, Speaks::Native, source, sink).await;
+        tracing::info!("disconnected");
+    };
+    app.tracker
+        .spawn(sessions.track_future(session.instrument(span)));
 }
