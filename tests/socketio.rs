@@ -716,3 +716,190 @@ async fn acks_and_token_refreshes_answer_like_the_native_protocol() {
     sio.exit().await;
     server.stop().await;
 }
+
+/// A Socket.IO subscriber that stops reading is a slow consumer like any other: on a logged
+/// channel it is disconnected (and may resume with `since`), while another Socket.IO client
+/// gets every message in order.
+#[tokio::test]
+async fn a_stalled_socketio_subscriber_is_disconnected_and_others_get_every_message() {
+    const MESSAGES: u64 = 300;
+    let server = TestServer::start_with(|c| {
+        c.limits.outbound_queue = 32;
+        c.limits.messages_per_second = 100_000;
+        c.limits.message_burst = 100_000;
+        c.limits.video_frames_per_second = 100_000;
+        // A peer that takes no frame for this long is dropped; this is about what comes first.
+        c.limits.write_timeout = Duration::from_secs(600);
+    })
+    .await;
+    let channel = "/topic/org/acme/room/ops";
+    let mut publisher = server
+        .connect(&server.token("pub", Some("acme"), &[Role::Supervisor]))
+        .await;
+    let mut guard = server
+        .connect_as(
+            &server.token("g1", Some("acme"), &[Role::Guard]),
+            Some("lookout.msgpack"),
+        )
+        .await
+        .expect("msgpack guard");
+    let mut sio = Sio::start(&server);
+    for (name, user) in [("slow", "s1"), ("fast", "s2")] {
+        let token = server.token(user, Some("acme"), &[Role::Supervisor]);
+        let step = sio.connect(name, json!({"auth": {"token": token}})).await;
+        assert_eq!(step["event"], "connected", "{step}");
+        let subscribed = sio
+            .request(name, "subscribe", json!({"channel": channel}))
+            .await;
+        assert_eq!(subscribed["ok"], true, "{subscribed}");
+    }
+    let subscribed = sio
+        .request("slow", "subscribe", json!({"channel": "/topic/video/g1"}))
+        .await;
+    assert_eq!(subscribed["ok"], true, "{subscribed}");
+    sio.node.send(json!({"cmd": "pause", "name": "slow"})).await;
+    sio.wait("paused", |s| s["event"] == "paused").await;
+
+    // Large live frames until the server drops some for the stalled viewer: its socket
+    // buffers, Engine.IO's buffer and its queue are full.
+    let frame = vec![0x5a; 60 * 1024];
+    let mut stalled = false;
+    for n in 0..2000 {
+        let reply = guard.publish_frame("/topic/video/g1", &frame, false).await;
+        assert!(ok(&reply), "{reply}");
+        if n % 20 == 19 && server.stats().await["dropped_live"].as_u64().unwrap_or(0) > 0 {
+            stalled = true;
+            break;
+        }
+    }
+    assert!(stalled, "the stalled viewer never filled up");
+
+    for n in 1..=MESSAGES {
+        let reply = publisher
+            .publish(channel, json!({"n": n, "body": "r".repeat(1024)}))
+            .await;
+        assert!(ok(&reply), "{reply}");
+    }
+    let mut got = Vec::new();
+    while (got.len() as u64) < MESSAGES {
+        got.push(sio.message("fast").await["seq"].as_u64().expect("seq"));
+    }
+    assert_eq!(
+        got,
+        (1..=MESSAGES).collect::<Vec<_>>(),
+        "every message, in order"
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let stats = server.stats().await;
+        if stats["slow_consumer_disconnects"] == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled subscriber was not disconnected: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And its session is gone, not just marked: only the fast client is still counted.
+    while connected_gauge(&server, "socket.io").await != 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline + PATIENCE,
+            "the stalled session is still held"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sio.exit().await;
+    server.stop().await;
+}
+
+/// A socket ends with its token (4001 in `closing`), and socket.io-client's own reconnect with
+/// the same, expired token is refused with `connect_error` `unauthorized`.
+#[tokio::test]
+async fn a_socket_ends_when_its_token_does_and_its_reconnect_is_refused() {
+    let server = TestServer::start_with(|c| {
+        // Within `jwt.leeway` an expired token is still admitted (and closed again at once), on
+        // every transport; without it the reconnect is refused.
+        c.jwt.leeway = Duration::ZERO;
+        c.limits.ping_interval = Duration::from_secs(1);
+    })
+    .await;
+    let short = server
+        .auth
+        .mint(
+            "s1",
+            Some("acme"),
+            &[Role::Supervisor],
+            Duration::from_secs(2),
+            None,
+        )
+        .expect("mint");
+    let mut sio = Sio::start(&server);
+    let step = sio
+        .connect(
+            "short",
+            json!({"auth": {"token": short}, "reconnection": true}),
+        )
+        .await;
+    assert_eq!(step["event"], "connected", "{step}");
+    let closing = sio
+        .wait("closing", |s| {
+            s["event"] == "closing" && s["name"] == "short"
+        })
+        .await;
+    assert_eq!(closing["data"]["code"], 4001, "{closing}");
+    let refused = sio
+        .wait("connect_error", |s| {
+            s["event"] == "connect_error" && s["name"] == "short"
+        })
+        .await;
+    assert_eq!(refused["message"], "unauthorized", "{refused}");
+    sio.exit().await;
+    server.stop().await;
+}
+
+/// A subscriber that only listens is alive as long as Engine.IO's heartbeat says so: the
+/// session's dead-peer clock does not close it.
+#[tokio::test]
+async fn a_quiet_subscriber_outlives_the_dead_peer_timeout() {
+    let server = TestServer::start_with(|c| {
+        c.limits.ping_interval = Duration::from_millis(500);
+        c.limits.dead_peer_timeout = Duration::from_millis(1500);
+    })
+    .await;
+    let guard_token = server.token("g1", Some("acme"), &[Role::Guard]);
+    drop(server.connect(&guard_token).await);
+    let mut sio = Sio::start(&server);
+    let sup = server.token("s1", Some("acme"), &[Role::Supervisor]);
+    for transports in [json!(["websocket"]), json!(["polling"])] {
+        let name = transports[0].as_str().expect("name").to_string();
+        let step = sio
+            .connect(
+                &name,
+                json!({"auth": {"token": sup}, "transports": transports}),
+            )
+            .await;
+        assert_eq!(step["event"], "connected", "{step}");
+        let subscribed = sio
+            .request(&name, "subscribe", json!({"channel": "/topic/location/g1"}))
+            .await;
+        assert_eq!(subscribed["ok"], true, "{subscribed}");
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // (A test client answers pings only while it reads: the guard connects now.)
+    let mut guard = server.connect(&guard_token).await;
+    let published = guard
+        .publish("/topic/location/g1", location(48.85, 2.35))
+        .await;
+    for name in ["websocket", "polling"] {
+        assert_eq!(sio.message(name).await["seq"], published["seq"], "{name}");
+    }
+    let dropped: Vec<_> = sio
+        .seen
+        .iter()
+        .filter(|s| s["event"] == "disconnect" || s["event"] == "closing")
+        .collect();
+    assert!(dropped.is_empty(), "{dropped:?}");
+    sio.exit().await;
+    server.stop().await;
+}

@@ -7,6 +7,7 @@
 //       -> {event: "connected", name, transport} | {event: "connect_error", name, message}
 //   {cmd: "emit", name, event, data, ack?: true, tag?}   -> {event: "ack", name, tag, reply}
 //   {cmd: "transport", name}                            -> {event: "transport", name, transport}
+//   {cmd: "pause", name}   (WebSocket transport: stop reading) -> {event: "paused", name}
 //   {cmd: "close", name}                                -> {event: "closed", name}
 // Events: {event: "message", name, message}, {event: <server event>, name, data},
 //   {event: "disconnect", name, reason}, {event: "reconnected", name, transport}.
@@ -98,6 +99,14 @@ lines.on('line', (line) => {
       case 'transport': {
         const socket = sockets.get(c.name);
         emit({ event: 'transport', name: c.name, transport: socket.io.engine?.transport?.name });
+        break;
+      }
+      case 'pause': {
+        // Stops reading the WebSocket's TLS socket: the server's writes back up, as with a
+        // phone that stopped reading.
+        const socket = sockets.get(c.name);
+        socket.io.engine.transport.ws._socket.pause();
+        emit({ event: 'paused', name: c.name });
         break;
       }
       case 'close':

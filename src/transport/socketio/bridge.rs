@@ -228,6 +228,8 @@ pub struct SioSink {
     pub socket: SocketRef,
     /// Shared with the source.
     pub acks: Arc<Mutex<Acks>>,
+    /// The session's connection: a close requested while an emit waits for room ends the wait.
+    pub conn: Arc<ConnHandle>,
 }
 
 impl SioSink {
@@ -239,6 +241,10 @@ impl SioSink {
             match self.socket.emit(event, data) {
                 Ok(()) => return Ok(()),
                 Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                    if let Some((code, _)) = self.conn.close_requested() {
+                        // Closed while full (a slow consumer): no room will come for this.
+                        return Err(broken(format!("closed ({code}) while the buffer is full")));
+                    }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(FULL_BUFFER_RETRY);
                 }
@@ -272,8 +278,10 @@ impl Sink for SioSink {
 
     async fn keepalive(&mut self) -> std::io::Result<()> {
         // Engine.IO pings the client itself and disconnects it when it stops answering; while
-        // the socket is connected the peer is alive.
+        // the socket is connected the peer is alive (its pongs never reach the session, whose
+        // dead-peer clock would otherwise close a quiet subscriber).
         if self.socket.connected() {
+            self.conn.touch();
             Ok(())
         } else {
             Err(broken("socket disconnected"))

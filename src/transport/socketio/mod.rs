@@ -325,11 +325,18 @@ fn start(app: &AppState, sessions: &TaskTracker, socket: SocketRef) {
         gone,
         acks: acks.clone(),
     };
-    let sink = SioSink { socket, acks };
+    let sink = SioSink {
+        socket: socket.clone(),
+        acks,
+        conn: conn.clone(),
+    };
     let ctx = app.session_context();
     let session = async move {
         tracing::info!("connected");
         drive(ctx, conn, rx, admission, Speaks::Native, source, sink).await;
+        // However the session ended (a broken write closes nothing), its Engine.IO
+        // connection does not outlive it.
+        socket.close_transport();
         tracing::info!("disconnected");
     };
     app.tracker
