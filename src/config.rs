@@ -1208,6 +1208,12 @@ impl Config {
                 "at most 4096: each one in flight holds a task and its message",
             );
         }
+        if l.socketio_handshakes > 100_000 {
+            bad(
+                "limits.socketio_handshakes",
+                "at most 100000: each one holds an Engine.IO session before any token is seen",
+            );
+        }
         if self.store.cache_capacity < (1 << 20) {
             bad("store.cache_capacity", "at least 1 MiB (1048576 bytes)");
         }
@@ -1391,6 +1397,13 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("limits.max_publishes_in_flight"),
+            "{err}"
+        );
+        let mut c = Config::default();
+        c.limits.socketio_handshakes = usize::MAX;
+        let err = c.validate().expect_err("must fail");
+        assert!(
+            err.to_string().starts_with("limits.socketio_handshakes"),
             "{err}"
         );
     }
