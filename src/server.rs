@@ -292,8 +292,10 @@ impl Server {
         }
         tracing::info!("shutting down: closing connections");
         state.shutdown.cancel();
-        // Engine.IO sessions not (yet) admitted have no writer to close them.
-        let _ = tokio::time::timeout(state.config.limits.shutdown_grace, gateway.socketio.close())
+        // Socket.IO sessions end like the others; then socketioxide closes what it still holds.
+        gateway
+            .socketio
+            .close(state.config.limits.shutdown_grace)
             .await;
         let _ = tls_loop.await;
         if let Some(plain) = plain_loop {

@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -536,7 +537,16 @@ async fn handshakes_without_a_connect_are_bounded_and_others_keep_working() {
     .await;
     let http = server.http();
     let handshake = server.https("/socket.io/?EIO=4&transport=polling");
-    for _ in 0..3 {
+    // A refused CONNECT keeps its session's place: retrying does not hold more than the budget.
+    let mut sio = Sio::start(&server);
+    let step = sio
+        .connect(
+            "bad",
+            json!({"auth": {"token": "not-a-jwt"}, "transports": ["polling"]}),
+        )
+        .await;
+    assert_eq!(step["message"], "unauthorized", "{step}");
+    for _ in 0..2 {
         let response = http.get(&handshake).send().await.expect("handshake");
         assert_eq!(response.status(), 200);
         let body = response.text().await.expect("body");
@@ -545,17 +555,25 @@ async fn handshakes_without_a_connect_are_bounded_and_others_keep_working() {
             "an Engine.IO open packet: {body}"
         );
     }
-    let refused = http.get(&handshake).send().await.expect("handshake");
-    assert_eq!(refused.status(), 503);
-    let body: Value = refused.json().await.expect("JSON error");
-    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    // Nor does a query that only looks as if it named a session to another parser than the
+    // engine's.
+    for url in [
+        handshake.clone(),
+        format!("{handshake}&sid"),
+        format!("{handshake}&s%69d=x"),
+    ] {
+        let refused = http.get(&url).send().await.expect("handshake");
+        assert_eq!(refused.status(), 503, "{url}");
+        let body: Value = refused.json().await.expect("JSON error");
+        assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    }
     assert_eq!(
         value(
             &scrape(&server).await,
             "lookout_budget_refusals_total",
             &[("budget", "limits.socketio_handshakes")]
         ),
-        1.0
+        3.0
     );
 
     // A native client is not affected meanwhile.
@@ -567,7 +585,6 @@ async fn handshakes_without_a_connect_are_bounded_and_others_keep_working() {
         .await));
 
     // The silent sessions end after handshake_timeout, and their places are free again.
-    let mut sio = Sio::start(&server);
     let sup = server.token("s1", Some("acme"), &[Role::Supervisor]);
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
@@ -900,6 +917,140 @@ async fn a_quiet_subscriber_outlives_the_dead_peer_timeout() {
         .filter(|s| s["event"] == "disconnect" || s["event"] == "closing")
         .collect();
     assert!(dropped.is_empty(), "{dropped:?}");
+    sio.exit().await;
+    server.stop().await;
+}
+
+/// Events that arrive while the session cannot take them (its publishes wait for the disk) are
+/// refused with an `error` event, never dropped unseen; what was accepted is all delivered. A
+/// flood faster than even the refusals can leave ends the connection.
+#[tokio::test]
+async fn events_beyond_what_the_session_can_hold_are_refused_out_loud() {
+    const SENT: u64 = 40;
+    let store = Arc::new(lookout::store::MemoryStore::new());
+    let server = TestServer::start_on_with(store.clone(), |c| {
+        c.limits.max_publishes_in_flight = 4;
+        c.limits.messages_per_second = 10_000;
+        c.limits.message_burst = 10_000;
+    })
+    .await;
+    let room = "/topic/org/acme/room/ops";
+    let mut watcher = server
+        .connect(&server.token("w", Some("acme"), &[Role::Supervisor]))
+        .await;
+    assert!(ok(&watcher.subscribe(room).await));
+    let mut sio = Sio::start(&server);
+    let sup = server.token("s1", Some("acme"), &[Role::Supervisor]);
+    assert_eq!(
+        sio.connect("busy", json!({"auth": {"token": sup}})).await["event"],
+        "connected"
+    );
+    store.hold_commits();
+    sio.node
+        .send(
+            json!({"cmd": "burst", "name": "busy", "event": "publish", "count": SENT,
+            "data": {"channel": room, "data": {}}}),
+        )
+        .await;
+    sio.wait("burst_sent", |s| s["event"] == "burst_sent").await;
+    // The first refusal comes while nothing is durable yet.
+    let first = sio
+        .wait("error", |s| s["event"] == "error" && s["name"] == "busy")
+        .await;
+    assert_eq!(first["data"]["error"]["code"], "rate_limited", "{first}");
+    assert_eq!(
+        first["data"]["error"]["message"], "too many events waiting; slow down",
+        "{first}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    store.commit_held();
+    let mut delivered = Vec::new();
+    loop {
+        let frames = watcher.drain(Duration::from_millis(500)).await;
+        if frames.is_empty() {
+            break;
+        }
+        delivered.extend(
+            frames
+                .iter()
+                .filter(|f| f["type"] == "message")
+                .map(|f| f["data"]["n"].as_u64().expect("n")),
+        );
+    }
+    // Everything the script reported before this answer is read (its steps are in order).
+    sio.node
+        .send(json!({"cmd": "transport", "name": "busy"}))
+        .await;
+    sio.wait("transport", |s| s["event"] == "transport").await;
+    let refused = 1 + sio
+        .seen
+        .iter()
+        .filter(|s| s["event"] == "error" && s["name"] == "busy")
+        .count() as u64;
+    assert!(refused > 0 && refused < SENT, "{refused} refused");
+    assert_eq!(
+        delivered.len() as u64 + refused,
+        SENT,
+        "each event is delivered or refused: delivered {delivered:?}"
+    );
+    let mut in_order = delivered.clone();
+    in_order.sort_unstable();
+    assert_eq!(delivered, in_order, "accepted events keep their order");
+
+    // A flood: more refusals than the socket's buffer holds. The client is disconnected.
+    store.hold_commits();
+    sio.node
+        .send(
+            json!({"cmd": "burst", "name": "busy", "event": "publish", "count": 500,
+            "data": {"channel": room, "data": {}}}),
+        )
+        .await;
+    sio.wait("disconnect", |s| {
+        s["event"] == "disconnect" && s["name"] == "busy"
+    })
+    .await;
+    store.commit_held();
+    sio.exit().await;
+    server.stop().await;
+}
+
+/// Events sent right before the client's own disconnect are handled, as a WebSocket's frames
+/// before its close are: here the session is still busy with the first when the disconnect
+/// arrives (its publish waits for the disk).
+#[tokio::test]
+async fn events_sent_just_before_a_disconnect_are_not_lost() {
+    let store = Arc::new(lookout::store::MemoryStore::new());
+    let server = TestServer::start_on_with(store.clone(), |c| {
+        c.limits.max_publishes_in_flight = 1;
+    })
+    .await;
+    let room = "/topic/org/acme/room/ops";
+    let mut watcher = server
+        .connect(&server.token("w", Some("acme"), &[Role::Supervisor]))
+        .await;
+    assert!(ok(&watcher.subscribe(room).await));
+    let mut sio = Sio::start(&server);
+    let sup = server.token("s1", Some("acme"), &[Role::Supervisor]);
+    assert_eq!(
+        sio.connect("leaving", json!({"auth": {"token": sup}}))
+            .await["event"],
+        "connected"
+    );
+    store.hold_commits();
+    sio.node
+        .send(
+            json!({"cmd": "burst", "name": "leaving", "event": "publish", "count": 3,
+            "data": {"channel": room, "data": {}}}),
+        )
+        .await;
+    sio.close("leaving").await;
+    // The disconnect has reached the server before anything is durable.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.commit_held();
+    for n in 1..=3u64 {
+        let got = watcher.next_on(room).await;
+        assert_eq!(got["data"]["n"], n, "{got}");
+    }
     sio.exit().await;
     server.stop().await;
 }

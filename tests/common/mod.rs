@@ -96,8 +96,17 @@ impl TestServer {
     /// A server over `store` (e.g. a [`lookout::store::MemoryStore`] whose commits a test
     /// holds) instead of the data directory's sled store.
     pub async fn start_on(store: Arc<dyn lookout::store::Store>) -> Self {
+        Self::start_on_with(store, |_| {}).await
+    }
+
+    /// [`TestServer::start_on`] with settings of its own.
+    pub async fn start_on_with(
+        store: Arc<dyn lookout::store::Store>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = test_config(dir.path());
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
         let server = Server::bind_on(config.clone(), store).await.expect("bind");
         Self::serve(server, config, dir)
     }

@@ -7,6 +7,7 @@
 //       -> {event: "connected", name, transport} | {event: "connect_error", name, message}
 //   {cmd: "emit", name, event, data, ack?: true, tag?}   -> {event: "ack", name, tag, reply}
 //   {cmd: "transport", name}                            -> {event: "transport", name, transport}
+//   {cmd: "burst", name, event, data, count}  (no acks)   -> {event: "burst_sent", name}
 //   {cmd: "pause", name}   (WebSocket transport: stop reading) -> {event: "paused", name}
 //   {cmd: "close", name}                                -> {event: "closed", name}
 // Events: {event: "message", name, message}, {event: <server event>, name, data},
@@ -99,6 +100,15 @@ lines.on('line', (line) => {
       case 'transport': {
         const socket = sockets.get(c.name);
         emit({ event: 'transport', name: c.name, transport: socket.io.engine?.transport?.name });
+        break;
+      }
+      case 'burst': {
+        // `count` events at once, without acknowledgements; `data.data.n` numbers them.
+        const socket = sockets.get(c.name);
+        for (let n = 1; n <= c.count; n += 1) {
+          socket.emit(c.event, { ...c.data, data: { ...c.data.data, n } });
+        }
+        emit({ event: 'burst_sent', name: c.name });
         break;
       }
       case 'pause': {

@@ -671,6 +671,18 @@ impl<A: Adapter> Socket<A> {
         Ok(())
     }
 
+    /// Lookout patch: answers the client's acknowledgement `ack_id` with `data`. Unlike
+    /// [`AckSender::send`](crate::extract::AckSender::send) it consumes nothing, so a caller
+    /// that finds the socket's buffer full ([`SocketError::InternalChannelFull`]) can try again
+    /// once the client has taken some of it, instead of losing the acknowledgement.
+    pub fn ack<T: ?Sized + Serialize>(&self, ack_id: i64, data: &T) -> Result<(), SendError> {
+        let permit = self.reserve().map_err(SendError::Socket)?;
+        let ns = self.ns.path.clone();
+        let data = self.parser.encode_value(data, None)?;
+        permit.send(Packet::ack(ns, data, ack_id), self.parser);
+        Ok(())
+    }
+
     /// Lookout patch: closes the socket's Engine.IO connection (after what is already queued
     /// for it) without a namespace `DISCONNECT` packet. The client then sees a transport close
     /// and reconnects by itself, as when a server goes away; after a `DISCONNECT` ("io server

@@ -10,29 +10,32 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use rmpv::Value;
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::extract::SocketRef;
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 use socketioxide::{SendError, SocketError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::counters::Stats;
 use crate::hub::ConnHandle;
 use crate::protocol::ErrorCode;
 use crate::session::{Sink, Source};
 
-/// Events that may wait for the session's reader; beyond them an event is refused.
-pub const INBOX: usize = 64;
+/// Events that may wait for the session's reader (as a WebSocket's read-ahead); beyond them an
+/// event is refused, Socket.IO having no way to make its client wait.
+pub const INBOX: usize = 16;
 /// Acknowledgements awaiting their native reply. Every native request is answered, so this
 /// only fills when a client sends faster than its replies leave; beyond it the event is refused.
 pub const PENDING_ACKS: usize = 1024;
-/// Longest pause between two attempts to queue an event on a full Engine.IO buffer (the
+/// Longest pause between two attempts to queue a packet on a full Engine.IO buffer (the
 /// writer's `write_timeout` bounds the whole wait).
 const FULL_BUFFER_RETRY: Duration = Duration::from_millis(50);
 
@@ -42,12 +45,12 @@ pub struct Inbound {
     pub event: String,
     /// Its first argument, or why it could not be read.
     pub data: Result<Value, String>,
-    /// The acknowledgement the client asked for, if it did.
-    pub ack: Option<AckSender>,
+    /// The client's acknowledgement id, if it asked for one.
+    pub ack: Option<i64>,
 }
 
-/// The client's acknowledgement id, if it asked for one (socketioxide's [`AckSender`] keeps it
-/// private, and answers nothing without one).
+/// The client's acknowledgement id, if it asked for one (socketioxide's own `AckSender` is
+/// spent by one attempt; the patched `Socket::ack` answers by id and can be retried).
 pub struct AckId(pub Option<i64>);
 
 impl<A: Adapter> FromMessageParts<A> for AckId {
@@ -62,11 +65,12 @@ impl<A: Adapter> FromMessageParts<A> for AckId {
     }
 }
 
-/// Acknowledgements awaiting their native reply, by the request id given to the native reader.
+/// Acknowledgements awaiting their native reply: the client's id by the request id given to
+/// the native reader.
 #[derive(Default)]
 pub struct Acks {
     next: u64,
-    waiting: HashMap<u64, AckSender>,
+    waiting: HashMap<u64, i64>,
 }
 
 /// The acknowledgement body of a refusal: `{ok: false, error: {code, message}}`.
@@ -84,16 +88,22 @@ pub fn refusal(code: ErrorCode, message: &str) -> Value {
 }
 
 /// Queues one event for the session's reader; called by the socket's event handler, in the
-/// order the events arrived. A full inbox refuses the event (through its acknowledgement).
-pub fn forward(inbox: &mpsc::Sender<Inbound>, inbound: Inbound) {
+/// order the events arrived. A full inbox refuses the event: through its acknowledgement, or
+/// an `error` event when it asked for none (counted as rate limited). A client that floods
+/// faster than even its refusals can be queued is disconnected: no event is dropped unseen.
+pub fn forward(socket: &SocketRef, inbox: &mpsc::Sender<Inbound>, stats: &Stats, inbound: Inbound) {
     match inbox.try_send(inbound) {
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(refused)) => {
-            if let Some(ack) = refused.ack {
-                let _ = ack.send(&refusal(
-                    ErrorCode::RateLimited,
-                    "too many events waiting; slow down",
-                ));
+            stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let body = refusal(ErrorCode::RateLimited, "too many events waiting; slow down");
+            let told = match refused.ack {
+                Some(id) => socket.ack(id, &body),
+                None => socket.emit("error", &body),
+            };
+            if told.is_err() {
+                tracing::info!("Socket.IO client floods faster than it reads; disconnecting it");
+                socket.close_transport();
             }
         }
         // The session is over; the socket is being disconnected.
@@ -109,22 +119,26 @@ pub struct SioSource {
     pub gone: CancellationToken,
     /// Shared with the sink.
     pub acks: Arc<Mutex<Acks>>,
+    /// For refusals the reader never sees.
+    pub socket: SocketRef,
 }
 
 impl Source for SioSource {
     async fn next(&mut self, conn: &ConnHandle) -> Option<(bool, Vec<u8>)> {
         loop {
             let inbound = tokio::select! {
+                // Events that arrived before the disconnect are read first, as a WebSocket's
+                // frames before its close.
                 biased;
-                _ = self.gone.cancelled() => return None,
                 inbound = self.inbox.recv() => inbound?,
+                _ = self.gone.cancelled() => return None,
             };
             conn.touch();
             match native_message(&self.acks, inbound) {
                 Ok(bytes) => return Some((false, bytes)),
                 Err((ack, refused)) => {
-                    if let Some(ack) = ack {
-                        let _ = ack.send(&refused);
+                    if let Some(id) = ack {
+                        let _ = self.socket.ack(id, &refused);
                     }
                 }
             }
@@ -133,10 +147,7 @@ impl Source for SioSource {
 }
 
 /// The native message for an event, or the refusal to acknowledge it with.
-fn native_message(
-    acks: &Mutex<Acks>,
-    inbound: Inbound,
-) -> Result<Vec<u8>, (Option<AckSender>, Value)> {
+fn native_message(acks: &Mutex<Acks>, inbound: Inbound) -> Result<Vec<u8>, (Option<i64>, Value)> {
     let Inbound { event, data, ack } = inbound;
     let mut entries = match data {
         Ok(Value::Map(entries)) => entries,
@@ -149,23 +160,23 @@ fn native_message(
     // The event names the message; the id is ours, so that replies find their acknowledgement.
     entries.retain(|(k, _)| !matches!(k.as_str(), Some("type" | "id")));
     entries.push(("type".into(), event.into()));
-    if let Some(ack) = ack {
+    if let Some(client_id) = ack {
         let mut acks = acks.lock();
         if acks.waiting.len() >= PENDING_ACKS {
             drop(acks);
             let why = "too many requests awaiting their reply; slow down";
-            return Err((Some(ack), refusal(ErrorCode::RateLimited, why)));
+            return Err((Some(client_id), refusal(ErrorCode::RateLimited, why)));
         }
         acks.next += 1;
         let id = acks.next;
-        acks.waiting.insert(id, ack);
+        acks.waiting.insert(id, client_id);
         entries.push(("id".into(), id.into()));
     }
     let mut bytes = Vec::new();
     match rmpv::encode::write_value(&mut bytes, &Value::Map(entries)) {
         Ok(()) => Ok(bytes),
-        // Writing to a Vec does not fail; the acknowledgement, if any, is dropped with the map.
-        Err(e) => Err((None, refusal(ErrorCode::Internal, &e.to_string()))),
+        // Writing to a Vec does not fail.
+        Err(e) => Err((ack, refusal(ErrorCode::Internal, &e.to_string()))),
     }
 }
 
@@ -228,17 +239,18 @@ pub struct SioSink {
     pub socket: SocketRef,
     /// Shared with the source.
     pub acks: Arc<Mutex<Acks>>,
-    /// The session's connection: a close requested while an emit waits for room ends the wait.
+    /// The session's connection: a close requested while a write waits for room ends the wait.
     pub conn: Arc<ConnHandle>,
 }
 
 impl SioSink {
-    /// Emits one event, waiting while Engine.IO's buffer for the socket is full (a polling
-    /// client between two requests, a slow WebSocket): the writer's `write_timeout` bounds it.
-    async fn emit(&self, event: &str, data: &Value) -> std::io::Result<()> {
+    /// Queues one packet (`put`), waiting while Engine.IO's buffer for the socket is full (a
+    /// polling client between two requests, a slow WebSocket): the writer's `write_timeout`
+    /// bounds the wait.
+    async fn with_room(&self, put: impl Fn() -> Result<(), SendError>) -> std::io::Result<()> {
         let mut pause = Duration::from_millis(1);
         loop {
-            match self.socket.emit(event, data) {
+            match put() {
                 Ok(()) => return Ok(()),
                 Err(SendError::Socket(SocketError::InternalChannelFull)) => {
                     if let Some((code, _)) = self.conn.close_requested() {
@@ -262,20 +274,16 @@ impl Sink for SioSink {
     async fn send(&mut self, _text: bool, bytes: &[u8]) -> std::io::Result<()> {
         match outgoing(bytes)? {
             Outgoing::Ack(id, body) => {
-                let ack = self.acks.lock().waiting.remove(&id);
-                let Some(ack) = ack else {
-                    return Ok(());
-                };
-                // An acknowledgement cannot wait for room (socketioxide's sender is spent by
-                // the attempt): a socket whose buffer is full is a slow consumer, closed, and
-                // its client retries the request after reconnecting.
-                ack.send(&body).map_err(broken)
+                let client_id = self.acks.lock().waiting.remove(&id);
+                match client_id {
+                    Some(client_id) => self.with_room(|| self.socket.ack(client_id, &body)).await,
+                    None => Ok(()),
+                }
             }
-            Outgoing::Emit(event, data) => self.emit(&event, &data).await,
+            Outgoing::Emit(event, data) => self.with_room(|| self.socket.emit(&event, &data)).await,
             Outgoing::Nothing => Ok(()),
         }
     }
-
     async fn keepalive(&mut self) -> std::io::Result<()> {
         // Engine.IO pings the client itself and disconnects it when it stops answering; while
         // the socket is connected the peer is alive (its pongs never reach the session, whose
@@ -336,9 +344,7 @@ mod tests {
             ])),
             ack: None,
         };
-        let bytes = native_message(&acks, inbound)
-            .ok()
-            .expect("an object is a message");
+        let bytes = native_message(&acks, inbound).expect("an object is a message");
         let value = rmpv::decode::read_value(&mut &bytes[..]).expect("MessagePack");
         assert_eq!(
             value,

@@ -24,7 +24,7 @@ use hyper::header::ORIGIN;
 use hyper::{Method, Request, Response};
 use parking_lot::Mutex;
 use serde::Deserialize;
-use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::extract::{Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::service::SocketIoService;
 use socketioxide::{ParserConfig, SocketIo};
@@ -46,8 +46,9 @@ use crate::session::{drive, Speaks};
 const PATH: &str = "/socket.io";
 /// Binary attachments one event may carry (a video frame is one).
 const ATTACHMENTS: usize = 16;
-/// Packets Engine.IO queues for one socket before an emit has to wait.
-const ENGINE_BUFFER: usize = 256;
+/// Packets Engine.IO queues for one socket before a write has to wait for the client (each
+/// holds its own encoding of a frame: with video frames this is the socket's largest cost).
+const ENGINE_BUFFER: usize = 32;
 
 /// Whether `path` is Socket.IO's.
 pub fn route(path: &str) -> bool {
@@ -126,13 +127,23 @@ impl Server {
         }
     }
 
-    /// On shutdown: once the admitted sockets' sessions have ended (their writers send each
-    /// client its `closing` event, then close its transport), ends the Engine.IO sessions
-    /// that never joined the namespace.
-    pub async fn close(&self) {
+    /// On shutdown: waits up to `grace` for the admitted sockets' sessions to end (their
+    /// writers send each client its `closing` event, then close its transport), then up to
+    /// `grace` more for socketioxide to close what is still in the namespace. Engine.IO
+    /// sessions that never joined it are not listed anywhere we can reach: they end at their
+    /// connect timeout (`handshake_timeout`) or with the process.
+    pub async fn close(&self, grace: std::time::Duration) {
         self.sessions.close();
-        self.sessions.wait().await;
-        self.io.close().await;
+        if tokio::time::timeout(grace, self.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = self.sessions.len(),
+                "Socket.IO sessions still open after the grace period"
+            );
+        }
+        let _ = tokio::time::timeout(grace, self.io.close()).await;
     }
 }
 
@@ -188,7 +199,7 @@ pub async fn handle(
     let mut response = if req.method() == Method::OPTIONS {
         cors_preflight()
     } else {
-        let opens_session = !query_has(&req, "sid");
+        let opens_session = !names_session(&req);
         if opens_session {
             let Ok(place) = server.handshakes.clone().try_acquire_owned() else {
                 app.hub.stats.refused(Budget::SocketIoHandshakes);
@@ -210,10 +221,12 @@ pub async fn handle(
     response
 }
 
-fn query_has<B>(req: &Request<B>, key: &str) -> bool {
+/// Whether the request names an Engine.IO session, read exactly as engineioxide reads it (a
+/// raw `sid=` part): any other reading would let a request open a session uncounted.
+fn names_session<B>(req: &Request<B>) -> bool {
     req.uri()
         .query()
-        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == key))
+        .is_some_and(|q| q.split('&').any(|part| part.starts_with("sid=")))
 }
 
 /// Why a `CONNECT` was refused: its `Display` is all the client sees (`connect_error`'s
@@ -234,9 +247,6 @@ async fn authenticate(
     auth: Option<AuthPayload>,
 ) -> Result<(), Refused> {
     let parts = socket.req_parts();
-    if let Some(Waiting(place)) = parts.extensions.get::<Waiting>() {
-        place.lock().take();
-    }
     let peer = parts
         .extensions
         .get::<Peer>()
@@ -252,6 +262,12 @@ async fn authenticate(
     };
     match admission::admit(app, &token, Encoding::MsgPack, Protocol::SocketIo, peer).await {
         Ok(admitted) => {
+            // Admitted: its place among the sessions waiting for a CONNECT is free. A refused
+            // CONNECT keeps it until the session ends (at the latest after handshake_timeout),
+            // so that retrying CONNECTs cannot hold more sessions than the budget.
+            if let Some(Waiting(place)) = parts.extensions.get::<Waiting>() {
+                place.lock().take();
+            }
             socket
                 .extensions
                 .insert(Slot(Arc::new(Mutex::new(Some(admitted)))));
@@ -287,17 +303,22 @@ fn start(app: &AppState, sessions: &TaskTracker, socket: SocketRef) {
     let (inbox, inbox_rx) = mpsc::channel(bridge::INBOX);
     let gone = CancellationToken::new();
     let acks = Arc::new(Mutex::new(Acks::default()));
+    // Weak: the handler lives as long as the socket, which must not keep the hub (and its
+    // store) alive past shutdown.
+    let hub = Arc::downgrade(&app.hub);
     socket.on_fallback(
-        move |Event(event): Event,
+        move |socket: SocketRef,
+              Event(event): Event,
               TryData(data): TryData<rmpv::Value>,
-              AckId(id): AckId,
-              ack: AckSender| {
+              AckId(ack): AckId| {
             let inbound = Inbound {
                 event,
                 data: data.map_err(|e| e.to_string()),
-                ack: id.map(|_| ack),
+                ack,
             };
-            bridge::forward(&inbox, inbound);
+            if let Some(hub) = hub.upgrade() {
+                bridge::forward(&socket, &inbox, &hub.stats, inbound);
+            }
             std::future::ready(())
         },
     );
@@ -324,6 +345,7 @@ fn start(app: &AppState, sessions: &TaskTracker, socket: SocketRef) {
         inbox: inbox_rx,
         gone,
         acks: acks.clone(),
+        socket: socket.clone(),
     };
     let sink = SioSink {
         socket: socket.clone(),
