@@ -921,30 +921,43 @@ async fn a_quiet_subscriber_outlives_the_dead_peer_timeout() {
     server.stop().await;
 }
 
+/// The room the publishing tests use.
+const ROOM: &str = "/topic/org/acme/room/ops";
+
+/// A server on a store whose commits the test can hold, a native supervisor watching [`ROOM`],
+/// and the Socket.IO client `name` connected as another supervisor.
+async fn on_held_store(
+    name: &str,
+    adjust: impl FnOnce(&mut lookout::Config),
+) -> (Arc<lookout::store::MemoryStore>, TestServer, Client, Sio) {
+    let store = Arc::new(lookout::store::MemoryStore::new());
+    let server = TestServer::start_on_with(store.clone(), adjust).await;
+    let mut watcher = server
+        .connect(&server.token("w", Some("acme"), &[Role::Supervisor]))
+        .await;
+    assert!(ok(&watcher.subscribe(ROOM).await));
+    let mut sio = Sio::start(&server);
+    let sup = server.token("s1", Some("acme"), &[Role::Supervisor]);
+    assert_eq!(
+        sio.connect(name, json!({"auth": {"token": sup}})).await["event"],
+        "connected"
+    );
+    (store, server, watcher, sio)
+}
+
 /// Events that arrive while the session cannot take them (its publishes wait for the disk) are
 /// refused with an `error` event, never dropped unseen; what was accepted is all delivered. A
 /// flood faster than even the refusals can leave ends the connection.
 #[tokio::test]
 async fn events_beyond_what_the_session_can_hold_are_refused_out_loud() {
     const SENT: u64 = 40;
-    let store = Arc::new(lookout::store::MemoryStore::new());
-    let server = TestServer::start_on_with(store.clone(), |c| {
+    let room = ROOM;
+    let (store, server, mut watcher, mut sio) = on_held_store("busy", |c| {
         c.limits.max_publishes_in_flight = 4;
         c.limits.messages_per_second = 10_000;
         c.limits.message_burst = 10_000;
     })
     .await;
-    let room = "/topic/org/acme/room/ops";
-    let mut watcher = server
-        .connect(&server.token("w", Some("acme"), &[Role::Supervisor]))
-        .await;
-    assert!(ok(&watcher.subscribe(room).await));
-    let mut sio = Sio::start(&server);
-    let sup = server.token("s1", Some("acme"), &[Role::Supervisor]);
-    assert_eq!(
-        sio.connect("busy", json!({"auth": {"token": sup}})).await["event"],
-        "connected"
-    );
     store.hold_commits();
     sio.node
         .send(
@@ -1019,23 +1032,11 @@ async fn events_beyond_what_the_session_can_hold_are_refused_out_loud() {
 /// arrives (its publish waits for the disk).
 #[tokio::test]
 async fn events_sent_just_before_a_disconnect_are_not_lost() {
-    let store = Arc::new(lookout::store::MemoryStore::new());
-    let server = TestServer::start_on_with(store.clone(), |c| {
+    let room = ROOM;
+    let (store, server, mut watcher, mut sio) = on_held_store("leaving", |c| {
         c.limits.max_publishes_in_flight = 1;
     })
     .await;
-    let room = "/topic/org/acme/room/ops";
-    let mut watcher = server
-        .connect(&server.token("w", Some("acme"), &[Role::Supervisor]))
-        .await;
-    assert!(ok(&watcher.subscribe(room).await));
-    let mut sio = Sio::start(&server);
-    let sup = server.token("s1", Some("acme"), &[Role::Supervisor]);
-    assert_eq!(
-        sio.connect("leaving", json!({"auth": {"token": sup}}))
-            .await["event"],
-        "connected"
-    );
     store.hold_commits();
     sio.node
         .send(
