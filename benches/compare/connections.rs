@@ -5,11 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::fanout::open_all;
-use crate::servers::{Server, Ws};
+use crate::servers::{Server, Ws, ENGINE_IO_PING, ENGINE_IO_PONG};
 
 pub struct Run {
     pub count: usize,
@@ -32,6 +33,11 @@ async fn hold(mut ws: Ws, stop: CancellationToken) -> bool {
         tokio::select! {
             _ = stop.cancelled() => break,
             frame = ws.next() => match frame {
+                Some(Ok(Message::Text(t))) if t.as_str() == ENGINE_IO_PING => {
+                    if ws.send(Message::Text(ENGINE_IO_PONG.into())).await.is_err() {
+                        return true;
+                    }
+                }
                 Some(Ok(_)) => {}
                 _ => return true,
             },

@@ -6,13 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use lookout::auth::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::percentile;
-use crate::servers::{Server, Ws};
+use crate::servers::{Server, Ws, ENGINE_IO_PING, ENGINE_IO_PONG};
 
 pub struct Run {
     pub rate: u64,
@@ -66,6 +66,13 @@ async fn subscriber(mut ws: Ws, base: Instant, stop: CancellationToken) -> Recei
             frame = ws.next() => frame,
         };
         let text = match frame {
+            Some(Ok(Message::Text(t))) if t.as_str() == ENGINE_IO_PING => {
+                if ws.send(Message::Text(ENGINE_IO_PONG.into())).await.is_err() {
+                    got.disconnected = true;
+                    break;
+                }
+                continue;
+            }
             Some(Ok(Message::Text(t))) => t.to_string(),
             Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
             Some(Ok(_)) => continue,

@@ -8,8 +8,8 @@
 //! `target/bench-compare/<unix time>/` and prints the Markdown.
 //!
 //! Settings (environment): `COMPARE_SCENARIOS` (any of connections, fanout, field, storm,
-//! durable, churn), `COMPARE_SERVERS` (any of lookout, lookout-cluster, nchan, nchan-plain,
-//! rabbitmq), `CONNECTIONS_N` (19,000),
+//! durable, churn), `COMPARE_SERVERS` (any of lookout, lookout-socketio, lookout-cluster, nchan,
+//! nchan-plain, rabbitmq), `CONNECTIONS_N` (19,000),
 //! `CONNECTIONS_N_RABBITMQ` (5,000: RabbitMQ holds ~180 KiB each), `CONNECTIONS_HOLD` (30 s),
 //! `FANOUT_SUBSCRIBERS` (1,000), `FANOUT_RATES` (50,100,...,800), `FANOUT_SECONDS`
 //! (10), `FIELD_GUARDS` (10,000), `FIELD_SECONDS` (30), `STORM_CLIENTS` (19,000),
@@ -79,9 +79,9 @@ impl Settings {
         let servers = list(
             "COMPARE_SERVERS",
             if full {
-                "lookout,lookout-cluster,nchan,nchan-plain,rabbitmq"
+                "lookout,lookout-socketio,lookout-cluster,nchan,nchan-plain,rabbitmq"
             } else {
-                "lookout,lookout-cluster"
+                "lookout,lookout-socketio,lookout-cluster"
             },
         )
         .iter()

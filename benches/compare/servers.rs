@@ -36,6 +36,8 @@ pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Lookout,
+    /// Lookout with Socket.IO v5 clients (Engine.IO over TLS WebSocket) as subscribers.
+    LookoutSocketIo,
     /// Three Lookout nodes on one Redis.
     LookoutCluster,
     Nchan,
@@ -48,6 +50,7 @@ impl Kind {
     pub fn parse(name: &str) -> Option<Kind> {
         match name.trim() {
             "lookout" => Some(Kind::Lookout),
+            "lookout-socketio" => Some(Kind::LookoutSocketIo),
             "lookout-cluster" => Some(Kind::LookoutCluster),
             "nchan" => Some(Kind::Nchan),
             "nchan-plain" => Some(Kind::NchanPlain),
@@ -59,6 +62,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Lookout => "Lookout",
+            Kind::LookoutSocketIo => "Lookout, Socket.IO clients",
             Kind::LookoutCluster => "Lookout, 3 nodes on Redis",
             Kind::Nchan => "Nchan",
             Kind::NchanPlain => "Nchan (plain)",
@@ -69,6 +73,7 @@ impl Kind {
     pub fn key(self) -> &'static str {
         match self {
             Kind::Lookout => "lookout",
+            Kind::LookoutSocketIo => "lookout-socketio",
             Kind::LookoutCluster => "lookout-cluster",
             Kind::Nchan => "nchan",
             Kind::NchanPlain => "nchan-plain",
@@ -80,7 +85,7 @@ impl Kind {
     pub fn version(self) -> String {
         let dpkg = |package| command_output("dpkg-query".into(), &["-W", "-f=${Version}", package]);
         match self {
-            Kind::Lookout => command_output(
+            Kind::Lookout | Kind::LookoutSocketIo => command_output(
                 std::env::var_os("SERVER_UNDER_TEST")
                     .unwrap_or_else(|| env!("CARGO_BIN_EXE_lookout").into()),
                 &["--version"],
@@ -102,7 +107,7 @@ impl Kind {
     /// Why this server cannot be started here, if it cannot (a package is missing).
     pub fn missing(self) -> Option<String> {
         match self {
-            Kind::Lookout => None,
+            Kind::Lookout | Kind::LookoutSocketIo => None,
             Kind::LookoutCluster => which("redis-server")
                 .is_none()
                 .then(|| "redis-server is not installed".to_string()),
@@ -186,7 +191,7 @@ impl Server {
     pub fn start(kind: Kind, root: &Path) -> Server {
         let dir = tempfile::tempdir_in(root).expect("tempdir");
         match kind {
-            Kind::Lookout => {
+            Kind::Lookout | Kind::LookoutSocketIo => {
                 let binary = Binary::serve(
                     &dir.path().join("data"),
                     &[
@@ -404,6 +409,7 @@ loopback_users.guest = true
     pub fn transport(&self) -> &'static str {
         match self.kind {
             Kind::Lookout | Kind::Nchan => "TLS WebSocket",
+            Kind::LookoutSocketIo => "Socket.IO, TLS WebSocket",
             Kind::LookoutCluster => "TLS WebSocket to 3 nodes",
             Kind::NchanPlain => "plain WebSocket",
             Kind::RabbitMq => "plain WebSocket (STOMP)",
@@ -471,6 +477,39 @@ loopback_users.guest = true
                     }
                 }
             }
+            Kind::LookoutSocketIo => {
+                let path = "/socket.io/?EIO=4&transport=websocket";
+                let mut ws = self.websocket(path, source, None, None).await?;
+                let open = next_text(&mut ws).await?;
+                if !open.starts_with('0') {
+                    return Err(format!("{user}: not an Engine.IO open packet: {open}"));
+                }
+                // CONNECT with the token in `auth`, as socket.io-client does; events only once
+                // the namespace answered (the server drops events of a socket not yet in it).
+                send(&mut ws, format!("40{}", json!({ "token": token }))).await?;
+                loop {
+                    let text = next_text(&mut ws).await?;
+                    if text.starts_with("44") {
+                        return Err(format!("{user}: connect_error: {text}"));
+                    }
+                    if text.starts_with("40") {
+                        break;
+                    }
+                }
+                let subscribe = json!(["subscribe", {"channel": room(topic)}]);
+                send(&mut ws, format!("420{subscribe}")).await?;
+                loop {
+                    let text = next_text(&mut ws).await?;
+                    if text == ENGINE_IO_PING {
+                        send(&mut ws, ENGINE_IO_PONG.into()).await?;
+                    } else if let Some(ack) = text.strip_prefix("430") {
+                        if !ack.contains(r#""ok":true"#) {
+                            return Err(format!("{user}: subscribe refused: {ack}"));
+                        }
+                        return Ok(ws);
+                    }
+                }
+            }
             Kind::Nchan | Kind::NchanPlain => {
                 self.websocket(&format!("/sub?id={topic}"), source, None, None)
                     .await
@@ -513,7 +552,8 @@ loopback_users.guest = true
     pub async fn publisher(&self, topic: &str) -> Result<Publisher, String> {
         let local: IpAddr = [127, 0, 0, 1].into();
         Ok(match self.kind {
-            Kind::Lookout | Kind::LookoutCluster => {
+            // Socket.IO is measured on the subscribers' side; the publisher is the same.
+            Kind::Lookout | Kind::LookoutCluster | Kind::LookoutSocketIo => {
                 let token = self.token("publisher", Role::Supervisor);
                 let mut ws = self.websocket("/ws", local, token.as_deref(), None).await?;
                 next_text(&mut ws).await?;
@@ -606,6 +646,12 @@ pub async fn websocket(
             .map_err(|e| format!("handshake: {e}"))?;
     Ok(ws)
 }
+
+/// Engine.IO's heartbeat: the server pings with this text frame and the client must answer
+/// [`ENGINE_IO_PONG`] (the other servers' frames are never exactly this).
+pub const ENGINE_IO_PING: &str = "2";
+/// The answer to [`ENGINE_IO_PING`].
+pub const ENGINE_IO_PONG: &str = "3";
 
 /// The logged room a topic maps to on Lookout.
 pub fn room(topic: &str) -> String {
