@@ -91,8 +91,14 @@ pub fn refusal(code: ErrorCode, message: &str) -> Value {
 /// order the events arrived. A full inbox refuses the event: through its acknowledgement, or
 /// an `error` event when it asked for none (counted as rate limited). A client that floods
 /// faster than even its refusals can be queued is disconnected: no event is dropped unseen.
-pub fn forward(socket: &SocketRef, inbox: &mpsc::Sender<Inbound>, stats: &Stats, inbound: Inbound) {
-    match inbox.try_send(inbound) {
+pub fn forward(
+    socket: &SocketRef,
+    inbox: &mpsc::Sender<Box<Inbound>>,
+    stats: &Stats,
+    inbound: Inbound,
+) {
+    // Boxed: the channel's first block of slots is allocated with it, for every connection.
+    match inbox.try_send(Box::new(inbound)) {
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(refused)) => {
             stats.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -114,7 +120,7 @@ pub fn forward(socket: &SocketRef, inbox: &mpsc::Sender<Inbound>, stats: &Stats,
 /// The session's read half: events as native MessagePack messages.
 pub struct SioSource {
     /// Events from the socket's handler.
-    pub inbox: mpsc::Receiver<Inbound>,
+    pub inbox: mpsc::Receiver<Box<Inbound>>,
     /// Fires when the socket disconnects.
     pub gone: CancellationToken,
     /// Shared with the sink.
@@ -134,7 +140,7 @@ impl Source for SioSource {
                 _ = self.gone.cancelled() => return None,
             };
             conn.touch();
-            match native_message(&self.acks, inbound) {
+            match native_message(&self.acks, *inbound) {
                 Ok(bytes) => return Some((false, bytes)),
                 Err((ack, refused)) => {
                     if let Some(id) = ack {

@@ -46,6 +46,8 @@ use crate::session::{drive, Speaks};
 const PATH: &str = "/socket.io";
 /// Binary attachments one event may carry (a video frame is one).
 const ATTACHMENTS: usize = 16;
+/// Initial read buffer of an Engine.IO WebSocket.
+const WS_READ_BUFFER: usize = 1024;
 /// Packets Engine.IO queues for one socket before a write has to wait for the client (each
 /// holds its own encoding of a frame: with video frames this is the socket's largest cost).
 const ENGINE_BUFFER: usize = 32;
@@ -86,6 +88,9 @@ impl Server {
             .max_payload((largest * 4 / 3 + 4096) as u64)
             .ws_max_message_size(largest + 4096)
             .ws_max_frame_size(largest + 4096)
+            // tungstenite's read buffer lives as long as the socket (engineioxide asks 4 KiB);
+            // it grows for a large frame, and most frames here are small events.
+            .ws_read_buffer_size(WS_READ_BUFFER)
             .with_parser(
                 ParserConfig::common()
                     .max_incoming_binaries(ATTACHMENTS)
