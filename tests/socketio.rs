@@ -131,6 +131,22 @@ async fn connected_gauge(server: &TestServer, protocol: &str) -> f64 {
     )
 }
 
+/// Waits up to [`PATIENCE`] until `/metrics` counts `want` Socket.IO connections.
+async fn wait_connected(server: &TestServer, want: f64, what: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let counted = connected_gauge(server, "socket.io").await;
+        if counted == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {counted} Socket.IO connections counted, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Subscribe, receive what a native client publishes, publish with an acknowledgement, be
 /// refused a forbidden channel, and after a restart resume with `since` losing nothing; a
 /// supervisor of another org sees none of it.
@@ -509,14 +525,7 @@ async fn socketio_connections_count_with_the_others_under_their_own_label() {
 
     sio.close("first").await;
     sio.close("other").await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while connected_gauge(&server, "socket.io").await != 0.0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Socket.IO connections still counted after their clients left"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_connected(&server, 0.0, "no connection counted after the clients left").await;
     // The place is free again.
     assert_eq!(
         sio.connect("again", json!({"auth": {"token": sup}})).await["event"],
@@ -806,26 +815,13 @@ async fn a_stalled_socketio_subscriber_is_disconnected_and_others_get_every_mess
         (1..=MESSAGES).collect::<Vec<_>>(),
         "every message, in order"
     );
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let stats = server.stats().await;
-        if stats["slow_consumer_disconnects"] == 1 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the stalled subscriber was not disconnected: {stats}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    server
+        .wait_stats("the stalled subscriber's disconnect", |s| {
+            s["slow_consumer_disconnects"] == 1
+        })
+        .await;
     // And its session is gone, not just marked: only the fast client is still counted.
-    while connected_gauge(&server, "socket.io").await != 1.0 {
-        assert!(
-            tokio::time::Instant::now() < deadline + PATIENCE,
-            "the stalled session is still held"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_connected(&server, 1.0, "only the fast client's session held").await;
     sio.exit().await;
     server.stop().await;
 }

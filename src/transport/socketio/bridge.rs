@@ -215,8 +215,7 @@ pub fn outgoing(bytes: &[u8]) -> std::io::Result<Outgoing> {
         _ => return Err(invalid("a native message has a type".into())),
     };
     let id = take("id").and_then(|id| id.as_u64());
-    let is_error = kind == "error";
-    let body = if is_error {
+    let mut body = if kind == "error" {
         let code = take("code").unwrap_or(Value::Nil);
         let message = take("message").unwrap_or(Value::Nil);
         let error = Value::Map(vec![("code".into(), code), ("message".into(), message)]);
@@ -228,7 +227,6 @@ pub fn outgoing(bytes: &[u8]) -> std::io::Result<Outgoing> {
     };
     Ok(match id {
         Some(id) => {
-            let mut body = body;
             if !body.iter().any(|(k, _)| k.as_str() == Some("ok")) {
                 body.insert(0, ("ok".into(), true.into()));
             }
@@ -290,6 +288,7 @@ impl Sink for SioSink {
             Outgoing::Nothing => Ok(()),
         }
     }
+
     async fn keepalive(&mut self) -> std::io::Result<()> {
         // Engine.IO pings the client itself and disconnects it when it stops answering; while
         // the socket is connected the peer is alive (its pongs never reach the session, whose

@@ -175,6 +175,15 @@ impl hyper::service::Service<Request<Incoming>> for NotSocketIo {
 #[derive(Clone, Copy)]
 struct Peer(SocketAddr);
 
+/// The peer `socket`'s handshake came from ([`handle`] notes it on every request).
+fn peer_of(socket: &SocketRef) -> SocketAddr {
+    socket
+        .req_parts()
+        .extensions
+        .get::<Peer>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0)
+}
+
 /// A place in `limits.socketio_handshakes`, held from the handshake until the namespace's
 /// `CONNECT` (or the end of the Engine.IO session, which drops the handshake's request).
 #[derive(Clone)]
@@ -252,10 +261,7 @@ async fn authenticate(
     auth: Option<AuthPayload>,
 ) -> Result<(), Refused> {
     let parts = socket.req_parts();
-    let peer = parts
-        .extensions
-        .get::<Peer>()
-        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0);
+    let peer = peer_of(&socket);
     let token = auth
         .and_then(|a| a.token)
         .filter(|t| !t.is_empty())
@@ -300,11 +306,7 @@ fn start(app: &AppState, sessions: &TaskTracker, socket: SocketRef) {
         let _ = socket.disconnect();
         return;
     };
-    let peer = socket
-        .req_parts()
-        .extensions
-        .get::<Peer>()
-        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0);
+    let peer = peer_of(&socket);
     let (inbox, inbox_rx) = mpsc::channel(bridge::INBOX);
     let gone = CancellationToken::new();
     let acks = Arc::new(Mutex::new(Acks::default()));
