@@ -306,7 +306,7 @@ fn may_handle(who: &Identity, alert: &Alert) -> bool {
 fn may_see(who: &Identity, alert: &Alert) -> bool {
     may_handle(who, alert)
         || (who.is(Role::Service) && who.in_org(&alert.org))
-        || *who.user == *alert.user
+        || (who.in_org(&alert.org) && *who.user == *alert.user)
 }
 
 impl Alerts {
@@ -365,6 +365,7 @@ impl Alerts {
         // The guard concerned hears it too (on a phone: "acknowledged by …, on my way"), kept
         // for it while offline. Best effort: a guard's full queue never fails the alert.
         let guard = Target::UserQueue {
+            org: alert.org.to_string(),
             user: alert.user.to_string(),
             name: "alerts".into(),
         };
@@ -794,6 +795,7 @@ mod tests {
         alerts.create(new("g2"), Vec::new()).await.expect("create");
         assert_eq!(count(&alerts, AlertState::Open, 1), 2);
         let sup = Identity {
+            key: Arc::from("acme/sup"),
             user: Arc::from("sup"),
             org: Some(Arc::from("acme")),
             roles: [Role::Supervisor].into_iter().collect(),

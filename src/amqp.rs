@@ -78,7 +78,7 @@ impl Bridge {
         }
         for b in &settings.bindings {
             let sample = b.channel.replace("{org}", "org");
-            match Target::parse(&sample, None) {
+            match Target::parse(&sample, Some("org"), None) {
                 Ok(t) if t.kind().is_logged() => {}
                 Ok(_) => {
                     return Err(format!(
@@ -273,7 +273,7 @@ impl Bridge {
             "event_type".into(),
             serde_json::Value::String(delivery.routing_key.to_string()),
         );
-        let target = Target::parse(&binding.channel.replace("{org}", &org), None)
+        let target = Target::parse(&binding.channel.replace("{org}", &org), Some(&org), None)
             .map_err(|e| Refusal::Reject(format!("org {org:?} makes no channel: {e}")))?;
         let data = rmpv::ext::to_value(&body).map_err(|e| Refusal::Reject(format!("body: {e}")))?;
         let stored = match delivery.properties.message_id() {

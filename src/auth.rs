@@ -157,6 +157,26 @@ pub struct Identity {
     /// The enrolled device a guard app's session belongs to (its token's `jti`), which a
     /// supervisor can revoke; tokens minted otherwise have none.
     pub device: Option<Arc<str>>,
+    /// The principal's key, [`principal_key`] of `org` and `user`: what the user's connections,
+    /// records and acknowledgements are kept under. Two orgs may each have a user `carol`;
+    /// their keys differ.
+    pub key: Arc<str>,
+}
+
+/// The key of the principal (`org`, `user`): `{org}/{user}`, or `/{user}` for an admin of no
+/// org. An org id never holds `/` (see [`valid_org`]), so two principals never share a key.
+pub fn principal_key(org: Option<&str>, user: &str) -> String {
+    format!("{}/{user}", org.unwrap_or(""))
+}
+
+/// Whether `org` may name an organization: 1–128 of `[A-Za-z0-9_.@:-]`, as a channel
+/// segment (it names the org's channels, and it is the first part of a principal's key).
+pub fn valid_org(org: &str) -> bool {
+    !org.is_empty()
+        && org.len() <= 128
+        && org
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@' | b':'))
 }
 
 impl Identity {
@@ -640,12 +660,18 @@ fn identity_from_claims(claims: Claims) -> Result<Identity, AuthError> {
     if org.is_none() && !roles.has(Role::Admin) {
         return Err(AuthError::MissingClaim("org"));
     }
+    if org.as_deref().is_some_and(|o| !valid_org(o)) {
+        return Err(AuthError::Malformed(
+            "the org claim must be 1-128 letters, digits or _ - . @ :".into(),
+        ));
+    }
     // A link's jti names the link; a session's, the device it was opened on.
     let device = match claims.purpose {
         None => claims.jti.map(Into::into),
         Some(_) => None,
     };
     Ok(Identity {
+        key: principal_key(org.as_deref(), &claims.sub).into(),
         user: claims.sub.into(),
         org: org.map(Into::into),
         roles,

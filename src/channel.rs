@@ -1,9 +1,14 @@
 //! Channel names and the rights table of the design: who may subscribe and who may publish.
 //!
-//! Pure functions over an [`Identity`] and a [`Directory`] (user → org, job → owner): no locks,
-//! no I/O, so the whole rights matrix can be tested exhaustively. Anything not in the table is
-//! refused: deny by default. The hub reads the facts a decision needs from the store first
+//! Pure functions over an [`Identity`] and a [`Directory`] (job → owner): no locks, no I/O, so
+//! the whole rights matrix can be tested exhaustively. Anything not in the table is refused:
+//! deny by default. The hub reads the facts a decision needs from the store first
 //! (`hub::facts`); this module never reaches the store, the hub or a socket.
+//!
+//! A principal is (org, user): a user's channels, queues and jobs are an org's. Their wire
+//! names (`/topic/location/{user}`, `/user/queue/{name}`, `/topic/job/{job}`) are resolved
+//! within the caller's org, so the same user id in two orgs names two channels, stored apart
+//! (`/org/{org}/…`). Nobody can name another org's user.
 
 use std::sync::Arc;
 
@@ -11,9 +16,7 @@ use crate::auth::{Identity, Role};
 
 /// Who belongs where: what the rights table needs to know beyond the token.
 pub trait Directory {
-    /// The org a user was last seen in, if ever.
-    fn user_org(&self, user: &str) -> Option<Arc<str>>;
-    /// The owner of a job, set by its first publish.
+    /// The owner of a job (a user of the job's org), set by its first publish.
     fn job_owner(&self, job: &str) -> Option<Arc<str>>;
 }
 
@@ -73,13 +76,19 @@ impl ChannelKind {
         }
     }
 
-    /// The kind of a stored channel name (user queues as `/user/{user}/queue/{name}`).
+    /// The kind of a stored channel name ([`Target::stored_name`]).
     pub fn of_stored(name: &str) -> Option<ChannelKind> {
-        let parts: Vec<&str> = name.split('/').collect();
-        if let ["", "user", _, "queue", _] = parts.as_slice() {
-            return Some(ChannelKind::UserQueue);
+        let (org, rest) = match name.strip_prefix("/org/").and_then(|r| r.split_once('/')) {
+            Some((org, rest)) => (Some(org), rest),
+            None => (None, name.strip_prefix('/')?),
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        if let ["user", _, "queue", _] = parts.as_slice() {
+            return org.map(|_| ChannelKind::UserQueue);
         }
-        Target::parse(name, None).ok().map(|t| t.kind())
+        Target::parse(&format!("/{rest}"), org, None)
+            .ok()
+            .map(|t| t.kind())
     }
 
     /// The kind's place in [`ChannelKind::ALL`], for per-kind counters.
@@ -111,6 +120,8 @@ pub enum Target {
     User {
         /// Which of the three.
         kind: ChannelKind,
+        /// The user's org.
+        org: String,
         /// The user it belongs to.
         user: String,
     },
@@ -135,15 +146,19 @@ pub enum Target {
         /// The role addressed.
         role: Role,
     },
-    /// A user's queue; stored as `/user/{user}/queue/{name}`.
+    /// A user's queue; stored as `/org/{org}/user/{user}/queue/{name}`.
     UserQueue {
+        /// The recipient's org.
+        org: String,
         /// The recipient.
         user: String,
         /// The queue name.
         name: String,
     },
-    /// `/topic/job/{job}`
+    /// `/topic/job/{job}`: an org's job.
     Job {
+        /// The org whose services publish it.
+        org: String,
         /// The job id.
         job: String,
     },
@@ -163,6 +178,10 @@ pub enum NameError {
     /// `/user/queue/*` published without naming the recipient.
     #[error("publishing to `{0}` needs the recipient (`to`)")]
     NoRecipient(String),
+    /// A user's channel, queue or job named by an identity of no org (an admin whose token
+    /// names none): there is no org to resolve it in.
+    #[error("`{0}` is an org's channel: an admin reaches it with a token that names the org")]
+    NoOrg(String),
 }
 
 const MAX_SEGMENT: usize = 128;
@@ -186,10 +205,19 @@ fn segment(s: &str, whole: &str) -> Result<String, NameError> {
 }
 
 impl Target {
-    /// Parses a channel name. `/user/queue/{name}` needs `addressee`: the subscriber itself, or
-    /// the recipient a publisher names.
-    pub fn parse(name: &str, addressee: Option<&str>) -> Result<Target, NameError> {
+    /// Parses a channel name as a member of `org` names it: a user's channels, queues and jobs
+    /// are `org`'s. `/user/queue/{name}` needs `addressee`: the subscriber itself, or the
+    /// recipient a publisher names.
+    pub fn parse(
+        name: &str,
+        org: Option<&str>,
+        addressee: Option<&str>,
+    ) -> Result<Target, NameError> {
         let unknown = || NameError::Unknown(name.to_string());
+        let within = || {
+            org.map(|o| segment(o, name))
+                .unwrap_or_else(|| Err(NameError::NoOrg(name.to_string())))
+        };
         let parts: Vec<&str> = name
             .strip_prefix('/')
             .ok_or_else(unknown)?
@@ -200,14 +228,17 @@ impl Target {
             ["topic", "location", u] => Target::User {
                 kind: ChannelKind::Location,
                 user: seg(u)?,
+                org: within()?,
             },
             ["topic", "video", u] => Target::User {
                 kind: ChannelKind::Video,
                 user: seg(u)?,
+                org: within()?,
             },
             ["topic", "emergency", u] => Target::User {
                 kind: ChannelKind::Emergency,
                 user: seg(u)?,
+                org: within()?,
             },
             ["topic", "org", o, rest @ ..] => {
                 let org = seg(o)?;
@@ -239,8 +270,12 @@ impl Target {
             ["user", "queue", q] => Target::UserQueue {
                 user: seg(addressee.ok_or_else(|| NameError::NoRecipient(name.to_string()))?)?,
                 name: seg(q)?,
+                org: within()?,
             },
-            ["topic", "job", j] => Target::Job { job: seg(j)? },
+            ["topic", "job", j] => Target::Job {
+                job: seg(j)?,
+                org: within()?,
+            },
             ["topic", "system"] => Target::System,
             _ => return Err(unknown()),
         })
@@ -258,10 +293,14 @@ impl Target {
         }
     }
 
-    /// The name the channel is stored under; unique per channel (user queues carry the user).
+    /// The name the channel is stored under; unique per channel: an org's user channels and
+    /// jobs carry the org, user queues the org and the user.
     pub fn stored_name(&self) -> String {
         match self {
-            Target::UserQueue { user, name } => format!("/user/{user}/queue/{name}"),
+            Target::UserQueue { org, user, name } => format!("/org/{org}/user/{user}/queue/{name}"),
+            Target::User { org, .. } | Target::Job { org, .. } => {
+                format!("/org/{org}{}", self.public_name())
+            }
             other => other.public_name(),
         }
     }
@@ -269,7 +308,7 @@ impl Target {
     /// The name subscribers see: a user's queue never names its user.
     pub fn public_name(&self) -> String {
         match self {
-            Target::User { kind, user } => {
+            Target::User { kind, user, .. } => {
                 let k = match kind {
                     ChannelKind::Location => "location",
                     ChannelKind::Video => "video",
@@ -291,19 +330,20 @@ impl Target {
                 format!("/topic/org/{org}/role/{}", role.as_str())
             }
             Target::UserQueue { name, .. } => format!("/user/queue/{name}"),
-            Target::Job { job } => format!("/topic/job/{job}"),
+            Target::Job { job, .. } => format!("/topic/job/{job}"),
             Target::System => "/topic/system".to_string(),
         }
     }
 
-    /// The org whose members the channel's messages may reach, when it is an org's.
-    pub fn org(&self, dir: &dyn Directory) -> Option<Arc<str>> {
+    /// The org whose members the channel's messages may reach; none for `/topic/system`.
+    pub fn org(&self) -> Option<&str> {
         match self {
-            Target::User { user, .. } | Target::UserQueue { user, .. } => dir.user_org(user),
-            Target::Org { org, .. }
+            Target::User { org, .. }
+            | Target::UserQueue { org, .. }
+            | Target::Job { org, .. }
+            | Target::Org { org, .. }
             | Target::Room { org, .. }
-            | Target::RoleBroadcast { org, .. } => Some(Arc::from(org.as_str())),
-            Target::Job { job } => dir.job_owner(job).and_then(|owner| dir.user_org(&owner)),
+            | Target::RoleBroadcast { org, .. } => Some(org),
             Target::System => None,
         }
     }
@@ -327,21 +367,13 @@ fn forbidden<T>(why: &str) -> Result<T, Denied> {
     Err(Denied::Forbidden(why.to_string()))
 }
 
-fn same_org(id: &Identity, org: Option<&Arc<str>>) -> bool {
-    match (org, &id.org) {
-        (Some(a), Some(b)) => a == b,
-        _ => false,
-    }
-}
 
 /// May `id` subscribe to `target`? Admin is global and may watch every topic channel.
 pub fn can_subscribe(id: &Identity, target: &Target, dir: &dyn Directory) -> Result<(), Denied> {
     let admin = id.is(Role::Admin);
     let allowed = match target {
-        Target::User { user, .. } => {
-            *user == *id.user
-                || admin
-                || (id.is(Role::Supervisor) && same_org(id, dir.user_org(user).as_ref()))
+        Target::User { org, user, .. } => {
+            (id.in_org(org) && (*user == *id.user || id.is(Role::Supervisor))) || admin
         }
         Target::Org { kind, org } => match kind {
             ChannelKind::OrgAlerts | ChannelKind::OrgLocations => {
@@ -351,8 +383,10 @@ pub fn can_subscribe(id: &Identity, target: &Target, dir: &dyn Directory) -> Res
         },
         Target::Room { org, .. } => admin || id.in_org(org),
         Target::RoleBroadcast { org, role } => admin || (id.in_org(org) && id.is(*role)),
-        Target::UserQueue { user, .. } => *user == *id.user,
-        Target::Job { job } => admin || dir.job_owner(job).is_some_and(|o| *o == *id.user),
+        Target::UserQueue { org, user, .. } => id.in_org(org) && *user == *id.user,
+        Target::Job { org, job } => {
+            admin || (id.in_org(org) && dir.job_owner(job).is_some_and(|o| *o == *id.user))
+        }
         Target::System => true,
     };
     if allowed {
@@ -381,9 +415,7 @@ pub fn can_publish(
     let admin = id.is(Role::Admin);
     let service = id.is(Role::Service);
     let allowed = match target {
-        Target::User { user, .. } => {
-            *user == *id.user || (service && same_org(id, dir.user_org(user).as_ref()))
-        }
+        Target::User { org, user, .. } => id.in_org(org) && (*user == *id.user || service),
         Target::Org { kind, org } => match kind {
             ChannelKind::OrgTasks => admin || (service && id.in_org(org)),
             // alerts, locations, presence: written by Lookout itself only.
@@ -393,40 +425,31 @@ pub fn can_publish(
         Target::RoleBroadcast { org, .. } => {
             admin || (id.in_org(org) && (id.is(Role::Supervisor) || service))
         }
-        Target::UserQueue { user, name } => {
-            let recipient_org = dir.user_org(user);
-            admin
-                || (service && same_org(id, recipient_org.as_ref()))
-                || (name == "messages" && same_org(id, recipient_org.as_ref()))
+        Target::UserQueue { org, name, .. } => {
+            admin || (id.in_org(org) && (service || name == "messages"))
         }
-        Target::Job { job } => {
-            if !service {
-                return forbidden("only a service publishes job status");
+        Target::Job { org, job } => {
+            if !(service && id.in_org(org)) {
+                return forbidden("only a service of the job's org publishes job status");
             }
             return match dir.job_owner(job) {
-                Some(stored) => {
-                    if owner.is_some_and(|o| o != &*stored) {
-                        Err(Denied::Conflict(format!(
-                            "job {job} already belongs to another owner"
-                        )))
-                    } else if same_org(id, dir.user_org(&stored).as_ref()) {
-                        Ok(JobOwner::Keep)
-                    } else {
-                        forbidden("the job's owner is in another organization")
-                    }
-                }
+                Some(stored) if owner.is_some_and(|o| o != &*stored) => Err(Denied::Conflict(
+                    format!("job {job} already belongs to another owner"),
+                )),
+                Some(_) => Ok(JobOwner::Keep),
                 None => match owner {
                     None => Err(Denied::BadRequest(format!(
                         "the first publish to job {job} must name its `owner`"
                     ))),
-                    Some(o) if same_org(id, dir.user_org(o).as_ref()) => {
-                        Ok(JobOwner::Set(o.to_string()))
-                    }
-                    Some(_) => forbidden("the owner is not a known user of your organization"),
+                    Some(o) if segment(o, o).is_ok() => Ok(JobOwner::Set(o.to_string())),
+                    Some(_) => Err(Denied::BadRequest(
+                        "a job's `owner` must be 1–128 letters, digits or _ - . @ :".into(),
+                    )),
                 },
             };
         }
-        Target::System => admin || service,
+        // Every org receives it: only an admin speaks to all of them.
+        Target::System => admin,
     };
     if allowed {
         Ok(JobOwner::Keep)
@@ -447,27 +470,41 @@ mod tests {
     }
 
     #[test]
-    fn names_round_trip_and_user_queues_hide_their_user() {
+    fn names_round_trip_and_an_orgs_users_and_jobs_are_stored_under_the_org() {
         for name in [
-            "/topic/location/g1",
-            "/topic/video/g1",
-            "/topic/emergency/g1",
             "/topic/org/acme/alerts",
             "/topic/org/acme/locations",
             "/topic/org/acme/tasks",
             "/topic/org/acme/presence",
             "/topic/org/acme/room/lobby",
             "/topic/org/acme/role/supervisor",
-            "/topic/job/j-1",
             "/topic/system",
         ] {
-            let t = Target::parse(name, None).expect(name);
+            let t = Target::parse(name, Some("globex"), None).expect(name);
             assert_eq!(t.public_name(), name);
             assert_eq!(t.stored_name(), name);
+            assert_eq!(ChannelKind::of_stored(name), Some(t.kind()), "{name}");
         }
-        let q = Target::parse("/user/queue/jobs", Some("alice")).expect("queue");
+        for name in [
+            "/topic/location/g1",
+            "/topic/video/g1",
+            "/topic/emergency/g1",
+            "/topic/job/j-1",
+        ] {
+            let t = Target::parse(name, Some("acme"), None).expect(name);
+            assert_eq!(t.public_name(), name);
+            assert_eq!(t.stored_name(), format!("/org/acme{name}"));
+            let other = Target::parse(name, Some("globex"), None).expect(name);
+            assert_ne!(t.stored_name(), other.stored_name(), "{name}");
+            assert_eq!(ChannelKind::of_stored(&t.stored_name()), Some(t.kind()));
+        }
+        let q = Target::parse("/user/queue/jobs", Some("acme"), Some("alice")).expect("queue");
         assert_eq!(q.public_name(), "/user/queue/jobs");
-        assert_eq!(q.stored_name(), "/user/alice/queue/jobs");
+        assert_eq!(q.stored_name(), "/org/acme/user/alice/queue/jobs");
+        assert_eq!(
+            ChannelKind::of_stored(&q.stored_name()),
+            Some(ChannelKind::UserQueue)
+        );
     }
 
     #[test]
@@ -482,11 +519,68 @@ mod tests {
             "/topic/location/a b",
             "/queue/x",
         ] {
-            assert!(Target::parse(name, Some("u")).is_err(), "{name}");
+            assert!(Target::parse(name, Some("acme"), Some("u")).is_err(), "{name}");
         }
         assert_eq!(
-            Target::parse("/user/queue/jobs", None),
+            Target::parse("/user/queue/jobs", Some("acme"), None),
             Err(NameError::NoRecipient("/user/queue/jobs".into()))
         );
+    }
+
+    #[test]
+    fn an_identity_of_no_org_cannot_name_a_users_channel_or_a_job() {
+        for name in ["/topic/location/g1", "/topic/job/j", "/user/queue/messages"] {
+            assert_eq!(
+                Target::parse(name, None, Some("g1")),
+                Err(NameError::NoOrg(name.into()))
+            );
+        }
+    }
+
+    fn who(user: &str, org: &str, role: Role) -> Identity {
+        Identity {
+            key: Arc::from(crate::auth::principal_key(Some(org), user)),
+            user: Arc::from(user),
+            org: Some(Arc::from(org)),
+            roles: [role].into_iter().collect(),
+            name: None,
+            exp: u64::MAX,
+            device: None,
+        }
+    }
+
+    struct NoJobs;
+    impl Directory for NoJobs {
+        fn job_owner(&self, _: &str) -> Option<Arc<str>> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_user_id_of_another_org_names_a_channel_of_the_callers_org() {
+        // globex's supervisor names acme's `carol`: the name resolves in globex.
+        let spy = who("s2", "globex", Role::Supervisor);
+        for name in ["/topic/location/carol", "/topic/emergency/carol"] {
+            let t = Target::parse(name, spy.org.as_deref(), None).expect(name);
+            assert_eq!(t.org(), Some("globex"));
+            let acme = Target::parse(name, Some("acme"), None).expect(name);
+            // Even a target resolved in acme (as no caller of globex can make) is refused.
+            assert!(can_subscribe(&spy, &acme, &NoJobs).is_err(), "{name}");
+            assert!(can_publish(&spy, &acme, None, &NoJobs).is_err(), "{name}");
+        }
+        // globex's `carol` reads globex's queue, never acme's.
+        let carol = who("carol", "globex", Role::Guard);
+        let acme_queue = Target::parse("/user/queue/messages", Some("acme"), Some("carol"))
+            .expect("queue");
+        assert!(can_subscribe(&carol, &acme_queue, &NoJobs).is_err());
+    }
+
+    #[test]
+    fn only_an_admin_speaks_to_every_org_on_the_system_channel() {
+        let svc = who("svc", "acme", Role::Service);
+        assert!(can_publish(&svc, &Target::System, None, &NoJobs).is_err());
+        let mut admin = who("root", "acme", Role::Admin);
+        admin.org = None;
+        assert!(can_publish(&admin, &Target::System, None, &NoJobs).is_ok());
     }
 }

@@ -261,6 +261,9 @@ pub struct Shift {
 pub struct ShiftSpec {
     /// The guard.
     pub user: String,
+    /// The guard's org: the caller's own; an admin of no org names it.
+    #[serde(default)]
+    pub org: Option<String>,
     /// The site.
     pub site: String,
     /// Start, ms.
@@ -441,9 +444,11 @@ impl Field {
                 };
                 let published = field.hub.publish_in_turn(&who, req, turn).await?;
                 // With a key, the alert's id comes from it: a retry finds the first alert.
-                let once = key.map(|k| alert_id_for(&who.user, &channel, &k));
+                let once = key.map(|k| alert_id_for(&who.key, &channel, &k));
+                // The hub resolved the channel in the publisher's org: so is the alert.
+                let org = who.org.as_deref().unwrap_or_default();
                 let alert = field
-                    .raise(&user, kind, priority, message, &who.user, once)
+                    .raise(org, &user, kind, priority, message, &who.user, once)
                     .await?;
                 Ok(FieldPublished {
                     published,
@@ -459,9 +464,11 @@ impl Field {
         })
     }
 
-    /// Raises an emergency alert for `user` (its org and last position attached).
+    /// Raises an emergency alert for `user` of `org` (its last position attached).
+    #[allow(clippy::too_many_arguments)]
     pub async fn raise(
         &self,
+        org: &str,
         user: &str,
         kind: AlertType,
         priority: Priority,
@@ -469,13 +476,8 @@ impl Field {
         by: &str,
         once: Option<String>,
     ) -> Result<crate::alerts::Alert, FieldError> {
-        let org = self
-            .store
-            .user_org(user)
-            .await?
-            .ok_or_else(|| FieldError::NotFound(format!("unknown user {user}")))?;
         let position = self
-            .last_location(user)
+            .last_location(org, user)
             .await?
             .map(|l| l.location.position());
         let new = NewAlert {
@@ -526,15 +528,11 @@ impl Field {
         user: &str,
         location: Location,
     ) -> Result<(), FieldError> {
-        // A guard's own position (nearly all of them): its token names the org, and a store
-        // read per update was a fifteenth of the server's CPU under 10,000 guards.
-        let org = match &who.org {
-            Some(org) if *who.user == *user => Some(org.clone()),
-            _ => self.store.user_org(user).await?,
-        };
-        let Some(org) = org else {
+        // The hub resolved the channel within the publisher's org: the user is of that org.
+        let Some(org) = who.org.clone() else {
             return Ok(());
         };
+        let principal = crate::auth::principal_key(Some(&org), user);
         let last = LastLocation {
             user: user.to_string(),
             org: org.to_string(),
@@ -543,7 +541,7 @@ impl Field {
         };
         // The log holds every update durably; the last-known record rides the next flush.
         self.store
-            .write(&[Change::put(Record::Location { user }, &last)?])
+            .write(&[Change::put(Record::Location { user: &principal }, &last)?])
             .await?;
         let mut fan_in =
             serde_json::to_value(location).map_err(|e| FieldError::BadRequest(e.to_string()))?;
@@ -658,8 +656,9 @@ impl Field {
         violating: bool,
         location: &Location,
     ) -> Result<(), FieldError> {
+        let principal = crate::auth::principal_key(Some(org), user);
         let key = Record::FenceState {
-            user,
+            user: &principal,
             fence: &fence.id,
         };
         let before: FenceState = self.store.load(key).await?.unwrap_or_default();
@@ -727,9 +726,17 @@ impl Field {
         Ok(())
     }
 
-    /// A user's last known location.
-    pub async fn last_location(&self, user: &str) -> Result<Option<LastLocation>, FieldError> {
-        Ok(self.store.load(Record::Location { user }).await?)
+    /// The last known location of `user` of `org`.
+    pub async fn last_location(
+        &self,
+        org: &str,
+        user: &str,
+    ) -> Result<Option<LastLocation>, FieldError> {
+        let principal = crate::auth::principal_key(Some(org), user);
+        Ok(self
+            .store
+            .load(Record::Location { user: &principal })
+            .await?)
     }
 
     /// The last known location of every user of the caller's org that the caller may watch.
@@ -740,7 +747,7 @@ impl Field {
             .filter(|l| {
                 who.is(Role::Admin)
                     || (who.in_org(&l.org) && (who.is(Role::Supervisor) || who.is(Role::Service)))
-                    || *who.user == *l.user
+                    || (who.in_org(&l.org) && *who.user == *l.user)
             })
             .collect())
     }
@@ -902,7 +909,10 @@ impl Field {
                 .into_iter()
                 .map(|(_, l)| l)
                 .collect();
-            let last = self.last_location(&user).await?;
+            let last = match &who.org {
+                Some(org) => self.last_location(org, &user).await?,
+                None => None,
+            };
             let org = last.as_ref().map(|l| l.org.clone());
             let index = match &org {
                 Some(org) => Some(self.fence_index(org).await?),
@@ -952,11 +962,8 @@ impl Field {
 
     /// Puts a guard on shift at a site.
     pub async fn add_shift(&self, who: &Identity, spec: ShiftSpec) -> Result<Shift, FieldError> {
-        let org = self
-            .store
-            .user_org(&spec.user)
-            .await?
-            .ok_or_else(|| FieldError::NotFound(format!("unknown user {}", spec.user)))?;
+        // A guard of the caller's org (an admin names the org).
+        let org = self.org_for(who, spec.org.as_deref())?;
         if !Self::may_manage(who, &org) {
             return Err(FieldError::Forbidden(
                 "only the org's supervisors and admins plan shifts",

@@ -12,7 +12,8 @@ use lookout::auth::Role;
 use serde_json::{json, Value};
 
 /// The actors: every role, in the channels' org (acme) and in another org (globex).
-/// `g1` is the guard whose own channels are tested; `g3` is another acme guard.
+/// `g1` is the guard whose own channels are tested; `g3` is another acme guard. `ad` is an
+/// admin whose token names no org, `ada` one whose token names acme.
 const ACTORS: &[(&str, Option<&str>, Role)] = &[
     ("g1", Some("acme"), Role::Guard),
     ("g3", Some("acme"), Role::Guard),
@@ -20,58 +21,106 @@ const ACTORS: &[(&str, Option<&str>, Role)] = &[
     ("s1", Some("acme"), Role::Supervisor),
     ("s2", Some("globex"), Role::Supervisor),
     ("ad", None, Role::Admin),
+    ("ada", Some("acme"), Role::Admin),
     ("svc1", Some("acme"), Role::Service),
     ("svc2", Some("globex"), Role::Service),
 ];
 
+fn org_of(actor: &str) -> Option<&'static str> {
+    ACTORS.iter().find(|a| a.0 == actor).and_then(|a| a.1)
+}
+
+/// A user's channels, queues and jobs are named without their org: each actor's name resolves
+/// in its own org, so globex's `/topic/location/g1` is another channel than acme's.
+fn org_scoped(channel: &str) -> bool {
+    ["/topic/location/", "/topic/video/", "/topic/emergency/", "/topic/job/", "/user/queue/"]
+        .iter()
+        .any(|p| channel.starts_with(p))
+}
+
+/// Where a message published by `actor` on `channel` lands: the publisher's org for a user's
+/// channel or a job, the one place there is for the others.
+fn scope(channel: &str, actor: &str) -> &'static str {
+    if org_scoped(channel) {
+        org_of(actor).unwrap_or("")
+    } else {
+        ""
+    }
+}
+
+fn count(published: &BTreeMap<(&str, &str), usize>, org: &str, channel: &str) -> usize {
+    published
+        .iter()
+        .filter(|((o, c), _)| *o == org && *c == channel)
+        .map(|(_, n)| *n)
+        .sum()
+}
+
+/// The code of a refusal: an admin of no org cannot name a user's channel (there is no org to
+/// resolve it in); a job's first publish without an owner is incomplete; the rest is forbidden.
+fn refusal_code(channel: &str, actor: &str, publishing: bool) -> &'static str {
+    if org_scoped(channel) && org_of(actor).is_none() {
+        "bad_request"
+    } else if publishing && channel.starts_with("/topic/job/") && actor == "svc2" {
+        "bad_request"
+    } else {
+        "forbidden"
+    }
+}
+
 const ACME_MEMBERS: &[&str] = &["g1", "g3", "s1", "svc1"];
 
 /// (channel, who may subscribe, who may publish), written out from the design's table.
+///
+/// For a user's channel, a globex actor names globex's `g1`: its supervisor may watch it and
+/// its service write it, and nothing of acme's `g1` ever reaches them.
 fn table() -> Vec<(&'static str, Vec<&'static str>, Vec<&'static str>)> {
-    let members_and_admin = [ACME_MEMBERS, &["ad"]].concat();
+    let members_and_admins = [ACME_MEMBERS, &["ad", "ada"]].concat();
+    let acme_members_and_admin = [ACME_MEMBERS, &["ada"]].concat();
     vec![
         (
             "/topic/location/g1",
-            vec!["g1", "s1", "ad"],
-            vec!["g1", "svc1"],
+            vec!["g1", "s1", "ada", "s2"],
+            vec!["g1", "svc1", "svc2"],
         ),
         (
             "/topic/video/g1",
-            vec!["g1", "s1", "ad"],
-            vec!["g1", "svc1"],
+            vec!["g1", "s1", "ada", "s2"],
+            vec!["g1", "svc1", "svc2"],
         ),
         (
             "/topic/emergency/g1",
-            vec!["g1", "s1", "ad"],
-            vec!["g1", "svc1"],
+            vec!["g1", "s1", "ada", "s2"],
+            vec!["g1", "svc1", "svc2"],
         ),
-        ("/topic/org/acme/alerts", vec!["s1", "ad"], vec![]),
-        ("/topic/org/acme/locations", vec!["s1", "ad"], vec![]),
+        ("/topic/org/acme/alerts", vec!["s1", "ad", "ada"], vec![]),
+        ("/topic/org/acme/locations", vec!["s1", "ad", "ada"], vec![]),
         (
             "/topic/org/acme/tasks",
-            members_and_admin.clone(),
-            vec!["svc1", "ad"],
+            members_and_admins.clone(),
+            vec!["svc1", "ad", "ada"],
         ),
         (
             "/topic/org/acme/presence",
-            members_and_admin.clone(),
+            members_and_admins.clone(),
             vec![],
         ),
         (
             "/topic/org/acme/room/ops",
-            members_and_admin.clone(),
-            ACME_MEMBERS.to_vec(),
+            members_and_admins.clone(),
+            acme_members_and_admin,
         ),
         (
             "/topic/org/acme/role/supervisor",
-            vec!["s1", "ad"],
-            vec!["s1", "svc1", "ad"],
+            vec!["s1", "ad", "ada"],
+            vec!["s1", "svc1", "ad", "ada"],
         ),
-        ("/topic/job/job1", vec!["g1", "ad"], vec!["svc1"]),
+        ("/topic/job/job1", vec!["g1", "ada"], vec!["svc1"]),
         (
             "/topic/system",
             ACTORS.iter().map(|a| a.0).collect(),
-            vec!["ad", "svc1", "svc2"],
+            // Every org receives it: only admins speak there.
+            vec!["ad", "ada"],
         ),
     ]
 }
@@ -129,7 +178,7 @@ async fn every_channel_kind_role_and_org_follows_the_rights_table_and_nothing_cr
             if !expected {
                 assert_eq!(
                     error_code(&reply),
-                    "forbidden",
+                    refusal_code(channel, actor, false),
                     "{actor} on {channel}: {reply}"
                 );
             }
@@ -137,7 +186,8 @@ async fn every_channel_kind_role_and_org_follows_the_rights_table_and_nothing_cr
         allowed_subscribers.insert(channel, subscribers.into_iter().collect());
     }
 
-    let mut published: BTreeMap<&str, usize> = BTreeMap::new();
+    // Accepted publishes by (where they landed, channel name).
+    let mut published: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     let mut packed: BTreeMap<&str, Client> = BTreeMap::new();
     for (channel, _, publishers) in table() {
         for (actor, org, role) in ACTORS {
@@ -167,26 +217,32 @@ async fn every_channel_kind_role_and_org_follows_the_rights_table_and_nothing_cr
                 "{actor} publishing to {channel}: {reply}"
             );
             if expected {
-                *published.entry(channel).or_default() += 1;
+                *published.entry((scope(channel, actor), channel)).or_default() += 1;
             } else {
                 assert_eq!(
                     error_code(&reply),
-                    "forbidden",
+                    refusal_code(channel, actor, true),
                     "{actor} on {channel}: {reply}"
                 );
             }
         }
     }
 
-    // User queues: everyone subscribes to their own; who may write to g1's?
-    for (actor, ..) in ACTORS {
+    // User queues: everyone of an org subscribes to their own; who may write to g1's? (A
+    // globex actor writes to globex's `g1`, who is not connected.)
+    for (actor, org, _) in ACTORS {
         let c = clients.get_mut(actor).expect("client");
-        assert!(ok(&c.subscribe("/user/queue/jobs").await));
-        assert!(ok(&c.subscribe("/user/queue/messages").await));
+        for queue in ["/user/queue/jobs", "/user/queue/messages"] {
+            let reply = c.subscribe(queue).await;
+            assert_eq!(ok(&reply), org.is_some(), "{actor} on {queue}: {reply}");
+        }
     }
     for (queue, publishers) in [
-        ("/user/queue/jobs", vec!["svc1", "ad"]),
-        ("/user/queue/messages", vec!["g1", "g3", "s1", "svc1", "ad"]),
+        ("/user/queue/jobs", vec!["svc1", "ada", "svc2"]),
+        (
+            "/user/queue/messages",
+            vec!["g1", "g3", "s1", "svc1", "ada", "g2", "s2", "svc2"],
+        ),
     ] {
         for (actor, ..) in ACTORS {
             let reply = clients
@@ -201,17 +257,23 @@ async fn every_channel_kind_role_and_org_follows_the_rights_table_and_nothing_cr
                 "{actor} writing to g1's {queue}: {reply}"
             );
             if expected {
-                *published.entry(queue).or_default() += 1;
+                *published.entry((scope(queue, actor), queue)).or_default() += 1;
+            } else {
+                assert_eq!(
+                    error_code(&reply),
+                    refusal_code(queue, actor, true),
+                    "{actor} writing to g1's {queue}: {reply}"
+                );
             }
         }
     }
 
     // Lookout's own messages: every accepted location is fanned in to the org's locations, and
     // every accepted emergency raises an alert on the org's alerts channel.
-    let fan_in = published.get("/topic/location/g1").copied().unwrap_or(0);
-    *published.entry("/topic/org/acme/locations").or_default() += fan_in;
-    let alerts = published.get("/topic/emergency/g1").copied().unwrap_or(0);
-    *published.entry("/topic/org/acme/alerts").or_default() += alerts;
+    let fan_in = count(&published, "acme", "/topic/location/g1");
+    *published.entry(("", "/topic/org/acme/locations")).or_default() += fan_in;
+    let alerts = count(&published, "acme", "/topic/emergency/g1");
+    *published.entry(("", "/topic/org/acme/alerts")).or_default() += alerts;
 
     // Deliveries: every allowed subscriber got every accepted publish, nobody else got anything.
     for (actor, ..) in ACTORS {
@@ -225,7 +287,7 @@ async fn every_channel_kind_role_and_org_follows_the_rights_table_and_nothing_cr
         for (channel, subs) in &allowed_subscribers {
             // The job's owner-setting publish happened before anyone subscribed.
             let expected = if subs.contains(actor) {
-                published.get(channel).copied().unwrap_or(0)
+                count(&published, scope(channel, actor), channel)
             } else {
                 0
             };
@@ -238,7 +300,7 @@ async fn every_channel_kind_role_and_org_follows_the_rights_table_and_nothing_cr
         let queue_msgs = |q: &str| got.get(q).copied().unwrap_or(0);
         let g1_expected = |q: &str| {
             if *actor == "g1" {
-                published.get(q).copied().unwrap_or(0)
+                count(&published, "acme", q)
             } else {
                 0
             }
@@ -268,19 +330,39 @@ async fn every_channel_kind_role_and_org_follows_the_rights_table_and_nothing_cr
 }
 
 #[tokio::test]
-async fn a_user_registered_in_one_org_cannot_connect_claiming_another() {
-    let server = TestServer::start().await;
-    let _first = server
+async fn the_same_user_id_in_two_orgs_is_two_principals_and_neither_locks_the_other_out() {
+    let server = TestServer::start_with(|c| c.limits.max_connections_per_user = 1).await;
+    let mut acme = server
         .connect(&server.token("dana", Some("acme"), &[Role::Guard]))
         .await;
-    let err = server
+    // globex's `dana` connects too (once acme's held a lock on the id), and her one place
+    // under the per-user limit is her own.
+    let mut globex = server
         .connect_as(&server.token("dana", Some("globex"), &[Role::Guard]), None)
         .await
-        .err()
-        .expect("refused");
-    let (status, body) = refusal(err);
-    assert_eq!(status, 403);
-    assert_eq!(body["error"]["code"], "forbidden");
+        .expect("globex's dana connects beside acme's");
+    assert!(ok(&acme.subscribe("/user/queue/messages").await));
+    assert!(ok(&globex.subscribe("/user/queue/messages").await));
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let mut sup = server.connect(&sup).await;
+    let sent = sup
+        .request(json!({"type":"publish","channel":"/user/queue/messages","to":"dana","data":{"text":"for acme's dana"}}))
+        .await;
+    assert!(ok(&sent), "{sent}");
+    let got = acme.next_message().await;
+    assert_eq!(got["data"]["text"], "for acme's dana");
+    assert!(
+        globex.drain(Duration::from_millis(300)).await.is_empty(),
+        "globex's dana hears nothing of acme's"
+    );
+    // And after a restart of the server, still two (nothing was registered to one org).
+    let server = server.restart().await;
+    let _acme = server
+        .connect(&server.token("dana", Some("acme"), &[Role::Guard]))
+        .await;
+    let _globex = server
+        .connect(&server.token("dana", Some("globex"), &[Role::Guard]))
+        .await;
     server.stop().await;
 }
 

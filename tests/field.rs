@@ -43,11 +43,13 @@ async fn a_location_reaches_its_orgs_supervisor_on_both_channels_and_bad_ones_ar
     let mut other = server.connect(&supervisor(&server, "s2", "globex")).await;
     assert!(ok(&sup.subscribe("/topic/location/g1").await));
     assert!(ok(&sup.subscribe("/topic/org/acme/locations").await));
+    // globex's supervisor naming `g1` names globex's g1: allowed, and nothing of acme's.
+    assert!(ok(&other.subscribe("/topic/location/g1").await));
+    assert!(ok(&other.subscribe("/topic/org/globex/locations").await));
     assert_eq!(
-        error_code(&other.subscribe("/topic/location/g1").await),
+        error_code(&other.subscribe("/topic/org/acme/locations").await),
         "forbidden"
     );
-    assert!(ok(&other.subscribe("/topic/org/globex/locations").await));
 
     let points = [(52.5000, 13.4000), (52.5001, 13.4001), (52.5002, 13.4002)];
     for (lat, lon) in points {
@@ -112,14 +114,14 @@ async fn a_location_reaches_its_orgs_supervisor_on_both_channels_and_bad_ones_ar
     )
     .await;
     assert_eq!(foreign, json!([]));
-    let r = server
-        .http()
-        .get(server.https("/api/v1/locations/g1/history"))
-        .bearer_auth(supervisor(&server, "s2", "globex"))
-        .send()
-        .await
-        .expect("history");
-    assert_eq!(r.status(), 403);
+    // globex's supervisor naming `g1` reads globex's g1's history: empty, not acme's.
+    let theirs = get(
+        &server,
+        "/api/v1/locations/g1/history",
+        &supervisor(&server, "s2", "globex"),
+    )
+    .await;
+    assert_eq!(theirs["points"], json!([]), "{theirs}");
     server.stop().await;
 }
 
@@ -640,14 +642,23 @@ async fn tracking_stats_report_distance_fence_time_last_seen_and_battery() {
     )
     .await;
     assert_eq!(window[0]["points"], 2);
+    // globex's supervisor asking for `g1` gets globex's g1, who has never reported.
+    let theirs = get(
+        &server,
+        "/api/v1/tracking/stats?user=g1",
+        &supervisor(&server, "s2", "globex"),
+    )
+    .await;
+    assert_eq!(theirs[0]["points"], 0, "{theirs}");
+    assert!(theirs[0]["last_seen"].is_null(), "{theirs}");
     let r = server
         .http()
         .get(server.https("/api/v1/tracking/stats?user=g1"))
-        .bearer_auth(supervisor(&server, "s2", "globex"))
+        .bearer_auth(server.token("g2", Some("globex"), &[Role::Guard]))
         .send()
         .await
         .expect("stats");
-    assert_eq!(r.status(), 403);
+    assert_eq!(r.status(), 403, "a guard sees its own stats only");
     server.stop().await;
 }
 

@@ -73,18 +73,21 @@ pub async fn stats(call: Call) -> Result<Response<Body>, HttpError> {
     ))
 }
 
-/// `GET /api/v1/websocket/user/{user}/status`.
+/// `GET /api/v1/websocket/user/{user}/status[?org=]`: a user of the caller's org (an admin
+/// names the org).
 pub async fn user_status(call: Call) -> Result<Response<Body>, HttpError> {
     let who = call.who()?;
     let user = call.param(0);
+    let org = super::extract::org_of(&who, call.query().get("org").map(String::as_str))?;
     let hub = &call.state.hub;
-    if !hub.may_see_user(&who, user).await? {
+    if !hub.may_see_user(&who, &org, user) {
         return Err(HttpError::new(
             ErrorCode::Forbidden,
             "not allowed to see this user",
         ));
     }
-    Ok(json_response(200, &hub.user_status(user).await?))
+    let key = crate::auth::principal_key(Some(&org), user);
+    Ok(json_response(200, &hub.user_status(&key, user).await?))
 }
 
 /// How long the dashboard session a sign-in link opens lasts.

@@ -36,6 +36,13 @@ pub struct Device {
     pub revoked_at: Option<u64>,
 }
 
+impl Device {
+    /// The key of the principal (org, guard) the device belongs to.
+    pub fn key(&self) -> String {
+        crate::auth::principal_key(Some(&self.org), &self.guard)
+    }
+}
+
 /// The record of a device enrolled now (written with the link's use, in one commit).
 pub fn enrolled(identity: &Identity, id: &str) -> Device {
     Device {
@@ -94,7 +101,7 @@ pub async fn list(call: Call) -> Result<Response<Body>, HttpError> {
     let listed: Vec<serde_json::Value> = devices
         .iter()
         .map(|d| {
-            let (online, seen) = call.state.hub.device_seen(&d.guard, &d.id);
+            let (online, seen) = call.state.hub.device_seen(&d.key(), &d.id);
             let mut v = serde_json::to_value(d).unwrap_or_default();
             v["online"] = online.into();
             v["lastSeen"] = seen.into();
@@ -135,7 +142,7 @@ pub async fn revoke(call: Call) -> Result<Response<Body>, HttpError> {
     state.auth.revoke(&id);
     let closed = state
         .hub
-        .close_device(&device.guard, &id, close::REVOKED, "device revoked");
+        .close_device(&device.key(), &id, close::REVOKED, "device revoked");
     tracing::info!(device = %id, guard = %device.guard, by = %who.user, closed, "device revoked");
     Ok(json_response(
         200,

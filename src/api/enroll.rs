@@ -13,6 +13,8 @@ use serde::Deserialize;
 use super::extract::Call;
 use crate::auth::Role;
 use crate::channel::Target;
+use crate::hub::Member;
+use crate::store::Record;
 use crate::http::{json_response, Body, HttpError};
 use crate::protocol::ErrorCode;
 
@@ -62,10 +64,23 @@ pub async fn mint(call: Call) -> Result<Response<Body>, HttpError> {
         }
     };
     // The guard's id names its channels: it must be a valid channel segment.
-    if Target::parse(&format!("/topic/location/{}", body.guard), None).is_err() {
+    if Target::parse(&format!("/topic/location/{}", body.guard), Some(&org), None).is_err() {
         return Err(HttpError::new(
             ErrorCode::BadRequest,
             "`guard` must be 1–128 letters, digits or _ - . @ :",
+        ));
+    }
+    // A link makes a guard identity: never one of an id that is someone else in this org (a
+    // supervisor's or a service's), which would read its queue and speak in its name.
+    let key = crate::auth::principal_key(Some(&org), &body.guard);
+    let member: Option<Member> = state.store.load(Record::Member { key: &key }).await?;
+    if member.is_some_and(|m| m.holds_other_than(Role::Guard)) || *who.user == *body.guard {
+        return Err(HttpError::new(
+            ErrorCode::Conflict,
+            format!(
+                "`{}` holds another role in {org}: a guard link is for a guard's own id",
+                body.guard
+            ),
         ));
     }
     let link = state

@@ -118,6 +118,27 @@ fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, HttpError>
         .map_err(|e| HttpError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
 }
 
+/// The org a request acts in: the caller's own, or for an admin the one it names (`asked`).
+/// Naming another org than one's own is refused (403); an admin of no org must name one (400).
+pub fn org_of(who: &Identity, asked: Option<&str>) -> Result<String, HttpError> {
+    match (who.org.as_deref(), asked) {
+        (Some(own), Some(asked)) if own != asked && !who.is(Role::Admin) => Err(HttpError::new(
+            ErrorCode::Forbidden,
+            "a request acts in the caller's own organization only",
+        )),
+        (_, Some(asked)) if !crate::auth::valid_org(asked) => Err(HttpError::new(
+            ErrorCode::BadRequest,
+            "`org` must be 1-128 letters, digits or _ - . @ :",
+        )),
+        (_, Some(asked)) => Ok(asked.to_string()),
+        (Some(own), None) => Ok(own.to_string()),
+        (None, None) => Err(HttpError::new(
+            ErrorCode::BadRequest,
+            "`org` is required for an admin without an organization",
+        )),
+    }
+}
+
 /// How long a token with `exp` (seconds since the Unix epoch) stays valid; `None` once it has
 /// expired. Long-lived requests (SSE, long-poll) end then, as WebSocket sessions do.
 pub fn until_expiry(exp: u64) -> Option<Duration> {

@@ -1,20 +1,35 @@
-//! Admission: a connection is let in under the limits (per user, server-wide) and the org the
-//! user is registered to; its slot is given back when its [`Admission`] is dropped. Presence
+//! Admission: a connection is let in under the limits (per principal, server-wide); its slot is
+//! given back when its [`Admission`] is dropped. A principal is (org, user): the same user id
+//! in another org is someone else, with slots, status and devices of its own. Presence
 //! events, the online list and user status are here too: they are about who is connected.
 
 use std::sync::Arc;
 
 use super::conn::Outbound;
 use super::error::Refusal;
-use super::facts::Facts;
 use super::requests::UserStatus;
 use super::users::{Admitted, Joining};
 use super::{ConnHandle, Hub};
 use crate::auth::{Identity, Role};
-use crate::channel::{ChannelKind, Directory, Target};
+use crate::channel::{ChannelKind, Target};
 use crate::counters::Budget;
 use crate::protocol::{now_millis, Encoding, Protocol};
-use crate::store::{Remembered, Slot, StoreError};
+use crate::store::{Change, Record, Slot, StoreError};
+
+/// A member of an org as its tokens have shown it (`Record::Member`): the roles it held
+/// there. A guard link is never minted for an id that holds another role in its org.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    /// Role names ever seen in this org's tokens for the user.
+    pub roles: Vec<String>,
+}
+
+impl Member {
+    /// Whether the member holds a role other than `role`.
+    pub fn holds_other_than(&self, role: Role) -> bool {
+        self.roles.iter().any(|r| r != role.as_str())
+    }
+}
 
 /// Releases a connection's slot when dropped.
 pub struct Admission {
@@ -45,13 +60,12 @@ impl Hub {
         Refusal,
     > {
         if let Some(org) = &identity.org {
-            if let Remembered::Conflict(_) = self
-                .store
-                .remember_user(&identity.user, org, now_millis())
-                .await?
-            {
-                return Err(Refusal::OrgConflict);
-            }
+            // Keyed by the principal: a user id another org also uses is another entry, never
+            // a conflict that would lock either out.
+            self.store
+                .remember_user(&identity.key, org, now_millis())
+                .await?;
+            self.remember_roles(&identity).await?;
         }
         let limits = self.limits();
         let joining = Joining {
@@ -81,7 +95,7 @@ impl Hub {
         if let Some(cluster) = self.store.cluster() {
             // The per-user limit counts the user's connections on every node.
             let max = limits.max_connections_per_user;
-            match cluster.take_slot(&conn.identity.user, max).await {
+            match cluster.take_slot(&conn.identity.key, max).await {
                 Ok(Slot::Taken {
                     first: first_anywhere,
                 }) => first = first_anywhere,
@@ -106,6 +120,24 @@ impl Hub {
         Ok((conn, rx, admission))
     }
 
+    /// Records the roles `who` holds in its org, when its token shows one not seen before
+    /// (a write on the first connection of each new role, none on the others).
+    pub async fn remember_roles(&self, who: &Identity) -> Result<(), StoreError> {
+        let key = Record::Member { key: &who.key };
+        let mut member: Member = self.store.load(key).await?.unwrap_or_default();
+        let mut grown = false;
+        for role in who.roles.names() {
+            if !member.roles.iter().any(|r| r == role) {
+                member.roles.push(role.to_string());
+                grown = true;
+            }
+        }
+        if grown {
+            self.store.write(&[Change::put(key, &member)?]).await?;
+        }
+        Ok(())
+    }
+
     fn leave(self: &Arc<Self>, conn: &ConnHandle) {
         let last = self.users.leave(conn);
         self.stats.disconnected(conn.protocol);
@@ -119,7 +151,7 @@ impl Hub {
                 let Some(cluster) = hub.store.cluster() else {
                     return;
                 };
-                match cluster.give_slot(&identity.user).await {
+                match cluster.give_slot(&identity.key).await {
                     Ok(true) if present => hub.presence(&identity, "leave"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(
@@ -181,12 +213,12 @@ impl Hub {
         self.users.online(org)
     }
 
-    /// Status of one user's connections.
-    pub async fn user_status(&self, user: &str) -> Result<UserStatus, StoreError> {
-        let (connections, seen_here) = self.users.status(user);
+    /// Status of one principal's connections (`key` from [`crate::auth::principal_key`]).
+    pub async fn user_status(&self, key: &str, user: &str) -> Result<UserStatus, StoreError> {
+        let (connections, seen_here) = self.users.status(key);
         let last_seen = match seen_here {
             Some(at) => Some(at),
-            None => self.store.last_seen(user).await?,
+            None => self.store.last_seen(key).await?,
         };
         Ok(UserStatus {
             user_id: user.to_string(),
@@ -206,32 +238,27 @@ impl Hub {
         self.users.connections()
     }
 
-    /// Closes `user`'s open connections of every transport that authenticated as `device`,
-    /// with `code`; how many.
-    pub fn close_device(&self, user: &str, device: &str, code: u16, reason: &str) -> usize {
+    /// Closes the open connections of principal `key` on every transport that authenticated
+    /// as `device`, with `code`; how many.
+    pub fn close_device(&self, key: &str, device: &str, code: u16, reason: &str) -> usize {
         self.users
-            .of(user)
+            .of(key)
             .into_iter()
             .filter(|c| c.identity.device.as_deref() == Some(device))
             .filter(|c| c.close(code, reason))
             .count()
     }
 
-    /// Whether `user`'s enrolled `device` is connected now, and when it last was.
-    pub fn device_seen(&self, user: &str, device: &str) -> (bool, Option<u64>) {
-        self.users.device_seen(user, device)
+    /// Whether principal `key`'s enrolled `device` is connected now, and when it last was.
+    pub fn device_seen(&self, key: &str, device: &str) -> (bool, Option<u64>) {
+        self.users.device_seen(key, device)
     }
 
-    /// Whether `who` may ask for `user`'s status: itself, an admin, or a supervisor or service of
-    /// the user's org.
-    pub async fn may_see_user(&self, who: &Identity, user: &str) -> Result<bool, StoreError> {
-        if *who.user == *user || who.is(Role::Admin) {
-            return Ok(true);
-        }
-        if !(who.is(Role::Supervisor) || who.is(Role::Service)) || who.org.is_none() {
-            return Ok(false);
-        }
-        let facts = Facts::about_user(&*self.store, user).await?;
-        Ok(facts.user_org(user) == who.org)
+    /// Whether `who` may ask for the status of `user` of `org`: itself, an admin, or a
+    /// supervisor or service of that org.
+    pub fn may_see_user(&self, who: &Identity, org: &str, user: &str) -> bool {
+        who.is(Role::Admin)
+            || (who.in_org(org)
+                && (*who.user == *user || who.is(Role::Supervisor) || who.is(Role::Service)))
     }
 }

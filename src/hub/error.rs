@@ -66,9 +66,6 @@ pub enum Refusal {
     /// The server is at `limits.max_connections`.
     #[error("server connection limit ({0}) reached")]
     Total(usize),
-    /// The token's org differs from the one the user is registered to.
-    #[error("user is registered to another organization")]
-    OrgConflict,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -78,7 +75,6 @@ impl Failure for Refusal {
     fn code(&self) -> ErrorCode {
         match self {
             Refusal::PerUser(_) | Refusal::Total(_) => ErrorCode::RateLimited,
-            Refusal::OrgConflict => ErrorCode::Forbidden,
             Refusal::Store(_) => ErrorCode::Internal,
         }
     }

@@ -164,8 +164,8 @@ impl Hub {
 
     /// The channel `who` names, if it may read it.
     async fn readable(&self, who: &Identity, channel: &str) -> Result<Target, HubError> {
-        let target = Target::parse(channel, Some(&who.user))?;
-        let facts = Facts::about(&*self.store, &target, None).await?;
+        let target = Target::parse(channel, who.org.as_deref(), Some(&who.user))?;
+        let facts = Facts::about(&*self.store, &target).await?;
         channel::can_subscribe(who, &target, &facts)?;
         Ok(target)
     }

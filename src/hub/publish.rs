@@ -47,7 +47,7 @@ fn idempotency_key(who: &Identity, target: &Target, key: &str) -> Result<String,
             "needs a logged channel: live-only channels keep nothing to answer a retry from",
         );
     }
-    Ok(format!("{}\0{key}", who.user))
+    Ok(format!("{}\0{key}", who.key))
 }
 
 /// A private message (`/user/queue/messages`) says who sent it: the server sets a map's
@@ -162,8 +162,11 @@ impl Hub {
             self.room_quota(org, &target.stored_name()).await?;
         }
         if let channel::JobOwner::Set(owner) = job_owner {
-            if let Target::Job { job } = &target {
-                let stored_owner = self.store.claim_job(job, &owner).await?;
+            if let Target::Job { org, job } = &target {
+                let stored_owner = self
+                    .store
+                    .claim_job(&super::facts::job_key(org, job), &owner)
+                    .await?;
                 // Lost a race with another first publish naming someone else.
                 if *stored_owner != *owner {
                     return Err(channel::Denied::Conflict(format!(
@@ -231,8 +234,8 @@ impl Hub {
             None if req.channel.starts_with("/user/queue/") => None,
             None => Some(&*who.user),
         };
-        let target = Target::parse(req.channel, addressee)?;
-        let facts = Facts::about(&*self.store, &target, req.owner).await?;
+        let target = Target::parse(req.channel, who.org.as_deref(), addressee)?;
+        let facts = Facts::about(&*self.store, &target).await?;
         let owner = channel::can_publish(who, &target, req.owner, &facts)?;
         Ok((target, owner))
     }

@@ -46,11 +46,12 @@ impl Hub {
         epoch: Option<&str>,
         reply: impl FnOnce(&SubscribeInfo) -> Option<Bytes>,
     ) -> Result<Subscribed, HubError> {
-        let facts = Facts::about(&*self.store, target, None).await?;
+        let facts = Facts::about(&*self.store, target).await?;
         channel::can_subscribe(&conn.identity, target, &facts)?;
         let stored = target.stored_name();
         let kind = target.kind();
-        let user = &*conn.identity.user;
+        // Acknowledgements and cursors are the principal's: (org, user), never the id alone.
+        let user = &*conn.identity.key;
         // In cluster mode the node hears of the channel before it says where it stands.
         let _watched = match self.store.cluster() {
             Some(cluster) => Some(self.watch_for(cluster, target, &stored).await?),
@@ -259,8 +260,8 @@ impl Hub {
         channel: &str,
         seq: u64,
     ) -> Result<(), HubError> {
-        let target = Target::parse(channel, Some(&who.user))?;
-        let facts = Facts::about(&*self.store, &target, None).await?;
+        let target = Target::parse(channel, who.org.as_deref(), Some(&who.user))?;
+        let facts = Facts::about(&*self.store, &target).await?;
         channel::can_subscribe(who, &target, &facts)?;
         let stored = target.stored_name();
         let cumulative = target.kind() == ChannelKind::UserQueue;
@@ -281,9 +282,9 @@ impl Hub {
             return Err(missing());
         }
         let ticket = if cumulative {
-            self.store.advance_cursor(&who.user, &stored, seq).await?
+            self.store.advance_cursor(&who.key, &stored, seq).await?
         } else {
-            self.store.acknowledge(&who.user, &stored, seq).await?
+            self.store.acknowledge(&who.key, &stored, seq).await?
         };
         let ticket = ticket.ok_or_else(missing)?;
         self.store.durable(ticket).await?;

@@ -12,6 +12,7 @@ use crate::store::MemoryStore;
 
 fn supervisor(user: &str) -> Identity {
     Identity {
+        key: Arc::from(format!("acme/{user}")),
         user: Arc::from(user),
         org: Some(Arc::from("acme")),
         roles: [Role::Supervisor].into_iter().collect::<Roles>(),
@@ -32,7 +33,7 @@ async fn a_watched_room() -> (
 ) {
     let store = Arc::new(MemoryStore::new());
     let hub = Hub::new(store.clone(), Limits::default());
-    let room = Target::parse("/topic/org/acme/room/ops", None).expect("room");
+    let room = Target::parse("/topic/org/acme/room/ops", Some("acme"), None).expect("room");
     let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
     let (conn, queue, slot) = hub
         .admit(supervisor("watcher"), Encoding::Json, Protocol::Json, peer)
@@ -124,7 +125,7 @@ async fn a_stalled_supervisor(
         .await
         .expect("admit");
     for channel in ["/topic/org/acme/locations", "/topic/org/acme/alerts"] {
-        let target = Target::parse(channel, None).expect("channel");
+        let target = Target::parse(channel, Some("acme"), None).expect("channel");
         hub.subscribe(&conn, &target, View::Native, None, None, |_| None)
             .await
             .expect("subscribe");
@@ -152,8 +153,8 @@ fn field(data: &rmpv::Value, name: &str) -> Option<rmpv::Value> {
 #[tokio::test]
 async fn a_slow_supervisor_gets_each_guards_latest_position_and_every_alert() {
     let (hub, conn, mut queue, _slot) = a_stalled_supervisor(16).await;
-    let locations = Target::parse("/topic/org/acme/locations", None).expect("channel");
-    let alerts = Target::parse("/topic/org/acme/alerts", None).expect("channel");
+    let locations = Target::parse("/topic/org/acme/locations", Some("acme"), None).expect("channel");
+    let alerts = Target::parse("/topic/org/acme/alerts", Some("acme"), None).expect("channel");
     for n in 1..=50u64 {
         for guard in 0..10 {
             hub.publish_as_lookout(&locations, position(guard, n), false)
@@ -201,7 +202,7 @@ async fn a_slow_supervisor_gets_each_guards_latest_position_and_every_alert() {
 #[tokio::test]
 async fn live_traffic_is_shed_when_its_lane_is_full_and_a_logged_backlog_still_closes() {
     let (hub, conn, _queue, _slot) = a_stalled_supervisor(4).await;
-    let locations = Target::parse("/topic/org/acme/locations", None).expect("channel");
+    let locations = Target::parse("/topic/org/acme/locations", Some("acme"), None).expect("channel");
     for guard in 0..10 {
         hub.publish_as_lookout(&locations, position(guard, 1), false)
             .await
@@ -215,7 +216,7 @@ async fn live_traffic_is_shed_when_its_lane_is_full_and_a_logged_backlog_still_c
         6
     );
     assert!(conn.close_requested().is_none());
-    let alerts = Target::parse("/topic/org/acme/alerts", None).expect("channel");
+    let alerts = Target::parse("/topic/org/acme/alerts", Some("acme"), None).expect("channel");
     for n in 0..5u64 {
         hub.publish_as_lookout(&alerts, rmpv::Value::from(n), true)
             .await
@@ -242,17 +243,17 @@ async fn users_gone_long_enough_are_forgotten_and_connected_ones_are_not() {
         .expect("admit");
     drop(slot);
     assert!(
-        hub.users.status("leaves").1.is_some(),
+        hub.users.status("acme/leaves").1.is_some(),
         "remembered at first"
     );
     hub.users.forget_gone(crate::protocol::now_millis() + 1);
     assert_eq!(
-        hub.users.status("leaves").1,
+        hub.users.status("acme/leaves").1,
         None,
         "forgotten once gone long enough"
     );
     assert!(
-        !hub.users.status("stays").0.is_empty(),
+        !hub.users.status("acme/stays").0.is_empty(),
         "a connected user stays"
     );
 }

@@ -1,4 +1,5 @@
-//! Who is connected: each user's live connections, the server-wide count, and the limits on
+//! Who is connected: each principal's live connections (keyed by
+//! [`crate::auth::principal_key`], so one org's `carol` never counts against another's), the server-wide count, and the limits on
 //! both. The slot is taken here and given back here; the rest of admission (the org check,
 //! presence, counters) is [`super::admission`]'s.
 
@@ -67,7 +68,7 @@ impl Users {
             return Err(Refusal::Total(max_total));
         }
         let mut map = self.map.lock();
-        let entry = map.entry(joining.identity.user.clone()).or_default();
+        let entry = map.entry(joining.identity.key.clone()).or_default();
         if entry.conns.len() >= max_per_user {
             drop(map);
             self.total.fetch_sub(1, Ordering::AcqRel);
@@ -95,7 +96,7 @@ impl Users {
     pub fn leave(&self, conn: &ConnHandle) -> bool {
         let mut map = self.map.lock();
         let mut last = false;
-        if let Some(entry) = map.get_mut(&conn.identity.user) {
+        if let Some(entry) = map.get_mut(&conn.identity.key) {
             entry.conns.retain(|c| c.id != conn.id);
             entry.last_seen = now_millis();
             if let Some(device) = &conn.identity.device {
@@ -168,13 +169,13 @@ impl Users {
     pub fn online(&self, org: &str) -> Vec<(String, Option<String>, usize, u64)> {
         self.map
             .lock()
-            .iter()
-            .filter_map(|(user, e)| {
+            .values()
+            .filter_map(|e| {
                 let first = e.conns.first()?;
                 first.identity.in_org(org).then(|| {
                     let since = e.conns.iter().map(|c| c.connected_at).min().unwrap_or(0);
                     (
-                        user.to_string(),
+                        first.identity.user.to_string(),
                         first.identity.name.clone(),
                         e.conns.len(),
                         since,

@@ -48,11 +48,17 @@ impl Hub {
         if channel.kind != ChannelKind::Video {
             return;
         }
-        let Some(user) = channel.public.strip_prefix("/topic/video/") else {
+        // Stored as `/org/{org}/topic/video/{user}`: the user's devices are those of (org, user).
+        let Some((org, user)) = channel
+            .name
+            .strip_prefix("/org/")
+            .and_then(|rest| rest.split_once("/topic/video/"))
+        else {
             return;
         };
         let viewers = st.subscribers.len();
-        for conn in self.users.of(user).iter().filter(|c| native(c)) {
+        let key = crate::auth::principal_key(Some(org), user);
+        for conn in self.users.of(&key).iter().filter(|c| native(c)) {
             tell(conn, &channel.public, viewers);
         }
     }
@@ -62,15 +68,17 @@ impl Hub {
         if !native(conn) {
             return;
         }
-        // A user's channel is stored under the name its subscribers use.
-        let public = crate::channel::Target::User {
+        let Some(org) = &conn.identity.org else {
+            return;
+        };
+        let target = crate::channel::Target::User {
             kind: ChannelKind::Video,
+            org: org.to_string(),
             user: conn.identity.user.to_string(),
-        }
-        .public_name();
-        let stored = &public;
+        };
+        let public = target.public_name();
         // Nobody watching is what a device assumes when it connects: only news is sent.
-        if let Some(channel) = self.registry.get(stored) {
+        if let Some(channel) = self.registry.get(&target.stored_name()) {
             let st = channel.state.lock();
             if !st.subscribers.is_empty() {
                 tell(conn, &public, st.subscribers.len());

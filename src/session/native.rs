@@ -89,7 +89,7 @@ impl Reader {
             return Flow::Stop;
         }
         let exempt = matches!(msg, ClientMsg::Ping { .. } | ClientMsg::Refresh { .. });
-        if !exempt && !self.ctx.hub.allow_message(&self.conn.identity.user, video) {
+        if !exempt && !self.ctx.hub.allow_message(&self.conn.identity.key, video) {
             self.pipeline.barrier().await;
             let id = request_id(&msg);
             return self
@@ -240,7 +240,11 @@ impl Reader {
         since: Option<u64>,
         epoch: Option<&str>,
     ) -> Flow {
-        let target = match Target::parse(channel, Some(&self.conn.identity.user)) {
+        let target = match Target::parse(
+            channel,
+            self.conn.identity.org.as_deref(),
+            Some(&self.conn.identity.user),
+        ) {
             Ok(t) => t,
             Err(e) => return self.hub_error(id, e.into()).await,
         };
@@ -281,7 +285,11 @@ impl Reader {
     }
 
     async fn unsubscribe(&mut self, id: Option<&RequestId>, channel: &str) -> Flow {
-        let public = match Target::parse(channel, Some(&self.conn.identity.user)) {
+        let public = match Target::parse(
+            channel,
+            self.conn.identity.org.as_deref(),
+            Some(&self.conn.identity.user),
+        ) {
             Ok(t) => t.public_name(),
             Err(e) => return self.hub_error(id, e.into()).await,
         };

@@ -594,7 +594,11 @@ impl StompSession {
         };
         let epoch = frame.get("epoch");
         let channel = strip_app(destination);
-        let target = Target::parse(channel, Some(&self.conn.identity.user))
+        let target = Target::parse(
+            channel,
+            self.conn.identity.org.as_deref(),
+            Some(&self.conn.identity.user),
+        )
             .map_err(|e| Fatal::of(&HubError::from(e)).about(destination))?;
         let public: Arc<str> = target.public_name().into();
         if self.subscriptions.contains(&id) {
@@ -678,7 +682,7 @@ impl StompSession {
         let channel = strip_app(destination);
         let data = decode_body(frame)?;
         let video = is_video(channel);
-        let user = &self.conn.identity.user;
+        let user = &self.conn.identity.key;
         let deadline = tokio::time::Instant::now() + RATE_WAIT;
         while !self.ctx.hub.allow_message(user, video) {
             if tokio::time::Instant::now() >= deadline {

@@ -34,6 +34,7 @@ enum Key {
     UsedLink(String),
     Device(String),
     Outbox(String),
+    Member(String),
 }
 
 impl Key {
@@ -54,6 +55,7 @@ impl Key {
             Record::UsedLink { jti } => Key::UsedLink(jti.into()),
             Record::Device { id } => Key::Device(id.into()),
             Record::Outbox { id } => Key::Outbox(id.into()),
+            Record::Member { key } => Key::Member(key.into()),
             Record::Timer { .. } => return None,
         })
     }

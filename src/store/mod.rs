@@ -10,7 +10,8 @@
 //! - [`sled`]: the appliance's engine, in the data directory (keys, flusher, backup);
 //! - [`memory`]: the reference engine in memory;
 //! - [`redis`]: cluster mode's engine, in a Redis every node shares;
-//! - [`migrate`]: moving a stopped appliance's sled store into a Redis.
+//! - [`migrate`]: moving a stopped appliance's sled store into a Redis;
+//! - [`principals`]: the renaming rules that moved user-keyed state under (org, user).
 //!
 //! Callers see `Arc<dyn Store>` and never an engine; only this facade names the engines, to
 //! open them. The store never delivers messages and never checks rights: that is the hub's
@@ -22,6 +23,7 @@ pub mod interface;
 pub mod memory;
 pub mod message;
 pub mod migrate;
+pub mod principals;
 pub mod records;
 pub mod redis;
 pub mod sled;

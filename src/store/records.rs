@@ -64,6 +64,11 @@ pub enum Record<'a> {
         /// Its id (webhook, time, alert, event).
         id: &'a str,
     },
+    /// A member of an org as its tokens have shown it: the roles it holds there.
+    Member {
+        /// The principal's key (`auth::principal_key`).
+        key: &'a str,
+    },
 }
 
 /// A set of domain records to scan.
@@ -152,6 +157,8 @@ pub enum OwnedRecord {
     Device(String),
     /// See [`Record::Outbox`].
     Outbox(String),
+    /// See [`Record::Member`].
+    Member(String),
 }
 
 impl OwnedRecord {
@@ -166,6 +173,7 @@ impl OwnedRecord {
             OwnedRecord::UsedLink(jti) => Record::UsedLink { jti },
             OwnedRecord::Device(id) => Record::Device { id },
             OwnedRecord::Outbox(id) => Record::Outbox { id },
+            OwnedRecord::Member(key) => Record::Member { key },
         }
     }
 }

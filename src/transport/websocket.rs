@@ -93,6 +93,7 @@ where
     read.set_auto_pong(false);
     read.set_max_message_size(ECHO_MAX_MESSAGE + 1);
     let nobody = crate::auth::Identity {
+        key: Arc::from("/echo"),
         user: Arc::from("echo"),
         org: None,
         roles: crate::auth::Roles::default(),

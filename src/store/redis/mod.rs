@@ -129,6 +129,7 @@ fn record_slot(record: &Record<'_>) -> Option<(String, String)> {
         Record::UsedLink { jti } => (key(&["rec", "usedlink"]), jti.to_string()),
         Record::Device { id } => (key(&["rec", "device"]), id.to_string()),
         Record::Outbox { id } => (key(&["rec", "outbox"]), id.to_string()),
+        Record::Member { key: member } => (key(&["rec", "member"]), member.to_string()),
         Record::Timer { .. } => return None,
     })
 }
@@ -291,6 +292,16 @@ impl RedisStore {
             )));
         }
         let heads: HashMap<String, u64> = con.hgetall(key(&["head"])).await.map_err(engine)?;
+        // A store written before principals keeps users' channels under their ids alone; read
+        // as it is, they would be out of every user's reach (and nothing would say so).
+        if let Some(old) = heads.keys().find(|c| crate::store::principals::is_old_channel(c)) {
+            return Err(StoreError::Engine(format!(
+                "this Redis holds a Lookout store written before principals (org, user) \
+                 (channel {old}); this version cannot move it in place: restore the appliance's \
+                 data directory, start it once with this version (it moves its sled store), and \
+                 migrate that into an empty Redis with `lookout migrate`"
+            )));
+        }
         let mut messages = 0u64;
         if !heads.is_empty() {
             let mut pipe = redis::pipe();

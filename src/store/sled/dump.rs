@@ -132,6 +132,7 @@ impl SledStore {
                 | keys::SHIFT
                 | keys::DEVICE
                 | keys::USED_LINK
+                | keys::MEMBER
                 | keys::OUTBOX => {
                     let id = utf8(path, &k[1..])?;
                     let record = match tag {
@@ -140,6 +141,7 @@ impl SledStore {
                         keys::SHIFT => OwnedRecord::Shift(id),
                         keys::DEVICE => OwnedRecord::Device(id),
                         keys::OUTBOX => OwnedRecord::Outbox(id),
+                        keys::MEMBER => OwnedRecord::Member(id),
                         _ => OwnedRecord::UsedLink(id),
                     };
                     items.push(Item::Record(record, v.to_vec()));

@@ -149,6 +149,9 @@ pub const USED_LINK: u8 = b'N';
 /// `O` + id: a notification waiting in the outbox.
 pub const OUTBOX: u8 = b'O';
 
+/// `W` + principal key: an org's member and its roles.
+pub const MEMBER: u8 = b'W';
+
 /// The key bytes of a domain record.
 pub fn record(key: &Record<'_>) -> Vec<u8> {
     match *key {
@@ -175,6 +178,7 @@ pub fn record(key: &Record<'_>) -> Vec<u8> {
         Record::UsedLink { jti } => tagged(USED_LINK, jti.as_bytes()),
         Record::Device { id } => tagged(DEVICE, id.as_bytes()),
         Record::Outbox { id } => tagged(OUTBOX, id.as_bytes()),
+        Record::Member { key } => tagged(MEMBER, key.as_bytes()),
     }
 }
 

@@ -26,6 +26,7 @@ pub mod dump;
 pub mod faults;
 pub mod flusher;
 pub mod keys;
+pub mod principals;
 pub mod sealed;
 
 use std::collections::HashMap;
@@ -50,8 +51,9 @@ use crate::store::interface::{
 use crate::store::records::{decode, encode, Change, Record, Records, Timer};
 
 /// The on-disk format this binary reads and writes: 2 seals every value with a checksum
-/// ([`sealed`]); a store of version 1 is sealed in place when opened.
-pub const SCHEMA_VERSION: u32 = 2;
+/// ([`sealed`]); 3 keeps user-keyed state under principals (org, user) ([`principals`]).
+/// Older stores are moved in place when opened.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The sled database's directory inside the data directory.
 pub const STORE_DIR: &str = "store";
@@ -125,7 +127,7 @@ struct LogRecord {
 
 #[derive(Serialize, Deserialize)]
 struct UserRecord {
-    org: String,
+    pub(super) org: String,
     last_seen: u64,
 }
 
@@ -207,6 +209,14 @@ impl SledStore {
                     .map_err(|_| corrupt(&path, "schema version unreadable"))?;
                 if found == 1 {
                     seal_version_1(&db)?;
+                }
+                if found == 1 || found == 2 {
+                    let moved = principals::move_to_principals(&db)?;
+                    tracing::info!(
+                        moved = moved.moved,
+                        left = moved.left,
+                        "store moved to schema 3: users' state under (org, user)"
+                    );
                 } else if found != SCHEMA_VERSION {
                     return Err(StoreError::Schema {
                         found,
@@ -937,7 +947,7 @@ fn seal_version_1(db: &sled::Db) -> Result<()> {
             None => break,
         }
     }
-    db.insert(&schema, &SCHEMA_VERSION.to_be_bytes())?;
+    db.insert(&schema, &2u32.to_be_bytes())?;
     db.flush()?;
     Ok(())
 }

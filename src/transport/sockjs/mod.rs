@@ -193,7 +193,7 @@ async fn session_for<B>(
             .verify_fresh(&token)
             .await
             .map_err(|e| HttpError::new(ErrorCode::Unauthorized, e.to_string()))?;
-        if who.user != existing.conn.identity.user {
+        if who.key != existing.conn.identity.key {
             return Err(HttpError::new(
                 ErrorCode::Forbidden,
                 "this session belongs to another user",

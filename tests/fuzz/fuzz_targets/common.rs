@@ -10,7 +10,7 @@ pub fn follow(msg: &ClientMsg) {
         channel, data, to, ..
     } = msg
     {
-        let _ = Target::parse(channel, to.as_deref());
+        let _ = Target::parse(channel, Some("fuzzorg"), to.as_deref());
         // Compared as bytes: a NaN is not equal to itself, but it must come back as the same
         // bits (the fuzzer's first finding was this assertion comparing values).
         let mut wire = Vec::new();
@@ -33,6 +33,6 @@ pub fn follow(msg: &ClientMsg) {
         let _ = lookout::field::Location::parse(data, std::time::Duration::from_secs(60));
     }
     if let ClientMsg::Subscribe { channel, .. } | ClientMsg::Unsubscribe { channel, .. } = msg {
-        let _ = Target::parse(channel, Some("fuzzer"));
+        let _ = Target::parse(channel, Some("fuzzorg"), Some("fuzzer"));
     }
 }
