@@ -62,8 +62,8 @@ async fn run(group_commit: bool, duration: Duration) -> Outcome {
     for p in 0..PUBLISHERS {
         let hub = hub.clone();
         tasks.push(tokio::spawn(async move {
-            let target =
-                Target::parse(&format!("/topic/org/bench/room/r{p}"), None).expect("channel");
+            let target = Target::parse(&format!("/topic/org/bench/room/r{p}"), Some("bench"), None)
+                .expect("channel");
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 let t = Instant::now();

@@ -24,6 +24,7 @@ const FENCES: usize = 50;
 
 fn identity(user: &str, role: Role) -> Identity {
     Identity {
+        key: Arc::from(lookout::auth::principal_key(Some("bench"), user)),
         user: Arc::from(user),
         org: Some(Arc::from("bench")),
         roles: [role].into_iter().collect::<Roles>(),

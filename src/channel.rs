@@ -367,7 +367,6 @@ fn forbidden<T>(why: &str) -> Result<T, Denied> {
     Err(Denied::Forbidden(why.to_string()))
 }
 
-
 /// May `id` subscribe to `target`? Admin is global and may watch every topic channel.
 pub fn can_subscribe(id: &Identity, target: &Target, dir: &dyn Directory) -> Result<(), Denied> {
     let admin = id.is(Role::Admin);
@@ -519,7 +518,10 @@ mod tests {
             "/topic/location/a b",
             "/queue/x",
         ] {
-            assert!(Target::parse(name, Some("acme"), Some("u")).is_err(), "{name}");
+            assert!(
+                Target::parse(name, Some("acme"), Some("u")).is_err(),
+                "{name}"
+            );
         }
         assert_eq!(
             Target::parse("/user/queue/jobs", Some("acme"), None),
@@ -570,8 +572,8 @@ mod tests {
         }
         // globex's `carol` reads globex's queue, never acme's.
         let carol = who("carol", "globex", Role::Guard);
-        let acme_queue = Target::parse("/user/queue/messages", Some("acme"), Some("carol"))
-            .expect("queue");
+        let acme_queue =
+            Target::parse("/user/queue/messages", Some("acme"), Some("carol")).expect("queue");
         assert!(can_subscribe(&carol, &acme_queue, &NoJobs).is_err());
     }
 

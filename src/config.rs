@@ -487,6 +487,16 @@ pub struct Limits {
     pub max_video_frame: usize,
     /// Messages waiting for one slow connection before the overflow policy applies.
     pub outbound_queue: usize,
+    /// Bytes waiting for one slow connection (its rendered frames) before the overflow
+    /// policy applies, whichever of this and `outbound_queue` comes first.
+    pub outbound_queue_bytes: usize,
+    /// Bytes of messages one history or long-poll response carries; the page ends before
+    /// the message that would pass it (a first message always fits), and the client reads on
+    /// from its last seq.
+    pub max_response_bytes: usize,
+    /// REST reads (history, long-poll, location history and stats) one principal may have
+    /// running at once; beyond it a request is 429 `rate_limited`.
+    pub max_requests_per_user: usize,
     /// Open STOMP transactions per connection.
     pub stomp_transactions: usize,
     /// Frames held in all open STOMP transactions of one connection.
@@ -575,6 +585,9 @@ impl Default for Limits {
             max_message_size: 64 * 1024,
             max_video_frame: 256 * 1024,
             outbound_queue: 1024,
+            outbound_queue_bytes: 8 * 1024 * 1024,
+            max_response_bytes: 4 * 1024 * 1024,
+            max_requests_per_user: 4,
             stomp_transactions: 16,
             stomp_transaction_frames: 256,
             stomp_transaction_bytes: 1024 * 1024,
@@ -712,6 +725,18 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "limits.outbound_queue",
         "messages queued for one connection before the overflow policy applies",
+    ),
+    (
+        "limits.outbound_queue_bytes",
+        "bytes queued for one connection before the overflow policy applies",
+    ),
+    (
+        "limits.max_response_bytes",
+        "bytes of messages in one history or long-poll response (at least 1 MiB)",
+    ),
+    (
+        "limits.max_requests_per_user",
+        "REST reads (history, poll, location history, stats) one user may run at once",
     ),
     (
         "limits.stomp_transactions",
@@ -1180,6 +1205,15 @@ impl Config {
             ("limits.max_message_size", l.max_message_size < 256),
             ("limits.outbound_queue", l.outbound_queue == 0),
             (
+                "limits.outbound_queue_bytes",
+                l.outbound_queue_bytes < l.max_video_frame.max(l.max_message_size),
+            ),
+            (
+                "limits.max_response_bytes",
+                l.max_response_bytes < 1024 * 1024,
+            ),
+            ("limits.max_requests_per_user", l.max_requests_per_user == 0),
+            (
                 "limits.max_publishes_in_flight",
                 l.max_publishes_in_flight == 0,
             ),
@@ -1270,7 +1304,9 @@ impl Config {
             if is_bad {
                 bad(
                     key,
-                    "must be greater than zero (max_message_size: at least 256)",
+                    "must be greater than zero (max_message_size: at least 256; \
+                     max_response_bytes: at least 1 MiB; outbound_queue_bytes: at least \
+                     max_video_frame and max_message_size)",
                 );
             }
         }

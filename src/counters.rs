@@ -54,11 +54,17 @@ pub enum Budget {
     Devices,
     /// `limits.socketio_handshakes`: Socket.IO sessions handshaken, not yet connected.
     SocketIoHandshakes,
+    /// `limits.max_response_bytes`: a history or poll response cut short at its byte budget.
+    ResponseBytes,
+    /// `limits.max_requests_per_user`: REST reads of one principal at once.
+    RequestsPerUser,
+    /// `limits.outbound_queue_bytes`: bytes queued for one connection.
+    OutboundBytes,
 }
 
 impl Budget {
     /// Every budget, in label order.
-    pub const ALL: [Budget; 10] = [
+    pub const ALL: [Budget; 13] = [
         Budget::Connections,
         Budget::ConnectionsPerUser,
         Budget::Subscriptions,
@@ -69,6 +75,9 @@ impl Budget {
         Budget::Rooms,
         Budget::Devices,
         Budget::SocketIoHandshakes,
+        Budget::ResponseBytes,
+        Budget::RequestsPerUser,
+        Budget::OutboundBytes,
     ];
 
     /// The label value: the configuration key that sets it.
@@ -84,6 +93,9 @@ impl Budget {
             Budget::Rooms => "limits.max_rooms_per_org",
             Budget::Devices => "limits.max_devices_per_org",
             Budget::SocketIoHandshakes => "limits.socketio_handshakes",
+            Budget::ResponseBytes => "limits.max_response_bytes",
+            Budget::RequestsPerUser => "limits.max_requests_per_user",
+            Budget::OutboundBytes => "limits.outbound_queue_bytes",
         }
     }
 }

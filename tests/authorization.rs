@@ -33,9 +33,15 @@ fn org_of(actor: &str) -> Option<&'static str> {
 /// A user's channels, queues and jobs are named without their org: each actor's name resolves
 /// in its own org, so globex's `/topic/location/g1` is another channel than acme's.
 fn org_scoped(channel: &str) -> bool {
-    ["/topic/location/", "/topic/video/", "/topic/emergency/", "/topic/job/", "/user/queue/"]
-        .iter()
-        .any(|p| channel.starts_with(p))
+    [
+        "/topic/location/",
+        "/topic/video/",
+        "/topic/emergency/",
+        "/topic/job/",
+        "/user/queue/",
+    ]
+    .iter()
+    .any(|p| channel.starts_with(p))
 }
 
 /// Where a message published by `actor` on `channel` lands: the publisher's org for a user's
@@ -59,9 +65,9 @@ fn count(published: &BTreeMap<(&str, &str), usize>, org: &str, channel: &str) ->
 /// The code of a refusal: an admin of no org cannot name a user's channel (there is no org to
 /// resolve it in); a job's first publish without an owner is incomplete; the rest is forbidden.
 fn refusal_code(channel: &str, actor: &str, publishing: bool) -> &'static str {
-    if org_scoped(channel) && org_of(actor).is_none() {
-        "bad_request"
-    } else if publishing && channel.starts_with("/topic/job/") && actor == "svc2" {
+    let no_org = org_scoped(channel) && org_of(actor).is_none();
+    let ownerless_job = publishing && channel.starts_with("/topic/job/") && actor == "svc2";
+    if no_org || ownerless_job {
         "bad_request"
     } else {
         "forbidden"
@@ -217,7 +223,9 @@ async fn every_channel_kind_role_and_org_follows_the_rights_table_and_nothing_cr
                 "{actor} publishing to {channel}: {reply}"
             );
             if expected {
-                *published.entry((scope(channel, actor), channel)).or_default() += 1;
+                *published
+                    .entry((scope(channel, actor), channel))
+                    .or_default() += 1;
             } else {
                 assert_eq!(
                     error_code(&reply),
@@ -271,7 +279,9 @@ async fn every_channel_kind_role_and_org_follows_the_rights_table_and_nothing_cr
     // Lookout's own messages: every accepted location is fanned in to the org's locations, and
     // every accepted emergency raises an alert on the org's alerts channel.
     let fan_in = count(&published, "acme", "/topic/location/g1");
-    *published.entry(("", "/topic/org/acme/locations")).or_default() += fan_in;
+    *published
+        .entry(("", "/topic/org/acme/locations"))
+        .or_default() += fan_in;
     let alerts = count(&published, "acme", "/topic/emergency/g1");
     *published.entry(("", "/topic/org/acme/alerts")).or_default() += alerts;
 

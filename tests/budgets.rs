@@ -478,3 +478,141 @@ async fn a_connection_holds_only_so_many_subscriptions() {
     );
     server.stop().await;
 }
+
+/// The measurement of issue 30: one guard fills a room with large messages and asks for them
+/// many times over at once (the room named 32 times in each of several polls). Responses are
+/// cut at `limits.max_response_bytes`, the room is read once per poll, a user's reads past
+/// `limits.max_requests_per_user` are refused, and the server stays small while another
+/// client's stream goes on.
+#[tokio::test]
+async fn history_and_polls_are_bounded_in_bytes_and_in_reads_per_user() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Binary::serve(
+        &dir.path().join("data"),
+        &[
+            ("LOOKOUT_LIMITS__MESSAGES_PER_SECOND", "10000"),
+            ("LOOKOUT_LIMITS__MESSAGE_BURST", "10000"),
+        ],
+    );
+    let cert = server.cert_pem();
+    let http = http_client(&cert);
+    let guard = server.token("hog", Some("acme"), &[Role::Guard]);
+    let mut hog = server.connect(&guard).await;
+    let big = "x".repeat(60 * 1024);
+    for n in 0..200u64 {
+        let r = hog.publish(ROOM, json!({ "n": n, "pad": big })).await;
+        assert!(ok(&r), "{r}");
+    }
+    let before = server.rss_kib();
+    let limit = 4 * 1024 * 1024;
+
+    // One history page: cut at the budget, and the client reads on from its last seq.
+    let page: serde_json::Value = http
+        .get(format!(
+            "https://{}/api/v1/channels/history?channel={ROOM}&limit=1000",
+            server.addr
+        ))
+        .bearer_auth(&guard)
+        .send()
+        .await
+        .expect("history")
+        .json()
+        .await
+        .expect("json");
+    let messages = page["messages"].as_array().expect("messages");
+    let bytes = page.to_string().len();
+    assert!(
+        bytes <= limit + 64 * 1024,
+        "a page of {bytes} bytes over {limit}"
+    );
+    assert!(
+        messages.len() >= 60 && messages.len() < 200,
+        "{}",
+        messages.len()
+    );
+    assert_eq!(page["head"], 200);
+
+    // The room named 32 times: read once, within the same budget.
+    let channels = vec![ROOM; 32].join(",");
+    let poll_url = format!(
+        "https://{}/api/v1/poll?limit=1000&timeout=1&channels={channels}",
+        server.addr
+    );
+    let mut watcher = server
+        .connect(&server.token("watcher", Some("acme"), &[Role::Supervisor]))
+        .await;
+    assert!(ok(&watcher.subscribe("/topic/org/acme/room/other").await));
+    let mut publisher = server
+        .connect(&server.token("pub", Some("acme"), &[Role::Supervisor]))
+        .await;
+    let polls = (0..6).map(|_| {
+        let http = http.clone();
+        let url = poll_url.clone();
+        let guard = guard.clone();
+        async move {
+            let r = http.get(url).bearer_auth(guard).send().await.expect("poll");
+            let status = r.status().as_u16();
+            (status, r.text().await.expect("body"))
+        }
+    });
+    let stream = async {
+        for n in 1..=50u64 {
+            let r = publisher
+                .publish("/topic/org/acme/room/other", json!({ "n": n }))
+                .await;
+            assert!(ok(&r), "{r}");
+        }
+    };
+    let (answers, ()) = tokio::join!(futures_util::future::join_all(polls), stream);
+    let mut served = 0;
+    for (status, body) in &answers {
+        match status {
+            200 => {
+                served += 1;
+                let v: serde_json::Value = serde_json::from_str(body).expect("json");
+                let channels = v["channels"].as_array().expect("channels");
+                assert_eq!(channels.len(), 1, "the room is read once");
+                assert!(body.len() <= limit + 64 * 1024, "{} bytes", body.len());
+            }
+            // A poll takes a connection place (5 per user by default) besides its read.
+            429 => assert!(body.contains("rate_limited"), "{body}"),
+            other => panic!("poll answered {other}: {body}"),
+        }
+    }
+    assert!(served >= 1, "{answers:?}");
+    for n in 1..=50u64 {
+        assert_eq!(watcher.next_message().await["data"]["n"], n);
+    }
+    let grown = server.rss_kib().saturating_sub(before);
+    eprintln!("six polls of 32 x a 12 MB room grew the server by {grown} KiB");
+    assert!(grown < 96 * 1024, "the server grew by {grown} KiB");
+
+    // Reads at once per user: the fifth concurrent history read of one user is refused.
+    let slow = (0..8).map(|_| {
+        let http = http.clone();
+        let guard = guard.clone();
+        let url = format!(
+            "https://{}/api/v1/channels/history?channel={ROOM}&limit=1000",
+            server.addr
+        );
+        async move {
+            http.get(url)
+                .bearer_auth(guard)
+                .send()
+                .await
+                .expect("history")
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(slow).await;
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains(r#"lookout_budget_refusals_total{budget="limits.max_response_bytes"}"#),
+        "{metrics}"
+    );
+}

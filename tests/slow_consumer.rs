@@ -244,7 +244,8 @@ async fn a_client_resuming_100000_messages_slowly_is_not_taken_for_dead_and_gets
         c.limits.dead_peer_timeout = std::time::Duration::from_secs(2);
     })
     .await;
-    let room = lookout::hub::Target::parse("/topic/org/acme/room/archive", Some("acme"), None).expect("room");
+    let room = lookout::hub::Target::parse("/topic/org/acme/room/archive", Some("acme"), None)
+        .expect("room");
     let publishers: Vec<_> = (0..16u64)
         .map(|p| {
             let hub = server.state.hub.clone();
@@ -299,7 +300,8 @@ async fn a_slow_reader_whose_pongs_wait_behind_its_backlog_is_alive_while_it_mak
         c.limits.dead_peer_timeout = std::time::Duration::from_secs(2);
     })
     .await;
-    let room = lookout::hub::Target::parse("/topic/org/acme/room/log", Some("acme"), None).expect("room");
+    let room =
+        lookout::hub::Target::parse("/topic/org/acme/room/log", Some("acme"), None).expect("room");
     for n in 0..MESSAGES {
         let data = rmpv::Value::from(format!("{n:0>60}"));
         server

@@ -13,10 +13,10 @@ use serde::Deserialize;
 use super::extract::Call;
 use crate::auth::Role;
 use crate::channel::Target;
-use crate::hub::Member;
-use crate::store::Record;
 use crate::http::{json_response, Body, HttpError};
+use crate::hub::Member;
 use crate::protocol::ErrorCode;
+use crate::store::Record;
 
 /// How long a minted link can wait to be scanned: enrollment happens with the phone in hand.
 pub const GUARD_LINK_TTL: Duration = Duration::from_secs(3600);

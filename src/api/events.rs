@@ -35,7 +35,11 @@ pub async fn events(call: Call) -> Result<Response<Body>, HttpError> {
     let channels = channels_and_since(params.get("channels"), since)?;
     // Refuse before streaming: a forbidden channel is a 403, not an event.
     for (name, since) in &channels {
-        state.hub.history(&who, name, *since, 1).await?;
+        let mut budget = crate::hub::ResponseBudget::unlimited();
+        state
+            .hub
+            .history(&who, name, *since, 1, &mut budget)
+            .await?;
     }
     // A stream is a connection: it takes a slot under the per-user and total limits, and
     // gives it back when the stream ends.
@@ -47,6 +51,7 @@ pub async fn events(call: Call) -> Result<Response<Body>, HttpError> {
     let hub = state.hub.clone();
     let shutdown = state.shutdown.clone();
     let keepalive = state.config.limits.ping_interval;
+    let max_bytes = state.hub.limits().max_response_bytes;
     state.tracker.spawn(async move {
         let _admission = admission;
         let (names, mut cursors): (Vec<String>, Vec<u64>) = channels.into_iter().unzip();
@@ -83,7 +88,7 @@ pub async fn events(call: Call) -> Result<Response<Body>, HttpError> {
                     let _ = tx.send(Bytes::from(event)).await;
                     return;
                 }
-                polled = hub.poll(&who, &pairs, wait, EVENT_PAGE) => polled,
+                polled = hub.poll(&who, &pairs, wait, EVENT_PAGE, max_bytes) => polled,
             };
             let histories = match polled {
                 Ok(h) => h,

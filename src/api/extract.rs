@@ -163,12 +163,14 @@ pub fn number<T: std::str::FromStr>(
     }
 }
 
-/// Channels and their resume points from `channels=` and `since=` (one seq, or one per channel).
+/// Channels and their resume points from `channels=` and `since=` (one seq, or one per channel
+/// named, or one per distinct channel). A channel named twice is read once, from the lower of
+/// its seqs: a request never makes the server read and render one log twice.
 pub fn channels_and_since(
     names: Option<&String>,
     since: Option<&str>,
 ) -> Result<Vec<(String, u64)>, HttpError> {
-    let names: Vec<String> = names
+    let named: Vec<String> = names
         .map(|c| {
             c.split(',')
                 .filter(|s| !s.is_empty())
@@ -176,6 +178,40 @@ pub fn channels_and_since(
                 .collect()
         })
         .unwrap_or_default();
+    let mut names: Vec<String> = Vec::with_capacity(named.len());
+    for name in &named {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    let sinces: Vec<u64> = match since {
+        None => Vec::new(),
+        Some(s) => s
+            .split(',')
+            .map(|v| v.trim().parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| HttpError::new(ErrorCode::BadRequest, "`since` must be seqs"))?,
+    };
+    // One per channel as named: each distinct channel from the lowest of its seqs.
+    let since = if sinces.len() == named.len() && named.len() != names.len() {
+        let lowest: Vec<String> = names
+            .iter()
+            .map(|n| {
+                named
+                    .iter()
+                    .zip(&sinces)
+                    .filter(|(m, _)| *m == n)
+                    .map(|(_, s)| *s)
+                    .min()
+                    .unwrap_or(0)
+                    .to_string()
+            })
+            .collect();
+        Some(lowest.join(","))
+    } else {
+        since.map(str::to_string)
+    };
+    let since = since.as_deref();
     if names.is_empty() || names.len() > MAX_CHANNELS {
         return Err(HttpError::new(
             ErrorCode::BadRequest,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::extract::{channels_and_since, number, until_expiry, Call, MAX_PAGE};
 use crate::http::{json_response, Body, HttpError};
+use crate::hub::ResponseBudget;
 use crate::protocol::{Encoding, ErrorCode, Protocol};
 
 /// Longest a long-poll request may wait, seconds.
@@ -23,7 +24,12 @@ pub async fn history(call: Call) -> Result<Response<Body>, HttpError> {
         .ok_or_else(|| HttpError::new(ErrorCode::BadRequest, "`channel` is required"))?;
     let since = number(&params, "since", 0u64)?;
     let limit = number(&params, "limit", 100usize)?.clamp(1, MAX_PAGE);
-    let history = call.state.hub.history(&who, channel, since, limit).await?;
+    let hub = &call.state.hub;
+    let _reading = hub.begin_read(&who)?;
+    let mut budget = ResponseBudget::new(hub.limits().max_response_bytes);
+    let history = hub
+        .history(&who, channel, since, limit, &mut budget)
+        .await?;
     Ok(json_response(200, &history))
 }
 
@@ -44,7 +50,7 @@ pub async fn poll(call: Call) -> Result<Response<Body>, HttpError> {
         .admit(who.clone(), Encoding::Json, Protocol::LongPoll, call.peer)
         .await?;
     let result = tokio::select! {
-        result = hub.poll(&who, &channels, wait, limit) => result?,
+        result = hub.poll(&who, &channels, wait, limit, hub.limits().max_response_bytes) => result?,
         // E.g. the device was revoked: the wait ends now, and the next poll is refused.
         (_, reason) = conn.close_wanted() => {
             return Err(HttpError::new(ErrorCode::Unauthorized, reason));
@@ -65,6 +71,7 @@ pub async fn locations(call: Call) -> Result<Response<Body>, HttpError> {
     let from = number(&params, "from", 0u64)?;
     let to = number(&params, "to", u64::MAX)?;
     let limit = number(&params, "limit", 1000usize)?.clamp(1, MAX_POINTS);
+    let _reading = call.state.hub.begin_read(&who)?;
     let points: Vec<_> = call
         .state
         .field

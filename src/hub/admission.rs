@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::conn::Outbound;
-use super::error::Refusal;
+use super::error::{HubError, Refusal};
 use super::requests::UserStatus;
 use super::users::{Admitted, Joining};
 use super::{ConnHandle, Hub};
@@ -28,6 +28,24 @@ impl Member {
     /// Whether the member holds a role other than `role`.
     pub fn holds_other_than(&self, role: Role) -> bool {
         self.roles.iter().any(|r| r != role.as_str())
+    }
+}
+
+/// A REST read running for a principal; its place is given back when dropped.
+pub struct ReadSlot {
+    hub: Arc<Hub>,
+    key: Arc<str>,
+}
+
+impl Drop for ReadSlot {
+    fn drop(&mut self) {
+        let mut reads = self.hub.reads.lock();
+        if let Some(n) = reads.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                reads.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -78,7 +96,7 @@ impl Hub {
             joining,
             limits.max_connections,
             limits.max_connections_per_user,
-            limits.outbound_queue,
+            (limits.outbound_queue, limits.outbound_queue_bytes),
         );
         let refused = |refusal: Refusal| {
             match refusal {
@@ -118,6 +136,26 @@ impl Hub {
             conn: conn.clone(),
         };
         Ok((conn, rx, admission))
+    }
+
+    /// Takes one of `who`'s places for REST reads (`limits.max_requests_per_user`): a user
+    /// that asks for more at once is refused, and nobody else waits for it.
+    pub fn begin_read(self: &Arc<Self>, who: &Identity) -> Result<ReadSlot, HubError> {
+        let max = self.limits().max_requests_per_user;
+        let mut reads = self.reads.lock();
+        let n = reads.entry(who.key.clone()).or_default();
+        if *n >= max {
+            drop(reads);
+            self.stats.refused(Budget::RequestsPerUser);
+            return Err(HubError::OverBudget(format!(
+                "{max} reads of this user are running (limits.max_requests_per_user)"
+            )));
+        }
+        *n += 1;
+        Ok(ReadSlot {
+            hub: self.clone(),
+            key: who.key.clone(),
+        })
     }
 
     /// Records the roles `who` holds in its org, when its token shows one not seen before

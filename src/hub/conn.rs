@@ -52,6 +52,26 @@ pub struct Delivery {
     pub supersedes: Option<Arc<str>>,
     frames: [[RenderedOnce; Encoding::COUNT]; View::COUNT],
     body: OnceLock<Result<Body, String>>,
+    /// What the message's data holds in bytes, about: what a queue that keeps it is charged.
+    pub size: usize,
+}
+
+/// About how many bytes `value` holds: binary and strings by their length, the rest a few
+/// bytes each. What a connection's live lane is charged for a delivery.
+pub fn data_size(value: &rmpv::Value) -> usize {
+    match value {
+        rmpv::Value::Binary(b) => b.len() + 8,
+        rmpv::Value::String(s) => s.as_bytes().len() + 8,
+        rmpv::Value::Array(items) => 8 + items.iter().map(data_size).sum::<usize>(),
+        rmpv::Value::Map(entries) => {
+            8 + entries
+                .iter()
+                .map(|(k, v)| data_size(k) + data_size(v))
+                .sum::<usize>()
+        }
+        rmpv::Value::Ext(_, b) => b.len() + 8,
+        _ => 8,
+    }
 }
 
 /// A message's data as a body of its own (STOMP `MESSAGE`, SSE): JSON, or the raw bytes when the
@@ -68,6 +88,7 @@ impl Delivery {
     /// Wraps a stored message for delivery on `channel`.
     pub fn new(channel: Arc<str>, kind: ChannelKind, message: Arc<StoredMessage>) -> Self {
         Delivery {
+            size: data_size(&message.data),
             channel,
             kind,
             message,
@@ -242,14 +263,14 @@ pub struct ConnHandle {
 
 impl ConnHandle {
     /// A handle and the receiving end of its queue (`capacity` messages; the live lane holds as
-    /// many).
+    /// many, of at most `live_bytes` together).
     pub fn new(
         id: u64,
         identity: Identity,
         encoding: Encoding,
         protocol: crate::protocol::Protocol,
         peer: std::net::SocketAddr,
-        capacity: usize,
+        (capacity, live_bytes): (usize, usize),
     ) -> (Arc<Self>, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(capacity);
         let now = crate::protocol::now_millis();
@@ -263,7 +284,7 @@ impl ConnHandle {
             peer,
             connected_at: now,
             tx,
-            live: LiveLane::new(capacity),
+            live: LiveLane::new(capacity, live_bytes),
             closing: OnceLock::new(),
             wake: Notify::new(),
             last_seen: AtomicU64::new(now),
@@ -278,7 +299,8 @@ impl ConnHandle {
     /// Offers a live-only delivery to the live lane.
     pub fn offer_live(&self, delivery: Arc<Delivery>, view: View) -> Offered {
         let key = delivery.supersedes.clone();
-        self.live.offer((delivery, view), key)
+        let size = delivery.size;
+        self.live.offer((delivery, view), key, size)
     }
 
     /// Queues without waiting. `Err` hands the item back when the queue is full or closed.

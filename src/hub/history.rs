@@ -9,37 +9,48 @@ pub const CLOCK_STEP: Duration = Duration::from_secs(60);
 /// How often a long-poll looks at its channels again in cluster mode.
 const CLUSTER_POLL: Duration = Duration::from_secs(1);
 
+/// Messages read from the store at once while a page is filled: what a page over its byte
+/// budget holds beyond it, at most.
+const READ_PAGE: usize = 32;
+
 use super::error::HubError;
 use super::facts::Facts;
-use super::requests::{History, HistoryMessage};
+use super::requests::{History, HistoryMessage, ResponseBudget};
 use super::Hub;
 use crate::auth::Identity;
 use crate::channel::{self, Target};
 
 impl Hub {
-    /// Messages on `channel` after `since`, at most `limit`, with the same rights as subscribe.
+    /// Messages on `channel` after `since`, at most `limit` and as many as `budget` has room
+    /// for, with the same rights as subscribe.
     pub async fn history(
         &self,
         who: &Identity,
         channel: &str,
         since: u64,
         limit: usize,
+        budget: &mut ResponseBudget,
     ) -> Result<History, HubError> {
         let target = self.readable(who, channel).await?;
         let stored = target.stored_name();
         let head = self.durable_head(&stored).await?;
-        let messages: Vec<HistoryMessage> = self
-            .store
-            .read(&stored, since, head, limit)
-            .await?
-            .into_iter()
-            .map(|m| HistoryMessage {
-                seq: m.seq,
-                timestamp: m.timestamp,
-                data: m.data.clone(),
-                ack_required: m.ack_required,
-            })
-            .collect();
+        let mut messages: Vec<HistoryMessage> = Vec::new();
+        let mut after = since;
+        'pages: while messages.len() < limit && after < head {
+            let want = (limit - messages.len()).min(READ_PAGE);
+            let page = self.store.read(&stored, after, head, want).await?;
+            if page.is_empty() {
+                break;
+            }
+            for m in page {
+                if !budget.take(&m) {
+                    self.stats.refused(crate::counters::Budget::ResponseBytes);
+                    break 'pages;
+                }
+                after = m.seq;
+                messages.push(HistoryMessage(m));
+            }
+        }
         // Judged by the page itself: retention may trim between reading where the log starts
         // and reading the page, and the answer must describe the messages it carries.
         let recovered = since >= head
@@ -109,7 +120,8 @@ impl Hub {
     ) -> Result<(), HubError> {
         let mut since = since;
         loop {
-            let history = self.history(who, channel, since, page).await?;
+            let mut budget = ResponseBudget::unlimited();
+            let history = self.history(who, channel, since, page, &mut budget).await?;
             let Some(last) = history.messages.last() else {
                 return Ok(());
             };
@@ -126,13 +138,14 @@ impl Hub {
     }
 
     /// Long-poll: waits up to `wait` until any of `channels` (name, since) has messages, then
-    /// returns what each has (at most `limit` per channel).
+    /// returns what each has (at most `limit` per channel, `max_bytes` in all).
     pub async fn poll(
         &self,
         who: &Identity,
         channels: &[(String, u64)],
         wait: Duration,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<History>, HubError> {
         for (name, _) in channels {
             self.readable(who, name).await?;
@@ -142,8 +155,9 @@ impl Hub {
         loop {
             released.borrow_and_update();
             let mut out = Vec::with_capacity(channels.len());
+            let mut budget = ResponseBudget::new(max_bytes);
             for (name, since) in channels {
-                out.push(self.history(who, name, *since, limit).await?);
+                out.push(self.history(who, name, *since, limit, &mut budget).await?);
             }
             if out.iter().any(|h| !h.messages.is_empty()) {
                 return Ok(out);

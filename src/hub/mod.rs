@@ -54,8 +54,8 @@ pub use self::conn::{ConnHandle, Delivery, Outbound, View};
 pub use self::error::{HubError, Refusal};
 pub use self::registry::Channel;
 pub use self::requests::{
-    ConnStatus, History, HistoryMessage, Publish, Published, SubscribeInfo, Subscribed, Turn,
-    UserStatus,
+    ConnStatus, History, HistoryMessage, Publish, Published, ResponseBudget, SubscribeInfo,
+    Subscribed, Turn, UserStatus,
 };
 pub use self::users::Admitted;
 pub use crate::channel::{ChannelKind, Target};
@@ -69,6 +69,9 @@ pub struct Hub {
     limits: arc_swap::ArcSwap<Limits>,
     registry: registry::Registry,
     users: users::Users,
+    /// REST reads running now, per principal (`limits.max_requests_per_user`); an entry
+    /// lives while its count is above zero.
+    reads: parking_lot::Mutex<std::collections::HashMap<Arc<str>, usize>>,
     /// Per-user rates, rebuilt when a reload changes them.
     rates: arc_swap::ArcSwap<Rates>,
     /// Bumped whenever messages become readable; long-poll requests wait on it.
@@ -122,6 +125,7 @@ impl Hub {
             limits: arc_swap::ArcSwap::from_pointee(limits),
             registry,
             users: users::Users::default(),
+            reads: Default::default(),
             rates: arc_swap::ArcSwap::from_pointee(rates),
             released: watch::channel(0).0,
             tasks: TaskTracker::new(),

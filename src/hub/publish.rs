@@ -442,6 +442,10 @@ impl Hub {
                     Offered::Dropped => {
                         self.stats.dropped_live.fetch_add(1, Ordering::Relaxed);
                     }
+                    Offered::OverBytes => {
+                        self.stats.dropped_live.fetch_add(1, Ordering::Relaxed);
+                        self.stats.refused(crate::counters::Budget::OutboundBytes);
+                    }
                 }
                 continue;
             }

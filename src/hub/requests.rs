@@ -87,18 +87,92 @@ pub struct History {
     pub messages: Vec<HistoryMessage>,
 }
 
-/// One message in a [`History`].
-#[derive(Debug, Serialize)]
-pub struct HistoryMessage {
-    /// Seq.
-    pub seq: u64,
-    /// Publish time.
-    pub timestamp: u64,
-    /// Payload.
-    pub data: rmpv::Value,
-    /// Whether recipients must acknowledge it.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub ack_required: bool,
+/// One message in a [`History`]: the stored message itself, shared with the store's cache
+/// and every delivery, never copied; rendered once, into the response.
+#[derive(Debug, Clone)]
+pub struct HistoryMessage(pub std::sync::Arc<crate::store::StoredMessage>);
+
+impl std::ops::Deref for HistoryMessage {
+    type Target = crate::store::StoredMessage;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Serialize for HistoryMessage {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let m = &self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("seq", &m.seq)?;
+        map.serialize_entry("timestamp", &m.timestamp)?;
+        map.serialize_entry("data", &m.data)?;
+        if m.ack_required {
+            map.serialize_entry("ack_required", &true)?;
+        }
+        map.end()
+    }
+}
+
+/// The bytes a history or long-poll response may still carry (`limits.max_response_bytes`),
+/// counted as each message would be written in JSON. The response's first message always
+/// fits: a page is never empty for want of room.
+#[derive(Debug)]
+pub struct ResponseBudget {
+    left: usize,
+    first: bool,
+    /// Whether a message was left out for want of room.
+    pub cut: bool,
+}
+
+impl ResponseBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> Self {
+        ResponseBudget {
+            left: bytes,
+            first: true,
+            cut: false,
+        }
+    }
+
+    /// No budget: for readers inside the server, which keep one page at a time.
+    pub fn unlimited() -> Self {
+        Self::new(usize::MAX)
+    }
+
+    /// Takes room for `message`; false (and `cut`) when it does not fit.
+    pub fn take(&mut self, message: &crate::store::StoredMessage) -> bool {
+        if self.left == usize::MAX {
+            return true;
+        }
+        let size = json_size(&message.data).saturating_add(80);
+        if size > self.left && !self.first {
+            self.cut = true;
+            return false;
+        }
+        self.first = false;
+        self.left = self.left.saturating_sub(size);
+        true
+    }
+}
+
+/// The bytes `value` takes in JSON, counted by writing it nowhere.
+fn json_size(value: &rmpv::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 /// Per-user status as reported by REST.

@@ -153,7 +153,8 @@ fn field(data: &rmpv::Value, name: &str) -> Option<rmpv::Value> {
 #[tokio::test]
 async fn a_slow_supervisor_gets_each_guards_latest_position_and_every_alert() {
     let (hub, conn, mut queue, _slot) = a_stalled_supervisor(16).await;
-    let locations = Target::parse("/topic/org/acme/locations", Some("acme"), None).expect("channel");
+    let locations =
+        Target::parse("/topic/org/acme/locations", Some("acme"), None).expect("channel");
     let alerts = Target::parse("/topic/org/acme/alerts", Some("acme"), None).expect("channel");
     for n in 1..=50u64 {
         for guard in 0..10 {
@@ -202,7 +203,8 @@ async fn a_slow_supervisor_gets_each_guards_latest_position_and_every_alert() {
 #[tokio::test]
 async fn live_traffic_is_shed_when_its_lane_is_full_and_a_logged_backlog_still_closes() {
     let (hub, conn, _queue, _slot) = a_stalled_supervisor(4).await;
-    let locations = Target::parse("/topic/org/acme/locations", Some("acme"), None).expect("channel");
+    let locations =
+        Target::parse("/topic/org/acme/locations", Some("acme"), None).expect("channel");
     for guard in 0..10 {
         hub.publish_as_lookout(&locations, position(guard, 1), false)
             .await
@@ -290,5 +292,30 @@ async fn a_time_range_starts_where_the_log_reaches_its_first_time_without_readin
             .await
             .is_err(),
         "the same rights as reading the log"
+    );
+}
+
+#[tokio::test]
+async fn a_users_reads_at_once_are_bounded_and_another_users_are_not_touched() {
+    let limits = Limits {
+        max_requests_per_user: 2,
+        ..Limits::default()
+    };
+    let hub = Hub::new(Arc::new(MemoryStore::new()), limits);
+    let (a, b) = (supervisor("a"), supervisor("b"));
+    let first = hub.begin_read(&a).expect("first");
+    let _second = hub.begin_read(&a).expect("second");
+    assert!(
+        hub.begin_read(&a).is_err(),
+        "a third read at once is refused"
+    );
+    let _other = hub.begin_read(&b).expect("another user reads");
+    drop(first);
+    let _again = hub
+        .begin_read(&a)
+        .expect("a place given back is taken again");
+    assert_eq!(
+        hub.stats.refusals(crate::counters::Budget::RequestsPerUser),
+        1
     );
 }

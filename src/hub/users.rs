@@ -56,7 +56,7 @@ impl Users {
         joining: Joining,
         max_total: usize,
         max_per_user: usize,
-        queue: usize,
+        queue: (usize, usize),
     ) -> Result<(Admitted, bool), Refusal> {
         if self
             .total

@@ -599,7 +599,7 @@ impl StompSession {
             self.conn.identity.org.as_deref(),
             Some(&self.conn.identity.user),
         )
-            .map_err(|e| Fatal::of(&HubError::from(e)).about(destination))?;
+        .map_err(|e| Fatal::of(&HubError::from(e)).about(destination))?;
         let public: Arc<str> = target.public_name().into();
         if self.subscriptions.contains(&id) {
             return Err(Fatal::new("duplicate subscription id", id));

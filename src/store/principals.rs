@@ -56,7 +56,10 @@ mod tests {
             ("/topic/location/carol", "/org/acme/topic/location/carol"),
             ("/topic/video/carol", "/org/acme/topic/video/carol"),
             ("/topic/emergency/carol", "/org/acme/topic/emergency/carol"),
-            ("/user/carol/queue/messages", "/org/acme/user/carol/queue/messages"),
+            (
+                "/user/carol/queue/messages",
+                "/org/acme/user/carol/queue/messages",
+            ),
             ("/topic/job/j1", "/org/acme/topic/job/j1"),
         ] {
             assert_eq!(channel(old, orgs, owners).as_deref(), Some(new), "{old}");
@@ -69,7 +72,11 @@ mod tests {
 
     #[test]
     fn org_channels_stay_and_unknown_users_or_jobs_are_left_where_they_are() {
-        for name in ["/topic/org/acme/alerts", "/topic/org/acme/room/x", "/topic/system"] {
+        for name in [
+            "/topic/org/acme/alerts",
+            "/topic/org/acme/room/x",
+            "/topic/system",
+        ] {
             assert_eq!(channel(name, orgs, owners), None);
             assert!(!is_old_channel(name));
         }

@@ -108,7 +108,7 @@ where
         Encoding::Json,
         crate::protocol::Protocol::Json,
         peer,
-        64,
+        (64, 1024 * 1024),
     );
     let mut source = WsSource {
         ws: read,

@@ -294,7 +294,10 @@ impl RedisStore {
         let heads: HashMap<String, u64> = con.hgetall(key(&["head"])).await.map_err(engine)?;
         // A store written before principals keeps users' channels under their ids alone; read
         // as it is, they would be out of every user's reach (and nothing would say so).
-        if let Some(old) = heads.keys().find(|c| crate::store::principals::is_old_channel(c)) {
+        if let Some(old) = heads
+            .keys()
+            .find(|c| crate::store::principals::is_old_channel(c))
+        {
             return Err(StoreError::Engine(format!(
                 "this Redis holds a Lookout store written before principals (org, user) \
                  (channel {old}); this version cannot move it in place: restore the appliance's \

@@ -56,7 +56,10 @@ pub fn move_to_principals(db: &sled::Db) -> Result<Moved> {
     };
     let mut batch = sled::Batch::default();
     let mut report = Moved::default();
-    let mut rekey = |batch: &mut sled::Batch, old: &sled::IVec, new: Option<Vec<u8>>, v: sled::IVec| {
+    let mut rekey = |batch: &mut sled::Batch,
+                     old: &sled::IVec,
+                     new: Option<Vec<u8>>,
+                     v: sled::IVec| {
         match new {
             Some(new) => {
                 batch.remove(old.as_ref());
@@ -84,12 +87,8 @@ pub fn move_to_principals(db: &sled::Db) -> Result<Moved> {
                     if !principals::is_old_channel(name) {
                         continue;
                     }
-                    principals::channel(
-                        name,
-                        |u| orgs.get(u).cloned(),
-                        |j| owners.get(j).cloned(),
-                    )
-                    .map(|n| keys::channel(&n))
+                    principals::channel(name, |u| orgs.get(u).cloned(), |j| owners.get(j).cloned())
+                        .map(|n| keys::channel(&n))
                 }
                 keys::JOB => {
                     let Some(job) = text(body).filter(|j| bare(j)) else {
