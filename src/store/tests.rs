@@ -409,3 +409,104 @@ async fn a_store_of_schema_1_is_sealed_when_opened_and_keeps_every_message() {
     // And it opens again as version 2.
     SledStore::open(dir.path(), StoreOptions::default()).expect("reopen");
 }
+
+/// A store written before principals: a user's channels, queue, acknowledgements and
+/// directory entry under the user id alone, and a job under its id. Opened by this version,
+/// each is found under (org, user); a user the directory never saw stays where it was.
+#[tokio::test]
+async fn a_schema_2_store_moves_its_users_state_under_their_org_when_opened() {
+    use super::sled::keys;
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let store = open_sled(dir.path());
+        let flusher = store.clone().start();
+        // What schema 2 wrote, through the same engine calls (names are opaque to it).
+        store
+            .remember_user("carol", "acme", 7)
+            .await
+            .expect("remember");
+        store
+            .remember_user("owner", "acme", 7)
+            .await
+            .expect("remember");
+        for (channel, n) in [
+            ("/topic/location/carol", 3u64),
+            ("/user/carol/queue/messages", 2),
+            ("/topic/job/j1", 1),
+            ("/topic/location/stranger", 1),
+            ("/topic/org/acme/room/ops", 4),
+        ] {
+            for i in 1..=n {
+                let (_, t) = store
+                    .append(channel, draft(i, rmpv::Value::from(i), true))
+                    .await
+                    .expect("append");
+                store.durable(t).await.expect("durable");
+            }
+        }
+        store.claim_job("j1", "owner").await.expect("job");
+        let t = store
+            .acknowledge("carol", "/topic/org/acme/room/ops", 2)
+            .await
+            .expect("ack")
+            .expect("seq");
+        store.durable(t).await.expect("durable");
+        let t = store
+            .advance_cursor("carol", "/user/carol/queue/messages", 1)
+            .await
+            .expect("cursor")
+            .expect("seq");
+        store.durable(t).await.expect("durable");
+        flusher.stop().await;
+    }
+    {
+        let db = sled::open(dir.path().join(STORE_DIR)).expect("raw sled");
+        db.insert(keys::meta("schema"), &2u32.to_be_bytes())
+            .expect("schema 2");
+        db.flush().expect("flush");
+    }
+    let store = open_sled(dir.path());
+    let seqs = |m: super::interface::Messages| m.iter().map(|m| m.seq).collect::<Vec<_>>();
+    for (old, new, n) in [
+        ("/topic/location/carol", "/org/acme/topic/location/carol", 3u64),
+        (
+            "/user/carol/queue/messages",
+            "/org/acme/user/carol/queue/messages",
+            2,
+        ),
+        ("/topic/job/j1", "/org/acme/topic/job/j1", 1),
+    ] {
+        assert_eq!(store.head(new), n, "{new}");
+        let read = store.read(new, 0, n, 100).await.expect("read");
+        assert_eq!(seqs(read), (1..=n).collect::<Vec<_>>(), "{new}");
+        assert_eq!(store.head(old), 0, "{old} moved");
+    }
+    // A user the directory never saw: left, unreachable, not lost.
+    assert_eq!(store.head("/topic/location/stranger"), 1);
+    // Org channels stay; acknowledgements, cursors, the directory and the job follow the user.
+    assert_eq!(store.head("/topic/org/acme/room/ops"), 4);
+    assert_eq!(
+        store
+            .unacknowledged("acme/carol", "/topic/org/acme/room/ops", 4)
+            .await
+            .expect("unacked"),
+        vec![1, 3, 4]
+    );
+    assert_eq!(
+        store
+            .cursor("acme/carol", "/org/acme/user/carol/queue/messages")
+            .await
+            .expect("cursor"),
+        1
+    );
+    assert_eq!(store.last_seen("acme/carol").await.expect("seen"), Some(7));
+    assert_eq!(store.last_seen("carol").await.expect("seen"), None);
+    assert_eq!(
+        store.job_owner("acme/j1").await.expect("job").as_deref(),
+        Some("owner")
+    );
+    // Opened again: nothing moves twice.
+    drop(store);
+    let store = open_sled(dir.path());
+    assert_eq!(store.head("/org/acme/topic/location/carol"), 3);
+}
