@@ -235,6 +235,13 @@ impl Server {
         );
         // Cluster mode: what the other nodes publish reaches this node's subscribers.
         let cluster_feed = tokio::spawn(state.hub.clone().run_cluster(state.shutdown.clone()));
+        if store.cluster().is_some() {
+            // A phone revoked on another node is cut off here too.
+            tokio::spawn(crate::api::devices::follow_revocations(
+                state.clone(),
+                state.shutdown.clone(),
+            ));
+        }
         if let Some(set) = state.auth.key_set() {
             tokio::spawn(set.clone().run(state.shutdown.clone()));
         }

@@ -207,3 +207,107 @@ async fn a_panic_raised_on_a_node_killed_before_its_due_time_escalates_once_per_
     drop(b);
     drop(c);
 }
+
+/// Issue 30: a stolen phone stops working everywhere at once, and a sign-in link is good for
+/// one exchange across the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_on_one_node_cuts_the_phone_off_on_all_three_and_a_link_is_exchanged_once() {
+    let redis = RedisProcess::start();
+    let nodes = [
+        node(&redis, "a", &[]),
+        node(&redis, "b", &[]),
+        node(&redis, "c", &[]),
+    ];
+    let sup = token("sup", "acme", Role::Supervisor);
+    let http = |n: &Node| http_client(&n.binary.cert_pem());
+    let url = |n: &Node, path: &str| format!("https://{}{path}", n.binary.addr);
+
+    // One link, exchanged on two nodes at the same moment: one session, one refusal. Tried
+    // with several links, so that the two requests really meet.
+    let mut phone = None;
+    for _ in 0..5 {
+        let (status, minted) = post_json(
+            &http(&nodes[0]),
+            &url(&nodes[0], "/api/v1/guard-links"),
+            &sup,
+            json!({"guard": "carol"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{minted}");
+        let link = minted["link"].as_str().expect("link").to_string();
+        let exchange = |n: &Node| {
+            let (http, url) = (http(n), url(n, "/api/v1/auth/link"));
+            let body = json!({ "token": link });
+            async move {
+                let r = http.post(url).json(&body).send().await.expect("exchange");
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
+        let (first, second) = tokio::join!(exchange(&nodes[1]), exchange(&nodes[2]));
+        let mut statuses = [first.0, second.0];
+        statuses.sort();
+        assert_eq!(statuses, [200, 401], "{first:?} {second:?}");
+        let session = if first.0 == 200 { first.1 } else { second.1 };
+        phone = Some(session["token"].as_str().expect("token").to_string());
+    }
+    let phone = phone.expect("a session");
+
+    // The phone is connected to all three nodes; a supervisor revokes it on the first.
+    let mut connections = Vec::new();
+    for n in &nodes {
+        connections.push(n.binary.connect(&phone).await);
+    }
+    let (status, listed) = {
+        let r = http(&nodes[0])
+            .get(url(&nodes[0], "/api/v1/devices"))
+            .bearer_auth(&sup)
+            .send()
+            .await
+            .expect("devices");
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.expect("json"))
+    };
+    assert_eq!(status, 200);
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(&phone)
+        .expect("claims")
+        .claims;
+    let device = claims["jti"].as_str().expect("jti").to_string();
+    assert!(
+        listed["devices"]
+            .as_array()
+            .expect("devices")
+            .iter()
+            .any(|d| d["id"] == device.as_str()),
+        "{listed}"
+    );
+    let (status, revoked) = post_json(
+        &http(&nodes[0]),
+        &url(&nodes[0], &format!("/api/v1/devices/{device}/revoke")),
+        &sup,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{revoked}");
+    for (i, mut c) in connections.into_iter().enumerate() {
+        let ended = tokio::time::timeout(Duration::from_secs(1), c.ended())
+            .await
+            .unwrap_or_else(|_| panic!("node {i} still serves the revoked phone after 1 s"));
+        assert!(
+            matches!(ended, Ended::Closed(4005, _)),
+            "node {i}: {ended:?}"
+        );
+    }
+    for n in &nodes {
+        let r = http(n)
+            .get(url(
+                n,
+                "/api/v1/channels/history?channel=/user/queue/messages",
+            ))
+            .bearer_auth(&phone)
+            .send()
+            .await
+            .expect("history");
+        assert_eq!(r.status().as_u16(), 401, "{}", n.binary.addr);
+    }
+}

@@ -109,15 +109,9 @@ pub async fn exchange_link(call: Call) -> Result<Response<Body>, HttpError> {
         HttpError::new(ErrorCode::Unauthorized, e.to_string())
     })?;
     let key = Record::UsedLink { jti: &link.jti };
-    // One exchange at a time, so two racing requests cannot both find the link unused.
+    // On this node, one exchange at a time: the device quota's count is exact here. Across
+    // nodes the link's single use is the store's (`put_new`), not this lock's.
     let _one = state.links.lock().await;
-    if state.store.load::<u64>(key).await?.is_some() {
-        state.hub.stats.auth_failed();
-        return Err(HttpError::new(
-            ErrorCode::Unauthorized,
-            "this sign-in link was already used",
-        ));
-    }
     // A guard's phone keeps its session for a shift; a dashboard's lasts LINK_SESSION.
     let guard_only = link.identity.roles.is_only(Role::Guard);
     if guard_only {
@@ -125,6 +119,15 @@ pub async fn exchange_link(call: Call) -> Result<Response<Body>, HttpError> {
         let org = link.identity.org.as_deref().unwrap_or_default();
         super::devices::check_quota(&state, org).await?;
     }
+    let used = crate::store::records::encode(&crate::protocol::now_millis())?;
+    let Some(ticket) = state.store.put_new(key, used).await? else {
+        state.hub.stats.auth_failed();
+        return Err(HttpError::new(
+            ErrorCode::Unauthorized,
+            "this sign-in link was already used",
+        ));
+    };
+    state.store.durable(ticket).await?;
     let session = if guard_only {
         state.config.field.guard_session
     } else {
@@ -134,15 +137,12 @@ pub async fn exchange_link(call: Call) -> Result<Response<Body>, HttpError> {
         .auth
         .mint_session(&link, session)
         .map_err(|e| HttpError::new(ErrorCode::Internal, e.to_string()))?;
-    // The link's use and (for a guard's phone) the device it enrolled, in one commit: the
-    // token is handed out only once both are durable.
-    let used = Change::put(key, &crate::protocol::now_millis())?;
+    // The token is handed out only once the device it opens is durable (a failure here spends
+    // the link: the supervisor mints another).
     if guard_only {
         let enrolled = super::devices::enrolled(&link.identity, &device);
         let record = Change::put(Record::Device { id: &device }, &enrolled)?;
-        state.store.commit(&[used, record]).await?;
-    } else {
-        state.store.commit(&[used]).await?;
+        state.store.commit(&[record]).await?;
     }
     tracing::info!(user = %link.identity.user, "sign-in link exchanged");
     Ok(json_response(

@@ -1,7 +1,9 @@
 //! Enrolled guard devices: a guard link's exchange records the session it opens as a device of
 //! the guard's org; supervisors list their org's devices and revoke one, and from then on its
 //! session token is refused everywhere and its open connections close with
-//! [`close::REVOKED`]. Revocations are durable and loaded again at start.
+//! [`close::REVOKED`]. Revocations are durable and loaded again at start. In cluster mode a
+//! revocation is also appended to a log every node follows ([`follow_revocations`]), so the
+//! phone is cut off on every node within a fraction of a second.
 //!
 //! This module keeps the device records; verifying tokens is the `Authenticator`'s.
 
@@ -52,6 +54,59 @@ pub fn enrolled(identity: &Identity, id: &str) -> Device {
         name: identity.name.clone(),
         enrolled_at: now_millis(),
         revoked_at: None,
+    }
+}
+
+/// The log of revocations the nodes of a cluster follow: a stored name no client can name.
+const REVOCATIONS: &str = "/lookout/revocations";
+
+/// How often a node of a cluster looks for revocations made on the others.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A revocation as the nodes tell each other.
+#[derive(Serialize, Deserialize)]
+struct Revoked {
+    device: String,
+    key: String,
+}
+
+/// Cluster mode: applies the revocations every node appends to [`REVOCATIONS`] — the token
+/// refused here too, the phone's connections to this node closed — until `stop`. One read of
+/// the log's head per look; the log is read only when it grew.
+pub async fn follow_revocations(
+    state: std::sync::Arc<AppState>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut seen = 0;
+    loop {
+        match state.store.fresh_head(REVOCATIONS).await {
+            Ok(head) if head > seen => {
+                match state.store.read(REVOCATIONS, seen, head, 1000).await {
+                    Ok(messages) => {
+                        for m in messages {
+                            seen = m.seq;
+                            let Ok(r) = rmpv::ext::from_value::<Revoked>(m.data.clone()) else {
+                                continue;
+                            };
+                            state.auth.revoke(&r.device);
+                            state.hub.close_device(
+                                &r.key,
+                                &r.device,
+                                close::REVOKED,
+                                "device revoked",
+                            );
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reading the cluster's revocations"),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "looking for the cluster's revocations"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+        }
     }
 }
 
@@ -140,6 +195,21 @@ pub async fn revoke(call: Call) -> Result<Response<Body>, HttpError> {
             .await?;
     }
     state.auth.revoke(&id);
+    if state.store.cluster().is_some() {
+        // The other nodes hear of it from the log they follow.
+        let data = rmpv::ext::to_value(Revoked {
+            device: id.clone(),
+            key: device.key(),
+        })
+        .map_err(|e| HttpError::new(ErrorCode::Internal, e.to_string()))?;
+        let draft = crate::store::Draft {
+            timestamp: now_millis(),
+            data,
+            ack_required: false,
+        };
+        let (_, ticket) = state.store.append(REVOCATIONS, draft).await?;
+        state.store.durable(ticket).await?;
+    }
     let closed = state
         .hub
         .close_device(&device.key(), &id, close::REVOKED, "device revoked");

@@ -231,6 +231,11 @@ pub trait Store: Send + Sync + 'static {
     /// acknowledging.
     async fn write(&self, changes: &[Change<'_>]) -> Result<Ticket>;
 
+    /// Stores `value` under `key` only when nothing is there, atomically across every node
+    /// sharing the engine: `None` when something was (another request, here or on another
+    /// node, took it first). What makes a one-time sign-in link one-time.
+    async fn put_new(&self, key: Record<'_>, value: Vec<u8>) -> Result<Option<Ticket>>;
+
     /// Escalation timers due at or before `now` (ms), oldest first.
     async fn due_timers(&self, now: u64) -> Result<Vec<Timer>>;
 

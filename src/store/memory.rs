@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::error::Result;
+use super::error::{Result, StoreError};
 use super::interface::{
     Appended, Background, Draft, Messages, Remembered, RetentionRule, Store, StoredMessage, Ticket,
 };
@@ -420,6 +420,20 @@ impl Store for MemoryStore {
             .filter(|(k, _)| k.in_set(&set))
             .map(|(_, v)| v.clone())
             .collect())
+    }
+
+    async fn put_new(&self, key: Record<'_>, value: Vec<u8>) -> Result<Option<Ticket>> {
+        let Some(k) = Key::of(&key) else {
+            return Err(StoreError::Engine("a timer is not a record".into()));
+        };
+        {
+            let mut state = self.state.lock();
+            if state.records.contains_key(&k) {
+                return Ok(None);
+            }
+            state.records.insert(k, value);
+        }
+        Ok(Some(self.applied()))
     }
 
     async fn write(&self, changes: &[Change<'_>]) -> Result<Ticket> {

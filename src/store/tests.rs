@@ -116,7 +116,11 @@ fn an_emptied_store_is_refused_rather_than_silently_recreated() {
 async fn behaves_like_its_model(mut reboot: impl FnMut(Option<Arc<dyn Store>>) -> Arc<dyn Store>) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let channels = ["/topic/system", "/topic/org/a/room/x", "/user/u/queue/jobs"];
+    let channels = [
+        "/topic/system",
+        "/topic/org/a/room/x",
+        "/org/a/user/u/queue/jobs",
+    ];
     let mut model: HashMap<&str, (u64, BTreeMap<u64, u64>)> = HashMap::new();
     let mut store = reboot(None);
     for step in 0..600u64 {
@@ -468,7 +472,11 @@ async fn a_schema_2_store_moves_its_users_state_under_their_org_when_opened() {
     let store = open_sled(dir.path());
     let seqs = |m: super::interface::Messages| m.iter().map(|m| m.seq).collect::<Vec<_>>();
     for (old, new, n) in [
-        ("/topic/location/carol", "/org/acme/topic/location/carol", 3u64),
+        (
+            "/topic/location/carol",
+            "/org/acme/topic/location/carol",
+            3u64,
+        ),
         (
             "/user/carol/queue/messages",
             "/org/acme/user/carol/queue/messages",

@@ -998,6 +998,17 @@ impl Store for RedisStore {
         Ok(self.commit(&mut con, pipe, None).await?.1)
     }
 
+    async fn put_new(&self, record: Record<'_>, value: Vec<u8>) -> Result<Option<Ticket>> {
+        let (hash, field) = record_slot(&record)
+            .ok_or_else(|| StoreError::Engine("a timer is not a record".into()))?;
+        let mut con = self.con();
+        let mut pipe = redis::pipe();
+        pipe.hset_nx(hash, field, value);
+        let (replies, ticket) = self.commit(&mut con, pipe, None).await?;
+        let created: bool = self.reply(replies)?;
+        Ok(created.then_some(ticket))
+    }
+
     async fn due_timers(&self, now: u64) -> Result<Vec<Timer>> {
         let mut con = self.con();
         let _: u64 = redis::Script::new(RECLAIM)

@@ -806,6 +806,22 @@ impl Store for SledStore {
         Ok(self.commits.applied())
     }
 
+    async fn put_new(&self, key: Record<'_>, value: Vec<u8>) -> Result<Option<Ticket>> {
+        let key = keys::record(&key);
+        self.faults
+            .before_write()
+            .map_err(|e| self.write_failed(e))?;
+        let sealed = seal(&key, &value);
+        match self
+            .db
+            .compare_and_swap(&key, None as Option<&[u8]>, Some(sealed))
+            .map_err(|e| self.write_failed(e.into()))?
+        {
+            Ok(()) => Ok(Some(self.commits.applied())),
+            Err(_) => Ok(None),
+        }
+    }
+
     async fn due_timers(&self, now: u64) -> Result<Vec<Timer>> {
         let mut out = Vec::new();
         for key in self.db.scan_prefix([keys::TIMER]).keys() {
