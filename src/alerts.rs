@@ -338,6 +338,7 @@ impl Alerts {
         let json =
             serde_json::to_value(alert).map_err(|e| AlertError::BadRequest(e.to_string()))?;
         Ok(self.hooks.outbox(
+            &alert.org,
             event,
             alert.level,
             &alert.id,
@@ -456,7 +457,7 @@ impl Alerts {
         }
         self.store.commit(&changes).await?;
         drop(changes);
-        self.hooks.written(notices.len());
+        self.hooks.written(&alert.org, notices.len());
         self.census.add(AlertState::Open, 1, 1);
         self.wake.notify_one();
         self.announce(&alert, "created").await?;
@@ -608,7 +609,7 @@ impl Alerts {
         }
         self.store.commit(&changes).await?;
         drop(changes);
-        self.hooks.written(notices.len());
+        self.hooks.written(&alert.org, notices.len());
         self.census.add(was.0, was.1, -1);
         self.census.add(alert.state, alert.level, 1);
         self.announce(&alert, event).await?;
@@ -677,7 +678,7 @@ impl Alerts {
             changes.push(Change::Put(Record::Outbox { id }, bytes.clone()));
         }
         self.store.commit(&changes).await?;
-        self.hooks.written(notices.len());
+        self.hooks.written(&alert.org, notices.len());
         if raise {
             self.census.add(AlertState::Open, was, -1);
             self.census.add(AlertState::Open, level, 1);

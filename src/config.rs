@@ -114,8 +114,9 @@ pub struct AmqpBinding {
 pub struct NotifySettings {
     /// `[[notify.webhooks]]`: where alert events are POSTed.
     pub webhooks: Vec<Webhook>,
-    /// Most notifications waiting in the outbox, all webhooks together; beyond it new ones are
-    /// dropped (counted, logged), never the alert change itself.
+    /// Most notifications of one org waiting in the outbox, all webhooks together; beyond it
+    /// the org's new ones are dropped (counted, logged), never the alert change itself, and
+    /// never another org's.
     pub max_outbox: usize,
 }
 
@@ -481,6 +482,9 @@ pub struct Limits {
     pub message_burst: u32,
     /// Video frames per second per user.
     pub video_frames_per_second: u32,
+    /// Emergencies (alerts raised) per user per minute, over WebSocket and REST alike: each
+    /// is a durable alert with escalation timers and notifications to every webhook.
+    pub alerts_per_minute: u32,
     /// Largest text/JSON message (bytes); larger closes the connection with 1009.
     pub max_message_size: usize,
     /// Largest video frame payload (bytes) on `lookout.msgpack`.
@@ -582,6 +586,7 @@ impl Default for Limits {
             messages_per_second: 20,
             message_burst: 40,
             video_frames_per_second: 30,
+            alerts_per_minute: 30,
             max_message_size: 64 * 1024,
             max_video_frame: 256 * 1024,
             outbound_queue: 1024,
@@ -715,6 +720,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "video frames per second per user",
     ),
     (
+        "limits.alerts_per_minute",
+        "emergencies a user may raise per minute (WebSocket and REST)",
+    ),
+    (
         "limits.max_message_size",
         "largest text/JSON message in bytes (larger: close 1009)",
     ),
@@ -822,7 +831,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "notify.max_outbox",
-        "most notifications waiting for their webhooks; beyond it new ones are dropped and counted",
+        "most notifications of one org waiting for their webhooks; beyond it the org's new ones are dropped and counted",
     ),
     (
         "dashboard.site_plan",
@@ -1202,6 +1211,7 @@ impl Config {
                 "limits.video_frames_per_second",
                 l.video_frames_per_second == 0,
             ),
+            ("limits.alerts_per_minute", l.alerts_per_minute == 0),
             ("limits.max_message_size", l.max_message_size < 256),
             ("limits.outbound_queue", l.outbound_queue == 0),
             (

@@ -426,6 +426,13 @@ impl Field {
             let message = map_field(&req.data, "message")
                 .and_then(|m| m.as_str())
                 .map(|m| m.chars().take(1000).collect());
+            // Each emergency is a durable alert with timers and notifications: a budget per
+            // principal, the same over WebSocket and REST.
+            if !self.hub.allow_alert(&who.key) {
+                return Err(FieldError::Hub(HubError::OverBudget(
+                    "emergencies per minute exceeded (limits.alerts_per_minute)".into(),
+                )));
+            }
             let Some(field) = self.me.upgrade() else {
                 return Err(FieldError::Unavailable);
             };

@@ -5,6 +5,12 @@
 //! delivery loses nothing. One deliverer per webhook POSTs the records in order, signed with
 //! the webhook's secret (`X-Lookout-Signature: sha256=<HMAC of the body>`), retries with
 //! backoff until a 2xx, and only then deletes the record: at least once, in order per alert.
+//! A notification the receiver refuses ([`MAX_REJECTIONS`] 4xx answers) becomes a dead letter:
+//! kept (the newest [`MAX_DEAD`] per webhook), shown in the status, and no longer in the way of
+//! the ones after it. Each org's waiting notifications have a budget of their own
+//! (`notify.max_outbox`): one org's alert flood never drops another org's notifications.
+//!
+//! A receiver's URL is never logged or shown with its query or credentials, where tokens live.
 //!
 //! In cluster mode the outbox is shared and one node at a time delivers each webhook's, under
 //! a lease in the store's cluster engine.
@@ -33,6 +39,10 @@ const POLL: Duration = Duration::from_secs(1);
 /// In cluster mode one node delivers a webhook's outbox at a time, under a lease this long
 /// (renewed at every look, so it lapses only when the node stops looking).
 const LEASE: Duration = Duration::from_secs(15);
+/// 4xx answers (other than 408 and 429) after which a notification is a dead letter.
+pub const MAX_REJECTIONS: u32 = 5;
+/// Dead letters kept per webhook; beyond, the oldest are removed.
+pub const MAX_DEAD: usize = 1000;
 
 /// A notification waiting for its webhook.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +61,15 @@ struct Entry {
     at: u64,
     /// The JSON body, as signed.
     body: String,
+    /// The alert's org, whose outbox budget the entry uses.
+    #[serde(default)]
+    org: String,
+    /// 4xx answers so far.
+    #[serde(default)]
+    rejections: u32,
+    /// Refused for good: kept, not delivered.
+    #[serde(default)]
+    dead: bool,
 }
 
 impl Entry {
@@ -75,6 +94,8 @@ pub struct HookStatus {
     pub delivered: u64,
     /// Failed attempts since start.
     pub failures: u64,
+    /// Notifications the receiver refused for good, kept.
+    pub dead_letters: usize,
     /// The last failure, if the last attempt failed.
     pub last_error: Option<String>,
 }
@@ -93,8 +114,11 @@ pub struct Hooks {
     hooks: Vec<Hook>,
     store: Arc<dyn Store>,
     max_outbox: usize,
-    /// Records in the outbox: as of the deliverers' last look, plus what was written since.
+    /// Records waiting in the outbox: as of the deliverers' last look, plus what was written
+    /// since.
     depth: AtomicU64,
+    /// The same per org: the budget is each org's.
+    depth_per_org: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
     /// Notifications not written because the outbox was full.
     pub dropped: AtomicU64,
     wake: Notify,
@@ -136,17 +160,21 @@ impl Hooks {
             store,
             max_outbox: settings.max_outbox,
             depth: AtomicU64::new(0),
+            depth_per_org: Default::default(),
             dropped: AtomicU64::new(0),
             wake: Notify::new(),
             client,
         })
     }
 
-    /// The outbox records for `event` of alert `alert` (at `level`, the `index`-th event of its
-    /// history), one per webhook that asked for it, to be written with the alert change; each
-    /// is `(record id, encoded record)`. `alert_json` is the alert as the body carries it.
+    /// The outbox records for `event` of alert `alert` of `org` (at `level`, the `index`-th
+    /// event of its history), one per webhook that asked for it, to be written with the alert
+    /// change; each is `(record id, encoded record)`. `alert_json` is the alert as the body
+    /// carries it.
+    #[allow(clippy::too_many_arguments)]
     pub fn outbox(
         &self,
+        org: &str,
         event: &str,
         level: u8,
         alert: &str,
@@ -156,15 +184,16 @@ impl Hooks {
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         let event_id = format!("{alert}.{index}");
+        let waiting = self.depth_per_org.lock().get(org).copied().unwrap_or(0) as usize;
         for hook in &self.hooks {
             if !hook.config.events.iter().any(|e| e == event)
                 || hook.config.min_level.is_some_and(|min| level < min)
             {
                 continue;
             }
-            if self.depth.load(Ordering::Relaxed) as usize >= self.max_outbox {
+            if waiting + out.len() >= self.max_outbox {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%alert, event, "notify.max_outbox reached: a webhook notification is dropped");
+                tracing::warn!(%alert, org, event, "notify.max_outbox reached for the org: a webhook notification is dropped");
                 continue;
             }
             let body = serde_json::json!({
@@ -182,19 +211,39 @@ impl Hooks {
                 index: u32::try_from(index).unwrap_or(u32::MAX),
                 at,
                 body,
+                org: org.to_string(),
+                rejections: 0,
+                dead: false,
             };
             out.push((entry.id(), crate::store::records::encode(&entry)?));
         }
         Ok(out)
     }
 
-    /// Records the outbox writes made with an alert change (after its commit) and wakes the
-    /// deliverers.
-    pub fn written(&self, records: usize) {
+    /// Records the outbox writes made with an alert change of `org` (after its commit) and
+    /// wakes the deliverers.
+    pub fn written(&self, org: &str, records: usize) {
         if records > 0 {
             self.depth.fetch_add(records as u64, Ordering::Relaxed);
+            *self
+                .depth_per_org
+                .lock()
+                .entry(org.to_string())
+                .or_default() += records as u64;
             self.wake.notify_waiters();
         }
+    }
+
+    /// Sets the depths from what the outbox holds (dead letters wait for nobody).
+    fn counted(&self, all: &[Entry]) {
+        let mut per_org = std::collections::HashMap::new();
+        let mut total = 0;
+        for e in all.iter().filter(|e| !e.dead) {
+            *per_org.entry(e.org.clone()).or_default() += 1;
+            total += 1;
+        }
+        self.depth.store(total, Ordering::Relaxed);
+        *self.depth_per_org.lock() = per_org;
     }
 
     /// Notifications waiting, all webhooks together.
@@ -221,9 +270,13 @@ impl Hooks {
             .map(|h| HookStatus {
                 url: shown_url(&h.config.url),
                 events: h.config.events.clone(),
-                pending: entries.iter().filter(|e| e.hook == h.tag).count(),
+                pending: entries
+                    .iter()
+                    .filter(|e| e.hook == h.tag && !e.dead)
+                    .count(),
                 delivered: h.delivered.load(Ordering::Relaxed),
                 failures: h.failures.load(Ordering::Relaxed),
+                dead_letters: entries.iter().filter(|e| e.hook == h.tag && e.dead).count(),
                 last_error: h.last_error.lock().clone(),
             })
             .collect())
@@ -256,8 +309,13 @@ impl Hooks {
             let pending: Vec<Entry> = match self.entries().await {
                 Ok(all) => {
                     // What the outbox holds (in a cluster: every node's writes).
-                    self.depth.store(all.len() as u64, Ordering::Relaxed);
-                    all.into_iter().filter(|e| e.hook == hook.tag).collect()
+                    self.counted(&all);
+                    let (dead, waiting): (Vec<Entry>, Vec<Entry>) = all
+                        .into_iter()
+                        .filter(|e| e.hook == hook.tag)
+                        .partition(|e| e.dead);
+                    self.forget_oldest_dead(dead).await;
+                    waiting
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the notification outbox");
@@ -271,7 +329,15 @@ impl Hooks {
                 }
             }
             let mut failed = false;
+            // A refusal is not the receiver being down: tried again soon, without backing off.
+            let mut refused = false;
+            // An org whose notification failed waits for the next round (its alerts' order is
+            // kept); the other orgs' go on: one org's trouble never holds another's back.
+            let mut waiting_orgs: Vec<&str> = Vec::new();
             for entry in &pending {
+                if waiting_orgs.contains(&entry.org.as_str()) {
+                    continue;
+                }
                 // Renewed before each POST: a long run never outlasts the lease.
                 if stop.is_cancelled() || !self.holds_lease(hook).await {
                     break;
@@ -294,18 +360,31 @@ impl Hooks {
                                 });
                         hook.delivered.fetch_add(1, Ordering::Relaxed);
                         *hook.last_error.lock() = None;
-                        backoff = BACKOFF.0;
                     }
-                    Err(e) => {
+                    Err(failure) => {
                         hook.failures.fetch_add(1, Ordering::Relaxed);
+                        let e = failure.to_string();
+                        if let Failure::Rejected(_) = failure {
+                            if self.rejected(entry).await {
+                                tracing::warn!(url = %shown_url(&hook.config.url), event = %entry.event_id, error = %e, "webhook refused a notification {MAX_REJECTIONS} times: kept as a dead letter");
+                                *hook.last_error.lock() = Some(e);
+                                continue;
+                            }
+                        }
                         tracing::info!(url = %shown_url(&hook.config.url), event = %entry.event_id, error = %e, "webhook delivery failed; retrying");
+                        refused |= matches!(failure, Failure::Rejected(_));
                         *hook.last_error.lock() = Some(e);
                         failed = true;
-                        break;
+                        waiting_orgs.push(&entry.org);
                     }
                 }
             }
-            let wait = if failed {
+            if !failed {
+                backoff = BACKOFF.0;
+            }
+            let wait = if refused {
+                BACKOFF.0
+            } else if failed {
                 let wait = backoff;
                 backoff = (backoff * 2).min(BACKOFF.1);
                 wait
@@ -336,9 +415,46 @@ impl Hooks {
         }
     }
 
-    async fn post(&self, hook: &Hook, entry: &Entry) -> Result<(), String> {
+    /// Counts a 4xx answer to `entry`; true once it made the entry a dead letter.
+    async fn rejected(&self, entry: &Entry) -> bool {
+        let mut entry = entry.clone();
+        entry.rejections += 1;
+        entry.dead = entry.rejections >= MAX_REJECTIONS;
+        let id = entry.id();
+        let written = match Change::put(Record::Outbox { id: &id }, &entry) {
+            Ok(change) => self.store.commit(&[change]).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "counting a webhook's refusal");
+            return false;
+        }
+        entry.dead
+    }
+
+    /// Removes a webhook's oldest dead letters beyond [`MAX_DEAD`].
+    async fn forget_oldest_dead(&self, dead: Vec<Entry>) {
+        let extra = dead.len().saturating_sub(MAX_DEAD);
+        for entry in dead.iter().take(extra) {
+            let id = entry.id();
+            if let Err(e) = self
+                .store
+                .commit(&[Change::Delete(Record::Outbox { id: &id })])
+                .await
+            {
+                tracing::warn!(error = %e, "removing an old dead letter");
+                return;
+            }
+            tracing::warn!(event = %entry.event_id, "an old dead letter was removed (more than {MAX_DEAD})");
+        }
+    }
+
+    async fn post(&self, hook: &Hook, entry: &Entry) -> Result<(), Failure> {
         let signature = hmac::sign(&hook.key, entry.body.as_bytes());
-        let client = self.client.as_ref().map_err(Clone::clone)?;
+        let client = self
+            .client
+            .as_ref()
+            .map_err(|e| Failure::Retry(e.clone()))?;
         let response = client
             .post(&hook.config.url)
             .header("content-type", "application/json")
@@ -351,13 +467,31 @@ impl Hooks {
             .body(entry.body.clone())
             .send()
             .await
-            .map_err(|e| e.to_string())?;
-        if response.status().is_success() {
+            // reqwest's errors name the URL, query and all: never logged or shown.
+            .map_err(|e| Failure::Retry(e.without_url().to_string()))?;
+        let status = response.status();
+        if status.is_success() {
             Ok(())
+        } else if status.is_client_error()
+            && status != reqwest::StatusCode::REQUEST_TIMEOUT
+            && status != reqwest::StatusCode::TOO_MANY_REQUESTS
+        {
+            Err(Failure::Rejected(status.as_u16()))
         } else {
-            Err(format!("answered {}", response.status()))
+            Err(Failure::Retry(format!("answered {status}")))
         }
     }
+}
+
+/// Why a POST did not deliver.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// Worth trying again (no answer, 5xx, 408, 429).
+    #[error("{0}")]
+    Retry(String),
+    /// The receiver refused this notification (4xx).
+    #[error("answered {0}")]
+    Rejected(u16),
 }
 
 /// A short stable name for a webhook, from its URL.

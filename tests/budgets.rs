@@ -616,3 +616,54 @@ async fn history_and_polls_are_bounded_in_bytes_and_in_reads_per_user() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_users_emergencies_per_minute_are_bounded_on_rest_and_websocket_alike() {
+    let server = TestServer::start_with(|c| c.limits.alerts_per_minute = 3).await;
+    let http = server.http();
+    let flooder = server.token("g1", Some("acme"), &[Role::Guard]);
+    let mut watcher = server.connect(&supervisor(&server, "sup")).await;
+    assert!(ok(&watcher.subscribe("/topic/org/acme/alerts").await));
+    let panic = json!({"type": "PANIC", "message": "flood"});
+    for n in 0..3 {
+        let (status, body) = post_json(
+            &http,
+            &server.https("/api/v1/alerts"),
+            &flooder,
+            panic.clone(),
+        )
+        .await;
+        assert_eq!(status, 201, "alert {n}: {body}");
+    }
+    let (status, body) = post_json(
+        &http,
+        &server.https("/api/v1/alerts"),
+        &flooder,
+        panic.clone(),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    // The same budget on the WebSocket.
+    let mut socket = server.connect(&flooder).await;
+    let r = socket
+        .publish("/topic/emergency/g1", json!({"type": "PANIC"}))
+        .await;
+    assert_eq!(error_code(&r), "rate_limited", "{r}");
+    // Another guard's PANIC is raised and reaches the supervisor.
+    let other = server.token("g2", Some("acme"), &[Role::Guard]);
+    let (status, body) = post_json(&http, &server.https("/api/v1/alerts"), &other, panic).await;
+    assert_eq!(status, 201, "{body}");
+    let mut users = Vec::new();
+    for _ in 0..4 {
+        let m = watcher.next_on("/topic/org/acme/alerts").await;
+        users.push(
+            m["data"]["alert"]["user"]
+                .as_str()
+                .expect("user")
+                .to_string(),
+        );
+    }
+    assert_eq!(users, ["g1", "g1", "g1", "g2"]);
+    server.stop().await;
+}

@@ -344,3 +344,161 @@ async fn in_a_cluster_each_event_is_posted_once_not_once_per_node() {
         node.stop().await;
     }
 }
+
+/// A receiver on 127.0.0.1 that answers each POST with what `answer` says of its body, and
+/// keeps the bodies it accepted (2xx).
+async fn judging_receiver(
+    answer: impl Fn(&Value) -> u16 + Send + Sync + 'static,
+) -> (String, Arc<Mutex<Vec<Value>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://127.0.0.1:{}/hooks/lookout?token=s3cret-query-token",
+        listener.local_addr().expect("addr").port()
+    );
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let (shared, answer) = (accepted.clone(), Arc::new(answer));
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let (accepted, answer) = (shared.clone(), answer.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let body = loop {
+                    match tcp.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + length {
+                        break buf[end + 4..end + 4 + length].to_vec();
+                    }
+                };
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let status = answer(&body);
+                if (200..300).contains(&status) {
+                    accepted.lock().expect("lock").push(body);
+                }
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = tcp.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (url, accepted)
+}
+
+fn webhook(url: &str) -> lookout::config::Webhook {
+    lookout::config::Webhook {
+        url: url.to_string(),
+        events: vec!["alert.created".into()],
+        min_level: None,
+        secret: SECRET.into(),
+    }
+}
+
+async fn raise(server: &TestServer, user: &str, org: &str, message: &str) {
+    let token = server.token(user, Some(org), &[Role::Guard]);
+    let (status, body) = post_json(
+        &server.http(),
+        &server.https("/api/v1/alerts"),
+        &token,
+        json!({"type": "GENERAL", "message": message}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+fn messages(accepted: &Mutex<Vec<Value>>) -> Vec<String> {
+    accepted
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|b| {
+            b["alert"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_notification_the_receiver_refuses_becomes_a_dead_letter_and_the_next_ones_go_on() {
+    let (url, accepted) = judging_receiver(|body| match body["alert"]["message"].as_str() {
+        Some("poison") => 400,
+        _ => 200,
+    })
+    .await;
+    let server = TestServer::start_with(|c| c.notify.webhooks = vec![webhook(&url)]).await;
+    raise(&server, "g1", "acme", "poison").await;
+    raise(&server, "g2", "acme", "fine").await;
+    until(
+        "the notification after the refused one is delivered",
+        || messages(&accepted) == ["fine"],
+    )
+    .await;
+    let admin = server.token("root", None, &[Role::Admin]);
+    let status = get_json(
+        &server.http(),
+        &server.https("/api/v1/notify/status"),
+        &admin,
+    )
+    .await;
+    let hook = &status["webhooks"][0];
+    assert_eq!(hook["dead_letters"], 1, "{status}");
+    assert_eq!(hook["pending"], 0, "{status}");
+    let shown = status.to_string();
+    assert!(
+        !shown.contains("s3cret-query-token") && !shown.contains("token="),
+        "the receiver's query is never shown: {shown}"
+    );
+    assert!(hook["url"]
+        .as_str()
+        .expect("url")
+        .ends_with("/hooks/lookout"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_orgs_flood_of_alerts_never_drops_another_orgs_notifications() {
+    // The receiver is down for acme's notifications: they wait, up to acme's budget.
+    let (url, accepted) = judging_receiver(|body| match body["alert"]["org"].as_str() {
+        Some("acme") => 503,
+        _ => 200,
+    })
+    .await;
+    let server = TestServer::start_with(|c| {
+        c.notify.webhooks = vec![webhook(&url)];
+        c.notify.max_outbox = 3;
+    })
+    .await;
+    for n in 0..8 {
+        raise(&server, &format!("g{n}"), "acme", "flood").await;
+    }
+    raise(&server, "g1", "globex", "globex's own").await;
+    until("globex's notification is delivered", || {
+        messages(&accepted) == ["globex's own"]
+    })
+    .await;
+    let admin = server.token("root", None, &[Role::Admin]);
+    let status = get_json(
+        &server.http(),
+        &server.https("/api/v1/notify/status"),
+        &admin,
+    )
+    .await;
+    assert_eq!(status["webhooks"][0]["pending"], 3, "{status}");
+    assert_eq!(status["dropped"], 5, "{status}");
+    server.stop().await;
+}

@@ -87,6 +87,7 @@ pub struct Hub {
 struct Rates {
     messages: DefaultKeyedRateLimiter<Arc<str>>,
     video: DefaultKeyedRateLimiter<Arc<str>>,
+    alerts: DefaultKeyedRateLimiter<Arc<str>>,
 }
 
 impl Rates {
@@ -97,6 +98,11 @@ impl Rates {
                 limits.video_frames_per_second,
                 limits.video_frames_per_second,
             )),
+            alerts: RateLimiter::keyed({
+                let per_minute =
+                    NonZeroU32::new(limits.alerts_per_minute).unwrap_or(NonZeroU32::MIN);
+                Quota::per_minute(per_minute).allow_burst(per_minute)
+            }),
         }
     }
 }
@@ -166,6 +172,16 @@ impl Hub {
         self.limits.store(Arc::new(limits));
     }
 
+    /// Checks the principal's rate of emergencies (`limits.alerts_per_minute`), whatever
+    /// transport raised them.
+    pub fn allow_alert(&self, key: &Arc<str>) -> bool {
+        let ok = self.rates.load().alerts.check_key(key).is_ok();
+        if !ok {
+            self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
     /// Checks the user's message rate (`video` selects the video frame budget).
     pub fn allow_message(&self, user: &Arc<str>, video: bool) -> bool {
         let rates = self.rates.load();
@@ -184,6 +200,7 @@ impl Hub {
         let rates = self.rates.load();
         rates.messages.retain_recent();
         rates.video.retain_recent();
+        rates.alerts.retain_recent();
         let now = now_millis();
         let idle = self.limits().idle_timeout.as_millis() as u64;
         self.users.forget_gone(now.saturating_sub(idle));
