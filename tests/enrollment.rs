@@ -335,3 +335,42 @@ async fn an_org_at_its_device_budget_enrolls_no_more_until_it_revokes_one_and_ot
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_device_whose_shift_session_ran_out_holds_no_place_under_the_budget() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_devices_per_org = 1;
+        c.field.guard_session = std::time::Duration::from_secs(2);
+    })
+    .await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    enroll(&server, &sup, "g1").await;
+    let (_, minted) = mint(&server, &sup, json!({ "guard": "g2" })).await;
+    let link = minted["link"].as_str().expect("link");
+    let (status, _) = exchange(&server, link).await;
+    assert_eq!(status, 429, "the first phone's session is still running");
+    // The shift is over: its session has expired, so its place is free.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, body) = exchange(&server, link).await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_guard_link_is_never_minted_for_an_id_that_holds_another_role_in_the_org() {
+    let server = TestServer::start().await;
+    let sup1 = server.token("sup1", Some("acme"), &[Role::Supervisor]);
+    let _seen = server.connect(&sup1).await;
+    let sup2 = server.token("sup2", Some("acme"), &[Role::Supervisor]);
+    // Another acme supervisor's id, and the minter's own.
+    for guard in ["sup1", "sup2"] {
+        let (status, body) = mint(&server, &sup2, json!({ "guard": guard })).await;
+        assert_eq!(status, 409, "{guard}: {body}");
+        assert_eq!(body["error"]["code"], "conflict");
+    }
+    // The same id in another org is that org's own guard.
+    let globex = server.token("boss", Some("globex"), &[Role::Supervisor]);
+    let (status, body) = mint(&server, &globex, json!({ "guard": "sup1" })).await;
+    assert_eq!(status, 201, "{body}");
+    server.stop().await;
+}

@@ -121,14 +121,20 @@ pub async fn load_revocations(state: &AppState) -> Result<usize, StoreError> {
     Ok(revoked)
 }
 
-/// Refuses a new device for `org` when it has `limits.max_devices_per_org` enrolled and not
-/// revoked. Called under the link-exchange lock, so the count is exact.
+/// Refuses a new device for `org` when it has `limits.max_devices_per_org` enrolled, not
+/// revoked and with a session that has not expired (a phone whose shift session ran out
+/// holds no place: after a few shift changes the org could otherwise enroll no one).
+/// Called under the link-exchange lock, so the count is exact on this node.
 pub async fn check_quota(state: &AppState, org: &str) -> Result<(), HttpError> {
     let max = state.config.limits.max_devices_per_org;
+    let session = state.config.field.guard_session.as_millis() as u64;
+    let now = now_millis();
     let devices: Vec<Device> = state.store.load_all(Records::Devices).await?;
     let active = devices
         .iter()
-        .filter(|d| d.org == org && d.revoked_at.is_none())
+        .filter(|d| {
+            d.org == org && d.revoked_at.is_none() && d.enrolled_at.saturating_add(session) > now
+        })
         .count();
     if active >= max {
         state.hub.stats.refused(Budget::Devices);
