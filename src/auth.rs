@@ -260,6 +260,9 @@ pub struct Authenticator {
     validation: Validation,
     algorithm: Algorithm,
     claims: crate::config::ClaimsConfig,
+    /// With an identity provider's key set, roles come only from `jwt.claims.role_map`: a
+    /// provider role that happens to be named `admin` grants nothing by its name.
+    explicit_roles: bool,
     issuer: Option<String>,
     audience: Option<String>,
     /// Revoked devices (token ids); loaded from the store at start, added to by revocations.
@@ -356,6 +359,7 @@ impl Authenticator {
             validation.validate_aud = false;
         }
         validation.set_required_spec_claims(&required);
+        let explicit_roles = key_set.is_some();
         let verifying = match (key_set, decoding) {
             (Some(set), _) => {
                 let per_algorithm = [Algorithm::RS256, Algorithm::ES256]
@@ -377,6 +381,7 @@ impl Authenticator {
             validation,
             algorithm,
             claims: jwt.claims.clone(),
+            explicit_roles,
             issuer: jwt.issuer.clone(),
             audience: jwt.audience.clone(),
             revoked: Default::default(),
@@ -534,7 +539,7 @@ impl Authenticator {
                 other => AuthError::Malformed(format!("{other:?}")),
             },
         )?;
-        claims_from(&data.claims, &self.claims)
+        claims_from(&data.claims, &self.claims, self.explicit_roles)
     }
 
     /// Mints a token for `sub` in `org` with `roles`, valid for `ttl`.
@@ -608,6 +613,7 @@ fn claim<'a>(claims: &'a serde_json::Value, path: &str) -> Option<&'a serde_json
 fn claims_from(
     value: &serde_json::Value,
     map: &crate::config::ClaimsConfig,
+    explicit_roles: bool,
 ) -> Result<Claims, AuthError> {
     let text = |path: &str| {
         claim(value, path).and_then(|v| match v {
@@ -629,6 +635,7 @@ fn claims_from(
         .into_iter()
         .filter_map(|n| match map.role_map.get(&n) {
             Some(mapped) => Some(mapped.clone()),
+            None if explicit_roles => None,
             None => Role::parse(&n).map(|r| r.as_str().to_string()),
         })
         .collect();

@@ -1154,6 +1154,14 @@ impl Config {
             if jwt.jwks_refresh.is_zero() {
                 bad("jwt.jwks_refresh", "must be positive");
             }
+            // A provider signs tokens for many applications: without an audience, a token it
+            // issued for another one would open Lookout.
+            if jwt.audience.as_deref().is_none_or(str::is_empty) {
+                bad(
+                    "jwt.audience",
+                    "required with a key set: the audience (client id) the provider puts in Lookout's tokens",
+                );
+            }
         }
         for (name, role) in &jwt.claims.role_map {
             // The role names of the design (auth builds on this module, so not `Role::parse`).

@@ -63,17 +63,27 @@ impl Signer {
     /// A token with these claims (an hour's `exp` added).
     fn mint(&self, mut claims: Value) -> String {
         claims["exp"] = json!(lookout::auth::now_secs() + 3600);
+        if claims.get("aud").is_none() {
+            claims["aud"] = json!(AUDIENCE);
+        }
         let mut header = Header::new(self.algorithm);
         header.kid = Some(self.kid.to_string());
         jsonwebtoken::encode(&header, &claims, &self.key).expect("sign")
     }
 }
 
+/// The audience (client id) the provider puts in Lookout's tokens.
+const AUDIENCE: &str = "lookout-site";
+
 /// The identity provider: HTTPS on 127.0.0.1, a certificate for `localhost` from a CA of its
 /// own, `GET /certs` answering the key set of the moment.
 struct Provider {
     addr: SocketAddr,
     jwks: Arc<Mutex<String>>,
+    /// Key set requests answered.
+    fetches: Arc<std::sync::atomic::AtomicUsize>,
+    /// How long each answer takes, ms (a slow provider).
+    delay: Arc<std::sync::atomic::AtomicU64>,
     ca_file: std::path::PathBuf,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -103,9 +113,14 @@ impl Provider {
         let addr = listener.local_addr().expect("addr");
         let jwks = Arc::new(Mutex::new(String::new()));
         let served = jwks.clone();
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = fetches.clone();
+        let delay = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let slow = delay.clone();
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let (acceptor, served) = (acceptor.clone(), served.clone());
+                let (counted, slow) = (counted.clone(), slow.clone());
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
                         return;
@@ -119,6 +134,9 @@ impl Provider {
                             Ok(n) => head.extend_from_slice(&buf[..n]),
                         }
                     }
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let ms = slow.load(std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
                     let body = served.lock().expect("lock").clone();
                     let response = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -132,6 +150,8 @@ impl Provider {
         let provider = Provider {
             addr,
             jwks,
+            fetches,
+            delay,
             ca_file,
             task,
             _dir: dir,
@@ -161,7 +181,7 @@ fn lookout(data: &std::path::Path, provider: &Provider, claims: &str) -> Binary 
     let config = config_file(
         data,
         &format!(
-            "[jwt]\njwks_url = \"{}\"\njwks_min_interval = \"0s\"\n[jwt.claims]\n{claims}\n",
+            "[jwt]\njwks_url = \"{}\"\njwks_min_interval = \"0s\"\naudience = \"{AUDIENCE}\"\n[jwt.claims]\n{claims}\n",
             provider.url()
         ),
     );
@@ -197,7 +217,11 @@ async fn keys_are_chosen_by_kid_follow_a_rotation_and_survive_a_restart_while_th
     let provider = Provider::start(&[&rsa, &ec]).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
-    let node = lookout(&data, &provider, "org = \"org\"");
+    let node = lookout(
+        &data,
+        &provider,
+        "org = \"org\"\nrole_map = { supervisor = \"supervisor\" }",
+    );
     let claims = |sub: &str| json!({ "sub": sub, "org": "acme", "roles": ["supervisor"] });
 
     assert_eq!(
@@ -245,7 +269,11 @@ async fn keys_are_chosen_by_kid_follow_a_rotation_and_survive_a_restart_while_th
     // The provider goes down and Lookout restarts: the cached set still verifies.
     drop(node);
     provider.stop();
-    let node = lookout(&data, &provider, "org = \"org\"");
+    let node = lookout(
+        &data,
+        &provider,
+        "org = \"org\"\nrole_map = { supervisor = \"supervisor\" }",
+    );
     assert_eq!(
         admitted(&node, &rsa2.mint(claims("cat"))).await,
         Ok("cat".into())
@@ -345,6 +373,7 @@ async fn a_key_set_file_is_read_again_when_a_token_names_a_new_key() {
         &[
             ("LOOKOUT_JWT__JWKS_FILE", file.to_str().expect("path")),
             ("LOOKOUT_JWT__JWKS_MIN_INTERVAL", "0s"),
+            ("LOOKOUT_JWT__AUDIENCE", AUDIENCE),
         ],
     );
     let claims = json!({ "sub": "ann", "org": "acme", "roles": ["supervisor"] });
@@ -362,5 +391,98 @@ async fn a_key_set_file_is_read_again_when_a_token_names_a_new_key() {
     assert!(
         admitted(&node, &old.mint(claims)).await.is_err(),
         "file-1 withdrawn"
+    );
+}
+
+/// With a key set, a provider's role grants a Lookout role only through `jwt.claims.role_map`
+/// (a realm role that happens to be called `admin` grants nothing), and a token must be for
+/// Lookout's audience: one the provider issued for another application is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_roles_count_only_when_mapped_and_its_tokens_only_for_lookouts_audience() {
+    let ec = Signer::ec("ec-1");
+    let provider = Provider::start(&[&ec]).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let node = lookout(
+        &tmp.path().join("data"),
+        &provider,
+        "org = \"org\"\nrole_map = { \"ops-lead\" = \"supervisor\" }",
+    );
+    let named_admin =
+        ec.mint(json!({ "sub": "mallory", "org": "acme", "roles": ["admin", "supervisor"] }));
+    let mut mallory = node.connect(&named_admin).await;
+    for channel in ["/topic/org/acme/alerts", "/topic/org/globex/alerts"] {
+        let reply = mallory.subscribe(channel).await;
+        assert_eq!(error_code(&reply), "forbidden", "{channel}: {reply}");
+    }
+    let lead = ec.mint(json!({ "sub": "lena", "org": "acme", "roles": ["ops-lead"] }));
+    let mut lena = node.connect(&lead).await;
+    assert!(ok(&lena.subscribe("/topic/org/acme/alerts").await));
+    // Tokens for another application of the same provider, or for none: refused.
+    for aud in [json!("payroll-app"), json!(null)] {
+        let mut claims = json!({ "sub": "lena", "org": "acme", "roles": ["ops-lead"] });
+        claims["aud"] = aud.clone();
+        let refused = admitted(&node, &ec.mint(claims)).await;
+        assert!(
+            refused.as_ref().is_err_and(|e| e.starts_with("401")),
+            "{aud}: {refused:?}"
+        );
+    }
+}
+
+#[test]
+fn a_key_set_without_an_audience_is_refused_at_start() {
+    let mut config = lookout::Config::default();
+    config.jwt.jwks_url = Some("https://idp.example/certs".into());
+    let problems: Vec<String> = config.problems().iter().map(|p| p.to_string()).collect();
+    let problems = problems.join("\n");
+    assert!(problems.contains("jwt.audience"), "{problems}");
+}
+
+/// Tokens naming keys the set lacks can come from anyone, before any authentication: a burst
+/// of them makes one fetch of the provider's key set, not one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_unknown_keys_makes_one_fetch_of_the_key_set() {
+    let known = Signer::ec("ec-1");
+    let stranger = Signer::ec("who-knows");
+    let provider = Provider::start(&[&known]).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let config = config_file(
+        &data,
+        &format!(
+            "[jwt]\njwks_url = \"{}\"\njwks_min_interval = \"2s\"\naudience = \"{AUDIENCE}\"\n[jwt.claims]\norg = \"org\"\n",
+            provider.url()
+        ),
+    );
+    let ca = provider.ca_file.display().to_string();
+    let node = Binary::serve(
+        &data,
+        &[
+            ("LOOKOUT_CONFIG", config.as_str()),
+            ("SSL_CERT_FILE", ca.as_str()),
+        ],
+    );
+    // Past the interval since the fetch at start, the provider slows down: a first unknown
+    // key starts a fetch that takes 3 s; 2.5 s into it (past the interval again), a burst.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    provider
+        .delay
+        .store(3000, std::sync::atomic::Ordering::SeqCst);
+    let at_start = provider.fetches.load(std::sync::atomic::Ordering::SeqCst);
+    let token = stranger.mint(json!({ "sub": "x", "org": "acme" }));
+    let first = admitted(&node, &token);
+    let burst = async {
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        futures_util::future::join_all((0..10).map(|_| admitted(&node, &token))).await
+    };
+    let (first, burst) = tokio::join!(first, burst);
+    for refused in burst.into_iter().chain([first]) {
+        assert!(refused.is_err_and(|e| e.contains("unknown key")));
+    }
+    let fetched = provider.fetches.load(std::sync::atomic::Ordering::SeqCst) - at_start;
+    // The burst waited for the first fetch and found it just made.
+    assert_eq!(
+        fetched, 1,
+        "one fetch for a first request and a burst of ten"
     );
 }

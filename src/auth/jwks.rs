@@ -159,6 +159,11 @@ impl KeySet {
     /// Fetches (or reads) the set again and swaps it in; on failure the last good set stays.
     pub async fn refresh(&self) -> Result<usize, JwksError> {
         let _one = self.fetching.lock().await;
+        self.refresh_now().await
+    }
+
+    /// [`KeySet::refresh`], the caller holding `fetching`.
+    async fn refresh_now(&self) -> Result<usize, JwksError> {
         *self.last_try.lock() = Some(Instant::now());
         let result = match &self.source {
             Source::Url(url) => self.fetch(url).await,
@@ -167,6 +172,9 @@ impl KeySet {
                 .map_err(|e| format!("{}: {e}", file.display())),
         }
         .and_then(|bytes| Ok((self.parse(&bytes)?, bytes)));
+        // The interval runs from when the answer came: a slow provider is not asked again by
+        // those who waited for it.
+        *self.last_try.lock() = Some(Instant::now());
         match result {
             Ok((keys, bytes)) => {
                 let n = keys.len();
@@ -188,7 +196,11 @@ impl KeySet {
 
     /// A token named a `kid` the set lacks: fetches again unless that was tried less than
     /// `jwt.jwks_min_interval` ago. `true` when a fetch replaced the set.
+    /// Single flight: the interval is checked once this caller holds the fetch, so a burst of
+    /// requests naming unknown keys (any client can send one, before any authentication) makes
+    /// one fetch, and the rest find it just made.
     pub async fn refresh_for_unknown(&self) -> bool {
+        let _one = self.fetching.lock().await;
         let recent = self
             .last_try
             .lock()
@@ -196,7 +208,7 @@ impl KeySet {
         if recent {
             return false;
         }
-        match self.refresh().await {
+        match self.refresh_now().await {
             Ok(_) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "fetching the key set for an unknown kid");
