@@ -393,6 +393,40 @@ async fn an_expired_token_closes_with_4001_unless_refreshed() {
         .request(json!({"type":"refresh","token": "junk"}))
         .await;
     assert_eq!(error_code(&r), "unauthorized");
+    // The same user with other roles, in another org, or on an enrolled device: a refresh
+    // never changes what the session is.
+    for other in [
+        server.token("y", Some("acme"), &[Role::Supervisor]),
+        server.token("y", Some("acme"), &[Role::Guard, Role::Admin]),
+        server.token("y", Some("globex"), &[Role::Guard]),
+        server
+            .auth
+            .mint_session(
+                &server
+                    .auth
+                    .verify_link(
+                        &server
+                            .auth
+                            .mint_link(
+                                "y",
+                                Some("acme"),
+                                &[Role::Guard],
+                                Duration::from_secs(60),
+                                None,
+                            )
+                            .expect("link"),
+                    )
+                    .expect("link"),
+                Duration::from_secs(3600),
+            )
+            .expect("session")
+            .0,
+    ] {
+        let r = refreshed
+            .request(json!({"type":"refresh","token": other}))
+            .await;
+        assert_eq!(error_code(&r), "forbidden", "{r}");
+    }
 
     match expiring.ended().await {
         Ended::Closed(code, reason) => {

@@ -308,7 +308,14 @@ impl Reader {
 
     async fn refresh(&mut self, id: Option<&RequestId>, token: &str) -> Flow {
         match self.ctx.auth.verify_fresh(token).await {
-            Ok(new) if new.user == self.conn.identity.user && new.org == self.conn.identity.org => {
+            // The session is extended only for the same principal with the same roles on the
+            // same device: a refresh never changes what the session may do, and a session whose
+            // device was revoked is not kept alive by a token from elsewhere.
+            Ok(new)
+                if new.key == self.conn.identity.key
+                    && new.roles == self.conn.identity.roles
+                    && new.device == self.conn.identity.device =>
+            {
                 self.conn.exp.store(new.exp, Ordering::Relaxed);
                 self.conn.wake.notify_one();
                 let fields = ReplyFields {
@@ -321,7 +328,7 @@ impl Reader {
                 self.error(
                     id,
                     ErrorCode::Forbidden,
-                    "a refresh token must be for the same user and org",
+                    "a refresh token must be for the same user, org, roles and device",
                 )
                 .await
             }
