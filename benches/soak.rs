@@ -295,7 +295,7 @@ async fn run(scale: Scale) {
         let _ = t.await;
     }
     rss.push((started.elapsed().as_secs(), server.rss_kib()));
-    let metrics = common::metrics(&cert, addr).await;
+    let metrics = server.metrics().await;
 
     report(&scale, &watch, &tally, &panics_sent, &rss, &metrics);
 }

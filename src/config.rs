@@ -61,6 +61,8 @@ pub struct Config {
     pub alerts: AlertSettings,
     /// The dashboard.
     pub dashboard: DashboardSettings,
+    /// Who may scrape `/metrics`.
+    pub metrics: MetricsSettings,
     /// Alert notifications out (webhooks).
     pub notify: NotifySettings,
     /// Task events from the site's RabbitMQ.
@@ -236,6 +238,16 @@ pub struct DashboardSettings {
     pub site_plan: Option<PathBuf>,
     /// Where the image's edges are: `[west, south, east, north]` in degrees.
     pub site_plan_bounds: Option<[f64; 4]>,
+}
+
+/// `/metrics` settings. The metrics tell who is connected, how much and to what: never open
+/// to anyone on the LAN.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// A bearer token a scraper sends (`Authorization: Bearer …`), for Prometheus; admins' and
+    /// supervisors' own tokens are accepted too. Unset: only theirs.
+    pub token: Option<String>,
 }
 
 /// Field operations settings.
@@ -541,6 +553,7 @@ impl Default for Config {
             field: FieldSettings::default(),
             alerts: AlertSettings::default(),
             dashboard: DashboardSettings::default(),
+            metrics: MetricsSettings::default(),
             notify: NotifySettings::default(),
             amqp: AmqpSettings::default(),
             testing: TestingSettings::default(),
@@ -832,6 +845,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "notify.max_outbox",
         "most notifications of one org waiting for their webhooks; beyond it the org's new ones are dropped and counted",
+    ),
+    (
+        "metrics.token",
+        "bearer token a Prometheus scraper sends for /metrics (admins' and supervisors' tokens work too); at least 32 bytes",
     ),
     (
         "dashboard.site_plan",
@@ -1183,6 +1200,12 @@ impl Config {
                     "a claim name or a dotted path such as realm_access.roles",
                 );
             }
+        }
+        if self.metrics.token.as_deref().is_some_and(|t| t.len() < 32) {
+            bad(
+                "metrics.token",
+                "at least 32 bytes (it opens the metrics to whoever holds it)",
+            );
         }
         let uses_key_set = jwt.jwks_url.is_some() || jwt.jwks_file.is_some();
         match self.jwt.algorithm {

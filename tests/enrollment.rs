@@ -323,6 +323,7 @@ async fn an_org_at_its_device_budget_enrolls_no_more_until_it_revokes_one_and_ot
     let metrics = server
         .http()
         .get(server.https("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
         .expect("metrics")

@@ -72,7 +72,12 @@ async fn a_native_retry_gets_the_first_reply_and_the_message_is_stored_and_deliv
         3,
         "stored once each"
     );
-    let metrics = server.http().get(server.https("/metrics")).send().await;
+    let metrics = server
+        .http()
+        .get(server.https("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await;
     let text = metrics.expect("metrics").text().await.expect("text");
     assert!(
         text.lines()

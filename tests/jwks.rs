@@ -191,6 +191,7 @@ fn lookout(data: &std::path::Path, provider: &Provider, claims: &str) -> Binary 
         &[
             ("LOOKOUT_CONFIG", config.as_str()),
             ("SSL_CERT_FILE", ca.as_str()),
+            ("LOOKOUT_METRICS__TOKEN", METRICS_TOKEN),
         ],
     )
 }

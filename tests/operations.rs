@@ -452,3 +452,35 @@ async fn json_logs_never_carry_tokens_or_message_bodies() {
     assert!(!text.contains(&token), "a token reached the log");
     assert!(!text.contains(secret), "a message body reached the log");
 }
+
+#[tokio::test]
+async fn metrics_are_for_the_configured_scraper_admins_and_supervisors_only() {
+    use common::{TestServer, METRICS_TOKEN};
+    let server = TestServer::start().await;
+    let http = server.http();
+    let scrape = |token: Option<String>| {
+        let mut request = http.get(server.https("/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.expect("scrape").status().as_u16() }
+    };
+    assert_eq!(scrape(None).await, 401, "a LAN neighbour");
+    assert_eq!(scrape(Some("a-guess".into())).await, 401);
+    assert_eq!(
+        scrape(Some(server.token(
+            "g1",
+            Some("acme"),
+            &[lookout::auth::Role::Guard]
+        )))
+        .await,
+        403,
+        "a guard"
+    );
+    assert_eq!(scrape(Some(METRICS_TOKEN.into())).await, 200);
+    for role in [lookout::auth::Role::Supervisor, lookout::auth::Role::Admin] {
+        let token = server.token("boss", Some("acme"), &[role]);
+        assert_eq!(scrape(Some(token)).await, 200, "{role:?}");
+    }
+    server.stop().await;
+}

@@ -148,19 +148,6 @@ where
     None
 }
 
-/// The server's `/metrics` text.
-pub async fn metrics(cert_pem: &[u8], addr: SocketAddr) -> String {
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem).expect("cert"))
-        .tls_built_in_root_certs(false)
-        .build()
-        .expect("client");
-    match client.get(format!("https://{addr}/metrics")).send().await {
-        Ok(response) => response.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
 /// The `p` quantile (0–1) of sorted samples.
 pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
     sorted

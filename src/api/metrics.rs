@@ -17,6 +17,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 
 use super::extract::Call;
+use crate::auth::Role;
 use crate::channel::ChannelKind;
 use crate::counters::Budget;
 use crate::http::{full, Body, HttpError};
@@ -24,8 +25,26 @@ use crate::hub::Hub;
 use crate::protocol::{ErrorCode, Protocol};
 use crate::store::Store;
 
+/// A scraper with `metrics.token`, or an admin or a supervisor with their own token.
+fn may_scrape(call: &Call) -> Result<(), HttpError> {
+    let offered = crate::http::token_from(&call.req);
+    if let (Some(offered), Some(expected)) = (&offered, &call.state.config.metrics.token) {
+        // Compared by digest: equal lengths, no early exit on the first differing byte.
+        let digest = |t: &str| ring::digest::digest(&ring::digest::SHA256, t.as_bytes());
+        if digest(offered).as_ref() == digest(expected).as_ref() {
+            return Ok(());
+        }
+    }
+    call.who_is(
+        &[Role::Admin, Role::Supervisor],
+        "metrics are for admins, supervisors and the configured scraper",
+    )
+    .map(drop)
+}
+
 /// `GET /metrics`.
 pub async fn metrics(call: Call) -> Result<Response<Body>, HttpError> {
+    may_scrape(&call)?;
     let state = &call.state;
     let mut alerts = BTreeMap::new();
     for (alert_state, level, n) in state.field.alerts().census.counts() {

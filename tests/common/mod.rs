@@ -78,6 +78,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         ..Config::default()
     };
     config.jwt.secret = Some(SECRET.into());
+    config.metrics.token = Some(METRICS_TOKEN.into());
     config
 }
 
@@ -529,7 +530,12 @@ pub struct Binary {
     pub addr: SocketAddr,
     pub data_dir: std::path::PathBuf,
     pub stdout_lines: Vec<String>,
+    /// The environment it was started with (what its tokens are signed with, say).
+    pub env: Vec<(String, String)>,
 }
+
+/// The `metrics.token` tests give a server whose `/metrics` they scrape.
+pub const METRICS_TOKEN: &str = "a-test-scraper-token-of-32-bytes-at-least";
 
 impl Binary {
     /// Runs `lookout serve --listen 127.0.0.1:0 --data-dir DIR` with `env`, waits for the
@@ -605,6 +611,10 @@ impl Binary {
             addr,
             data_dir: data_dir.to_path_buf(),
             stdout_lines: seen,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -657,10 +667,35 @@ impl Binary {
             .expect("connect")
     }
 
-    /// Its `/metrics` text.
+    /// Its `/metrics` text, scraped with its `metrics.token`, or as an admin.
     pub async fn metrics(&self) -> String {
+        let env = |key: &str| {
+            self.env
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let bearer = match (env("LOOKOUT_METRICS__TOKEN"), env("LOOKOUT_JWT__SECRET")) {
+            (Some(token), _) => token,
+            (None, Some(secret)) => {
+                let mut config = test_config(&self.data_dir);
+                config.jwt.secret = Some(secret);
+                Authenticator::from_config(&config)
+                    .expect("auth")
+                    .mint(
+                        "scraper",
+                        None,
+                        &[Role::Admin],
+                        Duration::from_secs(600),
+                        None,
+                    )
+                    .expect("mint")
+            }
+            (None, None) => self.token("scraper", None, &[Role::Admin]),
+        };
         http_client(&self.cert_pem())
             .get(format!("https://{}/metrics", self.addr))
+            .bearer_auth(bearer)
             .send()
             .await
             .expect("metrics")
@@ -1229,6 +1264,7 @@ pub async fn scrape(server: &TestServer) -> prometheus_parse::Scrape {
     let response = server
         .http()
         .get(server.https("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
         .send()
         .await
         .expect("scrape");
