@@ -503,6 +503,15 @@ pub struct Limits {
     pub max_video_frame: usize,
     /// Messages waiting for one slow connection before the overflow policy applies.
     pub outbound_queue: usize,
+    /// Connections accepted and not yet past their first request's headers (TLS handshake,
+    /// request line and headers), server-wide: what anyone on the network can make the
+    /// server hold before presenting a token. Beyond it a new connection is closed at once.
+    pub max_pending_connections: usize,
+    /// The same, from one peer address: one host cannot take every place.
+    pub max_pending_per_peer: usize,
+    /// How long a REST request's body may take to arrive once its headers have.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
     /// Bytes waiting for one slow connection (its rendered frames) before the overflow
     /// policy applies, whichever of this and `outbound_queue` comes first.
     pub outbound_queue_bytes: usize,
@@ -603,6 +612,9 @@ impl Default for Limits {
             max_message_size: 64 * 1024,
             max_video_frame: 256 * 1024,
             outbound_queue: 1024,
+            max_pending_connections: 4096,
+            max_pending_per_peer: 256,
+            body_timeout: Duration::from_secs(10),
             outbound_queue_bytes: 8 * 1024 * 1024,
             max_response_bytes: 4 * 1024 * 1024,
             max_requests_per_user: 4,
@@ -747,6 +759,18 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "limits.outbound_queue",
         "messages queued for one connection before the overflow policy applies",
+    ),
+    (
+        "limits.max_pending_connections",
+        "connections not yet past their first request's headers, server-wide (beyond: closed)",
+    ),
+    (
+        "limits.max_pending_per_peer",
+        "connections not yet past their first request's headers, from one address",
+    ),
+    (
+        "limits.body_timeout",
+        "how long a REST request's body may take to arrive (beyond: 408)",
     ),
     (
         "limits.outbound_queue_bytes",
@@ -1245,6 +1269,12 @@ impl Config {
             ("limits.alerts_per_minute", l.alerts_per_minute == 0),
             ("limits.max_message_size", l.max_message_size < 256),
             ("limits.outbound_queue", l.outbound_queue == 0),
+            (
+                "limits.max_pending_connections",
+                l.max_pending_connections == 0,
+            ),
+            ("limits.max_pending_per_peer", l.max_pending_per_peer == 0),
+            ("limits.body_timeout", l.body_timeout.is_zero()),
             (
                 "limits.outbound_queue_bytes",
                 l.outbound_queue_bytes < l.max_video_frame.max(l.max_message_size),

@@ -60,11 +60,14 @@ pub enum Budget {
     RequestsPerUser,
     /// `limits.outbound_queue_bytes`: bytes queued for one connection.
     OutboundBytes,
+    /// `limits.max_pending_connections` / `limits.max_pending_per_peer`: connections before
+    /// their first request.
+    PendingConnections,
 }
 
 impl Budget {
     /// Every budget, in label order.
-    pub const ALL: [Budget; 13] = [
+    pub const ALL: [Budget; 14] = [
         Budget::Connections,
         Budget::ConnectionsPerUser,
         Budget::Subscriptions,
@@ -78,6 +81,7 @@ impl Budget {
         Budget::ResponseBytes,
         Budget::RequestsPerUser,
         Budget::OutboundBytes,
+        Budget::PendingConnections,
     ];
 
     /// The label value: the configuration key that sets it.
@@ -96,6 +100,7 @@ impl Budget {
             Budget::ResponseBytes => "limits.max_response_bytes",
             Budget::RequestsPerUser => "limits.max_requests_per_user",
             Budget::OutboundBytes => "limits.outbound_queue_bytes",
+            Budget::PendingConnections => "limits.max_pending_connections",
         }
     }
 }

@@ -667,3 +667,81 @@ async fn a_users_emergencies_per_minute_are_bounded_on_rest_and_websocket_alike(
     assert_eq!(users, ["g1", "g1", "g1", "g2"]);
     server.stop().await;
 }
+
+/// Connections that never finish their TLS handshake or their headers hold a bounded number
+/// of places; beyond, a new connection is closed at once, while sessions already admitted go
+/// on, and the places come back when the idle ones time out.
+#[tokio::test]
+async fn connections_before_their_first_request_are_bounded() {
+    use tokio::io::AsyncReadExt;
+    let server = TestServer::start_with(|c| {
+        c.limits.max_pending_connections = 4;
+        c.limits.handshake_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let mut watcher = server.connect(&supervisor(&server, "watcher")).await;
+    assert!(ok(&watcher.subscribe(ROOM).await));
+    // Four sockets that say nothing hold every place.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(
+            tokio::net::TcpStream::connect(server.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fifth = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(1), fifth.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the fifth is closed at once: {read:?}"
+    );
+    let refused = server
+        .state
+        .hub
+        .stats
+        .refusals(lookout::counters::Budget::PendingConnections);
+    assert_eq!(refused, 1);
+    // The idle ones are dropped at handshake_timeout, and their places come back.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut publisher = server.connect(&supervisor(&server, "publisher")).await;
+    // The session admitted before went on the whole time.
+    for n in 1..=5u64 {
+        assert!(ok(&publisher.publish(ROOM, json!({ "n": n })).await));
+        assert_eq!(watcher.next_message().await["data"]["n"], n);
+    }
+    assert_eq!(
+        refusals(&server, "limits.max_pending_connections").await,
+        1.0
+    );
+    drop(idle);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_rest_body_that_does_not_arrive_in_time_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start_with(|c| c.limits.body_timeout = Duration::from_secs(1)).await;
+    let token = server.token("g1", Some("acme"), &[Role::Guard]);
+    let tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let connector = tokio_rustls::TlsConnector::from(client_tls(&server.cert_pem));
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("tls");
+    let head = format!(
+        "POST /api/v1/alerts HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"type\":"
+    );
+    tls.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("limits.body_timeout"), "{answer}");
+    server.stop().await;
+}

@@ -77,12 +77,27 @@ impl Call {
             .unwrap_or_default()
     }
 
-    /// The request body, at most `limits.max_message_size` bytes.
+    /// The request body, at most `limits.max_message_size` bytes, arriving within
+    /// `limits.body_timeout` (a client trickling its body holds a task and a buffer).
     pub async fn body(self) -> Result<Bytes, HttpError> {
         let limit = self.state.config.limits.max_message_size;
-        Ok(Limited::new(self.req.into_body(), limit)
-            .collect()
-            .await
+        let deadline = self.state.config.limits.body_timeout;
+        let collected = tokio::time::timeout(
+            deadline,
+            Limited::new(self.req.into_body(), limit).collect(),
+        )
+        .await
+        .map_err(|_| {
+            HttpError::with_status(
+                408,
+                ErrorCode::BadRequest,
+                format!(
+                    "the body did not arrive within {} s (limits.body_timeout)",
+                    deadline.as_secs_f64()
+                ),
+            )
+        })?;
+        Ok(collected
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
                     HttpError::new(

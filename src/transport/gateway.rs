@@ -24,6 +24,8 @@ pub struct Gateway {
     pub sockjs: Sessions,
     /// Socket.IO's Engine.IO sessions and namespace.
     pub socketio: socketio::Server,
+    /// Connections before their first request.
+    pub pending: Arc<super::pending::Pending>,
 }
 
 impl Gateway {
@@ -33,6 +35,7 @@ impl Gateway {
             socketio: socketio::Server::new(app.clone()),
             app,
             sockjs: Sessions::default(),
+            pending: Arc::default(),
         })
     }
 }

@@ -12,6 +12,7 @@
 //! - [`websocket`]: a WebSocket as a session's transport (plain or SockJS framing);
 //! - [`sockjs`]: SockJS's paths and its HTTP transports;
 //! - [`socketio`]: Socket.IO clients (WebSocket and long-polling) as native sessions;
+//! - [`pending`]: the budget of connections before their first request;
 //! - [`gateway`]: what the transport holds beyond the application's state.
 //!
 //! This layer owns sockets up to the session; it knows nothing of channels or rights.
@@ -19,6 +20,7 @@
 pub mod admission;
 pub mod coalesce;
 pub mod gateway;
+pub mod pending;
 pub mod progress;
 pub mod socketio;
 pub mod sockjs;
@@ -86,6 +88,22 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        // Before anything else is spent on it: the connection's place before its first
+        // request, or it is closed now (counted; the peer sees a reset).
+        let limits = gateway.app.hub.limits();
+        let Some(place) = gateway.pending.take(
+            peer.ip(),
+            limits.max_pending_connections,
+            limits.max_pending_per_peer,
+        ) else {
+            gateway
+                .app
+                .hub
+                .stats
+                .refused(crate::counters::Budget::PendingConnections);
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         // Unsent bytes beyond this wait in the connection's lanes, not in the kernel: a PANIC
         // must not queue behind megabytes of positions in a socket buffer.
@@ -97,7 +115,7 @@ pub async fn accept_loop(
         let gateway = gateway.clone();
         let tracker = gateway.app.tracker.clone();
         let Some(tls) = &tls else {
-            tracker.spawn(serve_http(gateway, peer, tcp, false, drained));
+            tracker.spawn(serve_http(gateway, peer, tcp, false, drained, place));
             continue;
         };
         // The configuration current now: a reload changes it for new connections.
@@ -111,7 +129,8 @@ pub async fn accept_loop(
             match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
                     workers.spawn(
-                        tracker.track_future(serve_http(gateway, peer, stream, true, drained)),
+                        tracker
+                            .track_future(serve_http(gateway, peer, stream, true, drained, place)),
                     );
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -127,11 +146,17 @@ async fn serve_http<S>(
     stream: S,
     secure: bool,
     drained: progress::Drained,
+    place: pending::Place,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service_gateway = gateway.clone();
+    // Given back when the first request's headers are in (or with the connection).
+    let place = std::sync::Mutex::new(place);
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        if let Ok(mut place) = place.lock() {
+            place.release();
+        }
         // An upgraded connection's session watches its socket through this.
         req.extensions_mut().insert(drained.clone());
         let gateway = service_gateway.clone();
