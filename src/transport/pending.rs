@@ -86,7 +86,8 @@ mod tests {
     #[test]
     fn a_peer_at_its_share_is_refused_while_another_peer_still_gets_a_place() {
         let pending = Arc::new(Pending::default());
-        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let a = IpAddr::from([10, 0, 0, 1]);
+        let b = IpAddr::from([10, 0, 0, 2]);
         let first = pending.take(a, 3, 2).expect("first");
         let mut second = pending.take(a, 3, 2).expect("second");
         assert!(pending.take(a, 3, 2).is_none(), "a's share is 2");
