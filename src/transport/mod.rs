@@ -3,6 +3,7 @@
 //! that make a WebSocket or SockJS requests a session's source and sink.
 //!
 //! - [`tls`]: the certificate, configured or issued by the appliance's own CA;
+//! - [`ca_scope`]: the names that CA may vouch for (its name constraints);
 //! - [`trust`]: `/ca.crt` and `/trust`, for phones to trust that CA;
 //! - [`coalesce`]: frames written together leave in one TLS record and one syscall;
 //! - [`progress`]: the socket notes when the peer made room for a waiting write;
@@ -18,6 +19,7 @@
 //! This layer owns sockets up to the session; it knows nothing of channels or rights.
 
 pub mod admission;
+pub mod ca_scope;
 pub mod coalesce;
 pub mod gateway;
 pub mod pending;

@@ -172,10 +172,24 @@ fn issue_if_needed(local: &Local, names: &[String]) -> Result<bool, TlsError> {
     let current = issued.as_ref().is_some_and(|i| {
         i.names == names && i.not_after - now.unix_timestamp() > RENEW_DAYS * 86_400
     });
-    let (ca, ca_key) = local_ca(local)?;
+    let (ca, ca_key, ca_pem) = local_ca(local, names)?;
     if current && local.cert.exists() && local.key.exists() {
         return Ok(false);
     }
+    // A name outside the CA's constraints would make phones refuse the whole certificate:
+    // left out, and said (a new name on a public network needs `tls.names` before the CA is
+    // made, or a CA made again).
+    let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes())
+        .map_err(|e| pem_error(&local.ca_cert, e))?;
+    let wanted = names;
+    let (names, outside): (Vec<String>, Vec<String>) = names
+        .iter()
+        .cloned()
+        .partition(|n| super::ca_scope::permits(&ca_der, n));
+    if !outside.is_empty() {
+        tracing::warn!(names = ?outside, "outside the local CA's name constraints: left out of the certificate");
+    }
+    let names = names.as_slice();
     let key = rcgen::KeyPair::generate().map_err(|e| TlsError::Generate(e.to_string()))?;
     let mut params = rcgen::CertificateParams::new(names.to_vec())
         .map_err(|e| TlsError::Generate(format!("certificate names: {e}")))?;
@@ -196,11 +210,12 @@ fn issue_if_needed(local: &Local, names: &[String]) -> Result<bool, TlsError> {
         .signed_by(&key, &ca, &ca_key)
         .map_err(|e| TlsError::Generate(e.to_string()))?;
     replace_private_file(&local.key, key.serialize_pem().as_bytes())?;
-    // The chain a client needs: the server's certificate, then the CA's.
-    let chain = format!("{}{}", cert.pem(), ca.pem());
+    // The chain a client needs: the server's certificate, then the CA's as stored (the one
+    // the phones trust, name constraints and all).
+    let chain = format!("{}{}", cert.pem(), ca_pem);
     std::fs::write(&local.cert, chain).map_err(|e| generate_error(&local.cert, e))?;
     let record = Issued {
-        names: names.to_vec(),
+        names: wanted.to_vec(),
         not_after: not_after.unix_timestamp(),
     };
     let json = serde_json::to_vec_pretty(&record).map_err(|e| TlsError::Generate(e.to_string()))?;
@@ -248,8 +263,12 @@ fn ca_params(common_name: &str, serial: Option<rcgen::SerialNumber>) -> rcgen::C
     params
 }
 
-/// The local CA: created on first run (its key 0600), loaded afterwards.
-fn local_ca(local: &Local) -> Result<(rcgen::Certificate, rcgen::KeyPair), TlsError> {
+/// The local CA: created on first run (its key 0600; its name constraints from `names`, see
+/// [`super::ca_scope`]), loaded afterwards. With it, its certificate's PEM as stored.
+fn local_ca(
+    local: &Local,
+    names: &[String],
+) -> Result<(rcgen::Certificate, rcgen::KeyPair, String), TlsError> {
     if local.ca_key.exists() && local.ca_cert.exists() {
         let pem =
             std::fs::read_to_string(&local.ca_key).map_err(|e| pem_error(&local.ca_key, e))?;
@@ -273,7 +292,7 @@ fn local_ca(local: &Local) -> Result<(rcgen::Certificate, rcgen::KeyPair), TlsEr
                 "is not a CA this appliance made: move tls/ aside to start a new CA (phones must then trust it again)",
             ));
         }
-        return Ok((ca, key));
+        return Ok((ca, key, stored));
     }
     let now = time::OffsetDateTime::now_utc();
     let key = rcgen::KeyPair::generate().map_err(|e| TlsError::Generate(e.to_string()))?;
@@ -289,6 +308,7 @@ fn local_ca(local: &Local) -> Result<(rcgen::Certificate, rcgen::KeyPair), TlsEr
         host.chars().take(40).collect::<String>()
     );
     let mut params = ca_params(&common_name, Some(serial));
+    params.name_constraints = Some(super::ca_scope::constraints(names));
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(CA_DAYS);
     let ca = params
@@ -301,7 +321,8 @@ fn local_ca(local: &Local) -> Result<(rcgen::Certificate, rcgen::KeyPair), TlsEr
         .map_err(|e| generate_error(&local.ca_key, e))?;
     std::fs::write(&local.ca_cert, ca.pem()).map_err(|e| generate_error(&local.ca_cert, e))?;
     tracing::info!(path = %local.ca_cert.display(), "created the local certificate authority");
-    Ok((ca, key))
+    let pem = ca.pem();
+    Ok((ca, key, pem))
 }
 
 type Validity = (time::OffsetDateTime, time::OffsetDateTime);
@@ -381,4 +402,56 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{ServerName, UnixTime};
+
+    /// A leaf for `name` signed with the CA's key, as whoever stole it would make one.
+    fn forged_leaf(ca: &rcgen::Certificate, ca_key: &rcgen::KeyPair, name: &str) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("params");
+        params
+            .signed_by(&key, ca, ca_key)
+            .expect("leaf")
+            .der()
+            .to_vec()
+    }
+
+    #[test]
+    fn a_stolen_ca_key_cannot_make_a_certificate_phones_accept_for_another_site() {
+        let dir = tempfile::tempdir().expect("dir");
+        let local = Local::at(dir.path());
+        let names = vec!["guardhouse".to_string(), "192.168.1.20".to_string()];
+        let (ca, ca_key, ca_pem) = local_ca(&local, &names).expect("ca");
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("der"))
+            .expect("root");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .expect("verifier");
+        let verify = |leaf_for: &str, dialled: &str| {
+            let leaf = CertificateDer::from(forged_leaf(&ca, &ca_key, leaf_for));
+            verifier.verify_server_cert(
+                &leaf,
+                &[],
+                &ServerName::try_from(dialled.to_string()).expect("name"),
+                &[],
+                UnixTime::now(),
+            )
+        };
+        assert!(verify("guardhouse", "guardhouse").is_ok());
+        assert!(verify("gate.site.lan", "gate.site.lan").is_ok());
+        let forged = verify("www.bank.com", "www.bank.com");
+        assert!(forged.is_err(), "{forged:?}");
+        // Loaded again from disk, the CA keeps its constraints.
+        let (_, _, again) = local_ca(&local, &[]).expect("load");
+        assert_eq!(again, ca_pem);
+    }
 }
