@@ -60,6 +60,13 @@ pub enum Command {
         /// The backup file to write.
         #[arg(long)]
         to: PathBuf,
+        /// Also carry the local CA's key, sealed with the passphrase in `--passphrase-file`
+        /// (whoever holds the key can make certificates the phones accept).
+        #[arg(long, requires = "passphrase_file")]
+        with_ca_key: bool,
+        /// A file whose first line is the passphrase (at least 12 characters).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
     },
     /// Move a stopped appliance's store into an empty Redis for cluster mode: logs with their
     /// seqs and epoch, acknowledgements, the user directory, records and timers.
@@ -73,6 +80,9 @@ pub enum Command {
         /// The backup file to read.
         #[arg(long)]
         from: PathBuf,
+        /// The passphrase the CA's key was sealed with, when the backup carries it.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
     },
 }
 
@@ -201,7 +211,14 @@ pub fn main() -> ExitCode {
         Command::Simulate(args) => simulate(&config, &args),
         Command::Token(args) => token(&config, &args),
         Command::CheckConfig => check_config(&config),
-        Command::Backup { to } => match crate::store::backup(&config.data_dir, &to) {
+        Command::Backup {
+            to,
+            with_ca_key,
+            passphrase_file,
+        } => match passphrase(passphrase_file.as_deref()).and_then(|p| {
+            let sealed_by = p.as_deref().filter(|_| with_ca_key);
+            crate::store::backup(&config.data_dir, &to, sealed_by).map_err(|e| e.to_string())
+        }) {
             Ok(m) => {
                 println!(
                     "backed up {} entries and {} files to {}",
@@ -217,7 +234,12 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Migrate { to_redis } => migrate(&config, &to_redis),
-        Command::Restore { from } => match crate::store::restore(&from, &config.data_dir) {
+        Command::Restore {
+            from,
+            passphrase_file,
+        } => match passphrase(passphrase_file.as_deref()).and_then(|p| {
+            crate::store::restore(&from, &config.data_dir, p.as_deref()).map_err(|e| e.to_string())
+        }) {
             Ok(m) => {
                 println!(
                     "restored {} entries and {} files into {}",
@@ -615,4 +637,20 @@ fn check_config(config: &Config) -> ExitCode {
         }
         ExitCode::FAILURE
     }
+}
+
+/// The passphrase in the first line of `file`, if one is named: at least 12 characters.
+fn passphrase(file: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, String> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let line = text.lines().next().unwrap_or_default().trim_end();
+    if line.chars().count() < 12 {
+        return Err(format!(
+            "{}: a passphrase of at least 12 characters on its first line",
+            file.display()
+        ));
+    }
+    Ok(Some(line.as_bytes().to_vec()))
 }

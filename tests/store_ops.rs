@@ -49,6 +49,24 @@ fn serve_fails(data_dir: &Path) -> (Option<i32>, String) {
     }
 }
 
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 async fn stop(mut server: Binary) {
     server.signal("TERM");
     let status = server.child.wait().expect("wait");
@@ -71,12 +89,24 @@ async fn backup_and_restore_move_an_appliance_with_its_messages_keys_and_epoch()
     stop(server).await;
 
     let file = dir.path().join("site.backup");
+    // A file left by an earlier attempt, readable by anyone: never written into.
+    std::fs::write(dir.path().join("site.partial"), b"old").expect("partial");
+    set_mode(&dir.path().join("site.partial"), 0o644);
     let out = lookout(&["backup", "--to", file.to_str().expect("path")], &old);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(&file), 0o600, "the backup is the operator's alone");
+    // The CA's key stays home unless asked for.
+    let ca_key = std::fs::read(old.join("tls/ca-key.pem")).expect("ca key");
+    let backup = std::fs::read(&file).expect("backup");
+    assert!(
+        !contains(&backup, &ca_key[30..90]),
+        "the CA key is in the backup"
+    );
 
     let new = dir.path().join("new");
     let out = lookout(&["restore", "--from", file.to_str().expect("path")], &new);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!new.join("tls/ca-key.pem").exists());
 
     let server = Binary::serve(&new, &[]);
     // The same certificate and secret: the old token still works.
@@ -236,4 +266,72 @@ fn strip_ansi(s: &str) -> String {
         }
     }
     out
+}
+
+#[tokio::test]
+async fn the_ca_key_travels_only_when_asked_sealed_with_a_passphrase() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = dir.path().join("old");
+    stop(Binary::serve(&old, &[])).await;
+    let ca_key = std::fs::read(old.join("tls/ca-key.pem")).expect("ca key");
+    let secret = dir.path().join("passphrase");
+    std::fs::write(&secret, "correct horse battery staple\n").expect("passphrase");
+    let file = dir.path().join("site.backup");
+    let out = lookout(
+        &[
+            "backup",
+            "--to",
+            file.to_str().expect("path"),
+            "--with-ca-key",
+            "--passphrase-file",
+            secret.to_str().expect("path"),
+        ],
+        &old,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let backup = std::fs::read(&file).expect("backup");
+    assert!(!contains(&backup, &ca_key[30..90]), "the key is sealed");
+
+    // Without the passphrase, or with another: refused, nothing restored.
+    let new = dir.path().join("new");
+    let out = lookout(&["restore", "--from", file.to_str().expect("path")], &new);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("passphrase"), "{}", stderr(&out));
+    assert!(!new.join("store").exists());
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "incorrect horse battery\n").expect("passphrase");
+    let out = lookout(
+        &[
+            "restore",
+            "--from",
+            file.to_str().expect("path"),
+            "--passphrase-file",
+            wrong.to_str().expect("path"),
+        ],
+        &new,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("wrong passphrase"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!new.join("store").exists());
+    let out = lookout(
+        &[
+            "restore",
+            "--from",
+            file.to_str().expect("path"),
+            "--passphrase-file",
+            secret.to_str().expect("path"),
+        ],
+        &new,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(new.join("tls/ca-key.pem")).expect("key"),
+        ca_key
+    );
+    assert_eq!(mode(&new.join("tls/ca-key.pem")), 0o600);
+    stop(Binary::serve(&new, &[])).await;
 }

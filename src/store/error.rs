@@ -45,6 +45,9 @@ pub enum StoreError {
     /// A commit failed earlier; nothing more is acknowledged.
     #[error("store is unhealthy after a failed flush; not acknowledging")]
     Unhealthy,
+    /// A backup cannot be restored as asked (a sealed file without its passphrase, say).
+    #[error("{0}")]
+    Backup(String),
 }
 
 impl Failure for StoreError {

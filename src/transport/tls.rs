@@ -172,10 +172,20 @@ fn issue_if_needed(local: &Local, names: &[String]) -> Result<bool, TlsError> {
     let current = issued.as_ref().is_some_and(|i| {
         i.names == names && i.not_after - now.unix_timestamp() > RENEW_DAYS * 86_400
     });
-    let (ca, ca_key, ca_pem) = local_ca(local, names)?;
     if current && local.cert.exists() && local.key.exists() {
         return Ok(false);
     }
+    // Restored from a backup without the CA's key: a new CA would cut off every phone that
+    // trusts this one, so nothing is made without the operator saying so.
+    if local.ca_cert.exists() && !local.ca_key.exists() {
+        return Err(pem_error(
+            &local.ca_key,
+            "is missing, and the certificate must be issued again (new names, or near its expiry): \
+             restore the backup with the CA key (lookout backup --with-ca-key, restore with \
+             --passphrase-file), or move tls/ aside to start a new CA (phones must then trust it again)",
+        ));
+    }
+    let (ca, ca_key, ca_pem) = local_ca(local, names)?;
     // A name outside the CA's constraints would make phones refuse the whole certificate:
     // left out, and said (a new name on a public network needs `tls.names` before the CA is
     // made, or a CA made again).

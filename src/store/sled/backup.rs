@@ -1,10 +1,15 @@
 //! `lookout backup` / `lookout restore`: one streaming file that moves an appliance — every
 //! key of the store plus the certificate, key and JWT secret of the data directory.
 //!
-//! Format: the magic line, then records (`F` file: name, bytes; `K`: key, value), then `E` with
-//! the record count and a SHA-256 of everything before it. A restore writes into a fresh
-//! directory beside the target and moves it into place only once the checksum matched, so a
-//! truncated or damaged backup never leaves a half-restored store.
+//! Format: the magic line, then records (`F` file: name, bytes; `S` sealed file: name, salt,
+//! nonce and AES-256-GCM ciphertext; `K`: key, value), then `E` with the record count and a
+//! SHA-256 of everything before it. A restore writes into a fresh directory beside the target
+//! and moves it into place only once the checksum matched, so a truncated or damaged backup
+//! never leaves a half-restored store.
+//!
+//! The local CA's key is left out unless asked for: whoever holds it could make certificates
+//! every phone that trusts the CA accepts. Asked for, it travels sealed with a key derived
+//! from a passphrase (PBKDF2-HMAC-SHA256, 600,000 rounds) and is restored only with it.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -14,17 +19,72 @@ use super::{SledStore, StoreOptions, LOCK_FILE, STORE_DIR};
 use crate::store::error::StoreError;
 
 const MAGIC: &[u8] = b"LOOKOUT-BACKUP 1\n";
-/// Files of the data directory carried along with the store: with the local CA, so phones that
-/// trust it accept the restored appliance.
-const FILES: [&str; 7] = [
+/// Files of the data directory carried along with the store: the CA's certificate and the
+/// server's certificate, so phones that trust it accept the restored appliance.
+const FILES: [&str; 6] = [
     "tls/ca.pem",
-    "tls/ca-key.pem",
     "tls/issued.json",
     "tls/cert.pem",
     "tls/key.pem",
     "jwt.secret",
     super::EPOCH_FILE,
 ];
+/// Carried only when asked for, sealed with a passphrase.
+const SEALED_FILES: [&str; 1] = ["tls/ca-key.pem"];
+/// PBKDF2 rounds for the passphrase.
+const ROUNDS: u32 = 600_000;
+
+/// A key from `passphrase` and `salt`.
+fn sealing_key(passphrase: &[u8], salt: &[u8]) -> Result<ring::aead::LessSafeKey, StoreError> {
+    let mut key = [0u8; 32];
+    let rounds = std::num::NonZeroU32::new(ROUNDS).ok_or_else(|| damaged("no rounds"))?;
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        rounds,
+        salt,
+        passphrase,
+        &mut key,
+    );
+    let unbound = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &key)
+        .map_err(|_| damaged("no sealing key"))?;
+    Ok(ring::aead::LessSafeKey::new(unbound))
+}
+
+/// `file`'s bytes sealed with `passphrase`: salt (16), nonce (12), ciphertext and tag. The
+/// file's name is authenticated with it.
+fn seal_file(name: &str, bytes: &[u8], passphrase: &[u8]) -> Result<Vec<u8>, StoreError> {
+    use ring::rand::SecureRandom;
+    let mut salt_nonce = [0u8; 28];
+    ring::rand::SystemRandom::new()
+        .fill(&mut salt_nonce)
+        .map_err(|_| damaged("no randomness"))?;
+    let (salt, nonce) = salt_nonce.split_at(16);
+    let key = sealing_key(passphrase, salt)?;
+    let mut sealed = bytes.to_vec();
+    let nonce =
+        ring::aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| damaged("bad nonce"))?;
+    key.seal_in_place_append_tag(nonce, ring::aead::Aad::from(name.as_bytes()), &mut sealed)
+        .map_err(|_| damaged("sealing failed"))?;
+    Ok([salt_nonce.as_slice(), &sealed].concat())
+}
+
+fn open_file(name: &str, blob: &[u8], passphrase: &[u8]) -> Result<Vec<u8>, StoreError> {
+    if blob.len() < 28 + 16 {
+        return Err(damaged("a sealed file is too short"));
+    }
+    let (salt, rest) = blob.split_at(16);
+    let (nonce, sealed) = rest.split_at(12);
+    let key = sealing_key(passphrase, salt)?;
+    let nonce =
+        ring::aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| damaged("bad nonce"))?;
+    let mut bytes = sealed.to_vec();
+    let opened = key
+        .open_in_place(nonce, ring::aead::Aad::from(name.as_bytes()), &mut bytes)
+        .map_err(|_| {
+            StoreError::Backup(format!("{name}: wrong passphrase (or a damaged backup)"))
+        })?;
+    Ok(opened.to_vec())
+}
 
 /// What a backup or restore moved.
 #[derive(Debug, Clone, Copy)]
@@ -53,13 +113,23 @@ impl<W: Write> Hashing<W> {
     }
 }
 
-/// Writes a backup of the (stopped) data directory `data_dir` to `to`.
-pub fn backup(data_dir: &Path, to: &Path) -> Result<Moved, StoreError> {
+/// Writes a backup of the (stopped) data directory `data_dir` to `to`; with `ca_key_sealed_by`
+/// a passphrase, the local CA's key too, sealed with it.
+pub fn backup(
+    data_dir: &Path,
+    to: &Path,
+    ca_key_sealed_by: Option<&[u8]>,
+) -> Result<Moved, StoreError> {
     if !data_dir.join(STORE_DIR).exists() {
         return Err(StoreError::Foreign(data_dir.join(STORE_DIR)));
     }
     let (store, _) = SledStore::open(data_dir, StoreOptions::default())?;
     let partial = to.with_extension("partial");
+    // A file left by an earlier attempt may have other permissions: never written into.
+    match std::fs::remove_file(&partial) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
     let file = private_create(&partial)?;
     let mut out = Hashing {
         inner: BufWriter::new(file),
@@ -77,6 +147,17 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<Moved, StoreError> {
             out.put_blob(name.as_bytes())?;
             out.put_blob(&std::fs::read(&path)?)?;
             moved.files += 1;
+        }
+    }
+    if let Some(passphrase) = ca_key_sealed_by {
+        for name in SEALED_FILES {
+            let path = data_dir.join(name);
+            if path.exists() {
+                out.put(b"S")?;
+                out.put_blob(name.as_bytes())?;
+                out.put_blob(&seal_file(name, &std::fs::read(&path)?, passphrase)?)?;
+                moved.files += 1;
+            }
         }
     }
     for entry in store.entries() {
@@ -99,7 +180,8 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<Moved, StoreError> {
 
 fn private_create(path: &Path) -> std::io::Result<File> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    // Created here, 0600 from its first byte.
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -139,8 +221,13 @@ fn damaged(message: &str) -> StoreError {
     }
 }
 
-/// Restores the backup `from` into `data_dir`, which must not hold a store yet.
-pub fn restore(from: &Path, data_dir: &Path) -> Result<Moved, StoreError> {
+/// Restores the backup `from` into `data_dir`, which must not hold a store yet; a sealed CA key
+/// needs the `passphrase` it was sealed with.
+pub fn restore(
+    from: &Path,
+    data_dir: &Path,
+    passphrase: Option<&[u8]>,
+) -> Result<Moved, StoreError> {
     if data_dir.join(STORE_DIR).exists() {
         return Err(StoreError::Io(std::io::Error::new(
             std::io::ErrorKind::AlreadyExists,
@@ -154,11 +241,11 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<Moved, StoreError> {
     if staging.exists() {
         std::fs::remove_dir_all(&staging)?;
     }
-    let result = restore_into(from, &staging);
+    let result = restore_into(from, &staging, passphrase);
     match result {
         Ok(moved) => {
             std::fs::create_dir_all(data_dir)?;
-            for name in FILES {
+            for name in FILES.iter().chain(&SEALED_FILES) {
                 let src = staging.join(name);
                 if src.exists() {
                     let dst = data_dir.join(name);
@@ -188,7 +275,11 @@ fn staging_dir(data_dir: &Path) -> PathBuf {
     data_dir.with_file_name(name)
 }
 
-fn restore_into(from: &Path, staging: &Path) -> Result<Moved, StoreError> {
+fn restore_into(
+    from: &Path,
+    staging: &Path,
+    passphrase: Option<&[u8]>,
+) -> Result<Moved, StoreError> {
     const MAX_RECORD: usize = 64 << 20;
     let mut input = Verifying {
         inner: BufReader::new(File::open(from)?),
@@ -212,6 +303,26 @@ fn restore_into(from: &Path, staging: &Path) -> Result<Moved, StoreError> {
                     return Err(damaged("unexpected file in backup"));
                 }
                 let bytes = input.blob(MAX_RECORD)?;
+                let path = staging.join(&name);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                private_create(&path)?.write_all(&bytes)?;
+                moved.files += 1;
+            }
+            b'S' => {
+                let name = String::from_utf8(input.blob(1024)?)
+                    .map_err(|_| damaged("file name is not UTF-8"))?;
+                if !SEALED_FILES.contains(&name.as_str()) {
+                    return Err(damaged("unexpected sealed file in backup"));
+                }
+                let blob = input.blob(MAX_RECORD)?;
+                let passphrase = passphrase.ok_or_else(|| {
+                    StoreError::Backup(format!(
+                        "the backup holds {name} sealed with a passphrase: give it (--passphrase-file)"
+                    ))
+                })?;
+                let bytes = open_file(&name, &blob, passphrase)?;
                 let path = staging.join(&name);
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)?;
