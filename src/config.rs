@@ -542,7 +542,8 @@ pub struct Limits {
     /// traffic goes first, instead of queueing in a socket buffer behind positions.
     pub unsent_bytes: u32,
     /// Socket.IO sessions handshaken (Engine.IO) and not yet connected to the namespace with a
-    /// token; each waits at most `handshake_timeout`. Beyond it a handshake is 503 `rate_limited`.
+    /// token; each waits at most `handshake_timeout`, and one address holds at most
+    /// `max_pending_per_peer` of them. Beyond it a handshake is 503 `rate_limited`.
     pub socketio_handshakes: usize,
 }
 

@@ -1051,3 +1051,34 @@ async fn events_sent_just_before_a_disconnect_are_not_lost() {
     sio.exit().await;
     server.stop().await;
 }
+
+/// One address's share of the handshakes waiting for their `CONNECT` is
+/// `limits.max_pending_per_peer`: a host that opens sessions and never connects them cannot
+/// take every place from the others.
+#[tokio::test]
+async fn one_address_holds_only_its_share_of_the_waiting_handshakes() {
+    let server = TestServer::start_with(|c| {
+        c.limits.socketio_handshakes = 10;
+        c.limits.max_pending_per_peer = 3;
+    })
+    .await;
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&server.cert_pem).expect("pem"))
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .expect("client")
+    };
+    let handshake = server.https("/socket.io/?EIO=4&transport=polling");
+    let hog = from([127, 0, 0, 1]);
+    for _ in 0..3 {
+        let r = hog.get(&handshake).send().await.expect("handshake");
+        assert_eq!(r.status(), 200);
+    }
+    let refused = hog.get(&handshake).send().await.expect("handshake");
+    assert_eq!(refused.status(), 503, "past its share");
+    let other = from([127, 0, 0, 2]);
+    let r = other.get(&handshake).send().await.expect("handshake");
+    assert_eq!(r.status(), 200, "another address still gets a place");
+    server.stop().await;
+}

@@ -9,7 +9,8 @@
 //! those of every other protocol. Only the default namespace is served.
 //!
 //! Engine.IO keeps its own sessions between a handshake and the namespace's `CONNECT`: they
-//! are bounded by `limits.socketio_handshakes` and each lasts at most `handshake_timeout`.
+//! are bounded by `limits.socketio_handshakes` (one address holding at most
+//! `limits.max_pending_per_peer` of them) and each lasts at most `handshake_timeout`.
 //! This module does not look inside channels or payloads.
 
 pub mod bridge;
@@ -28,7 +29,7 @@ use socketioxide::extract::{Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::service::SocketIoService;
 use socketioxide::{ParserConfig, SocketIo};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -62,7 +63,7 @@ pub fn route(path: &str) -> bool {
 pub struct Server {
     service: SocketIoService<NotSocketIo>,
     io: SocketIo,
-    handshakes: Arc<Semaphore>,
+    handshakes: Arc<super::pending::Pending>,
     /// The admitted sockets' sessions.
     sessions: TaskTracker,
 }
@@ -98,7 +99,7 @@ impl Server {
                     .packet_completion_timeout(limits.handshake_timeout),
             )
             .build_with_inner_svc(NotSocketIo);
-        let handshakes = Arc::new(Semaphore::new(limits.socketio_handshakes));
+        let handshakes = Arc::new(super::pending::Pending::default());
         // Engine.IO's own tasks hold the namespace (and so its handlers) until their
         // connections end: held weakly, the application (its store) is not kept past shutdown.
         let weak = Arc::downgrade(&app);
@@ -187,7 +188,7 @@ fn peer_of(socket: &SocketRef) -> SocketAddr {
 /// A place in `limits.socketio_handshakes`, held from the handshake until the namespace's
 /// `CONNECT` (or the end of the Engine.IO session, which drops the handshake's request).
 #[derive(Clone)]
-struct Waiting(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
+struct Waiting(Arc<Mutex<Option<super::pending::Place>>>);
 
 /// The admission made by the connect middleware, for the connect handler.
 #[derive(Clone)]
@@ -215,12 +216,17 @@ pub async fn handle(
     } else {
         let opens_session = !names_session(&req);
         if opens_session {
-            let Ok(place) = server.handshakes.clone().try_acquire_owned() else {
+            let limits = app.hub.limits();
+            let Some(place) = server.handshakes.take(
+                peer.ip(),
+                limits.socketio_handshakes,
+                limits.max_pending_per_peer,
+            ) else {
                 app.hub.stats.refused(Budget::SocketIoHandshakes);
                 return error_response(
                     503,
                     ErrorCode::RateLimited,
-                    "too many Socket.IO handshakes waiting for their CONNECT (limits.socketio_handshakes)",
+                    "too many Socket.IO handshakes waiting for their CONNECT (limits.socketio_handshakes, limits.max_pending_per_peer)",
                 );
             };
             req.extensions_mut()
