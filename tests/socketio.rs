@@ -237,10 +237,20 @@ async fn a_supervisor_follows_a_guard_and_resumes_after_a_restart(transports: Va
         .request(
             "other",
             "subscribe",
-            json!({"channel": "/topic/location/g1"}),
+            json!({"channel": "/topic/org/acme/locations"}),
         )
         .await;
     assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    // Naming `g1` names globex's g1: nothing of acme's reaches it (checked below).
+    let theirs = sio
+        .request(
+            "other",
+            "subscribe",
+            json!({"channel": "/topic/location/g1"}),
+        )
+        .await;
+    assert_eq!(theirs["ok"], true, "{theirs}");
+    assert_eq!(theirs["head"], 0, "{theirs}");
     let own = sio
         .request(
             "other",
