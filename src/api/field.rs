@@ -6,7 +6,6 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::Response;
 
 use super::extract::{number, Call};
-use crate::auth::Role;
 use crate::http::{full, json_response, Body, HttpError};
 use crate::protocol::ErrorCode;
 
@@ -87,10 +86,16 @@ pub async fn delete_fence(call: Call) -> Result<Response<Body>, HttpError> {
     Ok(json_response(200, &serde_json::json!({"deleted": id})))
 }
 
-/// `GET /api/v1/locations`.
+/// `GET /api/v1/locations[?org=]`: an admin may name the org; anyone else only their own.
 pub async fn locations(call: Call) -> Result<Response<Body>, HttpError> {
     let who = call.who()?;
-    Ok(json_response(200, &call.state.field.locations(&who).await?))
+    let asked = call.query().get("org").cloned();
+    let mut locations = call.state.field.locations(&who).await?;
+    if let Some(asked) = asked {
+        let org = super::extract::org_of(&who, Some(&asked))?;
+        locations.retain(|l| l.org == org);
+    }
+    Ok(json_response(200, &locations))
 }
 
 /// `GET /api/v1/shifts`.
@@ -138,16 +143,7 @@ pub async fn tracking_stats(call: Call) -> Result<Response<Body>, HttpError> {
 /// `GET /api/v1/presence?org=`: who of the org is connected.
 pub async fn presence(call: Call) -> Result<Response<Body>, HttpError> {
     let who = call.who()?;
-    let org = match (&who.org, call.query().get("org")) {
-        (_, Some(org)) if who.is(Role::Admin) => org.clone(),
-        (Some(org), _) => org.to_string(),
-        (None, _) => {
-            return Err(HttpError::new(
-                ErrorCode::BadRequest,
-                "an admin must name the `org`",
-            ))
-        }
-    };
+    let org = super::extract::org_of(&who, call.query().get("org").map(String::as_str))?;
     let online: Vec<serde_json::Value> = call
         .state
         .hub

@@ -44,6 +44,10 @@ pub async fn poll(call: Call) -> Result<Response<Body>, HttpError> {
     let wait = Duration::from_secs(number(&params, "timeout", 25u64)?.min(MAX_POLL));
     let limit = number(&params, "limit", 100usize)?.clamp(1, MAX_PAGE);
     let hub = &call.state.hub;
+    // A forbidden channel is a 403 before the poll takes a connection's place.
+    for (name, _) in &channels {
+        hub.may_read(&who, name).await?;
+    }
     // A waiting poll is a connection under the limits; it waits no longer than its token.
     let wait = wait.min(until_expiry(who.exp).unwrap_or_default());
     let (conn, _queue, _slot) = hub

@@ -176,6 +176,12 @@ impl Hub {
         }
     }
 
+    /// Whether `who` may read `channel` (the same rights as subscribe): a request is refused
+    /// before it takes any place of its own.
+    pub async fn may_read(&self, who: &Identity, channel: &str) -> Result<(), HubError> {
+        self.readable(who, channel).await.map(drop)
+    }
+
     /// The channel `who` names, if it may read it.
     async fn readable(&self, who: &Identity, channel: &str) -> Result<Target, HubError> {
         let target = Target::parse(channel, who.org.as_deref(), Some(&who.user))?;

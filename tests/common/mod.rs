@@ -4,6 +4,7 @@
 
 pub mod process;
 pub mod redis;
+pub mod sio;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
