@@ -105,7 +105,7 @@ impl Role {
 }
 
 /// A small set of roles.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Roles(u8);
 
 impl Roles {
@@ -424,7 +424,7 @@ impl Authenticator {
         if claims.purpose.is_some() {
             return Err(AuthError::LinkOnly);
         }
-        let identity = identity_from_claims(claims)?;
+        let identity = identity_from_claims(claims, !self.explicit_roles)?;
         if let Some(device) = &identity.device {
             if self.revoked.read().contains(&**device) {
                 return Err(AuthError::Revoked);
@@ -445,7 +445,7 @@ impl Authenticator {
             (Some(p), Some(jti)) if p == LINK => jti.clone(),
             _ => return Err(AuthError::NotALink),
         };
-        let identity = identity_from_claims(claims.clone())?;
+        let identity = identity_from_claims(claims.clone(), !self.explicit_roles)?;
         Ok(Link {
             identity,
             jti,
@@ -658,7 +658,9 @@ fn claims_from(
     })
 }
 
-fn identity_from_claims(claims: Claims) -> Result<Identity, AuthError> {
+/// The identity a token's claims prove. `devices`: whether a token's `jti` names an enrolled
+/// device (Lookout's own tokens); an identity provider's `jti` is a token id and nothing more.
+fn identity_from_claims(claims: Claims, devices: bool) -> Result<Identity, AuthError> {
     if claims.sub.trim().is_empty() {
         return Err(AuthError::MissingClaim("sub"));
     }
@@ -674,8 +676,8 @@ fn identity_from_claims(claims: Claims) -> Result<Identity, AuthError> {
     }
     // A link's jti names the link; a session's, the device it was opened on.
     let device = match claims.purpose {
-        None => claims.jti.map(Into::into),
-        Some(_) => None,
+        None if devices => claims.jti.map(Into::into),
+        _ => None,
     };
     Ok(Identity {
         key: principal_key(org.as_deref(), &claims.sub).into(),

@@ -586,9 +586,18 @@ impl Field {
         Ok(index)
     }
 
-    async fn on_shift(&self, user: &str, site: &str, now: u64) -> Result<bool, FieldError> {
+    /// Whether `user` of `org` is on shift at `site` now: shifts are an org's, like its users
+    /// (another org's shift for the same user id is another guard's).
+    async fn on_shift(
+        &self,
+        org: &str,
+        user: &str,
+        site: &str,
+        now: u64,
+    ) -> Result<bool, FieldError> {
         let index = self.shift_index().await?;
-        Ok(index.get(user).is_some_and(|shifts| {
+        let key = crate::auth::principal_key(Some(org), user);
+        Ok(index.get(&key).is_some_and(|shifts| {
             shifts
                 .iter()
                 .any(|s| s.site == site && s.start <= now && now < s.end)
@@ -605,7 +614,8 @@ impl Field {
         };
         let mut by_user: HashMap<String, Vec<Shift>> = HashMap::new();
         for shift in self.store.load_all::<Shift>(Records::Shifts).await? {
-            by_user.entry(shift.user.clone()).or_default().push(shift);
+            let key = crate::auth::principal_key(Some(&shift.org), &shift.user);
+            by_user.entry(key).or_default().push(shift);
         }
         let by_user = Arc::new(by_user);
         let mut index = self.shifts.lock();
@@ -641,7 +651,7 @@ impl Field {
                 continue;
             }
             let applies = match (fence.kind, &fence.site) {
-                (FenceKind::Required, Some(site)) => self.on_shift(user, site, now).await?,
+                (FenceKind::Required, Some(site)) => self.on_shift(org, user, site, now).await?,
                 _ => true,
             };
             let violating = applies

@@ -1192,7 +1192,9 @@ fn every_test_security_md_names_exists() {
         let found = match words.as_slice() {
             ["--lib", name] => sources.contains(&format!("fn {name}(")),
             [file, name]
-                if name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                if name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                     && root.join(format!("tests/{file}.rs")).exists() =>
             {
                 std::fs::read_to_string(root.join(format!("tests/{file}.rs")))

@@ -369,6 +369,28 @@ async fn a_guard_link_is_never_minted_for_an_id_that_holds_another_role_in_the_o
         assert_eq!(status, 409, "{guard}: {body}");
         assert_eq!(body["error"]["code"], "conflict");
     }
+    // A service that only ever used REST is known too.
+    let svc = server.token("billing", Some("acme"), &[Role::Service]);
+    let (status, _) = post_json(
+        &server.http(),
+        &server.https("/api/v1/publish"),
+        &svc,
+        json!({"channel": "/topic/org/acme/tasks", "data": {"n": 1}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (status, body) = mint(&server, &sup2, json!({ "guard": "billing" })).await;
+        if status == 409 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a link for the service's id: {status} {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     // The same id in another org is that org's own guard.
     let globex = server.token("boss", Some("globex"), &[Role::Supervisor]);
     let (status, body) = mint(&server, &globex, json!({ "guard": "sup1" })).await;

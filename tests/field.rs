@@ -271,7 +271,24 @@ async fn a_required_fence_of_a_site_applies_only_during_a_shift_there() {
         geofence_alerts(&server, &sup).await.is_empty(),
         "off shift: no alert"
     );
+    // globex puts its own g1 on shift at a site of the same name: acme's g1 is still off.
     let now = lookout::protocol::now_millis();
+    let globex = supervisor(&server, "boss", "globex");
+    let (status, theirs) = post(
+        &server,
+        "/api/v1/shifts",
+        &globex,
+        json!({"user":"g1","site":"north-gate","start": now - 1000,"end": now + 3_600_000}),
+    )
+    .await;
+    assert_eq!(status, 201, "{theirs}");
+    assert!(ok(&g1
+        .publish("/topic/location/g1", location(52.605, 13.4))
+        .await));
+    assert!(
+        geofence_alerts(&server, &sup).await.is_empty(),
+        "another org's shift is another guard's"
+    );
     let (status, shift) = post(
         &server,
         "/api/v1/shifts",

@@ -415,9 +415,17 @@ async fn a_providers_roles_count_only_when_mapped_and_its_tokens_only_for_lookou
         let reply = mallory.subscribe(channel).await;
         assert_eq!(error_code(&reply), "forbidden", "{channel}: {reply}");
     }
-    let lead = ec.mint(json!({ "sub": "lena", "org": "acme", "roles": ["ops-lead"] }));
+    let lead =
+        ec.mint(json!({ "sub": "lena", "org": "acme", "roles": ["ops-lead"], "jti": "t-1" }));
     let mut lena = node.connect(&lead).await;
     assert!(ok(&lena.subscribe("/topic/org/acme/alerts").await));
+    // A provider's next token (another jti, a token id, not a device) refreshes the session.
+    let next =
+        ec.mint(json!({ "sub": "lena", "org": "acme", "roles": ["ops-lead"], "jti": "t-2" }));
+    let refreshed = lena
+        .request(json!({"type": "refresh", "token": next}))
+        .await;
+    assert!(ok(&refreshed), "{refreshed}");
     // Tokens for another application of the same provider, or for none: refused.
     for aud in [json!("payroll-app"), json!(null)] {
         let mut claims = json!({ "sub": "lena", "org": "acme", "roles": ["ops-lead"] });

@@ -144,6 +144,7 @@ pub async fn exchange_link(call: Call) -> Result<Response<Body>, HttpError> {
         let record = Change::put(Record::Device { id: &device }, &enrolled)?;
         state.store.commit(&[record]).await?;
     }
+    state.hub.note_roles(&link.identity);
     tracing::info!(user = %link.identity.user, "sign-in link exchanged");
     Ok(json_response(
         200,

@@ -42,10 +42,15 @@ impl Call {
             HttpError::new(ErrorCode::Unauthorized, message)
         };
         let token = token_from(&self.req).ok_or_else(|| fail("missing token".into()))?;
-        self.state
+        let who = self
+            .state
             .auth
             .verify(&token)
-            .map_err(|e| fail(e.to_string()))
+            .map_err(|e| fail(e.to_string()))?;
+        // A principal that only ever uses REST (a service) is known in its org too: a guard
+        // link is never minted for its id.
+        self.state.hub.note_roles(&who);
+        Ok(who)
     }
 
     /// The caller, when it has one of `roles`; else 403 with `why`.

@@ -161,6 +161,48 @@ impl Hub {
     /// Records the roles `who` holds in its org, when its token shows one not seen before
     /// (a write on the first connection of each new role, none on the others).
     pub async fn remember_roles(&self, who: &Identity) -> Result<(), StoreError> {
+        if who.org.is_none() || !self.first_sight(who) {
+            return Ok(());
+        }
+        let remembered = self.record_roles(who).await;
+        if remembered.is_err() {
+            self.members_seen
+                .lock()
+                .remove(&(who.key.clone(), who.roles));
+        }
+        remembered
+    }
+
+    /// [`Hub::remember_roles`] for a REST request, which does not wait for it.
+    pub fn note_roles(self: &Arc<Self>, who: &Identity) {
+        if who.org.is_none()
+            || self
+                .members_seen
+                .lock()
+                .contains(&(who.key.clone(), who.roles))
+        {
+            return;
+        }
+        let (hub, who) = (self.clone(), who.clone());
+        self.tasks.spawn(async move {
+            if let Err(e) = hub.remember_roles(&who).await {
+                tracing::warn!(error = %e, "recording a member's roles");
+            }
+        });
+    }
+
+    /// Whether this process has not recorded `who`'s roles yet (and now counts them as
+    /// recorded). Bounded: past `MEMBERS_SEEN` it starts over, costing a store read each.
+    fn first_sight(&self, who: &Identity) -> bool {
+        const MEMBERS_SEEN: usize = 100_000;
+        let mut seen = self.members_seen.lock();
+        if seen.len() >= MEMBERS_SEEN {
+            seen.clear();
+        }
+        seen.insert((who.key.clone(), who.roles))
+    }
+
+    async fn record_roles(&self, who: &Identity) -> Result<(), StoreError> {
         let key = Record::Member { key: &who.key };
         let mut member: Member = self.store.load(key).await?.unwrap_or_default();
         let mut grown = false;

@@ -72,6 +72,8 @@ pub struct Hub {
     /// REST reads running now, per principal (`limits.max_requests_per_user`); an entry
     /// lives while its count is above zero.
     reads: parking_lot::Mutex<std::collections::HashMap<Arc<str>, usize>>,
+    /// Principals and roles whose membership this process has recorded (`Record::Member`).
+    members_seen: parking_lot::Mutex<std::collections::HashSet<(Arc<str>, crate::auth::Roles)>>,
     /// Per-user rates, rebuilt when a reload changes them.
     rates: arc_swap::ArcSwap<Rates>,
     /// Bumped whenever messages become readable; long-poll requests wait on it.
@@ -132,6 +134,7 @@ impl Hub {
             registry,
             users: users::Users::default(),
             reads: Default::default(),
+            members_seen: Default::default(),
             rates: arc_swap::ArcSwap::from_pointee(rates),
             released: watch::channel(0).0,
             tasks: TaskTracker::new(),

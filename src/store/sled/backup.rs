@@ -299,7 +299,9 @@ fn restore_into(
             b'F' => {
                 let name = String::from_utf8(input.blob(1024)?)
                     .map_err(|_| damaged("file name is not UTF-8"))?;
-                if !FILES.contains(&name.as_str()) {
+                // Backups made before the CA key was left out carry it plain: restored as it
+                // came, so that they still restore.
+                if !FILES.contains(&name.as_str()) && !SEALED_FILES.contains(&name.as_str()) {
                     return Err(damaged("unexpected file in backup"));
                 }
                 let bytes = input.blob(MAX_RECORD)?;
@@ -357,5 +359,42 @@ fn restore_into(
             }
             _ => return Err(damaged("unknown record")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backup as versions before the sealed CA key wrote it: the key as a plain file.
+    fn legacy_backup(path: &Path, ca_key: &[u8]) {
+        let mut out = Hashing {
+            inner: Vec::new(),
+            digest: ring::digest::Context::new(&ring::digest::SHA256),
+        };
+        out.put(MAGIC).expect("magic");
+        out.put(b"F").expect("tag");
+        out.put_blob(b"tls/ca-key.pem").expect("name");
+        out.put_blob(ca_key).expect("bytes");
+        out.put(b"E").expect("end");
+        out.put(&1u64.to_be_bytes()).expect("count");
+        let digest = out.digest.finish();
+        let mut bytes = out.inner;
+        bytes.extend_from_slice(digest.as_ref());
+        std::fs::write(path, bytes).expect("write");
+    }
+
+    #[test]
+    fn a_backup_from_before_the_sealed_ca_key_still_restores_with_its_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("old.backup");
+        legacy_backup(&file, b"-----BEGIN PRIVATE KEY-----");
+        let data = dir.path().join("data");
+        let moved = restore(&file, &data, None).expect("restore");
+        assert_eq!(moved.files, 1);
+        assert_eq!(
+            std::fs::read(data.join("tls/ca-key.pem")).expect("key"),
+            b"-----BEGIN PRIVATE KEY-----"
+        );
     }
 }
