@@ -909,17 +909,19 @@ impl Field {
         from: u64,
         to: u64,
     ) -> Result<Vec<TrackingStats>, FieldError> {
-        let users: Vec<String> = match user {
-            Some(u) => vec![u.to_string()],
+        // Each user with the identity that reads its history: an admin acts in the user's org.
+        let users: Vec<(Identity, String)> = match user {
+            Some(u) => vec![(who.clone(), u.to_string())],
             None => self
                 .locations(who)
                 .await?
                 .into_iter()
-                .map(|l| l.user)
+                .map(|l| (who.acting_in(&l.org), l.user))
                 .collect(),
         };
         let mut out = Vec::with_capacity(users.len());
-        for user in users {
+        for (who, user) in users {
+            let who = &who;
             let points: Vec<Location> = self
                 .location_history(who, &user, from, to, MAX_TRACKED_POINTS)
                 .await?

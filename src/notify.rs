@@ -6,8 +6,8 @@
 //! the webhook's secret (`X-Lookout-Signature: sha256=<HMAC of the body>`), retries with
 //! backoff until a 2xx, and only then deletes the record: at least once, in order per alert.
 //! A notification the receiver refuses ([`MAX_REJECTIONS`] 4xx answers) becomes a dead letter:
-//! kept (the newest [`MAX_DEAD`] per webhook), shown in the status, and no longer in the way of
-//! the ones after it. Each org's waiting notifications have a budget of their own
+//! kept (the newest [`MAX_DEAD`] per webhook and org), shown in the status, and no longer in
+//! the way of the ones after it. Each org's waiting notifications have a budget of their own
 //! (`notify.max_outbox`): one org's alert flood never drops another org's notifications.
 //!
 //! A receiver's URL is never logged or shown with its query or credentials, where tokens live.
@@ -41,7 +41,7 @@ const POLL: Duration = Duration::from_secs(1);
 const LEASE: Duration = Duration::from_secs(15);
 /// 4xx answers (other than 408 and 429) after which a notification is a dead letter.
 pub const MAX_REJECTIONS: u32 = 5;
-/// Dead letters kept per webhook; beyond, the oldest are removed.
+/// Dead letters kept per webhook and org; beyond, the oldest are removed.
 pub const MAX_DEAD: usize = 1000;
 
 /// A notification waiting for its webhook.
@@ -303,7 +303,10 @@ impl Hooks {
 
     async fn deliver(self: Arc<Self>, i: usize, stop: CancellationToken) {
         let hook = &self.hooks[i];
-        let mut backoff = BACKOFF.0;
+        // Per org: when its next attempt may be made, and the wait after another failure. One
+        // org's failing notifications back off alone; the others' go out as they come.
+        let mut backoff: std::collections::HashMap<String, (tokio::time::Instant, Duration)> =
+            std::collections::HashMap::new();
         loop {
             let wake = self.wake.notified();
             let pending: Vec<Entry> = match self.entries().await {
@@ -328,14 +331,13 @@ impl Hooks {
                     _ = tokio::time::sleep(POLL) => continue,
                 }
             }
-            let mut failed = false;
-            // A refusal is not the receiver being down: tried again soon, without backing off.
-            let mut refused = false;
-            // An org whose notification failed waits for the next round (its alerts' order is
-            // kept); the other orgs' go on: one org's trouble never holds another's back.
+            // An org whose notification failed waits until its backoff has passed (its alerts'
+            // order is kept); the other orgs' go on: one org's trouble never holds another's.
+            let now = tokio::time::Instant::now();
             let mut waiting_orgs: Vec<&str> = Vec::new();
             for entry in &pending {
-                if waiting_orgs.contains(&entry.org.as_str()) {
+                let due = backoff.get(&entry.org).is_none_or(|(at, _)| *at <= now);
+                if !due || waiting_orgs.contains(&entry.org.as_str()) {
                     continue;
                 }
                 // Renewed before each POST: a long run never outlasts the lease.
@@ -360,6 +362,7 @@ impl Hooks {
                                 });
                         hook.delivered.fetch_add(1, Ordering::Relaxed);
                         *hook.last_error.lock() = None;
+                        backoff.remove(&entry.org);
                     }
                     Err(failure) => {
                         hook.failures.fetch_add(1, Ordering::Relaxed);
@@ -372,28 +375,34 @@ impl Hooks {
                             }
                         }
                         tracing::info!(url = %shown_url(&hook.config.url), event = %entry.event_id, error = %e, "webhook delivery failed; retrying");
-                        refused |= matches!(failure, Failure::Rejected(_));
+                        // A refusal is not the receiver being down: tried again soon,
+                        // without backing off.
+                        let refused = matches!(failure, Failure::Rejected(_));
                         *hook.last_error.lock() = Some(e);
-                        failed = true;
                         waiting_orgs.push(&entry.org);
+                        let (_, last) = backoff
+                            .get(&entry.org)
+                            .copied()
+                            .unwrap_or((now, BACKOFF.0 / 2));
+                        let wait = if refused {
+                            BACKOFF.0
+                        } else {
+                            (last * 2).min(BACKOFF.1)
+                        };
+                        backoff.insert(entry.org.clone(), (now + wait, wait));
                     }
                 }
             }
-            if !failed {
-                backoff = BACKOFF.0;
-            }
-            let wait = if refused {
-                BACKOFF.0
-            } else if failed {
-                let wait = backoff;
-                backoff = (backoff * 2).min(BACKOFF.1);
-                wait
-            } else {
-                POLL
-            };
+            // Orgs no longer waiting for anything are forgotten.
+            backoff.retain(|org, _| pending.iter().any(|e| e.org == *org));
+            let soonest = backoff.values().map(|(at, _)| *at).min();
+            let wait = soonest.map_or(POLL, |at| {
+                at.saturating_duration_since(tokio::time::Instant::now())
+                    .min(POLL)
+            });
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = wake, if !failed => {}
+                _ = wake => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
@@ -432,10 +441,25 @@ impl Hooks {
         entry.dead
     }
 
-    /// Removes a webhook's oldest dead letters beyond [`MAX_DEAD`].
+    /// Removes a webhook's oldest dead letters beyond [`MAX_DEAD`] of each org (`dead` in
+    /// outbox order): one org's refused notifications never push out another's.
     async fn forget_oldest_dead(&self, dead: Vec<Entry>) {
-        let extra = dead.len().saturating_sub(MAX_DEAD);
-        for entry in dead.iter().take(extra) {
+        let mut per_org: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for entry in &dead {
+            *per_org.entry(&entry.org).or_default() += 1;
+        }
+        let mut extra: std::collections::HashMap<&str, usize> = per_org
+            .into_iter()
+            .map(|(org, n)| (org, n.saturating_sub(MAX_DEAD)))
+            .collect();
+        let oldest = dead.iter().filter(|e| match extra.get_mut(e.org.as_str()) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        });
+        for entry in oldest {
             let id = entry.id();
             if let Err(e) = self
                 .store

@@ -659,6 +659,13 @@ async fn tracking_stats_report_distance_fence_time_last_seen_and_battery() {
     )
     .await;
     assert_eq!(window[0]["points"], 2);
+    // An admin of no org names the org, and sees acme's g1 (without naming it: every org's
+    // guards, each in its own org).
+    let admin = server.token("root", None, &[Role::Admin]);
+    let named = get(&server, "/api/v1/tracking/stats?user=g1&org=acme", &admin).await;
+    assert_eq!(named[0]["points"], 3, "{named}");
+    let all = get(&server, "/api/v1/tracking/stats", &admin).await;
+    assert_eq!(all[0]["points"], 3, "{all}");
     // globex's supervisor asking for `g1` gets globex's g1, who has never reported.
     let theirs = get(
         &server,

@@ -244,6 +244,23 @@ async fn stomp_errors_name_the_problem_and_close() {
     assert_eq!(error.get("message"), Some("unauthorized"));
     anonymous.closed().await;
 
+    // A CONNECT token for the same user with other roles: the session stays what it was
+    // admitted as.
+    let guard = server.token("sup1", Some("acme"), &[Role::Guard]);
+    let mut upgraded = StompClient::open(&server, Some(&guard)).await;
+    let bearer = format!("Bearer {sup}");
+    upgraded
+        .send_frame(
+            "CONNECT",
+            &[("accept-version", "1.2"), ("Authorization", &bearer)],
+            b"",
+        )
+        .await;
+    let error = upgraded.next_frame().await;
+    assert_eq!(error.command, "ERROR");
+    assert_eq!(error.get("message"), Some("unauthorized"));
+    upgraded.closed().await;
+
     // A version nobody speaks.
     let mut old = StompClient::open(&server, Some(&sup)).await;
     old.send_frame("CONNECT", &[("accept-version", "2.0")], b"")

@@ -82,6 +82,9 @@ pub async fn follow_revocations(
         match state.store.fresh_head(REVOCATIONS).await {
             Ok(head) if head > seen => {
                 match state.store.read(REVOCATIONS, seen, head, 1000).await {
+                    // Trimmed meanwhile: nothing more to apply up to the head (a restart loads
+                    // every revocation on record anyway).
+                    Ok(messages) if messages.is_empty() => seen = head,
                     Ok(messages) => {
                         for m in messages {
                             seen = m.seq;

@@ -123,10 +123,15 @@ pub async fn delete_shift(call: Call) -> Result<Response<Body>, HttpError> {
     Ok(json_response(200, &serde_json::json!({"deleted": id})))
 }
 
-/// `GET /api/v1/tracking/stats?user=&from=&to=`.
+/// `GET /api/v1/tracking/stats?user=&from=&to=&org=`: an admin names the org of `user`.
 pub async fn tracking_stats(call: Call) -> Result<Response<Body>, HttpError> {
     let who = call.who()?;
     let params = call.query();
+    let who = match params.get("org") {
+        Some(org) => who.acting_in(&super::extract::org_of(&who, Some(org))?),
+        None => who,
+    };
+    let _reading = call.state.hub.begin_read(&who)?;
     let from = number(&params, "from", 0u64)?;
     let to = number(&params, "to", u64::MAX)?;
     let user = params.get("user").map(String::as_str);

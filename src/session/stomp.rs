@@ -543,11 +543,13 @@ impl StompSession {
                 self.ctx.hub.stats.auth_failed();
                 Fatal::new("unauthorized", e.to_string())
             })?;
+            // As a native refresh: the same principal, roles and device, or the session would
+            // become someone it was not admitted as.
             let me = &self.conn.identity;
-            if who.user != me.user || who.org != me.org {
+            if who.key != me.key || who.roles != me.roles || who.device != me.device {
                 return Err(Fatal::new(
                     "unauthorized",
-                    "the CONNECT token is for another user than the connection's",
+                    "the CONNECT token is for another user, org, roles or device than the connection's",
                 ));
             }
             if who.exp > self.conn.exp.load(Ordering::Relaxed) {
