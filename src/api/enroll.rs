@@ -14,7 +14,7 @@ use super::extract::Call;
 use crate::auth::Role;
 use crate::channel::Target;
 use crate::http::{json_response, Body, HttpError};
-use crate::hub::Member;
+use crate::hub::admission::Member;
 use crate::protocol::ErrorCode;
 use crate::store::Record;
 

@@ -49,7 +49,6 @@ use crate::counters::Stats;
 use crate::protocol::{close, now_millis};
 use crate::store::Store;
 
-pub use self::admission::Member;
 pub use self::conn::{ConnHandle, Delivery, Outbound, View};
 pub use self::error::{HubError, Refusal};
 pub use self::registry::Channel;

@@ -127,7 +127,7 @@ struct LogRecord {
 
 #[derive(Serialize, Deserialize)]
 struct UserRecord {
-    pub(super) org: String,
+    org: String,
     last_seen: u64,
 }
 

@@ -6,12 +6,19 @@
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
+
 use super::keys;
 use super::sealed::{seal, unseal};
-use super::UserRecord;
 use crate::store::error::{Result, StoreError};
 use crate::store::principals;
 use crate::store::records::decode;
+
+/// The part of a user directory entry (`U` + user) the move reads: the org.
+#[derive(Deserialize)]
+struct UserRecord {
+    org: String,
+}
 
 /// What the move did.
 #[derive(Debug, Default, PartialEq, Eq)]
