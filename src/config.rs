@@ -177,6 +177,16 @@ pub struct ClusterSettings {
     pub sentinels: Vec<String>,
     /// The name the Sentinels know the shared Redis by.
     pub master_name: Option<String>,
+    /// With `sentinels`: TLS to the Sentinels and to the Redis they name (certificates checked
+    /// against the system's roots, or the bundle `SSL_CERT_FILE` names).
+    pub sentinel_tls: bool,
+    /// With `sentinels`: the password of the Sentinels themselves (their `requirepass`).
+    pub sentinel_password: Option<String>,
+    /// With `sentinels`: the user (ACL) and password Lookout logs in with on the Redis the
+    /// Sentinels name (with `redis`, the URL carries them).
+    pub username: Option<String>,
+    /// See `username`.
+    pub password: Option<String>,
     /// This node's name in logs, metrics and the Redis (default: the host name).
     pub node_id: Option<String>,
     /// Replicas a write must reach (Redis `WAIT`) before it is acknowledged.
@@ -206,6 +216,10 @@ impl Default for ClusterSettings {
             redis: None,
             sentinels: Vec::new(),
             master_name: None,
+            sentinel_tls: false,
+            sentinel_password: None,
+            username: None,
+            password: None,
             node_id: None,
             min_replicas: 1,
             wait_timeout: Duration::from_secs(1),
@@ -904,6 +918,22 @@ pub const KEYS: &[(&str, &str)] = &[
         "the name the Sentinels know the shared Redis by (with cluster.sentinels)",
     ),
     (
+        "cluster.sentinel_tls",
+        "with cluster.sentinels: TLS to the Sentinels and to the Redis they name",
+    ),
+    (
+        "cluster.sentinel_password",
+        "with cluster.sentinels: the Sentinels' own password",
+    ),
+    (
+        "cluster.username",
+        "with cluster.sentinels: the ACL user on the Redis they name (with cluster.redis: in the URL)",
+    ),
+    (
+        "cluster.password",
+        "with cluster.sentinels: the password on the Redis they name (with cluster.redis: in the URL)",
+    ),
+    (
         "cluster.node_id",
         "this node's name in logs, metrics and the Redis; default the host name",
     ),
@@ -1348,6 +1378,23 @@ impl Config {
         }
         if self.cluster.master_name.is_some() && self.cluster.sentinels.is_empty() {
             bad("cluster.master_name", "only with cluster.sentinels");
+        }
+        let sentinel_only = [
+            ("cluster.sentinel_tls", self.cluster.sentinel_tls),
+            (
+                "cluster.sentinel_password",
+                self.cluster.sentinel_password.is_some(),
+            ),
+            ("cluster.username", self.cluster.username.is_some()),
+            ("cluster.password", self.cluster.password.is_some()),
+        ];
+        for (key, set) in sentinel_only {
+            if set && self.cluster.sentinels.is_empty() {
+                bad(
+                    key,
+                    "only with cluster.sentinels (with cluster.redis, the URL carries TLS and credentials)",
+                );
+            }
         }
         for s in &self.cluster.sentinels {
             let port = s

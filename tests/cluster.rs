@@ -649,3 +649,73 @@ async fn a_node_reaches_its_redis_over_tls_and_refuses_one_it_cannot_verify() {
         reply["seq"].to_string()
     );
 }
+
+/// Sentinels and the primary they name behind passwords and TLS (issue 30): a node reaches
+/// both with `cluster.sentinel_tls`, `cluster.sentinel_password` and `cluster.password`; with
+/// a wrong password it is refused, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reaches_sentinels_and_their_primary_with_passwords_over_tls() {
+    use common::redis::{Sentinel, TlsFiles};
+    let tls = TlsFiles::new();
+    let port = common::redis::free_port();
+    let _primary = RedisProcess::start_secured(port, &tls, "node-secret-1");
+    let sentinel =
+        Sentinel::start_secured("site", port, &tls, "node-secret-1", "sentinel-secret-2");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = |name: &str, node_password: &str| {
+        config_file(
+            &tmp.path().join(name),
+            &format!(
+                "[cluster]\nsentinels = [\"{}\"]\nmaster_name = \"site\"\nmin_replicas = 0\n\
+                 sentinel_tls = true\nsentinel_password = \"sentinel-secret-2\"\n\
+                 password = \"{node_password}\"\n",
+                sentinel.addr()
+            ),
+        )
+    };
+    let ca = tls.ca.clone();
+    let wrong = config("wrong", "not-the-password");
+    let (fine, text) = check_config(
+        &tmp.path().join("wrong"),
+        &[
+            ("LOOKOUT_CONFIG", wrong.as_str()),
+            ("SSL_CERT_FILE", ca.as_str()),
+        ],
+    );
+    assert!(!fine, "a wrong password: {text}");
+    assert!(
+        text.contains("WRONGPASS") || text.to_lowercase().contains("auth"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("not-the-password"),
+        "a password is never printed: {text}"
+    );
+    let right = config("right", "node-secret-1");
+    let (fine, text) = check_config(
+        &tmp.path().join("right"),
+        &[
+            ("LOOKOUT_CONFIG", right.as_str()),
+            ("SSL_CERT_FILE", ca.as_str()),
+        ],
+    );
+    assert!(fine, "{text}");
+    let node = Binary::serve(
+        &tmp.path().join("right"),
+        &[
+            ("LOOKOUT_CONFIG", right.as_str()),
+            ("SSL_CERT_FILE", ca.as_str()),
+        ],
+    );
+    let sup = node.token("sup", Some("acme"), &[Role::Supervisor]);
+    let mut client = node.connect(&sup).await;
+    assert!(ok(&client.subscribe(ROOM).await));
+    let reply = client
+        .publish(ROOM, json!({ "over": "sentinels and tls" }))
+        .await;
+    assert!(ok(&reply), "{reply}");
+    assert_eq!(
+        client.next_message().await["data"]["over"],
+        "sentinels and tls"
+    );
+}

@@ -349,6 +349,26 @@ async fn keycloak_and_clerk_style_claims_map_to_lookout_roles_as_configured() {
     assert!(ok(&sup.subscribe("/topic/org/org_acme/locations").await));
     let mut guard = clerk.connect(&member).await;
     assert!(!ok(&guard.subscribe("/topic/org/org_acme/locations").await));
+    // A Clerk user in two organizations, switching between them: a token per org, and in each
+    // the user of that org only. Its queue in one is not its queue in the other.
+    let in_a = ec.mint(json!({ "sub": "user_2xyz", "org_id": "org_a", "org_role": "org:member" }));
+    let in_b = ec.mint(json!({ "sub": "user_2xyz", "org_id": "org_b", "org_role": "org:member" }));
+    let mut as_a = clerk.connect(&in_a).await;
+    let mut as_b = clerk.connect(&in_b).await;
+    assert!(ok(&as_a.subscribe("/user/queue/messages").await));
+    assert!(ok(&as_b.subscribe("/user/queue/messages").await));
+    let sup_a = ec.mint(json!({ "sub": "boss_a", "org_id": "org_a", "org_role": "org:admin" }));
+    let mut boss = clerk.connect(&sup_a).await;
+    let sent = boss
+        .request(json!({"type":"publish","channel":"/user/queue/messages","to":"user_2xyz","data":{"text":"for org_a"}}))
+        .await;
+    assert!(ok(&sent), "{sent}");
+    assert_eq!(as_a.next_message().await["data"]["text"], "for org_a");
+    assert!(as_b
+        .drain(std::time::Duration::from_millis(300))
+        .await
+        .iter()
+        .all(|f| f["type"] != "message"));
     // Without the org claim a non-admin is refused.
     let orgless = ec.mint(json!({ "sub": "user_3", "org_role": "org:member" }));
     let refused = admitted(&clerk, &orgless).await.expect_err("no org");

@@ -200,6 +200,70 @@ fn spawn_server(
         .expect("redis-server (install Debian's redis-server, or run tests/run.sh)")
 }
 
+/// A test CA and a certificate it signed for `localhost` and `127.0.0.1` (a Sentinel names a
+/// primary by address), as files a Redis or a Sentinel reads.
+pub struct TlsFiles {
+    _dir: tempfile::TempDir,
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+impl TlsFiles {
+    pub fn new() -> TlsFiles {
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca = rcgen::CertificateParams::new(Vec::new()).expect("params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "Lookout test CA");
+        let ca = ca.self_signed(&ca_key).expect("CA");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("certificate");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, pem: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).expect("write");
+            path.display().to_string()
+        };
+        TlsFiles {
+            ca: write("ca.pem", ca.pem()),
+            cert: write("redis.pem", leaf.pem()),
+            key: write("redis.key", key.serialize_pem()),
+            _dir: dir,
+        }
+    }
+}
+
+impl RedisProcess {
+    /// A durable Redis answering only TLS on 127.0.0.1:`port`, with `tls`'s certificate, and
+    /// only to clients that log in with `password`.
+    pub fn start_secured(port: u16, tls: &TlsFiles, password: &str) -> RedisProcess {
+        let port_arg = port.to_string();
+        let mut args = DURABLE.to_vec();
+        args.extend_from_slice(&[
+            "--tls-port",
+            &port_arg,
+            "--tls-cert-file",
+            &tls.cert,
+            "--tls-key-file",
+            &tls.key,
+            "--tls-ca-cert-file",
+            &tls.ca,
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            password,
+        ]);
+        let mut redis = RedisProcess::start_with(&args);
+        wait_for_port(port);
+        redis.port = Some(port);
+        redis
+    }
+}
+
 /// A `redis-sentinel` on 127.0.0.1 watching the primary `master` calls `name`, quick to
 /// decide it is down (1 s).
 pub struct Sentinel {
@@ -222,6 +286,48 @@ impl Sentinel {
                  sentinel failover-timeout {name} 4000\n\
                  sentinel parallel-syncs {name} 1\n",
                 dir = dir.path().display()
+            ),
+        )
+        .expect("sentinel.conf");
+        let child = std::process::Command::new(program("redis-sentinel"))
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-sentinel (install Debian's redis-sentinel, or run tests/run.sh)");
+        wait_for_port(port);
+        Sentinel {
+            child,
+            _dir: dir,
+            port,
+        }
+    }
+
+    /// A Sentinel answering only TLS, with `tls`'s certificate, that reaches the primary
+    /// over TLS with `node_password` and answers only clients that log in with `password`.
+    pub fn start_secured(
+        name: &str,
+        master_port: u16,
+        tls: &TlsFiles,
+        node_password: &str,
+        password: &str,
+    ) -> Sentinel {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let config = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port 0\ntls-port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                 tls-cert-file {cert}\ntls-key-file {key}\ntls-ca-cert-file {ca}\n\
+                 tls-auth-clients no\ntls-replication yes\nrequirepass {password}\n\
+                 sentinel monitor {name} 127.0.0.1 {master_port} 1\n\
+                 sentinel auth-pass {name} {node_password}\n\
+                 sentinel down-after-milliseconds {name} 1000\n",
+                dir = dir.path().display(),
+                cert = tls.cert,
+                key = tls.key,
+                ca = tls.ca,
             ),
         )
         .expect("sentinel.conf");

@@ -28,7 +28,66 @@ pub enum Endpoint {
         sentinels: Vec<String>,
         /// The name they know it by.
         master: String,
+        /// TLS and credentials, to the Sentinels and to the servers they name.
+        access: SentinelAccess,
     },
+}
+
+/// How to reach the Sentinels and the servers they name (`cluster.sentinel_tls`,
+/// `cluster.sentinel_password`, `cluster.username`, `cluster.password`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SentinelAccess {
+    /// TLS to both.
+    pub tls: bool,
+    /// The Sentinels' own password.
+    pub sentinel_password: Option<String>,
+    /// The ACL user on the servers they name.
+    pub username: Option<String>,
+    /// The password on the servers they name.
+    pub password: Option<String>,
+}
+
+// Never print a password.
+impl std::fmt::Debug for SentinelAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelAccess")
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SentinelAccess {
+    /// The connection to one Sentinel at `host:port`.
+    fn sentinel(&self, addr: &str) -> Result<redis::ConnectionInfo> {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let mut info =
+            redis::IntoConnectionInfo::into_connection_info(format!("{scheme}://{addr}"))
+                .map_err(engine)?;
+        if let Some(password) = &self.sentinel_password {
+            let redis = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(redis);
+        }
+        Ok(info)
+    }
+
+    /// How to log in to the servers the Sentinels name.
+    fn node(&self) -> redis::sentinel::SentinelNodeConnectionInfo {
+        let mut redis = redis::RedisConnectionInfo::default();
+        if let Some(user) = &self.username {
+            redis = redis.set_username(user);
+        }
+        if let Some(password) = &self.password {
+            redis = redis.set_password(password);
+        }
+        let node =
+            redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(redis);
+        if self.tls {
+            node.set_tls_mode(redis::TlsMode::Secure)
+        } else {
+            node
+        }
+    }
 }
 
 struct Current {
@@ -51,11 +110,23 @@ impl Link {
     pub async fn open(endpoint: &Endpoint, response_timeout: Duration) -> Result<Link> {
         let sentinel = match endpoint {
             Endpoint::Url(_) => None,
-            Endpoint::Sentinels { sentinels, master } => {
-                let urls: Vec<String> = sentinels.iter().map(|s| format!("redis://{s}")).collect();
+            Endpoint::Sentinels {
+                sentinels,
+                master,
+                access,
+            } => {
+                let infos = sentinels
+                    .iter()
+                    .map(|s| access.sentinel(s))
+                    .collect::<Result<Vec<_>>>()?;
                 Some(tokio::sync::Mutex::new(
-                    SentinelClient::build(urls, master.clone(), None, SentinelServerType::Master)
-                        .map_err(engine)?,
+                    SentinelClient::build(
+                        infos,
+                        master.clone(),
+                        Some(access.node()),
+                        SentinelServerType::Master,
+                    )
+                    .map_err(engine)?,
                 ))
             }
         };

@@ -91,6 +91,12 @@ impl RedisOptions {
             (None, Some(master)) if !settings.sentinels.is_empty() => Endpoint::Sentinels {
                 sentinels: settings.sentinels.clone(),
                 master: master.clone(),
+                access: link::SentinelAccess {
+                    tls: settings.sentinel_tls,
+                    sentinel_password: settings.sentinel_password.clone(),
+                    username: settings.username.clone(),
+                    password: settings.password.clone(),
+                },
             },
             _ => return None,
         };
