@@ -114,7 +114,7 @@ async fn a_stalled_video_viewer_loses_frames_while_100_others_get_every_one() {
     let admin = server.token("root", None, &[Role::Admin]);
     let status: serde_json::Value = server
         .http()
-        .get(server.https("/api/v1/websocket/user/stalled/status"))
+        .get(server.https("/api/v1/websocket/user/stalled/status?org=acme"))
         .bearer_auth(admin)
         .send()
         .await
