@@ -542,19 +542,59 @@ async fn nothing_of_one_org_reaches_another_on_any_transport_or_route_and_nobody
         );
         assert_no_leak(&path, &answer);
     }
+    // Writing into acme by naming it: refused with its code.
+    for (path, body) in [
+        (
+            "/api/v1/guard-links",
+            json!({"guard": "carol", "org": "acme"}),
+        ),
+        (
+            "/api/v1/geofences",
+            json!({"name": "x", "kind": "forbidden", "org": "acme", "shape": {"type": "Polygon", "coordinates": [[[1.0, 1.0], [1.1, 1.0], [1.1, 1.1], [1.0, 1.0]]]}}),
+        ),
+        (
+            "/api/v1/shifts",
+            json!({"user": "carol", "org": "acme", "site": "x", "start": 1, "end": 2}),
+        ),
+        (
+            "/api/v1/broadcast/maintenance",
+            json!({"data": {"text": "x"}}),
+        ),
+    ] {
+        let (status, answer) = send(&server, Method::POST, path, &globex, body).await;
+        assert_eq!(
+            (status, code_of(&answer)),
+            (403, "forbidden".into()),
+            "{path}: {answer}"
+        );
+    }
+    // A PANIC raised by globex's carol is globex's: acme's supervisors never see it.
+    let acme_alerts_before = get(&server, "/api/v1/alerts", &sup).await.1;
     let (status, body) = send(
         &server,
         Method::POST,
-        "/api/v1/guard-links",
-        &globex,
-        json!({"guard": "carol", "org": "acme"}),
+        "/api/v1/alerts",
+        &forged_carol,
+        json!({"type": "PANIC", "message": "globex's own"}),
     )
     .await;
-    assert_eq!(
-        (status, code_of(&body)),
-        (403, "forbidden".into()),
-        "{body}"
+    assert_eq!(status, 201, "{body}");
+    let acme_alerts_after = get(&server, "/api/v1/alerts", &sup).await.1;
+    assert!(
+        !acme_alerts_after.contains("globex's own"),
+        "{acme_alerts_after}"
     );
+    assert_eq!(
+        acme_alerts_before.matches("\"id\"").count(),
+        acme_alerts_after.matches("\"id\"").count()
+    );
+    // Aggregates of the whole appliance are all a supervisor of globex reads of the rest.
+    for path in ["/api/v1/websocket/stats", "/metrics"] {
+        let (status, body) = get(&server, path, &globex).await;
+        assert_eq!(status, 200, "{path}");
+        assert_no_leak(path, &body);
+        assert!(!body.contains("acme"), "{path} names acme: {body}");
+    }
     let (status, body) = send(
         &server,
         Method::POST,
