@@ -26,6 +26,31 @@ struct Seen {
     bad_signatures: usize,
 }
 
+/// One HTTP request off `tcp`: its head (lower case) and its body; `None` when the peer went
+/// away first.
+async fn read_request(tcp: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tcp.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if buf.len() >= end + 4 + length {
+            return Some((head, buf[end + 4..end + 4 + length].to_vec()));
+        }
+    }
+}
+
 /// A plain HTTP receiver on 127.0.0.1 answering 500 to its first `fail_first` attempts, and
 /// to every attempt while `up` is false.
 async fn receiver(fail_first: usize, up: Arc<AtomicBool>) -> (String, Arc<Mutex<Seen>>) {
@@ -42,25 +67,8 @@ async fn receiver(fail_first: usize, up: Arc<AtomicBool>) -> (String, Arc<Mutex<
         while let Ok((mut tcp, _)) = listener.accept().await {
             let (seen, up) = (shared.clone(), up.clone());
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let (head, body) = loop {
-                    match tcp.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + length {
-                        break (head, buf[end + 4..end + 4 + length].to_vec());
-                    }
+                let Some((head, body)) = read_request(&mut tcp).await else {
+                    return;
                 };
                 let signature = head
                     .lines()
@@ -363,25 +371,8 @@ async fn judging_receiver(
         while let Ok((mut tcp, _)) = listener.accept().await {
             let (accepted, answer) = (shared.clone(), answer.clone());
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let body = loop {
-                    match tcp.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + length {
-                        break buf[end + 4..end + 4 + length].to_vec();
-                    }
+                let Some((_, body)) = read_request(&mut tcp).await else {
+                    return;
                 };
                 let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let status = answer(&body);

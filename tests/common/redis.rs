@@ -274,33 +274,16 @@ pub struct Sentinel {
 
 impl Sentinel {
     pub fn start(name: &str, master_port: u16, quorum: u32) -> Sentinel {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let config = dir.path().join("sentinel.conf");
-        std::fs::write(
-            &config,
+        Sentinel::run(|port, dir| {
             format!(
                 "port {port}\nbind 127.0.0.1\ndir {dir}\n\
                  sentinel monitor {name} 127.0.0.1 {master_port} {quorum}\n\
                  sentinel down-after-milliseconds {name} 1000\n\
                  sentinel failover-timeout {name} 4000\n\
                  sentinel parallel-syncs {name} 1\n",
-                dir = dir.path().display()
-            ),
-        )
-        .expect("sentinel.conf");
-        let child = std::process::Command::new(program("redis-sentinel"))
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-sentinel (install Debian's redis-sentinel, or run tests/run.sh)");
-        wait_for_port(port);
-        Sentinel {
-            child,
-            _dir: dir,
-            port,
-        }
+                dir = dir.display()
+            )
+        })
     }
 
     /// A Sentinel answering only TLS, with `tls`'s certificate, that reaches the primary
@@ -312,11 +295,7 @@ impl Sentinel {
         node_password: &str,
         password: &str,
     ) -> Sentinel {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let config = dir.path().join("sentinel.conf");
-        std::fs::write(
-            &config,
+        Sentinel::run(|port, dir| {
             format!(
                 "port 0\ntls-port {port}\nbind 127.0.0.1\ndir {dir}\n\
                  tls-cert-file {cert}\ntls-key-file {key}\ntls-ca-cert-file {ca}\n\
@@ -324,15 +303,23 @@ impl Sentinel {
                  sentinel monitor {name} 127.0.0.1 {master_port} 1\n\
                  sentinel auth-pass {name} {node_password}\n\
                  sentinel down-after-milliseconds {name} 1000\n",
-                dir = dir.path().display(),
+                dir = dir.display(),
                 cert = tls.cert,
                 key = tls.key,
                 ca = tls.ca,
-            ),
-        )
-        .expect("sentinel.conf");
+            )
+        })
+    }
+
+    /// A Sentinel on a free port of 127.0.0.1 with the configuration `config` writes for that
+    /// port and a directory of its own.
+    fn run(config: impl FnOnce(u16, &std::path::Path) -> String) -> Sentinel {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let file = dir.path().join("sentinel.conf");
+        std::fs::write(&file, config(port, dir.path())).expect("sentinel.conf");
         let child = std::process::Command::new(program("redis-sentinel"))
-            .arg(&config)
+            .arg(&file)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
