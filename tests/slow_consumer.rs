@@ -326,3 +326,53 @@ async fn a_slow_reader_whose_pongs_wait_behind_its_backlog_is_alive_while_it_mak
     assert!(started.elapsed() > std::time::Duration::from_secs(4));
     server.stop().await;
 }
+
+/// A stalled viewer's live lane holds at most `limits.outbound_queue_bytes` of frames, however
+/// many frames its count would allow: beyond, frames are dropped for it and counted, while
+/// the other viewers get every one.
+#[tokio::test]
+async fn a_stalled_viewers_live_lane_is_bounded_in_bytes_and_the_others_get_every_frame() {
+    const LANE: usize = 512 * 1024;
+    let server = TestServer::start_with(|c| {
+        c.limits.outbound_queue = 1024;
+        c.limits.outbound_queue_bytes = LANE;
+        c.limits.video_frames_per_second = 100_000;
+        c.limits.messages_per_second = 100_000;
+        c.limits.message_burst = 100_000;
+        c.limits.max_connections_per_user = 200;
+        c.limits.write_timeout = std::time::Duration::from_secs(600);
+    })
+    .await;
+    let channel = "/topic/video/g1";
+    let mut guard = video_guard(&server).await;
+    let _stalled = stalled(&server, channel).await;
+    let head = stall_on_video(&server, &mut guard).await;
+    // The 60 KiB frames that filled it were refused by bytes with a handful waiting, far
+    // below the lane's count; small frames go on to everyone else.
+    let readers = fast_readers(&server, channel, MESSAGES).await;
+    let frame = vec![0x4a; 1024];
+    for _ in 1..=MESSAGES {
+        let r = guard.publish_frame(channel, &frame, false).await;
+        assert!(ok(&r), "{r}");
+    }
+    assert_all_received(readers, head + 1..=head + MESSAGES).await;
+    let admin = server.token("root", Some("acme"), &[Role::Admin]);
+    let status = get_json(
+        &server.http(),
+        &server.https("/api/v1/websocket/user/stalled/status"),
+        &admin,
+    )
+    .await;
+    let queued = status["connections"][0]["queued"].as_u64().expect("queued");
+    assert!(
+        queued as usize <= LANE / 1024,
+        "{queued} frames held for the stalled viewer: {status}"
+    );
+    let refused = value(
+        &scrape(&server).await,
+        "lookout_budget_refusals_total",
+        &[("budget", "limits.outbound_queue_bytes")],
+    );
+    assert!(refused > 0.0, "the byte budget refused frames");
+    server.stop().await;
+}
