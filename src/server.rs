@@ -269,6 +269,9 @@ impl Server {
             .plain
             .map(|l| tokio::spawn(transport::accept_loop(gateway.clone(), l, None)));
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
+        // Ready first: the watchdog's first ping, on a task of its own, could otherwise reach
+        // the service manager before it (seen on a loaded CI machine).
+        crate::systemd::ready(&format!("listening on {addr}"));
         let watchdog = crate::systemd::watchdog_interval().map(|every| {
             let store = store.clone();
             tokio::spawn(crate::systemd::feed_watchdog(
@@ -277,7 +280,6 @@ impl Server {
                 every,
             ))
         });
-        crate::systemd::ready(&format!("listening on {addr}"));
 
         let store_failed = tokio::select! {
             _ = shutdown => false,
