@@ -51,53 +51,65 @@ async fn read_request(tcp: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8
     }
 }
 
-/// A plain HTTP receiver on 127.0.0.1 answering 500 to its first `fail_first` attempts, and
-/// to every attempt while `up` is false.
-async fn receiver(fail_first: usize, up: Arc<AtomicBool>) -> (String, Arc<Mutex<Seen>>) {
+/// An HTTP receiver on 127.0.0.1 at `/hooks/lookout{query}`: each request (its head in lower
+/// case, its body) is answered with the status `answer` gives.
+async fn listen(
+    query: &str,
+    answer: impl Fn(&str, &[u8]) -> u16 + Send + Sync + 'static,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let url = format!(
-        "http://127.0.0.1:{}/hooks/lookout",
+        "http://127.0.0.1:{}/hooks/lookout{query}",
         listener.local_addr().expect("addr").port()
     );
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let shared = seen.clone();
+    let answer = Arc::new(answer);
     tokio::spawn(async move {
         while let Ok((mut tcp, _)) = listener.accept().await {
-            let (seen, up) = (shared.clone(), up.clone());
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let Some((head, body)) = read_request(&mut tcp).await else {
                     return;
                 };
-                let signature = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("x-lookout-signature:"))
-                    .map(|v| v.trim().to_string())
-                    .unwrap_or_default();
-                let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET.as_bytes());
-                let expected = format!("sha256={}", hex::encode(hmac::sign(&key, &body).as_ref()));
-                let status = {
-                    let mut seen = seen.lock().expect("lock");
-                    seen.attempts += 1;
-                    if signature != expected {
-                        seen.bad_signatures += 1;
-                    }
-                    if seen.attempts <= fail_first || !up.load(Ordering::SeqCst) {
-                        500
-                    } else {
-                        seen.accepted
-                            .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                        200
-                    }
-                };
-                let answer = format!(
+                let status = answer(&head, &body);
+                let reply = format!(
                     "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
                 );
-                let _ = tcp.write_all(answer.as_bytes()).await;
+                let _ = tcp.write_all(reply.as_bytes()).await;
             });
         }
     });
+    url
+}
+
+/// A receiver answering 500 to its first `fail_first` attempts, and to every attempt while
+/// `up` is false; it checks every signature.
+async fn receiver(fail_first: usize, up: Arc<AtomicBool>) -> (String, Arc<Mutex<Seen>>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let shared = seen.clone();
+    let url = listen("", move |head, body| {
+        let signature = head
+            .lines()
+            .find_map(|l| l.strip_prefix("x-lookout-signature:"))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default();
+        let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET.as_bytes());
+        let expected = format!("sha256={}", hex::encode(hmac::sign(&key, body).as_ref()));
+        let mut seen = shared.lock().expect("lock");
+        seen.attempts += 1;
+        if signature != expected {
+            seen.bad_signatures += 1;
+        }
+        if seen.attempts <= fail_first || !up.load(Ordering::SeqCst) {
+            500
+        } else {
+            seen.accepted
+                .push(serde_json::from_slice(body).unwrap_or(Value::Null));
+            200
+        }
+    })
+    .await;
     (url, seen)
 }
 
@@ -353,39 +365,22 @@ async fn in_a_cluster_each_event_is_posted_once_not_once_per_node() {
     }
 }
 
-/// A receiver on 127.0.0.1 that answers each POST with what `answer` says of its body, and
-/// keeps the bodies it accepted (2xx).
+/// A receiver (its URL carrying a token in its query) that answers each POST with what
+/// `answer` says of its body, and keeps the bodies it accepted (2xx).
 async fn judging_receiver(
     answer: impl Fn(&Value) -> u16 + Send + Sync + 'static,
 ) -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!(
-        "http://127.0.0.1:{}/hooks/lookout?token=s3cret-query-token",
-        listener.local_addr().expect("addr").port()
-    );
     let accepted = Arc::new(Mutex::new(Vec::new()));
-    let (shared, answer) = (accepted.clone(), Arc::new(answer));
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            let (accepted, answer) = (shared.clone(), answer.clone());
-            tokio::spawn(async move {
-                let Some((_, body)) = read_request(&mut tcp).await else {
-                    return;
-                };
-                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                let status = answer(&body);
-                if (200..300).contains(&status) {
-                    accepted.lock().expect("lock").push(body);
-                }
-                let answer = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                );
-                let _ = tcp.write_all(answer.as_bytes()).await;
-            });
+    let shared = accepted.clone();
+    let url = listen("?token=s3cret-query-token", move |_, body| {
+        let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let status = answer(&body);
+        if (200..300).contains(&status) {
+            shared.lock().expect("lock").push(body);
         }
-    });
+        status
+    })
+    .await;
     (url, accepted)
 }
 
