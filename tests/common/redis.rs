@@ -20,7 +20,7 @@ pub struct RedisProcess {
     pub port: Option<u16>,
     args: Vec<String>,
     /// Certificates a TLS one reads.
-    _files: Option<tempfile::TempDir>,
+    _files: Option<TlsFiles>,
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released: a test's servers take theirs at once).
@@ -96,37 +96,39 @@ impl RedisProcess {
     /// `localhost` signed by a CA of its own (its Unix socket stays plain, for inspection).
     /// Answers the CA's PEM.
     pub fn start_tls(port: u16) -> (RedisProcess, String) {
-        let (ca_pem, leaf, key) = localhost_certificate();
-        let files = tempfile::tempdir().expect("tempdir");
-        let write = |name: &str, pem: String| {
-            let path = files.path().join(name);
-            std::fs::write(&path, pem).expect("write");
-            path.display().to_string()
-        };
-        let (ca_file, cert_file, key_file) = (
-            write("ca.pem", ca_pem.clone()),
-            write("redis.pem", leaf.pem()),
-            write("redis.key", key.serialize_pem()),
-        );
+        let tls = TlsFiles::new();
+        let ca_pem = std::fs::read_to_string(&tls.ca).expect("CA");
+        let mut redis = RedisProcess::start_tls_with(port, &tls, &[]);
+        redis._files = Some(tls);
+        (redis, ca_pem)
+    }
+
+    /// A durable Redis answering only TLS on 127.0.0.1:`port`, with `tls`'s certificate, and
+    /// only to clients that log in with `password`.
+    pub fn start_secured(port: u16, tls: &TlsFiles, password: &str) -> RedisProcess {
+        RedisProcess::start_tls_with(port, tls, &["--requirepass", password])
+    }
+
+    fn start_tls_with(port: u16, tls: &TlsFiles, extra: &[&str]) -> RedisProcess {
         let port_arg = port.to_string();
         let mut args = DURABLE.to_vec();
         args.extend_from_slice(&[
             "--tls-port",
             &port_arg,
             "--tls-cert-file",
-            &cert_file,
+            &tls.cert,
             "--tls-key-file",
-            &key_file,
+            &tls.key,
             "--tls-ca-cert-file",
-            &ca_file,
+            &tls.ca,
             "--tls-auth-clients",
             "no",
         ]);
+        args.extend_from_slice(extra);
         let mut redis = RedisProcess::start_with(&args);
         wait_for_port(port);
         redis.port = Some(port);
-        redis._files = Some(files);
-        (redis, ca_pem)
+        redis
     }
 
     /// Its pid.
@@ -211,17 +213,7 @@ pub struct TlsFiles {
 
 impl TlsFiles {
     pub fn new() -> TlsFiles {
-        let ca_key = rcgen::KeyPair::generate().expect("key");
-        let mut ca = rcgen::CertificateParams::new(Vec::new()).expect("params");
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(rcgen::DnType::CommonName, "Lookout test CA");
-        let ca = ca.self_signed(&ca_key).expect("CA");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let leaf = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-            .expect("params")
-            .signed_by(&key, &ca, &ca_key)
-            .expect("certificate");
+        let (ca, leaf, key) = certificate_for(&["localhost", "127.0.0.1"]);
         let dir = tempfile::tempdir().expect("tempdir");
         let write = |name: &str, pem: String| {
             let path = dir.path().join(name);
@@ -229,38 +221,11 @@ impl TlsFiles {
             path.display().to_string()
         };
         TlsFiles {
-            ca: write("ca.pem", ca.pem()),
+            ca: write("ca.pem", ca),
             cert: write("redis.pem", leaf.pem()),
             key: write("redis.key", key.serialize_pem()),
             _dir: dir,
         }
-    }
-}
-
-impl RedisProcess {
-    /// A durable Redis answering only TLS on 127.0.0.1:`port`, with `tls`'s certificate, and
-    /// only to clients that log in with `password`.
-    pub fn start_secured(port: u16, tls: &TlsFiles, password: &str) -> RedisProcess {
-        let port_arg = port.to_string();
-        let mut args = DURABLE.to_vec();
-        args.extend_from_slice(&[
-            "--tls-port",
-            &port_arg,
-            "--tls-cert-file",
-            &tls.cert,
-            "--tls-key-file",
-            &tls.key,
-            "--tls-ca-cert-file",
-            &tls.ca,
-            "--tls-auth-clients",
-            "no",
-            "--requirepass",
-            password,
-        ]);
-        let mut redis = RedisProcess::start_with(&args);
-        wait_for_port(port);
-        redis.port = Some(port);
-        redis
     }
 }
 
@@ -349,6 +314,11 @@ impl Drop for Sentinel {
 /// certificate, its key). For the TLS servers tests stand up as peers
 /// (Redis here, an identity provider in tests/jwks.rs).
 pub fn localhost_certificate() -> (String, rcgen::Certificate, rcgen::KeyPair) {
+    certificate_for(&["localhost"])
+}
+
+/// A CA of the test's own and a certificate it signed for `names`.
+fn certificate_for(names: &[&str]) -> (String, rcgen::Certificate, rcgen::KeyPair) {
     let ca_key = rcgen::KeyPair::generate().expect("key");
     let mut ca = rcgen::CertificateParams::new(Vec::new()).expect("params");
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -356,7 +326,8 @@ pub fn localhost_certificate() -> (String, rcgen::Certificate, rcgen::KeyPair) {
         .push(rcgen::DnType::CommonName, "Lookout test CA");
     let ca = ca.self_signed(&ca_key).expect("CA");
     let key = rcgen::KeyPair::generate().expect("key");
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let leaf = rcgen::CertificateParams::new(names)
         .expect("params")
         .signed_by(&key, &ca, &ca_key)
         .expect("certificate");
