@@ -13,8 +13,12 @@ const MESSAGES: u64 = 400;
 const QUEUE: usize = 32;
 
 async fn server() -> TestServer {
+    server_with(|c| c.limits.outbound_queue = QUEUE).await
+}
+
+/// A server for slow clients, with `adjust` on top.
+async fn server_with(adjust: impl FnOnce(&mut lookout::Config)) -> TestServer {
     TestServer::start_with(|c| {
-        c.limits.outbound_queue = QUEUE;
         c.limits.messages_per_second = 100_000;
         c.limits.message_burst = 100_000;
         c.limits.video_frames_per_second = 100_000;
@@ -22,6 +26,7 @@ async fn server() -> TestServer {
         // A peer that takes no frame for this long is dropped; these tests are about what
         // happens before that.
         c.limits.write_timeout = std::time::Duration::from_secs(600);
+        adjust(c);
     })
     .await
 }
@@ -333,14 +338,9 @@ async fn a_slow_reader_whose_pongs_wait_behind_its_backlog_is_alive_while_it_mak
 #[tokio::test]
 async fn a_stalled_viewers_live_lane_is_bounded_in_bytes_and_the_others_get_every_frame() {
     const LANE: usize = 512 * 1024;
-    let server = TestServer::start_with(|c| {
+    let server = server_with(|c| {
         c.limits.outbound_queue = 1024;
         c.limits.outbound_queue_bytes = LANE;
-        c.limits.video_frames_per_second = 100_000;
-        c.limits.messages_per_second = 100_000;
-        c.limits.message_burst = 100_000;
-        c.limits.max_connections_per_user = 200;
-        c.limits.write_timeout = std::time::Duration::from_secs(600);
     })
     .await;
     let channel = "/topic/video/g1";
