@@ -159,6 +159,15 @@ pub fn org_of(who: &Identity, asked: Option<&str>) -> Result<String, HttpError> 
     }
 }
 
+/// `who` acting in the org `asked` names, when it names one: an admin acts there (see
+/// `Identity::acting_in`); anyone else may only name its own ([`org_of`]).
+pub fn acting(who: Identity, asked: Option<&String>) -> Result<Identity, HttpError> {
+    match asked {
+        Some(org) => Ok(who.acting_in(&org_of(&who, Some(org))?)),
+        None => Ok(who),
+    }
+}
+
 /// How long a token with `exp` (seconds since the Unix epoch) stays valid; `None` once it has
 /// expired. Long-lived requests (SSE, long-poll) end then, as WebSocket sessions do.
 pub fn until_expiry(exp: u64) -> Option<Duration> {

@@ -127,10 +127,7 @@ pub async fn delete_shift(call: Call) -> Result<Response<Body>, HttpError> {
 pub async fn tracking_stats(call: Call) -> Result<Response<Body>, HttpError> {
     let who = call.who()?;
     let params = call.query();
-    let who = match params.get("org") {
-        Some(org) => who.acting_in(&super::extract::org_of(&who, Some(org))?),
-        None => who,
-    };
+    let who = super::extract::acting(who, params.get("org"))?;
     let _reading = call.state.hub.begin_read(&who)?;
     let from = number(&params, "from", 0u64)?;
     let to = number(&params, "to", u64::MAX)?;

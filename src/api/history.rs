@@ -76,10 +76,7 @@ pub async fn locations(call: Call) -> Result<Response<Body>, HttpError> {
     let to = number(&params, "to", u64::MAX)?;
     let limit = number(&params, "limit", 1000usize)?.clamp(1, MAX_POINTS);
     // An admin names the user's org.
-    let who = match params.get("org") {
-        Some(org) => who.acting_in(&super::extract::org_of(&who, Some(org))?),
-        None => who,
-    };
+    let who = super::extract::acting(who, params.get("org"))?;
     let _reading = call.state.hub.begin_read(&who)?;
     let points: Vec<_> = call
         .state
