@@ -114,10 +114,8 @@ pub struct Hooks {
     hooks: Vec<Hook>,
     store: Arc<dyn Store>,
     max_outbox: usize,
-    /// Records waiting in the outbox: as of the deliverers' last look, plus what was written
-    /// since.
-    depth: AtomicU64,
-    /// The same per org: the budget is each org's.
+    /// Records waiting in the outbox, per org (the budget is each org's): as of the
+    /// deliverers' last look, plus what was written and less what was delivered since.
     depth_per_org: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
     /// Notifications not written because the outbox was full.
     pub dropped: AtomicU64,
@@ -159,7 +157,6 @@ impl Hooks {
             hooks,
             store,
             max_outbox: settings.max_outbox,
-            depth: AtomicU64::new(0),
             depth_per_org: Default::default(),
             dropped: AtomicU64::new(0),
             wake: Notify::new(),
@@ -224,7 +221,6 @@ impl Hooks {
     /// wakes the deliverers.
     pub fn written(&self, org: &str, records: usize) {
         if records > 0 {
-            self.depth.fetch_add(records as u64, Ordering::Relaxed);
             *self
                 .depth_per_org
                 .lock()
@@ -237,18 +233,15 @@ impl Hooks {
     /// Sets the depths from what the outbox holds (dead letters wait for nobody).
     fn counted(&self, all: &[Entry]) {
         let mut per_org = std::collections::HashMap::new();
-        let mut total = 0;
         for e in all.iter().filter(|e| !e.dead) {
             *per_org.entry(e.org.clone()).or_default() += 1;
-            total += 1;
         }
-        self.depth.store(total, Ordering::Relaxed);
         *self.depth_per_org.lock() = per_org;
     }
 
     /// Notifications waiting, all webhooks together.
     pub fn depth(&self) -> u64 {
-        self.depth.load(Ordering::Relaxed)
+        self.depth_per_org.lock().values().sum()
     }
 
     /// Failed attempts and deliveries since start, all webhooks together.
@@ -355,11 +348,9 @@ impl Hooks {
                             // Delivered again after a restart: at least once.
                             tracing::warn!(error = %e, "removing a delivered notification");
                         }
-                        let _ =
-                            self.depth
-                                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
-                                    Some(d.saturating_sub(1))
-                                });
+                        if let Some(n) = self.depth_per_org.lock().get_mut(&entry.org) {
+                            *n = n.saturating_sub(1);
+                        }
                         hook.delivered.fetch_add(1, Ordering::Relaxed);
                         *hook.last_error.lock() = None;
                         backoff.remove(&entry.org);
