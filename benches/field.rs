@@ -8,6 +8,8 @@
 //! `cargo bench --bench field`. Under `cargo test` it only runs a short pass.
 
 mod common;
+#[path = "../tests/common/mod.rs"]
+mod harness;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -135,7 +137,7 @@ async fn panic_latency(samples: usize) -> Vec<Duration> {
     let running = tokio::spawn(server.run(async move {
         let _ = stop_rx.await;
     }));
-    let tls = common::tls(&cert);
+    let tls = harness::client_tls(&cert);
     let connect = |token: String| {
         let tls = tls.clone();
         async move { common::connect(addr, &tls, &token).await }

@@ -207,7 +207,7 @@ async fn run(scale: Scale) {
                 n += 1;
                 let location = json!({"lat": 52.5 + (n % 100) as f64 * 1e-4, "lon": 13.4, "accuracy": 5.0, "ts": now_millis()});
                 let publish = json!({"type": "publish", "channel": format!("/topic/location/guard{g}"), "data": location, "id": n});
-                Message::Text(publish.to_string().into())
+                vec![Message::Text(publish.to_string().into())]
             };
             // Replies still on their way when the soak ends count.
             let drain = Duration::from_secs(3);

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::field::{Field, FieldConfig};
 use crate::hub::Hub;
 use crate::lanes::Lanes;
+use crate::session::positions::Positions;
 use crate::session::SessionContext;
 use crate::store::Store;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Field operations (locations, video, emergencies, fences, shifts, alerts).
     pub field: Arc<Field>,
+    /// Guards' location fixes on their way to the field, shed under overload.
+    pub positions: Arc<Positions>,
     /// Token verification.
     pub auth: Arc<Authenticator>,
     /// Fires once when shutdown begins.
@@ -79,7 +82,9 @@ impl AppState {
             },
             lanes.urgent.handle().clone(),
         );
+        let positions = Positions::new(field.clone(), hub.clone());
         Arc::new(AppState {
+            positions,
             origins: arc_swap::ArcSwap::from_pointee(config.allowed_origins.clone()),
             amqp: std::sync::OnceLock::new(),
             tls: Arc::new(arc_swap::ArcSwap::new(tls)),
@@ -101,6 +106,7 @@ impl AppState {
         SessionContext {
             hub: self.hub.clone(),
             field: self.field.clone(),
+            positions: self.positions.clone(),
             auth: self.auth.clone(),
             shutdown: self.shutdown.clone(),
         }

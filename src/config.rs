@@ -502,6 +502,12 @@ pub struct Limits {
     /// Publishes of one native connection waiting for their commit at once; at the bound the
     /// connection's next message is not read until one is answered.
     pub max_publishes_in_flight: usize,
+    /// Guards' location fixes processed at once, server-wide. Readers hand plain fixes over
+    /// without waiting; each guard's next fix waits in its one slot, a newer one replacing it
+    /// (the replaced one answered `shed`): when fixes come faster than this many workers
+    /// process them, only each guard's latest is processed, and emergencies never wait behind
+    /// them.
+    pub positions_in_flight: usize,
     /// Messages per second per user (sustained), video excluded.
     pub messages_per_second: u32,
     /// Messages per user allowed in a burst.
@@ -519,9 +525,12 @@ pub struct Limits {
     pub outbound_queue: usize,
     /// Connections accepted and not yet past their first request's headers (TLS handshake,
     /// request line and headers), server-wide: what anyone on the network can make the
-    /// server hold before presenting a token. Beyond it a new connection is closed at once.
+    /// server hold before presenting a token. At the bound the server stops accepting until a
+    /// place comes back: new connections wait in the listen backlog.
     pub max_pending_connections: usize,
-    /// The same, from one peer address: one host cannot take every place.
+    /// The same, from one peer address: one host cannot take every place; beyond it a new
+    /// connection from that address is closed at once. Phones behind one NAT or VPN gateway
+    /// share its address: raise this for them.
     pub max_pending_per_peer: usize,
     /// How long a REST request's body may take to arrive once its headers have.
     #[serde(with = "humantime_serde")]
@@ -620,6 +629,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_subscriptions_per_connection: 256,
             max_publishes_in_flight: 64,
+            positions_in_flight: 256,
             messages_per_second: 20,
             message_burst: 40,
             video_frames_per_second: 30,
@@ -751,6 +761,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "publishes of one native connection awaiting their commit at once (backpressure beyond)",
     ),
     (
+        "limits.positions_in_flight",
+        "guards' location fixes processed at once, server-wide (beyond: each guard's latest waits, older ones are shed)",
+    ),
+    (
         "limits.messages_per_second",
         "messages per second per user, video excluded",
     ),
@@ -777,11 +791,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "limits.max_pending_connections",
-        "connections not yet past their first request's headers, server-wide (beyond: closed)",
+        "connections not yet past their first request's headers, server-wide (beyond: wait in the listen backlog)",
     ),
     (
         "limits.max_pending_per_peer",
-        "connections not yet past their first request's headers, from one address",
+        "connections not yet past their first request's headers, from one address (beyond: closed)",
     ),
     (
         "limits.body_timeout",
@@ -1319,6 +1333,7 @@ impl Config {
                 "limits.max_publishes_in_flight",
                 l.max_publishes_in_flight == 0,
             ),
+            ("limits.positions_in_flight", l.positions_in_flight == 0),
             ("limits.stomp_transactions", l.stomp_transactions == 0),
             (
                 "limits.stomp_transaction_frames",
@@ -1338,6 +1353,12 @@ impl Config {
             ("limits.unsent_bytes", l.unsent_bytes == 0),
             ("limits.socketio_handshakes", l.socketio_handshakes == 0),
         ];
+        if l.positions_in_flight > 4096 {
+            bad(
+                "limits.positions_in_flight",
+                "at most 4096: each one in flight holds a task and its fix",
+            );
+        }
         if l.max_publishes_in_flight > 4096 {
             bad(
                 "limits.max_publishes_in_flight",

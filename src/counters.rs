@@ -60,9 +60,10 @@ pub enum Budget {
     RequestsPerUser,
     /// `limits.outbound_queue_bytes`: bytes queued for one connection.
     OutboundBytes,
-    /// `limits.max_pending_connections` / `limits.max_pending_per_peer`: connections before
-    /// their first request.
-    PendingConnections,
+    /// `limits.max_pending_per_peer`: connections from one address before their first
+    /// request. (At `limits.max_pending_connections` new connections wait instead: see
+    /// `lookout_accept_waits`.)
+    PendingPerPeer,
 }
 
 impl Budget {
@@ -81,7 +82,7 @@ impl Budget {
         Budget::ResponseBytes,
         Budget::RequestsPerUser,
         Budget::OutboundBytes,
-        Budget::PendingConnections,
+        Budget::PendingPerPeer,
     ];
 
     /// The label value: the configuration key that sets it.
@@ -100,7 +101,7 @@ impl Budget {
             Budget::ResponseBytes => "limits.max_response_bytes",
             Budget::RequestsPerUser => "limits.max_requests_per_user",
             Budget::OutboundBytes => "limits.outbound_queue_bytes",
-            Budget::PendingConnections => "limits.max_pending_connections",
+            Budget::PendingPerPeer => "limits.max_pending_per_peer",
         }
     }
 }
@@ -112,6 +113,9 @@ pub struct Stats {
     pub open: [AtomicU64; Protocol::ALL.len()],
     /// Connections accepted since start.
     pub accepted: AtomicU64,
+    /// Times the accept loop waited for a place (`limits.max_pending_connections` reached):
+    /// new connections waited in the listen backlog meanwhile.
+    pub accept_waits: AtomicU64,
     /// Subscriptions held now.
     pub subscriptions: AtomicU64,
     /// Messages received from clients.

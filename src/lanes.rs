@@ -6,11 +6,15 @@
 //!   tasks, served in turn; an alert whose every step queued behind them would take seconds.
 //!   Work spawned there waits only for other urgent work. Nothing that scales with ordinary
 //!   traffic belongs there.
-//! - The **handshake lane** runs new connections' TLS handshakes. When thousands of clients
-//!   reconnect at once, their handshakes (the costliest step of a connection) would otherwise be
-//!   thousands of ready tasks ahead of every established connection's reader and writer: a
-//!   PANIC sent during a reconnect storm waited behind them for over a second. On a lane they
-//!   queue behind each other only, and take at most the lane's one thread.
+//! - The **handshake lane** runs new connections' TLS handshakes, on as many threads as the
+//!   machine has cores, each at a lower CPU priority than the async workers and the urgent
+//!   lane. When thousands of clients reconnect at once, their handshakes (the costliest step of
+//!   a connection) would otherwise be thousands of ready tasks ahead of every established
+//!   connection's reader and writer: a PANIC sent during a reconnect storm waited behind them
+//!   for over a second. On the lane they take every core the established connections leave
+//!   idle, and the kernel's scheduler gives a core back to a worker or the urgent lane as soon
+//!   as either has work. (One thread, at the workers' priority, made a storm of 19,000 wait
+//!   seconds for its handshakes while the machine idled.)
 //!
 //! A lane knows nothing of what runs on it.
 
@@ -29,18 +33,43 @@ pub struct Lane {
 pub struct LaneError(&'static str, String);
 
 impl Lane {
-    /// Starts a lane's thread, named `lookout-{name}`.
+    /// Starts a lane of one thread, named `lookout-{name}`, at the workers' priority.
     pub fn start(name: &'static str) -> Result<Lane, LaneError> {
+        Lane::run(name, || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        })
+    }
+
+    /// Starts a lane of `threads` threads (at least one), named `lookout-{name}`, that yield
+    /// the CPU to everything else: each runs at a nice value [`BACKGROUND_NICE`] above the
+    /// process's.
+    pub fn start_background(name: &'static str, threads: usize) -> Result<Lane, LaneError> {
+        Lane::run(name, move || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads.max(1))
+                .thread_name(format!("lookout-{name}"))
+                .on_thread_start(lower_priority)
+                .enable_all()
+                .build()
+        })
+    }
+
+    /// Builds the lane's runtime on a thread of its own and keeps it there until the lane is
+    /// dropped: a runtime can be neither dropped nor blocked on from async code, where the
+    /// server starts and drops its lanes.
+    fn run(
+        name: &'static str,
+        build: impl FnOnce() -> std::io::Result<tokio::runtime::Runtime> + Send + 'static,
+    ) -> Result<Lane, LaneError> {
         let stop = CancellationToken::new();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let stopped = stop.clone();
         std::thread::Builder::new()
             .name(format!("lookout-{name}"))
             .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
+                let runtime = match build() {
                     Ok(runtime) => runtime,
                     Err(e) => {
                         let _ = tx.send(Err(e.to_string()));
@@ -64,6 +93,20 @@ impl Lane {
     }
 }
 
+/// Lowers the calling thread's CPU priority (Linux keeps a nice value per thread). A lane that
+/// cannot lower it still works, at the workers' priority.
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    let now = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), now + BACKGROUND_NICE) {
+        tracing::warn!(error = %e, "cannot lower a background lane's priority");
+    }
+}
+
+/// How much nicer than the workers a background lane is: at 10, the kernel gives a busy
+/// worker about nine times the CPU of a busy lane thread.
+const BACKGROUND_NICE: i32 = 10;
+
 /// The server's lanes.
 pub struct Lanes {
     /// Emergencies.
@@ -77,9 +120,14 @@ impl Lanes {
     pub fn start() -> Result<Lanes, LaneError> {
         Ok(Lanes {
             urgent: Lane::start("urgent")?,
-            handshakes: Lane::start("handshakes")?,
+            handshakes: Lane::start_background("handshakes", cores())?,
         })
     }
+}
+
+/// The cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Drop for Lane {
@@ -104,5 +152,24 @@ mod tests {
             .await
             .expect("urgent task");
         assert_eq!(ran_on.as_deref(), Some("lookout-urgent"));
+    }
+
+    #[tokio::test]
+    async fn a_background_lane_runs_on_its_own_threads_nicer_than_the_caller() {
+        let own = rustix::process::getpriority_process(None).expect("own nice value");
+        let lane = Lane::start_background("background", 2).expect("lane");
+        let (ran_on, nice) = lane
+            .handle()
+            .spawn(async {
+                let tid = rustix::thread::gettid();
+                (
+                    std::thread::current().name().map(str::to_string),
+                    rustix::process::getpriority_process(Some(tid)).expect("nice value"),
+                )
+            })
+            .await
+            .expect("background task");
+        assert_eq!(ran_on.as_deref(), Some("lookout-background"));
+        assert_eq!(nice, (own + BACKGROUND_NICE).min(19));
     }
 }

@@ -455,6 +455,10 @@ pub struct ReplyFields<'a> {
     /// New expiry after a refresh.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,
+    /// A location fix superseded by a newer one of the same guard before the server processed
+    /// it: neither stored nor fanned out (the server was behind; see `limits.positions_in_flight`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shed: Option<bool>,
 }
 
 /// An error reply.

@@ -671,8 +671,9 @@ async fn a_users_emergencies_per_minute_are_bounded_on_rest_and_websocket_alike(
 }
 
 /// Connections that never finish their TLS handshake or their headers hold a bounded number
-/// of places; beyond, a new connection is closed at once, while sessions already admitted go
-/// on, and the places come back when the idle ones time out.
+/// of places; beyond, new connections wait in the listen backlog (not closed: a reconnect
+/// storm is not turned into retries), sessions already admitted go on, and the waiting ones
+/// are served when the idle ones time out.
 #[tokio::test]
 async fn connections_before_their_first_request_are_bounded() {
     use tokio::io::AsyncReadExt;
@@ -683,6 +684,7 @@ async fn connections_before_their_first_request_are_bounded() {
     .await;
     let mut watcher = server.connect(&supervisor(&server, "watcher")).await;
     assert!(ok(&watcher.subscribe(ROOM).await));
+    let mut publisher = server.connect(&supervisor(&server, "publisher")).await;
     // Four sockets that say nothing hold every place.
     let mut idle = Vec::new();
     for _ in 0..4 {
@@ -693,34 +695,83 @@ async fn connections_before_their_first_request_are_bounded() {
         );
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut fifth = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
-    let mut byte = [0u8; 1];
-    let read = tokio::time::timeout(Duration::from_secs(1), fifth.read(&mut byte)).await;
-    assert!(
-        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
-        "the fifth is closed at once: {read:?}"
-    );
-    let refused = server
-        .state
-        .hub
-        .stats
-        .refusals(lookout::counters::Budget::PendingConnections);
-    assert_eq!(refused, 1);
-    // The idle ones are dropped at handshake_timeout, and their places come back.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let mut publisher = server.connect(&supervisor(&server, "publisher")).await;
-    // The session admitted before went on the whole time.
-    for n in 1..=5u64 {
+    // The fifth waits, neither closed nor served, while the session admitted before goes on.
+    let late = {
+        let (addr, tls) = (server.addr, client_tls(&server.cert_pem));
+        tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+            let started = tokio::time::Instant::now();
+            let secured = tokio_rustls::TlsConnector::from(tls)
+                .connect(name, tcp)
+                .await;
+            (secured.is_ok(), started.elapsed())
+        })
+    };
+    for n in 1..=3u64 {
         assert!(ok(&publisher.publish(ROOM, json!({ "n": n })).await));
         assert_eq!(watcher.next_message().await["data"]["n"], n);
     }
-    assert_eq!(
-        refusals(&server, "limits.max_pending_connections").await,
-        1.0
+    // The idle ones are dropped at handshake_timeout; the fifth then gets its place.
+    let (secured, waited) = late.await.expect("late connection");
+    assert!(
+        secured,
+        "the waiting connection is served once a place is back"
     );
-    drop(idle);
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "it waited for a place: {waited:?}"
+    );
+    let mut byte = [0u8; 1];
+    for mut socket in idle {
+        let read = tokio::time::timeout(Duration::from_secs(1), socket.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "idle ones closed: {read:?}"
+        );
+    }
+    assert!(value(&scrape(&server).await, "lookout_accept_waits_total", &[]) >= 1.0);
+    server.stop().await;
+}
+
+/// One address cannot hold every place: beyond `limits.max_pending_per_peer` its new
+/// connections are closed at once and counted, while another address connects.
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_of_the_places() {
+    use tokio::io::AsyncReadExt;
+    let server = TestServer::start_with(|c| {
+        c.limits.max_pending_per_peer = 2;
+        c.limits.handshake_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let from = |ip: [u8; 4]| async move {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind((std::net::IpAddr::from(ip), 0).into())
+            .expect("bind");
+        socket.connect(server.addr).await.expect("connect")
+    };
+    let _held = (from([127, 0, 0, 2]).await, from([127, 0, 0, 2]).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = from([127, 0, 0, 2]).await;
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(1), third.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the third from one address is closed at once: {read:?}"
+    );
+    // Another address (the test client's own) is served meanwhile.
+    let mut watcher = server.connect(&supervisor(&server, "watcher")).await;
+    assert!(ok(&watcher.subscribe(ROOM).await));
+    assert_eq!(
+        server
+            .state
+            .hub
+            .stats
+            .refusals(lookout::counters::Budget::PendingPerPeer),
+        1
+    );
+    assert_eq!(refusals(&server, "limits.max_pending_per_peer").await, 1.0);
     server.stop().await;
 }
 

@@ -1,4 +1,5 @@
-//! What the benchmarks share: a TLS WebSocket client that trusts the server's certificate.
+//! What the benchmarks share: native WebSocket clients, the guards' publishing loop, percentiles
+//! and CPU readings. (Their TLS configuration is the tests' `client_tls`.)
 
 #![allow(dead_code)]
 
@@ -14,24 +15,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
-
-/// A client TLS configuration that trusts `cert_pem`.
-pub fn tls(cert_pem: &[u8]) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from_pem_slice(cert_pem).expect("pem"))
-        .expect("root");
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("tls")
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    )
-}
 
 /// A native-protocol WebSocket to `addr` with `token`, past its `connection_established`.
 pub async fn connect(
@@ -80,16 +63,17 @@ pub struct GuardCounts {
     pub refused: AtomicU64,
 }
 
-/// A guard's life: `message()` published at every tick and the answers counted, until `stop`
-/// (then answers still on their way are counted for `drain`). Returns why it ended early, if
-/// the connection did.
+/// A guard's life: `messages()` published at every tick (a fix, sometimes with more after it)
+/// and the answers counted, until `stop` (then answers still on their way are counted for
+/// `drain`). The guard never waits for an answer before its next fix. Returns why it ended
+/// early, if the connection did.
 pub async fn publish_every_tick<S>(
     ws: WebSocketStream<S>,
     mut tick: tokio::time::Interval,
     stop: &CancellationToken,
     drain: Duration,
     counts: &GuardCounts,
-    mut message: impl FnMut() -> Message,
+    mut messages: impl FnMut() -> Vec<Message>,
 ) -> Option<String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -128,10 +112,15 @@ where
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {
-                if tx.send(message()).await.is_err() {
+                for message in messages() {
+                    if tx.feed(message).await.is_err() {
+                        return Some("send failed".into());
+                    }
+                    counts.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                if tx.flush().await.is_err() {
                     return Some("send failed".into());
                 }
-                counts.sent.fetch_add(1, Ordering::Relaxed);
             }
             next = rx.next() => match next {
                 Some(Ok(frame)) => count(&frame),

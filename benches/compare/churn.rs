@@ -33,7 +33,7 @@ async fn user(server: &Server, round: usize, u: usize, scale: &Scale) -> Result<
     let token = server
         .token_in(&format!("r{round}u{u}"), &org, Role::Supervisor)
         .unwrap_or_default();
-    let source = std::net::IpAddr::from([127, 0, 0, 1 + (u % 16) as u8]);
+    let source = crate::servers::phone_address(u);
     let mut ws: Ws = websocket(
         server.addr,
         server.tls.clone(),

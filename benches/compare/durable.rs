@@ -31,7 +31,7 @@ async fn websocket_publisher(
     until: Instant,
 ) -> Result<(Vec<u64>, u64), String> {
     let token = server.token(&format!("pub{p}"), Role::Supervisor);
-    let source = std::net::IpAddr::from([127, 0, 0, 1 + (p % 16) as u8]);
+    let source = crate::servers::phone_address(p);
     let ws = websocket(
         server.addr,
         server.tls.clone(),

@@ -159,32 +159,28 @@ pub async fn run(
     })
 }
 
-/// Opens `count` subscribers of `topic`, at most 200 handshakes at a time, from 16 loopback
-/// source addresses (past one address's ephemeral ports), and hands each to `each`.
+/// Opens `count` subscribers of `topic`, at most 200 handshakes at a time (a new one as soon
+/// as one is done), each from an address of its own, and hands each to `each`, in order.
 pub async fn open_all<T: Send + 'static>(
     server: &Server,
     count: usize,
     topic: &str,
     each: impl Fn(Ws) -> tokio::task::JoinHandle<T>,
 ) -> Result<Vec<tokio::task::JoinHandle<T>>, String> {
-    let mut tasks = Vec::with_capacity(count);
-    let mut start = 0;
-    while start < count {
-        let end = (start + 200).min(count);
-        let batch = (start..end).map(|i| {
-            let user = format!("s{i}");
-            let token = server.token(&user, Role::Supervisor);
-            let source = std::net::IpAddr::from([127, 0, 0, 1 + (i % 16) as u8]);
-            async move {
-                server
-                    .subscriber(&user, token.as_deref(), topic, source)
-                    .await
-            }
-        });
-        for ws in futures_util::future::join_all(batch).await {
-            tasks.push(each(ws?));
+    let opening = futures_util::stream::iter(0..count).map(|i| {
+        let user = format!("s{i}");
+        let token = server.token(&user, Role::Supervisor);
+        let source = crate::servers::phone_address(i);
+        async move {
+            server
+                .subscriber(&user, token.as_deref(), topic, source)
+                .await
         }
-        start = end;
+    });
+    let mut opened = opening.buffered(200);
+    let mut tasks = Vec::with_capacity(count);
+    while let Some(ws) = opened.next().await {
+        tasks.push(each(ws?));
     }
     Ok(tasks)
 }

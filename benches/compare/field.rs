@@ -1,8 +1,13 @@
 //! Scenario 3, field load (Lookout only: the peers have no geofences, alerts or rights): G
-//! guards sending MessagePack locations at 1 Hz over TLS with 50 geofences, 10 supervisors on the org's
-//! alerts and locations, and a PANIC a second. Ingest rate, what the supervisors got, whether
-//! any was disconnected, and PANIC -> supervisor latency (durable write included).
+//! guards streaming locations (JSON or MessagePack) at 1 Hz over TLS with 50 geofences, 10
+//! supervisors on the org's alerts and locations, and a PANIC a second raised in turn by the
+//! guards themselves, on the connection they stream on. Guards load like devices at their
+//! worst: none waits for a reply before its next fix, and a fix that could not be sent on time
+//! is sent late, not skipped, so the offered load does not fall when the server slows. Ingest
+//! rate, what the supervisors got, whether any was disconnected, PANIC -> supervisor latency
+//! (durable write included), and what the server shed (`lookout_positions_shed_total`).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,11 +22,52 @@ use tokio_util::sync::CancellationToken;
 use crate::common;
 use crate::servers::Server;
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    MsgPack,
+}
+
+impl Encoding {
+    pub fn parse(name: &str) -> Option<Encoding> {
+        match name {
+            "json" => Some(Encoding::Json),
+            "msgpack" => Some(Encoding::MsgPack),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Json => "JSON",
+            Encoding::MsgPack => "MessagePack",
+        }
+    }
+
+    fn subprotocol(self) -> Option<&'static str> {
+        match self {
+            Encoding::Json => None,
+            Encoding::MsgPack => Some("lookout.msgpack"),
+        }
+    }
+
+    fn message(self, value: &Value) -> Message {
+        match self {
+            Encoding::Json => Message::Text(value.to_string().into()),
+            Encoding::MsgPack => {
+                Message::Binary(rmp_serde::to_vec_named(value).unwrap_or_default().into())
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
 pub struct Scale {
     pub guards: usize,
     pub supervisors: usize,
     pub fences: usize,
     pub seconds: u64,
+    pub encoding: Encoding,
 }
 
 pub struct Run {
@@ -36,11 +82,14 @@ pub struct Run {
     /// PANIC sent -> each supervisor's receipt, sorted.
     pub panic_latencies: Vec<Duration>,
     pub positions_delivered: u64,
+    /// A position's `ts` -> a supervisor's receipt, for a sample of them, sorted.
+    pub position_lag: Vec<Duration>,
+    /// Positions the server shed under load (from its metrics), and its overload gauge's
+    /// highest reading.
+    pub shed: u64,
     pub server_cores: f64,
     pub generator_cores: f64,
     pub rss_mib: (f64, f64),
-    /// PANIC sent -> the panicker's reply (stored and fanned out), sorted.
-    pub panic_replies: Vec<Duration>,
     pub connect_seconds: f64,
 }
 
@@ -68,8 +117,11 @@ struct Counts {
 /// What one supervisor saw.
 #[derive(Default)]
 struct Watch {
-    panics: Vec<Instant>,
+    /// The guard who raised it, and when it came.
+    panics: Vec<(String, Instant)>,
     positions: u64,
+    /// `ts` of every 100th position -> its receipt.
+    lag: Vec<Duration>,
     closed: Option<String>,
 }
 
@@ -128,19 +180,28 @@ pub async fn run(server: &Server, scale: &Scale) -> Run {
                 };
                 match next {
                     Some(Ok(Message::Text(t))) => {
-                        // Positions are most of the traffic: counted without parsing them, so
-                        // the load generator spends its CPU on sending, not on JSON.
+                        // Positions are most of the traffic: counted without parsing most of
+                        // them, so the load generator spends its CPU on sending, not on JSON.
                         if t.contains(r#""channel":"/topic/org/acme/locations""#) {
                             watch.positions += 1;
+                            if watch.positions % 100 == 0 {
+                                if let Some(ts) = crate::fanout::number_after(&t, "\"ts\"") {
+                                    let now = lookout::protocol::now_millis();
+                                    watch
+                                        .lag
+                                        .push(Duration::from_millis(now.saturating_sub(ts)));
+                                }
+                            }
                             continue;
                         }
                         let v: Value = serde_json::from_str(&t).unwrap_or_default();
                         if v["type"] != "message" {
                             continue;
                         }
-                        if v["data"]["event"] == "created" && v["data"]["alert"]["type"] == "PANIC"
-                        {
-                            watch.panics.push(Instant::now());
+                        let alert = &v["data"]["alert"];
+                        if v["data"]["event"] == "created" && alert["type"] == "PANIC" {
+                            let user = alert["user"].as_str().unwrap_or_default().to_string();
+                            watch.panics.push((user, Instant::now()));
                         }
                     }
                     Some(Ok(Message::Close(frame))) => {
@@ -166,6 +227,10 @@ pub async fn run(server: &Server, scale: &Scale) -> Run {
     let connecting = Instant::now();
     let handshakes = Arc::new(tokio::sync::Semaphore::new(200));
     let mut guards = Vec::new();
+    // Second t of the run, guard `panicker(t)` raises a PANIC on its own stream.
+    let panicker = |t: u64| ((t as usize) * 7919 + 13) % scale.guards;
+    let panics_sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let encoding = scale.encoding;
     for i in 0..scale.guards {
         let permit = handshakes.clone().acquire_owned().await.expect("semaphore");
         let token = token(&format!("g{i}"), Role::Guard);
@@ -173,23 +238,37 @@ pub async fn run(server: &Server, scale: &Scale) -> Run {
         let counts = counts.clone();
         let stop = stop_guards.clone();
         let mut go = start.subscribe();
+        let panics_at: Vec<u64> = (0..scale.seconds).filter(|t| panicker(*t) == i).collect();
+        let sent = panics_sent.clone();
         guards.push(tokio::spawn(async move {
-            let ws = common::connect_speaking(addr, &tls, &token, Some("lookout.msgpack")).await;
+            let ws =
+                common::connect_speaking(addr, &tls, &token, encoding.subprotocol()).await;
             drop(permit);
             // Everyone starts together, once all are connected, spread over the second as
-            // real guards are; a guard that falls behind skips, it does not catch up.
+            // real guards are; a guard that falls behind sends its late fixes as soon as it
+            // can (a device queues them), it does not skip them.
             let _ = go.wait_for(|go| *go).await;
+            let began = Instant::now();
             let phase = Duration::from_millis((i as u64 * 7919) % 1000);
             let mut tick = tokio::time::interval_at(
                 tokio::time::Instant::now() + phase,
                 Duration::from_secs(1),
             );
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             let mut n = 0u64;
+            let user = format!("g{i}");
+            let mut panics_at = panics_at.into_iter().peekable();
             let next = || {
                 n += 1;
-                let publish = json!({"type": "publish", "channel": format!("/topic/location/g{i}"), "data": location(i, n), "id": n});
-                Message::Binary(rmp_serde::to_vec_named(&publish).unwrap_or_default().into())
+                let publish = json!({"type": "publish", "channel": format!("/topic/location/{user}"), "data": location(i, n), "id": n});
+                let mut messages = vec![encoding.message(&publish)];
+                // Its PANIC goes out on the stream, after the fix it is due with.
+                if panics_at.next_if(|t| began.elapsed() >= Duration::from_secs(*t)).is_some() {
+                    let panic = json!({"type": "publish", "channel": format!("/topic/emergency/{user}"), "data": {"type": "PANIC"}, "id": format!("panic-{n}")});
+                    messages.push(encoding.message(&panic));
+                    sent.lock().insert(user.clone(), Instant::now());
+                }
+                messages
             };
             let drain = Duration::ZERO;
             if common::publish_every_tick(ws, tick, &stop, drain, &counts.guards, next)
@@ -204,51 +283,13 @@ pub async fn run(server: &Server, scale: &Scale) -> Run {
     let _all = handshakes.acquire_many(200).await.expect("semaphore");
     let connected_in = connecting.elapsed();
     let rss_start = server.rss_kib() as f64 / 1024.0;
+    let shed_start = server.shed_positions().await;
     start.send_replace(true);
-
-    let panics_sent: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let mut panicker = common::connect(addr, &tls, &token("panicker", Role::Guard)).await;
-    let sent = panics_sent.clone();
-    let stop = stop_guards.clone();
     let cpu_start = (server.cpu_seconds(), own_cpu_seconds(), Instant::now());
-    // The panicker's replies tell the server's part (read, alert stored, fanned out) from the
-    // way to the supervisors.
-    let panicking = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut replied = Vec::new();
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tick.tick() => {
-                    let n = sent.lock().len();
-                    let msg = json!({"type": "publish", "channel": "/topic/emergency/panicker", "data": {"type": "PANIC"}, "id": n});
-                    sent.lock().push(Instant::now());
-                    if panicker.send(Message::Text(msg.to_string().into())).await.is_err() {
-                        break;
-                    }
-                }
-                next = panicker.next() => match next {
-                    Some(Ok(Message::Text(t))) => {
-                        let v: Value = serde_json::from_str(&t).unwrap_or_default();
-                        if let (Some("reply"), Some(n)) = (v["type"].as_str(), v["id"].as_u64()) {
-                            if let Some(at) = sent.lock().get(n as usize) {
-                                replied.push(at.elapsed());
-                            }
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    _ => break,
-                },
-            }
-        }
-        replied
-    });
 
     tokio::time::sleep(Duration::from_secs(scale.seconds)).await;
     let cpu_end = (server.cpu_seconds(), own_cpu_seconds(), Instant::now());
     stop_guards.cancel();
-    let mut replied = panicking.await.unwrap_or_default();
-    replied.sort();
     for g in guards {
         let _ = g.await;
     }
@@ -256,26 +297,28 @@ pub async fn run(server: &Server, scale: &Scale) -> Run {
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop_watch.cancel();
     let rss_end = server.rss_kib() as f64 / 1024.0;
+    let shed = server.shed_positions().await.saturating_sub(shed_start);
     let sent = panics_sent.lock().clone();
     let mut latencies = Vec::new();
     let mut delivered = 0;
     let mut disconnected = Vec::new();
     let mut positions = 0;
+    let mut lag = Vec::new();
     for (s, w) in watchers.into_iter().enumerate() {
         let watch = w.await.expect("watcher");
-        delivered += watch.panics.len().min(sent.len());
         positions += watch.positions;
-        latencies.extend(
-            watch
-                .panics
-                .iter()
-                .zip(&sent)
-                .map(|(got, sent)| got.saturating_duration_since(*sent)),
-        );
+        lag.extend(watch.lag);
+        for (user, got) in &watch.panics {
+            if let Some(at) = sent.get(user) {
+                delivered += 1;
+                latencies.push(got.saturating_duration_since(*at));
+            }
+        }
         if let Some(why) = watch.closed {
             disconnected.push(format!("s{s}: {why}"));
         }
     }
+    lag.sort();
     latencies.sort();
     let wall = cpu_end.2.duration_since(cpu_start.2).as_secs_f64();
     let c = &counts;
@@ -290,10 +333,11 @@ pub async fn run(server: &Server, scale: &Scale) -> Run {
         panics_delivered: delivered,
         panic_latencies: latencies,
         positions_delivered: positions,
+        position_lag: lag,
+        shed,
         server_cores: (cpu_end.0 - cpu_start.0) / wall,
         generator_cores: (cpu_end.1 - cpu_start.1) / wall,
         rss_mib: (rss_start, rss_end),
-        panic_replies: replied,
         connect_seconds: connected_in.as_secs_f64(),
     }
 }

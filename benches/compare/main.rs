@@ -12,7 +12,8 @@
 //! nchan-plain, rabbitmq), `CONNECTIONS_N` (19,000),
 //! `CONNECTIONS_N_RABBITMQ` (5,000: RabbitMQ holds ~180 KiB each), `CONNECTIONS_HOLD` (30 s),
 //! `FANOUT_SUBSCRIBERS` (1,000), `FANOUT_RATES` (50,100,...,800), `FANOUT_SECONDS`
-//! (10), `FIELD_GUARDS` (10,000), `FIELD_SECONDS` (30), `STORM_CLIENTS` (19,000),
+//! (10), `FIELD_GUARDS` (5,000,10,000,19,000: with the open-files cap of 20,000 per process
+//! the server cannot hold 20,000), `FIELD_ENCODINGS` (json,msgpack), `FIELD_SECONDS` (30), `STORM_CLIENTS` (19,000),
 //! `STORM_RATE` (2 msgs/s: 38,000 deliveries/s to the room), `DURABLE_SECONDS` (5),
 //! `CHURN_ROUNDS` (24), `CHURN_USERS` (2,000 per round), `COMPARE_OUT` (the output directory).
 //! `SERVER_UNDER_TEST=path` runs another Lookout build. Under `cargo test` it runs a smoke pass
@@ -50,7 +51,7 @@ struct Settings {
     subscribers: usize,
     rates: Vec<u64>,
     fanout_seconds: u64,
-    field: field::Scale,
+    field: Vec<field::Scale>,
     storm_clients: usize,
     storm_rate: u64,
     durable: Duration,
@@ -71,6 +72,28 @@ fn list(name: &str, default: &str) -> Vec<String> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect()
+}
+
+/// Every (guards, encoding) pair of `FIELD_GUARDS` and `FIELD_ENCODINGS`, in that order.
+fn field_scales(full: bool) -> Vec<field::Scale> {
+    let guards = list("FIELD_GUARDS", if full { "5000,10000,19000" } else { "50" });
+    let encodings = list("FIELD_ENCODINGS", "json,msgpack");
+    let mut scales = Vec::new();
+    for g in &guards {
+        for e in &encodings {
+            scales.push(field::Scale {
+                guards: g
+                    .parse()
+                    .unwrap_or_else(|_| panic!("FIELD_GUARDS: {g} is not a number")),
+                supervisors: if full { 10 } else { 2 },
+                fences: if full { 50 } else { 5 },
+                seconds: env_or("FIELD_SECONDS", 30, 3, full),
+                encoding: field::Encoding::parse(e)
+                    .unwrap_or_else(|| panic!("FIELD_ENCODINGS: unknown encoding {e}")),
+            });
+        }
+    }
+    scales
 }
 
 impl Settings {
@@ -114,12 +137,7 @@ impl Settings {
             subscribers: env_or("FANOUT_SUBSCRIBERS", 1000, 20, full),
             rates,
             fanout_seconds: env_or("FANOUT_SECONDS", 10, 1, full),
-            field: field::Scale {
-                guards: env_or("FIELD_GUARDS", 10_000, 50, full),
-                supervisors: if full { 10 } else { 2 },
-                fences: if full { 50 } else { 5 },
-                seconds: env_or("FIELD_SECONDS", 30, 3, full),
-            },
+            field: field_scales(full),
             storm_clients: env_or("STORM_CLIENTS", 19_000, 50, full),
             storm_rate: env_or("STORM_RATE", 2, 10, full),
             durable: Duration::from_secs(env_or("DURABLE_SECONDS", 5, 1, full)),
@@ -316,77 +334,98 @@ fn field_load(s: &Settings, root: &std::path::Path, report: &mut Report) {
         return;
     }
     println!("== field load");
-    let server = Server::start(Kind::Lookout, root);
-    let scale = &s.field;
-    let run = common::block_on(field::run(&server, scale));
+    let Some(first) = s.field.first() else {
+        return;
+    };
     let mut section = Section::new(
         format!(
-            "3. Field load: {} guards sending MessagePack locations at 1 Hz over TLS, {} geofences, {} supervisors on the org's alerts and locations, a PANIC a second, {} s",
-            scale.guards, scale.fences, scale.supervisors, scale.seconds
+            "3. Field load: guards streaming locations at 1 Hz over TLS without waiting for replies (late fixes sent late), {} geofences, {} supervisors on the org's alerts and locations, a PANIC a second raised by a streaming guard, {} s",
+            first.fences, first.supervisors, first.seconds
         ),
         &[
-            "server",
+            "guards",
+            "encoding",
             "locations acknowledged/s",
-            "refused",
-            "guards lost",
+            "positions shed",
+            "position lag p50 / p99",
             "supervisors disconnected",
             "PANICs delivered",
             "PANIC → supervisor p50 / p99 / max",
-            "PANIC → reply p50 / p99",
             "server CPU",
             "server RSS",
         ],
     );
-    let (p50, p99, max) = common::spread(&run.panic_latencies);
-    let reply = |q| common::percentile(&run.panic_replies, q);
     let ms_of = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
-    section.row(
-        vec![
-            "Lookout".into(),
-            format!("{:.0}", run.locations_acknowledged as f64 / run.seconds),
-            format!("{}", run.locations_refused),
-            format!("{}", run.guards_lost),
-            format!("{}", run.disconnected.len()),
-            format!(
-                "{} of {}",
-                run.panics_delivered,
-                run.panics_sent * scale.supervisors
-            ),
-            format!("{} / {} / {}", ms_of(p50), ms_of(p99), ms_of(max)),
-            format!("{} / {}", ms_of(reply(0.5)), ms_of(reply(0.99))),
-            format!("{:.2} cores", run.server_cores),
-            format!("{:.0} → {:.0} MiB", run.rss_mib.0, run.rss_mib.1),
-        ],
-        json!({
-            "server": "lookout", "guards": scale.guards, "fences": scale.fences,
-            "supervisors": scale.supervisors, "seconds": run.seconds,
-            "locations_sent": run.locations_sent, "locations_acknowledged": run.locations_acknowledged,
-            "locations_refused": run.locations_refused, "guards_lost": run.guards_lost,
-            "supervisors_disconnected": run.disconnected,
-            "panics_sent": run.panics_sent, "panics_delivered": run.panics_delivered,
-            "panic_p50_us": p50.as_micros() as u64, "panic_p99_us": p99.as_micros() as u64,
-            "panic_max_us": max.as_micros() as u64,
-            "panic_reply_p50_us": reply(0.5).as_micros() as u64,
-            "panic_reply_p99_us": reply(0.99).as_micros() as u64,
-            "positions_delivered": run.positions_delivered,
-            "server_cores": run.server_cores, "generator_cores": run.generator_cores,
-            "rss_mib": [run.rss_mib.0, run.rss_mib.1], "connect_seconds": run.connect_seconds,
-        }),
-    );
-    section.note(format!(
-        "Lookout only: neither peer has geofences, alerts or rights. The load generator used {:.2} \
-         cores of the 2 the server shares with it; {} positions reached the supervisors.",
-        run.generator_cores, run.positions_delivered
-    ));
-    if !s.full {
-        assert!(run.disconnected.is_empty(), "{:?}", run.disconnected);
-        assert_eq!(
-            run.panics_delivered,
-            run.panics_sent * scale.supervisors,
-            "PANICs lost"
+    for scale in &s.field {
+        println!("-- {} guards, {}", scale.guards, scale.encoding.name());
+        let server = Server::start(Kind::Lookout, root);
+        let run = common::block_on(field::run(&server, scale));
+        drop(server);
+        let (p50, p99, max) = common::spread(&run.panic_latencies);
+        let (lag50, lag99, _) = common::spread(&run.position_lag);
+        section.row(
+            vec![
+                format!("{}", scale.guards),
+                scale.encoding.name().into(),
+                format!("{:.0}", run.locations_acknowledged as f64 / run.seconds),
+                format!("{}", run.shed),
+                format!("{} / {}", ms_of(lag50), ms_of(lag99)),
+                format!("{}", run.disconnected.len()),
+                format!(
+                    "{} of {}",
+                    run.panics_delivered,
+                    run.panics_sent * scale.supervisors
+                ),
+                format!("{} / {} / {}", ms_of(p50), ms_of(p99), ms_of(max)),
+                format!("{:.2} cores", run.server_cores),
+                format!("{:.0} → {:.0} MiB", run.rss_mib.0, run.rss_mib.1),
+            ],
+            json!({
+                "server": "lookout", "guards": scale.guards, "encoding": scale.encoding.name(),
+                "fences": scale.fences, "supervisors": scale.supervisors, "seconds": run.seconds,
+                "locations_sent": run.locations_sent, "locations_acknowledged": run.locations_acknowledged,
+                "locations_refused": run.locations_refused, "guards_lost": run.guards_lost,
+                "positions_shed": run.shed,
+                "position_lag_p50_us": lag50.as_micros() as u64,
+                "position_lag_p99_us": lag99.as_micros() as u64,
+                "supervisors_disconnected": run.disconnected,
+                "panics_sent": run.panics_sent, "panics_delivered": run.panics_delivered,
+                "panic_p50_us": p50.as_micros() as u64, "panic_p99_us": p99.as_micros() as u64,
+                "panic_max_us": max.as_micros() as u64,
+                "positions_delivered": run.positions_delivered,
+                "server_cores": run.server_cores, "generator_cores": run.generator_cores,
+                "rss_mib": [run.rss_mib.0, run.rss_mib.1], "connect_seconds": run.connect_seconds,
+            }),
         );
-        assert!(run.locations_acknowledged > 0);
+        section.note(format!(
+            "{} guards, {}: {} fixes sent, {} acknowledged, {} refused; {} guards lost; {} positions reached the supervisors; load generator {:.2} cores; connected in {:.1} s.",
+            scale.guards,
+            scale.encoding.name(),
+            run.locations_sent,
+            run.locations_acknowledged,
+            run.locations_refused,
+            run.guards_lost,
+            run.positions_delivered,
+            run.generator_cores,
+            run.connect_seconds
+        ));
+        if !s.full {
+            assert!(run.disconnected.is_empty(), "{:?}", run.disconnected);
+            assert_eq!(
+                run.panics_delivered,
+                run.panics_sent * scale.supervisors,
+                "PANICs lost"
+            );
+            assert!(run.panics_sent > 0, "no PANIC was raised");
+            assert!(run.locations_acknowledged > 0);
+        }
     }
+    section.note(
+        "Lookout only: neither peer has geofences, alerts or rights. Position lag: a position's \
+         `ts` (set by the guard when it made the fix) to a supervisor's receipt, every 100th \
+         position. Shed: positions the server answered without processing because a newer fix \
+         of the same guard had arrived (`lookout_positions_shed_total`).",
+    );
     report.sections.push(section);
 }
 
@@ -433,12 +472,41 @@ fn reconnect_storm(s: &Settings, root: &std::path::Path, report: &mut Report) {
             "resubscribed_p50_us": p50, "resubscribed_p99_us": p99, "all_resumed_us": max,
             "lost": run.lost, "duplicated": run.duplicated, "panic_us": run.panic_us,
             "server_cores": run.cores.0, "generator_cores": run.cores.1,
+            "stages_us": {
+                "attempt": common::spread(&run.stages.attempt),
+                "tcp": common::spread(&run.stages.tcp),
+                "tls": common::spread(&run.stages.tls),
+                "upgrade": common::spread(&run.stages.upgrade),
+                "established": common::spread(&run.stages.established),
+                "subscribed": common::spread(&run.stages.subscribed),
+                "first_message": common::spread(&run.stages.first_message),
+                "retries": run.stages.retries,
+                "retry_reasons": run.stages.retry_reasons,
+            },
         }),
     );
     section.note(format!(
         "CPU from the drop until all had resumed: server {:.2} cores, load generator {:.2} \
          cores (of 2).",
         run.cores.0, run.cores.1
+    ));
+    let stages = &run.stages;
+    let stage = |name: &str, list: &[u64]| {
+        let (p50, p99, max) = common::spread(list);
+        format!("{name} {} / {} / {}", ms(p50), ms(p99), ms(max))
+    };
+    section.note(format!(
+        "Where the resuming clients waited, each stage's p50 / p99 / max from the drop: {}; {}; \
+         {}; {}; {}; {}; {}. Failed attempts before the last: {} ({:?}).",
+        stage("attempt began", &stages.attempt),
+        stage("TCP connected", &stages.tcp),
+        stage("TLS done", &stages.tls),
+        stage("101 read", &stages.upgrade),
+        stage("connection_established", &stages.established),
+        stage("subscribe replied", &stages.subscribed),
+        stage("first message after it", &stages.first_message),
+        stages.retries,
+        stages.retry_reasons
     ));
     section.note(
         "Lookout only: Nchan can resume from a message id but keeps only its last few messages \

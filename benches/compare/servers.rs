@@ -26,7 +26,7 @@ use lookout::auth::Role;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::harness::process::{descendants, Owned};
 use crate::harness::{self, Binary};
@@ -401,6 +401,27 @@ loopback_users.guest = true
             .sum()
     }
 
+    /// Lookout's `lookout_positions_shed_total`, read from its metrics as a supervisor.
+    pub async fn shed_positions(&self) -> u64 {
+        let Some(token) = self.token("metrics", Role::Supervisor) else {
+            return 0;
+        };
+        let http = harness::http_client(&self.cert_pem);
+        let text = match http
+            .get(format!("https://{}/metrics", self.addr))
+            .bearer_auth(token)
+            .send()
+            .await
+        {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(e) => panic!("metrics: {e}"),
+        };
+        text.lines()
+            .find_map(|line| line.strip_prefix("lookout_positions_shed_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    }
+
     pub fn cert_pem(&self) -> &[u8] {
         &self.cert_pem
     }
@@ -604,6 +625,18 @@ loopback_users.guest = true
     }
 }
 
+/// Client `i`'s own loopback address, as every phone on a site's network has its own: the
+/// server's per-address budgets (`limits.max_pending_per_peer`) see one client per address, and
+/// no address runs out of ephemeral ports.
+pub fn phone_address(i: usize) -> IpAddr {
+    IpAddr::from([
+        127,
+        1 + (i / 50_000) as u8,
+        ((i / 200) % 250) as u8,
+        1 + (i % 200) as u8,
+    ])
+}
+
 /// A WebSocket to `path` on `addr` (TLS when `tls` is given) from loopback source address
 /// `source` (past one address's ephemeral ports), with a Bearer token for Lookout.
 pub async fn websocket(
@@ -614,15 +647,60 @@ pub async fn websocket(
     token: Option<&str>,
     protocol: Option<&str>,
 ) -> Result<Ws, String> {
+    websocket_staged(addr, tls, path, source, token, protocol)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// When each step of a connection finished, from its start: TCP connected, TLS handshake done
+/// (equal to `tcp` without TLS), the upgrade's 101 read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stages {
+    pub tcp: Duration,
+    pub tls: Duration,
+    pub upgrade: Duration,
+}
+
+/// [`websocket`], step by step: how long a client waited at each.
+pub async fn websocket_staged(
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    path: &str,
+    source: IpAddr,
+    token: Option<&str>,
+    protocol: Option<&str>,
+) -> Result<(Ws, Stages), String> {
+    let start = Instant::now();
     let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
     socket
         .bind((source, 0).into())
         .map_err(|e| format!("bind {source}: {e}"))?;
-    let stream = socket
+    let tcp = socket
         .connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let _ = tcp.set_nodelay(true);
+    let mut stages = Stages {
+        tcp: start.elapsed(),
+        ..Stages::default()
+    };
+    let stream = match tls {
+        Some(tls) => {
+            let name = rustls::pki_types::ServerName::from(addr.ip());
+            let secure = tokio_rustls::TlsConnector::from(tls)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("tls: {e}"))?;
+            MaybeTlsStream::Rustls(secure)
+        }
+        None => MaybeTlsStream::Plain(tcp),
+    };
+    stages.tls = start.elapsed();
+    let scheme = if matches!(stream, MaybeTlsStream::Plain(_)) {
+        "ws"
+    } else {
+        "wss"
+    };
     let mut req = format!("{scheme}://{addr}{path}")
         .into_client_request()
         .map_err(|e| e.to_string())?;
@@ -636,15 +714,11 @@ pub async fn websocket(
         req.headers_mut()
             .insert("sec-websocket-protocol", protocol.parse().expect("header"));
     }
-    let connector = match tls {
-        Some(tls) => Connector::Rustls(tls),
-        None => Connector::Plain,
-    };
-    let (ws, _) =
-        tokio_tungstenite::client_async_tls_with_config(req, stream, None, Some(connector))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-    Ok(ws)
+    let (ws, _) = tokio_tungstenite::client_async_with_config(req, stream, None)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    stages.upgrade = start.elapsed();
+    Ok((ws, stages))
 }
 
 /// Engine.IO's heartbeat: the server pings with this text frame and the client must answer

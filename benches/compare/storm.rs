@@ -19,9 +19,33 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::fanout::number_after;
-use crate::servers::{room, websocket, Server, Ws};
+use crate::servers::{room, websocket, websocket_staged, Server, Ws};
+
+/// Where a resuming client's time went, each from the drop (µs), sorted per stage.
+#[derive(Default)]
+pub struct StageTimes {
+    /// Its last attempt began (after its jitter and any failed attempts).
+    pub attempt: Vec<u64>,
+    /// TCP connected.
+    pub tcp: Vec<u64>,
+    /// TLS handshake done.
+    pub tls: Vec<u64>,
+    /// The upgrade's 101 read.
+    pub upgrade: Vec<u64>,
+    /// `connection_established` read (token checked, admitted).
+    pub established: Vec<u64>,
+    /// The subscribe's reply read (its replay queued before it).
+    pub subscribed: Vec<u64>,
+    /// The first message after the reply.
+    pub first_message: Vec<u64>,
+    /// Attempts that failed before the last, summed over the clients.
+    pub retries: u64,
+    /// Why they failed: each kind of error, how often.
+    pub retry_reasons: std::collections::BTreeMap<String, u64>,
+}
 
 pub struct Run {
+    pub stages: StageTimes,
     pub clients: usize,
     pub rate: u64,
     pub published: u64,
@@ -39,6 +63,10 @@ pub struct Run {
 struct Client {
     seqs: Vec<u64>,
     resumed_after: Option<Duration>,
+    /// From the drop: attempt, tcp, tls, upgrade, established, subscribed; and the first
+    /// message after the reply, if one came.
+    stages: Option<([Duration; 6], Option<Duration>)>,
+    retries: Vec<String>,
     recovered: bool,
     failure: Option<String>,
 }
@@ -64,11 +92,12 @@ async fn subscribe(ws: &mut Ws, since: Option<(u64, &str)>) -> Result<Value, Str
     }
 }
 
-/// Reads messages into `seqs` until `until` fires.
+/// Reads messages into `seqs` until `until` fires; `first` is set when the first one comes.
 async fn receive(
     ws: &mut Ws,
     seqs: &mut Vec<u64>,
     until: &CancellationToken,
+    mut first: Option<&mut Option<Instant>>,
 ) -> Result<(), String> {
     loop {
         let frame = tokio::select! {
@@ -80,6 +109,9 @@ async fn receive(
                 if text.starts_with(r#"{"type":"message""#) {
                     if let Some(seq) = number_after(&text, "\"seq\"") {
                         seqs.push(seq);
+                    }
+                    if let Some(first) = first.take() {
+                        first.get_or_insert_with(Instant::now);
                     }
                 }
             }
@@ -108,10 +140,12 @@ async fn client(
     let mut got = Client {
         seqs: Vec::new(),
         resumed_after: None,
+        stages: None,
+        retries: Vec::new(),
         recovered: false,
         failure: None,
     };
-    let source = std::net::IpAddr::from([127, 0, 0, 1 + (i % 16) as u8]);
+    let source = crate::servers::phone_address(i);
     // A TLS session cache of its own, as every phone has: a reconnect resumes the session the
     // server gave a ticket for, where it offers tickets.
     let tls = shared.tls.as_ref().map(|shared| {
@@ -119,37 +153,57 @@ async fn client(
         own.resumption = rustls::client::Resumption::in_memory_sessions(4);
         Arc::new(own)
     });
-    let connect = || websocket(shared.addr, tls.clone(), "/ws", source, Some(&token), None);
     let outcome: Result<(), String> = async {
-        let mut ws = connect().await?;
+        let (mut ws, _) =
+            websocket_staged(shared.addr, tls.clone(), "/ws", source, Some(&token), None).await?;
         crate::servers::next_text(&mut ws).await?;
         let reply = subscribe(&mut ws, None).await?;
         let epoch = reply["epoch"].as_str().unwrap_or_default().to_string();
         shared.subscribed.fetch_add(1, Ordering::Relaxed);
         drop(permit);
-        receive(&mut ws, &mut got.seqs, &shared.drop_now).await?;
+        receive(&mut ws, &mut got.seqs, &shared.drop_now, None).await?;
         // The network goes: no close handshake, the socket just closes.
         drop(ws);
         let jitter = rand::rng().random_range(250..=500);
         tokio::time::sleep(Duration::from_millis(jitter)).await;
         // Retries as the client library does, doubling from 500 ms, for as long as it takes.
         let mut backoff = Duration::from_millis(500);
-        let mut ws = loop {
-            if let Ok(mut ws) = connect().await {
-                if crate::servers::next_text(&mut ws).await.is_ok() {
-                    break ws;
-                }
+        let (mut ws, attempt, stages, established) = loop {
+            let attempt = Instant::now();
+            match websocket_staged(shared.addr, tls.clone(), "/ws", source, Some(&token), None)
+                .await
+            {
+                Ok((mut ws, stages)) => match crate::servers::next_text(&mut ws).await {
+                    Ok(_) => break (ws, attempt, stages, Instant::now()),
+                    Err(e) => got.retries.push(e),
+                },
+                Err(e) => got.retries.push(e),
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(10));
         };
         let since = got.seqs.iter().copied().max().unwrap_or(0);
         let reply = subscribe(&mut ws, Some((since, &epoch))).await?;
+        let subscribed = Instant::now();
         let dropped_at = (*shared.dropped_at.lock()).unwrap_or_else(Instant::now);
         got.resumed_after = Some(dropped_at.elapsed());
         got.recovered = reply["recovered"] == true;
         shared.resumed.fetch_add(1, Ordering::Relaxed);
-        receive(&mut ws, &mut got.seqs, &shared.stop).await?;
+        let mut first = None;
+        receive(&mut ws, &mut got.seqs, &shared.stop, Some(&mut first)).await?;
+        let from_drop = |at: Instant| at.saturating_duration_since(dropped_at);
+        let began = from_drop(attempt);
+        got.stages = Some((
+            [
+                began,
+                began + stages.tcp,
+                began + stages.tls,
+                began + stages.upgrade,
+                from_drop(established),
+                from_drop(subscribed),
+            ],
+            first.map(from_drop),
+        ));
         let _ = ws.close(None).await;
         Ok(())
     }
@@ -284,6 +338,7 @@ pub async fn run(server: &Server, clients: usize, rate: u64) -> Result<Run, Stri
     let _ = panicker.close(None).await;
 
     let mut run = Run {
+        stages: StageTimes::default(),
         clients,
         rate,
         published: sent,
@@ -300,6 +355,29 @@ pub async fn run(server: &Server, clients: usize, rate: u64) -> Result<Run, Stri
         if let Some(why) = got.failure {
             run.failed.push(format!("c{i}: {why}"));
         }
+        run.stages.retries += got.retries.len() as u64;
+        for why in got.retries {
+            // The kind of error, without the details that differ per connection.
+            let kind: String = why.chars().take(60).collect();
+            *run.stages.retry_reasons.entry(kind).or_default() += 1;
+        }
+        if let Some((stages, first)) = got.stages {
+            let times = &mut run.stages;
+            let lists = [
+                &mut times.attempt,
+                &mut times.tcp,
+                &mut times.tls,
+                &mut times.upgrade,
+                &mut times.established,
+                &mut times.subscribed,
+            ];
+            for (list, at) in lists.into_iter().zip(stages) {
+                list.push(at.as_micros() as u64);
+            }
+            if let Some(first) = first {
+                times.first_message.push(first.as_micros() as u64);
+            }
+        }
         if let Some(after) = got.resumed_after {
             run.resumed_us.push(after.as_micros() as u64);
             run.not_recovered += usize::from(!got.recovered);
@@ -313,5 +391,16 @@ pub async fn run(server: &Server, clients: usize, rate: u64) -> Result<Run, Stri
         run.lost += sent - unique_in_range;
     }
     run.resumed_us.sort_unstable();
+    for list in [
+        &mut run.stages.attempt,
+        &mut run.stages.tcp,
+        &mut run.stages.tls,
+        &mut run.stages.upgrade,
+        &mut run.stages.established,
+        &mut run.stages.subscribed,
+        &mut run.stages.first_message,
+    ] {
+        list.sort_unstable();
+    }
     Ok(run)
 }

@@ -58,6 +58,7 @@ pub async fn metrics(call: Call) -> Result<Response<Body>, HttpError> {
         key_set: state.auth.key_set().cloned(),
         hooks: state.field.alerts().hooks().clone(),
         amqp: state.amqp.get().cloned(),
+        positions: state.positions.clone(),
     };
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(exporter));
@@ -82,6 +83,7 @@ struct Exporter {
     key_set: Option<Arc<crate::auth::jwks::KeySet>>,
     hooks: Arc<crate::notify::Hooks>,
     amqp: Option<Arc<crate::amqp::Bridge>>,
+    positions: Arc<crate::session::positions::Positions>,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -130,6 +132,25 @@ impl prometheus_client::collector::Collector for Exporter {
         let s = &hub.stats;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (delivered, failed) = self.hooks.totals();
+        // Overload: positions come faster than they are processed.
+        gauge(
+            &mut encoder,
+            "lookout_positions_waiting",
+            "Guards whose latest location fix waits for a worker (limits.positions_in_flight busy).",
+            i64::try_from(self.positions.waiting()).unwrap_or(i64::MAX),
+        )?;
+        counter(
+            &mut encoder,
+            "lookout_positions_processed",
+            "Location fixes processed through the position pipeline.",
+            get(&self.positions.processed),
+        )?;
+        counter(
+            &mut encoder,
+            "lookout_positions_shed",
+            "Location fixes answered shed: superseded by a newer fix of the same guard before a worker took them.",
+            get(&self.positions.shed),
+        )?;
         gauge(
             &mut encoder,
             "lookout_notify_outbox",
@@ -218,6 +239,12 @@ impl prometheus_client::collector::Collector for Exporter {
             "lookout_connections_accepted",
             "Connections accepted since start.",
             get(&s.accepted),
+        )?;
+        counter(
+            &mut encoder,
+            "lookout_accept_waits",
+            "Times new connections waited in the listen backlog because limits.max_pending_connections were before their first request.",
+            get(&s.accept_waits),
         )?;
         gauge(
             &mut encoder,

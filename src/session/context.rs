@@ -18,6 +18,8 @@ pub struct SessionContext {
     pub hub: Arc<Hub>,
     /// Field operations: every publish goes through it.
     pub field: Arc<crate::field::Field>,
+    /// Where guards' plain location fixes go (in front of `field`).
+    pub positions: Arc<super::positions::Positions>,
     /// Token verification, for `refresh` and STOMP `CONNECT`.
     pub auth: Arc<Authenticator>,
     /// Fires once on server shutdown.

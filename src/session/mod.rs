@@ -16,6 +16,7 @@ pub mod autoack;
 pub mod context;
 pub mod native;
 pub mod pipeline;
+pub mod positions;
 pub mod stomp;
 pub mod subscriptions;
 pub mod writer;

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::{next_message, Flow, SessionContext, Source};
 use super::pipeline::Pipeline;
+use super::positions::{answer_shed, full, Fix, Handed, MAX_FIX_BYTES};
 use super::subscriptions::Subscriptions;
 use crate::channel::{is_video, Target};
 use crate::failure::{Failure, Report};
@@ -61,6 +62,8 @@ impl Reader {
         let framed_right = text == (encoding == Encoding::Json);
         // Decoded once; a frame of the wrong type is refused below whatever it holds.
         let decoded = encoding.decode::<ClientMsg>(bytes);
+        // Publishes pipeline; a guard's plain fix goes to the position pipeline without
+        // waiting for anything.
         if !(framed_right && matches!(decoded, Ok(ClientMsg::Publish { .. }))) {
             // Its reply (or error) comes after those of the publishes before it.
             self.pipeline.barrier().await;
@@ -100,10 +103,10 @@ impl Reader {
                 )
                 .await;
         }
-        self.dispatch(msg).await
+        self.dispatch(msg, bytes.len()).await
     }
 
-    async fn dispatch(&mut self, msg: ClientMsg) -> Flow {
+    async fn dispatch(&mut self, msg: ClientMsg, size: usize) -> Flow {
         match msg {
             ClientMsg::Subscribe {
                 id,
@@ -146,6 +149,9 @@ impl Reader {
                     owner,
                     idempotency_key,
                 };
+                if decoded.is_plain_fix(size) {
+                    return self.hand_over(decoded).await;
+                }
                 let encoding = self.conn.encoding;
                 if decoded.channel.starts_with("/topic/emergency/") {
                     // An emergency is handled by the reader itself, on its way to the urgent
@@ -229,6 +235,24 @@ impl Reader {
                     .presence_event(&self.conn.identity, "typing", extra);
                 self.reply(id.as_ref(), ReplyFields::default()).await
             }
+        }
+    }
+
+    /// Gives a plain fix to the position pipeline; answers the one it replaced as shed.
+    async fn hand_over(&mut self, decoded: Decoded) -> Flow {
+        let fix = Fix {
+            conn: self.conn.clone(),
+            id: decoded.id,
+            channel: decoded.channel,
+            data: decoded.data,
+        };
+        match self.ctx.positions.hand_over(fix) {
+            Handed::Queued(None) => Flow::Continue,
+            Handed::Queued(Some(replaced)) => {
+                answer_shed(replaced).await;
+                Flow::Continue
+            }
+            Handed::Full(fix) => self.hub_error(fix.id.as_ref(), full()).await,
         }
     }
 
@@ -406,6 +430,18 @@ struct Decoded {
     idempotency_key: Option<String>,
 }
 
+impl Decoded {
+    /// A location fix with nothing asked beyond storing it, small enough for a slot.
+    fn is_plain_fix(&self, size: usize) -> bool {
+        self.channel.starts_with("/topic/location/")
+            && !self.ack
+            && self.to.is_none()
+            && self.owner.is_none()
+            && self.idempotency_key.is_none()
+            && size <= MAX_FIX_BYTES
+    }
+}
+
 /// Runs one publish; returns its reply, if there is one to send.
 async fn publish(
     field: &crate::field::Field,
@@ -427,7 +463,7 @@ async fn publish(
 }
 
 /// A publish's reply, or `None` when the connection is gone anyway.
-fn publish_reply(
+pub(super) fn publish_reply(
     encoding: Encoding,
     id: Option<&RequestId>,
     result: Result<crate::field::FieldPublished, crate::field::FieldError>,

@@ -77,6 +77,21 @@ pub async fn accept_loop(
     // Sessions and HTTP run on the async workers; TLS handshakes on the handshake lane.
     let workers = tokio::runtime::Handle::current();
     loop {
+        // At the bound of connections before their first request, the next ones wait in the
+        // listen backlog until a place comes back.
+        let max_pending = gateway.app.hub.limits().max_pending_connections;
+        let waited = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            waited = gateway.pending.room(max_pending) => waited,
+        };
+        if waited {
+            gateway
+                .app
+                .hub
+                .stats
+                .accept_waits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
@@ -91,7 +106,8 @@ pub async fn accept_loop(
             }
         };
         // Before anything else is spent on it: the connection's place before its first
-        // request, or it is closed now (counted; the peer sees a reset).
+        // request, or (its address holding its share) it is closed now (counted; the peer sees
+        // a reset).
         let limits = gateway.app.hub.limits();
         let Some(place) = gateway.pending.take(
             peer.ip(),
@@ -102,7 +118,7 @@ pub async fn accept_loop(
                 .app
                 .hub
                 .stats
-                .refused(crate::counters::Budget::PendingConnections);
+                .refused(crate::counters::Budget::PendingPerPeer);
             drop(tcp);
             continue;
         };

@@ -298,14 +298,24 @@ pub fn client_tls(cert_pem: &[u8]) -> Arc<rustls::ClientConfig> {
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem) {
         roots.add(cert.expect("pem")).expect("root");
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
+        rustls::ClientConfig::builder_with_provider(browser_like_crypto())
             .with_safe_default_protocol_versions()
             .expect("versions")
             .with_root_certificates(roots)
             .with_no_client_auth(),
     )
+}
+
+/// The key exchanges a browser offers, in its order: X25519 first (its key share is the one
+/// sent), then P-256 and P-384. A client that led with P-384 would make every handshake a
+/// slow one, and measure that instead of what phones cost the server.
+pub fn browser_like_crypto() -> Arc<rustls::crypto::CryptoProvider> {
+    use rustls::crypto::ring::{default_provider, kx_group};
+    Arc::new(rustls::crypto::CryptoProvider {
+        kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+        ..default_provider()
+    })
 }
 
 pub fn http_client(cert_pem: &[u8]) -> reqwest::Client {
