@@ -871,6 +871,9 @@ async function refreshOps(call, last) {
     ['published /s', rate('messages_published')],
     ['delivered /s', rate('messages_delivered')],
     ['dropped (live)', s.dropped_live],
+    // Above zero: positions come faster than the server processes them; alarms still go first.
+    ['positions waiting', s.positions_waiting],
+    ['positions shed /s', rate('positions_shed')],
     ['uptime', `${Math.floor(s.uptime_seconds / 60)} min`],
   ];
   $('#ops').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, String(v))]));

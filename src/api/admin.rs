@@ -62,6 +62,11 @@ pub async fn stats(call: Call) -> Result<Response<Body>, HttpError> {
         uptime_seconds: u64,
         #[serde(flatten)]
         counters: crate::counters::Snapshot,
+        /// Guards whose latest fix waits for a worker: above zero, positions come faster
+        /// than the server processes them.
+        positions_waiting: usize,
+        /// Fixes answered `shed` since start.
+        positions_shed: u64,
     }
     Ok(json_response(
         200,
@@ -69,6 +74,11 @@ pub async fn stats(call: Call) -> Result<Response<Body>, HttpError> {
             epoch: hub.epoch(),
             uptime_seconds: state.started.elapsed().as_secs(),
             counters: snapshot,
+            positions_waiting: state.positions.waiting(),
+            positions_shed: state
+                .positions
+                .shed
+                .load(std::sync::atomic::Ordering::Relaxed),
         },
     ))
 }
