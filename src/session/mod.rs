@@ -5,7 +5,9 @@
 //! `crate::transport`) moves whole messages: a plain WebSocket, or SockJS framing over a
 //! WebSocket or over HTTP requests. The wire protocol gives them meaning: [`native`] or
 //! [`stomp`], each a reader keeping its [`subscriptions`] the same way. One [`writer`] serves
-//! both.
+//! both. A native reader hands guards' plain location fixes to the server-wide [`positions`]
+//! pipeline instead of processing them itself, so it reads on (an emergency behind them
+//! included); [`reply`] is what a publish is answered, by either.
 //!
 //! The reader never writes to the transport and the hub never waits on it: everything reaches
 //! the writer through the connection's single bounded queue, and close requests through
@@ -17,6 +19,7 @@ pub mod context;
 pub mod native;
 pub mod pipeline;
 pub mod positions;
+pub mod reply;
 pub mod stomp;
 pub mod subscriptions;
 pub mod writer;

@@ -179,8 +179,7 @@ impl Positions {
             idempotency_key: None,
         };
         let result = self.field.publish(&fix.conn.identity, request).await;
-        if let Some(bytes) =
-            super::native::publish_reply(fix.conn.encoding, fix.id.as_ref(), result)
+        if let Some(bytes) = super::reply::publish_reply(fix.conn.encoding, fix.id.as_ref(), result)
         {
             let _ = fix.conn.send(Outbound::frame(bytes)).await;
         }
