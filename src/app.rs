@@ -82,7 +82,8 @@ impl AppState {
             },
             lanes.urgent.handle().clone(),
         );
-        let positions = Positions::new(field.clone(), hub.clone());
+        let positions =
+            Positions::new(field.clone(), hub.clone(), lanes.positions.handle().clone());
         Arc::new(AppState {
             positions,
             origins: arc_swap::ArcSwap::from_pointee(config.allowed_origins.clone()),

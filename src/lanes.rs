@@ -16,6 +16,14 @@
 //!   as either has work. (One thread, at the workers' priority, made a storm of 19,000 wait
 //!   seconds for its handshakes while the machine idled.)
 //!
+//! - The **position lane** processes guards' location fixes (their log entries, last-known
+//!   records, fan-in and fence checks), on as many threads as the machine has cores, at the
+//!   handshake lane's lower priority. Positions are most of the work a busy site makes; on the
+//!   async workers their processing filled every round of the run queue, and the reads that
+//!   would have found an emergency waited behind it. On the lane they take what the workers
+//!   leave, and when that is too little, the position pipeline sheds all but each guard's
+//!   latest fix.
+//!
 //! A lane knows nothing of what runs on it.
 
 use tokio::runtime::Handle;
@@ -113,6 +121,8 @@ pub struct Lanes {
     pub urgent: Lane,
     /// New connections' TLS handshakes.
     pub handshakes: Lane,
+    /// Guards' location fixes.
+    pub positions: Lane,
 }
 
 impl Lanes {
@@ -121,6 +131,7 @@ impl Lanes {
         Ok(Lanes {
             urgent: Lane::start("urgent")?,
             handshakes: Lane::start_background("handshakes", cores())?,
+            positions: Lane::start_background("positions", cores())?,
         })
     }
 }

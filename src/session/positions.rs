@@ -8,7 +8,9 @@
 //! replaced one is answered `shed` (not stored, not fanned out). So when fixes come faster than
 //! the server can process them, only each guard's latest is processed, and the work waiting is
 //! one fix per guard, whatever the guards send. At most `limits.positions_in_flight` fixes are
-//! processed at once, by workers that start when fixes wait and end when none do.
+//! processed at once, by workers that start when fixes wait and end when none do, on the
+//! position lane (`crate::lanes`): at a lower CPU priority than the readers, writers and the
+//! urgent lane, so that positions take the CPU those leave and never the other way round.
 //!
 //! Only plain fixes come here (no idempotency key, no `ack`, no recipient, a small frame): a
 //! fix a client asked more of takes the ordinary publish path. This module orders and sheds;
@@ -72,6 +74,8 @@ pub struct Positions {
     state: Mutex<State>,
     field: Arc<Field>,
     hub: Arc<Hub>,
+    /// Where the workers run.
+    lane: tokio::runtime::Handle,
     /// Fixes answered `shed`.
     pub shed: AtomicU64,
     /// Fixes processed (stored, fanned out, checked against fences, or refused by the field).
@@ -79,12 +83,13 @@ pub struct Positions {
 }
 
 impl Positions {
-    /// A pipeline in front of `field` (`hub` for the limits in force).
-    pub fn new(field: Arc<Field>, hub: Arc<Hub>) -> Arc<Self> {
+    /// A pipeline in front of `field` (`hub` for the limits in force), its workers on `lane`.
+    pub fn new(field: Arc<Field>, hub: Arc<Hub>, lane: tokio::runtime::Handle) -> Arc<Self> {
         Arc::new(Positions {
             state: Mutex::new(State::default()),
             field,
             hub,
+            lane,
             shed: AtomicU64::new(0),
             processed: AtomicU64::new(0),
         })
@@ -126,7 +131,7 @@ impl Positions {
             self.shed.fetch_add(1, Ordering::Relaxed);
         }
         if start_worker {
-            tokio::spawn(self.clone().work());
+            self.lane.spawn(self.clone().work());
         }
         Handed::Queued(replaced)
     }
