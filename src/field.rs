@@ -126,8 +126,8 @@ pub struct Location {
 impl Location {
     /// Parses and checks a location payload.
     pub fn parse(data: &rmpv::Value, max_skew: Duration) -> Result<Location, FieldError> {
-        let json = serde_json::to_value(data).map_err(|e| FieldError::BadRequest(e.to_string()))?;
-        let loc: Location = serde_json::from_value(json)
+        // Read from the message's own value: every fix is parsed, so no detour through JSON.
+        let loc = Location::deserialize(&data.as_ref())
             .map_err(|e| FieldError::BadRequest(format!("location: {e}")))?;
         let finite = |v: f64| v.is_finite();
         let in_range =
@@ -158,6 +158,30 @@ impl Location {
             return bad("ts is in the future beyond the allowed clock skew");
         }
         Ok(loc)
+    }
+
+    /// The fix as the org's locations channel carries it: its fields and whose it is (built
+    /// directly: one is built for every fix).
+    fn fan_in(&self, user: &str) -> rmpv::Value {
+        let field = |name: &str, value: rmpv::Value| (rmpv::Value::from(name), value);
+        let mut fields = vec![
+            field("lat", self.lat.into()),
+            field("lon", self.lon.into()),
+            field("accuracy", self.accuracy.into()),
+        ];
+        for (name, value) in [
+            ("heading", self.heading),
+            ("speed", self.speed),
+            ("altitude", self.altitude),
+            ("battery", self.battery),
+        ] {
+            if let Some(value) = value {
+                fields.push(field(name, value.into()));
+            }
+        }
+        fields.push(field("ts", self.ts.into()));
+        fields.push(field("user", user.into()));
+        rmpv::Value::Map(fields)
     }
 
     fn position(&self) -> Position {
@@ -550,11 +574,7 @@ impl Field {
         self.store
             .write(&[Change::put(Record::Location { user: &principal }, &last)?])
             .await?;
-        let mut fan_in =
-            serde_json::to_value(location).map_err(|e| FieldError::BadRequest(e.to_string()))?;
-        fan_in["user"] = serde_json::Value::from(user);
-        let fan_in =
-            rmpv::ext::to_value(&fan_in).map_err(|e| FieldError::BadRequest(e.to_string()))?;
+        let fan_in = location.fan_in(user);
         let org_locations = Target::Org {
             kind: ChannelKind::OrgLocations,
             org: org.to_string(),
