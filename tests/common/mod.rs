@@ -307,14 +307,29 @@ pub fn client_tls(cert_pem: &[u8]) -> Arc<rustls::ClientConfig> {
     )
 }
 
-/// The key exchanges a browser offers, in its order: X25519 first (its key share is the one
-/// sent), then P-256 and P-384. A client that led with P-384 would make every handshake a
-/// slow one, and measure that instead of what phones cost the server.
+/// What a browser (or a phone's TLS stack) offers, in its order: key exchanges X25519 first
+/// (its key share is the one sent), then P-256 and P-384; TLS 1.3 suites AES-128-GCM first.
+/// A client that led with P-384 would make every handshake a slow one, and measure that
+/// instead of what phones cost the server.
 pub fn browser_like_crypto() -> Arc<rustls::crypto::CryptoProvider> {
-    use rustls::crypto::ring::{default_provider, kx_group};
+    use rustls::crypto::ring::{cipher_suite, default_provider, kx_group};
+    let mut suites = vec![
+        cipher_suite::TLS13_AES_128_GCM_SHA256,
+        cipher_suite::TLS13_AES_256_GCM_SHA384,
+        cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+    let defaults = default_provider();
+    // TLS 1.2's, for servers without 1.3, in the provider's order.
+    suites.extend(
+        defaults
+            .cipher_suites
+            .iter()
+            .filter(|s| s.version() == &rustls::version::TLS12),
+    );
     Arc::new(rustls::crypto::CryptoProvider {
         kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
-        ..default_provider()
+        cipher_suites: suites,
+        ..defaults
     })
 }
 
