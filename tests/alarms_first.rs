@@ -283,3 +283,48 @@ async fn a_panic_is_stored_and_delivered_before_the_positions_queued_ahead_of_it
         .await
         .expect("stops");
 }
+
+/// A connection holds one slot: a service streaming fixes for two guards has only the first
+/// guard's shed under load; the second's take the ordinary publish path, each stored in turn.
+/// (So the slots are at most one per connection, whatever a client sends.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_sheds_fixes_of_one_location_channel_only() {
+    let gate = Arc::new(Semaphore::new(0));
+    let held = Arc::new(tokio::sync::Notify::new());
+    let store = Arc::new(HeldPositions {
+        inner: Arc::new(lookout::store::MemoryStore::new()),
+        gate: gate.clone(),
+        held: held.clone(),
+    });
+    let server = TestServer::start_on_with(store, |c| c.limits.positions_in_flight = 1).await;
+    let mut tracker = server
+        .connect(&server.token("tracker", Some("acme"), &[Role::Service]))
+        .await;
+    let publish = |user: &str, n: u64| json!({"type": "publish", "id": format!("{user}-{n}"), "channel": format!("/topic/location/{user}"), "data": fix(n)});
+    tracker.send(publish("u1", 1)).await;
+    held.notified().await;
+    for n in 1..=3u64 {
+        tracker.send(publish("u1", n + 1)).await;
+        tracker.send(publish("u2", n)).await;
+    }
+    gate.add_permits(1_000);
+    let mut stored = Vec::new();
+    let mut shed = Vec::new();
+    while stored.len() + shed.len() < 7 {
+        let frame = tracker.next_frame().await;
+        assert_eq!(frame["type"], "reply", "{frame}");
+        let id = frame["id"].as_str().unwrap_or_default().to_string();
+        if frame["shed"] == true {
+            shed.push(id);
+        } else {
+            assert!(frame["seq"].as_u64().is_some(), "{frame}");
+            stored.push(id);
+        }
+    }
+    assert_eq!(shed, ["u1-2", "u1-3"]);
+    stored.sort();
+    assert_eq!(stored, ["u1-1", "u1-4", "u2-1", "u2-2", "u2-3"]);
+    tokio::time::timeout(Duration::from_secs(5), server.stop())
+        .await
+        .expect("stops");
+}

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::{next_message, Flow, SessionContext, Source};
 use super::pipeline::Pipeline;
-use super::positions::{answer_shed, full, Fix, Handed, MAX_FIX_BYTES};
+use super::positions::{answer_shed, Fix, MAX_FIX_BYTES};
 use super::subscriptions::Subscriptions;
 use crate::channel::{is_video, Target};
 use crate::failure::{Failure, Report};
@@ -26,6 +26,8 @@ pub struct Reader {
     subscriptions: Subscriptions,
     /// Publishes awaiting their commit.
     pipeline: Pipeline,
+    /// The one location channel this connection hands fixes over for (its first).
+    fix_channel: Option<String>,
 }
 
 impl Reader {
@@ -37,6 +39,7 @@ impl Reader {
             conn,
             subscriptions: Subscriptions::default(),
             pipeline: Pipeline::new(depth),
+            fix_channel: None,
         }
     }
 
@@ -149,7 +152,8 @@ impl Reader {
                     owner,
                     idempotency_key,
                 };
-                if decoded.is_plain_fix(size) {
+                let own = |c: &String| *c == decoded.channel;
+                if decoded.is_plain_fix(size) && self.fix_channel.as_ref().is_none_or(own) {
                     return self.hand_over(decoded).await;
                 }
                 let encoding = self.conn.encoding;
@@ -240,20 +244,19 @@ impl Reader {
 
     /// Gives a plain fix to the position pipeline; answers the one it replaced as shed.
     async fn hand_over(&mut self, decoded: Decoded) -> Flow {
+        if self.fix_channel.is_none() {
+            self.fix_channel = Some(decoded.channel.clone());
+        }
         let fix = Fix {
             conn: self.conn.clone(),
             id: decoded.id,
             channel: decoded.channel,
             data: decoded.data,
         };
-        match self.ctx.positions.hand_over(fix) {
-            Handed::Queued(None) => Flow::Continue,
-            Handed::Queued(Some(replaced)) => {
-                answer_shed(replaced).await;
-                Flow::Continue
-            }
-            Handed::Full(fix) => self.hub_error(fix.id.as_ref(), full()).await,
+        if let Some(replaced) = self.ctx.positions.hand_over(fix) {
+            answer_shed(replaced).await;
         }
+        Flow::Continue
     }
 
     async fn subscribe(

@@ -12,9 +12,11 @@
 //! position lane (`crate::lanes`): at a lower CPU priority than the readers, writers and the
 //! urgent lane, so that positions take the CPU those leave and never the other way round.
 //!
-//! Only plain fixes come here (no idempotency key, no `ack`, no recipient, a small frame): a
-//! fix a client asked more of takes the ordinary publish path. This module orders and sheds;
-//! what a location means is the field's.
+//! Only plain fixes come here (no idempotency key, no `ack`, no recipient, a frame of at most
+//! [`MAX_FIX_BYTES`]), and from each connection for one location channel only (an admin's
+//! fixes for others take the ordinary publish path): so the slots are at most one per
+//! connection, `limits.max_connections` in all, and hold at most that many small fixes. This
+//! module orders and sheds; what a location means is the field's.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::field::Field;
-use crate::hub::{ConnHandle, Hub, HubError, Outbound, Publish};
+use crate::hub::{ConnHandle, Hub, Outbound, Publish};
 use crate::protocol::{Reply, ReplyFields, RequestId};
 
 /// The largest frame a fix may be to wait in a slot: what slots hold stays bounded in bytes
@@ -61,14 +63,6 @@ struct State {
     workers: usize,
 }
 
-/// What a hand-over did.
-pub enum Handed {
-    /// Waiting for a worker; with the older fix it replaced, to be answered `shed`.
-    Queued(Option<Fix>),
-    /// Every slot is taken (`limits.max_connections` of them): refused.
-    Full(Fix),
-}
-
 /// The position pipeline; see the module doc.
 pub struct Positions {
     state: Mutex<State>,
@@ -103,20 +97,13 @@ impl Positions {
 
     /// Hands `fix` over; never waits. A fix of the same publisher and channel still waiting is
     /// given back, for [`answer_shed`].
-    pub fn hand_over(self: &Arc<Self>, fix: Fix) -> Handed {
+    pub fn hand_over(self: &Arc<Self>, fix: Fix) -> Option<Fix> {
         let limits = self.hub.limits();
         let key: Arc<str> = Arc::from(format!("{}\n{}", fix.conn.identity.key, fix.channel));
         let (replaced, start_worker) = {
             let mut state = self.state.lock();
-            let slots = state.slots.len();
-            let State {
-                slots: map, ready, ..
-            } = &mut *state;
-            let slot = match map.get_mut(&key) {
-                Some(slot) => slot,
-                None if slots >= limits.max_connections => return Handed::Full(fix),
-                None => map.entry(key.clone()).or_default(),
-            };
+            let State { slots, ready, .. } = &mut *state;
+            let slot = slots.entry(key.clone()).or_default();
             let replaced = slot.waiting.replace(fix);
             if replaced.is_none() && !slot.busy {
                 ready.push_back(key);
@@ -133,7 +120,7 @@ impl Positions {
         if start_worker {
             self.lane.spawn(self.clone().work());
         }
-        Handed::Queued(replaced)
+        replaced
     }
 
     /// Takes the next waiting fix, or ends the worker when none waits.
@@ -208,11 +195,4 @@ pub async fn answer_shed(fix: Fix) {
         }
         Err(e) => tracing::error!(error = %e, "cannot encode a reply"),
     }
-}
-
-/// Why a fix was refused at the hand-over.
-pub fn full() -> HubError {
-    HubError::OverBudget(
-        "too many guards' positions waiting (limits.max_connections slots); send it again".into(),
-    )
 }
