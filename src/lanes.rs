@@ -6,19 +6,16 @@
 //!   tasks, served in turn; an alert whose every step queued behind them would take seconds.
 //!   Work spawned there waits only for other urgent work. Nothing that scales with ordinary
 //!   traffic belongs there.
-//! - The **handshake lane** runs new connections' TLS handshakes, on as many threads as the
-//!   machine has cores, each at a lower CPU priority than the async workers and the urgent
-//!   lane. When thousands of clients reconnect at once, their handshakes (the costliest step of
-//!   a connection) would otherwise be thousands of ready tasks ahead of every established
-//!   connection's reader and writer: a PANIC sent during a reconnect storm waited behind them
-//!   for over a second. On the lane they take every core the established connections leave
-//!   idle, and the kernel's scheduler gives a core back to a worker or the urgent lane as soon
-//!   as either has work. (One thread, at the workers' priority, made a storm of 19,000 wait
-//!   seconds for its handshakes while the machine idled.)
-//!
+//! - The **handshake lane** runs new connections' TLS handshakes. When thousands of clients
+//!   reconnect at once, their handshakes (the costliest step of a connection) would otherwise be
+//!   thousands of ready tasks ahead of every established connection's reader and writer: a
+//!   PANIC sent during a reconnect storm waited behind them for over a second. On a lane they
+//!   queue behind each other only, and take at most the lane's one thread. (Handshakes on every
+//!   core at a lower priority starved behind everything else: 19,000 connections took 15.2 s
+//!   instead of 11.9 s, and a storm was no faster.)
 //! - The **position lane** processes guards' location fixes (their log entries, last-known
-//!   records, fan-in and fence checks), on as many threads as the machine has cores, at the
-//!   handshake lane's lower priority. Positions are most of the work a busy site makes; on the
+//!   records, fan-in and fence checks), on as many threads as the machine has cores, each at a
+//!   lower CPU priority than the async workers and the urgent lane. Positions are most of the work a busy site makes; on the
 //!   async workers their processing filled every round of the run queue, and the reads that
 //!   would have found an emergency waited behind it. On the lane they take what the workers
 //!   leave, and when that is too little, the position pipeline sheds all but each guard's
@@ -130,7 +127,7 @@ impl Lanes {
     pub fn start() -> Result<Lanes, LaneError> {
         Ok(Lanes {
             urgent: Lane::start("urgent")?,
-            handshakes: Lane::start_background("handshakes", cores())?,
+            handshakes: Lane::start("handshakes")?,
             positions: Lane::start_background("positions", cores())?,
         })
     }

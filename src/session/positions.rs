@@ -5,7 +5,9 @@
 //! stored, so an emergency behind a stream of fixes is read, stored and fanned out (on the
 //! urgent lane) while those fixes still wait. Each guard's location channel has one slot: a fix
 //! waits there while the channel's previous one is processed, and a newer fix replaces it; the
-//! replaced one is answered `shed` (not stored, not fanned out). So when fixes come faster than
+//! replaced one is answered `shed` (not stored, not fanned out), just before the fix that
+//! replaced it is processed: under overload the readers do no more for a shed fix than put its
+//! successor in the slot, and the answers leave together. So when fixes come faster than
 //! the server can process them, only each guard's latest is processed, and the work waiting is
 //! one fix per guard, whatever the guards send. At most `limits.positions_in_flight` fixes are
 //! processed at once, by workers that start when fixes wait and end when none do, on the
@@ -44,11 +46,22 @@ pub struct Fix {
     pub data: rmpv::Value,
 }
 
+/// The answers one slot defers: beyond, a replaced fix is answered at once.
+const DEFERRED: usize = 16;
+
+/// A replaced fix, to be answered `shed`.
+struct Shed {
+    conn: Arc<ConnHandle>,
+    id: Option<RequestId>,
+}
+
 /// A guard channel's slot.
 #[derive(Default)]
 struct Slot {
     /// The newest fix not yet taken by a worker.
     waiting: Option<Fix>,
+    /// Fixes it replaced, answered when it is taken (at most [`DEFERRED`]).
+    shed: Vec<Shed>,
     /// Whether a worker is processing one of this channel's fixes.
     busy: bool,
 }
@@ -96,7 +109,7 @@ impl Positions {
     }
 
     /// Hands `fix` over; never waits. A fix of the same publisher and channel still waiting is
-    /// given back, for [`answer_shed`].
+    /// replaced, and given back for [`answer_shed`] when its slot defers [`DEFERRED`] already.
     pub fn hand_over(self: &Arc<Self>, fix: Fix) -> Option<Fix> {
         let limits = self.hub.limits();
         let key: Arc<str> = Arc::from(format!("{}\n{}", fix.conn.identity.key, fix.channel));
@@ -104,17 +117,30 @@ impl Positions {
             let mut state = self.state.lock();
             let State { slots, ready, .. } = &mut *state;
             let slot = slots.entry(key.clone()).or_default();
-            let replaced = slot.waiting.replace(fix);
-            if replaced.is_none() && !slot.busy {
-                ready.push_back(key);
-            }
+            let replaced = match slot.waiting.replace(fix) {
+                None => {
+                    if !slot.busy {
+                        ready.push_back(key);
+                    }
+                    (None, false)
+                }
+                Some(old) if slot.shed.len() < DEFERRED => {
+                    slot.shed.push(Shed {
+                        conn: old.conn,
+                        id: old.id,
+                    });
+                    (None, true)
+                }
+                Some(old) => (Some(old), true),
+            };
             let start = !state.ready.is_empty() && state.workers < limits.positions_in_flight;
             if start {
                 state.workers += 1;
             }
             (replaced, start)
         };
-        if replaced.is_some() {
+        let (replaced, shed) = replaced;
+        if shed {
             self.shed.fetch_add(1, Ordering::Relaxed);
         }
         if start_worker {
@@ -124,7 +150,7 @@ impl Positions {
     }
 
     /// Takes the next waiting fix, or ends the worker when none waits.
-    fn next(&self, done: Option<Arc<str>>) -> Option<(Arc<str>, Fix)> {
+    fn next(&self, done: Option<Arc<str>>) -> Option<(Arc<str>, Fix, Vec<Shed>)> {
         let mut state = self.state.lock();
         let State { slots, ready, .. } = &mut *state;
         if let Some(key) = done {
@@ -145,7 +171,7 @@ impl Positions {
             };
             if let Some(fix) = slot.waiting.take() {
                 slot.busy = true;
-                return Some((key, fix));
+                return Some((key, fix, std::mem::take(&mut slot.shed)));
             }
         }
         state.workers -= 1;
@@ -154,7 +180,10 @@ impl Positions {
 
     async fn work(self: Arc<Self>) {
         let mut done = None;
-        while let Some((key, fix)) = self.next(done.take()) {
+        while let Some((key, fix, shed)) = self.next(done.take()) {
+            for replaced in shed {
+                answer(&replaced.conn, replaced.id.as_ref(), &fix.channel).await;
+            }
             self.process(fix).await;
             self.processed.fetch_add(1, Ordering::Relaxed);
             done = Some(key);
@@ -180,18 +209,18 @@ impl Positions {
 
 /// Tells the client its fix was superseded by a newer one before it was processed.
 pub async fn answer_shed(fix: Fix) {
+    answer(&fix.conn, fix.id.as_ref(), &fix.channel).await;
+}
+
+async fn answer(conn: &ConnHandle, id: Option<&RequestId>, channel: &str) {
     let fields = ReplyFields {
-        channel: Some(&fix.channel),
+        channel: Some(channel),
         shed: Some(true),
         ..Default::default()
     };
-    match fix
-        .conn
-        .encoding
-        .encode(&Reply::new(fix.id.as_ref(), fields))
-    {
+    match conn.encoding.encode(&Reply::new(id, fields)) {
         Ok(bytes) => {
-            let _ = fix.conn.send(Outbound::frame(bytes)).await;
+            let _ = conn.send(Outbound::frame(bytes)).await;
         }
         Err(e) => tracing::error!(error = %e, "cannot encode a reply"),
     }
