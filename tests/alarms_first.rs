@@ -137,6 +137,20 @@ impl Store for HeldPositions {
     }
 }
 
+/// A server with one position worker on a store that holds location appends: the gate
+/// that lets them through, and the notice that one is held.
+async fn held_positions() -> (TestServer, Arc<Semaphore>, Arc<tokio::sync::Notify>) {
+    let gate = Arc::new(Semaphore::new(0));
+    let held = Arc::new(tokio::sync::Notify::new());
+    let store = Arc::new(HeldPositions {
+        inner: Arc::new(lookout::store::MemoryStore::new()),
+        gate: gate.clone(),
+        held: held.clone(),
+    });
+    let server = TestServer::start_on_with(store, |c| c.limits.positions_in_flight = 1).await;
+    (server, gate, held)
+}
+
 fn fix(n: u64) -> Value {
     json!({"lat": 52.5 + n as f64 * 1e-4, "lon": 13.4, "accuracy": 5.0, "ts": lookout::protocol::now_millis()})
 }
@@ -153,14 +167,7 @@ async fn next_on(client: &mut Client, channel: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_is_stored_and_delivered_before_the_positions_queued_ahead_of_it() {
-    let gate = Arc::new(Semaphore::new(0));
-    let held = Arc::new(tokio::sync::Notify::new());
-    let store = Arc::new(HeldPositions {
-        inner: Arc::new(lookout::store::MemoryStore::new()),
-        gate: gate.clone(),
-        held: held.clone(),
-    });
-    let server = TestServer::start_on_with(store, |c| c.limits.positions_in_flight = 1).await;
+    let (server, gate, held) = held_positions().await;
     let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
     let mut supervisor = server.connect(&sup).await;
     for channel in ["/topic/org/acme/alerts", "/topic/org/acme/locations"] {
@@ -284,14 +291,7 @@ async fn a_panic_is_stored_and_delivered_before_the_positions_queued_ahead_of_it
 /// (So the slots are at most one per connection, whatever a client sends.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_sheds_fixes_of_one_location_channel_only() {
-    let gate = Arc::new(Semaphore::new(0));
-    let held = Arc::new(tokio::sync::Notify::new());
-    let store = Arc::new(HeldPositions {
-        inner: Arc::new(lookout::store::MemoryStore::new()),
-        gate: gate.clone(),
-        held: held.clone(),
-    });
-    let server = TestServer::start_on_with(store, |c| c.limits.positions_in_flight = 1).await;
+    let (server, gate, held) = held_positions().await;
     let mut tracker = server
         .connect(&server.token("tracker", Some("acme"), &[Role::Service]))
         .await;

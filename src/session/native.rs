@@ -152,8 +152,13 @@ impl Reader {
                     owner,
                     idempotency_key,
                 };
-                let own = |c: &String| *c == decoded.channel;
-                if decoded.is_plain_fix(size) && self.fix_channel.as_ref().is_none_or(own) {
+                // Fixes for the connection's first location channel only (see positions).
+                if decoded.is_plain_fix(size)
+                    && *self
+                        .fix_channel
+                        .get_or_insert_with(|| decoded.channel.clone())
+                        == decoded.channel
+                {
                     return self.hand_over(decoded).await;
                 }
                 let encoding = self.conn.encoding;
@@ -244,9 +249,6 @@ impl Reader {
 
     /// Gives a plain fix to the position pipeline; answers the one it replaced as shed.
     async fn hand_over(&mut self, decoded: Decoded) -> Flow {
-        if self.fix_channel.is_none() {
-            self.fix_channel = Some(decoded.channel.clone());
-        }
         let fix = Fix {
             conn: self.conn.clone(),
             id: decoded.id,

@@ -77,12 +77,13 @@ pub async fn accept_loop(
     // Sessions and HTTP run on the async workers; TLS handshakes on the handshake lane.
     let workers = tokio::runtime::Handle::current();
     loop {
+        // The limits in force for this connection (a reload applies from the next one).
+        let limits = gateway.app.hub.limits();
         // At the bound of connections before their first request, the next ones wait in the
         // listen backlog until a place comes back.
-        let max_pending = gateway.app.hub.limits().max_pending_connections;
         let waited = tokio::select! {
             _ = shutdown.cancelled() => return,
-            waited = gateway.pending.room(max_pending) => waited,
+            waited = gateway.pending.room(limits.max_pending_connections) => waited,
         };
         if waited {
             gateway
@@ -108,7 +109,6 @@ pub async fn accept_loop(
         // Before anything else is spent on it: the connection's place before its first
         // request, or (its address holding its share) it is closed now (counted; the peer sees
         // a reset).
-        let limits = gateway.app.hub.limits();
         let Some(place) = gateway.pending.take(
             peer.ip(),
             limits.max_pending_connections,
@@ -125,7 +125,7 @@ pub async fn accept_loop(
         let _ = tcp.set_nodelay(true);
         // Unsent bytes beyond this wait in the connection's lanes, not in the kernel: a PANIC
         // must not queue behind megabytes of positions in a socket buffer.
-        let unsent = gateway.app.hub.limits().unsent_bytes;
+        let unsent = limits.unsent_bytes;
         if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(unsent) {
             tracing::debug!(%peer, error = %e, "cannot bound unsent bytes");
         }
