@@ -151,6 +151,33 @@ async fn held_positions() -> (TestServer, Arc<Semaphore>, Arc<tokio::sync::Notif
     (server, gate, held)
 }
 
+/// Waits until the server has answered `n` fixes shed: every fix that replaces another has been
+/// read and handed over, whatever the machine's load (the gate opens only then).
+async fn until_shed(server: &TestServer, n: u64) {
+    let sup = server.token("shed-watch", Some("acme"), &[Role::Supervisor]);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let stats: Value = server
+            .http()
+            .get(server.https("/api/v1/websocket/stats"))
+            .bearer_auth(&sup)
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json");
+        if stats["positions_shed"] == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {n} shed: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn fix(n: u64) -> Value {
     json!({"lat": 52.5 + n as f64 * 1e-4, "lon": 13.4, "accuracy": 5.0, "ts": lookout::protocol::now_millis()})
 }
@@ -228,6 +255,7 @@ async fn a_panic_is_stored_and_delivered_before_the_positions_queued_ahead_of_it
     // Let the positions through: g1's first (held all along) and each guard's latest are
     // processed; g2's first was still waiting, not taken, when its second came, so it was shed.
     // (The supervisor's queue may merge g1's two into the newer: positions are live-only.)
+    until_shed(&server, 7).await;
     gate.add_permits(1_000);
     let mut delivered = Vec::new();
     while !(delivered.contains(&("g1".to_string(), 5))
@@ -302,6 +330,7 @@ async fn a_connection_sheds_fixes_of_one_location_channel_only() {
         tracker.send(publish("u1", n + 1)).await;
         tracker.send(publish("u2", n)).await;
     }
+    until_shed(&server, 2).await;
     gate.add_permits(1_000);
     let mut stored = Vec::new();
     let mut shed = Vec::new();
