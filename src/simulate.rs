@@ -145,6 +145,12 @@ pub enum SimError {
     Url(String, String),
 }
 
+/// Connection attempts in flight at once. Simulated guards share one address, and the server
+/// closes at once what one address opens beyond `limits.max_pending_per_peer` (256 by
+/// default): a thousand guards connecting together would take that whole share, and a browser
+/// on the same machine opening the dashboard meanwhile would be reset.
+const CONNECTING: usize = 64;
+
 /// Runs every guard until `stop`; each reconnects on its own when its connection drops.
 pub async fn run(options: Options, stop: CancellationToken) -> Result<(), SimError> {
     // A bad URL fails at once rather than in every guard's reconnect loop.
@@ -172,6 +178,7 @@ pub async fn run(options: Options, stop: CancellationToken) -> Result<(), SimErr
     );
     let options = Arc::new(options);
     let started = tokio::time::Instant::now();
+    let connecting = Arc::new(tokio::sync::Semaphore::new(CONNECTING));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..options.guards {
         let user = format!("guard-{:02}", i + 1);
@@ -189,6 +196,7 @@ pub async fn run(options: Options, stop: CancellationToken) -> Result<(), SimErr
             token,
             options: options.clone(),
             tls: tls.clone(),
+            connecting: connecting.clone(),
             started,
             panicked: false,
         };
@@ -204,6 +212,8 @@ struct Guard {
     token: String,
     options: Arc<Options>,
     tls: Arc<rustls::ClientConfig>,
+    /// A place among the [`CONNECTING`] attempts, held until the WebSocket is open.
+    connecting: Arc<tokio::sync::Semaphore>,
     started: tokio::time::Instant,
     panicked: bool,
 }
@@ -245,6 +255,11 @@ impl Guard {
             bearer.parse().map_err(|_| "token is not a header value")?,
         );
         headers.insert("sec-websocket-protocol", http_value("lookout.msgpack")?);
+        let place = self
+            .connecting
+            .acquire()
+            .await
+            .map_err(|_| "the simulation is stopping")?;
         let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
             req,
             None,
@@ -253,6 +268,7 @@ impl Guard {
         )
         .await
         .map_err(|e| e.to_string())?;
+        drop(place);
         let (mut tx, mut rx) = ws.split();
         // Like a phone, the camera runs only while the server says someone watches.
         let (watched, watching) = tokio::sync::watch::channel(false);
