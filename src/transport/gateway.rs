@@ -1,5 +1,6 @@
-//! What the transport holds beyond the application's state: the paths it serves WebSockets
-//! on, the SockJS sessions that live across HTTP requests and the Socket.IO server.
+//! What the transport holds beyond the application's state: the SockJS sessions that live
+//! across HTTP requests, the Socket.IO server and the connections before their first request.
+//! It sits above the transports it holds; none of them names it.
 
 use std::sync::Arc;
 
@@ -7,21 +8,12 @@ use super::socketio;
 use super::sockjs::session::Sessions;
 use crate::app::AppState;
 
-/// Paths that accept a WebSocket upgrade (and carry SockJS under them).
-pub const WS_PATHS: [&str; 5] = [
-    "/ws",
-    "/api/ws",
-    "/ws/job-status",
-    "/ws/job-status-native",
-    "/ws/upload-progress",
-];
-
 /// The transport's view of the server: the application and the SockJS sessions.
 pub struct Gateway {
     /// The application's shared state.
     pub app: Arc<AppState>,
     /// SockJS sessions over HTTP requests, by session id.
-    pub sockjs: Sessions,
+    pub sockjs: Arc<Sessions>,
     /// Socket.IO's Engine.IO sessions and namespace.
     pub socketio: socketio::Server,
     /// Connections before their first request.
@@ -34,7 +26,7 @@ impl Gateway {
         Arc::new(Gateway {
             socketio: socketio::Server::new(app.clone()),
             app,
-            sockjs: Sessions::default(),
+            sockjs: Arc::default(),
             pending: Arc::default(),
         })
     }

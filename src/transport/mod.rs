@@ -6,6 +6,7 @@
 //! - [`ca_scope`]: the names that CA may vouch for (its name constraints);
 //! - [`trust`]: `/ca.crt` and `/trust`, for phones to trust that CA;
 //! - [`coalesce`]: frames written together leave in one TLS record and one syscall;
+//! - [`framing`]: SockJS's frames as bytes, for the WebSocket adapter and the HTTP transports;
 //! - [`progress`]: the socket notes when the peer made room for a waiting write;
 //! - [`admission`]: the origin check and the admission every transport shares;
 //! - [`upgrade`]: what is settled before the first WebSocket frame (origin, subprotocol,
@@ -21,6 +22,7 @@
 pub mod admission;
 pub mod ca_scope;
 pub mod coalesce;
+pub mod framing;
 pub mod gateway;
 pub mod pending;
 pub mod progress;
@@ -43,7 +45,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-pub use self::gateway::{Gateway, WS_PATHS};
+pub use self::gateway::Gateway;
+use self::upgrade::WS_PATHS;
 use self::websocket::Framing;
 use crate::http::Body;
 
@@ -210,16 +213,23 @@ async fn route(
 ) -> Response<Body> {
     let path = req.uri().path();
     if WS_PATHS.contains(&path) {
-        return upgrade::handle(gateway, peer, secure, req, Framing::Plain).await;
+        return upgrade::handle(gateway.app.clone(), peer, secure, req, Framing::Plain).await;
     }
     if sockjs::route(path).is_some() {
-        return sockjs::handle(gateway, peer, secure, req).await;
+        return sockjs::handle(
+            gateway.app.clone(),
+            gateway.sockjs.clone(),
+            peer,
+            secure,
+            req,
+        )
+        .await;
     }
     if socketio::route(path) {
         return socketio::handle(&gateway.socketio, &gateway.app, peer, req).await;
     }
     if path == "/echo" && gateway.app.config.testing.echo_endpoint {
-        return upgrade::echo(gateway, peer, req).await;
+        return upgrade::echo(gateway.app.clone(), peer, req).await;
     }
     if let Some(response) = crate::dashboard::serve(&req) {
         return response;

@@ -19,9 +19,8 @@ use hyper_util::rt::TokioIo;
 use tracing::Instrument;
 
 use super::admission::{admit, origin_allowed, Admitted};
-use super::gateway::Gateway;
+use super::framing;
 use super::progress::Drained;
-use super::sockjs::framing;
 use super::websocket::{self, Framing};
 use crate::app::AppState;
 use crate::http::{token_from, Body, HttpError};
@@ -32,15 +31,23 @@ use crate::stomp::{connect_token, error_frame, error_message};
 
 type Socket = WebSocket<TokioIo<Upgraded>>;
 
+/// Paths that accept a WebSocket upgrade (and carry SockJS under them).
+pub const WS_PATHS: [&str; 5] = [
+    "/ws",
+    "/api/ws",
+    "/ws/job-status",
+    "/ws/job-status-native",
+    "/ws/upload-progress",
+];
+
 /// Handles a request on a WebSocket path.
 pub async fn handle(
-    gateway: Arc<Gateway>,
+    state: Arc<AppState>,
     peer: SocketAddr,
     secure: bool,
     mut req: Request<Incoming>,
     framing: Framing,
 ) -> Response<Body> {
-    let state = gateway.app.clone();
     let choice = match choose(&state, &req, framing) {
         Ok(choice) => choice,
         Err(refused) => return refused.response(),
@@ -125,7 +132,7 @@ pub async fn handle(
 /// `/echo`: upgrades without a token or admission (the route exists only with
 /// `testing.echo_endpoint`) and echoes on a tracked task.
 pub async fn echo(
-    gateway: Arc<Gateway>,
+    state: Arc<AppState>,
     peer: SocketAddr,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
@@ -141,7 +148,6 @@ pub async fn echo(
         Ok(pair) => pair,
         Err(e) => return HttpError::new(ErrorCode::BadRequest, e.to_string()).response(),
     };
-    let state = &gateway.app;
     let handshake = state.config.limits.handshake_timeout;
     state.tracker.spawn(
         async move {

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use super::coalesce::Coalesce;
-use super::sockjs::framing;
+use super::framing;
 use crate::hub::admission::Admission;
 use crate::hub::{ConnHandle, Outbound};
 use crate::protocol::{close, Encoding};

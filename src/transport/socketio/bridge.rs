@@ -317,7 +317,7 @@ impl Sink for SioSink {
         let _ = self.socket.emit("closing", &notice);
         self.acks.lock().waiting.clear();
         // Not a namespace DISCONNECT: after one, socket.io-client would not reconnect by
-        // itself (see patches/socketioxide/PATCH.md).
+        // itself (see patches/socketioxide.patch).
         self.socket.close_transport();
         Ok(())
     }

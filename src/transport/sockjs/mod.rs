@@ -12,7 +12,6 @@
 //! at a time (`xhr` polls, `xhr_streaming`, `eventsource`) drains what its writer queued. A
 //! session nobody receives for is ended by the dead-peer clock, like a silent WebSocket.
 
-pub mod framing;
 pub mod session;
 
 use std::net::SocketAddr;
@@ -28,11 +27,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use self::framing::{client_messages, close_frame, speaks};
-use self::session::{HttpSession, InboxSource, OutboxSink, Receiving, Taken};
-use super::gateway::{Gateway, WS_PATHS};
+use self::session::{HttpSession, InboxSource, OutboxSink, Receiving, Sessions, Taken};
+use super::framing::{client_messages, close_frame, speaks};
+use super::upgrade::WS_PATHS;
 use super::websocket::Framing;
 use super::{admission, upgrade};
+use crate::app::AppState;
 use crate::http::{cors_allow, cors_preflight, error_response, full, token_from, Body, HttpError};
 use crate::protocol::{Encoding, ErrorCode, Protocol};
 use crate::session::{self as sessions, Speaks};
@@ -86,7 +86,8 @@ pub fn route(path: &str) -> Option<Route<'_>> {
 
 /// Serves one SockJS request.
 pub async fn handle(
-    gateway: Arc<Gateway>,
+    app: Arc<AppState>,
+    sessions: Arc<Sessions>,
     peer: SocketAddr,
     secure: bool,
     req: Request<Incoming>,
@@ -95,7 +96,7 @@ pub async fn handle(
     let Some(route) = route(&path) else {
         return error_response(404, ErrorCode::NotFound, "no such SockJS path");
     };
-    if !admission::origin_allowed(&gateway.app.origins.load(), &req) {
+    if !admission::origin_allowed(&app.origins.load(), &req) {
         return error_response(403, ErrorCode::Forbidden, "origin not allowed");
     }
     let origin = req.headers().get(ORIGIN).cloned();
@@ -109,19 +110,21 @@ pub async fn handle(
                 transport: "websocket",
             } => {
                 let _ = session;
-                return upgrade::handle(gateway, peer, secure, req, Framing::SockJs).await;
+                return upgrade::handle(app, peer, secure, req, Framing::SockJs).await;
             }
             Route::Session { session, transport } => {
                 let session = session.to_string();
                 match (req.method().clone(), transport) {
-                    (Method::POST, "xhr") => receive(gateway, peer, req, session, Kind::Poll).await,
+                    (Method::POST, "xhr") => {
+                        receive(&app, &sessions, peer, req, session, Kind::Poll).await
+                    }
                     (Method::POST, "xhr_streaming") => {
-                        receive(gateway, peer, req, session, Kind::Streaming).await
+                        receive(&app, &sessions, peer, req, session, Kind::Streaming).await
                     }
                     (Method::GET, "eventsource") => {
-                        receive(gateway, peer, req, session, Kind::EventSource).await
+                        receive(&app, &sessions, peer, req, session, Kind::EventSource).await
                     }
-                    (Method::POST, "xhr_send") => send(gateway, req, &session).await,
+                    (Method::POST, "xhr_send") => send(&app, &sessions, req, &session).await,
                     _ => error_response(404, ErrorCode::NotFound, "no such SockJS transport"),
                 }
             }
@@ -177,16 +180,16 @@ impl Kind {
 /// The session for a request, checking the request's token names the session's user; a new
 /// one (admitted under the usual limits) when `create` and there is none.
 async fn session_for<B>(
-    gateway: &Arc<Gateway>,
+    state: &Arc<AppState>,
+    sessions: &Arc<Sessions>,
     peer: SocketAddr,
     req: &Request<B>,
     id: &str,
     create: bool,
 ) -> Result<(Arc<HttpSession>, bool), HttpError> {
-    let state = &gateway.app;
     let token =
         token_from(req).ok_or_else(|| HttpError::new(ErrorCode::Unauthorized, "missing token"))?;
-    let existing = gateway.sockjs.map.lock().get(id).cloned();
+    let existing = sessions.map.lock().get(id).cloned();
     if let Some(existing) = existing {
         let who = state
             .auth
@@ -215,7 +218,7 @@ async fn session_for<B>(
     let (inbox, inbox_rx) = mpsc::channel(INBOX);
     let session = HttpSession::new(conn.clone(), inbox, state.config.limits.outbound_queue);
     {
-        let mut map = gateway.sockjs.map.lock();
+        let mut map = sessions.map.lock();
         if map.contains_key(id) {
             // Another request created it meanwhile; this admission is released on drop.
             return Err(HttpError::new(
@@ -243,7 +246,8 @@ async fn session_for<B>(
         session: session.clone(),
     };
     let sink = OutboxSink(session.clone());
-    let registry = gateway.clone();
+    let registry = sessions.clone();
+    let shutdown = state.shutdown.clone();
     let id = id.to_string();
     state.tracker.spawn(
         async move {
@@ -253,9 +257,9 @@ async fn session_for<B>(
             // Late requests still get the close frame for a moment, then the id is free.
             tokio::select! {
                 _ = tokio::time::sleep(CLOSED_LINGER) => {}
-                _ = registry.app.shutdown.cancelled() => {}
+                _ = shutdown.cancelled() => {}
             }
-            registry.sockjs.map.lock().remove(&id);
+            registry.map.lock().remove(&id);
         }
         .instrument(span),
     );
@@ -263,13 +267,14 @@ async fn session_for<B>(
 }
 
 async fn receive(
-    gateway: Arc<Gateway>,
+    state: &Arc<AppState>,
+    sessions: &Arc<Sessions>,
     peer: SocketAddr,
     req: Request<Incoming>,
     id: String,
     kind: Kind,
 ) -> Response<Body> {
-    let (session, new) = match session_for(&gateway, peer, &req, &id, true).await {
+    let (session, new) = match session_for(state, sessions, peer, &req, &id, true).await {
         Ok(found) => found,
         Err(refused) => return refused.response(),
     };
@@ -288,7 +293,7 @@ async fn receive(
     }
     session.conn.touch();
     let guard = Receiving(session.clone());
-    let heartbeat = gateway.app.config.limits.ping_interval;
+    let heartbeat = state.config.limits.ping_interval;
     if kind == Kind::Poll {
         let frame = match session.take(heartbeat).await {
             Taken::Messages(a) => a,
@@ -349,11 +354,15 @@ async fn receive(
     response(http_body_util::StreamBody::new(stream).boxed())
 }
 
-async fn send(gateway: Arc<Gateway>, req: Request<Incoming>, id: &str) -> Response<Body> {
-    let state = &gateway.app;
+async fn send(
+    state: &Arc<AppState>,
+    sessions: &Arc<Sessions>,
+    req: Request<Incoming>,
+    id: &str,
+) -> Response<Body> {
     // Never creates a session, so the peer address is not needed.
     let nobody = SocketAddr::from(([0, 0, 0, 0], 0));
-    let session = match session_for(&gateway, nobody, &req, id, false).await {
+    let session = match session_for(state, sessions, nobody, &req, id, false).await {
         Ok((session, _)) => session,
         Err(refused) => return refused.response(),
     };

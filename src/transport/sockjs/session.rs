@@ -10,9 +10,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify};
 
-use super::framing::{close_frame, literal};
 use crate::hub::ConnHandle;
 use crate::session::{Sink, Source};
+use crate::transport::framing::{close_frame, literal};
 
 /// Sessions of the HTTP transports, by session id.
 #[derive(Default)]

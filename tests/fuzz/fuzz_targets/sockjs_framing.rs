@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lookout::transport::sockjs::framing::{client_messages, message_frame};
+use lookout::transport::framing::{client_messages, message_frame};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(messages) = client_messages(data) else { return };
