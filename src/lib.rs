@@ -33,17 +33,21 @@
 //! - [`api`]: the REST routes, one table, handlers by concern, and `/metrics`.
 //! - [`dashboard`]: the supervisor dashboard's files, embedded and served.
 //! - [`app`]: the application's shared state, where the services are wired together.
+//! - [`amqp`]: task events from the site's RabbitMQ, published on their bindings' channels.
 //! - [`session`]: one connection's reader (native or STOMP) and writer with its clocks.
 //! - [`field`]: what publishes on the domain channels mean: locations, video, emergencies,
 //!   fences and shifts. [`alerts`]: alert records, life cycle, audit trail, escalation timers.
+//!   [`notify`]: webhooks for alert events, from a durable outbox.
 //! - [`hub`]: channels with their subscribers, admission, publish, replay, history, fan-out.
 //! - [`store`]: the durable state behind one interface, with the sled and in-memory engines.
-//! - [`counters`]: the hot-path counters and latency histograms.
+//! - [`counters`]: the hot-path counters and latency histograms. [`lanes`]: the runtimes
+//!   besides the main one (TLS handshakes, urgent work, positions) and their priorities.
 //! - [`channel`]: channel names and the rights table, as pure functions.
-//! - [`stomp`]: STOMP frames on the wire. [`protocol`]: the native wire protocol (envelopes,
-//!   encodings, error and close codes, the protocols a connection speaks).
+//! - [`stomp`]: STOMP frames on the wire.
 //! - [`http`]: response bodies, JSON answers and errors, token extraction; [`failure`]: what
 //!   a client is told about an error (the one mapping).
+//! - [`protocol`]: the native wire protocol (envelopes, encodings, error and close codes, the
+//!   protocols a connection speaks).
 //! - [`auth`]: JWT verification and minting, identities and roles. [`geofence`]: pure
 //!   geometry of fences. [`config`]: every setting with its default and documentation.
 

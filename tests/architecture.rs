@@ -6,11 +6,17 @@
 //! names: `crate::store::keys::Record::Alert` imports `store::keys`, `crate::store::Store` imports
 //! `store`. Such paths count in `use` declarations (nested groups expanded; `{self, ..}` is the
 //! module itself) and anywhere in code. `pub use` re-exports are imports; `mod x;` declarations are
-//! not; imports of the crate root (`crate::Config`) are ignored, since `lib.rs` only declares modules
-//! and re-exports. Comments, string and char literals, `#[cfg(test)]` items and the files of
+//! not. A name a module re-exports (`pub use`, any visibility, renames and chains followed) imports
+//! the module it comes from as well: `crate::Config` imports `config` (the crate root itself is
+//! not a node, since `lib.rs` only declares modules and re-exports). A string in an attribute that
+//! is a path (`#[serde(default = "crate::config::x")]`) counts as a path in code. Comments, string and char literals, `#[cfg(test)]` items and the files of
 //! `#[cfg(test)] mod x;` declarations are not looked at; `main.rs` (the binary) is not either.
-//! Two graphs must be acyclic: the graph of module files (`hub::channel -> hub`), and the graph of
-//! top-level modules, where every module is collapsed into its first segment (`hub -> store`).
+//! The graph must be acyclic at every depth: top-level modules, where every module is collapsed
+//! into its first segment (`hub -> store`), each depth below (`transport::sockjs ->
+//! transport::gateway` at depth 2), and the module files (`hub::channel -> hub`).
+//!
+//! **`lib.rs`'s Layout lists every top-level module once, from the top**, and no import points up
+//! that list.
 //! A failure lists every cycle with the `file:line` of each import in it.
 //!
 //! **Only the sled engine names `sled`.** Outside comments, strings and test code, the identifier
@@ -183,6 +189,49 @@ fn strip_comments_and_literals(src: &str) -> Vec<char> {
         blank(&mut out, start, i);
     }
     out
+}
+
+/// Puts back the paths that attributes name in strings (`#[serde(default =
+/// "crate::config::x")]`, `with = "super::y"`), so that they count as paths in code: a string
+/// literal inside `#[..]` whose whole text is a path starting with `crate`, `super` or `self`.
+fn restore_attribute_paths(original: &str, chars: &mut [char]) {
+    let c: Vec<char> = original.chars().collect();
+    let tokens = tokenize(chars);
+    let mut k = 0;
+    while k < tokens.len() {
+        let open = match (text(&tokens, k), text(&tokens, k + 1)) {
+            ("#", "[") => k + 1,
+            ("#", "!") if text(&tokens, k + 2) == "[" => k + 2,
+            _ => {
+                k += 1;
+                continue;
+            }
+        };
+        let close = matching(&tokens, open);
+        let (from, to) = (tokens[open].start, tokens[close].end.min(c.len()));
+        let mut j = from;
+        while j < to {
+            if c[j] != '"' || chars[j] != ' ' {
+                j += 1;
+                continue;
+            }
+            let end = end_of_quoted(&c, j + 1);
+            let body: String = c[j + 1..end.saturating_sub(1).max(j + 1)].iter().collect();
+            let segments: Vec<&str> = body.split("::").collect();
+            let is_path = segments.len() >= 2
+                && matches!(segments[0], "crate" | "super" | "self")
+                && segments.iter().all(|s| {
+                    s.chars().next().is_some_and(is_ident_start) && s.chars().all(is_ident_continue)
+                });
+            if is_path {
+                for (offset, ch) in body.chars().enumerate() {
+                    chars[j + 1 + offset] = ch;
+                }
+            }
+            j = end;
+        }
+        k = close + 1;
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -403,8 +452,11 @@ fn strip_test_items(chars: &mut [char]) -> TestCode {
 /// One path as written: its segments, and the line of its last segment.
 type Segments = Vec<(String, usize)>;
 
+/// One leaf of a `use` tree: its full path, and the name it binds when renamed (`as x`).
+type UseLeaf = (Segments, Option<String>);
+
 /// Expands the `use` tree at `pos` (after `use`, or inside a group) into full paths.
-fn parse_use_tree(tokens: &[Token], pos: &mut usize, prefix: Segments, out: &mut Vec<Segments>) {
+fn parse_use_tree(tokens: &[Token], pos: &mut usize, prefix: Segments, out: &mut Vec<UseLeaf>) {
     let mut path = prefix;
     if text(tokens, *pos) == "::" {
         if path.is_empty() {
@@ -438,7 +490,7 @@ fn parse_use_tree(tokens: &[Token], pos: &mut usize, prefix: Segments, out: &mut
             }
             "*" => {
                 *pos += 1;
-                out.push(path);
+                out.push((path, None));
                 return;
             }
             _ if tok.ident => {
@@ -448,10 +500,12 @@ fn parse_use_tree(tokens: &[Token], pos: &mut usize, prefix: Segments, out: &mut
                     *pos += 1;
                     continue;
                 }
+                let mut alias = None;
                 if text(tokens, *pos) == "as" {
+                    alias = Some(text(tokens, *pos + 1).to_string());
                     *pos += 2;
                 }
-                out.push(path);
+                out.push((path, alias));
                 return;
             }
             _ => return,
@@ -459,13 +513,17 @@ fn parse_use_tree(tokens: &[Token], pos: &mut usize, prefix: Segments, out: &mut
     }
 }
 
-/// The module file a path imports: the deepest existing module it names. `None` if it is not a
+/// Names a module re-exports (`pub use x::Y;`, any visibility, `as` renames included): the
+/// module and name a path ends in → the module the item comes from, and its name there (`None`
+/// when the re-export names a module itself).
+type ReExports = BTreeMap<(ModPath, String), (ModPath, Option<String>)>;
+
+/// The absolute path a written path stands for, `self` segments dropped. `None` if it is not a
 /// path into this crate (`std::..`, a local, an external crate).
-fn resolve(
+fn absolute_path(
     scope: &[String],
     segments: &[String],
     children: &BTreeSet<String>,
-    modules: &BTreeSet<ModPath>,
 ) -> Option<ModPath> {
     let (first, rest) = segments.split_first()?;
     let mut absolute: ModPath;
@@ -489,18 +547,51 @@ fn resolve(
         _ => return None,
     }
     absolute.extend(rest.iter().filter(|s| *s != "self").cloned());
-    while !absolute.is_empty() && !modules.contains(&absolute) {
-        absolute.pop();
-    }
     Some(absolute)
 }
 
-/// Every import in a file: the module it resolves to and the line it is on.
-fn find_imports(
-    tokens: &[Token],
-    module: &[String],
+/// The deepest existing module an absolute path names (the crate root, `[]`, at least).
+fn deepest_module(path: &[String], modules: &BTreeSet<ModPath>) -> ModPath {
+    let mut module = path.to_vec();
+    while !module.is_empty() && !modules.contains(&module) {
+        module.pop();
+    }
+    module
+}
+
+/// The module files a path imports: the deepest existing module it names, then, when the next
+/// segment is a name that module re-exports, the module the item comes from (following chains
+/// of re-exports: `crate::Config` imports `config`, `crate::transport::Gateway` imports
+/// `transport` and `transport::gateway`). Empty if it is not a path into this crate.
+fn resolve(
+    scope: &[String],
+    segments: &[String],
+    children: &BTreeSet<String>,
     modules: &BTreeSet<ModPath>,
-) -> Vec<(ModPath, usize)> {
+    reexports: &ReExports,
+) -> Vec<ModPath> {
+    let Some(absolute) = absolute_path(scope, segments, children) else {
+        return Vec::new();
+    };
+    let mut module = deepest_module(&absolute, modules);
+    let mut name = absolute.get(module.len()).cloned();
+    let mut found = vec![module.clone()];
+    while let Some(item) = name {
+        let Some((source, original)) = reexports.get(&(module.clone(), item)) else {
+            break;
+        };
+        if found.contains(source) {
+            break;
+        }
+        found.push(source.clone());
+        module = source.clone();
+        name = original.clone();
+    }
+    found
+}
+
+/// Names of the child modules a file declares (`mod x;`), outside any block.
+fn declared_children(tokens: &[Token]) -> BTreeSet<String> {
     let mut children = BTreeSet::new();
     let mut depth = 0usize;
     for (k, t) in tokens.iter().enumerate() {
@@ -513,6 +604,59 @@ fn find_imports(
             _ => {}
         }
     }
+    children
+}
+
+/// The re-exports a file makes at its top level: `pub use`, `pub(crate) use`, `pub(super) use`.
+fn find_reexports(tokens: &[Token], module: &[String], modules: &BTreeSet<ModPath>) -> ReExports {
+    let children = declared_children(tokens);
+    let mut found = ReExports::new();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < tokens.len() {
+        match text(tokens, i) {
+            "{" => depth += 1,
+            "}" => depth = depth.saturating_sub(1),
+            "pub" if depth == 0 => {
+                let mut k = i + 1;
+                if text(tokens, k) == "(" {
+                    k = matching(tokens, k) + 1;
+                }
+                if text(tokens, k) == "use" {
+                    let mut pos = k + 1;
+                    let mut leaves = Vec::new();
+                    parse_use_tree(tokens, &mut pos, Vec::new(), &mut leaves);
+                    for (path, alias) in leaves {
+                        let words: Vec<String> = path.into_iter().map(|(w, _)| w).collect();
+                        let named = words.iter().rev().find(|w| *w != "self").cloned();
+                        let (Some(name), Some(absolute)) =
+                            (alias.or(named), absolute_path(module, &words, &children))
+                        else {
+                            continue;
+                        };
+                        let source = deepest_module(&absolute, modules);
+                        let original = absolute.get(source.len()).cloned();
+                        found.insert((module.to_vec(), name), (source, original));
+                    }
+                    i = pos.max(i + 1);
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    found
+}
+
+/// Every import in a file: the module it resolves to and the line it is on.
+fn find_imports(
+    tokens: &[Token],
+    module: &[String],
+    modules: &BTreeSet<ModPath>,
+    reexports: &ReExports,
+) -> Vec<(ModPath, usize)> {
+    let children = declared_children(tokens);
     let none = BTreeSet::new();
     let mut found = Vec::new();
     // Inline `mod x { .. }` blocks: the brace depth inside each, and its name.
@@ -527,7 +671,7 @@ fn find_imports(
             for path in paths {
                 let line = path.last().map_or(0, |(_, line)| *line);
                 let words: Vec<String> = path.into_iter().map(|(word, _)| word).collect();
-                if let Some(target) = resolve(&scope, &words, local, modules) {
+                for target in resolve(&scope, &words, local, modules, reexports) {
                     found.push((target, line));
                 }
             }
@@ -551,7 +695,7 @@ fn find_imports(
                 let mut pos = i + 1;
                 let mut paths = Vec::new();
                 parse_use_tree(tokens, &mut pos, Vec::new(), &mut paths);
-                resolve_all(paths);
+                resolve_all(paths.into_iter().map(|(path, _)| path).collect());
                 i = pos.max(i + 1);
                 continue;
             }
@@ -729,6 +873,9 @@ struct Analysis {
     file_graph: Graph,
     /// Top-level modules: `hub -> store`.
     top_graph: Graph,
+    /// The levels between: at depth 2, every module collapsed into its first two segments
+    /// (`transport::sockjs -> transport::gateway`), and so on down to the files.
+    nested_graphs: Vec<(usize, Graph)>,
 }
 
 impl Analysis {
@@ -741,6 +888,7 @@ impl Analysis {
                 continue;
             };
             let mut chars = strip_comments_and_literals(&original);
+            restore_attribute_paths(&original, &mut chars);
             let test_code = strip_test_items(&mut chars);
             if test_code.whole_file {
                 test_modules.push(module.clone());
@@ -759,10 +907,18 @@ impl Analysis {
         }
         files.retain(|f| !test_modules.iter().any(|t| f.module.starts_with(t)));
         let modules: BTreeSet<ModPath> = files.iter().map(|f| f.module.clone()).collect();
+        let mut reexports = ReExports::new();
+        for file in &files {
+            reexports.extend(find_reexports(&file.tokens, &file.module, &modules));
+        }
+        let deepest = modules.iter().map(Vec::len).max().unwrap_or(0);
         let mut file_graph = Graph::default();
         let mut top_graph = Graph::default();
+        let mut nested_graphs: Vec<(usize, Graph)> = (2..deepest)
+            .map(|depth| (depth, Graph::default()))
+            .collect();
         for file in &files {
-            for (target, line) in find_imports(&file.tokens, &file.module, &modules) {
+            for (target, line) in find_imports(&file.tokens, &file.module, &modules, &reexports) {
                 if target.is_empty() || target == file.module {
                     continue;
                 }
@@ -772,10 +928,17 @@ impl Analysis {
                 };
                 let top = |m: &[String]| m.first().cloned().unwrap_or_else(|| "crate".to_string());
                 top_graph.add(top(&file.module), top(&target), site.clone());
+                for (depth, graph) in &mut nested_graphs {
+                    let cut = |m: &[String]| display(&m[..m.len().min(*depth)]);
+                    graph.add(cut(&file.module), cut(&target), site.clone());
+                }
                 file_graph.add(display(&file.module), display(&target), site);
             }
         }
-        for graph in [&mut file_graph, &mut top_graph] {
+        let graphs = [&mut file_graph, &mut top_graph]
+            .into_iter()
+            .chain(nested_graphs.iter_mut().map(|(_, graph)| graph));
+        for graph in graphs {
             for sites in graph.edges.values_mut() {
                 sites.sort();
                 sites.dedup();
@@ -785,6 +948,7 @@ impl Analysis {
             files,
             file_graph,
             top_graph,
+            nested_graphs,
         }
     }
 
@@ -834,6 +998,15 @@ impl Analysis {
         for line in self.top_graph.lines() {
             out.push_str(&format!("{line}\n"));
         }
+        for (depth, graph) in &self.nested_graphs {
+            out.push_str(&format!(
+                "\ndepth-{depth} module edges ({}):\n",
+                graph.edges.len()
+            ));
+            for line in graph.lines() {
+                out.push_str(&format!("{line}\n"));
+            }
+        }
         out.push_str(&format!(
             "\nmodule file edges ({}):\n",
             self.file_graph.edges.len()
@@ -844,9 +1017,12 @@ impl Analysis {
         out
     }
 
-    /// Every cycle in either graph, described.
+    /// Every cycle in any graph, described.
     fn cycles(&self) -> Vec<String> {
         let mut out = self.top_graph.describe_cycles("top-level module");
+        for (depth, graph) in &self.nested_graphs {
+            out.extend(graph.describe_cycles(&format!("depth-{depth} module")));
+        }
         out.extend(self.file_graph.describe_cycles("module file"));
         out
     }
@@ -938,6 +1114,76 @@ fn no_module_imports_a_module_that_imports_it_back() {
         cycles.len(),
         checked_src().display(),
         cycles.join("\n")
+    );
+}
+
+/// The order of the modules in `lib.rs`'s Layout list ("The modules, from the top"): every
+/// top-level module, named as [`x`].
+fn layout_order(lib: &str) -> Vec<String> {
+    let mut order = Vec::new();
+    let mut inside = false;
+    for line in lib.lines() {
+        let Some(doc) = line.strip_prefix("//!") else {
+            continue;
+        };
+        if doc.contains("The modules, from the top") {
+            inside = true;
+            continue;
+        }
+        if inside && doc.trim().is_empty() {
+            break;
+        }
+        if inside {
+            for piece in doc.split("[`").skip(1) {
+                if let Some((name, _)) = piece.split_once("`]") {
+                    order.push(name.to_string());
+                }
+            }
+        }
+    }
+    order
+}
+
+/// What is wrong with a Layout list: modules it omits or lists twice, and imports that point up.
+fn layout_problems(analysis: &Analysis, lib: &str) -> Vec<String> {
+    let order = layout_order(lib);
+    let mut problems = Vec::new();
+    let declared: BTreeSet<String> = analysis
+        .files
+        .iter()
+        .filter_map(|f| f.module.first().cloned())
+        .collect();
+    for module in &declared {
+        match order.iter().filter(|m| *m == module).count() {
+            0 => problems.push(format!("`{module}` is not in the Layout list")),
+            1 => {}
+            n => problems.push(format!("`{module}` is in the Layout list {n} times")),
+        }
+    }
+    let place = |m: &str| order.iter().position(|x| x == m);
+    for ((from, to), sites) in &analysis.top_graph.edges {
+        if let (Some(a), Some(b)) = (place(from), place(to)) {
+            if a > b {
+                let site = &sites[0];
+                problems.push(format!(
+                    "`{from} -> {to}` points up the Layout list ({}:{})",
+                    site.file, site.line
+                ));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn lib_rs_lists_every_module_from_the_top_and_imports_point_down_the_list() {
+    let src = checked_src();
+    let lib = std::fs::read_to_string(src.join("lib.rs")).expect("lib.rs");
+    let problems = layout_problems(&analysis_of_checked_src(), &lib);
+    assert!(
+        problems.is_empty(),
+        "lib.rs's Layout:\n{}",
+        problems.join("\n")
     );
 }
 
@@ -1142,6 +1388,114 @@ fn cycles_are_reported_with_every_import_in_them() {
     let file = analysis.file_graph.describe_cycles("module file");
     assert_eq!(file.len(), 1);
     assert!(file[0].starts_with("module file cycle: hub::conn, store\n"));
+}
+
+fn analysis(tree: &[(&str, &str)]) -> Analysis {
+    let sources = tree
+        .iter()
+        .map(|(p, s)| (p.to_string(), s.to_string()))
+        .collect();
+    Analysis::new("src", sources)
+}
+
+#[test]
+fn a_name_the_crate_root_re_exports_imports_the_module_it_comes_from() {
+    let tree = [
+        ("lib.rs", "pub mod a;\npub mod b;\npub use b::Thing;"),
+        ("a.rs", "use crate::Thing;"),
+        ("b.rs", "\nfn f() { crate::a::g() }"),
+    ];
+    let found = analysis(&tree);
+    assert_eq!(found.file_graph.lines(), ["a -> b", "b -> a", "crate -> b"]);
+    assert_eq!(
+        found.cycles()[0],
+        "top-level module cycle: a, b\n  a -> b\n      src/a.rs:1\n  b -> a\n      src/b.rs:2\n"
+    );
+}
+
+#[test]
+fn re_exports_are_followed_through_renames_and_chains() {
+    let tree = [
+        ("lib.rs", "pub mod t;\npub mod x;\npub use t::Gate as Door;"),
+        (
+            "t/mod.rs",
+            "pub mod gate;\npub(crate) use self::gate::{Gate, Key as Lock};",
+        ),
+        ("t/gate.rs", ""),
+        ("x.rs", "use crate::Door;\nfn f(_: crate::t::Lock) {}"),
+    ];
+    assert_eq!(
+        analysis(&tree).file_graph.lines(),
+        [
+            "crate -> t",
+            "crate -> t::gate",
+            "t -> t::gate",
+            "x -> t",
+            "x -> t::gate"
+        ]
+    );
+}
+
+#[test]
+fn a_path_an_attribute_names_in_a_string_is_an_import() {
+    let tree = [
+        ("lib.rs", ""),
+        (
+            "a.rs",
+            "#[derive(Deserialize)]\nstruct S {\n    #[serde(default = \"crate::b::seven\")]\n    \
+             #[doc = \"crate::c is not a path: it has words\"]\n    x: u8,\n}",
+        ),
+        ("b.rs", "fn seven() -> u8 { crate::a::S::default().x }"),
+        ("c.rs", ""),
+    ];
+    let found = analysis(&tree);
+    assert_eq!(found.file_graph.lines(), ["a -> b", "b -> a"]);
+    assert!(
+        found.cycles()[0].contains("src/a.rs:3"),
+        "{:?}",
+        found.cycles()
+    );
+}
+
+#[test]
+fn modules_collapsed_at_every_depth_have_no_cycle_either() {
+    // No two files import each other, but the directory `t/s` and the file `t/g.rs` do.
+    let tree = [
+        ("lib.rs", "pub mod t;"),
+        ("t/mod.rs", "pub mod g;\npub mod s;"),
+        ("t/g.rs", "use super::s::session::Sessions;"),
+        ("t/s/mod.rs", "pub mod session;\nuse super::g::Gateway;"),
+        ("t/s/session.rs", ""),
+    ];
+    let found = analysis(&tree);
+    assert!(found.file_graph.cycles().is_empty());
+    assert_eq!(
+        found.cycles(),
+        [
+            "depth-2 module cycle: t::g, t::s\n  t::g -> t::s\n      src/t/g.rs:1\n  \
+          t::s -> t::g\n      src/t/s/mod.rs:2\n"
+        ]
+    );
+}
+
+#[test]
+fn the_layout_list_names_every_module_once_and_no_import_points_up_it() {
+    let lib = "//! The modules, from the top:\n//! - [`a`]: first. [`b`]: second.\n//! - [`b`]: again.\n//!\n\
+               //! - [`c`]: after the list.\npub mod a;\npub mod b;\npub mod c;";
+    let tree = [
+        ("lib.rs", lib),
+        ("a.rs", ""),
+        ("b.rs", "fn f() { crate::a::g() }"),
+        ("c.rs", ""),
+    ];
+    assert_eq!(
+        layout_problems(&analysis(&tree), lib),
+        [
+            "`b` is in the Layout list 2 times",
+            "`c` is not in the Layout list",
+            "`b -> a` points up the Layout list (src/b.rs:1)"
+        ]
+    );
 }
 
 #[test]
