@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null 2>&1; }
+# Each step's heading carries the time since the start, so a slow run shows where it went.
+step() { echo "== [$((SECONDS / 60))m$((SECONDS % 60))s] $*"; }
 
 if ! need cargo; then
     echo "tests/run.sh: cargo is required (install Rust with rustup)" >&2
@@ -17,37 +19,37 @@ fi
 
 # Real JavaScript clients (stomp.js, sockjs-client, lookout-client.js) run under Node.js.
 if ! need node || ! need npm; then
-    echo "== installing Node.js and npm (Debian packages)"
+    step "installing Node.js and npm (Debian packages)"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq nodejs npm
 fi
 # The dashboard test drives Debian's Chromium (headless, through playwright-core).
 if [ -z "${CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
-    echo "== installing Chromium (Debian package)"
+    step "installing Chromium (Debian package)"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium
 fi
 # Cluster mode's tests start Debian's redis-server themselves (a Unix socket in a temp dir, no
 # TCP port); the package's own service is never started.
 if ! need redis-server || ! need redis-sentinel; then
-    echo "== installing redis-server and redis-sentinel (Debian packages; their services are not started)"
+    step "installing redis-server and redis-sentinel (Debian packages; their services are not started)"
     bash .ci/apt-install-quiet "redis-server redis-sentinel" redis-server redis-sentinel
 fi
 # The RabbitMQ integration test starts Debian's rabbitmq-server itself (every listener on
 # 127.0.0.1, a directory of its own); the package's own service is never started.
 if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
-    echo "== installing rabbitmq-server (Debian package; its service is not started)"
+    step "installing rabbitmq-server (Debian package; its service is not started)"
     bash .ci/apt-install-quiet "rabbitmq-server epmd.socket epmd.service" rabbitmq-server
 fi
 # The systemd unit is checked with systemd-analyze.
 if ! need systemd-analyze; then
-    echo "== installing systemd (for systemd-analyze)"
+    step "installing systemd (for systemd-analyze)"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq systemd
 fi
 # `npm ci` when the lock file changed since the last install (or there is none).
 if ! cmp -s tests/node/package-lock.json tests/node/node_modules/.package-lock.json.installed; then
-    echo "== npm ci (tests/node)"
+    step "npm ci (tests/node)"
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
     cp tests/node/package-lock.json tests/node/node_modules/.package-lock.json.installed
 fi
@@ -55,7 +57,7 @@ fi
 # Autobahn|Testsuite's wstest needs Python 2.7: unpacked from Debian bullseye's packages into
 # target/autobahn, the system untouched (see the script). Not a LOOKOUT_ variable: the binary
 # refuses unknown ones.
-echo "== Autobahn|Testsuite (wstest)"
+step "Autobahn|Testsuite (wstest)"
 AUTOBAHN_WSTEST="$(bash tests/autobahn/setup.sh)"
 export AUTOBAHN_WSTEST
 
@@ -63,10 +65,10 @@ export AUTOBAHN_WSTEST
 # in .cargo/audit.toml. Offline against a snapshot when one is at hand (machines without
 # internet have ../shared/advisory-db), else the live database.
 if ! cargo audit --version >/dev/null 2>&1; then
-    echo "== installing cargo-audit"
+    step "installing cargo-audit"
     cargo install cargo-audit --locked --quiet
 fi
-echo "== cargo audit"
+step "cargo audit"
 AUDIT_DB="${AUDIT_DB:-}"
 for candidate in ../shared/advisory-db /work/shared/advisory-db; do
     if [ -z "$AUDIT_DB" ] && [ -d "$candidate/crates" ]; then AUDIT_DB="$candidate"; fi
@@ -82,20 +84,21 @@ fi
 if [ "${CI:-}" = "true" ]; then
     export CARGO_INCREMENTAL=0
 fi
-echo "== disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free where the build goes"
+step "disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free where the build goes"
 
-echo "== cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+step "cargo clippy"
 cargo clippy --all-targets -- -D warnings
-echo "== cargo test"
+step "cargo test"
 cargo test --all-targets
 # The same behaviour on cluster mode's engine: these suites' in-process servers keep their
 # state in a real redis-server instead of sled (tests/common/redis.rs).
-echo "== cargo test on the Redis engine (TEST_STORE=redis)"
+step "cargo test on the Redis engine (TEST_STORE=redis)"
 TEST_STORE=redis cargo test --test durability --test authorization --test field \
     --test idempotency --test stomp --test enrollment --test budgets --test operations
 # The authorization matrix against a cluster: every in-process server is three nodes on one
 # Redis and the clients connect to them in turn.
-echo "== cargo test on a three-node cluster (TEST_CLUSTER=3)"
+step "cargo test on a three-node cluster (TEST_CLUSTER=3)"
 TEST_CLUSTER=3 cargo test --test authorization
+step "all tests passed"

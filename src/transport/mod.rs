@@ -3,6 +3,7 @@
 //! that make a WebSocket or SockJS requests a session's source and sink.
 //!
 //! - [`tls`]: the certificate, configured or issued by the appliance's own CA;
+//! - [`tls_stream`]: TLS over a socket with buffers of our own, none held while idle;
 //! - [`ca_scope`]: the names that CA may vouch for (its name constraints);
 //! - [`trust`]: `/ca.crt` and `/trust`, for phones to trust that CA;
 //! - [`coalesce`]: frames written together leave in one TLS record and one syscall;
@@ -29,6 +30,7 @@ pub mod progress;
 pub mod socketio;
 pub mod sockjs;
 pub mod tls;
+pub mod tls_stream;
 pub mod trust;
 pub mod upgrade;
 pub mod websocket;
@@ -43,7 +45,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 pub use self::gateway::Gateway;
 use self::upgrade::WS_PATHS;
@@ -140,14 +141,14 @@ pub async fn accept_loop(
             continue;
         };
         // The configuration current now: a reload changes it for new connections.
-        let acceptor = TlsAcceptor::from(tls.load_full());
+        let config = tls.load_full();
         let handshake = gateway.app.config.limits.handshake_timeout;
         let workers = workers.clone();
         let lane = gateway.app.lanes.handshakes.handle().clone();
         // The socket stays registered with the workers' reactor; only the handshake's steps run
         // on the lane, and the connection is served on the workers once it is secure.
         lane.spawn(tracker.clone().track_future(async move {
-            match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+            match tokio::time::timeout(handshake, tls_stream::accept(config, tcp)).await {
                 Ok(Ok(stream)) => {
                     workers.spawn(
                         tracker
