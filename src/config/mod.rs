@@ -1,0 +1,250 @@
+//! Configuration: every setting Lookout reads, its safe default and its documentation.
+//!
+//! Sources, later ones winning: built-in defaults, an optional TOML file (`lookout.toml` in the
+//! working directory, or `--config FILE`), `LOOKOUT_*` environment variables (nested keys joined
+//! with `__`, e.g. `LOOKOUT_LIMITS__MAX_CONNECTIONS_PER_USER=3`), then command-line flags.
+//!
+//! Each table of the file has a file of its own here (`limits.rs` for `[limits]`, `jwt.rs` for
+//! `[jwt]` and `[jwt.claims]`, …), where each key is declared once with `config_section!`
+//! (`section.rs`): its type, default, documentation (the first line of its doc comment is its
+//! help text) and check; the checks between keys of a table sit beside its declaration. This file
+//! holds only the root: the top-level keys, the help ([`KEYS`], [`keys_help`]) and
+//! [`default_values`] assembled from the tables, loading, and the driver of the checks
+//! ([`Config::problems`]); no table's keys or checks belong here.
+//!
+//! This module only describes and loads settings; it never opens files other than the config
+//! file itself and never creates anything (that is the job of `transport::tls` and `auth`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+mod alerts;
+mod amqp;
+mod cluster;
+mod dashboard;
+mod field;
+mod jwt;
+mod limits;
+mod metrics;
+mod notify;
+mod retention;
+mod section;
+mod store;
+mod testing;
+mod tls;
+
+pub use alerts::AlertSettings;
+pub use amqp::{AmqpBinding, AmqpSettings};
+pub use cluster::ClusterSettings;
+pub use dashboard::DashboardSettings;
+pub use field::FieldSettings;
+pub use jwt::{ClaimsConfig, JwtAlgorithm, JwtConfig};
+pub use limits::Limits;
+pub use metrics::MetricsSettings;
+pub use notify::{NotifySettings, Webhook, ALERT_EVENTS};
+pub use retention::{Retention, RetentionRule, RETENTION_KINDS};
+pub use section::ConfigError;
+pub use store::StoreSettings;
+pub use testing::TestingSettings;
+pub use tls::TlsConfig;
+
+use section::{config_section, Section};
+
+config_section! {
+    /// The whole configuration of one Lookout process.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct Config in "" {
+        /// TLS listener address (port 0 picks a free port)
+        pub listen: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 8443));
+        /// plain-HTTP listener, only behind a TLS-terminating proxy
+        pub plain_listen: Option<SocketAddr> = None;
+        /// data directory: certificate, JWT secret, store
+        pub data_dir: PathBuf = PathBuf::from("lookout-data");
+        /// browser Origins allowed to open a WebSocket; empty: same host only; "*": any
+        pub allowed_origins: Vec<String> = Vec::new();
+        /// TLS certificate settings.
+        pub tls: TlsConfig;
+        /// JWT verification settings.
+        pub jwt: JwtConfig;
+        /// Limits and timeouts.
+        pub limits: Limits;
+        /// How long channel logs are kept.
+        pub retention: Retention;
+        /// The store's memory.
+        pub store: StoreSettings;
+        /// Cluster mode on Redis.
+        pub cluster: ClusterSettings;
+        /// Field operations: locations and geofences.
+        pub field: FieldSettings;
+        /// Alert escalation.
+        pub alerts: AlertSettings;
+        /// The dashboard.
+        pub dashboard: DashboardSettings;
+        /// Who may scrape `/metrics`.
+        pub metrics: MetricsSettings;
+        /// Alert notifications out (webhooks).
+        pub notify: NotifySettings;
+        /// Task events from the site's RabbitMQ.
+        pub amqp: AmqpSettings;
+        /// What only test rigs turn on.
+        pub testing: TestingSettings;
+    }
+}
+
+/// Each key, with its documentation: the text `lookout serve --help` prints. Assembled from the
+/// tables' declarations (the first line of each key's doc comment), in their order.
+pub const KEYS: &[(&str, &str)] = <Config as Section>::HELP;
+
+/// The help text listing every key, its environment variable and its default.
+pub fn keys_help() -> String {
+    let defaults = default_values();
+    let mut out =
+        String::from("Configuration keys (lookout.toml key / LOOKOUT_* variable, default):\n");
+    for (key, doc) in KEYS {
+        let env = format!("LOOKOUT_{}", key.replace('.', "__").to_uppercase());
+        let default = defaults
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        out.push_str(&format!(
+            "  {key}  ({env}, default {default})\n      {doc}\n"
+        ));
+    }
+    out
+}
+
+/// The default configuration as dotted key → display value.
+pub fn default_values() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    match serde_json::to_value(Config::default()) {
+        Ok(v) => flatten("", &v, &mut out),
+        Err(e) => out.push(("<error>".into(), e.to_string())),
+    }
+    out
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    // A documented key is one value even when it is a table (a map keyed by channel kind or by
+    // role name); lists (of tables too) are one value anyway.
+    if KEYS.iter().any(|(key, _)| *key == prefix) {
+        out.push((prefix.to_string(), display(value)));
+        return;
+    }
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => out.push((prefix.to_string(), display(other))),
+    }
+}
+
+/// How a default value reads in the help.
+fn display(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "unset".into(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Values given on the command line; they override every other source.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    /// `--listen`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Assembles the configuration from defaults, the file, the environment and the flags.
+///
+/// `file`: an explicit `--config`; it must exist. Without it, `./lookout.toml` is read if present.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let config: Config = figment(file, overrides)?.extract().map_err(Box::new)?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Every problem with the configuration, each naming its key: all the values that do not
+/// parse (unknown keys, wrong types) or, when they all do, every inconsistency.
+pub fn check(file: Option<&Path>, overrides: &Overrides) -> Vec<String> {
+    let figment = match figment(file, overrides) {
+        Ok(f) => f,
+        Err(e) => return vec![e.to_string()],
+    };
+    match figment.extract::<Config>() {
+        Ok(config) => config.problems().iter().map(|p| p.to_string()).collect(),
+        Err(errors) => errors.into_iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// The layered sources: defaults ← file ← `LOOKOUT_*` ← flags.
+fn figment(file: Option<&Path>, overrides: &Overrides) -> Result<Figment, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    match file {
+        Some(path) => {
+            if !path.exists() {
+                return Err(ConfigError::Inconsistent {
+                    key: "config",
+                    message: format!("config file {} does not exist", path.display()),
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        None if Path::new("lookout.toml").exists() => {
+            figment = figment.merge(Toml::file_exact("lookout.toml"))
+        }
+        None => {}
+    }
+    Ok(figment
+        .merge(
+            Env::prefixed("LOOKOUT_")
+                .split("__")
+                // Variables that steer the CLI or logging, not configuration keys.
+                .ignore(&["config", "log", "log_format"]),
+        )
+        .merge(Serialized::defaults(overrides)))
+}
+
+impl Config {
+    /// Rejects combinations that would only fail later, naming the key at fault (the first
+    /// problem; [`Config::problems`] lists them all).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.problems().into_iter().next() {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        }
+    }
+
+    /// What is allowed but should not be on a site, each naming its key.
+    pub fn warnings(&self) -> Vec<String> {
+        self.testing.warnings()
+    }
+
+    /// Every combination that would only fail later, each naming its key: table by table in
+    /// the order of [`Config`]'s fields, each key's own check, then the table's checks between
+    /// keys.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        Section::check(self, &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;
