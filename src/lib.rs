@@ -12,8 +12,8 @@
 //!    and sink.
 //! 2. `session/mod.rs` starts the writer (`session/writer.rs`) and runs the protocol's reader:
 //!    `session/native.rs` (or `session/stomp.rs`) decodes the message and calls
-//!    `field.rs`, which gives domain channels their meaning (a location's fan-in and fences, an
-//!    emergency's alert).
+//!    `field/publish.rs`, which gives domain channels their meaning (a location's fan-in and
+//!    fences, an emergency's alert).
 //! 3. `hub/publish.rs` checks the rights table (`channel.rs`, on facts from `hub/facts.rs`),
 //!    asks the store for the next seq (`store/interface.rs`, engine `store/sled/mod.rs`), waits
 //!    for the group commit (`store/sled/flusher.rs`) and releases the channel's durable
