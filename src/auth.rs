@@ -10,12 +10,13 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::now_secs;
 use crate::config::{Config, JwtAlgorithm};
 
 pub mod jwks;
@@ -288,14 +289,6 @@ impl fmt::Debug for Authenticator {
             .field("algorithm", &self.algorithm)
             .finish_non_exhaustive()
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl Authenticator {

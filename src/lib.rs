@@ -41,11 +41,12 @@
 //! - [`counters`]: the hot-path counters and latency histograms.
 //! - [`channel`]: channel names and the rights table, as pure functions.
 //! - [`stomp`]: STOMP frames on the wire. [`protocol`]: the native wire protocol (envelopes,
-//!   encodings, error and close codes, the protocols a connection speaks).
+//!   encodings, close codes, the protocols a connection speaks).
 //! - [`http`]: response bodies, JSON answers and errors, token extraction; [`failure`]: what
-//!   a client is told about an error (the one mapping).
+//!   a client is told about an error (the one mapping, and the stable error codes).
 //! - [`auth`]: JWT verification and minting, identities and roles. [`geofence`]: pure
 //!   geometry of fences. [`config`]: every setting with its default and documentation.
+//!   [`clock`]: the wall clock (ms and s since the Unix epoch).
 
 pub mod alerts;
 pub mod amqp;
@@ -54,6 +55,7 @@ pub mod app;
 pub mod auth;
 pub mod channel;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod counters;
 pub mod dashboard;

@@ -1,5 +1,6 @@
-//! The native wire protocol: client requests, server frames, error codes and close codes, and
-//! the protocols a connection may speak (for counting them).
+//! The native wire protocol: client requests, server frames, close codes, and the protocols a
+//! connection may speak (for counting them). The error codes an error frame carries are
+//! [`ErrorCode`], in `failure.rs` beside the one mapping of errors to them.
 //!
 //! One envelope, two encodings: `lookout.json` (text frames) and `lookout.msgpack` (binary
 //! frames, maps with named fields). Application data is carried as an [`rmpv::Value`] so that
@@ -8,6 +9,10 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+// Where they used to live: `transport/` still names them here.
+pub use crate::clock::now_millis;
+pub use crate::failure::ErrorCode;
 
 /// Opaque request id echoed in replies.
 pub type RequestId = rmpv::Value;
@@ -106,58 +111,6 @@ pub struct EncodeError(pub String);
 #[derive(Debug, thiserror::Error)]
 #[error("cannot decode frame: {0}")]
 pub struct DecodeError(pub String);
-
-/// The stable error codes of the design, shared by WebSocket replies and REST bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The request is malformed or invalid.
-    BadRequest,
-    /// No or bad credentials.
-    Unauthorized,
-    /// Credentials fine, action not allowed.
-    Forbidden,
-    /// No such thing.
-    NotFound,
-    /// Over a rate or count limit.
-    RateLimited,
-    /// Over a size limit.
-    TooLarge,
-    /// Conflicts with existing state.
-    Conflict,
-    /// A fault of the server.
-    Internal,
-}
-
-impl ErrorCode {
-    /// The HTTP status for a REST response.
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorCode::BadRequest => 400,
-            ErrorCode::Unauthorized => 401,
-            ErrorCode::Forbidden => 403,
-            ErrorCode::NotFound => 404,
-            ErrorCode::Conflict => 409,
-            ErrorCode::TooLarge => 413,
-            ErrorCode::RateLimited => 429,
-            ErrorCode::Internal => 500,
-        }
-    }
-
-    /// The code as a string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::Internal => "internal",
-        }
-    }
-}
 
 /// WebSocket close codes Lookout sends, each with the situation that causes it.
 pub mod close {
@@ -578,14 +531,6 @@ impl Protocol {
             Encoding::MsgPack => Protocol::MsgPack,
         }
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

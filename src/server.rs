@@ -417,7 +417,7 @@ async fn retention(state: Arc<AppState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now = crate::protocol::now_millis();
+        let now = crate::clock::now_millis();
         let alert_age = config.rule("alerts").max_age.as_millis() as u64;
         if let Err(e) = state
             .field

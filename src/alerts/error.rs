@@ -1,9 +1,8 @@
 //! What can go wrong with an alert operation, and what a client is told about it.
 
 use super::model::AlertState;
-use crate::failure::Failure;
+use crate::failure::{ErrorCode, Failure};
 use crate::hub::HubError;
-use crate::protocol::ErrorCode;
 use crate::store::StoreError;
 
 /// What can go wrong with an alert operation.

@@ -13,7 +13,7 @@ use super::error::AlertError;
 use super::model::{Alert, AlertState, AuditEntry};
 use super::service::Alerts;
 use crate::channel::Target;
-use crate::protocol::now_millis;
+use crate::clock::now_millis;
 use crate::store::{Change, Record};
 
 impl Alerts {

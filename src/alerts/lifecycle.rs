@@ -7,7 +7,7 @@ use super::error::AlertError;
 use super::model::{Alert, AlertState, AuditEntry, NewAlert};
 use super::service::Alerts;
 use crate::auth::{Identity, Role};
-use crate::protocol::now_millis;
+use crate::clock::now_millis;
 use crate::store::{Change, Record};
 
 /// Who may acknowledge or resolve an alert: the org's supervisors and admins.

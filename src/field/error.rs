@@ -4,9 +4,8 @@
 //! concern files beside this one.
 
 use crate::alerts::AlertError;
-use crate::failure::Failure;
+use crate::failure::{ErrorCode, Failure};
 use crate::hub::HubError;
-use crate::protocol::ErrorCode;
 use crate::store::StoreError;
 
 /// What can go wrong with a field operation.

@@ -12,8 +12,8 @@ use super::records::{Fence, FenceSpec, FenceState};
 use super::service::Field;
 use crate::alerts::{AlertError, AlertType, NewAlert, Priority};
 use crate::auth::Identity;
+use crate::clock::now_millis;
 use crate::geofence::{Area, FenceIndex, FenceKind};
-use crate::protocol::now_millis;
 use crate::store::{Change, Record, Records};
 
 impl Field {

@@ -13,7 +13,7 @@ use super::service::Field;
 use crate::alerts::Position;
 use crate::auth::{Identity, Role};
 use crate::channel::{ChannelKind, Target};
-use crate::protocol::now_millis;
+use crate::clock::now_millis;
 use crate::store::{Change, Record, Records};
 
 /// A location update as guards send it.

@@ -21,9 +21,9 @@ use super::context::{next_message, Flow, SessionContext, Source};
 use super::subscriptions::Subscriptions;
 use crate::channel::{is_video, ChannelKind, Target};
 use crate::counters::Budget;
-use crate::failure::{Failure, Report};
+use crate::failure::{ErrorCode, Failure, Report};
 use crate::hub::{ConnHandle, Delivery, HubError, Outbound, Publish, View};
-use crate::protocol::{close, ErrorCode};
+use crate::protocol::close;
 use crate::stomp::frame::{Event, Frame, Parser};
 use crate::stomp::{connect_token, error_frame, error_message};
 
