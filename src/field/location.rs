@@ -80,7 +80,7 @@ impl Location {
 
     /// The fix as the org's locations channel carries it: its fields and whose it is (built
     /// directly: one is built for every fix).
-    pub(super) fn fan_in(&self, user: &str) -> rmpv::Value {
+    fn fan_in(&self, user: &str) -> rmpv::Value {
         let field = |name: &str, value: rmpv::Value| (rmpv::Value::from(name), value);
         let mut fields = vec![
             field("lat", self.lat.into()),
