@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{Authenticator, Role, Roles};
 use crate::config::{self, Config, Overrides};
-use crate::server::{shutdown_signal, Server};
+use crate::server::{print_certificate, shutdown_signal, Server};
 
 /// Lookout: self-hosted real-time hub for field teams.
 #[derive(Debug, Parser)]
@@ -336,22 +336,6 @@ fn migrate(config: &Config, url: &str) -> ExitCode {
     }
 }
 
-/// The certificate line operators use to trust the server.
-fn print_certificate(cert: &crate::server::CertificateInfo) {
-    println!(
-        "certificate {} (SHA-256 {}){}",
-        cert.path.display(),
-        cert.fingerprint,
-        if cert.generated { ", issued now" } else { "" }
-    );
-    if let Some(ca) = &cert.ca_fingerprint {
-        println!(
-            "local CA {} (SHA-256 {ca}): trust it on phones from https://<this host>/trust",
-            cert.trust_path.display()
-        );
-    }
-}
-
 /// Success, or the error on stderr and a failure exit.
 fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
     match result {
@@ -376,93 +360,11 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-fn demo(mut config: Config, args: &DemoArgs) -> ExitCode {
+fn demo(config: Config, args: &DemoArgs) -> ExitCode {
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
     };
-    let site = crate::simulate::Site::default();
-    if config.dashboard.site_plan.is_none() {
-        match crate::demo::site_plan(&config.data_dir, &site) {
-            Ok((path, bounds)) => {
-                config.dashboard.site_plan = Some(path);
-                config.dashboard.site_plan_bounds = Some(bounds);
-            }
-            Err(e) => eprintln!("lookout: the demo's site plan is not available: {e}"),
-        }
-    }
-    runtime.block_on(async move {
-        let server = match Server::bind(config).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("lookout: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let state = server.state().clone();
-        let addr = server.local_addr();
-        let host = if addr.ip().is_unspecified() {
-            std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
-        } else {
-            addr
-        };
-        let ca_pem = match std::fs::read(&server.certificate.trust_path) {
-            Ok(pem) => pem,
-            Err(e) => {
-                eprintln!("lookout: reading the certificate: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        print_certificate(&server.certificate);
-        // The store's writes complete once the server runs: seed alongside it.
-        let abort = tokio_util::sync::CancellationToken::new();
-        let stop_server = abort.clone();
-        let signalled = shutdown_signal();
-        let running = tokio::spawn(server.run(async move {
-            tokio::select! {
-                _ = signalled => {}
-                _ = stop_server.cancelled() => {}
-            }
-        }));
-        let seeded = match crate::demo::seed(&state, &site).await {
-            Ok(seeded) => seeded,
-            Err(e) => {
-                eprintln!("lookout: cannot set up the demo: {e}");
-                abort.cancel();
-                let _ = running.await;
-                return ExitCode::FAILURE;
-            }
-        };
-        println!(
-            "dashboard (one-time sign-in link): https://{host}/#link={}",
-            seeded.supervisor_link
-        );
-        println!("lookout listening on https://{addr}");
-        let stop = tokio_util::sync::CancellationToken::new();
-        let options = crate::simulate::Options {
-            url: format!("wss://{host}/ws"),
-            ca_pem,
-            auth: state.auth.clone(),
-            org: crate::demo::ORG.into(),
-            guards: args.guards,
-            panic_after: (!seeded.panic_raised).then_some(args.panic_after),
-            location_every: Duration::from_secs(1),
-            frame_every: Duration::from_millis(250),
-            site,
-        };
-        let simulator = tokio::spawn(crate::simulate::run(options, stop.clone()));
-        let result = running.await;
-        stop.cancel();
-        if let Ok(Err(e)) = simulator.await {
-            eprintln!("lookout: simulator: {e}");
-        }
-        match result {
-            Ok(result) => exit_code(result),
-            Err(e) => {
-                eprintln!("lookout: server task failed: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    exit_code(runtime.block_on(crate::demo::run(config, args.guards, args.panic_after)))
 }
 
 fn simulate(config: &Config, args: &SimulateArgs) -> ExitCode {

@@ -24,7 +24,7 @@
 //!    queues its reply the same way.
 //!
 //! The modules, from the top (a module imports only modules below it):
-//! - [`cli`]: the `lookout` command line. [`demo`]: the demo org and its login;
+//! - [`cli`]: the `lookout` command line. [`demo`]: the demo org, its login and its run;
 //!   [`simulate`]: simulated guards over real WebSocket connections.
 //! - [`server`]: data directory, certificate, listeners, run and ordered shutdown, reloads;
 //!   [`systemd`]: readiness, watchdog and stop notifications to the service manager.
