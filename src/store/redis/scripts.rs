@@ -7,7 +7,7 @@
 /// Takes the channel's next seq and appends the message under it, atomically; with an
 /// idempotency key, a key seen before answers its seq and writes nothing. With ARGV[5] set
 /// (no replica to wait for) the message is also published to the nodes watching the channel.
-pub(super) const APPEND: &str = r#"
+const APPEND: &str = r#"
 if ARGV[4] ~= '' then
   local seen = redis.call('HGET', KEYS[4], ARGV[4])
   if seen then return {0, tonumber(seen)} end

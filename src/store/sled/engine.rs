@@ -65,7 +65,7 @@ impl SledStore {
 
     /// The head of `channel`, registering the channel first when it is new: sled keeps writes
     /// in order, so a log entry is never found without its registry record.
-    pub(super) fn channel_entry(&self, channel: &str) -> Result<Arc<Mutex<ChannelHead>>> {
+    fn channel_entry(&self, channel: &str) -> Result<Arc<Mutex<ChannelHead>>> {
         if let Some(head) = self.channels.read().get(channel) {
             return Ok(head.clone());
         }
