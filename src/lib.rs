@@ -11,12 +11,12 @@
 //!    (`hub/admission.rs`); `transport/websocket.rs` makes the WebSocket the session's source
 //!    and sink.
 //! 2. `session/mod.rs` starts the writer (`session/writer.rs`) and runs the protocol's reader:
-//!    `session/native.rs` (or `session/stomp.rs`) decodes the message and calls
+//!    `session/native.rs` (or `session/stomp/`) decodes the message and calls
 //!    `field/publish.rs`, which gives domain channels their meaning (a location's fan-in and
 //!    fences, an emergency's alert).
 //! 3. `hub/publish.rs` checks the rights table (`channel.rs`, on facts from `hub/facts.rs`),
-//!    asks the store for the next seq (`store/interface.rs`, engine `store/sled/mod.rs`), waits
-//!    for the group commit (`store/sled/flusher.rs`) and releases the channel's durable
+//!    asks the store for the next seq (`store/interface.rs`, engine `store/sled/engine.rs`),
+//!    waits for the group commit (`store/sled/flusher.rs`) and releases the channel's durable
 //!    messages in seq order (`hub/registry.rs`) into each subscriber's bounded queue
 //!    (`hub/conn.rs`).
 //! 4. Each subscriber's `session/writer.rs` renders the delivery once per encoding
