@@ -102,7 +102,7 @@ async fn ingest(duration: Duration) -> (usize, Duration) {
                 let lon = 13.39 + (step * 0.00053) % 0.02;
                 let data = rmpv::ext::to_value(json!({
                     "lat": lat, "lon": lon, "accuracy": 5.0, "battery": 80,
-                    "ts": lookout::protocol::now_millis()
+                    "ts": lookout::clock::now_millis()
                 }))
                 .expect("data");
                 let req = Publish {

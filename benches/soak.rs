@@ -24,7 +24,7 @@ use harness::{
     connect_stalled, connect_with_token, http_client, Binary, NextFrameOrEnd, StompClient,
 };
 use lookout::auth::Role;
-use lookout::protocol::now_millis;
+use lookout::clock::now_millis;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;

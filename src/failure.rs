@@ -1,5 +1,5 @@
-//! How a failure reaches a client: its stable code, the status it answers with, and the message
-//! a client may read.
+//! How a failure reaches a client: its stable code ([`ErrorCode`], with the HTTP status each code
+//! answers with), the status it answers with, and the message a client may read.
 //!
 //! Every error type of a boundary (hub, field, alerts, store, admission) implements [`Failure`];
 //! [`Report::of`] is the one place that decides what a client sees: the error's own words for
@@ -7,7 +7,59 @@
 //! on the wire. The REST API, the WebSocket upgrade, SockJS, the native protocol and STOMP all
 //! report through it. This module knows no transport: it only turns an error into a report.
 
-use crate::protocol::ErrorCode;
+use serde::Serialize;
+
+/// The stable error codes of the design, shared by WebSocket replies and REST bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed or invalid.
+    BadRequest,
+    /// No or bad credentials.
+    Unauthorized,
+    /// Credentials fine, action not allowed.
+    Forbidden,
+    /// No such thing.
+    NotFound,
+    /// Over a rate or count limit.
+    RateLimited,
+    /// Over a size limit.
+    TooLarge,
+    /// Conflicts with existing state.
+    Conflict,
+    /// A fault of the server.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status for a REST response.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    /// The code as a string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
 
 /// An error a client can be told about.
 pub trait Failure: std::error::Error + Send + Sync {

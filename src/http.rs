@@ -18,8 +18,7 @@ use hyper::header::{
 use hyper::{HeaderMap, Request, Response, StatusCode};
 use serde::Serialize;
 
-use crate::failure::{Failure, Report};
-use crate::protocol::ErrorCode;
+use crate::failure::{ErrorCode, Failure, Report};
 
 /// The body type of every response Lookout sends: whole bodies, or a stream (SSE).
 pub type Body = BoxBody<Bytes, Infallible>;

@@ -11,12 +11,12 @@
 //!    (`hub/admission.rs`); `transport/websocket.rs` makes the WebSocket the session's source
 //!    and sink.
 //! 2. `session/mod.rs` starts the writer (`session/writer.rs`) and runs the protocol's reader:
-//!    `session/native.rs` (or `session/stomp.rs`) decodes the message and calls
-//!    `field.rs`, which gives domain channels their meaning (a location's fan-in and fences, an
-//!    emergency's alert).
+//!    `session/native.rs` (or `session/stomp/`) decodes the message and calls
+//!    `field/publish.rs`, which gives domain channels their meaning (a location's fan-in and
+//!    fences, an emergency's alert).
 //! 3. `hub/publish.rs` checks the rights table (`channel.rs`, on facts from `hub/facts.rs`),
-//!    asks the store for the next seq (`store/interface.rs`, engine `store/sled/mod.rs`), waits
-//!    for the group commit (`store/sled/flusher.rs`) and releases the channel's durable
+//!    asks the store for the next seq (`store/interface.rs`, engine `store/sled/engine.rs`),
+//!    waits for the group commit (`store/sled/flusher.rs`) and releases the channel's durable
 //!    messages in seq order (`hub/registry.rs`) into each subscriber's bounded queue
 //!    (`hub/conn.rs`).
 //! 4. Each subscriber's `session/writer.rs` renders the delivery once per encoding
@@ -24,7 +24,7 @@
 //!    queues its reply the same way.
 //!
 //! The modules, from the top (a module imports only modules below it):
-//! - [`cli`]: the `lookout` command line. [`demo`]: the demo org and its login;
+//! - [`cli`]: the `lookout` command line. [`demo`]: the demo org, its login and its run;
 //!   [`simulate`]: simulated guards over real WebSocket connections.
 //! - [`server`]: data directory, certificate, listeners, run and ordered shutdown, reloads;
 //!   [`systemd`]: readiness, watchdog and stop notifications to the service manager.
@@ -43,13 +43,13 @@
 //! - [`counters`]: the hot-path counters and latency histograms. [`lanes`]: the runtimes
 //!   besides the main one (TLS handshakes, urgent work, positions) and their priorities.
 //! - [`channel`]: channel names and the rights table, as pure functions.
-//! - [`stomp`]: STOMP frames on the wire.
+//! - [`stomp`]: STOMP frames on the wire. [`protocol`]: the native wire protocol (envelopes,
+//!   encodings, close codes, the protocols a connection speaks).
 //! - [`http`]: response bodies, JSON answers and errors, token extraction; [`failure`]: what
-//!   a client is told about an error (the one mapping).
-//! - [`protocol`]: the native wire protocol (envelopes, encodings, error and close codes, the
-//!   protocols a connection speaks).
+//!   a client is told about an error (the one mapping, and the stable error codes).
 //! - [`auth`]: JWT verification and minting, identities and roles. [`geofence`]: pure
 //!   geometry of fences. [`config`]: every setting with its default and documentation.
+//!   [`clock`]: the wall clock (ms and s since the Unix epoch).
 
 pub mod alerts;
 pub mod amqp;
@@ -58,6 +58,7 @@ pub mod app;
 pub mod auth;
 pub mod channel;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod counters;
 pub mod dashboard;

@@ -84,6 +84,22 @@ pub struct CertificateInfo {
     pub generated: bool,
 }
 
+/// The certificate line operators use to trust the server.
+pub fn print_certificate(cert: &CertificateInfo) {
+    println!(
+        "certificate {} (SHA-256 {}){}",
+        cert.path.display(),
+        cert.fingerprint,
+        if cert.generated { ", issued now" } else { "" }
+    );
+    if let Some(ca) = &cert.ca_fingerprint {
+        println!(
+            "local CA {} (SHA-256 {ca}): trust it on phones from https://<this host>/trust",
+            cert.trust_path.display()
+        );
+    }
+}
+
 impl Server {
     /// Prepares the data directory, keys and certificate, and binds the listeners.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
@@ -417,7 +433,7 @@ async fn retention(state: Arc<AppState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now = crate::protocol::now_millis();
+        let now = crate::clock::now_millis();
         let alert_age = config.rule("alerts").max_age.as_millis() as u64;
         if let Err(e) = state
             .field

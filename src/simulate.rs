@@ -16,9 +16,9 @@ use tokio_tungstenite::Connector;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Authenticator, Role};
+use crate::clock::now_millis;
 use crate::field::FenceSpec;
 use crate::geofence::{FenceKind, Shape};
-use crate::protocol::now_millis;
 
 /// Metres per degree of latitude.
 const M_PER_DEG: f64 = 111_320.0;

@@ -179,7 +179,7 @@ async fn until_shed(server: &TestServer, n: u64) {
 }
 
 fn fix(n: u64) -> Value {
-    json!({"lat": 52.5 + n as f64 * 1e-4, "lon": 13.4, "accuracy": 5.0, "ts": lookout::protocol::now_millis()})
+    json!({"lat": 52.5 + n as f64 * 1e-4, "lon": 13.4, "accuracy": 5.0, "ts": lookout::clock::now_millis()})
 }
 
 /// The next frame on `client` that is a message on `channel`.

@@ -30,6 +30,14 @@
 //! LOOKOUT_MODULE_GRAPH=1 cargo test --test architecture -- --nocapture
 //! ```
 //!
+//! Draw it: `LOOKOUT_MODULE_GRAPH=dot` prints Graphviz instead, the files grouped in boxes by
+//! top-level module (`apt install graphviz` for `dot`):
+//!
+//! ```text
+//! LOOKOUT_MODULE_GRAPH=dot cargo test -q --test architecture no_module_imports -- --nocapture \
+//!     | sed -n '/^digraph/,/^}/p' | dot -Tsvg > modules.svg
+//! ```
+//!
 //! Check (and print) another tree, e.g. an older commit checked out with `git worktree add`:
 //!
 //! ```text
@@ -1017,6 +1025,35 @@ impl Analysis {
         out
     }
 
+    /// The file graph in Graphviz's language, each top-level module's files in a box.
+    fn graph_dot(&self) -> String {
+        let mut out =
+            String::from("digraph modules {\n  rankdir=TB;\n  node [shape=box, fontsize=10];\n");
+        let mut by_top: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for file in &self.files {
+            let top = file
+                .module
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "crate".into());
+            by_top.entry(top).or_default().push(display(&file.module));
+        }
+        for (k, (top, members)) in by_top.iter().enumerate() {
+            out.push_str(&format!(
+                "  subgraph cluster_{k} {{\n    label=\"{top}\";\n"
+            ));
+            for member in members {
+                out.push_str(&format!("    \"{member}\";\n"));
+            }
+            out.push_str("  }\n");
+        }
+        for (a, b) in self.file_graph.edges.keys() {
+            out.push_str(&format!("  \"{a}\" -> \"{b}\";\n"));
+        }
+        out.push_str("}\n");
+        out
+    }
+
     /// Every cycle in any graph, described.
     fn cycles(&self) -> Vec<String> {
         let mut out = self.top_graph.describe_cycles("top-level module");
@@ -1103,9 +1140,13 @@ fn analysis_of_checked_src() -> Analysis {
 #[test]
 fn no_module_imports_a_module_that_imports_it_back() {
     let analysis = analysis_of_checked_src();
-    if std::env::var_os("LOOKOUT_MODULE_GRAPH").is_some() {
-        println!("module graph of {}\n", checked_src().display());
-        println!("{}", analysis.graph_text());
+    match std::env::var("LOOKOUT_MODULE_GRAPH").as_deref() {
+        Ok("dot") => println!("{}", analysis.graph_dot()),
+        Ok(_) => {
+            println!("module graph of {}\n", checked_src().display());
+            println!("{}", analysis.graph_text());
+        }
+        Err(_) => {}
     }
     let cycles = analysis.cycles();
     assert!(

@@ -134,7 +134,7 @@ fn table() -> Vec<(&'static str, Vec<&'static str>, Vec<&'static str>)> {
 /// A valid payload for each channel kind, so only rights decide.
 fn payload_for(channel: &str, actor: &str) -> Value {
     if channel.starts_with("/topic/location/") {
-        json!({"lat": 52.5, "lon": 13.4, "accuracy": 5.0, "ts": lookout::protocol::now_millis(), "from": actor})
+        json!({"lat": 52.5, "lon": 13.4, "accuracy": 5.0, "ts": lookout::clock::now_millis(), "from": actor})
     } else if channel.starts_with("/topic/emergency/") {
         json!({"type": "GENERAL", "message": format!("from {actor}")})
     } else {
@@ -450,7 +450,7 @@ fn b64(v: &Value) -> String {
 #[tokio::test]
 async fn every_kind_of_bad_token_is_refused_with_401_before_the_upgrade() {
     let server = TestServer::start().await;
-    let now = lookout::auth::now_secs();
+    let now = lookout::clock::now_secs();
     let good = json!({"sub":"alice","org":"acme","roles":["guard"],"exp": now + 600});
     let cases: Vec<(&str, Option<String>)> = vec![
         ("missing", None),
@@ -562,7 +562,7 @@ async fn issuer_and_audience_are_required_when_configured() {
         c.jwt.audience = Some("site-7".into());
     })
     .await;
-    let now = lookout::auth::now_secs();
+    let now = lookout::clock::now_secs();
     let claims = |iss: Option<&str>, aud: Option<&str>| {
         let mut c = json!({"sub":"alice","org":"acme","roles":["guard"],"exp": now + 600});
         if let Some(i) = iss {

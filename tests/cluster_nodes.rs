@@ -156,7 +156,7 @@ async fn a_panic_raised_on_a_node_killed_before_its_due_time_escalates_once_per_
     assert!(ok(&raised), "{raised}");
     let id = raised["alertId"].as_str().expect("alert id").to_string();
     drop(guard);
-    let raised_at = lookout::protocol::now_millis();
+    let raised_at = lookout::clock::now_millis();
     let mut a = a;
     a.binary.child.kill().expect("kill -9");
     a.binary.child.wait().expect("reap");

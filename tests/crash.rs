@@ -159,7 +159,7 @@ async fn escalation_timers_survive_kill_9_firing_once_at_start_up_if_overdue_and
 
     // Restart after the level-2 due time.
     tokio::time::sleep(Duration::from_millis(2600)).await;
-    let restarted_at = lookout::protocol::now_millis();
+    let restarted_at = lookout::clock::now_millis();
     let server = Binary::serve(&data, &env);
     let sup = server.token("s1", Some("acme"), &[Role::Supervisor]);
     let http = http_client(&server.cert_pem());

@@ -67,7 +67,7 @@ async fn a_location_reaches_its_orgs_supervisor_on_both_channels_and_bad_ones_ar
     assert!(leaked.iter().all(|f| f["type"] != "message"), "{leaked:?}");
 
     // Out of range, missing or in the future: bad_request, nothing stored.
-    let now = lookout::protocol::now_millis();
+    let now = lookout::clock::now_millis();
     for bad in [
         json!({"lat": 91.0, "lon": 13.4, "accuracy": 5.0, "ts": now}),
         json!({"lat": 52.5, "lon": -181.0, "accuracy": 5.0, "ts": now}),
@@ -272,7 +272,7 @@ async fn a_required_fence_of_a_site_applies_only_during_a_shift_there() {
         "off shift: no alert"
     );
     // globex puts its own g1 on shift at a site of the same name: acme's g1 is still off.
-    let now = lookout::protocol::now_millis();
+    let now = lookout::clock::now_millis();
     let globex = supervisor(&server, "boss", "globex");
     let (status, theirs) = post(
         &server,
@@ -633,7 +633,7 @@ async fn tracking_stats_report_distance_fence_time_last_seen_and_battery() {
         201
     );
     let mut g1 = server.connect(&guard(&server, "g1", "acme")).await;
-    let t0 = lookout::protocol::now_millis() - 60_000;
+    let t0 = lookout::clock::now_millis() - 60_000;
     // 10 s inside, then 20 s outside, moving 0.01 degrees of latitude (~1.1 km) each step.
     for (i, lat) in [52.500, 52.510, 52.512].iter().enumerate() {
         let ts = t0 + [0, 10_000, 30_000][i];

@@ -62,7 +62,7 @@ impl Signer {
 
     /// A token with these claims (an hour's `exp` added).
     fn mint(&self, mut claims: Value) -> String {
-        claims["exp"] = json!(lookout::auth::now_secs() + 3600);
+        claims["exp"] = json!(lookout::clock::now_secs() + 3600);
         if claims.get("aud").is_none() {
             claims["aud"] = json!(AUDIENCE);
         }
@@ -238,7 +238,7 @@ async fn keys_are_chosen_by_kid_follow_a_rotation_and_survive_a_restart_while_th
     let mut forged = Header::new(Algorithm::ES256);
     forged.kid = Some("ec-1".into());
     let mut c = claims("eve");
-    c["exp"] = json!(lookout::auth::now_secs() + 3600);
+    c["exp"] = json!(lookout::clock::now_secs() + 3600);
     let other_ec = Signer::ec("ec-x");
     let forged = jsonwebtoken::encode(&forged, &c, &other_ec.key).expect("sign");
     assert!(admitted(&node, &forged).await.is_err());

@@ -381,7 +381,7 @@ async fn video_frames_cross_between_msgpack_guards_and_socketio_viewers_byte_for
             "guard",
             "publish",
             json!({"channel": "/topic/video/g2", "data": {
-                "codec": "jpeg", "keyframe": true, "ts": lookout::protocol::now_millis(),
+                "codec": "jpeg", "keyframe": true, "ts": lookout::clock::now_millis(),
                 "data": {"$binary": hex(&sent)},
             }}),
         )

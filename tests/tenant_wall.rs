@@ -171,7 +171,7 @@ async fn acme_keeps_secrets(server: &TestServer) -> Acme {
     )
     .await;
     assert_eq!(status, 201, "{fence}");
-    let now = lookout::protocol::now_millis();
+    let now = lookout::clock::now_millis();
     let (status, shift) = send(
         server,
         reqwest::Method::POST,

@@ -104,7 +104,7 @@ fn location(i: usize, n: u64) -> Value {
         "lat": 52.49 + (step * 0.00037) % 0.02,
         "lon": 13.39 + (step * 0.00053) % 0.02,
         "accuracy": 5.0,
-        "ts": lookout::protocol::now_millis(),
+        "ts": lookout::clock::now_millis(),
     })
 }
 
@@ -186,7 +186,7 @@ pub async fn run(server: &Server, scale: &Scale) -> Run {
                             watch.positions += 1;
                             if watch.positions % 100 == 0 {
                                 if let Some(ts) = crate::fanout::number_after(&t, "\"ts\"") {
-                                    let now = lookout::protocol::now_millis();
+                                    let now = lookout::clock::now_millis();
                                     watch
                                         .lag
                                         .push(Duration::from_millis(now.saturating_sub(ts)));

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::Call;
 use crate::auth::Role;
+use crate::failure::ErrorCode;
 use crate::http::{json_response, Body, HttpError};
-use crate::protocol::ErrorCode;
 use crate::store::{Change, Record};
 
 /// `GET /healthz`: the store is healthy.
@@ -129,7 +129,7 @@ pub async fn exchange_link(call: Call) -> Result<Response<Body>, HttpError> {
         let org = link.identity.org.as_deref().unwrap_or_default();
         super::devices::check_quota(&state, org).await?;
     }
-    let used = crate::store::records::encode(&crate::protocol::now_millis())?;
+    let used = crate::store::records::encode(&crate::clock::now_millis())?;
     let Some(ticket) = state.store.put_new(key, used).await? else {
         state.hub.stats.auth_failed();
         return Err(HttpError::new(

@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 use super::extract::Call;
 use crate::app::AppState;
 use crate::auth::{Identity, Role};
+use crate::clock::now_millis;
 use crate::counters::Budget;
+use crate::failure::ErrorCode;
 use crate::http::{json_response, Body, HttpError};
-use crate::protocol::{close, now_millis, ErrorCode};
+use crate::protocol::close;
 use crate::store::{Change, Record, Records, StoreError};
 
 /// An enrolled device, as stored.

@@ -13,9 +13,9 @@ use serde::Deserialize;
 use super::extract::Call;
 use crate::auth::Role;
 use crate::channel::Target;
+use crate::failure::ErrorCode;
 use crate::http::{json_response, Body, HttpError};
 use crate::hub::admission::Member;
-use crate::protocol::ErrorCode;
 use crate::store::Record;
 
 /// How long a minted link can wait to be scanned: enrollment happens with the phone in hand.

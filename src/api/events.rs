@@ -7,9 +7,9 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::Response;
 
 use super::extract::{channels_and_since, until_expiry, Call};
-use crate::failure::Report;
+use crate::failure::{ErrorCode, Report};
 use crate::http::{Body, HttpError};
-use crate::protocol::{Encoding, ErrorCode, Protocol};
+use crate::protocol::{Encoding, Protocol};
 
 /// Events waiting for the client's stream.
 const EVENT_QUEUE: usize = 16;

@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::auth::{Identity, Role};
+use crate::failure::ErrorCode;
 use crate::http::{token_from, HttpError};
-use crate::protocol::ErrorCode;
 
 /// Largest page a history or poll request returns per channel.
 pub const MAX_PAGE: usize = 1000;
@@ -171,7 +171,7 @@ pub fn acting(who: Identity, asked: Option<&String>) -> Result<Identity, HttpErr
 /// How long a token with `exp` (seconds since the Unix epoch) stays valid; `None` once it has
 /// expired. Long-lived requests (SSE, long-poll) end then, as WebSocket sessions do.
 pub fn until_expiry(exp: u64) -> Option<Duration> {
-    let left = exp.saturating_sub(crate::auth::now_secs());
+    let left = exp.saturating_sub(crate::clock::now_secs());
     (left > 0).then(|| Duration::from_secs(left))
 }
 

@@ -6,8 +6,8 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::Response;
 
 use super::extract::{number, Call};
+use crate::failure::ErrorCode;
 use crate::http::{full, json_response, Body, HttpError};
-use crate::protocol::ErrorCode;
 
 /// `GET /api/v1/site`: where the site plan is and what it covers.
 pub async fn site(call: Call) -> Result<Response<Body>, HttpError> {

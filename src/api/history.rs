@@ -6,9 +6,10 @@ use hyper::Response;
 use std::time::Duration;
 
 use super::extract::{channels_and_since, number, until_expiry, Call, MAX_PAGE};
+use crate::failure::ErrorCode;
 use crate::http::{json_response, Body, HttpError};
 use crate::hub::ResponseBudget;
-use crate::protocol::{Encoding, ErrorCode, Protocol};
+use crate::protocol::{Encoding, Protocol};
 
 /// Longest a long-poll request may wait, seconds.
 const MAX_POLL: u64 = 60;

@@ -20,9 +20,10 @@ use super::extract::Call;
 use crate::auth::Role;
 use crate::channel::ChannelKind;
 use crate::counters::Budget;
+use crate::failure::ErrorCode;
 use crate::http::{full, Body, HttpError};
 use crate::hub::Hub;
-use crate::protocol::{ErrorCode, Protocol};
+use crate::protocol::Protocol;
 use crate::store::Store;
 
 /// A scraper with `metrics.token`, or an admin or a supervisor with their own token.

@@ -32,8 +32,8 @@ use tracing::Instrument;
 
 use self::extract::Call;
 use crate::app::AppState;
+use crate::failure::ErrorCode;
 use crate::http::{Body, HttpError};
-use crate::protocol::ErrorCode;
 
 /// What a handler returns.
 type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, HttpError>> + Send>>;

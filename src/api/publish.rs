@@ -6,9 +6,9 @@ use serde::Deserialize;
 
 use super::extract::Call;
 use crate::auth::Role;
+use crate::failure::ErrorCode;
 use crate::http::{json_response, Body, HttpError};
 use crate::hub::Publish;
-use crate::protocol::ErrorCode;
 
 #[derive(Deserialize)]
 struct PublishBody {

@@ -12,8 +12,9 @@ use super::users::{Admitted, Joining};
 use super::{ConnHandle, Hub};
 use crate::auth::{Identity, Role};
 use crate::channel::{ChannelKind, Target};
+use crate::clock::now_millis;
 use crate::counters::Budget;
-use crate::protocol::{now_millis, Encoding, Protocol};
+use crate::protocol::{Encoding, Protocol};
 use crate::store::{Change, Record, Slot, StoreError};
 
 /// A member of an org as its tokens have shown it (`Record::Member`): the roles it held

@@ -273,7 +273,7 @@ impl ConnHandle {
         (capacity, live_bytes): (usize, usize),
     ) -> (Arc<Self>, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let now = crate::protocol::now_millis();
+        let now = crate::clock::now_millis();
         let exp = identity.exp;
         let handle = Arc::new(ConnHandle {
             id,
@@ -344,7 +344,7 @@ impl ConnHandle {
     /// Records that a frame arrived from the peer.
     pub fn touch(&self) {
         self.last_seen
-            .store(crate::protocol::now_millis(), Ordering::Relaxed);
+            .store(crate::clock::now_millis(), Ordering::Relaxed);
     }
 
     /// Follows the socket's note of room the peer made (see [`Self::last_drained`]).

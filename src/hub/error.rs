@@ -1,8 +1,7 @@
 //! Why the hub refused a request or a connection; each maps to one stable error code.
 
 use crate::channel;
-use crate::failure::Failure;
-use crate::protocol::ErrorCode;
+use crate::failure::{ErrorCode, Failure};
 use crate::store::StoreError;
 
 /// Why the hub refused a request.

@@ -44,9 +44,10 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::now_millis;
 use crate::config::Limits;
 use crate::counters::Stats;
-use crate::protocol::{close, now_millis};
+use crate::protocol::close;
 use crate::store::Store;
 
 pub use self::conn::{ConnHandle, Delivery, Outbound, View};

@@ -13,8 +13,8 @@ use super::requests::{Publish, Published, Turn};
 use super::Hub;
 use crate::auth::Identity;
 use crate::channel::{self, ChannelKind, Target};
+use crate::clock::now_millis;
 use crate::counters::Budget;
-use crate::protocol::now_millis;
 use crate::store::{Appended, Draft, StoredMessage, Ticket};
 
 /// Whether a video message is a keyframe (what a late viewer must get first).

@@ -16,7 +16,7 @@ use super::requests::{SubscribeInfo, Subscribed};
 use super::Hub;
 use crate::auth::Identity;
 use crate::channel::{self, ChannelKind, Target};
-use crate::protocol::now_millis;
+use crate::clock::now_millis;
 use crate::store::Cluster;
 
 /// Replay reads the log in pages of this many messages, waiting for the client between pages.

@@ -248,7 +248,7 @@ async fn users_gone_long_enough_are_forgotten_and_connected_ones_are_not() {
         hub.users.status("acme/leaves").1.is_some(),
         "remembered at first"
     );
-    hub.users.forget_gone(crate::protocol::now_millis() + 1);
+    hub.users.forget_gone(crate::clock::now_millis() + 1);
     assert_eq!(
         hub.users.status("acme/leaves").1,
         None,

@@ -14,7 +14,8 @@ use super::conn::{ConnHandle, Outbound};
 use super::error::Refusal;
 use super::requests::ConnStatus;
 use crate::auth::Identity;
-use crate::protocol::{now_millis, Encoding, Protocol};
+use crate::clock::now_millis;
+use crate::protocol::{Encoding, Protocol};
 
 /// A new connection's handle and the receiving end of its queue.
 pub type Admitted = (Arc<ConnHandle>, mpsc::Receiver<Outbound>);

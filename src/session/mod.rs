@@ -36,9 +36,10 @@ use tokio_util::sync::CancellationToken;
 use self::context::next_message;
 pub use self::context::{Flow, SessionContext, Sink, Source, Speaks};
 use self::writer::{ConnLimits, Wire, Writer};
+use crate::clock::now_millis;
 use crate::hub::admission::Admission;
 use crate::hub::{ConnHandle, Outbound};
-use crate::protocol::{close, now_millis, Established};
+use crate::protocol::{close, Established};
 
 /// Client messages read ahead of the reader. The transport goes on being read (pongs, the
 /// dead-peer clock) while the reader waits on the hub, e.g. through a long replay; a client

@@ -12,10 +12,10 @@ use super::pipeline::Pipeline;
 use super::positions::{answer_shed, Fix, MAX_FIX_BYTES};
 use super::subscriptions::Subscriptions;
 use crate::channel::{is_video, Target};
-use crate::failure::{Failure, Report};
+use crate::failure::{ErrorCode, Failure, Report};
 use crate::hub::{ConnHandle, HubError, Outbound, Publish, Turn, View};
 use crate::protocol::{
-    ClientMsg, Encoding, ErrorCode, ErrorFrame, IdOnly, Reply, ReplyFields, RequestId, Simple,
+    ClientMsg, Encoding, ErrorFrame, IdOnly, Reply, ReplyFields, RequestId, Simple,
 };
 
 /// The reader half of a native session.

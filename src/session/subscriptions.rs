@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::clock::now_millis;
 use crate::counters::Budget;
 use crate::hub::{Channel, ConnHandle, Hub, HubError};
-use crate::protocol::now_millis;
 
 /// The hub entries a session holds, by the session's key for them.
 #[derive(Default)]

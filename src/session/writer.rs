@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 use super::autoack::AutoAcks;
 use super::context::Sink;
 use super::stomp::{Rendered, Shared};
-use crate::auth::now_secs;
+use crate::clock::{now_millis, now_secs};
 use crate::counters::Budget;
 use crate::hub::{ConnHandle, Hub, Outbound};
-use crate::protocol::{close, now_millis, Encoding, Simple};
+use crate::protocol::{close, Encoding, Simple};
 
 /// How long the writer waits for the peer's answer to its close frame.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);

@@ -10,7 +10,7 @@ pub mod frame;
 use bytes::Bytes;
 
 use self::frame::{Frame, Parser};
-use crate::protocol::ErrorCode;
+use crate::failure::ErrorCode;
 
 /// Most headers in one frame.
 pub const MAX_HEADERS: usize = 64;

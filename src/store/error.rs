@@ -2,8 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::failure::Failure;
-use crate::protocol::ErrorCode;
+use crate::failure::{ErrorCode, Failure};
 
 /// A store operation's result.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -481,7 +481,7 @@ impl Client {
         let frame = rmpv::Value::Map(vec![
             (s("codec"), s("jpeg")),
             (s("keyframe"), rmpv::Value::from(keyframe)),
-            (s("ts"), rmpv::Value::from(lookout::protocol::now_millis())),
+            (s("ts"), rmpv::Value::from(lookout::clock::now_millis())),
             (s("data"), rmpv::Value::Binary(jpeg.to_vec())),
         ]);
         self.publish_packed(channel, frame).await
@@ -930,7 +930,7 @@ impl Client {
 
 /// A location payload.
 pub fn location(lat: f64, lon: f64) -> Value {
-    json!({"lat": lat, "lon": lon, "accuracy": 5.0, "battery": 80, "ts": lookout::protocol::now_millis()})
+    json!({"lat": lat, "lon": lon, "accuracy": 5.0, "battery": 80, "ts": lookout::clock::now_millis()})
 }
 
 /// MessagePack as JSON for assertions; bytes become arrays of numbers.

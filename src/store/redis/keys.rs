@@ -1,6 +1,20 @@
-//! The engine's vocabulary: key names under `lookout:`, how a message is encoded in a stream
-//! entry and on the pub/sub, the heads this node knows, and Redis errors as store errors. A
-//! leaf: it knows nothing of the engine's parts that use it.
+//! The engine's vocabulary: key names under `lookout:`, where each record and timer lives, how
+//! a message is encoded in a stream entry and on the pub/sub, the heads this node knows, and
+//! Redis errors as store errors. A leaf: it knows nothing of the engine's parts that use it.
+//!
+//! Layout, every key under `lookout:`:
+//! - `epoch`: the store's id; `head`: a hash of channel → last seq given;
+//! - `log:{channel}`: a Stream whose entry ids are `{seq}-1`, one field `m` (the message as
+//!   MessagePack); `ackreq:{channel}`: a sorted set of its `ack_required` seqs;
+//!   `keys:{channel}`: a hash of idempotency key → seq;
+//! - `acked:{user}\0{channel}`: a set of acknowledged seqs; `cursor`: a hash of
+//!   `{user}\0{channel}` → seq;
+//! - `users` / `seen`: user → org / last seen; `jobs`: job → owner;
+//! - `rec:{kind}`: one hash per record kind (`rec:fence:{org}` per org); `timers`: a sorted set
+//!   scored by due time.
+//!
+//! The cluster's own keys (`lseq`, `live:{channel}`, `nodes`, `conns:{instance}`, `claimed`)
+//! are described in the engine's module doc and `bus.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +23,7 @@ use parking_lot::RwLock;
 
 use super::super::error::{Result, StoreError};
 use super::super::message::StoredMessage;
+use super::super::records::{Record, Records, Timer};
 
 /// Every key of the engine starts with it.
 const PREFIX: &str = "lookout:";
@@ -85,4 +100,44 @@ impl Heads {
         let head = heads.entry(channel.to_string()).or_insert(0);
         *head = (*head).max(seq);
     }
+}
+
+/// The hash a record lives in and its field there; `None` for a timer.
+pub(super) fn record_slot(record: &Record<'_>) -> Option<(String, String)> {
+    Some(match *record {
+        Record::Fence { org, id } => (key(&["rec", "fence", org]), id.to_string()),
+        Record::Location { user } => (key(&["rec", "location"]), user.to_string()),
+        Record::FenceState { user, fence } => (key(&["rec", "fencestate"]), pair(user, fence)),
+        Record::Alert { id } => (key(&["rec", "alert"]), id.to_string()),
+        Record::Shift { id } => (key(&["rec", "shift"]), id.to_string()),
+        Record::UsedLink { jti } => (key(&["rec", "usedlink"]), jti.to_string()),
+        Record::Device { id } => (key(&["rec", "device"]), id.to_string()),
+        Record::Outbox { id } => (key(&["rec", "outbox"]), id.to_string()),
+        Record::Member { key: member } => (key(&["rec", "member"]), member.to_string()),
+        Record::Timer { .. } => return None,
+    })
+}
+
+pub(super) fn set_hash(set: &Records<'_>) -> String {
+    match *set {
+        Records::Fences { org } => key(&["rec", "fence", org]),
+        Records::Locations => key(&["rec", "location"]),
+        Records::Alerts => key(&["rec", "alert"]),
+        Records::Shifts => key(&["rec", "shift"]),
+        Records::Devices => key(&["rec", "device"]),
+        Records::Outbox => key(&["rec", "outbox"]),
+    }
+}
+
+/// A timer as a sorted-set member: ordered like [`Timer`] among equal due times.
+pub(super) fn timer_member(due: u64, level: u8, alert: &str) -> String {
+    format!("{due:020}\0{level:03}\0{alert}")
+}
+
+pub(super) fn parse_timer(member: &str) -> Option<Timer> {
+    let mut parts = member.splitn(3, '\0');
+    let due = parts.next()?.parse().ok()?;
+    let level = parts.next()?.parse().ok()?;
+    let alert = parts.next()?.to_string();
+    Some(Timer { due, level, alert })
 }

@@ -15,7 +15,9 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::{SledStore, StoreOptions, LOCK_FILE, STORE_DIR};
+use super::datadir::{EPOCH_FILE, LOCK_FILE, STORE_DIR};
+use super::engine::SledStore;
+use super::open::StoreOptions;
 use crate::store::error::StoreError;
 
 const MAGIC: &[u8] = b"LOOKOUT-BACKUP 1\n";
@@ -27,7 +29,7 @@ const FILES: [&str; 6] = [
     "tls/cert.pem",
     "tls/key.pem",
     "jwt.secret",
-    super::EPOCH_FILE,
+    EPOCH_FILE,
 ];
 /// Carried only when asked for, sealed with a passphrase.
 const SEALED_FILES: [&str; 1] = ["tls/ca-key.pem"];

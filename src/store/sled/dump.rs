@@ -7,9 +7,11 @@
 
 use std::collections::HashMap;
 
+use super::engine::SledStore;
+use super::keys;
+use super::open::StoreOptions;
 use super::sealed::unseal;
-use super::StoreOptions;
-use super::{corrupt, damaged, keys, message, read_u64, ChannelRecord, SledStore, UserRecord};
+use super::values::{corrupt, damaged, message, read_u64, ChannelRecord, UserRecord};
 use crate::store::error::{Result, StoreError};
 use crate::store::interface::Item;
 use crate::store::records::{decode, OwnedRecord};

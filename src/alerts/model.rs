@@ -1,0 +1,152 @@
+//! What an alert is: its type, priority and state, the record as kept and served with its
+//! audit trail, and a request to raise one.
+//!
+//! Plain data; how an alert changes is in `lifecycle.rs` and `escalation.rs`.
+
+use serde::{Deserialize, Serialize};
+
+/// Alert types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum AlertType {
+    /// Panic button.
+    Panic,
+    /// Medical emergency.
+    Medical,
+    /// Security incident.
+    Security,
+    /// Fire.
+    Fire,
+    /// Anything else.
+    General,
+    /// Raised by Lookout when a guard violates a geofence.
+    Geofence,
+}
+
+/// Alert priorities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Priority {
+    /// High.
+    High,
+    /// Critical.
+    Critical,
+}
+
+/// Alert states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    /// Nobody acknowledged it yet; it escalates.
+    Open,
+    /// A supervisor took it; it no longer escalates.
+    Acknowledged,
+    /// Over.
+    Resolved,
+}
+
+impl AlertState {
+    /// Every state, in life-cycle order.
+    pub const ALL: [AlertState; 3] = [
+        AlertState::Open,
+        AlertState::Acknowledged,
+        AlertState::Resolved,
+    ];
+
+    /// The state's name, as the wire and the metrics say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Open => "open",
+            AlertState::Acknowledged => "acknowledged",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
+/// Where a guard was.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lon: f64,
+    /// Accuracy in metres.
+    pub accuracy: f64,
+    /// Client time, ms.
+    pub ts: u64,
+}
+
+/// One step in an alert's life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When, ms since the Unix epoch.
+    pub at: u64,
+    /// Who: a user id, or `lookout`.
+    pub by: String,
+    /// What: `created`, `escalated`, `acknowledged`, `resolved`.
+    pub action: String,
+    /// The level after this step.
+    pub level: u8,
+    /// A note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// An alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Id.
+    pub id: String,
+    /// Org.
+    pub org: String,
+    /// The guard concerned.
+    pub user: String,
+    /// Type.
+    #[serde(rename = "type")]
+    pub kind: AlertType,
+    /// Priority.
+    pub priority: Priority,
+    /// State.
+    pub state: AlertState,
+    /// Escalation level reached: 1 at creation, then 2 and 3.
+    pub level: u8,
+    /// Creation time, ms.
+    pub created_at: u64,
+    /// Last change, ms.
+    pub updated_at: u64,
+    /// The guard's last known position at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// For GEOFENCE alerts: the fence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<String>,
+    /// Escalations still pending: (due ms, level).
+    #[serde(default)]
+    pub pending: Vec<(u64, u8)>,
+    /// Every change, oldest first.
+    pub audit: Vec<AuditEntry>,
+}
+
+/// A request to raise an alert.
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    /// Org.
+    pub org: String,
+    /// The guard concerned.
+    pub user: String,
+    /// Type.
+    pub kind: AlertType,
+    /// Priority.
+    pub priority: Priority,
+    /// Free text.
+    pub message: Option<String>,
+    /// Where the guard was.
+    pub position: Option<Position>,
+    /// For GEOFENCE alerts.
+    pub fence: Option<String>,
+    /// Who raised it.
+    pub by: String,
+}

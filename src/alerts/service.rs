@@ -1,0 +1,135 @@
+//! The alert service: its settings, its state, and what every alert change shares (loading an
+//! alert, telling the webhooks, announcing it on the org's alerts channel and to the guard).
+//!
+//! The changes themselves are `impl Alerts` blocks in `lifecycle.rs` and `escalation.rs`, which
+//! sit above this file; it must not import them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::census::Census;
+use super::error::AlertError;
+use super::model::Alert;
+use super::turns::Turns;
+use crate::channel::{ChannelKind, Target};
+use crate::hub::Hub;
+use crate::notify::Hooks;
+use crate::store::{Record, Records, Store};
+
+/// Escalation intervals.
+#[derive(Debug, Clone, Copy)]
+pub struct Escalation {
+    /// Level 2 after this long without acknowledgement.
+    pub level2_after: Duration,
+    /// Level 3 after this long without acknowledgement.
+    pub level3_after: Duration,
+}
+
+/// Alert service.
+pub struct Alerts {
+    pub(super) hub: Arc<Hub>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) escalation: Escalation,
+    pub(super) wake: Notify,
+    /// Alert transitions are read-modify-write of one record plus a durable wait: one at a
+    /// time per alert, any number of alerts at once.
+    pub(super) turns: Turns,
+    /// The alerts kept, by state and level.
+    pub census: Census,
+    /// The webhooks told of alert changes (through the outbox written with each change).
+    pub(super) hooks: Arc<Hooks>,
+}
+
+impl Alerts {
+    /// An alert service keeping its records in `store` and publishing through `hub`.
+    pub fn new(
+        hub: Arc<Hub>,
+        store: Arc<dyn Store>,
+        escalation: Escalation,
+        hooks: Arc<Hooks>,
+    ) -> Arc<Self> {
+        Arc::new(Alerts {
+            hub,
+            store,
+            escalation,
+            hooks,
+            wake: Notify::new(),
+            turns: Turns::default(),
+            census: Census::default(),
+        })
+    }
+
+    /// The webhooks and their outbox.
+    pub fn hooks(&self) -> &Arc<Hooks> {
+        &self.hooks
+    }
+
+    /// The outbox records telling the webhooks of `event` on `alert` (its latest audit entry).
+    pub(super) fn notices(
+        &self,
+        event: &str,
+        alert: &Alert,
+    ) -> Result<Vec<(String, Vec<u8>)>, AlertError> {
+        let json =
+            serde_json::to_value(alert).map_err(|e| AlertError::BadRequest(e.to_string()))?;
+        Ok(self.hooks.outbox(
+            &alert.org,
+            event,
+            alert.level,
+            &alert.id,
+            alert.audit.len().saturating_sub(1),
+            alert.updated_at,
+            &json,
+        )?)
+    }
+
+    fn org_alerts(org: &str) -> Target {
+        Target::Org {
+            kind: ChannelKind::OrgAlerts,
+            org: org.to_string(),
+        }
+    }
+
+    pub(super) async fn announce(&self, alert: &Alert, event: &str) -> Result<(), AlertError> {
+        let data = rmpv::ext::to_value(serde_json::json!({ "event": event, "alert": alert }))
+            .map_err(|e| AlertError::BadRequest(e.to_string()))?;
+        // Creation and escalations need a supervisor's acknowledgement of the message itself.
+        let ack = matches!(event, "created" | "escalated");
+        self.hub
+            .publish_as_lookout(&Self::org_alerts(&alert.org), data.clone(), ack)
+            .await?;
+        // The guard concerned hears it too (on a phone: "acknowledged by …, on my way"), kept
+        // for it while offline. Best effort: a guard's full queue never fails the alert.
+        let guard = Target::UserQueue {
+            org: alert.org.to_string(),
+            user: alert.user.to_string(),
+            name: "alerts".into(),
+        };
+        if let Err(e) = self.hub.publish_as_lookout(&guard, data, false).await {
+            tracing::warn!(alert = %alert.id, error = %e, "the guard's alert queue refused an update");
+        }
+        Ok(())
+    }
+
+    pub(super) async fn load(&self, id: &str) -> Result<Alert, AlertError> {
+        self.store
+            .load(Record::Alert { id })
+            .await?
+            .ok_or_else(|| AlertError::NotFound(id.to_string()))
+    }
+
+    /// Counts the alerts kept, once at start; later changes keep the census up to date.
+    pub async fn take_census(&self) -> Result<(), AlertError> {
+        for alert in self.all().await? {
+            self.census.add(alert.state, alert.level, 1);
+        }
+        Ok(())
+    }
+
+    /// Every alert kept, in no particular order.
+    pub async fn all(&self) -> Result<Vec<Alert>, AlertError> {
+        Ok(self.store.load_all(Records::Alerts).await?)
+    }
+}
