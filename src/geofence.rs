@@ -198,11 +198,6 @@ impl<T> FenceIndex<T> {
             .collect()
     }
 
-    /// Number of fences.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
     /// Whether there is none.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()

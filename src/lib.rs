@@ -51,9 +51,9 @@
 //!   geometry of fences. [`config`]: every setting with its default and documentation.
 //!   [`clock`]: the wall clock (ms and s since the Unix epoch).
 
-pub mod alerts;
-pub mod amqp;
-pub mod api;
+pub(crate) mod alerts;
+pub(crate) mod amqp;
+pub(crate) mod api;
 pub mod app;
 pub mod auth;
 pub mod channel;
@@ -61,22 +61,22 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod counters;
-pub mod dashboard;
-pub mod demo;
-pub mod failure;
+pub(crate) mod dashboard;
+pub(crate) mod demo;
+pub(crate) mod failure;
 pub mod field;
-pub mod geofence;
-pub mod http;
+pub(crate) mod geofence;
+pub(crate) mod http;
 pub mod hub;
-pub mod lanes;
-pub mod notify;
+pub(crate) mod lanes;
+pub(crate) mod notify;
 pub mod protocol;
 pub mod server;
-pub mod session;
+pub(crate) mod session;
 pub mod simulate;
 pub mod stomp;
 pub mod store;
-pub mod systemd;
+pub(crate) mod systemd;
 pub mod transport;
 
 pub use config::Config;

@@ -22,7 +22,6 @@ mod model;
 mod service;
 mod turns;
 
-pub use self::census::Census;
 pub use self::error::AlertError;
-pub use self::model::{Alert, AlertState, AlertType, AuditEntry, NewAlert, Position, Priority};
+pub use self::model::{Alert, AlertState, AlertType, NewAlert, Position, Priority};
 pub use self::service::{Alerts, Escalation};

@@ -24,7 +24,3 @@ pub use self::frames::{
     DialectFrame, ErrorFrame, Established, MessageFrame, Reply, ReplyFields, Simple,
 };
 pub use self::kind::Protocol;
-
-// Where they used to live: `transport/` still names them here.
-pub use crate::clock::now_millis;
-pub use crate::failure::ErrorCode;

@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use self::context::next_message;
-pub use self::context::{Flow, SessionContext, Sink, Source, Speaks};
+pub use self::context::{SessionContext, Sink, Source, Speaks};
 use self::writer::{ConnLimits, Wire, Writer};
 use crate::clock::now_millis;
 use crate::hub::admission::Admission;

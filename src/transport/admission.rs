@@ -10,10 +10,11 @@ use hyper::Request;
 use tokio::sync::mpsc;
 
 use crate::app::AppState;
+use crate::failure::ErrorCode;
 use crate::http::HttpError;
 use crate::hub::admission::Admission;
 use crate::hub::{ConnHandle, Outbound};
-use crate::protocol::{Encoding, ErrorCode, Protocol};
+use crate::protocol::{Encoding, Protocol};
 
 /// An admitted connection: its handle, its queue and its slot.
 pub type Admitted = (Arc<ConnHandle>, mpsc::Receiver<Outbound>, Admission);

@@ -26,7 +26,7 @@ pub struct Watched<S> {
 impl<S> Watched<S> {
     /// Watches `inner`; the stamp starts now.
     pub fn new(inner: S) -> (Self, Drained) {
-        let drained = Arc::new(AtomicU64::new(crate::protocol::now_millis()));
+        let drained = Arc::new(AtomicU64::new(crate::clock::now_millis()));
         let watched = Watched {
             inner,
             drained: drained.clone(),
@@ -40,7 +40,7 @@ impl<S> Watched<S> {
             Poll::Pending => self.waited = true,
             Poll::Ready(Ok(n)) if *n > 0 && std::mem::take(&mut self.waited) => {
                 self.drained
-                    .store(crate::protocol::now_millis(), Ordering::Relaxed);
+                    .store(crate::clock::now_millis(), Ordering::Relaxed);
             }
             _ => {}
         }

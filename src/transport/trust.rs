@@ -13,8 +13,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
 use crate::app::AppState;
+use crate::failure::ErrorCode;
 use crate::http::{full, Body, HttpError};
-use crate::protocol::ErrorCode;
 
 /// Serves `req` if it is `GET /ca.crt` or `GET /trust`; `None` otherwise.
 pub async fn serve<B>(app: &AppState, req: &Request<B>) -> Option<Response<Body>> {

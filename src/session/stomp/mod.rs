@@ -18,6 +18,5 @@ mod frames;
 mod reader;
 mod shared;
 
-pub use self::commands::VERSIONS;
 pub use self::reader::StompSession;
-pub use self::shared::{AckMode, Rendered, Shared};
+pub use self::shared::{Rendered, Shared};

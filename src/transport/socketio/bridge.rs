@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::counters::Stats;
+use crate::failure::ErrorCode;
 use crate::hub::ConnHandle;
-use crate::protocol::ErrorCode;
 use crate::session::{Sink, Source};
 
 /// Events that may wait for the session's reader (as a WebSocket's read-ahead); beyond them an

@@ -39,8 +39,9 @@ use super::admission::{self, Admitted};
 use super::websocket::frame_limit;
 use crate::app::AppState;
 use crate::counters::Budget;
+use crate::failure::ErrorCode;
 use crate::http::{cors_allow, cors_preflight, error_response, token_from_parts, Body};
-use crate::protocol::{Encoding, ErrorCode, Protocol};
+use crate::protocol::{Encoding, Protocol};
 use crate::session::{drive, Speaks};
 
 /// Where Socket.IO is served (the clients' default `path`).

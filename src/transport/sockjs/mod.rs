@@ -33,8 +33,9 @@ use super::upgrade::WS_PATHS;
 use super::websocket::Framing;
 use super::{admission, upgrade};
 use crate::app::AppState;
+use crate::failure::ErrorCode;
 use crate::http::{cors_allow, cors_preflight, error_response, full, token_from, Body, HttpError};
-use crate::protocol::{Encoding, ErrorCode, Protocol};
+use crate::protocol::{Encoding, Protocol};
 use crate::session::{self as sessions, Speaks};
 
 /// `xhr_streaming` and `eventsource` responses end after this many bytes, so that a client
