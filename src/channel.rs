@@ -186,11 +186,72 @@ pub enum NameError {
 
 const MAX_SEGMENT: usize = 128;
 
-/// Whether a channel name, as a client gives it, is a user's video channel: its frames have a
-/// size limit and a rate budget of their own.
-pub fn is_video(name: &str) -> bool {
-    name.starts_with("/topic/video/")
+/// The wire names other modules build or recognise, spelled once: the rest of the crate asks
+/// here instead of writing `/topic/…` itself. Names as a client gives them (within its org),
+/// except [`names::stored_video`].
+pub mod names {
+    const LOCATION: &str = "/topic/location/";
+    const VIDEO: &str = "/topic/video/";
+    const EMERGENCY: &str = "/topic/emergency/";
+    const JOB: &str = "/topic/job/";
+    const USER_QUEUE: &str = "/user/queue/";
+
+    /// The channel services post system notices on.
+    pub const SYSTEM: &str = "/topic/system";
+
+    /// `/topic/location/{user}`.
+    pub fn location(user: &str) -> String {
+        format!("{LOCATION}{user}")
+    }
+
+    /// `/topic/emergency/{user}`.
+    pub fn emergency(user: &str) -> String {
+        format!("{EMERGENCY}{user}")
+    }
+
+    /// `/topic/job/{job}`.
+    pub fn job(job: &str) -> String {
+        format!("{JOB}{job}")
+    }
+
+    /// What every room channel of `org` starts with: `/topic/org/{org}/room/`.
+    pub fn org_rooms(org: &str) -> String {
+        format!("/topic/org/{org}/room/")
+    }
+
+    /// The user of a location channel's name.
+    pub fn location_user(name: &str) -> Option<&str> {
+        name.strip_prefix(LOCATION)
+    }
+
+    /// The user of an emergency channel's name.
+    pub fn emergency_user(name: &str) -> Option<&str> {
+        name.strip_prefix(EMERGENCY)
+    }
+
+    /// The job of a job channel's name.
+    pub fn job_of(name: &str) -> Option<&str> {
+        name.strip_prefix(JOB)
+    }
+
+    /// Whether a name is one of a user's queues (`/user/queue/{name}`).
+    pub fn is_user_queue(name: &str) -> bool {
+        name.starts_with(USER_QUEUE)
+    }
+
+    /// Whether a channel name is a user's video channel: its frames have a size limit and a
+    /// rate budget of their own.
+    pub fn is_video(name: &str) -> bool {
+        name.starts_with(VIDEO)
+    }
+
+    /// The (org, user) of a video channel's stored name, `/org/{org}/topic/video/{user}`.
+    pub fn stored_video(name: &str) -> Option<(&str, &str)> {
+        name.strip_prefix("/org/")?.split_once(VIDEO)
+    }
 }
+
+pub use self::names::is_video;
 
 fn segment(s: &str, whole: &str) -> Result<String, NameError> {
     let ok = !s.is_empty()
@@ -459,6 +520,42 @@ pub fn can_publish(
 
 #[cfg(test)]
 mod tests {
+    /// `retention.kinds` (config, which sits below this module) spells the kinds itself: its
+    /// list must be exactly the logged kinds' names.
+    #[test]
+    fn the_retention_kinds_config_knows_are_the_logged_kinds() {
+        let logged: Vec<&str> = ChannelKind::ALL
+            .iter()
+            .filter(|k| k.is_logged())
+            .map(|k| k.name())
+            .collect();
+        assert_eq!(crate::config::RETENTION_KINDS.to_vec(), logged);
+    }
+
+    #[test]
+    fn the_names_other_modules_build_parse_as_their_kind() {
+        let org = Some("acme");
+        let kind = |name: &str| Target::parse(name, org, None).map(|t| t.kind());
+        assert_eq!(kind(&names::location("g1")), Ok(ChannelKind::Location));
+        assert_eq!(kind(&names::emergency("g1")), Ok(ChannelKind::Emergency));
+        assert_eq!(kind(&names::job("j1")), Ok(ChannelKind::Job));
+        assert_eq!(kind(names::SYSTEM), Ok(ChannelKind::System));
+        assert_eq!(
+            kind(&format!("{}ops", names::org_rooms("acme"))),
+            Ok(ChannelKind::OrgRoom)
+        );
+        assert_eq!(names::location_user(&names::location("g1")), Some("g1"));
+        assert_eq!(names::emergency_user(&names::emergency("g1")), Some("g1"));
+        assert_eq!(names::job_of(&names::job("j1")), Some("j1"));
+        let video = Target::parse("/topic/video/g1", org, None).expect("video");
+        assert!(names::is_video("/topic/video/g1"));
+        assert_eq!(
+            names::stored_video(&video.stored_name()),
+            Some(("acme", "g1"))
+        );
+        assert!(names::is_user_queue("/user/queue/messages"));
+    }
+
     use super::*;
 
     #[test]

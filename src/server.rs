@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use crate::app::AppState;
 use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
-use crate::store::{RetentionRule, Store, StoreError, StoreOptions};
+use crate::store::{RetentionOf, Store, StoreError, StoreOptions};
 use crate::transport::{self, tls, Gateway};
 
 /// Start-up failed.
@@ -444,7 +444,7 @@ async fn retention(state: Arc<AppState>) {
             tracing::error!(error = %e, "purging resolved alerts failed");
         }
         let rules = config.clone();
-        let rule: RetentionRule = Arc::new(move |name| {
+        let rule: RetentionOf = Arc::new(move |name| {
             let kind = crate::channel::ChannelKind::of_stored(name).map_or("system", |k| k.name());
             let rule = rules.rule(kind);
             let cutoff = now.saturating_sub(rule.max_age.as_millis() as u64);

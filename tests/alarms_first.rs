@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::*;
 use lookout::auth::Role;
 use lookout::store::{
-    Appended, Background, Draft, Record, Records, Remembered, RetentionRule, Store, StoredMessage,
+    Appended, Background, Draft, Record, Records, Remembered, RetentionOf, Store, StoredMessage,
     Ticket,
 };
 use serde_json::{json, Value};
@@ -78,7 +78,7 @@ impl Store for HeldPositions {
     async fn get(&self, channel: &str, seq: u64) -> Result<Option<Arc<StoredMessage>>> {
         self.inner.get(channel, seq).await
     }
-    async fn trim(&self, rule: RetentionRule) -> Result<u64> {
+    async fn trim(&self, rule: RetentionOf) -> Result<u64> {
         self.inner.trim(rule).await
     }
     async fn unacknowledged(&self, user: &str, channel: &str, upto: u64) -> Result<Vec<u64>> {

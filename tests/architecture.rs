@@ -1158,6 +1158,65 @@ fn no_module_imports_a_module_that_imports_it_back() {
     );
 }
 
+/// Every public type's name (`pub`, `pub(crate)`, `pub(super)` struct, enum, type, trait) with
+/// where it is declared.
+fn public_types(analysis: &Analysis) -> BTreeMap<String, Vec<String>> {
+    let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for file in &analysis.files {
+        let t = &file.tokens;
+        for k in 0..t.len() {
+            if t[k].text != "pub" {
+                continue;
+            }
+            let mut j = k + 1;
+            if text(t, j) == "(" {
+                j = matching(t, j) + 1;
+            }
+            if matches!(text(t, j), "struct" | "enum" | "type" | "trait") {
+                if let Some(name) = t.get(j + 1).filter(|n| n.ident) {
+                    found
+                        .entry(name.text.clone())
+                        .or_default()
+                        .push(format!("{}:{}", file.name, name.line));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Public type names declared in more than one place, each with its places.
+fn types_named_twice(analysis: &Analysis) -> Vec<String> {
+    public_types(analysis)
+        .into_iter()
+        .filter(|(_, places)| places.len() > 1)
+        .map(|(name, places)| format!("{name}: {}", places.join(", ")))
+        .collect()
+}
+
+#[test]
+fn no_two_public_types_share_a_name() {
+    let twice = types_named_twice(&analysis_of_checked_src());
+    assert!(
+        twice.is_empty(),
+        "a reader (and a `use`) cannot tell these apart by name:\n{}",
+        twice.join("\n")
+    );
+}
+
+#[test]
+fn a_type_name_declared_in_two_files_is_reported_with_both() {
+    let tree = [
+        ("lib.rs", ""),
+        ("http.rs", "pub type Body = Vec<u8>;\nstruct Private;"),
+        ("hub.rs", "\npub(crate) struct Body {\n}\nstruct Private;"),
+    ];
+    assert_eq!(
+        types_named_twice(&analysis(&tree)),
+        ["Body: src/http.rs:1, src/hub.rs:2"]
+    );
+}
+
 /// The order of the modules in `lib.rs`'s Layout list ("The modules, from the top"): every
 /// top-level module, named as [`x`].
 fn layout_order(lib: &str) -> Vec<String> {

@@ -11,7 +11,7 @@ pub(super) struct Turns {
 }
 
 /// An alert's turn; the next transition of the same alert waits for it to be dropped.
-pub(super) struct Turn<'a> {
+pub(super) struct AlertTurn<'a> {
     turns: &'a Turns,
     id: String,
     lock: Arc<tokio::sync::Mutex<()>>,
@@ -19,10 +19,10 @@ pub(super) struct Turn<'a> {
 }
 
 impl Turns {
-    pub(super) async fn take(&self, id: &str) -> Turn<'_> {
+    pub(super) async fn take(&self, id: &str) -> AlertTurn<'_> {
         let lock = self.locks.lock().entry(id.to_string()).or_default().clone();
         let guard = lock.clone().lock_owned().await;
-        Turn {
+        AlertTurn {
             turns: self,
             id: id.to_string(),
             lock,
@@ -31,7 +31,7 @@ impl Turns {
     }
 }
 
-impl Drop for Turn<'_> {
+impl Drop for AlertTurn<'_> {
     fn drop(&mut self) {
         drop(self.guard.take());
         let mut locks = self.turns.locks.lock();

@@ -71,7 +71,7 @@ pub async fn create(call: Call) -> Result<Response<Body>, HttpError> {
     }
     let data = rmpv::ext::to_value(&data)
         .map_err(|e| HttpError::new(ErrorCode::BadRequest, e.to_string()))?;
-    let channel = format!("/topic/emergency/{user}");
+    let channel = crate::channel::names::emergency(&user);
     let published = state
         .field
         .publish(

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::extract::Call;
 use crate::auth::Role;
-use crate::channel::Target;
+use crate::channel::{names, Target};
 use crate::failure::ErrorCode;
 use crate::http::{json_response, Body, HttpError};
 use crate::hub::admission::Member;
@@ -64,7 +64,7 @@ pub async fn mint(call: Call) -> Result<Response<Body>, HttpError> {
         }
     };
     // The guard's id names its channels: it must be a valid channel segment.
-    if Target::parse(&format!("/topic/location/{}", body.guard), Some(&org), None).is_err() {
+    if Target::parse(&names::location(&body.guard), Some(&org), None).is_err() {
         return Err(HttpError::new(
             ErrorCode::BadRequest,
             "`guard` must be 1–128 letters, digits or _ - . @ :",

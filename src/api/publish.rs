@@ -108,7 +108,7 @@ async fn broadcast(call: Call, maintenance: bool) -> Result<Response<Body>, Http
         .publish(
             &who,
             Publish {
-                channel: "/topic/system",
+                channel: crate::channel::names::SYSTEM,
                 to: None,
                 owner: None,
                 data,

@@ -27,7 +27,7 @@ impl Field {
         to: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Location)>, FieldError> {
-        let channel = format!("/topic/location/{user}");
+        let channel = crate::channel::names::location(user);
         let start = self
             .hub
             .seq_before(

@@ -5,7 +5,7 @@ use super::error::FieldError;
 use super::location::Location;
 use super::service::{Field, FieldPublished};
 use crate::auth::Identity;
-use crate::channel::is_video;
+use crate::channel::names::{self, is_video};
 use crate::hub::{Publish, Turn};
 
 impl Field {
@@ -25,8 +25,7 @@ impl Field {
         req: Publish<'_>,
         turn: Turn,
     ) -> Result<FieldPublished, FieldError> {
-        let kind_user = |prefix: &str| req.channel.strip_prefix(prefix).map(str::to_string);
-        if let Some(user) = kind_user("/topic/location/") {
+        if let Some(user) = names::location_user(req.channel).map(str::to_string) {
             let location = Location::parse(&req.data, self.config.max_clock_skew)?;
             let published = self.hub.publish_in_turn(who, req, turn).await?;
             self.located(who, &user, location).await?;
@@ -43,7 +42,7 @@ impl Field {
                 alert_id: None,
             });
         }
-        if let Some(user) = kind_user("/topic/emergency/") {
+        if let Some(user) = names::emergency_user(req.channel).map(str::to_string) {
             return self.publish_emergency(who, req, turn, user).await;
         }
         let published = self.hub.publish_in_turn(who, req, turn).await?;

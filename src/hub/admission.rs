@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::conn::Outbound;
 use super::error::{HubError, Refusal};
 use super::requests::UserStatus;
-use super::users::{Admitted, Joining};
+use super::users::{Joined, Joining};
 use super::{ConnHandle, Hub};
 use crate::auth::{Identity, Role};
 use crate::channel::{ChannelKind, Target};
@@ -107,7 +107,7 @@ impl Hub {
             }
             Err(refusal)
         };
-        let ((conn, rx), mut first): (Admitted, bool) = match joined {
+        let ((conn, rx), mut first): (Joined, bool) = match joined {
             Ok(joined) => joined,
             Err(refusal) => return refused(refusal),
         };

@@ -51,7 +51,7 @@ pub struct Delivery {
     /// guard's position on an org's locations).
     pub supersedes: Option<Arc<str>>,
     frames: [[RenderedOnce; Encoding::COUNT]; View::COUNT],
-    body: OnceLock<Result<Body, String>>,
+    body: OnceLock<Result<DataBody, String>>,
     /// What the message's data holds in bytes, about: what a queue that keeps it is charged.
     pub size: usize,
 }
@@ -77,7 +77,7 @@ pub fn data_size(value: &rmpv::Value) -> usize {
 /// A message's data as a body of its own (STOMP `MESSAGE`, SSE): JSON, or the raw bytes when the
 /// data is binary.
 #[derive(Debug, Clone)]
-pub struct Body {
+pub struct DataBody {
     /// The bytes.
     pub bytes: Bytes,
     /// Their content type.
@@ -105,15 +105,15 @@ impl Delivery {
     }
 
     /// The data alone, rendered on first use and shared by every subscriber.
-    pub fn body(&self) -> Result<&Body, &str> {
+    pub fn body(&self) -> Result<&DataBody, &str> {
         self.body
             .get_or_init(|| match &self.message.data {
-                rmpv::Value::Binary(bytes) => Ok(Body {
+                rmpv::Value::Binary(bytes) => Ok(DataBody {
                     bytes: Bytes::copy_from_slice(bytes),
                     content_type: "application/octet-stream",
                 }),
                 data => serde_json::to_vec(data)
-                    .map(|json| Body {
+                    .map(|json| DataBody {
                         bytes: Bytes::from(json),
                         content_type: "application/json",
                     })
@@ -173,7 +173,7 @@ impl Delivery {
         };
         match self.kind {
             ChannelKind::Job => {
-                let job = self.channel.strip_prefix("/topic/job/");
+                let job = crate::channel::names::job_of(&self.channel);
                 match field("status").and_then(|s| s.as_str()) {
                     Some(status) => {
                         let mut frames = vec![dialect("job_status_update", job, Some(status))?];

@@ -57,7 +57,7 @@ pub use self::requests::{
     ConnStatus, History, HistoryMessage, Publish, Published, ResponseBudget, SubscribeInfo,
     Subscribed, Turn, UserStatus,
 };
-pub use self::users::Admitted;
+pub use self::users::Joined;
 pub use crate::channel::{ChannelKind, Target};
 
 /// The channel hub.

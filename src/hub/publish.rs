@@ -212,7 +212,7 @@ impl Hub {
         let max = self.limits().max_rooms_per_org;
         let rooms = self
             .store
-            .count_channels(&format!("/topic/org/{org}/room/"))
+            .count_channels(&channel::names::org_rooms(org))
             .await?;
         if rooms >= max {
             self.stats.refused(Budget::Rooms);
@@ -231,7 +231,7 @@ impl Hub {
     ) -> Result<(Target, channel::JobOwner), HubError> {
         let addressee = match req.to {
             Some(to) => Some(to),
-            None if req.channel.starts_with("/user/queue/") => None,
+            None if channel::names::is_user_queue(req.channel) => None,
             None => Some(&*who.user),
         };
         let target = Target::parse(req.channel, who.org.as_deref(), addressee)?;

@@ -18,7 +18,7 @@ use crate::clock::now_millis;
 use crate::protocol::{Encoding, Protocol};
 
 /// A new connection's handle and the receiving end of its queue.
-pub type Admitted = (Arc<ConnHandle>, mpsc::Receiver<Outbound>);
+pub type Joined = (Arc<ConnHandle>, mpsc::Receiver<Outbound>);
 
 /// A user's live connections.
 #[derive(Default)]
@@ -58,7 +58,7 @@ impl Users {
         max_total: usize,
         max_per_user: usize,
         queue: (usize, usize),
-    ) -> Result<(Admitted, bool), Refusal> {
+    ) -> Result<(Joined, bool), Refusal> {
         if self
             .total
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {

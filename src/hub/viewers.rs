@@ -49,11 +49,7 @@ impl Hub {
             return;
         }
         // Stored as `/org/{org}/topic/video/{user}`: the user's devices are those of (org, user).
-        let Some((org, user)) = channel
-            .name
-            .strip_prefix("/org/")
-            .and_then(|rest| rest.split_once("/topic/video/"))
-        else {
+        let Some((org, user)) = crate::channel::names::stored_video(&channel.name) else {
             return;
         };
         let viewers = st.subscribers.len();

@@ -11,7 +11,8 @@ use super::context::{next_message, Flow, SessionContext, Source};
 use super::pipeline::Pipeline;
 use super::positions::{answer_shed, Fix, MAX_FIX_BYTES};
 use super::subscriptions::Subscriptions;
-use crate::channel::{is_video, Target};
+use crate::channel::names::{self, is_video};
+use crate::channel::Target;
 use crate::failure::{ErrorCode, Failure, Report};
 use crate::hub::{ConnHandle, HubError, Outbound, Publish, Turn, View};
 use crate::protocol::{
@@ -125,14 +126,13 @@ impl Reader {
                     .await
             }
             ClientMsg::SubscribeJob { id, job_id } => {
-                let channel = format!("/topic/job/{job_id}");
+                let channel = names::job(&job_id);
                 self.subscribe(id.as_ref(), &channel, View::JobStatus, None, None)
                     .await
             }
             ClientMsg::Unsubscribe { id, channel } => self.unsubscribe(id.as_ref(), &channel).await,
             ClientMsg::UnsubscribeJob { id, job_id } => {
-                self.unsubscribe(id.as_ref(), &format!("/topic/job/{job_id}"))
-                    .await
+                self.unsubscribe(id.as_ref(), &names::job(&job_id)).await
             }
             ClientMsg::Publish {
                 id,
@@ -162,7 +162,7 @@ impl Reader {
                     return self.hand_over(decoded).await;
                 }
                 let encoding = self.conn.encoding;
-                if decoded.channel.starts_with("/topic/emergency/") {
+                if names::emergency_user(&decoded.channel).is_some() {
                     // An emergency is handled by the reader itself, on its way to the urgent
                     // lane at once: a task of its own would first wait its turn in the busy
                     // run queue (PANIC latency tripled under 10,000 guards: the compare bench's field load).
@@ -438,7 +438,7 @@ struct Decoded {
 impl Decoded {
     /// A location fix with nothing asked beyond storing it, small enough for a slot.
     fn is_plain_fix(&self, size: usize) -> bool {
-        self.channel.starts_with("/topic/location/")
+        names::location_user(&self.channel).is_some()
             && !self.ack
             && self.to.is_none()
             && self.owner.is_none()

@@ -133,7 +133,7 @@ pub enum Item {
 
 /// How many messages of a stored channel to keep and from when: `(keep, older_than)` per
 /// stored channel name, `older_than` in ms since the Unix epoch.
-pub type RetentionRule = Arc<dyn Fn(&str) -> (usize, u64) + Send + Sync>;
+pub type RetentionOf = Arc<dyn Fn(&str) -> (usize, u64) + Send + Sync>;
 
 /// The durable state of one Lookout: channel logs and their seqs, acknowledgements and
 /// delivery cursors, the user directory and job owners, domain records and the escalation
@@ -190,7 +190,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes messages beyond `keep` per channel or older than `older_than`, as `rule` says
     /// per stored channel name; the heads stay. Returns how many were deleted.
-    async fn trim(&self, rule: RetentionRule) -> Result<u64>;
+    async fn trim(&self, rule: RetentionOf) -> Result<u64>;
 
     /// Seqs `<= upto` on `channel` sent with `ack_required` that `user` has not acknowledged.
     async fn unacknowledged(&self, user: &str, channel: &str, upto: u64) -> Result<Vec<u64>>;

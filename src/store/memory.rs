@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{Result, StoreError};
 use super::interface::{
-    Appended, Background, Draft, Messages, Remembered, RetentionRule, Store, StoredMessage, Ticket,
+    Appended, Background, Draft, Messages, Remembered, RetentionOf, Store, StoredMessage, Ticket,
 };
 use super::records::{Change, Record, Records, Timer};
 use crate::counters::Latency;
@@ -285,7 +285,7 @@ impl Store for MemoryStore {
             .and_then(|l| l.messages.get(&seq).cloned()))
     }
 
-    async fn trim(&self, rule: RetentionRule) -> Result<u64> {
+    async fn trim(&self, rule: RetentionOf) -> Result<u64> {
         let mut state = self.state.lock();
         let mut deleted = 0;
         for (name, log) in state.logs.iter_mut() {

@@ -34,7 +34,7 @@ pub use self::sled::{open_data_dir, StoreOptions};
 pub use cluster::{Cluster, Remote, Slot};
 pub use error::StoreError;
 pub use interface::{
-    Appended, Background, Draft, Item, OpenReport, Remembered, RetentionRule, Store, StoredMessage,
+    Appended, Background, Draft, Item, OpenReport, Remembered, RetentionOf, Store, StoredMessage,
     Ticket,
 };
 pub use memory::MemoryStore;

@@ -15,7 +15,7 @@ pub struct Gateway {
     /// SockJS sessions over HTTP requests, by session id.
     pub sockjs: Arc<Sessions>,
     /// Socket.IO's Engine.IO sessions and namespace.
-    pub socketio: socketio::Server,
+    pub socketio: socketio::SocketIoServer,
     /// Connections before their first request.
     pub pending: Arc<super::pending::Pending>,
 }
@@ -24,7 +24,7 @@ impl Gateway {
     /// A gateway in front of `app`.
     pub fn new(app: Arc<AppState>) -> Arc<Self> {
         Arc::new(Gateway {
-            socketio: socketio::Server::new(app.clone()),
+            socketio: socketio::SocketIoServer::new(app.clone()),
             app,
             sockjs: Arc::default(),
             pending: Arc::default(),

@@ -23,7 +23,8 @@ use super::super::cluster::{Cluster, Remote, Slot};
 use super::super::error::{Result, StoreError};
 use super::super::message::{Draft, StoredMessage};
 use super::keys::{decode_body, encode_message, engine, key, Heads, PAGE};
-use super::link::Link;
+use super::link::RedisLink;
+use super::scripts::{BROADCAST, GIVE, HEARTBEAT, LEASE, TAKE};
 
 /// How long a node counts as alive after its last heartbeat (its connection counts go then).
 pub(super) const NODE_TTL: Duration = Duration::from_secs(15);
@@ -56,64 +57,6 @@ fn parse_frame(bytes: &[u8]) -> Option<(u8, u64, &[u8])> {
     Some((kind, seq, &rest[colon + 1..]))
 }
 
-/// Numbers a live-only message and publishes it; a keyframe is also kept for late viewers.
-const BROADCAST: &str = r#"
-local seq = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-local frame = ARGV[3] .. seq .. ':' .. ARGV[2]
-redis.call('PUBLISH', KEYS[2], frame)
-if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[3], frame, 'PX', ARGV[4]) end
-return seq
-"#;
-
-/// The node says it is alive until now + ARGV[2] ms; 1 when the cluster had forgotten it.
-const HEARTBEAT: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-"#;
-
-/// Takes a slot of user ARGV[3] for node ARGV[2] if the live nodes hold fewer than ARGV[4];
-/// forgets dead nodes on the way. Returns the user's count before, or -1 when full.
-const TAKE: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
-  redis.call('DEL', ARGV[1] .. n)
-  redis.call('ZREM', KEYS[1], n)
-end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), ARGV[2])
-local total = 0
-for _, n in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  total = total + tonumber(redis.call('HGET', ARGV[1] .. n, ARGV[3]) or '0')
-end
-if total >= tonumber(ARGV[4]) then return -1 end
-redis.call('HINCRBY', ARGV[1] .. ARGV[2], ARGV[3], 1)
-return total
-"#;
-
-/// Gives a slot back; returns the user's count left on the live nodes.
-const GIVE: &str = r#"
-local mine = ARGV[1] .. ARGV[2]
-if redis.call('HINCRBY', mine, ARGV[3], -1) <= 0 then redis.call('HDEL', mine, ARGV[3]) end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local total = 0
-for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
-  total = total + tonumber(redis.call('HGET', ARGV[1] .. n, ARGV[3]) or '0')
-end
-return total
-"#;
-
-/// Takes a lease that is free or already this node's, for ARGV[2] ms: 1 when held.
-const LEASE: &str = r#"
-local holder = redis.call('GET', KEYS[1])
-if holder == false or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"#;
-
 #[derive(Default)]
 struct Watch {
     /// Channels the hub wants to hear of.
@@ -126,7 +69,7 @@ struct Watch {
 
 /// A node's side of the bus.
 pub(super) struct Bus {
-    link: Arc<Link>,
+    link: Arc<RedisLink>,
     heads: Arc<Heads>,
     /// This node's name.
     node: String,
@@ -150,7 +93,7 @@ pub(super) struct Bus {
 
 impl Bus {
     pub(super) fn new(
-        link: Arc<Link>,
+        link: Arc<RedisLink>,
         heads: Arc<Heads>,
         node: &str,
         min_replicas: u32,

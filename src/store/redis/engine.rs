@@ -16,13 +16,13 @@ use super::super::error::{Result, StoreError};
 use super::super::interface::{Appended, Draft, Ticket};
 use super::bus::{self, Bus};
 use super::keys::{encode_message, engine, key, Heads, PAGE};
-use super::link::{self, Link};
+use super::link::{self, RedisLink};
 use super::scripts::APPEND_SCRIPT;
 use crate::counters::Latency;
 
 /// The Redis engine.
 pub struct RedisStore {
-    pub(super) link: Arc<Link>,
+    pub(super) link: Arc<RedisLink>,
     /// What this node tells the others and hears from them.
     pub(super) bus: Arc<Bus>,
     pub(super) epoch: String,

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::super::cluster::Cluster;
 use super::super::error::{Result, StoreError};
 use super::super::interface::{
-    Appended, Background, Draft, Messages, Remembered, RetentionRule, Store, StoredMessage, Ticket,
+    Appended, Background, Draft, Messages, Remembered, RetentionOf, Store, StoredMessage, Ticket,
 };
 use super::super::records::{Change, Record, Records, Timer};
 use super::bus::{self, TICK};
@@ -214,7 +214,7 @@ impl Store for RedisStore {
             .filter(|m| m.seq == seq))
     }
 
-    async fn trim(&self, rule: RetentionRule) -> Result<u64> {
+    async fn trim(&self, rule: RetentionOf) -> Result<u64> {
         let mut deleted = 0u64;
         for channel in self.channels().await? {
             let (keep, older_than) = rule(&channel);

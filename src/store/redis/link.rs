@@ -1,6 +1,6 @@
 //! The link to the shared Redis: one multiplexed connection (reconnecting by itself), to the
 //! URL of `cluster.redis` or to whichever server the Sentinels of `cluster.sentinels` name as
-//! the primary now. After a failover the Sentinels name another primary: [`Link::follow`]
+//! the primary now. After a failover the Sentinels name another primary: [`RedisLink::follow`]
 //! notices it and moves the link there, so writes error only while there is no primary and
 //! nothing needs a restart.
 //!
@@ -98,16 +98,16 @@ struct Current {
 }
 
 /// The connection to the shared Redis, following its primary.
-pub struct Link {
+pub struct RedisLink {
     endpoint: Endpoint,
     response_timeout: Duration,
     current: ArcSwap<Current>,
     sentinel: Option<tokio::sync::Mutex<SentinelClient>>,
 }
 
-impl Link {
+impl RedisLink {
     /// Connects; with Sentinels, to the primary they name now.
-    pub async fn open(endpoint: &Endpoint, response_timeout: Duration) -> Result<Link> {
+    pub async fn open(endpoint: &Endpoint, response_timeout: Duration) -> Result<RedisLink> {
         let sentinel = match endpoint {
             Endpoint::Url(_) => None,
             Endpoint::Sentinels {
@@ -141,7 +141,7 @@ impl Link {
             (_, None) => return Err(StoreError::Engine("redis: no endpoint".into())),
         };
         let current = Self::connect(client, response_timeout).await?;
-        Ok(Link {
+        Ok(RedisLink {
             endpoint: endpoint.clone(),
             response_timeout,
             current: ArcSwap::from_pointee(current),

@@ -16,7 +16,7 @@ use super::super::interface::{Item, OpenReport};
 use super::bus::Bus;
 use super::engine::RedisStore;
 use super::keys::{encode_message, engine, key, pair, record_slot, timer_member, Heads, PAGE};
-use super::link::Link;
+use super::link::RedisLink;
 use super::options::RedisOptions;
 use crate::counters::Latency;
 
@@ -25,7 +25,7 @@ impl RedisStore {
     /// `Err` when a node could not run on it (unreachable, not durable, too few replicas for
     /// `cluster.min_replicas`), else what was found.
     pub async fn check(options: &RedisOptions) -> Result<String> {
-        let link = Link::open(&options.endpoint, Duration::from_secs(5)).await?;
+        let link = RedisLink::open(&options.endpoint, Duration::from_secs(5)).await?;
         let mut con = link.con();
         check_durability(&mut con).await?;
         let info: String = redis::cmd("INFO")
@@ -70,7 +70,7 @@ impl RedisStore {
 
     async fn open_with(options: &RedisOptions, epoch: Option<&str>) -> Result<(Self, OpenReport)> {
         let must_create = epoch.is_some();
-        let link = Link::open(
+        let link = RedisLink::open(
             &options.endpoint,
             options.wait_timeout + Duration::from_secs(5),
         )

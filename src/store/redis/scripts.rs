@@ -2,7 +2,8 @@
 //! or nothing and no other client sees it half done.
 //!
 //! Only the scripts' text (and the append script, prepared once); the calls that run them are in
-//! `engine.rs` and `interface.rs`.
+//! `engine.rs`, `interface.rs` and, for what the nodes of a cluster share (live messages,
+//! heartbeats, connection slots, leases), `bus.rs`.
 
 /// Takes the channel's next seq and appends the message under it, atomically; with an
 /// idempotency key, a key seen before answers its seq and writes nothing. With ARGV[5] set
@@ -58,4 +59,64 @@ if known and known ~= ARGV[2] then return known end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return ''
+"#;
+
+// What the nodes of a cluster share, run by `bus.rs`.
+
+/// Numbers a live-only message and publishes it; a keyframe is also kept for late viewers.
+pub(super) const BROADCAST: &str = r#"
+local seq = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+local frame = ARGV[3] .. seq .. ':' .. ARGV[2]
+redis.call('PUBLISH', KEYS[2], frame)
+if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[3], frame, 'PX', ARGV[4]) end
+return seq
+"#;
+
+/// The node says it is alive until now + ARGV[2] ms; 1 when the cluster had forgotten it.
+pub(super) const HEARTBEAT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+"#;
+
+/// Takes a slot of user ARGV[3] for node ARGV[2] if the live nodes hold fewer than ARGV[4];
+/// forgets dead nodes on the way. Returns the user's count before, or -1 when full.
+pub(super) const TAKE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  redis.call('DEL', ARGV[1] .. n)
+  redis.call('ZREM', KEYS[1], n)
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), ARGV[2])
+local total = 0
+for _, n in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  total = total + tonumber(redis.call('HGET', ARGV[1] .. n, ARGV[3]) or '0')
+end
+if total >= tonumber(ARGV[4]) then return -1 end
+redis.call('HINCRBY', ARGV[1] .. ARGV[2], ARGV[3], 1)
+return total
+"#;
+
+/// Gives a slot back; returns the user's count left on the live nodes.
+pub(super) const GIVE: &str = r#"
+local mine = ARGV[1] .. ARGV[2]
+if redis.call('HINCRBY', mine, ARGV[3], -1) <= 0 then redis.call('HDEL', mine, ARGV[3]) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local total = 0
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
+  total = total + tonumber(redis.call('HGET', ARGV[1] .. n, ARGV[3]) or '0')
+end
+return total
+"#;
+
+/// Takes a lease that is free or already this node's, for ARGV[2] ms: 1 when held.
+pub(super) const LEASE: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
 "#;

@@ -18,7 +18,7 @@ use super::values::{
 use crate::counters::Latency;
 use crate::store::error::{Result, StoreError};
 use crate::store::interface::{
-    Appended, Background, Draft, Messages, Remembered, RetentionRule, Store, StoredMessage, Ticket,
+    Appended, Background, Draft, Messages, Remembered, RetentionOf, Store, StoredMessage, Ticket,
 };
 use crate::store::records::{decode, encode, Change, Record, Records, Timer};
 
@@ -128,7 +128,7 @@ impl Store for SledStore {
         }
     }
 
-    async fn trim(&self, rule: RetentionRule) -> Result<u64> {
+    async fn trim(&self, rule: RetentionOf) -> Result<u64> {
         let channels: Vec<(String, ChannelHead)> = self
             .channels
             .read()

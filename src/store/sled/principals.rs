@@ -22,7 +22,7 @@ struct UserRecord {
 
 /// What the move did.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Moved {
+pub struct Rekeyed {
     /// Keys rewritten under their principal.
     pub moved: u64,
     /// Keys of users or jobs of no known org, left where they were.
@@ -34,7 +34,7 @@ fn text(raw: &[u8]) -> Option<&str> {
 }
 
 /// Moves schema-2 state under principals and marks the store schema 3, atomically.
-pub fn move_to_principals(db: &sled::Db) -> Result<Moved> {
+pub fn move_to_principals(db: &sled::Db) -> Result<Rekeyed> {
     let value = |k: &sled::IVec, v: sled::IVec| {
         unseal(k, v).map_err(|d| StoreError::Engine(format!("{}: fails its checksum", d.0)))
     };
@@ -62,7 +62,7 @@ pub fn move_to_principals(db: &sled::Db) -> Result<Moved> {
             .map(|org| crate::auth::principal_key(Some(org), user))
     };
     let mut batch = sled::Batch::default();
-    let mut report = Moved::default();
+    let mut report = Rekeyed::default();
     let mut rekey = |batch: &mut sled::Batch,
                      old: &sled::IVec,
                      new: Option<Vec<u8>>,

@@ -61,7 +61,7 @@ pub fn route(path: &str) -> bool {
 
 /// The Socket.IO server: socketioxide's service and the budget of sessions waiting for their
 /// `CONNECT`.
-pub struct Server {
+pub struct SocketIoServer {
     service: SocketIoService<NotSocketIo>,
     io: SocketIo,
     handshakes: Arc<super::pending::Pending>,
@@ -69,7 +69,7 @@ pub struct Server {
     sessions: TaskTracker,
 }
 
-impl Server {
+impl SocketIoServer {
     /// A server admitting into `app`.
     pub fn new(app: Arc<AppState>) -> Self {
         let limits = &app.config.limits;
@@ -126,7 +126,7 @@ impl Server {
             }
         };
         io.ns("/", connect.with(authenticate));
-        Server {
+        SocketIoServer {
             service,
             io,
             handshakes,
@@ -203,7 +203,7 @@ struct AuthPayload {
 
 /// Serves one Socket.IO request.
 pub async fn handle(
-    server: &Server,
+    server: &SocketIoServer,
     app: &AppState,
     peer: SocketAddr,
     mut req: Request<Incoming>,

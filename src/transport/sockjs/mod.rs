@@ -48,7 +48,7 @@ const CLOSED_LINGER: Duration = Duration::from_secs(5);
 
 /// A SockJS request path.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Route<'a> {
+pub enum SockJsPath<'a> {
     /// `…/info`.
     Info,
     /// `…/{server}/{session}/{transport}`.
@@ -61,7 +61,7 @@ pub enum Route<'a> {
 }
 
 /// The SockJS route of `path`, if it is one (under any WebSocket path).
-pub fn route(path: &str) -> Option<Route<'_>> {
+pub fn route(path: &str) -> Option<SockJsPath<'_>> {
     let mut prefixes = WS_PATHS;
     prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for prefix in prefixes {
@@ -69,7 +69,7 @@ pub fn route(path: &str) -> Option<Route<'_>> {
             continue;
         };
         if rest == "/info" {
-            return Some(Route::Info);
+            return Some(SockJsPath::Info);
         }
         let Some(rest) = rest.strip_prefix('/') else {
             continue;
@@ -78,7 +78,7 @@ pub fn route(path: &str) -> Option<Route<'_>> {
         if let [server, session, transport] = parts.as_slice() {
             let valid = |s: &str| !s.is_empty() && !s.contains('.');
             if valid(server) && valid(session) && session.len() <= 64 {
-                return Some(Route::Session { session, transport });
+                return Some(SockJsPath::Session { session, transport });
             }
         }
     }
@@ -105,15 +105,15 @@ pub async fn handle(
         cors_preflight()
     } else {
         match route {
-            Route::Info => info(),
-            Route::Session {
+            SockJsPath::Info => info(),
+            SockJsPath::Session {
                 session,
                 transport: "websocket",
             } => {
                 let _ = session;
                 return upgrade::handle(app, peer, secure, req, Framing::SockJs).await;
             }
-            Route::Session { session, transport } => {
+            SockJsPath::Session { session, transport } => {
                 let session = session.to_string();
                 match (req.method().clone(), transport) {
                     (Method::POST, "xhr") => {
