@@ -48,6 +48,9 @@ pub struct TlsStream<IO> {
     read_closed: bool,
     /// Our close_notify is queued.
     close_queued: bool,
+    /// rustls failed (its alert, if any, is in `outgoing`): every later call fails alike,
+    /// without asking rustls again.
+    failed: Option<io::ErrorKind>,
 }
 
 /// What processing the records at hand came to.
@@ -78,6 +81,7 @@ where
         sent: 0,
         read_closed: false,
         close_queued: false,
+        failed: None,
     };
     std::future::poll_fn(|cx| stream.poll_handshake(cx)).await?;
     Ok(stream)
@@ -100,17 +104,41 @@ where
     /// encrypts as much of it as one state allows once sending is possible; with `close`,
     /// queues close_notify.
     fn process(&mut self, write: &[u8], close: bool) -> io::Result<Processed> {
+        if let Some(kind) = self.failed {
+            return Err(io::Error::new(kind, "the TLS connection failed earlier"));
+        }
         let TlsStream {
             conn,
             incoming,
             plaintext,
             outgoing,
+            read_closed,
             close_queued,
+            failed,
             ..
         } = self;
         loop {
             let UnbufferedStatus { mut discard, state } = conn.process_tls_records(incoming);
-            let state = state.map_err(tls_error)?;
+            let state = match state {
+                Ok(state) => state,
+                Err(e) => {
+                    // rustls queued the fatal alert for the peer: encode it for the socket, and
+                    // never feed rustls again (the discard first, as it requires).
+                    incoming.drain(..discard.min(incoming.len()));
+                    let UnbufferedStatus { state, .. } = conn.process_tls_records(incoming);
+                    if let Ok(ConnectionState::EncodeTlsData(mut alert)) = state {
+                        let start = outgoing.len();
+                        outgoing.resize(start + 64, 0);
+                        match alert.encode(&mut outgoing[start..]) {
+                            Ok(n) => outgoing.truncate(start + n),
+                            Err(_) => outgoing.truncate(start),
+                        }
+                    }
+                    let e = tls_error(e);
+                    *failed = Some(e.kind());
+                    return Err(e);
+                }
+            };
             let outcome = match state {
                 ConnectionState::ReadTraffic(mut records) => {
                     while let Some(record) = records.next_record() {
@@ -155,8 +183,15 @@ where
                     None
                 }
                 ConnectionState::BlockedHandshake => Some(Processed::NeedsInput),
-                ConnectionState::PeerClosed => Some(Processed::PeerClosed),
-                ConnectionState::Closed => Some(Processed::Closed),
+                // Said once, maybe with the last plaintext: the flag outlives this call.
+                ConnectionState::PeerClosed => {
+                    *read_closed = true;
+                    Some(Processed::PeerClosed)
+                }
+                ConnectionState::Closed => {
+                    *read_closed = true;
+                    Some(Processed::Closed)
+                }
                 ConnectionState::WriteTraffic(mut traffic) => {
                     let mut encrypted = 0;
                     if !write.is_empty() {
@@ -210,6 +245,9 @@ where
             incoming.drain(..discard.min(incoming.len()));
             if incoming.is_empty() {
                 *incoming = Vec::new();
+            } else if incoming.capacity() > incoming.len() + READ_CHUNK {
+                // A partial record waits: it keeps its own bytes, not a burst's capacity.
+                incoming.shrink_to_fit();
             }
             if let Some(outcome) = outcome {
                 return Ok(outcome);
@@ -248,9 +286,22 @@ where
         Poll::Ready(Ok(!read.is_empty()))
     }
 
+    /// Sends what is waiting (an alert after a failure) if the socket takes it now.
+    fn try_send(&mut self, cx: &mut Context<'_>) {
+        if self.sent < self.outgoing.len() {
+            let _ = self.poll_send(cx);
+        }
+    }
+
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            let processed = self.process(&[], false)?;
+            let processed = match self.process(&[], false) {
+                Ok(processed) => processed,
+                Err(e) => {
+                    self.try_send(cx);
+                    return Poll::Ready(Err(e));
+                }
+            };
             // A flight is sent whole before its answer is awaited.
             ready!(self.poll_send(cx))?;
             if !self.conn.is_handshaking() {
@@ -306,23 +357,34 @@ where
             if this.take_plaintext(buf) || this.read_closed {
                 return Poll::Ready(Ok(()));
             }
-            // What rustls owes the peer after a read (the answer to a key update) waits in
-            // `outgoing` for the next write or flush: a read that wrote would take the socket's
-            // one write waker from a writer waiting on the other half of a split stream.
-            let processed = this.process(&[], false)?;
+            // What rustls owes the peer after a read waits for the next write: a read that
+            // wrote would take the socket's one write waker from a writer waiting on the other
+            // half of a split stream (a key update's answer goes with the next data, as rustls
+            // sends it). Only a failure's alert is tried at once: the stream ends there.
+            let processed = match this.process(&[], false) {
+                Ok(processed) => processed,
+                Err(e) => {
+                    this.try_send(cx);
+                    return Poll::Ready(Err(e));
+                }
+            };
             if this.take_plaintext(buf) {
                 return Poll::Ready(Ok(()));
             }
             match processed {
-                Processed::PeerClosed | Processed::Closed => {
-                    this.read_closed = true;
-                    return Poll::Ready(Ok(()));
-                }
+                Processed::PeerClosed | Processed::Closed => return Poll::Ready(Ok(())),
                 Processed::NeedsInput | Processed::Writable { .. } => {
                     if !ready!(this.poll_receive(cx))? {
-                        // The socket ended without close_notify: the end of the stream all the
-                        // same, as the buffered API reports it to HTTP.
                         this.read_closed = true;
+                        // The socket ended without close_notify. Between records that is how
+                        // phones leave (radio lost, app killed): the end of the stream. In the
+                        // middle of one, data was cut off.
+                        if !this.incoming.is_empty() {
+                            return Poll::Ready(Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "the peer closed in the middle of a TLS record",
+                            )));
+                        }
                         return Poll::Ready(Ok(()));
                     }
                 }
@@ -358,14 +420,13 @@ where
                 }
                 Processed::Closed => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
                 // Said once; sending goes on after the peer's close_notify (a half close).
-                Processed::PeerClosed => this.read_closed = true,
-                // After the handshake sending is always possible; rustls says otherwise only
-                // while a flight is incomplete, which needs the peer's bytes.
+                Processed::PeerClosed => {}
+                // After the handshake (`accept` returns only then) sending is always possible;
+                // reading here for rustls would take the reader's waker.
                 Processed::NeedsInput => {
-                    ready!(this.poll_send(cx))?;
-                    if !ready!(this.poll_receive(cx))? {
-                        return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-                    }
+                    return Poll::Ready(Err(io::Error::other(
+                        "TLS connection cannot send: its handshake is not complete",
+                    )))
                 }
             }
         }
@@ -381,10 +442,143 @@ where
         let this = self.get_mut();
         if !this.close_queued {
             ready!(this.poll_send(cx))?;
-            // A connection that cannot send any more (closed, or broken) closes its socket.
-            let _ = this.process(&[], true);
+            // A connection that cannot send any more (closed, or broken) closes its socket. The
+            // peer's close_notify, said once, may come first: then the next state can send.
+            for _ in 0..2 {
+                match this.process(&[], true) {
+                    Ok(Processed::PeerClosed) => continue,
+                    _ => break,
+                }
+            }
         }
         ready!(this.poll_send(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio_rustls::client::TlsStream as ClientStream;
+
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    /// A server stream and a tokio-rustls client over an in-memory pipe, handshaken.
+    async fn pair() -> (TlsStream<DuplexStream>, ClientStream<DuplexStream>) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        let der = cert.cert.der().clone();
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![der.clone()], key.into())
+            .expect("server config");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).expect("root");
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let (server_io, client_io) = tokio::io::duplex(256 * 1024);
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let (server, client) = tokio::join!(
+            accept(Arc::new(server), server_io),
+            connector.connect(name, client_io)
+        );
+        (
+            server.expect("server handshake"),
+            client.expect("client handshake"),
+        )
+    }
+
+    fn holds_nothing(stream: &TlsStream<DuplexStream>) -> bool {
+        stream.incoming.capacity() == 0
+            && stream.plaintext.capacity() == 0
+            && stream.outgoing.capacity() == 0
+    }
+
+    #[tokio::test]
+    async fn messages_cross_both_ways_and_an_idle_stream_holds_no_buffer() {
+        let (mut server, mut client) = pair().await;
+        assert!(holds_nothing(&server), "after the handshake");
+        let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        client.write_all(&big).await.expect("client write");
+        client.flush().await.expect("client flush");
+        let mut got = vec![0; big.len()];
+        tokio::time::timeout(WAIT, server.read_exact(&mut got))
+            .await
+            .expect("in time")
+            .expect("server read");
+        assert_eq!(got, big);
+        server.write_all(&big).await.expect("server write");
+        server.flush().await.expect("server flush");
+        let mut back = vec![0; big.len()];
+        tokio::time::timeout(WAIT, client.read_exact(&mut back))
+            .await
+            .expect("in time")
+            .expect("client read");
+        assert_eq!(back, big);
+        assert!(holds_nothing(&server), "once everything is read and sent");
+    }
+
+    #[tokio::test]
+    async fn the_last_message_and_the_peers_close_notify_in_one_flight_end_the_stream() {
+        let (mut server, mut client) = pair().await;
+        client.write_all(b"last words").await.expect("write");
+        // close_notify with the socket left open, as a peer that waits for ours does.
+        client.get_mut().1.send_close_notify();
+        client.flush().await.expect("close_notify");
+        let mut got = Vec::new();
+        tokio::time::timeout(WAIT, server.read_to_end(&mut got))
+            .await
+            .expect("the stream ends")
+            .expect("read");
+        assert_eq!(got, b"last words");
+        // Writing after the peer's close_notify is a half close: still allowed.
+        server
+            .write_all(b"bye")
+            .await
+            .expect("write after the peer's close");
+        server.shutdown().await.expect("our close_notify");
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.expect("client read");
+        assert_eq!(answer, b"bye");
+    }
+
+    #[tokio::test]
+    async fn a_corrupted_record_fails_the_stream_tells_the_peer_and_later_calls_fail_alike() {
+        let (mut server, mut client) = pair().await;
+        // An application-data record whose contents no key decrypts.
+        let mut junk = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+        junk.extend_from_slice(&[0xAB; 0x40]);
+        client
+            .get_mut()
+            .0
+            .write_all(&junk)
+            .await
+            .expect("raw write");
+        let mut buf = [0u8; 64];
+        let failed = tokio::time::timeout(WAIT, server.read(&mut buf))
+            .await
+            .expect("in time");
+        assert_eq!(
+            failed.expect_err("a bad record").kind(),
+            io::ErrorKind::InvalidData
+        );
+        assert!(server.write_all(b"more").await.is_err(), "writes fail too");
+        assert!(server.read(&mut buf).await.is_err(), "and reads again");
+        let told = tokio::time::timeout(WAIT, client.read(&mut buf))
+            .await
+            .expect("in time");
+        let told = told.expect_err("the peer hears the alert").to_string();
+        assert!(told.contains("alert"), "{told}");
     }
 }
