@@ -59,6 +59,98 @@ fn the_systemd_unit_verifies() {
     );
 }
 
+/// The system calls a `SystemCallFilter=` item names: a group (`@resources`, expanded with
+/// `systemd-analyze syscall-filter`, nested groups included) or one call.
+fn syscalls_named(item: &str) -> std::collections::BTreeSet<String> {
+    if !item.starts_with('@') {
+        return [item.to_string()].into();
+    }
+    let out = Command::new("/usr/bin/systemd-analyze")
+        .args(["syscall-filter", item])
+        .output()
+        .expect("run systemd-analyze syscall-filter");
+    assert!(out.status.success(), "systemd-analyze knows {item}");
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut calls = std::collections::BTreeSet::new();
+    for line in listed.lines().skip(1) {
+        let name = line.trim();
+        if name.is_empty() || name.starts_with('#') {
+            continue;
+        }
+        calls.extend(syscalls_named(name));
+    }
+    calls
+}
+
+/// The calls the unit's `SystemCallFilter=` lines allow, merged as systemd merges them: the
+/// first line is an allow list, each later one adds (or, with `~`, removes) its calls.
+fn allowed_by(unit: &str) -> std::collections::BTreeSet<String> {
+    let mut allowed = std::collections::BTreeSet::new();
+    for (n, value) in unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("SystemCallFilter="))
+        .enumerate()
+    {
+        let (remove, items) = match value.strip_prefix('~') {
+            Some(rest) => (true, rest),
+            None => (false, value),
+        };
+        assert!(
+            n > 0 || !remove,
+            "the unit's filter starts with an allow list"
+        );
+        for item in items.split_whitespace() {
+            for call in syscalls_named(item) {
+                if remove {
+                    allowed.remove(&call);
+                } else {
+                    allowed.insert(call);
+                }
+            }
+        }
+    }
+    allowed
+}
+
+/// Under the unit, Lookout may make every call it makes: the position lane lowers its threads'
+/// priority with `setpriority` (in `@resources`, which the unit denies otherwise), and the
+/// certificate lists the host's addresses over netlink.
+#[test]
+fn the_units_sandbox_allows_what_lookout_does_and_denies_the_rest() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/lookout.service"),
+    )
+    .expect("unit");
+    let allowed = allowed_by(&unit);
+    assert!(allowed.contains("setpriority"), "the position lane's nice");
+    for denied in [
+        "setrlimit",
+        "sched_setattr",
+        "reboot",
+        "init_module",
+        "settimeofday",
+    ] {
+        assert!(!allowed.contains(denied), "{denied} stays denied");
+    }
+    for basic in ["epoll_wait", "accept4", "sendmsg", "fdatasync", "clone3"] {
+        assert!(allowed.contains(basic), "{basic} is allowed");
+    }
+    assert!(
+        unit.contains("SystemCallErrorNumber=EPERM"),
+        "a denied call fails instead of killing the service"
+    );
+    let families = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("RestrictAddressFamilies="))
+        .expect("RestrictAddressFamilies");
+    for family in ["AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK"] {
+        assert!(
+            families.split_whitespace().any(|f| f == family),
+            "{family} is allowed"
+        );
+    }
+}
+
 /// Asks `child` to stop, as systemd does.
 fn sigterm(child: &std::process::Child) {
     let status = Command::new("kill")
