@@ -49,7 +49,7 @@
 //!   a client is told about an error (the one mapping, and the stable error codes).
 //! - [`auth`]: JWT verification and minting, identities and roles. [`geofence`]: pure
 //!   geometry of fences. [`config`]: every setting with its default and documentation.
-//!   [`clock`]: the wall clock (ms and s since the Unix epoch).
+//!   [`clock`]: the wall clock (ms and s since the Unix epoch). [`version`]: this release.
 
 pub(crate) mod alerts;
 pub(crate) mod amqp;
@@ -78,6 +78,7 @@ pub mod stomp;
 pub mod store;
 pub(crate) mod systemd;
 pub mod transport;
+pub mod version;
 
 pub use config::Config;
 pub use server::Server;

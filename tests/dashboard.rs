@@ -37,6 +37,11 @@ async fn the_dashboard_shows_the_demo_site_live_and_survives_a_restart() {
 
     let moving = node.event("moving").await;
     eprintln!("dashboard: {moving}");
+    assert_eq!(
+        moving["version"],
+        env!("CARGO_PKG_VERSION"),
+        "the operations panel names the release: {moving}"
+    );
     assert!(moving["guards"].as_u64() >= Some(4), "{moving}");
     assert!(moving["moved"].as_u64() >= Some(1), "guards move: {moving}");
     assert_eq!(moving["plan"], 1, "the demo's site plan is drawn: {moving}");

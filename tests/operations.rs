@@ -576,3 +576,44 @@ async fn metrics_are_for_the_configured_scraper_admins_and_supervisors_only() {
     }
     server.stop().await;
 }
+
+/// `lookout --version`, `/metrics` and the stats the dashboard shows name the same release
+/// (the dashboard's own display: tests/dashboard.rs).
+#[tokio::test]
+async fn the_version_is_the_same_everywhere_it_is_shown() {
+    use common::{TestServer, METRICS_TOKEN};
+    let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .arg("--version")
+        .output()
+        .expect("lookout --version");
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let version = said.strip_prefix("lookout ").expect("`lookout X.Y.Z`");
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    let server = TestServer::start().await;
+    let http = server.http();
+    let metrics = http
+        .get(server.https("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics.contains(&format!("lookout_build_info{{version=\"{version}\"}} 1")),
+        "{metrics}"
+    );
+    let supervisor = server.token("boss", Some("acme"), &[lookout::auth::Role::Supervisor]);
+    let stats: serde_json::Value = http
+        .get(server.https("/api/v1/websocket/stats"))
+        .bearer_auth(supervisor)
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(stats["version"], version, "{stats}");
+    server.stop().await;
+}

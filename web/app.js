@@ -875,6 +875,7 @@ async function refreshOps(call, last) {
     ['positions waiting', s.positions_waiting],
     ['positions shed /s', rate('positions_shed')],
     ['uptime', `${Math.floor(s.uptime_seconds / 60)} min`],
+    ['version', s.version],
   ];
   $('#ops').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, String(v))]));
   return { s, at: now };

@@ -58,6 +58,8 @@ pub async fn stats(call: Call) -> Result<Response<Body>, HttpError> {
         .snapshot(hub.users_online(), hub.active_channels());
     #[derive(Serialize)]
     struct Stats<'a> {
+        /// The running release.
+        version: &'static str,
         epoch: &'a str,
         uptime_seconds: u64,
         #[serde(flatten)]
@@ -71,6 +73,7 @@ pub async fn stats(call: Call) -> Result<Response<Body>, HttpError> {
     Ok(json_response(
         200,
         &Stats {
+            version: crate::version::VERSION,
             epoch: hub.epoch(),
             uptime_seconds: state.started.elapsed().as_secs(),
             counters: snapshot,

@@ -133,6 +133,16 @@ impl prometheus_client::collector::Collector for Exporter {
         let s = &hub.stats;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (delivered, failed) = self.hooks.totals();
+        labelled(
+            &mut encoder,
+            "lookout_build_info",
+            "The running release, as `lookout --version` says it (always 1).",
+            MetricType::Gauge,
+            [(
+                vec![("version", crate::version::VERSION.to_string())],
+                ConstGauge::new(1i64),
+            )],
+        )?;
         // Overload: positions come faster than they are processed.
         gauge(
             &mut encoder,

@@ -17,7 +17,7 @@ pub enum StoreError {
     #[error("{0} is not a Lookout store (refusing to touch it)")]
     Foreign(PathBuf),
     /// Written by another format version.
-    #[error("store schema version {found}, this lookout understands {expected}")]
+    #[error("{}", schema_advice(.found, .expected))]
     Schema {
         /// Version on disk.
         found: u32,
@@ -52,5 +52,22 @@ pub enum StoreError {
 impl Failure for StoreError {
     fn code(&self) -> ErrorCode {
         ErrorCode::Internal
+    }
+}
+
+/// What an operator is told about a store of another format, and what to do about it.
+fn schema_advice(found: &u32, expected: &u32) -> String {
+    let this = crate::version::VERSION;
+    if found > expected {
+        format!(
+            "the store was written by a newer lookout (store schema {found}; lookout {this} reads \
+             up to {expected}) and is left untouched: run that newer version again, or restore a \
+             backup made before the upgrade (`lookout restore`)"
+        )
+    } else {
+        format!(
+            "store schema version {found} is not one lookout {this} can read or move forward \
+             (it reads {expected} and moves 1 and 2 forward)"
+        )
     }
 }

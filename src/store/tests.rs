@@ -414,6 +414,28 @@ async fn a_store_of_schema_1_is_sealed_when_opened_and_keeps_every_message() {
     SledStore::open(dir.path(), StoreOptions::default()).expect("reopen");
 }
 
+/// A store a newer release wrote is refused, untouched, with what to do.
+#[tokio::test]
+async fn a_store_of_a_newer_schema_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().expect("dir");
+    stopped_store_with(dir.path(), 3).await;
+    let schema = super::sled::keys::meta("schema");
+    {
+        let db = raw_sled(&dir.path().join(STORE_DIR));
+        db.insert(&schema, &99u32.to_be_bytes()).expect("schema");
+        db.flush().expect("flush");
+    }
+    let refused = match SledStore::open(dir.path(), StoreOptions::default()) {
+        Ok(_) => panic!("a store of a newer schema opened"),
+        Err(e) => e.to_string(),
+    };
+    assert!(refused.contains("written by a newer lookout"), "{refused}");
+    assert!(refused.contains("restore a backup"), "{refused}");
+    let db = raw_sled(&dir.path().join(STORE_DIR));
+    let kept = db.get(&schema).expect("read").expect("schema");
+    assert_eq!(kept.as_ref(), 99u32.to_be_bytes(), "left untouched");
+}
+
 /// A store written before principals: a user's channels, queue, acknowledgements and
 /// directory entry under the user id alone, and a job under its id. Opened by this version,
 /// each is found under (org, user); a user the directory never saw stays where it was.

@@ -72,8 +72,12 @@ async function main() {
   await page.waitForFunction(() => document.querySelectorAll('#guards .guard[data-user]').length >= 2, null, { timeout: 30000 });
   const first = await moved(page, 10000);
   await page.locator('#plan image').waitFor({ state: 'attached', timeout: 10000 });
+  // The operations panel names the running release.
+  const version = page.locator('#ops dt', { hasText: /^version$/ }).locator('xpath=following-sibling::dd[1]');
+  await version.waitFor({ timeout: 10000 });
   emit({
     event: 'moving',
+    version: await version.textContent(),
     moved: first.count,
     movedAfterMs: first.ms,
     guards: Object.keys(await positions(page)).length,

@@ -70,7 +70,7 @@ impl StompSession {
         let connected = Frame::new("CONNECTED")
             .header("version", *version)
             .header("heart-beat", format!("{ours},{ours}"))
-            .header("server", concat!("lookout/", env!("CARGO_PKG_VERSION")))
+            .header("server", format!("lookout/{}", crate::version::VERSION))
             .header("session", self.conn.session_id.clone())
             .header("user-name", self.conn.identity.user.to_string());
         Ok(Bytes::from(connected.to_bytes()))
