@@ -78,7 +78,6 @@ impl AppState {
             FieldConfig {
                 max_clock_skew: config.field.max_clock_skew,
                 max_fence_vertices: config.field.max_fence_vertices,
-                max_video_frame: config.limits.max_video_frame,
             },
             lanes.urgent.handle().clone(),
         );

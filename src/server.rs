@@ -306,7 +306,7 @@ impl Server {
             // balancer or a supervisor sees why this node goes away. Nothing is acknowledged
             // meanwhile: every commit now fails.
             tracing::error!("the store failed: stopping after the grace period");
-            tokio::time::sleep(state.config.limits.shutdown_grace).await;
+            tokio::time::sleep(state.hub.limits().shutdown_grace).await;
         }
         crate::systemd::stopping();
         if let Some(watchdog) = watchdog {
@@ -320,7 +320,7 @@ impl Server {
         // Socket.IO sessions end like the others; then socketioxide closes what it still holds.
         gateway
             .socketio
-            .close(state.config.limits.shutdown_grace)
+            .close(state.hub.limits().shutdown_grace)
             .await;
         let _ = tls_loop.await;
         if let Some(plain) = plain_loop {
@@ -331,7 +331,7 @@ impl Server {
         let _ = timers.await;
         let _ = cluster_feed.await;
         state.tracker.close();
-        let grace = state.config.limits.shutdown_grace;
+        let grace = state.hub.limits().shutdown_grace;
         if tokio::time::timeout(grace, state.tracker.wait())
             .await
             .is_err()
@@ -366,6 +366,8 @@ impl Server {
 
 /// Waits for SIGHUP and reloads, until the server stops.
 async fn reload_on_sighup(state: Arc<AppState>, reloader: Reloader) {
+    // What the last reload (or the start) put in force: each reload reports what it changed.
+    let mut running = state.config.clone();
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -376,11 +378,20 @@ async fn reload_on_sighup(state: Arc<AppState>, reloader: Reloader) {
     };
     while hangups.recv().await.is_some() {
         crate::systemd::reloading();
-        match reloader()
-            .map_err(|e| e.to_string())
-            .and_then(|c| reload(&state, &c))
-        {
-            Ok(()) => tracing::info!("configuration reloaded"),
+        match reloader().map_err(|e| e.to_string()).and_then(|c| {
+            let done = reload(&state, &running, &c)?;
+            running = Arc::new(c);
+            Ok(done)
+        }) {
+            Ok(done) => {
+                tracing::info!(applied = ?done.applied, restart = ?done.restart, "configuration reloaded");
+                if !done.restart.is_empty() {
+                    tracing::warn!(
+                        keys = ?done.restart,
+                        "changed settings that take effect only after a restart"
+                    );
+                }
+            }
             // A bad file changes nothing: the server keeps running as it was.
             Err(e) => {
                 tracing::error!(error = %e, "reload refused; keeping the running configuration")
@@ -390,9 +401,34 @@ async fn reload_on_sighup(state: Arc<AppState>, reloader: Reloader) {
     }
 }
 
-/// Applies what can change while running: the TLS certificate, the allowed origins and the
-/// limits. Open connections are left as they are; new ones get the new settings.
-pub fn reload(state: &AppState, config: &Config) -> Result<(), String> {
+/// What a reload did with each key that changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Keys in force now, for new connections and requests (open connections keep theirs).
+    pub applied: Vec<String>,
+    /// Keys that take effect at the next start. A limit Socket.IO's engine was built with is
+    /// listed as `key (Socket.IO)`: it applies now to every other transport.
+    pub restart: Vec<String>,
+}
+
+/// Limits socketioxide's engine is built with at start (ping, timeouts, frame sizes).
+const SOCKETIO_AT_START: [&str; 5] = [
+    "limits.ping_interval",
+    "limits.dead_peer_timeout",
+    "limits.handshake_timeout",
+    "limits.max_message_size",
+    "limits.max_video_frame",
+];
+
+/// Whether a reload puts a key in force: the certificate, the allowed origins and the limits
+/// (every limit is read through the hub's reloaded copy). Everything else is read at start.
+fn applies_on_reload(key: &str) -> bool {
+    key == "allowed_origins" || key.starts_with("tls.") || key.starts_with("limits.")
+}
+
+/// Applies what can change while running: the TLS certificate (its files are read again), the
+/// allowed origins and the limits, and reports every key that differs from `running`.
+pub fn reload(state: &AppState, running: &Config, config: &Config) -> Result<Reloaded, String> {
     config.validate().map_err(|e| e.to_string())?;
     let material = tls::load_or_generate(config).map_err(|e| e.to_string())?;
     state.tls.store(material.server);
@@ -400,29 +436,23 @@ pub fn reload(state: &AppState, config: &Config) -> Result<(), String> {
         .origins
         .store(Arc::new(config.allowed_origins.clone()));
     state.hub.set_limits(config.limits.clone());
-    let running = &state.config;
-    let mut needs_restart = Vec::new();
-    if config.listen != running.listen || config.plain_listen != running.plain_listen {
-        needs_restart.push("listen");
-    }
-    if config.data_dir != running.data_dir {
-        needs_restart.push("data_dir");
-    }
-    if config.jwt != running.jwt {
-        needs_restart.push("jwt");
-    }
-    if config.retention != running.retention
-        || config.field != running.field
-        || config.alerts != running.alerts
-        || config.dashboard != running.dashboard
-    {
-        needs_restart.push("retention/field/alerts/dashboard");
-    }
     tracing::info!(fingerprint = %material.fingerprint, "TLS certificate in use for new connections");
-    if !needs_restart.is_empty() {
-        tracing::warn!(keys = ?needs_restart, "changed settings that take effect only after a restart");
+    let before = crate::config::values(running);
+    let mut done = Reloaded::default();
+    for (key, value) in crate::config::values(config) {
+        if before.iter().any(|(k, v)| *k == key && *v == value) {
+            continue;
+        }
+        if SOCKETIO_AT_START.contains(&key.as_str()) {
+            done.restart.push(format!("{key} (Socket.IO)"));
+        }
+        if applies_on_reload(&key) {
+            done.applied.push(key);
+        } else {
+            done.restart.push(key);
+        }
     }
-    Ok(())
+    Ok(done)
 }
 
 /// Trims the channel logs every `retention.interval`, on a task of its own; the engine trims in

@@ -617,3 +617,141 @@ async fn the_version_is_the_same_everywhere_it_is_shown() {
     assert_eq!(stats["version"], version, "{stats}");
     server.stop().await;
 }
+
+/// A reload changes one key of every section: it reports exactly which apply now and which
+/// wait for a restart, and the ones it applies hold for new connections, the handshake
+/// deadline among them (it used to be read once, at start).
+#[tokio::test]
+async fn a_reload_reports_what_applies_now_and_what_needs_a_restart_for_every_section() {
+    use common::*;
+    use lookout::auth::Role;
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("lookout.toml");
+    let plan = dir.path().join("plan.svg");
+    std::fs::write(&plan, "<svg xmlns=\"http://www.w3.org/2000/svg\"/>").expect("plan");
+    let base = "allowed_origins = [\"https://old.example\"]\n";
+    std::fs::write(&config, base).expect("config");
+    let log = dir.path().join("stderr.log");
+    let config_arg = config.display().to_string();
+    let server = Binary::spawn_logging_to(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            &config_arg,
+            "--log-format",
+            "json",
+        ],
+        &dir.path().join("data"),
+        &[("RUST_LOG", "info")],
+        Stdio::from(std::fs::File::create(&log).expect("log file")),
+    );
+    let addr = server.addr;
+    let cert = server.cert_pem();
+    let token = server.token("sup1", Some("acme"), &[Role::Supervisor]);
+
+    // One key of each section.
+    let changed = format!(
+        "allowed_origins = [\"https://new.example\"]\n\
+         [tls]\nnames = [\"lookout.site.lan\"]\n\
+         [jwt]\nleeway = \"45s\"\n\
+         [limits]\nmax_connections_per_user = 2\nhandshake_timeout = \"2s\"\n\
+         [retention]\ninterval = \"2m\"\n\
+         [store]\ncache_capacity = 33554432\n\
+         [cluster]\nnode_id = \"node-b\"\n\
+         [field]\nmax_clock_skew = \"3m\"\n\
+         [alerts]\nlevel2_after = \"6m\"\n\
+         [dashboard]\nsite_plan = \"{}\"\nsite_plan_bounds = [0.0, 0.0, 1.0, 1.0]\n\
+         [metrics]\ntoken = \"a-scraper-token-of-at-least-32-bytes\"\n\
+         [notify]\nmax_outbox = 5000\n\
+         [amqp]\nprefetch = 32\n\
+         [testing]\necho_endpoint = true\n",
+        plan.display()
+    );
+    std::fs::write(&config, changed).expect("config");
+    server.signal("HUP");
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let reloaded = loop {
+        let text = std::fs::read_to_string(&log).expect("log");
+        let record = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|r| r["fields"]["message"] == "configuration reloaded");
+        if let Some(record) = record {
+            break record;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reload reported: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let keys = |field: &str| -> Vec<String> {
+        let listed = reloaded["fields"][field].as_str().unwrap_or_default();
+        listed
+            .trim_matches(|c| c == '[' || c == ']')
+            .split(", ")
+            .filter(|k| !k.is_empty())
+            .map(|k| k.trim_matches('"').to_string())
+            .collect()
+    };
+    let mut applied = keys("applied");
+    applied.sort();
+    assert_eq!(
+        applied,
+        [
+            "allowed_origins",
+            "limits.handshake_timeout",
+            "limits.max_connections_per_user",
+            "tls.names"
+        ],
+        "{reloaded}"
+    );
+    let mut restart = keys("restart");
+    restart.sort();
+    assert_eq!(
+        restart,
+        [
+            "alerts.level2_after",
+            "amqp.prefetch",
+            "cluster.node_id",
+            "dashboard.site_plan",
+            "dashboard.site_plan_bounds",
+            "field.max_clock_skew",
+            "jwt.leeway",
+            "limits.handshake_timeout (Socket.IO)",
+            "metrics.token",
+            "notify.max_outbox",
+            "retention.interval",
+            "store.cache_capacity",
+            "testing.echo_endpoint",
+        ],
+        "{reloaded}"
+    );
+
+    // What applies, holds: the new origin and the new per-user bound …
+    let origin = "https://new.example";
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            connect_with_origin(&cert, addr, &token, origin)
+                .await
+                .expect("the new origin is allowed"),
+        );
+    }
+    let third = connect_with_origin(&cert, addr, &token, origin).await;
+    assert_eq!(refusal(third.err().expect("refused")).0, 429);
+    // … and the new handshake deadline: a connection that sends nothing is closed after 2 s,
+    // long before the 10 s it was given at start.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+    let mut byte = [0u8; 1];
+    let closed =
+        tokio::time::timeout(std::time::Duration::from_secs(8), silent.read(&mut byte)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent connection outlived the reloaded handshake deadline: {closed:?}"
+    );
+}

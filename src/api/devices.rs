@@ -131,7 +131,7 @@ pub async fn load_revocations(state: &AppState) -> Result<usize, StoreError> {
 /// holds no place: after a few shift changes the org could otherwise enroll no one).
 /// Called under the link-exchange lock, so the count is exact on this node.
 pub async fn check_quota(state: &AppState, org: &str) -> Result<(), HttpError> {
-    let max = state.config.limits.max_devices_per_org;
+    let max = state.hub.limits().max_devices_per_org;
     let session = state.config.field.guard_session.as_millis() as u64;
     let now = now_millis();
     let devices: Vec<Device> = state.store.load_all(Records::Devices).await?;

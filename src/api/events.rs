@@ -46,7 +46,7 @@ pub async fn events(call: Call) -> Result<Response<Body>, HttpError> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(EVENT_QUEUE);
     let hub = state.hub.clone();
     let shutdown = state.shutdown.clone();
-    let keepalive = state.config.limits.ping_interval;
+    let keepalive = state.hub.limits().ping_interval;
     let max_bytes = state.hub.limits().max_response_bytes;
     state.tracker.spawn(async move {
         let _admission = admission;

@@ -85,8 +85,8 @@ impl Call {
     /// The request body, at most `limits.max_message_size` bytes, arriving within
     /// `limits.body_timeout` (a client trickling its body holds a task and a buffer).
     pub async fn body(self) -> Result<Bytes, HttpError> {
-        let limit = self.state.config.limits.max_message_size;
-        let deadline = self.state.config.limits.body_timeout;
+        let limits = self.state.hub.limits();
+        let (limit, deadline) = (limits.max_message_size, limits.body_timeout);
         let collected = tokio::time::timeout(
             deadline,
             Limited::new(self.req.into_body(), limit).collect(),

@@ -121,8 +121,13 @@ pub fn keys_help() -> String {
 
 /// The default configuration as dotted key → display value.
 pub fn default_values() -> Vec<(String, String)> {
+    values(&Config::default())
+}
+
+/// A configuration as dotted key → display value, one entry per documented key.
+pub fn values(config: &Config) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    match serde_json::to_value(Config::default()) {
+    match serde_json::to_value(config) {
         Ok(v) => flatten("", &v, &mut out),
         Err(e) => out.push(("<error>".into(), e.to_string())),
     }

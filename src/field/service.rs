@@ -28,8 +28,6 @@ pub struct FieldConfig {
     pub max_clock_skew: Duration,
     /// Vertices a polygon fence may have.
     pub max_fence_vertices: usize,
-    /// Largest video frame payload.
-    pub max_video_frame: usize,
 }
 
 /// Result of a publish through the field layer.

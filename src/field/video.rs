@@ -17,14 +17,16 @@ impl Field {
             return bad("a video frame needs `ts`: ms since the Unix epoch");
         }
         match map_field(data, "data") {
-            Some(rmpv::Value::Binary(bytes)) if bytes.len() <= self.config.max_video_frame => {
-                Ok(())
+            Some(rmpv::Value::Binary(bytes)) => {
+                let max = self.hub.limits().max_video_frame;
+                if bytes.len() <= max {
+                    return Ok(());
+                }
+                Err(FieldError::TooLarge(format!(
+                    "video frame of {} bytes over the {max} byte limit",
+                    bytes.len()
+                )))
             }
-            Some(rmpv::Value::Binary(bytes)) => Err(FieldError::TooLarge(format!(
-                "video frame of {} bytes over the {} byte limit",
-                bytes.len(),
-                self.config.max_video_frame
-            ))),
             _ => bad("a video frame needs `data` as bytes (use lookout.msgpack)"),
         }
     }

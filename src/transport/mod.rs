@@ -142,7 +142,7 @@ pub async fn accept_loop(
         };
         // The configuration current now: a reload changes it for new connections.
         let config = tls.load_full();
-        let handshake = gateway.app.config.limits.handshake_timeout;
+        let handshake = limits.handshake_timeout;
         let workers = workers.clone();
         let lane = gateway.app.lanes.handshakes.handle().clone();
         // The socket stays registered with the workers' reactor; only the handshake's steps run
@@ -184,7 +184,7 @@ async fn serve_http<S>(
         let gateway = service_gateway.clone();
         async move { Ok::<_, Infallible>(route(gateway, peer, secure, req).await) }
     });
-    let limits = &gateway.app.config.limits;
+    let limits = gateway.app.hub.limits();
     // Without a timer hyper silently ignores header_read_timeout (slowloris).
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

@@ -87,7 +87,7 @@ pub async fn handle(
         },
         tls = secure,
     );
-    let handshake = state.config.limits.handshake_timeout;
+    let handshake = state.hub.limits().handshake_timeout;
     let tracker = state.tracker.clone();
     tracker.spawn(
         async move {
@@ -99,7 +99,7 @@ pub async fn handle(
             let (admitted, speaks) = match admitted {
                 Some(admitted) => {
                     let speaks = if choice.stomp {
-                        Speaks::Stomp(crate::stomp::parser(&state.config.limits), None)
+                        Speaks::Stomp(crate::stomp::parser(&state.hub.limits()), None)
                     } else {
                         Speaks::Native
                     };
@@ -149,7 +149,7 @@ pub async fn echo(
         Ok(pair) => pair,
         Err(e) => return HttpError::new(ErrorCode::BadRequest, e.to_string()).response(),
     };
-    let handshake = state.config.limits.handshake_timeout;
+    let handshake = state.hub.limits().handshake_timeout;
     state.tracker.spawn(
         async move {
             match tokio::time::timeout(handshake, upgrade).await {
@@ -225,8 +225,8 @@ async fn admit_on_connect(
     choice: &Choice,
     peer: SocketAddr,
 ) -> Option<(Admitted, Parser, StompFrame)> {
-    let handshake = state.config.limits.handshake_timeout;
-    let mut parser = crate::stomp::parser(&state.config.limits);
+    let handshake = state.hub.limits().handshake_timeout;
+    let mut parser = crate::stomp::parser(&state.hub.limits());
     let read = match tokio::time::timeout(handshake, read_connect(ws, &mut parser)).await {
         Ok(result) => result,
         Err(_) => Err((

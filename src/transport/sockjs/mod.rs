@@ -217,7 +217,7 @@ async fn session_for<B>(
     let (conn, rx, admission) =
         admission::admit(state, &token, Encoding::Json, protocol, peer).await?;
     let (inbox, inbox_rx) = mpsc::channel(INBOX);
-    let session = HttpSession::new(conn.clone(), inbox, state.config.limits.outbound_queue);
+    let session = HttpSession::new(conn.clone(), inbox, state.hub.limits().outbound_queue);
     {
         let mut map = sessions.map.lock();
         if map.contains_key(id) {
@@ -238,7 +238,7 @@ async fn session_for<B>(
     );
     let ctx = state.session_context();
     let speaks = if stomp {
-        Speaks::Stomp(crate::stomp::parser(&state.config.limits), None)
+        Speaks::Stomp(crate::stomp::parser(&state.hub.limits()), None)
     } else {
         Speaks::Native
     };
@@ -294,7 +294,7 @@ async fn receive(
     }
     session.conn.touch();
     let guard = Receiving(session.clone());
-    let heartbeat = state.config.limits.ping_interval;
+    let heartbeat = state.hub.limits().ping_interval;
     if kind == Kind::Poll {
         let frame = match session.take(heartbeat).await {
             Taken::Messages(a) => a,
@@ -368,7 +368,7 @@ async fn send(
         Err(refused) => return refused.response(),
     };
     // A message may grow by its JSON escapes.
-    let limit = state.config.limits.max_message_size * 2 + 64;
+    let limit = state.hub.limits().max_message_size * 2 + 64;
     let body = match Limited::new(req.into_body(), limit).collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => return error_response(413, ErrorCode::TooLarge, "body too large"),
@@ -382,7 +382,7 @@ async fn send(
         }
     };
     session.conn.touch();
-    let wait = state.config.limits.write_timeout;
+    let wait = state.hub.limits().write_timeout;
     for message in messages {
         match tokio::time::timeout(wait, session.inbox.send(message)).await {
             Ok(Ok(())) => {}
