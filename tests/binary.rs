@@ -248,3 +248,23 @@ fn every_toml_example_in_the_readme_loads() {
     }
     assert!(examples >= 4, "{examples} TOML examples found");
 }
+
+/// `docs/configuration.md` is generated from the keys' declarations and never stale:
+/// `LOOKOUT_WRITE_DOCS=1 cargo test --test binary the_configuration_reference` rewrites it.
+#[test]
+fn the_configuration_reference_is_generated_from_the_declarations() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");
+    let generated = lookout::config::reference_markdown();
+    if std::env::var_os("LOOKOUT_WRITE_DOCS").is_some() {
+        std::fs::write(path, &generated).expect("write docs/configuration.md");
+    }
+    let written = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        written == generated,
+        "docs/configuration.md is stale: run LOOKOUT_WRITE_DOCS=1 cargo test --test binary \
+         the_configuration_reference"
+    );
+    for (key, _) in lookout::config::KEYS {
+        assert!(written.contains(&format!("| `{key}` |")), "{key} is listed");
+    }
+}

@@ -119,6 +119,37 @@ pub fn keys_help() -> String {
     out
 }
 
+/// `docs/configuration.md`: every key with its environment variable, default and help line, as
+/// the tables declare them (a test keeps the file equal to this).
+pub fn reference_markdown() -> String {
+    let defaults = default_values();
+    let cell = |text: &str| text.replace('|', "\\|");
+    let mut out = String::from(
+        "# Configuration reference\n\n\
+         Generated from the declarations in `src/config/` (`LOOKOUT_WRITE_DOCS=1 cargo test \\\n\
+         --test binary the_configuration_reference` rewrites it); a test fails when it is stale.\n\n\
+         Sources, later ones winning: defaults, `lookout.toml` in the working directory (or\n\
+         `--config FILE`), `LOOKOUT_*` environment variables (nested keys joined by `__`), then\n\
+         flags (`--listen`, `--data-dir`). `lookout check-config` validates a configuration;\n\
+         `SIGHUP` reloads it (the log says which changed keys apply now).\n\n\
+         | key | environment variable | default | meaning |\n| --- | --- | --- | --- |\n",
+    );
+    for (key, help) in KEYS {
+        let env = format!("LOOKOUT_{}", key.replace('.', "__").to_uppercase());
+        let default = defaults
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        out.push_str(&format!(
+            "| `{key}` | `{env}` | `{}` | {} |\n",
+            cell(default),
+            cell(help)
+        ));
+    }
+    out
+}
+
 /// The default configuration as dotted key → display value.
 pub fn default_values() -> Vec<(String, String)> {
     values(&Config::default())
