@@ -64,7 +64,7 @@ pub struct Server {
     state: Arc<AppState>,
     listener: TcpListener,
     plain: Option<TcpListener>,
-    reloader: Option<Reloader>,
+    reloader: Option<(Reloader, tokio::signal::unix::Signal)>,
     /// Facts about the TLS certificate in use.
     pub certificate: CertificateInfo,
 }
@@ -218,9 +218,15 @@ impl Server {
         &self.state
     }
 
-    /// Reload the configuration with `reloader` on SIGHUP while running.
+    /// Reload the configuration with `reloader` on SIGHUP while running. SIGHUP is caught from
+    /// now on: a reload asked for as soon as the service says it listens (systemd, a test)
+    /// waits for the server to run instead of ending the process, as SIGHUP's default does.
     pub fn reload_with(mut self, reloader: Reloader) -> Self {
-        self.reloader = Some(reloader);
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(hangups) => self.reloader = Some((reloader, hangups)),
+            Err(e) => tracing::error!(error = %e, "cannot listen for SIGHUP; reloads are off"),
+        }
         self
     }
 
@@ -278,9 +284,9 @@ impl Server {
             self.listener,
             Some(state.tls.clone()),
         ));
-        let reloads = self
-            .reloader
-            .map(|reloader| tokio::spawn(reload_on_sighup(state.clone(), reloader)));
+        let reloads = self.reloader.map(|(reloader, hangups)| {
+            tokio::spawn(reload_on_sighup(state.clone(), reloader, hangups))
+        });
         let plain_loop = self
             .plain
             .map(|l| tokio::spawn(transport::accept_loop(gateway.clone(), l, None)));
@@ -365,17 +371,13 @@ impl Server {
 }
 
 /// Waits for SIGHUP and reloads, until the server stops.
-async fn reload_on_sighup(state: Arc<AppState>, reloader: Reloader) {
+async fn reload_on_sighup(
+    state: Arc<AppState>,
+    reloader: Reloader,
+    mut hangups: tokio::signal::unix::Signal,
+) {
     // What the last reload (or the start) put in force: each reload reports what it changed.
     let mut running = state.config.clone();
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGHUP; reloads are off");
-            return;
-        }
-    };
     while hangups.recv().await.is_some() {
         crate::systemd::reloading();
         match reloader().map_err(|e| e.to_string()).and_then(|c| {
