@@ -102,27 +102,48 @@ pub const KEYS: &[(&str, &str)] = <Config as Section>::HELP;
 
 /// The help text listing every key, its environment variable and its default.
 pub fn keys_help() -> String {
-    let defaults = default_values();
     let mut out =
         String::from("Configuration keys (lookout.toml key / LOOKOUT_* variable, default):\n");
-    for (key, doc) in KEYS {
-        let env = format!("LOOKOUT_{}", key.replace('.', "__").to_uppercase());
-        let default = defaults
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("");
+    for Documented {
+        key,
+        env,
+        default,
+        help,
+    } in documented()
+    {
         out.push_str(&format!(
-            "  {key}  ({env}, default {default})\n      {doc}\n"
+            "  {key}  ({env}, default {default})\n      {help}\n"
         ));
     }
     out
 }
 
+/// One key as the help and the reference show it.
+struct Documented {
+    key: &'static str,
+    env: String,
+    default: String,
+    help: &'static str,
+}
+
+/// Every key in [`KEYS`]'s order, with its environment variable and default.
+fn documented() -> impl Iterator<Item = Documented> {
+    let defaults = default_values();
+    KEYS.iter().map(move |(key, help)| Documented {
+        key,
+        env: format!("LOOKOUT_{}", key.replace('.', "__").to_uppercase()),
+        default: defaults
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
+        help,
+    })
+}
+
 /// `docs/configuration.md`: every key with its environment variable, default and help line, as
 /// the tables declare them (a test keeps the file equal to this).
 pub fn reference_markdown() -> String {
-    let defaults = default_values();
     let cell = |text: &str| text.replace('|', "\\|");
     let mut out = String::from(
         "# Configuration reference\n\n\
@@ -134,16 +155,16 @@ pub fn reference_markdown() -> String {
          `SIGHUP` reloads it (the log says which changed keys apply now).\n\n\
          | key | environment variable | default | meaning |\n| --- | --- | --- | --- |\n",
     );
-    for (key, help) in KEYS {
-        let env = format!("LOOKOUT_{}", key.replace('.', "__").to_uppercase());
-        let default = defaults
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("");
+    for Documented {
+        key,
+        env,
+        default,
+        help,
+    } in documented()
+    {
         out.push_str(&format!(
             "| `{key}` | `{env}` | `{}` | {} |\n",
-            cell(default),
+            cell(&default),
             cell(help)
         ));
     }
