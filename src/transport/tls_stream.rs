@@ -91,8 +91,58 @@ fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-fn too_small(e: InsufficientSizeError) -> usize {
-    e.required_size
+/// Why rustls did not write into the buffer it was given.
+enum Refused {
+    /// The buffer must be this large.
+    Needs(usize),
+    /// It cannot write at all.
+    Cannot(String),
+}
+
+impl From<EncodeError> for Refused {
+    fn from(e: EncodeError) -> Self {
+        match e {
+            EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
+                Refused::Needs(required_size)
+            }
+            other => Refused::Cannot(other.to_string()),
+        }
+    }
+}
+
+impl From<EncryptError> for Refused {
+    fn from(e: EncryptError) -> Self {
+        match e {
+            EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
+                Refused::Needs(required_size)
+            }
+            other => Refused::Cannot(other.to_string()),
+        }
+    }
+}
+
+/// Appends to `outgoing` what `write` puts into a buffer: `room` bytes are offered first, then
+/// exactly as many as rustls says it needs.
+fn append(
+    outgoing: &mut Vec<u8>,
+    mut room: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, Refused>,
+) -> io::Result<()> {
+    let start = outgoing.len();
+    loop {
+        outgoing.resize(start + room, 0);
+        match write(&mut outgoing[start..]) {
+            Ok(n) => {
+                outgoing.truncate(start + n);
+                return Ok(());
+            }
+            Err(Refused::Needs(size)) => room = size,
+            Err(Refused::Cannot(why)) => {
+                outgoing.truncate(start);
+                return Err(io::Error::other(why));
+            }
+        }
+    }
 }
 
 impl<IO> TlsStream<IO>
@@ -127,12 +177,8 @@ where
                     incoming.drain(..discard.min(incoming.len()));
                     let UnbufferedStatus { state, .. } = conn.process_tls_records(incoming);
                     if let Ok(ConnectionState::EncodeTlsData(mut alert)) = state {
-                        let start = outgoing.len();
-                        outgoing.resize(start + 64, 0);
-                        match alert.encode(&mut outgoing[start..]) {
-                            Ok(n) => outgoing.truncate(start + n),
-                            Err(_) => outgoing.truncate(start),
-                        }
+                        // Best effort: the error below is what the caller hears either way.
+                        let _ = append(outgoing, 64, |buf| Ok(alert.encode(buf)?));
                     }
                     let e = tls_error(e);
                     *failed = Some(e.kind());
@@ -159,22 +205,7 @@ where
                     None
                 }
                 ConnectionState::EncodeTlsData(mut encode) => {
-                    let start = outgoing.len();
-                    let mut room = 1024;
-                    loop {
-                        outgoing.resize(start + room, 0);
-                        match encode.encode(&mut outgoing[start..]) {
-                            Ok(n) => {
-                                outgoing.truncate(start + n);
-                                break;
-                            }
-                            Err(EncodeError::InsufficientSize(e)) => room = too_small(e),
-                            Err(e) => {
-                                outgoing.truncate(start);
-                                return Err(io::Error::other(e.to_string()));
-                            }
-                        }
-                    }
+                    append(outgoing, 1024, |buf| Ok(encode.encode(buf)?))?;
                     None
                 }
                 // What was encoded is in `outgoing`, which is sent before anything waits.
@@ -195,43 +226,14 @@ where
                 ConnectionState::WriteTraffic(mut traffic) => {
                     let mut encrypted = 0;
                     if !write.is_empty() {
-                        let start = outgoing.len();
                         // Records add at most a header, a tag and the content type each.
-                        let mut room = write.len() + 64 * (write.len() / WRITE_CHUNK + 1);
-                        loop {
-                            outgoing.resize(start + room, 0);
-                            match traffic.encrypt(write, &mut outgoing[start..]) {
-                                Ok(n) => {
-                                    outgoing.truncate(start + n);
-                                    encrypted = write.len();
-                                    break;
-                                }
-                                Err(EncryptError::InsufficientSize(e)) => room = too_small(e),
-                                Err(e) => {
-                                    outgoing.truncate(start);
-                                    return Err(io::Error::other(e.to_string()));
-                                }
-                            }
-                        }
+                        let room = write.len() + 64 * (write.len() / WRITE_CHUNK + 1);
+                        append(outgoing, room, |buf| Ok(traffic.encrypt(write, buf)?))?;
+                        encrypted = write.len();
                     }
                     if close && !*close_queued {
-                        let start = outgoing.len();
-                        let mut room = 64;
-                        loop {
-                            outgoing.resize(start + room, 0);
-                            match traffic.queue_close_notify(&mut outgoing[start..]) {
-                                Ok(n) => {
-                                    outgoing.truncate(start + n);
-                                    *close_queued = true;
-                                    break;
-                                }
-                                Err(EncryptError::InsufficientSize(e)) => room = too_small(e),
-                                Err(e) => {
-                                    outgoing.truncate(start);
-                                    return Err(io::Error::other(e.to_string()));
-                                }
-                            }
-                        }
+                        append(outgoing, 64, |buf| Ok(traffic.queue_close_notify(buf)?))?;
+                        *close_queued = true;
                     }
                     Some(Processed::Writable { encrypted })
                 }
