@@ -19,13 +19,13 @@ fn the_systemd_unit_verifies() {
     )
     .expect("unit");
     // verify checks that ExecStart exists: point it at the binary under test.
-    assert!(unit.contains("ExecStart=/usr/local/bin/lookout serve"));
-    let unit = unit.replace("/usr/local/bin/lookout", env!("CARGO_BIN_EXE_lookout"));
+    assert!(unit.contains("ExecStart=/usr/bin/lookout serve --config /etc/lookout/lookout.toml\n"));
+    let unit = unit.replace("/usr/bin/lookout", env!("CARGO_BIN_EXE_lookout"));
     for directive in [
         "Type=notify",
         "WatchdogSec=",
         "Restart=on-failure",
-        "DynamicUser=yes",
+        "User=lookout",
         "StateDirectory=lookout",
         "ConfigurationDirectory=lookout",
         "ProtectSystem=strict",

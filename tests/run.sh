@@ -47,6 +47,24 @@ if ! need systemd-analyze; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq systemd
 fi
+# The Debian package's install test (tests/install.rs) boots a minimal Debian with systemd in a
+# container: debootstrap makes the tree, systemd-nspawn boots it, dpkg-dev's dpkg-shlibdeps
+# names the package's library dependencies, curl plays the phone.
+if ! need debootstrap || ! need systemd-nspawn || ! need dpkg-shlibdeps || ! need curl; then
+    step "installing debootstrap, systemd-container, dpkg-dev and curl (Debian packages)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq debootstrap systemd-container dpkg-dev curl
+fi
+# The tree takes a minute to download and unpack: started now, in its own process group, so it
+# is ready when the test comes (the test waits for it, or makes it if this did not), and
+# stopped by that group's id if this run ends first.
+install_test_dir="${CARGO_TARGET_DIR:-target}/install-test"
+mkdir -p "$install_test_dir"
+setsid bash tests/install/rootfs.sh "$install_test_dir/debian" \
+    >"$install_test_dir/rootfs.log" 2>&1 &
+rootfs_pid=$!
+trap 'kill -- -"$rootfs_pid" 2>/dev/null || true' EXIT
+
 # `npm ci` when the lock file changed since the last install (or there is none).
 if ! cmp -s tests/node/package-lock.json tests/node/node_modules/.package-lock.json.installed; then
     step "npm ci (tests/node)"

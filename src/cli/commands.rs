@@ -10,12 +10,16 @@ use crate::auth::{Authenticator, Role, Roles};
 use crate::config::Config;
 use crate::server::{print_certificate, shutdown_signal, Server};
 
-pub(super) fn serve(config: Config, reloader: crate::server::Reloader) -> ExitCode {
+pub(super) fn serve(
+    config: Config,
+    reloader: crate::server::Reloader,
+    config_file: Option<&std::path::Path>,
+) -> ExitCode {
+    let mint = token_recipe(&config, config_file);
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
-        let data_dir = config.data_dir.clone();
         let server = match Server::bind(config).await {
             Ok(s) => s.reload_with(reloader),
             Err(e) => {
@@ -27,16 +31,28 @@ pub(super) fn serve(config: Config, reloader: crate::server::Reloader) -> ExitCo
         let stop = shutdown_signal();
         let addr = server.local_addr();
         print_certificate(&server.certificate);
-        println!(
-            "mint a token: lookout token --data-dir {} --sub alice --org demo --role supervisor",
-            data_dir.display()
-        );
+        println!("mint a token: {mint}");
         if let Some(plain) = server.plain_addr() {
             println!("plain HTTP (behind a TLS proxy only) on http://{plain}");
         }
         println!("lookout listening on https://{addr}");
         exit_code(server.run(stop).await)
     })
+}
+
+/// The command an operator runs to mint a token for this server: with the same configuration
+/// file (or data directory) and, under systemd, as the service's user (systemd sets `USER` for
+/// a unit with `User=`), so that it reads the secret the service signs with.
+fn token_recipe(config: &Config, config_file: Option<&std::path::Path>) -> String {
+    let source = match config_file {
+        Some(file) => format!("--config {}", file.display()),
+        None => format!("--data-dir {}", config.data_dir.display()),
+    };
+    let user = match (std::env::var("INVOCATION_ID"), std::env::var("USER")) {
+        (Ok(_), Ok(user)) if !user.is_empty() && user != "root" => format!("sudo -u {user} "),
+        _ => String::new(),
+    };
+    format!("{user}lookout token {source} --sub alice --org demo --role supervisor")
 }
 
 /// The key that names the shared Redis in `config`.

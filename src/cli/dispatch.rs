@@ -56,7 +56,7 @@ pub fn main() -> ExitCode {
             let reloader: crate::server::Reloader = Box::new(move || {
                 config::load(path.as_deref(), &reload_overrides).map_err(|e| e.to_string())
             });
-            serve(config, reloader)
+            serve(config, reloader, cli.config.as_deref())
         }
         Command::Demo(args) => demo(config, &args),
         Command::Simulate(args) => simulate(&config, &args),
