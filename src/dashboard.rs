@@ -19,7 +19,25 @@ use crate::http::{full, Body};
 #[folder = "web/"]
 // Documentation images are for the README, not the appliance.
 #[exclude = "docs/*"]
+// The client's package files for npm; its code is served (see `served_file`).
+#[exclude = "lookout-client/package.json"]
+#[exclude = "lookout-client/README.md"]
+#[exclude = "lookout-client/index.d.ts"]
+#[exclude = "lookout-client/node_modules/*"]
 struct Assets;
+
+/// The embedded file behind a request path (without its leading `/`). The client's package,
+/// `web/lookout-client/`, is served at the root, where pages have always loaded it:
+/// `/lookout-client.js`, and `/vendor/…`, the modules it imports relative to itself.
+fn served_file(path: &str) -> Option<rust_embed::EmbeddedFile> {
+    if path.starts_with("lookout-client/") {
+        return None;
+    }
+    if path == "lookout-client.js" || path.starts_with("vendor/") {
+        return Assets::get(&format!("lookout-client/{path}"));
+    }
+    Assets::get(path)
+}
 
 /// Scripts, styles, images and connections from this origin only; video frames are drawn from
 /// `blob:` URLs made in the page.
@@ -37,7 +55,7 @@ pub fn serve<B>(req: &Request<B>) -> Option<Response<Body>> {
         "/guard" | "/guard/" => "guard/index.html",
         p => p.strip_prefix('/')?,
     };
-    let file = Assets::get(path)?;
+    let file = served_file(path)?;
     let etag = format!("\"{}\"", hex::encode(file.metadata.sha256_hash()));
     let mut response = if req
         .headers()

@@ -1,5 +1,6 @@
-//! web/lookout-client.js under Node.js (tests/node/client.mjs): reconnection with resume across
-//! a `kill -9` of the real binary, and the long-poll fallback when WebSocket is blocked.
+//! The lookout-client package (web/lookout-client/) under Node.js (tests/node/client.mjs,
+//! which imports it by its name): reconnection with resume across a `kill -9` of the real
+//! binary, and the long-poll fallback when WebSocket is blocked.
 
 mod common;
 

@@ -169,13 +169,30 @@ async fn dashboard_files_are_served_with_types_validators_and_a_strict_policy() 
             .expect("get");
         assert_eq!(again.status(), 304, "{path} revalidates");
     }
-    // README images are not shipped; unknown paths are the API's 404.
-    let docs = http
-        .get(server.https("/docs/dashboard.png"))
+    // The client's package (web/lookout-client/) is served at the root: its code as it is in
+    // the package, its npm files not at all, nor the package under its folder's name.
+    let client = http
+        .get(server.https("/lookout-client.js"))
         .send()
         .await
         .expect("get");
-    assert_eq!(docs.status(), 404);
+    let source = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web/lookout-client/lookout-client.js"),
+    )
+    .expect("web/lookout-client/lookout-client.js");
+    assert!(client.text().await.expect("text") == source);
+    // README images are not shipped; unknown paths are the API's 404.
+    for path in [
+        "/docs/dashboard.png",
+        "/lookout-client/lookout-client.js",
+        "/lookout-client/package.json",
+        "/lookout-client/index.d.ts",
+        "/lookout-client/README.md",
+        "/lookout-client/vendor/msgpack/index.mjs",
+    ] {
+        let response = http.get(server.https(path)).send().await.expect("get");
+        assert_eq!(response.status(), 404, "{path}");
+    }
     server.stop().await;
 }
 
@@ -343,8 +360,9 @@ async fn the_guard_app_is_installable_and_its_worker_keeps_every_file_it_needs_o
         let response = get(&format!("/{path}")).await.expect("get");
         assert_eq!(response.status(), 200, "/{path} is in the shell and served");
     }
-    // Every module the client may import is kept: MessagePack is loaded lazily.
-    let vendor = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web");
+    // Every module the client may import is kept: MessagePack is loaded lazily. The client's
+    // package (web/lookout-client/) is served at the root.
+    let vendor = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web/lookout-client");
     let mut stack = vec![vendor.join("vendor")];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).expect("read_dir").flatten() {
@@ -352,7 +370,9 @@ async fn the_guard_app_is_installable_and_its_worker_keeps_every_file_it_needs_o
             if path.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "mjs") {
-                let rel = path.strip_prefix(&vendor).expect("under web/");
+                let rel = path
+                    .strip_prefix(&vendor)
+                    .expect("under web/lookout-client/");
                 let rel = rel.to_string_lossy();
                 assert!(
                     shell.contains(&&*rel),

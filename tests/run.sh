@@ -17,7 +17,7 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
     need rustup && rustup component add rustfmt clippy
 fi
 
-# Real JavaScript clients (stomp.js, sockjs-client, lookout-client.js) run under Node.js.
+# Real JavaScript clients (stomp.js, sockjs-client, the lookout-client package) run under Node.js.
 if ! need node || ! need npm; then
     step "installing Node.js and npm (Debian packages)"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -1,4 +1,4 @@
-// Drives web/lookout-client.js under Node.js for tests/client.rs.
+// Drives the lookout-client package (web/lookout-client/) under Node.js for tests/client.rs.
 //
 // LOOKOUT_MODE=resume: subscribe, then report every message until LOOKOUT_EXPECT of them
 //   arrived, across whatever the server goes through (the test kills and restarts it).
@@ -8,7 +8,7 @@
 // Steps are JSON lines on stdout; the Rust test makes the assertions.
 import fs from 'node:fs';
 import WebSocket from 'ws';
-import { LookoutClient } from '../../web/lookout-client.js';
+import { LookoutClient } from 'lookout-client';
 
 const env = (name) => {
   const value = process.env[name];

@@ -10,8 +10,10 @@
 //   long-poll endpoint, and it keeps trying WebSocket and goes back to it when it can.
 // Publishes made while offline wait in a bounded outbox and go out on the next connection.
 // MessagePack (`encoding: 'msgpack'`) loads the vendored @msgpack/msgpack from ./vendor/.
+// The npm package `lookout-client` is this folder (types in index.d.ts); the server serves this
+// file at /lookout-client.js and ./vendor/ at /vendor/.
 //
-//   import { LookoutClient } from './lookout-client.js';
+//   import { LookoutClient } from 'lookout-client';   // or '/lookout-client.js' in a page
 //   const client = new LookoutClient({ url: 'wss://site:8443/ws', token: () => getToken() });
 //   client.on('state', (s) => console.log(s));      // connecting, open, polling, offline, closed
 //   client.subscribe('/topic/org/acme/alerts', (data, message) => { … });
@@ -83,6 +85,10 @@ export class LookoutClient {
     this.polling = null;
     this.closed = true;
     this.epoch = null;
+    this.sessionId = null;
+    this.codecInUse = null;
+    this.watchdog = null;
+    this.lastFrameAt = 0;
   }
 
   /** Listens to `state`, `message`, `reset`, `gap`, `notice`, `error`; returns an unsubscriber. */
