@@ -2,7 +2,7 @@
 """Writes the licence texts of everything linked into the `lookout` binary, for the package's
 /usr/share/doc/lookout/copyright: each crate the binary depends on (normal dependencies, not
 build or dev ones), found through `cargo metadata`, with the licence files its source ships,
-and the JavaScript vendored into web/vendor.
+and the JavaScript vendored under web/.
 
 Usage: licenses.py REPO_ROOT [TARGET_TRIPLE] > third-party.txt. A crate whose published source
 carries no licence file is listed with its SPDX expression (and named on stderr). Identical
@@ -75,9 +75,10 @@ for n, (text, users) in enumerate(texts.items(), 1):
     out.append(text)
     out.append("")
 
-for f in sorted((root / "web/vendor").glob("*/LICENSE")):
+for f in sorted(root.glob("web/**/vendor/*/LICENSE")):
     out.append("=" * 78)
-    out.append(f"{f.parent.name} (JavaScript, web/vendor/{f.parent.name}, served by the dashboard)")
+    where = f.parent.relative_to(root)
+    out.append(f"{f.parent.name} (JavaScript, {where}, served to the dashboard and the guard app)")
     out.append(f.read_text(errors="replace").rstrip())
     out.append("")
 
