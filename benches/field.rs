@@ -3,7 +3,11 @@
 //!   `Field::publish` (rights, validation, durable log with group commit, org fan-in, geofence
 //!   checks and any alerts they raise);
 //! - PANIC latency: a guard publishes a PANIC over a real TLS WebSocket until a supervisor,
-//!   subscribed to the org's alerts over another, receives it: p50/p99.
+//!   subscribed to the org's alerts over another, receives it: p50/p99;
+//! - disk per location fix: guards publish fixes as the guard app sends them (accuracy,
+//!   heading, speed, battery, an idempotency key each), then the store's size on disk (sled's
+//!   own count, `lookout_store_size_bytes`, and the files of `data_dir/store`) over the fixes
+//!   stored: what docs/install.md's sizing is derived from.
 //!
 //! `cargo bench --bench field`. Under `cargo test` it only runs a short pass.
 
@@ -54,20 +58,42 @@ async fn start() -> (Server, tempfile::TempDir) {
     config.limits.messages_per_second = 1_000_000;
     config.limits.message_burst = 1_000_000;
     config.limits.max_connections_per_user = 10_000;
+    // The PANIC latency takes 300 samples from one guard in a few seconds.
+    config.limits.alerts_per_minute = 100_000;
     (Server::bind(config).await.expect("bind"), dir)
 }
 
-async fn ingest(duration: Duration) -> (usize, Duration) {
-    let (server, _dir) = start().await;
-    let state = server.state().clone();
-    let store = state.store.clone();
+/// A server on a fresh data directory whose store runs its flusher and knows the guards `g0`,
+/// `g1`, … of the org `bench`.
+async fn with_guards(guards: usize) -> (Server, tempfile::TempDir, lookout::store::Background) {
+    let (server, dir) = start().await;
+    let store = server.state().store.clone();
     let flusher = store.clone().start();
-    for g in 0..GUARDS {
+    for g in 0..guards {
         store
             .remember_user(&format!("g{g}"), "bench", 0)
             .await
             .expect("directory");
     }
+    (server, dir, flusher)
+}
+
+/// Publishes one location fix of `who` on its own channel, in MessagePack as a phone sends it.
+async fn publish_fix(field: &lookout::field::Field, who: &Identity, fix: Value, key: Option<&str>) {
+    let req = Publish {
+        channel: &format!("/topic/location/{}", who.user),
+        to: None,
+        owner: None,
+        data: rmpv::ext::to_value(fix).expect("data"),
+        ack_required: false,
+        idempotency_key: key,
+    };
+    field.publish(who, req).await.expect("publish");
+}
+
+async fn ingest(duration: Duration) -> (usize, Duration) {
+    let (server, _dir, flusher) = with_guards(GUARDS).await;
+    let state = server.state().clone();
     let sup = identity("sup", Role::Supervisor);
     // 50 fences of ~110 m on a grid over the ~2 km square the guards walk in.
     for f in 0..FENCES {
@@ -94,26 +120,16 @@ async fn ingest(duration: Duration) -> (usize, Duration) {
         let field = state.field.clone();
         tasks.push(tokio::spawn(async move {
             let who = identity(&format!("g{g}"), Role::Guard);
-            let channel = format!("/topic/location/g{g}");
             let mut n = 0usize;
             while Instant::now() < deadline {
                 let step = (n + g) as f64;
                 let lat = 52.49 + (step * 0.00037) % 0.02;
                 let lon = 13.39 + (step * 0.00053) % 0.02;
-                let data = rmpv::ext::to_value(json!({
+                let fix = json!({
                     "lat": lat, "lon": lon, "accuracy": 5.0, "battery": 80,
                     "ts": lookout::clock::now_millis()
-                }))
-                .expect("data");
-                let req = Publish {
-                    channel: &channel,
-                    to: None,
-                    owner: None,
-                    data,
-                    ack_required: false,
-                    idempotency_key: None,
-                };
-                field.publish(&who, req).await.expect("publish");
+                });
+                publish_fix(&field, &who, fix, None).await;
                 n += 1;
             }
             n
@@ -191,6 +207,58 @@ async fn panic_latency(samples: usize) -> Vec<Duration> {
     latencies
 }
 
+/// Bytes of the files under `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => bytes_under(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Stores `fixes` location fixes for each of `guards` guards the way the guard app sends them,
+/// and answers (store size before, after as sled counts it, bytes of `data_dir/store` before,
+/// after).
+async fn disk_per_fix(guards: usize, fixes: usize) -> (u64, u64, u64, u64) {
+    let (server, dir, flusher) = with_guards(guards).await;
+    let state = server.state().clone();
+    let store = state.store.clone();
+    let files = dir.path().join("store");
+    let (size_before, files_before) = (store.size().await, bytes_under(&files));
+    let mut tasks = Vec::new();
+    for g in 0..guards {
+        let field = state.field.clone();
+        tasks.push(tokio::spawn(async move {
+            let who = identity(&format!("g{g}"), Role::Guard);
+            for n in 0..fixes {
+                let step = (n + g) as f64;
+                let fix = json!({
+                    "lat": 52.49 + (step * 0.000_37) % 0.02, "lon": 13.39 + (step * 0.000_53) % 0.02,
+                    "accuracy": 4.8 + (step % 7.0), "heading": (step * 3.1) % 360.0,
+                    "speed": 1.2 + (step % 3.0) / 10.0, "battery": 80 - (n * 30 / fixes) as i64,
+                    "ts": lookout::clock::now_millis()
+                });
+                // The guard app's key: `fix-<serial>-<6 random base-36 characters>`.
+                let key = format!("fix-{}-{:06x}", n + 1, (g * 7919 + n * 104_729) % 0xff_ffff);
+                publish_fix(&field, &who, fix, Some(&key)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("guard");
+    }
+    flusher.stop().await;
+    let after = (store.size().await, bytes_under(&files));
+    (size_before, after.0, files_before, after.1)
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (duration, samples) = if full {
@@ -218,5 +286,16 @@ fn main() {
             latencies.last().copied().unwrap_or_default()
         );
         assert!(updates > 0 && !latencies.is_empty());
+        let (guards, fixes) = if full { (100, 2000) } else { (4, 50) };
+        let (before, after, files_before, files_after) = disk_per_fix(guards, fixes).await;
+        let stored = (guards * fixes) as f64;
+        println!(
+            "disk per location fix, {guards} guards x {fixes} fixes with idempotency keys: \
+             {:.0} bytes by sled's count ({before} -> {after}), {:.0} bytes of store files \
+             ({files_before} -> {files_after})",
+            after.saturating_sub(before) as f64 / stored,
+            files_after.saturating_sub(files_before) as f64 / stored,
+        );
+        assert!(after > before, "the fixes take room on disk");
     });
 }

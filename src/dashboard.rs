@@ -45,14 +45,22 @@ const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' blob: data:; media-src 'self' data: blob:; connect-src 'self'; \
     object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
+/// The dashboard's page.
+pub const DASHBOARD: &str = "/";
+/// The guard app's page (also with a trailing `/`).
+pub const GUARD_APP: &str = "/guard";
+/// The pages served under a path of their own; every other embedded file is served at its
+/// name (`/lookout-client.js`, `/app.js`, …).
+pub const PAGES: [&str; 2] = [DASHBOARD, GUARD_APP];
+
 /// Serves `req` if it names a dashboard file (`/` is `index.html`); `None` otherwise.
 pub fn serve<B>(req: &Request<B>) -> Option<Response<Body>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return None;
     }
     let path = match req.uri().path() {
-        "/" => "index.html",
-        "/guard" | "/guard/" => "guard/index.html",
+        DASHBOARD => "index.html",
+        GUARD_APP | "/guard/" => "guard/index.html",
         p => p.strip_prefix('/')?,
     };
     let file = served_file(path)?;

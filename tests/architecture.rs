@@ -1622,12 +1622,12 @@ fn sled_counts_as_a_whole_word_outside_comments_and_strings() {
     );
 }
 
-/// SECURITY.md names a test for every claim: each one it names exists (`file name` for a test
-/// in tests/file.rs, `--lib name` for a unit test under src/).
+/// The threat model (docs/security.md) names a test for every claim: each one it names exists
+/// (`file name` for a test in tests/file.rs, `--lib name` for a unit test under src/).
 #[test]
 fn every_test_security_md_names_exists() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("SECURITY.md")).expect("SECURITY.md");
+    let text = std::fs::read_to_string(root.join("docs/security.md")).expect("docs/security.md");
     let mut sources = String::new();
     let mut stack = vec![root.join("src")];
     while let Some(dir) = stack.pop() {
@@ -1657,8 +1657,11 @@ fn every_test_security_md_names_exists() {
             }
             _ => continue,
         };
-        assert!(found, "SECURITY.md names `{span}`, which does not exist");
+        assert!(
+            found,
+            "docs/security.md names `{span}`, which does not exist"
+        );
         named += 1;
     }
-    assert!(named >= 30, "SECURITY.md names {named} tests");
+    assert!(named >= 30, "docs/security.md names {named} tests");
 }

@@ -585,8 +585,8 @@ async fn history_and_polls_are_bounded_in_bytes_and_in_reads_per_user() {
     }
     let grown = server.rss_kib().saturating_sub(before);
     eprintln!("six polls of 32 x a 12 MB room grew the server by {grown} KiB");
-    // The README's bound for one user's reads is about 54 MiB with these limits; the rest is
-    // the allocator's slack.
+    // The bound docs/configuration.md gives for one user's reads (limits.max_response_bytes) is
+    // about 54 MiB with these limits; the rest is the allocator's slack.
     assert!(grown < 96 * 1024, "the server grew by {grown} KiB");
 
     // Reads at once per user: the fifth concurrent history read of one user is refused.

@@ -237,7 +237,7 @@ struct Storm {
 /// each restart every acknowledged message is in its log with its seq, no seq is reused and
 /// the epoch is the one of the first start; at the end every alert escalated through each
 /// level exactly once. `KILL_LOOP_ROUNDS` sets the rounds (3 in the suite; the documented
-/// long run is 100: see the README).
+/// long run is 100: see docs/development.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_9_loop_under_a_mixed_storm_loses_nothing_acknowledged_and_escalates_each_level_once(
 ) {

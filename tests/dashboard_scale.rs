@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use common::*;
 
 /// `lookout demo --guards N` in headless Chromium (tests/node/dashboard_scale.mjs): a
-/// thousand guards by default; `SCALE_GUARDS` runs the same at another size (the README's
-/// main-thread figures come from 12, 300 and 1000).
+/// thousand guards by default; `SCALE_GUARDS` runs the same at another size
+/// (docs/performance.md's main-thread figures come from 12, 300 and 1000).
 #[tokio::test]
 async fn at_a_thousand_guards_a_supervisor_finds_selects_filters_and_zooms_without_colliding_labels(
 ) {

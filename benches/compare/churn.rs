@@ -3,7 +3,7 @@
 //! their own) who connect over TLS, join one of the round's rooms, publish a few messages,
 //! read their room's and leave. The server's RSS after every round, with every connection of
 //! the round closed: what stays is the store's cache, the user directory and the allocator's
-//! keep, and it must stay within the budget the README documents.
+//! keep, and it must stay within the budget docs/performance.md documents.
 
 use std::time::{Duration, Instant};
 

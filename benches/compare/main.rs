@@ -588,7 +588,7 @@ fn durable_publish(s: &Settings, root: &std::path::Path, report: &mut Report) {
     report.sections.push(section);
 }
 
-/// What the README promises a server with no connections open stays within: the store's page
+/// What docs/performance.md promises a server with no connections open stays within: the store's page
 /// cache (`store.cache_capacity`, 64 MiB by default, as the bench runs it) and 64 MiB for
 /// everything else (code, the user directory, the allocator's keep).
 const CHURN_BUDGET_KIB: u64 = (64 + 64) * 1024;

@@ -13,6 +13,9 @@ config_section! {
     #[serde(default, deny_unknown_fields)]
     pub struct AlertSettings in "alerts.", cross_checks: problems {
         /// escalate an unacknowledged alert to level 2 after this long
+        ///
+        /// Timers are stored with their due time: after a restart each fires once, at once if
+        /// overdue.
         #[serde(with = "humantime_serde")]
         pub level2_after: Duration = Duration::from_secs(300);
         /// escalate to level 3 (admins and a /topic/system notice) after this long

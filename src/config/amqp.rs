@@ -39,7 +39,8 @@ config_section! {
     pub struct AmqpSettings in "amqp.", cross_checks: problems {
         /// amqp:// or amqps:// URL of the site's RabbitMQ; set: task events are consumed
         ///
-        /// Unset: no consumer.
+        /// Unset: no consumer. `amqps://` checks the broker's certificate against the system's
+        /// roots or `SSL_CERT_FILE`. See docs/integrations.md.
         pub url: Option<String> = None,
             check: |url| url
                 .as_deref()
@@ -47,7 +48,9 @@ config_section! {
                 .then_some("an amqp:// or amqps:// URL");
         /// [[amqp.bindings]] entries: exchange, routing_key, channel (with {org}), org (the body's field)
         ///
-        /// What to consume and where it goes: see [`AmqpBinding`].
+        /// Each entry: `exchange` (a durable topic exchange, declared if missing),
+        /// `routing_key` (an AMQP topic pattern), `channel` (where each event goes, with
+        /// `{org}` taken from the body) and `org` (the body's field naming the organization).
         pub bindings: Vec<AmqpBinding> = Vec::new(),
             check: |bindings| bindings
                 .iter()
@@ -55,6 +58,8 @@ config_section! {
                 .map(|_| "each binding needs exchange, routing_key, org and a channel with {org}")
                 .collect::<Vec<_>>();
         /// the durable queues Lookout declares are <prefix>.<exchange>.<routing_key>
+        ///
+        /// Dead letters go to `<prefix>.dead-letter`.
         pub queue_prefix: String = "lookout".into();
         /// deliveries the broker hands over before they are acknowledged
         pub prefetch: u16 = 64, check: |n| (*n == 0).then_some("must be positive");

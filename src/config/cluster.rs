@@ -32,7 +32,9 @@ config_section! {
     pub struct ClusterSettings in "cluster.", cross_checks: problems {
         /// redis://, rediss:// or redis+unix:// URL of the Redis all nodes share; set: no sled store
         ///
-        /// `rediss://` is Redis over TLS.
+        /// `rediss://` is TLS, its certificate checked against the system's roots or the bundle
+        /// `SSL_CERT_FILE` names; `redis+unix://` a socket on the same host. See
+        /// docs/cluster.md.
         pub redis: Option<String> = None,
             check: |url| url
                 .as_deref()
@@ -57,8 +59,8 @@ config_section! {
         pub sentinel_password: Option<String> = None;
         /// with cluster.sentinels: the ACL user on the Redis they name (with cluster.redis: in the URL)
         ///
-        /// Lookout logs in with it and `password` on the Redis the Sentinels name; with `redis`,
-        /// the URL carries both.
+        /// Lookout logs in with it and `password` on the Redis the Sentinels name; with
+        /// `redis`, the URL carries both.
         pub username: Option<String> = None;
         /// with cluster.sentinels: the password on the Redis they name (with cluster.redis: in the URL)
         ///
@@ -77,10 +79,13 @@ config_section! {
                 })
                 .then_some("1 to 64 letters, digits, '-', '_' or '.'");
         /// replicas a write must reach (WAIT) before it is acknowledged
+        ///
+        /// 0 for a Redis without replicas. With more, each write waits for Redis `WAIT`; a
+        /// write short of replicas is an error to the publisher, never an acknowledgement.
         pub min_replicas: u32 = 1;
         /// how long a write may wait for cluster.min_replicas
         ///
-        /// Beyond it the write is an error.
+        /// Beyond it the write is an error, never an acknowledgement.
         #[serde(with = "humantime_serde")]
         pub wait_timeout: Duration = Duration::from_secs(1),
             check: |wait| wait.is_zero().then_some("must be above zero");

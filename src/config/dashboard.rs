@@ -15,7 +15,7 @@ config_section! {
     pub struct DashboardSettings in "dashboard.", cross_checks: problems {
         /// site-plan image (PNG, JPEG or SVG) under the dashboard's map; unset: none
         ///
-        /// Drawn under fences and guards.
+        /// Drawn under fences and guards, and served to signed-in users at `/api/v1/site/plan`.
         pub site_plan: Option<PathBuf> = None;
         /// the image's edges [west, south, east, north] in degrees; required with site_plan
         pub site_plan_bounds: Option<[f64; 4]> = None,

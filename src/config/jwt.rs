@@ -29,28 +29,42 @@ config_section! {
     #[serde(default, deny_unknown_fields)]
     pub struct JwtConfig in "jwt.", cross_checks: problems {
         /// HS256, RS256 or ES256; tokens signed otherwise are refused
+        ///
+        /// Fixed by the configuration, never taken from a token's header.
         pub algorithm: JwtAlgorithm = JwtAlgorithm::HS256;
         /// HS256 secret given inline
+        ///
+        /// Prefer `secret_file`, or leave both unset: a configuration file is easier to leak
+        /// than the data directory.
         pub secret: Option<String> = None;
         /// file with the HS256 secret; unset: data_dir/jwt.secret, created on first run
         ///
-        /// With neither this nor `secret` set: `<data_dir>/jwt.secret`, created on first run.
+        /// With neither this nor `secret` set, the secret is `data_dir/jwt.secret` (mode 0600),
+        /// created on first start.
         pub secret_file: Option<PathBuf> = None;
         /// RS256/ES256 public key (PEM) used to verify tokens
         pub public_key: Option<PathBuf> = None;
         /// RS256/ES256 private key (PEM), only for `lookout token`
+        ///
+        /// Lookout itself only verifies; the private key is read by `lookout token`, sign-in
+        /// links and guard enrollment, which mint tokens.
         pub private_key: Option<PathBuf> = None;
         /// required `iss` claim, when set
         pub issuer: Option<String> = None;
         /// required `aud` claim, when set
+        ///
+        /// Required with a key set (`jwks_url` or `jwks_file`): a token the identity provider
+        /// issued for another application is refused.
         pub audience: Option<String> = None;
         /// clock skew tolerated on exp/nbf
         #[serde(with = "humantime_serde")]
         pub leeway: Duration = Duration::from_secs(30);
         /// https:// URL of the identity provider's key set (JWKS); set: keys chosen by kid
         ///
-        /// E.g. an OIDC issuer's `jwks_uri`. Set: tokens are verified with its keys, chosen by
-        /// their `kid`.
+        /// An OIDC issuer's `jwks_uri`, say. Set: tokens are verified with the provider's
+        /// RS256/ES256 keys, chosen by their `kid`, and Lookout mints no tokens of its own. The
+        /// last good set is kept in `data_dir/jwks.json` for a restart while the provider is
+        /// down. See docs/integrations.md.
         pub jwks_url: Option<String> = None,
             check: |url| url
                 .as_deref()
@@ -62,14 +76,17 @@ config_section! {
         pub jwks_file: Option<PathBuf> = None;
         /// with a key set: the algorithms accepted (RS256, ES256)
         ///
-        /// A key of another algorithm is ignored.
+        /// HS256 is refused with a key set; a key of another algorithm is ignored.
         pub algorithms: Vec<JwtAlgorithm> = vec![JwtAlgorithm::RS256, JwtAlgorithm::ES256];
         /// with a key set: how often it is fetched again
+        ///
+        /// A failed fetch keeps the last good set.
         #[serde(with = "humantime_serde")]
         pub jwks_refresh: Duration = Duration::from_secs(300);
         /// with a key set: an unknown kid fetches it again at most this often
         ///
-        /// That is, a token naming a `kid` the set lacks.
+        /// That is, a token naming a `kid` the set lacks; one fetch at a time, whatever the
+        /// number of such tokens.
         #[serde(with = "humantime_serde")]
         pub jwks_min_interval: Duration = Duration::from_secs(10);
         /// Where a token's claims say who it is.
@@ -159,15 +176,17 @@ config_section! {
         pub user: String = "sub".into(), check: |path| claim_path(path);
         /// claim (dotted path) naming the organization
         ///
-        /// E.g. `org_id`.
+        /// E.g. `org_id` (Clerk) or a custom claim such as `tenant` (Keycloak).
         pub org: String = "org".into(), check: |path| claim_path(path);
         /// claim (dotted path) with the roles: a string or a list
         ///
-        /// E.g. `realm_access.roles` or `org_role`.
+        /// E.g. `realm_access.roles` (Keycloak) or `org_role` (Clerk).
         pub roles: String = "roles".into(), check: |path| claim_path(path);
         /// identity-provider role name -> guard, supervisor, admin or service
         ///
-        /// Names not listed count only when they are one of those four.
+        /// E.g. `{ "ops-lead" = "supervisor" }`. With a key set, names not listed grant nothing
+        /// (a provider role that happens to be called `admin` included); with a secret or key
+        /// of Lookout's own, a role named as one of the four counts.
         pub role_map: BTreeMap<String, String> = BTreeMap::new(),
             check: |map| map
                 .iter()

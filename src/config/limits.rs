@@ -38,9 +38,14 @@ config_section! {
         #[serde(with = "humantime_serde")]
         pub ping_interval: Duration = Duration::from_secs(20), check: positive;
         /// close a connection that sent nothing (no pong, no frame) for this long
+        ///
+        /// Close code 4004. A slow reader whose pongs wait behind its backlog counts as alive
+        /// while it takes data.
         #[serde(with = "humantime_serde")]
         pub dead_peer_timeout: Duration = Duration::from_secs(60), check: positive;
         /// close a connection without subscriptions after this long
+        ///
+        /// Close code 4003.
         #[serde(with = "humantime_serde")]
         pub idle_timeout: Duration = Duration::from_secs(300), check: positive;
         /// send an idle notice this long before the idle close
@@ -51,21 +56,31 @@ config_section! {
         pub handshake_timeout: Duration = Duration::from_secs(10), check: positive;
         /// drop a peer that takes nothing of a waiting write for this long
         ///
-        /// Such a peer is considered stuck.
+        /// Such a peer is considered stuck and its connection is dropped.
         #[serde(with = "humantime_serde")]
         pub write_timeout: Duration = Duration::from_secs(10), check: positive;
         /// how long shutdown waits for connections to drain
+        ///
+        /// Also how long `/healthz` and `/readyz` answer 503 after a store fault before the
+        /// process exits.
         #[serde(with = "humantime_serde")]
         pub shutdown_grace: Duration = Duration::from_secs(4);
         /// WebSocket connections per user
+        ///
+        /// Every transport counts: WebSocket, SockJS session, SSE stream, waiting
+        /// long-poll. Beyond it 429. In cluster mode counted over every node.
         pub max_connections_per_user: usize = 5, check: positive;
         /// WebSocket connections in total
+        ///
+        /// Every transport counts, as for `max_connections_per_user`; beyond it 503. Per node
+        /// in cluster mode.
         pub max_connections: usize = 10_000, check: positive;
         /// subscriptions per connection
         pub max_subscriptions_per_connection: usize = 256;
         /// publishes of one native connection awaiting their commit at once (backpressure beyond)
         ///
-        /// At the bound the connection's next message is not read until one is answered.
+        /// Their seqs follow the order they were sent in and their replies come in that order;
+        /// at the bound the connection's next message is not read until one is answered.
         pub max_publishes_in_flight: usize = 64,
             check: |v| positive_at_most(
                 *v,
@@ -74,10 +89,10 @@ config_section! {
             );
         /// guards' location fixes processed at once, server-wide (beyond: each guard's latest waits, older ones are shed)
         ///
-        /// Readers hand plain fixes over without waiting; each guard's next fix waits in its one
-        /// slot, a newer one replacing it (the replaced one answered `shed`): when fixes come
-        /// faster than this many workers process them, only each guard's latest is processed,
-        /// and emergencies never wait behind them.
+        /// At most 4096. Each guard's next fix waits in its one slot, a newer one replacing it
+        /// (the replaced one answered `shed`): when fixes come faster than this many workers
+        /// process them, only each guard's latest is processed, so a backlog is one fix per
+        /// guard, and emergencies never wait behind positions.
         pub positions_in_flight: usize = 256,
             check: |v| positive_at_most(
                 *v,
@@ -86,7 +101,8 @@ config_section! {
             );
         /// messages per second per user, video excluded
         ///
-        /// The sustained rate.
+        /// The sustained rate; `message_burst` above it for a moment. Beyond them:
+        /// `rate_limited`.
         pub messages_per_second: u32 = 20, check: positive;
         /// message burst per user
         pub message_burst: u32 = 40, check: positive;
@@ -94,24 +110,27 @@ config_section! {
         pub video_frames_per_second: u32 = 30, check: positive;
         /// emergencies a user may raise per minute (WebSocket and REST)
         ///
-        /// Each is a durable alert with escalation timers and notifications to every webhook.
+        /// Each is a durable alert with escalation timers and a notification to every webhook.
+        /// Beyond it `rate_limited`.
         pub alerts_per_minute: u32 = 30, check: positive;
         /// largest text/JSON message in bytes (larger: close 1009)
         pub max_message_size: usize = 64 * 1024, check: |v| (*v < 256).then_some(POSITIVE);
         /// largest video frame payload in bytes
         ///
-        /// Video frames travel on `lookout.msgpack`.
+        /// Video frames travel on `lookout.msgpack`; larger ones are refused `too_large`.
         pub max_video_frame: usize = 256 * 1024;
         /// messages queued for one connection before the overflow policy applies
         ///
-        /// For one slow connection.
+        /// Per connection and lane (logged traffic and replies; live traffic). A full live lane
+        /// drops new live messages for that connection; a logged backlog beyond it closes the
+        /// connection with 4002, and the client resumes with `since`.
         pub outbound_queue: usize = 1024, check: positive;
         /// connections not yet past their first request's headers, server-wide (beyond: wait in the listen backlog)
         ///
-        /// Connections accepted and not yet past their first request's headers (TLS handshake,
-        /// request line and headers): what anyone on the network can make the server hold
-        /// before presenting a token. At the bound the server stops accepting until a place
-        /// comes back: new connections wait in the listen backlog.
+        /// What anyone on the network can make the server hold before presenting a token (TLS
+        /// handshake, request line and headers). At the bound the server stops accepting until
+        /// a place comes back: new connections wait in the listen backlog
+        /// (`lookout_accept_waits_total`).
         pub max_pending_connections: usize = 4096, check: positive;
         /// connections not yet past their first request's headers, from one address (beyond: closed)
         ///
@@ -121,40 +140,52 @@ config_section! {
         pub max_pending_per_peer: usize = 256, check: positive;
         /// how long a REST request's body may take to arrive (beyond: 408)
         ///
-        /// Counted from when its headers have arrived.
+        /// Counted from when the request's headers have arrived.
         #[serde(with = "humantime_serde")]
         pub body_timeout: Duration = Duration::from_secs(10), check: positive;
         /// bytes queued for one connection before the overflow policy applies
         ///
-        /// The bytes of its rendered frames waiting for one slow connection; the policy applies
-        /// at whichever of this and `outbound_queue` comes first. At least `max_video_frame` and
-        /// `max_message_size`.
+        /// The bytes of rendered frames waiting for one slow connection: four slow viewers of
+        /// one camera hold 32 MiB, not gigabytes. The policy applies at whichever of this and
+        /// `outbound_queue` comes first. At least `max_video_frame` and `max_message_size`.
         pub outbound_queue_bytes: usize = 8 * 1024 * 1024;
         /// bytes of messages in one history or long-poll response (at least 1 MiB)
         ///
         /// The page ends before the message that would pass it (a first message always fits),
-        /// and the client reads on from its last seq.
+        /// and the client reads on from its last seq. What one user's reads hold is at most
+        /// (`max_requests_per_user` + `max_connections_per_user`) × (`max_response_bytes` + 32
+        /// × `max_message_size`): about 54 MiB with the defaults.
         pub max_response_bytes: usize = 4 * 1024 * 1024,
             check: |v| (*v < 1024 * 1024).then_some(POSITIVE);
         /// REST reads (history, poll, location history, stats) one user may run at once
         ///
-        /// Counted per principal; beyond it a request is 429 `rate_limited`.
+        /// Beyond it a request is 429 `rate_limited`.
         pub max_requests_per_user: usize = 4, check: positive;
         /// open STOMP transactions per connection
+        ///
+        /// Beyond it the client gets `ERROR` `rate_limited`.
         pub stomp_transactions: usize = 16, check: positive;
         /// frames held in all open STOMP transactions of one connection
+        ///
+        /// Beyond it the client gets `ERROR` `too_large`.
         pub stomp_transaction_frames: usize = 256, check: positive;
         /// bytes held in all open STOMP transactions of one connection
         ///
-        /// Headers and bodies.
+        /// Headers and bodies; beyond it the client gets `ERROR` `too_large`.
         pub stomp_transaction_bytes: usize = 1024 * 1024, check: positive;
         /// messages awaiting one connection's ACK (STOMP client ack modes)
+        ///
+        /// Over all the connection's subscriptions; beyond it `ERROR` and close 1008 (the
+        /// client resubscribes with `since`).
         pub max_unacked_per_connection: usize = 1024, check: positive;
         /// rooms the clients of one org may create
         ///
-        /// Rooms are the channels `/topic/org/{org}/room/*`.
+        /// Rooms are the channels `/topic/org/{org}/room/*`; beyond it `rate_limited`.
         pub max_rooms_per_org: usize = 1000, check: positive;
         /// guard devices one org may have enrolled and not revoked
+        ///
+        /// Counting devices whose session has not run out. A guard link's exchange beyond it is
+        /// 429 `rate_limited` and leaves the link unused: revoke a device first.
         pub max_devices_per_org: usize = 1000, check: positive;
         /// how long a video channel's latest keyframe is kept for a late viewer
         #[serde(with = "humantime_serde")]
@@ -166,9 +197,9 @@ config_section! {
         pub unsent_bytes: u32 = 64 * 1024, check: positive;
         /// Socket.IO sessions handshaken and not yet connected with a token
         ///
-        /// Sessions handshaken (Engine.IO) and not yet connected to the namespace with a token;
-        /// each waits at most `handshake_timeout`, and one address holds at most
-        /// `max_pending_per_peer` of them. Beyond it a handshake is 503 `rate_limited`.
+        /// Engine.IO sessions not yet connected to the namespace with a token; each waits at
+        /// most `handshake_timeout`, and one address holds at most `max_pending_per_peer` of
+        /// them. At most 100000. Beyond it a handshake is 503 `rate_limited`.
         pub socketio_handshakes: usize = 1024,
             check: |v| positive_at_most(
                 *v,

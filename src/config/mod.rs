@@ -60,12 +60,28 @@ config_section! {
     #[serde(default, deny_unknown_fields)]
     pub struct Config in "" {
         /// TLS listener address (port 0 picks a free port)
+        ///
+        /// A port below 1024 (443, say) needs the capability to bind it, which the packaged
+        /// service has; port 0 is for tests.
         pub listen: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 8443));
         /// plain-HTTP listener, only behind a TLS-terminating proxy
+        ///
+        /// Unset by default. Only for a reverse proxy on the same host that terminates TLS
+        /// itself: phones and browsers must never reach it, since tokens would cross the
+        /// network in clear.
         pub plain_listen: Option<SocketAddr> = None;
         /// data directory: certificate, JWT secret, store
+        ///
+        /// Created mode 0700 on first start: the store (`store/`), the JWT secret
+        /// (`jwt.secret`), the local certificate authority and the certificate it issued
+        /// (`tls/`), the epoch. The Debian package sets `/var/lib/lookout`; every `lookout`
+        /// command given the same configuration file uses the same directory.
         pub data_dir: PathBuf = PathBuf::from("lookout-data");
         /// browser Origins allowed to open a WebSocket; empty: same host only; "*": any
+        ///
+        /// Other Origins get 403. Only needed when a web application served from another host
+        /// opens the WebSocket; the dashboard and the guard app are served by Lookout itself.
+        /// Applied by a reload.
         pub allowed_origins: Vec<String> = Vec::new();
         /// TLS certificate settings.
         pub tls: TlsConfig;
@@ -100,6 +116,10 @@ config_section! {
 /// tables' declarations (the first line of each key's doc comment), in their order.
 pub const KEYS: &[(&str, &str)] = <Config as Section>::HELP;
 
+/// Each key with the rest of its doc comment, in [`KEYS`]' order: the longer text of
+/// `docs/configuration.md`.
+const DETAILS: &[(&str, &str)] = <Config as Section>::DETAILS;
+
 /// The help text listing every key, its environment variable and its default.
 pub fn keys_help() -> String {
     let mut out =
@@ -109,6 +129,7 @@ pub fn keys_help() -> String {
         env,
         default,
         help,
+        ..
     } in documented()
     {
         out.push_str(&format!(
@@ -124,6 +145,8 @@ struct Documented {
     env: String,
     default: String,
     help: &'static str,
+    /// The rest of the key's doc comment, its lines joined by single spaces.
+    details: String,
 }
 
 /// Every key in [`KEYS`]'s order, with its environment variable and default.
@@ -138,6 +161,11 @@ fn documented() -> impl Iterator<Item = Documented> {
             .map(|(_, v)| v.clone())
             .unwrap_or_default(),
         help,
+        details: DETAILS
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, d)| d.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default(),
     })
 }
 
@@ -152,7 +180,8 @@ pub fn reference_markdown() -> String {
          Sources, later ones winning: defaults, `lookout.toml` in the working directory (or\n\
          `--config FILE`), `LOOKOUT_*` environment variables (nested keys joined by `__`), then\n\
          flags (`--listen`, `--data-dir`). `lookout check-config` validates a configuration;\n\
-         `SIGHUP` reloads it (the log says which changed keys apply now).\n\n\
+         `SIGHUP` reloads it (the log says which changed keys apply now). How to install and run\n\
+         Lookout: [install.md](install.md); what the keys are for: [README](../README.md#where-to-read-on).\n\n\
          | key | environment variable | default | meaning |\n| --- | --- | --- | --- |\n",
     );
     for Documented {
@@ -160,12 +189,18 @@ pub fn reference_markdown() -> String {
         env,
         default,
         help,
+        details,
     } in documented()
     {
+        let meaning = if details.is_empty() {
+            help.to_string()
+        } else {
+            format!("{help}. {details}")
+        };
         out.push_str(&format!(
             "| `{key}` | `{env}` | `{}` | {} |\n",
             cell(&default),
-            cell(help)
+            cell(&meaning)
         ));
     }
     out

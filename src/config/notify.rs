@@ -62,15 +62,18 @@ config_section! {
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
     #[serde(default, deny_unknown_fields)]
     pub struct NotifySettings in "notify." {
-        /// [[notify.webhooks]] entries: url, events, min_level, secret (see Alert notifications)
+        /// [[notify.webhooks]] entries: url, events, min_level, secret
         ///
-        /// Where alert events are POSTed: see [`Webhook`].
+        /// Each entry: `url` (`https://`, or `http://` on the LAN), `events` (any of
+        /// `alert.created`, `alert.escalated`, `alert.acknowledged`, `alert.resolved`),
+        /// `min_level` (optional, 1 to 3) and `secret` (16 bytes or more, the key of the
+        /// `X-Lookout-Signature` HMAC). See docs/integrations.md.
         pub webhooks: Vec<Webhook> = Vec::new(),
             check: |hooks| hooks.iter().flat_map(Webhook::problems).collect::<Vec<_>>();
         /// most notifications of one org waiting for their webhooks; beyond it the org's new ones are dropped and counted
         ///
-        /// All webhooks together. Beyond it the org's new ones are dropped (counted, logged),
-        /// never the alert change itself, and never another org's.
+        /// All webhooks together. Beyond it the org's new notifications are dropped (counted,
+        /// logged), never the alert change itself, and never another org's.
         pub max_outbox: usize = 10_000, check: |max| (*max == 0).then_some("must be positive");
     }
 }

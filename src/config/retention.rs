@@ -82,7 +82,10 @@ config_section! {
         pub default: RetentionRule;
         /// per-kind rules {max_messages, max_age}: location, emergency, alerts, tasks, room, role, queue, job, system
         ///
-        /// Rules per channel kind, by the names of [`RETENTION_KINDS`].
+        /// Each rule names both keys, e.g. `[retention.kinds.location]` with `max_messages =
+        /// 50000` and `max_age = "30d"`. By default `emergency` and `alerts` keep 100,000
+        /// messages for 30 days; every other kind follows `retention.default`. Live-only
+        /// channels (video, org locations, presence) keep nothing.
         pub kinds: BTreeMap<String, RetentionRule> = default_kinds(), check: known_kinds;
     }
 }

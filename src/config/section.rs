@@ -31,6 +31,10 @@ pub trait Section: Default {
     /// first line of its doc comment.
     const HELP: &'static [Help];
 
+    /// The same keys in the same order, each with the rest of its doc comment (what follows the
+    /// first line; empty when there is none): the longer text of the configuration reference.
+    const DETAILS: &'static [Help];
+
     /// Pushes every problem of these values, each naming its key: each key's own check in
     /// declaration order (a nested table's checks where it is declared), then the table's checks
     /// between keys.
@@ -96,7 +100,7 @@ pub const fn help_concat<const N: usize>(parts: &[&[Help]]) -> [Help; N] {
 ///     pub struct JwtConfig in "jwt.", cross_checks: problems {
 ///         /// clock skew tolerated on exp/nbf
 ///         ///
-///         /// Longer documentation, for the reader of the code only.
+///         /// Longer text, for the operator: docs/configuration.md shows it after the help.
 ///         #[serde(with = "humantime_serde")]
 ///         pub leeway: Duration = Duration::from_secs(30);
 ///         /// https:// URL of the identity provider's key set (JWKS); set: keys chosen by kid
@@ -120,7 +124,9 @@ pub const fn help_concat<const N: usize>(parts: &[&[Help]]) -> [Help; N] {
 ///   it runs after the keys' own checks.
 /// - Each field: its doc comment, whose **first line is the key's help text** (`lookout serve
 ///   --help`, `config::KEYS`), so keep it one short line, and put the rest after an empty `///`
-///   line; then its `#[serde(..)]` attributes, passed through; then `pub name: Type = default`
+///   line: the rest is the key's longer text in the configuration reference
+///   (`config::reference_markdown`, `docs/configuration.md`), written for the operator, so no
+///   rustdoc links there; then its `#[serde(..)]` attributes, passed through; then `pub name: Type = default`
 ///   and optionally `, check: f`, where `f` takes `&Type` and returns the messages of what is
 ///   wrong (an `Option` or a `Vec` of `&str` or `String`), each reported as `key: message`.
 /// - A key's dotted name is the prefix and the field's name: never `#[serde(rename)]` a field.
@@ -138,6 +144,12 @@ macro_rules! config_section {
     };
     (@help $ty:ty, $key:expr, $help:literal, $default:expr) => {
         &[($key, $help.trim_ascii())]
+    };
+    (@details $ty:ty, $key:expr, $details:expr) => {
+        <$ty as $crate::config::section::Section>::DETAILS
+    };
+    (@details $ty:ty, $key:expr, $details:expr, $default:expr) => {
+        &[($key, $details)]
     };
     (@check [] [] $key:expr, $value:expr, $out:ident) => {
         $crate::config::section::Section::check($value, $out)
@@ -187,6 +199,18 @@ macro_rules! config_section {
                 const PARTS: &[&[$crate::config::section::Help]] = &[$(
                     $crate::config::section::config_section!(
                         @help $ty, concat!($prefix, stringify!($field)), $help $(, $default)?
+                    ),
+                )*];
+                const ALL: [$crate::config::section::Help; $crate::config::section::help_len(PARTS)] =
+                    $crate::config::section::help_concat(PARTS);
+                &ALL
+            };
+
+            const DETAILS: &'static [$crate::config::section::Help] = {
+                const PARTS: &[&[$crate::config::section::Help]] = &[$(
+                    $crate::config::section::config_section!(
+                        @details $ty, concat!($prefix, stringify!($field)),
+                        concat!("" $(, $doc, "\n")*) $(, $default)?
                     ),
                 )*];
                 const ALL: [$crate::config::section::Help; $crate::config::section::help_len(PARTS)] =

@@ -12,8 +12,9 @@ config_section! {
     pub struct StoreSettings in "store." {
         /// bytes of the store's page cache (sled), default 64 MiB
         ///
-        /// sled's own default is 1 GiB, more than a small appliance should give a cache; pages
-        /// beyond it are read back from the page-cache of the OS.
+        /// At least 1 MiB. sled's own default, 1 GiB, is more than a small appliance should
+        /// give a cache; reads beyond it come from the operating system's file cache. With no
+        /// connection open the server stays within this plus 64 MiB.
         pub cache_capacity: u64 = 64 << 20,
             check: |bytes| (*bytes < (1 << 20)).then_some("at least 1 MiB (1048576 bytes)");
     }

@@ -12,12 +12,13 @@ config_section! {
     pub struct TestingSettings in "testing." {
         /// serve /echo, an unauthenticated echo WebSocket for conformance suites; never on a site
         ///
-        /// A WebSocket that echoes every message, for conformance suites such as Autobahn.
+        /// A WebSocket that echoes every message (up to 16 MiB), for conformance suites such as
+        /// Autobahn; `check-config` warns when it is on.
         pub echo_endpoint: bool = false;
         /// obey the FAULT-flush / FAULT-write trigger files of the data directory, for store-fault tests; never on a site
         ///
-        /// The files `FAULT-flush` / `FAULT-write` in the data directory make flushes or writes
-        /// fail.
+        /// The files `FAULT-flush` and `FAULT-write` in the data directory make every later
+        /// flush or write fail; `check-config` warns when it is on.
         pub store_faults: bool = false;
     }
 }

@@ -36,13 +36,18 @@ config_section! {
     #[serde(default, deny_unknown_fields)]
     pub struct TlsConfig in "tls.", cross_checks: problems {
         /// PEM certificate chain; unset: issued by the local CA in data_dir/tls
+        ///
+        /// Set `tls.cert` and `tls.key` to use a certificate of your own (a site or company CA,
+        /// or a public one): there is then no local CA, and `/ca.crt` and `/trust` answer 404.
+        /// Replace the files and reload to rotate it.
         pub cert: Option<PathBuf> = None;
         /// PEM private key for tls.cert
         pub key: Option<PathBuf> = None;
         /// more DNS names or IP addresses for the locally issued certificate
         ///
-        /// E.g. the name a site's DNS or a port forward gives the appliance, beside the host's
-        /// own.
+        /// The host name and every address of its interfaces are always in the certificate; add
+        /// here the name a site's DNS or a port forward gives the appliance. Refused together
+        /// with `tls.cert`.
         pub names: Vec<String> = Vec::new(), check: |names| names_problems(names);
     }
 }

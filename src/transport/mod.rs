@@ -206,6 +206,35 @@ async fn serve_http<S>(
     }
 }
 
+/// The conformance suites' echo WebSocket, served only with `testing.echo_endpoint`.
+pub const ECHO: &str = "/echo";
+
+/// Every route the server answers, as the documentation writes them, drawn from the lists
+/// [`route`] dispatches on: `METHOD /path` for the REST API (`{name}` is one segment), the
+/// path alone for the rest, which answer their own methods — the WebSocket paths, SockJS
+/// under the first of them (`{server}/{session}/{transport}`, and the same under every other),
+/// Socket.IO, the echo endpoint, the pages and the local CA's paths.
+pub fn routes() -> Vec<String> {
+    let mut out: Vec<String> = WS_PATHS.iter().map(|p| p.to_string()).collect();
+    out.push(format!("{}/info", WS_PATHS[0]));
+    for transport in sockjs::TRANSPORTS {
+        out.push(format!(
+            "{}/{{server}}/{{session}}/{transport}",
+            WS_PATHS[0]
+        ));
+    }
+    out.push(format!("{}/", socketio::PATH));
+    out.push(ECHO.to_string());
+    out.extend(crate::dashboard::PAGES.iter().map(|p| p.to_string()));
+    out.extend(trust::PATHS.iter().map(|p| p.to_string()));
+    out.extend(
+        crate::api::ROUTES
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path)),
+    );
+    out
+}
+
 async fn route(
     gateway: Arc<Gateway>,
     peer: SocketAddr,
@@ -229,7 +258,7 @@ async fn route(
     if socketio::route(path) {
         return socketio::handle(&gateway.socketio, &gateway.app, peer, req).await;
     }
-    if path == "/echo" && gateway.app.config.testing.echo_endpoint {
+    if path == ECHO && gateway.app.config.testing.echo_endpoint {
         return upgrade::echo(gateway.app.clone(), peer, req).await;
     }
     if let Some(response) = crate::dashboard::serve(&req) {
@@ -239,4 +268,32 @@ async fn route(
         return response;
     }
     crate::api::handle(gateway.app.clone(), peer, req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_websocket_sockjs_and_socketio_path_is_routed_to_its_transport() {
+        let routes = routes();
+        for path in routes.iter().filter(|r| r.starts_with('/')) {
+            let concrete = path.replace("{server}", "000").replace("{session}", "abc");
+            let transport = WS_PATHS.contains(&concrete.as_str())
+                || sockjs::route(&concrete).is_some()
+                || socketio::route(&concrete);
+            let elsewhere = concrete == ECHO
+                || crate::dashboard::PAGES.contains(&concrete.as_str())
+                || trust::PATHS.contains(&concrete.as_str());
+            assert!(
+                transport != elsewhere,
+                "{path} is routed once: {transport} {elsewhere}"
+            );
+        }
+        assert!(
+            sockjs::route("/ws/000/abc/nosuch").is_none(),
+            "an unknown transport is no route"
+        );
+        assert!(routes.contains(&"POST /api/v1/alerts/{id}/ack".to_string()));
+    }
 }

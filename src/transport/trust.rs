@@ -16,14 +16,21 @@ use crate::app::AppState;
 use crate::failure::ErrorCode;
 use crate::http::{full, Body, HttpError};
 
+/// The local CA's certificate, for phones to install.
+pub const CA_CERT: &str = "/ca.crt";
+/// The page that walks a phone through trusting the local CA.
+pub const TRUST_PAGE: &str = "/trust";
+/// Every path [`serve`] answers.
+pub const PATHS: [&str; 2] = [CA_CERT, TRUST_PAGE];
+
 /// Serves `req` if it is `GET /ca.crt` or `GET /trust`; `None` otherwise.
 pub async fn serve<B>(app: &AppState, req: &Request<B>) -> Option<Response<Body>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return None;
     }
     let answer = match req.uri().path() {
-        "/ca.crt" => ca_cert(app).await,
-        "/trust" => page(app, req).await,
+        CA_CERT => ca_cert(app).await,
+        TRUST_PAGE => page(app, req).await,
         _ => return None,
     };
     Some(answer.unwrap_or_else(|e| e.response()))

@@ -45,7 +45,7 @@ use crate::protocol::{Encoding, Protocol};
 use crate::session::{drive, Speaks};
 
 /// Where Socket.IO is served (the clients' default `path`).
-const PATH: &str = "/socket.io";
+pub const PATH: &str = "/socket.io";
 /// Binary attachments one event may carry (a video frame is one).
 const ATTACHMENTS: usize = 16;
 /// Initial read buffer of an Engine.IO WebSocket.

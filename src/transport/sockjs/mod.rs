@@ -60,6 +60,15 @@ pub enum SockJsPath<'a> {
     },
 }
 
+/// SockJS's transports, the last segment of a session's path; no other is routed here.
+pub const TRANSPORTS: [&str; 5] = [
+    "websocket",
+    "xhr",
+    "xhr_streaming",
+    "eventsource",
+    "xhr_send",
+];
+
 /// The SockJS route of `path`, if it is one (under any WebSocket path).
 pub fn route(path: &str) -> Option<SockJsPath<'_>> {
     let mut prefixes = WS_PATHS;
@@ -77,7 +86,11 @@ pub fn route(path: &str) -> Option<SockJsPath<'_>> {
         let parts: Vec<&str> = rest.split('/').collect();
         if let [server, session, transport] = parts.as_slice() {
             let valid = |s: &str| !s.is_empty() && !s.contains('.');
-            if valid(server) && valid(session) && session.len() <= 64 {
+            if valid(server)
+                && valid(session)
+                && session.len() <= 64
+                && TRANSPORTS.contains(transport)
+            {
                 return Some(SockJsPath::Session { session, transport });
             }
         }
