@@ -376,3 +376,24 @@ fn every_relative_link_leads_to_a_file_and_heading_that_exist() {
     }
     assert!(links >= 30, "{links} relative links");
 }
+
+/// A release names itself in the changelog: its newest numbered heading is `Cargo.toml`'s
+/// version, the one `--version`, `/metrics` and the dashboard show (and the client package's,
+/// checked in tests/client_package.rs).
+#[test]
+fn the_changelog_names_this_release() {
+    let changelog =
+        std::fs::read_to_string(Path::new(ROOT).join("CHANGELOG.md")).expect("CHANGELOG.md");
+    let newest = changelog
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .find(|heading| *heading != "Unreleased")
+        .expect("a released version in CHANGELOG.md");
+    let version = newest.split_whitespace().next().unwrap_or_default();
+    assert_eq!(
+        version,
+        env!("CARGO_PKG_VERSION"),
+        "CHANGELOG.md's newest release is {newest:?}; Cargo.toml says {}",
+        env!("CARGO_PKG_VERSION")
+    );
+}
