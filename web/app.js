@@ -937,7 +937,8 @@ async function start(token) {
   const site = new SiteView($('#site'), names);
   const tabs = new Tabs(() => tools);
   const known = () => new Set([...site.guards.keys(), ...names.keys()]);
-  const alertLog = new AlertLog({ call, names, visible: () => tabs.shown === 'log' });
+  const fenceName = (id) => site.fences.find((f) => f.id === id)?.name ?? id;
+  const alertLog = new AlertLog({ call, names, fenceName, visible: () => tabs.shown === 'log' });
   const alerts = new AlertList($('#alerts'), names, call, (all) => {
     site.setViolations(all);
     alertLog.update(all);

@@ -7,7 +7,7 @@ import { $, el, coalesce, csvCell, download, localInput, when } from './dom.js';
 const ROWS_MAX = 200;
 
 export class AlertLog {
-  /** `ctx`: { call, names, visible() }. */
+  /** `ctx`: { call, names, fenceName(id), visible() }. */
   constructor(ctx) {
     Object.assign(this, ctx);
     this.alerts = new Map();
@@ -79,7 +79,7 @@ export class AlertLog {
     el('td', {}, this.names.get(a.user) ?? a.user),
     el('td', {}, a.state),
     el('td', {}, `L${a.level}`),
-    el('td', {}, a.fence ?? a.message ?? ''))));
+    el('td', {}, a.fence ? this.fenceName(a.fence) : a.message ?? ''))));
     this.renderTrail();
   }
 
@@ -111,7 +111,7 @@ export class AlertLog {
     for (const a of this.filtered()) {
       const audit = a.audit.map((e) => `${new Date(e.at).toISOString()} ${e.action} by ${e.by}${e.note ? `: ${e.note}` : ''}`).join(' | ');
       lines.push([a.id, a.type, a.priority, a.user, a.state, a.level, new Date(a.created_at).toISOString(), new Date(a.updated_at).toISOString(),
-        a.position?.lat, a.position?.lon, a.fence, a.message, audit].map(csvCell).join(','));
+        a.position?.lat, a.position?.lon, a.fence ? this.fenceName(a.fence) : '', a.message, audit].map(csvCell).join(','));
     }
     download(`alerts-${new Date().toISOString().slice(0, 10)}.csv`, `${lines.join('\r\n')}\r\n`, 'text/csv');
   }
