@@ -963,7 +963,7 @@ async function start(token) {
       table.schedule();
     },
   });
-  const playback = new Playback({ call, site, names, guards: known, alerts: () => [...alertLog.alerts.values()] });
+  const playback = new Playback({ call, site, names, guards: known, alerts: () => [...alertLog.alerts.values()], fenceName });
   const table = new GuardTable({
     site,
     names,

@@ -6,7 +6,7 @@ import { $, el, svg, localInput, when } from './dom.js';
 const MAX_POINTS = 10000;
 
 export class Playback {
-  /** `ctx`: { call, site, names, guards(), alerts() → every alert known }. */
+  /** `ctx`: { call, site, names, guards(), alerts() → every alert known, fenceName(id) }. */
   constructor(ctx) {
     Object.assign(this, ctx);
     this.points = [];
@@ -63,7 +63,7 @@ export class Playback {
       type: 'button',
       class: 'link',
       onclick: () => this.seekTime(a.created_at),
-    }, `${new Date(a.created_at).toLocaleTimeString()} ${a.type} (${a.state})${a.fence ? ` · ${a.fence}` : ''}`))));
+    }, `${new Date(a.created_at).toLocaleTimeString()} ${a.type} (${a.state})${a.fence ? ` · ${this.fenceName(a.fence)}` : ''}`))));
     this.draw();
     this.seek(this.points.length - 1);
     $('#play-slider').value = String(Math.max(0, this.points.length - 1));
