@@ -169,6 +169,44 @@ async fn dashboard_files_are_served_with_types_validators_and_a_strict_policy() 
             .expect("get");
         assert_eq!(again.status(), 304, "{path} revalidates");
     }
+    // Every module of the supervisor's tools (web/dashboard/) is served as it is, as
+    // JavaScript under the same policy, and each says in its header what lives there.
+    let modules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web/dashboard");
+    let mut served = 0;
+    for entry in std::fs::read_dir(&modules).expect("web/dashboard") {
+        let file = entry.expect("entry").path();
+        let name = file.file_name().and_then(|n| n.to_str()).expect("name");
+        let source = std::fs::read_to_string(&file).expect("module");
+        assert!(source.starts_with("// "), "{name} has no header comment");
+        let response = http
+            .get(server.https(&format!("/dashboard/{name}")))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), 200, "{name}");
+        let header = |h: &str| {
+            response
+                .headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            header("content-type").starts_with("text/javascript"),
+            "{name}"
+        );
+        assert!(
+            header("content-security-policy").contains("script-src 'self'"),
+            "{name}"
+        );
+        assert!(response.text().await.expect("text") == source, "{name}");
+        served += 1;
+    }
+    assert!(
+        served >= 6,
+        "dom, messages, alerts, fences, playback, guards"
+    );
     // The client's package (web/lookout-client/) is served at the root: its code as it is in
     // the package, its npm files not at all, nor the package under its folder's name.
     let client = http
@@ -382,4 +420,134 @@ async fn the_guard_app_is_installable_and_its_worker_keeps_every_file_it_needs_o
         }
     }
     server.stop().await;
+}
+
+/// The supervisor's workplace (tests/node/workplace.mjs) against `lookout demo`: a conversation
+/// with a guard's phone kept in order over a reload and a restart; a fence typed in, moved and
+/// deleted; a forbidden fence drawn on the plan, the guard put on shift and walked into it;
+/// the alert acknowledged and resolved and its audit trail found in the alert log and its CSV;
+/// the guard's last five minutes played back; the guard table sorted. Screenshots at 1366×768
+/// (and a tablet's size): target/artifacts/workplace-*.png.
+#[tokio::test]
+async fn the_supervisor_talks_with_a_guard_draws_a_fence_plans_a_shift_and_plays_back_a_track() {
+    const GUARD: &str = "g-ana";
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let control = tmp.path().join("control");
+    std::fs::create_dir_all(&control).expect("control dir");
+    let demo = Binary::demo(&data, "127.0.0.1:0", &DEMO);
+    let addr = demo.addr;
+    let guard_link = format!(
+        "https://{addr}/guard#link={}",
+        demo.link(GUARD, "demo", lookout::auth::Role::Guard)
+    );
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/artifacts");
+    let mut node = NodeScript::run(
+        "workplace.mjs",
+        &[
+            ("LOOKOUT_LINK", demo.demo_link()),
+            ("GUARD_LINK", guard_link),
+            ("GUARD_ID", GUARD.to_string()),
+            ("LOOKOUT_ARTIFACTS", artifacts.display().to_string()),
+            ("LOOKOUT_CONTROL", control.display().to_string()),
+            ("CHROMIUM", chromium()),
+        ],
+    );
+
+    let talked = node.event("talked").await;
+    let expected = &talked["expected"];
+    assert_eq!(&talked["dashboard"], expected, "{talked}");
+    assert_eq!(&talked["guard"], expected, "{talked}");
+    let reloaded = node.event("reloaded").await;
+    assert_eq!(
+        &reloaded["dashboard"], expected,
+        "after a reload: {reloaded}"
+    );
+    assert_eq!(&reloaded["guard"], expected, "after a reload: {reloaded}");
+    node.event("restart-me").await;
+    let mut demo = demo;
+    demo.child.kill().expect("kill the demo");
+    demo.child.wait().expect("reap");
+    let demo = Binary::demo(&data, &addr.to_string(), &DEMO);
+    std::fs::write(control.join("restarted"), b"").expect("control file");
+    let restarted = node.event("restarted").await;
+    assert_eq!(
+        &restarted["dashboard"], expected,
+        "after a restart: {restarted}"
+    );
+    assert_eq!(
+        &restarted["guard"], expected,
+        "after a restart: {restarted}"
+    );
+
+    let typed = node.event("typed-fence").await;
+    let lon = typed["moved"][0].as_f64().expect("moved circle");
+    assert!(
+        (lon - typed["expectedLon"].as_f64().expect("lon")).abs() < 1e-6,
+        "moved 5 m east: {typed}"
+    );
+
+    let fenced = node.event("fence-alert").await;
+    assert_eq!(
+        fenced["corners"].as_array().map(Vec::len),
+        Some(4),
+        "four corners clicked on the plan: {fenced}"
+    );
+    let id = fenced["id"].as_str().expect("alert id").to_string();
+    let trail = node.event("trail").await;
+    let actions: Vec<&str> = trail["trail"]
+        .as_array()
+        .expect("trail")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions.first(), Some(&"created"), "{trail}");
+    assert!(
+        actions.contains(&"acknowledged") && actions.last() == Some(&"resolved"),
+        "{trail}"
+    );
+    let text = trail["trail"].to_string();
+    assert!(
+        text.contains("checking the bay") && text.contains("guard was sent there"),
+        "the notes are in the trail: {trail}"
+    );
+    assert_eq!(
+        trail["listed"],
+        serde_json::json!([id]),
+        "filtered to it: {trail}"
+    );
+    assert_eq!(trail["csvHasAlert"], true, "{trail}");
+
+    let playback = node.event("playback").await;
+    assert!(playback["points"].as_u64() >= Some(2), "{playback}");
+    assert_ne!(playback["atStart"], playback["atEnd"], "{playback}");
+    assert!(
+        playback["events"].to_string().contains("GEOFENCE"),
+        "the fence alert is along the way: {playback}"
+    );
+    let table = node.event("table").await;
+    assert_eq!(table["hasGuard"], true, "{table}");
+    assert!(table["rows"].as_u64() >= Some(5), "{table}");
+
+    let done = node.event("done").await;
+    node.finish().await;
+    assert_eq!(done["foreign"], Value::Array(vec![]), "{done}");
+    assert_eq!(done["problems"], Value::Array(vec![]), "{done}");
+    assert_screenshots(
+        &artifacts,
+        "workplace",
+        &[
+            "messages",
+            "guard-messages",
+            "fence-draft",
+            "fences",
+            "fence-alert",
+            "alert-log",
+            "playback",
+            "playback-map",
+            "guards",
+            "tablet",
+        ],
+    );
+    drop(demo);
 }

@@ -437,6 +437,9 @@ async fn nothing_of_one_org_reaches_another_on_any_transport_or_route_and_nobody
     .await;
     assert_eq!(status, 200);
     assert_no_leak("history of carol's queue", &body);
+    let (status, body) = get(&server, "/api/v1/messages", &forged_carol).await;
+    assert_eq!(status, 200);
+    assert_no_leak("carol's conversations", &body);
     for path in [
         "/api/v1/locations",
         "/api/v1/locations/carol/history",
@@ -448,6 +451,9 @@ async fn nothing_of_one_org_reaches_another_on_any_transport_or_route_and_nobody
         "/api/v1/site",
         "/api/v1/presence",
         "/api/v1/websocket/user/carol/status",
+        "/api/v1/messages",
+        "/api/v1/messages?with=carol",
+        "/api/v1/messages?with=sup1",
     ] {
         let (status, body) = get(&server, path, &globex).await;
         assert_eq!(status, 200, "{path}: {body}");
@@ -484,6 +490,7 @@ async fn nothing_of_one_org_reaches_another_on_any_transport_or_route_and_nobody
     for path in [
         "/api/v1/geofences?org=acme",
         "/api/v1/presence?org=acme",
+        "/api/v1/messages?org=acme",
         "/api/v1/locations?org=acme",
         "/api/v1/websocket/user/carol/status?org=acme",
         "/api/v1/channels/history?channel=/topic/org/acme/room/ops",

@@ -1,12 +1,17 @@
 // The supervisor dashboard: site plan with live guards and fences, alerts with acknowledge and
-// resolve, live video, operations. Plain ES module on web/lookout-client.js; everything it
-// loads comes from this appliance.
+// resolve, live video, operations, and the supervisor's tools (web/dashboard/: messages, alert
+// log, fences and shifts, track playback, guard table). Plain ES modules on
+// web/lookout-client.js; everything it loads comes from this appliance.
 import { LookoutClient } from './lookout-client.js';
 import { claims, exchangeLink } from './signin.js';
+import { $, el, svg, age, coalesce } from './dashboard/dom.js';
+import { Messages } from './dashboard/messages.js';
+import { AlertLog } from './dashboard/alerts.js';
+import { FencePanel } from './dashboard/fences.js';
+import { Playback } from './dashboard/playback.js';
+import { GuardTable } from './dashboard/guards.js';
 
-const $ = (selector) => document.querySelector(selector);
 const TOKEN_KEY = 'lookout.token';
-const SVG = 'http://www.w3.org/2000/svg';
 const PRIORITY = { CRITICAL: 0, HIGH: 1 };
 const STATE_ORDER = { open: 0, acknowledged: 1, resolved: 2 };
 
@@ -57,30 +62,6 @@ function api(token) {
   };
 }
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'class') node.className = v;
-    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  node.append(...children);
-  return node;
-}
-
-function svg(tag, attrs = {}) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  return node;
-}
-
-function age(ms) {
-  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m`;
-  return `${Math.floor(s / 3600)}h`;
-}
-
 // ---- Site plan ------------------------------------------------------------------------------
 
 // Beyond this many guards, nearby ones are drawn as one cluster with a count at low zoom.
@@ -121,8 +102,14 @@ class SiteView {
     this.hovered = null;
     this.view = { scale: 1, cx: 500, cy: 350 };
     this.pending = false;
+    this.onShift = new Set();
     this.onSelect = () => {};
     this.onChange = () => {};
+    // The tools' hooks: a click on the plan (lon, lat), a drag (metres east, north; done), a
+    // new projection. A hook that returns true takes the gesture (no pan).
+    this.onMapClick = () => false;
+    this.onMapDrag = () => false;
+    this.onProjection = () => {};
     this.controls();
   }
 
@@ -138,24 +125,38 @@ class SiteView {
     let drag = null;
     svgEl.addEventListener('pointerdown', (e) => {
       if (e.target.closest('.guard, .cluster')) return;
-      drag = { x: e.clientX, y: e.clientY, cx: this.view.cx, cy: this.view.cy };
-      // Panning by hand stops following the selected guard.
-      this.follow = false;
+      drag = { x: e.clientX, y: e.clientY, cx: this.view.cx, cy: this.view.cy, moved: false };
       svgEl.setPointerCapture(e.pointerId);
     });
+    // Metres east and north between two client points, at the site's latitude.
+    const metres = (e) => {
+      const [lon0, lat0] = this.unproject(...this.toView(drag.x, drag.y));
+      const [lon1, lat1] = this.unproject(...this.toView(e.clientX, e.clientY));
+      return [(lon1 - lon0) * 111320 * Math.cos((lat0 * Math.PI) / 180), (lat1 - lat0) * 111320];
+    };
     svgEl.addEventListener('pointermove', (e) => {
       if (!drag) return;
+      if (!drag.moved && Math.hypot(e.clientX - drag.x, e.clientY - drag.y) < 4) return;
+      drag.moved = true;
+      if (this.bounds && this.onMapDrag(...metres(e), false)) return;
+      // Panning by hand stops following the selected guard.
+      this.follow = false;
       const k = 1000 / this.view.scale / svgEl.getBoundingClientRect().width;
       this.view.cx = drag.cx - (e.clientX - drag.x) * k;
       this.view.cy = drag.cy - (e.clientY - drag.y) * k;
       this.clampView();
       this.schedule(true);
     });
-    const end = () => {
+    svgEl.addEventListener('pointerup', (e) => {
+      if (drag && this.bounds) {
+        if (!drag.moved) this.onMapClick(...this.unproject(...this.toView(e.clientX, e.clientY)));
+        else this.onMapDrag(...metres(e), true);
+      }
       drag = null;
-    };
-    svgEl.addEventListener('pointerup', end);
-    svgEl.addEventListener('pointercancel', end);
+    });
+    svgEl.addEventListener('pointercancel', () => {
+      drag = null;
+    });
     $('#zoom-in').addEventListener('click', () => this.zoomAt(this.view.cx, this.view.cy, this.view.scale * 2));
     $('#zoom-out').addEventListener('click', () => this.zoomAt(this.view.cx, this.view.cy, this.view.scale / 2));
     $('#zoom-fit').addEventListener('click', () => {
@@ -234,16 +235,26 @@ class SiteView {
     this.bounds = { w: b.w - mx, e: b.e + mx, s: b.s - my, n: b.n + my };
   }
 
-  /** Equirectangular projection into the 1000×700 view, keeping the aspect ratio. */
-  project(lon, lat) {
+  /** The projection's terms: longitude shrink `k`, degrees to view units, and the margins. */
+  frame() {
     const b = this.bounds;
     const k = Math.cos((((b.n + b.s) / 2) * Math.PI) / 180);
     const width = (b.e - b.w) * k;
     const height = b.n - b.s;
     const scale = Math.min(1000 / width, 700 / height);
-    const x0 = (1000 - width * scale) / 2;
-    const y0 = (700 - height * scale) / 2;
+    return { b, k, scale, x0: (1000 - width * scale) / 2, y0: (700 - height * scale) / 2 };
+  }
+
+  /** Equirectangular projection into the 1000×700 view, keeping the aspect ratio. */
+  project(lon, lat) {
+    const { b, k, scale, x0, y0 } = this.frame();
     return [x0 + (lon - b.w) * k * scale, y0 + (b.n - lat) * scale];
+  }
+
+  /** The inverse of `project`: [lon, lat] of a point of the view. */
+  unproject(x, y) {
+    const { b, k, scale, x0, y0 } = this.frame();
+    return [b.w + (x - x0) / (k * scale), b.n - (y - y0) / scale];
   }
 
   inside(lon, lat) {
@@ -306,6 +317,7 @@ class SiteView {
       g.append(label);
       fencesG.append(g);
     }
+    this.onProjection();
     this.schedule();
   }
 
@@ -390,6 +402,7 @@ class SiteView {
       g.classList.toggle('panic', st.panic);
       g.classList.toggle('stale', st.stale);
       g.classList.toggle('selected', this.selected === user);
+      g.classList.toggle('on-shift', this.onShift.has(user));
       // Screen position within the view, in view pixels at zoom 1.
       const sx = (x - left) * scale;
       const sy = (y - top) * scale;
@@ -512,21 +525,13 @@ class GuardList {
     this.site = site;
     this.names = names;
     this.onShift = new Set();
-    this.pending = false;
+    // Renders at most once a second while updates stream in; at once on the user's input.
+    this.schedule = coalesce(() => this.render(), 1000);
     for (const id of ['#guard-search', '#f-violation', '#f-stale', '#f-battery', '#f-shift']) {
       $(id).addEventListener('input', () => this.render());
     }
   }
 
-  /** Renders at most once a second while updates stream in; at once on the user's input. */
-  schedule() {
-    if (this.pending) return;
-    this.pending = true;
-    setTimeout(() => {
-      this.pending = false;
-      this.render();
-    }, 1000);
-  }
 
   render() {
     const query = $('#guard-search').value.trim().toLowerCase();
@@ -881,6 +886,39 @@ async function refreshOps(call, last) {
   return { s, at: now };
 }
 
+// ---- Tools ----------------------------------------------------------------------------------
+
+/** The tabs of the supervisor's tools: arrow keys, Home and End move between them. */
+class Tabs {
+  constructor(tools) {
+    this.tools = tools;
+    this.shown = null;
+    this.buttons = [...document.querySelectorAll('.tabs [role="tab"]')];
+    for (const [i, b] of this.buttons.entries()) {
+      b.addEventListener('click', () => this.select(b.id.slice(4)));
+      b.addEventListener('keydown', (e) => {
+        const to = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: this.buttons.length - 1 }[e.key];
+        if (to === undefined) return;
+        e.preventDefault();
+        const next = this.buttons[(to + this.buttons.length) % this.buttons.length];
+        next.focus();
+        this.select(next.id.slice(4));
+      });
+    }
+  }
+
+  select(name) {
+    this.shown = name;
+    for (const b of this.buttons) {
+      const on = b.id === `tab-${name}`;
+      b.setAttribute('aria-selected', String(on));
+      b.tabIndex = on ? 0 : -1;
+      $(`#${b.getAttribute('aria-controls')}`).hidden = !on;
+    }
+    this.tools()[name]?.();
+  }
+}
+
 // ---- Wiring ---------------------------------------------------------------------------------
 
 async function start(token) {
@@ -897,23 +935,63 @@ async function start(token) {
   const names = new Map();
   const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
   const site = new SiteView($('#site'), names);
-  const alerts = new AlertList($('#alerts'), names, call, (all) => site.setViolations(all));
+  const tabs = new Tabs(() => tools);
+  const known = () => new Set([...site.guards.keys(), ...names.keys()]);
+  const fenceName = (id) => site.fences.find((f) => f.id === id)?.name ?? id;
+  const alertLog = new AlertLog({ call, names, fenceName, visible: () => tabs.shown === 'log' });
+  const alerts = new AlertList($('#alerts'), names, call, (all) => {
+    site.setViolations(all);
+    alertLog.update(all);
+  });
   const video = new VideoPanel(token, wsUrl, names);
   site.onSelect = (user) => video.watch(user);
   const roster = new GuardList(site, names);
-  site.onChange = () => roster.schedule();
-  const loadShifts = async () => {
-    try {
-      const now = Date.now();
-      roster.onShift = new Set((await call('/api/v1/shifts')).filter((s) => s.start <= now && now < s.end).map((s) => s.user));
-      roster.schedule();
-    } catch {
-      // Shifts are a filter; without them the list still shows every guard.
-    }
-  };
-  const devices = new DevicePanel(call, names, () => new Set([...site.guards.keys(), ...names.keys()]));
+  const devices = new DevicePanel(call, names, known);
 
   const client = new LookoutClient({ url: wsUrl, token });
+  const messages = new Messages({ call, client, me, names, guards: () => site.guards.keys(), visible: () => tabs.shown === 'messages' });
+  const fences = new FencePanel({
+    call,
+    site,
+    names,
+    guards: known,
+    onShiftChange: (onShift) => {
+      roster.onShift = onShift;
+      site.onShift = onShift;
+      roster.schedule();
+      site.schedule();
+      table.schedule();
+    },
+  });
+  const playback = new Playback({ call, site, names, guards: known, alerts: () => [...alertLog.alerts.values()], fenceName });
+  const table = new GuardTable({
+    site,
+    names,
+    online: () => messages.online,
+    onShift: () => site.onShift,
+    visible: () => tabs.shown === 'guards',
+    select: (user) => site.select(user),
+  });
+  site.onChange = () => {
+    roster.schedule();
+    table.schedule();
+  };
+  site.onProjection = () => {
+    fences.drawDraft();
+    playback.draw();
+    playback.seek(Number($('#play-slider').value));
+  };
+  const tools = {
+    messages: () => messages.render(),
+    log: () => (alertLog.alerts.size ? alertLog.render(true) : alertLog.load()),
+    fences: () => {
+      fences.renderFences();
+      fences.loadShifts();
+    },
+    playback: () => playback.options(),
+    guards: () => table.render(true),
+  };
+  const loadShifts = () => fences.loadShifts();
   let wasOpen = false;
   client.on('state', (state) => {
     $('#conn').dataset.state = state;
@@ -928,6 +1006,7 @@ async function start(token) {
     try {
       const presence = await call('/api/v1/presence');
       for (const u of presence.online) if (u.name) names.set(u.user, u.name);
+      messages.setOnline(presence.online.map((u) => u.user));
     } catch {
       // Names are a nicety; ids stand in.
     }
@@ -968,6 +1047,7 @@ async function start(token) {
   }
   try {
     site.setFences(await call('/api/v1/geofences'));
+    fences.renderFences();
     for (const last of await call('/api/v1/locations')) {
       site.update(last.user, { ...last.location, receivedAt: last.received_at });
     }
@@ -989,7 +1069,9 @@ async function start(token) {
     // Creations and escalations need this supervisor's acknowledgement of the message.
     if (message.ack_required) client.ack(alertChannel, message.seq).catch(() => {});
   }, { onSubscribed });
+  messages.start();
   client.connect();
+  tabs.select('messages');
 
   devices.refresh();
   setInterval(() => devices.refresh(), 10000);

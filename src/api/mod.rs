@@ -17,6 +17,7 @@ pub mod events;
 pub mod extract;
 pub mod field;
 pub mod history;
+pub mod messages;
 pub mod metrics;
 pub mod publish;
 
@@ -58,7 +59,7 @@ macro_rules! routes {
 }
 
 /// Every REST route.
-pub static ROUTES: [Route; 34] = routes! {
+pub static ROUTES: [Route; 35] = routes! {
     GET "/healthz" => admin::healthz,
     GET "/readyz" => admin::readyz,
     GET "/metrics" => metrics::metrics,
@@ -90,6 +91,7 @@ pub static ROUTES: [Route; 34] = routes! {
     DELETE "/api/v1/shifts/{id}" => field::delete_shift,
     GET "/api/v1/tracking/stats" => field::tracking_stats,
     GET "/api/v1/presence" => field::presence,
+    GET "/api/v1/messages" => messages::conversation,
     GET "/api/v1/websocket/stats" => admin::stats,
     GET "/api/v1/notify/status" => admin::notify_status,
     GET "/api/v1/websocket/user/{user}/status" => admin::user_status,

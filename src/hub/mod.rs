@@ -21,6 +21,7 @@
 
 pub mod admission;
 pub mod conn;
+pub mod conversation;
 pub mod error;
 pub mod facts;
 pub mod history;

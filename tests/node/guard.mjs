@@ -4,7 +4,7 @@
 // when the step may go on). Screenshots go to LOOKOUT_ARTIFACTS.
 import fs from 'node:fs';
 import path from 'node:path';
-import { emit, env, launch } from './harness.mjs';
+import { emit, env, launch, proceed as proceedAfter, sameOriginOnly, sleep, watchPage as watchPageFor } from './harness.mjs';
 import jsQR from 'jsqr';
 import { PNG } from 'pngjs';
 
@@ -13,23 +13,13 @@ const artifacts = env('LOOKOUT_ARTIFACTS');
 const control = env('LOOKOUT_CONTROL');
 const origin = new URL(supervisorLink).origin;
 fs.mkdirSync(artifacts, { recursive: true });
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function proceed(name) {
-  const file = path.join(control, name);
-  for (let i = 0; i < 1200 && !fs.existsSync(file); i += 1) await sleep(100);
-  if (!fs.existsSync(file)) throw new Error(`never told to go on after ${name}`);
-}
+const proceed = (name) => proceedAfter(control, name);
 
 const problems = [];
 const foreign = [];
 
-function watchPage(page, who) {
-  page.on('pageerror', (e) => problems.push(`${who} page error: ${e.message}`));
-  page.on('console', (msg) => {
-    if (msg.type() === 'error' && /Content Security Policy|Refused to/i.test(msg.text())) problems.push(`${who}: ${msg.text()}`);
-  });
-}
+const watchPage = (page, who) => watchPageFor(page, who, problems);
 
 async function hold(page, selector, ms) {
   const box = await page.locator(selector).boundingBox();
@@ -57,14 +47,7 @@ async function main() {
     permissions: ['geolocation', 'camera'],
   });
   const desk = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 900 } });
-  for (const context of [phone, desk]) {
-    await context.route('**/*', (route) => {
-      const url = new URL(route.request().url());
-      if (url.origin === origin || url.protocol === 'data:' || url.protocol === 'blob:') return route.continue();
-      foreign.push(url.href);
-      return route.abort();
-    });
-  }
+  for (const context of [phone, desk]) await sameOriginOnly(context, origin, foreign);
   const guard = await phone.newPage();
   watchPage(guard, 'guard');
   // Video frames the phone sends: MessagePack publishes far larger than a position.

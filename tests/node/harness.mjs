@@ -1,5 +1,7 @@
 // What the browser scripts share: their settings from the environment, the JSON lines they
 // report their steps in to the Rust test that runs them, and how Chromium is started.
+import fs from 'node:fs';
+import path from 'node:path';
 import { chromium } from 'playwright-core';
 
 /** The value of a required environment variable. */
@@ -19,3 +21,30 @@ export const launch = (args = []) =>
     headless: true,
     args: ['--no-sandbox', ...args],
   });
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until the Rust side creates `control/name` (the step may go on): up to 2 min. */
+export async function proceed(control, name) {
+  const file = path.join(control, name);
+  for (let i = 0; i < 1200 && !fs.existsSync(file); i += 1) await sleep(100);
+  if (!fs.existsSync(file)) throw new Error(`never told to go on after ${name}`);
+}
+
+/** Page errors and CSP refusals of `page` go to `problems`. */
+export function watchPage(page, who, problems) {
+  page.on('pageerror', (e) => problems.push(`${who} page error: ${e.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && /Content Security Policy|Refused to/i.test(msg.text())) problems.push(`${who}: ${msg.text()}`);
+  });
+}
+
+/** The appliance has no internet: `context` reaches its own origin only; the rest is listed. */
+export async function sameOriginOnly(context, origin, foreign) {
+  await context.route('**/*', (route) => {
+    const url = new URL(route.request().url());
+    if (url.origin === origin || url.protocol === 'data:' || url.protocol === 'blob:') return route.continue();
+    foreign.push(url.href);
+    return route.abort();
+  });
+}

@@ -313,11 +313,11 @@ class Camera {
 
 // ---- Messages -------------------------------------------------------------------------------
 
-function showMessage(text, from, scope) {
+function showMessage(text, from, scope, at = Date.now()) {
   const li = document.createElement('li');
   const who = document.createElement('span');
   who.className = 'from';
-  who.textContent = `${scope === 'all' ? 'To all guards' : from ? `From ${from}` : 'Message'} · ${new Date().toLocaleTimeString()}`;
+  who.textContent = `${scope === 'all' ? 'To all guards' : from ? `From ${from}` : 'Message'} · ${new Date(at).toLocaleTimeString()}`;
   li.append(who, document.createTextNode(text));
   $('#messages').append(li);
   li.scrollIntoView({ block: 'end' });
@@ -423,10 +423,31 @@ async function start(token) {
   // Messages: private ones (replies go to their sender) and the org's broadcasts to guards.
   let replyTo = null;
   const messages = '/user/queue/messages';
-  client.subscribe(messages, (data, message) => {
-    if (data?.from && data.from !== me.sub) replyTo = data.from;
-    showMessage(textOf(data), data?.from, 'me');
+  // Each private message once, by its recipient and seq: the conversation so far is loaded
+  // (both ways, GET /api/v1/messages), and the queue's live messages may repeat some of it.
+  const shown = new Set();
+  const showPrivate = (m) => {
+    const key = `${m.to}#${m.seq}`;
+    if (shown.has(key)) return;
+    shown.add(key);
+    if (m.from !== me.sub) replyTo = m.from;
+    showMessage(textOf(m.data), m.from === me.sub ? `you to ${m.to}` : m.from, 'me', m.timestamp);
+  };
+  const history = fetch('/api/v1/messages', { headers: { authorization: `Bearer ${token}` } })
+    .then((r) => (r.ok ? r.json() : { messages: [] }))
+    .then((page) => page.messages.forEach(showPrivate))
+    .catch(() => {});
+  client.subscribe(messages, async (data, message) => {
+    await history;
+    showPrivate({ from: data?.from, to: me.sub, seq: message.seq, timestamp: message.timestamp ?? Date.now(), data });
     client.ack(messages, message.seq).catch(() => {});
+  });
+  // The supervisor sees that the guard is writing (the org's presence channel).
+  let typedAt = 0;
+  $('#reply-text').addEventListener('input', () => {
+    if (!replyTo || Date.now() - typedAt < 3000) return;
+    typedAt = Date.now();
+    client.send({ type: 'typing', room: `dm:${replyTo}`, active: true }).catch(() => {});
   });
   if (me.org) {
     client.subscribe(`/topic/org/${me.org}/role/guard`, (data) => showMessage(textOf(data), data?.from, 'all'));
@@ -440,9 +461,9 @@ async function start(token) {
       return;
     }
     try {
-      await client.publish(messages, { text }, { to: replyTo });
+      const reply = await client.publish(messages, { text }, { to: replyTo });
       $('#reply-text').value = '';
-      showMessage(text, `you to ${replyTo}`, 'me');
+      showPrivate({ from: me.sub, to: replyTo, seq: reply.seq, timestamp: Date.now(), data: { text } });
     } catch (e) {
       showMessage(`Not sent: ${e.message}`, null, 'me');
     }
