@@ -88,7 +88,7 @@ pub async fn seed(state: &AppState, site: &Site) -> Result<Seeded, DemoError> {
     let panic_raised = state
         .field
         .alerts()
-        .list(&admin, None, None)
+        .list(&admin, &crate::alerts::AlertQuery::default())
         .await?
         .iter()
         .any(|a| a.org == ORG && a.kind == AlertType::Panic);

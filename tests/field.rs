@@ -744,3 +744,119 @@ async fn a_resolved_alert_is_kept_for_the_retention_period_then_removed_and_open
     );
     server.stop().await;
 }
+
+/// The alert log asks the server for what it shows: alerts of a type, of a guard, of a period,
+/// newest first and never more than `limit` (at most 1000) in one answer, which then says that
+/// older ones were left out. Another org's alerts are never among them.
+#[tokio::test]
+async fn the_alert_listing_filters_by_type_guard_and_period_and_says_when_it_left_some_out() {
+    let server = server_with(|c| c.limits.alerts_per_minute = 1000).await;
+    let sup = supervisor(&server, "s1", "acme");
+    let raise = |user: &'static str, org: &'static str, kind: &'static str| {
+        let token = guard(&server, user, org);
+        let server = &server;
+        async move {
+            let (status, made) =
+                post(server, "/api/v1/alerts", &token, json!({"type": kind})).await;
+            assert_eq!(status, 201, "{made}");
+            made["created_at"].as_u64().expect("created_at")
+        }
+    };
+    let mut created = Vec::new();
+    for kind in ["PANIC", "MEDICAL", "PANIC", "MEDICAL", "PANIC"] {
+        let user = if kind == "PANIC" { "g1" } else { "g2" };
+        created.push(raise(user, "acme", kind).await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    raise("g1", "globex", "PANIC").await;
+
+    let listed = |path: &'static str| {
+        let server = &server;
+        let sup = &sup;
+        async move {
+            let all = get(server, path, sup).await;
+            all.as_array()
+                .unwrap_or_else(|| panic!("{path}: {all}"))
+                .clone()
+        }
+    };
+    let panics = listed("/api/v1/alerts?type=PANIC").await;
+    assert_eq!(panics.len(), 3, "acme's three, not globex's");
+    assert!(panics
+        .iter()
+        .all(|a| a["type"] == "PANIC" && a["user"] == "g1" && a["org"] == "acme"));
+    let of_g2 = listed("/api/v1/alerts?user=g2").await;
+    assert_eq!(of_g2.len(), 2);
+    assert!(of_g2.iter().all(|a| a["type"] == "MEDICAL"));
+
+    let since_third = format!("/api/v1/alerts?from={}", created[2]);
+    let recent = get(&server, &since_third, &sup).await;
+    let times: Vec<u64> = recent
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|a| a["created_at"].as_u64())
+        .collect();
+    assert_eq!(times, [created[4], created[3], created[2]], "newest first");
+    let until_second = format!("/api/v1/alerts?to={}", created[1]);
+    assert_eq!(
+        get(&server, &until_second, &sup)
+            .await
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    // Two of five: the newest two, and the answer says more match.
+    let page = server
+        .http()
+        .get(server.https("/api/v1/alerts?limit=2"))
+        .bearer_auth(&sup)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(page.status(), 200);
+    assert_eq!(
+        page.headers()
+            .get("lookout-truncated")
+            .map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    let page: Value = page.json().await.expect("json");
+    let times: Vec<u64> = page
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|a| a["created_at"].as_u64())
+        .collect();
+    assert_eq!(times, [created[4], created[3]]);
+    let whole = server
+        .http()
+        .get(server.https("/api/v1/alerts?limit=5"))
+        .bearer_auth(&sup)
+        .send()
+        .await
+        .expect("GET");
+    assert!(
+        whole.headers().get("lookout-truncated").is_none(),
+        "all five fit"
+    );
+
+    for bad in [
+        "/api/v1/alerts?limit=0",
+        "/api/v1/alerts?limit=1001",
+        "/api/v1/alerts?type=ALIENS",
+        "/api/v1/alerts?from=yesterday",
+    ] {
+        let status = server
+            .http()
+            .get(server.https(bad))
+            .bearer_auth(&sup)
+            .send()
+            .await
+            .expect("GET")
+            .status();
+        assert_eq!(status, 400, "{bad}");
+    }
+    server.stop().await;
+}

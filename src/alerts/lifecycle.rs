@@ -4,7 +4,7 @@
 //! Who may see and handle an alert is decided here; escalation is in `escalation.rs`.
 
 use super::error::AlertError;
-use super::model::{Alert, AlertState, AuditEntry, NewAlert};
+use super::model::{Alert, AlertQuery, AlertState, AuditEntry, NewAlert};
 use super::service::Alerts;
 use crate::auth::{Identity, Role};
 use crate::clock::now_millis;
@@ -121,20 +121,13 @@ impl Alerts {
         }
     }
 
-    /// Alerts the caller may see, newest first, optionally filtered by state and creation time.
-    pub async fn list(
-        &self,
-        who: &Identity,
-        state: Option<AlertState>,
-        since: Option<u64>,
-    ) -> Result<Vec<Alert>, AlertError> {
+    /// Alerts the caller may see that `query` asks for, newest first.
+    pub async fn list(&self, who: &Identity, query: &AlertQuery) -> Result<Vec<Alert>, AlertError> {
         let mut alerts: Vec<Alert> = self
             .all()
             .await?
             .into_iter()
-            .filter(|a| may_see(who, a))
-            .filter(|a| state.is_none_or(|s| a.state == s))
-            .filter(|a| since.is_none_or(|t| a.updated_at >= t))
+            .filter(|a| may_see(who, a) && query.matches(a))
             .collect();
         alerts.sort_by_key(|a| std::cmp::Reverse(a.created_at));
         Ok(alerts)

@@ -23,5 +23,5 @@ mod service;
 mod turns;
 
 pub use self::error::AlertError;
-pub use self::model::{Alert, AlertState, AlertType, NewAlert, Position, Priority};
+pub use self::model::{Alert, AlertQuery, AlertState, AlertType, NewAlert, Position, Priority};
 pub use self::service::{Alerts, Escalation};

@@ -150,3 +150,33 @@ pub struct NewAlert {
     /// Who raised it.
     pub by: String,
 }
+
+/// Which alerts a listing asks for: every condition set must hold. Times are the alert's
+/// creation (`from`, `to`, inclusive) or last change (`since`), in ms.
+#[derive(Debug, Clone, Default)]
+pub struct AlertQuery {
+    /// Only alerts in this state.
+    pub state: Option<AlertState>,
+    /// Only alerts of this type.
+    pub kind: Option<AlertType>,
+    /// Only alerts of this guard.
+    pub user: Option<String>,
+    /// Only alerts changed at or after this time.
+    pub since: Option<u64>,
+    /// Only alerts created at or after this time.
+    pub from: Option<u64>,
+    /// Only alerts created at or before this time.
+    pub to: Option<u64>,
+}
+
+impl AlertQuery {
+    /// Whether `alert` is one the query asks for.
+    pub fn matches(&self, alert: &Alert) -> bool {
+        self.state.is_none_or(|s| alert.state == s)
+            && self.kind.is_none_or(|k| alert.kind == k)
+            && self.user.as_deref().is_none_or(|u| alert.user == u)
+            && self.since.is_none_or(|t| alert.updated_at >= t)
+            && self.from.is_none_or(|t| alert.created_at >= t)
+            && self.to.is_none_or(|t| alert.created_at <= t)
+    }
+}

@@ -5,7 +5,9 @@ use hyper::Response;
 use serde::Deserialize;
 
 use super::extract::{number, Call};
-use crate::alerts::AlertState;
+use std::collections::HashMap;
+
+use crate::alerts::{AlertQuery, AlertState, AlertType};
 use crate::failure::ErrorCode;
 use crate::http::{json_response, Body, HttpError};
 use crate::hub::Publish;
@@ -16,11 +18,55 @@ struct NoteBody {
     note: Option<String>,
 }
 
-/// `GET /api/v1/alerts?state=&since=`.
+/// Alerts one listing returns at most, and by default.
+const LIST_MAX: usize = 1000;
+const LIST_DEFAULT: usize = 500;
+
+/// The header that says a listing left out older alerts that match (for want of `limit` or of
+/// `limits.max_response_bytes`): ask again with `to` = the oldest `created_at` listed − 1.
+pub const TRUNCATED_HEADER: &str = "lookout-truncated";
+
+/// `GET /api/v1/alerts?state=&type=&user=&since=&from=&to=&limit=`: the alerts the caller may
+/// see, newest first, at most `limit` and `limits.max_response_bytes`.
 pub async fn list(call: Call) -> Result<Response<Body>, HttpError> {
     let who = call.who()?;
     let params = call.query();
-    let filter = match params.get("state").map(String::as_str) {
+    let query = alert_query(&params)?;
+    let limit = number(&params, "limit", LIST_DEFAULT)?;
+    if limit == 0 || limit > LIST_MAX {
+        return Err(HttpError::new(
+            ErrorCode::BadRequest,
+            format!("`limit` is 1 to {LIST_MAX}"),
+        ));
+    }
+    let alerts = call.state.field.alerts().list(&who, &query).await?;
+    let mut left = call.state.hub.limits().max_response_bytes;
+    let mut listed = Vec::new();
+    for alert in &alerts {
+        let value = serde_json::to_value(alert).map_err(|e| {
+            HttpError::new(ErrorCode::Internal, format!("cannot encode an alert: {e}"))
+        })?;
+        let size = value.to_string().len() + 1;
+        if listed.len() == limit || (size > left && !listed.is_empty()) {
+            break;
+        }
+        left = left.saturating_sub(size);
+        listed.push(value);
+    }
+    let truncated = listed.len() < alerts.len();
+    let mut response = json_response(200, &listed);
+    if truncated {
+        response.headers_mut().insert(
+            TRUNCATED_HEADER,
+            hyper::header::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
+}
+
+/// The listing's conditions from its query string; an unknown state or type is refused.
+fn alert_query(params: &HashMap<String, String>) -> Result<AlertQuery, HttpError> {
+    let state = match params.get("state").map(String::as_str) {
         None | Some("") => None,
         Some("open") => Some(AlertState::Open),
         Some("acknowledged") => Some(AlertState::Acknowledged),
@@ -32,14 +78,34 @@ pub async fn list(call: Call) -> Result<Response<Body>, HttpError> {
             ))
         }
     };
-    let since = params
-        .contains_key("since")
-        .then(|| number(&params, "since", 0u64))
-        .transpose()?;
-    Ok(json_response(
-        200,
-        &call.state.field.alerts().list(&who, filter, since).await?,
-    ))
+    let kind = match params.get("type").map(String::as_str) {
+        None | Some("") => None,
+        Some(name) => Some(
+            serde_json::from_value::<AlertType>(serde_json::Value::String(name.to_owned()))
+                .map_err(|_| {
+                    HttpError::new(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "unknown type `{name}` (PANIC, MEDICAL, SECURITY, FIRE, GENERAL, GEOFENCE)"
+                        ),
+                    )
+                })?,
+        ),
+    };
+    let time = |name: &str| {
+        params
+            .contains_key(name)
+            .then(|| number(params, name, 0u64))
+            .transpose()
+    };
+    Ok(AlertQuery {
+        state,
+        kind,
+        user: params.get("user").filter(|u| !u.is_empty()).cloned(),
+        since: time("since")?,
+        from: time("from")?,
+        to: time("to")?,
+    })
 }
 
 #[derive(Deserialize)]

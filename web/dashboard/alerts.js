@@ -5,6 +5,8 @@ import { $, el, coalesce, csvCell, download, localInput, when } from './dom.js';
 
 // Rows drawn at most; the filters narrow the rest.
 const ROWS_MAX = 200;
+// Alerts of the chosen period asked of the server at once (its most per request).
+const LOAD_MAX = 1000;
 
 export class AlertLog {
   /** `ctx`: { call, names, fenceName(id), visible() }. */
@@ -14,17 +16,28 @@ export class AlertLog {
     this.selected = null;
     this.schedule = coalesce(() => this.render(), 500);
     $('#log-from').value = localInput(Date.now() - 24 * 3600 * 1000);
-    for (const id of ['#log-state', '#log-type', '#log-guard', '#log-from', '#log-to']) {
+    for (const id of ['#log-state', '#log-type', '#log-guard']) {
       $(id).addEventListener('input', () => this.render(true));
+    }
+    // The period is asked of the server, which answers at most LOAD_MAX alerts of it.
+    for (const id of ['#log-from', '#log-to']) {
+      $(id).addEventListener('change', () => this.load());
     }
     $('#log-export').addEventListener('click', () => this.exportCsv());
     $('#log-reload').addEventListener('click', () => this.load());
   }
 
   async load() {
+    const query = new URLSearchParams({ limit: String(LOAD_MAX) });
+    const { from, to } = this.period();
+    if (from > 0) query.set('from', String(from));
+    if (to < Infinity) query.set('to', String(to));
     try {
-      for (const a of await this.call('/api/v1/alerts')) this.upsert(a);
-      $('#log-status').textContent = '';
+      const listed = await this.call(`/api/v1/alerts?${query}`);
+      for (const a of listed) this.upsert(a);
+      $('#log-status').textContent = listed.length >= LOAD_MAX
+        ? `The newest ${LOAD_MAX} alerts of this period are shown: choose a shorter period for older ones.`
+        : '';
     } catch (e) {
       $('#log-status').textContent = `Could not load the alerts: ${e.message}`;
     }
@@ -42,12 +55,18 @@ export class AlertLog {
     this.schedule();
   }
 
+  /** The chosen period, ms (0 and Infinity when open). */
+  period() {
+    const from = $('#log-from').value ? new Date($('#log-from').value).getTime() : 0;
+    const to = $('#log-to').value ? new Date($('#log-to').value).getTime() : Infinity;
+    return { from, to };
+  }
+
   filtered() {
     const state = $('#log-state').value;
     const type = $('#log-type').value;
     const guard = $('#log-guard').value.trim().toLowerCase();
-    const from = $('#log-from').value ? new Date($('#log-from').value).getTime() : 0;
-    const to = $('#log-to').value ? new Date($('#log-to').value).getTime() : Infinity;
+    const { from, to } = this.period();
     return [...this.alerts.values()]
       .filter((a) => (!state || a.state === state)
         && (!type || a.type === type)
