@@ -808,13 +808,14 @@ async fn the_alert_listing_filters_by_type_guard_and_period_and_says_when_it_lef
     );
 
     // Two of five: the newest two, and the answer says more match.
-    let page = server
-        .http()
-        .get(server.https("/api/v1/alerts?limit=2"))
-        .bearer_auth(&sup)
-        .send()
-        .await
-        .expect("GET");
+    let fetch = |path: &'static str| {
+        server
+            .http()
+            .get(server.https(path))
+            .bearer_auth(&sup)
+            .send()
+    };
+    let page = fetch("/api/v1/alerts?limit=2").await.expect("GET");
     assert_eq!(page.status(), 200);
     assert_eq!(
         page.headers()
@@ -830,13 +831,7 @@ async fn the_alert_listing_filters_by_type_guard_and_period_and_says_when_it_lef
         .filter_map(|a| a["created_at"].as_u64())
         .collect();
     assert_eq!(times, [created[4], created[3]]);
-    let whole = server
-        .http()
-        .get(server.https("/api/v1/alerts?limit=5"))
-        .bearer_auth(&sup)
-        .send()
-        .await
-        .expect("GET");
+    let whole = fetch("/api/v1/alerts?limit=5").await.expect("GET");
     assert!(
         whole.headers().get("lookout-truncated").is_none(),
         "all five fit"
@@ -848,14 +843,7 @@ async fn the_alert_listing_filters_by_type_guard_and_period_and_says_when_it_lef
         "/api/v1/alerts?type=ALIENS",
         "/api/v1/alerts?from=yesterday",
     ] {
-        let status = server
-            .http()
-            .get(server.https(bad))
-            .bearer_auth(&sup)
-            .send()
-            .await
-            .expect("GET")
-            .status();
+        let status = fetch(bad).await.expect("GET").status();
         assert_eq!(status, 400, "{bad}");
     }
     server.stop().await;
