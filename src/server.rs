@@ -257,26 +257,37 @@ impl Server {
         );
         // Cluster mode: what the other nodes publish reaches this node's subscribers.
         let cluster_feed = tokio::spawn(state.hub.clone().run_cluster(state.shutdown.clone()));
+        // Followers that end on `state.shutdown`; awaited before the store is flushed, so that
+        // none of them still holds the store (or writes to it) when `run` returns.
+        let mut followers = tokio::task::JoinSet::new();
         if store.cluster().is_some() {
             // A phone revoked on another node is cut off here too.
-            tokio::spawn(crate::api::devices::follow_revocations(
-                state.clone(),
-                state.shutdown.clone(),
-            ));
+            let revocations =
+                crate::api::devices::follow_revocations(state.clone(), state.shutdown.clone());
+            followers.spawn(async move {
+                let _ = revocations.await;
+            });
         }
         if let Some(set) = state.auth.key_set() {
-            tokio::spawn(set.clone().run(state.shutdown.clone()));
+            let keys = set.clone().run(state.shutdown.clone());
+            followers.spawn(async move {
+                let _ = keys.await;
+            });
         }
-        tokio::spawn(
-            state
-                .field
-                .alerts()
-                .hooks()
-                .clone()
-                .run(state.shutdown.clone()),
-        );
+        let hooks = state
+            .field
+            .alerts()
+            .hooks()
+            .clone()
+            .run(state.shutdown.clone());
+        followers.spawn(async move {
+            let _ = hooks.await;
+        });
         if let Some(bridge) = state.amqp.get() {
-            tokio::spawn(bridge.clone().run(state.shutdown.clone()));
+            let bridge = bridge.clone().run(state.shutdown.clone());
+            followers.spawn(async move {
+                let _ = bridge.await;
+            });
         }
         let gateway = Gateway::new(state.clone());
         let tls_loop = tokio::spawn(transport::accept_loop(
@@ -315,11 +326,15 @@ impl Server {
             tokio::time::sleep(state.hub.limits().shutdown_grace).await;
         }
         crate::systemd::stopping();
+        // Aborted tasks are awaited too: until one is dropped, it still holds what it captured
+        // (the store among it), and the data directory would stay locked after `run`.
         if let Some(watchdog) = watchdog {
             watchdog.abort();
+            let _ = watchdog.await;
         }
         if let Some(reloads) = reloads {
             reloads.abort();
+            let _ = reloads.await;
         }
         tracing::info!("shutting down: closing connections");
         state.shutdown.cancel();
@@ -334,6 +349,8 @@ impl Server {
         }
         housekeeping.abort();
         retention.abort();
+        let _ = housekeeping.await;
+        let _ = retention.await;
         let _ = timers.await;
         let _ = cluster_feed.await;
         state.tracker.close();
@@ -355,6 +372,19 @@ impl Server {
                 remaining = hub_tasks.len(),
                 "hub tasks still running after the grace period"
             );
+        }
+        if tokio::time::timeout(grace, async {
+            while followers.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                remaining = followers.len(),
+                "background tasks still running after the grace period"
+            );
+            followers.abort_all();
+            while followers.join_next().await.is_some() {}
         }
         let flushed = if store_failed || !store.healthy() {
             Err(ServerError::Store(StoreError::Unhealthy))

@@ -56,22 +56,42 @@ impl TaskService {
         }
     }
 
+    /// Publishes as a careful producer does: mandatory, so that a message no queue is bound
+    /// for yet comes back instead of vanishing, and sent again until Lookout's binding takes
+    /// it (its consumer declares the queue, then binds it: a queue that exists may not be
+    /// bound yet).
     async fn send(&self, key: &str, id: &str, body: &[u8]) {
-        self.channel
-            .basic_publish(
-                EXCHANGE.into(),
-                key.into(),
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default()
-                    .with_message_id(id.into())
-                    .with_delivery_mode(2)
-                    .with_content_type("application/json".into()),
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirmed");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let confirmation = self
+                .channel
+                .basic_publish(
+                    EXCHANGE.into(),
+                    key.into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    body,
+                    BasicProperties::default()
+                        .with_message_id(id.into())
+                        .with_delivery_mode(2)
+                        .with_content_type("application/json".into()),
+                )
+                .await
+                .expect("publish")
+                .await
+                .expect("confirmed");
+            assert!(confirmation.is_ack(), "the broker refused {id}");
+            if confirmation.take_message().is_none() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no queue was ever bound for {key}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Task event `n` of `org`.
@@ -211,15 +231,7 @@ async fn task_events_reach_each_org_in_order_across_a_kill_9_and_a_broker_restar
     let mut sse = EventReader::new(sse);
 
     let service = TaskService::connect(&mq).await;
-    // Two orgs, interleaved; the consumer declares its queue when it connects, so wait for it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while service.depth("lookout.tasks.task.event.*").await == u32::MAX {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Lookout never declared its queue"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // Two orgs, interleaved (each sent again until Lookout's queue is bound: see `send`).
     for n in 1..=10u64 {
         service.event("acme", n).await;
         service.event("globex", n).await;

@@ -108,8 +108,18 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --all-targets -- -D warnings
-step "cargo test"
-cargo test --all-targets
+# The tests spend most of their time waiting on real servers, timers and other processes (a
+# run used a quarter of two cores), so cargo-nextest runs the tests of every binary in one pool,
+# six at a time, instead of one binary after another. The benchmarks' smoke runs have harnesses
+# of their own and run under cargo test.
+if ! cargo nextest --version >/dev/null 2>&1; then
+    step "installing cargo-nextest"
+    cargo install cargo-nextest --locked --quiet
+fi
+step "cargo nextest (unit and integration tests)"
+cargo nextest run --lib --bins --tests --no-fail-fast --test-threads "${TEST_THREADS:-6}"
+step "cargo test --benches (the benchmarks' smoke runs)"
+cargo test --benches
 # The same behaviour on cluster mode's engine: these suites' in-process servers keep their
 # state in a real redis-server instead of sled (tests/common/redis.rs).
 step "cargo test on the Redis engine (TEST_STORE=redis)"

@@ -748,17 +748,19 @@ async fn a_socket_ends_when_its_token_does_and_its_reconnect_is_refused() {
         c.limits.ping_interval = Duration::from_secs(1);
     })
     .await;
+    // Minted once Node.js is up, and with room for a loaded machine's first connection: the
+    // token must still be valid when it arrives.
+    let mut sio = Sio::start(&server);
     let short = server
         .auth
         .mint(
             "s1",
             Some("acme"),
             &[Role::Supervisor],
-            Duration::from_secs(2),
+            Duration::from_secs(4),
             None,
         )
         .expect("mint");
-    let mut sio = Sio::start(&server);
     let step = sio
         .connect(
             "short",
