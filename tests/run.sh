@@ -123,10 +123,11 @@ cargo test --benches
 # The same behaviour on cluster mode's engine: these suites' in-process servers keep their
 # state in a real redis-server instead of sled (tests/common/redis.rs).
 step "cargo test on the Redis engine (TEST_STORE=redis)"
-TEST_STORE=redis cargo test --test durability --test authorization --test field \
-    --test idempotency --test stomp --test enrollment --test budgets --test operations
+TEST_STORE=redis cargo nextest run --no-fail-fast --test-threads "${TEST_THREADS:-6}" \
+    --test durability --test authorization --test field --test idempotency --test stomp \
+    --test enrollment --test budgets --test operations
 # The authorization matrix against a cluster: every in-process server is three nodes on one
 # Redis and the clients connect to them in turn.
 step "cargo test on a three-node cluster (TEST_CLUSTER=3)"
-TEST_CLUSTER=3 cargo test --test authorization
+TEST_CLUSTER=3 cargo nextest run --no-fail-fast --test-threads "${TEST_THREADS:-6}" --test authorization
 step "all tests passed"
