@@ -69,7 +69,10 @@ async function main() {
   const user = `guard-${String(number).padStart(2, '0')}`;
   await page.locator('#guard-search').fill(wanted);
   const entry = page.locator(`.roster-item[data-user="${user}"]`);
-  await entry.waitFor({ timeout: 10000 });
+  // Names come with the presence list, loaded when the page opens and every 30 s: a guard that
+  // connected after the first load (a thousand connecting on a busy machine) is found by name
+  // after the next.
+  await entry.waitFor({ timeout: 40000 });
   const listed = await page.locator('.roster-item').count();
   await entry.click();
   await page.locator(`.guard.selected.labelled[data-user="${user}"]`).waitFor({ timeout: 5000 });

@@ -22,8 +22,8 @@ async function metrics(cdp) {
 
 /**
  * Measures `page` for `ms`: main-thread milliseconds in all (`mainThreadMs`, and `cpuMs` on the
- * CPU), in script, style
- * recalculation and layout, how many layouts and style recalculations, and the DOM's size.
+ * CPU), in script, style recalculation and layout, how many layouts and style recalculations,
+ * and the DOM's size.
  * With PROFILE set, also writes `<PROFILE>/<label>.profile.txt` (self and inclusive time by
  * function) and `<label>.trace.txt` (main-thread events by name, the elements each style
  * recalculation touched, the objects each layout laid out).
