@@ -45,6 +45,7 @@ export class FencePanel {
       this.save();
     });
     $('#fence-clear').addEventListener('click', () => this.clearDraft());
+    $('#shift-guard').addEventListener('focus', () => this.offerGuards());
     $('#shift-form').addEventListener('submit', (e) => {
       e.preventDefault();
       this.addShift();
@@ -109,8 +110,12 @@ export class FencePanel {
 
   drawDraft() {
     const layer = this.site.root.querySelector('#draft');
+    // Called at every redraw of the fences (each alert): an empty layer is left alone.
+    if (!this.site.bounds || !this.points.length) {
+      if (layer.firstChild) layer.replaceChildren();
+      return;
+    }
     layer.replaceChildren();
-    if (!this.site.bounds || !this.points.length) return;
     const pts = this.points.map(([lon, lat]) => this.site.project(lon, lat));
     const kind = $('#fence-kind').value;
     if ($('#fence-shape').value === 'circle') {
@@ -256,9 +261,18 @@ export class FencePanel {
     await this.loadShifts();
   }
 
+  /** The guards the shift form offers: filled while the panel is shown, not every 30 s. */
+  offerGuards() {
+    const guards = [...this.guards()].sort().slice(0, 2000);
+    const key = guards.map((u) => `${u}:${this.names.get(u) ?? ''}`).join(',');
+    if (key === this.offered) return;
+    this.offered = key;
+    $('#known-guards-shift').replaceChildren(...guards.map((u) => el('option', { value: u }, this.names.get(u) ?? u)));
+  }
+
   renderShifts() {
     const now = Date.now();
-    $('#known-guards-shift').replaceChildren(...[...this.guards()].sort().slice(0, 2000).map((u) => el('option', { value: u }, this.names.get(u) ?? u)));
+    if (!$('#panel-fences').hidden) this.offerGuards();
     const sorted = [...this.shifts].sort((a, b) => a.start - b.start);
     $('#shift-list').replaceChildren(...sorted.map((s) => el('tr', { 'data-id': s.id, 'data-user': s.user, class: s.start <= now && now < s.end ? 'current' : '' },
       el('td', {}, this.names.get(s.user) ?? s.user),

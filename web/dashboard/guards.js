@@ -1,6 +1,7 @@
 // The guard table: every guard with its state (connection, on shift, battery, accuracy, last
 // seen), sortable by any column (header buttons, keyboard too). Drawn only while shown, at
-// most every 2 s, and at most ROWS_MAX rows (a search narrows them).
+// most every 2 s, and at most ROWS_MAX rows (a search narrows them); rows are kept per guard
+// and updated in place.
 import { $, el, age, coalesce } from './dom.js';
 
 const ROWS_MAX = 200;
@@ -19,6 +20,8 @@ export class GuardTable {
     Object.assign(this, ctx);
     this.sort = { key: 'name', dir: 1 };
     this.later = coalesce(() => this.render(), 2000);
+    this.kept = new Map(); // user → { tr, cells, name, text }
+    this.collator = new Intl.Collator();
     $('#table-search').addEventListener('input', () => this.render(true));
     $('#table-head').replaceChildren(el('tr', {}, ...COLUMNS.map(([key, label]) => el('th', { scope: 'col', 'data-key': key },
       el('button', { type: 'button', class: 'sort', onclick: () => this.sortBy(key) }, label)))));
@@ -52,7 +55,9 @@ export class GuardTable {
       });
     }
     const { key, dir } = this.sort;
-    rows.sort((a, b) => (key === 'name' ? a.name.localeCompare(b.name) : a[key] - b[key]) * dir || a.name.localeCompare(b.name));
+    // One collator for the sort: localeCompare builds one per call, a thousand guards a render.
+    const byName = this.collator.compare;
+    rows.sort((a, b) => (key === 'name' ? byName(a.name, b.name) : a[key] - b[key]) * dir || byName(a.name, b.name));
     return rows;
   }
 
@@ -60,19 +65,52 @@ export class GuardTable {
     if (!this.visible()) return;
     const rows = this.rows();
     for (const th of document.querySelectorAll('#table-head th')) {
-      th.setAttribute('aria-sort', th.dataset.key === this.sort.key ? (this.sort.dir > 0 ? 'ascending' : 'descending') : 'none');
+      const sort = th.dataset.key === this.sort.key ? (this.sort.dir > 0 ? 'ascending' : 'descending') : 'none';
+      if (th.getAttribute('aria-sort') !== sort) th.setAttribute('aria-sort', sort);
     }
     const shown = rows.slice(0, ROWS_MAX);
-    const signature = shown.map((r) => `${r.user}${r.online}${r.shift}${Math.round(r.battery)}${Math.round(r.accuracy)}${Math.round((Date.now() - r.seen) / 5000)}`).join(',');
-    if (!force && signature === this.shown) return;
-    this.shown = signature;
-    $('#table-count').textContent = rows.length > ROWS_MAX ? `${ROWS_MAX} of ${rows.length} — refine the search` : `${rows.length} guards`;
-    $('#table-rows').replaceChildren(...shown.map((r) => el('tr', { 'data-user': r.user, class: r.battery >= 0 && r.battery < 20 ? 'low' : '' },
-      el('td', {}, el('button', { type: 'button', class: 'link', onclick: () => this.select(r.user) }, r.name)),
-      el('td', { class: r.online ? 'online' : 'offline' }, r.online ? 'online' : 'offline'),
-      el('td', {}, r.shift ? 'on shift' : '–'),
-      el('td', {}, r.battery >= 0 ? `${Math.round(r.battery)} %` : '–'),
-      el('td', {}, Number.isFinite(r.accuracy) ? `±${Math.round(r.accuracy)} m` : '–'),
-      el('td', {}, r.seen ? `${age(r.seen)} ago` : '–'))));
+    const count = rows.length > ROWS_MAX ? `${ROWS_MAX} of ${rows.length} — refine the search` : `${rows.length} guards`;
+    if ($('#table-count').textContent !== count) $('#table-count').textContent = count;
+    // Rows are kept per guard and only the cells whose text changed are written: a table
+    // rebuilt every 2 s is a style, layout and paint pass over all of its rows.
+    const body = $('#table-rows');
+    const trs = shown.map((r) => this.row(r));
+    const order = shown.map((r) => r.user).join(',');
+    if (force || order !== this.order || body.childElementCount !== trs.length) {
+      this.order = order;
+      body.replaceChildren(...trs);
+      const keep = new Set(shown.map((r) => r.user));
+      for (const user of this.kept.keys()) if (!keep.has(user)) this.kept.delete(user);
+    }
+  }
+
+  /** The row of `r`, made once per guard and brought up to date. */
+  row(r) {
+    let row = this.kept.get(r.user);
+    if (!row) {
+      const cells = COLUMNS.map(() => el('td'));
+      const name = el('button', { type: 'button', class: 'link', onclick: () => this.select(r.user) });
+      cells[0].append(name);
+      row = { tr: el('tr', { 'data-user': r.user }, ...cells), cells, name, text: [] };
+      this.kept.set(r.user, row);
+    }
+    const text = [
+      r.name,
+      r.online ? 'online' : 'offline',
+      r.shift ? 'on shift' : '–',
+      r.battery >= 0 ? `${Math.round(r.battery)} %` : '–',
+      Number.isFinite(r.accuracy) ? `±${Math.round(r.accuracy)} m` : '–',
+      r.seen ? `${age(r.seen)} ago` : '–',
+    ];
+    for (const [i, t] of text.entries()) {
+      if (row.text[i] === t) continue;
+      row.text[i] = t;
+      (i === 0 ? row.name : row.cells[i]).textContent = t;
+    }
+    const low = r.battery >= 0 && r.battery < 20 ? 'low' : '';
+    if (row.tr.className !== low) row.tr.className = low;
+    const state = r.online ? 'online' : 'offline';
+    if (row.cells[1].className !== state) row.cells[1].className = state;
+    return row.tr;
   }
 }

@@ -94,13 +94,6 @@ export class Messages {
     return Number(localStorage.getItem(READ_KEY + peer) ?? 0);
   }
 
-  unread(peer) {
-    const seen = this.seenUntil(peer);
-    let n = 0;
-    for (const m of this.byKey.values()) if (m.from === peer && m.to === this.me.sub && m.timestamp > seen) n += 1;
-    return n;
-  }
-
   /** Unread messages in all, for the tab. */
   unreadTotal() {
     let n = 0;
@@ -183,7 +176,9 @@ export class Messages {
 
   render() {
     const total = this.unreadTotal();
-    $('#tab-messages').textContent = total ? `Messages (${total})` : 'Messages';
+    // Written only when it changes: the tab strip is not restyled for every presence event.
+    const label = total ? `Messages (${total})` : 'Messages';
+    if ($('#tab-messages').textContent !== label) $('#tab-messages').textContent = label;
     if (!this.visible()) return;
     this.renderList();
     this.renderConversation();
@@ -192,15 +187,18 @@ export class Messages {
 
   renderList() {
     const query = $('#msg-search').value.trim().toLowerCase();
+    // One pass over the messages for every correspondent's last time and unread count.
     const last = new Map();
+    const unread = new Map();
     for (const m of this.byKey.values()) {
       const peer = m.from === this.me.sub ? m.to : m.from;
       last.set(peer, Math.max(last.get(peer) ?? 0, m.timestamp));
+      if (m.to === this.me.sub && m.from === peer && m.timestamp > this.seenUntil(peer)) unread.set(peer, (unread.get(peer) ?? 0) + 1);
     }
     const people = new Set([...last.keys(), ...this.guards()]);
     people.delete(this.me.sub);
     const rows = [...people]
-      .map((user) => ({ user, name: this.names.get(user) ?? user, last: last.get(user) ?? 0, unread: this.unread(user) }))
+      .map((user) => ({ user, name: this.names.get(user) ?? user, last: last.get(user) ?? 0, unread: unread.get(user) ?? 0 }))
       .filter((r) => !query || r.name.toLowerCase().includes(query) || r.user.toLowerCase().includes(query))
       .sort((a, b) => b.unread - a.unread || b.last - a.last || a.name.localeCompare(b.name));
     const signature = `${this.peer}|${rows.slice(0, LIST_MAX).map((r) => `${r.user}:${r.unread}:${r.last}:${+this.online.has(r.user)}:${+this.isTyping(r.user)}`).join(',')}`;

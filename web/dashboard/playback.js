@@ -71,8 +71,11 @@ export class Playback {
 
   draw() {
     const layer = this.site.root.querySelector('#track');
+    if (!this.points.length || !this.site.bounds) {
+      if (layer.firstChild) layer.replaceChildren();
+      return;
+    }
     layer.replaceChildren();
-    if (!this.points.length || !this.site.bounds) return;
     const pts = this.points.map((p) => this.site.project(p.lon, p.lat));
     layer.append(svg('polyline', { class: 'track', points: pts.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(' ') }));
     for (const a of this.events) {
