@@ -62,7 +62,8 @@ impl Alerts {
             self.census.add(AlertState::Open, was, -1);
             self.census.add(AlertState::Open, level, 1);
             self.announce(&alert, "escalated").await?;
-            if level >= 3 {
+            // Not for a silent alert: the guard's phone reads /topic/system too.
+            if level >= 3 && !alert.kind.silent() {
                 // Everyone reads /topic/system: say that an alert escalated, nothing that
                 // identifies the org, the guard or where they are.
                 let notice = rmpv::ext::to_value(serde_json::json!({

@@ -15,11 +15,12 @@ fn may_handle(who: &Identity, alert: &Alert) -> bool {
     who.is(Role::Admin) || (who.is(Role::Supervisor) && who.in_org(&alert.org))
 }
 
-/// Who may see an alert: admins, the org's supervisors and services, and the guard concerned.
+/// Who may see an alert: admins, the org's supervisors and services, and the guard concerned
+/// (unless the alert is silent: a duress alarm is never shown to the guard's phone).
 fn may_see(who: &Identity, alert: &Alert) -> bool {
     may_handle(who, alert)
         || (who.is(Role::Service) && who.in_org(&alert.org))
-        || (who.in_org(&alert.org) && *who.user == *alert.user)
+        || (who.in_org(&alert.org) && *who.user == *alert.user && !alert.kind.silent())
 }
 
 impl Alerts {

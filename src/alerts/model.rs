@@ -21,6 +21,37 @@ pub enum AlertType {
     General,
     /// Raised by Lookout when a guard violates a geofence.
     Geofence,
+    /// Raised by Lookout when a guard on a welfare check-in did not check in by the deadline
+    /// plus grace.
+    #[serde(rename = "CHECK_IN_MISSED")]
+    CheckInMissed,
+    /// Raised by Lookout when a guard on shift had no connection and no position for
+    /// `field.lost_contact_after`; resolves itself when the phone comes back.
+    #[serde(rename = "LOST_CONTACT")]
+    LostContact,
+    /// Raised by the guard app when its man-down / no-motion countdown ran out.
+    #[serde(rename = "MAN_DOWN")]
+    ManDown,
+    /// Raised silently when a guard entered the duress PIN: never told to the guard's own
+    /// connections or queues.
+    Duress,
+}
+
+impl AlertType {
+    /// The priority an alert of this type gets when the raiser names none: a guard who may
+    /// be unable to act is critical, a missed check-in or lost contact is high.
+    pub fn default_priority(self) -> Priority {
+        match self {
+            AlertType::Panic | AlertType::ManDown | AlertType::Duress => Priority::Critical,
+            _ => Priority::High,
+        }
+    }
+
+    /// Whether the guard concerned must never learn of the alert (on any connection, queue
+    /// or listing): a duress alarm is silent.
+    pub fn silent(self) -> bool {
+        self == AlertType::Duress
+    }
 }
 
 /// Alert priorities.

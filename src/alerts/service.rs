@@ -100,6 +100,10 @@ impl Alerts {
         self.hub
             .publish_as_lookout(&Self::org_alerts(&alert.org), data.clone(), ack)
             .await?;
+        // A silent alert (duress) never reaches the guard: the phone may be in other hands.
+        if alert.kind.silent() {
+            return Ok(());
+        }
         // The guard concerned hears it too (on a phone: "acknowledged by …, on my way"), kept
         // for it while offline. Best effort: a guard's full queue never fails the alert.
         let guard = Target::UserQueue {

@@ -86,7 +86,7 @@ fn alert_query(params: &HashMap<String, String>) -> Result<AlertQuery, HttpError
                     HttpError::new(
                         ErrorCode::BadRequest,
                         format!(
-                            "unknown type `{name}` (PANIC, MEDICAL, SECURITY, FIRE, GENERAL, GEOFENCE)"
+                            "unknown type `{name}` (PANIC, MEDICAL, SECURITY, FIRE, GENERAL, GEOFENCE, CHECK_IN_MISSED, LOST_CONTACT, MAN_DOWN, DURESS)"
                         ),
                     )
                 })?,

@@ -16,6 +16,7 @@ fn emergency_type(s: &str) -> Option<AlertType> {
         "SECURITY" => AlertType::Security,
         "FIRE" => AlertType::Fire,
         "GENERAL" => AlertType::General,
+        "MAN_DOWN" => AlertType::ManDown,
         _ => return None,
     })
 }
@@ -35,12 +36,11 @@ impl Field {
             .and_then(emergency_type)
             .ok_or_else(|| {
                 FieldError::BadRequest(
-                    "an emergency needs `type`: PANIC, MEDICAL, SECURITY, FIRE or GENERAL".into(),
+                    "an emergency needs `type`: PANIC, MEDICAL, SECURITY, FIRE, GENERAL or MAN_DOWN".into(),
                 )
             })?;
         let priority = match map_field(&req.data, "priority").and_then(|p| p.as_str()) {
-            None if kind == AlertType::Panic => Priority::Critical,
-            None => Priority::High,
+            None => kind.default_priority(),
             Some("HIGH") => Priority::High,
             Some("CRITICAL") => Priority::Critical,
             Some(_) => return bad("priority must be HIGH or CRITICAL"),
