@@ -78,6 +78,9 @@ impl AppState {
             FieldConfig {
                 max_clock_skew: config.field.max_clock_skew,
                 max_fence_vertices: config.field.max_fence_vertices,
+                check_in_min_interval: config.field.check_in_min_interval,
+                max_welfare_guards_per_org: config.field.max_welfare_guards_per_org,
+                lost_contact_after: config.field.lost_contact_after,
             },
             lanes.urgent.handle().clone(),
         );

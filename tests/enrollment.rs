@@ -320,16 +320,7 @@ async fn an_org_at_its_device_budget_enrolls_no_more_until_it_revokes_one_and_ot
     let (status, body) = exchange(&server, link).await;
     assert_eq!(status, 200, "{body}");
 
-    let metrics = server
-        .http()
-        .get(server.https("/metrics"))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains(r#"lookout_budget_refusals_total{budget="limits.max_devices_per_org"} 1"#),
         "{metrics}"

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use lookout::auth::Role;
 use serde_json::{json, Value};
@@ -50,5 +52,175 @@ async fn the_app_raises_man_down_with_the_last_position_and_it_is_critical() {
     assert_eq!(alert["position"]["lat"], 51.5);
     let listed = get(&server, "/api/v1/alerts?type=MAN_DOWN", &sup).await;
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    server.stop().await;
+}
+
+async fn put(server: &TestServer, path: &str, token: &str, body: Value) -> (u16, Value) {
+    let response = server
+        .http()
+        .put(server.https(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("PUT");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Check-ins of 1 s with a 0.4 s pre-alarm and 0.5 s grace (the shortest interval lowered).
+async fn short_check_ins() -> TestServer {
+    server_with(|c| c.field.check_in_min_interval = Duration::from_millis(500)).await
+}
+
+async fn turn_check_ins_on(server: &TestServer, org: &str) {
+    let sup = server.token("sup", Some(org), &[Role::Supervisor]);
+    let settings =
+        json!({"enabled": true, "interval_ms": 1000, "pre_alarm_ms": 400, "grace_ms": 500});
+    let (status, body) = put(server, "/api/v1/welfare/settings", &sup, settings).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn missed(server: &TestServer, org: &str) -> Vec<Value> {
+    let sup = server.token("sup", Some(org), &[Role::Supervisor]);
+    let listed = get(server, "/api/v1/alerts?type=CHECK_IN_MISSED", &sup).await;
+    listed.as_array().cloned().unwrap_or_default()
+}
+
+async fn wait_missed(server: &TestServer, org: &str, n: usize) -> Vec<Value> {
+    for _ in 0..100 {
+        let alerts = missed(server, org).await;
+        if alerts.len() >= n {
+            return alerts;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no {n} CHECK_IN_MISSED alerts within 10 s");
+}
+
+#[tokio::test]
+async fn check_ins_are_off_by_default_and_refuse_intervals_out_of_bounds() {
+    let server = server_with(|_| {}).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let settings = get(&server, "/api/v1/welfare/settings", &sup).await;
+    assert_eq!(settings["enabled"], false, "{settings}");
+    let (status, _) = post(&server, "/api/v1/welfare/start", &guard, json!({})).await;
+    assert_eq!(status, 200);
+    let status = get(&server, "/api/v1/welfare/status", &guard).await;
+    assert_eq!(status["deadline"], Value::Null, "off: no deadline {status}");
+    let short = json!({"enabled": true, "interval_ms": 1000});
+    let (code, body) = put(&server, "/api/v1/welfare/settings", &sup, short).await;
+    assert_eq!(code, 400, "below field.check_in_min_interval: {body}");
+    let (code, _) = put(
+        &server,
+        "/api/v1/welfare/settings",
+        &guard,
+        json!({"enabled": true}),
+    )
+    .await;
+    assert_eq!(code, 403, "a guard does not set check-ins");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn im_ok_resets_the_deadline_and_a_missed_check_in_raises_one_alert_for_its_org_only() {
+    let server = short_check_ins().await;
+    turn_check_ins_on(&server, "acme").await;
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let mut phone = server.connect(&guard).await;
+    assert!(ok(&phone.subscribe("/user/queue/welfare").await));
+    let (status, body) = post(&server, "/api/v1/welfare/start", &guard, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["deadline"].as_u64().is_some(), "armed: {body}");
+    // Checking in every 0.7 s keeps the 1 s deadline (+0.5 s grace) from ever passing.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let (status, body) = post(&server, "/api/v1/welfare/ok", &guard, json!({})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(
+        missed(&server, "acme").await.is_empty(),
+        "checked in: no alert"
+    );
+    // Silence: the pre-alarm reaches the phone, then one CHECK_IN_MISSED.
+    let pre = tokio::time::timeout(Duration::from_secs(5), phone.next_message())
+        .await
+        .expect("a pre-alarm");
+    assert_eq!(pre["data"]["kind"], "check_in_due", "{pre}");
+    let alerts = wait_missed(&server, "acme", 1).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let alerts_later = missed(&server, "acme").await;
+    assert_eq!(alerts_later.len(), 1, "raised once: {alerts_later:?}");
+    let alert = &alerts[0];
+    assert_eq!(alert["user"], "g1");
+    assert_eq!(alert["priority"], "HIGH");
+    assert_eq!(alert["level"], 1);
+    // Another org sees nothing of it.
+    assert!(missed(&server, "other").await.is_empty());
+    let other = server.token("sup", Some("other"), &[Role::Supervisor]);
+    let all = get(&server, "/api/v1/alerts", &other).await;
+    assert_eq!(all.as_array().map(Vec::len), Some(0), "{all}");
+    // "I'm OK" arms the next deadline again.
+    let (_, body) = post(&server, "/api/v1/welfare/ok", &guard, json!({})).await;
+    assert!(body["deadline"].as_u64().is_some(), "{body}");
+    assert_eq!(body["missedAlert"], Value::Null, "{body}");
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("lookout_welfare_missed_total 1"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_deadline_pending_across_restarts_fires_once() {
+    let server = short_check_ins().await;
+    turn_check_ins_on(&server, "acme").await;
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let (status, _) = post(&server, "/api/v1/welfare/start", &guard, json!({})).await;
+    assert_eq!(status, 200);
+    // Down across the deadline: it fires once after the restart, overdue.
+    let server = server.restart().await;
+    let server = server.restart().await;
+    wait_missed(&server, "acme", 1).await;
+    let server = server.restart().await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(missed(&server, "acme").await.len(), 1, "never twice");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_shift_arms_check_ins_and_its_end_disarms_them() {
+    let server = short_check_ins().await;
+    turn_check_ins_on(&server, "acme").await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let shift = json!({"user": "g2", "site": "hq", "start": now, "end": now + 60_000});
+    let (status, body) = post(&server, "/api/v1/shifts", &sup, shift).await;
+    assert_eq!(status, 201, "{body}");
+    let status = get(&server, "/api/v1/welfare/status?user=g2", &sup).await;
+    assert!(
+        status["deadline"].as_u64().is_some(),
+        "on shift: armed {status}"
+    );
+    let alerts = wait_missed(&server, "acme", 1).await;
+    assert_eq!(alerts[0]["user"], "g2");
+    // Off shift (the shift removed): "I'm OK" does not arm again.
+    let id = body["id"].as_str().expect("shift id");
+    let response = server
+        .http()
+        .delete(server.https(&format!("/api/v1/shifts/{id}")))
+        .bearer_auth(&sup)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(response.status().as_u16(), 200);
+    let g2 = server.token("g2", Some("acme"), &[Role::Guard]);
+    let (_, body) = post(&server, "/api/v1/welfare/ok", &g2, json!({})).await;
+    assert_eq!(body["deadline"], Value::Null, "{body}");
     server.stop().await;
 }

@@ -81,6 +81,23 @@ impl Alerts {
         Ok(())
     }
 
+    /// A timer that is not an alert's, by its handler; without one (never set), it is dropped.
+    async fn fire_other(&self, due: u64, level: u8, id: &str) {
+        match self.others.get().and_then(std::sync::Weak::upgrade) {
+            Some(handler) => handler.fire(due, level, id).await,
+            None => {
+                let timer = Record::Timer {
+                    due,
+                    alert: id,
+                    level,
+                };
+                if let Err(e) = self.store.commit(&[Change::Delete(timer)]).await {
+                    tracing::error!(timer = %id, error = %e, "dropping a timer without handler");
+                }
+            }
+        }
+    }
+
     /// Fires escalation timers at their due time until `shutdown`; overdue ones (after a
     /// restart) fire at once.
     pub async fn run_timers(self: Arc<Self>, shutdown: CancellationToken) {
@@ -126,6 +143,10 @@ impl Alerts {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         continue;
                     }
+                }
+                if id.starts_with(super::service::OTHER_TIMERS) {
+                    self.fire_other(due, level, id).await;
+                    continue;
                 }
                 if let Err(e) = self.escalate(due, level, id).await {
                     tracing::error!(alert = %id, level, error = %e, "escalation failed");

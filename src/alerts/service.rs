@@ -18,6 +18,19 @@ use crate::hub::Hub;
 use crate::notify::Hooks;
 use crate::store::{Record, Records, Store};
 
+/// Timers kept in the alerts' due-time index that are not an alert's: ids starting with
+/// [`OTHER_TIMERS`] (a guard's welfare check-in deadlines). They are claimed across nodes and
+/// survive restarts like escalations; what firing one does is the handler's.
+#[async_trait::async_trait]
+pub trait TimerHandler: Send + Sync {
+    /// Fires the timer `(due, level, id)`: must delete it in the write that carries out its
+    /// effect, so that it fires once. Errors are the handler's to log.
+    async fn fire(&self, due: u64, level: u8, id: &str);
+}
+
+/// The prefix of the ids of timers that are not an alert's (alert ids are UUIDs).
+pub const OTHER_TIMERS: &str = "welfare/";
+
 /// Escalation intervals.
 #[derive(Debug, Clone, Copy)]
 pub struct Escalation {
@@ -40,6 +53,8 @@ pub struct Alerts {
     pub census: Census,
     /// The webhooks told of alert changes (through the outbox written with each change).
     pub(super) hooks: Arc<Hooks>,
+    /// Who fires the timers that are not an alert's.
+    pub(super) others: std::sync::OnceLock<std::sync::Weak<dyn TimerHandler>>,
 }
 
 impl Alerts {
@@ -58,7 +73,19 @@ impl Alerts {
             wake: Notify::new(),
             turns: Turns::default(),
             census: Census::default(),
+            others: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets who fires the timers whose ids start with [`OTHER_TIMERS`] (once).
+    pub fn set_timer_handler(&self, handler: std::sync::Weak<dyn TimerHandler>) {
+        // A second call keeps the first handler.
+        let _ = self.others.set(handler);
+    }
+
+    /// Tells the timer task that a timer was added (it may be due before the one it waits for).
+    pub fn timers_changed(&self) {
+        self.wake.notify_one();
     }
 
     /// The webhooks and their outbox.

@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// One async lock per alert, kept only while someone holds it or waits for it.
+/// One async lock per key (an alert, a guard's welfare state), kept only while someone holds it or waits for it.
 #[derive(Default)]
-pub(super) struct Turns {
+pub struct Turns {
     locks: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// An alert's turn; the next transition of the same alert waits for it to be dropped.
-pub(super) struct AlertTurn<'a> {
+pub struct AlertTurn<'a> {
     turns: &'a Turns,
     id: String,
     lock: Arc<tokio::sync::Mutex<()>>,
@@ -19,7 +19,8 @@ pub(super) struct AlertTurn<'a> {
 }
 
 impl Turns {
-    pub(super) async fn take(&self, id: &str) -> AlertTurn<'_> {
+    /// Waits for `id`'s turn.
+    pub async fn take(&self, id: &str) -> AlertTurn<'_> {
         let lock = self.locks.lock().entry(id.to_string()).or_default().clone();
         let guard = lock.clone().lock_owned().await;
         AlertTurn {

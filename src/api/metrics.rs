@@ -60,6 +60,7 @@ pub async fn metrics(call: Call) -> Result<Response<Body>, HttpError> {
         hooks: state.field.alerts().hooks().clone(),
         amqp: state.amqp.get().cloned(),
         positions: state.positions.clone(),
+        field: state.field.clone(),
     };
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(exporter));
@@ -85,6 +86,7 @@ struct Exporter {
     hooks: Arc<crate::notify::Hooks>,
     amqp: Option<Arc<crate::amqp::Bridge>>,
     positions: Arc<crate::session::positions::Positions>,
+    field: Arc<crate::field::Field>,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -162,6 +164,37 @@ impl prometheus_client::collector::Collector for Exporter {
             "Location fixes answered shed: superseded by a newer fix of the same guard before a worker took them.",
             get(&self.positions.shed),
         )?;
+        // Lone-worker safety.
+        let w = &self.field.welfare_stats;
+        for (name, help, value) in [
+            (
+                "lookout_welfare_check_ins",
+                "Welfare check-ins (\"I'm OK\") made by guards.",
+                &w.check_ins,
+            ),
+            (
+                "lookout_welfare_pre_alarms",
+                "Welfare pre-alarms sent to guards' phones before their deadline.",
+                &w.pre_alarms,
+            ),
+            (
+                "lookout_welfare_missed",
+                "CHECK_IN_MISSED alerts raised (deadline plus grace passed without a check-in).",
+                &w.missed,
+            ),
+            (
+                "lookout_duress_alarms",
+                "DURESS alerts raised by a duress PIN.",
+                &w.duress,
+            ),
+            (
+                "lookout_lost_contact",
+                "LOST_CONTACT alerts raised for guards on shift gone silent.",
+                &w.lost_contact,
+            ),
+        ] {
+            counter(&mut encoder, name, help, get(value))?;
+        }
         gauge(
             &mut encoder,
             "lookout_notify_outbox",

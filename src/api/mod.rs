@@ -4,7 +4,7 @@
 //! [`ROUTES`] is the one route table: a request is matched against it by path and method, and
 //! a path it knows under other methods answers 405 with `Allow`. Handlers live by concern
 //! ([`publish`], [`history`], [`events`], [`field`], [`alerts`], [`enroll`], [`devices`],
-//! [`admin`], [`metrics`]) and read requests through [`extract`]. Same JWT and rights as the socket (`Authorization:
+//! [`admin`], [`metrics`], [`welfare`]) and read requests through [`extract`]. Same JWT and rights as the socket (`Authorization:
 //! Bearer`); every error is `{"error":{"code","message"}}` with the matching status, made by
 //! `crate::http` from the failure. Bad input is answered, not logged as an error; 5xx details
 //! are logged and never sent to the client.
@@ -20,6 +20,7 @@ pub mod history;
 pub mod messages;
 pub mod metrics;
 pub mod publish;
+pub mod welfare;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -59,7 +60,7 @@ macro_rules! routes {
 }
 
 /// Every REST route.
-pub static ROUTES: [Route; 35] = routes! {
+pub static ROUTES: [Route; 40] = routes! {
     GET "/healthz" => admin::healthz,
     GET "/readyz" => admin::readyz,
     GET "/metrics" => metrics::metrics,
@@ -90,6 +91,11 @@ pub static ROUTES: [Route; 35] = routes! {
     POST "/api/v1/shifts" => field::create_shift,
     DELETE "/api/v1/shifts/{id}" => field::delete_shift,
     GET "/api/v1/tracking/stats" => field::tracking_stats,
+    GET "/api/v1/welfare/settings" => welfare::settings,
+    PUT "/api/v1/welfare/settings" => welfare::set_settings,
+    GET "/api/v1/welfare/status" => welfare::status,
+    POST "/api/v1/welfare/ok" => welfare::check_in,
+    POST "/api/v1/welfare/start" => welfare::start,
     GET "/api/v1/presence" => field::presence,
     GET "/api/v1/messages" => messages::conversation,
     GET "/api/v1/websocket/stats" => admin::stats,

@@ -29,5 +29,28 @@ config_section! {
                 (*shift < Duration::from_secs(60) || *shift > Duration::from_secs(7 * 24 * 3600))
                     .then_some("must be between 1m and 7d")
             };
+        /// the shortest welfare check-in interval an org or a guard may set
+        ///
+        /// Check-ins (`PUT /api/v1/welfare/settings`) take an interval from this to 24h. Lower it
+        /// only to try check-ins out.
+        #[serde(with = "humantime_serde")]
+        pub check_in_min_interval: Duration = Duration::from_secs(300),
+            check: |d| {
+                (d.is_zero() || *d > Duration::from_secs(24 * 3600))
+                    .then_some("must be between 1ms and 24h")
+            };
+        /// guards per org whose welfare state (check-ins, lone work, duress PIN) is kept
+        ///
+        /// A guard past it is refused `over_budget` when it starts lone work or sets a PIN, and
+        /// is not armed by a shift.
+        pub max_welfare_guards_per_org: usize = 10_000,
+            check: |n| (*n == 0).then_some("must be at least 1");
+        /// how long a guard on shift may have no connection and no position before LOST_CONTACT
+        ///
+        /// The alert carries the last known position; it resolves itself when the phone comes
+        /// back.
+        #[serde(with = "humantime_serde")]
+        pub lost_contact_after: Duration = Duration::from_secs(300),
+            check: |d| d.is_zero().then_some("must be more than 0");
     }
 }

@@ -4,7 +4,7 @@
 //! Alert life cycles are in [`crate::alerts`]; this file only raises them.
 
 use super::error::{bad, FieldError};
-use super::service::{map_field, Field, FieldPublished};
+use super::service::{derived_id, map_field, Field, FieldPublished};
 use crate::alerts::{AlertType, NewAlert, Priority};
 use crate::auth::Identity;
 use crate::hub::{HubError, Publish, Turn};
@@ -87,6 +87,32 @@ impl Field {
         raised.await.map_err(|_| FieldError::Unavailable)?
     }
 
+    /// An alert of `kind` about `user` of `org` with its last known position, of the type's
+    /// default priority.
+    pub(super) async fn alert_at_last_position(
+        &self,
+        org: &str,
+        user: &str,
+        kind: AlertType,
+        message: Option<String>,
+        by: &str,
+    ) -> Result<NewAlert, FieldError> {
+        let position = self
+            .last_location(org, user)
+            .await?
+            .map(|l| l.location.position());
+        Ok(NewAlert {
+            org: org.to_string(),
+            user: user.to_string(),
+            kind,
+            priority: kind.default_priority(),
+            message,
+            position,
+            fence: None,
+            by: by.to_string(),
+        })
+    }
+
     /// Raises an emergency alert for `user` of `org` (its last position attached).
     #[allow(clippy::too_many_arguments)]
     pub async fn raise(
@@ -99,20 +125,10 @@ impl Field {
         by: &str,
         once: Option<String>,
     ) -> Result<crate::alerts::Alert, FieldError> {
-        let position = self
-            .last_location(org, user)
-            .await?
-            .map(|l| l.location.position());
-        let new = NewAlert {
-            org: org.to_string(),
-            user: user.to_string(),
-            kind,
-            priority,
-            message,
-            position,
-            fence: None,
-            by: by.to_string(),
-        };
+        let mut new = self
+            .alert_at_last_position(org, user, kind, message, by)
+            .await?;
+        new.priority = priority;
         let alert = match once {
             Some(id) => self.alerts.create_once(id, new).await?,
             None => self.alerts.create(new, Vec::new()).await?,
@@ -124,14 +140,5 @@ impl Field {
 /// The id of the alert an emergency with idempotency key `key` raises: the same for every
 /// retry by `user` on `channel`, and shaped like the random ids of other alerts.
 fn alert_id_for(user: &str, channel: &str, key: &str) -> String {
-    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
-    for part in ["lookout-alert", user, channel, key] {
-        digest.update(&(part.len() as u64).to_be_bytes());
-        digest.update(part.as_bytes());
-    }
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest.finish().as_ref()[..16]);
-    uuid::Builder::from_custom_bytes(bytes)
-        .into_uuid()
-        .to_string()
+    derived_id(&["lookout-alert", user, channel, key])
 }

@@ -14,7 +14,8 @@
 //! # Layout
 //! One file per concern, each adding its operations to [`Field`] (`impl Field` blocks):
 //! `publish.rs` (the way in) on top; `location.rs`, `video.rs`, `emergency.rs`, `fences.rs`,
-//! `shifts.rs`, `history.rs`, `stats.rs` below it; `service.rs` (the service's state and
+//! `shifts.rs`, `history.rs`, `stats.rs` below it, and `welfare.rs` (check-ins, duress, lost
+//! contact) beside them; `service.rs` (the service's state and
 //! shared access rules) below them; `records.rs` (fences and shifts as kept) and `error.rs` at
 //! the bottom. A file imports only files below it; this file only declares and re-exports.
 
@@ -29,9 +30,12 @@ mod service;
 mod shifts;
 mod stats;
 mod video;
+mod welfare;
 
 pub use self::error::FieldError;
 pub use self::location::{LastLocation, Location};
-pub use self::records::{Fence, FenceSpec, FenceState, Shift, ShiftSpec};
-pub use self::service::{Field, FieldConfig, FieldPublished};
+pub use self::records::{
+    Fence, FenceSpec, FenceState, GuardWelfare, PinHash, Shift, ShiftSpec, WelfareSettings,
+};
+pub use self::service::{Field, FieldConfig, FieldPublished, WelfareStats};
 pub use self::stats::TrackingStats;

@@ -95,3 +95,91 @@ pub struct ShiftSpec {
     /// End, ms.
     pub end: u64,
 }
+
+/// Welfare check-in settings, of an org or overriding it for one guard. Times in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WelfareSettings {
+    /// Whether check-ins run (off unless an org turns them on).
+    #[serde(default)]
+    pub enabled: bool,
+    /// From one check-in to the next deadline.
+    #[serde(default = "WelfareSettings::default_interval")]
+    pub interval_ms: u64,
+    /// How long before the deadline the guard's phone is reminded.
+    #[serde(default = "WelfareSettings::default_pre_alarm")]
+    pub pre_alarm_ms: u64,
+    /// How long after the deadline CHECK_IN_MISSED is raised.
+    #[serde(default = "WelfareSettings::default_grace")]
+    pub grace_ms: u64,
+}
+
+impl WelfareSettings {
+    fn default_interval() -> u64 {
+        30 * 60_000
+    }
+    fn default_pre_alarm() -> u64 {
+        2 * 60_000
+    }
+    fn default_grace() -> u64 {
+        2 * 60_000
+    }
+}
+
+impl Default for WelfareSettings {
+    fn default() -> Self {
+        WelfareSettings {
+            enabled: false,
+            interval_ms: Self::default_interval(),
+            pre_alarm_ms: Self::default_pre_alarm(),
+            grace_ms: Self::default_grace(),
+        }
+    }
+}
+
+/// A PIN as kept: PBKDF2-HMAC-SHA256 with a random salt, never the PIN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinHash {
+    /// Random salt, hex.
+    pub salt: String,
+    /// Derived key, hex.
+    pub hash: String,
+}
+
+/// One guard's lone-worker state: its check-in deadline and pending timers, lone work, PINs
+/// and contact. Kept under `guard/{principal key}`; every change of it is one atomic write with
+/// its timers (and the alert it raises).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct GuardWelfare {
+    /// Org.
+    pub org: String,
+    /// Guard.
+    pub user: String,
+    /// Settings overriding the org's for this guard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<WelfareSettings>,
+    /// Since when the guard is in a session of lone work started in the app (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lone_work_since: Option<u64>,
+    /// The next check-in deadline (server time, ms), when armed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<u64>,
+    /// Timers pending in the due-time index: (due ms, 0 = pre-alarm | 1 = missed).
+    #[serde(default)]
+    pub timers: Vec<(u64, u8)>,
+    /// The last CHECK_IN_MISSED raised (until the next check-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed: Option<String>,
+    /// The last check-in (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_in_at: Option<u64>,
+    /// The guard's PIN (ends lone work, cancels a countdown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<PinHash>,
+    /// The guard's duress PIN: accepted like the PIN, and silently raises DURESS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duress_pin: Option<PinHash>,
+    /// The open LOST_CONTACT alert, until the phone comes back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_contact: Option<String>,
+}

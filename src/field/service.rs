@@ -6,6 +6,7 @@
 //! must not import them (it sits below them).
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -28,6 +29,27 @@ pub struct FieldConfig {
     pub max_clock_skew: Duration,
     /// Vertices a polygon fence may have.
     pub max_fence_vertices: usize,
+    /// The shortest welfare check-in interval.
+    pub check_in_min_interval: Duration,
+    /// Guards per org with lone-worker state.
+    pub max_welfare_guards_per_org: usize,
+    /// Silence (no connection, no position) of a guard on shift before LOST_CONTACT.
+    pub lost_contact_after: Duration,
+}
+
+/// Lone-worker counters, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct WelfareStats {
+    /// "I'm OK" check-ins.
+    pub check_ins: AtomicU64,
+    /// Pre-alarms sent to guards' phones.
+    pub pre_alarms: AtomicU64,
+    /// CHECK_IN_MISSED alerts raised.
+    pub missed: AtomicU64,
+    /// DURESS alerts raised.
+    pub duress: AtomicU64,
+    /// LOST_CONTACT alerts raised.
+    pub lost_contact: AtomicU64,
 }
 
 /// Result of a publish through the field layer.
@@ -54,6 +76,10 @@ pub struct Field {
     pub(super) fences: Mutex<HashMap<String, Arc<FenceIndex<Fence>>>>,
     /// Shifts by guard, for the fence checks of every location; rebuilt when a shift changes.
     pub(super) shifts: Mutex<ShiftIndex>,
+    /// One change at a time per guard's lone-worker state.
+    pub(super) welfare_turns: crate::alerts::Turns,
+    /// Lone-worker counters.
+    pub welfare_stats: WelfareStats,
 }
 
 /// Shifts by guard, and which change of the shifts it was loaded after.
@@ -62,6 +88,21 @@ pub(super) struct ShiftIndex {
     pub(super) by_user: Option<Arc<HashMap<String, Vec<Shift>>>>,
     /// Bumped by every shift change, so a load that raced one is not kept.
     pub(super) generation: u64,
+}
+
+/// An id shaped like the random (UUID) ids of alerts, the same for the same `parts`: what
+/// makes a retried or refired raise find the alert it raised.
+pub(super) fn derived_id(parts: &[&str]) -> String {
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in parts {
+        digest.update(&(part.len() as u64).to_be_bytes());
+        digest.update(part.as_bytes());
+    }
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.finish().as_ref()[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 pub(super) fn map_field<'a>(data: &'a rmpv::Value, name: &str) -> Option<&'a rmpv::Value> {
@@ -80,7 +121,7 @@ impl Field {
         config: FieldConfig,
         urgent: Handle,
     ) -> Arc<Self> {
-        Arc::new_cyclic(|me| Field {
+        let field = Arc::new_cyclic(|me| Field {
             me: me.clone(),
             urgent,
             hub,
@@ -89,7 +130,13 @@ impl Field {
             config,
             fences: Mutex::default(),
             shifts: Mutex::default(),
-        })
+            welfare_turns: crate::alerts::Turns::default(),
+            welfare_stats: WelfareStats::default(),
+        });
+        // The alerts' timer task fires the guards' check-in deadlines through the field.
+        let handler: Weak<dyn crate::alerts::TimerHandler> = Arc::downgrade(&field) as Weak<_>;
+        field.alerts.set_timer_handler(handler);
+        field
     }
 
     /// The alert service.

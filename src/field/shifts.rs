@@ -29,6 +29,40 @@ impl Field {
         }))
     }
 
+    /// Whether `user` of `org` is on shift at any site at `at`.
+    pub(super) async fn on_any_shift(
+        &self,
+        org: &str,
+        user: &str,
+        at: u64,
+    ) -> Result<bool, FieldError> {
+        let index = self.shift_index().await?;
+        let key = crate::auth::principal_key(Some(org), user);
+        Ok(index
+            .get(&key)
+            .is_some_and(|shifts| shifts.iter().any(|s| s.start <= at && at < s.end)))
+    }
+
+    /// The guards of `org` on shift now or later, each with the start of its earliest such
+    /// shift.
+    pub(super) async fn planned_shifts(
+        &self,
+        org: &str,
+        now: u64,
+    ) -> Result<Vec<(String, u64)>, FieldError> {
+        let index = self.shift_index().await?;
+        Ok(index
+            .values()
+            .filter_map(|shifts| {
+                shifts
+                    .iter()
+                    .filter(|s| s.org == org && s.end > now)
+                    .min_by_key(|s| s.start)
+                    .map(|s| (s.user.clone(), s.start))
+            })
+            .collect())
+    }
+
     async fn shift_index(&self) -> Result<Arc<HashMap<String, Vec<Shift>>>, FieldError> {
         let generation = {
             let index = self.shifts.lock();
@@ -93,6 +127,9 @@ impl Field {
         // Also after a failed commit: what the store holds is no longer known.
         self.shifts_changed();
         committed?;
+        // Check-ins run while the guard is on shift (if the org or guard has them on).
+        self.arm_for_shift(&shift.org, &shift.user, shift.start)
+            .await;
         Ok(shift)
     }
 

@@ -35,6 +35,7 @@ enum Key {
     Device(String),
     Outbox(String),
     Member(String),
+    Welfare(String),
 }
 
 impl Key {
@@ -56,6 +57,7 @@ impl Key {
             Record::Device { id } => Key::Device(id.into()),
             Record::Outbox { id } => Key::Outbox(id.into()),
             Record::Member { key } => Key::Member(key.into()),
+            Record::Welfare { key } => Key::Welfare(key.into()),
             Record::Timer { .. } => return None,
         })
     }
@@ -67,7 +69,8 @@ impl Key {
             | (Key::Alert(_), Records::Alerts)
             | (Key::Shift(_), Records::Shifts)
             | (Key::Device(_), Records::Devices)
-            | (Key::Outbox(_), Records::Outbox) => true,
+            | (Key::Outbox(_), Records::Outbox)
+            | (Key::Welfare(_), Records::Welfare) => true,
             _ => false,
         }
     }

@@ -69,6 +69,12 @@ pub enum Record<'a> {
         /// The principal's key (`auth::principal_key`).
         key: &'a str,
     },
+    /// Lone-worker safety: an org's welfare settings (`org/{org}`) or a guard's welfare state
+    /// (`guard/{principal key}`: check-in deadline, lone work, duress PIN, contact).
+    Welfare {
+        /// `org/{org}` or `guard/{principal key}`.
+        key: &'a str,
+    },
 }
 
 /// A set of domain records to scan.
@@ -89,6 +95,8 @@ pub enum Records<'a> {
     Devices,
     /// Every notification waiting in the outbox.
     Outbox,
+    /// Every welfare record (orgs' settings and guards' states).
+    Welfare,
 }
 
 /// An escalation timer in the due-time index.
@@ -159,6 +167,8 @@ pub enum OwnedRecord {
     Outbox(String),
     /// See [`Record::Member`].
     Member(String),
+    /// See [`Record::Welfare`].
+    Welfare(String),
 }
 
 impl OwnedRecord {
@@ -174,6 +184,7 @@ impl OwnedRecord {
             OwnedRecord::Device(id) => Record::Device { id },
             OwnedRecord::Outbox(id) => Record::Outbox { id },
             OwnedRecord::Member(key) => Record::Member { key },
+            OwnedRecord::Welfare(key) => Record::Welfare { key },
         }
     }
 }

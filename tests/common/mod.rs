@@ -242,6 +242,19 @@ impl TestServer {
         connect_with_token(cert_pem, addr, token, subprotocol).await
     }
 
+    /// `/metrics` as the configured scraper reads it.
+    pub async fn metrics(&self) -> String {
+        self.http()
+            .get(self.https("/metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
     pub async fn stats(&self) -> Value {
         let admin = self.token("stats-admin", None, &[Role::Admin]);
         self.http()

@@ -135,6 +135,7 @@ impl SledStore {
                 | keys::DEVICE
                 | keys::USED_LINK
                 | keys::MEMBER
+                | keys::WELFARE
                 | keys::OUTBOX => {
                     let id = utf8(path, &k[1..])?;
                     let record = match tag {
@@ -144,6 +145,7 @@ impl SledStore {
                         keys::DEVICE => OwnedRecord::Device(id),
                         keys::OUTBOX => OwnedRecord::Outbox(id),
                         keys::MEMBER => OwnedRecord::Member(id),
+                        keys::WELFARE => OwnedRecord::Welfare(id),
                         _ => OwnedRecord::UsedLink(id),
                     };
                     items.push(Item::Record(record, v.to_vec()));

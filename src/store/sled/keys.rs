@@ -152,6 +152,9 @@ pub const OUTBOX: u8 = b'O';
 /// `W` + principal key: an org's member and its roles.
 pub const MEMBER: u8 = b'W';
 
+/// `V` + `org/{org}` or `guard/{principal key}`: lone-worker welfare settings and states.
+pub const WELFARE: u8 = b'V';
+
 /// The key bytes of a domain record.
 pub fn record(key: &Record<'_>) -> Vec<u8> {
     match *key {
@@ -179,6 +182,7 @@ pub fn record(key: &Record<'_>) -> Vec<u8> {
         Record::Device { id } => tagged(DEVICE, id.as_bytes()),
         Record::Outbox { id } => tagged(OUTBOX, id.as_bytes()),
         Record::Member { key } => tagged(MEMBER, key.as_bytes()),
+        Record::Welfare { key } => tagged(WELFARE, key.as_bytes()),
     }
 }
 
@@ -191,6 +195,7 @@ pub fn records(set: &Records<'_>) -> Vec<u8> {
         Records::Shifts => vec![SHIFT],
         Records::Devices => vec![DEVICE],
         Records::Outbox => vec![OUTBOX],
+        Records::Welfare => vec![WELFARE],
     }
 }
 

@@ -1,0 +1,70 @@
+//! The lone-worker routes: welfare check-in settings, "I'm OK", lone work and the guard's
+//! check-in state.
+
+use hyper::Response;
+
+use super::extract::Call;
+use crate::http::{json_response, Body, HttpError};
+
+/// `GET /api/v1/welfare/settings?org=&user=`: the org's check-in settings, or a guard's.
+pub async fn settings(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    let params = call.query();
+    let settings = call
+        .state
+        .field
+        .welfare_settings(
+            &who,
+            params.get("org").map(String::as_str),
+            params.get("user").map(String::as_str),
+        )
+        .await?;
+    Ok(json_response(200, &settings))
+}
+
+/// `PUT /api/v1/welfare/settings?org=&user=`: sets them (supervisors, admins).
+pub async fn set_settings(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    let params = call.query();
+    let state = call.state.clone();
+    let body = call.json().await?;
+    let settings = state
+        .field
+        .set_welfare_settings(
+            &who,
+            params.get("org").map(String::as_str),
+            params.get("user").map(String::as_str),
+            body,
+        )
+        .await?;
+    Ok(json_response(200, &settings))
+}
+
+/// `POST /api/v1/welfare/ok`: "I'm OK", the guard's next deadline one interval from now.
+pub async fn check_in(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    Ok(json_response(200, &call.state.field.check_in(&who).await?))
+}
+
+/// `POST /api/v1/welfare/start`: the guard starts a session of lone work.
+pub async fn start(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    Ok(json_response(
+        200,
+        &call.state.field.start_lone_work(&who).await?,
+    ))
+}
+
+/// `GET /api/v1/welfare/status?user=`: the caller's check-in state, or a guard's.
+pub async fn status(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    let user = call.query().get("user").cloned();
+    Ok(json_response(
+        200,
+        &call
+            .state
+            .field
+            .welfare_status(&who, user.as_deref())
+            .await?,
+    ))
+}
