@@ -224,3 +224,71 @@ async fn a_shift_arms_check_ins_and_its_end_disarms_them() {
     assert_eq!(body["deadline"], Value::Null, "{body}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_duress_pin_looks_like_the_pin_and_silently_raises_duress_to_supervisors_only() {
+    // Escalation within the test, so that its level-3 notice would show if it leaked.
+    let server = server_with(|c| {
+        c.alerts.level2_after = Duration::from_millis(300);
+        c.alerts.level3_after = Duration::from_millis(600);
+    })
+    .await;
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let mut phone = server.connect(&guard).await;
+    for channel in ["/user/queue/alerts", "/user/queue/welfare", "/topic/system"] {
+        assert!(ok(&phone.subscribe(channel).await), "{channel}");
+    }
+    let mut desk = server.connect(&sup).await;
+    assert!(ok(&desk.subscribe("/topic/org/acme/alerts").await));
+    let pins = json!({"pin": "1234", "duress_pin": "9876"});
+    let (status, body) = put(&server, "/api/v1/welfare/pin", &guard, pins).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = post(&server, "/api/v1/welfare/start", &guard, json!({})).await;
+    assert_eq!(status, 200);
+
+    let entry = |pin: &str| json!({"pin": pin, "action": "end_lone_work"});
+    let (real_status, real) = post(&server, "/api/v1/welfare/pin", &guard, entry("1234")).await;
+    let (status, _) = post(&server, "/api/v1/welfare/start", &guard, json!({})).await;
+    assert_eq!(status, 200);
+    let (duress_status, duress) = post(&server, "/api/v1/welfare/pin", &guard, entry("9876")).await;
+    assert_eq!(
+        (real_status, &real),
+        (duress_status, &duress),
+        "the same answer"
+    );
+    assert_eq!(real_status, 200, "{real}");
+    let (wrong, _) = post(&server, "/api/v1/welfare/pin", &guard, entry("5555")).await;
+    assert_eq!(wrong, 403);
+
+    let heard = tokio::time::timeout(Duration::from_secs(5), desk.next_message())
+        .await
+        .expect("the supervisor hears of it");
+    assert_eq!(heard["data"]["alert"]["type"], "DURESS", "{heard}");
+    assert_eq!(heard["data"]["alert"]["priority"], "CRITICAL");
+    assert_eq!(heard["data"]["alert"]["user"], "g1");
+    // Past level 3: the guard's connection heard nothing at all.
+    let frames = phone.drain(Duration::from_millis(1500)).await;
+    let messages: Vec<&Value> = frames.iter().filter(|f| f["type"] == "message").collect();
+    assert!(messages.is_empty(), "the phone heard {messages:?}");
+    let alert = get(&server, "/api/v1/alerts?type=DURESS", &sup).await;
+    assert_eq!(alert[0]["level"], 3, "{alert}");
+    // Nor do its queues keep anything, nor its listing show it.
+    let mine = get(&server, "/api/v1/alerts", &guard).await;
+    assert_eq!(mine.as_array().map(Vec::len), Some(0), "{mine}");
+    for queue in ["/user/queue/alerts", "/user/queue/welfare"] {
+        let history = get(
+            &server,
+            &format!("/api/v1/channels/history?channel={queue}"),
+            &guard,
+        )
+        .await;
+        let kept = history["messages"].as_array().expect("a page of the log");
+        assert!(kept.is_empty(), "{queue}: {history}");
+    }
+    assert!(server
+        .metrics()
+        .await
+        .contains("lookout_duress_alarms_total 1"));
+    server.stop().await;
+}

@@ -60,7 +60,7 @@ macro_rules! routes {
 }
 
 /// Every REST route.
-pub static ROUTES: [Route; 40] = routes! {
+pub static ROUTES: [Route; 42] = routes! {
     GET "/healthz" => admin::healthz,
     GET "/readyz" => admin::readyz,
     GET "/metrics" => metrics::metrics,
@@ -96,6 +96,8 @@ pub static ROUTES: [Route; 40] = routes! {
     GET "/api/v1/welfare/status" => welfare::status,
     POST "/api/v1/welfare/ok" => welfare::check_in,
     POST "/api/v1/welfare/start" => welfare::start,
+    PUT "/api/v1/welfare/pin" => welfare::set_pins,
+    POST "/api/v1/welfare/pin" => welfare::enter_pin,
     GET "/api/v1/presence" => field::presence,
     GET "/api/v1/messages" => messages::conversation,
     GET "/api/v1/websocket/stats" => admin::stats,

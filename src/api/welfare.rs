@@ -1,5 +1,5 @@
-//! The lone-worker routes: welfare check-in settings, "I'm OK", lone work and the guard's
-//! check-in state.
+//! The lone-worker routes: welfare check-in settings, "I'm OK", lone work, the guard's
+//! check-in state, and the PIN and duress PIN.
 
 use hyper::Response;
 
@@ -66,5 +66,26 @@ pub async fn status(call: Call) -> Result<Response<Body>, HttpError> {
             .field
             .welfare_status(&who, user.as_deref())
             .await?,
+    ))
+}
+
+/// `PUT /api/v1/welfare/pin`: the guard sets its PIN and duress PIN.
+pub async fn set_pins(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    let state = call.state.clone();
+    let spec = call.json().await?;
+    state.field.set_pins(&who, spec).await?;
+    Ok(json_response(200, &serde_json::json!({ "set": true })))
+}
+
+/// `POST /api/v1/welfare/pin`: a PIN entered in the app; the same answer for the PIN and the
+/// duress PIN.
+pub async fn enter_pin(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    let state = call.state.clone();
+    let entry = call.json().await?;
+    Ok(json_response(
+        200,
+        &state.field.enter_pin(&who, entry).await?,
     ))
 }

@@ -19,6 +19,7 @@
 //! shared access rules) below them; `records.rs` (fences and shifts as kept) and `error.rs` at
 //! the bottom. A file imports only files below it; this file only declares and re-exports.
 
+mod duress;
 mod emergency;
 mod error;
 mod fences;
@@ -32,6 +33,7 @@ mod stats;
 mod video;
 mod welfare;
 
+pub use self::duress::{PinEntry, PinSpec};
 pub use self::error::FieldError;
 pub use self::location::{LastLocation, Location};
 pub use self::records::{

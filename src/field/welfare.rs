@@ -260,6 +260,27 @@ impl Field {
         }))
     }
 
+    /// Changes a guard's state with `edit` (a new state within the org's budget), its deadline
+    /// untouched.
+    pub(super) async fn edit_guard(
+        &self,
+        org: &str,
+        user: &str,
+        edit: impl FnOnce(&mut GuardWelfare),
+    ) -> Result<GuardWelfare, FieldError> {
+        let key = guard_key(org, user);
+        let _turn = self.welfare_turns.take(&key).await;
+        let mut state = match self.guard_welfare(org, user).await? {
+            Some(state) => state,
+            None => self.new_guard_welfare(org, user).await?,
+        };
+        edit(&mut state);
+        self.store
+            .commit(&[Change::put(Record::Welfare { key: &key }, &state)?])
+            .await?;
+        Ok(state)
+    }
+
     /// A shift was planned: its guard is armed from the shift's start unless already armed.
     pub(super) async fn arm_for_shift(&self, org: &str, user: &str, start: u64) {
         let from = start.max(now_millis());
