@@ -274,6 +274,12 @@ impl Server {
                 let _ = keys.await;
             });
         }
+        // Lost contact: guards on shift gone silent.
+        let sweep = state
+            .field
+            .clone()
+            .run_contact_sweep(state.shutdown.clone());
+        followers.spawn(sweep);
         let hooks = state
             .field
             .alerts()

@@ -292,3 +292,85 @@ async fn the_duress_pin_looks_like_the_pin_and_silently_raises_duress_to_supervi
         .contains("lookout_duress_alarms_total 1"));
     server.stop().await;
 }
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+async fn lost_contact(server: &TestServer, sup: &str) -> Vec<Value> {
+    let listed = get(server, "/api/v1/alerts?type=LOST_CONTACT", sup).await;
+    listed.as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_silent_guard_on_shift_raises_lost_contact_once_and_it_resolves_when_the_phone_is_back() {
+    let server = server_with(|c| c.field.lost_contact_after = Duration::from_secs(1)).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let now = now_ms();
+    for user in ["silent", "online"] {
+        let shift = json!({"user": user, "site": "hq", "start": now, "end": now + 60_000});
+        let (status, body) = post(&server, "/api/v1/shifts", &sup, shift).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // One phone stays connected; the other was last heard of at a fix, then nothing.
+    let online = server.token("online", Some("acme"), &[Role::Guard]);
+    let _online_phone = server.connect(&online).await;
+    let silent = server.token("silent", Some("acme"), &[Role::Guard]);
+    let mut phone = server.connect(&silent).await;
+    assert!(ok(&phone
+        .publish("/topic/location/silent", location(51.5, -0.1))
+        .await));
+    drop(phone);
+    let mut alerts = Vec::new();
+    for _ in 0..60 {
+        alerts = lost_contact(&server, &sup).await;
+        if !alerts.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["user"], "silent");
+    assert_eq!(
+        alerts[0]["position"]["lat"], 51.5,
+        "the last known position"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(lost_contact(&server, &sup).await.len(), 1, "raised once");
+    let id = alerts[0]["id"].as_str().expect("id").to_string();
+    let (status, _) = post(
+        &server,
+        &format!("/api/v1/alerts/{id}/ack"),
+        &sup,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The phone comes back: the alert resolves itself, the acknowledgement kept in its trail.
+    let _back = server.connect(&silent).await;
+    let mut alert = Value::Null;
+    for _ in 0..60 {
+        alert = get(&server, &format!("/api/v1/alerts/{id}"), &sup).await;
+        if alert["state"] == "resolved" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(alert["state"], "resolved", "{alert}");
+    let actions: Vec<&str> = alert["audit"]
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["created", "acknowledged", "resolved"], "{alert}");
+    assert_eq!(alert["audit"][2]["by"], "lookout");
+    assert!(server
+        .metrics()
+        .await
+        .contains("lookout_lost_contact_total 1"));
+    server.stop().await;
+}

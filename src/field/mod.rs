@@ -19,6 +19,7 @@
 //! shared access rules) below them; `records.rs` (fences and shifts as kept) and `error.rs` at
 //! the bottom. A file imports only files below it; this file only declares and re-exports.
 
+mod contact;
 mod duress;
 mod emergency;
 mod error;

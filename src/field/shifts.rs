@@ -43,6 +43,33 @@ impl Field {
             .is_some_and(|shifts| shifts.iter().any(|s| s.start <= at && at < s.end)))
     }
 
+    /// Each guard's earliest shift of those `keep` accepts, as (org, user, start).
+    async fn earliest_shifts(
+        &self,
+        keep: impl Fn(&Shift) -> bool,
+    ) -> Result<Vec<(String, String, u64)>, FieldError> {
+        let index = self.shift_index().await?;
+        Ok(index
+            .values()
+            .filter_map(|shifts| {
+                shifts
+                    .iter()
+                    .filter(|s| keep(s))
+                    .min_by_key(|s| s.start)
+                    .map(|s| (s.org.clone(), s.user.clone(), s.start))
+            })
+            .collect())
+    }
+
+    /// Every guard on shift at `now`, as (org, user, start of the shift).
+    pub(super) async fn on_shift_now(
+        &self,
+        now: u64,
+    ) -> Result<Vec<(String, String, u64)>, FieldError> {
+        self.earliest_shifts(|s| s.start <= now && now < s.end)
+            .await
+    }
+
     /// The guards of `org` on shift now or later, each with the start of its earliest such
     /// shift.
     pub(super) async fn planned_shifts(
@@ -50,16 +77,12 @@ impl Field {
         org: &str,
         now: u64,
     ) -> Result<Vec<(String, u64)>, FieldError> {
-        let index = self.shift_index().await?;
-        Ok(index
-            .values()
-            .filter_map(|shifts| {
-                shifts
-                    .iter()
-                    .filter(|s| s.org == org && s.end > now)
-                    .min_by_key(|s| s.start)
-                    .map(|s| (s.user.clone(), s.start))
-            })
+        let shifts = self
+            .earliest_shifts(|s| s.org == org && s.end > now)
+            .await?;
+        Ok(shifts
+            .into_iter()
+            .map(|(_, user, start)| (user, start))
             .collect())
     }
 

@@ -21,6 +21,9 @@ use crate::clock::now_millis;
 use crate::hub::HubError;
 use crate::store::{Change, Record, Records};
 
+/// The level of a guard's lost-contact timer (0 and 1 are its check-in's).
+pub(super) const LOST_CONTACT_LEVEL: u8 = 2;
+
 /// The longest check-in interval, pre-alarm or grace.
 const MAX_INTERVAL_MS: u64 = 24 * 3600 * 1000;
 
@@ -35,7 +38,7 @@ pub(super) fn guard_key(org: &str, user: &str) -> String {
     format!("guard/{}", principal_key(Some(org), user))
 }
 
-fn timer_id(org: &str, user: &str) -> String {
+pub(super) fn timer_id(org: &str, user: &str) -> String {
     format!("{OTHER_TIMERS}{}", principal_key(Some(org), user))
 }
 
@@ -379,6 +382,9 @@ impl Field {
         else {
             return Ok(self.store.commit(&[Change::Delete(timer)]).await?);
         };
+        if level == LOST_CONTACT_LEVEL {
+            return self.fire_lost_contact(due, org, user).await;
+        }
         let key = guard_key(org, user);
         let _turn = self.welfare_turns.take(&key).await;
         let state = self.guard_welfare(org, user).await?;

@@ -294,6 +294,12 @@ impl Hub {
         self.users.online(org)
     }
 
+    /// Whether the principal (`key` from [`crate::auth::principal_key`]) has a connection to
+    /// this node.
+    pub fn connected_here(&self, key: &str) -> bool {
+        !self.users.status(key).0.is_empty()
+    }
+
     /// Status of one principal's connections (`key` from [`crate::auth::principal_key`]).
     pub async fn user_status(&self, key: &str, user: &str) -> Result<UserStatus, StoreError> {
         let (connections, seen_here) = self.users.status(key);
