@@ -374,3 +374,56 @@ async fn a_silent_guard_on_shift_raises_lost_contact_once_and_it_resolves_when_t
         .contains("lookout_lost_contact_total 1"));
     server.stop().await;
 }
+
+/// The CHECK_IN_MISSED alerts of acme, as the binary's REST API lists them.
+async fn missed_on(server: &Binary, http: &reqwest::Client) -> Vec<Value> {
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let url = format!("https://{}/api/v1/alerts?type=CHECK_IN_MISSED", server.addr);
+    let listed = get_json(http, &url, &sup).await;
+    listed.as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_in_deadline_survives_kill_9_and_fires_once() {
+    let env = [("LOOKOUT_FIELD__CHECK_IN_MIN_INTERVAL", "500ms")];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = Binary::serve(&data, &env);
+    let http = http_client(&server.cert_pem());
+    let base = format!("https://{}", server.addr);
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let settings =
+        json!({"enabled": true, "interval_ms": 1000, "pre_alarm_ms": 400, "grace_ms": 500});
+    let response = http
+        .put(format!("{base}/api/v1/welfare/settings"))
+        .bearer_auth(&sup)
+        .json(&settings)
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(response.status().as_u16(), 200);
+    let (status, body) = post_json(
+        &http,
+        &format!("{base}/api/v1/welfare/start"),
+        &guard,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Killed during the countdown, down past deadline and grace: fires once at start-up.
+    let server = server.kill_9_and_restart_after(Duration::from_millis(2000), &env);
+    let mut alerts = Vec::new();
+    for _ in 0..100 {
+        alerts = missed_on(&server, &http).await;
+        if !alerts.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    // Killed again right after: nothing fires twice.
+    let server = server.kill_9_and_restart(&env);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(missed_on(&server, &http).await.len(), 1, "never twice");
+}
