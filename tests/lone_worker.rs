@@ -427,3 +427,56 @@ async fn a_check_in_deadline_survives_kill_9_and_fires_once() {
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(missed_on(&server, &http).await.len(), 1, "never twice");
 }
+
+#[tokio::test]
+async fn wrong_pins_lock_entries_out_and_the_duress_pin_still_raises_behind_the_lock() {
+    let server = server_with(|_| {}).await;
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let pins = json!({"pin": "1234", "duress_pin": "9876"});
+    let (status, _) = put(&server, "/api/v1/welfare/pin", &guard, pins).await;
+    assert_eq!(status, 200);
+    for _ in 0..5 {
+        let (status, _) = post(
+            &server,
+            "/api/v1/welfare/pin",
+            &guard,
+            json!({"pin": "0000"}),
+        )
+        .await;
+        assert_eq!(status, 403);
+    }
+    let (locked, _) = post(
+        &server,
+        "/api/v1/welfare/pin",
+        &guard,
+        json!({"pin": "0000"}),
+    )
+    .await;
+    assert_eq!(locked, 429);
+    let (real, _) = post(
+        &server,
+        "/api/v1/welfare/pin",
+        &guard,
+        json!({"pin": "1234"}),
+    )
+    .await;
+    let (duress, _) = post(
+        &server,
+        "/api/v1/welfare/pin",
+        &guard,
+        json!({"pin": "9876"}),
+    )
+    .await;
+    assert_eq!((real, duress), (429, 429), "the same refusal for both");
+    let mut raised = Value::Null;
+    for _ in 0..50 {
+        raised = get(&server, "/api/v1/alerts?type=DURESS", &sup).await;
+        if raised.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(raised.as_array().map(Vec::len), Some(1), "{raised}");
+    server.stop().await;
+}

@@ -19,8 +19,14 @@ use super::welfare::Arming;
 use crate::alerts::AlertType;
 use crate::auth::Identity;
 use crate::clock::now_millis;
+use crate::hub::HubError;
 
 const ITERATIONS: u32 = 20_000;
+
+/// Wrong PINs a guard may enter per [`WRONG_PIN_WINDOW_MS`] before every entry is refused
+/// until the window ends.
+const WRONG_PINS: u32 = 5;
+const WRONG_PIN_WINDOW_MS: u64 = 5 * 60_000;
 
 /// What a guard sends to set its PINs.
 #[derive(Debug, Deserialize)]
@@ -161,11 +167,18 @@ impl Field {
         })
         .await
         .map_err(|_| FieldError::Unavailable)?;
-        if entered == Entered::Wrong {
-            return Err(FieldError::Forbidden("wrong PIN"));
-        }
+        // The duress PIN raises DURESS even when entries are refused: whoever watches the
+        // phone sees the refusal a real PIN would get.
         if entered == Entered::Duress {
             self.raise_duress(&org, &who.user);
+        }
+        if self.pin_locked(&who.key, entered == Entered::Wrong) {
+            return Err(FieldError::Hub(HubError::OverBudget(
+                "too many wrong PINs: try again later".into(),
+            )));
+        }
+        if entered == Entered::Wrong {
+            return Err(FieldError::Forbidden("wrong PIN"));
         }
         if end_lone_work {
             self.arm(&org, &who.user, now_millis(), Arming::Reset, |s| {
@@ -174,6 +187,21 @@ impl Field {
             .await?;
         }
         Ok(serde_json::json!({ "accepted": true }))
+    }
+
+    /// Counts a wrong PIN of `key` (when `wrong`) and says whether its entries are refused:
+    /// more than [`WRONG_PINS`] wrong in the window.
+    fn pin_locked(&self, key: &str, wrong: bool) -> bool {
+        let now = now_millis();
+        let mut counts = self.wrong_pins.lock();
+        counts.retain(|_, (since, _)| now.saturating_sub(*since) < WRONG_PIN_WINDOW_MS);
+        let (_, count) = counts.entry(key.to_string()).or_insert((now, 0));
+        *count += u32::from(wrong);
+        let locked = *count > WRONG_PINS;
+        if *count == 0 {
+            counts.remove(key);
+        }
+        locked
     }
 
     /// Raises DURESS on the urgent lane, without making the answer wait for it.

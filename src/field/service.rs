@@ -80,6 +80,8 @@ pub struct Field {
     pub(super) welfare_turns: crate::alerts::Turns,
     /// Lone-worker counters.
     pub welfare_stats: WelfareStats,
+    /// Wrong PINs per guard on this node: (window start ms, count).
+    pub(super) wrong_pins: Mutex<HashMap<String, (u64, u32)>>,
 }
 
 /// Shifts by guard, and which change of the shifts it was loaded after.
@@ -132,6 +134,7 @@ impl Field {
             shifts: Mutex::default(),
             welfare_turns: crate::alerts::Turns::default(),
             welfare_stats: WelfareStats::default(),
+            wrong_pins: Mutex::default(),
         });
         // The alerts' timer task fires the guards' check-in deadlines through the field.
         let handler: Weak<dyn crate::alerts::TimerHandler> = Arc::downgrade(&field) as Weak<_>;
