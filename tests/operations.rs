@@ -605,15 +605,8 @@ async fn the_version_is_the_same_everywhere_it_is_shown() {
         "{metrics}"
     );
     let supervisor = server.token("boss", Some("acme"), &[lookout::auth::Role::Supervisor]);
-    let stats: serde_json::Value = http
-        .get(server.https("/api/v1/websocket/stats"))
-        .bearer_auth(supervisor)
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json");
+    let stats =
+        common::get_json(&http, &server.https("/api/v1/websocket/stats"), &supervisor).await;
     assert_eq!(stats["version"], version, "{stats}");
     server.stop().await;
 }

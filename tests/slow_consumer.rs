@@ -247,6 +247,9 @@ async fn a_client_resuming_100000_messages_slowly_is_not_taken_for_dead_and_gets
         c.limits.outbound_queue = 64;
         c.limits.ping_interval = std::time::Duration::from_millis(500);
         c.limits.dead_peer_timeout = std::time::Duration::from_secs(2);
+        // The room keeps all it is resumed from: by default a channel keeps its newest 10,000,
+        // and a retention pass a minute in (a slow run) trimmed the messages being replayed.
+        c.retention.default.max_messages = 2 * RESUMED as usize;
     })
     .await;
     let room = lookout::hub::Target::parse("/topic/org/acme/room/archive", Some("acme"), None)

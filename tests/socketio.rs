@@ -748,9 +748,12 @@ async fn a_socket_ends_when_its_token_does_and_its_reconnect_is_refused() {
         c.limits.ping_interval = Duration::from_secs(1);
     })
     .await;
-    // Minted once Node.js is up, and with room for a loaded machine's first connection: the
-    // token must still be valid when it arrives.
+    // Node.js and its client are warmed up by a first socket, so that the short token is
+    // minted just before its own connection: it must still be valid when it arrives.
     let mut sio = Sio::start(&server);
+    let warm = server.token("s2", Some("acme"), &[Role::Supervisor]);
+    let step = sio.connect("warm", json!({"auth": {"token": warm}})).await;
+    assert_eq!(step["event"], "connected", "{step}");
     let short = server
         .auth
         .mint(

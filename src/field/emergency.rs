@@ -62,7 +62,8 @@ impl Field {
         let (data, ack_required) = (req.data, req.ack_required);
         let key = req.idempotency_key.map(str::to_string);
         // Carried through on the urgent lane, also if the publisher goes away meanwhile.
-        let raised = self.urgent.spawn(async move {
+        // Tracked with the hub's tasks, so shutdown flushes only after it.
+        let raised = self.urgent.spawn(self.hub.tasks().track_future(async move {
             let req = Publish {
                 channel: &channel,
                 to: None,
@@ -83,7 +84,7 @@ impl Field {
                 published,
                 alert_id: Some(alert.id),
             })
-        });
+        }));
         raised.await.map_err(|_| FieldError::Unavailable)?
     }
 

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::error::HubError;
-use super::requests::{HistoryMessage, ResponseBudget};
+use super::requests::{response_size, HistoryMessage, ResponseBudget};
 use super::Hub;
 use crate::auth::{principal_key, Identity};
 use crate::channel::{self, Target};
@@ -56,30 +56,72 @@ fn sender(data: &rmpv::Value) -> Option<&str> {
         .find_map(|(k, v)| (k.as_str() == Some("from")).then(|| v.as_str()).flatten())
 }
 
+/// Newest first (while the page is filled; it is turned oldest first at the end).
+fn newest_first(messages: &mut [ConversationMessage]) {
+    messages.sort_by(|a, b| b.timestamp.cmp(&a.timestamp).then(b.seq.cmp(&a.seq)));
+}
+
+/// Keeps the newest of `messages` that fit `cap` bytes (at least one); whether any went.
+fn keep_newest(messages: &mut Vec<ConversationMessage>, cap: usize) -> bool {
+    let held: usize = messages.iter().map(|m| response_size(&m.message)).sum();
+    if held <= cap {
+        return false;
+    }
+    newest_first(messages);
+    let mut room = cap;
+    let fit = messages
+        .iter()
+        .take_while(|m| {
+            let size = response_size(&m.message);
+            let fits = size <= room;
+            room = room.saturating_sub(size);
+            fits
+        })
+        .count()
+        .max(1);
+    messages.truncate(fit);
+    true
+}
+
 impl Hub {
-    /// The last [`WINDOW`] messages of `user`'s message queue in `org`, with that user's cursor.
+    /// Of the last [`WINDOW`] messages of `user`'s message queue in `org`, the newest that
+    /// `keep` accepts and that fit `cap` bytes (older ones are let go while reading, so a
+    /// request never holds more than `cap` and a page), oldest first; with that user's cursor
+    /// and whether any were left out.
     async fn recent_queue(
         &self,
         org: &str,
         user: &str,
+        keep: impl Fn(&HistoryMessage) -> bool,
+        cap: usize,
     ) -> Result<(Vec<HistoryMessage>, u64, bool), HubError> {
         let target = Target::parse(MESSAGES, Some(org), Some(user))?;
         let stored = target.stored_name();
         let head = self.durable_head(&stored).await?;
         let mut after = head.saturating_sub(WINDOW);
-        let older = after > 0;
-        let mut out = Vec::new();
+        let mut older = after > 0;
+        let mut out = std::collections::VecDeque::new();
+        let mut held = 0usize;
         while after < head {
             let page = self.store.read(&stored, after, head, 64).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
-            out.extend(page.into_iter().map(HistoryMessage));
+            for m in page.into_iter().map(HistoryMessage).filter(|m| keep(m)) {
+                held = held.saturating_add(response_size(&m));
+                out.push_back(m);
+                while held > cap && out.len() > 1 {
+                    if let Some(oldest) = out.pop_front() {
+                        held = held.saturating_sub(response_size(&oldest));
+                        older = true;
+                    }
+                }
+            }
         }
         let cursor = self
             .store
             .cursor(&principal_key(Some(org), user), &stored)
             .await?;
-        Ok((out, cursor, older))
+        Ok((out.into(), cursor, older))
     }
 
     /// `who`'s private messages with `with` (or with its most recent correspondents), both
@@ -99,7 +141,16 @@ impl Hub {
             // A bad name is a bad request before anything is read.
             Target::parse(MESSAGES, Some(org), Some(peer))?;
         }
-        let (mine, my_cursor, mut truncated) = self.recent_queue(org, me).await?;
+        // What one answer can carry at most is what any queue read may hold.
+        let cap = self.limits().max_response_bytes;
+        let (mine, my_cursor, mut truncated) = self
+            .recent_queue(
+                org,
+                me,
+                |m| sender(&m.data).is_some_and(|from| with.is_none_or(|p| p == from)),
+                cap,
+            )
+            .await?;
         let mut messages: Vec<ConversationMessage> = Vec::new();
         let mut peers: Vec<String> = Vec::new();
         for m in mine.into_iter().rev() {
@@ -129,12 +180,11 @@ impl Hub {
             peers = vec![peer.to_string()];
         }
         for peer in peers.iter().filter(|p| p.as_str() != me) {
-            let (theirs, cursor, older) = self.recent_queue(org, peer).await?;
+            let (theirs, cursor, older) = self
+                .recent_queue(org, peer, |m| sender(&m.data) == Some(me), cap)
+                .await?;
             truncated |= older;
             for m in theirs {
-                if sender(&m.data) != Some(me) {
-                    continue;
-                }
                 messages.push(ConversationMessage {
                     from: me.to_string(),
                     to: peer.clone(),
@@ -144,9 +194,10 @@ impl Hub {
                     message: m,
                 });
             }
+            // Across peers too, no more than `cap` is held: the newest.
+            truncated |= keep_newest(&mut messages, cap);
         }
-        // Newest first while the page is filled, then oldest first.
-        messages.sort_by(|a, b| b.timestamp.cmp(&a.timestamp).then(b.seq.cmp(&a.seq)));
+        newest_first(&mut messages);
         let limit = limit.clamp(1, MAX_MESSAGES);
         if messages.len() > limit {
             messages.truncate(limit);

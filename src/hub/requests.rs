@@ -145,7 +145,7 @@ impl ResponseBudget {
         if self.left == usize::MAX {
             return true;
         }
-        let size = json_size(&message.data).saturating_add(80);
+        let size = response_size(message);
         if size > self.left && !self.first {
             self.cut = true;
             return false;
@@ -154,6 +154,11 @@ impl ResponseBudget {
         self.left = self.left.saturating_sub(size);
         true
     }
+}
+
+/// The bytes `message` takes in a response: its data in JSON and room for its envelope.
+pub fn response_size(message: &crate::store::StoredMessage) -> usize {
+    json_size(&message.data).saturating_add(80)
 }
 
 /// The bytes `value` takes in JSON, counted by writing it nowhere.

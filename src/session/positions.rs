@@ -144,7 +144,10 @@ impl Positions {
             self.shed.fetch_add(1, Ordering::Relaxed);
         }
         if start_worker {
-            self.lane.spawn(self.clone().work());
+            // Tracked with the hub's tasks: shutdown waits for a worker before the last flush,
+            // and until it ends it holds the store (the data directory stays locked).
+            self.lane
+                .spawn(self.hub.tasks().track_future(self.clone().work()));
         }
         replaced
     }

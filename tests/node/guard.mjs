@@ -4,7 +4,7 @@
 // when the step may go on). Screenshots go to LOOKOUT_ARTIFACTS.
 import fs from 'node:fs';
 import path from 'node:path';
-import { emit, env, launch, proceed as proceedAfter, sameOriginOnly, sleep, watchPage as watchPageFor } from './harness.mjs';
+import { emit, env, launch, phoneContext, proceed as proceedAfter, sameOriginOnly, sleep, watchPage as watchPageFor } from './harness.mjs';
 import jsQR from 'jsqr';
 import { PNG } from 'pngjs';
 
@@ -37,15 +37,11 @@ async function main() {
     // certificate accepted.
     '--ignore-certificate-errors',
   ]);
-  const phone = await browser.newContext({
-    ignoreHTTPSErrors: true,
-    viewport: { width: 390, height: 844 },
-    deviceScaleFactor: 2,
-    isMobile: true,
-    hasTouch: true,
-    geolocation: { latitude: 52.3740, longitude: 4.8890, accuracy: 5 },
-    permissions: ['geolocation', 'camera'],
-  });
+  const phone = await phoneContext(
+    browser,
+    { latitude: 52.3740, longitude: 4.8890, accuracy: 5 },
+    ['geolocation', 'camera'],
+  );
   const desk = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 900 } });
   for (const context of [phone, desk]) await sameOriginOnly(context, origin, foreign);
   const guard = await phone.newPage();

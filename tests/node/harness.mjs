@@ -22,6 +22,17 @@ export const launch = (args = []) =>
     args: ['--no-sandbox', ...args],
   });
 
+/** A phone-sized browser context (the guard app's), at `geolocation`, with `permissions`. */
+export const phoneContext = (browser, geolocation, permissions) => browser.newContext({
+  ignoreHTTPSErrors: true,
+  viewport: { width: 390, height: 844 },
+  deviceScaleFactor: 2,
+  isMobile: true,
+  hasTouch: true,
+  geolocation,
+  permissions,
+});
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Waits until the Rust side creates `control/name` (the step may go on): up to 2 min. */

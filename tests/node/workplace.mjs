@@ -8,7 +8,7 @@
 // Rust side answers by files in LOOKOUT_CONTROL. Screenshots go to LOOKOUT_ARTIFACTS.
 import fs from 'node:fs';
 import path from 'node:path';
-import { emit, env, launch, proceed as proceedAfter, sameOriginOnly, sleep, watchPage as watchPageFor } from './harness.mjs';
+import { emit, env, launch, phoneContext, proceed as proceedAfter, sameOriginOnly, sleep, watchPage as watchPageFor } from './harness.mjs';
 
 const supervisorLink = env('LOOKOUT_LINK');
 const guardLink = env('GUARD_LINK');
@@ -54,15 +54,7 @@ async function reloadAndRead(dashboard, guard) {
 
 async function main() {
   const browser = await launch(['--ignore-certificate-errors']);
-  const phone = await browser.newContext({
-    ignoreHTTPSErrors: true,
-    viewport: { width: 390, height: 844 },
-    deviceScaleFactor: 2,
-    isMobile: true,
-    hasTouch: true,
-    geolocation: start,
-    permissions: ['geolocation'],
-  });
+  const phone = await phoneContext(browser, start, ['geolocation']);
   const desk = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 768 }, acceptDownloads: true });
   for (const context of [phone, desk]) await sameOriginOnly(context, origin, foreign);
   const guard = await phone.newPage();
