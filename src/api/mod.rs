@@ -60,7 +60,7 @@ macro_rules! routes {
 }
 
 /// Every REST route.
-pub static ROUTES: [Route; 42] = routes! {
+pub static ROUTES: [Route; 44] = routes! {
     GET "/healthz" => admin::healthz,
     GET "/readyz" => admin::readyz,
     GET "/metrics" => metrics::metrics,
@@ -93,6 +93,8 @@ pub static ROUTES: [Route; 42] = routes! {
     GET "/api/v1/tracking/stats" => field::tracking_stats,
     GET "/api/v1/welfare/settings" => welfare::settings,
     PUT "/api/v1/welfare/settings" => welfare::set_settings,
+    DELETE "/api/v1/welfare/settings" => welfare::remove_settings,
+    GET "/api/v1/welfare/guards" => welfare::guards,
     GET "/api/v1/welfare/status" => welfare::status,
     POST "/api/v1/welfare/ok" => welfare::check_in,
     POST "/api/v1/welfare/start" => welfare::start,

@@ -6,23 +6,33 @@ use hyper::Response;
 use super::extract::Call;
 use crate::http::{json_response, Body, HttpError};
 
-/// `GET /api/v1/welfare/settings?org=&user=`: the org's check-in settings, or a guard's.
+/// Where the settings a response carries come from: `org`, `site` or `guard`.
+const SETTINGS_FROM: &str = "lookout-settings-from";
+
+/// `GET /api/v1/welfare/settings?org=&site=&user=`: the settings of the org, of a site or
+/// those that apply to a guard; the `Lookout-Settings-From` header says whose they are.
 pub async fn settings(call: Call) -> Result<Response<Body>, HttpError> {
     let who = call.who()?;
     let params = call.query();
-    let settings = call
+    let (settings, from) = call
         .state
         .field
         .welfare_settings(
             &who,
             params.get("org").map(String::as_str),
             params.get("user").map(String::as_str),
+            params.get("site").map(String::as_str),
         )
         .await?;
-    Ok(json_response(200, &settings))
+    let mut response = json_response(200, &settings);
+    response.headers_mut().insert(
+        SETTINGS_FROM,
+        hyper::header::HeaderValue::from_static(from.name()),
+    );
+    Ok(response)
 }
 
-/// `PUT /api/v1/welfare/settings?org=&user=`: sets them (supervisors, admins).
+/// `PUT /api/v1/welfare/settings?org=&site=&user=`: sets them (supervisors, admins).
 pub async fn set_settings(call: Call) -> Result<Response<Body>, HttpError> {
     let who = call.who()?;
     let params = call.query();
@@ -34,10 +44,44 @@ pub async fn set_settings(call: Call) -> Result<Response<Body>, HttpError> {
             &who,
             params.get("org").map(String::as_str),
             params.get("user").map(String::as_str),
-            body,
+            params.get("site").map(String::as_str),
+            Some(body),
         )
         .await?;
     Ok(json_response(200, &settings))
+}
+
+/// `DELETE /api/v1/welfare/settings?site=|user=`: a site or a guard follows the org's
+/// settings again.
+pub async fn remove_settings(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    let params = call.query();
+    call.state
+        .field
+        .set_welfare_settings(
+            &who,
+            params.get("org").map(String::as_str),
+            params.get("user").map(String::as_str),
+            params.get("site").map(String::as_str),
+            None,
+        )
+        .await?;
+    Ok(json_response(200, &serde_json::json!({ "removed": true })))
+}
+
+/// `GET /api/v1/welfare/guards?org=`: every guard of the org with lone-worker state, for the
+/// dashboard (supervisors, admins).
+pub async fn guards(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    let org = call.query().get("org").cloned();
+    Ok(json_response(
+        200,
+        &call
+            .state
+            .field
+            .welfare_guards(&who, org.as_deref())
+            .await?,
+    ))
 }
 
 /// `POST /api/v1/welfare/ok`: "I'm OK", the guard's next deadline one interval from now.

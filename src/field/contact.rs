@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::FieldError;
 use super::service::{derived_id, Field};
-use super::welfare::{timer_id, LOST_CONTACT_LEVEL};
+use super::welfare::{lost_key, timer_id, LOST_CONTACT_LEVEL};
 use crate::alerts::{AlertError, AlertType};
 use crate::auth::principal_key;
 use crate::clock::now_millis;
@@ -24,10 +24,6 @@ use crate::store::{Change, Record};
 
 fn contact_key(org: &str, user: &str) -> String {
     format!("contact/{}", principal_key(Some(org), user))
-}
-
-fn lost_key(org: &str, user: &str) -> String {
-    format!("lost/{}", principal_key(Some(org), user))
 }
 
 impl Field {

@@ -156,7 +156,13 @@ impl Field {
         self.hub
             .publish_as_lookout(&org_locations, fan_in, false)
             .await?;
-        self.check_fences(user, &org, &location).await
+        self.check_fences(user, &org, &location).await?;
+        // A fix is a sign of life where the guard's settings count activity as a check-in;
+        // the fix itself is stored whatever this finds.
+        if let Err(e) = self.activity(&org, user, last.received_at).await {
+            tracing::warn!(org = %org, user, error = %e, "a fix counted as a check-in");
+        }
+        Ok(())
     }
 
     /// The last known location of `user` of `org`.

@@ -42,3 +42,4 @@ pub use self::records::{
 };
 pub use self::service::{Field, FieldConfig, FieldPublished, WelfareStats};
 pub use self::stats::TrackingStats;
+pub use self::welfare::Scope;

@@ -96,7 +96,8 @@ pub struct ShiftSpec {
     pub end: u64,
 }
 
-/// Welfare check-in settings, of an org or overriding it for one guard. Times in ms.
+/// Lone-worker settings, of an org, of a site (for the guards on shift there) or of one guard.
+/// Times in ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WelfareSettings {
@@ -112,6 +113,18 @@ pub struct WelfareSettings {
     /// How long after the deadline CHECK_IN_MISSED is raised.
     #[serde(default = "WelfareSettings::default_grace")]
     pub grace_ms: u64,
+    /// Whether the guard app watches for no motion while on shift or in lone work.
+    #[serde(default = "WelfareSettings::default_man_down")]
+    pub man_down: bool,
+    /// How long without significant motion (or lying flat) starts the man-down countdown.
+    #[serde(default = "WelfareSettings::default_man_down_after")]
+    pub man_down_after_ms: u64,
+    /// How long the countdown on the phone lasts before MAN_DOWN is raised.
+    #[serde(default = "WelfareSettings::default_man_down_countdown")]
+    pub man_down_countdown_ms: u64,
+    /// Whether a position fix from the guard's phone counts as a check-in.
+    #[serde(default)]
+    pub activity_resets: bool,
 }
 
 impl WelfareSettings {
@@ -124,6 +137,15 @@ impl WelfareSettings {
     fn default_grace() -> u64 {
         2 * 60_000
     }
+    fn default_man_down() -> bool {
+        true
+    }
+    fn default_man_down_after() -> u64 {
+        120_000
+    }
+    fn default_man_down_countdown() -> u64 {
+        15_000
+    }
 }
 
 impl Default for WelfareSettings {
@@ -133,6 +155,10 @@ impl Default for WelfareSettings {
             interval_ms: Self::default_interval(),
             pre_alarm_ms: Self::default_pre_alarm(),
             grace_ms: Self::default_grace(),
+            man_down: Self::default_man_down(),
+            man_down_after_ms: Self::default_man_down_after(),
+            man_down_countdown_ms: Self::default_man_down_countdown(),
+            activity_resets: false,
         }
     }
 }

@@ -43,6 +43,25 @@ impl Field {
             .is_some_and(|shifts| shifts.iter().any(|s| s.start <= at && at < s.end)))
     }
 
+    /// The site of the shift `user` of `org` is on at `at`, if any (the one that started
+    /// last, when shifts overlap).
+    pub(super) async fn site_at(
+        &self,
+        org: &str,
+        user: &str,
+        at: u64,
+    ) -> Result<Option<String>, FieldError> {
+        let index = self.shift_index().await?;
+        let key = crate::auth::principal_key(Some(org), user);
+        Ok(index.get(&key).and_then(|shifts| {
+            shifts
+                .iter()
+                .filter(|s| s.start <= at && at < s.end)
+                .max_by_key(|s| s.start)
+                .map(|s| s.site.clone())
+        }))
+    }
+
     /// Each guard's earliest shift of those `keep` accepts, as (org, user, start).
     async fn earliest_shifts(
         &self,

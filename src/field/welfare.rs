@@ -27,11 +27,47 @@ pub(super) const LOST_CONTACT_LEVEL: u8 = 2;
 /// The longest check-in interval, pre-alarm or grace.
 const MAX_INTERVAL_MS: u64 = 24 * 3600 * 1000;
 
+/// The bounds of a man-down watch: no motion for 2 s to 1 h, a countdown of 1 s to 5 min.
+const MAN_DOWN_AFTER_MS: std::ops::RangeInclusive<u64> = 2_000..=3_600_000;
+const MAN_DOWN_COUNTDOWN_MS: std::ops::RangeInclusive<u64> = 1_000..=300_000;
+
+/// Where the settings that apply come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The org's.
+    Org,
+    /// A site's (of the guard's shift).
+    Site(String),
+    /// The guard's own.
+    Guard(String),
+}
+
+impl Scope {
+    /// `org`, `site` or `guard`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scope::Org => "org",
+            Scope::Site(_) => "site",
+            Scope::Guard(_) => "guard",
+        }
+    }
+}
+
 /// The guard's own queue the pre-alarm goes to (`/user/queue/welfare`).
 pub(super) const WELFARE_QUEUE: &str = "welfare";
 
 pub(super) fn org_key(org: &str) -> String {
     format!("org/{org}")
+}
+
+/// A site's own settings: `site/{org}/{site}` (a site's name is free text, and last).
+fn site_key(org: &str, site: &str) -> String {
+    format!("site/{org}/{site}")
+}
+
+/// The LOST_CONTACT alert open for a guard, if any (kept by `contact.rs`).
+pub(super) fn lost_key(org: &str, user: &str) -> String {
+    format!("lost/{}", principal_key(Some(org), user))
 }
 
 pub(super) fn guard_key(org: &str, user: &str) -> String {
@@ -101,12 +137,32 @@ impl Field {
             .unwrap_or_default())
     }
 
-    /// The settings that apply to a guard: its own, else its org's.
-    async fn effective(&self, state: &GuardWelfare) -> Result<WelfareSettings, FieldError> {
-        match state.settings {
-            Some(own) => Ok(own),
-            None => self.org_welfare(&state.org).await,
+    /// A site's own settings, if it has any.
+    async fn site_welfare(
+        &self,
+        org: &str,
+        site: &str,
+    ) -> Result<Option<WelfareSettings>, FieldError> {
+        let key = site_key(org, site);
+        Ok(self.store.load(Record::Welfare { key: &key }).await?)
+    }
+
+    /// The settings that apply to a guard at `at`: its own, else those of the site of its
+    /// shift then, else its org's.
+    async fn effective(
+        &self,
+        state: &GuardWelfare,
+        at: u64,
+    ) -> Result<(WelfareSettings, Scope), FieldError> {
+        if let Some(own) = state.settings {
+            return Ok((own, Scope::Guard(state.user.clone())));
         }
+        if let Some(site) = self.site_at(&state.org, &state.user, at).await? {
+            if let Some(settings) = self.site_welfare(&state.org, &site).await? {
+                return Ok((settings, Scope::Site(site)));
+            }
+        }
+        Ok((self.org_welfare(&state.org).await?, Scope::Org))
     }
 
     fn check_settings(&self, s: &WelfareSettings) -> Result<(), FieldError> {
@@ -122,68 +178,149 @@ impl Field {
         if s.grace_ms > MAX_INTERVAL_MS {
             return bad(format!("grace_ms must be at most {MAX_INTERVAL_MS}"));
         }
+        if !MAN_DOWN_AFTER_MS.contains(&s.man_down_after_ms) {
+            return bad(format!(
+                "man_down_after_ms must be between {} and {}",
+                MAN_DOWN_AFTER_MS.start(),
+                MAN_DOWN_AFTER_MS.end()
+            ));
+        }
+        if !MAN_DOWN_COUNTDOWN_MS.contains(&s.man_down_countdown_ms) {
+            return bad(format!(
+                "man_down_countdown_ms must be between {} and {}",
+                MAN_DOWN_COUNTDOWN_MS.start(),
+                MAN_DOWN_COUNTDOWN_MS.end()
+            ));
+        }
         Ok(())
     }
 
-    /// The check-in settings of the caller's org, or of one of its guards (`user`: its own if
-    /// set, else the org's). A guard reads only its own.
+    /// Whose settings a request names: `user`, `site`, or (neither) the org's.
+    fn scope(
+        who: &Identity,
+        org: &str,
+        user: Option<&str>,
+        site: Option<&str>,
+    ) -> Result<Scope, FieldError> {
+        match (user, site) {
+            (Some(_), Some(_)) => bad("name a `user` or a `site`, not both"),
+            (Some(u), None) => Ok(Scope::Guard(u.to_string())),
+            (None, Some("")) => bad("`site` is empty"),
+            (None, Some(s)) => Ok(Scope::Site(s.to_string())),
+            // A guard asking for "the settings" means those that apply to it.
+            (None, None) if who.is(Role::Guard) && !Self::may_manage(who, org) => {
+                Ok(Scope::Guard(who.user.to_string()))
+            }
+            (None, None) => Ok(Scope::Org),
+        }
+    }
+
+    /// The lone-worker settings of the caller's org, of one of its sites (its own if set,
+    /// else the org's) or of one of its guards (those that apply to it now), with where they
+    /// come from. A guard reads only those that apply to it.
     pub async fn welfare_settings(
         &self,
         who: &Identity,
         org: Option<&str>,
         user: Option<&str>,
-    ) -> Result<WelfareSettings, FieldError> {
+        site: Option<&str>,
+    ) -> Result<(WelfareSettings, Scope), FieldError> {
         let org = self.org_for(who, org)?;
-        let user = match user {
-            Some(u) if Self::may_manage(who, &org) || *who.user == *u => Some(u),
-            Some(_) => return Err(FieldError::Forbidden("another guard's settings")),
-            None if who.is(Role::Guard) && !Self::may_manage(who, &org) => Some(&*who.user),
-            None => None,
-        };
-        match user {
-            Some(u) => match self.guard_welfare(&org, u).await? {
-                Some(state) => self.effective(&state).await,
-                None => self.org_welfare(&org).await,
+        let manager = Self::may_manage(who, &org);
+        match Self::scope(who, &org, user, site)? {
+            Scope::Guard(u) if manager || *who.user == *u => {
+                let state = match self.guard_welfare(&org, &u).await? {
+                    Some(state) => state,
+                    None => GuardWelfare {
+                        org: org.clone(),
+                        user: u,
+                        ..GuardWelfare::default()
+                    },
+                };
+                self.effective(&state, now_millis()).await
+            }
+            Scope::Guard(_) => Err(FieldError::Forbidden("another guard's settings")),
+            _ if !manager => Err(FieldError::Forbidden(
+                "only the org's supervisors and admins read its settings",
+            )),
+            Scope::Site(site) => match self.site_welfare(&org, &site).await? {
+                Some(own) => Ok((own, Scope::Site(site))),
+                None => Ok((self.org_welfare(&org).await?, Scope::Org)),
             },
-            None => self.org_welfare(&org).await,
+            Scope::Org => Ok((self.org_welfare(&org).await?, Scope::Org)),
         }
     }
 
-    /// Sets the check-in settings of an org, or one guard's override (`user`); supervisors and
-    /// admins. Guards on shift now are armed by the new settings.
+    /// Sets the lone-worker settings of an org, a site or one guard; supervisors and admins.
+    /// `None` removes a site's or a guard's own settings (the org's apply again). Guards on
+    /// shift now are armed by the new settings.
     pub async fn set_welfare_settings(
         &self,
         who: &Identity,
         org: Option<&str>,
         user: Option<&str>,
-        settings: WelfareSettings,
-    ) -> Result<WelfareSettings, FieldError> {
+        site: Option<&str>,
+        settings: Option<WelfareSettings>,
+    ) -> Result<Option<WelfareSettings>, FieldError> {
         let org = self.org_for(who, org)?;
         if !Self::may_manage(who, &org) {
             return Err(FieldError::Forbidden(
                 "only the org's supervisors and admins set check-ins",
             ));
         }
-        self.check_settings(&settings)?;
+        if let Some(settings) = &settings {
+            self.check_settings(settings)?;
+        }
         let now = now_millis();
-        match user {
-            Some(user) => {
-                self.arm(&org, user, now, Arming::Reset, |s| {
-                    s.settings = Some(settings)
-                })
-                .await?;
-            }
-            None => {
-                let key = org_key(&org);
-                self.store
-                    .commit(&[Change::put(Record::Welfare { key: &key }, &settings)?])
+        match Self::scope(who, &org, user, site)? {
+            Scope::Guard(user) => {
+                self.arm(&org, &user, now, Arming::Reset, |s| s.settings = settings)
                     .await?;
+            }
+            scope => {
+                let key = match &scope {
+                    Scope::Site(site) => site_key(&org, site),
+                    _ => org_key(&org),
+                };
+                let change = match &settings {
+                    Some(settings) => Change::put(Record::Welfare { key: &key }, settings)?,
+                    None if scope == Scope::Org => {
+                        return bad("an org's settings are changed, not removed")
+                    }
+                    None => Change::Delete(Record::Welfare { key: &key }),
+                };
+                self.store.commit(&[change]).await?;
                 for (user, start) in self.planned_shifts(&org, now).await? {
                     self.arm_for_shift(&org, &user, start).await;
                 }
             }
         }
         Ok(settings)
+    }
+
+    /// Every guard of `org` with lone-worker state (check-ins, lone work, lost contact), for
+    /// the dashboard; supervisors and admins.
+    pub async fn welfare_guards(
+        &self,
+        who: &Identity,
+        org: Option<&str>,
+    ) -> Result<serde_json::Value, FieldError> {
+        let org = self.org_for(who, org)?;
+        if !Self::may_manage(who, &org) {
+            return Err(FieldError::Forbidden(
+                "only the org's supervisors and admins",
+            ));
+        }
+        let mut guards = Vec::new();
+        for raw in self.store.records(Records::Welfare).await? {
+            let Ok(state) = crate::store::records::decode::<GuardWelfare>(&raw) else {
+                continue;
+            };
+            if state.org == org && !state.user.is_empty() {
+                guards.push(self.status_of(&state).await?);
+            }
+        }
+        Ok(serde_json::json!({ "guards": guards, "now": now_millis() }))
     }
 
     /// "I'm OK": the guard's next deadline is one interval from now (armed if the guard is on
@@ -201,6 +338,31 @@ impl Field {
             .check_ins
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.status_of(&state).await
+    }
+
+    /// A fix from the guard's phone at `now`: a check-in when the settings that apply count
+    /// activity, at most one per tenth of the interval (a phone sends a fix a second).
+    pub(super) async fn activity(&self, org: &str, user: &str, now: u64) -> Result<(), FieldError> {
+        let Some(state) = self.guard_welfare(org, user).await? else {
+            return Ok(());
+        };
+        if state.deadline.is_none() && state.missed.is_none() {
+            return Ok(());
+        }
+        let (settings, _) = self.effective(&state, now).await?;
+        let since = now.saturating_sub(state.checked_in_at.unwrap_or(0));
+        if !settings.activity_resets || since < settings.interval_ms / 10 {
+            return Ok(());
+        }
+        self.arm(org, user, now, Arming::Reset, |s| {
+            s.checked_in_at = Some(now);
+            s.missed = None;
+        })
+        .await?;
+        self.welfare_stats
+            .check_ins
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// The guard starts a session of lone work in the app: check-ins run until it ends.
@@ -246,20 +408,40 @@ impl Field {
     }
 
     async fn status_of(&self, state: &GuardWelfare) -> Result<serde_json::Value, FieldError> {
-        let settings = self.effective(state).await?;
-        let pre_alarm = state.timers.iter().find(|t| t.1 == 0).map(|t| t.0);
+        let now = now_millis();
+        let (settings, from) = self.effective(state, now).await?;
+        let pre_alarm_at = state
+            .deadline
+            .map(|d| d.saturating_sub(settings.pre_alarm_ms));
+        let check_in = match (state.deadline, &state.missed) {
+            (Some(deadline), _) if now >= deadline => "overdue",
+            (Some(_), _) if pre_alarm_at.is_some_and(|at| now >= at) => "pre_alarm",
+            (Some(_), _) => "ok",
+            (None, Some(_)) => "missed",
+            (None, None) => "off",
+        };
+        let lost = lost_key(&state.org, &state.user);
+        let lost_contact: Option<String> = self.store.load(Record::Welfare { key: &lost }).await?;
         Ok(serde_json::json!({
             "user": state.user,
+            "settingsFrom": from.name(),
+            "site": self.site_at(&state.org, &state.user, now).await?,
             "enabled": settings.enabled,
             "intervalMs": settings.interval_ms,
             "preAlarmMs": settings.pre_alarm_ms,
             "graceMs": settings.grace_ms,
+            "manDown": settings.man_down,
+            "manDownAfterMs": settings.man_down_after_ms,
+            "manDownCountdownMs": settings.man_down_countdown_ms,
             "loneWork": state.lone_work_since.is_some(),
+            "checkIn": check_in,
             "deadline": state.deadline,
-            "preAlarmAt": pre_alarm,
+            "preAlarmAt": pre_alarm_at,
             "checkedInAt": state.checked_in_at,
             "missedAlert": state.missed,
-            "now": now_millis(),
+            "lostContact": lost_contact,
+            "pinSet": state.pin.is_some(),
+            "now": now,
         }))
     }
 
@@ -311,10 +493,12 @@ impl Field {
         }
         let now = now_millis();
         let at = from.max(now);
-        let settings = match &kept {
-            Some(state) => self.effective(state).await?,
-            None => self.org_welfare(org).await?,
+        let blank = GuardWelfare {
+            org: org.to_string(),
+            user: user.to_string(),
+            ..GuardWelfare::default()
         };
+        let settings = self.effective(kept.as_ref().unwrap_or(&blank), at).await?.0;
         let active = kept.as_ref().is_some_and(|s| s.lone_work_since.is_some())
             || self.on_any_shift(org, user, at).await?;
         let mut state = match kept {
@@ -330,7 +514,7 @@ impl Field {
             None => self.new_guard_welfare(org, user).await?,
         };
         edit(&mut state);
-        let settings = self.effective(&state).await?;
+        let settings = self.effective(&state, at).await?.0;
         let active = state.lone_work_since.is_some() || self.on_any_shift(org, user, at).await?;
         let old = std::mem::take(&mut state.timers);
         if settings.enabled && active {
@@ -394,7 +578,7 @@ impl Field {
         };
         state.timers.retain(|t| *t != (due, level));
         let now = now_millis();
-        let settings = self.effective(&state).await?;
+        let settings = self.effective(&state, now).await?.0;
         let active = state.lone_work_since.is_some() || self.on_any_shift(org, user, now).await?;
         let mut changes = vec![Change::Delete(timer)];
         if !settings.enabled || !active {
