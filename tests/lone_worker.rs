@@ -480,3 +480,211 @@ async fn wrong_pins_lock_entries_out_and_the_duress_pin_still_raises_behind_the_
     assert_eq!(raised.as_array().map(Vec::len), Some(1), "{raised}");
     server.stop().await;
 }
+
+/// The settings that apply to `user` as a supervisor reads them, with where they come from.
+async fn settings_of(server: &TestServer, sup: &str, query: &str) -> (Value, String) {
+    let response = server
+        .http()
+        .get(server.https(&format!("/api/v1/welfare/settings?{query}")))
+        .bearer_auth(sup)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status().as_u16(), 200);
+    let from = response
+        .headers()
+        .get("lookout-settings-from")
+        .and_then(|v| v.to_str().ok())
+        .expect("Lookout-Settings-From")
+        .to_string();
+    (response.json().await.expect("settings"), from)
+}
+
+#[tokio::test]
+async fn a_guard_follows_its_own_settings_else_its_shifts_site_else_its_org_and_overrides_revert() {
+    let server = short_check_ins().await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    turn_check_ins_on(&server, "acme").await;
+    let now = now_ms();
+    for (user, site) in [("g1", "harbour"), ("g2", "depot")] {
+        let shift = json!({"user": user, "site": site, "start": now, "end": now + 600_000});
+        let (status, body) = post(&server, "/api/v1/shifts", &sup, shift).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // The harbour has its own, slower check-ins and a shorter man-down watch.
+    let harbour = json!({"enabled": true, "interval_ms": 60_000, "pre_alarm_ms": 10_000,
+        "grace_ms": 5_000, "man_down_after_ms": 30_000, "man_down_countdown_ms": 10_000});
+    let (status, body) = put(
+        &server,
+        "/api/v1/welfare/settings?site=harbour",
+        &sup,
+        harbour,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (g1, from) = settings_of(&server, &sup, "user=g1").await;
+    assert_eq!(
+        (g1["interval_ms"].as_u64(), from.as_str()),
+        (Some(60_000), "site")
+    );
+    assert_eq!(g1["man_down_after_ms"], 30_000);
+    let (g2, from) = settings_of(&server, &sup, "user=g2").await;
+    assert_eq!(
+        (g2["interval_ms"].as_u64(), from.as_str()),
+        (Some(1000), "org")
+    );
+    // A site without settings of its own reads as the org's.
+    let (_, from) = settings_of(&server, &sup, "site=depot").await;
+    assert_eq!(from, "org");
+
+    // g1's own settings win over its site's; removing them, the site's apply again.
+    let own = json!({"enabled": true, "interval_ms": 120_000, "pre_alarm_ms": 0, "grace_ms": 0});
+    let (status, _) = put(&server, "/api/v1/welfare/settings?user=g1", &sup, own).await;
+    assert_eq!(status, 200);
+    let (g1, from) = settings_of(&server, &sup, "user=g1").await;
+    assert_eq!(
+        (g1["interval_ms"].as_u64(), from.as_str()),
+        (Some(120_000), "guard")
+    );
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let status = get(&server, "/api/v1/welfare/status", &guard).await;
+    assert_eq!(status["settingsFrom"], "guard", "{status}");
+    assert_eq!(status["site"], "harbour");
+    for query in ["user=g1", "site=harbour"] {
+        let response = server
+            .http()
+            .delete(server.https(&format!("/api/v1/welfare/settings?{query}")))
+            .bearer_auth(&guard)
+            .send()
+            .await
+            .expect("DELETE");
+        assert_eq!(response.status().as_u16(), 403, "a guard removes nothing");
+    }
+    let delete = |query: &'static str| {
+        server
+            .http()
+            .delete(server.https(&format!("/api/v1/welfare/settings?{query}")))
+            .bearer_auth(&sup)
+            .send()
+    };
+    assert_eq!(
+        delete("user=g1").await.expect("DELETE").status().as_u16(),
+        200
+    );
+    let (_, from) = settings_of(&server, &sup, "user=g1").await;
+    assert_eq!(from, "site");
+    assert_eq!(
+        delete("site=harbour")
+            .await
+            .expect("DELETE")
+            .status()
+            .as_u16(),
+        200
+    );
+    let (_, from) = settings_of(&server, &sup, "user=g1").await;
+    assert_eq!(from, "org");
+    // The org's settings are changed, never removed; naming both a site and a user is an error.
+    assert_eq!(delete("").await.expect("DELETE").status().as_u16(), 400);
+    let both = json!({"enabled": true, "interval_ms": 60_000});
+    let (status, _) = put(
+        &server,
+        "/api/v1/welfare/settings?site=a&user=g1",
+        &sup,
+        both,
+    )
+    .await;
+    assert_eq!(status, 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn man_down_timings_out_of_bounds_are_refused_with_the_bounds() {
+    let server = server_with(|_| {}).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    for (field, value) in [
+        ("man_down_after_ms", 1_000),
+        ("man_down_after_ms", 3_600_001),
+        ("man_down_countdown_ms", 999),
+        ("man_down_countdown_ms", 300_001),
+    ] {
+        let mut settings = json!({"enabled": false});
+        settings[field] = json!(value);
+        let (status, body) = put(&server, "/api/v1/welfare/settings", &sup, settings).await;
+        assert_eq!(status, 400, "{field}={value}: {body}");
+        assert!(body.to_string().contains(field), "names {field}: {body}");
+    }
+    let defaults = get(&server, "/api/v1/welfare/settings", &sup).await;
+    assert_eq!(
+        (
+            &defaults["man_down"],
+            &defaults["man_down_after_ms"],
+            &defaults["man_down_countdown_ms"]
+        ),
+        (&json!(true), &json!(120_000), &json!(15_000)),
+        "{defaults}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_lists_each_guards_check_in_state_for_its_own_org_only() {
+    let server = short_check_ins().await;
+    turn_check_ins_on(&server, "acme").await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let g1 = server.token("g1", Some("acme"), &[Role::Guard]);
+    let (status, _) = post(&server, "/api/v1/welfare/start", &g1, json!({})).await;
+    assert_eq!(status, 200);
+    let other = server.token("x1", Some("other"), &[Role::Guard]);
+    let (status, _) = post(&server, "/api/v1/welfare/start", &other, json!({})).await;
+    assert_eq!(status, 200);
+    let listed = get(&server, "/api/v1/welfare/guards", &sup).await;
+    let guards = listed["guards"].as_array().expect("guards");
+    assert_eq!(guards.len(), 1, "acme's only: {listed}");
+    assert_eq!(guards[0]["user"], "g1");
+    assert_eq!(guards[0]["loneWork"], true);
+    assert_eq!(guards[0]["checkIn"], "ok", "{listed}");
+    wait_missed(&server, "acme", 1).await;
+    let listed = get(&server, "/api/v1/welfare/guards", &sup).await;
+    assert_eq!(listed["guards"][0]["checkIn"], "missed", "{listed}");
+    let response = server
+        .http()
+        .get(server.https("/api/v1/welfare/guards"))
+        .bearer_auth(&g1)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status().as_u16(), 403, "a guard lists nobody");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn where_the_site_counts_activity_a_fix_is_a_check_in() {
+    let server = short_check_ins().await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let settings = json!({"enabled": true, "interval_ms": 1000, "pre_alarm_ms": 0,
+        "grace_ms": 500, "activity_resets": true});
+    let (status, body) = put(&server, "/api/v1/welfare/settings", &sup, settings).await;
+    assert_eq!(status, 200, "{body}");
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let (_, started) = post(&server, "/api/v1/welfare/start", &guard, json!({})).await;
+    let first = started["deadline"].as_u64().expect("armed");
+    let mut phone = server.connect(&guard).await;
+    // A fix every 0.3 s for 3 s: twice the interval plus its grace, and never missed.
+    for i in 0..10 {
+        let reply = phone
+            .publish(
+                "/topic/location/g1",
+                location(51.5 + f64::from(i) * 1e-4, -0.12),
+            )
+            .await;
+        assert!(ok(&reply), "{reply}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let status = get(&server, "/api/v1/welfare/status", &guard).await;
+    assert!(
+        status["deadline"].as_u64() > Some(first),
+        "the fixes moved the deadline on: {status}"
+    );
+    assert!(missed(&server, "acme").await.is_empty());
+    server.stop().await;
+}
