@@ -1,7 +1,8 @@
 //! Cluster mode with nodes that die: three `lookout` processes (the built binary) on one real
 //! `redis-server`, one of them killed with `kill -9` while clients use it. A subscriber of the
 //! dead node resumes on another with `since` and loses nothing; an escalation timer of the dead
-//! node fires once, on another node, at its due time.
+//! node fires once, on another node, at its due time; a guard's missed check-in raises one
+//! alert, not one per node, also when the node holding the guard's connection dies.
 
 mod common;
 
@@ -310,4 +311,100 @@ async fn a_revoke_on_one_node_cuts_the_phone_off_on_all_three_and_a_link_is_exch
             .expect("history");
         assert_eq!(r.status().as_u16(), 401, "{}", n.binary.addr);
     }
+}
+
+/// Issue 35: the server runs check-ins; each node could fire a guard's deadline, one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_check_in_raises_one_alert_on_three_nodes_also_when_the_guards_node_is_killed() {
+    let redis = RedisProcess::start();
+    let short = [("LOOKOUT_FIELD__CHECK_IN_MIN_INTERVAL", "1s")];
+    let a = node(&redis, "a", &short);
+    let mut b = node(&redis, "b", &short);
+    let c = node(&redis, "c", &short);
+    let sup = token("s1", "acme", Role::Supervisor);
+    let on = |n: &Node, path: &str| format!("https://{}{path}", n.binary.addr);
+    let http_a = http_client(&a.binary.cert_pem());
+    let settings =
+        json!({"enabled": true, "interval_ms": 2000, "pre_alarm_ms": 500, "grace_ms": 500});
+    let response = http_a
+        .put(on(&a, "/api/v1/welfare/settings"))
+        .bearer_auth(&sup)
+        .json(&settings)
+        .send()
+        .await
+        .expect("PUT settings");
+    assert_eq!(response.status().as_u16(), 200);
+    let missed = |user: &'static str| {
+        let http = http_a.clone();
+        let url = on(&a, "/api/v1/alerts?type=CHECK_IN_MISSED");
+        let sup = sup.clone();
+        async move {
+            let listed = get_json(&http, &url, &sup).await;
+            listed
+                .as_array()
+                .expect("alerts")
+                .iter()
+                .filter(|a| a["user"] == user)
+                .cloned()
+                .collect::<Vec<Value>>()
+        }
+    };
+    let wait_for = |user: &'static str| {
+        let missed = &missed;
+        async move {
+            for _ in 0..150 {
+                if !missed(user).await.is_empty() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("no CHECK_IN_MISSED for {user} within 15 s");
+        }
+    };
+
+    // g1, connected to c, starts lone work there: three nodes watch its deadline, one fires.
+    let g1 = token("g1", "acme", Role::Guard);
+    let _phone1 = c.binary.connect(&g1).await;
+    let (status, body) = post_json(
+        &http_client(&c.binary.cert_pem()),
+        &on(&c, "/api/v1/welfare/start"),
+        &g1,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for("g1").await;
+
+    // g2, connected to b, starts lone work there; b dies before the deadline.
+    let g2 = token("g2", "acme", Role::Guard);
+    let phone2 = b.binary.connect(&g2).await;
+    let (status, body) = post_json(
+        &http_client(&b.binary.cert_pem()),
+        &on(&b, "/api/v1/welfare/start"),
+        &g2,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = body["deadline"].as_u64().expect("armed");
+    b.binary.child.kill().expect("kill -9");
+    b.binary.child.wait().expect("reap");
+    drop(phone2);
+    wait_for("g2").await;
+    // Time for every surviving node to have fired too, had the claim let it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (one, two) = (missed("g1").await, missed("g2").await);
+    assert_eq!(one.len(), 1, "one alert for g1, not one per node: {one:?}");
+    assert_eq!(
+        two.len(),
+        1,
+        "one alert for g2 after its node died: {two:?}"
+    );
+    let raised = two[0]["created_at"].as_u64().expect("created_at");
+    assert!(
+        raised >= deadline + 500,
+        "raised at {raised}, not before deadline {deadline} + grace"
+    );
+    drop(a);
+    drop(c);
 }
