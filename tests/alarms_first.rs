@@ -120,6 +120,14 @@ impl Store for HeldPositions {
     async fn put_new(&self, key: Record<'_>, value: Vec<u8>) -> Result<Option<Ticket>> {
         self.inner.put_new(key, value).await
     }
+    async fn write_if(
+        &self,
+        guard: Record<'_>,
+        expected: Option<&[u8]>,
+        changes: &[lookout::store::Change<'_>],
+    ) -> Result<Option<Ticket>> {
+        self.inner.write_if(guard, expected, changes).await
+    }
     async fn due_timers(&self, now: u64) -> Result<Vec<lookout::store::Timer>> {
         self.inner.due_timers(now).await
     }

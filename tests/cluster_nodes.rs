@@ -408,3 +408,76 @@ async fn a_missed_check_in_raises_one_alert_on_three_nodes_also_when_the_guards_
     drop(a);
     drop(c);
 }
+
+/// Issue 35: two nodes changing one guard's lone-worker state at once lose neither change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_ins_on_one_node_and_changes_on_another_lose_neither() {
+    let redis = RedisProcess::start();
+    let short = [("LOOKOUT_FIELD__CHECK_IN_MIN_INTERVAL", "1s")];
+    let a = node(&redis, "a", &short);
+    let b = node(&redis, "b", &short);
+    let sup = token("s1", "acme", Role::Supervisor);
+    let g1 = token("g1", "acme", Role::Guard);
+    let (http_a, http_b) = (
+        http_client(&a.binary.cert_pem()),
+        http_client(&b.binary.cert_pem()),
+    );
+    let url = |n: &Node, path: &str| format!("https://{}{path}", n.binary.addr);
+    let interval =
+        |ms: u64| json!({"enabled": true, "interval_ms": ms, "pre_alarm_ms": 0, "grace_ms": 0});
+    let response = http_a
+        .put(url(&a, "/api/v1/welfare/settings"))
+        .bearer_auth(&sup)
+        .json(&interval(60_000))
+        .send()
+        .await
+        .expect("PUT settings");
+    assert_eq!(response.status().as_u16(), 200);
+    let (status, body) =
+        post_json(&http_a, &url(&a, "/api/v1/welfare/start"), &g1, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let pins = json!({"pin": "2468", "duress_pin": "9999"});
+    let response = http_b
+        .put(url(&b, "/api/v1/welfare/pin"))
+        .bearer_auth(&g1)
+        .json(&pins)
+        .send()
+        .await
+        .expect("PUT pin");
+    assert_eq!(response.status().as_u16(), 200);
+    // Each round: "I'm OK" on a and a supervisor's new interval for g1 on b, at once.
+    let (ok_url, own_url) = (
+        url(&a, "/api/v1/welfare/ok"),
+        url(&b, "/api/v1/welfare/settings?user=g1"),
+    );
+    for round in 0..40u64 {
+        let ms = 60_000 + round * 1000;
+        let (ok, set) = tokio::join!(post_json(&http_a, &ok_url, &g1, json!({})), async {
+            let response = http_b
+                .put(&own_url)
+                .bearer_auth(&sup)
+                .json(&interval(ms))
+                .send()
+                .await
+                .expect("PUT own settings");
+            response.status().as_u16()
+        });
+        assert_eq!(ok.0, 200, "round {round}: {}", ok.1);
+        assert_eq!(set, 200, "round {round}: the new interval");
+        let checked_in = ok.1["checkedInAt"].as_u64().expect("checkedInAt");
+        let status = get_json(&http_a, &url(&a, "/api/v1/welfare/status"), &g1).await;
+        assert_eq!(
+            status["intervalMs"], ms,
+            "round {round}: the change on b kept: {status}"
+        );
+        assert!(
+            status["checkedInAt"].as_u64() >= Some(checked_in),
+            "round {round}: the check-in on a kept: {status}"
+        );
+        assert_eq!(status["loneWork"], true, "round {round}: {status}");
+        assert_eq!(status["pinSet"], true, "round {round}: {status}");
+    }
+    let entry = json!({"pin": "2468", "action": "cancel"});
+    let (status, body) = post_json(&http_b, &url(&b, "/api/v1/welfare/pin"), &g1, entry).await;
+    assert_eq!(status, 200, "the PIN still works: {body}");
+}

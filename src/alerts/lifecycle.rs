@@ -8,7 +8,7 @@ use super::model::{Alert, AlertQuery, AlertState, AuditEntry, NewAlert};
 use super::service::Alerts;
 use crate::auth::{Identity, Role};
 use crate::clock::now_millis;
-use crate::store::{Change, Record};
+use crate::store::{Change, Record, StoreError};
 
 /// Who may acknowledge or resolve an alert: the org's supervisors and admins.
 fn may_handle(who: &Identity, alert: &Alert) -> bool {
@@ -39,7 +39,26 @@ impl Alerts {
         extra: Vec<Change<'_>>,
     ) -> Result<Alert, AlertError> {
         let _turn = self.turns.take(&id).await;
-        self.create_in_turn(id, new, extra).await
+        let created = self.create_in_turn(id, new, extra, None).await?;
+        created.ok_or(AlertError::Store(StoreError::Engine(
+            "an unconditional write was refused".into(),
+        )))
+    }
+
+    /// [`Alerts::create_with_id`] in a write that applies only while `guard` still holds
+    /// `expected` (see [`crate::store::Store::write_if`]): `None`, and nothing raised, when it
+    /// changed meanwhile.
+    pub async fn create_with_id_if(
+        &self,
+        id: String,
+        new: NewAlert,
+        extra: Vec<Change<'_>>,
+        guard: Record<'_>,
+        expected: Option<&[u8]>,
+    ) -> Result<Option<Alert>, AlertError> {
+        let _turn = self.turns.take(&id).await;
+        self.create_in_turn(id, new, extra, Some((guard, expected)))
+            .await
     }
 
     /// [`Alerts::create_with_id`], unless an alert `id` exists already: then that one. For a
@@ -49,7 +68,12 @@ impl Alerts {
         let _turn = self.turns.take(&id).await;
         match self.load(&id).await {
             Ok(existing) => Ok(existing),
-            Err(AlertError::NotFound(_)) => self.create_in_turn(id, new, Vec::new()).await,
+            Err(AlertError::NotFound(_)) => self
+                .create_in_turn(id, new, Vec::new(), None)
+                .await?
+                .ok_or(AlertError::Store(StoreError::Engine(
+                    "an unconditional write was refused".into(),
+                ))),
             Err(e) => Err(e),
         }
     }
@@ -59,7 +83,8 @@ impl Alerts {
         id: String,
         new: NewAlert,
         extra: Vec<Change<'_>>,
-    ) -> Result<Alert, AlertError> {
+        guard: Option<(Record<'_>, Option<&[u8]>)>,
+    ) -> Result<Option<Alert>, AlertError> {
         let now = now_millis();
         let pending = vec![
             (now + self.escalation.level2_after.as_millis() as u64, 2u8),
@@ -103,13 +128,21 @@ impl Alerts {
                 Vec::new(),
             ));
         }
-        self.store.commit(&changes).await?;
+        match guard {
+            None => self.store.commit(&changes).await?,
+            Some((record, expected)) => {
+                match self.store.write_if(record, expected, &changes).await? {
+                    Some(ticket) => self.store.durable(ticket).await?,
+                    None => return Ok(None),
+                }
+            }
+        }
         drop(changes);
         self.hooks.written(&alert.org, notices.len());
         self.census.add(AlertState::Open, 1, 1);
         self.wake.notify_one();
         self.announce(&alert, "created").await?;
-        Ok(alert)
+        Ok(Some(alert))
     }
 
     /// An alert the caller may see.

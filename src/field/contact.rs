@@ -156,12 +156,25 @@ impl Field {
             Change::Delete(timer),
             Change::put(Record::Welfare { key: &lost }, &alert_id)?,
         ];
-        self.alerts
-            .create_with_id(alert_id.clone(), new, extra)
+        // Raised only while no LOST_CONTACT is open for the guard, whichever node raised it.
+        let raised = self
+            .alerts
+            .create_with_id_if(
+                alert_id.clone(),
+                new,
+                extra,
+                Record::Welfare { key: &lost },
+                None,
+            )
             .await?;
-        self.welfare_stats
-            .lost_contact
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match raised {
+            Some(_) => {
+                self.welfare_stats
+                    .lost_contact
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            None => self.store.commit(&[Change::Delete(timer)]).await?,
+        }
         Ok(())
     }
 }

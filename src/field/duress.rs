@@ -130,8 +130,8 @@ impl Field {
         .await
         .map_err(|_| FieldError::Unavailable)??;
         self.edit_guard(&org, &who.user, |s| {
-            s.pin = Some(pin);
-            s.duress_pin = Some(duress);
+            s.pin = Some(pin.clone());
+            s.duress_pin = Some(duress.clone());
         })
         .await?;
         Ok(())

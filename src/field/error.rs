@@ -35,6 +35,9 @@ pub enum FieldError {
     /// The server is stopping: the work could not be carried through.
     #[error("the server is stopping")]
     Unavailable,
+    /// A record kept changing under other nodes' writes while this one tried to change it.
+    #[error("{0} kept changing on other nodes: try again")]
+    Contended(&'static str),
 }
 
 impl Failure for FieldError {
@@ -46,6 +49,7 @@ impl Failure for FieldError {
             FieldError::TooLarge(_) => ErrorCode::TooLarge,
             FieldError::Hub(e) => e.code(),
             FieldError::Alert(e) => e.code(),
+            FieldError::Contended(_) => ErrorCode::Conflict,
             FieldError::Store(_) | FieldError::Unavailable => ErrorCode::Internal,
         }
     }

@@ -53,6 +53,9 @@ impl Scope {
     }
 }
 
+/// How often a change of a guard's state is tried when other nodes keep changing it first.
+const WRITE_ATTEMPTS: usize = 16;
+
 /// The guard's own queue the pre-alarm goes to (`/user/queue/welfare`).
 pub(super) const WELFARE_QUEUE: &str = "welfare";
 
@@ -445,25 +448,66 @@ impl Field {
         }))
     }
 
+    /// The guard's state as kept, with the bytes read: a change is written over them only
+    /// (see [`Field::write_guard`]).
+    async fn read_guard(
+        &self,
+        key: &str,
+    ) -> Result<(Option<GuardWelfare>, Option<Vec<u8>>), FieldError> {
+        let raw = self.store.record(Record::Welfare { key }).await?;
+        let state = match &raw {
+            Some(raw) => Some(crate::store::records::decode(raw)?),
+            None => None,
+        };
+        Ok((state, raw))
+    }
+
+    /// Writes `changes` (the guard's new state among them) only over the state as `read`,
+    /// and waits until they are durable; `false` when another node changed it meanwhile (the
+    /// caller reads again and decides again). One node's changes are serialised by its
+    /// `welfare_turns`; this is what keeps two nodes from losing one of theirs.
+    pub(super) async fn write_guard(
+        &self,
+        key: &str,
+        read: Option<&[u8]>,
+        changes: &[Change<'_>],
+    ) -> Result<bool, FieldError> {
+        match self
+            .store
+            .write_if(Record::Welfare { key }, read, changes)
+            .await?
+        {
+            Some(ticket) => {
+                self.store.durable(ticket).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Changes a guard's state with `edit` (a new state within the org's budget), its deadline
     /// untouched.
     pub(super) async fn edit_guard(
         &self,
         org: &str,
         user: &str,
-        edit: impl FnOnce(&mut GuardWelfare),
+        edit: impl Fn(&mut GuardWelfare),
     ) -> Result<GuardWelfare, FieldError> {
         let key = guard_key(org, user);
         let _turn = self.welfare_turns.take(&key).await;
-        let mut state = match self.guard_welfare(org, user).await? {
-            Some(state) => state,
-            None => self.new_guard_welfare(org, user).await?,
-        };
-        edit(&mut state);
-        self.store
-            .commit(&[Change::put(Record::Welfare { key: &key }, &state)?])
-            .await?;
-        Ok(state)
+        for _ in 0..WRITE_ATTEMPTS {
+            let (kept, read) = self.read_guard(&key).await?;
+            let mut state = match kept {
+                Some(state) => state,
+                None => self.new_guard_welfare(org, user).await?,
+            };
+            edit(&mut state);
+            let changes = [Change::put(Record::Welfare { key: &key }, &state)?];
+            if self.write_guard(&key, read.as_deref(), &changes).await? {
+                return Ok(state);
+            }
+        }
+        Err(FieldError::Contended("the guard's lone-worker state"))
     }
 
     /// A shift was planned: its guard is armed from the shift's start unless already armed.
@@ -483,13 +527,32 @@ impl Field {
         user: &str,
         from: u64,
         arming: Arming,
-        edit: impl FnOnce(&mut GuardWelfare),
+        edit: impl Fn(&mut GuardWelfare),
     ) -> Result<GuardWelfare, FieldError> {
         let key = guard_key(org, user);
         let _turn = self.welfare_turns.take(&key).await;
-        let kept = self.guard_welfare(org, user).await?;
+        for _ in 0..WRITE_ATTEMPTS {
+            if let Some(state) = self.try_arm(&key, org, user, from, arming, &edit).await? {
+                self.alerts.timers_changed();
+                return Ok(state);
+            }
+        }
+        Err(FieldError::Contended("the guard's lone-worker state"))
+    }
+
+    /// One attempt of [`Field::arm`]: `None` when another node changed the state meanwhile.
+    async fn try_arm(
+        &self,
+        key: &str,
+        org: &str,
+        user: &str,
+        from: u64,
+        arming: Arming,
+        edit: &impl Fn(&mut GuardWelfare),
+    ) -> Result<Option<GuardWelfare>, FieldError> {
+        let (kept, read) = self.read_guard(key).await?;
         if arming == Arming::IfIdle && kept.as_ref().is_some_and(|s| s.deadline.is_some()) {
-            return kept.ok_or(FieldError::Unavailable);
+            return Ok(kept);
         }
         let now = now_millis();
         let at = from.max(now);
@@ -503,13 +566,9 @@ impl Field {
             || self.on_any_shift(org, user, at).await?;
         let mut state = match kept {
             Some(state) => state,
+            // Nothing to keep for a guard check-ins do not concern.
             None if arming == Arming::IfIdle && !(settings.enabled && active) => {
-                // Nothing to keep for a guard check-ins do not concern.
-                return Ok(GuardWelfare {
-                    org: org.to_string(),
-                    user: user.to_string(),
-                    ..GuardWelfare::default()
-                });
+                return Ok(Some(blank))
             }
             None => self.new_guard_welfare(org, user).await?,
         };
@@ -547,10 +606,9 @@ impl Field {
                 Vec::new(),
             ));
         }
-        changes.push(Change::put(Record::Welfare { key: &key }, &state)?);
-        self.store.commit(&changes).await?;
-        self.alerts.timers_changed();
-        Ok(state)
+        changes.push(Change::put(Record::Welfare { key }, &state)?);
+        let written = self.write_guard(key, read.as_deref(), &changes).await?;
+        Ok(written.then_some(state))
     }
 
     /// Fires one of a guard's check-in timers (see the module's doc).
@@ -571,10 +629,39 @@ impl Field {
         }
         let key = guard_key(org, user);
         let _turn = self.welfare_turns.take(&key).await;
-        let state = self.guard_welfare(org, user).await?;
+        let mut warned = false;
+        for _ in 0..WRITE_ATTEMPTS {
+            if self
+                .try_fire(&key, (due, level), id, org, user, &mut warned)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        Err(FieldError::Contended("the guard's lone-worker state"))
+    }
+
+    /// One attempt of [`Field::fire_welfare`]: `false` when another node changed the guard's
+    /// state meanwhile. `warned`: whether an earlier attempt sent the pre-alarm.
+    async fn try_fire(
+        &self,
+        key: &str,
+        (due, level): (u64, u8),
+        id: &str,
+        org: &str,
+        user: &str,
+        warned: &mut bool,
+    ) -> Result<bool, FieldError> {
+        let timer = Record::Timer {
+            due,
+            alert: id,
+            level,
+        };
+        let (state, read) = self.read_guard(key).await?;
         let Some(mut state) = state.filter(|s| s.timers.contains(&(due, level))) else {
             // Stale: the guard checked in, or this timer already fired (on another node).
-            return Ok(self.store.commit(&[Change::Delete(timer)]).await?);
+            self.store.commit(&[Change::Delete(timer)]).await?;
+            return Ok(true);
         };
         state.timers.retain(|t| *t != (due, level));
         let now = now_millis();
@@ -591,38 +678,24 @@ impl Field {
                 }));
             }
             state.deadline = None;
-            changes.push(Change::put(Record::Welfare { key: &key }, &state)?);
-            return Ok(self.store.commit(&changes).await?);
+            changes.push(Change::put(Record::Welfare { key }, &state)?);
+            return self.write_guard(key, read.as_deref(), &changes).await;
         }
         let deadline = state.deadline.unwrap_or(due);
         if level == 0 {
             // Best effort, before the write: a pre-alarm repeated after a crash is harmless.
-            let notice = rmpv::ext::to_value(serde_json::json!({
-                "kind": "check_in_due",
-                "deadline": deadline,
-                "missedAt": deadline + settings.grace_ms,
-                "now": now,
-            }))
-            .map_err(|e| FieldError::BadRequest(e.to_string()))?;
-            let queue = Target::UserQueue {
-                org: org.to_string(),
-                user: user.to_string(),
-                name: WELFARE_QUEUE.into(),
-            };
-            if let Err(e) = self.hub.publish_as_lookout(&queue, notice, false).await {
-                tracing::warn!(org, user, error = %e, "the guard's welfare queue refused a pre-alarm");
+            if !*warned {
+                self.pre_alarm(org, user, deadline, deadline + settings.grace_ms, now)
+                    .await?;
+                *warned = true;
             }
-            changes.push(Change::put(Record::Welfare { key: &key }, &state)?);
-            self.store.commit(&changes).await?;
-            self.welfare_stats
-                .pre_alarms
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Ok(());
+            changes.push(Change::put(Record::Welfare { key }, &state)?);
+            return self.write_guard(key, read.as_deref(), &changes).await;
         }
         let alert_id = missed_alert_id(id, due);
         state.deadline = None;
         state.missed = Some(alert_id.clone());
-        changes.push(Change::put(Record::Welfare { key: &key }, &state)?);
+        changes.push(Change::put(Record::Welfare { key }, &state)?);
         let message = format!(
             "no check-in by the deadline {deadline} (+{} ms grace)",
             settings.grace_ms
@@ -636,10 +709,55 @@ impl Field {
                 "lookout",
             )
             .await?;
-        self.alerts.create_with_id(alert_id, new, changes).await?;
-        self.welfare_stats
-            .missed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let raised = self
+            .alerts
+            .create_with_id_if(
+                alert_id,
+                new,
+                changes,
+                Record::Welfare { key },
+                read.as_deref(),
+            )
+            .await?;
+        if raised.is_some() {
+            self.welfare_stats
+                .missed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(raised.is_some())
+    }
+
+    /// The pre-alarm to the guard's own queue.
+    async fn pre_alarm(
+        &self,
+        org: &str,
+        user: &str,
+        deadline: u64,
+        missed_at: u64,
+        now: u64,
+    ) -> Result<(), FieldError> {
+        let notice = rmpv::ext::to_value(serde_json::json!({
+            "kind": "check_in_due",
+            "deadline": deadline,
+            "missedAt": missed_at,
+            "now": now,
+        }))
+        .map_err(|e| FieldError::BadRequest(e.to_string()))?;
+        let queue = Target::UserQueue {
+            org: org.to_string(),
+            user: user.to_string(),
+            name: WELFARE_QUEUE.into(),
+        };
+        match self.hub.publish_as_lookout(&queue, notice, false).await {
+            Ok(_) => {
+                self.welfare_stats
+                    .pre_alarms
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(org, user, error = %e, "the guard's welfare queue refused a pre-alarm")
+            }
+        }
         Ok(())
     }
 }

@@ -236,6 +236,17 @@ pub trait Store: Send + Sync + 'static {
     /// node, took it first). What makes a one-time sign-in link one-time.
     async fn put_new(&self, key: Record<'_>, value: Vec<u8>) -> Result<Option<Ticket>>;
 
+    /// Applies `changes` atomically, like [`Store::write`], only while `guard` still holds
+    /// `expected` (`None`: absent), atomically across every node sharing the engine: `None`
+    /// when it does not (it changed since it was read; read again and decide again). What
+    /// keeps two nodes changing one record at once from losing either change.
+    async fn write_if(
+        &self,
+        guard: Record<'_>,
+        expected: Option<&[u8]>,
+        changes: &[Change<'_>],
+    ) -> Result<Option<Ticket>>;
+
     /// Escalation timers due at or before `now` (ms), oldest first.
     async fn due_timers(&self, now: u64) -> Result<Vec<Timer>>;
 

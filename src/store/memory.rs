@@ -440,36 +440,27 @@ impl Store for MemoryStore {
     }
 
     async fn write(&self, changes: &[Change<'_>]) -> Result<Ticket> {
-        let mut state = self.state.lock();
-        for change in changes {
-            let (key, value) = match change {
-                Change::Put(key, value) => (key, Some(value)),
-                Change::Delete(key) => (key, None),
-            };
-            match (Key::of(key), value) {
-                (Some(k), Some(v)) => {
-                    state.records.insert(k, v.clone());
-                }
-                (Some(k), None) => {
-                    state.records.remove(&k);
-                }
-                (None, value) => {
-                    if let Record::Timer { due, alert, level } = *key {
-                        let timer = Timer {
-                            due,
-                            level,
-                            alert: alert.to_string(),
-                        };
-                        if value.is_some() {
-                            state.timers.insert(timer);
-                        } else {
-                            state.timers.remove(&timer);
-                        }
-                    }
-                }
-            }
-        }
+        apply_changes(&mut self.state.lock(), changes);
         Ok(self.applied())
+    }
+
+    async fn write_if(
+        &self,
+        guard: Record<'_>,
+        expected: Option<&[u8]>,
+        changes: &[Change<'_>],
+    ) -> Result<Option<Ticket>> {
+        let Some(k) = Key::of(&guard) else {
+            return Err(StoreError::Engine("a timer is not a record".into()));
+        };
+        {
+            let mut state = self.state.lock();
+            if state.records.get(&k).map(Vec::as_slice) != expected {
+                return Ok(None);
+            }
+            apply_changes(&mut state, changes);
+        }
+        Ok(Some(self.applied()))
     }
 
     async fn due_timers(&self, now: u64) -> Result<Vec<Timer>> {
@@ -500,5 +491,37 @@ impl Store for MemoryStore {
     async fn flush(&self) -> Result<()> {
         let written = Ticket(self.written.load(Ordering::Acquire));
         self.durable(written).await
+    }
+}
+
+/// Applies `changes` to `state` (under its lock).
+fn apply_changes(state: &mut State, changes: &[Change<'_>]) {
+    for change in changes {
+        let (key, value) = match change {
+            Change::Put(key, value) => (key, Some(value)),
+            Change::Delete(key) => (key, None),
+        };
+        match (Key::of(key), value) {
+            (Some(k), Some(v)) => {
+                state.records.insert(k, v.clone());
+            }
+            (Some(k), None) => {
+                state.records.remove(&k);
+            }
+            (None, value) => {
+                if let Record::Timer { due, alert, level } = *key {
+                    let timer = Timer {
+                        due,
+                        level,
+                        alert: alert.to_string(),
+                    };
+                    if value.is_some() {
+                        state.timers.insert(timer);
+                    } else {
+                        state.timers.remove(&timer);
+                    }
+                }
+            }
+        }
     }
 }

@@ -540,3 +540,93 @@ async fn a_schema_2_store_moves_its_users_state_under_their_org_when_opened() {
     let store = open_sled(dir.path());
     assert_eq!(store.head("/org/acme/topic/location/carol"), 3);
 }
+
+/// `write_if`: a write applies whole while its guard holds what was read, and not at all
+/// after the guard changed; timers ride along like any change.
+async fn writes_only_over_what_was_read(store: Arc<dyn Store>) {
+    use super::{Change, Record, Records};
+    let guard = Record::Welfare {
+        key: "guard/acme/g1",
+    };
+    let timer = |due| Record::Timer {
+        due,
+        alert: "welfare/acme/g1",
+        level: 1,
+    };
+    let first = [
+        Change::Put(guard, b"v1".to_vec()),
+        Change::Put(timer(1_000), Vec::new()),
+    ];
+    assert!(store
+        .write_if(guard, None, &first)
+        .await
+        .expect("write")
+        .is_some());
+    // Someone else's view of "absent" is stale now: nothing of its write lands.
+    let stale = [
+        Change::Put(guard, b"other".to_vec()),
+        Change::Put(
+            Record::Welfare {
+                key: "guard/acme/g2",
+            },
+            b"x".to_vec(),
+        ),
+    ];
+    assert!(store
+        .write_if(guard, None, &stale)
+        .await
+        .expect("write")
+        .is_none());
+    assert_eq!(
+        store.records(Records::Welfare).await.expect("read").len(),
+        1
+    );
+    // Over what it read, a write moves the timer and the value together.
+    let second = [
+        Change::Put(guard, b"v2".to_vec()),
+        Change::Delete(timer(1_000)),
+        Change::Put(timer(2_000), Vec::new()),
+    ];
+    assert!(store
+        .write_if(guard, Some(b"v1"), &second)
+        .await
+        .expect("write")
+        .is_some());
+    assert!(store
+        .write_if(guard, Some(b"v1"), &first)
+        .await
+        .expect("write")
+        .is_none());
+    assert_eq!(
+        store.record(guard).await.expect("read"),
+        Some(b"v2".to_vec())
+    );
+    let due: Vec<u64> = store
+        .due_timers(u64::MAX)
+        .await
+        .expect("timers")
+        .into_iter()
+        .map(|t| t.due)
+        .collect();
+    assert_eq!(due, vec![2_000]);
+    let gone = [Change::Delete(guard)];
+    assert!(store
+        .write_if(guard, Some(b"v2"), &gone)
+        .await
+        .expect("write")
+        .is_some());
+    assert_eq!(store.record(guard).await.expect("read"), None);
+}
+
+#[tokio::test]
+async fn every_engine_writes_only_over_what_was_read() {
+    let dir = tempfile::tempdir().expect("dir");
+    writes_only_over_what_was_read(open_sled(dir.path())).await;
+    writes_only_over_what_was_read(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_engine_writes_only_over_what_was_read() {
+    let redis = redis_process::RedisProcess::start();
+    writes_only_over_what_was_read(open_redis(&redis)).await;
+}

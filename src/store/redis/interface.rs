@@ -23,7 +23,7 @@ use super::engine::RedisStore;
 use super::keys::{
     decode_entry, engine, key, pair, parse_timer, record_slot, set_hash, timer_member, PAGE,
 };
-use super::scripts::{ADVANCE, CLAIM, RECLAIM, REMEMBER};
+use super::scripts::{ADVANCE, CLAIM, RECLAIM, REMEMBER, WRITE_IF};
 use crate::counters::Latency;
 
 /// Ticks between heartbeats.
@@ -411,34 +411,50 @@ impl Store for RedisStore {
         let mut con = self.con();
         let mut pipe = redis::pipe();
         pipe.cmd("MULTI").ignore();
-        for change in changes {
-            let (record, value) = match change {
-                Change::Put(record, value) => (record, Some(value)),
-                Change::Delete(record) => (record, None),
+        for op in redis_ops(changes) {
+            match op {
+                Op::HSet(hash, field, value) => pipe.hset(hash, field, value).ignore(),
+                Op::HDel(hash, field) => pipe.hdel(hash, field).ignore(),
+                Op::ZAdd(set, member, due) => pipe.zadd(set, member, due as f64).ignore(),
+                Op::ZRem(set, member) => pipe.zrem(set, member).ignore(),
             };
-            match (record_slot(record), value) {
-                (Some((hash, field)), Some(v)) => {
-                    pipe.hset(hash, field, v.as_slice()).ignore();
-                }
-                (Some((hash, field)), None) => {
-                    pipe.hdel(hash, field).ignore();
-                }
-                (None, value) => {
-                    if let Record::Timer { due, alert, level } = *record {
-                        let member = timer_member(due, level, alert);
-                        if value.is_some() {
-                            pipe.zadd(key(&["timers"]), member, due as f64).ignore();
-                        } else {
-                            pipe.zrem(key(&["claimed"]), &member).ignore();
-                            pipe.zrem(key(&["timers"]), member).ignore();
-                        }
-                    }
-                }
-            }
         }
         // Not ignored: an error inside the transaction is in the EXEC reply.
         pipe.cmd("EXEC");
         Ok(self.commit(&mut con, pipe, None).await?.1)
+    }
+
+    async fn write_if(
+        &self,
+        guard: Record<'_>,
+        expected: Option<&[u8]>,
+        changes: &[Change<'_>],
+    ) -> Result<Option<Ticket>> {
+        let (hash, field) = record_slot(&guard)
+            .ok_or_else(|| StoreError::Engine("a timer is not a record".into()))?;
+        let script = redis::Script::new(WRITE_IF);
+        let mut invocation = script.prepare_invoke();
+        invocation.key(hash).arg(field);
+        match expected {
+            Some(value) => invocation.arg("1").arg(value),
+            None => invocation.arg("0").arg(""),
+        };
+        for op in redis_ops(changes) {
+            match op {
+                Op::HSet(hash, field, value) => {
+                    invocation.arg("hset").arg(hash).arg(field).arg(value)
+                }
+                Op::HDel(hash, field) => invocation.arg("hdel").arg(hash).arg(field),
+                Op::ZAdd(set, member, due) => invocation.arg("zadd").arg(set).arg(member).arg(due),
+                Op::ZRem(set, member) => invocation.arg("zrem").arg(set).arg(member),
+            };
+        }
+        let mut con = self.con();
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&invocation);
+        let (replies, ticket) = self.commit(&mut con, pipe, Some(&script)).await?;
+        let written: u8 = self.reply(replies)?;
+        Ok((written == 1).then_some(ticket))
     }
 
     async fn put_new(&self, record: Record<'_>, value: Vec<u8>) -> Result<Option<Ticket>> {
@@ -487,4 +503,40 @@ impl Store for RedisStore {
     async fn flush(&self) -> Result<()> {
         Ok(())
     }
+}
+
+/// One Redis command of a write.
+enum Op<'a> {
+    HSet(String, String, &'a [u8]),
+    HDel(String, String),
+    ZAdd(String, String, u64),
+    ZRem(String, String),
+}
+
+/// The commands that apply `changes`: records are hash fields, timers members of the due-time
+/// index (a deleted timer leaves the claims too).
+fn redis_ops<'a>(changes: &'a [Change<'_>]) -> Vec<Op<'a>> {
+    let mut ops = Vec::with_capacity(changes.len());
+    for change in changes {
+        let (record, value) = match change {
+            Change::Put(record, value) => (record, Some(value.as_slice())),
+            Change::Delete(record) => (record, None),
+        };
+        match (record_slot(record), value) {
+            (Some((hash, field)), Some(v)) => ops.push(Op::HSet(hash, field, v)),
+            (Some((hash, field)), None) => ops.push(Op::HDel(hash, field)),
+            (None, value) => {
+                if let Record::Timer { due, alert, level } = *record {
+                    let member = timer_member(due, level, alert);
+                    if value.is_some() {
+                        ops.push(Op::ZAdd(key(&["timers"]), member, due));
+                    } else {
+                        ops.push(Op::ZRem(key(&["claimed"]), member.clone()));
+                        ops.push(Op::ZRem(key(&["timers"]), member));
+                    }
+                }
+            }
+        }
+    }
+    ops
 }

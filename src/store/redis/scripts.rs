@@ -120,3 +120,32 @@ if holder == false or holder == ARGV[1] then
 end
 return 0
 "#;
+
+/// Applies a write only while a record holds what the caller read: KEYS[1] the record's hash,
+/// ARGV[1] its field, ARGV[2] `1` when a value is expected (ARGV[3]) or `0` for none; then
+/// the changes, each `hset key field value`, `hdel key field`, `zadd key member score` or
+/// `zrem key member`. 0 when the record changed (nothing written), 1 when written.
+pub(super) const WRITE_IF: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[2] == '1' then
+  if current ~= ARGV[3] then return 0 end
+elseif current then
+  return 0
+end
+local i = 4
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'hset' then
+    redis.call('HSET', ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]); i = i + 4
+  elseif op == 'hdel' then
+    redis.call('HDEL', ARGV[i + 1], ARGV[i + 2]); i = i + 3
+  elseif op == 'zadd' then
+    redis.call('ZADD', ARGV[i + 1], ARGV[i + 3], ARGV[i + 2]); i = i + 4
+  elseif op == 'zrem' then
+    redis.call('ZREM', ARGV[i + 1], ARGV[i + 2]); i = i + 3
+  else
+    return redis.error_reply('write_if: unknown change ' .. op)
+  end
+end
+return 1
+"#;

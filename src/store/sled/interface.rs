@@ -336,6 +336,56 @@ impl Store for SledStore {
         Ok(self.commits.applied())
     }
 
+    async fn write_if(
+        &self,
+        guard: Record<'_>,
+        expected: Option<&[u8]>,
+        changes: &[Change<'_>],
+    ) -> Result<Option<Ticket>> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        let guard = keys::record(&guard);
+        let changes: Vec<(Vec<u8>, Option<Vec<u8>>)> = changes
+            .iter()
+            .map(|change| match change {
+                Change::Put(key, value) => {
+                    let key = keys::record(key);
+                    let sealed = seal(&key, value);
+                    (key, Some(sealed))
+                }
+                Change::Delete(key) => (keys::record(key), None),
+            })
+            .collect();
+        self.faults
+            .before_write()
+            .map_err(|e| self.write_failed(e))?;
+        // A transaction: sled serialises it with every other write, and its read of the guard
+        // is checked again when it commits.
+        let outcome = self.db.transaction(|tx| {
+            let current = match tx.get(&guard)? {
+                Some(raw) => {
+                    Some(unseal(&guard, raw).map_err(ConflictableTransactionError::Abort)?)
+                }
+                None => None,
+            };
+            if current.as_deref() != expected {
+                return Ok(false);
+            }
+            for (key, value) in &changes {
+                match value {
+                    Some(sealed) => tx.insert(key.as_slice(), sealed.as_slice())?,
+                    None => tx.remove(key.as_slice())?,
+                };
+            }
+            Ok(true)
+        });
+        match outcome {
+            Ok(true) => Ok(Some(self.commits.applied())),
+            Ok(false) => Ok(None),
+            Err(TransactionError::Abort(damage)) => Err(damaged(&self.path, damage)),
+            Err(TransactionError::Storage(e)) => Err(self.write_failed(e.into())),
+        }
+    }
+
     async fn put_new(&self, key: Record<'_>, value: Vec<u8>) -> Result<Option<Ticket>> {
         let key = keys::record(&key);
         self.faults
