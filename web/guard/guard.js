@@ -2,6 +2,7 @@
 // device for the shift), positions from the phone's GPS, hold-to-send alarms with the
 // supervisor's answer, the camera while (and only while) a supervisor watches, and messages.
 // Built on ../lookout-client.js over MessagePack; everything comes from this appliance.
+// Lone-worker safety (check-ins, man-down, the safety PIN) is in ./welfare.js.
 //
 // What must reach the server — positions and alarms — goes through this page's own outbox,
 // kept in localStorage so a reload or a lost network loses nothing: alarms first, then
@@ -9,6 +10,7 @@
 // reply is stored once.
 import { LookoutClient } from '/lookout-client.js';
 import { claims, exchangeLink } from '/signin.js';
+import { startWelfare } from '/guard/welfare.js';
 
 const $ = (selector) => document.querySelector(selector);
 const TOKEN_KEY = 'lookout.guard.token';
@@ -358,11 +360,15 @@ async function start(token) {
   const camera = new Camera(client, `/topic/video/${me.sub}`);
   let lastFix = null;
 
+  // Set once the alarms are wired (below); the connection's state reaches it from then on.
+  let welfare = null;
   client.on('state', (state) => {
     $('#conn').dataset.state = state;
     $('#conn').textContent = state === 'open' ? 'online' : state;
-    if (state === 'open') outbox.pump();
-    else camera.watched(0);
+    if (state === 'open') {
+      outbox.pump();
+      welfare?.connected();
+    } else camera.watched(0);
   });
   client.on('disconnect', ({ code }) => {
     if (code === 4005) signOut('This phone was signed out by a supervisor.');
@@ -397,21 +403,27 @@ async function start(token) {
   outbox.onRefused = (item, e) => {
     if (current?.key === item.key) setCurrent({ ...current, state: 'refused', note: e.message });
   };
+  /** Sends an alarm of `type` through the outbox (with the last fix) and shows its state. */
+  const raise = (type, message) => {
+    const data = { type, message };
+    if (lastFix) Object.assign(data, { lat: lastFix.lat, lon: lastFix.lon, accuracy: lastFix.accuracy });
+    // Shown before the outbox sends it, so a reply that comes at once finds it.
+    const key = outbox.key('alarm');
+    setCurrent({ key, type, raisedAt: Date.now(), state: client.state === 'open' ? 'sending' : 'queued' });
+    outbox.alarm(`/topic/emergency/${me.sub}`, data, key);
+  };
   for (const button of document.querySelectorAll('.hold')) {
-    holdToSend(button, (type) => {
-      const data = { type, message: `${type} from the guard app` };
-      if (lastFix) Object.assign(data, { lat: lastFix.lat, lon: lastFix.lon, accuracy: lastFix.accuracy });
-      // Shown before the outbox sends it, so a reply that comes at once finds it.
-      const key = outbox.key('alarm');
-      setCurrent({ key, type, raisedAt: Date.now(), state: client.state === 'open' ? 'sending' : 'queued' });
-      outbox.alarm(`/topic/emergency/${me.sub}`, data, key);
-    });
+    holdToSend(button, (type) => raise(type, `${type} from the guard app`));
   }
+  // Alerts the server raises about the guard (not an alarm of the phone's): the welfare part
+  // shows them.
+  const raisedByLookout = ['CHECK_IN_MISSED', 'LOST_CONTACT'];
   const alertsQueue = '/user/queue/alerts';
   client.subscribe(alertsQueue, (data, message) => {
     const alert = data?.alert;
+    welfare?.alert(alert);
     // Ours by id; or, while the reply with its id was lost, the update of the same alarm.
-    const ours = alert && (
+    const ours = alert && !raisedByLookout.includes(alert.type) && (
       !current ||
       alert.id === current.id ||
       (!current.id && alert.type === current.type && alert.user === me.sub && alert.created_at >= (current.raisedAt ?? 0) - 5000)
@@ -476,10 +488,16 @@ async function start(token) {
     battery = b;
   }).catch(() => {});
   let watch = null;
+  welfare = startWelfare({
+    client,
+    token: () => localStorage.getItem(TOKEN_KEY),
+    raise,
+  });
   stopPatrol = () => {
     if (watch !== null) navigator.geolocation.clearWatch(watch);
     watch = null;
     camera.stop();
+    welfare.stop();
     client.close();
   };
   if ('geolocation' in navigator) {
