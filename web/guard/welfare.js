@@ -687,6 +687,7 @@ export function startWelfare({ client, token, raise }) {
 
   function fireManDown() {
     endCountdown();
+    notice(null);
     raise('MAN_DOWN', 'No movement: MAN DOWN from the guard app');
     // Raised once: the watch starts again when the phone moves.
     watch.resume(true);
