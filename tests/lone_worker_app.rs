@@ -549,11 +549,42 @@ async fn the_duress_pin_shows_the_normal_screen_and_only_supervisors_hear_of_it(
     assert_eq!(duress[0]["id"], seen["id"], "on the dashboard: {seen}");
     assert_eq!(duress[0]["user"], "g-1");
     assert_eq!(duress[0]["priority"], "CRITICAL");
-    let id = duress[0]["id"].as_str().expect("id");
-    alert_when(&http, &base, &sup, id, "reached level 3", |a| {
-        a["level"] == 3
-    })
+
+    // Man-down within 2 s of stillness for g-1, a countdown of 10 s: cancelled with the PIN,
+    // then with the duress PIN.
+    let settings = json!({
+        "enabled": false, "man_down": true, "man_down_after_ms": 2000,
+        "man_down_countdown_ms": 10_000,
+    });
+    let (status, body) = put_json(
+        &http,
+        &format!("{base}/api/v1/welfare/settings?user=g-1"),
+        &sup,
+        settings,
+    )
     .await;
+    assert_eq!(status, 200, "{body}");
+    browsers.go_on("man-down-settings");
+    let cancelled = browsers.event("cancelled").await;
+    assert_eq!(
+        cancelled["same"], true,
+        "the PIN and the duress PIN cancel a countdown with the same DOM and text: {cancelled}"
+    );
+    assert_eq!(cancelled["sound"], json!(["off", "off"]), "{cancelled}");
+    assert_eq!(cancelled["dashboardRows"], 2, "{cancelled}");
+    let duress = alerts_of(&http, &base, &sup, "DURESS").await;
+    assert_eq!(duress.len(), 2, "each duress PIN raised DURESS: {duress:?}");
+    assert!(
+        alerts_of(&http, &base, &sup, "MAN_DOWN").await.is_empty(),
+        "both countdowns were cancelled"
+    );
+    for alert in &duress {
+        let id = alert["id"].as_str().expect("id");
+        alert_when(&http, &base, &sup, id, "reached level 3", |a| {
+            a["level"] == 3
+        })
+        .await;
+    }
     browsers.go_on("escalated");
 
     let frames = browsers.event("frames").await;
@@ -592,6 +623,7 @@ async fn the_duress_pin_shows_the_normal_screen_and_only_supervisors_hear_of_it(
             "ended-with-pin",
             "ended-with-duress-pin",
             "dashboard-duress",
+            "cancelled-with-duress-pin",
         ])
         .await;
     server.stop().await;

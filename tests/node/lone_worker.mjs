@@ -415,12 +415,15 @@ async function manDown(browser) {
 
 // ---- 4. Duress ------------------------------------------------------------------------------
 
-/** What the guard sees, without what moves on its own (the fix's time). */
-const screen = (page) => page.evaluate(() => {
+/**
+ * What the guard sees, without what moves on its own: the fix's time, and `also` (e.g. a
+ * countdown's seconds, which depend on when the guard typed).
+ */
+const screen = (page, also = []) => page.evaluate((blank) => {
   const body = document.body.cloneNode(true);
-  for (const id of ['#fix', '#outbox']) body.querySelector(id).textContent = '';
+  for (const id of ['#fix', '#outbox', ...blank]) body.querySelector(id).textContent = '';
   return { html: body.innerHTML, text: document.body.innerText.replace(/Position .*\n/, '') };
-});
+}, also);
 
 async function endLoneWork(guard, pin) {
   await guard.locator('#lone-start').click();
@@ -439,14 +442,32 @@ async function endLoneWork(guard, pin) {
   return { ...(await screen(guard)), tookMs, card: (await guard.locator('#welfare').screenshot()).toString('base64') };
 }
 
+/** Cancels a man-down countdown with `pin`: what the guard sees then. */
+async function cancelCountdown(guard, pin) {
+  await guard.locator('#mandown:not([hidden])').waitFor({ timeout: PATIENT });
+  await guard.locator('#mandown-cancel').click();
+  await guard.locator('#pin-dialog:not([hidden])').waitFor({ timeout: 10000 });
+  await guard.locator('#pin-input').fill(pin);
+  await guard.locator('#pin-submit').click();
+  await guard.locator('#mandown').waitFor({ state: 'hidden', timeout: PATIENT });
+  await guard.locator('#pin-dialog').waitFor({ state: 'hidden', timeout: 10000 });
+  await guard.locator('#welfare-notice', { hasText: 'Man-down alarm cancelled.' }).waitFor({ timeout: 10000 });
+  // At once: the watch starts again, and the next countdown comes after man_down_after_ms.
+  const seen = await screen(guard, ['#mandown-count']);
+  return { ...seen, sound: await guard.locator('#mandown').getAttribute('data-sound') };
+}
+
 async function duress(browser) {
   const dashboard = await openDashboard(browser);
   const context = await phone(browser, guardToken);
   const frames = [];
-  const seen = (page) => page.on('websocket', (ws) => {
-    ws.on('framereceived', (f) => frames.push(typeof f.payload === 'string' ? Buffer.from(f.payload) : Buffer.from(f.payload)));
+  let sensors = null;
+  const guard = await openGuard(context, 'guard', async (page) => {
+    // Every frame the phone's page receives, on any of its connections.
+    page.on('websocket', (ws) => ws.on('framereceived', (f) => frames.push(Buffer.from(f.payload))));
+    sensors = await virtualSensors(page);
   });
-  const guard = await openGuard(context, 'guard', async (page) => seen(page));
+  await sensors.still();
 
   await guard.locator('#pin-open').click();
   await guard.locator('#pin-setup:not([hidden])').waitFor({ timeout: 10000 });
@@ -457,6 +478,7 @@ async function duress(browser) {
   await guard.locator('#welfare-notice', { hasText: 'Safety PIN saved.' }).waitFor({ timeout: PATIENT });
   await guard.locator('#pin-setup').waitFor({ state: 'hidden', timeout: 10000 });
 
+  // Ending lone work: with the PIN, then with the duress PIN.
   const real = await endLoneWork(guard, '1234');
   await shot(guard, 'ended-with-pin');
   const forced = await endLoneWork(guard, '9999');
@@ -470,15 +492,40 @@ async function duress(browser) {
     htmlReal: real.html === forced.html ? null : real.html,
     htmlDuress: real.html === forced.html ? null : forced.html,
   });
-
   const row = dashboardAlert(dashboard, 'DURESS');
   await row.first().waitFor({ timeout: PATIENT });
   await dashboard.screenshot({ path: path.join(artifacts, 'lone-worker-dashboard-duress.png') });
   emit({ event: 'dashboard-duress', id: await row.first().getAttribute('data-id') });
+
+  // Cancelling a man-down countdown: with the PIN, then with the duress PIN.
+  await proceed('man-down-settings');
+  await guard.locator('#lone-start').click();
+  await guard.locator('#welfare[data-lone-work="true"]').waitFor({ timeout: PATIENT });
+  await guard.locator('#motion[data-sensor="present"]').waitFor({ timeout: PATIENT });
+  const pinCancel = await cancelCountdown(guard, '1234');
+  const duressCancel = await cancelCountdown(guard, '9999');
+  await shot(guard, 'cancelled-with-duress-pin');
+  // Lone work ends before the next countdown could run out.
+  await guard.locator('#lone-end').click();
+  await guard.locator('#pin-input').fill('1234');
+  await guard.locator('#pin-submit').click();
+  await guard.locator('#welfare[data-lone-work="false"]').waitFor({ timeout: PATIENT });
+  await guard.locator('#mandown').waitFor({ state: 'hidden', timeout: PATIENT });
+  await dashboard.waitForFunction(() => document.querySelectorAll('#alerts .alert[data-type="DURESS"]').length >= 2, null, { timeout: PATIENT });
+  emit({
+    event: 'cancelled',
+    same: pinCancel.html === duressCancel.html && pinCancel.text === duressCancel.text,
+    sound: [pinCancel.sound, duressCancel.sound],
+    text: pinCancel.text,
+    htmlReal: pinCancel.html === duressCancel.html ? null : pinCancel.html,
+    htmlDuress: pinCancel.html === duressCancel.html ? null : duressCancel.html,
+    dashboardRows: await row.count(),
+  });
+
   await proceed('escalated');
-  // Past its level 3 (the escalation's notice goes to /topic/system, which phones read).
+  // Past the level 3 of both (the escalation's notice goes to /topic/system, which phones read).
   await sleep(1500);
-  const mentions = frames.filter((f) => f.includes('DURESS') || f.toString('latin1').toLowerCase().includes('duress'));
+  const mentions = frames.filter((f) => f.toString('latin1').toLowerCase().includes('duress'));
   emit({
     event: 'frames',
     count: frames.length,
