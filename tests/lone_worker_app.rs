@@ -421,7 +421,7 @@ async fn a_motionless_phone_counts_down_loudly_and_raises_man_down_unless_cancel
     let url = format!("{base}/api/v1/welfare/settings");
     let settings = json!({
         "enabled": false, "man_down": true, "man_down_after_ms": 3000,
-        "man_down_countdown_ms": 3000,
+        "man_down_countdown_ms": 6000,
     });
     let (status, body) = put_json(&http, &url, &sup, settings).await;
     assert_eq!(status, 200, "{body}");
@@ -452,9 +452,20 @@ async fn a_motionless_phone_counts_down_loudly_and_raises_man_down_unless_cancel
         "no countdown while the phone moves: {cancelled}"
     );
     assert_eq!(cancelled["role"], "alertdialog");
+    let counts: Vec<u64> = cancelled["counts"]
+        .as_array()
+        .expect("the seconds shown")
+        .iter()
+        .filter_map(|c| c.as_str().and_then(|c| c.parse().ok()))
+        .collect();
     assert_eq!(
-        cancelled["count"], "3",
-        "counts down man_down_countdown_ms: {cancelled}"
+        counts.first(),
+        Some(&6),
+        "counts down man_down_countdown_ms from its start: {cancelled}"
+    );
+    assert!(
+        counts.windows(2).all(|w| w[1] < w[0]),
+        "down, second by second: {cancelled}"
     );
     let sounding = &cancelled["sounding"];
     assert_eq!(sounding["running"], true, "the audio plays: {cancelled}");
@@ -550,10 +561,10 @@ async fn the_duress_pin_shows_the_normal_screen_and_only_supervisors_hear_of_it(
     assert_eq!(duress[0]["user"], "g-1");
     assert_eq!(duress[0]["priority"], "CRITICAL");
 
-    // Man-down within 2 s of stillness for g-1, a countdown of 10 s: cancelled with the PIN,
+    // Man-down within 5 s of stillness for g-1, a countdown of 10 s: cancelled with the PIN,
     // then with the duress PIN.
     let settings = json!({
-        "enabled": false, "man_down": true, "man_down_after_ms": 2000,
+        "enabled": false, "man_down": true, "man_down_after_ms": 5000,
         "man_down_countdown_ms": 10_000,
     });
     let (status, body) = put_json(

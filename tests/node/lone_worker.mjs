@@ -43,7 +43,7 @@ const shot = (page, name) => page.screenshot({ path: path.join(artifacts, `lone-
  * asks for, and the WebSockets it opens (so a test can cut them).
  */
 function instruments() {
-  const record = { contexts: [], tones: 0, audibleTones: 0, vibrations: [], sockets: [] };
+  const record = { contexts: [], tones: 0, audibleTones: 0, toneTimes: [], vibrations: [], vibrationTimes: [], sockets: [] };
   Object.defineProperty(window, '__test', { value: record });
   const RealAudio = window.AudioContext;
   if (RealAudio) {
@@ -58,6 +58,7 @@ function instruments() {
         const start = tone.start.bind(tone);
         tone.start = (...args) => {
           record.tones += 1;
+          record.toneTimes.push(performance.now());
           if (this.state === 'running') record.audibleTones += 1;
           return start(...args);
         };
@@ -70,6 +71,7 @@ function instruments() {
     configurable: true,
     value: (pattern) => {
       record.vibrations.push(pattern);
+      record.vibrationTimes.push(performance.now());
       return vibrate ? vibrate(pattern) : true;
     },
   });
@@ -340,28 +342,47 @@ async function manDown(browser) {
   await sleep(4500);
   const hiddenWhileMoving = await guard.locator('#mandown').isHidden();
 
-  // The phone stops moving: the countdown, loud.
+  // The phone stops moving: the countdown, loud. (The seconds it shows, and when it shows and
+  // goes, are recorded.)
+  await guard.evaluate(() => {
+    window.__counts = [];
+    window.__overlay = [];
+    const count = document.querySelector('#mandown-count');
+    new MutationObserver(() => window.__counts.push(count.textContent)).observe(count, { childList: true, characterData: true, subtree: true });
+    const overlay = document.querySelector('#mandown');
+    new MutationObserver(() => window.__overlay.push({ shown: !overlay.hidden, at: performance.now() }))
+      .observe(overlay, { attributes: true, attributeFilter: ['hidden'] });
+  });
   await sensors.still();
   await guard.locator('#mandown:not([hidden])').waitFor({ timeout: PATIENT });
   await guard.locator('#mandown[data-sound="playing"]').waitFor({ timeout: 10000 });
   const sounding = await audio(guard);
   await shot(guard, 'mandown');
-  const count = await guard.locator('#mandown-count').textContent();
   // Cancelled with one tap (no PIN set): quiet, and nothing raised.
+  const clickedAt = await guard.evaluate(() => performance.now());
   await guard.locator('#mandown-cancel').click();
   await guard.locator('#mandown').waitFor({ state: 'hidden', timeout: 10000 });
-  const tonesAtCancel = (await audio(guard)).tones;
   await sleep(1500);
-  const afterCancel = await audio(guard);
+  // From the cancel to the next countdown (if the phone, still motionless, already has one):
+  // no tone, and the vibration stopped.
+  const quiet = await guard.evaluate((clicked) => {
+    const hidden = window.__overlay.find((o) => !o.shown && o.at > clicked)?.at ?? Infinity;
+    const next = window.__overlay.find((o) => o.shown && o.at > hidden)?.at ?? Infinity;
+    const t = window.__test;
+    return {
+      tones: t.toneTimes.filter((at) => at > hidden && at < next).length,
+      vibrations: t.vibrations.filter((_, i) => t.vibrationTimes[i] > clicked && t.vibrationTimes[i] < next),
+    };
+  }, clickedAt);
   emit({
     event: 'cancelled',
     hiddenWhileMoving,
     sounding,
-    count,
+    counts: await guard.evaluate(() => window.__counts),
     role: await guard.locator('#mandown').getAttribute('role'),
     soundAfter: await guard.locator('#mandown').getAttribute('data-sound'),
-    tonesAfterCancel: afterCancel.tones - tonesAtCancel,
-    lastVibration: afterCancel.lastVibration,
+    tonesAfterCancel: quiet.tones,
+    lastVibration: quiet.vibrations.at(-1) ?? null,
     notice: await guard.locator('#welfare-notice').textContent(),
     alertShown: await guard.locator('#alert').isVisible(),
   });

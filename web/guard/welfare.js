@@ -266,6 +266,10 @@ class MotionWatch {
 // ---- Lone-worker safety ---------------------------------------------------------------------
 
 const two = (n) => String(n).padStart(2, '0');
+/** Sets a text only when it changes (a live region is not told the same thing twice a second). */
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
 const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 function span(ms) {
   const s = Math.max(0, Math.ceil(ms / 1000));
@@ -287,9 +291,13 @@ export function startWelfare({ client, token, raise }) {
   const serverNow = () => Date.now() + offset;
   let loaded = null;
   let lastRefresh = 0;
+  // When the request of the status last taken was sent: an older answer that comes later is
+  // stale.
+  let takenSentAt = 0;
   let stopped = false;
   // The deadline whose pre-alarm is up, and the one the guard already answered.
   let prealarmFor = null;
+  let prealarmSince = 0;
   let missedAlertState = null;
   let sensor = null;
 
@@ -308,11 +316,15 @@ export function startWelfare({ client, token, raise }) {
 
   /** Takes a status answer of the server: clock offset, then everything shown. */
   function take(next, sentAt) {
-    if (!next || typeof next.now !== 'number') return;
+    if (!next || typeof next.now !== 'number' || sentAt < takenSentAt) return;
+    takenSentAt = sentAt;
     // The server read its clock about halfway through the request.
     offset = next.now - (sentAt + Date.now()) / 2;
     status = next;
-    if (prealarmFor !== null && status.deadline !== prealarmFor && status.checkIn !== 'missed') hidePrealarm();
+    // Answered elsewhere (another device) or disarmed: the pre-alarm goes, unless this answer
+    // was asked for before the pre-alarm came.
+    const replaced = status.deadline !== prealarmFor && status.checkIn !== 'missed';
+    if (prealarmFor !== null && replaced && sentAt >= prealarmSince) hidePrealarm();
     render();
     watchMotion();
   }
@@ -339,8 +351,9 @@ export function startWelfare({ client, token, raise }) {
 
   const card = $('#welfare');
 
-  function notice(text) {
+  function notice(text, { error = false } = {}) {
     $('#welfare-notice').hidden = !text;
+    $('#welfare-notice').classList.toggle('error', error);
     $('#welfare-notice').textContent = text ?? '';
   }
 
@@ -364,24 +377,25 @@ export function startWelfare({ client, token, raise }) {
     card.dataset.deadline = status.deadline ?? '';
     card.dataset.loneWork = String(Boolean(status.loneWork));
     card.dataset.missedAlert = status.missedAlert ?? '';
-    const line = $('#check-in');
     const deadline = status.deadline;
+    let line;
     if (!status.enabled) {
-      line.textContent = status.loneWork ? 'Lone work: check-ins are off for you.' : 'Check-ins are off for you.';
+      line = status.loneWork ? 'Lone work: check-ins are off for you.' : 'Check-ins are off for you.';
     } else if (deadline && state === 'overdue') {
-      line.textContent = 'Check-in overdue: tap I\'m OK now.';
+      line = 'Check-in overdue: tap I\'m OK now.';
     } else if (deadline) {
-      line.textContent = `Next check-in by ${clock(deadline - offset)} (in ${span(deadline - serverNow())}).`;
+      line = `Next check-in by ${clock(deadline - offset)} (in ${span(deadline - serverNow())}).`;
     } else if (status.missedAlert) {
-      line.textContent = 'No check-in is due until you tap I\'m OK.';
+      line = 'No check-in is due until you tap I\'m OK.';
     } else {
-      line.textContent = 'Check-ins start with lone work or your shift.';
+      line = 'Check-ins start with lone work or your shift.';
     }
+    setText($('#check-in'), line);
     const missed = $('#missed');
     missed.hidden = !status.missedAlert;
-    missed.textContent = status.missedAlert
+    setText(missed, status.missedAlert
       ? `You missed a check-in: your supervisors were alerted${missedAlertState?.by ? ` (acknowledged by ${missedAlertState.by})` : ''}. Tap I'm OK when you can.`
-      : '';
+      : '');
     $('#im-ok').hidden = !(deadline || status.missedAlert);
     $('#lone-start').hidden = Boolean(status.loneWork);
     $('#lone-end').hidden = !status.loneWork;
@@ -389,14 +403,14 @@ export function startWelfare({ client, token, raise }) {
     if (!overlay.hidden) {
       if (status.missedAlert && !deadline) {
         overlay.dataset.missed = '';
-        $('#prealarm-title').textContent = 'Check-in missed';
-        $('#prealarm-text').textContent = 'Your supervisors were alerted. Tap I\'m OK if you are.';
+        setText($('#prealarm-title'), 'Check-in missed');
+        setText($('#prealarm-text'), 'Your supervisors were alerted. Tap I\'m OK if you are.');
         $('#prealarm-close').hidden = false;
       } else if (deadline) {
         const t = serverNow();
-        $('#prealarm-text').textContent = t < deadline
+        setText($('#prealarm-text'), t < deadline
           ? `Check in now: due in ${span(deadline - t)}.`
-          : `Check in now: your supervisors are alerted in ${span(deadline + status.graceMs - t)}.`;
+          : `Check in now: your supervisors are alerted in ${span(deadline + status.graceMs - t)}.`);
       }
     }
   }
@@ -407,6 +421,7 @@ export function startWelfare({ client, token, raise }) {
     const overlay = $('#prealarm');
     if (prealarmFor === deadline && !overlay.hidden) return;
     prealarmFor = deadline;
+    prealarmSince = Date.now();
     delete overlay.dataset.missed;
     overlay.dataset.deadline = String(deadline);
     $('#prealarm-title').textContent = 'Are you OK?';
@@ -432,11 +447,10 @@ export function startWelfare({ client, token, raise }) {
         missedAlertState = null;
         notice('Checked in.');
       } else {
-        notice(null);
-        $('#check-in').textContent = `The check-in was not taken (${code}): try again.`;
+        notice(`The check-in was not taken (${code}): try again.`, { error: true });
       }
     } catch {
-      $('#check-in').textContent = 'No connection: the check-in was not taken. Try again.';
+      notice('No connection: the check-in was not taken. Try again.', { error: true });
     } finally {
       button.disabled = false;
     }
@@ -479,9 +493,10 @@ export function startWelfare({ client, token, raise }) {
     askMotionPermission();
     try {
       const { status: code } = await act('POST', 'start');
-      notice(code === 200 ? 'Lone work started.' : `Lone work was not started (${code}).`);
+      if (code === 200) notice('Lone work started.');
+      else notice(`Lone work was not started (${code}).`, { error: true });
     } catch {
-      notice('No connection: lone work was not started. Try again.');
+      notice('No connection: lone work was not started. Try again.', { error: true });
     } finally {
       button.disabled = false;
     }
@@ -665,7 +680,7 @@ export function startWelfare({ client, token, raise }) {
     countdown = { endsAt: performance.now() + total, timer: null, pin: false };
     const show = () => {
       const left = countdown.endsAt - performance.now();
-      $('#mandown-count').textContent = String(Math.max(0, Math.ceil(left / 1000)));
+      setText($('#mandown-count'), String(Math.max(0, Math.ceil(left / 1000))));
       // A PIN being checked holds the alarm until the server answered.
       if (left <= 0 && !pinPending) fireManDown();
     };
