@@ -231,12 +231,6 @@ async fn the_phone_answers_the_pre_alarm_and_a_missed_check_in_reaches_the_dashb
     let alert = get_json(&http, &format!("{base}/api/v1/alerts/{id}"), &sup).await;
     assert_eq!(alert["type"], "CHECK_IN_MISSED", "{alert}");
     assert_eq!(alert["user"], "g-1");
-    assert!(
-        alert["message"]
-            .as_str()
-            .is_some_and(|m| m.contains(&second.to_string())),
-        "raised for the deadline the phone was shown: {alert}"
-    );
     let created = number(&alert["created_at"], "created_at");
     let due = second + GRACE_MS;
     assert!(
@@ -303,12 +297,9 @@ async fn the_phone_answers_the_pre_alarm_and_a_missed_check_in_reaches_the_dashb
         "the phone shows it: {after}"
     );
     assert!(
-        late["message"]
-            .as_str()
-            .is_some_and(|m| m.contains(&third.to_string())),
-        "{late}"
+        number(&late["created_at"], "created_at") >= third + GRACE_MS,
+        "raised for the deadline the phone was shown, after its grace: {late}"
     );
-    assert!(number(&late["created_at"], "created_at") >= third + GRACE_MS);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let all = alerts_of(&http, &base, &sup, "CHECK_IN_MISSED").await;
     assert_eq!(all.len(), 2, "each miss raised once: {all:?}");
@@ -373,18 +364,13 @@ async fn a_guard_on_shift_whose_phone_loses_the_network_raises_lost_contact_and_
         "the last position: {alert}"
     );
     assert_eq!(alert["position"]["lon"], 4.889, "{alert}");
-    // Raised field.lost_contact_after (2 s) past the last contact, which was the cut.
-    let since: u64 = alert["message"]
-        .as_str()
-        .and_then(|m| m.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("the last contact in the message: {alert}"));
+    // Raised field.lost_contact_after (2 s) past the last contact the server noted, which is at
+    // most one sweep (a quarter of it) and its write (another) before the cut.
     let created = number(&alert["created_at"], "created_at");
     assert!(
-        since >= now && since <= cut_at,
-        "last heard of between the shift's start and the cut: {alert}, cut at {cut_at}"
+        created >= cut_at + 1000,
+        "not before the limit: {alert}, cut at {cut_at}"
     );
-    assert!(created >= since + 2000, "not before the limit: {alert}");
 
     browsers.go_on("reconnect");
     browsers.event("back").await;
@@ -512,6 +498,10 @@ async fn a_motionless_phone_counts_down_loudly_and_raises_man_down_unless_cancel
     let expected = "This phone reports no motion sensor: man-down is off. Check-ins still run.";
     assert_eq!(bare["text"], expected, "sensors unavailable: {bare}");
     assert_eq!(bare["noApiText"], expected, "no motion API: {bare}");
+    assert_eq!(
+        bare["accelerometerOnlyText"], "Man-down watch on: keep this page open.",
+        "the Generic Sensor API's Accelerometer alone: {bare}"
+    );
     assert_eq!(bare["offText"], "Man-down is off for you.", "{bare}");
     browsers
         .finish(&["mandown", "mandown-sent", "no-sensor"])

@@ -6,11 +6,13 @@
 //
 // Motion is emulated through the DevTools protocol's virtual sensors
 // (Emulation.setSensorOverrideEnabled / setSensorOverrideReadings). In Debian's Chromium 156
-// they drive DeviceMotionEvent only when all three of `accelerometer`, `linear-acceleration`
-// and `gyroscope` are overridden and have a reading (one of them missing: no devicemotion
-// event at all; `gravity` is not needed), and only with the `accelerometer` and `gyroscope`
-// permissions granted: a context's permission list denies what it does not name, and a
-// denied page gets one devicemotion event with null readings. Overridden with `metadata: {available: false}`, the
+// they drive DeviceMotionEvent (`accelerometer` its accelerationIncludingGravity,
+// `linear-acceleration` its acceleration, `gyroscope` its rotationRate; `gravity` is not
+// used): every overridden sensor must have a reading before any event comes (one overridden
+// without a reading holds every event back), and one not overridden is the machine's own
+// (none here: its fields are null). Only with the `accelerometer` and `gyroscope` permissions
+// granted: a context's permission list denies what it does not name, and a denied page gets one
+// devicemotion event with null readings. Overridden with `metadata: {available: false}`, the
 // page gets one devicemotion event whose readings are all null, as on a phone without a sensor
 // (and as headless Chromium does with no override at all). The Generic Sensor API's
 // Accelerometer follows the `accelerometer` override alone.
@@ -254,17 +256,19 @@ async function lostContact(browser) {
   emit({ event: 'online' });
   await proceed('cut');
 
-  // The phone loses its network: the open socket drops, no new one gets through, and then
-  // no request at all (the context offline: once the socket is closed, since Chromium's
-  // offline emulation would hold a closing handshake, and only then, lest the client fall back
-  // to long-polling).
+  // The phone loses its network: no request gets out (nor a long-poll the client would fall
+  // back to), the open socket drops and no new one gets through; then the context goes
+  // offline too (not first: Chromium's offline emulation holds an open socket's closing
+  // handshake, and the socket with it).
+  let cut = true;
+  await context.route('**/*', (route) => (cut ? route.abort('internetdisconnected') : route.fallback()));
+  const cutAt = Date.now();
   await guard.evaluate(() => {
     window.__test.cut = true;
     for (const socket of window.__test.sockets) socket.close();
   });
   await guard.locator('#conn:not([data-state="open"])').waitFor({ timeout: PATIENT });
   await context.setOffline(true);
-  const cutAt = Date.now();
   emit({ event: 'cut', at: cutAt });
   const row = dashboardAlert(dashboard, 'LOST_CONTACT');
   await row.first().waitFor({ timeout: PATIENT });
@@ -278,6 +282,7 @@ async function lostContact(browser) {
   await proceed('reconnect');
 
   await context.setOffline(false);
+  cut = false;
   await guard.evaluate(() => {
     window.__test.cut = false;
   });
@@ -291,20 +296,24 @@ async function lostContact(browser) {
 
 const MOTION_SENSORS = ['accelerometer', 'linear-acceleration', 'gyroscope'];
 
-/** Virtual motion sensors for `page` (before it loads): `move()` and `still()`. */
-async function virtualSensors(page, { available = true } = {}) {
+/**
+ * Virtual motion sensors for `page` (before it loads): `move()` and `still()`. `types`: the
+ * sensors overridden (the accelerometer alone drives no devicemotion event, only the Generic
+ * Sensor API's Accelerometer).
+ */
+async function virtualSensors(page, { available = true, types = MOTION_SENSORS } = {}) {
   const cdp = await page.context().newCDPSession(page);
-  for (const type of MOTION_SENSORS) {
+  for (const type of types) {
     await cdp.send('Emulation.setSensorOverrideEnabled', { enabled: true, type, metadata: { available } });
   }
+  const read = async (type, xyz) => {
+    if (types.includes(type)) await cdp.send('Emulation.setSensorOverrideReadings', { type, reading: { xyz } });
+  };
   const set = async (linear, rotation = { x: 0, y: 0, z: 0 }) => {
     // Held upright (gravity along y), as in a chest holster.
-    await cdp.send('Emulation.setSensorOverrideReadings', { type: 'linear-acceleration', reading: { xyz: linear } });
-    await cdp.send('Emulation.setSensorOverrideReadings', {
-      type: 'accelerometer',
-      reading: { xyz: { x: linear.x, y: linear.y + 9.81, z: linear.z } },
-    });
-    await cdp.send('Emulation.setSensorOverrideReadings', { type: 'gyroscope', reading: { xyz: rotation } });
+    await read('linear-acceleration', linear);
+    await read('accelerometer', { x: linear.x, y: linear.y + 9.81, z: linear.z });
+    await read('gyroscope', rotation);
   };
   let walking = null;
   return {
@@ -420,6 +429,25 @@ async function manDown(browser) {
   });
   const noApi = await openGuard(old, 'no-api');
   await noApi.locator('#motion[data-sensor="none"]').waitFor({ timeout: PATIENT });
+  // A phone whose browser has only the Generic Sensor API's Accelerometer (no devicemotion
+  // event, no DeviceMotionEvent): watched through the Accelerometer.
+  const generic = await phone(browser, env('GUARD2_TOKEN'), {
+    init: () => {
+      delete window.DeviceMotionEvent;
+      delete window.ondevicemotion;
+      // Chromium would still dispatch devicemotion to a listener.
+      const add = window.addEventListener;
+      window.addEventListener = function addEventListener(type, ...rest) {
+        if (type !== 'devicemotion') add.call(this, type, ...rest);
+      };
+    },
+  });
+  let genericSensors = null;
+  const genericPage = await openGuard(generic, 'accelerometer-only', async (page) => {
+    genericSensors = await virtualSensors(page, { types: ['accelerometer'] });
+  });
+  await genericSensors.still();
+  await genericPage.locator('#motion[data-sensor="present"]').waitFor({ timeout: PATIENT });
   // A guard whose settings turn man-down off.
   const off = await phone(browser, env('GUARD3_TOKEN'));
   const offPage = await openGuard(off, 'man-down-off', (page) => virtualSensors(page));
@@ -429,6 +457,7 @@ async function manDown(browser) {
     event: 'no-sensor',
     text: await noSensor.locator('#motion').textContent(),
     noApiText: await noApi.locator('#motion').textContent(),
+    accelerometerOnlyText: await genericPage.locator('#motion').textContent(),
     offText: await offPage.locator('#motion').textContent(),
     expected: NO_SENSOR_TEXT,
   });
