@@ -143,10 +143,16 @@ async fn im_ok_resets_the_deadline_and_a_missed_check_in_raises_one_alert_for_it
         missed(&server, "acme").await.is_empty(),
         "checked in: no alert"
     );
-    // Silence: the pre-alarm reaches the phone, then one CHECK_IN_MISSED.
-    let pre = tokio::time::timeout(Duration::from_secs(5), phone.next_message())
-        .await
-        .expect("a pre-alarm");
+    // Silence: the pre-alarm reaches the phone (after the notices of each new deadline),
+    // then one CHECK_IN_MISSED.
+    let pre = loop {
+        let heard = tokio::time::timeout(Duration::from_secs(5), phone.next_message())
+            .await
+            .expect("a pre-alarm");
+        if heard["data"]["kind"] != "armed" {
+            break heard;
+        }
+    };
     assert_eq!(pre["data"]["kind"], "check_in_due", "{pre}");
     let alerts = wait_missed(&server, "acme", 1).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -686,5 +692,39 @@ async fn where_the_site_counts_activity_a_fix_is_a_check_in() {
         "the fixes moved the deadline on: {status}"
     );
     assert!(missed(&server, "acme").await.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_phone_hears_when_its_deadline_moves_and_ends_lone_work_without_a_pin_only_if_it_has_none(
+) {
+    let server = short_check_ins().await;
+    turn_check_ins_on(&server, "acme").await;
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let mut phone = server.connect(&guard).await;
+    assert!(ok(&phone.subscribe("/user/queue/welfare").await));
+    // A shift planned on the dashboard arms the guard: the phone is told, not left to poll.
+    let now = now_ms();
+    let shift = json!({"user": "g1", "site": "hq", "start": now, "end": now + 600_000});
+    let (status, body) = post(&server, "/api/v1/shifts", &sup, shift).await;
+    assert_eq!(status, 201, "{body}");
+    let armed = phone.next_on("/user/queue/welfare").await;
+    assert_eq!(armed["data"]["kind"], "armed", "{armed}");
+    assert!(armed["data"]["deadline"].as_u64() > Some(now), "{armed}");
+    let (status, body) = post(&server, "/api/v1/welfare/start", &guard, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(&server, "/api/v1/welfare/stop", &guard, json!({})).await;
+    assert_eq!(status, 200, "no PIN: lone work ends as asked {body}");
+    assert_eq!(body["loneWork"], false, "{body}");
+    let pins = json!({"pin": "1234", "duress_pin": "9876"});
+    let (status, _) = put(&server, "/api/v1/welfare/pin", &guard, pins).await;
+    assert_eq!(status, 200);
+    let (status, _) = post(&server, "/api/v1/welfare/start", &guard, json!({})).await;
+    assert_eq!(status, 200);
+    let (status, body) = post(&server, "/api/v1/welfare/stop", &guard, json!({})).await;
+    assert_eq!(status, 403, "with a PIN, only the PIN ends it: {body}");
+    let status = get(&server, "/api/v1/welfare/status", &guard).await;
+    assert_eq!(status["loneWork"], true, "{status}");
     server.stop().await;
 }

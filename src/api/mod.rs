@@ -60,7 +60,7 @@ macro_rules! routes {
 }
 
 /// Every REST route.
-pub static ROUTES: [Route; 44] = routes! {
+pub static ROUTES: [Route; 45] = routes! {
     GET "/healthz" => admin::healthz,
     GET "/readyz" => admin::readyz,
     GET "/metrics" => metrics::metrics,
@@ -98,6 +98,7 @@ pub static ROUTES: [Route; 44] = routes! {
     GET "/api/v1/welfare/status" => welfare::status,
     POST "/api/v1/welfare/ok" => welfare::check_in,
     POST "/api/v1/welfare/start" => welfare::start,
+    POST "/api/v1/welfare/stop" => welfare::stop,
     PUT "/api/v1/welfare/pin" => welfare::set_pins,
     POST "/api/v1/welfare/pin" => welfare::enter_pin,
     GET "/api/v1/presence" => field::presence,

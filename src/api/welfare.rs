@@ -99,6 +99,15 @@ pub async fn start(call: Call) -> Result<Response<Body>, HttpError> {
     ))
 }
 
+/// `POST /api/v1/welfare/stop`: the guard ends its lone work (only without a PIN set).
+pub async fn stop(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    Ok(json_response(
+        200,
+        &call.state.field.stop_lone_work(&who).await?,
+    ))
+}
+
 /// `GET /api/v1/welfare/status?user=`: the caller's check-in state, or a guard's.
 pub async fn status(call: Call) -> Result<Response<Body>, HttpError> {
     let who = call.who()?;

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::FieldError;
 use super::service::{derived_id, Field};
-use super::welfare::{lost_key, timer_id, LOST_CONTACT_LEVEL};
+use super::welfare::{lost_key, timer_id, utc, LOST_CONTACT_LEVEL};
 use crate::alerts::{AlertError, AlertType};
 use crate::auth::principal_key;
 use crate::clock::now_millis;
@@ -148,7 +148,7 @@ impl Field {
         }
         let alert_id = derived_id(&["lookout-lost-contact", &id, &due.to_string()]);
         let last = due.saturating_sub(after);
-        let message = format!("no connection and no position since {last}");
+        let message = format!("no connection and no position since {}", utc(last));
         let new = self
             .alert_at_last_position(org, user, AlertType::LostContact, Some(message), "lookout")
             .await?;

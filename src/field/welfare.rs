@@ -63,6 +63,12 @@ pub(super) fn org_key(org: &str) -> String {
     format!("org/{org}")
 }
 
+/// `ms` since the epoch as a UTC time for people (`2026-12-07T15:04:05Z`), in alert messages.
+pub(super) fn utc(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
 /// A site's own settings: `site/{org}/{site}` (a site's name is free text, and last).
 fn site_key(org: &str, site: &str) -> String {
     format!("site/{org}/{site}")
@@ -380,6 +386,27 @@ impl Field {
         self.status_of(&state).await
     }
 
+    /// The guard ends its lone work without a PIN: only while it has none (a guard with a PIN
+    /// ends it with the PIN, where the duress PIN works too).
+    pub async fn stop_lone_work(&self, who: &Identity) -> Result<serde_json::Value, FieldError> {
+        let org = self.own_org(who)?;
+        if self
+            .guard_welfare(&org, &who.user)
+            .await?
+            .is_some_and(|s| s.pin.is_some())
+        {
+            return Err(FieldError::Forbidden(
+                "with a PIN set, lone work ends with the PIN (POST /api/v1/welfare/pin)",
+            ));
+        }
+        let state = self
+            .arm(&org, &who.user, now_millis(), Arming::Reset, |s| {
+                s.lone_work_since = None
+            })
+            .await?;
+        self.status_of(&state).await
+    }
+
     /// The caller's check-in state, or (supervisors, admins) one guard's.
     pub async fn welfare_status(
         &self,
@@ -532,15 +559,21 @@ impl Field {
         let key = guard_key(org, user);
         let _turn = self.welfare_turns.take(&key).await;
         for _ in 0..WRITE_ATTEMPTS {
-            if let Some(state) = self.try_arm(&key, org, user, from, arming, &edit).await? {
+            if let Some((state, before)) =
+                self.try_arm(&key, org, user, from, arming, &edit).await?
+            {
                 self.alerts.timers_changed();
+                if state.deadline != before {
+                    self.tell_deadline(&state).await;
+                }
                 return Ok(state);
             }
         }
         Err(FieldError::Contended("the guard's lone-worker state"))
     }
 
-    /// One attempt of [`Field::arm`]: `None` when another node changed the state meanwhile.
+    /// One attempt of [`Field::arm`]: the new state and the deadline before it, or `None`
+    /// when another node changed the state meanwhile.
     async fn try_arm(
         &self,
         key: &str,
@@ -549,10 +582,11 @@ impl Field {
         from: u64,
         arming: Arming,
         edit: &impl Fn(&mut GuardWelfare),
-    ) -> Result<Option<GuardWelfare>, FieldError> {
+    ) -> Result<Option<(GuardWelfare, Option<u64>)>, FieldError> {
         let (kept, read) = self.read_guard(key).await?;
-        if arming == Arming::IfIdle && kept.as_ref().is_some_and(|s| s.deadline.is_some()) {
-            return Ok(kept);
+        let before = kept.as_ref().and_then(|s| s.deadline);
+        if arming == Arming::IfIdle && before.is_some() {
+            return Ok(kept.map(|s| (s, before)));
         }
         let now = now_millis();
         let at = from.max(now);
@@ -568,7 +602,7 @@ impl Field {
             Some(state) => state,
             // Nothing to keep for a guard check-ins do not concern.
             None if arming == Arming::IfIdle && !(settings.enabled && active) => {
-                return Ok(Some(blank))
+                return Ok(Some((blank, None)))
             }
             None => self.new_guard_welfare(org, user).await?,
         };
@@ -608,7 +642,43 @@ impl Field {
         }
         changes.push(Change::put(Record::Welfare { key }, &state)?);
         let written = self.write_guard(key, read.as_deref(), &changes).await?;
-        Ok(written.then_some(state))
+        Ok(written.then_some((state, before)))
+    }
+
+    /// Tells the guard's phone its deadline changed (armed by a shift, new settings, another
+    /// device's check-in) or is gone: `{"kind":"armed","deadline"}` or `{"kind":"disarmed"}` to
+    /// its own welfare queue. Best effort: the phone also asks for its status.
+    async fn tell_deadline(&self, state: &GuardWelfare) {
+        let notice = match state.deadline {
+            Some(deadline) => {
+                serde_json::json!({"kind": "armed", "deadline": deadline, "now": now_millis()})
+            }
+            None => serde_json::json!({"kind": "disarmed", "now": now_millis()}),
+        };
+        self.to_welfare_queue(&state.org, &state.user, notice).await;
+    }
+
+    /// Publishes `notice` to the guard's own welfare queue; a refusal is logged.
+    async fn to_welfare_queue(&self, org: &str, user: &str, notice: serde_json::Value) -> bool {
+        let notice = match rmpv::ext::to_value(notice) {
+            Ok(notice) => notice,
+            Err(e) => {
+                tracing::error!(error = %e, "a welfare notice that MessagePack cannot carry");
+                return false;
+            }
+        };
+        let queue = Target::UserQueue {
+            org: org.to_string(),
+            user: user.to_string(),
+            name: WELFARE_QUEUE.into(),
+        };
+        match self.hub.publish_as_lookout(&queue, notice, false).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(org, user, error = %e, "the guard's welfare queue refused a notice");
+                false
+            }
+        }
     }
 
     /// Fires one of a guard's check-in timers (see the module's doc).
@@ -697,8 +767,9 @@ impl Field {
         state.missed = Some(alert_id.clone());
         changes.push(Change::put(Record::Welfare { key }, &state)?);
         let message = format!(
-            "no check-in by the deadline {deadline} (+{} ms grace)",
-            settings.grace_ms
+            "no check-in by {} (deadline, plus {} s grace)",
+            utc(deadline),
+            settings.grace_ms / 1000
         );
         let new = self
             .alert_at_last_position(
@@ -736,27 +807,16 @@ impl Field {
         missed_at: u64,
         now: u64,
     ) -> Result<(), FieldError> {
-        let notice = rmpv::ext::to_value(serde_json::json!({
+        let notice = serde_json::json!({
             "kind": "check_in_due",
             "deadline": deadline,
             "missedAt": missed_at,
             "now": now,
-        }))
-        .map_err(|e| FieldError::BadRequest(e.to_string()))?;
-        let queue = Target::UserQueue {
-            org: org.to_string(),
-            user: user.to_string(),
-            name: WELFARE_QUEUE.into(),
-        };
-        match self.hub.publish_as_lookout(&queue, notice, false).await {
-            Ok(_) => {
-                self.welfare_stats
-                    .pre_alarms
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            Err(e) => {
-                tracing::warn!(org, user, error = %e, "the guard's welfare queue refused a pre-alarm")
-            }
+        });
+        if self.to_welfare_queue(org, user, notice).await {
+            self.welfare_stats
+                .pre_alarms
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }

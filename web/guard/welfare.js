@@ -470,6 +470,9 @@ export function startWelfare({ client, token, raise }) {
         showPrealarm(data.deadline);
       }
       refresh();
+    } else if (data?.kind === 'armed' || data?.kind === 'disarmed') {
+      // A shift, new settings or another device moved the deadline: the status says how.
+      refresh();
     }
     client.ack(WELFARE_QUEUE, message.seq).catch(() => {});
   });
@@ -502,10 +505,20 @@ export function startWelfare({ client, token, raise }) {
     }
   });
 
-  $('#lone-end').addEventListener('click', async () => {
+  $('#lone-end').addEventListener('click', async (e) => {
     if (!status?.pinSet) {
-      // The server ends lone work only with the PIN: the guard sets one first.
-      openPinSetup('Set your safety PIN first: lone work ends with it.');
+      // Without a PIN there is nothing to ask: the server ends it as asked.
+      const button = e.currentTarget;
+      button.disabled = true;
+      try {
+        const { status: code } = await act('POST', 'stop');
+        if (code === 200) notice('Lone work ended.');
+        else notice(`Lone work was not ended (${code}).`, { error: true });
+      } catch {
+        notice('No connection: lone work was not ended. Try again.', { error: true });
+      } finally {
+        button.disabled = false;
+      }
       return;
     }
     const accepted = await askPin('end_lone_work', 'Enter your safety PIN to end lone work.');
