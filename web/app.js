@@ -706,7 +706,7 @@ class AlertList {
       el('div', { class: 'meta' }, `${where} · ${age(a.created_at)} ago${a.message ? ` · ${a.message}` : ''}`),
       // The guard's phone shows nothing of a duress alarm: nor may anyone's reaction.
       a.type === 'DURESS' && a.state !== 'resolved'
-        ? el('p', { class: 'silent' }, 'Silent alarm: the guard entered the duress PIN and their phone shows nothing. Do not call or message them about it; send help.')
+        ? el('p', { class: 'silent' }, 'Silent alarm: the guard entered the duress PIN and their phone shows nothing. Do not call or message them about it; send help. Watching their camera shows on their phone.')
         : '',
       actions,
     );

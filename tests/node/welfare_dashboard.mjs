@@ -81,6 +81,8 @@ async function main() {
 
   await page.goto(link);
   await page.locator('#conn[data-state="open"]').waitFor({ timeout: LONG });
+  // Progress between the steps the Rust side waits for (each wait there is bounded).
+  emit({ event: 'step', step: 'signed-in' });
 
   // ---- The org's check-ins: refused values first, then saved.
   await tab('welfare');
@@ -98,10 +100,12 @@ async function main() {
   const invalid = await page.locator('#wf-error').textContent();
   const putsAfterInvalid = puts.length;
   await shot('refused');
+  emit({ event: 'step', step: 'refused' });
   await fill({ enabled: true, interval: ['1', H], preAlarm: ['2', MIN], grace: ['2', MIN] });
   await save();
   await page.locator('#wf-status', { hasText: 'Saved' }).waitFor({ timeout: LONG });
   const orgError = await page.locator('#wf-error').isVisible();
+  emit({ event: 'step', step: 'org-saved' });
 
   // ---- A site's own (the site of a planned shift).
   await scope('site');
@@ -148,9 +152,11 @@ async function main() {
   await save();
   await page.locator('#wf-from[data-from="guard"]').waitFor({ timeout: LONG });
   emit({ event: 'guard-saved', from: await page.locator('#wf-from').textContent() });
+  // Its next deadline is 3 s away: "missed" in the table, the alert in the list.
 
   await tab('guards');
   await cell(guard, 'checkin', '[data-state="missed"]').waitFor({ timeout: LONG });
+  emit({ event: 'step', step: 'missed-in-table' });
   const missedRow = await row('CHECK_IN_MISSED', guard);
   const missedSound = await body();
   await tools('missed');
@@ -173,6 +179,7 @@ async function main() {
   // ---- Lost contact: the guard on shift at the site goes silent.
   await proceed('dropped');
   const lostRow = await row('LOST_CONTACT', siteGuard);
+  emit({ event: 'step', step: 'lost-contact-row' });
   await tab('guards');
   await cell(siteGuard, 'lone', ' .badge.lost-contact').waitFor({ timeout: LONG });
   emit({ event: 'lost-contact', row: lostRow, sound: await body(), lone: await cell(siteGuard, 'lone').textContent() });
@@ -180,6 +187,7 @@ async function main() {
   // ---- Man down.
   await proceed('man-down');
   const manDownRow = await row('MAN_DOWN', fallen);
+  emit({ event: 'step', step: 'man-down-row' });
   await cell(fallen, 'lone', ' .badge.man-down').waitFor({ timeout: LONG });
   emit({ event: 'man-down', row: manDownRow, sound: await body(), lone: await cell(fallen, 'lone').textContent() });
   await tools('guards');
@@ -187,6 +195,7 @@ async function main() {
   // ---- Duress: first, loudest, its own banner.
   await proceed('duress');
   const duressRow = await row('DURESS', guard);
+  emit({ event: 'step', step: 'duress-row' });
   await page.locator('#duress').waitFor({ state: 'visible', timeout: 10000 });
   const first = await page.locator('#alerts .alert').first().getAttribute('data-id');
   const banner = await page.locator('#duress').textContent();

@@ -262,10 +262,15 @@ export class WelfareSettings {
   renderOverview() {
     if (!this.visible()) return;
     const guards = [...this.board.guards.values()].sort((a, b) => a.user.localeCompare(b.user));
-    $('#wf-overview').replaceChildren(
-      ...(this.places ?? []).map((p) => this.overviewRow(p.kind, p.name, p.label, p.from, p.text)),
-      ...guards.map((g) => this.overviewRow('guard', g.user, this.names.get(g.user) ?? g.user, g.settingsFrom, summary(g), g.site)),
-    );
+    const rows = [
+      ...(this.places ?? []),
+      ...guards.map((g) => ({ kind: 'guard', name: g.user, label: this.names.get(g.user) ?? g.user, from: g.settingsFrom, text: summary(g), site: g.site })),
+    ];
+    // Unchanged (the board's answer every 15 s mostly is), the rows and their buttons stay.
+    const key = JSON.stringify(rows);
+    if (key === this.shownOverview) return;
+    this.shownOverview = key;
+    $('#wf-overview').replaceChildren(...rows.map((r) => this.overviewRow(r.kind, r.name, r.label, r.from, r.text, r.site)));
   }
 
   overviewRow(kind, name, label, from, text, site) {

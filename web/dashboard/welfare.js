@@ -109,6 +109,7 @@ export class WelfareBoard {
       this.guards = new Map(answer.guards.map((g) => [g.user, g]));
       this.error = null;
     } catch (e) {
+      if (this.error !== e.message) console.warn('welfare', e);
       this.error = e.message;
     }
     this.loading = false;
