@@ -12,8 +12,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
+use futures_util::StreamExt;
 use lookout::auth::Role;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 const GUARD: &str = "g-lone";
@@ -25,16 +27,26 @@ fn now_ms() -> u64 {
     lookout::clock::now_millis()
 }
 
-/// A connection kept open (its frames read, so it stays alive) until `stop` is cancelled;
-/// the task answers every frame it read.
+/// A connection kept open (its frames read, so it stays alive) until `stop` is cancelled or
+/// the connection ends; the task answers every frame it read.
 fn keep_reading(
     mut client: Client,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<Vec<Value>> {
     tokio::spawn(async move {
-        let mut frames = Vec::new();
-        while !stop.is_cancelled() {
-            frames.extend(client.drain(Duration::from_millis(250)).await);
+        let mut frames: Vec<Value> = client.inbox.drain(..).collect();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                message = client.ws.next() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        frames.push(serde_json::from_str(&text).unwrap_or(Value::Null));
+                    }
+                    Some(Ok(_)) => {}
+                    // Ended: nothing more to read (and no loop spinning on it).
+                    Some(Err(_)) | None => break,
+                },
+            }
         }
         frames
     })

@@ -665,12 +665,15 @@ class AlertList {
         class: `do-${action}`,
         onclick: async (event) => {
           event.stopPropagation();
+          const sent = note.value;
           try {
             const updated = await this.call(`/api/v1/alerts/${encodeURIComponent(a.id)}/${action}`, {
               method: 'POST',
-              body: note.value ? { note: note.value } : {},
+              body: sent ? { note: sent } : {},
             });
-            this.notes.delete(a.id);
+            // The live update may have redrawn the row before this answer, and a next note
+            // (e.g. the resolution's) been typed into it since: that one is kept.
+            if ((this.notes.get(a.id) ?? '') === sent) this.notes.delete(a.id);
             this.upsert(updated);
             this.render();
           } catch (e) {

@@ -158,6 +158,9 @@ async function main() {
   await cell(guard, 'checkin', '[data-state="missed"]').waitFor({ timeout: LONG });
   emit({ event: 'step', step: 'missed-in-table' });
   const missedRow = await row('CHECK_IN_MISSED', guard);
+  // The audio context starts running a moment after the first alarm (the outcome is checked
+  // on the Rust side).
+  await page.locator('body[data-audio="running"]').waitFor({ state: 'attached', timeout: 10000 }).catch(() => {});
   const missedSound = await body();
   await tools('missed');
   await page.evaluate(() => window.scrollTo(0, 0));
@@ -201,6 +204,8 @@ async function main() {
   const banner = await page.locator('#duress').textContent();
   const duressSound = await body();
   await cell(guard, 'lone', ' .badge.duress').waitFor({ timeout: LONG });
+  // The list beside the map is redrawn at most once a second.
+  await page.locator(`#guard-list .roster-item[data-user="${guard}"] .badge.duress`).waitFor({ timeout: LONG });
   const rosterBadge = await page.locator(`#guard-list .roster-item[data-user="${guard}"] .badge.duress`).count();
   await page.evaluate(() => window.scrollTo(0, 0));
   await shot('duress');

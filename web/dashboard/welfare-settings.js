@@ -46,8 +46,6 @@ export class WelfareSettings {
   /** `ctx`: { call, names, guards() → ids, sites() → site names, board, visible() }. */
   constructor(ctx) {
     Object.assign(this, ctx);
-    this.from = null;
-    this.loaded = null; // the scope whose settings the form shows: { kind, name }
     for (const radio of document.querySelectorAll('input[name="wf-scope"]')) {
       radio.addEventListener('change', () => this.scopeChanged());
     }
@@ -125,41 +123,42 @@ export class WelfareSettings {
     $('#wf-error').hidden = !message;
   }
 
-  /** The chosen scope's settings into the form, and where they come from. */
+  /**
+   * The chosen scope's settings into the form, and where they come from. The fields are
+   * disabled meanwhile: nothing typed is overwritten by an answer arriving after it.
+   */
   async load() {
     const scope = this.scope();
     this.error(null);
     $('#wf-status').textContent = '';
+    $('#wf-fields').disabled = true;
+    $('#wf-save').disabled = true;
+    // Any answer still on its way is for a scope no longer chosen.
+    const ticket = (this.ticket ?? 0) + 1;
+    this.ticket = ticket;
     if (scope.kind !== 'org' && !scope.name) {
-      this.loaded = null;
       this.showFrom(scope, null);
-      $('#wf-save').disabled = true;
       if (scope.kind === 'site') $('#wf-from').textContent = 'No shifts are planned: a site is named by the shifts planned at it (Fences & shifts).';
       else $('#wf-from').textContent = 'Name a guard.';
       return;
     }
-    const ticket = (this.ticket ?? 0) + 1;
-    this.ticket = ticket;
     try {
       const { data, headers } = await this.call(`/api/v1/welfare/settings${this.query(scope)}`, { withHeaders: true });
       // An older answer (the user picked another scope meanwhile) is dropped.
       if (ticket !== this.ticket) return;
       for (const [id, field] of DURATIONS) setDuration(id, data[field]);
       for (const [id, field] of FLAGS) $(id).checked = Boolean(data[field]);
-      this.loaded = scope;
       this.showFrom(scope, headers.get('lookout-settings-from'));
+      $('#wf-fields').disabled = false;
       $('#wf-save').disabled = false;
     } catch (e) {
       if (ticket !== this.ticket) return;
-      this.loaded = null;
       this.showFrom(scope, null);
-      $('#wf-save').disabled = true;
       this.error(`Could not load the settings: ${e.message}`);
     }
   }
 
   showFrom(scope, from) {
-    this.from = from;
     const box = $('#wf-from');
     box.dataset.from = from ?? '';
     const who = scope.kind === 'guard' ? this.names.get(scope.name) ?? scope.name : scope.name;
