@@ -1,7 +1,9 @@
 // The supervisor dashboard: site plan with live guards and fences, alerts with acknowledge and
 // resolve, live video, operations, and the supervisor's tools (web/dashboard/: messages, alert
 // log, fences and shifts, track playback, guard table). Plain ES modules on
-// web/lookout-client.js; everything it loads comes from this appliance.
+// web/lookout-client.js; everything it loads comes from this appliance. Lone-worker safety
+// (web/dashboard/welfare*.js): each guard's check-ins in the guard table and list, the four
+// alert types with their icons and alarm (DURESS first and loudest), and the settings.
 import { LookoutClient } from './lookout-client.js';
 import { claims, exchangeLink } from './signin.js';
 import { $, el, svg, age, coalesce } from './dashboard/dom.js';
@@ -10,6 +12,8 @@ import { AlertLog } from './dashboard/alerts.js';
 import { FencePanel } from './dashboard/fences.js';
 import { Playback } from './dashboard/playback.js';
 import { GuardTable } from './dashboard/guards.js';
+import { ALARM_TYPES, WelfareBoard, typeIcon, typeLabel } from './dashboard/welfare.js';
+import { WelfareSettings } from './dashboard/welfare-settings.js';
 
 const TOKEN_KEY = 'lookout.token';
 const PRIORITY = { CRITICAL: 0, HIGH: 1 };
@@ -49,8 +53,9 @@ function showSignIn(message) {
 
 // ---- REST -----------------------------------------------------------------------------------
 
+/** REST with the token; `withHeaders` answers { data, headers } instead of the data. */
 function api(token) {
-  return async (path, { method = 'GET', body } = {}) => {
+  return async (path, { method = 'GET', body, withHeaders = false } = {}) => {
     const response = await fetch(path, {
       method,
       headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
@@ -58,7 +63,7 @@ function api(token) {
     });
     const data = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(data?.error?.message ?? `HTTP ${response.status}`);
-    return data;
+    return withHeaders ? { data, headers: response.headers } : data;
   };
 }
 
@@ -521,9 +526,10 @@ const LIST_MAX = 150;
 
 /** The searchable, filterable list of guards beside the map; an entry selects its guard. */
 class GuardList {
-  constructor(site, names) {
+  constructor(site, names, welfare) {
     this.site = site;
     this.names = names;
+    this.welfare = welfare;
     this.onShift = new Set();
     // Renders at most once a second while updates stream in; at once on the user's input.
     this.schedule = coalesce(() => this.render(), 1000);
@@ -550,20 +556,27 @@ class GuardList {
       if (want.stale && !st.stale) continue;
       if (want.battery && !st.lowBattery) continue;
       if (want.shift && !this.onShift.has(user)) continue;
-      rows.push({ user, name, st });
+      rows.push({ user, name, st, wf: this.welfare.state(user) });
     }
-    const weight = (r) => (r.st.panic ? 0 : r.st.violating ? 1 : 2);
+    // A guard who may be unable to act (duress, man-down, lost contact, a missed check-in)
+    // comes first, then alarms, then fences.
+    const weight = (r) => (r.wf && r.wf.rank <= 3 ? -1 : r.st.panic ? 0 : r.st.violating ? 1 : 2);
     rows.sort((a, b) => weight(a) - weight(b) || a.name.localeCompare(b.name));
     // Positions stream in every second; the list changes far less often. Unchanged, the DOM
     // is left alone (no relayout of the column).
     const signature = `${rows.length}|${this.site.selected}|${rows
       .slice(0, LIST_MAX)
-      .map((r) => `${r.user}:${r.name}:${+r.st.panic}${+r.st.violating}${+r.st.stale}${+r.st.lowBattery}${+this.onShift.has(r.user)}`)
+      .map((r) => `${r.user}:${r.name}:${+r.st.panic}${+r.st.violating}${+r.st.stale}${+r.st.lowBattery}${+this.onShift.has(r.user)}${r.wf ? this.welfare.flags(r.user) : ''}`)
       .join(',')}`;
     if (signature === this.shown) return;
     this.shown = signature;
     const shown = rows.slice(0, LIST_MAX).map((r) => {
       const badges = [];
+      if (r.wf?.duress) badges.push(el('span', { class: 'badge duress' }, 'duress'));
+      if (r.wf?.manDown) badges.push(el('span', { class: 'badge man-down' }, 'man down'));
+      if (r.wf?.lost) badges.push(el('span', { class: 'badge lost-contact' }, 'lost contact'));
+      if (r.wf?.checkIn === 'missed' || r.wf?.checkIn === 'overdue') badges.push(el('span', { class: `badge check-in ${r.wf.checkIn}` }, `check-in ${r.wf.checkIn}`));
+      if (r.wf?.loneWork) badges.push(el('span', { class: 'badge lone-work' }, 'lone work'));
       if (r.st.panic) badges.push(el('span', { class: 'badge panic' }, 'alarm'));
       if (r.st.violating) badges.push(el('span', { class: 'badge violation' }, 'fence'));
       if (r.st.stale) badges.push(el('span', { class: 'badge stale' }, 'stale'));
@@ -606,6 +619,8 @@ class AlertList {
     this.alerts = new Map();
     this.open = new Set();
     this.notes = new Map();
+    // The alerts whose alarm sounded on this page (each row says so in data-alarm).
+    this.sounded = new Set();
   }
 
   /** Inserts or replaces by id, keeping the newest version: never twice the same alert. */
@@ -617,8 +632,12 @@ class AlertList {
   }
 
   sorted() {
+    // A duress alarm not yet resolved comes first, acknowledged or not (help is on its way,
+    // the guard is still in danger); then open, acknowledged and resolved, critical first.
+    const duress = (a) => (a.type === 'DURESS' && a.state !== 'resolved' ? 0 : 1);
     return [...this.alerts.values()].sort(
       (a, b) =>
+        duress(a) - duress(b) ||
         STATE_ORDER[a.state] - STATE_ORDER[b.state] ||
         (PRIORITY[a.priority] ?? 9) - (PRIORITY[b.priority] ?? 9) ||
         a.created_at - b.created_at,
@@ -646,12 +665,15 @@ class AlertList {
         class: `do-${action}`,
         onclick: async (event) => {
           event.stopPropagation();
+          const sent = note.value;
           try {
             const updated = await this.call(`/api/v1/alerts/${encodeURIComponent(a.id)}/${action}`, {
               method: 'POST',
-              body: note.value ? { note: note.value } : {},
+              body: sent ? { note: sent } : {},
             });
-            this.notes.delete(a.id);
+            // The live update may have redrawn the row before this answer, and a next note
+            // (e.g. the resolution's) been typed into it since: that one is kept.
+            if ((this.notes.get(a.id) ?? '') === sent) this.notes.delete(a.id);
             this.upsert(updated);
             this.render();
           } catch (e) {
@@ -668,10 +690,11 @@ class AlertList {
     const li = el(
       'li',
       {
-        class: `alert p-${a.priority.toLowerCase()} s-${a.state}`,
+        class: `alert p-${a.priority.toLowerCase()} s-${a.state} t-${a.type.toLowerCase().replace(/_/g, '-')}`,
         'data-id': a.id,
         'data-type': a.type,
         'data-state': a.state,
+        'data-alarm': this.sounded.has(a.id) ? 'sounded' : undefined,
         onclick: () => {
           if (this.open.has(a.id)) this.open.delete(a.id);
           else this.open.add(a.id);
@@ -679,11 +702,15 @@ class AlertList {
         },
       },
       el('div', { class: 'head' },
-        el('span', { class: 'type' }, a.type),
+        el('span', { class: 'type' }, ...[typeIcon(a.type), typeLabel(a.type)].filter(Boolean)),
         el('span', { class: 'guard' }, who),
         el('span', { class: 'level' }, `L${a.level}`),
         el('span', { class: 'state' }, a.state)),
       el('div', { class: 'meta' }, `${where} · ${age(a.created_at)} ago${a.message ? ` · ${a.message}` : ''}`),
+      // The guard's phone shows nothing of a duress alarm: nor may anyone's reaction.
+      a.type === 'DURESS' && a.state !== 'resolved'
+        ? el('p', { class: 'silent' }, 'Silent alarm: the guard entered the duress PIN and their phone shows nothing. Do not call or message them about it; send help. Watching their camera shows on their phone.')
+        : '',
       actions,
     );
     if (this.open.has(a.id)) {
@@ -696,20 +723,41 @@ class AlertList {
   }
 }
 
-/** A short two-tone beep; browsers may keep audio muted until the page was clicked once. */
-function beep() {
+// One audio context for the page's alarms (a browser allows only a few); browsers may keep it
+// suspended until the page was clicked once, so the first click anywhere resumes it.
+let audio = null;
+document.addEventListener('pointerdown', () => audio?.resume().catch(() => {}), { capture: true });
+
+/**
+ * A short two-tone beep. The page says what it sounded: <body data-alarms> counts the alarms,
+ * data-alarm-type is the last one's type and data-audio the audio context's state.
+ */
+function beep(type) {
+  const body = document.body.dataset;
+  body.alarms = String(Number(body.alarms ?? 0) + 1);
+  body.alarmType = type;
   try {
-    const ctx = new AudioContext();
-    const osc = ctx.createOscillator();
-    const gain = ctx.createGain();
-    osc.connect(gain).connect(ctx.destination);
+    if (!audio) {
+      audio = new AudioContext();
+      audio.addEventListener('statechange', () => {
+        document.body.dataset.audio = audio.state;
+      });
+    }
+    if (audio.state === 'suspended') audio.resume().catch(() => {});
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    osc.connect(gain).connect(audio.destination);
     gain.gain.value = 0.2;
-    osc.frequency.setValueAtTime(880, ctx.currentTime);
-    osc.frequency.setValueAtTime(660, ctx.currentTime + 0.25);
+    const t = audio.currentTime;
+    // A duress alarm is a longer, higher warble than the others.
+    const tones = type === 'DURESS' ? [1175, 880, 1175, 880] : [880, 660];
+    for (const [i, f] of tones.entries()) osc.frequency.setValueAtTime(f, t + i * 0.25);
     osc.start();
-    osc.stop(ctx.currentTime + 0.6);
+    osc.stop(t + tones.length * 0.25 + 0.1);
+    body.audio = audio.state;
   } catch {
     // No audio here: the visual cue stays.
+    body.audio = 'none';
   }
 }
 
@@ -939,13 +987,25 @@ async function start(token) {
   const known = () => new Set([...site.guards.keys(), ...names.keys()]);
   const fenceName = (id) => site.fences.find((f) => f.id === id)?.name ?? id;
   const alertLog = new AlertLog({ call, names, fenceName, visible: () => tabs.shown === 'log' });
+  const welfare = new WelfareBoard({
+    call,
+    onChange: () => {
+      roster.schedule();
+      table.schedule();
+      welfareSettings.renderOverview();
+    },
+    // The check-ins' countdowns ("due in 4 min") move on in the table while it is shown.
+    onTick: () => table.schedule(),
+  });
   const alerts = new AlertList($('#alerts'), names, call, (all) => {
     site.setViolations(all);
     alertLog.update(all);
+    welfare.setAlerts(all);
+    showDuress(all);
   });
   const video = new VideoPanel(token, wsUrl, names);
   site.onSelect = (user) => video.watch(user);
-  const roster = new GuardList(site, names);
+  const roster = new GuardList(site, names, welfare);
   const devices = new DevicePanel(call, names, known);
 
   const client = new LookoutClient({ url: wsUrl, token });
@@ -971,6 +1031,15 @@ async function start(token) {
     onShift: () => site.onShift,
     visible: () => tabs.shown === 'guards',
     select: (user) => site.select(user),
+    welfare,
+  });
+  const welfareSettings = new WelfareSettings({
+    call,
+    names,
+    guards: known,
+    sites: () => fences.shifts.map((s) => s.site),
+    board: welfare,
+    visible: () => tabs.shown === 'welfare',
   });
   site.onChange = () => {
     roster.schedule();
@@ -990,6 +1059,8 @@ async function start(token) {
     },
     playback: () => playback.options(),
     guards: () => table.render(true),
+    // The sites offered are those of the shifts: loaded afresh first.
+    welfare: () => fences.loadShifts().then(() => welfareSettings.show()),
   };
   const loadShifts = () => fences.loadShifts();
   let wasOpen = false;
@@ -1012,15 +1083,38 @@ async function start(token) {
     }
   };
   let loadedOnce = false;
+  let panicTimer = null;
+  // PANIC and the lone-worker alarms sound and flash when they are raised; a duress alarm
+  // has its own banner (showDuress), which stays while it is not resolved.
   const cuePanic = (alert) => {
-    if (alert.type !== 'PANIC' || alert.state !== 'open') return;
-    $('#panic').textContent = `PANIC — ${names.get(alert.user) ?? alert.user}`;
-    $('#panic').hidden = false;
-    setTimeout(() => {
-      $('#panic').hidden = true;
-    }, 15000);
-    beep();
+    if (!ALARM_TYPES.has(alert.type) || alert.state !== 'open') return;
+    alerts.sounded.add(alert.id);
+    if (alert.type !== 'DURESS') {
+      $('#panic').textContent = `${typeLabel(alert.type).toUpperCase()} — ${names.get(alert.user) ?? alert.user}`;
+      $('#panic').hidden = false;
+      clearTimeout(panicTimer);
+      panicTimer = setTimeout(() => {
+        $('#panic').hidden = true;
+      }, 15000);
+    }
+    beep(alert.type);
   };
+  let duressOpen = false;
+  function showDuress(all) {
+    const unresolved = all.filter((a) => a.type === 'DURESS' && a.state !== 'resolved').sort((a, b) => a.created_at - b.created_at);
+    duressOpen = unresolved.some((a) => a.state === 'open');
+    const banner = $('#duress');
+    banner.hidden = unresolved.length === 0;
+    const text = unresolved.length
+      ? `DURESS — ${unresolved.map((a) => `${names.get(a.user) ?? a.user}${a.state === 'acknowledged' ? ' (acknowledged)' : ''}`).join(', ')}: silent alarm, send help; do not call or message the guard about it.`
+      : '';
+    if (banner.textContent !== text) banner.textContent = text;
+    banner.dataset.open = String(duressOpen);
+  }
+  // Until someone acknowledges it, a duress alarm sounds again every 15 s.
+  setInterval(() => {
+    if (duressOpen) beep('DURESS');
+  }, 15000);
   const loadAlerts = async () => {
     try {
       for (const a of await call('/api/v1/alerts')) {
@@ -1035,6 +1129,7 @@ async function start(token) {
   };
 
   await loadNames();
+  welfare.start();
   try {
     const { plan } = await call('/api/v1/site');
     if (plan) {

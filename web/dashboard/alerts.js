@@ -2,6 +2,7 @@
 // state, type, guard and time, each with its audit trail (created, escalated, acknowledged by
 // whom with what note, resolved), and the filtered log exported as CSV.
 import { $, el, coalesce, csvCell, download, localInput, when } from './dom.js';
+import { ALERT_TYPES, typeIcon, typeLabel } from './welfare.js';
 
 // Rows drawn at most; the filters narrow the rest.
 const ROWS_MAX = 200;
@@ -81,11 +82,12 @@ export class AlertLog {
     const signature = `${this.selected}|${rows.slice(0, ROWS_MAX).map((a) => `${a.id}:${a.updated_at}`).join(',')}`;
     if (!force && signature === this.shown) return;
     this.shown = signature;
-    const types = new Set([...this.alerts.values()].map((a) => a.type));
+    // Every type the server raises is offered, whether or not one is listed yet.
+    const types = new Set([...ALERT_TYPES, ...[...this.alerts.values()].map((a) => a.type)]);
     const typeSelect = $('#log-type');
     if (typeSelect.options.length !== types.size + 1) {
       const keep = typeSelect.value;
-      typeSelect.replaceChildren(el('option', { value: '' }, 'any type'), ...[...types].sort().map((t) => el('option', { value: t }, t)));
+      typeSelect.replaceChildren(el('option', { value: '' }, 'any type'), ...[...types].sort().map((t) => el('option', { value: t }, typeLabel(t))));
       typeSelect.value = keep;
     }
     $('#log-count').textContent = rows.length > ROWS_MAX ? `${ROWS_MAX} of ${rows.length}` : `${rows.length}`;
@@ -94,7 +96,7 @@ export class AlertLog {
       'data-id': a.id,
     },
     el('td', {}, el('button', { type: 'button', class: 'link', 'aria-expanded': String(a.id === this.selected), onclick: () => this.show(a.id) }, when(a.created_at))),
-    el('td', {}, a.type),
+    el('td', { class: 'type' }, ...[typeIcon(a.type), typeLabel(a.type)].filter(Boolean)),
     el('td', {}, this.names.get(a.user) ?? a.user),
     el('td', {}, a.state),
     el('td', {}, `L${a.level}`),
