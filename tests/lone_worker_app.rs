@@ -172,8 +172,9 @@ async fn the_phone_answers_the_pre_alarm_and_a_missed_check_in_reaches_the_dashb
 
     let ready = browsers.event("ready").await;
     assert_eq!(ready["deadline"], Value::Null, "no check-in due: {ready}");
-    // Lone work started on another of the guard's devices: the open page hears of the deadline
-    // only through the server's check_in_due on its welfare queue.
+    // Lone work started on another of the guard's devices: the open page hears that its
+    // deadline moved, and (its status reads unanswered) the pre-alarm comes from the server's
+    // check_in_due on its welfare queue.
     let (status, started) = post_json(
         &http,
         &format!("{base}/api/v1/welfare/start"),
@@ -188,9 +189,13 @@ async fn the_phone_answers_the_pre_alarm_and_a_missed_check_in_reaches_the_dashb
         pre["deadline"], first,
         "the pre-alarm of that deadline: {pre}"
     );
+    assert!(
+        pre["statusAsksBefore"].as_u64() >= Some(1),
+        "the notice that the deadline moved made the page ask for its status: {pre}"
+    );
     assert_eq!(
-        pre["statusReadsBefore"], 0,
-        "raised by the queue's message, not by a status read: {pre}"
+        pre["statusAnswersBefore"], 0,
+        "raised by the queue's message, not by a status answer: {pre}"
     );
     assert_eq!(pre["title"], "Are you OK?");
     assert_eq!(pre["role"], "alertdialog");

@@ -141,10 +141,19 @@ async function checkIn(browser) {
   const guard = await openGuard(context, 'guard');
   // The guard has used the phone (a tap): the browser lets the page's audio play.
   await guard.locator('#welfare-title').click();
+  // Until the pre-alarm shows, the page's status reads go unanswered: whatever the page
+  // knows of the deadline then came from its welfare queue.
   const statusReads = [];
+  const statusAnswers = [];
+  const isStatus = (url) => url.includes('/api/v1/welfare/status');
   guard.on('request', (r) => {
-    if (r.url().includes('/api/v1/welfare/status')) statusReads.push(Date.now());
+    if (isStatus(r.url())) statusReads.push(Date.now());
   });
+  guard.on('response', (r) => {
+    if (isStatus(r.url())) statusAnswers.push(Date.now());
+  });
+  const unanswered = (route) => route.abort();
+  await guard.route('**/api/v1/welfare/status*', unanswered);
   await guard.evaluate(() => {
     window.__shown = [];
     new MutationObserver(() => {
@@ -155,10 +164,12 @@ async function checkIn(browser) {
   const readyAt = Date.now();
   emit({ event: 'ready', deadline: await deadlineOf(guard), text: before });
 
-  // Lone work started elsewhere (another of the guard's devices): the page learns of the
-  // deadline only from the server's check_in_due on its welfare queue.
+  // Lone work started elsewhere (another of the guard's devices): the page hears that its
+  // deadline moved (and asks for its status, unanswered here), then the server's
+  // check_in_due on its welfare queue.
   await guard.locator('#prealarm:not([hidden])').waitFor({ timeout: PATIENT });
   const shownAt = await guard.evaluate(() => window.__shown[0]);
+  await guard.unroute('**/api/v1/welfare/status*', unanswered);
   const firstDeadline = Number(await guard.locator('#prealarm').getAttribute('data-deadline'));
   await guard.locator('#prealarm[data-sound="playing"]').waitFor({ timeout: 10000 });
   const sound = await audio(guard);
@@ -166,7 +177,8 @@ async function checkIn(browser) {
   emit({
     event: 'prealarm',
     deadline: firstDeadline,
-    statusReadsBefore: statusReads.filter((t) => t > readyAt && t < shownAt).length,
+    statusAsksBefore: statusReads.filter((t) => t > readyAt && t < shownAt).length,
+    statusAnswersBefore: statusAnswers.filter((t) => t > readyAt && t < shownAt).length,
     title: await guard.locator('#prealarm-title').textContent(),
     role: await guard.locator('#prealarm').getAttribute('role'),
     sound,
