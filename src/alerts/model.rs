@@ -38,6 +38,36 @@ pub enum AlertType {
 }
 
 impl AlertType {
+    /// Every type, in the order the documents list them.
+    pub const ALL: [AlertType; 10] = [
+        AlertType::Panic,
+        AlertType::Medical,
+        AlertType::Security,
+        AlertType::Fire,
+        AlertType::General,
+        AlertType::Geofence,
+        AlertType::CheckInMissed,
+        AlertType::LostContact,
+        AlertType::ManDown,
+        AlertType::Duress,
+    ];
+
+    /// The type's name on the wire (as serde writes it).
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertType::Panic => "PANIC",
+            AlertType::Medical => "MEDICAL",
+            AlertType::Security => "SECURITY",
+            AlertType::Fire => "FIRE",
+            AlertType::General => "GENERAL",
+            AlertType::Geofence => "GEOFENCE",
+            AlertType::CheckInMissed => "CHECK_IN_MISSED",
+            AlertType::LostContact => "LOST_CONTACT",
+            AlertType::ManDown => "MAN_DOWN",
+            AlertType::Duress => "DURESS",
+        }
+    }
+
     /// The priority an alert of this type gets when the raiser names none: a guard who may
     /// be unable to act is critical, a missed check-in or lost contact is high.
     pub fn default_priority(self) -> Priority {
@@ -209,5 +239,19 @@ impl AlertQuery {
             && self.since.is_none_or(|t| alert.updated_at >= t)
             && self.from.is_none_or(|t| alert.created_at >= t)
             && self.to.is_none_or(|t| alert.created_at <= t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AlertType;
+
+    #[test]
+    fn every_type_is_listed_once_under_the_name_serde_gives_it() {
+        for (i, kind) in AlertType::ALL.iter().enumerate() {
+            let wire = serde_json::to_value(kind).expect("a type serializes");
+            assert_eq!(wire, kind.name(), "{kind:?}");
+            assert!(!AlertType::ALL[..i].contains(kind), "{kind:?} listed twice");
+        }
     }
 }

@@ -86,7 +86,8 @@ fn alert_query(params: &HashMap<String, String>) -> Result<AlertQuery, HttpError
                     HttpError::new(
                         ErrorCode::BadRequest,
                         format!(
-                            "unknown type `{name}` (PANIC, MEDICAL, SECURITY, FIRE, GENERAL, GEOFENCE, CHECK_IN_MISSED, LOST_CONTACT, MAN_DOWN, DURESS)"
+                            "unknown type `{name}` ({})",
+                            AlertType::ALL.map(AlertType::name).join(", ")
                         ),
                     )
                 })?,
