@@ -238,6 +238,10 @@ async fn the_phone_answers_the_pre_alarm_and_a_missed_check_in_reaches_the_dashb
     assert_eq!(alert["user"], "g-1");
     let created = number(&alert["created_at"], "created_at");
     let due = second + GRACE_MS;
+    eprintln!(
+        "lone worker: CHECK_IN_MISSED raised {} ms after deadline + grace",
+        created.saturating_sub(due)
+    );
     assert!(
         (due..=due + 1000).contains(&created),
         "raised within 1 s of the grace period's end: created {created}, due {due}"
