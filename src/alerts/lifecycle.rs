@@ -115,9 +115,7 @@ impl Alerts {
         let notices = self.notices("alert.created", &alert)?;
         let mut changes = extra;
         changes.push(Change::put(Record::Alert { id: &alert.id }, &alert)?);
-        for (id, bytes) in &notices {
-            changes.push(Change::Put(Record::Outbox { id }, bytes.clone()));
-        }
+        changes.extend(notices.changes());
         for (due, level) in &pending {
             changes.push(Change::Put(
                 Record::Timer {
@@ -138,7 +136,7 @@ impl Alerts {
             }
         }
         drop(changes);
-        self.hooks.written(&alert.org, notices.len());
+        self.written(&alert.org, &notices);
         self.census.add(AlertState::Open, 1, 1);
         self.wake.notify_one();
         self.announce(&alert, "created").await?;
@@ -251,9 +249,7 @@ impl Alerts {
         let notices = self.notices(&format!("alert.{event}"), &alert)?;
         let mut changes = extra;
         changes.push(Change::put(Record::Alert { id: &alert.id }, &alert)?);
-        for (id, bytes) in &notices {
-            changes.push(Change::Put(Record::Outbox { id }, bytes.clone()));
-        }
+        changes.extend(notices.changes());
         for (due, level) in &cancelled {
             changes.push(Change::Delete(Record::Timer {
                 due: *due,
@@ -263,7 +259,7 @@ impl Alerts {
         }
         self.store.commit(&changes).await?;
         drop(changes);
-        self.hooks.written(&alert.org, notices.len());
+        self.written(&alert.org, &notices);
         self.census.add(was.0, was.1, -1);
         self.census.add(alert.state, alert.level, 1);
         self.announce(&alert, event).await?;
@@ -308,6 +304,10 @@ mod tests {
         Hooks::new(&crate::config::NotifySettings::default(), store.clone())
     }
 
+    fn no_arc(store: &Arc<dyn Store>) -> Arc<crate::arc::Transmitter> {
+        crate::arc::Transmitter::new(&crate::config::ArcSettings::default(), store.clone())
+    }
+
     fn count(alerts: &Alerts, state: AlertState, level: u8) -> i64 {
         alerts
             .census
@@ -325,7 +325,13 @@ mod tests {
             level2_after: Duration::from_secs(300),
             level3_after: Duration::from_secs(900),
         };
-        let alerts = Alerts::new(hub.clone(), store.clone(), escalation, no_hooks(&store));
+        let alerts = Alerts::new(
+            hub.clone(),
+            store.clone(),
+            escalation,
+            no_hooks(&store),
+            no_arc(&store),
+        );
         let new = |user: &str| NewAlert {
             org: "acme".into(),
             user: user.into(),
@@ -354,7 +360,13 @@ mod tests {
             .expect("ack");
         assert_eq!(count(&alerts, AlertState::Open, 1), 1);
         assert_eq!(count(&alerts, AlertState::Acknowledged, 1), 1);
-        let fresh = Alerts::new(hub, store.clone(), escalation, no_hooks(&store));
+        let fresh = Alerts::new(
+            hub,
+            store.clone(),
+            escalation,
+            no_hooks(&store),
+            no_arc(&store),
+        );
         fresh.take_census().await.expect("census");
         assert_eq!(fresh.census.counts(), alerts.census.counts());
     }

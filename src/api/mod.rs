@@ -60,7 +60,7 @@ macro_rules! routes {
 }
 
 /// Every REST route.
-pub static ROUTES: [Route; 44] = routes! {
+pub static ROUTES: [Route; 45] = routes! {
     GET "/healthz" => admin::healthz,
     GET "/readyz" => admin::readyz,
     GET "/metrics" => metrics::metrics,
@@ -104,6 +104,7 @@ pub static ROUTES: [Route; 44] = routes! {
     GET "/api/v1/messages" => messages::conversation,
     GET "/api/v1/websocket/stats" => admin::stats,
     GET "/api/v1/notify/status" => admin::notify_status,
+    GET "/api/v1/arc/status" => admin::arc_status,
     GET "/api/v1/websocket/user/{user}/status" => admin::user_status,
 };
 
