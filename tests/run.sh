@@ -79,6 +79,12 @@ step "Autobahn|Testsuite (wstest)"
 AUTOBAHN_WSTEST="$(bash tests/autobahn/setup.sh)"
 export AUTOBAHN_WSTEST
 
+# The ARC tests' DC-09 receiver is pysiaalarm (PyPI), in a venv under target/pysiaalarm; the
+# system's Python untouched. Not a LOOKOUT_ variable: the binary refuses unknown ones.
+step "pysiaalarm (DC-09 receiver for tests/arc.rs)"
+PYSIAALARM_PYTHON="$(bash tests/arc/setup.sh)"
+export PYSIAALARM_PYTHON
+
 # Supply chain: cargo audit against the RustSec database; exceptions, each with its reason, are
 # in .cargo/audit.toml. Offline against a snapshot when one is at hand (machines without
 # internet have ../shared/advisory-db), else the live database.

@@ -255,6 +255,21 @@ impl TestServer {
             .expect("text")
     }
 
+    /// PUTs `body` as JSON to `path` with `token`: the status and the JSON answer (null if
+    /// none).
+    pub async fn put_json(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http()
+            .put(self.https(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn stats(&self) -> Value {
         let admin = self.token("stats-admin", None, &[Role::Admin]);
         self.http()

@@ -1,0 +1,496 @@
+//! Alarms to an alarm receiving centre over ANSI/SIA DC-09, against a real third-party
+//! receiver: pysiaalarm (PyPI 3.2.2, installed into a venv of its own by tests/arc/setup.sh),
+//! run by tests/arc/receiver.py on 127.0.0.1 with an account and an AES key. It answers only
+//! what it parsed with a valid CRC, a known account, a decryptable body and a timestamp in its
+//! window; the test reads what it acknowledged.
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use lookout::auth::Role;
+use lookout::config::{ArcFormat, ArcReceiver, ArcTransport};
+use serde_json::{json, Value};
+use tokio::io::AsyncBufReadExt;
+
+/// The account the ARC gave acme.
+const ACCOUNT: &str = "12AB";
+/// pysiaalarm's key (its characters are the key's bytes) and the same key as Lookout's
+/// configuration has it (hex of those bytes): AES-128.
+const KEY_ASCII: &str = "0123456789ABCDEF";
+const KEY_HEX: &str = "30313233343536373839414243444546";
+
+/// The venv's python with pysiaalarm: `PYSIAALARM_PYTHON` (set by tests/run.sh), else
+/// tests/arc/setup.sh makes it (idempotent).
+fn python() -> String {
+    if let Ok(p) = std::env::var("PYSIAALARM_PYTHON") {
+        return p;
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new("bash")
+        .arg(format!("{root}/tests/arc/setup.sh"))
+        .output()
+        .expect("tests/arc/setup.sh");
+    assert!(
+        out.status.success(),
+        "tests/arc/setup.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A running pysiaalarm receiver; killed (by its pid) when dropped.
+struct Receiver {
+    child: tokio::process::Child,
+    port: u16,
+    /// Every JSON line it printed.
+    seen: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Receiver {
+    /// On `port` (0: any), TCP or UDP, with `key` (pysiaalarm's form) or none.
+    async fn start(port: u16, udp: bool, key: Option<&str>) -> Receiver {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut cmd = tokio::process::Command::new(python());
+        cmd.arg(format!("{root}/tests/arc/receiver.py"))
+            .args(["--port", &port.to_string(), "--account", ACCOUNT])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(key) = key {
+            cmd.args(["--key", key]);
+        }
+        if udp {
+            cmd.arg("--udp");
+        }
+        let mut child = cmd.spawn().expect("receiver.py");
+        let stdout = child.stdout.take().expect("stdout");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let shared = seen.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            let mut ready = Some(ready_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if let Some(port) = v["ready"].as_u64() {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(port as u16);
+                    }
+                    continue;
+                }
+                shared.lock().expect("lock").push(v);
+            }
+        });
+        let port = tokio::time::timeout(Duration::from_secs(30), ready_rx)
+            .await
+            .expect("the receiver starts")
+            .expect("ready");
+        Receiver { child, port, seen }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().expect("running").to_string()
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = std::process::Command::new("kill")
+            .args([sig, &self.pid()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// The events it acknowledged (NULL messages left out unless `nulls`).
+    fn events(&self, nulls: bool) -> Vec<Value> {
+        self.seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|v| v.get("event").is_some())
+            .filter(|v| nulls || v["event"]["type"] != "NULL")
+            .cloned()
+            .collect()
+    }
+
+    /// What it answered to each message.
+    fn responses(&self) -> Vec<Value> {
+        self.seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|v| v.get("line").is_some())
+            .cloned()
+            .collect()
+    }
+
+    async fn wait_events(&self, n: usize, what: &str) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let events = self.events(false);
+            if events.len() >= n {
+                return events;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: {} of {n} events; answers: {:?}",
+                events.len(),
+                self.responses()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn receiver_config(name: &str, port: u16, format: ArcFormat, udp: bool) -> ArcReceiver {
+    ArcReceiver {
+        name: name.into(),
+        host: "127.0.0.1".into(),
+        port,
+        transport: if udp {
+            ArcTransport::Udp
+        } else {
+            ArcTransport::Tcp
+        },
+        format,
+        receiver_number: Some("1".into()),
+        line_number: "2".into(),
+        account: None,
+        accounts: [("acme".to_string(), ACCOUNT.to_string())].into(),
+        key: Some(KEY_HEX.into()),
+        backup: None,
+        types: Vec::new(),
+        min_priority: None,
+        supervision: Duration::ZERO,
+        ack_timeout: Duration::from_secs(2),
+    }
+}
+
+async fn post(server: &TestServer, path: &str, token: &str, body: Value) -> (u16, Value) {
+    post_json(&server.http(), &server.https(path), token, body).await
+}
+
+async fn put(server: &TestServer, path: &str, token: &str, body: Value) -> (u16, Value) {
+    server.put_json(path, token, body).await
+}
+
+async fn alerts_of_type(server: &TestServer, sup: &str, kind: &str) -> Vec<Value> {
+    let listed = get_json(
+        &server.http(),
+        &server.https(&format!("/api/v1/alerts?type={kind}")),
+        sup,
+    )
+    .await;
+    listed.as_array().cloned().unwrap_or_default()
+}
+
+/// Waits for one alert of `kind` and returns it.
+async fn one_alert(server: &TestServer, sup: &str, kind: &str) -> Value {
+    for _ in 0..300 {
+        if let Some(a) = alerts_of_type(server, sup, kind).await.into_iter().next() {
+            return a;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {kind} alert");
+}
+
+fn now_ms() -> u64 {
+    lookout::clock::now_millis()
+}
+
+/// SIA code, restoral code and zone of each alert type, as docs/arc.md's table has them.
+const TABLE: [(&str, &str, &str, &str, &str); 10] = [
+    ("PANIC", "PA", "PH", "120", "001"),
+    ("DURESS", "HA", "HH", "121", "002"),
+    ("MEDICAL", "MA", "MH", "100", "003"),
+    ("FIRE", "FA", "FH", "110", "004"),
+    ("SECURITY", "BA", "BH", "130", "005"),
+    ("GENERAL", "UA", "UH", "140", "006"),
+    ("MAN_DOWN", "QA", "QH", "101", "007"),
+    ("CHECK_IN_MISSED", "NA", "NS", "102", "008"),
+    ("LOST_CONTACT", "UZ", "UR", "381", "009"),
+    ("GEOFENCE", "UA", "UH", "150", "010"),
+];
+
+/// Raises one alert of every type through what raises it in the field: the REST emergency
+/// (PANIC … MAN_DOWN), the duress PIN, a missed check-in, a guard on shift gone silent, a
+/// guard leaving a required fence. Returns (type, alert id, position) in the order raised.
+async fn raise_every_type(server: &TestServer) -> Vec<(String, String, Option<(f64, f64)>)> {
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let g1 = server.token("g1", Some("acme"), &[Role::Guard]);
+    let mut phone = server.connect(&g1).await;
+    assert!(ok(&phone
+        .publish("/topic/location/g1", location(51.501364, -0.14189))
+        .await));
+    let mut raised = Vec::new();
+    for kind in [
+        "PANIC", "MEDICAL", "FIRE", "SECURITY", "GENERAL", "MAN_DOWN",
+    ] {
+        let (status, body) = post(server, "/api/v1/alerts", &g1, json!({"type": kind})).await;
+        assert_eq!(status, 201, "{body}");
+        raised.push((
+            kind.to_string(),
+            body["id"].as_str().expect("id").to_string(),
+            Some((51.501364, -0.14189)),
+        ));
+    }
+    // Duress: a guard "ends lone work" with the duress PIN.
+    let (status, body) = put(
+        server,
+        "/api/v1/welfare/pin",
+        &g1,
+        json!({"pin": "1234", "duress_pin": "9876"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(server, "/api/v1/welfare/start", &g1, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(
+        server,
+        "/api/v1/welfare/pin",
+        &g1,
+        json!({"pin": "9876", "action": "end_lone_work"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let duress = one_alert(server, &sup, "DURESS").await;
+    raised.push((
+        "DURESS".into(),
+        duress["id"].as_str().expect("id").into(),
+        Some((51.501364, -0.14189)),
+    ));
+    // A missed check-in: check-ins every second for g2, who never checks in.
+    let settings =
+        json!({"enabled": true, "interval_ms": 1000, "pre_alarm_ms": 400, "grace_ms": 500});
+    let (status, body) = put(server, "/api/v1/welfare/settings", &sup, settings).await;
+    assert_eq!(status, 200, "{body}");
+    let g2 = server.token("g2", Some("acme"), &[Role::Guard]);
+    let _g2_phone = server.connect(&g2).await;
+    let (status, body) = post(server, "/api/v1/welfare/start", &g2, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let missed = one_alert(server, &sup, "CHECK_IN_MISSED").await;
+    raised.push((
+        "CHECK_IN_MISSED".into(),
+        missed["id"].as_str().expect("id").into(),
+        None,
+    ));
+    // Check-ins off again: no more of them.
+    let (status, _) = put(
+        server,
+        "/api/v1/welfare/settings",
+        &sup,
+        json!({"enabled": false}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Lost contact: g3 on shift, one fix, then silence.
+    let now = now_ms();
+    let shift = json!({"user": "g3", "site": "hq", "start": now, "end": now + 600_000});
+    let (status, body) = post(server, "/api/v1/shifts", &sup, shift).await;
+    assert_eq!(status, 201, "{body}");
+    let g3 = server.token("g3", Some("acme"), &[Role::Guard]);
+    let mut silent = server.connect(&g3).await;
+    assert!(ok(&silent
+        .publish("/topic/location/g3", location(52.1, 4.3))
+        .await));
+    drop(silent);
+    let lost = one_alert(server, &sup, "LOST_CONTACT").await;
+    raised.push((
+        "LOST_CONTACT".into(),
+        lost["id"].as_str().expect("id").into(),
+        Some((52.1, 4.3)),
+    ));
+    // Geofence: g4 leaves a required fence.
+    let fence = json!({
+        "name": "yard",
+        "kind": "required",
+        "shape": {"type": "Polygon", "coordinates": [[[13.395, 52.495], [13.405, 52.495], [13.405, 52.505], [13.395, 52.505], [13.395, 52.495]]]}
+    });
+    let (status, body) = post(server, "/api/v1/geofences", &sup, fence).await;
+    assert_eq!(status, 201, "{body}");
+    let g4 = server.token("g4", Some("acme"), &[Role::Guard]);
+    let mut walker = server.connect(&g4).await;
+    for lat in [52.5, 52.51, 52.52] {
+        assert!(ok(&walker
+            .publish("/topic/location/g4", location(lat, 13.4))
+            .await));
+    }
+    let geofence = one_alert(server, &sup, "GEOFENCE").await;
+    let position = geofence["position"]["lat"]
+        .as_f64()
+        .zip(geofence["position"]["lon"].as_f64());
+    raised.push((
+        "GEOFENCE".into(),
+        geofence["id"].as_str().expect("id").into(),
+        position,
+    ));
+    drop(walker);
+    drop(phone);
+    raised
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_alert_type_reaches_pysiaalarm_encrypted_with_its_code_account_and_position_and_resolving_sends_its_restoral(
+) {
+    let receiver = Receiver::start(0, false, Some(KEY_ASCII)).await;
+    let port = receiver.port;
+    let server = TestServer::start_with(|c| {
+        c.arc.receivers = vec![receiver_config("arc1", port, ArcFormat::SiaDcs, false)];
+        c.field.check_in_min_interval = Duration::from_millis(500);
+        c.field.lost_contact_after = Duration::from_secs(1);
+    })
+    .await;
+    let raised = raise_every_type(&server).await;
+    assert_eq!(raised.len(), 10);
+    let alarms = receiver.wait_events(10, "every alarm").await;
+
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    for (_, id, _) in &raised {
+        let (status, body) = post(
+            &server,
+            &format!("/api/v1/alerts/{id}/resolve"),
+            &sup,
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    receiver
+        .wait_events(alarms.len() + 10, "every restoral")
+        .await;
+    let all = receiver.events(false);
+    let restorals: Vec<&Value> = all
+        .iter()
+        .filter(|e| TABLE.iter().any(|row| e["event"]["code"] == row.2))
+        .collect();
+    // Each alarm once, in the order raised (a missed check-in may be raised twice before
+    // check-ins are off: the first one counts).
+    let mut firsts: Vec<&Value> = Vec::new();
+    for e in &alarms {
+        let e = &e["event"];
+        if !firsts
+            .iter()
+            .any(|f| f["code"] == e["code"] && f["message"] == e["message"])
+        {
+            firsts.push(e);
+        }
+    }
+    assert_eq!(firsts.len(), 10, "{firsts:?}");
+    for first in &firsts {
+        let copies = alarms
+            .iter()
+            .filter(|e| {
+                e["event"]["code"] == first["code"] && e["event"]["message"] == first["message"]
+            })
+            .count();
+        assert!(
+            copies == 1 || first["message"] == "008",
+            "each alarm once: {first}"
+        );
+    }
+
+    for (n, (kind, _, position)) in raised.iter().enumerate() {
+        let (_, alarm_code, restore_code, _, zone) = TABLE
+            .iter()
+            .find(|row| row.0 == kind)
+            .copied()
+            .expect("in the table");
+        // In order: the alarms as raised.
+        let alarm = firsts[n];
+        assert_eq!(alarm["code"], alarm_code, "{kind}: {alarm}");
+        assert_eq!(alarm["message"], zone, "{kind}: {alarm}");
+        assert_eq!(alarm["account"], ACCOUNT, "{kind}: {alarm}");
+        assert_eq!(alarm["type"], "SIA-DCS");
+        assert_eq!(alarm["encrypted"], true, "{kind}: {alarm}");
+        assert_eq!(alarm["valid_crc"], true);
+        assert_eq!(alarm["receiver"], "R1");
+        assert_eq!(alarm["line"], "L2");
+        assert!(alarm["timestamp"].is_string(), "{alarm}");
+        match position {
+            Some((lat, lon)) => {
+                let x = alarm["xdata"]["X"].as_str().expect("X");
+                let y = alarm["xdata"]["Y"].as_str().expect("Y");
+                let lon_text = format!("{}{:.6}", if *lon < 0.0 { 'W' } else { 'E' }, lon.abs());
+                let lat_text = format!("{}{:.6}", if *lat < 0.0 { 'S' } else { 'N' }, lat.abs());
+                assert_eq!((x, y), (lon_text.as_str(), lat_text.as_str()), "{kind}");
+            }
+            None => assert!(alarm["xdata"].get("X").is_none(), "{kind}: {alarm}"),
+        }
+        let restoral = restorals
+            .iter()
+            .map(|e| &e["event"])
+            .find(|e| e["code"] == restore_code && e["message"] == zone)
+            .unwrap_or_else(|| panic!("{kind}'s restoral {restore_code}: {restorals:?}"));
+        assert_eq!(restoral["account"], ACCOUNT);
+        assert_eq!(restoral["encrypted"], true);
+    }
+    // The guard is named in the alarm text.
+    assert_eq!(alarms[0]["event"]["xdata"]["I"], "g1");
+    // pysiaalarm answered nothing but ACK.
+    let answers: Vec<Value> = receiver
+        .responses()
+        .iter()
+        .map(|r| r["response"].clone())
+        .collect();
+    assert!(answers.iter().all(|a| a == "ACK"), "{answers:?}");
+    // Everything acknowledged: the outbox is empty, the latency is known.
+    let status = get_json(&server.http(), &server.https("/api/v1/arc/status"), &sup).await;
+    let r = &status["receivers"][0];
+    assert_eq!(r["pending"], 0, "{status}");
+    assert_eq!(r["delivered"], all.len(), "{status}");
+    assert_eq!(r["up"], true, "{status}");
+    server.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contact_id_over_udp_with_aes_256_reaches_pysiaalarm_with_its_event_code_and_restoral() {
+    let key_ascii = "0123456789ABCDEF0123456789ABCDEF";
+    let receiver = Receiver::start(0, true, Some(key_ascii)).await;
+    let port = receiver.port;
+    let server = TestServer::start_with(|c| {
+        let mut r = receiver_config("arc-cid", port, ArcFormat::AdmCid, true);
+        r.key = Some(hex::encode(key_ascii));
+        c.arc.receivers = vec![r];
+    })
+    .await;
+    // No position: pysiaalarm reads one extended data field in a Contact ID message (DC-09
+    // allows several); the alarm text is that one.
+    let g1 = server.token("g1", Some("acme"), &[Role::Guard]);
+    let (status, body) = post(&server, "/api/v1/alerts", &g1, json!({"type": "PANIC"})).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().expect("id").to_string();
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let (status, body) = post(
+        &server,
+        &format!("/api/v1/alerts/{id}/resolve"),
+        &sup,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let events = receiver.wait_events(2, "alarm and restoral").await;
+    let (alarm, restoral) = (&events[0]["event"], &events[1]["event"]);
+    assert_eq!(alarm["type"], "ADM-CID");
+    assert_eq!(alarm["event_qualifier"], "1", "{alarm}");
+    assert_eq!(alarm["event_type"], "120", "{alarm}");
+    assert_eq!(alarm["partition"], "01");
+    assert_eq!(alarm["code"], "PA", "pysiaalarm's mapping of 1120");
+    assert_eq!(alarm["encrypted"], true);
+    assert_eq!(alarm["account"], ACCOUNT);
+    assert_eq!(restoral["event_qualifier"], "3", "{restoral}");
+    assert_eq!(restoral["event_type"], "120");
+    assert_eq!(restoral["code"], "PH");
+    server.stop().await;
+    receiver.stop().await;
+}
