@@ -494,3 +494,237 @@ async fn contact_id_over_udp_with_aes_256_reaches_pysiaalarm_with_its_event_code
     server.stop().await;
     receiver.stop().await;
 }
+
+/// A port no receiver listens on yet (bound, then freed).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Raises a PANIC for each guard, in turn; returns their alert ids.
+async fn panics(server: &TestServer, guards: &[&str]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for g in guards {
+        let token = server.token(g, Some("acme"), &[Role::Guard]);
+        let (status, body) = post(server, "/api/v1/alerts", &token, json!({"type": "PANIC"})).await;
+        assert_eq!(status, 201, "{body}");
+        ids.push(body["id"].as_str().expect("id").to_string());
+    }
+    ids
+}
+
+/// The guards named by the alarms a receiver acknowledged, in order.
+fn guards_of(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            e["event"]["xdata"]["I"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_panics_while_the_receiver_is_down_for_10_s_arrive_once_in_order_when_it_returns() {
+    let port = free_port();
+    let server = TestServer::start_with(|c| {
+        c.arc.receivers = vec![receiver_config("arc1", port, ArcFormat::SiaDcs, false)];
+    })
+    .await;
+    let down_since = tokio::time::Instant::now();
+    panics(&server, &["g1", "g2", "g3"]).await;
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(down_since.elapsed())).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let status = get_json(&server.http(), &server.https("/api/v1/arc/status"), &sup).await;
+    assert_eq!(status["receivers"][0]["pending"], 3, "{status}");
+    assert_eq!(status["receivers"][0]["up"], false, "{status}");
+    let receiver = Receiver::start(port, false, Some(KEY_ASCII)).await;
+    let back = tokio::time::Instant::now();
+    let events = receiver.wait_events(3, "the three panics").await;
+    let after = back.elapsed();
+    // Once each: nothing more comes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let events_later = receiver.events(false);
+    assert_eq!(guards_of(&events), ["g1", "g2", "g3"], "in order");
+    assert_eq!(events_later.len(), 3, "once each: {events_later:?}");
+    assert!(
+        after < Duration::from_secs(8),
+        "delivered {after:?} after the receiver returned"
+    );
+    eprintln!("receiver back: the three panics acknowledged {after:?} later");
+    server.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_primary_down_the_panics_go_to_the_backup_at_once() {
+    let primary = free_port();
+    let backup = Receiver::start(0, false, Some(KEY_ASCII)).await;
+    let backup_port = backup.port;
+    let server = TestServer::start_with(|c| {
+        let mut r = receiver_config("arc1", primary, ArcFormat::SiaDcs, false);
+        r.backup = Some(format!("127.0.0.1:{backup_port}"));
+        c.arc.receivers = vec![r];
+    })
+    .await;
+    let raised = tokio::time::Instant::now();
+    panics(&server, &["g1", "g2", "g3"]).await;
+    let events = backup
+        .wait_events(3, "the three panics at the backup")
+        .await;
+    let took = raised.elapsed();
+    assert_eq!(guards_of(&events), ["g1", "g2", "g3"], "in order");
+    assert!(took < Duration::from_secs(3), "at once: {took:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(backup.events(false).len(), 3, "once each");
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let status = get_json(&server.http(), &server.https("/api/v1/arc/status"), &sup).await;
+    let paths = &status["receivers"][0]["paths"];
+    assert_eq!(paths[0]["state"], "down", "{status}");
+    assert_eq!(paths[1]["state"], "up", "{status}");
+    assert_eq!(status["receivers"][0]["up"], true, "{status}");
+    eprintln!("primary down: the three panics acknowledged by the backup {took:?} after the first was raised");
+    server.stop().await;
+    backup.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_between_the_alert_and_the_ack_still_delivers_it_once_after_the_restart() {
+    let port = free_port();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let config = config_file(
+        &data,
+        &format!(
+            "[[arc.receivers]]\nname = \"arc1\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             receiver_number = \"1\"\nline_number = \"2\"\naccount = \"{ACCOUNT}\"\n\
+             key = \"{KEY_HEX}\"\nack_timeout = \"1s\"\nsupervision = \"0s\"\n"
+        ),
+    );
+    let env = [("LOOKOUT_CONFIG", config.as_str())];
+    let node = Binary::serve(&data, &env);
+    let http = http_client(&node.cert_pem());
+    let guard = node.token("g1", Some("acme"), &[Role::Guard]);
+    let (status, body) = post_json(
+        &http,
+        &format!("https://{}/api/v1/alerts", node.addr),
+        &guard,
+        json!({"type": "PANIC"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // The receiver has not answered (it is not there): kill -9, then start again.
+    let node = node.kill_9_and_restart(&env);
+    let receiver = Receiver::start(port, false, Some(KEY_ASCII)).await;
+    let events = receiver.wait_events(1, "the panic after the restart").await;
+    assert_eq!(events[0]["event"]["code"], "PA");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(receiver.events(false).len(), 1, "once");
+    let admin = node.token("root", None, &[Role::Admin]);
+    let http = http_client(&node.cert_pem());
+    let status = get_json(
+        &http,
+        &format!("https://{}/api/v1/arc/status", node.addr),
+        &admin,
+    )
+    .await;
+    assert_eq!(status["receivers"][0]["pending"], 0, "{status}");
+    drop(node);
+    receiver.stop().await;
+}
+
+/// The value of the `lookout_arc_receiver_up` sample of `path`, if any.
+fn receiver_up(metrics: &str, path: &str) -> Option<String> {
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("lookout_arc_receiver_up{")
+                && l.contains("receiver=\"arc1\"")
+                && l.contains(&format!("path=\"{path}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .map(str::to_string)
+}
+
+/// Waits (10 s at most) until `/metrics` says the primary path is `want` (`1` up, `0` down).
+async fn wait_receiver_up(server: &TestServer, want: &str, what: &str) {
+    let since = tokio::time::Instant::now();
+    while receiver_up(&server.metrics().await, "primary").as_deref() != Some(want) {
+        assert!(since.elapsed() < Duration::from_secs(10), "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_messages_supervise_the_link_every_2_s_and_a_receiver_that_stops_answering_shows_down()
+{
+    let receiver = Receiver::start(0, false, Some(KEY_ASCII)).await;
+    let port = receiver.port;
+    let server = TestServer::start_with(|c| {
+        let mut r = receiver_config("arc1", port, ArcFormat::SiaDcs, false);
+        r.supervision = Duration::from_secs(2);
+        r.ack_timeout = Duration::from_secs(1);
+        c.arc.receivers = vec![r];
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(9_500)).await;
+    let nulls: Vec<u64> = receiver
+        .events(true)
+        .iter()
+        .filter(|e| e["event"]["type"] == "NULL")
+        .map(|e| e["t"].as_u64().unwrap_or_default())
+        .collect();
+    // At start, then every 2 s: 5 in 9.5 s.
+    assert!((4..=6).contains(&nulls.len()), "{nulls:?}");
+    for pair in nulls.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!((1_500..=2_700).contains(&gap), "NULL every 2 s: {nulls:?}");
+    }
+    let null = receiver
+        .events(true)
+        .into_iter()
+        .find(|e| e["event"]["type"] == "NULL")
+        .expect("a NULL");
+    assert_eq!(null["event"]["encrypted"], true, "{null}");
+    assert_eq!(null["event"]["account"], ACCOUNT, "{null}");
+    assert_eq!(
+        receiver_up(&server.metrics().await, "primary").as_deref(),
+        Some("1")
+    );
+
+    // The receiver stops answering (SIGSTOP: its socket still accepts, nothing replies).
+    receiver.signal("-STOP");
+    let stopped = tokio::time::Instant::now();
+    wait_receiver_up(&server, "0", "never shown down").await;
+    eprintln!(
+        "shown down in /metrics {:?} after the receiver stopped answering",
+        stopped.elapsed()
+    );
+    let ready = server
+        .http()
+        .get(server.https("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(
+        ready.status().as_u16(),
+        200,
+        "a receiver down does not make the node unready"
+    );
+    let ready: Value = ready.json().await.expect("json");
+    assert_eq!(ready["details"]["arc"][0]["up"], false, "{ready}");
+    assert_eq!(
+        ready["details"]["arc"][0]["paths"][0]["state"], "down",
+        "{ready}"
+    );
+    // It answers again: up again.
+    receiver.signal("-CONT");
+    wait_receiver_up(&server, "1", "never shown up again").await;
+    server.stop().await;
+    receiver.stop().await;
+}

@@ -325,7 +325,7 @@ pub fn decode_reply(bytes: &[u8], key: Option<&Key>) -> Result<Reply, Dc09Error>
         let key = key.ok_or(Dc09Error::Decrypt)?;
         let hex_part = data.trim_end_matches(']');
         let mut buf = hex::decode(hex_part).map_err(|_| Dc09Error::Decrypt)?;
-        if buf.is_empty() || buf.len() % 16 != 0 {
+        if buf.is_empty() || !buf.len().is_multiple_of(16) {
             return Err(Dc09Error::Decrypt);
         }
         key.decrypt(&mut buf)?;
@@ -450,7 +450,7 @@ mod tests {
             .strip_prefix(r#""*SIA-DCS"0042R0L0#AAA["#)
             .expect("head");
         let mut buf = hex::decode(hex_part).expect("hex");
-        assert_eq!(buf.len() % 16, 0);
+        assert!(buf.len().is_multiple_of(16));
         key.decrypt(&mut buf).expect("decrypt");
         let plain = String::from_utf8(buf).expect("ascii");
         let (pad, data) = plain.split_once('|').expect("bar");
@@ -530,7 +530,7 @@ mod tests {
         let key = Key::from_hex("41414141414141414141414141414141").expect("key");
         // As pysiaalarm answers: `]` and the timestamp, zero-filled at the front.
         let mut plain = b"0000000000000]_08:40:47,07-08-2020".to_vec();
-        while plain.len() % 16 != 0 {
+        while !plain.len().is_multiple_of(16) {
             plain.insert(0, b'0');
         }
         key.encrypt(&mut plain).expect("encrypt");

@@ -21,7 +21,7 @@ use crate::config::{ArcFormat, ArcReceiver, ArcSettings};
 use crate::store::{Change, Record, Records, Store, StoreError};
 
 /// Retry backoff when no path answers: from the first to the longest wait.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(10));
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(5));
 /// How often a deliverer looks at the outbox without being woken.
 const POLL: Duration = Duration::from_secs(1);
 /// In cluster mode one node delivers a receiver's alarms at a time, under a lease this long.
@@ -493,10 +493,10 @@ impl Transmitter {
                     }
                 }
             } else if leased && !supervision.is_zero() {
-                for p in 0..session.paths.len() {
-                    let due = !supervised_once[p] || session.last_sent[p].elapsed() >= supervision;
+                for (p, once) in supervised_once.iter_mut().enumerate() {
+                    let due = !*once || session.last_sent[p].elapsed() >= supervision;
                     if due && !stop.is_cancelled() {
-                        supervised_once[p] = true;
+                        *once = true;
                         self.supervise(r, &mut session, p).await;
                     }
                 }
