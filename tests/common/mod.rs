@@ -2,6 +2,7 @@
 //! directory, and WebSocket clients built on tokio-tungstenite (not the server's library).
 #![allow(dead_code)]
 
+pub mod dc09;
 pub mod process;
 pub mod redis;
 pub mod sio;
