@@ -598,3 +598,54 @@ async fn null_messages_supervise_the_link_every_2_s_and_a_receiver_that_stops_an
     server.stop().await;
     receiver.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_operations_panel_shows_a_receiver_that_stops_answering_as_down() {
+    let receiver = Receiver::start(0, false, Some(KEY_ASCII)).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let config = config_file(
+        &data,
+        &format!(
+            "[[arc.receivers]]\nname = \"arc1\"\nhost = \"127.0.0.1\"\nport = {}\n\
+             receiver_number = \"1\"\nline_number = \"2\"\naccount = \"{ACCOUNT}\"\n\
+             key = \"{KEY_HEX}\"\nack_timeout = \"1s\"\nsupervision = \"2s\"\n",
+            receiver.port
+        ),
+    );
+    let node = Binary::serve(&data, &[("LOOKOUT_CONFIG", config.as_str())]);
+    let link = format!(
+        "https://{}/#link={}",
+        node.addr,
+        node.link("sup", "acme", Role::Supervisor)
+    );
+    let artifacts = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/artifacts");
+    let mut script = NodeScript::run(
+        "arc_dashboard.mjs",
+        &[
+            ("LOOKOUT_LINK", link),
+            ("LOOKOUT_ARTIFACTS", artifacts.display().to_string()),
+            ("CHROMIUM", chromium()),
+        ],
+    );
+    let up = script.event("up").await;
+    assert!(
+        up["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("primary up"),
+        "{up}"
+    );
+    receiver.signal("-STOP");
+    let down = script.event("down").await;
+    let text = down["text"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("DOWN") && text.contains("primary down"),
+        "{down}"
+    );
+    assert_eq!(down["problems"], json!([]), "{down}");
+    script.finish().await;
+    receiver.signal("-CONT");
+    drop(node);
+    receiver.stop().await;
+}
