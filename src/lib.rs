@@ -56,7 +56,7 @@ pub(crate) mod alerts;
 pub(crate) mod amqp;
 pub(crate) mod api;
 pub mod app;
-pub(crate) mod arc;
+pub mod arc;
 pub mod auth;
 pub mod channel;
 pub mod cli;

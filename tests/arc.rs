@@ -649,3 +649,151 @@ async fn the_dashboards_operations_panel_shows_a_receiver_that_stops_answering_a
     drop(node);
     receiver.stop().await;
 }
+
+/// A DC-09 receiver of the test's own on 127.0.0.1, without encryption: each message's body
+/// (from its first `"` to before its CR) is kept, and `answer(n, body)` gives the body of the
+/// reply to the `n`-th, framed with its CRC and length.
+async fn scripted_receiver(
+    answer: impl Fn(usize, &str) -> String + Send + Sync + 'static,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (kept, answer) = (bodies.clone(), std::sync::Arc::new(answer));
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let (kept, answer) = (kept.clone(), answer.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while let Ok(n) = tcp.read(&mut chunk).await {
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.iter().position(|b| *b == b'\r') {
+                        let frame: Vec<u8> = buf.drain(..=end).collect();
+                        let text = String::from_utf8_lossy(&frame).trim().to_string();
+                        let body = text.get(8..).unwrap_or_default().to_string();
+                        let n = {
+                            let mut kept = kept.lock().expect("lock");
+                            kept.push(body.clone());
+                            kept.len() - 1
+                        };
+                        let reply = answer(n, &body);
+                        let framed = format!(
+                            "\n{:04X}{:04X}{reply}\r",
+                            lookout::arc::dc09::crc16(reply.as_bytes()),
+                            reply.len()
+                        );
+                        if tcp.write_all(framed.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (port, bodies)
+}
+
+/// The sequence number of a message body (`"SIA-DCS"0042…`).
+fn seq_of(body: &str) -> String {
+    body.rsplit_once('"')
+        .map(|(_, rest)| rest.chars().take(4).collect())
+        .unwrap_or_default()
+}
+
+fn plain_receiver(port: u16) -> ArcReceiver {
+    let mut r = receiver_config("arc1", port, ArcFormat::SiaDcs, false);
+    r.key = None;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nak_with_the_receivers_time_resends_the_message_at_once_on_the_receivers_clock() {
+    // The receiver's clock is 100 s ahead: it refuses the first message with its time.
+    let ahead = 100;
+    let (port, bodies) = scripted_receiver(move |n, body| {
+        let now = i64::try_from(now_ms() / 1000).expect("secs");
+        if n == 0 {
+            format!(
+                "\"NAK\"0000R1L2A0[]{}",
+                lookout::arc::dc09::timestamp(now + ahead)
+            )
+        } else {
+            format!("\"ACK\"{}R1L2#{ACCOUNT}[]", seq_of(body))
+        }
+    })
+    .await;
+    let server = TestServer::start_with(|c| c.arc.receivers = vec![plain_receiver(port)]).await;
+    let raised = tokio::time::Instant::now();
+    panics(&server, &["g1"]).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    loop {
+        let status = get_json(&server.http(), &server.https("/api/v1/arc/status"), &sup).await;
+        if status["receivers"][0]["delivered"] == 1 {
+            break;
+        }
+        assert!(raised.elapsed() < Duration::from_secs(10), "{status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        raised.elapsed() < Duration::from_secs(2),
+        "resent at once: {:?}",
+        raised.elapsed()
+    );
+    let bodies = bodies.lock().expect("lock").clone();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(seq_of(&bodies[0]), seq_of(&bodies[1]), "the same message");
+    let stamp = |b: &str| {
+        b.rsplit_once('_')
+            .and_then(|(_, t)| lookout::arc::dc09::parse_timestamp(t))
+            .expect("timestamp")
+    };
+    let now = i64::try_from(now_ms() / 1000).expect("secs");
+    assert!((stamp(&bodies[0]) - now).abs() <= 5, "{bodies:?}");
+    assert!(
+        (stamp(&bodies[1]) - (now + ahead)).abs() <= 5,
+        "on the receiver's clock: {bodies:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_the_receiver_does_not_understand_becomes_a_dead_letter_and_the_next_ones_go_on() {
+    // The receiver answers DUH to every message about g1, ACK to the rest.
+    let (port, bodies) = scripted_receiver(|_, body| {
+        if body.contains("[Ig1]") {
+            format!("\"DUH\"{}R1L2#{ACCOUNT}[]", seq_of(body))
+        } else {
+            format!("\"ACK\"{}R1L2#{ACCOUNT}[]", seq_of(body))
+        }
+    })
+    .await;
+    let server = TestServer::start_with(|c| c.arc.receivers = vec![plain_receiver(port)]).await;
+    panics(&server, &["g1", "g2"]).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let since = tokio::time::Instant::now();
+    let status = loop {
+        let status = get_json(&server.http(), &server.https("/api/v1/arc/status"), &sup).await;
+        if status["receivers"][0]["delivered"] == 1 {
+            break status;
+        }
+        assert!(since.elapsed() < Duration::from_secs(15), "{status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status["receivers"][0]["dead_letters"], 1, "{status}");
+    assert_eq!(status["receivers"][0]["pending"], 0, "{status}");
+    let bodies = bodies.lock().expect("lock").clone();
+    let g1: Vec<&String> = bodies.iter().filter(|b| b.contains("[Ig1]")).collect();
+    assert_eq!(g1.len(), 3, "refused three times, then kept: {bodies:?}");
+    assert!(
+        bodies.last().is_some_and(|b| b.contains("[Ig2]")),
+        "g2's after g1's: {bodies:?}"
+    );
+    server.stop().await;
+}

@@ -19,9 +19,9 @@
 //! Reaches durable state only through the store. Never logs a key, a frame or an account's
 //! data; knows nothing of alerts beyond their type, priority, org, guard and position.
 
-pub mod codes;
+pub(crate) mod codes;
 pub mod dc09;
 mod link;
 mod transmitter;
 
-pub use self::transmitter::Transmitter;
+pub(crate) use self::transmitter::Transmitter;

@@ -482,7 +482,12 @@ impl Transmitter {
                             backoff = BACKOFF.0;
                         }
                         Err(Failure::Refused) => {
-                            self.refused(r, entry).await;
+                            // A dead letter no longer holds the ones after it; until then the
+                            // order is kept and it goes again soon.
+                            if !self.refused(r, entry).await {
+                                next_try = Instant::now() + BACKOFF.0;
+                                break;
+                            }
                         }
                         Err(Failure::Retry(e)) => {
                             tracing::warn!(receiver = %r.config.name, alert = %entry.alert, error = %e, "alarm to the ARC not acknowledged; retrying");
@@ -728,8 +733,9 @@ impl Transmitter {
         result
     }
 
-    /// Counts a `DUH` from every path; after [`MAX_REFUSALS`] the alarm is a dead letter.
-    async fn refused(&self, r: &Receiver, entry: &Entry) {
+    /// Counts a `DUH` from every path; after [`MAX_REFUSALS`] the alarm is a dead letter
+    /// (true).
+    async fn refused(&self, r: &Receiver, entry: &Entry) -> bool {
         let mut entry = entry.clone();
         entry.refusals += 1;
         entry.dead = entry.refusals >= MAX_REFUSALS;
@@ -740,9 +746,12 @@ impl Transmitter {
         };
         if let Err(e) = written {
             tracing::warn!(error = %e, "counting an ARC refusal");
-        } else if entry.dead {
+            return false;
+        }
+        if entry.dead {
             tracing::error!(receiver = %r.config.name, alert = %entry.alert, "the ARC refused an alarm {MAX_REFUSALS} times (DUH): kept as a dead letter");
         }
+        entry.dead
     }
 }
 
