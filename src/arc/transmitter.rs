@@ -477,7 +477,13 @@ impl Transmitter {
                     if stop.is_cancelled() {
                         return;
                     }
-                    match self.send_alarm(r, &mut session, entry).await {
+                    // Stopping does not wait for an answer: the record stays, and the message
+                    // goes again after the restart.
+                    let sent = tokio::select! {
+                        sent = self.send_alarm(r, &mut session, entry) => sent,
+                        _ = stop.cancelled() => return,
+                    };
+                    match sent {
                         Ok(()) => {
                             backoff = BACKOFF.0;
                         }
@@ -500,9 +506,12 @@ impl Transmitter {
             } else if leased && !supervision.is_zero() {
                 for (p, once) in supervised_once.iter_mut().enumerate() {
                     let due = !*once || session.last_sent[p].elapsed() >= supervision;
-                    if due && !stop.is_cancelled() {
+                    if due {
                         *once = true;
-                        self.supervise(r, &mut session, p).await;
+                        tokio::select! {
+                            _ = self.supervise(r, &mut session, p) => {}
+                            _ = stop.cancelled() => return,
+                        }
                     }
                 }
             }
