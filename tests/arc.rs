@@ -797,3 +797,48 @@ async fn an_alarm_the_receiver_does_not_understand_becomes_a_dead_letter_and_the
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_supervisor_sees_the_receivers_but_only_its_own_orgs_alarms_waiting() {
+    // Nobody listens: acme's and globex's alarms wait.
+    let port = free_port();
+    let server = TestServer::start_with(|c| {
+        let mut r = receiver_config("arc1", port, ArcFormat::SiaDcs, false);
+        r.account = Some("ABC".into());
+        c.arc.receivers = vec![r];
+    })
+    .await;
+    panics(&server, &["g1", "g2"]).await;
+    let globex = server.token("g9", Some("globex"), &[Role::Guard]);
+    let (status, body) = post(&server, "/api/v1/alerts", &globex, json!({"type": "PANIC"})).await;
+    assert_eq!(status, 201, "{body}");
+    let acme = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let theirs = server.token("sup", Some("globex"), &[Role::Supervisor]);
+    let admin = server.token("root", None, &[Role::Admin]);
+    let status = |token: String| {
+        let server = &server;
+        async move { get_json(&server.http(), &server.https("/api/v1/arc/status"), &token).await }
+    };
+    let (acme, globex, all) = (
+        status(acme).await,
+        status(theirs).await,
+        status(admin).await,
+    );
+    assert_eq!(acme["receivers"][0]["pending"], 2, "{acme}");
+    assert_eq!(globex["receivers"][0]["pending"], 1, "{globex}");
+    assert_eq!(all["receivers"][0]["pending"], 3, "{all}");
+    assert_eq!(globex["dropped"], Value::Null, "{globex}");
+    assert_eq!(all["dropped"], 0, "{all}");
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let (code, _) = post(&server, "/api/v1/alerts", &guard, json!({"type": "FIRE"})).await;
+    assert_eq!(code, 201);
+    let refused = server
+        .http()
+        .get(server.https("/api/v1/arc/status"))
+        .bearer_auth(&guard)
+        .send()
+        .await
+        .expect("status");
+    assert_eq!(refused.status().as_u16(), 403, "not for guards");
+    server.stop().await;
+}

@@ -43,20 +43,29 @@ pub async fn readyz(call: Call) -> Result<Response<Body>, HttpError> {
 }
 
 /// `GET /api/v1/arc/status`: each alarm receiving centre's receiver, its paths, outbox,
-/// failures and latencies (admins and supervisors: the dashboard's operations panel).
+/// failures and latencies (admins and supervisors: the dashboard's operations panel). A
+/// supervisor's counts of alarms waiting and refused are its own org's.
 pub async fn arc_status(call: Call) -> Result<Response<Body>, HttpError> {
-    call.who_is(
+    let who = call.who_is(
         &[Role::Admin, Role::Supervisor],
         "ARC status is for admins and supervisors",
     )?;
+    let org = match who.is(Role::Admin) {
+        true => None,
+        false => Some(who.org.as_deref().unwrap_or_default()),
+    };
     let arc = call.state.field.alerts().arc().clone();
-    let receivers = arc.status().await?;
+    let receivers = arc.status(org).await?;
     Ok(json_response(
         200,
         &serde_json::json!({
+            // Alarms waiting, all receivers together (the caller's org's for a supervisor).
+            "outbox": receivers.iter().map(|r| r.pending).sum::<usize>(),
+            // Dropped over arc.max_outbox, every org's: admins only.
+            "dropped": org
+                .is_none()
+                .then(|| arc.dropped.load(std::sync::atomic::Ordering::Relaxed)),
             "receivers": receivers,
-            "outbox": arc.depth(),
-            "dropped": arc.dropped.load(std::sync::atomic::Ordering::Relaxed),
         }),
     ))
 }

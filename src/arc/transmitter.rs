@@ -340,9 +340,12 @@ impl Transmitter {
         *self.depth_per_org.lock() = per_org;
     }
 
-    /// Each receiver's state, with what waits for it now.
-    pub async fn status(&self) -> Result<Vec<ReceiverStatus>, StoreError> {
-        let entries = self.entries().await?;
+    /// Each receiver's state, with what waits for it now (of `org` only, when given).
+    pub async fn status(&self, org: Option<&str>) -> Result<Vec<ReceiverStatus>, StoreError> {
+        let mut entries = self.entries().await?;
+        if let Some(org) = org {
+            entries.retain(|e| e.org == org);
+        }
         Ok(self
             .receivers
             .iter()
