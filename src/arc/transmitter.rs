@@ -417,6 +417,17 @@ impl Transmitter {
 
     /// Delivers until `stop`: one deliverer per receiver.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        // Alarms for a receiver no longer configured wait for it to be configured again (they
+        // still count against their org's budget): said once, at start.
+        if let Ok(all) = self.entries().await {
+            let orphans = all
+                .iter()
+                .filter(|e| !self.receivers.iter().any(|r| r.config.name == e.receiver))
+                .count();
+            if orphans > 0 {
+                tracing::error!(orphans, "alarms wait in the ARC outbox for a receiver no longer configured (arc.receivers: its name)");
+            }
+        }
         let mut deliverers = tokio::task::JoinSet::new();
         for i in 0..self.receivers.len() {
             deliverers.spawn(self.clone().deliver(i, stop.clone()));
