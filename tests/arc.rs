@@ -40,6 +40,7 @@ fn receiver_config(name: &str, port: u16, format: ArcFormat, udp: bool) -> ArcRe
         backup: None,
         types: Vec::new(),
         min_priority: None,
+        min_level: None,
         supervision: Duration::ZERO,
         ack_timeout: Duration::from_secs(2),
     }
@@ -841,4 +842,53 @@ async fn a_supervisor_sees_the_receivers_but_only_its_own_orgs_alarms_waiting() 
         .expect("status");
     assert_eq!(refused.status().as_u16(), 403, "not for guards");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_min_level_2_only_an_alert_nobody_acknowledged_in_time_goes_to_the_arc() {
+    let receiver = Receiver::start(0, false, Some(KEY_ASCII)).await;
+    let port = receiver.port;
+    let server = TestServer::start_with(|c| {
+        let mut r = receiver_config("arc1", port, ArcFormat::SiaDcs, false);
+        r.min_level = Some(2);
+        c.arc.receivers = vec![r];
+        c.alerts.level2_after = Duration::from_secs(2);
+        c.alerts.level3_after = Duration::from_secs(4);
+    })
+    .await;
+    let ids = panics(&server, &["g1", "g2"]).await;
+    // g2's is acknowledged at once: it never escalates, never goes.
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let (status, body) = post(
+        &server,
+        &format!("/api/v1/alerts/{}/ack", ids[1]),
+        &sup,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(receiver.events(false).is_empty(), "not before level 2");
+    let events = receiver.wait_events(1, "g1's alarm at level 2").await;
+    assert_eq!(guards_of(&events), ["g1"]);
+    // Level 3 sends nothing more; resolving sends the restoral, for g1's alone.
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    assert_eq!(receiver.events(false).len(), 1, "once");
+    for id in &ids {
+        let (status, body) = post(
+            &server,
+            &format!("/api/v1/alerts/{id}/resolve"),
+            &sup,
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let events = receiver.wait_events(2, "g1's restoral").await;
+    assert_eq!(events[1]["event"]["code"], "PH");
+    assert_eq!(guards_of(&events), ["g1", "g1"]);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(receiver.events(false).len(), 2, "nothing for g2's");
+    server.stop().await;
+    receiver.stop().await;
 }

@@ -243,19 +243,22 @@ impl Transmitter {
     }
 
     /// The outbox records for `event` of `alert` (the `index`-th of its history), one per
-    /// receiver that takes it, to be written with the alert change: the alarm on
-    /// `alert.created`, its restoral on `alert.resolved`. Each is `(record id, encoded)`.
+    /// receiver that takes it, to be written with the alert change: the alarm when the alert
+    /// reaches the receiver's `min_level` (raised at level 1, escalated to 2 or 3), its
+    /// restoral on `alert.resolved` if the alarm went. Each is `(record id, encoded)`.
     pub fn outbox(
         &self,
         event: &str,
         alert: &Alert,
         index: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let restore = match event {
-            "alert.created" => false,
-            "alert.resolved" => true,
-            _ => return Ok(Vec::new()),
-        };
+        if !matches!(
+            event,
+            "alert.created" | "alert.escalated" | "alert.resolved"
+        ) {
+            return Ok(Vec::new());
+        }
+        let restore = event == "alert.resolved";
         let mut out = Vec::new();
         let waiting = self
             .depth_per_org
@@ -267,6 +270,13 @@ impl Transmitter {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
+        // The level before this change (its audit entry is the last).
+        let before = alert
+            .audit
+            .iter()
+            .rev()
+            .nth(1)
+            .map_or(0, |entry| entry.level);
         for r in &self.receivers {
             let c = &r.config;
             if !c.types.is_empty() && !c.types.contains(&kind_name) {
@@ -274,6 +284,17 @@ impl Transmitter {
             }
             if c.min_priority.as_deref() == Some("CRITICAL") && alert.priority != Priority::Critical
             {
+                continue;
+            }
+            let level = c.min_level.unwrap_or(1);
+            let goes = match event {
+                "alert.created" => alert.level >= level,
+                // The change that took it to the level or past it (a restart may fire two
+                // escalations at once): the alarm goes once.
+                "alert.escalated" => alert.level >= level && before < level,
+                _ => alert.level >= level,
+            };
+            if !goes {
                 continue;
             }
             let Some(account) = c.account_of(&alert.org) else {

@@ -90,6 +90,11 @@ pub struct ArcReceiver {
     /// Only alerts of this priority or above: `HIGH` (all) or `CRITICAL`.
     #[serde(default)]
     pub min_priority: Option<String>,
+    /// The escalation level at which an alert goes to the ARC: 1 (default) when raised, 2 or 3
+    /// when nobody acknowledged it in time (an acknowledged alert stops escalating and never
+    /// goes); its restoral goes only if it went.
+    #[serde(default)]
+    pub min_level: Option<u8>,
     /// The link supervision interval (`NULL` messages while idle); `0s`: none.
     #[serde(default = "supervision", with = "humantime_serde")]
     pub supervision: Duration,
@@ -193,6 +198,9 @@ impl ArcReceiver {
         {
             out.push(format!("{name}: min_priority is HIGH or CRITICAL"));
         }
+        if self.min_level.is_some_and(|l| !(1..=3).contains(&l)) {
+            out.push(format!("{name}: min_level is 1, 2 or 3"));
+        }
         if !self.supervision.is_zero() && self.supervision < Duration::from_secs(1) {
             out.push(format!("{name}: supervision is 0s (none) or at least 1s"));
         }
@@ -235,7 +243,9 @@ config_section! {
         /// `line_number` (hex, as the ARC gives them), `account` (3 to 16 hex digits, for every
         /// org) and/or `accounts` (by org), `key` (AES, 32/48/64 hex digits, when the receiver
         /// requires encryption), `backup` (`host:port`), `types` (alert types, default all),
-        /// `min_priority` (`HIGH` or `CRITICAL`), `supervision` (the `NULL` message interval,
+        /// `min_priority` (`HIGH` or `CRITICAL`), `min_level` (the escalation level at which
+        /// an alert goes: 1 when raised, the default, or 2 or 3 when not acknowledged in
+        /// time), `supervision` (the `NULL` message interval,
         /// default 60s, `0s` none) and `ack_timeout` (default 5s). See docs/arc.md.
         pub receivers: Vec<ArcReceiver> = Vec::new(),
             check: |receivers| {

@@ -246,6 +246,7 @@ fn arc_receiver(
         backup: Some("127.0.0.1:9001".into()),
         types: vec!["PANIC".into()],
         min_priority: Some("CRITICAL".into()),
+        min_level: Some(2),
         supervision: std::time::Duration::from_secs(60),
         ack_timeout: std::time::Duration::from_secs(5),
     };
