@@ -64,6 +64,13 @@ async fn alerts_of_type(server: &TestServer, sup: &str, kind: &str) -> Vec<Value
     listed.as_array().cloned().unwrap_or_default()
 }
 
+/// Resolves alert `id` as `sup`.
+async fn resolve(server: &TestServer, sup: &str, id: &str) {
+    let path = format!("/api/v1/alerts/{id}/resolve");
+    let (status, body) = post(server, &path, sup, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// Waits for one alert of `kind` and returns it.
 async fn one_alert(server: &TestServer, sup: &str, kind: &str) -> Value {
     for _ in 0..300 {
@@ -227,14 +234,7 @@ async fn every_alert_type_reaches_pysiaalarm_encrypted_with_its_code_account_and
 
     let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
     for (_, id, _) in &raised {
-        let (status, body) = post(
-            &server,
-            &format!("/api/v1/alerts/{id}/resolve"),
-            &sup,
-            json!({}),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
+        resolve(&server, &sup, id).await;
     }
     receiver
         .wait_events(alarms.len() + 10, "every restoral")
@@ -342,14 +342,7 @@ async fn contact_id_over_udp_with_aes_256_reaches_pysiaalarm_with_its_event_code
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().expect("id").to_string();
     let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
-    let (status, body) = post(
-        &server,
-        &format!("/api/v1/alerts/{id}/resolve"),
-        &sup,
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    resolve(&server, &sup, &id).await;
     let events = receiver.wait_events(2, "alarm and restoral").await;
     let (alarm, restoral) = (&events[0]["event"], &events[1]["event"]);
     assert_eq!(alarm["type"], "ADM-CID");
@@ -875,14 +868,7 @@ async fn with_min_level_2_only_an_alert_nobody_acknowledged_in_time_goes_to_the_
     tokio::time::sleep(Duration::from_millis(3_000)).await;
     assert_eq!(receiver.events(false).len(), 1, "once");
     for id in &ids {
-        let (status, body) = post(
-            &server,
-            &format!("/api/v1/alerts/{id}/resolve"),
-            &sup,
-            json!({}),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
+        resolve(&server, &sup, id).await;
     }
     let events = receiver.wait_events(2, "g1's restoral").await;
     assert_eq!(events[1]["event"]["code"], "PH");
