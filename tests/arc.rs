@@ -878,3 +878,36 @@ async fn with_min_level_2_only_an_alert_nobody_acknowledged_in_time_goes_to_the_
     server.stop().await;
     receiver.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_on_shift_at_a_site_with_its_own_account_alarms_under_the_sites_account() {
+    let receiver = Receiver::start(0, false, Some(KEY_ASCII)).await;
+    let port = receiver.port;
+    let site_account = common::dc09::SITE_ACCOUNT;
+    let server = TestServer::start_with(|c| {
+        let mut r = receiver_config("arc1", port, ArcFormat::SiaDcs, false);
+        r.accounts
+            .insert("acme/hq".into(), site_account.to_ascii_lowercase());
+        c.arc.receivers = vec![r];
+    })
+    .await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let now = now_ms();
+    let shift = json!({"user": "g5", "site": "hq", "start": now - 1_000, "end": now + 600_000});
+    let (status, body) = post(&server, "/api/v1/shifts", &sup, shift).await;
+    assert_eq!(status, 201, "{body}");
+    let ids = panics(&server, &["g5", "g6"]).await;
+    let events = receiver.wait_events(2, "both alarms").await;
+    assert_eq!(guards_of(&events), ["g5", "g6"]);
+    assert_eq!(events[0]["event"]["account"], site_account, "{events:?}");
+    assert_eq!(events[1]["event"]["account"], ACCOUNT, "{events:?}");
+    let alert = get_json(
+        &server.http(),
+        &server.https(&format!("/api/v1/alerts/{}", ids[0])),
+        &sup,
+    )
+    .await;
+    assert_eq!(alert["site"], "hq", "{alert}");
+    server.stop().await;
+    receiver.stop().await;
+}

@@ -103,6 +103,7 @@ impl Alerts {
             position: new.position,
             message: new.message,
             fence: new.fence,
+            site: new.site,
             pending: pending.clone(),
             audit: vec![AuditEntry {
                 at: now,
@@ -340,6 +341,7 @@ mod tests {
             message: None,
             position: None,
             fence: None,
+            site: None,
             by: user.into(),
         };
         let first = alerts.create(new("g1"), Vec::new()).await.expect("create");

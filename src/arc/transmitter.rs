@@ -297,7 +297,7 @@ impl Transmitter {
             if !goes {
                 continue;
             }
-            let Some(account) = c.account_of(&alert.org) else {
+            let Some(account) = c.account_of(&alert.org, alert.site.as_deref()) else {
                 continue;
             };
             if waiting + out.len() >= self.max_outbox {

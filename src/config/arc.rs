@@ -73,7 +73,8 @@ pub struct ArcReceiver {
     /// The account of every org without one in `accounts`; none: only those orgs' alarms go.
     #[serde(default)]
     pub account: Option<String>,
-    /// Accounts by org: `{ acme = "12AB" }`.
+    /// Accounts by org (`{ acme = "12AB" }`) or by an org's site (`{ "acme/hq" = "12AC" }`,
+    /// for a guard on shift at that site).
     #[serde(default)]
     pub accounts: std::collections::BTreeMap<String, String>,
     /// The AES key, 32, 48 or 64 hex digits (AES-128, -192, -256), when the receiver requires
@@ -212,10 +213,11 @@ impl ArcReceiver {
         out
     }
 
-    /// The account of `org`'s alarms, if they go to this receiver (uppercase, as sent).
-    pub fn account_of(&self, org: &str) -> Option<String> {
-        self.accounts
-            .get(org)
+    /// The account of `org`'s alarms (of a guard on shift at `site`), if they go to this
+    /// receiver: the site's, else the org's, else `account` (uppercase, as sent).
+    pub fn account_of(&self, org: &str, site: Option<&str>) -> Option<String> {
+        site.and_then(|site| self.accounts.get(&format!("{org}/{site}")))
+            .or_else(|| self.accounts.get(org))
             .or(self.account.as_ref())
             .map(|a| a.to_ascii_uppercase())
     }
@@ -241,7 +243,7 @@ config_section! {
         /// Each entry: `name`, `host`, `port`, `transport` (`tcp` or `udp`, default tcp),
         /// `format` (`SIA-DCS` or `ADM-CID`, default SIA-DCS), `receiver_number` and
         /// `line_number` (hex, as the ARC gives them), `account` (3 to 16 hex digits, for every
-        /// org) and/or `accounts` (by org), `key` (AES, 32/48/64 hex digits, when the receiver
+        /// org) and/or `accounts` (by org, or by `org/site` for guards on shift there), `key` (AES, 32/48/64 hex digits, when the receiver
         /// requires encryption), `backup` (`host:port`), `types` (alert types, default all),
         /// `min_priority` (`HIGH` or `CRITICAL`), `min_level` (the escalation level at which
         /// an alert goes: 1 when raised, the default, or 2 or 3 when not acknowledged in

@@ -1,7 +1,7 @@
 """An alarm receiving centre's DC-09 receiver for tests/arc.rs: pysiaalarm's (PyPI 3.2.2), on
-127.0.0.1, one account, optionally with an AES key.
+127.0.0.1, with one or more accounts, optionally with an AES key (the same for all).
 
-    python receiver.py --port PORT --account ACCT [--key KEY] [--udp]
+    python receiver.py --port PORT --account ACCT [--account ACCT2 …] [--key KEY] [--udp]
 
 Prints one JSON line per event: {"ready": port} once listening; {"line": ..., "response":
 "ACK"|"NAK"|"DUH"|None} for every message received (what pysiaalarm answers); {"event": ...}
@@ -88,13 +88,13 @@ async def on_event(event):
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--account", required=True)
+    parser.add_argument("--account", required=True, action="append")
     parser.add_argument("--key", default=None)
     parser.add_argument("--udp", action="store_true")
     args = parser.parse_args()
     protocol = CommunicationsProtocol.UDP if args.udp else CommunicationsProtocol.TCP
-    account = SIAAccount(args.account, args.key)
-    client = SIAClient("127.0.0.1", args.port, [account], on_event, protocol=protocol)
+    accounts = [SIAAccount(a, args.key) for a in args.account]
+    client = SIAClient("127.0.0.1", args.port, accounts, on_event, protocol=protocol)
     await client.async_start()
     port = args.port
     if not args.udp and client.server is not None:

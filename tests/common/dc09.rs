@@ -10,8 +10,10 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 
-/// The one account the receiver knows.
+/// The account the receiver knows for the org `acme`.
 pub const ACCOUNT: &str = "12AB";
+/// The account it knows for acme's site `hq`.
+pub const SITE_ACCOUNT: &str = "ABC1";
 
 /// The venv's python with pysiaalarm: `PYSIAALARM_PYTHON` (set by tests/run.sh), else
 /// tests/arc/setup.sh makes it (idempotent).
@@ -48,6 +50,7 @@ impl Receiver {
         let mut cmd = tokio::process::Command::new(python());
         cmd.arg(format!("{root}/tests/arc/receiver.py"))
             .args(["--port", &port.to_string(), "--account", ACCOUNT])
+            .args(["--account", SITE_ACCOUNT])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
