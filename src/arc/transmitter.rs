@@ -508,9 +508,14 @@ impl Transmitter {
             let now = Instant::now();
             let leased = self.holds_lease(r).await;
             if leased && !pending.is_empty() && now >= next_try {
-                for entry in &pending {
+                for (n, entry) in pending.iter().enumerate() {
                     if stop.is_cancelled() {
                         return;
+                    }
+                    // Renewed before each message after the first: a long run never outlasts
+                    // the lease (two nodes sending would double and reorder alarms).
+                    if n > 0 && !self.holds_lease(r).await {
+                        break;
                     }
                     // Stopping does not wait for an answer: the record stays, and the message
                     // goes again after the restart.
