@@ -70,6 +70,7 @@ impl AppState {
                 level3_after: config.alerts.level3_after,
             },
             crate::notify::Hooks::new(&config.notify, store.clone()),
+            crate::arc::Transmitter::new(&config.arc, store.clone()),
         );
         let field = Field::new(
             hub.clone(),

@@ -37,7 +37,8 @@
 //! - [`session`]: one connection's reader (native or STOMP) and writer with its clocks.
 //! - [`field`]: what publishes on the domain channels mean: locations, video, emergencies,
 //!   fences and shifts. [`alerts`]: alert records, life cycle, audit trail, escalation timers.
-//!   [`notify`]: webhooks for alert events, from a durable outbox.
+//!   [`notify`]: webhooks for alert events, from a durable outbox. [`arc`]: alarms to an alarm
+//!   receiving centre over ANSI/SIA DC-09, from a durable outbox.
 //! - [`hub`]: channels with their subscribers, admission, publish, replay, history, fan-out.
 //! - [`store`]: the durable state behind one interface, with the sled and in-memory engines.
 //! - [`counters`]: the hot-path counters and latency histograms. [`lanes`]: the runtimes
@@ -55,6 +56,7 @@ pub(crate) mod alerts;
 pub(crate) mod amqp;
 pub(crate) mod api;
 pub mod app;
+pub mod arc;
 pub mod auth;
 pub mod channel;
 pub mod cli;

@@ -289,6 +289,16 @@ impl Server {
         followers.spawn(async move {
             let _ = hooks.await;
         });
+        // Alarms to the alarm receiving centres, and their links' supervision.
+        let arc = state
+            .field
+            .alerts()
+            .arc()
+            .clone()
+            .run(state.shutdown.clone());
+        followers.spawn(async move {
+            let _ = arc.await;
+        });
         if let Some(bridge) = state.amqp.get() {
             let bridge = bridge.clone().run(state.shutdown.clone());
             followers.spawn(async move {

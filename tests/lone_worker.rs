@@ -56,16 +56,7 @@ async fn the_app_raises_man_down_with_the_last_position_and_it_is_critical() {
 }
 
 async fn put(server: &TestServer, path: &str, token: &str, body: Value) -> (u16, Value) {
-    let response = server
-        .http()
-        .put(server.https(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("PUT");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    server.put_json(path, token, body).await
 }
 
 /// Check-ins of 1 s with a 0.4 s pre-alarm and 0.5 s grace (the shortest interval lowered).

@@ -79,6 +79,12 @@ step "Autobahn|Testsuite (wstest)"
 AUTOBAHN_WSTEST="$(bash tests/autobahn/setup.sh)"
 export AUTOBAHN_WSTEST
 
+# The ARC tests' DC-09 receiver is pysiaalarm (PyPI), in a venv under target/pysiaalarm; the
+# system's Python untouched. Not a LOOKOUT_ variable: the binary refuses unknown ones.
+step "pysiaalarm (DC-09 receiver for tests/arc.rs)"
+PYSIAALARM_PYTHON="$(bash tests/arc/setup.sh)"
+export PYSIAALARM_PYTHON
+
 # Supply chain: cargo audit against the RustSec database; exceptions, each with its reason, are
 # in .cargo/audit.toml. Offline against a snapshot when one is at hand (machines without
 # internet have ../shared/advisory-db), else the live database.
@@ -125,7 +131,7 @@ cargo test --benches
 step "cargo test on the Redis engine (TEST_STORE=redis)"
 TEST_STORE=redis cargo nextest run --no-fail-fast --test-threads "${TEST_THREADS:-6}" \
     --test durability --test authorization --test field --test idempotency --test stomp \
-    --test enrollment --test budgets --test operations --test lone_worker
+    --test enrollment --test budgets --test operations --test lone_worker --test arc
 # The authorization matrix against a cluster: every in-process server is three nodes on one
 # Redis and the clients connect to them in turn.
 step "cargo test on a three-node cluster (TEST_CLUSTER=3)"

@@ -14,6 +14,7 @@ import { Playback } from './dashboard/playback.js';
 import { GuardTable } from './dashboard/guards.js';
 import { ALARM_TYPES, WelfareBoard, typeIcon, typeLabel } from './dashboard/welfare.js';
 import { WelfareSettings } from './dashboard/welfare-settings.js';
+import { arcRows } from './dashboard/arc.js';
 
 const TOKEN_KEY = 'lookout.token';
 const PRIORITY = { CRITICAL: 0, HIGH: 1 };
@@ -930,7 +931,10 @@ async function refreshOps(call, last) {
     ['uptime', `${Math.floor(s.uptime_seconds / 60)} min`],
     ['version', s.version],
   ];
-  $('#ops').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, String(v))]));
+  rows.push(...(await arcRows(call)));
+  $('#ops').replaceChildren(
+    ...rows.flatMap(([k, v, down]) => [el('dt', {}, k), el('dd', { class: down ? 'down' : undefined }, String(v))]),
+  );
   return { s, at: now };
 }
 

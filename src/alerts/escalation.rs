@@ -47,17 +47,15 @@ impl Alerts {
         let notices = if raise {
             self.notices("alert.escalated", &alert)?
         } else {
-            Vec::new()
+            Default::default()
         };
         let mut changes = vec![
             Change::put(Record::Alert { id }, &alert)?,
             Change::Delete(timer),
         ];
-        for (id, bytes) in &notices {
-            changes.push(Change::Put(Record::Outbox { id }, bytes.clone()));
-        }
+        changes.extend(notices.changes());
         self.store.commit(&changes).await?;
-        self.hooks.written(&alert.org, notices.len());
+        self.written(&alert.org, &notices);
         if raise {
             self.census.add(AlertState::Open, was, -1);
             self.census.add(AlertState::Open, level, 1);

@@ -103,6 +103,7 @@ impl Alerts {
             position: new.position,
             message: new.message,
             fence: new.fence,
+            site: new.site,
             pending: pending.clone(),
             audit: vec![AuditEntry {
                 at: now,
@@ -115,9 +116,7 @@ impl Alerts {
         let notices = self.notices("alert.created", &alert)?;
         let mut changes = extra;
         changes.push(Change::put(Record::Alert { id: &alert.id }, &alert)?);
-        for (id, bytes) in &notices {
-            changes.push(Change::Put(Record::Outbox { id }, bytes.clone()));
-        }
+        changes.extend(notices.changes());
         for (due, level) in &pending {
             changes.push(Change::Put(
                 Record::Timer {
@@ -138,7 +137,7 @@ impl Alerts {
             }
         }
         drop(changes);
-        self.hooks.written(&alert.org, notices.len());
+        self.written(&alert.org, &notices);
         self.census.add(AlertState::Open, 1, 1);
         self.wake.notify_one();
         self.announce(&alert, "created").await?;
@@ -251,9 +250,7 @@ impl Alerts {
         let notices = self.notices(&format!("alert.{event}"), &alert)?;
         let mut changes = extra;
         changes.push(Change::put(Record::Alert { id: &alert.id }, &alert)?);
-        for (id, bytes) in &notices {
-            changes.push(Change::Put(Record::Outbox { id }, bytes.clone()));
-        }
+        changes.extend(notices.changes());
         for (due, level) in &cancelled {
             changes.push(Change::Delete(Record::Timer {
                 due: *due,
@@ -263,7 +260,7 @@ impl Alerts {
         }
         self.store.commit(&changes).await?;
         drop(changes);
-        self.hooks.written(&alert.org, notices.len());
+        self.written(&alert.org, &notices);
         self.census.add(was.0, was.1, -1);
         self.census.add(alert.state, alert.level, 1);
         self.announce(&alert, event).await?;
@@ -308,6 +305,10 @@ mod tests {
         Hooks::new(&crate::config::NotifySettings::default(), store.clone())
     }
 
+    fn no_arc(store: &Arc<dyn Store>) -> Arc<crate::arc::Transmitter> {
+        crate::arc::Transmitter::new(&crate::config::ArcSettings::default(), store.clone())
+    }
+
     fn count(alerts: &Alerts, state: AlertState, level: u8) -> i64 {
         alerts
             .census
@@ -325,7 +326,13 @@ mod tests {
             level2_after: Duration::from_secs(300),
             level3_after: Duration::from_secs(900),
         };
-        let alerts = Alerts::new(hub.clone(), store.clone(), escalation, no_hooks(&store));
+        let alerts = Alerts::new(
+            hub.clone(),
+            store.clone(),
+            escalation,
+            no_hooks(&store),
+            no_arc(&store),
+        );
         let new = |user: &str| NewAlert {
             org: "acme".into(),
             user: user.into(),
@@ -334,6 +341,7 @@ mod tests {
             message: None,
             position: None,
             fence: None,
+            site: None,
             by: user.into(),
         };
         let first = alerts.create(new("g1"), Vec::new()).await.expect("create");
@@ -354,7 +362,13 @@ mod tests {
             .expect("ack");
         assert_eq!(count(&alerts, AlertState::Open, 1), 1);
         assert_eq!(count(&alerts, AlertState::Acknowledged, 1), 1);
-        let fresh = Alerts::new(hub, store.clone(), escalation, no_hooks(&store));
+        let fresh = Alerts::new(
+            hub,
+            store.clone(),
+            escalation,
+            no_hooks(&store),
+            no_arc(&store),
+        );
         fresh.take_census().await.expect("census");
         assert_eq!(fresh.census.counts(), alerts.census.counts());
     }

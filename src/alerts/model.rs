@@ -184,6 +184,9 @@ pub struct Alert {
     /// For GEOFENCE alerts: the fence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fence: Option<String>,
+    /// The site of the guard's shift when the alert was raised, if on one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
     /// Escalations still pending: (due ms, level).
     #[serde(default)]
     pub pending: Vec<(u64, u8)>,
@@ -208,6 +211,8 @@ pub struct NewAlert {
     pub position: Option<Position>,
     /// For GEOFENCE alerts.
     pub fence: Option<String>,
+    /// The site of the guard's shift, if on one.
+    pub site: Option<String>,
     /// Who raised it.
     pub by: String,
 }

@@ -13,10 +13,11 @@ use super::census::Census;
 use super::error::AlertError;
 use super::model::Alert;
 use super::turns::Turns;
+use crate::arc::Transmitter;
 use crate::channel::{ChannelKind, Target};
 use crate::hub::Hub;
 use crate::notify::Hooks;
-use crate::store::{Record, Records, Store};
+use crate::store::{Change, Record, Records, Store};
 
 /// Timers kept in the alerts' due-time index that are not an alert's: ids starting with
 /// [`OTHER_TIMERS`] (a guard's welfare check-in deadlines). They are claimed across nodes and
@@ -30,6 +31,29 @@ pub trait TimerHandler: Send + Sync {
 
 /// The prefix of the ids of timers that are not an alert's (alert ids are UUIDs).
 pub const OTHER_TIMERS: &str = "welfare/";
+
+/// The outbox records of one alert change: the webhooks' and the alarm receiving centres',
+/// each `(record id, encoded record)`.
+#[derive(Default)]
+pub(super) struct Notices {
+    hooks: Vec<(String, Vec<u8>)>,
+    arc: Vec<(String, Vec<u8>)>,
+}
+
+impl Notices {
+    /// The writes of these records, to go with the alert change.
+    pub(super) fn changes(&self) -> impl Iterator<Item = Change<'_>> {
+        let hooks = self
+            .hooks
+            .iter()
+            .map(|(id, bytes)| Change::Put(Record::Outbox { id }, bytes.clone()));
+        let arc = self
+            .arc
+            .iter()
+            .map(|(id, bytes)| Change::Put(Record::ArcOutbox { id }, bytes.clone()));
+        hooks.chain(arc)
+    }
+}
 
 /// Escalation intervals.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +77,8 @@ pub struct Alerts {
     pub census: Census,
     /// The webhooks told of alert changes (through the outbox written with each change).
     pub(super) hooks: Arc<Hooks>,
+    /// The alarm receiving centres told of alerts (through their outbox, likewise).
+    pub(super) arc: Arc<Transmitter>,
     /// Who fires the timers that are not an alert's.
     pub(super) others: std::sync::OnceLock<std::sync::Weak<dyn TimerHandler>>,
 }
@@ -64,12 +90,14 @@ impl Alerts {
         store: Arc<dyn Store>,
         escalation: Escalation,
         hooks: Arc<Hooks>,
+        arc: Arc<Transmitter>,
     ) -> Arc<Self> {
         Arc::new(Alerts {
             hub,
             store,
             escalation,
             hooks,
+            arc,
             wake: Notify::new(),
             turns: Turns::default(),
             census: Census::default(),
@@ -93,23 +121,35 @@ impl Alerts {
         &self.hooks
     }
 
-    /// The outbox records telling the webhooks of `event` on `alert` (its latest audit entry).
-    pub(super) fn notices(
-        &self,
-        event: &str,
-        alert: &Alert,
-    ) -> Result<Vec<(String, Vec<u8>)>, AlertError> {
+    /// The alarm receiving centres' transmitter and its outbox.
+    pub fn arc(&self) -> &Arc<Transmitter> {
+        &self.arc
+    }
+
+    /// The outbox records telling the webhooks and the alarm receiving centres of `event` on
+    /// `alert` (its latest audit entry).
+    pub(super) fn notices(&self, event: &str, alert: &Alert) -> Result<Notices, AlertError> {
         let json =
             serde_json::to_value(alert).map_err(|e| AlertError::BadRequest(e.to_string()))?;
-        Ok(self.hooks.outbox(
-            &alert.org,
-            event,
-            alert.level,
-            &alert.id,
-            alert.audit.len().saturating_sub(1),
-            alert.updated_at,
-            &json,
-        )?)
+        let index = alert.audit.len().saturating_sub(1);
+        Ok(Notices {
+            hooks: self.hooks.outbox(
+                &alert.org,
+                event,
+                alert.level,
+                &alert.id,
+                index,
+                alert.updated_at,
+                &json,
+            )?,
+            arc: self.arc.outbox(event, alert, index)?,
+        })
+    }
+
+    /// Tells the deliverers of the outbox records written (after their commit).
+    pub(super) fn written(&self, org: &str, notices: &Notices) {
+        self.hooks.written(org, notices.hooks.len());
+        self.arc.written(org, notices.arc.len());
     }
 
     fn org_alerts(org: &str) -> Target {

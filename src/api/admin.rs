@@ -15,10 +15,59 @@ pub async fn healthz(call: Call) -> Result<Response<Body>, HttpError> {
     Ok(status(call.state.store.healthy(), "ok", "store failed"))
 }
 
-/// `GET /readyz`: the store is open and healthy and the server is not shutting down.
+/// `GET /readyz`: the store is open and healthy and the server is not shutting down. The
+/// details name each alarm receiving centre's receiver and whether it answers: a receiver down
+/// does not make this node unready (another node would fare no better), but it shows.
 pub async fn readyz(call: Call) -> Result<Response<Body>, HttpError> {
     let ready = call.state.store.healthy() && !call.state.shutdown.is_cancelled();
-    Ok(status(ready, "ready", "not ready"))
+    let arc = call.state.field.alerts().arc().clone();
+    if arc.is_empty() {
+        return Ok(status(ready, "ready", "not ready"));
+    }
+    let receivers: Vec<serde_json::Value> = arc
+        .links()
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "name": r.name,
+                "up": r.up,
+                "paths": r.paths,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "details": { "arc": receivers },
+    });
+    Ok(json_response(if ready { 200 } else { 503 }, &body))
+}
+
+/// `GET /api/v1/arc/status`: each alarm receiving centre's receiver, its paths, outbox,
+/// failures and latencies (admins and supervisors: the dashboard's operations panel). A
+/// supervisor's counts of alarms waiting and refused are its own org's.
+pub async fn arc_status(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who_is(
+        &[Role::Admin, Role::Supervisor],
+        "ARC status is for admins and supervisors",
+    )?;
+    let org = match who.is(Role::Admin) {
+        true => None,
+        false => Some(who.org.as_deref().unwrap_or_default()),
+    };
+    let arc = call.state.field.alerts().arc().clone();
+    let receivers = arc.status(org).await?;
+    Ok(json_response(
+        200,
+        &serde_json::json!({
+            // Alarms waiting, all receivers together (the caller's org's for a supervisor).
+            "outbox": receivers.iter().map(|r| r.pending).sum::<usize>(),
+            // Dropped over arc.max_outbox, every org's: admins only.
+            "dropped": org
+                .is_none()
+                .then(|| arc.dropped.load(std::sync::atomic::Ordering::Relaxed)),
+            "receivers": receivers,
+        }),
+    ))
 }
 
 /// `{"status"}`: 200 when `ok`, else 503.

@@ -58,6 +58,7 @@ pub async fn metrics(call: Call) -> Result<Response<Body>, HttpError> {
         alerts,
         key_set: state.auth.key_set().cloned(),
         hooks: state.field.alerts().hooks().clone(),
+        arc: state.field.alerts().arc().clone(),
         amqp: state.amqp.get().cloned(),
         positions: state.positions.clone(),
         field: state.field.clone(),
@@ -84,6 +85,7 @@ struct Exporter {
     alerts: BTreeMap<(&'static str, u8), i64>,
     key_set: Option<Arc<crate::auth::jwks::KeySet>>,
     hooks: Arc<crate::notify::Hooks>,
+    arc: Arc<crate::arc::Transmitter>,
     amqp: Option<Arc<crate::amqp::Bridge>>,
     positions: Arc<crate::session::positions::Positions>,
     field: Arc<crate::field::Field>,
@@ -219,6 +221,83 @@ impl prometheus_client::collector::Collector for Exporter {
             "Alert notifications not written because notify.max_outbox was reached.",
             get(&self.hooks.dropped),
         )?;
+        if !self.arc.is_empty() {
+            let links = self.arc.links();
+            labelled(
+                &mut encoder,
+                "lookout_arc_receiver_up",
+                "1 while an alarm receiving centre's receiver path acknowledges messages (0: down or not tried yet).",
+                MetricType::Gauge,
+                links.iter().flat_map(|r| {
+                    r.paths.iter().map(|p| {
+                        (
+                            vec![("receiver", r.name.clone()), ("path", p.role.to_string())],
+                            ConstGauge::new(i64::from(p.state == "up")),
+                        )
+                    })
+                }),
+            )?;
+            labelled(
+                &mut encoder,
+                "lookout_arc_delivered",
+                "Alarms and restorals an alarm receiving centre acknowledged.",
+                MetricType::Counter,
+                links.iter().map(|r| {
+                    (
+                        vec![("receiver", r.name.clone())],
+                        ConstCounter::new(r.delivered),
+                    )
+                }),
+            )?;
+            labelled(
+                &mut encoder,
+                "lookout_arc_failures",
+                "Alarm deliveries to an alarm receiving centre that were not acknowledged (retried with backoff).",
+                MetricType::Counter,
+                links
+                    .iter()
+                    .map(|r| (vec![("receiver", r.name.clone())], ConstCounter::new(r.failures))),
+            )?;
+            labelled(
+                &mut encoder,
+                "lookout_arc_supervision_acks",
+                "Link supervision (NULL) messages an alarm receiving centre acknowledged.",
+                MetricType::Counter,
+                links.iter().map(|r| {
+                    (
+                        vec![("receiver", r.name.clone())],
+                        ConstCounter::new(r.supervision_acks),
+                    )
+                }),
+            )?;
+            labelled(
+                &mut encoder,
+                "lookout_arc_ack_latency_ms",
+                "Alert change to the receiver's ACK, ms, over the latest 1024 deliveries (quantile 0.5 and 0.99).",
+                MetricType::Gauge,
+                links.iter().flat_map(|r| {
+                    let (p50, p99) = r.latency_ms.unwrap_or((0, 0));
+                    [("0.5", p50), ("0.99", p99)].map(|(q, v)| {
+                        (
+                            vec![("receiver", r.name.clone()), ("quantile", q.to_string())],
+                            ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)),
+                        )
+                    })
+                }),
+            )?;
+            gauge(
+                &mut encoder,
+                "lookout_arc_outbox",
+                "Alarms waiting in the outbox for their alarm receiving centres (refused ones included).",
+                i64::try_from(self.arc.depth()).unwrap_or(i64::MAX),
+            )?;
+            counter(
+                &mut encoder,
+                "lookout_arc_dropped",
+                "Alarms to an alarm receiving centre not written because arc.max_outbox was reached.",
+                get(&self.arc.dropped),
+            )?;
+        }
         if let Some(amqp) = &self.amqp {
             gauge(
                 &mut encoder,

@@ -105,6 +105,7 @@ pub static ROUTES: &[Route] = &routes! {
     GET "/api/v1/messages" => messages::conversation,
     GET "/api/v1/websocket/stats" => admin::stats,
     GET "/api/v1/notify/status" => admin::notify_status,
+    GET "/api/v1/arc/status" => admin::arc_status,
     GET "/api/v1/websocket/user/{user}/status" => admin::user_status,
 };
 

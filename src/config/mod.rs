@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 mod alerts;
 mod amqp;
+mod arc;
 mod cluster;
 mod dashboard;
 mod field;
@@ -39,6 +40,7 @@ mod tls;
 
 pub use alerts::AlertSettings;
 pub use amqp::{AmqpBinding, AmqpSettings};
+pub use arc::{ArcFormat, ArcReceiver, ArcSettings, ArcTransport, ARC_ALERT_TYPES};
 pub use cluster::ClusterSettings;
 pub use dashboard::DashboardSettings;
 pub use field::FieldSettings;
@@ -105,6 +107,8 @@ config_section! {
         pub metrics: MetricsSettings;
         /// Alert notifications out (webhooks).
         pub notify: NotifySettings;
+        /// Alarms to alarm receiving centres over ANSI/SIA DC-09.
+        pub arc: ArcSettings;
         /// Task events from the site's RabbitMQ.
         pub amqp: AmqpSettings;
         /// What only test rigs turn on.

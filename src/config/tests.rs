@@ -126,7 +126,7 @@ fn first_problem(adjust: impl FnOnce(&mut Config)) -> String {
 
 #[test]
 fn integrations_are_refused_with_their_keys_when_they_could_not_work() {
-    let cases: [(&str, Adjust); 6] = [
+    let cases: [(&str, Adjust); 13] = [
         (
             "jwt.jwks_url",
             Box::new(|c| c.jwt.jwks_url = Some("http://idp/certs".into())),
@@ -170,9 +170,96 @@ fn integrations_are_refused_with_their_keys_when_they_could_not_work() {
                 })
             }),
         ),
+        (
+            "arc.receivers",
+            Box::new(|c| {
+                c.arc
+                    .receivers
+                    .push(arc_receiver(|r| r.key = Some("00FF".into())))
+            }),
+        ),
+        (
+            "arc.receivers",
+            Box::new(|c| {
+                c.arc
+                    .receivers
+                    .push(arc_receiver(|r| r.account = Some("12".into())))
+            }),
+        ),
+        (
+            "arc.receivers",
+            Box::new(|c| c.arc.receivers.push(arc_receiver(|r| r.account = None))),
+        ),
+        (
+            "arc.receivers",
+            Box::new(|c| {
+                c.arc
+                    .receivers
+                    .push(arc_receiver(|r| r.backup = Some("no-port".into())))
+            }),
+        ),
+        (
+            "arc.receivers",
+            Box::new(|c| {
+                c.arc
+                    .receivers
+                    .push(arc_receiver(|r| r.types = vec!["PANICK".into()]))
+            }),
+        ),
+        (
+            "arc.receivers",
+            Box::new(|c| {
+                c.arc
+                    .receivers
+                    .push(arc_receiver(|r| r.line_number = "G".into()))
+            }),
+        ),
+        (
+            "arc.receivers",
+            Box::new(|c| {
+                c.arc.receivers.push(arc_receiver(|_| {}));
+                c.arc.receivers.push(arc_receiver(|_| {}));
+            }),
+        ),
     ];
     for (key, adjust) in cases {
         let problem = first_problem(adjust);
         assert!(problem.starts_with(key), "{key}: {problem}");
     }
+}
+
+/// A receiver that passes the checks, changed by `adjust`.
+fn arc_receiver(
+    adjust: impl FnOnce(&mut crate::config::ArcReceiver),
+) -> crate::config::ArcReceiver {
+    let mut r = crate::config::ArcReceiver {
+        name: "arc1".into(),
+        host: "127.0.0.1".into(),
+        port: 9000,
+        transport: Default::default(),
+        format: Default::default(),
+        receiver_number: Some("1".into()),
+        line_number: "2".into(),
+        account: Some("12AB".into()),
+        accounts: Default::default(),
+        key: Some("000102030405060708090A0B0C0D0E0F".into()),
+        backup: Some("127.0.0.1:9001".into()),
+        types: vec!["PANIC".into()],
+        min_priority: Some("CRITICAL".into()),
+        min_level: Some(2),
+        supervision: std::time::Duration::from_secs(60),
+        ack_timeout: std::time::Duration::from_secs(5),
+    };
+    adjust(&mut r);
+    r
+}
+
+#[test]
+fn a_well_formed_arc_receiver_passes_the_checks() {
+    let mut config = Config::default();
+    config.arc.receivers.push(arc_receiver(|_| {}));
+    assert!(config.validate().is_ok(), "{:?}", config.validate().err());
+    // Its key never shows in a log line.
+    let shown = format!("{:?}", arc_receiver(|_| {}));
+    assert!(!shown.contains("000102"), "{shown}");
 }

@@ -110,8 +110,22 @@ impl Field {
             message,
             position,
             fence: None,
+            site: self.site_now(org, user).await,
             by: by.to_string(),
         })
+    }
+
+    /// The site of the shift `user` of `org` is on now, for the alert (the account an alarm
+    /// receiving centre gets it under may be the site's). Never fails an alarm: an index that
+    /// cannot be read gives none.
+    pub(super) async fn site_now(&self, org: &str, user: &str) -> Option<String> {
+        match self.site_at(org, user, crate::clock::now_millis()).await {
+            Ok(site) => site,
+            Err(e) => {
+                tracing::warn!(org, user, error = %e, "reading the guard's shift for an alert");
+                None
+            }
+        }
     }
 
     /// Raises an emergency alert for `user` of `org` (its last position attached).

@@ -116,6 +116,7 @@ impl Field {
                         message: Some(format!("{user} {verb} fence {}", fence.name)),
                         position: Some(location.position()),
                         fence: Some(fence.id.clone()),
+                        site: self.site_now(org, user).await,
                         by: "lookout".into(),
                     },
                     vec![Change::put(key, &state)?],

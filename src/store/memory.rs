@@ -34,6 +34,7 @@ enum Key {
     UsedLink(String),
     Device(String),
     Outbox(String),
+    ArcOutbox(String),
     Member(String),
     Welfare(String),
 }
@@ -56,6 +57,7 @@ impl Key {
             Record::UsedLink { jti } => Key::UsedLink(jti.into()),
             Record::Device { id } => Key::Device(id.into()),
             Record::Outbox { id } => Key::Outbox(id.into()),
+            Record::ArcOutbox { id } => Key::ArcOutbox(id.into()),
             Record::Member { key } => Key::Member(key.into()),
             Record::Welfare { key } => Key::Welfare(key.into()),
             Record::Timer { .. } => return None,
@@ -70,6 +72,7 @@ impl Key {
             | (Key::Shift(_), Records::Shifts)
             | (Key::Device(_), Records::Devices)
             | (Key::Outbox(_), Records::Outbox)
+            | (Key::ArcOutbox(_), Records::ArcOutbox)
             | (Key::Welfare(_), Records::Welfare) => true,
             _ => false,
         }

@@ -64,6 +64,11 @@ pub enum Record<'a> {
         /// Its id (webhook, time, alert, event).
         id: &'a str,
     },
+    /// An alarm waiting in the outbox for its alarm receiving centre (`arc`).
+    ArcOutbox {
+        /// Its id (receiver, time, alert, event).
+        id: &'a str,
+    },
     /// A member of an org as its tokens have shown it: the roles it holds there.
     Member {
         /// The principal's key (`auth::principal_key`).
@@ -95,6 +100,8 @@ pub enum Records<'a> {
     Devices,
     /// Every notification waiting in the outbox.
     Outbox,
+    /// Every alarm waiting for an alarm receiving centre.
+    ArcOutbox,
     /// Every welfare record (orgs' settings and guards' states).
     Welfare,
 }
@@ -165,6 +172,8 @@ pub enum OwnedRecord {
     Device(String),
     /// See [`Record::Outbox`].
     Outbox(String),
+    /// See [`Record::ArcOutbox`].
+    ArcOutbox(String),
     /// See [`Record::Member`].
     Member(String),
     /// See [`Record::Welfare`].
@@ -183,6 +192,7 @@ impl OwnedRecord {
             OwnedRecord::UsedLink(jti) => Record::UsedLink { jti },
             OwnedRecord::Device(id) => Record::Device { id },
             OwnedRecord::Outbox(id) => Record::Outbox { id },
+            OwnedRecord::ArcOutbox(id) => Record::ArcOutbox { id },
             OwnedRecord::Member(key) => Record::Member { key },
             OwnedRecord::Welfare(key) => Record::Welfare { key },
         }

@@ -630,3 +630,45 @@ async fn the_redis_engine_writes_only_over_what_was_read() {
     let redis = redis_process::RedisProcess::start();
     writes_only_over_what_was_read(open_redis(&redis)).await;
 }
+
+/// ARC outbox records are a set of their own: never among the webhooks' outbox, kept across a
+/// reopen, gone when deleted.
+async fn keeps_arc_outbox_records_apart(store: Arc<dyn Store>) {
+    use super::{Change, Record, Records};
+    let arc = Record::ArcOutbox {
+        id: "arc1-0000000000001-a-00000",
+    };
+    let hook = Record::Outbox {
+        id: "hook-0000000000001-a-00000",
+    };
+    // Written, not waited for: no flusher runs here.
+    store
+        .write(&[
+            Change::Put(arc, b"alarm".to_vec()),
+            Change::Put(hook, b"n".to_vec()),
+        ])
+        .await
+        .expect("write");
+    let arcs = store.records(Records::ArcOutbox).await.expect("read");
+    assert_eq!(arcs, vec![b"alarm".to_vec()]);
+    assert_eq!(store.records(Records::Outbox).await.expect("read").len(), 1);
+    store.write(&[Change::Delete(arc)]).await.expect("delete");
+    assert!(store
+        .records(Records::ArcOutbox)
+        .await
+        .expect("read")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn every_engine_keeps_arc_outbox_records_apart() {
+    let dir = tempfile::tempdir().expect("dir");
+    keeps_arc_outbox_records_apart(open_sled(dir.path())).await;
+    keeps_arc_outbox_records_apart(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_engine_keeps_arc_outbox_records_apart() {
+    let redis = redis_process::RedisProcess::start();
+    keeps_arc_outbox_records_apart(open_redis(&redis)).await;
+}

@@ -2,6 +2,7 @@
 //! directory, and WebSocket clients built on tokio-tungstenite (not the server's library).
 #![allow(dead_code)]
 
+pub mod dc09;
 pub mod process;
 pub mod redis;
 pub mod sio;
@@ -253,6 +254,21 @@ impl TestServer {
             .text()
             .await
             .expect("text")
+    }
+
+    /// PUTs `body` as JSON to `path` with `token`: the status and the JSON answer (null if
+    /// none).
+    pub async fn put_json(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http()
+            .put(self.https(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn stats(&self) -> Value {

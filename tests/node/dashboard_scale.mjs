@@ -6,7 +6,7 @@
 // screenshots go to LOOKOUT_ARTIFACTS.
 import path from 'node:path';
 import fs from 'node:fs';
-import { emit, env, launch } from './harness.mjs';
+import { desktopPage, emit, env, launch } from './harness.mjs';
 import { measure } from './perf.mjs';
 
 const link = env('LOOKOUT_LINK');
@@ -36,10 +36,7 @@ function overlaps(page) {
 
 async function main() {
   const browser = await launch();
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 900 } });
-  const page = await context.newPage();
-  const problems = [];
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  const { context, page, problems } = await desktopPage(browser);
   const shot = (name) => page.screenshot({ path: path.join(artifacts, `dashboard-scale-${guards}-${name}.png`) });
   await page.goto(link);
   await page.waitForFunction((n) => document.querySelectorAll('#guards .guard').length >= n, guards, { timeout: 120000 });

@@ -33,6 +33,15 @@ export const phoneContext = (browser, geolocation, permissions) => browser.newCo
   permissions,
 });
 
+/** A desktop-sized page (the dashboard's) of a new context; its page errors go to `problems`. */
+export async function desktopPage(browser) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 900 } });
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  return { context, page, problems };
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Waits until the Rust side creates `control/name` (the step may go on): up to 2 min. */

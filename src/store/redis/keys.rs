@@ -113,6 +113,7 @@ pub(super) fn record_slot(record: &Record<'_>) -> Option<(String, String)> {
         Record::UsedLink { jti } => (key(&["rec", "usedlink"]), jti.to_string()),
         Record::Device { id } => (key(&["rec", "device"]), id.to_string()),
         Record::Outbox { id } => (key(&["rec", "outbox"]), id.to_string()),
+        Record::ArcOutbox { id } => (key(&["rec", "arcoutbox"]), id.to_string()),
         Record::Member { key: member } => (key(&["rec", "member"]), member.to_string()),
         Record::Welfare { key: welfare } => (key(&["rec", "welfare"]), welfare.to_string()),
         Record::Timer { .. } => return None,
@@ -127,6 +128,7 @@ pub(super) fn set_hash(set: &Records<'_>) -> String {
         Records::Shifts => key(&["rec", "shift"]),
         Records::Devices => key(&["rec", "device"]),
         Records::Outbox => key(&["rec", "outbox"]),
+        Records::ArcOutbox => key(&["rec", "arcoutbox"]),
         Records::Welfare => key(&["rec", "welfare"]),
     }
 }

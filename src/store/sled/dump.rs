@@ -136,7 +136,8 @@ impl SledStore {
                 | keys::USED_LINK
                 | keys::MEMBER
                 | keys::WELFARE
-                | keys::OUTBOX => {
+                | keys::OUTBOX
+                | keys::ARC_OUTBOX => {
                     let id = utf8(path, &k[1..])?;
                     let record = match tag {
                         keys::LOCATION => OwnedRecord::Location(id),
@@ -144,6 +145,7 @@ impl SledStore {
                         keys::SHIFT => OwnedRecord::Shift(id),
                         keys::DEVICE => OwnedRecord::Device(id),
                         keys::OUTBOX => OwnedRecord::Outbox(id),
+                        keys::ARC_OUTBOX => OwnedRecord::ArcOutbox(id),
                         keys::MEMBER => OwnedRecord::Member(id),
                         keys::WELFARE => OwnedRecord::Welfare(id),
                         _ => OwnedRecord::UsedLink(id),

@@ -149,6 +149,9 @@ pub const USED_LINK: u8 = b'N';
 /// `O` + id: a notification waiting in the outbox.
 pub const OUTBOX: u8 = b'O';
 
+/// `Q` + id: an alarm waiting in the outbox for its alarm receiving centre.
+pub const ARC_OUTBOX: u8 = b'Q';
+
 /// `W` + principal key: an org's member and its roles.
 pub const MEMBER: u8 = b'W';
 
@@ -181,6 +184,7 @@ pub fn record(key: &Record<'_>) -> Vec<u8> {
         Record::UsedLink { jti } => tagged(USED_LINK, jti.as_bytes()),
         Record::Device { id } => tagged(DEVICE, id.as_bytes()),
         Record::Outbox { id } => tagged(OUTBOX, id.as_bytes()),
+        Record::ArcOutbox { id } => tagged(ARC_OUTBOX, id.as_bytes()),
         Record::Member { key } => tagged(MEMBER, key.as_bytes()),
         Record::Welfare { key } => tagged(WELFARE, key.as_bytes()),
     }
@@ -195,6 +199,7 @@ pub fn records(set: &Records<'_>) -> Vec<u8> {
         Records::Shifts => vec![SHIFT],
         Records::Devices => vec![DEVICE],
         Records::Outbox => vec![OUTBOX],
+        Records::ArcOutbox => vec![ARC_OUTBOX],
         Records::Welfare => vec![WELFARE],
     }
 }
