@@ -50,6 +50,9 @@ pub struct AppState {
     pub origins: arc_swap::ArcSwap<Vec<String>>,
     /// The RabbitMQ consumer, when `amqp.url` is set (set once, when the server binds).
     pub amqp: std::sync::OnceLock<Arc<crate::amqp::Bridge>>,
+    /// Alarms to the alarm receiving centres: the outbox the alerts write to, its deliverers
+    /// and the links' state.
+    pub arc: Arc<crate::arc::Transmitter>,
 }
 
 impl AppState {
@@ -62,6 +65,7 @@ impl AppState {
         lanes: Lanes,
     ) -> Arc<Self> {
         let hub = Hub::new(store.clone(), config.limits.clone());
+        let arc = crate::arc::Transmitter::new(&config.arc, store.clone());
         let alerts = Alerts::new(
             hub.clone(),
             store.clone(),
@@ -70,7 +74,7 @@ impl AppState {
                 level3_after: config.alerts.level3_after,
             },
             crate::notify::Hooks::new(&config.notify, store.clone()),
-            crate::arc::Transmitter::new(&config.arc, store.clone()),
+            arc.clone(),
         );
         let field = Field::new(
             hub.clone(),
@@ -91,6 +95,7 @@ impl AppState {
             positions,
             origins: arc_swap::ArcSwap::from_pointee(config.allowed_origins.clone()),
             amqp: std::sync::OnceLock::new(),
+            arc,
             tls: Arc::new(arc_swap::ArcSwap::new(tls)),
             config: Arc::new(config),
             store,

@@ -34,11 +34,12 @@
 //! - [`dashboard`]: the supervisor dashboard's files, embedded and served.
 //! - [`app`]: the application's shared state, where the services are wired together.
 //! - [`amqp`]: task events from the site's RabbitMQ, published on their bindings' channels.
+//! - [`arc`]: alarms to an alarm receiving centre over ANSI/SIA DC-09, from the durable
+//!   outbox the alerts write to (through [`alerts::AlertOutbox`]).
 //! - [`session`]: one connection's reader (native or STOMP) and writer with its clocks.
 //! - [`field`]: what publishes on the domain channels mean: locations, video, emergencies,
 //!   fences and shifts. [`alerts`]: alert records, life cycle, audit trail, escalation timers.
-//!   [`notify`]: webhooks for alert events, from a durable outbox. [`arc`]: alarms to an alarm
-//!   receiving centre over ANSI/SIA DC-09, from a durable outbox.
+//!   [`notify`]: webhooks for alert events, from a durable outbox.
 //! - [`hub`]: channels with their subscribers, admission, publish, replay, history, fan-out.
 //! - [`store`]: the durable state behind one interface, with the sled and in-memory engines.
 //! - [`counters`]: the hot-path counters and latency histograms. [`lanes`]: the runtimes

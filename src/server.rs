@@ -290,12 +290,7 @@ impl Server {
             let _ = hooks.await;
         });
         // Alarms to the alarm receiving centres, and their links' supervision.
-        let arc = state
-            .field
-            .alerts()
-            .arc()
-            .clone()
-            .run(state.shutdown.clone());
+        let arc = state.arc.clone().run(state.shutdown.clone());
         followers.spawn(async move {
             let _ = arc.await;
         });

@@ -305,8 +305,24 @@ mod tests {
         Hooks::new(&crate::config::NotifySettings::default(), store.clone())
     }
 
-    fn no_arc(store: &Arc<dyn Store>) -> Arc<crate::arc::Transmitter> {
-        crate::arc::Transmitter::new(&crate::config::ArcSettings::default(), store.clone())
+    /// No alarm receiving centre.
+    struct NoCentre;
+
+    impl crate::alerts::AlertOutbox for NoCentre {
+        fn outbox(
+            &self,
+            _event: &str,
+            _alert: &crate::alerts::Alert,
+            _index: usize,
+        ) -> Result<Vec<(String, Vec<u8>)>, crate::store::StoreError> {
+            Ok(Vec::new())
+        }
+
+        fn written(&self, _org: &str, _records: usize) {}
+    }
+
+    fn no_arc(_store: &Arc<dyn Store>) -> Arc<dyn crate::alerts::AlertOutbox> {
+        Arc::new(NoCentre)
     }
 
     fn count(alerts: &Alerts, state: AlertState, level: u8) -> i64 {

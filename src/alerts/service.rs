@@ -13,7 +13,6 @@ use super::census::Census;
 use super::error::AlertError;
 use super::model::Alert;
 use super::turns::Turns;
-use crate::arc::Transmitter;
 use crate::channel::{ChannelKind, Target};
 use crate::hub::Hub;
 use crate::notify::Hooks;
@@ -31,6 +30,22 @@ pub trait TimerHandler: Send + Sync {
 
 /// The prefix of the ids of timers that are not an alert's (alert ids are UUIDs).
 pub const OTHER_TIMERS: &str = "welfare/";
+
+/// Another outbox fed from alert changes in the same atomic write: the alarm receiving
+/// centres' (`crate::arc`, which sits above this module and implements it).
+pub trait AlertOutbox: Send + Sync {
+    /// The records for `event` of `alert` (the `index`-th entry of its history), each
+    /// `(record id, encoded record)`, kept as [`Record::ArcOutbox`].
+    fn outbox(
+        &self,
+        event: &str,
+        alert: &Alert,
+        index: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, crate::store::StoreError>;
+
+    /// After the commit of `records` of them for `org`: wake the deliverers.
+    fn written(&self, org: &str, records: usize);
+}
 
 /// The outbox records of one alert change: the webhooks' and the alarm receiving centres',
 /// each `(record id, encoded record)`.
@@ -78,7 +93,7 @@ pub struct Alerts {
     /// The webhooks told of alert changes (through the outbox written with each change).
     pub(super) hooks: Arc<Hooks>,
     /// The alarm receiving centres told of alerts (through their outbox, likewise).
-    pub(super) arc: Arc<Transmitter>,
+    pub(super) arc: Arc<dyn AlertOutbox>,
     /// Who fires the timers that are not an alert's.
     pub(super) others: std::sync::OnceLock<std::sync::Weak<dyn TimerHandler>>,
 }
@@ -90,7 +105,7 @@ impl Alerts {
         store: Arc<dyn Store>,
         escalation: Escalation,
         hooks: Arc<Hooks>,
-        arc: Arc<Transmitter>,
+        arc: Arc<dyn AlertOutbox>,
     ) -> Arc<Self> {
         Arc::new(Alerts {
             hub,
@@ -119,11 +134,6 @@ impl Alerts {
     /// The webhooks and their outbox.
     pub fn hooks(&self) -> &Arc<Hooks> {
         &self.hooks
-    }
-
-    /// The alarm receiving centres' transmitter and its outbox.
-    pub fn arc(&self) -> &Arc<Transmitter> {
-        &self.arc
     }
 
     /// The outbox records telling the webhooks and the alarm receiving centres of `event` on

@@ -20,7 +20,7 @@ pub async fn healthz(call: Call) -> Result<Response<Body>, HttpError> {
 /// does not make this node unready (another node would fare no better), but it shows.
 pub async fn readyz(call: Call) -> Result<Response<Body>, HttpError> {
     let ready = call.state.store.healthy() && !call.state.shutdown.is_cancelled();
-    let arc = call.state.field.alerts().arc().clone();
+    let arc = call.state.arc.clone();
     if arc.is_empty() {
         return Ok(status(ready, "ready", "not ready"));
     }
@@ -54,7 +54,7 @@ pub async fn arc_status(call: Call) -> Result<Response<Body>, HttpError> {
         true => None,
         false => Some(who.org.as_deref().unwrap_or_default()),
     };
-    let arc = call.state.field.alerts().arc().clone();
+    let arc = call.state.arc.clone();
     let receivers = arc.status(org).await?;
     Ok(json_response(
         200,

@@ -58,7 +58,7 @@ pub async fn metrics(call: Call) -> Result<Response<Body>, HttpError> {
         alerts,
         key_set: state.auth.key_set().cloned(),
         hooks: state.field.alerts().hooks().clone(),
-        arc: state.field.alerts().arc().clone(),
+        arc: state.arc.clone(),
         amqp: state.amqp.get().cloned(),
         positions: state.positions.clone(),
         field: state.field.clone(),

@@ -44,26 +44,26 @@ pub enum Dc09Error {
 
 /// An AES key (binary; configured as 32, 48 or 64 hex digits).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Key(Vec<u8>);
+pub struct AesKey(Vec<u8>);
 
-impl std::fmt::Debug for Key {
+impl std::fmt::Debug for AesKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Key(AES-{})", self.0.len() * 8)
+        write!(f, "AesKey(AES-{})", self.0.len() * 8)
     }
 }
 
-impl Key {
+impl AesKey {
     /// A key of 16, 24 or 32 bytes.
-    pub fn new(bytes: Vec<u8>) -> Result<Key, Dc09Error> {
+    pub fn new(bytes: Vec<u8>) -> Result<AesKey, Dc09Error> {
         match bytes.len() {
-            16 | 24 | 32 => Ok(Key(bytes)),
+            16 | 24 | 32 => Ok(AesKey(bytes)),
             _ => Err(Dc09Error::KeyLength),
         }
     }
 
     /// A key from hex digits (32, 48 or 64).
-    pub fn from_hex(hex_digits: &str) -> Result<Key, Dc09Error> {
-        Key::new(hex::decode(hex_digits.trim()).map_err(|_| Dc09Error::KeyLength)?)
+    pub fn from_hex(hex_digits: &str) -> Result<AesKey, Dc09Error> {
+        AesKey::new(hex::decode(hex_digits.trim()).map_err(|_| Dc09Error::KeyLength)?)
     }
 
     /// Encrypts `buf` in place (its length a multiple of 16).
@@ -209,7 +209,7 @@ fn pad_char(random: u8) -> u8 {
 /// gives the padding's bytes).
 pub fn encode(
     message: &Message<'_>,
-    key: Option<&Key>,
+    key: Option<&AesKey>,
     random: &mut dyn FnMut() -> u8,
 ) -> Result<Vec<u8>, Dc09Error> {
     let mut head = String::with_capacity(64);
@@ -266,7 +266,7 @@ pub fn encode(
 
 /// What a receiver answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
+pub enum ReceiverReply {
     /// Received (`ACK`, or `RSP`: received, with a response).
     Ack {
         /// The sequence number of the message acknowledged.
@@ -290,7 +290,7 @@ pub enum Reply {
 
 /// Reads a receiver's reply: one frame, LF and CR optional, verified by its CRC; an
 /// encrypted `ACK` is decrypted with `key` for its timestamp.
-pub fn decode_reply(bytes: &[u8], key: Option<&Key>) -> Result<Reply, Dc09Error> {
+pub fn decode_reply(bytes: &[u8], key: Option<&AesKey>) -> Result<ReceiverReply, Dc09Error> {
     let text = std::str::from_utf8(bytes).map_err(|_| Dc09Error::Malformed("not ASCII"))?;
     let text = text.trim_matches(|c: char| c == '\n' || c == '\r' || c == '\0' || c == ' ');
     let (crc_hex, rest) = split_at_checked(text, 4).ok_or(Dc09Error::Malformed("too short"))?;
@@ -342,10 +342,10 @@ pub fn decode_reply(bytes: &[u8], key: Option<&Key>) -> Result<Reply, Dc09Error>
             if encrypted && (at.is_none() || !plain.contains(']')) {
                 return Err(Dc09Error::Decrypt);
             }
-            Ok(Reply::Ack { seq, at })
+            Ok(ReceiverReply::Ack { seq, at })
         }
-        "NAK" => Ok(Reply::Nak { at }),
-        "DUH" => Ok(Reply::Duh { seq }),
+        "NAK" => Ok(ReceiverReply::Nak { at }),
+        "DUH" => Ok(ReceiverReply::Duh { seq }),
         _ => Err(Dc09Error::Malformed("unknown reply")),
     }
 }
@@ -419,7 +419,7 @@ mod tests {
 
     #[test]
     fn encrypted_message_decrypts_to_pad_bar_and_data() {
-        let key = Key::from_hex("41414141414141414141414141414141").expect("key");
+        let key = AesKey::from_hex("41414141414141414141414141414141").expect("key");
         let frame = encode(
             &Message {
                 token: Token::SiaDcs,
@@ -461,7 +461,7 @@ mod tests {
     #[test]
     fn all_key_sizes_encrypt() {
         for digits in [32, 48, 64] {
-            let key = Key::from_hex(&"0F".repeat(digits / 2)).expect("key");
+            let key = AesKey::from_hex(&"0F".repeat(digits / 2)).expect("key");
             let message = Message {
                 token: Token::Null,
                 seq: 1,
@@ -474,15 +474,15 @@ mod tests {
             };
             assert!(encode(&message, Some(&key), &mut unpadded()).is_ok());
         }
-        assert_eq!(Key::from_hex("0F0F"), Err(Dc09Error::KeyLength));
-        assert_eq!(Key::from_hex("zz"), Err(Dc09Error::KeyLength));
+        assert_eq!(AesKey::from_hex("0F0F"), Err(Dc09Error::KeyLength));
+        assert_eq!(AesKey::from_hex("zz"), Err(Dc09Error::KeyLength));
     }
 
     #[test]
     fn pysiaalarm_encrypted_null_vector_decrypts() {
         // pysiaalarm 3.2.2's tests: `76D80055"*NULL"0000R0L0#AAAB[B4BC…D9`, key
         // "AAAAAAAAAAAAAAAA" (its key's characters are the key's bytes: 0x41 …).
-        let key = Key::from_hex("41414141414141414141414141414141").expect("key");
+        let key = AesKey::from_hex("41414141414141414141414141414141").expect("key");
         let body = r#""*NULL"0000R0L0#AAAB[B4BC8B40D0E6D959D6BEA78E88CC0B2155741A3C44FBB96D476A3E557CAD64D9"#;
         assert_eq!(crc16(body.as_bytes()), 0x76D8);
         assert_eq!(body.len(), 0x55);
@@ -499,24 +499,24 @@ mod tests {
     fn replies_are_read() {
         assert_eq!(
             decode_reply(&reply(r#""ACK"0042R1L1#1234[]"#), None),
-            Ok(Reply::Ack { seq: 42, at: None })
+            Ok(ReceiverReply::Ack { seq: 42, at: None })
         );
         // pysiaalarm's NAK of a timestamp out of window (R and L in either order).
         assert_eq!(
             decode_reply(&reply(r#""NAK"0000R1L1A0[]_08:40:47,07-08-2020"#), None),
-            Ok(Reply::Nak {
+            Ok(ReceiverReply::Nak {
                 at: Some(1_594_197_647)
             })
         );
         assert_eq!(
             decode_reply(&reply(r#""NAK"0000L0R0A0[]_08:40:47,07-08-2020"#), None),
-            Ok(Reply::Nak {
+            Ok(ReceiverReply::Nak {
                 at: Some(1_594_197_647)
             })
         );
         assert_eq!(
             decode_reply(&reply(r#""DUH"0042R1L1#1234[]"#), None),
-            Ok(Reply::Duh { seq: 42 })
+            Ok(ReceiverReply::Duh { seq: 42 })
         );
         let mut bad = reply(r#""ACK"0042R1L1#1234[]"#);
         bad[1] = if bad[1] == b'0' { b'1' } else { b'0' };
@@ -527,7 +527,7 @@ mod tests {
 
     #[test]
     fn encrypted_ack_carries_its_timestamp() {
-        let key = Key::from_hex("41414141414141414141414141414141").expect("key");
+        let key = AesKey::from_hex("41414141414141414141414141414141").expect("key");
         // As pysiaalarm answers: `]` and the timestamp, zero-filled at the front.
         let mut plain = b"0000000000000]_08:40:47,07-08-2020".to_vec();
         while !plain.len().is_multiple_of(16) {
@@ -537,14 +537,14 @@ mod tests {
         let body = format!(r#""*ACK"0042R1L1#1234[{}"#, hex::encode_upper(&plain));
         assert_eq!(
             decode_reply(&reply(&body), Some(&key)),
-            Ok(Reply::Ack {
+            Ok(ReceiverReply::Ack {
                 seq: 42,
                 at: Some(1_594_197_647)
             })
         );
         // Without the key, or with another, it is no ACK.
         assert_eq!(decode_reply(&reply(&body), None), Err(Dc09Error::Decrypt));
-        let other = Key::from_hex("42424242424242424242424242424242").expect("key");
+        let other = AesKey::from_hex("42424242424242424242424242424242").expect("key");
         assert!(decode_reply(&reply(&body), Some(&other)).is_err());
     }
 }

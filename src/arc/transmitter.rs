@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::codes;
-use super::dc09::{self, Key, Message, Reply, Token};
+use super::dc09::{self, AesKey, Message, ReceiverReply, Token};
 use super::link::Path;
 use crate::alerts::{Alert, AlertType, Priority};
 use crate::clock::now_millis;
@@ -91,7 +91,7 @@ struct PathState {
 
 struct Receiver {
     config: ArcReceiver,
-    key: Option<Key>,
+    key: Option<AesKey>,
     /// `host:port` of the primary and, if configured, the backup.
     addresses: Vec<String>,
     paths: Vec<PathState>,
@@ -208,6 +208,21 @@ fn alarm_text(user: &str) -> String {
         .collect()
 }
 
+impl crate::alerts::AlertOutbox for Transmitter {
+    fn outbox(
+        &self,
+        event: &str,
+        alert: &Alert,
+        index: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Transmitter::outbox(self, event, alert, index)
+    }
+
+    fn written(&self, org: &str, records: usize) {
+        Transmitter::written(self, org, records)
+    }
+}
+
 impl Transmitter {
     /// The receivers of `settings`, writing their outbox to `store`.
     pub fn new(settings: &ArcSettings, store: Arc<dyn Store>) -> Arc<Transmitter> {
@@ -220,7 +235,7 @@ impl Transmitter {
                 Receiver {
                     // Checked with the configuration: a key that does not parse is none
                     // here only if the checks were skipped, and then the receiver NAKs.
-                    key: config.key.as_deref().and_then(|k| Key::from_hex(k).ok()),
+                    key: config.key.as_deref().and_then(|k| AesKey::from_hex(k).ok()),
                     paths: addresses.iter().map(|_| PathState::default()).collect(),
                     addresses,
                     config: config.clone(),
@@ -728,7 +743,7 @@ impl Transmitter {
                     Err(Failure::Retry(format!("{}: {e}", r.addresses[p])))
                 }
                 Ok(bytes) => match dc09::decode_reply(&bytes, r.key.as_ref()) {
-                    Ok(Reply::Ack { seq: acked, at }) if acked == seq => {
+                    Ok(ReceiverReply::Ack { seq: acked, at }) if acked == seq => {
                         let now = now_secs_i64().saturating_add(session.offset);
                         match at {
                             Some(t) if r.key.is_some() && (t - now).abs() > ACK_WINDOW => {
@@ -744,11 +759,11 @@ impl Transmitter {
                             }
                         }
                     }
-                    Ok(Reply::Ack { .. }) => Err(Failure::Retry(format!(
+                    Ok(ReceiverReply::Ack { .. }) => Err(Failure::Retry(format!(
                         "{}: acknowledgement of another sequence number",
                         r.addresses[p]
                     ))),
-                    Ok(Reply::Nak { at: Some(t) }) => {
+                    Ok(ReceiverReply::Nak { at: Some(t) }) => {
                         // The receiver's clock: this transmitter's timestamps follow it.
                         let offset = t - now_secs_i64();
                         let retry = (offset - session.offset).abs() > 2;
@@ -762,11 +777,11 @@ impl Transmitter {
                         }
                         e
                     }
-                    Ok(Reply::Nak { at: None }) => {
+                    Ok(ReceiverReply::Nak { at: None }) => {
                         state.up.store(true, Ordering::Relaxed);
                         Err(Failure::Retry(format!("{}: NAK", r.addresses[p])))
                     }
-                    Ok(Reply::Duh { .. }) => {
+                    Ok(ReceiverReply::Duh { .. }) => {
                         state.up.store(true, Ordering::Relaxed);
                         Err(Failure::Refused)
                     }
