@@ -336,9 +336,20 @@ impl Field {
     /// shift or in lone work and check-ins are on).
     pub async fn check_in(&self, who: &Identity) -> Result<serde_json::Value, FieldError> {
         let org = self.own_org(who)?;
-        let now = now_millis();
+        let state = self.checked_in(&org, &who.user, now_millis()).await?;
+        self.status_of(&state).await
+    }
+
+    /// Records a check-in of `user` at `now` ("I'm OK" or counted activity): the next
+    /// deadline one interval on, a missed check-in behind it.
+    async fn checked_in(
+        &self,
+        org: &str,
+        user: &str,
+        now: u64,
+    ) -> Result<GuardWelfare, FieldError> {
         let state = self
-            .arm(&org, &who.user, now, Arming::Reset, |s| {
+            .arm(org, user, now, Arming::Reset, |s| {
                 s.checked_in_at = Some(now);
                 s.missed = None;
             })
@@ -346,7 +357,7 @@ impl Field {
         self.welfare_stats
             .check_ins
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.status_of(&state).await
+        Ok(state)
     }
 
     /// A fix from the guard's phone at `now`: a check-in when the settings that apply count
@@ -363,14 +374,7 @@ impl Field {
         if !settings.activity_resets || since < settings.interval_ms / 10 {
             return Ok(());
         }
-        self.arm(org, user, now, Arming::Reset, |s| {
-            s.checked_in_at = Some(now);
-            s.missed = None;
-        })
-        .await?;
-        self.welfare_stats
-            .check_ins
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.checked_in(org, user, now).await?;
         Ok(())
     }
 
