@@ -82,18 +82,6 @@ impl Browsers {
     }
 }
 
-async fn put_json(http: &reqwest::Client, url: &str, token: &str, body: Value) -> (u16, Value) {
-    let response = http
-        .put(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("PUT");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// The alerts of `kind` a supervisor lists.
 async fn alerts_of(http: &reqwest::Client, base: &str, sup: &str, kind: &str) -> Vec<Value> {
     let listed = get_json(http, &format!("{base}/api/v1/alerts?type={kind}"), sup).await;

@@ -259,16 +259,7 @@ impl TestServer {
     /// PUTs `body` as JSON to `path` with `token`: the status and the JSON answer (null if
     /// none).
     pub async fn put_json(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .http()
-            .put(self.https(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .expect("PUT");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        put_json(&self.http(), &self.https(path), token, body).await
     }
 
     pub async fn stats(&self) -> Value {
@@ -882,6 +873,19 @@ pub async fn post_json(
         .send()
         .await
         .expect("POST");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// PUTs `body` as JSON to `url` with `token`: the status and the JSON answer (null if none).
+pub async fn put_json(http: &reqwest::Client, url: &str, token: &str, body: Value) -> (u16, Value) {
+    let response = http
+        .put(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("PUT");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
