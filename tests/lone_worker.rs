@@ -719,3 +719,29 @@ async fn the_phone_hears_when_its_deadline_moves_and_ends_lone_work_without_a_pi
     assert_eq!(status["loneWork"], true, "{status}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn guards_with_lone_worker_state_are_bounded_per_org_and_others_keep_working() {
+    let server = server_with(|c| c.field.max_welfare_guards_per_org = 2).await;
+    for user in ["g1", "g2"] {
+        let guard = server.token(user, Some("acme"), &[Role::Guard]);
+        let (status, body) = post(&server, "/api/v1/welfare/start", &guard, json!({})).await;
+        assert_eq!(status, 200, "{user}: {body}");
+    }
+    let third = server.token("g3", Some("acme"), &[Role::Guard]);
+    let (status, body) = post(&server, "/api/v1/welfare/start", &third, json!({})).await;
+    assert_eq!(status, 429, "the org's budget is spent: {body}");
+    assert!(
+        body.to_string()
+            .contains("field.max_welfare_guards_per_org"),
+        "names its key: {body}"
+    );
+    // The guards within the budget, and another org, go on.
+    let g1 = server.token("g1", Some("acme"), &[Role::Guard]);
+    let (status, body) = post(&server, "/api/v1/welfare/ok", &g1, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let other = server.token("x1", Some("other"), &[Role::Guard]);
+    let (status, body) = post(&server, "/api/v1/welfare/start", &other, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await;
+}
