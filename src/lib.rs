@@ -70,6 +70,7 @@ pub(crate) mod http;
 pub mod hub;
 pub(crate) mod lanes;
 pub(crate) mod notify;
+pub mod patrol;
 pub mod protocol;
 pub mod server;
 pub(crate) mod session;

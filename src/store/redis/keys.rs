@@ -115,6 +115,7 @@ pub(super) fn record_slot(record: &Record<'_>) -> Option<(String, String)> {
         Record::Outbox { id } => (key(&["rec", "outbox"]), id.to_string()),
         Record::Member { key: member } => (key(&["rec", "member"]), member.to_string()),
         Record::Welfare { key: welfare } => (key(&["rec", "welfare"]), welfare.to_string()),
+        Record::Patrol { org, kind, id } => (key(&["rec", "patrol", org, kind]), id.to_string()),
         Record::Timer { .. } => return None,
     })
 }
@@ -128,6 +129,7 @@ pub(super) fn set_hash(set: &Records<'_>) -> String {
         Records::Devices => key(&["rec", "device"]),
         Records::Outbox => key(&["rec", "outbox"]),
         Records::Welfare => key(&["rec", "welfare"]),
+        Records::Patrol { org, kind } => key(&["rec", "patrol", org, kind]),
     }
 }
 

@@ -115,6 +115,13 @@ fn user_prefix(tag: u8, user: &str) -> Vec<u8> {
     k
 }
 
+fn patrol_prefix(org: &str, kind: &str) -> Vec<u8> {
+    let mut k = user_prefix(PATROL, org);
+    k.extend_from_slice(kind.as_bytes());
+    k.push(0);
+    k
+}
+
 fn id_only(tag: u8, id: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = tag;
@@ -155,6 +162,10 @@ pub const MEMBER: u8 = b'W';
 /// `V` + `org/{org}` or `guard/{principal key}`: lone-worker welfare settings and states.
 pub const WELFARE: u8 = b'V';
 
+/// `Q` + org + `\0` + kind + `\0` + id: an org's patrol records (checkpoints, tours, rounds,
+/// scans).
+pub const PATROL: u8 = b'Q';
+
 /// The key bytes of a domain record.
 pub fn record(key: &Record<'_>) -> Vec<u8> {
     match *key {
@@ -183,6 +194,11 @@ pub fn record(key: &Record<'_>) -> Vec<u8> {
         Record::Outbox { id } => tagged(OUTBOX, id.as_bytes()),
         Record::Member { key } => tagged(MEMBER, key.as_bytes()),
         Record::Welfare { key } => tagged(WELFARE, key.as_bytes()),
+        Record::Patrol { org, kind, id } => {
+            let mut k = patrol_prefix(org, kind);
+            k.extend_from_slice(id.as_bytes());
+            k
+        }
     }
 }
 
@@ -196,6 +212,7 @@ pub fn records(set: &Records<'_>) -> Vec<u8> {
         Records::Devices => vec![DEVICE],
         Records::Outbox => vec![OUTBOX],
         Records::Welfare => vec![WELFARE],
+        Records::Patrol { org, kind } => patrol_prefix(org, kind),
     }
 }
 
