@@ -555,3 +555,70 @@ async fn patrol_budgets_refuse_one_more_and_other_clients_keep_working() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_qr_sheet_prints_each_checkpoint_of_the_org_or_site_with_its_code() {
+    let server = server_with(|_| {}).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let gate = checkpoint(&server, &sup, "Gate <north>", 51.5, -0.12).await;
+    let (status, elsewhere) = post(
+        &server,
+        "/api/v1/checkpoints",
+        &sup,
+        json!({"name": "Depot door", "site": "depot", "lat": 51.4, "lon": -0.1,
+               "instructions": "Check the padlock"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{elsewhere}");
+
+    let sheet = |path: &'static str, token: String| {
+        let (http, url) = (server.http(), server.https(path));
+        async move {
+            let response = http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("GET sheet");
+            let status = response.status().as_u16();
+            let kind = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            (status, kind, response.text().await.unwrap_or_default())
+        }
+    };
+    let (status, kind, html) = sheet("/api/v1/checkpoints/sheet", sup.clone()).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(kind.starts_with("text/html"), "{kind}");
+    assert_eq!(html.matches("<svg").count(), 2, "{html}");
+    // Names are escaped; each card carries its code under its QR code.
+    assert!(html.contains("Gate &lt;north&gt;") && !html.contains("Gate <north>"));
+    for c in [&gate, &elsewhere] {
+        assert!(html.contains(c["code"].as_str().expect("code")), "{html}");
+    }
+    assert!(html.contains("Check the padlock"));
+    // Its stylesheet is a bundled file (the pages' policy allows no inline style).
+    assert!(html.contains("href=\"/sheet.css\""));
+    let css = server
+        .http()
+        .get(server.https("/sheet.css"))
+        .send()
+        .await
+        .expect("GET /sheet.css");
+    assert_eq!(css.status(), 200);
+    // One site's sheet.
+    let (_, _, depot) = sheet("/api/v1/checkpoints/sheet?site=depot", sup.clone()).await;
+    assert_eq!(depot.matches("<svg").count(), 1);
+    assert!(depot.contains("Depot door") && !depot.contains("Gate"));
+    // Guards and other orgs get no sheet.
+    let (status, _, _) = sheet("/api/v1/checkpoints/sheet", guard).await;
+    assert_eq!(status, 403);
+    let other = server.token("sup", Some("other"), &[Role::Supervisor]);
+    let (status, _, _) = sheet("/api/v1/checkpoints/sheet?org=acme", other).await;
+    assert_eq!(status, 403);
+    server.stop().await;
+}

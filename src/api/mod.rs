@@ -61,7 +61,7 @@ macro_rules! routes {
 }
 
 /// Every REST route.
-pub static ROUTES: [Route; 56] = routes! {
+pub static ROUTES: [Route; 57] = routes! {
     GET "/healthz" => admin::healthz,
     GET "/readyz" => admin::readyz,
     GET "/metrics" => metrics::metrics,
@@ -103,6 +103,7 @@ pub static ROUTES: [Route; 56] = routes! {
     PUT "/api/v1/welfare/pin" => welfare::set_pins,
     POST "/api/v1/welfare/pin" => welfare::enter_pin,
     GET "/api/v1/checkpoints" => patrols::checkpoints,
+    GET "/api/v1/checkpoints/sheet" => patrols::sheet,
     POST "/api/v1/checkpoints" => patrols::create_checkpoint,
     PUT "/api/v1/checkpoints/{id}" => patrols::replace_checkpoint,
     DELETE "/api/v1/checkpoints/{id}" => patrols::delete_checkpoint,

@@ -17,6 +17,23 @@ pub async fn checkpoints(call: Call) -> Result<Response<Body>, HttpError> {
     Ok(json_response(200, &all))
 }
 
+/// `GET /api/v1/checkpoints/sheet?org=&site=`: the printable page of the org's (or a site's)
+/// checkpoint QR codes (supervisors, admins).
+pub async fn sheet(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    let q = call.query();
+    let html = call
+        .state
+        .patrols
+        .sheet(
+            &who,
+            q.get("org").map(String::as_str),
+            q.get("site").map(String::as_str),
+        )
+        .await?;
+    Ok(crate::dashboard::page(html))
+}
+
 /// `POST /api/v1/checkpoints?org=`: creates one (supervisors, admins).
 pub async fn create_checkpoint(call: Call) -> Result<Response<Body>, HttpError> {
     let who = call.who()?;

@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! One file per concern, each adding its operations to [`Patrols`] (`impl Patrols` blocks):
-//! `checkpoints.rs`, `tours.rs`, `scans.rs`, `timers.rs` (the window's end) on top; `codes.rs`
+//! `checkpoints.rs`, `tours.rs`, `scans.rs`, `timers.rs` (the window's end) and `sheet.rs` (the
+//! printable QR sheet) on top; `codes.rs`
 //! (signed checkpoint ids) and `schedule.rs` (rounds) below them; `service.rs` (the service,
 //! access rules, budgets), `records.rs` and `error.rs` at the bottom. Records are
 //! `Record::Patrol { org, kind, id }`, one set per kind (`records.rs` names the kinds).
@@ -16,6 +17,7 @@ mod records;
 mod scans;
 mod schedule;
 mod service;
+mod sheet;
 mod timers;
 mod tours;
 

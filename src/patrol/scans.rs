@@ -12,14 +12,11 @@ use serde::Serialize;
 
 use super::error::{bad, PatrolError};
 use super::records::{Checkpoint, Scan, ScanSpec, Tour, TourState, CHECKPOINT, ROUND, SCAN, TOUR};
-use super::service::{distance_m, Patrols};
+use super::service::{distance_m, Patrols, WRITE_ATTEMPTS};
 use crate::auth::{Identity, Role};
 use crate::clock::now_millis;
 use crate::store::records::{decode, encode};
 use crate::store::{Change, Record, Records};
-
-/// Tries of a round's write that other nodes' writes keep invalidating.
-const WRITE_ATTEMPTS: usize = 16;
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 

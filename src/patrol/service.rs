@@ -9,10 +9,15 @@ use std::sync::{Arc, Weak};
 use serde::de::DeserializeOwned;
 
 use super::error::{bad, PatrolError};
+use super::records::{TourState, ROUND};
 use crate::alerts::Alerts;
 use crate::auth::{Identity, Role};
 use crate::config::PatrolSettings;
-use crate::store::{Record, Records, Store};
+use crate::store::records::decode;
+use crate::store::{Change, Record, Records, Store};
+
+/// Tries of a write over a tour's round that other nodes' writes keep invalidating.
+pub(super) const WRITE_ATTEMPTS: usize = 16;
 
 /// Patrol counters, for `/metrics` (this node's, since start).
 #[derive(Debug, Default)]
@@ -150,6 +155,48 @@ impl Patrols {
             .len();
         self.within_budget(count, limit, what, key)?;
         Ok(turn)
+    }
+
+    /// A tour's round as kept, decoded and as read (for [`Patrols::write_over_round`]).
+    pub(super) async fn read_round(
+        &self,
+        org: &str,
+        tour: &str,
+    ) -> Result<(Option<TourState>, Option<Vec<u8>>), PatrolError> {
+        let read = self
+            .store
+            .record(Record::Patrol {
+                org,
+                kind: ROUND,
+                id: tour,
+            })
+            .await?;
+        let state = read.as_deref().map(decode).transpose()?;
+        Ok((state, read))
+    }
+
+    /// Writes `changes` only over the tour's round as `read`, and waits until they are
+    /// durable; `false` when another node changed the round meanwhile (read again, decide
+    /// again).
+    pub(super) async fn write_over_round(
+        &self,
+        org: &str,
+        tour: &str,
+        read: Option<Vec<u8>>,
+        changes: &[Change<'_>],
+    ) -> Result<bool, PatrolError> {
+        let round = Record::Patrol {
+            org,
+            kind: ROUND,
+            id: tour,
+        };
+        match self.store.write_if(round, read.as_deref(), changes).await? {
+            Some(ticket) => {
+                self.store.durable(ticket).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Refuses one more of `what` when `count` already reached `limit` (counted).

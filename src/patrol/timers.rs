@@ -8,15 +8,11 @@ use std::sync::atomic::Ordering;
 use super::error::PatrolError;
 use super::records::{Checkpoint, Tour, TourState, CHECKPOINT, ROUND, TOUR};
 use super::schedule;
-use super::service::Patrols;
+use super::service::{Patrols, WRITE_ATTEMPTS};
 use super::tours::timer_id;
 use crate::alerts::{AlertType, NewAlert, TimerHandler, PATROL_TIMERS};
 use crate::clock::now_millis;
-use crate::store::records::decode;
 use crate::store::{Change, Record};
-
-/// Tries of a write that other nodes' writes keep invalidating.
-const WRITE_ATTEMPTS: usize = 16;
 
 /// Rounds whose window ended longer ago than this are not raised after an outage (one raise
 /// for the round that was due, then the schedule resumes from here).
@@ -70,8 +66,7 @@ impl Patrols {
             id: tour_id,
         };
         let tour: Option<Tour> = self.load(org, TOUR, tour_id).await?;
-        let read = self.store.record(round_key).await?;
-        let state: Option<TourState> = read.as_deref().map(decode).transpose()?;
+        let (state, read) = self.read_round(org, tour_id).await?;
         let (Some(tour), Some(state)) = (tour, state.filter(|s| s.window_end == due)) else {
             // The tour is gone, or its round moved on (a stale timer): only the timer goes.
             self.store.commit(&[Change::Delete(timer)]).await?;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use super::error::{bad, PatrolError};
 use super::records::{Checkpoint, Tour, TourSpec, TourState, CHECKPOINT, ROUND, TOUR};
 use super::schedule;
-use super::service::{new_id, valid_text, Patrols};
+use super::service::{new_id, valid_text, Patrols, WRITE_ATTEMPTS};
 use crate::alerts::PATROL_TIMERS;
 use crate::auth::Identity;
 use crate::clock::now_millis;
@@ -108,7 +108,7 @@ impl Patrols {
             )
             .await?;
         let tour = built(new_id(), org, now_millis(), spec);
-        self.save_tour(&tour, None).await?;
+        self.save_tour(&tour).await?;
         self.stats
             .tours_created
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -128,8 +128,7 @@ impl Patrols {
         let _turn = self.turns.take(&timer_id(&org, id)).await;
         let old: Tour = self.existing(&org, TOUR, id, "tour").await?;
         let tour = built(old.id, org.clone(), old.created_at, spec);
-        let state: Option<TourState> = self.load(&org, ROUND, id).await?;
-        self.save_tour(&tour, state).await?;
+        self.save_tour(&tour).await?;
         Ok(tour)
     }
 
@@ -144,33 +143,55 @@ impl Patrols {
         let timer = timer_id(&org, id);
         let _turn = self.turns.take(&timer).await;
         self.existing::<Tour>(&org, TOUR, id, "tour").await?;
-        let state: Option<TourState> = self.load(&org, ROUND, id).await?;
-        let mut changes = vec![
-            Change::Delete(Record::Patrol {
-                org: &org,
-                kind: TOUR,
-                id,
-            }),
-            Change::Delete(Record::Patrol {
-                org: &org,
-                kind: ROUND,
-                id,
-            }),
-        ];
-        if let Some(state) = &state {
-            changes.push(Change::Delete(Record::Timer {
-                due: state.window_end,
-                alert: &timer,
-                level: 0,
-            }));
+        for _ in 0..WRITE_ATTEMPTS {
+            let (state, read) = self.read_round(&org, id).await?;
+            let mut changes = vec![
+                Change::Delete(Record::Patrol {
+                    org: &org,
+                    kind: TOUR,
+                    id,
+                }),
+                Change::Delete(Record::Patrol {
+                    org: &org,
+                    kind: ROUND,
+                    id,
+                }),
+            ];
+            if let Some(state) = &state {
+                changes.push(Change::Delete(Record::Timer {
+                    due: state.window_end,
+                    alert: &timer,
+                    level: 0,
+                }));
+            }
+            if self.write_over_round(&org, id, read, &changes).await? {
+                return Ok(());
+            }
         }
-        self.store.commit(&changes).await?;
-        Ok(())
+        Err(PatrolError::Contended("the tour's round"))
     }
 
-    /// Writes `tour` with its current round (keeping `old`'s scans when the round is the same)
-    /// and that round's timer, in one write; the old round's timer goes in the same write.
-    async fn save_tour(&self, tour: &Tour, old: Option<TourState>) -> Result<(), PatrolError> {
+    /// Writes `tour` with its current round (keeping the kept round's scans when it is the
+    /// same round) and that round's timer, in one write over the round as read; the old round's
+    /// timer goes in the same write.
+    async fn save_tour(&self, tour: &Tour) -> Result<(), PatrolError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let (old, read) = self.read_round(&tour.org, &tour.id).await?;
+            if self.try_save_tour(tour, old, read).await? {
+                self.alerts.timers_changed();
+                return Ok(());
+            }
+        }
+        Err(PatrolError::Contended("the tour's round"))
+    }
+
+    /// One attempt of [`Patrols::save_tour`]: `false` when the round changed since `read`.
+    async fn try_save_tour(
+        &self,
+        tour: &Tour,
+        old: Option<TourState>,
+        read: Option<Vec<u8>>,
+    ) -> Result<bool, PatrolError> {
         let now = now_millis();
         let Some(round) = schedule::round_after(&tour.schedule, self.minute_ms, now) else {
             return bad("the schedule has no round");
@@ -226,8 +247,7 @@ impl Patrols {
             },
             Vec::new(),
         ));
-        self.store.commit(&changes).await?;
-        self.alerts.timers_changed();
-        Ok(())
+        self.write_over_round(&tour.org, &tour.id, read, &changes)
+            .await
     }
 }
