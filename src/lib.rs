@@ -35,6 +35,8 @@
 //! - [`app`]: the application's shared state, where the services are wired together.
 //! - [`amqp`]: task events from the site's RabbitMQ, published on their bindings' channels.
 //! - [`session`]: one connection's reader (native or STOMP) and writer with its clocks.
+//! - [`patrol`]: guard tours: checkpoints with signed codes, tours on a schedule, scans, and
+//!   `TOUR_MISSED` at a round's window end.
 //! - [`field`]: what publishes on the domain channels mean: locations, video, emergencies,
 //!   fences and shifts. [`alerts`]: alert records, life cycle, audit trail, escalation timers.
 //!   [`notify`]: webhooks for alert events, from a durable outbox.

@@ -6,6 +6,9 @@ use hyper::Response;
 use super::extract::Call;
 use crate::http::{json_response, Body, HttpError};
 
+/// Each QR code's size on the sheet, px (about 5 cm printed at 96 dpi).
+const QR_PX: u32 = 200;
+
 /// The most scans one listing answers.
 const MAX_LISTED_SCANS: usize = 1000;
 
@@ -29,6 +32,7 @@ pub async fn sheet(call: Call) -> Result<Response<Body>, HttpError> {
             &who,
             q.get("org").map(String::as_str),
             q.get("site").map(String::as_str),
+            &|code| crate::dashboard::qr_svg(code, QR_PX).ok(),
         )
         .await?;
     Ok(crate::dashboard::page(html))

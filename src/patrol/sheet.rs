@@ -1,14 +1,12 @@
 //! The printable sheet of an org's checkpoints: one card per checkpoint with its QR code (the
-//! signed code, rendered here as inline SVG), its name, site and instructions. Styled by the
-//! bundled `/sheet.css` (the pages' policy allows no inline style).
+//! signed code as inline SVG, drawn by the caller's renderer: the dashboard's, which sits
+//! above this module), its name, site and instructions. Styled by the bundled `/sheet.css`
+//! (the pages' policy allows no inline style).
 
 use super::checkpoints::CheckpointView;
 use super::error::PatrolError;
 use super::service::Patrols;
 use crate::auth::Identity;
-
-/// Each QR code's size, px (about 5 cm printed at 96 dpi).
-const QR_PX: u32 = 200;
 
 /// Text for HTML: `<`, `>`, `&` and quotes escaped.
 fn escape(text: &str) -> String {
@@ -26,11 +24,12 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// The sheet's HTML.
+/// The sheet's HTML, `qr` drawing each code as an inline SVG.
 fn render(
     org: &str,
     site: Option<&str>,
     checkpoints: &[CheckpointView],
+    qr: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<String, PatrolError> {
     let title = match site {
         Some(site) => format!("Checkpoints of {} — {}", escape(org), escape(site)),
@@ -39,14 +38,14 @@ fn render(
     let mut cards = String::new();
     for view in checkpoints {
         let c = &view.checkpoint;
-        let qr = crate::dashboard::qr_svg(&view.code, QR_PX).map_err(|_| {
+        let svg = qr(&view.code).ok_or_else(|| {
             PatrolError::BadRequest(format!(
                 "checkpoint {}: a code too long for a QR code",
                 c.id
             ))
         })?;
         cards.push_str(&format!(
-            "<figure class=\"checkpoint\" data-id=\"{id}\">{qr}<figcaption><strong>{name}</strong>{site}{instructions}<code>{code}</code></figcaption></figure>\n",
+            "<figure class=\"checkpoint\" data-id=\"{id}\">{svg}<figcaption><strong>{name}</strong>{site}{instructions}<code>{code}</code></figcaption></figure>\n",
             id = escape(&c.id),
             name = escape(&c.name),
             site = c
@@ -75,19 +74,21 @@ fn render(
 }
 
 impl Patrols {
-    /// The printable sheet of the org's checkpoints, or of one site's (supervisors, admins).
+    /// The printable sheet of the org's checkpoints, or of one site's (supervisors, admins),
+    /// with `qr` drawing each code as an inline SVG.
     pub async fn sheet(
         &self,
         who: &Identity,
         org: Option<&str>,
         site: Option<&str>,
+        qr: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<String, PatrolError> {
         let org = self.managed_org(who, org)?;
         let mut all = self.checkpoints(who, Some(&org)).await?;
         if let Some(site) = site {
             all.retain(|c| c.checkpoint.site.as_deref() == Some(site));
         }
-        render(&org, site, &all)
+        render(&org, site, &all, qr)
     }
 }
 
