@@ -30,6 +30,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Field operations (locations, video, emergencies, fences, shifts, alerts).
     pub field: Arc<Field>,
+    /// Patrols: checkpoints, tours, scans.
+    pub patrols: Arc<crate::patrol::Patrols>,
     /// Guards' location fixes on their way to the field, shed under overload.
     pub positions: Arc<Positions>,
     /// Token verification.
@@ -79,7 +81,7 @@ impl AppState {
         let field = Field::new(
             hub.clone(),
             store.clone(),
-            alerts,
+            alerts.clone(),
             FieldConfig {
                 max_clock_skew: config.field.max_clock_skew,
                 max_fence_vertices: config.field.max_fence_vertices,
@@ -88,6 +90,13 @@ impl AppState {
                 lost_contact_after: config.field.lost_contact_after,
             },
             lanes.urgent.handle().clone(),
+        );
+        let patrols = crate::patrol::Patrols::new(
+            store.clone(),
+            alerts,
+            config.patrol.clone(),
+            config.field.max_clock_skew,
+            config.testing.patrol_minute,
         );
         let positions =
             Positions::new(field.clone(), hub.clone(), lanes.positions.handle().clone());
@@ -101,6 +110,7 @@ impl AppState {
             store,
             hub,
             field,
+            patrols,
             auth,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),

@@ -37,6 +37,8 @@
 //! - [`arc`]: alarms to an alarm receiving centre over ANSI/SIA DC-09, from the durable
 //!   outbox the alerts write to (through [`alerts::AlertOutbox`]).
 //! - [`session`]: one connection's reader (native or STOMP) and writer with its clocks.
+//! - [`patrol`]: guard tours: checkpoints with signed codes, tours on a schedule, scans, and
+//!   `TOUR_MISSED` at a round's window end.
 //! - [`field`]: what publishes on the domain channels mean: locations, video, emergencies,
 //!   fences and shifts. [`alerts`]: alert records, life cycle, audit trail, escalation timers.
 //!   [`notify`]: webhooks for alert events, from a durable outbox.
@@ -73,6 +75,7 @@ pub(crate) mod http;
 pub mod hub;
 pub(crate) mod lanes;
 pub(crate) mod notify;
+pub mod patrol;
 pub mod protocol;
 pub mod server;
 pub(crate) mod session;

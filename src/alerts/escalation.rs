@@ -80,8 +80,14 @@ impl Alerts {
     }
 
     /// A timer that is not an alert's, by its handler; without one (never set), it is dropped.
-    async fn fire_other(&self, due: u64, level: u8, id: &str) {
-        match self.others.get().and_then(std::sync::Weak::upgrade) {
+    async fn fire_other(
+        &self,
+        handler: &std::sync::OnceLock<std::sync::Weak<dyn super::TimerHandler>>,
+        due: u64,
+        level: u8,
+        id: &str,
+    ) {
+        match handler.get().and_then(std::sync::Weak::upgrade) {
             Some(handler) => handler.fire(due, level, id).await,
             None => {
                 let timer = Record::Timer {
@@ -143,7 +149,11 @@ impl Alerts {
                     }
                 }
                 if id.starts_with(super::service::OTHER_TIMERS) {
-                    self.fire_other(due, level, id).await;
+                    self.fire_other(&self.others, due, level, id).await;
+                    continue;
+                }
+                if id.starts_with(super::service::PATROL_TIMERS) {
+                    self.fire_other(&self.patrols, due, level, id).await;
                     continue;
                 }
                 if let Err(e) = self.escalate(due, level, id).await {

@@ -24,5 +24,7 @@ mod turns;
 
 pub use self::error::AlertError;
 pub use self::model::{Alert, AlertQuery, AlertState, AlertType, NewAlert, Position, Priority};
-pub use self::service::{AlertOutbox, Alerts, Escalation, TimerHandler, OTHER_TIMERS};
-pub use self::turns::Turns;
+pub use self::service::{
+    AlertOutbox, Alerts, Escalation, TimerHandler, OTHER_TIMERS, PATROL_TIMERS,
+};
+pub use self::turns::{AlertTurn, Turns};

@@ -35,11 +35,14 @@ pub enum AlertType {
     /// Raised silently when a guard entered the duress PIN: never told to the guard's own
     /// connections or queues.
     Duress,
+    /// Raised by Lookout when a patrol tour's round window ended with checkpoints unscanned.
+    #[serde(rename = "TOUR_MISSED")]
+    TourMissed,
 }
 
 impl AlertType {
     /// Every type, in the order the documents list them.
-    pub const ALL: [AlertType; 10] = [
+    pub const ALL: [AlertType; 11] = [
         AlertType::Panic,
         AlertType::Medical,
         AlertType::Security,
@@ -50,6 +53,7 @@ impl AlertType {
         AlertType::LostContact,
         AlertType::ManDown,
         AlertType::Duress,
+        AlertType::TourMissed,
     ];
 
     /// The type's name on the wire (as serde writes it).
@@ -65,6 +69,7 @@ impl AlertType {
             AlertType::LostContact => "LOST_CONTACT",
             AlertType::ManDown => "MAN_DOWN",
             AlertType::Duress => "DURESS",
+            AlertType::TourMissed => "TOUR_MISSED",
         }
     }
 

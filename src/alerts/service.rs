@@ -70,6 +70,9 @@ impl Notices {
     }
 }
 
+/// The prefix of the ids of patrol tours' window timers (see `crate::patrol`).
+pub const PATROL_TIMERS: &str = "patrol/";
+
 /// Escalation intervals.
 #[derive(Debug, Clone, Copy)]
 pub struct Escalation {
@@ -96,6 +99,8 @@ pub struct Alerts {
     pub(super) arc: Arc<dyn AlertOutbox>,
     /// Who fires the timers that are not an alert's.
     pub(super) others: std::sync::OnceLock<std::sync::Weak<dyn TimerHandler>>,
+    /// Who fires the timers whose ids start with [`PATROL_TIMERS`].
+    pub(super) patrols: std::sync::OnceLock<std::sync::Weak<dyn TimerHandler>>,
 }
 
 impl Alerts {
@@ -117,6 +122,7 @@ impl Alerts {
             turns: Turns::default(),
             census: Census::default(),
             others: std::sync::OnceLock::new(),
+            patrols: std::sync::OnceLock::new(),
         })
     }
 
@@ -124,6 +130,12 @@ impl Alerts {
     pub fn set_timer_handler(&self, handler: std::sync::Weak<dyn TimerHandler>) {
         // A second call keeps the first handler.
         let _ = self.others.set(handler);
+    }
+
+    /// Sets who fires the timers whose ids start with [`PATROL_TIMERS`] (once).
+    pub fn set_patrol_timer_handler(&self, handler: std::sync::Weak<dyn TimerHandler>) {
+        // A second call keeps the first handler.
+        let _ = self.patrols.set(handler);
     }
 
     /// Tells the timer task that a timer was added (it may be due before the one it waits for).

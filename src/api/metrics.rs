@@ -62,6 +62,7 @@ pub async fn metrics(call: Call) -> Result<Response<Body>, HttpError> {
         amqp: state.amqp.get().cloned(),
         positions: state.positions.clone(),
         field: state.field.clone(),
+        patrols: state.patrols.clone(),
     };
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(exporter));
@@ -89,6 +90,7 @@ struct Exporter {
     amqp: Option<Arc<crate::amqp::Bridge>>,
     positions: Arc<crate::session::positions::Positions>,
     field: Arc<crate::field::Field>,
+    patrols: Arc<crate::patrol::Patrols>,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -193,6 +195,42 @@ impl prometheus_client::collector::Collector for Exporter {
                 "lookout_lost_contact",
                 "LOST_CONTACT alerts raised for guards on shift gone silent.",
                 &w.lost_contact,
+            ),
+        ] {
+            counter(&mut encoder, name, help, get(value))?;
+        }
+        // Patrols.
+        let p = &self.patrols.stats;
+        for (name, help, value) in [
+            (
+                "lookout_patrol_checkpoints_created",
+                "Patrol checkpoints created.",
+                &p.checkpoints_created,
+            ),
+            (
+                "lookout_patrol_tours_created",
+                "Patrol tours created.",
+                &p.tours_created,
+            ),
+            (
+                "lookout_patrol_scans",
+                "Checkpoint scans recorded (repeats of a scan not counted).",
+                &p.scans,
+            ),
+            (
+                "lookout_patrol_scans_far",
+                "Checkpoint scans flagged far from their checkpoint.",
+                &p.scans_far,
+            ),
+            (
+                "lookout_tour_missed",
+                "TOUR_MISSED alerts raised (a round's window ended with checkpoints unscanned).",
+                &p.missed,
+            ),
+            (
+                "lookout_patrol_refused",
+                "Patrol requests refused over a budget (patrol.max_*).",
+                &p.refused,
             ),
         ] {
             counter(&mut encoder, name, help, get(value))?;

@@ -4,7 +4,7 @@
 //! [`ROUTES`] is the one route table: a request is matched against it by path and method, and
 //! a path it knows under other methods answers 405 with `Allow`. Handlers live by concern
 //! ([`publish`], [`history`], [`events`], [`field`], [`alerts`], [`enroll`], [`devices`],
-//! [`admin`], [`metrics`], [`welfare`]) and read requests through [`extract`]. Same JWT and rights as the socket (`Authorization:
+//! [`admin`], [`metrics`], [`welfare`], [`patrols`]) and read requests through [`extract`]. Same JWT and rights as the socket (`Authorization:
 //! Bearer`); every error is `{"error":{"code","message"}}` with the matching status, made by
 //! `crate::http` from the failure. Bad input is answered, not logged as an error; 5xx details
 //! are logged and never sent to the client.
@@ -19,6 +19,7 @@ pub mod field;
 pub mod history;
 pub mod messages;
 pub mod metrics;
+pub mod patrols;
 pub mod publish;
 pub mod welfare;
 
@@ -101,6 +102,18 @@ pub static ROUTES: &[Route] = &routes! {
     POST "/api/v1/welfare/stop" => welfare::stop,
     PUT "/api/v1/welfare/pin" => welfare::set_pins,
     POST "/api/v1/welfare/pin" => welfare::enter_pin,
+    GET "/api/v1/checkpoints" => patrols::checkpoints,
+    GET "/api/v1/checkpoints/sheet" => patrols::sheet,
+    POST "/api/v1/checkpoints" => patrols::create_checkpoint,
+    PUT "/api/v1/checkpoints/{id}" => patrols::replace_checkpoint,
+    DELETE "/api/v1/checkpoints/{id}" => patrols::delete_checkpoint,
+    GET "/api/v1/tours" => patrols::tours,
+    POST "/api/v1/tours" => patrols::create_tour,
+    PUT "/api/v1/tours/{id}" => patrols::replace_tour,
+    DELETE "/api/v1/tours/{id}" => patrols::delete_tour,
+    GET "/api/v1/tours/{id}/round" => patrols::round,
+    POST "/api/v1/patrols/scans" => patrols::scan,
+    GET "/api/v1/patrols/scans" => patrols::scans,
     GET "/api/v1/presence" => field::presence,
     GET "/api/v1/messages" => messages::conversation,
     GET "/api/v1/websocket/stats" => admin::stats,

@@ -43,6 +43,9 @@ pub fn codes(kind: AlertType) -> Codes {
         // Geofence: a guard where they must not be (SIA UA Untyped zone alarm with its own
         // zone, CID 150 24-hour non-burglary).
         AlertType::Geofence => ("UA", "UH", 150, 10),
+        // Tour missed: neither SIA DC-03 nor Contact ID has a guard-tour code, so it is an
+        // untyped zone alarm like the geofence one, told apart by its own zone.
+        AlertType::TourMissed => ("UA", "UH", 150, 11),
     };
     Codes {
         sia_alarm,
@@ -54,7 +57,7 @@ pub fn codes(kind: AlertType) -> Codes {
 
 /// Every alert type, in the table's order.
 #[cfg(test)]
-pub const ALL: [AlertType; 10] = [
+pub const ALL: [AlertType; 11] = [
     AlertType::Panic,
     AlertType::Duress,
     AlertType::Medical,
@@ -65,6 +68,7 @@ pub const ALL: [AlertType; 10] = [
     AlertType::CheckInMissed,
     AlertType::LostContact,
     AlertType::Geofence,
+    AlertType::TourMissed,
 ];
 
 /// The data block of an event for `account`: SIA DC-03 `#acct|Nri1/PA001` or Contact ID

@@ -32,6 +32,7 @@ mod jwt;
 mod limits;
 mod metrics;
 mod notify;
+mod patrol;
 mod retention;
 mod section;
 mod store;
@@ -48,6 +49,7 @@ pub use jwt::{ClaimsConfig, JwtAlgorithm, JwtConfig};
 pub use limits::Limits;
 pub use metrics::MetricsSettings;
 pub use notify::{NotifySettings, Webhook, ALERT_EVENTS};
+pub use patrol::PatrolSettings;
 pub use retention::{Retention, RetentionRule, RETENTION_KINDS};
 pub use section::ConfigError;
 pub use store::StoreSettings;
@@ -99,6 +101,8 @@ config_section! {
         pub cluster: ClusterSettings;
         /// Field operations: locations and geofences.
         pub field: FieldSettings;
+        /// Patrols: checkpoints, tours and scans.
+        pub patrol: PatrolSettings;
         /// Alert escalation.
         pub alerts: AlertSettings;
         /// The dashboard.

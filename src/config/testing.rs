@@ -20,6 +20,14 @@ config_section! {
         /// The files `FAULT-flush` and `FAULT-write` in the data directory make every later
         /// flush or write fail; `check-config` warns when it is on.
         pub store_faults: bool = false;
+        /// how long a minute of a patrol tour's schedule lasts, for tour tests; never on a site
+        ///
+        /// Tours' schedules (`start`, `every_minutes`, `window_minutes`) and the day their rounds
+        /// repeat in count minutes of this length, so a test runs a round in seconds;
+        /// `check-config` warns when it is not 1m.
+        #[serde(with = "humantime_serde")]
+        pub patrol_minute: std::time::Duration = std::time::Duration::from_secs(60),
+            check: |d| (d.as_millis() < 10).then_some("must be at least 10ms");
     }
 }
 
@@ -30,6 +38,12 @@ impl TestingSettings {
         if self.store_faults {
             out.push(
                 "testing.store_faults: a file in the data directory can make the store fail; for fault tests only"
+                    .into(),
+            );
+        }
+        if self.patrol_minute != std::time::Duration::from_secs(60) {
+            out.push(
+                "testing.patrol_minute: tours' schedules run on a shortened clock; for tour tests only"
                     .into(),
             );
         }

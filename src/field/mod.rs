@@ -40,6 +40,7 @@ pub use self::location::{LastLocation, Location};
 pub use self::records::{
     Fence, FenceSpec, FenceState, GuardWelfare, PinHash, Shift, ShiftSpec, WelfareSettings,
 };
+pub(crate) use self::service::derived_id;
 pub use self::service::{Field, FieldConfig, FieldPublished, WelfareStats};
 pub use self::stats::TrackingStats;
 pub use self::welfare::Scope;

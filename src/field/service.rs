@@ -94,7 +94,7 @@ pub(super) struct ShiftIndex {
 
 /// An id shaped like the random (UUID) ids of alerts, the same for the same `parts`: what
 /// makes a retried or refired raise find the alert it raised.
-pub(super) fn derived_id(parts: &[&str]) -> String {
+pub(crate) fn derived_id(parts: &[&str]) -> String {
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
     for part in parts {
         digest.update(&(part.len() as u64).to_be_bytes());

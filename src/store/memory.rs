@@ -26,9 +26,15 @@ use crate::counters::Latency;
 /// A domain record's key, ordered as the engine scans it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {
-    Fence { org: String, id: String },
+    Fence {
+        org: String,
+        id: String,
+    },
     Location(String),
-    FenceState { user: String, fence: String },
+    FenceState {
+        user: String,
+        fence: String,
+    },
     Alert(String),
     Shift(String),
     UsedLink(String),
@@ -37,6 +43,11 @@ enum Key {
     ArcOutbox(String),
     Member(String),
     Welfare(String),
+    Patrol {
+        org: String,
+        kind: String,
+        id: String,
+    },
 }
 
 impl Key {
@@ -60,6 +71,11 @@ impl Key {
             Record::ArcOutbox { id } => Key::ArcOutbox(id.into()),
             Record::Member { key } => Key::Member(key.into()),
             Record::Welfare { key } => Key::Welfare(key.into()),
+            Record::Patrol { org, kind, id } => Key::Patrol {
+                org: org.into(),
+                kind: kind.into(),
+                id: id.into(),
+            },
             Record::Timer { .. } => return None,
         })
     }
@@ -67,6 +83,9 @@ impl Key {
     fn in_set(&self, set: &Records<'_>) -> bool {
         match (self, set) {
             (Key::Fence { org, .. }, Records::Fences { org: wanted }) => org == wanted,
+            (Key::Patrol { org, kind, .. }, Records::Patrol { org: o, kind: k }) => {
+                org == o && kind == k
+            }
             (Key::Location(_), Records::Locations)
             | (Key::Alert(_), Records::Alerts)
             | (Key::Shift(_), Records::Shifts)

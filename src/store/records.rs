@@ -80,6 +80,16 @@ pub enum Record<'a> {
         /// `org/{org}` or `guard/{principal key}`.
         key: &'a str,
     },
+    /// Patrols: an org's checkpoints, tours, rounds and scans, each kind a set of its own
+    /// (see `crate::patrol`).
+    Patrol {
+        /// Org.
+        org: &'a str,
+        /// What it is: `cp`, `tour`, `round`, `scan`, `key` (no `\0`).
+        kind: &'a str,
+        /// Its id within the kind.
+        id: &'a str,
+    },
 }
 
 /// A set of domain records to scan.
@@ -104,6 +114,13 @@ pub enum Records<'a> {
     ArcOutbox,
     /// Every welfare record (orgs' settings and guards' states).
     Welfare,
+    /// Every patrol record of one kind of an org.
+    Patrol {
+        /// Org.
+        org: &'a str,
+        /// Kind.
+        kind: &'a str,
+    },
 }
 
 /// An escalation timer in the due-time index.
@@ -178,6 +195,15 @@ pub enum OwnedRecord {
     Member(String),
     /// See [`Record::Welfare`].
     Welfare(String),
+    /// See [`Record::Patrol`].
+    Patrol {
+        /// Org.
+        org: String,
+        /// Kind.
+        kind: String,
+        /// Id within the kind.
+        id: String,
+    },
 }
 
 impl OwnedRecord {
@@ -195,6 +221,7 @@ impl OwnedRecord {
             OwnedRecord::ArcOutbox(id) => Record::ArcOutbox { id },
             OwnedRecord::Member(key) => Record::Member { key },
             OwnedRecord::Welfare(key) => Record::Welfare { key },
+            OwnedRecord::Patrol { org, kind, id } => Record::Patrol { org, kind, id },
         }
     }
 }

@@ -115,13 +115,19 @@ impl TestServer {
     }
 
     /// Stops (SIGTERM-like graceful shutdown) and starts again on the same data directory.
-    pub async fn restart(mut self) -> Self {
+    pub async fn restart(self) -> Self {
+        self.restart_after(Duration::ZERO).await
+    }
+
+    /// [`TestServer::restart`], down for `down` in between (its Redis, if any, keeps running).
+    pub async fn restart_after(mut self, down: Duration) -> Self {
         let dir = self.dir.take().expect("dir");
         let config = self.config.clone();
         let redis = self.redis.take();
         // The other nodes of a TEST_CLUSTER go on running.
         let peers = std::mem::take(&mut self.peers);
         self.stop().await;
+        tokio::time::sleep(down).await;
         let mut server = Self::start_config_on(config, dir).await;
         server.redis = redis;
         server.peers = peers;

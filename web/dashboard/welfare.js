@@ -6,10 +6,11 @@ import { svg, coalesce } from './dom.js';
 
 export const WELFARE_TYPES = ['CHECK_IN_MISSED', 'LOST_CONTACT', 'MAN_DOWN', 'DURESS'];
 /** Every alert type the server raises, for the alert log's filter. */
-export const ALERT_TYPES = ['PANIC', 'MEDICAL', 'FIRE', 'SECURITY', 'GENERAL', 'GEOFENCE', ...WELFARE_TYPES];
+export const ALERT_TYPES = ['PANIC', 'MEDICAL', 'FIRE', 'SECURITY', 'GENERAL', 'GEOFENCE', ...WELFARE_TYPES, 'TOUR_MISSED'];
 /** Alerts that sound the alarm when they are raised. */
-export const ALARM_TYPES = new Set(['PANIC', ...WELFARE_TYPES]);
+export const ALARM_TYPES = new Set(['PANIC', ...WELFARE_TYPES, 'TOUR_MISSED']);
 export const TYPE_LABELS = {
+  TOUR_MISSED: 'Tour missed',
   CHECK_IN_MISSED: 'Check-in missed',
   LOST_CONTACT: 'Lost contact',
   MAN_DOWN: 'Man down',
@@ -24,6 +25,8 @@ const ICONS = {
   LOST_CONTACT: [['path', { d: 'M4 20v-3M9 20v-6M14 20v-9M19 20v-12' }], ['path', { d: 'M3 3l18 18' }]],
   // A person lying on the ground.
   MAN_DOWN: [['circle', { cx: 5, cy: 13, r: 2 }], ['path', { d: 'M8 14h8l3 3M12 14l2-3' }], ['path', { d: 'M2 19h20' }]],
+  // A flag on a pole with a cross: a checkpoint not reached.
+  TOUR_MISSED: [['path', { d: 'M5 21V4h11l-2 4 2 4H5' }], ['path', { d: 'M15 15l6 6M21 15l-6 6' }]],
   // A shield with an exclamation mark.
   DURESS: [['path', { d: 'M12 2l8 3v6c0 5-3.4 9-8 11-4.6-2-8-6-8-11V5z' }], ['path', { d: 'M12 7v6M12 16.5v.5' }]],
 };

@@ -116,6 +116,7 @@ pub(super) fn record_slot(record: &Record<'_>) -> Option<(String, String)> {
         Record::ArcOutbox { id } => (key(&["rec", "arcoutbox"]), id.to_string()),
         Record::Member { key: member } => (key(&["rec", "member"]), member.to_string()),
         Record::Welfare { key: welfare } => (key(&["rec", "welfare"]), welfare.to_string()),
+        Record::Patrol { org, kind, id } => (key(&["rec", "patrol", org, kind]), id.to_string()),
         Record::Timer { .. } => return None,
     })
 }
@@ -130,6 +131,7 @@ pub(super) fn set_hash(set: &Records<'_>) -> String {
         Records::Outbox => key(&["rec", "outbox"]),
         Records::ArcOutbox => key(&["rec", "arcoutbox"]),
         Records::Welfare => key(&["rec", "welfare"]),
+        Records::Patrol { org, kind } => key(&["rec", "patrol", org, kind]),
     }
 }
 

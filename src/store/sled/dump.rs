@@ -121,6 +121,19 @@ impl SledStore {
                     };
                     items.push(Item::Record(record, v.to_vec()));
                 }
+                keys::PATROL => {
+                    let (org, rest) = split_user(path, &k)?;
+                    let at = rest
+                        .iter()
+                        .position(|b| *b == 0)
+                        .ok_or_else(|| corrupt(path, "a patrol key without its kind"))?;
+                    let record = OwnedRecord::Patrol {
+                        org,
+                        kind: utf8(path, &rest[..at])?,
+                        id: utf8(path, &rest[at + 1..])?,
+                    };
+                    items.push(Item::Record(record, v.to_vec()));
+                }
                 keys::FENCE_STATE => {
                     let (user, fence) = split_user(path, &k)?;
                     let record = OwnedRecord::FenceState {

@@ -1,0 +1,624 @@
+//! Patrols on the server: checkpoints and their signed codes, tours with a schedule, scans
+//! (idempotent, flagged when far), TOUR_MISSED at a round's window end (once, across restarts)
+//! and the patrol budgets.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use lookout::auth::Role;
+use serde_json::{json, Value};
+
+/// A schedule minute of 50 ms: a "day" of 72 s.
+const MINUTE_MS: u64 = 50;
+
+async fn server_with(adjust: impl FnOnce(&mut lookout::Config)) -> TestServer {
+    TestServer::start_with(|c| {
+        c.limits.messages_per_second = 100_000;
+        c.limits.message_burst = 100_000;
+        c.testing.patrol_minute = Duration::from_millis(MINUTE_MS);
+        adjust(c);
+    })
+    .await
+}
+
+async fn post(server: &TestServer, path: &str, token: &str, body: Value) -> (u16, Value) {
+    post_json(&server.http(), &server.https(path), token, body).await
+}
+
+async fn send(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = server
+        .http()
+        .request(method, server.https(path))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(server: &TestServer, path: &str, token: &str) -> (u16, Value) {
+    send(server, reqwest::Method::GET, path, token, None).await
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .expect("ms")
+}
+
+async fn checkpoint(server: &TestServer, sup: &str, name: &str, lat: f64, lon: f64) -> Value {
+    let (status, body) = post(
+        server,
+        "/api/v1/checkpoints",
+        sup,
+        json!({"name": name, "site": "hq", "lat": lat, "lon": lon, "radius_m": 20.0}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+/// A tour of `checkpoints` for guard `g1` with one round a (shortened) day, starting
+/// `lead_minutes` schedule minutes from now and `window` minutes long.
+async fn tour(
+    server: &TestServer,
+    sup: &str,
+    checkpoints: &[&Value],
+    lead: u64,
+    window: u32,
+) -> Value {
+    let minute_of_day = now_ms() % (1440 * MINUTE_MS) / MINUTE_MS;
+    let start = (minute_of_day + lead) % 1440;
+    let ids: Vec<&Value> = checkpoints.iter().map(|c| &c["id"]).collect();
+    let (status, body) = post(
+        server,
+        "/api/v1/tours",
+        sup,
+        json!({
+            "name": "Night round",
+            "site": "hq",
+            "checkpoints": ids,
+            "ordered": true,
+            "guards": ["g1"],
+            "schedule": {
+                "start": format!("{:02}:{:02}", start / 60, start % 60),
+                "every_minutes": 1440,
+                "rounds": 1,
+                "window_minutes": window,
+            },
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+fn scan_body(code: &Value, key: &str, at: u64, lat: f64, lon: f64) -> Value {
+    json!({"code": code, "key": key, "scanned_at": at, "lat": lat, "lon": lon, "accuracy": 5.0})
+}
+
+async fn missed(server: &TestServer, sup: &str) -> Vec<Value> {
+    let (status, body) = get(server, "/api/v1/alerts?type=TOUR_MISSED", sup).await;
+    assert_eq!(status, 200, "{body}");
+    body.as_array().cloned().unwrap_or_default()
+}
+
+async fn sleep_until(at_ms: u64) {
+    let now = now_ms();
+    if at_ms > now {
+        tokio::time::sleep(Duration::from_millis(at_ms - now)).await;
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name} "))
+                .or_else(|| l.strip_prefix(&format!("{name}_total ")))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
+
+#[tokio::test]
+async fn checkpoints_are_managed_by_supervisors_of_their_org_only() {
+    let server = server_with(|_| {}).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let other = server.token("sup", Some("other"), &[Role::Supervisor]);
+    let admin = server.token("root", None, &[Role::Admin]);
+
+    let gate = checkpoint(&server, &sup, "Gate", 51.5, -0.12).await;
+    let id = gate["id"].as_str().expect("id");
+    assert!(
+        gate["code"]
+            .as_str()
+            .expect("code")
+            .starts_with("LKCP1.acme."),
+        "{gate}"
+    );
+    assert_eq!(gate["radius_m"], 20.0);
+
+    // A guard reads them (its app shows the tour), but makes none.
+    let (status, listed) = get(&server, "/api/v1/checkpoints", &guard).await;
+    assert_eq!(
+        (status, listed[0]["code"].clone()),
+        (200, gate["code"].clone())
+    );
+    let (status, body) = post(
+        &server,
+        "/api/v1/checkpoints",
+        &guard,
+        json!({"name": "X", "lat": 1.0, "lon": 1.0}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+
+    // Another org sees none of them and cannot touch them.
+    let (_, theirs) = get(&server, "/api/v1/checkpoints", &other).await;
+    assert_eq!(theirs, json!([]));
+    let (status, _) = get(&server, "/api/v1/checkpoints?org=acme", &other).await;
+    assert_eq!(status, 403);
+    let path = format!("/api/v1/checkpoints/{id}");
+    let (status, _) = send(&server, reqwest::Method::DELETE, &path, &other, None).await;
+    assert_eq!(status, 404);
+
+    // Bad input is named.
+    let (status, body) = post(
+        &server,
+        "/api/v1/checkpoints",
+        &sup,
+        json!({"name": "Far", "lat": 91.0, "lon": 0.0}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("lat"));
+
+    // Replaced: same id, same code, new place.
+    let (status, moved) = send(
+        &server,
+        reqwest::Method::PUT,
+        &path,
+        &sup,
+        Some(json!({"name": "Main gate", "lat": 51.6, "lon": -0.12})),
+    )
+    .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(
+        (moved["code"].clone(), moved["lat"].clone()),
+        (gate["code"].clone(), json!(51.6))
+    );
+
+    // An admin acts in a named org.
+    let (_, by_admin) = get(&server, "/api/v1/checkpoints?org=acme", &admin).await;
+    assert_eq!(by_admin[0]["name"], "Main gate");
+
+    // On a tour it cannot go; off it, it can.
+    let t = tour(&server, &sup, &[&gate], 100, 10).await;
+    let (status, body) = send(&server, reqwest::Method::DELETE, &path, &sup, None).await;
+    assert_eq!(status, 409, "{body}");
+    let tour_path = format!("/api/v1/tours/{}", t["id"].as_str().expect("tour id"));
+    let (status, _) = send(&server, reqwest::Method::DELETE, &tour_path, &sup, None).await;
+    assert_eq!(status, 200);
+    let (status, _) = send(&server, reqwest::Method::DELETE, &path, &sup, None).await;
+    assert_eq!(status, 200);
+    let (_, listed) = get(&server, "/api/v1/checkpoints", &sup).await;
+    assert_eq!(listed, json!([]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_code_verifies_only_on_the_appliance_and_org_that_signed_it() {
+    let server = server_with(|_| {}).await;
+    let elsewhere = server_with(|_| {}).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let gate = checkpoint(&server, &sup, "Gate", 51.5, -0.12).await;
+    let code = gate["code"].as_str().expect("code").to_string();
+
+    // The same org on another appliance: its code does not verify here.
+    let sup2 = elsewhere.token("sup", Some("acme"), &[Role::Supervisor]);
+    let foreign = checkpoint(&elsewhere, &sup2, "Gate", 51.5, -0.12).await;
+    let now = now_ms();
+    let (status, body) = post(
+        &server,
+        "/api/v1/patrols/scans",
+        &guard,
+        scan_body(&foreign["code"], "foreign-1", now, 51.5, -0.12),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("this appliance"));
+
+    // Tampered: another id under this code's mac.
+    let mut parts: Vec<&str> = code.split('.').collect();
+    let other_id = foreign["id"].as_str().expect("id");
+    parts[2] = other_id;
+    let (status, _) = post(
+        &server,
+        "/api/v1/patrols/scans",
+        &guard,
+        scan_body(&json!(parts.join(".")), "tampered", now, 51.5, -0.12),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // Another org's guard: refused.
+    let outsider = server.token("g9", Some("other"), &[Role::Guard]);
+    let (status, _) = post(
+        &server,
+        "/api/v1/patrols/scans",
+        &outsider,
+        scan_body(&json!(code), "outsider", now, 51.5, -0.12),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // The code survives a restart (the key is in the store).
+    let server = server.restart().await;
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let (status, body) = post(
+        &server,
+        "/api/v1/patrols/scans",
+        &guard,
+        scan_body(&json!(code), "after-restart", now_ms(), 51.5, -0.12),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["checkpoint"], gate["id"]);
+    server.stop().await;
+    elsewhere.stop().await;
+}
+
+#[tokio::test]
+async fn scans_are_recorded_once_per_key_and_flagged_when_far() {
+    let server = server_with(|_| {}).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let gate = checkpoint(&server, &sup, "Gate", 51.5, -0.12).await;
+    let now = now_ms();
+
+    let body = scan_body(&gate["code"], "scan-0001", now - 1000, 51.5001, -0.12);
+    let (status, first) = post(&server, "/api/v1/patrols/scans", &guard, body.clone()).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(
+        (first["far"].clone(), first["recorded"].clone()),
+        (json!(false), json!(true))
+    );
+    assert!(
+        first["distance_m"].as_f64().expect("distance") < 20.0,
+        "{first}"
+    );
+    // Sent again (an answer lost, or the offline queue twice): the first answer, not recorded.
+    for _ in 0..3 {
+        let (status, again) = post(&server, "/api/v1/patrols/scans", &guard, body.clone()).await;
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(again["recorded"], false);
+        assert_eq!(again["received_at"], first["received_at"]);
+    }
+    // 1 km away: recorded and flagged, not refused.
+    let (status, far) = post(
+        &server,
+        "/api/v1/patrols/scans",
+        &guard,
+        scan_body(&gate["code"], "scan-0002", now, 51.509, -0.12),
+    )
+    .await;
+    assert_eq!((status, far["far"].clone()), (201, json!(true)), "{far}");
+
+    // From the future, or older than patrol.max_scan_age: refused.
+    for (key, at) in [
+        ("scan-future", now + 600_000),
+        ("scan-ancient", now - 2 * 86_400_000),
+    ] {
+        let (status, _) = post(
+            &server,
+            "/api/v1/patrols/scans",
+            &guard,
+            scan_body(&gate["code"], key, at, 51.5, -0.12),
+        )
+        .await;
+        assert_eq!(status, 400, "{key}");
+    }
+    // A supervisor cannot scan; the listing shows the guard's two scans, newest first.
+    let (status, _) = post(&server, "/api/v1/patrols/scans", &sup, body.clone()).await;
+    assert_eq!(status, 403);
+    let (_, listed) = get(&server, "/api/v1/patrols/scans?user=g1", &sup).await;
+    let keys: Vec<&str> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|s| s["key"].as_str())
+        .collect();
+    assert_eq!(keys, ["scan-0002", "scan-0001"]);
+    let (status, _) = get(&server, "/api/v1/patrols/scans?user=g2", &guard).await;
+    assert_eq!(status, 403);
+
+    let metrics = server.metrics().await;
+    assert_eq!(metric(&metrics, "lookout_patrol_scans"), 2.0);
+    assert_eq!(metric(&metrics, "lookout_patrol_scans_far"), 1.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unscanned_checkpoint_raises_tour_missed_once_at_the_windows_end() {
+    let server = server_with(|_| {}).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let gate = checkpoint(&server, &sup, "Gate", 51.5, -0.12).await;
+    let yard = checkpoint(&server, &sup, "Yard", 51.501, -0.12).await;
+    // The round opens in about 1 s (20 minutes of 50 ms) and lasts 2 s.
+    let t = tour(&server, &sup, &[&gate, &yard], 20, 40).await;
+    let tour_id = t["id"].as_str().expect("id");
+    let (status, round) = get(&server, &format!("/api/v1/tours/{tour_id}/round"), &guard).await;
+    assert_eq!(status, 200, "{round}");
+    let (start, end) = (
+        round["round_start"].as_u64().expect("start"),
+        round["window_end"].as_u64().expect("end"),
+    );
+    assert_eq!(end - start, 40 * MINUTE_MS);
+
+    // Scanned before the round opened: recorded, counted for no round.
+    let (status, early) = post(
+        &server,
+        "/api/v1/patrols/scans",
+        &guard,
+        scan_body(&gate["code"], "early-gate", now_ms(), 51.5, -0.12),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert!(early.get("tour").is_none(), "{early}");
+
+    sleep_until(start + 100).await;
+    let (status, scanned) = post(
+        &server,
+        "/api/v1/patrols/scans",
+        &guard,
+        scan_body(&gate["code"], "round-gate", now_ms(), 51.5, -0.12),
+    )
+    .await;
+    assert_eq!(status, 201, "{scanned}");
+    assert_eq!(scanned["tour"], t["id"]);
+    assert_eq!(scanned["out_of_order"], false);
+    assert!(missed(&server, &sup).await.is_empty());
+
+    // The window ends with the yard unscanned: one TOUR_MISSED naming it.
+    sleep_until(end + 1500).await;
+    let alerts = missed(&server, &sup).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let message = alerts[0]["message"].as_str().expect("message");
+    assert!(
+        message.contains("Yard") && !message.contains("Gate"),
+        "{message}"
+    );
+    assert_eq!(alerts[0]["user"], "g1");
+    assert_eq!(alerts[0]["priority"], "HIGH");
+    // The round moved on to the next (shortened) day; nothing more is raised.
+    let (_, next) = get(&server, &format!("/api/v1/tours/{tour_id}/round"), &sup).await;
+    assert_eq!(next["round_start"].as_u64(), Some(start + 1440 * MINUTE_MS));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(missed(&server, &sup).await.len(), 1);
+    // Counted by the node that fired it (in a TEST_CLUSTER, any of them).
+    if cluster_size() == 1 {
+        assert_eq!(metric(&server.metrics().await, "lookout_tour_missed"), 1.0);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_window_ending_while_the_server_is_down_raises_once_after_restart() {
+    let server = server_with(|_| {}).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let gate = checkpoint(&server, &sup, "Gate", 51.5, -0.12).await;
+    // The round opens in 2 s and lasts 0.5 s.
+    let t = tour(&server, &sup, &[&gate], 40, 10).await;
+    let tour_id = t["id"].as_str().expect("id").to_string();
+    let (_, round) = get(&server, &format!("/api/v1/tours/{tour_id}/round"), &sup).await;
+    let end = round["window_end"].as_u64().expect("end");
+    // Down from now until 300 ms past the window's end (Redis, if any, keeps running).
+    let down = Duration::from_millis(end + 300 - now_ms());
+    let server = server.restart_after(down).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let mut alerts = Vec::new();
+    for _ in 0..50 {
+        alerts = missed(&server, &sup).await;
+        if !alerts.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    // Raised by the restarted server once it was back (in a TEST_CLUSTER the other nodes
+    // stayed up and fired it on time).
+    if cluster_size() == 1 {
+        assert!(alerts[0]["created_at"].as_u64().expect("created_at") >= end + 300);
+    }
+    // Restarted again: not raised again.
+    let server = server.restart().await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    assert_eq!(missed(&server, &sup).await.len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn patrol_budgets_refuse_one_more_and_other_clients_keep_working() {
+    let server = server_with(|c| {
+        c.patrol.max_checkpoints_per_org = 2;
+        c.patrol.max_tours_per_org = 1;
+        c.patrol.max_scans_per_guard_per_day = 2;
+    })
+    .await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let other = server.token("sup", Some("other"), &[Role::Supervisor]);
+    let a = checkpoint(&server, &sup, "A", 51.5, -0.12).await;
+    checkpoint(&server, &sup, "B", 51.5, -0.12).await;
+    let (status, body) = post(
+        &server,
+        "/api/v1/checkpoints",
+        &sup,
+        json!({"name": "C", "lat": 51.5, "lon": -0.12}),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("patrol.max_checkpoints_per_org"));
+    // Another org is not held back.
+    checkpoint(&server, &other, "A", 51.5, -0.12).await;
+
+    tour(&server, &sup, &[&a], 100, 10).await;
+    let (status, body) = post(
+        &server,
+        "/api/v1/tours",
+        &sup,
+        json!({"name": "Two", "checkpoints": [a["id"]], "guards": ["g1"],
+               "schedule": {"start": "00:00", "every_minutes": 60, "rounds": 1, "window_minutes": 10}}),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("patrol.max_tours_per_org"));
+
+    let g1 = server.token("g1", Some("acme"), &[Role::Guard]);
+    let g2 = server.token("g2", Some("acme"), &[Role::Guard]);
+    let now = now_ms();
+    for key in ["budget-1", "budget-2"] {
+        let (status, _) = post(
+            &server,
+            "/api/v1/patrols/scans",
+            &g1,
+            scan_body(&a["code"], key, now, 51.5, -0.12),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    let (status, body) = post(
+        &server,
+        "/api/v1/patrols/scans",
+        &g1,
+        scan_body(&a["code"], "budget-3", now, 51.5, -0.12),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("patrol.max_scans_per_guard_per_day"));
+    // A repeat of a recorded scan is still answered; another guard still scans.
+    let (status, _) = post(
+        &server,
+        "/api/v1/patrols/scans",
+        &g1,
+        scan_body(&a["code"], "budget-1", now, 51.5, -0.12),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = post(
+        &server,
+        "/api/v1/patrols/scans",
+        &g2,
+        scan_body(&a["code"], "budget-g2", now, 51.5, -0.12),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    assert_eq!(
+        metric(&server.metrics().await, "lookout_patrol_refused"),
+        3.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_qr_sheet_prints_each_checkpoint_of_the_org_or_site_with_its_code() {
+    let server = server_with(|_| {}).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let gate = checkpoint(&server, &sup, "Gate <north>", 51.5, -0.12).await;
+    let (status, elsewhere) = post(
+        &server,
+        "/api/v1/checkpoints",
+        &sup,
+        json!({"name": "Depot door", "site": "depot", "lat": 51.4, "lon": -0.1,
+               "instructions": "Check the padlock"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{elsewhere}");
+
+    let sheet = |path: &'static str, token: String| {
+        let (http, url) = (server.http(), server.https(path));
+        async move {
+            let response = http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("GET sheet");
+            let status = response.status().as_u16();
+            let kind = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            (status, kind, response.text().await.unwrap_or_default())
+        }
+    };
+    let (status, kind, html) = sheet("/api/v1/checkpoints/sheet", sup.clone()).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(kind.starts_with("text/html"), "{kind}");
+    assert_eq!(html.matches("<svg").count(), 2, "{html}");
+    // Names are escaped; each card carries its code under its QR code.
+    assert!(html.contains("Gate &lt;north&gt;") && !html.contains("Gate <north>"));
+    for c in [&gate, &elsewhere] {
+        assert!(html.contains(c["code"].as_str().expect("code")), "{html}");
+    }
+    assert!(html.contains("Check the padlock"));
+    // Its stylesheet is a bundled file (the pages' policy allows no inline style).
+    assert!(html.contains("href=\"/sheet.css\""));
+    let css = server
+        .http()
+        .get(server.https("/sheet.css"))
+        .send()
+        .await
+        .expect("GET /sheet.css");
+    assert_eq!(css.status(), 200);
+    // One site's sheet.
+    let (_, _, depot) = sheet("/api/v1/checkpoints/sheet?site=depot", sup.clone()).await;
+    assert_eq!(depot.matches("<svg").count(), 1);
+    assert!(depot.contains("Depot door") && !depot.contains("Gate"));
+    // Guards and other orgs get no sheet.
+    let (status, _, _) = sheet("/api/v1/checkpoints/sheet", guard).await;
+    assert_eq!(status, 403);
+    let other = server.token("sup", Some("other"), &[Role::Supervisor]);
+    let (status, _, _) = sheet("/api/v1/checkpoints/sheet?org=acme", other).await;
+    assert_eq!(status, 403);
+    server.stop().await;
+}
