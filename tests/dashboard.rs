@@ -428,6 +428,45 @@ async fn the_guard_app_is_installable_and_its_worker_keeps_every_file_it_needs_o
 /// the alert acknowledged and resolved and its audit trail found in the alert log and its CSV;
 /// the guard's last five minutes played back; the guard table sorted. Screenshots at 1366×768
 /// (and a tablet's size): target/artifacts/workplace-*.png.
+/// The guard app's QR decoder is jsQR exactly as npm publishes the version the tests pin: a
+/// vendored copy that drifted (edited by hand, or left behind by an update) fails here.
+#[test]
+fn the_vendored_jsqr_is_the_pinned_npm_release_unchanged() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let package: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/node/package.json")).expect("package.json"),
+    )
+    .expect("package.json is JSON");
+    let installed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/node/node_modules/jsqr/package.json"))
+            .expect("jsqr installed: run `npm ci` in tests/node (tests/run.sh does)"),
+    )
+    .expect("jsqr's package.json is JSON");
+    assert_eq!(package["dependencies"]["jsqr"], installed["version"]);
+    let readme = std::fs::read_to_string(root.join("web/guard/vendor/README.md")).expect("README");
+    let version = installed["version"].as_str().expect("jsqr's version");
+    assert!(
+        readme.contains(&format!("jsQR](https://github.com/cozmo/jsQR) {version}")),
+        "web/guard/vendor/README.md names the vendored version {version}"
+    );
+    for (vendored, published) in [
+        (
+            "web/guard/vendor/jsqr/jsQR.js",
+            "tests/node/node_modules/jsqr/dist/jsQR.js",
+        ),
+        (
+            "web/guard/vendor/jsqr/LICENSE",
+            "tests/node/node_modules/jsqr/LICENSE",
+        ),
+    ] {
+        assert!(
+            std::fs::read(root.join(vendored)).expect(vendored)
+                == std::fs::read(root.join(published)).expect(published),
+            "{vendored} differs from {published}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_supervisor_talks_with_a_guard_draws_a_fence_plans_a_shift_and_plays_back_a_track() {
     const GUARD: &str = "g-ana";

@@ -15,6 +15,7 @@ import { GuardTable } from './dashboard/guards.js';
 import { ALARM_TYPES, WelfareBoard, typeIcon, typeLabel } from './dashboard/welfare.js';
 import { WelfareSettings } from './dashboard/welfare-settings.js';
 import { arcRows } from './dashboard/arc.js';
+import { PatrolPanel } from './dashboard/patrols.js';
 
 const TOKEN_KEY = 'lookout.token';
 const PRIORITY = { CRITICAL: 0, HIGH: 1 };
@@ -1045,6 +1046,7 @@ async function start(token) {
     board: welfare,
     visible: () => tabs.shown === 'welfare',
   });
+  const patrols = new PatrolPanel({ call, token, site, names, guards: known, visible: () => tabs.shown === 'patrols' });
   site.onChange = () => {
     roster.schedule();
     table.schedule();
@@ -1052,6 +1054,7 @@ async function start(token) {
   site.onProjection = () => {
     fences.drawDraft();
     playback.draw();
+    patrols.draw();
     playback.seek(Number($('#play-slider').value));
   };
   const tools = {
@@ -1065,6 +1068,7 @@ async function start(token) {
     guards: () => table.render(true),
     // The sites offered are those of the shifts: loaded afresh first.
     welfare: () => fences.loadShifts().then(() => welfareSettings.show()),
+    patrols: () => patrols.show(),
   };
   const loadShifts = () => fences.loadShifts();
   let wasOpen = false;

@@ -108,6 +108,7 @@ pub static ROUTES: &[Route] = &routes! {
     PUT "/api/v1/checkpoints/{id}" => patrols::replace_checkpoint,
     DELETE "/api/v1/checkpoints/{id}" => patrols::delete_checkpoint,
     GET "/api/v1/tours" => patrols::tours,
+    GET "/api/v1/tours/current" => patrols::current_tours,
     POST "/api/v1/tours" => patrols::create_tour,
     PUT "/api/v1/tours/{id}" => patrols::replace_tour,
     DELETE "/api/v1/tours/{id}" => patrols::delete_tour,

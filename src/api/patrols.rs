@@ -87,6 +87,16 @@ pub async fn tours(call: Call) -> Result<Response<Body>, HttpError> {
     ))
 }
 
+/// `GET /api/v1/tours/current`: the calling guard's tours, each with its round open or next and
+/// what is left to scan.
+pub async fn current_tours(call: Call) -> Result<Response<Body>, HttpError> {
+    let who = call.who()?;
+    Ok(json_response(
+        200,
+        &call.state.patrols.current_tours(&who).await?,
+    ))
+}
+
 /// `POST /api/v1/tours?org=`: creates one (supervisors, admins) and arms its first round.
 pub async fn create_tour(call: Call) -> Result<Response<Body>, HttpError> {
     let who = call.who()?;

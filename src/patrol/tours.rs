@@ -1,20 +1,57 @@
 //! Tours: checkpoints to scan on a schedule, assigned to guards; making, changing and removing
 //! one arms or disarms its window timer in the same write.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
 
 use super::error::{bad, PatrolError};
 use super::records::{Checkpoint, Tour, TourSpec, TourState, CHECKPOINT, ROUND, TOUR};
 use super::schedule;
 use super::service::{new_id, valid_text, Patrols, WRITE_ATTEMPTS};
 use crate::alerts::PATROL_TIMERS;
-use crate::auth::Identity;
+use crate::auth::{Identity, Role};
 use crate::clock::now_millis;
 use crate::store::{Change, Record};
 
 /// The id of a tour's window timer in the alerts' due-time index.
 pub(super) fn timer_id(org: &str, tour: &str) -> String {
     format!("{PATROL_TIMERS}{org}/{tour}")
+}
+
+/// One of a guard's tours as the guard app shows it: the round open or next, each checkpoint
+/// with whether it was scanned in that round, and the one to scan next.
+#[derive(Debug, Clone, Serialize)]
+pub struct CurrentTour {
+    /// The tour.
+    pub tour: Tour,
+    /// Its round open or next.
+    pub round: TourState,
+    /// Whether that round is open now (else it is the next one).
+    pub open: bool,
+    /// The tour's checkpoints, in its order.
+    pub stops: Vec<TourStop>,
+    /// The checkpoint to scan next: the first unscanned one (in order for an ordered tour).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// A checkpoint of a tour, for the guard.
+#[derive(Debug, Clone, Serialize)]
+pub struct TourStop {
+    /// Checkpoint id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lon: f64,
+    /// What the guard does there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// Scanned in the round.
+    pub scanned: bool,
 }
 
 /// The tour `spec` describes (checked), with its id, org and creation time.
@@ -50,6 +87,56 @@ impl Patrols {
     ) -> Result<TourState, PatrolError> {
         let org = self.org_for(who, org)?;
         self.existing(&org, ROUND, id, "tour").await
+    }
+
+    /// The tours a guard is assigned to, each with its round open or next and what is left
+    /// to scan in it (the guard app's tour card).
+    pub async fn current_tours(&self, who: &Identity) -> Result<Vec<CurrentTour>, PatrolError> {
+        let Some(org) = who.org.as_deref().filter(|_| who.is(Role::Guard)) else {
+            return Err(PatrolError::Forbidden("only a guard of an org has tours"));
+        };
+        let mut tours: Vec<Tour> = self.load_all(org, TOUR).await?;
+        tours.retain(|t| t.guards.iter().any(|g| *g == *who.user));
+        tours.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        if tours.is_empty() {
+            return Ok(Vec::new());
+        }
+        let checkpoints: HashMap<String, Checkpoint> = self
+            .load_all::<Checkpoint>(org, CHECKPOINT)
+            .await?
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        let now = now_millis();
+        let mut current = Vec::with_capacity(tours.len());
+        for tour in tours {
+            // A tour whose round is gone (deleted while listed) is left out.
+            let Some(round) = self.load::<TourState>(org, ROUND, &tour.id).await? else {
+                continue;
+            };
+            let stops: Vec<TourStop> = tour
+                .checkpoints
+                .iter()
+                .filter_map(|id| checkpoints.get(id))
+                .map(|c| TourStop {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    lat: c.lat,
+                    lon: c.lon,
+                    instructions: c.instructions.clone(),
+                    scanned: round.scanned.contains_key(&c.id),
+                })
+                .collect();
+            let next = stops.iter().find(|s| !s.scanned).map(|s| s.id.clone());
+            current.push(CurrentTour {
+                open: round.round_start <= now,
+                tour,
+                round,
+                stops,
+                next,
+            });
+        }
+        Ok(current)
     }
 
     async fn checked_tour(&self, org: &str, spec: &TourSpec) -> Result<(), PatrolError> {

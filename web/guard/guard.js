@@ -2,7 +2,8 @@
 // device for the shift), positions from the phone's GPS, hold-to-send alarms with the
 // supervisor's answer, the camera while (and only while) a supervisor watches, and messages.
 // Built on ../lookout-client.js over MessagePack; everything comes from this appliance.
-// Lone-worker safety (check-ins, man-down, the safety PIN) is in ./welfare.js.
+// Lone-worker safety (check-ins, man-down, the safety PIN) is in ./welfare.js; tours and
+// checkpoint scans in ./patrol.js.
 //
 // What must reach the server — positions and alarms — goes through this page's own outbox,
 // kept in localStorage so a reload or a lost network loses nothing: alarms first, then
@@ -11,6 +12,7 @@
 import { LookoutClient } from '/lookout-client.js';
 import { claims, exchangeLink } from '/signin.js';
 import { startWelfare } from '/guard/welfare.js';
+import { startPatrol } from '/guard/patrol.js';
 
 const $ = (selector) => document.querySelector(selector);
 const TOKEN_KEY = 'lookout.guard.token';
@@ -360,14 +362,16 @@ async function start(token) {
   const camera = new Camera(client, `/topic/video/${me.sub}`);
   let lastFix = null;
 
-  // Set once the alarms are wired (below); the connection's state reaches it from then on.
+  // Set once the alarms are wired (below); the connection's state reaches them from then on.
   let welfare = null;
+  let patrol = null;
   client.on('state', (state) => {
     $('#conn').dataset.state = state;
     $('#conn').textContent = state === 'open' ? 'online' : state;
     if (state === 'open') {
       outbox.pump();
       welfare?.connected();
+      patrol?.connected();
     } else camera.watched(0);
   });
   client.on('disconnect', ({ code }) => {
@@ -493,11 +497,18 @@ async function start(token) {
     token: () => localStorage.getItem(TOKEN_KEY),
     raise,
   });
+  patrol = startPatrol({
+    client,
+    token: () => localStorage.getItem(TOKEN_KEY),
+    owner: me.sub,
+    fix: () => lastFix,
+  });
   stopPatrol = () => {
     if (watch !== null) navigator.geolocation.clearWatch(watch);
     watch = null;
     camera.stop();
     welfare.stop();
+    patrol.stop();
     client.close();
   };
   if ('geolocation' in navigator) {
