@@ -1,4 +1,5 @@
-//! `lookout demo`: the demo org on an empty data directory — its fences and a one-time
+//! `lookout demo`: the demo org on an empty data directory — its fences, its patrol (checkpoints
+//! along a guard's round, a tour every five minutes, the guard on shift) and a one-time
 //! supervisor sign-in link. Idempotent: a restart on the same directory adds nothing twice, and the PANIC the
 //! simulator raises is raised once per directory.
 //!
@@ -25,7 +26,16 @@ pub struct Seeded {
     pub supervisor_link: String,
     /// Whether the demo's PANIC was already raised in this data directory.
     pub panic_raised: bool,
+    /// The codes posted along guard 01's round (the simulated guard scans them).
+    pub codes: Vec<crate::simulate::PostedCode>,
 }
+
+/// The guard the demo's tour is for (the simulator's first guard), its site and the tour.
+pub const PATROL_GUARD: &str = "guard-01";
+/// The demo's site (its shift, checkpoints and tour).
+pub const SITE: &str = "Demo site";
+/// The demo's tour: every five minutes, three minutes to go round.
+const TOUR: &str = "Perimeter round";
 
 /// Demo setup failures.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +49,9 @@ pub enum DemoError {
     /// Reading alerts.
     #[error("alerts: {0}")]
     Alerts(#[from] crate::alerts::AlertError),
+    /// Creating the patrol.
+    #[error("patrol: {0}")]
+    Patrol(#[from] crate::patrol::PatrolError),
 }
 
 /// Why the demo stopped with a failure (what `lookout demo` prints after `lookout: `).
@@ -85,6 +98,7 @@ pub async fn seed(state: &AppState, site: &Site) -> Result<Seeded, DemoError> {
             state.field.put_fence(&admin, None, spec).await?;
         }
     }
+    let codes = seed_patrol(state, &admin, site).await?;
     let panic_raised = state
         .field
         .alerts()
@@ -102,7 +116,88 @@ pub async fn seed(state: &AppState, site: &Site) -> Result<Seeded, DemoError> {
     Ok(Seeded {
         supervisor_link,
         panic_raised,
+        codes,
     })
+}
+
+/// The demo's patrol, made once per data directory: the site's checkpoints and a tour of them
+/// for guard 01, and guard 01 on shift at the site while none of its shifts covers now. Returns
+/// the codes posted on guard 01's round.
+async fn seed_patrol(
+    state: &AppState,
+    admin: &crate::auth::Identity,
+    site: &Site,
+) -> Result<Vec<crate::simulate::PostedCode>, DemoError> {
+    use crate::patrol::{CheckpointSpec, Schedule, TourSpec};
+    let patrols = &state.patrols;
+    if patrols.checkpoints(admin, Some(ORG)).await?.is_empty() {
+        for (name, east, north, _) in site.checkpoints() {
+            let (lat, lon) = site.at(east, north);
+            let spec = CheckpointSpec {
+                name: name.into(),
+                site: Some(SITE.into()),
+                lat,
+                lon,
+                radius_m: Some(15.0),
+                instructions: None,
+            };
+            patrols.create_checkpoint(admin, Some(ORG), spec).await?;
+        }
+    }
+    let checkpoints = patrols.checkpoints(admin, Some(ORG)).await?;
+    if patrols.tours(admin, Some(ORG)).await?.is_empty() {
+        let spec = TourSpec {
+            name: TOUR.into(),
+            site: Some(SITE.into()),
+            checkpoints: checkpoints
+                .iter()
+                .map(|c| c.checkpoint.id.clone())
+                .collect(),
+            ordered: false,
+            schedule: Schedule {
+                start: "00:00".into(),
+                every_minutes: 5,
+                rounds: 288,
+                window_minutes: 3,
+            },
+            guards: vec![PATROL_GUARD.into()],
+        };
+        patrols.create_tour(admin, Some(ORG), spec).await?;
+    }
+    let now = crate::clock::now_millis();
+    let on_shift = state
+        .field
+        .shifts(admin)
+        .await?
+        .iter()
+        .any(|s| s.org == ORG && s.user == PATROL_GUARD && s.start <= now && now < s.end);
+    if !on_shift {
+        let spec = crate::field::ShiftSpec {
+            user: PATROL_GUARD.into(),
+            org: Some(ORG.into()),
+            site: SITE.into(),
+            start: now,
+            end: now + 12 * 3_600_000,
+        };
+        state.field.add_shift(admin, spec).await?;
+    }
+    let on_round: Vec<&str> = site
+        .checkpoints()
+        .iter()
+        .filter(|c| c.3)
+        .map(|c| c.0)
+        .collect();
+    Ok(checkpoints
+        .into_iter()
+        .filter(|c| on_round.contains(&c.checkpoint.name.as_str()))
+        .filter_map(|c| {
+            c.code.map(|code| crate::simulate::PostedCode {
+                lat: c.checkpoint.lat,
+                lon: c.checkpoint.lon,
+                code,
+            })
+        })
+        .collect())
 }
 
 /// Runs the server with the demo site until it stops: the site plan, the demo org seeded
@@ -168,6 +263,7 @@ pub async fn run(
         location_every: Duration::from_secs(1),
         frame_every: Duration::from_millis(250),
         site,
+        codes: seeded.codes,
     };
     let simulator = tokio::spawn(crate::simulate::run(options, stop.clone()));
     let result = running.await;

@@ -208,6 +208,13 @@ impl<T> FenceIndex<T> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn distances_are_great_circle_metres() {
+        // 0.001° of latitude is about 111 m, wherever the point is.
+        let d = distance_m([-0.12, 51.5], [-0.12, 51.501]);
+        assert!((d - 111.2).abs() < 0.5, "{d}");
+    }
+
     fn square(x0: f64, y0: f64, size: f64) -> Shape {
         Shape::Polygon {
             coordinates: vec![vec![

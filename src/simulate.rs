@@ -1,10 +1,12 @@
 //! Simulated guards for `lookout demo` and `lookout simulate`: each one a real client over a
 //! TLS WebSocket (`lookout.msgpack`), walking a patrol route around a site, streaming small
-//! JPEG frames, and — as real guards do — sometimes leaving a fence; one raises a PANIC.
+//! JPEG frames, and — as real guards do — sometimes leaving a fence; one raises a PANIC, and
+//! scans the checkpoint codes posted along its round (REST, as the guard app does).
 //!
 //! It knows the demo site's geometry ([`Site`]) and the native protocol's publish envelope, and
 //! nothing of the server's internals: it could run on another machine.
 
+use std::collections::HashMap;
 use std::f64::consts::TAU;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,6 +90,19 @@ impl Site {
         ]
     }
 
+    /// The demo's checkpoints: `(name, metres east, metres north, on guard 01's round)`. Four
+    /// lie on guard 01's round; the roof hatch is off every round, so nobody scans it and each
+    /// round of the demo's tour misses it.
+    pub fn checkpoints(&self) -> [(&'static str, f64, f64, bool); 5] {
+        [
+            ("East gate", 110.0, 0.0, true),
+            ("North yard", 0.0, 70.0, true),
+            ("West dock", -110.0, 0.0, true),
+            ("South fence", 0.0, -70.0, true),
+            ("Roof hatch", 20.0, -40.0, false),
+        ]
+    }
+
     /// Where guard `i` of `n` is after `t` seconds: an ellipse inside the perimeter, except
     /// guard 1, whose round crosses the server room, and guard 2, whose round goes past the
     /// perimeter's east and west ends.
@@ -129,7 +144,25 @@ pub struct Options {
     pub frame_every: Duration,
     /// The site.
     pub site: Site,
+    /// The checkpoint codes posted along guard 01's round, which it scans as it passes.
+    pub codes: Vec<PostedCode>,
 }
+
+/// A checkpoint's code as posted on site (its QR code or tag), and where.
+#[derive(Debug, Clone)]
+pub struct PostedCode {
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lon: f64,
+    /// The signed code (`LKCP1.…`).
+    pub code: String,
+}
+
+/// A simulated guard scans a posted code when a fix is this close to it (m)…
+const SCAN_WITHIN_M: f64 = 8.0;
+/// …and not again within this long.
+const SCAN_AGAIN_AFTER: Duration = Duration::from_secs(60);
 
 /// Simulator failures.
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +209,7 @@ pub async fn run(options: Options, stop: CancellationToken) -> Result<(), SimErr
         .with_root_certificates(roots)
         .with_no_client_auth(),
     );
+    let scans = Scans::new(&options.url, &options.ca_pem)?;
     let options = Arc::new(options);
     let started = tokio::time::Instant::now();
     let connecting = Arc::new(tokio::sync::Semaphore::new(CONNECTING));
@@ -199,6 +233,8 @@ pub async fn run(options: Options, stop: CancellationToken) -> Result<(), SimErr
             connecting: connecting.clone(),
             started,
             panicked: false,
+            scans: scans.clone(),
+            scanned: HashMap::new(),
         };
         tasks.spawn(guard.run(stop.clone()));
     }
@@ -216,6 +252,72 @@ struct Guard {
     connecting: Arc<tokio::sync::Semaphore>,
     started: tokio::time::Instant,
     panicked: bool,
+    scans: Scans,
+    /// When this guard last scanned each posted code (by index).
+    scanned: HashMap<usize, tokio::time::Instant>,
+}
+
+/// Checkpoint scans over HTTPS, as the guard app sends them.
+#[derive(Clone)]
+struct Scans {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Scans {
+    /// The scans' endpoint on the server of the WebSocket `ws_url`.
+    fn new(ws_url: &str, ca_pem: &[u8]) -> Result<Scans, SimError> {
+        let mut url = reqwest::Url::parse(ws_url)
+            .map_err(|e| SimError::Url(ws_url.to_string(), e.to_string()))?;
+        let scheme = if url.scheme() == "ws" {
+            "http"
+        } else {
+            "https"
+        };
+        url.set_scheme(scheme)
+            .map_err(|()| SimError::Url(ws_url.to_string(), "no scheme for REST".into()))?;
+        url.set_path("/api/v1/patrols/scans");
+        let root = reqwest::Certificate::from_pem(ca_pem)
+            .map_err(|e| SimError::Certificate(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .add_root_certificate(root)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| SimError::Certificate(e.to_string()))?;
+        Ok(Scans {
+            http,
+            url: url.to_string(),
+        })
+    }
+
+    /// Sends one scan in the background: a guard walking on does not wait for the answer.
+    fn send(&self, token: &str, user: &str, code: &str, (lat, lon): (f64, f64)) {
+        let body = serde_json::json!({
+            "code": code,
+            "key": format!("sim-{}", uuid::Uuid::new_v4().simple()),
+            "scanned_at": now_millis(),
+            "lat": lat,
+            "lon": lon,
+            "accuracy": 4.0,
+            "via": "qr",
+        });
+        let request = self
+            .http
+            .post(&self.url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        let user = user.to_string();
+        tokio::spawn(async move {
+            match request.send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => {
+                    tracing::info!(guard = %user, status = %r.status(), "simulated scan refused")
+                }
+                Err(e) => tracing::info!(guard = %user, error = %e, "simulated scan not sent"),
+            }
+        });
+    }
 }
 
 impl Guard {
@@ -296,6 +398,7 @@ impl Guard {
                     _ = location.tick() => {
                         let msg = self.location();
                         tx.send(Message::Binary(msg.into())).await.map_err(|e| e.to_string())?;
+                        self.scan_nearby();
                         if self.panic_due() {
                             self.panicked = true;
                             let msg = self.panic();
@@ -348,6 +451,30 @@ impl Guard {
                 ("ts", now_millis().into()),
             ],
         )
+    }
+
+    /// Guard 01 scans a posted code it passes (once a minute at most for each).
+    fn scan_nearby(&mut self) {
+        if self.i != 0 {
+            return;
+        }
+        let here = self
+            .options
+            .site
+            .patrol(self.i, self.options.guards, self.elapsed());
+        let now = tokio::time::Instant::now();
+        for (n, posted) in self.options.codes.iter().enumerate() {
+            let near = crate::geofence::distance_m([here.1, here.0], [posted.lon, posted.lat])
+                <= SCAN_WITHIN_M;
+            let recent = self
+                .scanned
+                .get(&n)
+                .is_some_and(|at| now.duration_since(*at) < SCAN_AGAIN_AFTER);
+            if near && !recent {
+                self.scanned.insert(n, now);
+                self.scans.send(&self.token, &self.user, &posted.code, here);
+            }
+        }
     }
 
     fn panic(&self) -> Vec<u8> {

@@ -248,6 +248,7 @@ async fn the_simulator_walks_guards_over_real_connections() {
         location_every: std::time::Duration::from_millis(100),
         frame_every: std::time::Duration::from_millis(100),
         site: lookout::simulate::Site::default(),
+        codes: Vec::new(),
     };
     let running = tokio::spawn(lookout::simulate::run(options, stop.clone()));
     let sup = server.token("sup1", Some("acme"), &[lookout::auth::Role::Supervisor]);

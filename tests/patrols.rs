@@ -153,11 +153,13 @@ async fn checkpoints_are_managed_by_supervisors_of_their_org_only() {
     );
     assert_eq!(gate["radius_m"], 20.0);
 
-    // A guard reads them (its app shows the tour), but makes none.
+    // A guard reads them (its app shows the tour) without their codes (a guard who could read
+    // them could scan without going there), and makes none.
     let (status, listed) = get(&server, "/api/v1/checkpoints", &guard).await;
     assert_eq!(
-        (status, listed[0]["code"].clone()),
-        (200, gate["code"].clone())
+        (status, listed[0]["id"].clone(), listed[0].get("code")),
+        (200, gate["id"].clone(), None),
+        "{listed}"
     );
     let (status, body) = post(
         &server,
@@ -621,4 +623,118 @@ async fn the_qr_sheet_prints_each_checkpoint_of_the_org_or_site_with_its_code() 
     let (status, _, _) = sheet("/api/v1/checkpoints/sheet?org=acme", other).await;
     assert_eq!(status, 403);
     server.stop().await;
+}
+
+/// `lookout demo` runs a tour for its simulated guards: the site's checkpoints and a tour for
+/// guard 01 (on shift), who scans the codes posted along its round; the roof hatch, off every
+/// round, is missed each round. A restart on the same directory adds nothing twice. Schedule
+/// minutes of 1 s here: a round every 5 s, 3 s to go round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_a_tour_whose_guard_scans_the_codes_on_its_round_and_misses_the_roof_hatch() {
+    const FAST: [(&str, &str); 1] = [("LOOKOUT_TESTING__PATROL_MINUTE", "1s")];
+    let args = [
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--guards",
+        "2",
+        "--panic-after",
+        "1h",
+    ];
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let demo = Binary::spawn(&args, &data, &FAST);
+    let base = format!("https://{}", demo.addr);
+    let http = http_client(&demo.cert_pem());
+    let sup = demo.token("supervisor", Some("demo"), &[Role::Supervisor]);
+    let listed = |path: &str| {
+        let (http, url, sup) = (http.clone(), format!("{base}{path}"), sup.clone());
+        async move {
+            get_json(&http, &url, &sup)
+                .await
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }
+    };
+
+    let checkpoints = listed("/api/v1/checkpoints").await;
+    let names: Vec<&str> = checkpoints
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "East gate",
+            "North yard",
+            "Roof hatch",
+            "South fence",
+            "West dock"
+        ],
+        "{checkpoints:?}"
+    );
+    let tours = listed("/api/v1/tours").await;
+    assert_eq!(tours.len(), 1, "{tours:?}");
+    assert_eq!(tours[0]["guards"], json!(["guard-01"]));
+    let shifts = listed("/api/v1/shifts").await;
+    let now = now_ms();
+    assert!(
+        shifts.iter().any(|s| s["user"] == "guard-01"
+            && s["start"].as_u64() <= Some(now)
+            && s["end"].as_u64() > Some(now)),
+        "guard 01 is on shift: {shifts:?}"
+    );
+
+    // Guard 01 passes a checkpoint of its round within a quarter of its 90 s loop.
+    let started = std::time::Instant::now();
+    let (scan, missed) = loop {
+        let scans = listed("/api/v1/patrols/scans?user=guard-01").await;
+        let missed = listed("/api/v1/alerts?type=TOUR_MISSED").await;
+        let roof = missed.iter().find(|a| {
+            a["user"] == "guard-01"
+                && a["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("Roof hatch"))
+        });
+        if let (Some(scan), Some(roof)) = (scans.first(), roof) {
+            break (scan.clone(), roof.clone());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "no scan or no TOUR_MISSED: scans {scans:?}, missed {missed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(scan["via"], "qr", "{scan}");
+    assert_eq!(scan["far"], false, "scanned where it is posted: {scan}");
+    let roof_id = checkpoints
+        .iter()
+        .find(|c| c["name"] == "Roof hatch")
+        .map(|c| c["id"].clone())
+        .expect("roof hatch");
+    assert_ne!(scan["checkpoint"], roof_id, "nobody passes the roof hatch");
+    eprintln!(
+        "demo tour: first scan {scan}, a missed round: {}",
+        missed["message"]
+    );
+
+    // The same directory again: nothing made twice.
+    drop(demo);
+    let demo = Binary::spawn(&args, &data, &FAST);
+    let base = format!("https://{}", demo.addr);
+    let again = get_json(
+        &http_client(&demo.cert_pem()),
+        &format!("{base}/api/v1/checkpoints"),
+        &sup,
+    )
+    .await;
+    assert_eq!(again.as_array().map(Vec::len), Some(5), "{again}");
+    let tours = get_json(
+        &http_client(&demo.cert_pem()),
+        &format!("{base}/api/v1/tours"),
+        &sup,
+    )
+    .await;
+    assert_eq!(tours.as_array().map(Vec::len), Some(1), "{tours}");
 }

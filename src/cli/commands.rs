@@ -153,6 +153,8 @@ pub(super) fn simulate(config: &Config, args: &SimulateArgs) -> ExitCode {
         location_every: Duration::from_secs(1),
         frame_every: Duration::from_millis(250),
         site: crate::simulate::Site::default(),
+        // Codes are posted on site: `lookout simulate` has none (the demo passes its own).
+        codes: Vec::new(),
     };
     runtime.block_on(async move {
         let stop = tokio_util::sync::CancellationToken::new();

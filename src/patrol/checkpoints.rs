@@ -15,8 +15,11 @@ pub struct CheckpointView {
     /// The checkpoint.
     #[serde(flatten)]
     pub checkpoint: Checkpoint,
-    /// Its signed code (`LKCP1.…`).
-    pub code: String,
+    /// Its signed code (`LKCP1.…`): only for those who manage the org's patrols. A guard who
+    /// could read the codes could scan every checkpoint without going there; guards read the
+    /// code where it is posted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// The default radius, m.
@@ -64,21 +67,36 @@ fn built(id: String, org: String, created_at: u64, spec: CheckpointSpec) -> Chec
 }
 
 impl Patrols {
-    /// The org's checkpoints with their codes (the org's users; an admin names the org).
+    /// The org's checkpoints (the org's users; an admin names the org), with their codes for
+    /// those who manage the org's patrols.
     pub async fn checkpoints(
         &self,
         who: &Identity,
         org: Option<&str>,
     ) -> Result<Vec<CheckpointView>, PatrolError> {
         let org = self.org_for(who, org)?;
-        let key = self.signing_key(&org).await?;
-        let mut all: Vec<Checkpoint> = self.load_all(&org, CHECKPOINT).await?;
+        let manages = self.managed_org(who, Some(&org)).is_ok();
+        Ok(self
+            .coded(&org)
+            .await?
+            .into_iter()
+            .map(|(checkpoint, code)| CheckpointView {
+                checkpoint,
+                code: manages.then_some(code),
+            })
+            .collect())
+    }
+
+    /// Every checkpoint of `org` by name, each with its signed code.
+    pub(super) async fn coded(&self, org: &str) -> Result<Vec<(Checkpoint, String)>, PatrolError> {
+        let key = self.signing_key(org).await?;
+        let mut all: Vec<Checkpoint> = self.load_all(org, CHECKPOINT).await?;
         all.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         Ok(all
             .into_iter()
-            .map(|checkpoint| CheckpointView {
-                code: Self::code(&key, &org, &checkpoint.id),
-                checkpoint,
+            .map(|checkpoint| {
+                let code = Self::code(&key, org, &checkpoint.id);
+                (checkpoint, code)
             })
             .collect())
     }
@@ -168,7 +186,7 @@ impl Patrols {
             .await?;
         let key = self.signing_key(&checkpoint.org).await?;
         Ok(CheckpointView {
-            code: Self::code(&key, &checkpoint.org, &checkpoint.id),
+            code: Some(Self::code(&key, &checkpoint.org, &checkpoint.id)),
             checkpoint,
         })
     }

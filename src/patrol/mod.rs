@@ -29,3 +29,4 @@ pub use self::records::{
 pub use self::scans::ScanResult;
 pub use self::schedule::{hh_mm, round_after, Round, MINUTE};
 pub use self::service::{PatrolStats, Patrols};
+pub use self::tours::{CurrentTour, TourStop};

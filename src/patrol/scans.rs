@@ -12,9 +12,10 @@ use serde::Serialize;
 
 use super::error::{bad, PatrolError};
 use super::records::{Checkpoint, Scan, ScanSpec, Tour, TourState, CHECKPOINT, ROUND, SCAN, TOUR};
-use super::service::{distance_m, Patrols, WRITE_ATTEMPTS};
+use super::service::{Patrols, WRITE_ATTEMPTS};
 use crate::auth::{Identity, Role};
 use crate::clock::now_millis;
+use crate::geofence::distance_m;
 use crate::store::records::{decode, encode};
 use crate::store::{Change, Record, Records};
 
@@ -110,7 +111,7 @@ impl Patrols {
             "patrol.max_scans_per_guard_per_day",
         )?;
         let distance =
-            position.map(|(lat, lon)| distance_m(lat, lon, checkpoint.lat, checkpoint.lon));
+            position.map(|(lat, lon)| distance_m([lon, lat], [checkpoint.lon, checkpoint.lat]));
         let far = distance.is_some_and(|d| d > checkpoint.radius_m + accuracy.unwrap_or(0.0));
         let mut scan = Scan {
             key: spec.key.clone(),

@@ -3,8 +3,8 @@
 //! above this module), its name, site and instructions. Styled by the bundled `/sheet.css`
 //! (the pages' policy allows no inline style).
 
-use super::checkpoints::CheckpointView;
 use super::error::PatrolError;
+use super::records::Checkpoint;
 use super::service::Patrols;
 use crate::auth::Identity;
 
@@ -28,7 +28,7 @@ fn escape(text: &str) -> String {
 fn render(
     org: &str,
     site: Option<&str>,
-    checkpoints: &[CheckpointView],
+    checkpoints: &[(Checkpoint, String)],
     qr: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<String, PatrolError> {
     let title = match site {
@@ -36,9 +36,8 @@ fn render(
         None => format!("Checkpoints of {}", escape(org)),
     };
     let mut cards = String::new();
-    for view in checkpoints {
-        let c = &view.checkpoint;
-        let svg = qr(&view.code).ok_or_else(|| {
+    for (c, code) in checkpoints {
+        let svg = qr(code).ok_or_else(|| {
             PatrolError::BadRequest(format!(
                 "checkpoint {}: a code too long for a QR code",
                 c.id
@@ -58,7 +57,7 @@ fn render(
                 .as_deref()
                 .map(|s| format!("<span class=\"instructions\">{}</span>", escape(s)))
                 .unwrap_or_default(),
-            code = escape(&view.code),
+            code = escape(code),
         ));
     }
     if checkpoints.is_empty() {
@@ -84,9 +83,9 @@ impl Patrols {
         qr: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<String, PatrolError> {
         let org = self.managed_org(who, org)?;
-        let mut all = self.checkpoints(who, Some(&org)).await?;
+        let mut all = self.coded(&org).await?;
         if let Some(site) = site {
-            all.retain(|c| c.checkpoint.site.as_deref() == Some(site));
+            all.retain(|(c, _)| c.site.as_deref() == Some(site));
         }
         render(&org, site, &all, qr)
     }

@@ -8,7 +8,7 @@ export const WELFARE_TYPES = ['CHECK_IN_MISSED', 'LOST_CONTACT', 'MAN_DOWN', 'DU
 /** Every alert type the server raises, for the alert log's filter. */
 export const ALERT_TYPES = ['PANIC', 'MEDICAL', 'FIRE', 'SECURITY', 'GENERAL', 'GEOFENCE', ...WELFARE_TYPES, 'TOUR_MISSED'];
 /** Alerts that sound the alarm when they are raised. */
-export const ALARM_TYPES = new Set(['PANIC', ...WELFARE_TYPES, 'TOUR_MISSED']);
+export const ALARM_TYPES = new Set(['PANIC', ...WELFARE_TYPES]);
 export const TYPE_LABELS = {
   TOUR_MISSED: 'Tour missed',
   CHECK_IN_MISSED: 'Check-in missed',
