@@ -423,6 +423,29 @@ async fn an_unscanned_checkpoint_raises_tour_missed_once_at_the_windows_end() {
     assert_eq!(next["round_start"].as_u64(), Some(start + 1440 * MINUTE_MS));
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(missed(&server, &sup).await.len(), 1);
+
+    // The yard was scanned in the window after all, by a phone offline until now: recorded for
+    // that round, flagged as a late arrival; the round is not reopened and its alert stands.
+    let (status, late) = post(
+        &server,
+        "/api/v1/patrols/scans",
+        &guard,
+        scan_body(&yard["code"], "offline-yard", start + 500, 51.501, -0.12),
+    )
+    .await;
+    assert_eq!(status, 201, "{late}");
+    assert_eq!(
+        (
+            &late["tour"],
+            late["round_start"].as_u64(),
+            &late["late_arrival"]
+        ),
+        (&t["id"], Some(start), &json!(true)),
+        "{late}"
+    );
+    let (_, still) = get(&server, &format!("/api/v1/tours/{tour_id}/round"), &sup).await;
+    assert_eq!(still, next, "the next round is untouched");
+    assert_eq!(missed(&server, &sup).await.len(), 1);
     // Counted by the node that fired it (in a TEST_CLUSTER, any of them).
     if cluster_size() == 1 {
         assert_eq!(metric(&server.metrics().await, "lookout_tour_missed"), 1.0);

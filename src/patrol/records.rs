@@ -175,6 +175,11 @@ pub struct Scan {
     /// Flagged: scanned out of the tour's order.
     #[serde(default)]
     pub out_of_order: bool,
+    /// Flagged: made inside a round's window (offline) but received after that window ended
+    /// and its round was settled; `tour` and `round_start` name that round, which stays as it
+    /// was (its `TOUR_MISSED`, if any, stands).
+    #[serde(default)]
+    pub late_arrival: bool,
     /// `qr` or `nfc`.
     pub via: String,
 }

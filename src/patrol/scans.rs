@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::error::{bad, PatrolError};
 use super::records::{Checkpoint, Scan, ScanSpec, Tour, TourState, CHECKPOINT, ROUND, SCAN, TOUR};
+use super::schedule;
 use super::service::{Patrols, WRITE_ATTEMPTS};
 use crate::auth::{Identity, Role};
 use crate::clock::now_millis;
@@ -128,6 +129,7 @@ impl Patrols {
             distance_m: distance.map(|d| (d * 10.0).round() / 10.0),
             far,
             out_of_order: false,
+            late_arrival: false,
             via: via.to_string(),
         };
         let tours: Vec<Tour> = self.load_all(org, TOUR).await?;
@@ -164,7 +166,10 @@ impl Patrols {
             let Some(mut state) = read.as_deref().map(decode::<TourState>).transpose()? else {
                 return Ok(None);
             };
-            if scan.scanned_at < state.round_start || scan.scanned_at >= state.window_end {
+            if scan.scanned_at < state.round_start {
+                return self.record_late(tour, scan).await;
+            }
+            if scan.scanned_at >= state.window_end {
                 return Ok(None);
             }
             scan.tour = Some(tour.id.clone());
@@ -191,6 +196,27 @@ impl Patrols {
             }
         }
         Err(PatrolError::Contended("the tour's round"))
+    }
+
+    /// A scan made inside a round of `tour` that was settled before it arrived (the phone was
+    /// offline past the window's end): recorded for that round, flagged `late_arrival`; the
+    /// round is not reopened. `None` when it was made in no round of the tour.
+    async fn record_late(
+        &self,
+        tour: &Tour,
+        scan: &mut Scan,
+    ) -> Result<Option<ScanResult>, PatrolError> {
+        let Some(round) = schedule::round_after(&tour.schedule, self.minute_ms, scan.scanned_at)
+        else {
+            return Ok(None);
+        };
+        if scan.scanned_at < round.start {
+            return Ok(None);
+        }
+        scan.tour = Some(tour.id.clone());
+        scan.round_start = Some(round.start);
+        scan.late_arrival = true;
+        self.record_scan(scan.clone(), None).await.map(Some)
     }
 
     /// Writes a scan (with its round's new state, over the state as read): a repeat that won

@@ -199,7 +199,11 @@ export function startPatrol({ client, token, owner, fix }) {
           sent = true;
           const s = answer.body;
           const name = names.get(s.checkpoint) ?? 'Checkpoint';
-          const flags = [s.far ? `${Math.round(s.distance_m)} m from where it should be` : '', s.out_of_order ? 'out of order' : ''].filter(Boolean);
+          const flags = [
+            s.far ? `${Math.round(s.distance_m)} m from where it should be` : '',
+            s.out_of_order ? 'out of order' : '',
+            s.late_arrival ? 'arrived after its round ended' : '',
+          ].filter(Boolean);
           showResult(`${name} scanned at ${new Date(s.scanned_at).toLocaleTimeString()}${flags.length ? ` — flagged: ${flags.join(', ')}` : ''}.`, flags.length ? 'flagged' : 'ok');
         } else if (REFUSED_FOR_GOOD.includes(answer.status)) {
           queue.drop(scan);
