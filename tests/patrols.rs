@@ -761,3 +761,31 @@ async fn the_demo_runs_a_tour_whose_guard_scans_the_codes_on_its_round_and_misse
     .await;
     assert_eq!(tours.as_array().map(Vec::len), Some(1), "{tours}");
 }
+
+/// Scans are kept `patrol.scan_retention` after they arrived: an org's older ones are deleted
+/// when its guards scan again (here a retention of 1 s).
+#[tokio::test]
+async fn scans_older_than_the_retention_are_deleted_when_the_org_scans_again() {
+    let server = server_with(|c| c.patrol.scan_retention = Duration::from_secs(1)).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let gate = checkpoint(&server, &sup, "Gate", 51.5, -0.12).await;
+    let scan = |key: &'static str| {
+        let body = scan_body(&gate["code"], key, now_ms(), 51.5, -0.12);
+        let (server, guard) = (&server, &guard);
+        async move { post(server, "/api/v1/patrols/scans", guard, body).await }
+    };
+    assert_eq!(scan("kept-for-now").await.0, 201);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(scan("the-newer-one").await.0, 201);
+    let (status, listed) = get(&server, "/api/v1/patrols/scans", &sup).await;
+    assert_eq!(status, 200, "{listed}");
+    let keys: Vec<&str> = listed
+        .as_array()
+        .expect("scans")
+        .iter()
+        .filter_map(|s| s["key"].as_str())
+        .collect();
+    assert_eq!(keys, ["the-newer-one"], "{listed}");
+    server.stop().await;
+}

@@ -40,5 +40,12 @@ config_section! {
         #[serde(with = "humantime_serde")]
         pub max_scan_age: Duration = Duration::from_secs(24 * 3600),
             check: |d| d.is_zero().then_some("must be more than 0");
+        /// how long scans are kept after they arrived
+        ///
+        /// Older scans (and the daily counts of the scan budget) are deleted; an org's are
+        /// looked at when its guards scan, at most every tenth of this and at least hourly.
+        #[serde(with = "humantime_serde")]
+        pub scan_retention: Duration = Duration::from_secs(90 * 24 * 3600),
+            check: |d| (*d < Duration::from_secs(1)).then_some("must be at least 1s");
     }
 }

@@ -13,6 +13,9 @@ pub(super) const TOUR: &str = "tour";
 pub(super) const ROUND: &str = "round";
 /// Scans, by `{user}/{client key}`.
 pub(super) const SCAN: &str = "scan";
+/// A guard's scans received in a day (UTC), by `{user}/{day number}`: the daily budget's
+/// count, one small record instead of a read of every scan.
+pub(super) const SCAN_COUNT: &str = "count";
 /// The org's checkpoint signing key (id [`SIGNING_KEY`]).
 pub(super) const KEY: &str = "key";
 /// The id of the signing key.
@@ -135,6 +138,17 @@ pub struct TourState {
     /// Checkpoints scanned in the round: checkpoint id → the scan's key.
     #[serde(default)]
     pub scanned: BTreeMap<String, String>,
+}
+
+/// A guard's scans received in a day (`count/{user}/{day}`), for the daily budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct ScanCount {
+    /// The guard.
+    pub user: String,
+    /// Days since 1970-01-01 (UTC).
+    pub day: u64,
+    /// Scans received that day.
+    pub count: usize,
 }
 
 /// A recorded scan.

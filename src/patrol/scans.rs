@@ -11,7 +11,10 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 
 use super::error::{bad, PatrolError};
-use super::records::{Checkpoint, Scan, ScanSpec, Tour, TourState, CHECKPOINT, ROUND, SCAN, TOUR};
+use super::records::{
+    Checkpoint, Scan, ScanCount, ScanSpec, Tour, TourState, CHECKPOINT, ROUND, SCAN, SCAN_COUNT,
+    TOUR,
+};
 use super::schedule;
 use super::service::{Patrols, WRITE_ATTEMPTS};
 use crate::auth::{Identity, Role};
@@ -21,6 +24,8 @@ use crate::store::records::{decode, encode};
 use crate::store::{Change, Record, Records};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
+/// Deletions written together when old scans are purged.
+const PURGE_BATCH: usize = 512;
 
 /// What a scan answers.
 #[derive(Debug, Clone, Serialize)]
@@ -96,21 +101,10 @@ impl Patrols {
                 "no checkpoint {checkpoint_id} (deleted)"
             )));
         };
-        // The guard's scans of the day, within budget (each scan is one record).
+        // The guard's scans of the day, within budget: one slot taken in the day's count.
         let _turn = self.turns.take(&format!("{org}/{SCAN}/{}", who.user)).await;
-        let day_start = now / DAY_MS * DAY_MS;
-        let today = self
-            .load_all::<Scan>(org, SCAN)
-            .await?
-            .into_iter()
-            .filter(|s| s.user == *who.user && s.received_at >= day_start)
-            .count();
-        self.within_budget(
-            today,
-            self.config.max_scans_per_guard_per_day,
-            "scans per guard per day",
-            "patrol.max_scans_per_guard_per_day",
-        )?;
+        self.take_scan_slot(org, &who.user, now / DAY_MS).await?;
+        self.purge_scans_if_due(org, now).await?;
         let distance =
             position.map(|(lat, lon)| distance_m([lon, lat], [checkpoint.lon, checkpoint.lat]));
         let far = distance.is_some_and(|d| d > checkpoint.radius_m + accuracy.unwrap_or(0.0));
@@ -196,6 +190,94 @@ impl Patrols {
             }
         }
         Err(PatrolError::Contended("the tour's round"))
+    }
+
+    /// One more of the guard's scans of `day`, within `patrol.max_scans_per_guard_per_day`: the
+    /// day's count is compared and set over the value read (exact across a cluster's nodes). A
+    /// scan refused after its slot was taken (its checkpoint gone meanwhile) still counts.
+    async fn take_scan_slot(&self, org: &str, user: &str, day: u64) -> Result<(), PatrolError> {
+        let id = format!("{user}/{day}");
+        let key = Record::Patrol {
+            org,
+            kind: SCAN_COUNT,
+            id: &id,
+        };
+        for _ in 0..WRITE_ATTEMPTS {
+            let read = self.store.record(key).await?;
+            let count = read
+                .as_deref()
+                .map(decode::<ScanCount>)
+                .transpose()?
+                .map_or(0, |c| c.count);
+            self.within_budget(
+                count,
+                self.config.max_scans_per_guard_per_day,
+                "scans per guard per day",
+                "patrol.max_scans_per_guard_per_day",
+            )?;
+            let next = ScanCount {
+                user: user.to_string(),
+                day,
+                count: count + 1,
+            };
+            let changes = [Change::Put(key, encode(&next)?)];
+            if self
+                .store
+                .write_if(key, read.as_deref(), &changes)
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
+        }
+        Err(PatrolError::Contended("the guard's scan count"))
+    }
+
+    /// Deletes the org's scans received more than `patrol.scan_retention` ago, and the daily
+    /// counts of days before that, when the org's last purge on this node is older than a
+    /// tenth of the retention (at most an hour).
+    async fn purge_scans_if_due(&self, org: &str, now: u64) -> Result<(), PatrolError> {
+        let retention = u64::try_from(self.config.scan_retention.as_millis()).unwrap_or(u64::MAX);
+        let every = (retention / 10).min(3_600_000);
+        {
+            let mut purged = self.purged.lock();
+            match purged.get(org) {
+                Some(at) if now.saturating_sub(*at) < every => return Ok(()),
+                _ => {}
+            }
+            purged.insert(org.to_string(), now);
+        }
+        let cutoff = now.saturating_sub(retention);
+        let old_scans: Vec<String> = self
+            .load_all::<Scan>(org, SCAN)
+            .await?
+            .into_iter()
+            .filter(|s| s.received_at < cutoff)
+            .map(|s| format!("{}/{}", s.user, s.key))
+            .collect();
+        let old_counts: Vec<String> = self
+            .load_all::<ScanCount>(org, SCAN_COUNT)
+            .await?
+            .into_iter()
+            .filter(|c| (c.day + 1) * DAY_MS < cutoff)
+            .map(|c| format!("{}/{}", c.user, c.day))
+            .collect();
+        let deletions = old_scans
+            .iter()
+            .map(|id| (SCAN, id))
+            .chain(old_counts.iter().map(|id| (SCAN_COUNT, id)));
+        let mut batch = Vec::with_capacity(PURGE_BATCH);
+        for (kind, id) in deletions {
+            batch.push(Change::Delete(Record::Patrol { org, kind, id }));
+            if batch.len() == PURGE_BATCH {
+                self.store.write(&batch).await?;
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            self.store.write(&batch).await?;
+        }
+        Ok(())
     }
 
     /// A scan made inside a round of `tour` that was settled before it arrived (the phone was

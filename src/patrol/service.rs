@@ -47,6 +47,9 @@ pub struct Patrols {
     pub(super) minute_ms: u64,
     /// One change at a time per tour's round on this node.
     pub(super) turns: crate::alerts::Turns,
+    /// When each org's old scans were last purged on this node (ms): one entry per org that
+    /// scanned.
+    pub(super) purged: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
     /// Counters.
     pub stats: PatrolStats,
 }
@@ -68,6 +71,7 @@ impl Patrols {
             config,
             max_clock_skew,
             turns: crate::alerts::Turns::default(),
+            purged: Default::default(),
             stats: PatrolStats::default(),
         });
         let handler: Weak<dyn crate::alerts::TimerHandler> = Arc::downgrade(&patrols) as Weak<_>;
