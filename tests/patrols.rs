@@ -406,6 +406,22 @@ async fn an_unscanned_checkpoint_raises_tour_missed_once_at_the_windows_end() {
     assert_eq!(scanned["tour"], t["id"]);
     assert_eq!(scanned["out_of_order"], false);
     assert!(missed(&server, &sup).await.is_empty());
+    // The guard app's tour card: the round open, the gate ticked, the yard next.
+    let (status, current) = get(&server, "/api/v1/tours/current", &guard).await;
+    assert_eq!(status, 200, "{current}");
+    assert_eq!(current[0]["tour"]["id"], t["id"], "{current}");
+    assert_eq!(current[0]["open"], true, "{current}");
+    assert_eq!(
+        (
+            &current[0]["stops"][0]["scanned"],
+            &current[0]["stops"][1]["scanned"]
+        ),
+        (&json!(true), &json!(false)),
+        "{current}"
+    );
+    assert_eq!(current[0]["next"], yard["id"], "{current}");
+    let (status, _) = get(&server, "/api/v1/tours/current", &sup).await;
+    assert_eq!(status, 403, "a supervisor has no tours of its own");
 
     // The window ends with the yard unscanned: one TOUR_MISSED naming it.
     sleep_until(end + 1500).await;
