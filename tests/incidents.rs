@@ -487,6 +487,10 @@ async fn a_closed_report_is_purged_with_its_photos_after_retention_and_frees_its
     );
     let (status, body) = api.put_photo(&guard, &open, 2, jpeg(300_000, 3)).await;
     assert_eq!(status, 200, "{body}");
-    let metrics = server.metrics().await;
-    assert_eq!(metric(&metrics, "lookout_patrol_incidents_purged"), 1.0);
+    // Purged once, whichever node's retention task got to it (TEST_CLUSTER runs three).
+    let mut purged = 0.0;
+    for node in std::iter::once(&server).chain(&server.peers) {
+        purged += metric(&node.metrics().await, "lookout_patrol_incidents_purged");
+    }
+    assert_eq!(purged, 1.0);
 }

@@ -137,5 +137,5 @@ TEST_STORE=redis cargo nextest run --no-fail-fast --test-threads "${TEST_THREADS
 # server is three nodes on one Redis and the clients connect to them in turn.
 step "cargo test on a three-node cluster (TEST_CLUSTER=3)"
 TEST_CLUSTER=3 cargo nextest run --no-fail-fast --test-threads "${TEST_THREADS:-6}" --test authorization \
-    --test patrols
+    --test patrols --test incidents
 step "all tests passed"

@@ -11,6 +11,9 @@ use super::extract::Call;
 use crate::failure::ErrorCode;
 use crate::http::{full, json_response, Body, HttpError};
 
+/// The most reports one listing answers (the newest).
+const MAX_LISTED_INCIDENTS: usize = 1000;
+
 /// A comment as sent.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,7 +48,8 @@ pub async fn file(call: Call) -> Result<Response<Body>, HttpError> {
     Ok(json_response(if result.filed { 201 } else { 200 }, &result))
 }
 
-/// `GET /api/v1/incidents?org=&state=`: reports, newest first (a guard its own).
+/// `GET /api/v1/incidents?org=&state=`: reports, newest first (a guard its own), at most
+/// [`MAX_LISTED_INCIDENTS`].
 pub async fn list(call: Call) -> Result<Response<Body>, HttpError> {
     let who = call.who()?;
     let q = call.query();
@@ -56,6 +60,7 @@ pub async fn list(call: Call) -> Result<Response<Body>, HttpError> {
             &who,
             q.get("org").map(String::as_str),
             q.get("state").map(String::as_str),
+            MAX_LISTED_INCIDENTS,
         )
         .await?;
     Ok(json_response(200, &all))

@@ -188,12 +188,13 @@ impl Patrols {
     }
 
     /// The org's reports (supervisors, admins; a guard its own), newest first, optionally
-    /// only `open` or `closed` ones.
+    /// only `open` or `closed` ones, at most `limit`.
     pub async fn incidents(
         &self,
         who: &Identity,
         org: Option<&str>,
         state: Option<&str>,
+        limit: usize,
     ) -> Result<Vec<Incident>, PatrolError> {
         let org = self.org_for(who, org)?;
         if state.is_some_and(|s| s != OPEN && s != CLOSED) {
@@ -203,6 +204,7 @@ impl Patrols {
         let mut all: Vec<Incident> = self.load_all(&org, INCIDENT).await?;
         all.retain(|i| (manager || i.author == *who.user) && state.is_none_or(|s| i.state == s));
         all.sort_by_key(|i| std::cmp::Reverse(i.created_at));
+        all.truncate(limit);
         Ok(all)
     }
 
