@@ -1,7 +1,8 @@
 //! An incident report end to end in real headless Chromium (tests/node/incident.mjs) against a
 //! test server over TLS: the guard app at a phone's viewport files a report with two camera
 //! pictures, made smaller on the phone; the supervisor's dashboard opens it with both photos,
-//! comments and closes it. Then REST shows it closed with two JPEGs of at most 1600 px.
+//! comments and closes it. Then REST shows it closed with two JPEGs of at most 1600 px. A
+//! second report with one photo too many shows the appliance's refusal on the phone.
 //! Screenshots: target/artifacts/incident-*.png.
 
 mod common;
@@ -38,7 +39,7 @@ fn jpeg_size(bytes: &[u8]) -> Option<(u16, u16)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guard_files_a_report_with_two_photos_and_a_supervisor_closes_it_on_the_dashboard() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| c.patrol.max_photos_per_incident = 2).await;
     let guard = server.token("g-report", Some("acme"), &[Role::Guard]);
     let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
     let mut node = NodeScript::run(
@@ -68,15 +69,36 @@ async fn a_guard_files_a_report_with_two_photos_and_a_supervisor_closes_it_on_th
         json!([[1600, 1067], [1600, 1067]]),
         "{closed}"
     );
+    let refused = node.event("refused").await;
+    assert_eq!(
+        refused["error"],
+        "Photo 3 was not accepted: too large: at most 2 photos per incident \
+         (patrol.max_photos_per_incident). The report was sent with 2 photos.",
+        "{refused}"
+    );
+    assert_eq!(
+        refused["dialogShown"], true,
+        "the form stays for another try"
+    );
     node.finish_clean().await;
     assert_screenshots(
         &artifacts(),
         "incident",
-        &["phone-form", "phone-sent", "dashboard-closed"],
+        &[
+            "phone-form",
+            "phone-sent",
+            "dashboard-closed",
+            "phone-refused",
+        ],
     );
 
     // As kept: closed, commented, two JPEGs resized on the phone and smaller than the camera's.
-    let listed = get_json(&server.http(), &server.https("/api/v1/incidents"), &sup).await;
+    let listed = get_json(
+        &server.http(),
+        &server.https("/api/v1/incidents?state=closed"),
+        &sup,
+    )
+    .await;
     let all = listed.as_array().expect("a list");
     assert_eq!(all.len(), 1, "{listed}");
     let incident = &all[0];
@@ -110,4 +132,17 @@ async fn a_guard_files_a_report_with_two_photos_and_a_supervisor_closes_it_on_th
             "photo {n} was not made smaller on the phone"
         );
     }
+    // The second report is open with the two photos the appliance took.
+    let open = get_json(
+        &server.http(),
+        &server.https("/api/v1/incidents?state=open"),
+        &sup,
+    )
+    .await;
+    assert_eq!(open[0]["text"], "Second shutter, same bay.", "{open}");
+    assert_eq!(
+        open[0]["photos"].as_array().map(Vec::len),
+        Some(2),
+        "{open}"
+    );
 }

@@ -3,6 +3,8 @@
 // (two JPEGs of 3000×2000 made by this Chromium's own canvas, given to the file input as the
 // camera's pictures), which the phone makes smaller before sending; then a supervisor's
 // dashboard (web/dashboard/incidents.js) opens it, sees both photos, comments and closes it.
+// Last, a second report with three photos on an appliance that takes two: the phone shows the
+// appliance's refusal, which names the setting.
 // Steps are JSON lines on stdout; screenshots go to LOOKOUT_ARTIFACTS as incident-*.png.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -101,6 +103,20 @@ async function main() {
   await page.locator('.work').scrollIntoViewIfNeeded();
   await page.screenshot({ path: path.join(artifacts, 'incident-dashboard-closed.png') });
   emit({ event: 'closed', photoSizes, text, rowState: await page.locator('#inc-rows tr').first().getAttribute('data-state') });
+
+  // ---- A report with one photo too many: the appliance's words on the phone.
+  await guard.locator('#incident-open').click();
+  await guard.locator('#incident-text').fill('Second shutter, same bay.');
+  await input.setInputFiles([...pictures, pictures[0]].map((buffer, i) => ({ name: `IMG_001${i}.jpg`, mimeType: 'image/jpeg', buffer })));
+  await guard.locator('#incident-thumbs li').nth(2).waitFor({ timeout: PATIENT });
+  await guard.locator('#incident-send').click();
+  await guard.locator('#incident-error:not([hidden])').waitFor({ timeout: PATIENT });
+  await guard.screenshot({ path: path.join(artifacts, 'incident-phone-refused.png') });
+  emit({
+    event: 'refused',
+    error: await guard.locator('#incident-error').textContent(),
+    dialogShown: await guard.locator('#incident-dialog').isVisible(),
+  });
 
   await browser.close();
   emit({ event: 'done', problems, foreign });

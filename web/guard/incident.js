@@ -174,7 +174,9 @@ export function startIncidents({ token, openAlert }) {
     } catch (e) {
       // The report (and the photos sent) stay: Send again sends what is left.
       status.textContent = '';
-      showError(e.message);
+      const sent = draft.sent.size;
+      const filed = draft.id === null ? '' : `. The report was sent${sent ? ` with ${sent} photo${sent === 1 ? '' : 's'}` : ''}.`;
+      showError(`${e.message}${filed}`);
     } finally {
       send.disabled = false;
     }
