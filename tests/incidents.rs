@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use futures_util::StreamExt;
 use lookout::auth::Role;
 use serde_json::{json, Value};
 
@@ -493,4 +494,36 @@ async fn a_closed_report_is_purged_with_its_photos_after_retention_and_frees_its
         purged += metric(&node.metrics().await, "lookout_patrol_incidents_purged");
     }
     assert_eq!(purged, 1.0);
+}
+
+#[tokio::test]
+async fn a_photo_over_its_budget_is_refused_as_it_arrives_not_after_the_whole_upload() {
+    let server = TestServer::start_with(|c| {
+        c.patrol.max_photo_bytes = 100_000;
+        // Far beyond the test's patience: only a refusal while reading can answer in time.
+        c.limits.body_timeout = Duration::from_secs(120);
+    })
+    .await;
+    let api = Api::of(&server);
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let id = api.filed(&guard, "phone-key-f001").await;
+    // 150 000 bytes, then an upload that never ends.
+    let sent = bytes::Bytes::from(jpeg(150_000, 1));
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(sent)])
+        .chain(futures_util::stream::pending());
+    let request = api
+        .http
+        .put(server.https(&format!("/api/v1/incidents/{id}/photos/1")))
+        .bearer_auth(&guard)
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let response = tokio::time::timeout(PATIENCE, request)
+        .await
+        .expect("refused before the upload ended")
+        .expect("an answer");
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    refused((status, answer), 413, "too_large", "patrol.max_photo_bytes");
+    let (_, kept) = api.get(&format!("/api/v1/incidents/{id}"), &guard).await;
+    assert_eq!(kept["photos"], json!([]));
 }
