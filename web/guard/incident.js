@@ -21,16 +21,40 @@ function newKey() {
   return `inc-${[...bytes].map((b) => b.toString(16).padStart(2, '0')).join('')}`;
 }
 
+/** `file` decoded, upright: an ImageBitmap, or where that cannot be made (older Safari) an
+ * <img>, which applies the picture's EXIF orientation itself. */
+async function decoded(file) {
+  try {
+    return await createImageBitmap(file, { imageOrientation: 'from-image' });
+  } catch {
+    const url = URL.createObjectURL(file);
+    try {
+      const img = new Image();
+      img.src = url;
+      await img.decode();
+      return img;
+    } finally {
+      URL.revokeObjectURL(url);
+    }
+  }
+}
+
 /** `file` (a camera picture) as a JPEG of at most MAX_SIDE px on its long side. */
 async function resized(file) {
-  // The picture's EXIF orientation is applied, so a portrait photo stays upright.
-  const bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
-  const scale = Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height));
+  let image;
+  try {
+    image = await decoded(file);
+  } catch {
+    throw new Error('this picture could not be read');
+  }
+  const width = image.naturalWidth ?? image.width;
+  const height = image.naturalHeight ?? image.height;
+  const scale = Math.min(1, MAX_SIDE / Math.max(width, height));
   const canvas = document.createElement('canvas');
-  canvas.width = Math.max(1, Math.round(bitmap.width * scale));
-  canvas.height = Math.max(1, Math.round(bitmap.height * scale));
-  canvas.getContext('2d').drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-  bitmap.close();
+  canvas.width = Math.max(1, Math.round(width * scale));
+  canvas.height = Math.max(1, Math.round(height * scale));
+  canvas.getContext('2d').drawImage(image, 0, 0, canvas.width, canvas.height);
+  image.close?.();
   return new Promise((resolve, reject) => {
     canvas.toBlob((blob) => (blob ? resolve(blob) : reject(new Error('this picture could not be read'))), 'image/jpeg', QUALITY);
   });
