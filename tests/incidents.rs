@@ -1,6 +1,6 @@
 //! Incident reports on the server: a guard files one with photos (once per phone key), a
-//! supervisor comments on and closes it, the photos come back byte for byte after a restart
-//! and a backup/restore, the org walls hold, each byte and count budget refuses with its key
+//! supervisor comments on and closes it, the photos come back byte for byte after a restart,
+//! a backup/restore and a migration to Redis, the org walls hold, each byte and count budget refuses with its key
 //! named while others go on, and retention purges closed reports with their photos.
 
 mod common;
@@ -226,7 +226,7 @@ async fn a_report_with_two_photos_is_filed_once_closed_and_kept_across_a_restart
 }
 
 #[tokio::test]
-async fn a_backup_restored_on_another_appliance_keeps_the_reports_photos_byte_for_byte() {
+async fn a_backup_restored_and_migrated_to_redis_keeps_the_reports_photos_byte_for_byte() {
     let dir = tempfile::tempdir().expect("tempdir");
     let old = dir.path().join("old");
     let mut server = Binary::serve(&old, &[]);
@@ -247,11 +247,13 @@ async fn a_backup_restored_on_another_appliance_keeps_the_reports_photos_byte_fo
     assert!(server.child.wait().expect("wait").success());
 
     let file = dir.path().join("site.backup");
+    // `lookout ARGS --data-dir DIR`, which must succeed (migrate's cluster has no replicas).
     let run = |args: &[&str], data_dir: &std::path::Path| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout"))
             .args(args)
             .arg("--data-dir")
             .arg(data_dir)
+            .env("LOOKOUT_CLUSTER__MIN_REPLICAS", "0")
             .output()
             .expect("run lookout");
         assert!(
@@ -264,19 +266,40 @@ async fn a_backup_restored_on_another_appliance_keeps_the_reports_photos_byte_fo
     let new = dir.path().join("new");
     run(&["restore", "--from", file.to_str().expect("path")], &new);
 
-    let server = Binary::serve(&new, &[]);
-    let api = Api::of_binary(&server);
-    let (status, kept) = api.get(&format!("/api/v1/incidents/{id}"), &sup).await;
-    assert_eq!(status, 200, "{kept}");
-    assert_eq!(kept["state"], "closed");
-    for (n, photo) in (1..).zip(&photos) {
-        let (status, _, bytes) = api.photo(&sup, &id, n).await;
-        assert_eq!(status, 200);
-        assert!(
-            bytes == *photo,
-            "photo {n} is not byte-identical after restore"
-        );
-    }
+    let mut server = Binary::serve(&new, &[]);
+    let kept_as = |when: &'static str, server: &Binary| {
+        let api = Api::of_binary(server);
+        let (id, sup, photos) = (&id, &sup, &photos);
+        async move {
+            let (status, kept) = api.get(&format!("/api/v1/incidents/{id}"), sup).await;
+            assert_eq!(status, 200, "{when}: {kept}");
+            assert_eq!(kept["state"], "closed", "{when}");
+            for (n, photo) in (1..).zip(photos) {
+                let (status, _, bytes) = api.photo(sup, id, n).await;
+                assert_eq!(status, 200, "{when}");
+                assert!(bytes == *photo, "photo {n} is not byte-identical {when}");
+            }
+        }
+    };
+    kept_as("after the restore", &server).await;
+
+    // The restored appliance becomes the first node of a cluster: its records move to Redis.
+    server.signal("TERM");
+    assert!(server.child.wait().expect("wait").success());
+    let redis = common::redis::RedisProcess::start();
+    run(&["migrate", "--to-redis", &redis.url()], &new);
+    let node = Binary::serve(
+        &new,
+        &[
+            ("LOOKOUT_CLUSTER__REDIS", redis.url().as_str()),
+            ("LOOKOUT_CLUSTER__MIN_REPLICAS", "0"),
+        ],
+    );
+    kept_as("after the migration to Redis", &node).await;
+    // The phone resending the report's key still finds it there: filed once, not twice.
+    let guard_api = Api::of_binary(&node);
+    let (status, body) = guard_api.file(&guard, "phone-key-0002", "resent").await;
+    assert_eq!((status, &body["id"]), (200, &json!(id)), "{body}");
 }
 
 #[tokio::test]
