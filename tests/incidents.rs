@@ -88,7 +88,8 @@ impl Api {
         .await
     }
 
-    /// Photo `n` of report `id`: its status, content type and bytes.
+    /// Photo `n` of report `id`: its status, content type (with `; nosniff` when the browser is
+    /// told not to guess another) and bytes.
     async fn photo(&self, token: &str, id: &str, n: u32) -> (u16, String, Vec<u8>) {
         let response = self
             .http
@@ -98,12 +99,18 @@ impl Api {
             .await
             .expect("photo");
         let status = response.status().as_u16();
-        let kind = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let mut kind = header("content-type");
+        if header("x-content-type-options") == "nosniff" {
+            kind.push_str("; nosniff");
+        }
         (
             status,
             kind,
@@ -213,7 +220,7 @@ async fn a_report_with_two_photos_is_filed_once_closed_and_kept_across_a_restart
     assert_eq!(kept["close_note"], "Door repaired");
     for (n, photo) in (1..).zip(&photos) {
         let (status, kind, bytes) = api.photo(&sup, &id, n).await;
-        assert_eq!((status, kind.as_str()), (200, "image/jpeg"));
+        assert_eq!((status, kind.as_str()), (200, "image/jpeg; nosniff"));
         assert!(
             bytes == *photo,
             "photo {n} is not byte-identical after a restart"

@@ -3,7 +3,7 @@
 //! with `?org=`; everyone else acts in their own.
 
 use bytes::Bytes;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use hyper::Response;
 use serde::Deserialize;
 
@@ -116,6 +116,8 @@ pub async fn photo(call: Call) -> Result<Response<Body>, HttpError> {
     let mut response = Response::new(full(Bytes::from(jpeg)));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    // The bytes are a phone's (only their JPEG start is checked): never read as anything else.
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     // A photo of an incident is not for shared caches; the browser may keep its own copy.
     headers.insert(
         CACHE_CONTROL,
