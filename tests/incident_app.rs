@@ -54,6 +54,12 @@ async fn a_guard_files_a_report_with_two_photos_and_a_supervisor_closes_it_on_th
     );
 
     let filed = node.event("filed").await;
+    assert!(
+        filed["offline"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("No connection to the appliance")),
+        "{filed}"
+    );
     // The picker asks for the back camera's pictures.
     assert_eq!(filed["capture"], "environment", "{filed}");
     assert_eq!(filed["accept"], "image/*", "{filed}");

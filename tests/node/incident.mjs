@@ -1,7 +1,8 @@
 // An incident report end to end (tests/incident_app.rs), in headless Chromium: the guard app
 // (/guard, web/guard/incident.js) at a phone's viewport files a report with two camera photos
 // (two JPEGs of 3000×2000 made by this Chromium's own canvas, given to the file input as the
-// camera's pictures), which the phone makes smaller before sending; then a supervisor's
+// camera's pictures), which the phone makes smaller before sending (first without a network,
+// which the phone says, then again); then a supervisor's
 // dashboard (web/dashboard/incidents.js) opens it, sees both photos, comments and closes it.
 // Last, a second report with three photos on an appliance that takes two: the phone shows the
 // appliance's refusal, which names the setting.
@@ -65,11 +66,18 @@ async function main() {
   await input.setInputFiles(pictures.map((buffer, i) => ({ name: `IMG_000${i + 1}.jpg`, mimeType: 'image/jpeg', buffer })));
   await guard.locator('#incident-thumbs li').nth(1).waitFor({ timeout: PATIENT });
   await guard.screenshot({ path: path.join(artifacts, 'incident-phone-form.png'), fullPage: true });
+  // First without a network: the phone says so and keeps the report for another try.
+  await phone.setOffline(true);
+  await guard.locator('#incident-send').click();
+  await guard.locator('#incident-error:not([hidden])').waitFor({ timeout: PATIENT });
+  const offline = await guard.locator('#incident-error').textContent();
+  await phone.setOffline(false);
   await guard.locator('#incident-send').click();
   await guard.locator('#incident-sent', { hasText: 'Report sent with 2 photos' }).waitFor({ timeout: PATIENT });
   await guard.screenshot({ path: path.join(artifacts, 'incident-phone-sent.png') });
   emit({
     event: 'filed',
+    offline,
     capture,
     accept,
     pictureBytes: pictures.map((p) => p.length),

@@ -120,11 +120,17 @@ export function startIncidents({ token, openAlert }) {
   }
 
   async function call(method, path, body, type) {
-    const response = await fetch(path, {
-      method,
-      headers: { authorization: `Bearer ${token()}`, ...(type ? { 'content-type': type } : {}) },
-      body,
-    });
+    let response;
+    try {
+      response = await fetch(path, {
+        method,
+        headers: { authorization: `Bearer ${token()}`, ...(type ? { 'content-type': type } : {}) },
+        body,
+      });
+    } catch {
+      // No answer at all (no network, the appliance out of reach): a resend is safe.
+      throw new Error('No connection to the appliance: press Send report again when back online (nothing is filed twice)');
+    }
     const answer = await response.json().catch(() => null);
     if (!response.ok) throw new Error(answer?.error?.message ?? `HTTP ${response.status}`);
     return answer;
