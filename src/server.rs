@@ -498,7 +498,8 @@ pub fn reload(state: &AppState, running: &Config, config: &Config) -> Result<Rel
     Ok(done)
 }
 
-/// Trims the channel logs every `retention.interval`, on a task of its own; the engine trims in
+/// Trims the channel logs every `retention.interval` (and purges resolved alerts and closed
+/// incident reports past their retention), on a task of its own; the engine trims in
 /// bounded batches, so publish and delivery go on between them.
 async fn retention(state: Arc<AppState>) {
     let config = state.config.retention.clone();
@@ -515,6 +516,9 @@ async fn retention(state: Arc<AppState>) {
             .await
         {
             tracing::error!(error = %e, "purging resolved alerts failed");
+        }
+        if let Err(e) = state.patrols.purge_incidents(now).await {
+            tracing::error!(error = %e, "purging closed incident reports failed");
         }
         let rules = config.clone();
         let rule: RetentionOf = Arc::new(move |name| {

@@ -124,16 +124,6 @@ async fn sleep_until(at_ms: u64) {
     }
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(&format!("{name} "))
-                .or_else(|| l.strip_prefix(&format!("{name}_total ")))
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name}"))
-}
-
 #[tokio::test]
 async fn checkpoints_are_managed_by_supervisors_of_their_org_only() {
     let server = server_with(|_| {}).await;

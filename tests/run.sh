@@ -132,10 +132,10 @@ step "cargo test on the Redis engine (TEST_STORE=redis)"
 TEST_STORE=redis cargo nextest run --no-fail-fast --test-threads "${TEST_THREADS:-6}" \
     --test durability --test authorization --test field --test idempotency --test stomp \
     --test enrollment --test budgets --test operations --test lone_worker --test arc \
-    --test patrols
+    --test patrols --test incidents
 # The authorization matrix and the patrols' window timers against a cluster: every in-process
 # server is three nodes on one Redis and the clients connect to them in turn.
 step "cargo test on a three-node cluster (TEST_CLUSTER=3)"
 TEST_CLUSTER=3 cargo nextest run --no-fail-fast --test-threads "${TEST_THREADS:-6}" --test authorization \
-    --test patrols
+    --test patrols --test incidents
 step "all tests passed"

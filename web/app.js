@@ -1,6 +1,6 @@
 // The supervisor dashboard: site plan with live guards and fences, alerts with acknowledge and
 // resolve, live video, operations, and the supervisor's tools (web/dashboard/: messages, alert
-// log, fences and shifts, track playback, guard table). Plain ES modules on
+// log, fences and shifts, track playback, guard table, incident reports). Plain ES modules on
 // web/lookout-client.js; everything it loads comes from this appliance. Lone-worker safety
 // (web/dashboard/welfare*.js): each guard's check-ins in the guard table and list, the four
 // alert types with their icons and alarm (DURESS first and loudest), and the settings.
@@ -16,6 +16,7 @@ import { ALARM_TYPES, WelfareBoard, typeIcon, typeLabel } from './dashboard/welf
 import { WelfareSettings } from './dashboard/welfare-settings.js';
 import { arcRows } from './dashboard/arc.js';
 import { PatrolPanel } from './dashboard/patrols.js';
+import { IncidentPanel } from './dashboard/incidents.js';
 
 const TOKEN_KEY = 'lookout.token';
 const PRIORITY = { CRITICAL: 0, HIGH: 1 };
@@ -1047,6 +1048,7 @@ async function start(token) {
     visible: () => tabs.shown === 'welfare',
   });
   const patrols = new PatrolPanel({ call, token, site, names, guards: known, visible: () => tabs.shown === 'patrols' });
+  const incidents = new IncidentPanel({ call, token: () => token, names });
   site.onChange = () => {
     roster.schedule();
     table.schedule();
@@ -1069,6 +1071,7 @@ async function start(token) {
     // The sites offered are those of the shifts: loaded afresh first.
     welfare: () => fences.loadShifts().then(() => welfareSettings.show()),
     patrols: () => patrols.show(),
+    incidents: () => incidents.load(),
   };
   const loadShifts = () => fences.loadShifts();
   let wasOpen = false;

@@ -85,8 +85,15 @@ impl Call {
     /// The request body, at most `limits.max_message_size` bytes, arriving within
     /// `limits.body_timeout` (a client trickling its body holds a task and a buffer).
     pub async fn body(self) -> Result<Bytes, HttpError> {
-        let limits = self.state.hub.limits();
-        let (limit, deadline) = (limits.max_message_size, limits.body_timeout);
+        let limit = self.state.hub.limits().max_message_size;
+        self.body_within(limit, "limits.max_message_size").await
+    }
+
+    /// The request body, at most `limit` bytes (the configuration key `key` sets it: a larger
+    /// one is refused `too_large` naming it, reading no more than `limit` of it), arriving
+    /// within `limits.body_timeout`.
+    pub async fn body_within(self, limit: usize, key: &str) -> Result<Bytes, HttpError> {
+        let deadline = self.state.hub.limits().body_timeout;
         let collected = tokio::time::timeout(
             deadline,
             Limited::new(self.req.into_body(), limit).collect(),
@@ -107,7 +114,7 @@ impl Call {
                 if e.is::<http_body_util::LengthLimitError>() {
                     HttpError::new(
                         ErrorCode::TooLarge,
-                        format!("body larger than {limit} bytes"),
+                        format!("body larger than {limit} bytes ({key})"),
                     )
                 } else {
                     HttpError::new(ErrorCode::BadRequest, format!("reading body: {e}"))

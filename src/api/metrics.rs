@@ -228,6 +228,26 @@ impl prometheus_client::collector::Collector for Exporter {
                 &p.missed,
             ),
             (
+                "lookout_patrol_incidents_filed",
+                "Incident reports filed (resends of a report not counted).",
+                &p.incidents_filed,
+            ),
+            (
+                "lookout_patrol_incident_photos",
+                "Incident report photos stored.",
+                &p.incident_photos,
+            ),
+            (
+                "lookout_patrol_incidents_closed",
+                "Incident reports closed.",
+                &p.incidents_closed,
+            ),
+            (
+                "lookout_patrol_incidents_purged",
+                "Closed incident reports purged with their photos (patrol.incident_retention).",
+                &p.incidents_purged,
+            ),
+            (
                 "lookout_patrol_refused",
                 "Patrol requests refused over a budget (patrol.max_*).",
                 &p.refused,

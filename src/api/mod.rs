@@ -4,7 +4,7 @@
 //! [`ROUTES`] is the one route table: a request is matched against it by path and method, and
 //! a path it knows under other methods answers 405 with `Allow`. Handlers live by concern
 //! ([`publish`], [`history`], [`events`], [`field`], [`alerts`], [`enroll`], [`devices`],
-//! [`admin`], [`metrics`], [`welfare`], [`patrols`]) and read requests through [`extract`]. Same JWT and rights as the socket (`Authorization:
+//! [`admin`], [`metrics`], [`welfare`], [`patrols`], [`incidents`]) and read requests through [`extract`]. Same JWT and rights as the socket (`Authorization:
 //! Bearer`); every error is `{"error":{"code","message"}}` with the matching status, made by
 //! `crate::http` from the failure. Bad input is answered, not logged as an error; 5xx details
 //! are logged and never sent to the client.
@@ -17,6 +17,7 @@ pub mod events;
 pub mod extract;
 pub mod field;
 pub mod history;
+pub mod incidents;
 pub mod messages;
 pub mod metrics;
 pub mod patrols;
@@ -115,6 +116,13 @@ pub static ROUTES: &[Route] = &routes! {
     GET "/api/v1/tours/{id}/round" => patrols::round,
     POST "/api/v1/patrols/scans" => patrols::scan,
     GET "/api/v1/patrols/scans" => patrols::scans,
+    POST "/api/v1/incidents" => incidents::file,
+    GET "/api/v1/incidents" => incidents::list,
+    GET "/api/v1/incidents/{id}" => incidents::get,
+    PUT "/api/v1/incidents/{id}/photos/{n}" => incidents::put_photo,
+    GET "/api/v1/incidents/{id}/photos/{n}" => incidents::photo,
+    POST "/api/v1/incidents/{id}/comments" => incidents::comment,
+    POST "/api/v1/incidents/{id}/close" => incidents::close,
     GET "/api/v1/presence" => field::presence,
     GET "/api/v1/messages" => messages::conversation,
     GET "/api/v1/websocket/stats" => admin::stats,

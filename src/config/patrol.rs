@@ -47,5 +47,43 @@ config_section! {
         #[serde(with = "humantime_serde")]
         pub scan_retention: Duration = Duration::from_secs(90 * 24 * 3600),
             check: |d| (*d < Duration::from_secs(1)).then_some("must be at least 1s");
+        /// bytes one incident photo may have (JPEG, resized on the phone)
+        ///
+        /// A larger upload is refused `too_large` (413) naming this key while it is read: the
+        /// server never holds more of it than this.
+        pub max_photo_bytes: usize = 2 * 1024 * 1024,
+            check: |n| (*n < 1024).then_some("must be at least 1024");
+        /// photos one incident report may have
+        ///
+        /// A photo numbered above it is refused `too_large` (413) naming this key.
+        pub max_photos_per_incident: usize = 8,
+            check: |n| (*n == 0 || *n > 100).then_some("must be from 1 to 100");
+        /// bytes of one incident report: its text and its photos
+        ///
+        /// A photo that would take the report over it is refused `too_large` (413) naming this
+        /// key; the photos already sent stay.
+        pub max_incident_bytes: usize = 8 * 1024 * 1024,
+            check: |n| (*n < 4096).then_some("must be at least 4096");
+        /// bytes of incident reports an org may keep (text, photos, comments)
+        ///
+        /// Counted exactly, across the nodes of a cluster, in one usage record per org; freed
+        /// when a closed report is purged (`patrol.incident_retention`). A report or photo
+        /// that would take the org over it is refused `rate_limited` (429) naming this key;
+        /// other orgs are unaffected.
+        pub max_incident_bytes_per_org: u64 = 2 * 1024 * 1024 * 1024,
+            check: |n| (*n < 1024 * 1024).then_some("must be at least 1 MiB");
+        /// incident reports one guard may file in a day (UTC)
+        ///
+        /// One more is refused `rate_limited` (429) naming this key; a resend of a report
+        /// already filed (the same client key) is still answered.
+        pub max_incidents_per_guard_per_day: usize = 50,
+            check: |n| (*n == 0).then_some("must be at least 1");
+        /// how long a closed incident report is kept, with its photos
+        ///
+        /// Purged by the retention task (every `retention.interval`) this long after it was
+        /// closed; open reports are never purged.
+        #[serde(with = "humantime_serde")]
+        pub incident_retention: Duration = Duration::from_secs(365 * 24 * 3600),
+            check: |d| d.is_zero().then_some("must be more than 0");
     }
 }

@@ -27,6 +27,31 @@ pub enum PatrolError {
         /// The configuration key that sets it.
         key: &'static str,
     },
+    /// One report (or one of its photos) larger than a budget allows: names the key.
+    #[error("too large: at most {limit} {what} ({key})")]
+    TooLarge {
+        /// What is measured.
+        what: &'static str,
+        /// The budget.
+        limit: u64,
+        /// The configuration key that sets it.
+        key: &'static str,
+    },
+    /// Over an org's byte budget: names the key.
+    #[error("over budget: {what} would be {would} of at most {limit} bytes ({key})")]
+    OverBytes {
+        /// What is counted.
+        what: &'static str,
+        /// What it would come to.
+        would: u64,
+        /// The budget.
+        limit: u64,
+        /// The configuration key that sets it.
+        key: &'static str,
+    },
+    /// The record is in a state the operation does not apply to (closed, say).
+    #[error("{0}")]
+    Conflict(String),
     /// Still in use by another record.
     #[error("{0}")]
     InUse(String),
@@ -47,8 +72,13 @@ impl Failure for PatrolError {
             PatrolError::BadRequest(_) => ErrorCode::BadRequest,
             PatrolError::Forbidden(_) => ErrorCode::Forbidden,
             PatrolError::NotFound(_) => ErrorCode::NotFound,
-            PatrolError::OverBudget { .. } => ErrorCode::RateLimited,
-            PatrolError::Contended(_) | PatrolError::InUse(_) => ErrorCode::Conflict,
+            PatrolError::OverBudget { .. } | PatrolError::OverBytes { .. } => {
+                ErrorCode::RateLimited
+            }
+            PatrolError::TooLarge { .. } => ErrorCode::TooLarge,
+            PatrolError::Contended(_) | PatrolError::InUse(_) | PatrolError::Conflict(_) => {
+                ErrorCode::Conflict
+            }
             PatrolError::Alert(e) => e.code(),
             PatrolError::Store(_) => ErrorCode::Internal,
         }

@@ -1,10 +1,11 @@
 //! Patrols: checkpoints with signed codes, tours on a schedule, guards' scans, and
-//! `TOUR_MISSED` when a round's window ends with checkpoints unscanned (issue 37; the design
-//! and what is left are in `docs/plans/patrols.md`).
+//! `TOUR_MISSED` when a round's window ends with checkpoints unscanned, and guards' incident
+//! reports with photos (issue 37; the design and what is left are in `docs/plans/patrols.md`).
 //!
 //! # Layout
 //! One file per concern, each adding its operations to [`Patrols`] (`impl Patrols` blocks):
-//! `checkpoints.rs`, `tours.rs`, `scans.rs`, `timers.rs` (the window's end) and `sheet.rs` (the
+//! `checkpoints.rs`, `tours.rs`, `scans.rs`, `timers.rs` (the window's end), `incidents.rs`
+//! (incident reports and their photos) and `sheet.rs` (the
 //! printable QR sheet) on top; `codes.rs`
 //! (signed checkpoint ids) and `schedule.rs` (rounds) below them; `service.rs` (the service,
 //! access rules, budgets), `records.rs` and `error.rs` at the bottom. Records are
@@ -13,6 +14,7 @@
 mod checkpoints;
 mod codes;
 mod error;
+mod incidents;
 mod records;
 mod scans;
 mod schedule;
@@ -23,8 +25,10 @@ mod tours;
 
 pub use self::checkpoints::CheckpointView;
 pub use self::error::PatrolError;
+pub use self::incidents::{Filed, CATEGORIES};
 pub use self::records::{
-    Checkpoint, CheckpointSpec, Scan, ScanSpec, Schedule, Tour, TourSpec, TourState,
+    Checkpoint, CheckpointSpec, Comment, Incident, IncidentSpec, PhotoInfo, Scan, ScanSpec,
+    Schedule, Tour, TourSpec, TourState,
 };
 pub use self::scans::ScanResult;
 pub use self::schedule::{hh_mm, round_after, Round, MINUTE};

@@ -18,6 +18,18 @@ pub(super) const SCAN: &str = "scan";
 pub(super) const SCAN_COUNT: &str = "count";
 /// The org's checkpoint signing key (id [`SIGNING_KEY`]).
 pub(super) const KEY: &str = "key";
+/// Incident reports, by id.
+pub(super) const INCIDENT: &str = "incident";
+/// Incident photos (raw JPEG bytes), by `{incident}/{n}`: kept out of the incident so a
+/// listing of incidents never reads photos.
+pub(super) const PHOTO: &str = "photo";
+/// Each org's incident usage (id: the org), in one set under [`ALL_ORGS`]: every write to
+/// an org's incidents goes over its usage record as read, so the byte and count budgets hold
+/// exactly across the nodes of a cluster, and the purge task finds the orgs with incidents.
+pub(super) const USAGE: &str = "usage";
+/// The `org` of records that belong to no one org (never a valid org name: orgs are 1–128
+/// characters).
+pub(super) const ALL_ORGS: &str = "";
 /// The id of the signing key.
 pub(super) const SIGNING_KEY: &str = "checkpoint";
 
@@ -220,4 +232,90 @@ pub struct ScanSpec {
     /// `qr` (default) or `nfc`.
     #[serde(default)]
     pub via: Option<String>,
+}
+
+/// An incident report, as kept (`incident/{id}`); its photos are records of their own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Id (derived from the org, the author and the phone's key).
+    pub id: String,
+    /// Org.
+    pub org: String,
+    /// The guard who filed it.
+    pub author: String,
+    /// What kind of incident (one of `incidents::CATEGORIES`).
+    pub category: String,
+    /// What happened.
+    pub text: String,
+    /// The alert it is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<String>,
+    /// `open` or `closed`.
+    pub state: String,
+    /// Filed, ms.
+    pub created_at: u64,
+    /// Photos: number and size, in number order.
+    #[serde(default)]
+    pub photos: Vec<PhotoInfo>,
+    /// Comments, oldest first.
+    #[serde(default)]
+    pub comments: Vec<Comment>,
+    /// Closed, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<u64>,
+    /// Who closed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<String>,
+    /// The closing note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_note: Option<String>,
+}
+
+/// One photo of an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhotoInfo {
+    /// Its number (1…`patrol.max_photos_per_incident`).
+    pub n: u32,
+    /// Its size, bytes.
+    pub bytes: u64,
+}
+
+/// A comment on an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comment {
+    /// Who wrote it.
+    pub by: String,
+    /// When, ms.
+    pub at: u64,
+    /// What.
+    pub text: String,
+}
+
+/// An org's incident usage (`usage/{org}` under [`ALL_ORGS`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IncidentUsage {
+    /// The org.
+    pub org: String,
+    /// Bytes kept: texts, photos, comments of every incident not purged.
+    pub bytes: u64,
+    /// The UTC day (days since the epoch) `filed_today` counts.
+    pub day: u64,
+    /// Reports filed that day, by guard.
+    #[serde(default)]
+    pub filed_today: BTreeMap<String, u32>,
+}
+
+/// What the phone sends to file an incident.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentSpec {
+    /// Category.
+    pub category: String,
+    /// What happened.
+    pub text: String,
+    /// The alert it is about.
+    #[serde(default)]
+    pub alert: Option<String>,
+    /// The phone's random key for this report (8–64 of `[A-Za-z0-9_-]`).
+    pub key: String,
 }

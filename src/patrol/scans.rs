@@ -37,7 +37,8 @@ pub struct ScanResult {
     pub recorded: bool,
 }
 
-fn valid_key(key: &str) -> bool {
+/// Whether `key` is a phone's key for a request: 8–64 of `[A-Za-z0-9_-]`.
+pub(super) fn valid_key(key: &str) -> bool {
     (8..=64).contains(&key.len())
         && key
             .bytes()

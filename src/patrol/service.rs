@@ -32,6 +32,14 @@ pub struct PatrolStats {
     pub scans_far: AtomicU64,
     /// TOUR_MISSED alerts raised.
     pub missed: AtomicU64,
+    /// Incident reports filed (resends not counted).
+    pub incidents_filed: AtomicU64,
+    /// Incident photos stored.
+    pub incident_photos: AtomicU64,
+    /// Incident reports closed.
+    pub incidents_closed: AtomicU64,
+    /// Closed incident reports purged with their photos.
+    pub incidents_purged: AtomicU64,
     /// Requests refused over a budget.
     pub refused: AtomicU64,
 }
@@ -101,13 +109,18 @@ impl Patrols {
         requested: Option<&str>,
     ) -> Result<String, PatrolError> {
         let org = self.org_for(who, requested)?;
-        if who.is(Role::Admin) || (who.is(Role::Supervisor) && who.in_org(&org)) {
+        if self.manages(who, &org) {
             Ok(org)
         } else {
             Err(PatrolError::Forbidden(
                 "only supervisors and admins manage patrols",
             ))
         }
+    }
+
+    /// Whether `who` manages `org`'s patrols (a supervisor of it, an admin).
+    pub(super) fn manages(&self, who: &Identity, org: &str) -> bool {
+        who.is(Role::Admin) || (who.is(Role::Supervisor) && who.in_org(org))
     }
 
     pub(super) async fn load<T: DeserializeOwned>(

@@ -80,12 +80,13 @@ pub enum Record<'a> {
         /// `org/{org}` or `guard/{principal key}`.
         key: &'a str,
     },
-    /// Patrols: an org's checkpoints, tours, rounds and scans, each kind a set of its own
-    /// (see `crate::patrol`).
+    /// Patrols: an org's checkpoints, tours, rounds, scans, incident reports and their photos,
+    /// each kind a set of its own (see `crate::patrol`).
     Patrol {
-        /// Org.
+        /// Org (`""` for the set of every org's incident usage, kind `usage`).
         org: &'a str,
-        /// What it is: `cp`, `tour`, `round`, `scan`, `key` (no `\0`).
+        /// What it is: `cp`, `tour`, `round`, `scan`, `key`, `incident`, `photo`, `usage`
+        /// (no `\0`).
         kind: &'a str,
         /// Its id within the kind.
         id: &'a str,

@@ -1116,6 +1116,23 @@ impl NodeScript {
         }
     }
 
+    /// Reads the script's `done` event and waits for its clean exit: no page error or CSP
+    /// refusal (`problems`), no request that left the appliance (`foreign`).
+    pub async fn finish_clean(mut self) {
+        let done = self.event("done").await;
+        self.finish().await;
+        assert_eq!(
+            done["problems"],
+            json!([]),
+            "page errors or CSP violations: {done}"
+        );
+        assert_eq!(
+            done["foreign"],
+            json!([]),
+            "requests left the appliance: {done}"
+        );
+    }
+
     /// Waits for a clean exit.
     pub async fn finish(mut self) {
         let status = tokio::time::timeout(PATIENCE, self.child.wait())
@@ -1124,6 +1141,17 @@ impl NodeScript {
             .expect("wait node");
         assert!(status.success(), "{} exited with {status}", self.name);
     }
+}
+
+/// The value of counter or gauge `name` (with or without `_total`) in `/metrics`' text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name} "))
+                .or_else(|| l.strip_prefix(&format!("{name}_total ")))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name}"))
 }
 
 /// A minimal STOMP 1.2 client over tokio-tungstenite, for what stompjs cannot be made to do

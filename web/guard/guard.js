@@ -3,7 +3,7 @@
 // supervisor's answer, the camera while (and only while) a supervisor watches, and messages.
 // Built on ../lookout-client.js over MessagePack; everything comes from this appliance.
 // Lone-worker safety (check-ins, man-down, the safety PIN) is in ./welfare.js; tours and
-// checkpoint scans in ./patrol.js.
+// checkpoint scans in ./patrol.js; incident reports with photos in ./incident.js.
 //
 // What must reach the server — positions and alarms — goes through this page's own outbox,
 // kept in localStorage so a reload or a lost network loses nothing: alarms first, then
@@ -13,6 +13,7 @@ import { LookoutClient } from '/lookout-client.js';
 import { claims, exchangeLink } from '/signin.js';
 import { startWelfare } from '/guard/welfare.js';
 import { startPatrol } from '/guard/patrol.js';
+import { startIncidents } from '/guard/incident.js';
 
 const $ = (selector) => document.querySelector(selector);
 const TOKEN_KEY = 'lookout.guard.token';
@@ -502,6 +503,11 @@ async function start(token) {
     token: () => localStorage.getItem(TOKEN_KEY),
     owner: me.sub,
     fix: () => lastFix,
+  });
+  startIncidents({
+    token: () => localStorage.getItem(TOKEN_KEY),
+    // The alarm this phone raised, while the appliance has it open: a report may be about it.
+    openAlert: () => (current?.id && ['sent', 'open', 'acknowledged'].includes(current.state) ? current : null),
   });
   stopPatrol = () => {
     if (watch !== null) navigator.geolocation.clearWatch(watch);
