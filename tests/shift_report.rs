@@ -29,7 +29,9 @@ const YARD: (f64, f64) = (52.3740, 4.8880);
 
 /// Where a person finds the report and its first page after a run.
 fn artifacts() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/artifacts")
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/artifacts");
+    std::fs::create_dir_all(&dir).expect("target/artifacts");
+    dir
 }
 
 fn plan() -> PathBuf {
@@ -190,7 +192,7 @@ fn near(pixel: &[u8], colour: [u8; 3], tolerance: u8) -> bool {
 }
 
 /// Page 1 rendered at 50 dpi: as PPM for the checks, as PNG for people.
-fn first_page(pdf: &Path, dir: &Path) -> (usize, usize, Vec<u8>) {
+fn first_page(pdf: &Path, dir: &Path, keep_as: &str) -> (usize, usize, Vec<u8>) {
     let prefix = dir.join("page");
     let r50 = std::ffi::OsStr::new("50");
     let one = std::ffi::OsStr::new("1");
@@ -215,11 +217,7 @@ fn first_page(pdf: &Path, dir: &Path) -> (usize, usize, Vec<u8>) {
     let mut png = flags("-png");
     png.extend([pdf.as_os_str(), prefix.as_os_str()]);
     poppler("pdftoppm", &png);
-    std::fs::copy(
-        dir.join("page.png"),
-        artifacts().join("shift-report-page1.png"),
-    )
-    .expect("copy");
+    std::fs::copy(dir.join("page.png"), artifacts().join(keep_as)).expect("copy");
     parse_ppm(&std::fs::read(dir.join("page.ppm")).expect("ppm"))
 }
 
@@ -410,7 +408,6 @@ async fn a_shifts_report_draws_the_track_on_the_plan_and_lists_every_event() {
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("report.pdf");
     std::fs::write(&file, &pdf).expect("write");
-    std::fs::create_dir_all(artifacts()).expect("artifacts");
     std::fs::write(artifacts().join("shift-report.pdf"), &pdf).expect("write");
     let text = String::from_utf8_lossy(&poppler("pdftotext", &[file.as_os_str(), "-".as_ref()]))
         .to_string();
@@ -431,7 +428,7 @@ async fn a_shifts_report_draws_the_track_on_the_plan_and_lists_every_event() {
             "{needle:?} not in the PDF's text:\n{text}"
         );
     }
-    let (w, h, pixels) = first_page(&file, dir.path());
+    let (w, h, pixels) = first_page(&file, dir.path(), "shift-report-page1.png");
     let paper = [250, 245, 219];
     let (mut left, mut top, mut right, mut bottom, mut paper_pixels) = (w, h, 0, 0, 0);
     for (i, px) in pixels.chunks(3).enumerate() {
@@ -513,5 +510,61 @@ async fn a_report_is_for_the_orgs_supervisors_and_the_guard_on_the_shift_only() 
     // An empty shift still has a report: the header only, and a PDF without a track.
     let (_, _, _, csv) = download(&server, &format!("/api/v1/shifts/{id}/report.csv"), &sup).await;
     assert_eq!(parse_csv(&String::from_utf8(csv).expect("UTF-8")).len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_shift_is_cut_at_max_report_events_and_without_a_plan_the_track_is_on_a_grid() {
+    let server = TestServer::start_with(|c| {
+        c.limits.messages_per_second = 100_000;
+        c.limits.message_burst = 100_000;
+        c.patrol.max_report_events = 100;
+    })
+    .await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let now = now_ms();
+    let id = shift(&server, &sup, now - 60_000, now + 60_000).await;
+    let mut phone = server.connect(&guard).await;
+    for i in 0..120 {
+        let step = f64::from(i) * 0.00002;
+        let r = phone
+            .publish("/topic/location/g1", location(GATE.0 + step, GATE.1 + step))
+            .await;
+        assert!(ok(&r), "{r}");
+    }
+    post(&server, "/api/v1/alerts", &guard, json!({"type": "PANIC"})).await;
+
+    // The alert first, the fixes fill the rest: 99 of 120, then a note naming the key.
+    let (status, _, _, csv) =
+        download(&server, &format!("/api/v1/shifts/{id}/report.csv"), &sup).await;
+    assert_eq!(status, 200);
+    let rows = parse_csv(&String::from_utf8(csv).expect("UTF-8"));
+    let count = |kind: &str| rows.iter().filter(|r| r[1] == kind).count();
+    assert_eq!((count("alert"), count("fix"), count("note")), (1, 99, 1));
+    let note = rows.last().expect("note");
+    assert!(
+        note[1] == "note" && note[4].contains("patrol.max_report_events"),
+        "{note:?}"
+    );
+
+    let (status, _, _, pdf) =
+        download(&server, &format!("/api/v1/shifts/{id}/report.pdf"), &sup).await;
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("report.pdf");
+    std::fs::write(&file, &pdf).expect("write");
+    let text = String::from_utf8_lossy(&poppler("pdftotext", &[file.as_os_str(), "-".as_ref()]))
+        .to_string();
+    assert!(
+        text.contains("patrol.max_report_events") && text.contains("99 of 99 fixes drawn"),
+        "{text}"
+    );
+    let (_, _, pixels) = first_page(&file, dir.path(), "shift-report-grid-page1.png");
+    let blue = pixels
+        .chunks(3)
+        .filter(|px| near(px, [0, 89, 230], 50))
+        .count();
+    assert!(blue >= 30, "the track drawn on the grid: {blue} pixels");
     server.stop().await;
 }

@@ -47,6 +47,17 @@ fn attachment(
     Ok(response)
 }
 
+/// Runs `make` on the blocking pool: a report of many events is tens of milliseconds of CPU
+/// (see `report::pdf`), which a runtime worker serving sockets should not spend.
+async fn off_runtime<T: Send + 'static>(
+    make: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HttpError> {
+    tokio::task::spawn_blocking(make).await.map_err(|e| {
+        tracing::error!(error = %e, "making a shift report failed");
+        HttpError::new(ErrorCode::Internal, "the report could not be made")
+    })
+}
+
 /// `GET /api/v1/shifts/{id}/report.pdf`.
 pub async fn pdf(call: Call) -> Result<Response<Body>, HttpError> {
     let report = report(&call).await?;
@@ -56,21 +67,17 @@ pub async fn pdf(call: Call) -> Result<Response<Body>, HttpError> {
         .site_plan
         .as_deref()
         .zip(config.dashboard.site_plan_bounds);
-    let bytes = crate::report::pdf(&report, plan, config.patrol.max_report_track_points).await;
-    attachment(
-        bytes,
-        "application/pdf",
-        &crate::report::file_name(&report, "pdf"),
-    )
+    let settings =
+        crate::report::map_settings(&report, plan, config.patrol.max_report_track_points).await;
+    let name = crate::report::file_name(&report, "pdf");
+    let bytes = off_runtime(move || crate::report::pdf(&report, &settings)).await?;
+    attachment(bytes, "application/pdf", &name)
 }
 
 /// `GET /api/v1/shifts/{id}/report.csv`.
 pub async fn csv(call: Call) -> Result<Response<Body>, HttpError> {
     let report = report(&call).await?;
-    let text = crate::report::csv(&report);
-    attachment(
-        text.into_bytes(),
-        "text/csv; charset=utf-8",
-        &crate::report::file_name(&report, "csv"),
-    )
+    let name = crate::report::file_name(&report, "csv");
+    let text = off_runtime(move || crate::report::csv(&report)).await?;
+    attachment(text.into_bytes(), "text/csv; charset=utf-8", &name)
 }

@@ -23,20 +23,21 @@ pub use self::events::{
     gather, CheckpointMark, Mark, ScanFlags, ShiftEvent, ShiftReport, Sources, Summary, What,
 };
 pub use self::map::TRACK;
+pub use self::pdf::MapSettings;
 
 /// The report as CSV.
 pub fn csv(report: &ShiftReport) -> String {
     csv::render(report)
 }
 
-/// The report as PDF, drawn on the site plan when one is configured and is a JPEG (other
-/// formats would need a decoder the appliance does not carry: the track is then drawn on a
-/// grid over the plan's bounds, and page 1 says so).
-pub async fn pdf(
+/// What page 1 of the PDF is drawn on: the site plan when one is configured and is a JPEG
+/// (other formats would need a decoder the appliance does not carry: the track is then drawn on
+/// a grid over the plan's bounds, and page 1 says so), else a grid fitted to the shift.
+pub async fn map_settings(
     report: &ShiftReport,
     plan: Option<(&Path, [f64; 4])>,
     max_track_points: usize,
-) -> Vec<u8> {
+) -> MapSettings {
     let mut notes = Vec::new();
     let backdrop = match plan {
         Some((path, bounds)) => match tokio::fs::read(path).await {
@@ -71,12 +72,18 @@ pub async fn pdf(
             }
         }
     };
-    let settings = pdf::MapSettings {
+    MapSettings {
         backdrop,
         notes,
         max_track_points,
-    };
-    pdf::render(report, &settings)
+    }
+}
+
+/// The report as PDF. CPU work in proportion to the events: 20 000 events took 270 ms for the
+/// PDF (6 MB) and 160 ms for the CSV in a debug build, so callers on the runtime run it on the
+/// blocking pool.
+pub fn pdf(report: &ShiftReport, settings: &MapSettings) -> Vec<u8> {
+    pdf::render(report, settings)
 }
 
 /// A file name for the report: `shift-<guard>-<date>.<ext>`, the guard's id reduced to
