@@ -34,11 +34,21 @@ fn artifacts() -> PathBuf {
     dir
 }
 
-fn plan() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/site-plan-grid.jpg")
+/// The track's colour on a rendered page: `report::TRACK` (0–1) in bytes.
+fn track() -> [u8; 3] {
+    lookout::report::TRACK.map(|c| (c * 255.0).round() as u8)
+}
+
+/// The site plan fixture: `jpg` or `png` (the same picture).
+fn plan(ext: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/site-plan-grid.{ext}"))
 }
 
 async fn server() -> TestServer {
+    server_with_plan(plan("jpg")).await
+}
+
+async fn server_with_plan(plan: PathBuf) -> TestServer {
     TestServer::start_with(|c| {
         c.limits.messages_per_second = 100_000;
         c.limits.message_burst = 100_000;
@@ -46,7 +56,7 @@ async fn server() -> TestServer {
         // No escalation step lands in the audit trail while the test runs.
         c.alerts.level2_after = Duration::from_secs(3600);
         c.alerts.level3_after = Duration::from_secs(7200);
-        c.dashboard.site_plan = Some(plan());
+        c.dashboard.site_plan = Some(plan);
         c.dashboard.site_plan_bounds = Some(BOUNDS);
     })
     .await
@@ -56,6 +66,16 @@ async fn post(server: &TestServer, path: &str, token: &str, body: Value) -> Valu
     let (status, answer) = post_json(&server.http(), &server.https(path), token, body).await;
     assert!((200..300).contains(&status), "{path}: {status} {answer}");
     answer
+}
+
+/// Downloads shift `id`'s PDF into `dir`: its path.
+async fn save_pdf(server: &TestServer, id: &str, token: &str, dir: &Path) -> PathBuf {
+    let path = format!("/api/v1/shifts/{id}/report.pdf");
+    let (status, _, _, pdf) = download(server, &path, token).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&pdf));
+    let file = dir.join("report.pdf");
+    std::fs::write(&file, &pdf).expect("write");
+    file
 }
 
 /// Puts g1 on shift at hq from `start` to `end` (ms): the shift's id.
@@ -219,6 +239,37 @@ fn first_page(pdf: &Path, dir: &Path, keep_as: &str) -> (usize, usize, Vec<u8>) 
     poppler("pdftoppm", &png);
     std::fs::copy(dir.join("page.png"), artifacts().join(keep_as)).expect("copy");
     parse_ppm(&std::fs::read(dir.join("page.ppm")).expect("ppm"))
+}
+
+/// Page 1 shows the plan (its light paper over a tenth of the page at least) and the track's
+/// blue inside the plan's area.
+fn assert_track_on_the_plan(w: usize, h: usize, pixels: &[u8]) {
+    let paper = [250, 245, 219];
+    let (mut left, mut top, mut right, mut bottom, mut paper_pixels) = (w, h, 0, 0, 0);
+    for (i, px) in pixels.chunks(3).enumerate() {
+        if near(px, paper, 10) {
+            let (x, y) = (i % w, i / w);
+            paper_pixels += 1;
+            (left, top, right, bottom) = (left.min(x), top.min(y), right.max(x), bottom.max(y));
+        }
+    }
+    assert!(
+        paper_pixels > w * h / 10,
+        "the plan's paper covers the map: {paper_pixels} of {}",
+        w * h
+    );
+    let on_plan = pixels
+        .chunks(3)
+        .enumerate()
+        .filter(|(i, px)| {
+            let (x, y) = (i % w, i / w);
+            (left..=right).contains(&x) && (top..=bottom).contains(&y) && near(px, track(), 50)
+        })
+        .count();
+    assert!(
+        on_plan >= 30,
+        "the track's blue on the plan: {on_plan} pixels"
+    );
 }
 
 #[tokio::test]
@@ -429,33 +480,7 @@ async fn a_shifts_report_draws_the_track_on_the_plan_and_lists_every_event() {
         );
     }
     let (w, h, pixels) = first_page(&file, dir.path(), "shift-report-page1.png");
-    let paper = [250, 245, 219];
-    let (mut left, mut top, mut right, mut bottom, mut paper_pixels) = (w, h, 0, 0, 0);
-    for (i, px) in pixels.chunks(3).enumerate() {
-        if near(px, paper, 10) {
-            let (x, y) = (i % w, i / w);
-            paper_pixels += 1;
-            (left, top, right, bottom) = (left.min(x), top.min(y), right.max(x), bottom.max(y));
-        }
-    }
-    assert!(
-        paper_pixels > w * h / 10,
-        "the plan's paper covers the map: {paper_pixels} of {}",
-        w * h
-    );
-    let track = [0, 89, 230];
-    let on_plan = pixels
-        .chunks(3)
-        .enumerate()
-        .filter(|(i, px)| {
-            let (x, y) = (i % w, i / w);
-            (left..=right).contains(&x) && (top..=bottom).contains(&y) && near(px, track, 50)
-        })
-        .count();
-    assert!(
-        on_plan >= 30,
-        "the track's blue on the plan: {on_plan} pixels"
-    );
+    assert_track_on_the_plan(w, h, &pixels);
     server.stop().await;
 }
 
@@ -548,12 +573,8 @@ async fn a_long_shift_is_cut_at_max_report_events_and_without_a_plan_the_track_i
         "{note:?}"
     );
 
-    let (status, _, _, pdf) =
-        download(&server, &format!("/api/v1/shifts/{id}/report.pdf"), &sup).await;
-    assert_eq!(status, 200);
     let dir = tempfile::tempdir().expect("tmp");
-    let file = dir.path().join("report.pdf");
-    std::fs::write(&file, &pdf).expect("write");
+    let file = save_pdf(&server, &id, &sup, dir.path()).await;
     let text = String::from_utf8_lossy(&poppler("pdftotext", &[file.as_os_str(), "-".as_ref()]))
         .to_string();
     assert!(
@@ -561,10 +582,28 @@ async fn a_long_shift_is_cut_at_max_report_events_and_without_a_plan_the_track_i
         "{text}"
     );
     let (_, _, pixels) = first_page(&file, dir.path(), "shift-report-grid-page1.png");
-    let blue = pixels
-        .chunks(3)
-        .filter(|px| near(px, [0, 89, 230], 50))
-        .count();
+    let blue = pixels.chunks(3).filter(|px| near(px, track(), 50)).count();
     assert!(blue >= 30, "the track drawn on the grid: {blue} pixels");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_png_site_plan_is_drawn_under_the_track_too() {
+    let server = server_with_plan(plan("png")).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let guard = server.token("g1", Some("acme"), &[Role::Guard]);
+    let now = now_ms();
+    let id = shift(&server, &sup, now - 60_000, now + 60_000).await;
+    let mut phone = server.connect(&guard).await;
+    for (lat, lon) in [GATE, DOCK, YARD] {
+        let r = phone
+            .publish("/topic/location/g1", location(lat, lon))
+            .await;
+        assert!(ok(&r), "{r}");
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = save_pdf(&server, &id, &sup, dir.path()).await;
+    let (w, h, pixels) = first_page(&file, dir.path(), "shift-report-png-page1.png");
+    assert_track_on_the_plan(w, h, &pixels);
     server.stop().await;
 }

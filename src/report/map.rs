@@ -1,4 +1,4 @@
-//! Page 1's map: the site plan (a JPEG, embedded as it is) or a plain grid, the track as one
+//! Page 1's map: the site plan (a JPEG or PNG, embedded as it is) or a plain grid, the track as one
 //! stroked path, checkpoints as circles coloured by how they fared, alerts as triangles, and a
 //! legend. Positions are WGS84 mapped linearly through the plan's bounds
 //! (`dashboard.site_plan_bounds`), as the dashboard draws them.
@@ -22,29 +22,55 @@ const GRID_LINES: usize = 10;
 /// Bézier handle length of a quarter circle, as a fraction of the radius.
 const KAPPA: f32 = 0.552_284_8;
 
-/// The site plan as the report embeds it: a JPEG's bytes and what its header says.
+/// How a plan's pixels are encoded, as the PDF takes them without decoding them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanEncoding {
+    /// A JPEG file, as DCT-encoded data: 1 (grey), 3 (RGB) or 4 (CMYK) components.
+    Dct {
+        /// Colour components.
+        components: u8,
+    },
+    /// A PNG's image data (its IDAT chunks joined): a zlib stream with PNG row filters, which
+    /// PDF's FlateDecode undoes with predictor 15. Grey or RGB at 8 bits, or a palette.
+    Png {
+        /// Samples per pixel: 1 (grey, palette index) or 3 (RGB).
+        colors: u8,
+        /// Bits per sample.
+        bits: u8,
+        /// The palette (RGB triples), for an indexed PNG.
+        palette: Option<Vec<u8>>,
+    },
+}
+
+/// The site plan as the report embeds it: its encoded pixels and what its header says.
 #[derive(Debug, Clone)]
-pub struct Jpeg {
-    /// The file, as DCT-encoded data.
-    pub bytes: Vec<u8>,
+pub struct PlanImage {
+    /// The encoded pixels.
+    pub data: Vec<u8>,
     /// Width, px.
     pub width: u32,
     /// Height, px.
     pub height: u32,
-    /// Colour components: 1 (grey), 3 (RGB) or 4 (CMYK).
-    pub components: u8,
+    /// Their encoding.
+    pub encoding: PlanEncoding,
 }
 
-impl Jpeg {
-    /// The JPEG in `bytes`, when its header can be read (a baseline or progressive frame).
-    pub fn parse(bytes: Vec<u8>) -> Option<Jpeg> {
-        let (width, height, components) = frame_header(&bytes)?;
-        (width > 0 && height > 0 && matches!(components, 1 | 3 | 4)).then_some(Jpeg {
-            bytes,
-            width: u32::from(width),
-            height: u32::from(height),
-            components,
-        })
+impl PlanImage {
+    /// The plan in `bytes` when the PDF can take it as it is: a JPEG, or a PNG that is not
+    /// interlaced and has no transparency (both would need decoding, and no decoder is in the
+    /// tree).
+    pub fn parse(bytes: Vec<u8>) -> Option<PlanImage> {
+        if let Some((width, height, components)) = frame_header(&bytes) {
+            return (width > 0 && height > 0 && matches!(components, 1 | 3 | 4)).then(|| {
+                PlanImage {
+                    data: bytes,
+                    width: u32::from(width),
+                    height: u32::from(height),
+                    encoding: PlanEncoding::Dct { components },
+                }
+            });
+        }
+        png(&bytes)
     }
 }
 
@@ -80,13 +106,56 @@ fn frame_header(b: &[u8]) -> Option<(u16, u16, u8)> {
     }
 }
 
+/// A PNG's header, palette and image data, when PDF can take them as they are.
+fn png(b: &[u8]) -> Option<PlanImage> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    let mut rest = b.strip_prefix(SIGNATURE)?;
+    let (mut header, mut palette, mut data) = (None, None, Vec::new());
+    while rest.len() >= 12 {
+        let len = usize::try_from(u32::from_be_bytes(rest[..4].try_into().ok()?)).ok()?;
+        let kind = &rest[4..8];
+        let body = rest.get(8..8usize.checked_add(len)?)?;
+        match kind {
+            b"IHDR" if body.len() == 13 => header = Some(body.to_vec()),
+            b"PLTE" => palette = Some(body.to_vec()),
+            b"IDAT" => data.extend_from_slice(body),
+            b"IEND" => break,
+            _ => {}
+        }
+        rest = rest.get(12 + len..)?;
+    }
+    let h = header?;
+    let width = u32::from_be_bytes(h[0..4].try_into().ok()?);
+    let height = u32::from_be_bytes(h[4..8].try_into().ok()?);
+    let (bits, colour_type, interlace) = (h[8], h[9], h[12]);
+    let (colors, palette) = match (colour_type, bits) {
+        (0, 8) => (1, None),
+        (2, 8) => (3, None),
+        (3, 1 | 2 | 4 | 8) => (
+            1,
+            Some(palette.filter(|p| !p.is_empty() && p.len() % 3 == 0)?),
+        ),
+        _ => return None,
+    };
+    (width > 0 && height > 0 && interlace == 0 && !data.is_empty()).then_some(PlanImage {
+        data,
+        width,
+        height,
+        encoding: PlanEncoding::Png {
+            colors,
+            bits,
+            palette,
+        },
+    })
+}
+
 /// What the map is drawn on.
 #[derive(Debug, Clone)]
 pub enum Backdrop {
     /// The site plan, covering `bounds` [west, south, east, north].
     Plan {
         /// The image.
-        image: Jpeg,
+        image: PlanImage,
         /// Its edges, degrees.
         bounds: [f64; 4],
     },
@@ -354,7 +423,72 @@ mod tests {
         assert_eq!(frame_header(&jpeg), Some((400, 300, 3)));
         assert!(frame_header(b"\x89PNG\r\n\x1a\n").is_none());
         assert!(frame_header(&jpeg[..12]).is_none(), "cut short");
-        assert!(Jpeg::parse(b"<svg/>".to_vec()).is_none());
+        assert!(PlanImage::parse(b"<svg/>".to_vec()).is_none());
+    }
+
+    /// A PNG of `chunks` (CRCs left zero: they are not checked).
+    fn png_of(chunks: &[(&[u8; 4], Vec<u8>)]) -> Vec<u8> {
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        for (kind, body) in chunks {
+            out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            out.extend_from_slice(*kind);
+            out.extend_from_slice(body);
+            out.extend_from_slice(&[0; 4]);
+        }
+        out
+    }
+
+    fn ihdr(w: u32, h: u32, bits: u8, colour_type: u8, interlace: u8) -> Vec<u8> {
+        let mut b = w.to_be_bytes().to_vec();
+        b.extend_from_slice(&h.to_be_bytes());
+        b.extend_from_slice(&[bits, colour_type, 0, 0, interlace]);
+        b
+    }
+
+    #[test]
+    fn an_rgb_or_palette_png_is_taken_as_it_is_and_transparency_is_not() {
+        let rgb = png_of(&[
+            (b"IHDR", ihdr(600, 400, 8, 2, 0)),
+            (b"IDAT", vec![1, 2]),
+            (b"IDAT", vec![3]),
+            (b"IEND", vec![]),
+        ]);
+        let image = PlanImage::parse(rgb).expect("an RGB PNG");
+        assert_eq!(
+            (image.width, image.height, image.data),
+            (600, 400, vec![1, 2, 3])
+        );
+        assert_eq!(
+            image.encoding,
+            PlanEncoding::Png {
+                colors: 3,
+                bits: 8,
+                palette: None
+            }
+        );
+        let indexed = png_of(&[
+            (b"IHDR", ihdr(2, 2, 4, 3, 0)),
+            (b"PLTE", vec![255, 0, 0, 0, 0, 255]),
+            (b"IDAT", vec![9]),
+        ]);
+        assert!(matches!(
+            PlanImage::parse(indexed).map(|i| i.encoding),
+            Some(PlanEncoding::Png { colors: 1, bits: 4, palette: Some(p) }) if p.len() == 6
+        ));
+        for refused in [
+            ihdr(2, 2, 8, 6, 0),  // RGBA
+            ihdr(2, 2, 8, 4, 0),  // grey + alpha
+            ihdr(2, 2, 16, 2, 0), // 16 bits
+            ihdr(2, 2, 8, 2, 1),  // interlaced
+        ] {
+            let file = png_of(&[(b"IHDR", refused), (b"IDAT", vec![1])]);
+            assert!(PlanImage::parse(file).is_none());
+        }
+        let cut = png_of(&[(b"IHDR", ihdr(2, 2, 8, 2, 0)), (b"IDAT", vec![1; 40])]);
+        assert!(
+            PlanImage::parse(cut[..cut.len() - 20].to_vec()).is_none(),
+            "cut short"
+        );
     }
 
     #[test]

@@ -30,9 +30,10 @@ pub fn csv(report: &ShiftReport) -> String {
     csv::render(report)
 }
 
-/// What page 1 of the PDF is drawn on: the site plan when one is configured and is a JPEG
-/// (other formats would need a decoder the appliance does not carry: the track is then drawn on
-/// a grid over the plan's bounds, and page 1 says so), else a grid fitted to the shift.
+/// What page 1 of the PDF is drawn on: the site plan when one is configured and the PDF can take
+/// its pixels as they are — a JPEG, or a PNG without transparency or interlacing (the rest, and
+/// SVG, would need a decoder the appliance does not carry: the track is then drawn on a grid
+/// over the plan's bounds, and page 1 says so) — else a grid fitted to the shift.
 pub async fn map_settings(
     report: &ShiftReport,
     plan: Option<(&Path, [f64; 4])>,
@@ -41,11 +42,11 @@ pub async fn map_settings(
     let mut notes = Vec::new();
     let backdrop = match plan {
         Some((path, bounds)) => match tokio::fs::read(path).await {
-            Ok(bytes) => match map::Jpeg::parse(bytes) {
+            Ok(bytes) => match map::PlanImage::parse(bytes) {
                 Some(image) => map::Backdrop::Plan { image, bounds },
                 None => {
                     notes.push(
-                        "The site plan is not a JPEG: the track is drawn on a grid over the plan's bounds (only JPEG plans are embedded)."
+                        "The site plan is not a JPEG or a PNG without transparency: the track is drawn on a grid over the plan's bounds."
                             .to_string(),
                     );
                     map::Backdrop::Grid { bounds }

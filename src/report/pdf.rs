@@ -5,10 +5,11 @@
 //! `pdftotext` reads it back; its WinAnsi encoding (Windows-1252) holds Western European
 //! text, and a character outside it is printed as `?`.
 
+use pdf_writer::types::Predictor;
 use pdf_writer::{Content, Filter, Finish, Name, Pdf, Rect, Ref, TextStr};
 
 use super::events::{ShiftEvent, ShiftReport, What};
-use super::map::{self, Backdrop, PageBox};
+use super::map::{self, Backdrop, PageBox, PlanEncoding, PlanImage};
 
 /// A4, points.
 const PAGE_W: f32 = 595.0;
@@ -118,18 +119,8 @@ pub fn render(report: &ShiftReport, settings: &MapSettings) -> Vec<u8> {
     pdf.type1_font(bold)
         .base_font(Name(b"Helvetica-Bold"))
         .encoding_predefined(Name(b"WinAnsiEncoding"));
-    if let Backdrop::Plan { image: jpeg, .. } = &settings.backdrop {
-        let mut x = pdf.image_xobject(image, &jpeg.bytes);
-        x.filter(Filter::DctDecode);
-        x.width(i32::try_from(jpeg.width).unwrap_or(i32::MAX));
-        x.height(i32::try_from(jpeg.height).unwrap_or(i32::MAX));
-        match jpeg.components {
-            1 => x.color_space().device_gray(),
-            4 => x.color_space().device_cmyk(),
-            _ => x.color_space().device_rgb(),
-        };
-        x.bits_per_component(8);
-        x.finish();
+    if let Backdrop::Plan { image: plan, .. } = &settings.backdrop {
+        plan_image(&mut pdf, image, plan);
     }
     let first = first_page(report, settings);
     let contents = std::iter::once(first).chain(text_pages);
@@ -148,6 +139,47 @@ pub fn render(report: &ShiftReport, settings: &MapSettings) -> Vec<u8> {
         pdf.stream(*content_id, &content.finish());
     }
     pdf.finish()
+}
+
+/// The plan as an image XObject, its pixels as the file has them (DCT, or Flate with the PNG
+/// predictors).
+fn plan_image(pdf: &mut Pdf, id: Ref, plan: &PlanImage) {
+    let mut x = pdf.image_xobject(id, &plan.data);
+    x.width(i32::try_from(plan.width).unwrap_or(i32::MAX));
+    x.height(i32::try_from(plan.height).unwrap_or(i32::MAX));
+    match &plan.encoding {
+        PlanEncoding::Dct { components } => {
+            x.filter(Filter::DctDecode);
+            match components {
+                1 => x.color_space().device_gray(),
+                4 => x.color_space().device_cmyk(),
+                _ => x.color_space().device_rgb(),
+            };
+            x.bits_per_component(8);
+        }
+        PlanEncoding::Png {
+            colors,
+            bits,
+            palette,
+        } => {
+            x.filter(Filter::FlateDecode);
+            x.decode_parms()
+                .predictor(Predictor::PngOptimum)
+                .colors(i32::from(*colors))
+                .bits_per_component(i32::from(*bits))
+                .columns(i32::try_from(plan.width).unwrap_or(i32::MAX));
+            match palette {
+                Some(rgb) => {
+                    let hival = i32::try_from(rgb.len() / 3).unwrap_or(256) - 1;
+                    x.color_space().indexed(Name(b"DeviceRGB"), hival, rgb);
+                }
+                None if *colors == 1 => x.color_space().device_gray(),
+                None => x.color_space().device_rgb(),
+            }
+            x.bits_per_component(i32::from(*bits));
+        }
+    }
+    x.finish();
 }
 
 /// Page 1: title, the map with its legend, and the notes on it.
