@@ -33,6 +33,8 @@
 //! - [`api`]: the REST routes, one table, handlers by concern, and `/metrics`.
 //! - [`dashboard`]: the supervisor dashboard's files, embedded and served.
 //! - [`app`]: the application's shared state, where the services are wired together.
+//! - [`report`]: the shift report (PDF and CSV): a shift's track, scans, rounds, alerts and
+//!   check-ins in one time-ordered list, drawn on the site plan.
 //! - [`amqp`]: task events from the site's RabbitMQ, published on their bindings' channels.
 //! - [`arc`]: alarms to an alarm receiving centre over ANSI/SIA DC-09, from the durable
 //!   outbox the alerts write to (through [`alerts::AlertOutbox`]).
@@ -77,6 +79,7 @@ pub(crate) mod lanes;
 pub(crate) mod notify;
 pub mod patrol;
 pub mod protocol;
+pub mod report;
 pub mod server;
 pub(crate) mod session;
 pub mod simulate;

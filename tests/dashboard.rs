@@ -527,6 +527,14 @@ async fn the_supervisor_talks_with_a_guard_draws_a_fence_plans_a_shift_and_plays
         "moved 5 m east: {typed}"
     );
 
+    let report = node.event("shift-report").await;
+    let name = report["name"].as_str().expect("file name");
+    assert!(
+        name.starts_with(&format!("shift-{GUARD}-20")) && name.ends_with(".pdf"),
+        "the shift's PDF, saved under its name: {report}"
+    );
+    assert_eq!(report["head"], "%PDF-", "{report}");
+
     let fenced = node.event("fence-alert").await;
     assert_eq!(
         fenced["corners"].as_array().map(Vec::len),

@@ -47,6 +47,12 @@ if ! need systemd-analyze; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq systemd
 fi
+# The shift report's test reads its PDF back with pdftotext and renders page 1 with pdftoppm.
+if ! need pdftotext || ! need pdftoppm; then
+    step "installing poppler-utils (for pdftotext and pdftoppm)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq poppler-utils
+fi
 # The Debian package's install test (tests/install.rs) boots a minimal Debian with systemd in a
 # container: debootstrap makes the tree, systemd-nspawn boots it, dpkg-dev's dpkg-shlibdeps
 # names the package's library dependencies, curl plays the phone.
@@ -132,7 +138,7 @@ step "cargo test on the Redis engine (TEST_STORE=redis)"
 TEST_STORE=redis cargo nextest run --no-fail-fast --test-threads "${TEST_THREADS:-6}" \
     --test durability --test authorization --test field --test idempotency --test stomp \
     --test enrollment --test budgets --test operations --test lone_worker --test arc \
-    --test patrols --test incidents
+    --test patrols --test incidents --test shift_report
 # The authorization matrix and the patrols' window timers against a cluster: every in-process
 # server is three nodes on one Redis and the clients connect to them in turn.
 step "cargo test on a three-node cluster (TEST_CLUSTER=3)"

@@ -486,6 +486,15 @@ async fn nothing_of_one_org_reaches_another_on_any_transport_or_route_and_nobody
         theirs.iter().all(|s| !acmes.contains(s)),
         "globex sees acme's carol's sessions: {theirs:?} {acmes:?}"
     );
+    // acme's carol's shift report: refused to globex's supervisor and to globex's carol alike.
+    for token in [&globex, &forged_carol] {
+        for ext in ["pdf", "csv"] {
+            let path = format!("/api/v1/shifts/{}/report.{ext}", acme.shift);
+            let (status, body) = get(&server, &path, token).await;
+            assert_eq!(status, 403, "{path}: {body}");
+            assert_no_leak(&path, &body);
+        }
+    }
     // Naming acme outright: refused with its code, never answered with acme's data.
     for path in [
         "/api/v1/geofences?org=acme",

@@ -1018,6 +1018,7 @@ async function start(token) {
   const messages = new Messages({ call, client, me, names, guards: () => site.guards.keys(), visible: () => tabs.shown === 'messages' });
   const fences = new FencePanel({
     call,
+    fetchFile: (path) => fetch(path, { headers: { authorization: `Bearer ${token}` } }),
     site,
     names,
     guards: known,

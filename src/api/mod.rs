@@ -4,7 +4,7 @@
 //! [`ROUTES`] is the one route table: a request is matched against it by path and method, and
 //! a path it knows under other methods answers 405 with `Allow`. Handlers live by concern
 //! ([`publish`], [`history`], [`events`], [`field`], [`alerts`], [`enroll`], [`devices`],
-//! [`admin`], [`metrics`], [`welfare`], [`patrols`], [`incidents`]) and read requests through [`extract`]. Same JWT and rights as the socket (`Authorization:
+//! [`admin`], [`metrics`], [`welfare`], [`patrols`], [`incidents`], [`reports`]) and read requests through [`extract`]. Same JWT and rights as the socket (`Authorization:
 //! Bearer`); every error is `{"error":{"code","message"}}` with the matching status, made by
 //! `crate::http` from the failure. Bad input is answered, not logged as an error; 5xx details
 //! are logged and never sent to the client.
@@ -22,6 +22,7 @@ pub mod messages;
 pub mod metrics;
 pub mod patrols;
 pub mod publish;
+pub mod reports;
 pub mod welfare;
 
 use std::future::Future;
@@ -92,6 +93,8 @@ pub static ROUTES: &[Route] = &routes! {
     GET "/api/v1/shifts" => field::shifts,
     POST "/api/v1/shifts" => field::create_shift,
     DELETE "/api/v1/shifts/{id}" => field::delete_shift,
+    GET "/api/v1/shifts/{id}/report.pdf" => reports::pdf,
+    GET "/api/v1/shifts/{id}/report.csv" => reports::csv,
     GET "/api/v1/tracking/stats" => field::tracking_stats,
     GET "/api/v1/welfare/settings" => welfare::settings,
     PUT "/api/v1/welfare/settings" => welfare::set_settings,

@@ -85,5 +85,23 @@ config_section! {
         #[serde(with = "humantime_serde")]
         pub incident_retention: Duration = Duration::from_secs(365 * 24 * 3600),
             check: |d| d.is_zero().then_some("must be more than 0");
+        /// events one shift report holds (fixes, scans, rounds, alerts, check-ins)
+        ///
+        /// A longer shift's report is cut, not refused, and says so: the scans, rounds, alerts
+        /// and check-ins come first, the track's fixes fill what is left (in time order, so
+        /// the track then ends early); its PDF and CSV name this key.
+        pub max_report_events: usize = 20_000,
+            check: |n| (*n < 100).then_some("must be at least 100");
+        /// track points the shift report's PDF draws (evenly thinned)
+        ///
+        /// Every fix is still a row of the CSV; the drawing keeps every n-th to stay light.
+        pub max_report_track_points: usize = 2000,
+            check: |n| (*n < 2).then_some("must be at least 2");
+        /// bytes of incident photos one shift report embeds
+        ///
+        /// The shift's incident photos are put in its PDF, oldest report first, until this
+        /// much; the rest are listed by number and the PDF names this key.
+        pub max_report_photo_bytes: usize = 64 * 1024 * 1024,
+            check: |n| (*n < 1024 * 1024).then_some("must be at least 1 MiB");
     }
 }

@@ -142,6 +142,23 @@ impl Field {
             .collect())
     }
 
+    /// One shift: for the org's supervisors and admins, and the guard on it. Another org's
+    /// shift is refused as deleting it is.
+    pub async fn shift(&self, who: &Identity, id: &str) -> Result<Shift, FieldError> {
+        let shift: Shift = self
+            .store
+            .load(Record::Shift { id })
+            .await?
+            .ok_or_else(|| FieldError::NotFound(format!("no shift {id}")))?;
+        let own = who.is(Role::Guard) && who.in_org(&shift.org) && *who.user == *shift.user;
+        if !Self::may_manage(who, &shift.org) && !own {
+            return Err(FieldError::Forbidden(
+                "only the org's supervisors and admins, and the guard on it, read a shift",
+            ));
+        }
+        Ok(shift)
+    }
+
     /// Puts a guard on shift at a site.
     pub async fn add_shift(&self, who: &Identity, spec: ShiftSpec) -> Result<Shift, FieldError> {
         // A guard of the caller's org (an admin names the org).

@@ -340,6 +340,15 @@ impl Field {
         self.status_of(&state).await
     }
 
+    /// The last check-in of `user` of `org` (ms), the only one kept: each check-in replaces
+    /// the one before in the guard's welfare record.
+    pub async fn last_check_in(&self, org: &str, user: &str) -> Result<Option<u64>, FieldError> {
+        Ok(self
+            .guard_welfare(org, user)
+            .await?
+            .and_then(|s| s.checked_in_at))
+    }
+
     /// Records a check-in of `user` at `now` ("I'm OK" or counted activity): the next
     /// deadline one interval on, a missed check-in behind it.
     async fn checked_in(

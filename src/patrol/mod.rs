@@ -5,8 +5,8 @@
 //! # Layout
 //! One file per concern, each adding its operations to [`Patrols`] (`impl Patrols` blocks):
 //! `checkpoints.rs`, `tours.rs`, `scans.rs`, `timers.rs` (the window's end), `incidents.rs`
-//! (incident reports and their photos) and `sheet.rs` (the
-//! printable QR sheet) on top; `codes.rs`
+//! (incident reports and their photos), `sheet.rs` (the printable QR sheet) and `history.rs`
+//! (a guard's scans and ended rounds, for the shift report) on top; `codes.rs`
 //! (signed checkpoint ids) and `schedule.rs` (rounds) below them; `service.rs` (the service,
 //! access rules, budgets), `records.rs` and `error.rs` at the bottom. Records are
 //! `Record::Patrol { org, kind, id }`, one set per kind (`records.rs` names the kinds).
@@ -14,6 +14,7 @@
 mod checkpoints;
 mod codes;
 mod error;
+mod history;
 mod incidents;
 mod records;
 mod scans;
@@ -25,6 +26,7 @@ mod tours;
 
 pub use self::checkpoints::CheckpointView;
 pub use self::error::PatrolError;
+pub use self::history::{PatrolHistory, RoundOutcome};
 pub use self::incidents::{Filed, CATEGORIES};
 pub use self::records::{
     Checkpoint, CheckpointSpec, Comment, Incident, IncidentSpec, PhotoInfo, Scan, ScanSpec,

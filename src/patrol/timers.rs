@@ -19,7 +19,7 @@ use crate::store::{Change, Record};
 const CATCH_UP_MS: u64 = 24 * 3600 * 1000;
 
 /// The alert id of a round's `TOUR_MISSED`: the same for every firing of the same round.
-fn alert_id(org: &str, tour: &str, window_end: u64) -> String {
+pub(super) fn alert_id(org: &str, tour: &str, window_end: u64) -> String {
     crate::field::derived_id(&["tour", org, tour, &window_end.to_string()])
 }
 

@@ -146,6 +146,12 @@ async function main() {
   await dashboard.locator(`#shift-list tr[data-user="${guardId}"].current`).waitFor({ timeout: 10000 });
   await dashboard.locator(`.guard.on-shift[data-user="${guardId}"]`).waitFor({ timeout: 10000 });
   await tools('fences');
+  // Its report from its row: fetched with the token, saved from a blob: URL.
+  const shiftRow = dashboard.locator(`#shift-list tr[data-user="${guardId}"].current`);
+  const [report] = await Promise.all([dashboard.waitForEvent('download'), shiftRow.locator('button', { hasText: 'PDF' }).click()]);
+  const pdf = fs.readFileSync(await report.path());
+  fs.writeFileSync(path.join(artifacts, 'workplace-shift-report.pdf'), pdf);
+  emit({ event: 'shift-report', name: report.suggestedFilename(), head: pdf.subarray(0, 5).toString('latin1'), bytes: pdf.length });
 
   // ---- The guard walks in: the fence alert.
   const lat = corners.reduce((a, c) => a + c[0], 0) / corners.length;

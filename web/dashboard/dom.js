@@ -1,5 +1,6 @@
 // Small DOM helpers shared by the dashboard's modules: element and SVG builders, a selector,
-// coalesced renders, ages and times for display, a CSV cell, and a download from a blob: URL.
+// coalesced renders, ages and times for display, a CSV cell, and a download from a blob: URL
+// (of text made here, or of a file fetched with the token).
 
 export const $ = (selector) => document.querySelector(selector);
 const SVG = 'http://www.w3.org/2000/svg';
@@ -62,7 +63,12 @@ export function csvCell(value) {
 }
 
 export function download(name, text, type) {
-  const url = URL.createObjectURL(new Blob([text], { type }));
+  saveBlob(name, new Blob([text], { type }));
+}
+
+/** Saves a blob (e.g. a report fetched with the token) under `name`, through a blob: URL. */
+export function saveBlob(name, blob) {
+  const url = URL.createObjectURL(blob);
   const a = el('a', { href: url, download: name });
   document.body.append(a);
   a.click();

@@ -2,7 +2,7 @@
 // circle by its centre and radius; required or forbidden), move one (drag on the plan, or the
 // arrow buttons, 5 m a step) or delete it; and the shift planner (guard, site, start, end),
 // whose on-shift guards are ringed on the map.
-import { $, el, svg, localInput, when } from './dom.js';
+import { $, el, svg, localInput, saveBlob, when } from './dom.js';
 
 const STEP_M = 5;
 const M_PER_DEG = 111320;
@@ -29,7 +29,7 @@ function shift(shape, dx, dy) {
 }
 
 export class FencePanel {
-  /** `ctx`: { call, site, names, guards(), onShiftChange(set) }. */
+  /** `ctx`: { call, fetchFile(path), site, names, guards(), onShiftChange(set) }. */
   constructor(ctx) {
     Object.assign(this, ctx);
     this.drawing = false;
@@ -270,6 +270,23 @@ export class FencePanel {
     $('#known-guards-shift').replaceChildren(...guards.map((u) => el('option', { value: u }, this.names.get(u) ?? u)));
   }
 
+  /** A shift's report: fetched with the token (a link cannot send it), saved from a blob: URL. */
+  async saveReport(shift, ext) {
+    const who = this.names.get(shift.user) ?? shift.user;
+    try {
+      const response = await this.fetchFile(`/api/v1/shifts/${encodeURIComponent(shift.id)}/report.${ext}`);
+      if (!response.ok) {
+        const body = await response.json().catch(() => ({}));
+        throw new Error(body?.error?.message ?? `HTTP ${response.status}`);
+      }
+      const named = /filename="([^"]+)"/.exec(response.headers.get('content-disposition') ?? '');
+      saveBlob(named ? named[1] : `shift-${shift.id}.${ext}`, await response.blob());
+      $('#shift-status').textContent = `The shift report of ${who} (${ext.toUpperCase()}) is downloaded.`;
+    } catch (e) {
+      $('#shift-status').textContent = `Could not make the shift report: ${e.message}`;
+    }
+  }
+
   renderShifts() {
     const now = Date.now();
     if (!$('#panel-fences').hidden) this.offerGuards();
@@ -280,7 +297,12 @@ export class FencePanel {
       el('td', {}, when(s.start)),
       el('td', {}, when(s.end)),
       el('td', {}, s.start <= now && now < s.end ? 'on shift' : s.end <= now ? 'over' : 'planned'),
-      el('td', {}, el('button', {
+      el('td', {}, ...['pdf', 'csv'].map((ext) => el('button', {
+        type: 'button',
+        class: 'secondary',
+        'aria-label': `Shift report of ${this.names.get(s.user) ?? s.user} (${ext.toUpperCase()})`,
+        onclick: () => this.saveReport(s, ext),
+      }, ext.toUpperCase())), el('button', {
         type: 'button',
         class: 'secondary',
         'aria-label': `Delete the shift of ${this.names.get(s.user) ?? s.user}`,
