@@ -72,15 +72,17 @@ pub enum DemoRunError {
 }
 
 /// Writes the bundled site plan into the data directory; returns its path and its edges
-/// `[west, south, east, north]` (the plan covers 500 m × 400 m around the site's centre).
+/// `[west, south, east, north]` (the plan covers 500 m × 400 m around the site's centre). It is
+/// the JPEG rendered from `web/demo/site-plan.svg` (tests/node/render_site_plan.mjs): the shift
+/// report's PDF embeds a JPEG as it is.
 pub fn site_plan(data_dir: &Path, site: &Site) -> std::io::Result<(PathBuf, [f64; 4])> {
-    let svg = crate::dashboard::asset("demo/site-plan.svg").ok_or_else(|| {
+    let jpeg = crate::dashboard::asset("demo/site-plan.jpg").ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::NotFound, "site plan not bundled")
     })?;
     // As `serve` makes it: the directory holds the keys.
     crate::server::create_private_dir(data_dir)?;
-    let path = data_dir.join("site-plan.svg");
-    std::fs::write(&path, svg)?;
+    let path = data_dir.join("site-plan.jpg");
+    std::fs::write(&path, jpeg)?;
     let (south, west) = site.at(-250.0, -200.0);
     let (north, east) = site.at(250.0, 200.0);
     Ok((path, [west, south, east, north]))

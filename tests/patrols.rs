@@ -748,6 +748,87 @@ async fn the_demo_runs_a_tour_whose_guard_scans_the_codes_on_its_round_and_misse
         missed["message"]
     );
 
+    // Guard 01's shift report, once it has walked a stretch of its round (20 fixes).
+    let shift = shifts
+        .iter()
+        .find(|s| s["user"] == "guard-01")
+        .expect("guard 01's shift");
+    let shift_id = shift["id"].as_str().expect("shift id");
+    let from = shift["start"].as_u64().expect("start");
+    let walked = format!(
+        "{base}/api/v1/locations/guard-01/history?from={from}&to={}",
+        from + 86_400_000
+    );
+    while listed_fixes(&http, &walked, &sup).await < 20 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "guard 01 does not walk"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let report = |ext: &str| {
+        let url = format!("{base}/api/v1/shifts/{shift_id}/report.{ext}");
+        let (http, sup) = (http.clone(), sup.clone());
+        async move {
+            let response = http.get(url).bearer_auth(sup).send().await.expect("report");
+            assert_eq!(response.status(), 200);
+            response.bytes().await.expect("report body").to_vec()
+        }
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let pdf = dir.path().join("demo-shift.pdf");
+    std::fs::write(&pdf, report("pdf").await).expect("write");
+    let artifacts = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts");
+    std::fs::copy(&pdf, artifacts.join("demo-shift-report.pdf")).expect("copy");
+    let text = String::from_utf8_lossy(&poppler("pdftotext", &[pdf.as_os_str(), "-".as_ref()]))
+        .to_string();
+    // The guard, every checkpoint, and every alert raised for the guard before the report.
+    let made_at = now_ms();
+    let mut needles = vec![
+        "Shift report: guard-01".to_string(),
+        "TOUR_MISSED".to_string(),
+    ];
+    needles.extend(names.iter().map(|n| n.to_string()));
+    needles.extend(
+        listed("/api/v1/alerts?user=guard-01")
+            .await
+            .iter()
+            .filter(|a| a["user"] == "guard-01" && a["created_at"].as_u64() < Some(made_at - 1000))
+            .filter_map(|a| a["id"].as_str().map(str::to_string)),
+    );
+    for needle in &needles {
+        assert!(
+            text.contains(needle.as_str()),
+            "{needle:?} not in the demo's report:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("drawn on a grid"),
+        "the demo's plan is drawn, not a grid:\n{text}"
+    );
+    // Page 1: the demo's plan (its dark ground) with the track's blue on it.
+    let (w, h, pixels) = first_page(&pdf, dir.path(), &artifacts, "demo-shift-report-page1.png");
+    let ground = pixels
+        .chunks(3)
+        .filter(|p| near(p, [0x16, 0x20, 0x2a], 12))
+        .count();
+    assert!(
+        ground > w * h / 10,
+        "the plan's ground covers the map: {ground} of {}",
+        w * h
+    );
+    let blue = lookout::report::TRACK.map(|c| (c * 255.0).round() as u8);
+    let track = pixels.chunks(3).filter(|p| near(p, blue, 50)).count();
+    assert!(track >= 10, "the track's blue on the plan: {track} pixels");
+    // The CSV: a header, then one row of 12 cells per event.
+    let csv = String::from_utf8(report("csv").await).expect("UTF-8");
+    let rows = parse_csv(&csv);
+    assert!(rows[1..].iter().all(|r| r.len() == 12), "{csv}");
+    assert!(rows.iter().filter(|r| r[1] == "fix").count() >= 20, "{csv}");
+    assert!(rows.iter().any(|r| r[1] == "scan"), "{csv}");
+    assert!(rows.iter().any(|r| r[1] == "round_missed"), "{csv}");
+
     // The same directory again: nothing made twice.
     drop(demo);
     let demo = Binary::spawn(&args, &data, &FAST);
@@ -794,4 +875,10 @@ async fn scans_older_than_the_retention_are_deleted_when_the_org_scans_again() {
         .collect();
     assert_eq!(keys, ["the-newer-one"], "{listed}");
     server.stop().await;
+}
+
+/// How many fixes a location history answer holds.
+async fn listed_fixes(http: &reqwest::Client, url: &str, token: &str) -> usize {
+    let page = get_json(http, url, token).await;
+    page["points"].as_array().map_or(0, Vec::len)
 }

@@ -1405,3 +1405,110 @@ pub fn config_file(data: &std::path::Path, toml: &str) -> String {
     std::fs::write(&path, toml).expect("write config");
     path.display().to_string()
 }
+
+// ---- PDFs: poppler's tools, CSV and PPM readers (tests/shift_report.rs, tests/patrols.rs) ----
+
+/// Runs one of poppler's tools; a missing tool fails the test, saying what to install.
+pub fn poppler(tool: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let out = std::process::Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{tool} is required (Debian's poppler-utils; tests/run.sh installs it): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "{tool}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+/// RFC 4180 rows: quoted fields may hold commas, doubled quotes and line breaks.
+pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let (mut rows, mut row, mut field) = (Vec::new(), Vec::new(), String::new());
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\r') => {}
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    assert!(
+        !quoted && field.is_empty() && row.is_empty(),
+        "the CSV ends with a line end"
+    );
+    rows
+}
+/// A binary PPM (P6) as (width, height, RGB bytes).
+pub fn parse_ppm(bytes: &[u8]) -> (usize, usize, Vec<u8>) {
+    let mut fields = Vec::new();
+    let mut i = 0;
+    while fields.len() < 4 {
+        while bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let start = i;
+        while !bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        fields.push(String::from_utf8_lossy(&bytes[start..i]).to_string());
+    }
+    assert_eq!(fields[0], "P6", "a binary PPM");
+    let (w, h): (usize, usize) = (fields[1].parse().expect("w"), fields[2].parse().expect("h"));
+    let pixels = bytes[i + 1..].to_vec();
+    assert_eq!(pixels.len(), w * h * 3);
+    (w, h, pixels)
+}
+pub fn near(pixel: &[u8], colour: [u8; 3], tolerance: u8) -> bool {
+    pixel
+        .iter()
+        .zip(colour)
+        .all(|(p, c)| p.abs_diff(c) <= tolerance)
+}
+/// Page 1 rendered at 50 dpi: as PPM for the checks, as PNG for people.
+pub fn first_page(
+    pdf: &std::path::Path,
+    dir: &std::path::Path,
+    artifacts: &std::path::Path,
+    keep_as: &str,
+) -> (usize, usize, Vec<u8>) {
+    let prefix = dir.join("page");
+    let r50 = std::ffi::OsStr::new("50");
+    let one = std::ffi::OsStr::new("1");
+    let flags = |extra: &'static str| {
+        let mut a: Vec<&std::ffi::OsStr> = vec![
+            "-r".as_ref(),
+            r50,
+            "-f".as_ref(),
+            one,
+            "-l".as_ref(),
+            one,
+            "-singlefile".as_ref(),
+        ];
+        if !extra.is_empty() {
+            a.push(extra.as_ref());
+        }
+        a
+    };
+    let mut ppm = flags("");
+    ppm.extend([pdf.as_os_str(), prefix.as_os_str()]);
+    poppler("pdftoppm", &ppm);
+    let mut png = flags("-png");
+    png.extend([pdf.as_os_str(), prefix.as_os_str()]);
+    poppler("pdftoppm", &png);
+    std::fs::copy(dir.join("page.png"), artifacts.join(keep_as)).expect("copy");
+    parse_ppm(&std::fs::read(dir.join("page.ppm")).expect("ppm"))
+}
