@@ -542,3 +542,90 @@ async fn a_png_site_plan_is_drawn_under_the_track_too() {
     assert_track_on_the_plan(w, h, &pixels);
     server.stop().await;
 }
+
+/// A JPEG of about `kib` KiB: the plan fixture with padding segments (APP15) after its start,
+/// as a camera's maker notes would be.
+fn padded_jpeg(kib: usize) -> Vec<u8> {
+    let jpeg = std::fs::read(plan("jpg")).expect("fixture");
+    let mut out = jpeg[..2].to_vec();
+    for _ in 0..kib.div_ceil(64) {
+        out.extend_from_slice(&[0xFF, 0xEF, 0xFF, 0xFF]);
+        out.extend(std::iter::repeat_n(0u8, 0xFFFF - 2));
+    }
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// Files an incident with `photos` for `guard`; its id.
+async fn incident(server: &TestServer, guard: &str, key: &str, photos: &[Vec<u8>]) -> String {
+    let filed = post(
+        server,
+        "/api/v1/incidents",
+        guard,
+        json!({"category": "damage", "text": "Broken window", "key": key}),
+    )
+    .await;
+    let id = filed["id"].as_str().expect("incident id").to_string();
+    for (n, photo) in photos.iter().enumerate() {
+        let response = server
+            .http()
+            .put(server.https(&format!("/api/v1/incidents/{id}/photos/{}", n + 1)))
+            .bearer_auth(guard)
+            .header("content-type", "image/jpeg")
+            .body(photo.clone())
+            .send()
+            .await
+            .expect("photo");
+        assert_eq!(response.status(), 200, "photo {}", n + 1);
+    }
+    id
+}
+
+/// `patrol.max_report_photo_bytes` bounds the photos one report embeds: past it a photo is
+/// named in the notes, not put in the PDF; another guard's report keeps its photo.
+#[tokio::test]
+async fn incident_photos_past_the_reports_photo_budget_are_named_not_embedded() {
+    let server = TestServer::start_with(|c| c.patrol.max_report_photo_bytes = 1024 * 1024).await;
+    let sup = server.token("sup", Some("acme"), &[Role::Supervisor]);
+    let now = now_ms();
+    let ana = server.token("g1", Some("acme"), &[Role::Guard]);
+    let ana_shift = shift(&server, &sup, now - 60_000, now + 3_600_000).await;
+    let ben = server.token("g2", Some("acme"), &[Role::Guard]);
+    let ben_shift = post(
+        &server,
+        "/api/v1/shifts",
+        &sup,
+        json!({"user": "g2", "site": "hq", "start": now - 60_000, "end": now + 3_600_000}),
+    )
+    .await["id"]
+        .as_str()
+        .expect("shift id")
+        .to_string();
+    // Two photos of 640 KiB: the second would take the report past 1 MiB.
+    let big = padded_jpeg(640);
+    let ana_incident = incident(&server, &ana, "incident-ana-01", &[big.clone(), big]).await;
+    let ben_incident = incident(&server, &ben, "incident-ben-01", &[padded_jpeg(64)]).await;
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let text_of = |pdf: PathBuf| {
+        String::from_utf8_lossy(&poppler("pdftotext", &[pdf.as_os_str(), "-".as_ref()])).to_string()
+    };
+    let ana_text = text_of(save_pdf(&server, &ana_shift, &sup, dir.path()).await);
+    assert!(
+        ana_text.contains(&format!("damage {ana_incident}: photo 1"))
+            && !ana_text.contains(&format!("damage {ana_incident}: photo 2")),
+        "{ana_text}"
+    );
+    assert!(
+        ana_text.contains("1 incident photos are not in this PDF")
+            && ana_text.contains("patrol.max_report_photo_bytes"),
+        "{ana_text}"
+    );
+    let ben_text = text_of(save_pdf(&server, &ben_shift, &sup, dir.path()).await);
+    assert!(
+        ben_text.contains(&format!("damage {ben_incident}: photo 1"))
+            && !ben_text.contains("not in this PDF"),
+        "{ben_text}"
+    );
+    server.stop().await;
+}

@@ -5,7 +5,7 @@
 //!
 //! Pure drawing into a `pdf_writer::Content`; no I/O. Every shape is its own small function.
 
-use pdf_writer::types::{LineCapStyle, LineJoinStyle};
+use pdf_writer::types::{LineCapStyle, LineJoinStyle, TextRenderingMode};
 use pdf_writer::{Content, Name, Str};
 
 use super::events::{CheckpointMark, Mark, ShiftEvent, What};
@@ -359,8 +359,23 @@ pub fn checkpoints(
     for mark in marks {
         let p = at((mark.lat, mark.lon));
         circle(c, p, 6.0, colour(mark.mark));
-        label(c, font, 7.0, (p.0 + 8.0, p.1 - 2.5), &encode(&mark.name));
+        halo_label(c, font, 7.0, (p.0 + 8.0, p.1 - 2.5), &encode(&mark.name));
     }
+}
+
+/// A label on the plan: black letters in a white outline, legible on light and dark plans.
+fn halo_label(c: &mut Content, font: Name, size: f32, (x, y): (f32, f32), text: &[u8]) {
+    c.save_state();
+    c.set_stroke_rgb(1.0, 1.0, 1.0).set_line_width(1.6);
+    c.set_line_join(LineJoinStyle::RoundJoin);
+    c.begin_text();
+    c.set_text_rendering_mode(TextRenderingMode::Stroke);
+    c.set_font(font, size);
+    c.next_line(x, y);
+    c.show(Str(text));
+    c.end_text();
+    c.restore_state();
+    label(c, font, size, (x, y), text);
 }
 
 /// Alerts as triangles: where the alert says the guard was, else the guard's fix nearest in
