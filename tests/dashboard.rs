@@ -104,18 +104,7 @@ async fn the_dashboard_shows_the_demo_site_live_and_survives_a_restart() {
     assert_eq!(back["state"], "acknowledged", "{back}");
     assert!(back["movedAgain"].as_u64() >= Some(1), "live again: {back}");
 
-    let done = node.event("done").await;
-    node.finish().await;
-    assert_eq!(
-        done["foreign"],
-        Value::Array(vec![]),
-        "requests left the appliance: {done}"
-    );
-    assert_eq!(
-        done["problems"],
-        Value::Array(vec![]),
-        "page errors or CSP violations: {done}"
-    );
+    node.finish_clean().await;
     assert_screenshots(
         &artifacts,
         "dashboard",
@@ -577,10 +566,7 @@ async fn the_supervisor_talks_with_a_guard_draws_a_fence_plans_a_shift_and_plays
     assert_eq!(table["hasGuard"], true, "{table}");
     assert!(table["rows"].as_u64() >= Some(5), "{table}");
 
-    let done = node.event("done").await;
-    node.finish().await;
-    assert_eq!(done["foreign"], Value::Array(vec![]), "{done}");
-    assert_eq!(done["problems"], Value::Array(vec![]), "{done}");
+    node.finish_clean().await;
     assert_screenshots(
         &artifacts,
         "workplace",

@@ -350,18 +350,7 @@ async fn a_phone_on_patrol_reports_raises_a_panic_streams_on_demand_and_catches_
         "the revocation is on record: {devices}"
     );
 
-    let done = node.event("done").await;
-    node.finish().await;
-    assert_eq!(
-        done["problems"],
-        json!([]),
-        "page errors or CSP violations: {done}"
-    );
-    assert_eq!(
-        done["foreign"],
-        json!([]),
-        "requests left the appliance: {done}"
-    );
+    node.finish_clean().await;
     assert_screenshots(
         &artifacts,
         "guard",

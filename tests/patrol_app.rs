@@ -193,8 +193,9 @@ async fn a_guard_scans_a_printed_checkpoint_offline_scans_arrive_once_and_the_un
         second[0]
     );
     assert_eq!(second[0]["tour"], tour_id.as_str(), "{}", second[0]);
-    let (status, round) =
-        get_json_status(&server, &format!("/api/v1/tours/{tour_id}/round"), &sup).await;
+    let (status, round) = server
+        .get(&format!("/api/v1/tours/{tour_id}/round"), &sup)
+        .await;
     assert_eq!(status, 200, "{round}");
     assert!(
         round["scanned"]
@@ -222,8 +223,9 @@ async fn a_guard_scans_a_printed_checkpoint_offline_scans_arrive_once_and_the_un
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let (_, round) =
-        get_json_status(&server, &format!("/api/v1/tours/{tour_id}/round"), &sup).await;
+    let (_, round) = server
+        .get(&format!("/api/v1/tours/{tour_id}/round"), &sup)
+        .await;
     assert_eq!(round["round_start"].as_u64(), Some(round_start), "{round}");
     let window_end = round["window_end"].as_u64().expect("window_end");
     let missed = loop {
@@ -268,18 +270,7 @@ async fn a_guard_scans_a_printed_checkpoint_offline_scans_arrive_once_and_the_un
             .is_some_and(|t| t.contains("Roof access") || t.contains("Tour missed")),
         "{shown}"
     );
-    let done = node.event("done").await;
-    node.finish().await;
-    assert_eq!(
-        done["problems"],
-        json!([]),
-        "page errors or CSP refusals: {done}"
-    );
-    assert_eq!(
-        done["foreign"],
-        json!([]),
-        "requests left the appliance: {done}"
-    );
+    node.finish_clean().await;
     assert_screenshots(
         &artifacts,
         "patrol",
@@ -293,16 +284,4 @@ async fn a_guard_scans_a_printed_checkpoint_offline_scans_arrive_once_and_the_un
         ],
     );
     server.stop().await;
-}
-
-async fn get_json_status(server: &TestServer, path: &str, token: &str) -> (u16, Value) {
-    let response = server
-        .http()
-        .get(server.https(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("GET");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }

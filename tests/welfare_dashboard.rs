@@ -375,18 +375,7 @@ async fn a_supervisor_sets_check_ins_and_sees_missed_lost_contact_man_down_and_d
     assert_eq!(log["listed"], json!([id]), "filtered to DURESS: {log}");
     assert_eq!(log["logIcon"], 1, "{log}");
 
-    let done = node.event("done").await;
-    node.finish().await;
-    assert_eq!(
-        done["foreign"],
-        json!([]),
-        "requests left the appliance: {done}"
-    );
-    assert_eq!(
-        done["problems"],
-        json!([]),
-        "page errors or CSP violations: {done}"
-    );
+    node.finish_clean().await;
 
     // The guard's phone heard its check-in's pre-alarm and the miss, and nothing of the duress
     // alarm nor of the supervisor's acknowledgement of it.
