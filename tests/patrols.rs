@@ -46,10 +46,6 @@ async fn send(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn get(server: &TestServer, path: &str, token: &str) -> (u16, Value) {
-    send(server, reqwest::Method::GET, path, token, None).await
-}
-
 fn now_ms() -> u64 {
     u64::try_from(
         SystemTime::now()
@@ -112,7 +108,7 @@ fn scan_body(code: &Value, key: &str, at: u64, lat: f64, lon: f64) -> Value {
 }
 
 async fn missed(server: &TestServer, sup: &str) -> Vec<Value> {
-    let (status, body) = get(server, "/api/v1/alerts?type=TOUR_MISSED", sup).await;
+    let (status, body) = server.get("/api/v1/alerts?type=TOUR_MISSED", sup).await;
     assert_eq!(status, 200, "{body}");
     body.as_array().cloned().unwrap_or_default()
 }
@@ -145,7 +141,7 @@ async fn checkpoints_are_managed_by_supervisors_of_their_org_only() {
 
     // A guard reads them (its app shows the tour) without their codes (a guard who could read
     // them could scan without going there), and makes none.
-    let (status, listed) = get(&server, "/api/v1/checkpoints", &guard).await;
+    let (status, listed) = server.get("/api/v1/checkpoints", &guard).await;
     assert_eq!(
         (status, listed[0]["id"].clone(), listed[0].get("code")),
         (200, gate["id"].clone(), None),
@@ -164,9 +160,9 @@ async fn checkpoints_are_managed_by_supervisors_of_their_org_only() {
     );
 
     // Another org sees none of them and cannot touch them.
-    let (_, theirs) = get(&server, "/api/v1/checkpoints", &other).await;
+    let (_, theirs) = server.get("/api/v1/checkpoints", &other).await;
     assert_eq!(theirs, json!([]));
-    let (status, _) = get(&server, "/api/v1/checkpoints?org=acme", &other).await;
+    let (status, _) = server.get("/api/v1/checkpoints?org=acme", &other).await;
     assert_eq!(status, 403);
     let path = format!("/api/v1/checkpoints/{id}");
     let (status, _) = send(&server, reqwest::Method::DELETE, &path, &other, None).await;
@@ -202,7 +198,7 @@ async fn checkpoints_are_managed_by_supervisors_of_their_org_only() {
     );
 
     // An admin acts in a named org.
-    let (_, by_admin) = get(&server, "/api/v1/checkpoints?org=acme", &admin).await;
+    let (_, by_admin) = server.get("/api/v1/checkpoints?org=acme", &admin).await;
     assert_eq!(by_admin[0]["name"], "Main gate");
 
     // On a tour it cannot go; off it, it can.
@@ -214,7 +210,7 @@ async fn checkpoints_are_managed_by_supervisors_of_their_org_only() {
     assert_eq!(status, 200);
     let (status, _) = send(&server, reqwest::Method::DELETE, &path, &sup, None).await;
     assert_eq!(status, 200);
-    let (_, listed) = get(&server, "/api/v1/checkpoints", &sup).await;
+    let (_, listed) = server.get("/api/v1/checkpoints", &sup).await;
     assert_eq!(listed, json!([]));
     server.stop().await;
 }
@@ -338,7 +334,7 @@ async fn scans_are_recorded_once_per_key_and_flagged_when_far() {
     // A supervisor cannot scan; the listing shows the guard's two scans, newest first.
     let (status, _) = post(&server, "/api/v1/patrols/scans", &sup, body.clone()).await;
     assert_eq!(status, 403);
-    let (_, listed) = get(&server, "/api/v1/patrols/scans?user=g1", &sup).await;
+    let (_, listed) = server.get("/api/v1/patrols/scans?user=g1", &sup).await;
     let keys: Vec<&str> = listed
         .as_array()
         .expect("list")
@@ -346,7 +342,7 @@ async fn scans_are_recorded_once_per_key_and_flagged_when_far() {
         .filter_map(|s| s["key"].as_str())
         .collect();
     assert_eq!(keys, ["scan-0002", "scan-0001"]);
-    let (status, _) = get(&server, "/api/v1/patrols/scans?user=g2", &guard).await;
+    let (status, _) = server.get("/api/v1/patrols/scans?user=g2", &guard).await;
     assert_eq!(status, 403);
 
     let metrics = server.metrics().await;
@@ -365,7 +361,9 @@ async fn an_unscanned_checkpoint_raises_tour_missed_once_at_the_windows_end() {
     // The round opens in about 1 s (20 minutes of 50 ms) and lasts 2 s.
     let t = tour(&server, &sup, &[&gate, &yard], 20, 40).await;
     let tour_id = t["id"].as_str().expect("id");
-    let (status, round) = get(&server, &format!("/api/v1/tours/{tour_id}/round"), &guard).await;
+    let (status, round) = server
+        .get(&format!("/api/v1/tours/{tour_id}/round"), &guard)
+        .await;
     assert_eq!(status, 200, "{round}");
     let (start, end) = (
         round["round_start"].as_u64().expect("start"),
@@ -397,7 +395,7 @@ async fn an_unscanned_checkpoint_raises_tour_missed_once_at_the_windows_end() {
     assert_eq!(scanned["out_of_order"], false);
     assert!(missed(&server, &sup).await.is_empty());
     // The guard app's tour card: the round open, the gate ticked, the yard next.
-    let (status, current) = get(&server, "/api/v1/tours/current", &guard).await;
+    let (status, current) = server.get("/api/v1/tours/current", &guard).await;
     assert_eq!(status, 200, "{current}");
     assert_eq!(current[0]["tour"]["id"], t["id"], "{current}");
     assert_eq!(current[0]["open"], true, "{current}");
@@ -410,7 +408,7 @@ async fn an_unscanned_checkpoint_raises_tour_missed_once_at_the_windows_end() {
         "{current}"
     );
     assert_eq!(current[0]["next"], yard["id"], "{current}");
-    let (status, _) = get(&server, "/api/v1/tours/current", &sup).await;
+    let (status, _) = server.get("/api/v1/tours/current", &sup).await;
     assert_eq!(status, 403, "a supervisor has no tours of its own");
 
     // The window ends with the yard unscanned: one TOUR_MISSED naming it.
@@ -425,7 +423,9 @@ async fn an_unscanned_checkpoint_raises_tour_missed_once_at_the_windows_end() {
     assert_eq!(alerts[0]["user"], "g1");
     assert_eq!(alerts[0]["priority"], "HIGH");
     // The round moved on to the next (shortened) day; nothing more is raised.
-    let (_, next) = get(&server, &format!("/api/v1/tours/{tour_id}/round"), &sup).await;
+    let (_, next) = server
+        .get(&format!("/api/v1/tours/{tour_id}/round"), &sup)
+        .await;
     assert_eq!(next["round_start"].as_u64(), Some(start + 1440 * MINUTE_MS));
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(missed(&server, &sup).await.len(), 1);
@@ -449,7 +449,9 @@ async fn an_unscanned_checkpoint_raises_tour_missed_once_at_the_windows_end() {
         (&t["id"], Some(start), &json!(true)),
         "{late}"
     );
-    let (_, still) = get(&server, &format!("/api/v1/tours/{tour_id}/round"), &sup).await;
+    let (_, still) = server
+        .get(&format!("/api/v1/tours/{tour_id}/round"), &sup)
+        .await;
     assert_eq!(still, next, "the next round is untouched");
     assert_eq!(missed(&server, &sup).await.len(), 1);
     // Counted by the node that fired it (in a TEST_CLUSTER, any of them).
@@ -467,7 +469,9 @@ async fn a_window_ending_while_the_server_is_down_raises_once_after_restart() {
     // The round opens in 2 s and lasts 0.5 s.
     let t = tour(&server, &sup, &[&gate], 40, 10).await;
     let tour_id = t["id"].as_str().expect("id").to_string();
-    let (_, round) = get(&server, &format!("/api/v1/tours/{tour_id}/round"), &sup).await;
+    let (_, round) = server
+        .get(&format!("/api/v1/tours/{tour_id}/round"), &sup)
+        .await;
     let end = round["window_end"].as_u64().expect("end");
     // Down from now until 300 ms past the window's end (Redis, if any, keeps running).
     let down = Duration::from_millis(end + 300 - now_ms());
@@ -865,7 +869,7 @@ async fn scans_older_than_the_retention_are_deleted_when_the_org_scans_again() {
     assert_eq!(scan("kept-for-now").await.0, 201);
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(scan("the-newer-one").await.0, 201);
-    let (status, listed) = get(&server, "/api/v1/patrols/scans", &sup).await;
+    let (status, listed) = server.get("/api/v1/patrols/scans", &sup).await;
     assert_eq!(status, 200, "{listed}");
     let keys: Vec<&str> = listed
         .as_array()

@@ -262,6 +262,19 @@ impl TestServer {
             .expect("text")
     }
 
+    /// GETs `path` with `token`: the status and the JSON answer (null if none).
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let response = self
+            .http()
+            .get(self.https(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// PUTs `body` as JSON to `path` with `token`: the status and the JSON answer (null if
     /// none).
     pub async fn put_json(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
