@@ -68,3 +68,19 @@ export async function sameOriginOnly(context, origin, foreign) {
     return route.abort();
   });
 }
+
+/**
+ * The supervisor's dashboard signed in with `token`, in a desktop-sized context of its own that
+ * reaches `origin` only (anything else is listed in `foreign`), once its connection is open;
+ * its page errors go to `problems`. The context too, for the pages the dashboard opens.
+ */
+export async function signedInDashboard(browser, { origin, token, foreign, problems, timeout = 30000 }) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 900 } });
+  await sameOriginOnly(context, origin, foreign);
+  await context.addInitScript((t) => sessionStorage.setItem('lookout.token', t), token);
+  const page = await context.newPage();
+  watchPage(page, 'dashboard', problems);
+  await page.goto(`${origin}/`);
+  await page.locator('#conn[data-state="open"]').waitFor({ timeout });
+  return { context, page };
+}

@@ -9,7 +9,7 @@
 // Steps are JSON lines on stdout; screenshots go to LOOKOUT_ARTIFACTS as incident-*.png.
 import fs from 'node:fs';
 import path from 'node:path';
-import { emit, env, launch, phoneContext, sameOriginOnly, watchPage } from './harness.mjs';
+import { emit, env, launch, phoneContext, sameOriginOnly, signedInDashboard, watchPage } from './harness.mjs';
 
 const origin = env('ORIGIN');
 const artifacts = env('LOOKOUT_ARTIFACTS');
@@ -86,13 +86,7 @@ async function main() {
   });
 
   // ---- A supervisor opens it, sees both photos, comments and closes it.
-  const desk = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 900 } });
-  await sameOriginOnly(desk, origin, foreign);
-  await desk.addInitScript((t) => sessionStorage.setItem('lookout.token', t), supervisorToken);
-  const page = await desk.newPage();
-  watchPage(page, 'dashboard', problems);
-  await page.goto(`${origin}/`);
-  await page.locator('#conn[data-state="open"]').waitFor({ timeout: PATIENT });
+  const { page } = await signedInDashboard(browser, { origin, token: supervisorToken, foreign, problems, timeout: PATIENT });
   await page.locator('#tab-incidents').click();
   const row = page.locator('#inc-rows tr[data-state="open"]').first();
   await row.waitFor({ timeout: PATIENT });

@@ -18,7 +18,7 @@
 // Accelerometer follows the `accelerometer` override alone.
 import fs from 'node:fs';
 import path from 'node:path';
-import { emit, env, launch, phoneContext, proceed as proceedAfter, sameOriginOnly, sleep, watchPage as watchPageFor } from './harness.mjs';
+import { emit, env, launch, phoneContext, proceed as proceedAfter, sameOriginOnly, signedInDashboard, sleep, watchPage as watchPageFor } from './harness.mjs';
 
 const scenario = env('SCENARIO');
 const origin = env('ORIGIN');
@@ -120,13 +120,7 @@ async function openGuard(context, who, before) {
 }
 
 async function openDashboard(browser) {
-  const desk = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 900 } });
-  await sameOriginOnly(desk, origin, foreign);
-  await desk.addInitScript((t) => sessionStorage.setItem('lookout.token', t), supervisorToken);
-  const page = await desk.newPage();
-  watchPage(page, 'dashboard');
-  await page.goto(`${origin}/`);
-  await page.locator('#conn[data-state="open"]').waitFor({ timeout: PATIENT });
+  const { page } = await signedInDashboard(browser, { origin, token: supervisorToken, foreign, problems, timeout: PATIENT });
   return page;
 }
 

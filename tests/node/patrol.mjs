@@ -7,7 +7,7 @@
 // side answers by files in LOOKOUT_CONTROL. Screenshots: LOOKOUT_ARTIFACTS/patrol-*.png.
 import fs from 'node:fs';
 import path from 'node:path';
-import { emit, env, launch, phoneContext, proceed as proceedAfter, sameOriginOnly, watchPage as watchPageFor } from './harness.mjs';
+import { emit, env, launch, phoneContext, proceed as proceedAfter, sameOriginOnly, signedInDashboard, watchPage as watchPageFor } from './harness.mjs';
 
 const origin = env('ORIGIN');
 const artifacts = env('LOOKOUT_ARTIFACTS');
@@ -30,13 +30,7 @@ const shot = (page, name) => page.screenshot({ path: path.join(artifacts, `patro
 
 /** The dashboard, signed in, on its Patrols tab with the three checkpoints listed. */
 async function openDashboard(browser) {
-  const desk = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 900 } });
-  await sameOriginOnly(desk, origin, foreign);
-  await desk.addInitScript((t) => sessionStorage.setItem('lookout.token', t), supervisorToken);
-  const page = await desk.newPage();
-  watchPage(page, 'dashboard');
-  await page.goto(`${origin}/`);
-  await page.locator('#conn[data-state="open"]').waitFor({ timeout: PATIENT });
+  const { context: desk, page } = await signedInDashboard(browser, { origin, token: supervisorToken, foreign, problems, timeout: PATIENT });
   await page.locator('#tab-patrols').click();
   await page.locator('#cp-list li').nth(2).waitFor({ timeout: PATIENT });
   await page.locator('#tour-list tr').first().waitFor({ timeout: PATIENT });
