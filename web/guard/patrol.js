@@ -8,6 +8,8 @@
 // - Offline: every scan is queued on the phone (localStorage) with the time it was made and a
 //   random key, and sent when the appliance answers; a resend after a lost answer is recorded
 //   once (the server keys scans by that key), so nothing is lost and nothing counts twice.
+import { rest } from '/guard/rest.js';
+
 const $ = (selector) => document.querySelector(selector);
 
 const QUEUE_KEY = 'lookout.guard.scans';
@@ -111,15 +113,7 @@ export function startPatrol({ client, token, owner, fix }) {
   // The checkpoints the phone knows by id, for names in what it shows.
   const names = new Map();
 
-  async function api(method, path, body) {
-    const response = await fetch(path, {
-      method,
-      headers: { authorization: `Bearer ${token()}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const answer = await response.json().catch(() => null);
-    return { status: response.status, body: answer };
-  }
+  const api = (method, path, body) => rest(token(), method, path, body);
 
   function showResult(text, state) {
     const p = $('#scan-result');

@@ -1,12 +1,13 @@
 // The guard app's service worker: keeps the app shell so the app opens without a network.
 // The shell is fetched network-first (an upgraded appliance is seen at once) and falls back to
 // the cache; the API, the WebSocket and anything not in the shell never go through the cache.
-const CACHE = 'lookout-guard-v4';
+const CACHE = 'lookout-guard-v5';
 const SHELL = [
   '/guard',
   '/guard/guard.js',
   '/guard/welfare.js',
   '/guard/patrol.js',
+  '/guard/rest.js',
   '/guard/vendor/jsqr/jsQR.js',
   '/guard/incident.js',
   '/incident-categories.js',

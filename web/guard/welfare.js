@@ -13,6 +13,8 @@
 // - The safety PIN and the duress PIN: wherever the PIN is asked, the duress PIN gets exactly
 //   the answer of the real one (the server answers both alike; this page cannot tell them apart
 //   and keeps neither).
+import { rest } from '/guard/rest.js';
+
 const $ = (selector) => document.querySelector(selector);
 
 const WELFARE_QUEUE = '/user/queue/welfare';
@@ -301,18 +303,7 @@ export function startWelfare({ client, token, raise }) {
   let missedAlertState = null;
   let sensor = null;
 
-  async function api(method, path, body) {
-    const response = await fetch(`/api/v1/welfare/${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${token()}`,
-        ...(body ? { 'content-type': 'application/json' } : {}),
-      },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const answer = await response.json().catch(() => null);
-    return { status: response.status, body: answer };
-  }
+  const api = (method, path, body) => rest(token(), method, `/api/v1/welfare/${path}`, body);
 
   /** Takes a status answer of the server: clock offset, then everything shown. */
   function take(next, sentAt) {
