@@ -10,15 +10,7 @@ use lookout::auth::Role;
 use serde_json::{json, Value};
 
 async fn conversation(server: &TestServer, token: &str, query: &str) -> (u16, Value) {
-    let response = server
-        .http()
-        .get(server.https(&format!("/api/v1/messages{query}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("GET");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    server.get(&format!("/api/v1/messages{query}"), token).await
 }
 
 fn texts(page: &Value) -> Vec<(String, String, bool)> {
